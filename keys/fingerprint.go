@@ -1,0 +1,66 @@
+package keys
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"hash"
+	"sync"
+)
+
+// Fingerprint is the SHA-256 digest of everything that makes a statement's
+// result what it is. SHA-256 rather than a fast non-cryptographic hash: bound
+// values come from users, and a crafted collision would make two queries
+// share an entry.
+type Fingerprint [sha256.Size]byte
+
+// String returns the fingerprint in unpadded URL-safe base64 (43 bytes).
+func (f Fingerprint) String() string { return base64.RawURLEncoding.EncodeToString(f[:]) }
+
+// Sum returns the fingerprint of b.
+func Sum(b []byte) Fingerprint { return sha256.Sum256(b) }
+
+// Builder accumulates the parts of a fingerprint. Every part is written with
+// its length (or a type tag and fixed width), so the encoding is injective:
+// different part sequences never produce the same byte stream.
+type Builder struct {
+	h   hash.Hash
+	buf []byte
+}
+
+var builderPool = sync.Pool{New: func() any { return &Builder{h: sha256.New(), buf: make([]byte, 0, 512)} }}
+
+// NewBuilder returns an empty Builder from a pool; call Sum to finish it.
+func NewBuilder() *Builder {
+	b := builderPool.Get().(*Builder)
+	b.buf = b.buf[:0]
+	return b
+}
+
+// String adds a length-prefixed string part.
+func (b *Builder) String(s string) {
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(s)))
+	b.buf = append(b.buf, s...)
+}
+
+// Value adds a bound value, tagged with its type. It reports false when the
+// value cannot be encoded faithfully (see AppendValue); the fingerprint must
+// then not be used.
+func (b *Builder) Value(v any) bool {
+	var ok bool
+	b.buf, ok = AppendValue(b.buf, v)
+	return ok
+}
+
+// Sum returns the fingerprint of the parts added so far and returns the
+// Builder to its pool; the Builder must not be used afterwards.
+func (b *Builder) Sum() Fingerprint {
+	var f Fingerprint
+	b.h.Reset()
+	b.h.Write(b.buf)
+	b.h.Sum(f[:0])
+	if cap(b.buf) <= 64<<10 {
+		builderPool.Put(b)
+	}
+	return f
+}

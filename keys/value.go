@@ -1,0 +1,205 @@
+package keys
+
+import (
+	"database/sql/driver"
+	"encoding/binary"
+	"math"
+	"reflect"
+	"time"
+)
+
+// Type tags of AppendValue's encoding. A tag is followed by a fixed-width or
+// length-prefixed body, which keeps the encoding injective.
+const (
+	tagNil    = 'n'
+	tagFalse  = '0'
+	tagTrue   = '1'
+	tagInt    = 'i'
+	tagUint   = 'u'
+	tagFloat  = 'f'
+	tagString = 's'
+	tagBytes  = 'b'
+	tagTime   = 't'
+	tagValuer = 'V'
+	tagSlice  = 'L'
+	tagStruct = 'S'
+	tagArray  = 'A'
+)
+
+const maxValueDepth = 16
+
+// AppendValue appends an injective, type-tagged encoding of a bound value to
+// buf. Integers of every width encode alike (the database sees the same
+// number), as do float32 and float64. A driver.Valuer is encoded by the value
+// it produces, plus its type. Pointers are followed, never encoded by
+// address. It reports false for values that cannot be encoded faithfully
+// (maps, channels, functions, cycles, a Valuer that fails): a statement bound
+// to such a value must not be cached.
+func AppendValue(buf []byte, v any) ([]byte, bool) {
+	return appendValue(buf, v, 0)
+}
+
+func appendValue(buf []byte, v any, depth int) (out []byte, ok bool) {
+	if depth > maxValueDepth {
+		return buf, false
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(buf, tagNil), true
+	case string:
+		return appendString(append(buf, tagString), x), true
+	case []byte:
+		if x == nil {
+			return append(buf, tagNil), true
+		}
+		return appendString(append(buf, tagBytes), string(x)), true
+	case int:
+		return appendInt(buf, int64(x)), true
+	case int64:
+		return appendInt(buf, x), true
+	case int32:
+		return appendInt(buf, int64(x)), true
+	case uint:
+		return appendUint(buf, uint64(x)), true
+	case uint64:
+		return appendUint(buf, x), true
+	case uint32:
+		return appendUint(buf, uint64(x)), true
+	case bool:
+		if x {
+			return append(buf, tagTrue), true
+		}
+		return append(buf, tagFalse), true
+	case float64:
+		return appendFloat(buf, x), true
+	case time.Time:
+		return appendTime(buf, x), true
+	case driver.Valuer:
+		return appendValuer(buf, x, depth)
+	}
+	return appendReflect(buf, reflect.ValueOf(v), depth)
+}
+
+func appendValuer(buf []byte, x driver.Valuer, depth int) (out []byte, ok bool) {
+	rv := reflect.ValueOf(x)
+	if rv.Kind() == reflect.Pointer && rv.IsNil() {
+		// database/sql sends NULL for a nil pointer Valuer.
+		return append(buf, tagNil), true
+	}
+	defer func() {
+		if recover() != nil {
+			out, ok = buf, false
+		}
+	}()
+	dv, err := x.Value()
+	if err != nil {
+		return buf, false
+	}
+	buf = appendString(append(buf, tagValuer), rv.Type().String())
+	return appendValue(buf, dv, depth+1)
+}
+
+func appendReflect(buf []byte, rv reflect.Value, depth int) ([]byte, bool) {
+	if depth > maxValueDepth {
+		return buf, false
+	}
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if rv.IsNil() {
+			return append(buf, tagNil), true
+		}
+		elem := rv.Elem()
+		if elem.CanInterface() {
+			return appendValue(buf, elem.Interface(), depth+1)
+		}
+		return appendReflect(buf, elem, depth+1)
+	case reflect.Bool:
+		if rv.Bool() {
+			return append(buf, tagTrue), true
+		}
+		return append(buf, tagFalse), true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return appendInt(buf, rv.Int()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return appendUint(buf, rv.Uint()), true
+	case reflect.Float32, reflect.Float64:
+		return appendFloat(buf, rv.Float()), true
+	case reflect.String:
+		return appendString(append(buf, tagString), rv.String()), true
+	case reflect.Slice:
+		if rv.IsNil() {
+			return append(buf, tagNil), true
+		}
+		if rv.Type().Elem().Kind() == reflect.Uint8 {
+			return appendString(append(buf, tagBytes), string(rv.Bytes())), true
+		}
+		return appendList(append(buf, tagSlice), rv, depth)
+	case reflect.Array:
+		buf = appendString(append(buf, tagArray), rv.Type().String())
+		return appendList(buf, rv, depth)
+	case reflect.Struct:
+		if rv.CanInterface() {
+			if t, ok := rv.Interface().(time.Time); ok {
+				return appendTime(buf, t), true
+			}
+		}
+		buf = appendString(append(buf, tagStruct), rv.Type().String())
+		buf = binary.AppendUvarint(buf, uint64(rv.NumField()))
+		for i := 0; i < rv.NumField(); i++ {
+			var ok bool
+			if buf, ok = appendReflect(buf, rv.Field(i), depth+1); !ok {
+				return buf, false
+			}
+		}
+		return buf, true
+	}
+	// Maps (no stable order), channels, functions, unsafe pointers.
+	return buf, false
+}
+
+func appendList(buf []byte, rv reflect.Value, depth int) ([]byte, bool) {
+	buf = binary.AppendUvarint(buf, uint64(rv.Len()))
+	for i := 0; i < rv.Len(); i++ {
+		var ok bool
+		e := rv.Index(i)
+		if e.CanInterface() {
+			buf, ok = appendValue(buf, e.Interface(), depth+1)
+		} else {
+			buf, ok = appendReflect(buf, e, depth+1)
+		}
+		if !ok {
+			return buf, false
+		}
+	}
+	return buf, true
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func appendInt(buf []byte, i int64) []byte {
+	return binary.BigEndian.AppendUint64(append(buf, tagInt), uint64(i))
+}
+
+func appendUint(buf []byte, u uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(buf, tagUint), u)
+}
+
+func appendFloat(buf []byte, f float64) []byte {
+	return binary.BigEndian.AppendUint64(append(buf, tagFloat), math.Float64bits(f))
+}
+
+// appendTime keeps the instant, the zone name and the offset: drivers format
+// a bound time with its zone, so 10:00 UTC and 11:00 +01:00 are different
+// statements to SQLite even though they are the same instant.
+func appendTime(buf []byte, t time.Time) []byte {
+	buf = append(buf, tagTime)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(t.Unix()))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(t.Nanosecond()))
+	name, offset := t.Zone()
+	buf = binary.BigEndian.AppendUint32(buf, uint32(int32(offset)))
+	buf = appendString(buf, t.Location().String())
+	return appendString(buf, name)
+}
