@@ -1,0 +1,137 @@
+package querycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"querycache.dev/keys"
+)
+
+// Options configures a Cache.
+type Options struct {
+	// Store holds entries and versions. Required: NewMemoryStore for one
+	// process, a shared store for several.
+	Store Store
+	// DefaultTTL is how long an entry lives when its Key has no TTL.
+	// 0 means 5 minutes.
+	DefaultTTL time.Duration
+	// Prefix starts every key and version name (Django's KEY_PREFIX).
+	// Processes sharing a store and a database must share the prefix.
+	Prefix string
+	// MaxEntryBytes refuses to store larger values (they are still
+	// returned). 0 means 1 MiB; -1 means no limit.
+	MaxEntryBytes int
+	// Logger receives store errors at Warn level and, at Debug level, every
+	// hit and miss with the key's label. nil logs nothing.
+	Logger *slog.Logger
+	// RetryInterval is how often an invalidation that could not reach the
+	// store is retried. 0 means one second.
+	RetryInterval time.Duration
+	// Now returns the current time; nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// Cache is the engine: it looks entries up, fills them once per key
+// (singleflight), checks their versions and applies invalidations. It is
+// safe for concurrent use.
+type Cache struct {
+	store   Store
+	ns      keys.Namespace
+	ttl     time.Duration
+	maxSize int
+	log     *slog.Logger
+	now     func() time.Time
+	retry   time.Duration
+
+	flight  singleflight.Group
+	stats   counters
+	pending pendingSet
+
+	retryOnce sync.Once
+	closeOnce sync.Once
+	closed    chan struct{}
+	retryDone chan struct{}
+}
+
+// New returns a Cache, or an error that says which option is wrong and how
+// to fix it.
+func New(opts Options) (*Cache, error) {
+	if opts.Store == nil {
+		return nil, errors.New("querycache.New: Options.Store is nil; use querycache.NewMemoryStore(querycache.MemoryOptions{}) for one process, or a shared store")
+	}
+	if v, ok := opts.Store.(interface{ Err() error }); ok && v.Err() != nil {
+		return nil, fmt.Errorf("querycache.New: %w", v.Err())
+	}
+	if opts.DefaultTTL < 0 {
+		return nil, fmt.Errorf("querycache.New: Options.DefaultTTL is %v; use a positive duration, or 0 for 5 minutes", opts.DefaultTTL)
+	}
+	if opts.MaxEntryBytes < -1 {
+		return nil, fmt.Errorf("querycache.New: Options.MaxEntryBytes is %d; use a positive size, 0 for 1 MiB, or -1 for no limit", opts.MaxEntryBytes)
+	}
+	if opts.RetryInterval < 0 {
+		return nil, fmt.Errorf("querycache.New: Options.RetryInterval is %v; use a positive duration, or 0 for one second", opts.RetryInterval)
+	}
+	c := &Cache{
+		store:   opts.Store,
+		ns:      keys.NewNamespace(opts.Prefix),
+		ttl:     opts.DefaultTTL,
+		maxSize: opts.MaxEntryBytes,
+		log:     opts.Logger,
+		now:     opts.Now,
+		retry:   opts.RetryInterval,
+		closed:  make(chan struct{}),
+	}
+	if c.ttl == 0 {
+		c.ttl = 5 * time.Minute
+	}
+	if c.maxSize == 0 {
+		c.maxSize = 1 << 20
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.retry == 0 {
+		c.retry = time.Second
+	}
+	return c, nil
+}
+
+// Namespace returns the names the cache stores keys and versions under.
+func (c *Cache) Namespace() keys.Namespace { return c.ns }
+
+// DefaultTTL returns the TTL used for keys that set none.
+func (c *Cache) DefaultTTL() time.Duration { return c.ttl }
+
+// Store returns the cache's store.
+func (c *Cache) Store() Store { return c.store }
+
+// Close stops background work and closes the store.
+func (c *Cache) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.retryOnce.Do(func() {}) // no retry loop starts after Close
+		if c.retryDone != nil {
+			<-c.retryDone
+		}
+		err = c.store.Close()
+	})
+	return err
+}
+
+func (c *Cache) debug(ctx context.Context, msg string, args ...any) {
+	if c.log != nil && c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.DebugContext(ctx, msg, args...)
+	}
+}
+
+func (c *Cache) warn(ctx context.Context, msg string, err error, args ...any) {
+	if c.log != nil {
+		c.log.WarnContext(ctx, msg, append(args, "err", err)...)
+	}
+}

@@ -1,0 +1,83 @@
+package querycache
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// An entry as stored: a small envelope around the plugin's payload.
+//
+//	magic "qc", format 1
+//	expires   int64  unix nanoseconds; the entry is a miss from then on
+//	created   int64  unix nanoseconds, for early refresh
+//	n         uvarint, then n version tokens of 8 bytes each
+//	payload   the rest
+//
+// Stores are shared and may hold garbage (another program, an older
+// format, a truncated write): decodeEntry checks every length and reports
+// errCorruptEntry, which the engine counts and treats as a miss.
+const (
+	entryMagic0  = 'q'
+	entryMagic1  = 'c'
+	entryFormat  = 1
+	entryHeader  = 3 + 8 + 8
+	maxEntryDeps = 4096
+)
+
+var errCorruptEntry = errors.New("querycache: corrupt cache entry")
+
+type entry struct {
+	expires int64
+	created int64
+	tokens  []uint64
+	payload []byte
+}
+
+func encodeEntry(e entry) []byte {
+	buf := make([]byte, 0, entryHeader+binary.MaxVarintLen64+8*len(e.tokens)+len(e.payload))
+	buf = append(buf, entryMagic0, entryMagic1, entryFormat)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.expires))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.created))
+	buf = binary.AppendUvarint(buf, uint64(len(e.tokens)))
+	for _, t := range e.tokens {
+		buf = binary.BigEndian.AppendUint64(buf, t)
+	}
+	return append(buf, e.payload...)
+}
+
+// decodeEntry parses b. The payload aliases b.
+func decodeEntry(b []byte) (entry, error) {
+	var e entry
+	if len(b) < entryHeader || b[0] != entryMagic0 || b[1] != entryMagic1 || b[2] != entryFormat {
+		return e, errCorruptEntry
+	}
+	e.expires = int64(binary.BigEndian.Uint64(b[3:]))
+	e.created = int64(binary.BigEndian.Uint64(b[11:]))
+	rest := b[entryHeader:]
+	n, w := binary.Uvarint(rest)
+	if w <= 0 || n > maxEntryDeps || uint64(len(rest)-w) < 8*n {
+		return e, errCorruptEntry
+	}
+	rest = rest[w:]
+	e.tokens = make([]uint64, n)
+	for i := range e.tokens {
+		e.tokens[i] = binary.BigEndian.Uint64(rest)
+		rest = rest[8:]
+	}
+	e.payload = rest
+	return e, nil
+}
+
+// fresh reports whether e may be served at now against the current tokens.
+func (e entry) fresh(now time.Time, tokens []uint64) bool {
+	if now.UnixNano() >= e.expires || len(e.tokens) != len(tokens) {
+		return false
+	}
+	for i, t := range tokens {
+		if e.tokens[i] != t || t == 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,202 @@
+package querycache
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+)
+
+// Key says where a value is cached and what it depends on.
+type Key struct {
+	// Name is the store key (see package keys). Required.
+	Name string
+	// Versions are the version names the value depends on. The global epoch
+	// is added by the cache.
+	Versions []string
+	// Tables are the tables the value reads, for per-table statistics.
+	Tables []string
+	// TTL is how long the entry lives; 0 means the cache's DefaultTTL.
+	TTL time.Duration
+	// Label names the key in debug logs (a fingerprint, say).
+	Label string
+}
+
+// Fill is what a FillFunc computed.
+type Fill struct {
+	// Value is returned to the caller and, unless NoStore is set, cached.
+	Value []byte
+	// NoStore, when not empty, is the reason Value must not be cached; it is
+	// counted as a refusal.
+	NoStore string
+}
+
+// FillFunc computes a value after a miss, typically by querying the
+// database.
+type FillFunc func(ctx context.Context) (Fill, error)
+
+// GetOrSet returns the value cached under k if every version it recorded is
+// still current; otherwise it calls fill, stores the result against the
+// versions read before fill ran, and returns it. Concurrent misses of one
+// key with the same versions share one fill call; a failed fill is never
+// shared as a result: callers that joined it run their own.
+//
+// If the store fails, GetOrSet logs and counts the error and returns what
+// fill computes (fail open). hit reports whether the value came from the
+// cache.
+func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byte, hit bool, err error) {
+	names := c.withEpoch(k.Versions)
+	if c.pending.covers(names, c.ns.Epoch()) {
+		c.stats.bypasses.add("undelivered_invalidation")
+		f, err := fill(ctx)
+		return f.Value, false, err
+	}
+	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
+	if err != nil {
+		c.stats.errors.Add(1)
+		c.stats.bypasses.add("store_error")
+		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.Label)
+		f, err := fill(ctx)
+		return f.Value, false, err
+	}
+	now := c.now()
+	if raw != nil {
+		e, derr := decodeEntry(raw)
+		if derr != nil {
+			c.stats.corrupt.Add(1)
+			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.Label)
+		} else if e.fresh(now, tokens) {
+			c.countTables(k.Tables, true)
+			c.stats.hits.Add(1)
+			c.debug(ctx, "querycache hit", "key", k.Label)
+			return e.payload, true, nil
+		}
+	}
+	c.countTables(k.Tables, false)
+	c.stats.misses.Add(1)
+	c.debug(ctx, "querycache miss", "key", k.Label)
+
+	// The flight key carries the tokens: a caller that read newer versions
+	// (after a write committed) must not be handed a value computed before.
+	flightKey := flightKey(k.Name, tokens)
+	leader := false
+	v, err, shared := c.flight.Do(flightKey, func() (any, error) {
+		leader = true
+		c.stats.fills.Add(1)
+		f, err := fill(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.put(ctx, k, tokens, now, f)
+		return f, nil
+	})
+	if err != nil && !leader {
+		// Another caller's fill failed (its context may have been cancelled):
+		// compute our own rather than share its failure.
+		c.stats.fills.Add(1)
+		f, err := fill(ctx)
+		if err == nil {
+			c.put(ctx, k, tokens, now, f)
+		}
+		return f.Value, false, err
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if shared && !leader {
+		c.stats.shared.Add(1)
+	}
+	return v.(Fill).Value, false, nil
+}
+
+func (c *Cache) put(ctx context.Context, k Key, tokens []uint64, created time.Time, f Fill) {
+	if f.NoStore != "" {
+		c.stats.refusals.add(f.NoStore)
+		return
+	}
+	if c.maxSize > 0 && len(f.Value) > c.maxSize {
+		c.stats.refusals.add("too_large")
+		return
+	}
+	if c.pending.covers(c.withEpoch(k.Versions), c.ns.Epoch()) {
+		// An invalidation failed while we filled; our tokens may be stale.
+		c.stats.bypasses.add("undelivered_invalidation")
+		return
+	}
+	ttl := k.TTL
+	if ttl <= 0 {
+		ttl = c.ttl
+	}
+	raw := encodeEntry(entry{
+		expires: created.Add(ttl).UnixNano(),
+		created: created.UnixNano(),
+		tokens:  tokens,
+		payload: f.Value,
+	})
+	if err := c.store.Put(ctx, k.Name, raw, ttl); err != nil {
+		c.stats.errors.Add(1)
+		c.warn(ctx, "querycache: store put failed", err, "key", k.Label)
+		return
+	}
+	c.stats.stores.Add(1)
+}
+
+// Get returns the value cached under k if it is fresh.
+func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err error) {
+	names := c.withEpoch(k.Versions)
+	if c.pending.covers(names, c.ns.Epoch()) {
+		return nil, false, nil
+	}
+	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
+	if err != nil || raw == nil {
+		return nil, false, err
+	}
+	e, err := decodeEntry(raw)
+	if err != nil {
+		c.stats.corrupt.Add(1)
+		return nil, false, nil
+	}
+	if !e.fresh(c.now(), tokens) {
+		return nil, false, nil
+	}
+	return e.payload, true, nil
+}
+
+// Set stores value under k against the versions current now. Prefer
+// GetOrSet: a value computed before a write committed and stored by Set
+// after it would be served (Set cannot know when value was read).
+func (c *Cache) Set(ctx context.Context, k Key, value []byte) error {
+	names := c.withEpoch(k.Versions)
+	_, tokens, err := c.store.Fetch(ctx, "", names)
+	if err != nil {
+		return err
+	}
+	c.put(ctx, k, tokens, c.now(), Fill{Value: value})
+	return nil
+}
+
+func (c *Cache) withEpoch(versions []string) []string {
+	names := make([]string, 0, len(versions)+1)
+	names = append(names, c.ns.Epoch())
+	return append(names, versions...)
+}
+
+func flightKey(name string, tokens []uint64) string {
+	b := make([]byte, 0, len(name)+1+8*len(tokens))
+	b = append(b, name...)
+	b = append(b, 0)
+	for _, t := range tokens {
+		b = binary.BigEndian.AppendUint64(b, t)
+	}
+	return string(b)
+}
+
+func (c *Cache) countTables(tables []string, hit bool) {
+	for _, t := range tables {
+		tc := c.stats.table(t)
+		if hit {
+			tc.hits.Add(1)
+		} else {
+			tc.misses.Add(1)
+		}
+	}
+}

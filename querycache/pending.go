@@ -1,0 +1,76 @@
+package querycache
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// pendingSet holds the versions whose replacement could not be delivered
+// to the store (C4: an undelivered invalidation is not forgotten). While a
+// version is pending, every lookup that depends on it bypasses the cache;
+// a background loop retries delivery.
+type pendingSet struct {
+	n     atomic.Int64 // fast path: zero means nothing is pending
+	mu    sync.Mutex
+	gen   uint64
+	names map[string]uint64 // name -> generation of its latest failure
+}
+
+func (p *pendingSet) add(names []string) {
+	p.mu.Lock()
+	if p.names == nil {
+		p.names = map[string]uint64{}
+	}
+	p.gen++
+	for _, n := range names {
+		p.names[n] = p.gen
+	}
+	p.n.Store(int64(len(p.names)))
+	p.mu.Unlock()
+}
+
+// covers reports whether any of names (or the epoch) is pending.
+func (p *pendingSet) covers(names []string, epoch string) bool {
+	if p.n.Load() == 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.names[epoch]; ok {
+		return true
+	}
+	for _, n := range names {
+		if _, ok := p.names[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// snapshot returns every pending name with its generation. They stay
+// pending until done is called with the snapshot.
+func (p *pendingSet) snapshot() map[string]uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]uint64, len(p.names))
+	for n, g := range p.names {
+		out[n] = g
+	}
+	return out
+}
+
+// done removes the names of a delivered snapshot, except those that failed
+// again after the snapshot was taken: that later write's invalidation was
+// not covered by the delivery.
+func (p *pendingSet) done(delivered map[string]uint64) {
+	p.mu.Lock()
+	for n, g := range delivered {
+		if p.names[n] == g {
+			delete(p.names, n)
+		}
+	}
+	p.n.Store(int64(len(p.names)))
+	p.mu.Unlock()
+}
+
+func (p *pendingSet) len() int { return int(p.n.Load()) }

@@ -1,0 +1,36 @@
+package querycache
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// Store is where entries and versions live: process memory (MemoryStore),
+// Redis, or both. Implementations must be safe for concurrent use.
+type Store interface {
+	// Fetch returns the value stored under key (nil when there is none) and
+	// the current token of each named version, in order. A version that does
+	// not exist must be created with a fresh token from NewToken, atomically
+	// (two racing callers get the same token), and is never reported as 0:
+	// an entry must never be stored against a missing version (DESIGN.md,
+	// "Versions must survive eviction").
+	Fetch(ctx context.Context, key string, versions []string) (value []byte, tokens []uint64, err error)
+	// Put stores value under key for ttl. The store may evict it sooner.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Bump replaces every named version with a fresh token from NewToken.
+	Bump(ctx context.Context, versions []string) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// NewToken returns a fresh random version token. Tokens are random, never
+// counters, so that a version evicted and created again cannot come back
+// with a value an old entry recorded. Zero is never returned.
+func NewToken() uint64 {
+	for {
+		if t := rand.Uint64(); t != 0 {
+			return t
+		}
+	}
+}
