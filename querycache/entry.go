@@ -8,11 +8,11 @@ import (
 
 // An entry as stored: a small envelope around the plugin's payload.
 //
-//	magic "qc", format 1
+//	magic "qc", format 2
 //	expires   int64  unix nanoseconds; the entry is a miss from then on
 //	created   int64  unix nanoseconds, for early refresh
 //	n         uvarint, then n version tokens of 8 bytes each
-//	payload   the rest
+//	len       uvarint, then the payload: exactly len bytes, nothing after
 //
 // Stores are shared and may hold garbage (another program, an older
 // format, a truncated write): decodeEntry checks every length and reports
@@ -20,7 +20,7 @@ import (
 const (
 	entryMagic0  = 'q'
 	entryMagic1  = 'c'
-	entryFormat  = 1
+	entryFormat  = 2
 	entryHeader  = 3 + 8 + 8
 	maxEntryDeps = 4096
 )
@@ -43,6 +43,7 @@ func encodeEntry(e entry) []byte {
 	for _, t := range e.tokens {
 		buf = binary.BigEndian.AppendUint64(buf, t)
 	}
+	buf = binary.AppendUvarint(buf, uint64(len(e.payload)))
 	return append(buf, e.payload...)
 }
 
@@ -56,7 +57,7 @@ func decodeEntry(b []byte) (entry, error) {
 	e.created = int64(binary.BigEndian.Uint64(b[11:]))
 	rest := b[entryHeader:]
 	n, w := binary.Uvarint(rest)
-	if w <= 0 || n > maxEntryDeps || uint64(len(rest)-w) < 8*n {
+	if w <= 0 || (w > 1 && rest[w-1] == 0) || n > maxEntryDeps || uint64(len(rest)-w) < 8*n {
 		return e, errCorruptEntry
 	}
 	rest = rest[w:]
@@ -65,7 +66,12 @@ func decodeEntry(b []byte) (entry, error) {
 		e.tokens[i] = binary.BigEndian.Uint64(rest)
 		rest = rest[8:]
 	}
-	e.payload = rest
+	size, w := binary.Uvarint(rest)
+	if w <= 0 || (w > 1 && rest[w-1] == 0) || size != uint64(len(rest)-w) {
+		// A truncated or padded payload: never serve part of a result.
+		return e, errCorruptEntry
+	}
+	e.payload = rest[w:]
 	return e, nil
 }
 

@@ -42,7 +42,8 @@ type FillFunc func(ctx context.Context) (Fill, error)
 //
 // If the store fails, GetOrSet logs and counts the error and returns what
 // fill computes (fail open). hit reports whether the value came from the
-// cache.
+// cache. The returned bytes may be shared with the store: callers must not
+// modify them.
 func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byte, hit bool, err error) {
 	names := c.withEpoch(k.Versions)
 	if c.pending.covers(names, c.ns.Epoch()) {
@@ -67,13 +68,17 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		} else if e.fresh(now, tokens) {
 			c.countTables(k.Tables, true)
 			c.stats.hits.Add(1)
-			c.debug(ctx, "querycache hit", "key", k.Label)
+			if c.log != nil {
+				c.debug(ctx, "querycache hit", "key", k.Label)
+			}
 			return e.payload, true, nil
 		}
 	}
 	c.countTables(k.Tables, false)
 	c.stats.misses.Add(1)
-	c.debug(ctx, "querycache miss", "key", k.Label)
+	if c.log != nil {
+		c.debug(ctx, "querycache miss", "key", k.Label)
+	}
 
 	// The flight key carries the tokens: a caller that read newer versions
 	// (after a write committed) must not be handed a value computed before.
@@ -140,7 +145,8 @@ func (c *Cache) put(ctx context.Context, k Key, tokens []uint64, created time.Ti
 	c.stats.stores.Add(1)
 }
 
-// Get returns the value cached under k if it is fresh.
+// Get returns the value cached under k if it is fresh. The bytes may be
+// shared with the store: callers must not modify them.
 func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err error) {
 	names := c.withEpoch(k.Versions)
 	if c.pending.covers(names, c.ns.Epoch()) {

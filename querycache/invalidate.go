@@ -118,6 +118,9 @@ func (c *Cache) InvalidateTables(ctx context.Context, tables ...string) error {
 // (one value per primary-key column, in the model's order) and every query
 // reading table.
 func (c *Cache) InvalidateObject(ctx context.Context, table string, pk ...any) error {
+	if len(pk) == 0 {
+		return c.InvalidateTables(ctx, table)
+	}
 	parts := make([]string, len(pk))
 	for i, v := range pk {
 		s, ok := keys.PK(v)

@@ -12,7 +12,7 @@ type Stats struct {
 	Fills         uint64 // values computed (database queries run) after a miss
 	Stores        uint64 // entries written to the store
 	Shared        uint64 // misses that waited for another caller's fill instead of querying
-	Invalidations uint64 // changes applied (one per Invalidate call that reached the store)
+	Invalidations uint64 // changes applied (one per non-empty Invalidate call, delivered or pending)
 	Corrupt       uint64 // entries that could not be decoded (served as misses)
 	Errors        uint64 // store errors (each one a fallback to the database)
 	// Bypasses counts lookups that skipped the cache, by reason

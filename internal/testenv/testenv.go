@@ -1,0 +1,85 @@
+// Package testenv gives tests the real services they run against, and the
+// one rule for a service that is not there: skip with a clear message, or
+// fail when QUERYCACHE_REQUIRE_SERVICES=1 (as CI sets it).
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+)
+
+// PostgresDSN returns QUERYCACHE_POSTGRES_DSN or the local default.
+func PostgresDSN() string {
+	if v := os.Getenv("QUERYCACHE_POSTGRES_DSN"); v != "" {
+		return v
+	}
+	return "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable"
+}
+
+// RedisURL returns QUERYCACHE_REDIS_URL or the local default.
+func RedisURL() string {
+	if v := os.Getenv("QUERYCACHE_REDIS_URL"); v != "" {
+		return v
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// Required reports whether missing services fail tests instead of skipping.
+func Required() bool { return os.Getenv("QUERYCACHE_REQUIRE_SERVICES") == "1" }
+
+// Unavailable skips t, or fails it under QUERYCACHE_REQUIRE_SERVICES=1.
+func Unavailable(t testing.TB, service string, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("%s is not reachable (%v); start it or set its address (see README), or set QUERYCACHE_REQUIRE_SERVICES=1 to make this a failure", service, err)
+	if Required() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// PostgresSchema creates a fresh schema on the test PostgreSQL server,
+// drops it when t ends, and returns a DSN whose search_path is that schema,
+// so tests never see each other's tables.
+func PostgresSchema(t testing.TB) string {
+	t.Helper()
+	base := PostgresDSN()
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		Unavailable(t, "PostgreSQL", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		Unavailable(t, "PostgreSQL", err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "qc_" + hex.EncodeToString(b[:])
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		db.Close()
+		t.Fatalf("creating schema: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+		db.Close()
+	})
+	sep := " "
+	if strings.Contains(base, "://") {
+		sep = "&"
+		if !strings.Contains(base, "?") {
+			sep = "?"
+		}
+		return base + sep + "search_path=" + schema
+	}
+	return base + sep + "search_path=" + schema
+}

@@ -1,0 +1,70 @@
+package querycache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+// FuzzDecodeEntry checks that decodeEntry never panics on arbitrary bytes
+// (stores are shared and may hold anything) and that whatever it accepts
+// re-encodes to the bytes it was given.
+//
+// One relaxation: decodeEntry accepts a token count written as a
+// non-minimal uvarint (0x81 0x00 for 1, say), which encodeEntry never
+// writes; such an input re-encodes with the minimal count and must be
+// otherwise identical. See TestEntryNonMinimalCount.
+func FuzzDecodeEntry(f *testing.F) {
+	for _, e := range sampleEntries() {
+		f.Add(encodeEntry(e))
+	}
+	f.Add([]byte("garbage"))
+	f.Add(header([]byte{0x81, 0x00}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeEntry(b)
+		if err != nil {
+			if !errors.Is(err, errCorruptEntry) {
+				t.Fatalf("decodeEntry(%x) = %v; want errCorruptEntry", b, err)
+			}
+			return
+		}
+		if len(e.tokens) > maxEntryDeps {
+			t.Fatalf("decodeEntry(%x) accepted %d tokens", b, len(e.tokens))
+		}
+		again := encodeEntry(e)
+		want := b
+		if _, w := binary.Uvarint(b[entryHeader:]); w > 1 && b[entryHeader+w-1] == 0 {
+			// Non-minimal count: compare with the minimal form.
+			want = append(binary.AppendUvarint(bytes.Clone(b[:entryHeader]), uint64(len(e.tokens))), b[entryHeader+w:]...)
+		}
+		if !bytes.Equal(again, want) {
+			t.Fatalf("decodeEntry(%x) then encodeEntry = %x", b, again)
+		}
+		d, err := decodeEntry(again)
+		if err != nil || !entriesEqual(d, e) {
+			t.Fatalf("second round trip of %x: %+v, %v; want %+v", again, d, err, e)
+		}
+	})
+}
+
+// TestEntryNonMinimalCount documents that decodeEntry accepts a token count
+// in a non-minimal uvarint, so two different byte strings decode to the
+// same entry. It is harmless for consistency (the tokens still have to
+// match the current versions), but means the codec is not canonical.
+func TestEntryNonMinimalCount(t *testing.T) {
+	b := append(header([]byte{0x81, 0x00}), make([]byte, 8)...)
+	b = append(b, 'p')
+	e, err := decodeEntry(b)
+	if err != nil {
+		t.Logf("non-minimal count rejected: %v", err)
+		return
+	}
+	if len(e.tokens) != 1 || string(e.payload) != "p" {
+		t.Fatalf("non-minimal count decoded to %+v", e)
+	}
+	if bytes.Equal(encodeEntry(e), b) {
+		t.Fatal("encodeEntry wrote a non-minimal count")
+	}
+	t.Logf("non-minimal count accepted: %x re-encodes as %x", b, encodeEntry(e))
+}
