@@ -1,0 +1,94 @@
+package gormcache
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// CacheOptions says how one query (or every query run with a context) may
+// be cached.
+type CacheOptions struct {
+	// TTL of the entry; 0 means the cache's DefaultTTL.
+	TTL time.Duration
+	// Tables declares tables the statement depends on beyond those read from
+	// its SQL: the tables behind a view, or read by a function. Declaring
+	// them also lets a statement whose tables cannot be read from its SQL be
+	// cached.
+	Tables []string
+	// AllowNondeterministic caches statements calling NOW(), RANDOM() and
+	// the like, which are otherwise refused: the cached value then stays
+	// until it expires or a dependency changes.
+	AllowNondeterministic bool
+}
+
+type mark struct {
+	off  bool // NoCache: never cache, even a listed model
+	opts CacheOptions
+}
+
+type markKey struct{}
+
+// WithCache returns a context whose queries may be cached for ttl (0: the
+// default TTL). Preload sub-queries and hooks running with the context keep
+// the mark.
+func WithCache(ctx context.Context, ttl time.Duration) context.Context {
+	return WithCacheOptions(ctx, CacheOptions{TTL: ttl})
+}
+
+// WithCacheOptions is WithCache with every option.
+func WithCacheOptions(ctx context.Context, o CacheOptions) context.Context {
+	return context.WithValue(ctx, markKey{}, mark{opts: o})
+}
+
+// WithoutCache returns a context whose queries are never served from the
+// cache, not even those of models cached by default.
+func WithoutCache(ctx context.Context) context.Context {
+	return context.WithValue(ctx, markKey{}, mark{off: true})
+}
+
+// Cacheable is a GORM scope marking a query as cacheable for the default
+// TTL: db.Scopes(gormcache.Cacheable()).First(&post, 42).
+func Cacheable() func(*gorm.DB) *gorm.DB { return CacheWith(CacheOptions{}) }
+
+// CacheFor is a GORM scope marking a query as cacheable for ttl.
+func CacheFor(ttl time.Duration) func(*gorm.DB) *gorm.DB { return CacheWith(CacheOptions{TTL: ttl}) }
+
+// CacheWith is a GORM scope marking a query as cacheable with o.
+func CacheWith(o CacheOptions) func(*gorm.DB) *gorm.DB {
+	return func(db *gorm.DB) *gorm.DB {
+		db.Statement.Context = WithCacheOptions(stmtContext(db), o)
+		return db
+	}
+}
+
+// NoCache is a GORM scope keeping a query away from the cache, even when
+// its model is cached by default.
+func NoCache() func(*gorm.DB) *gorm.DB {
+	return func(db *gorm.DB) *gorm.DB {
+		db.Statement.Context = WithoutCache(stmtContext(db))
+		return db
+	}
+}
+
+func stmtContext(db *gorm.DB) context.Context {
+	if db.Statement.Context != nil {
+		return db.Statement.Context
+	}
+	return context.Background()
+}
+
+// markOf returns how the statement may be cached; ok is false when it must
+// not touch the cache.
+func (p *Plugin) markOf(db *gorm.DB) (CacheOptions, bool) {
+	if m, found := stmtContext(db).Value(markKey{}).(mark); found {
+		return m.opts, !m.off
+	}
+	if s := db.Statement.Schema; s != nil && len(p.models) > 0 {
+		if ttl, ok := p.models[s.Table]; ok {
+			return CacheOptions{TTL: ttl}, true
+		}
+	}
+	return CacheOptions{}, false
+}

@@ -1,0 +1,138 @@
+package gormcache
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"gorm.io/gorm"
+	"querycache.dev/invalidation"
+)
+
+// pool wraps the *gorm.DB's connection pool so that the plugin sees every
+// transaction begin, commit and roll back: GORM has no after-commit
+// callback, and invalidations must be applied after the commit.
+type pool struct {
+	gorm.ConnPool
+	p *Plugin
+}
+
+// BeginTx starts a transaction on the wrapped pool and returns it wrapped.
+func (w *pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	var (
+		inner gorm.ConnPool
+		err   error
+	)
+	switch b := w.ConnPool.(type) {
+	case gorm.TxBeginner:
+		var tx *sql.Tx
+		tx, err = b.BeginTx(ctx, opts)
+		if tx != nil {
+			inner = tx
+		}
+	case gorm.ConnPoolBeginner:
+		inner, err = b.BeginTx(ctx, opts)
+	default:
+		return nil, gorm.ErrInvalidTransaction
+	}
+	if err != nil {
+		return nil, err
+	}
+	committer, ok := inner.(gorm.TxCommitter)
+	if !ok {
+		return nil, gorm.ErrInvalidTransaction
+	}
+	return &txConn{ConnPool: inner, committer: committer, p: w.p, buf: invalidation.NewBuffer()}, nil
+}
+
+// GetDBConn returns the underlying *sql.DB, so db.DB() keeps working.
+func (w *pool) GetDBConn() (*sql.DB, error) { return sqlDB(w.ConnPool) }
+
+// PrepareContext passes prepared statements (GORM's PrepareStmt) through.
+func (w *pool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	if p, ok := w.ConnPool.(interface {
+		PrepareContext(context.Context, string) (*sql.Stmt, error)
+	}); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return nil, errors.New("gormcache: the wrapped connection pool cannot prepare statements")
+}
+
+// Ping passes through to the wrapped pool.
+func (w *pool) Ping() error {
+	if p, ok := w.ConnPool.(interface{ Ping() error }); ok {
+		return p.Ping()
+	}
+	return nil
+}
+
+func sqlDB(cp gorm.ConnPool) (*sql.DB, error) {
+	switch c := cp.(type) {
+	case *sql.DB:
+		return c, nil
+	case gorm.GetDBConnector:
+		return c.GetDBConn()
+	}
+	return nil, gorm.ErrInvalidDB
+}
+
+// txConn is a transaction the plugin manages: writes inside it buffer their
+// invalidations, applied once after Commit returns from the database.
+type txConn struct {
+	gorm.ConnPool
+	committer gorm.TxCommitter
+	p         *Plugin
+	buf       *invalidation.Buffer
+}
+
+// Commit commits the transaction, then applies its invalidations before
+// returning. They are applied even if Commit reports an error: the commit
+// may have reached the database, and over-invalidating is safe.
+func (t *txConn) Commit() error {
+	err := t.committer.Commit()
+	t.p.apply(context.Background(), t.buf.Commit())
+	return err
+}
+
+// Rollback rolls the transaction back and drops its invalidations.
+func (t *txConn) Rollback() error {
+	t.buf.Rollback()
+	return t.committer.Rollback()
+}
+
+// StmtContext makes txConn a gorm.Tx, so PrepareStmt sessions keep the
+// transaction.
+func (t *txConn) StmtContext(ctx context.Context, stmt *sql.Stmt) *sql.Stmt {
+	if s, ok := t.ConnPool.(interface {
+		StmtContext(context.Context, *sql.Stmt) *sql.Stmt
+	}); ok {
+		return s.StmtContext(ctx, stmt)
+	}
+	return stmt
+}
+
+// PrepareContext passes prepared statements through.
+func (t *txConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	if p, ok := t.ConnPool.(interface {
+		PrepareContext(context.Context, string) (*sql.Stmt, error)
+	}); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return nil, errors.New("gormcache: the wrapped transaction cannot prepare statements")
+}
+
+// GetDBConn returns the *sql.DB the transaction came from, when known.
+func (t *txConn) GetDBConn() (*sql.DB, error) { return sqlDB(t.p.inner) }
+
+// managedTx returns the plugin's transaction a statement runs in, and
+// whether it runs in a transaction at all (managed or not).
+func managedTx(cp gorm.ConnPool) (*txConn, bool) {
+	if ptx, ok := cp.(*gorm.PreparedStmtTX); ok {
+		cp = ptx.Tx
+	}
+	if t, ok := cp.(*txConn); ok {
+		return t, true
+	}
+	_, inTx := cp.(gorm.TxCommitter)
+	return nil, inTx
+}

@@ -1,0 +1,11 @@
+package gormcache
+
+// BreakForTest disables one invalidation source ("create", "update",
+// "delete", "raw", "read_write", "commit") so that tests can show they catch
+// its absence.
+func BreakForTest(p *Plugin, source string) {
+	if p.broken == nil {
+		p.broken = map[string]bool{}
+	}
+	p.broken[source] = true
+}

@@ -1,0 +1,221 @@
+package gormcache_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	"querycache.dev/internal/testenv"
+	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
+)
+
+// env is one database + store combination the plugin tests run against.
+type env struct {
+	name    string
+	dialect string
+	db      *gorm.DB
+	cache   *querycache.Cache
+	plugin  *gormcache.Plugin
+	counter *countingPool
+}
+
+type dbKind struct {
+	name string
+	open func(t *testing.T) gorm.Dialector
+}
+
+type storeKind struct {
+	name string
+	open func(t *testing.T) querycache.Store
+}
+
+var databases = []dbKind{
+	{"sqlite", func(t *testing.T) gorm.Dialector {
+		dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
+		return sqlite.Open(dsn)
+	}},
+	{"postgres", func(t *testing.T) gorm.Dialector {
+		return postgres.Open(testenv.PostgresSchema(t))
+	}},
+}
+
+// stores lists the stores every plugin test runs on. A new store adds a
+// line here and gets the whole suite.
+var stores = []storeKind{
+	{"memory", func(t *testing.T) querycache.Store {
+		return querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 32 << 20})
+	}},
+}
+
+// forEachEnv runs fn as a subtest for every database and store.
+func forEachEnv(t *testing.T, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
+	t.Helper()
+	for _, d := range databases {
+		for _, s := range stores {
+			t.Run(d.name+"/"+s.name, func(t *testing.T) {
+				e := newEnv(t, d, s, querycache.Options{}, opts...)
+				fn(t, e)
+			})
+		}
+	}
+}
+
+func newEnv(t *testing.T, d dbKind, s storeKind, copts querycache.Options, opts ...gormcache.Option) *env {
+	t.Helper()
+	db, err := gorm.Open(d.open(t), &gorm.Config{Logger: logger.Discard, DisableForeignKeyConstraintWhenMigrating: true})
+	if err != nil {
+		t.Fatalf("open %s: %v", d.name, err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	counter := &countingPool{ConnPool: db.ConnPool}
+	db.ConnPool = counter
+	db.Statement.ConnPool = counter
+
+	copts.Store = s.open(t)
+	cache, err := querycache.New(copts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	plugin := gormcache.New(cache, opts...)
+	if err := db.Use(plugin); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(models...); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return &env{name: d.name + "/" + s.name, dialect: d.name, db: db, cache: cache, plugin: plugin, counter: counter}
+}
+
+// statements returns how many statements reached the database while fn ran.
+func (e *env) statements(fn func()) int64 {
+	before := e.counter.n.Load()
+	fn()
+	return e.counter.n.Load() - before
+}
+
+// cached runs the query twice and fails unless the second run sent nothing
+// to the database: it proves the query is actually served from the cache,
+// so that an invalidation test cannot pass vacuously.
+func (e *env) mustBeCached(t *testing.T, what string, query func() error) {
+	t.Helper()
+	if err := query(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if n := e.statements(func() {
+		if err := query(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}); n != 0 {
+		t.Fatalf("%s: second run sent %d statements to the database; it should be a cache hit", what, n)
+	}
+}
+
+// countingPool counts the statements that reach the database. It sits
+// below the plugin, so the plugin's own counters play no part.
+type countingPool struct {
+	gorm.ConnPool
+	n atomic.Int64
+
+	mu      sync.Mutex
+	hook    func(query string) error // may block or fail a query
+	queries []string
+	keep    bool
+}
+
+func (c *countingPool) count(query string) error {
+	c.n.Add(1)
+	c.mu.Lock()
+	hook := c.hook
+	if c.keep {
+		c.queries = append(c.queries, query)
+	}
+	c.mu.Unlock()
+	if hook != nil {
+		return hook(query)
+	}
+	return nil
+}
+
+func (c *countingPool) setHook(h func(string) error) {
+	c.mu.Lock()
+	c.hook = h
+	c.mu.Unlock()
+}
+
+func (c *countingPool) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if err := c.count(q); err != nil {
+		return nil, err
+	}
+	return c.ConnPool.ExecContext(ctx, q, args...)
+}
+
+func (c *countingPool) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if err := c.count(q); err != nil {
+		return nil, err
+	}
+	return c.ConnPool.QueryContext(ctx, q, args...)
+}
+
+func (c *countingPool) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	_ = c.count(q)
+	return c.ConnPool.QueryRowContext(ctx, q, args...)
+}
+
+func (c *countingPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	tx, err := c.ConnPool.(gorm.TxBeginner).BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &countingTx{countingPool: &countingPool{ConnPool: tx}, parent: c, tx: tx}, nil
+}
+
+func (c *countingPool) GetDBConn() (*sql.DB, error) {
+	if db, ok := c.ConnPool.(*sql.DB); ok {
+		return db, nil
+	}
+	return nil, fmt.Errorf("not a *sql.DB")
+}
+
+type countingTx struct {
+	*countingPool
+	parent *countingPool
+	tx     *sql.Tx
+}
+
+func (c *countingTx) count(q string) error { return c.parent.count(q) }
+
+func (c *countingTx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if err := c.parent.count(q); err != nil {
+		return nil, err
+	}
+	return c.tx.ExecContext(ctx, q, args...)
+}
+
+func (c *countingTx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if err := c.parent.count(q); err != nil {
+		return nil, err
+	}
+	return c.tx.QueryContext(ctx, q, args...)
+}
+
+func (c *countingTx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	_ = c.parent.count(q)
+	return c.tx.QueryRowContext(ctx, q, args...)
+}
+
+func (c *countingTx) Commit() error   { return c.tx.Commit() }
+func (c *countingTx) Rollback() error { return c.tx.Rollback() }
+func (c *countingTx) StmtContext(ctx context.Context, s *sql.Stmt) *sql.Stmt {
+	return c.tx.StmtContext(ctx, s)
+}

@@ -1,0 +1,116 @@
+package gormcache
+
+import (
+	"sort"
+
+	"gorm.io/gorm"
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
+)
+
+// plan is how one read statement uses the cache.
+type plan struct {
+	key      querycache.Key
+	readOnly bool // inside a transaction (opt-in): read the cache, never fill it
+}
+
+// planFor decides whether the statement may use the cache and under which
+// key; ok is false when it must go straight to the database (the reason, if
+// any, has been counted).
+func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Statement) (pl plan, ok bool) {
+	stmt := db.Statement
+	tx, inTx := managedTx(stmt.ConnPool)
+	if inTx {
+		if !p.txReads || tx == nil {
+			p.cache.CountBypass("transaction")
+			return pl, false
+		}
+		pl.readOnly = true
+	}
+	switch {
+	case info.Kind != sqlinspect.KindSelect:
+		p.cache.CountRefusal("not_a_read")
+		return pl, false
+	case info.Statements != 1:
+		p.cache.CountRefusal("multiple_statements")
+		return pl, false
+	case info.Locking:
+		p.cache.CountRefusal("locking")
+		return pl, false
+	case len(info.NonDeterministic) > 0 && !opts.AllowNondeterministic:
+		p.cache.CountRefusal("nondeterministic")
+		return pl, false
+	case info.Undetermined && len(opts.Tables) == 0:
+		p.cache.CountRefusal("undetermined_tables")
+		return pl, false
+	}
+	tables := dependencies(info.Reads, opts.Tables)
+	if len(tables) == 0 {
+		p.cache.CountRefusal("no_tables")
+		return pl, false
+	}
+	if pl.readOnly && tx.buf.Wrote(tables) {
+		p.cache.CountBypass("transaction_wrote")
+		return pl, false
+	}
+
+	b := keys.NewBuilder()
+	b.String(p.dialect)
+	b.String(p.dbID)
+	if p.tenant != nil {
+		b.String(p.tenant(stmtContext(db)))
+	} else {
+		b.String("")
+	}
+	b.String(stmt.SQL.String())
+	valid := true
+	for _, v := range stmt.Vars {
+		valid = b.Value(v) && valid
+	}
+	fp := b.Sum()
+	if !valid {
+		p.cache.CountRefusal("unkeyable_value")
+		return pl, false
+	}
+
+	pl.key = querycache.Key{TTL: opts.TTL, Tables: tables, Label: fp.String()[:12]}
+	table := sqlinspect.NormalizeTable(stmt.Table)
+	if len(opts.Tables) == 0 && len(tables) == 1 && tables[0] == table {
+		if pks, ok := rowsOf(stmt); ok && len(pks) == 1 {
+			// A lookup by primary key: it reads one row, so it depends on
+			// that object and the table's bulk version, not on every write
+			// to the table.
+			pl.key.Name = p.ns.Object(p.dbID, table, pks[0], fp)
+			pl.key.Versions = []string{p.ns.ObjectVersion(table, pks[0]), p.ns.BulkVersion(table)}
+			pl.key.Label = table + "/" + pks[0]
+			return pl, true
+		}
+	}
+	pl.key.Name = p.ns.Query(p.dbID, fp)
+	pl.key.Versions = make([]string, len(tables))
+	for i, t := range tables {
+		pl.key.Versions[i] = p.ns.TableVersion(t)
+	}
+	return pl, true
+}
+
+// dependencies merges the tables read from the SQL with declared ones.
+func dependencies(read, declared []string) []string {
+	if len(declared) == 0 {
+		return read
+	}
+	seen := map[string]struct{}{}
+	var out []string
+	for _, list := range [][]string{read, declared} {
+		for _, t := range list {
+			t = sqlinspect.NormalizeTable(t)
+			if _, dup := seen[t]; !dup && t != "" {
+				seen[t] = struct{}{}
+				out = append(out, t)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,207 @@
+package gormcache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+)
+
+// Plugin is the GORM plugin. Register one per *gorm.DB with db.Use; several
+// databases may share one querycache.Cache.
+type Plugin struct {
+	cache *querycache.Cache
+	ns    keys.Namespace
+
+	dbID      string
+	dialect   string
+	inner     gorm.ConnPool
+	tenant    func(context.Context) string
+	models    map[string]time.Duration
+	modelList []modelTTL
+	txReads   bool
+	err       error
+	broken    map[string]bool // tests only: invalidation sources switched off
+}
+
+type modelTTL struct {
+	model any
+	ttl   time.Duration
+}
+
+// Option configures a Plugin.
+type Option func(*Plugin)
+
+// CacheModels caches every read of the listed models (their tables) for the
+// default TTL, without marking each query, like django-cachalot. NoCache
+// still opts a query out.
+func CacheModels(models ...any) Option { return CacheModelsFor(0, models...) }
+
+// CacheModelsFor is CacheModels with a TTL.
+func CacheModelsFor(ttl time.Duration, models ...any) Option {
+	return func(p *Plugin) {
+		for _, m := range models {
+			p.modelList = append(p.modelList, modelTTL{m, ttl})
+		}
+	}
+}
+
+// DatabaseID names the database in cache keys. Processes sharing a store
+// share entries only if they give the same ID; two databases must never
+// have the same one. The default is derived from the dialect and DSN (an
+// in-memory SQLite database or an unknown DSN gets an ID of its own).
+func DatabaseID(id string) Option { return func(p *Plugin) { p.dbID = id } }
+
+// Tenant adds a value taken from each query's context (a tenant, a schema,
+// a role) to its cache key, for applications whose same SQL returns
+// different rows per tenant.
+func Tenant(f func(ctx context.Context) string) Option { return func(p *Plugin) { p.tenant = f } }
+
+// ReadsInTransactions lets marked queries inside a transaction read the
+// cache for tables the transaction has not written (never fill it). Off by
+// default: a transaction usually expects its own snapshot.
+func ReadsInTransactions() Option { return func(p *Plugin) { p.txReads = true } }
+
+// New returns the plugin for cache. Errors in cache or options are reported
+// by db.Use.
+func New(cache *querycache.Cache, opts ...Option) *Plugin {
+	p := &Plugin{cache: cache}
+	if cache == nil {
+		p.err = errors.New("gormcache.New: cache is nil; create one with querycache.New")
+		return p
+	}
+	p.ns = cache.Namespace()
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Name implements gorm.Plugin.
+func (p *Plugin) Name() string { return "querycache" }
+
+// Cache returns the cache the plugin serves from.
+func (p *Plugin) Cache() *querycache.Cache { return p.cache }
+
+// Initialize implements gorm.Plugin: it replaces GORM's query and row
+// callbacks, registers after-write callbacks and wraps the connection pool.
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	if p.err != nil {
+		return p.err
+	}
+	if _, wrapped := db.ConnPool.(*pool); wrapped {
+		return errors.New("gormcache: this *gorm.DB already has a gormcache plugin")
+	}
+	p.dialect = db.Dialector.Name()
+	if p.dbID == "" {
+		p.dbID = defaultDatabaseID(db.Dialector)
+	}
+	p.models = map[string]time.Duration{}
+	for _, m := range p.modelList {
+		stmt := &gorm.Statement{DB: db}
+		if err := stmt.Parse(m.model); err != nil {
+			return fmt.Errorf("gormcache: CacheModels: %T is not a model GORM can parse: %w", m.model, err)
+		}
+		p.models[stmt.Schema.Table] = m.ttl
+	}
+
+	cb := db.Callback()
+	steps := []error{
+		cb.Query().Replace("gorm:query", p.queryCallback),
+		cb.Row().Replace("gorm:row", p.rowCallback),
+		cb.Create().After("gorm:create").Register("querycache:after_create", p.afterCreate),
+		cb.Update().After("gorm:update").Register("querycache:after_update", p.afterUpdate),
+		cb.Delete().After("gorm:delete").Register("querycache:after_delete", p.afterDelete),
+		cb.Raw().After("gorm:raw").Register("querycache:after_raw", p.afterRaw),
+	}
+	if err := errors.Join(steps...); err != nil {
+		return fmt.Errorf("gormcache: registering callbacks: %w", err)
+	}
+
+	p.inner = db.ConnPool
+	w := &pool{ConnPool: db.ConnPool, p: p}
+	db.ConnPool = w
+	if db.Statement != nil {
+		db.Statement.ConnPool = w
+	}
+	return nil
+}
+
+// defaultDatabaseID derives an identity from the dialect and DSN, hashed so
+// that no password ends up in a key.
+func defaultDatabaseID(d gorm.Dialector) string {
+	dsn := dsnOf(d)
+	lower := strings.ToLower(dsn)
+	if dsn == "" || strings.Contains(lower, ":memory:") || strings.Contains(lower, "mode=memory") {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return "mem-" + hex.EncodeToString(b[:])
+	}
+	return keys.Sum([]byte(d.Name() + "\x00" + dsn)).String()[:16]
+}
+
+// dsnOf finds a DSN field in a dialector (sqlite.Dialector.DSN,
+// postgres.Dialector.Config.DSN) without importing the drivers.
+func dsnOf(d gorm.Dialector) string {
+	v := reflect.ValueOf(d)
+	for i := 0; i < 3 && (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface); i++ {
+		if v.IsNil() {
+			return ""
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return ""
+	}
+	if f := v.FieldByName("DSN"); f.IsValid() && f.Kind() == reflect.String {
+		return f.String()
+	}
+	if f := v.FieldByName("Config"); f.IsValid() {
+		for f.Kind() == reflect.Pointer && !f.IsNil() {
+			f = f.Elem()
+		}
+		if f.Kind() == reflect.Struct {
+			if g := f.FieldByName("DSN"); g.IsValid() && g.Kind() == reflect.String {
+				return g.String()
+			}
+		}
+	}
+	return ""
+}
+
+// record notes that the statement's write changed ch: inside a managed
+// transaction it waits for the commit; outside one (auto-commit) the write
+// has already committed when the callback runs, so it applies now.
+func (p *Plugin) record(db *gorm.DB, source string, ch querycache.Change) {
+	if ch.Empty() || p.broken[source] {
+		return
+	}
+	tx, inTx := managedTx(db.Statement.ConnPool)
+	switch {
+	case tx != nil:
+		if !p.broken["commit"] {
+			tx.buf.Add(ch)
+		}
+	case inTx:
+		// A transaction begun outside the plugin (db.Connection, a raw
+		// *sql.Tx): its commit is invisible, so invalidate now and count it.
+		p.cache.CountBypass("unmanaged_transaction")
+		p.apply(stmtContext(db), ch)
+	default:
+		p.apply(stmtContext(db), ch)
+	}
+}
+
+func (p *Plugin) apply(ctx context.Context, ch querycache.Change) {
+	// Errors are logged and counted by the cache, which keeps the
+	// undelivered versions bypassed until they are delivered.
+	_ = p.cache.Invalidate(ctx, ch)
+}

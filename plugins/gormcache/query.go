@@ -1,0 +1,174 @@
+package gormcache
+
+import (
+	"context"
+	"errors"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/callbacks"
+	"querycache.dev/invalidation"
+	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
+)
+
+// queryCallback replaces "gorm:query" (Find, First, Take, Last, Count,
+// Pluck, Preload's sub-queries). It does what GORM's does, except that a
+// marked statement's rows may come from the cache.
+func (p *Plugin) queryCallback(db *gorm.DB) {
+	if db.Error != nil {
+		return
+	}
+	raw := db.Statement.SQL.Len() > 0 // db.Raw: SQL written by the user
+	callbacks.BuildQuerySQL(db)
+	if db.DryRun || db.Error != nil {
+		return
+	}
+	res, handled, info := p.cached(db, raw)
+	if handled {
+		if res == nil {
+			return // the error has been added
+		}
+		rows, err := replayRows(res)
+		if err != nil {
+			db.AddError(err)
+			return
+		}
+		gorm.Scan(rows, db, 0)
+		db.AddError(rows.Close())
+	} else {
+		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
+		if err != nil {
+			db.AddError(err)
+			p.recordRawWrite(db, raw, info)
+			return
+		}
+		gorm.Scan(rows, db, 0)
+		db.AddError(rows.Close())
+		p.recordRawWrite(db, raw, info)
+	}
+	if db.Statement.Result != nil {
+		db.Statement.Result.RowsAffected = db.RowsAffected
+	}
+}
+
+// rowCallback replaces "gorm:row" (Row, Rows, Scan, Raw(...).Scan).
+func (p *Plugin) rowCallback(db *gorm.DB) {
+	if db.Error != nil {
+		return
+	}
+	raw := db.Statement.SQL.Len() > 0
+	callbacks.BuildQuerySQL(db)
+	if db.DryRun || db.Error != nil {
+		return
+	}
+	isRows := false
+	if v, ok := db.Get("rows"); ok {
+		isRows, _ = v.(bool)
+		db.Statement.Settings.Delete("rows")
+	}
+	res, handled, info := p.cached(db, raw)
+	switch {
+	case handled && res != nil && isRows:
+		db.Statement.Dest, db.Error = replayRows(res)
+	case handled && res != nil:
+		db.Statement.Dest = replayRow(res)
+	case handled && !isRows:
+		// The fill failed and its error is on db; a *sql.Row can only carry
+		// an error the driver gave it, so ask the database again.
+		db.Error = nil
+		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
+	case handled:
+		// error already added
+	case isRows:
+		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
+		p.recordRawWrite(db, raw, info)
+	default:
+		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
+		p.recordRawWrite(db, raw, info)
+	}
+	db.RowsAffected = -1
+}
+
+// recordRawWrite invalidates what a user's raw statement run through a read
+// path wrote (db.Raw("UPDATE ... RETURNING ...").Scan(&x)).
+func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement) {
+	if !raw {
+		return
+	}
+	if info == nil {
+		st := sqlinspect.Inspect(db.Statement.SQL.String())
+		info = &st
+	}
+	p.record(db, "read_write", invalidation.FromInspected(*info))
+}
+
+// notCacheable carries a result that was read but cannot be encoded; it is
+// returned once and not stored.
+type notCacheable struct {
+	res *result
+	err error
+}
+
+func (e *notCacheable) Error() string { return e.err.Error() }
+
+// cached serves the statement from the cache when it is marked and
+// cacheable. handled reports whether it did (res is nil if it failed and
+// the error is on db); when not, the caller runs the statement itself.
+// info is the inspection made, if any.
+func (p *Plugin) cached(db *gorm.DB, raw bool) (res *result, handled bool, info *sqlinspect.Statement) {
+	opts, marked := p.markOf(db)
+	if !marked {
+		return nil, false, nil
+	}
+	st := sqlinspect.Inspect(db.Statement.SQL.String())
+	info = &st
+	pl, ok := p.planFor(db, opts, st)
+	if !ok {
+		return nil, false, info
+	}
+	ctx := stmtContext(db)
+	if pl.readOnly {
+		b, hit, err := p.cache.Get(ctx, pl.key)
+		if err != nil || !hit {
+			return nil, false, info
+		}
+		if r, derr := decodeResult(b); derr == nil {
+			return r, true, info
+		}
+		return nil, false, info
+	}
+	b, _, err := p.cache.GetOrSet(ctx, pl.key, func(ctx context.Context) (querycache.Fill, error) {
+		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
+		if err != nil {
+			return querycache.Fill{}, err
+		}
+		r, err := record(rows)
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return querycache.Fill{}, err
+		}
+		enc, err := encodeResult(r)
+		if err != nil {
+			return querycache.Fill{}, &notCacheable{res: r, err: err}
+		}
+		return querycache.Fill{Value: enc}, nil
+	})
+	if err != nil {
+		var nc *notCacheable
+		if errors.As(err, &nc) {
+			p.cache.CountRefusal("unsupported_type")
+			return nc.res, true, info
+		}
+		db.AddError(err)
+		return nil, true, info
+	}
+	r, derr := decodeResult(b)
+	if derr != nil {
+		// Garbage under a valid envelope: go to the database.
+		p.cache.CountBypass("corrupt_result")
+		return nil, false, info
+	}
+	return r, true, info
+}

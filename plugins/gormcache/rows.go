@@ -1,0 +1,191 @@
+package gormcache
+
+import (
+	"regexp"
+	"strings"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/schema"
+	"querycache.dev/keys"
+	"querycache.dev/sqlinspect"
+)
+
+// rowsOf returns the canonical primary keys of the rows a statement's WHERE
+// clause confines it to, or ok=false when that cannot be proven. It is the
+// one place both reads (is this a lookup by primary key?) and writes (which
+// objects changed?) decide this, so they always agree.
+//
+// Proof means: the top-level WHERE is a conjunction (no OR anywhere at the
+// top), one conjunct pins every primary-key column to known values, and
+// every other conjunct is a structured GORM clause or a plain
+// "column op ?" expression — nothing whose SQL text could reopen the
+// conjunction (an OR, a comment) and widen the rows.
+func rowsOf(stmt *gorm.Statement) (pks []string, ok bool) {
+	s := stmt.Schema
+	if s == nil || len(s.PrimaryFields) == 0 {
+		return nil, false
+	}
+	c, found := stmt.Clauses["WHERE"]
+	if !found {
+		return nil, false
+	}
+	where, isWhere := c.Expression.(clause.Where)
+	if !isWhere {
+		return nil, false
+	}
+	conj, safe := flatten(where.Exprs, nil)
+	if !safe {
+		return nil, false
+	}
+	composite := len(s.PrimaryFields) > 1
+	parts := map[string]string{} // composite: column -> value
+	for _, e := range conj {
+		col, vals, isPK := pkCondition(stmt, e)
+		if !isPK {
+			continue
+		}
+		if !composite {
+			if pks == nil {
+				pks = vals
+			}
+			continue
+		}
+		if len(vals) == 1 {
+			if _, seen := parts[col]; !seen {
+				parts[col] = vals[0]
+			}
+		}
+	}
+	if composite {
+		key := make([]string, len(s.PrimaryFields))
+		for i, f := range s.PrimaryFields {
+			v, has := parts[f.DBName]
+			if !has {
+				return nil, false
+			}
+			key[i] = v
+		}
+		return []string{keys.JoinPK(key)}, true
+	}
+	return pks, len(pks) > 0
+}
+
+// flatten appends the conjuncts of exprs to out, and reports false when the
+// list is not a plain conjunction of safe expressions.
+func flatten(exprs []clause.Expression, out []clause.Expression) ([]clause.Expression, bool) {
+	for _, e := range exprs {
+		switch v := e.(type) {
+		case clause.AndConditions:
+			var ok bool
+			if out, ok = flatten(v.Exprs, out); !ok {
+				return nil, false
+			}
+		case clause.OrConditions:
+			return nil, false
+		case clause.NotConditions:
+			// NOT (a AND b): structured, cannot widen the others.
+			for _, inner := range v.Exprs {
+				if !structured(inner) {
+					return nil, false
+				}
+			}
+			out = append(out, e)
+		default:
+			if !structured(e) {
+				return nil, false
+			}
+			out = append(out, e)
+		}
+	}
+	return out, true
+}
+
+// simpleExpr matches the raw conditions accepted next to a primary-key
+// condition: one column, one comparison, at most one placeholder.
+var simpleExpr = regexp.MustCompile(`(?i)^\s*[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?\s*(=|<>|!=|<=|>=|<|>|\s+is\s+null|\s+is\s+not\s+null|\s+like|\s+in)\s*(\?|\(\s*\?\s*\))?\s*$`)
+
+var quotedIdent = strings.NewReplacer("`", "", `"`, "")
+
+func structured(e clause.Expression) bool {
+	switch v := e.(type) {
+	case clause.Eq, clause.Neq, clause.Gt, clause.Gte, clause.Lt, clause.Lte, clause.Like, clause.IN:
+		return true
+	case clause.Expr:
+		return simpleExpr.MatchString(quotedIdent.Replace(v.SQL)) && len(v.Vars) <= 1
+	case clause.NamedExpr:
+		return false
+	}
+	return false
+}
+
+// pkCondition reports whether e pins a primary-key column, returning the
+// column and the canonical values it allows.
+func pkCondition(stmt *gorm.Statement, e clause.Expression) (string, []string, bool) {
+	var (
+		column any
+		values []any
+	)
+	switch v := e.(type) {
+	case clause.Eq:
+		column, values = v.Column, []any{v.Value}
+	case clause.IN:
+		column, values = v.Column, v.Values
+	case clause.Expr:
+		sql := quotedIdent.Replace(v.SQL)
+		i := strings.Index(sql, "=")
+		if i < 0 || len(v.Vars) != 1 || strings.TrimSpace(sql[i+1:]) != "?" || strings.ContainsAny(sql[:i], "<>!") {
+			return "", nil, false
+		}
+		column, values = strings.TrimSpace(sql[:i]), v.Vars
+	default:
+		return "", nil, false
+	}
+	field := pkField(stmt, column)
+	if field == nil || len(values) == 0 {
+		return "", nil, false
+	}
+	out := make([]string, 0, len(values))
+	for _, val := range values {
+		s, ok := keys.PK(val)
+		if !ok {
+			return "", nil, false
+		}
+		out = append(out, s)
+	}
+	return field.DBName, out, true
+}
+
+// pkField resolves a WHERE column to the statement's primary-key field.
+func pkField(stmt *gorm.Statement, column any) *schema.Field {
+	var table, name string
+	switch c := column.(type) {
+	case clause.Column:
+		if c.Raw || c.Alias != "" {
+			return nil
+		}
+		table, name = c.Table, c.Name
+	case string:
+		name = c
+		if i := strings.LastIndex(c, "."); i >= 0 {
+			table, name = c[:i], c[i+1:]
+		}
+	default:
+		return nil
+	}
+	s := stmt.Schema
+	if name == clause.PrimaryKey {
+		if len(s.PrimaryFields) != 1 {
+			return nil
+		}
+		return s.PrioritizedPrimaryField
+	}
+	if table != "" && table != clause.CurrentTable && sqlinspect.NormalizeTable(table) != sqlinspect.NormalizeTable(stmt.Table) {
+		return nil
+	}
+	f := s.LookUpField(strings.Trim(name, "`\" "))
+	if f == nil || !f.PrimaryKey {
+		return nil
+	}
+	return f
+}

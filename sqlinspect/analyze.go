@@ -1,0 +1,384 @@
+package sqlinspect
+
+// This file holds the scanner that walks one statement's tokens, keeping a
+// stack of parentheses, and records every table position it meets.
+
+// frameKind tells what a parenthesis (or the statement itself) holds.
+type frameKind uint8
+
+const (
+	fStmt      frameKind = iota // a statement or a parenthesised query
+	fFunc                       // function arguments or a keyword-led list: FROM is not a table position
+	fGroup                      // any other parenthesis (grouping, row constructor)
+	fFromGroup                  // a parenthesised join inside a FROM list
+)
+
+// verb is what a statement frame does.
+type verb uint8
+
+const (
+	vNone   verb = iota // not a query (DDL, PRAGMA, ...) or not known yet
+	vSelect             // SELECT, VALUES, TABLE, WITH ... SELECT, (query)
+	vInsert             // INSERT, REPLACE, UPSERT
+	vUpdate
+	vDelete
+	vMerge
+)
+
+// frame is one level of parentheses.
+type frame struct {
+	kind      frameKind
+	verb      verb
+	head      bool // the next token starts the (sub)query
+	awaitMain bool // after WITH: the main statement's verb is still to come
+	fromList  bool // in a FROM or USING list: a comma introduces a table
+	usingList bool // DELETE or MERGE: USING introduces tables
+}
+
+// analyzer holds the state of one Inspect call. It is pooled.
+type analyzer struct {
+	src    string
+	toks   []token
+	frames []frame
+	reads  []string
+	writes []string
+
+	nondet       uint64
+	undetermined bool
+	locking      bool
+
+	// Per statement.
+	start, end    int  // the statement's tokens are toks[start:end]
+	malformed     bool // unbalanced parentheses or a stray ';'
+	dml           bool // a data-modifying (sub)statement was seen
+	tablePosParen int  // index of a '(' standing at a table position, or -1
+
+	// Cache for isQueryParen: every '(' in toks[lookFrom:lookTo] opens a
+	// query iff lookRes.
+	lookFrom, lookTo int
+	lookRes          bool
+}
+
+func (a *analyzer) addRead(name string)  { a.reads = append(a.reads, name) }
+func (a *analyzer) addWrite(name string) { a.writes = append(a.writes, name) }
+
+// kindAt returns the kind of toks[i], or 0 past the statement's end.
+func (a *analyzer) kindAt(i int) tokKind {
+	if i < a.end {
+		return a.toks[i].kind
+	}
+	return 0
+}
+
+// isKw reports whether toks[i] is the keyword k.
+func (a *analyzer) isKw(i int, k keyword) bool {
+	return i < a.end && a.toks[i].kind == tkWord && a.toks[i].kw == k
+}
+
+// isName reports whether toks[i] can start a relation name: a quoted
+// identifier, a SQLite string used as a name, or a word that is not a
+// clause keyword.
+func (a *analyzer) isName(i int) bool {
+	if i >= a.end {
+		return false
+	}
+	switch t := &a.toks[i]; t.kind {
+	case tkWord:
+		return kwFlags[t.kw]&kfStructural == 0
+	case tkQuoted, tkBacktick, tkBracket, tkString:
+		return true
+	}
+	return false
+}
+
+// isNamePart reports whether toks[i] can follow a dot in a qualified name:
+// any word, keywords included, or a quoted identifier.
+func (a *analyzer) isNamePart(i int) bool {
+	if i >= a.end {
+		return false
+	}
+	switch a.toks[i].kind {
+	case tkWord, tkQuoted, tkBacktick, tkBracket, tkString:
+		return true
+	}
+	return false
+}
+
+// tokName returns the normalised name held by the name token toks[i].
+func (a *analyzer) tokName(i int) string {
+	t := a.toks[i]
+	s := a.src[t.start:t.end]
+	switch t.kind {
+	case tkWord:
+		return lowerASCII(s)
+	case tkQuoted:
+		return unquoteIdent(s, '"')
+	case tkBacktick:
+		return unquoteIdent(s, '`')
+	case tkString:
+		return unquoteIdent(s, '\'')
+	case tkBracket:
+		return lowerASCII(s[1 : len(s)-1])
+	}
+	return ""
+}
+
+// qualifiedName reads a name [part.]*part starting at toks[j]. It returns
+// the normalised last part and the index after the name; ok is false (and
+// nothing is consumed) when toks[j] cannot start a name, and false with the
+// name consumed when the last part is empty ("").
+func (a *analyzer) qualifiedName(j int) (name string, next int, ok bool) {
+	if !a.isName(j) {
+		return "", j, false
+	}
+	next = a.nameEnd(j)
+	name = a.tokName(next - 1)
+	return name, next, name != ""
+}
+
+// nameEnd returns the index after the qualified name starting at toks[j].
+func (a *analyzer) nameEnd(j int) int {
+	for a.kindAt(j+1) == tkDot && a.isNamePart(j+2) {
+		j += 2
+	}
+	return j + 1
+}
+
+// readName records the relation named at toks[j] as read, marking the
+// statement undetermined when there is no usable name, and returns the
+// index after it.
+func (a *analyzer) readName(j int) int {
+	name, next, ok := a.qualifiedName(j)
+	if !ok {
+		a.undetermined = true
+		return next
+	}
+	a.addRead(name)
+	return next
+}
+
+// writeTarget records the relation named at toks[j] (after an optional
+// ONLY) as written and returns the index after it. Without a usable name it
+// marks the statement undetermined and returns ok false.
+func (a *analyzer) writeTarget(j int) (next int, ok bool) {
+	if a.isKw(j, kwOnly) && a.isName(j+1) {
+		j++
+	}
+	name, next, ok := a.qualifiedName(j)
+	if !ok {
+		a.undetermined = true
+		return next, false
+	}
+	a.addWrite(name)
+	return next, true
+}
+
+// tableRef reads the table reference at a table position toks[j] (after
+// FROM, JOIN, a comma in a FROM list, or USING) and returns the index of the
+// next token to scan.
+//
+//	[LATERAL] [ONLY] name[.name]...   a table: recorded as read
+//	[LATERAL] name(...)               a table function: undetermined
+//	[LATERAL] ( ... )                 a subquery or a parenthesised join
+//
+// Anything else (a placeholder, a keyword, the end) is undetermined.
+func (a *analyzer) tableRef(j int) int {
+	if a.isKw(j, kwLateral) && (a.kindAt(j+1) == tkLParen || a.isName(j+1) && a.kindAt(a.nameEnd(j+1)) == tkLParen) {
+		j++ // else "lateral" is a SQLite table's name
+	}
+	if a.isKw(j, kwOnly) && (a.kindAt(j+1) == tkLParen || a.isName(j+1)) {
+		j++
+	}
+	if a.kindAt(j) == tkLParen {
+		a.tablePosParen = j
+		return j
+	}
+	name, next, ok := a.qualifiedName(j)
+	if !ok {
+		a.undetermined = true
+		return next
+	}
+	if a.kindAt(next) == tkLParen {
+		// A table function: its rows come from who knows where. Scan its
+		// name again (it may be non-deterministic) and open its arguments as
+		// a function call.
+		a.undetermined = true
+		return next - 1
+	}
+	a.addRead(name)
+	return next
+}
+
+// isQueryParen reports whether the '(' at toks[i] opens a query: its first
+// token after any further '(' is SELECT, WITH, VALUES, TABLE, INSERT, UPDATE,
+// DELETE or MERGE.
+func (a *analyzer) isQueryParen(i int) bool {
+	if i >= a.lookFrom && i < a.lookTo {
+		return a.lookRes
+	}
+	j := i + 1
+	for a.kindAt(j) == tkLParen {
+		j++
+	}
+	res := a.kindAt(j) == tkWord && kwFlags[a.toks[j].kw]&kfQueryStart != 0
+	a.lookFrom, a.lookTo, a.lookRes = i, j, res
+	return res
+}
+
+// step scans toks[i] and returns the index of the next token to scan.
+func (a *analyzer) step(i int) int {
+	fi := len(a.frames) - 1
+	f := &a.frames[fi]
+	if f.head {
+		f.head = false
+		return a.queryHead(i, fi)
+	}
+	t := a.toks[i]
+	switch t.kind {
+	case tkWord:
+		return a.word(i, fi)
+	case tkLParen:
+		return a.openParen(i)
+	case tkRParen:
+		if fi == 0 {
+			a.malformed = true
+		} else {
+			a.frames = a.frames[:fi]
+		}
+	case tkComma:
+		if f.fromList && f.kind != fFunc {
+			return a.tableRef(i + 1)
+		}
+	case tkSemi:
+		a.malformed = true // only reachable inside parentheses
+	case tkString, tkEString, tkDollar:
+		a.noteLiteral(t)
+	case tkQuoted, tkBacktick, tkBracket:
+		a.noteQuotedCall(i)
+	}
+	return i + 1
+}
+
+// openParen pushes the frame opened by the '(' at toks[i].
+func (a *analyzer) openParen(i int) int {
+	var k frameKind
+	switch {
+	case a.isQueryParen(i):
+		k = fStmt
+	case i == a.tablePosParen:
+		k = fFromGroup
+	case i > a.start && isWordish(a.toks[i-1].kind):
+		k = fFunc
+	default:
+		k = fGroup
+	}
+	a.frames = append(a.frames, frame{kind: k, head: k == fStmt, fromList: k == fFromGroup})
+	if k == fFromGroup {
+		return a.tableRef(i + 1)
+	}
+	return i + 1
+}
+
+// isWordish reports whether a token of kind k, followed by '(', makes the
+// parenthesis a function call (or a keyword's argument list).
+func isWordish(k tokKind) bool {
+	return k == tkWord || k == tkQuoted || k == tkBacktick || k == tkBracket
+}
+
+// word scans the word toks[i] in frame fi.
+func (a *analyzer) word(i, fi int) int {
+	k := a.toks[i].kw
+	if k == kwNone {
+		return i + 1
+	}
+	if k >= kwNondetFirst {
+		a.noteNondet(i, k)
+		return i + 1
+	}
+	if i > a.start {
+		// After a dot a word is a name part (t.from); after AS it is an
+		// alias (x AS from), unless it starts a query (AS SELECT ...).
+		p := a.toks[i-1]
+		if p.kind == tkDot || p.kind == tkWord && p.kw == kwAs && kwFlags[k]&kfQueryStart == 0 {
+			return i + 1
+		}
+	}
+	f := &a.frames[fi]
+	if f.awaitMain && kwFlags[k]&kfMainVerb != 0 {
+		f.awaitMain = false
+		return a.queryHead(i, fi)
+	}
+	switch k {
+	case kwFrom:
+		if f.kind == fFunc || a.isDistinctFrom(i) {
+			return i + 1
+		}
+		f.fromList = true
+		return a.tableRef(i + 1)
+	case kwJoin:
+		f.fromList = true
+		return a.tableRef(i + 1)
+	case kwUsing:
+		if f.usingList && f.kind == fStmt {
+			f.usingList = false
+			f.fromList = true
+			return a.tableRef(i + 1)
+		}
+	case kwTable:
+		// UNION TABLE t, CREATE TABLE t AS TABLE s, LOCK TABLE t, ...:
+		// reading t is the worst case.
+		if f.kind != fFunc && a.isName(i+1) {
+			return a.readName(i + 1)
+		}
+	case kwInto:
+		if f.kind == fStmt && f.verb == vSelect {
+			f.fromList = false
+			return a.selectInto(i + 1)
+		}
+	case kwFor:
+		if next := a.lockingClause(i); next > i {
+			f.fromList = false
+			return next
+		}
+	}
+	if kwFlags[k]&kfTerminator != 0 {
+		f.fromList = false
+	}
+	return i + 1
+}
+
+// isDistinctFrom reports whether the FROM at toks[i] ends IS [NOT] DISTINCT
+// FROM.
+func (a *analyzer) isDistinctFrom(i int) bool {
+	return i-2 >= a.start && a.toks[i-1].kind == tkWord && a.toks[i-1].kw == kwDistinct &&
+		a.toks[i-2].kind == tkWord && (a.toks[i-2].kw == kwIs || a.toks[i-2].kw == kwNot)
+}
+
+// lockingClause reads FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE or FOR KEY
+// SHARE at toks[i] and returns the index after it, or i if there is none.
+func (a *analyzer) lockingClause(i int) int {
+	j := i + 1
+	switch {
+	case a.isKw(j, kwUpdate), a.isKw(j, kwShare):
+		j++
+	case a.isKw(j, kwNo) && a.isKw(j+1, kwKey) && a.isKw(j+2, kwUpdate):
+		j += 3
+	case a.isKw(j, kwKey) && a.isKw(j+1, kwShare):
+		j += 2
+	default:
+		return i
+	}
+	a.locking = true
+	return j
+}
+
+// selectInto reads the target of SELECT ... INTO [TEMP|UNLOGGED] [TABLE]
+// name, which creates and fills a table.
+func (a *analyzer) selectInto(j int) int {
+	a.dml = true
+	for a.isKw(j, kwTemp) || a.isKw(j, kwTemporary) || a.isKw(j, kwUnlogged) || a.isKw(j, kwTable) {
+		j++
+	}
+	next, _ := a.writeTarget(j)
+	return next
+}

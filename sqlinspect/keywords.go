@@ -1,0 +1,332 @@
+package sqlinspect
+
+// keyword identifies a word that matters to the analysis. kwNone is an
+// ordinary identifier. The non-deterministic names come last (see
+// nondeterministic.go), from kwNondetFirst on.
+type keyword uint8
+
+const (
+	kwNone keyword = iota
+
+	// Query structure.
+	kwAll
+	kwAnd
+	kwAs
+	kwBy
+	kwCase
+	kwCross
+	kwDistinct
+	kwDo
+	kwElse
+	kwEnd
+	kwExcept
+	kwExists
+	kwFetch
+	kwFor
+	kwFrom
+	kwFull
+	kwGroup
+	kwHaving
+	kwIn
+	kwInner
+	kwIntersect
+	kwInto
+	kwIs
+	kwJoin
+	kwKey
+	kwLateral
+	kwLeft
+	kwLimit
+	kwNatural
+	kwNo
+	kwNot
+	kwOf
+	kwOffset
+	kwOn
+	kwOnly
+	kwOr
+	kwOrder
+	kwOuter
+	kwReturning
+	kwRight
+	kwSelect
+	kwSet
+	kwShare
+	kwTable
+	kwThen
+	kwUnion
+	kwUsing
+	kwValues
+	kwWhen
+	kwWhere
+	kwWindow
+	kwWith
+
+	// Data modification.
+	kwDelete
+	kwInsert
+	kwMerge
+	kwReplace
+	kwUpdate
+	kwUpsert
+
+	// Statement heads and the words their parsers look for.
+	kwAbort
+	kwAlter
+	kwAnalyse
+	kwAnalyze
+	kwAttach
+	kwBegin
+	kwCascade
+	kwCheckpoint
+	kwClose
+	kwCluster
+	kwColumn
+	kwComment
+	kwCommit
+	kwConcurrently
+	kwConstraint
+	kwCopy
+	kwCreate
+	kwDeallocate
+	kwDeclare
+	kwDetach
+	kwDiscard
+	kwDrop
+	kwExplain
+	kwForeign
+	kwFunction
+	kwGlobal
+	kwGrant
+	kwIf
+	kwIndex
+	kwInherit
+	kwListen
+	kwLocal
+	kwLock
+	kwMaterialized
+	kwMove
+	kwNotify
+	kwPartition
+	kwPlan
+	kwPragma
+	kwPrepare
+	kwProcedure
+	kwQuery
+	kwRecursive
+	kwRefresh
+	kwReindex
+	kwRelease
+	kwRename
+	kwReset
+	kwRevoke
+	kwRollback
+	kwSavepoint
+	kwShow
+	kwStart
+	kwTemp
+	kwTemporary
+	kwTo
+	kwTransaction
+	kwTrigger
+	kwTruncate
+	kwUnique
+	kwUnlisten
+	kwUnlogged
+	kwVacuum
+	kwVerbose
+	kwView
+	kwVirtual
+
+	// Non-deterministic functions and keywords: keep them last and contiguous.
+	kwNow
+	kwCurrentTimestamp
+	kwCurrentDate
+	kwCurrentTime
+	kwLocaltime
+	kwLocaltimestamp
+	kwClockTimestamp
+	kwStatementTimestamp
+	kwTransactionTimestamp
+	kwTimeofday
+	kwRandom
+	kwRand
+	kwRandomblob
+	kwGenRandomUUID
+	kwUUIDGenerateV1
+	kwUUIDGenerateV4
+	kwNextval
+	kwCurrval
+	kwLastval
+	kwSetval
+	kwChanges
+	kwTotalChanges
+	kwLastInsertRowid
+	kwTxidCurrent
+	kwPgBackendPid
+	kwInetClientAddr
+	kwCurrentUser
+	kwSessionUser
+	kwTablesample
+	kwUUIDv4
+	kwUUIDv7
+	kwRandomNormal
+	kwPgCurrentXactID
+	// Only non-deterministic when called without a time value (SQLite's
+	// default is 'now'); see noteNondet.
+	kwDate
+	kwTime
+	kwDatetime
+	kwJulianday
+	kwUnixepoch
+	kwStrftime
+
+	kwCount
+)
+
+// kwNondetFirst is the first non-deterministic keyword.
+const kwNondetFirst = kwNow
+
+// Keyword flags.
+const (
+	// kfStructural marks words that cannot be a bare table name: met at a
+	// table position they mean the reference could not be read.
+	kfStructural uint8 = 1 << iota
+	// kfTerminator marks words that end a FROM (or USING) list: after them a
+	// comma no longer introduces a table.
+	kfTerminator
+	// kfQueryStart marks words that start a query inside parentheses, and
+	// that keep their meaning right after AS (CREATE TABLE t AS SELECT).
+	kfQueryStart
+	// kfMainVerb marks words that start the main statement after a WITH list.
+	kfMainVerb
+)
+
+// keywordWords spells each keyword in lower case.
+var keywordWords = [kwCount]string{
+	kwAll: "all", kwAnd: "and", kwAs: "as", kwBy: "by", kwCase: "case",
+	kwCross: "cross", kwDistinct: "distinct", kwDo: "do", kwElse: "else",
+	kwEnd: "end", kwExcept: "except", kwExists: "exists", kwFetch: "fetch",
+	kwFor: "for", kwFrom: "from", kwFull: "full", kwGroup: "group",
+	kwHaving: "having", kwIn: "in", kwInner: "inner", kwIntersect: "intersect",
+	kwInto: "into", kwIs: "is", kwJoin: "join", kwKey: "key",
+	kwLateral: "lateral", kwLeft: "left", kwLimit: "limit",
+	kwNatural: "natural", kwNo: "no", kwNot: "not", kwOf: "of",
+	kwOffset: "offset", kwOn: "on", kwOnly: "only", kwOr: "or",
+	kwOrder: "order", kwOuter: "outer", kwReturning: "returning",
+	kwRight: "right", kwSelect: "select", kwSet: "set", kwShare: "share",
+	kwTable: "table", kwThen: "then", kwUnion: "union", kwUsing: "using",
+	kwValues: "values", kwWhen: "when", kwWhere: "where", kwWindow: "window",
+	kwWith: "with",
+
+	kwDelete: "delete", kwInsert: "insert", kwMerge: "merge",
+	kwReplace: "replace", kwUpdate: "update", kwUpsert: "upsert",
+
+	kwAbort: "abort", kwAlter: "alter", kwAnalyse: "analyse",
+	kwAnalyze: "analyze", kwAttach: "attach", kwBegin: "begin",
+	kwCascade: "cascade", kwCheckpoint: "checkpoint", kwClose: "close",
+	kwCluster: "cluster", kwColumn: "column", kwComment: "comment",
+	kwCommit: "commit", kwConcurrently: "concurrently",
+	kwConstraint: "constraint", kwCopy: "copy", kwCreate: "create",
+	kwDeallocate: "deallocate", kwDeclare: "declare", kwDetach: "detach",
+	kwDiscard: "discard", kwDrop: "drop", kwExplain: "explain",
+	kwForeign: "foreign", kwFunction: "function", kwGlobal: "global",
+	kwGrant: "grant", kwIf: "if", kwIndex: "index", kwInherit: "inherit",
+	kwListen: "listen", kwLocal: "local", kwLock: "lock",
+	kwMaterialized: "materialized", kwMove: "move", kwNotify: "notify",
+	kwPartition: "partition", kwPlan: "plan", kwPragma: "pragma",
+	kwPrepare: "prepare", kwProcedure: "procedure", kwQuery: "query",
+	kwRecursive: "recursive", kwRefresh: "refresh", kwReindex: "reindex",
+	kwRelease: "release", kwRename: "rename", kwReset: "reset",
+	kwRevoke: "revoke", kwRollback: "rollback", kwSavepoint: "savepoint",
+	kwShow: "show", kwStart: "start", kwTemp: "temp",
+	kwTemporary: "temporary", kwTo: "to", kwTransaction: "transaction",
+	kwTrigger: "trigger", kwTruncate: "truncate", kwUnique: "unique",
+	kwUnlisten: "unlisten", kwUnlogged: "unlogged", kwVacuum: "vacuum",
+	kwVerbose: "verbose", kwView: "view", kwVirtual: "virtual",
+
+	kwNow: "now", kwCurrentTimestamp: "current_timestamp",
+	kwCurrentDate: "current_date", kwCurrentTime: "current_time",
+	kwLocaltime: "localtime", kwLocaltimestamp: "localtimestamp",
+	kwClockTimestamp: "clock_timestamp",
+	kwStatementTimestamp: "statement_timestamp",
+	kwTransactionTimestamp: "transaction_timestamp",
+	kwTimeofday: "timeofday", kwRandom: "random", kwRand: "rand",
+	kwRandomblob: "randomblob", kwGenRandomUUID: "gen_random_uuid",
+	kwUUIDGenerateV1: "uuid_generate_v1", kwUUIDGenerateV4: "uuid_generate_v4",
+	kwNextval: "nextval", kwCurrval: "currval", kwLastval: "lastval",
+	kwSetval: "setval", kwChanges: "changes", kwTotalChanges: "total_changes",
+	kwLastInsertRowid: "last_insert_rowid", kwTxidCurrent: "txid_current",
+	kwPgBackendPid: "pg_backend_pid", kwInetClientAddr: "inet_client_addr",
+	kwCurrentUser: "current_user", kwSessionUser: "session_user",
+	kwTablesample: "tablesample", kwUUIDv4: "uuidv4", kwUUIDv7: "uuidv7",
+	kwRandomNormal: "random_normal", kwPgCurrentXactID: "pg_current_xact_id",
+	kwDate: "date", kwTime: "time", kwDatetime: "datetime",
+	kwJulianday: "julianday", kwUnixepoch: "unixepoch", kwStrftime: "strftime",
+}
+
+// kwFlags holds each keyword's kf* flags.
+var kwFlags = func() (f [kwCount]uint8) {
+	for _, k := range []keyword{
+		kwAll, kwAnd, kwAs, kwBy, kwCase, kwCross, kwDistinct, kwDo, kwElse,
+		kwEnd, kwExcept, kwExists, kwFetch, kwFor, kwFrom, kwFull, kwGroup,
+		kwHaving, kwIn, kwInner, kwIntersect, kwInto, kwIs, kwJoin, kwLeft,
+		kwLimit, kwNatural, kwNot, kwOffset, kwOn, kwOr, kwOrder, kwOuter,
+		kwReturning, kwRight, kwSelect, kwSet, kwTable, kwThen, kwUnion,
+		kwUsing, kwValues, kwWhen, kwWhere, kwWindow, kwWith,
+		kwDelete, kwInsert, kwMerge, kwUpdate,
+	} {
+		f[k] |= kfStructural
+	}
+	for _, k := range []keyword{
+		kwWhere, kwGroup, kwHaving, kwWindow, kwOrder, kwLimit, kwOffset,
+		kwFetch, kwFor, kwUnion, kwIntersect, kwExcept, kwReturning, kwSet,
+		kwSelect, kwValues, kwDo, kwInto,
+	} {
+		f[k] |= kfTerminator
+	}
+	for _, k := range []keyword{
+		kwSelect, kwWith, kwValues, kwTable, kwInsert, kwUpdate, kwDelete, kwMerge,
+	} {
+		f[k] |= kfQueryStart
+	}
+	for _, k := range []keyword{
+		kwSelect, kwValues, kwTable, kwInsert, kwUpdate, kwDelete, kwMerge,
+		kwReplace, kwUpsert,
+	} {
+		f[k] |= kfMainVerb
+	}
+	return f
+}()
+
+// maxKeywordLen is the length of the longest keyword.
+const maxKeywordLen = 24
+
+// keywordIndex maps a lower-case word to its keyword.
+var keywordIndex = func() map[string]keyword {
+	m := make(map[string]keyword, kwCount)
+	for k := keyword(1); k < kwCount; k++ {
+		w := keywordWords[k]
+		if w == "" || len(w) > maxKeywordLen {
+			panic("sqlinspect: bad keyword table entry")
+		}
+		m[w] = k
+	}
+	return m
+}()
+
+// lookupKeyword returns the keyword spelled by w in any letter case, or kwNone.
+func lookupKeyword(w string) keyword {
+	if len(w) < 2 || len(w) > maxKeywordLen {
+		return kwNone
+	}
+	var buf [maxKeywordLen]byte
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return keywordIndex[string(buf[:len(w)])]
+}
