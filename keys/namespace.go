@@ -1,6 +1,9 @@
 package keys
 
-import "strings"
+import (
+	"encoding/base64"
+	"strings"
+)
 
 // Namespace names keys and versions under one prefix (Django's KEY_PREFIX).
 // Every process that shares a store and a database must use the same prefix,
@@ -18,7 +21,7 @@ func (n Namespace) Prefix() string { return n.prefix }
 // Query is the key of a statement's cached result: db is the database
 // identity, fp the statement's fingerprint.
 func (n Namespace) Query(db string, fp Fingerprint) string {
-	return n.prefix + "q:" + db + ":" + fp.String()
+	return join(n.prefix, "q:", db, ":", fp)
 }
 
 // Object is the key of a lookup by primary key. It carries the table and the
@@ -26,7 +29,33 @@ func (n Namespace) Query(db string, fp Fingerprint) string {
 // so that two different lookups of one row (other columns, Unscoped, First or
 // Last) never share an entry.
 func (n Namespace) Object(db, table, pk string, fp Fingerprint) string {
-	return n.prefix + "o:" + db + ":" + escape(table) + ":" + pkPart(pk) + ":" + fp.String()
+	return join(n.prefix, "o:", db, ":", escape(table), ":", pkPart(pk), ":", fp)
+}
+
+// join concatenates parts and the fingerprint's text in one allocation:
+// keys are built on every cached read.
+func join(parts ...any) string {
+	n := 0
+	for _, p := range parts {
+		switch v := p.(type) {
+		case string:
+			n += len(v)
+		case Fingerprint:
+			n += base64.RawURLEncoding.EncodedLen(len(v))
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, p := range parts {
+		switch v := p.(type) {
+		case string:
+			b.WriteString(v)
+		case Fingerprint:
+			var tmp [64]byte
+			b.Write(base64.RawURLEncoding.AppendEncode(tmp[:0], v[:]))
+		}
+	}
+	return b.String()
 }
 
 // TableVersion names the version every query reading table depends on.

@@ -124,6 +124,13 @@ func (c *Cache) Close() error {
 	return err
 }
 
+func (k Key) label() string {
+	if k.Label != "" {
+		return k.Label
+	}
+	return k.Name
+}
+
 func (c *Cache) debug(ctx context.Context, msg string, args ...any) {
 	if c.log != nil && c.log.Enabled(ctx, slog.LevelDebug) {
 		c.log.DebugContext(ctx, msg, args...)

@@ -30,18 +30,20 @@ var errCorruptEntry = errors.New("querycache: corrupt cache entry")
 type entry struct {
 	expires int64
 	created int64
-	tokens  []uint64
+	tokens  []uint64 // for encoding
+	raw     []byte   // decoded: the tokens as stored, 8 bytes each
 	payload []byte
 }
 
 func encodeEntry(e entry) []byte {
-	buf := make([]byte, 0, entryHeader+binary.MaxVarintLen64+8*len(e.tokens)+len(e.payload))
+	n := e.count()
+	buf := make([]byte, 0, entryHeader+2*binary.MaxVarintLen64+8*n+len(e.payload))
 	buf = append(buf, entryMagic0, entryMagic1, entryFormat)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.expires))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.created))
-	buf = binary.AppendUvarint(buf, uint64(len(e.tokens)))
-	for _, t := range e.tokens {
-		buf = binary.BigEndian.AppendUint64(buf, t)
+	buf = binary.AppendUvarint(buf, uint64(n))
+	for i := 0; i < n; i++ {
+		buf = binary.BigEndian.AppendUint64(buf, e.token(i))
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(e.payload)))
 	return append(buf, e.payload...)
@@ -61,11 +63,8 @@ func decodeEntry(b []byte) (entry, error) {
 		return e, errCorruptEntry
 	}
 	rest = rest[w:]
-	e.tokens = make([]uint64, n)
-	for i := range e.tokens {
-		e.tokens[i] = binary.BigEndian.Uint64(rest)
-		rest = rest[8:]
-	}
+	e.raw = rest[:8*n : 8*n]
+	rest = rest[8*n:]
 	size, w := binary.Uvarint(rest)
 	if w <= 0 || (w > 1 && rest[w-1] == 0) || size != uint64(len(rest)-w) {
 		// A truncated or padded payload: never serve part of a result.
@@ -75,13 +74,39 @@ func decodeEntry(b []byte) (entry, error) {
 	return e, nil
 }
 
-// fresh reports whether e may be served at now against the current tokens.
+// count returns the number of tokens the entry recorded.
+func (e entry) count() int {
+	if e.raw != nil {
+		return len(e.raw) / 8
+	}
+	return len(e.tokens)
+}
+
+// token returns the i-th recorded token.
+func (e entry) token(i int) uint64 {
+	if e.raw != nil {
+		return binary.BigEndian.Uint64(e.raw[8*i:])
+	}
+	return e.tokens[i]
+}
+
+// tokenList returns the recorded tokens as a slice.
+func (e entry) tokenList() []uint64 {
+	out := make([]uint64, e.count())
+	for i := range out {
+		out[i] = e.token(i)
+	}
+	return out
+}
+
+// fresh reports whether a decoded e may be served at now against the
+// current tokens.
 func (e entry) fresh(now time.Time, tokens []uint64) bool {
-	if now.UnixNano() >= e.expires || len(e.tokens) != len(tokens) {
+	if now.UnixNano() >= e.expires || e.count() != len(tokens) {
 		return false
 	}
 	for i, t := range tokens {
-		if e.tokens[i] != t || t == 0 {
+		if e.token(i) != t || t == 0 {
 			return false
 		}
 	}

@@ -21,7 +21,7 @@ func sampleEntries() []entry {
 
 func entriesEqual(a, b entry) bool {
 	return a.expires == b.expires && a.created == b.created &&
-		slices.Equal(a.tokens, b.tokens) && bytes.Equal(a.payload, b.payload)
+		slices.Equal(a.tokenList(), b.tokenList()) && bytes.Equal(a.payload, b.payload)
 }
 
 func TestEntryRoundTrip(t *testing.T) {
@@ -34,8 +34,8 @@ func TestEntryRoundTrip(t *testing.T) {
 		if !entriesEqual(got, e) {
 			t.Errorf("entry %d: round trip = %+v; want %+v", i, got, e)
 		}
-		if len(got.tokens) != len(e.tokens) {
-			t.Errorf("entry %d: %d tokens; want %d", i, len(got.tokens), len(e.tokens))
+		if got.count() != e.count() {
+			t.Errorf("entry %d: %d tokens; want %d", i, got.count(), e.count())
 		}
 		if again := encodeEntry(got); !bytes.Equal(again, raw) {
 			t.Errorf("entry %d: re-encoding differs:\n got %x\nwant %x", i, again, raw)
@@ -147,13 +147,13 @@ func TestEntryTokenCountBeyondData(t *testing.T) {
 	}
 	for name, b := range cases {
 		if e, err := decodeNoPanic(t, b); !errors.Is(err, errCorruptEntry) {
-			t.Errorf("%s: err = %v (entry with %d tokens); want errCorruptEntry", name, err, len(e.tokens))
+			t.Errorf("%s: err = %v (entry with %d tokens); want errCorruptEntry", name, err, e.count())
 		}
 	}
 	// The largest accepted count, with exactly the bytes it needs, decodes.
 	b := append(header(binary.AppendUvarint(nil, maxEntryDeps)), make([]byte, 8*maxEntryDeps+1)...)
-	if e, err := decodeNoPanic(t, b); err != nil || len(e.tokens) != maxEntryDeps || len(e.payload) != 0 {
-		t.Errorf("maxEntryDeps tokens: err = %v, %d tokens, %d payload bytes", err, len(e.tokens), len(e.payload))
+	if e, err := decodeNoPanic(t, b); err != nil || e.count() != maxEntryDeps || len(e.payload) != 0 {
+		t.Errorf("maxEntryDeps tokens: err = %v, %d tokens, %d payload bytes", err, e.count(), len(e.payload))
 	}
 }
 

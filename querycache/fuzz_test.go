@@ -29,14 +29,14 @@ func FuzzDecodeEntry(f *testing.F) {
 			}
 			return
 		}
-		if len(e.tokens) > maxEntryDeps {
-			t.Fatalf("decodeEntry(%x) accepted %d tokens", b, len(e.tokens))
+		if e.count() > maxEntryDeps {
+			t.Fatalf("decodeEntry(%x) accepted %d tokens", b, e.count())
 		}
 		again := encodeEntry(e)
 		want := b
 		if _, w := binary.Uvarint(b[entryHeader:]); w > 1 && b[entryHeader+w-1] == 0 {
 			// Non-minimal count: compare with the minimal form.
-			want = append(binary.AppendUvarint(bytes.Clone(b[:entryHeader]), uint64(len(e.tokens))), b[entryHeader+w:]...)
+			want = append(binary.AppendUvarint(bytes.Clone(b[:entryHeader]), uint64(e.count())), b[entryHeader+w:]...)
 		}
 		if !bytes.Equal(again, want) {
 			t.Fatalf("decodeEntry(%x) then encodeEntry = %x", b, again)
@@ -60,7 +60,7 @@ func TestEntryNonMinimalCount(t *testing.T) {
 		t.Logf("non-minimal count rejected: %v", err)
 		return
 	}
-	if len(e.tokens) != 1 || string(e.payload) != "p" {
+	if e.count() != 1 || string(e.payload) != "p" {
 		t.Fatalf("non-minimal count decoded to %+v", e)
 	}
 	if bytes.Equal(encodeEntry(e), b) {

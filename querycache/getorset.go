@@ -17,7 +17,7 @@ type Key struct {
 	Tables []string
 	// TTL is how long the entry lives; 0 means the cache's DefaultTTL.
 	TTL time.Duration
-	// Label names the key in debug logs (a fingerprint, say).
+	// Label names the key in logs; empty means Name.
 	Label string
 }
 
@@ -55,7 +55,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 	if err != nil {
 		c.stats.errors.Add(1)
 		c.stats.bypasses.add("store_error")
-		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.Label)
+		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
 		f, err := fill(ctx)
 		return f.Value, false, err
 	}
@@ -64,12 +64,12 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		e, derr := decodeEntry(raw)
 		if derr != nil {
 			c.stats.corrupt.Add(1)
-			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.Label)
+			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
 		} else if e.fresh(now, tokens) {
 			c.countTables(k.Tables, true)
 			c.stats.hits.Add(1)
 			if c.log != nil {
-				c.debug(ctx, "querycache hit", "key", k.Label)
+				c.debug(ctx, "querycache hit", "key", k.label())
 			}
 			return e.payload, true, nil
 		}
@@ -77,7 +77,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 	c.countTables(k.Tables, false)
 	c.stats.misses.Add(1)
 	if c.log != nil {
-		c.debug(ctx, "querycache miss", "key", k.Label)
+		c.debug(ctx, "querycache miss", "key", k.label())
 	}
 
 	// The flight key carries the tokens: a caller that read newer versions
@@ -139,7 +139,7 @@ func (c *Cache) put(ctx context.Context, k Key, tokens []uint64, created time.Ti
 	})
 	if err := c.store.Put(ctx, k.Name, raw, ttl); err != nil {
 		c.stats.errors.Add(1)
-		c.warn(ctx, "querycache: store put failed", err, "key", k.Label)
+		c.warn(ctx, "querycache: store put failed", err, "key", k.label())
 		return
 	}
 	c.stats.stores.Add(1)

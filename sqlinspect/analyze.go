@@ -1,5 +1,7 @@
 package sqlinspect
 
+import "strings"
+
 // This file holds the scanner that walks one statement's tokens, keeping a
 // stack of parentheses, and records every table position it meets.
 
@@ -85,7 +87,7 @@ func (a *analyzer) isName(i int) bool {
 	switch t := &a.toks[i]; t.kind {
 	case tkWord:
 		return kwFlags[t.kw]&kfStructural == 0
-	case tkQuoted, tkBacktick, tkBracket, tkString:
+	case tkQuoted, tkBacktick, tkBracket, tkString, tkUQuoted:
 		return true
 	}
 	return false
@@ -98,7 +100,7 @@ func (a *analyzer) isNamePart(i int) bool {
 		return false
 	}
 	switch a.toks[i].kind {
-	case tkWord, tkQuoted, tkBacktick, tkBracket, tkString:
+	case tkWord, tkQuoted, tkBacktick, tkBracket, tkString, tkUQuoted:
 		return true
 	}
 	return false
@@ -119,6 +121,13 @@ func (a *analyzer) tokName(i int) string {
 		return unquoteIdent(s, '\'')
 	case tkBracket:
 		return lowerASCII(s[1 : len(s)-1])
+	case tkUQuoted:
+		// U&"d\0061ta" spells data: give up on escapes rather than decode
+		// them (UESCAPE may even change the escape character).
+		if strings.IndexByte(s, '\\') >= 0 || a.isKw(i+1, kwUescape) {
+			return ""
+		}
+		return unquoteIdent(s[2:], '"')
 	}
 	return ""
 }
@@ -126,7 +135,7 @@ func (a *analyzer) tokName(i int) string {
 // qualifiedName reads a name [part.]*part starting at toks[j]. It returns
 // the normalised last part and the index after the name; ok is false (and
 // nothing is consumed) when toks[j] cannot start a name, and false with the
-// name consumed when the last part is empty ("").
+// name consumed when the last part is empty ("") or cannot be decoded.
 func (a *analyzer) qualifiedName(j int) (name string, next int, ok bool) {
 	if !a.isName(j) {
 		return "", j, false
@@ -251,8 +260,8 @@ func (a *analyzer) step(i int) int {
 		}
 	case tkSemi:
 		a.malformed = true // only reachable inside parentheses
-	case tkString, tkEString, tkDollar:
-		a.noteLiteral(t)
+	case tkString, tkEString, tkDollar, tkUString:
+		a.noteLiteral(i)
 	case tkQuoted, tkBacktick, tkBracket:
 		a.noteQuotedCall(i)
 	}
@@ -282,7 +291,7 @@ func (a *analyzer) openParen(i int) int {
 // isWordish reports whether a token of kind k, followed by '(', makes the
 // parenthesis a function call (or a keyword's argument list).
 func isWordish(k tokKind) bool {
-	return k == tkWord || k == tkQuoted || k == tkBacktick || k == tkBracket
+	return k == tkWord || k == tkQuoted || k == tkBacktick || k == tkBracket || k == tkUQuoted
 }
 
 // word scans the word toks[i] in frame fi.

@@ -169,6 +169,7 @@ func (a *analyzer) queryHead(i, fi int) int {
 			j += 2
 		}
 		next, _ := a.writeTarget(j)
+		a.checkSingleTarget(next)
 		return next
 	case kwDelete, kwMerge:
 		f.verb, f.usingList = vDelete, true
@@ -182,11 +183,40 @@ func (a *analyzer) queryHead(i, fi int) int {
 			return i + 1
 		}
 		next, _ := a.writeTarget(i + 2)
+		a.checkSingleTarget(next)
 		return next
 	}
 	f.verb = vSelect
 	return i
 }
+
+// checkSingleTarget looks right after an UPDATE, DELETE or MERGE target (and
+// its alias) for a comma or a JOIN: MySQL's multi-table forms, which write
+// tables this package does not parse. They make the statement undetermined.
+// The look is short, so that nested statements cannot make it quadratic.
+func (a *analyzer) checkSingleTarget(j int) {
+	for end := min(a.end, j+maxTargetTail); j < end; j++ {
+		switch t := a.toks[j]; t.kind {
+		case tkComma:
+			a.undetermined = true
+			return
+		case tkWord:
+			switch t.kw {
+			case kwJoin:
+				a.undetermined = true
+				return
+			case kwSet, kwUsing, kwWhere, kwReturning, kwFrom, kwOn, kwOrder, kwLimit:
+				return
+			}
+		case tkLParen, tkRParen, tkSemi:
+			return
+		}
+	}
+}
+
+// maxTargetTail is how many tokens checkSingleTarget looks at: enough for
+// "AS alias NATURAL LEFT OUTER JOIN".
+const maxTargetTail = 8
 
 // skipIfExists skips IF [NOT] EXISTS at toks[j].
 func (a *analyzer) skipIfExists(j int) int {
@@ -267,10 +297,15 @@ func (a *analyzer) create(j int) int {
 	switch {
 	case a.isKw(j, kwTable), a.isKw(j, kwView):
 		next, ok := a.writeTarget(a.skipIfExists(j + 1))
+		if a.findKw(next, kwExecute) >= 0 {
+			a.undetermined = true // CREATE TABLE t AS EXECUTE p: p's tables are unknown
+		}
 		if ok {
-			// A new partition takes rows from the parent's default partition.
+			// A new partition takes rows from the parent's default
+			// partition. What follows is a bound spec: no tables.
 			if p := a.findKw(next, kwPartition); p >= 0 && a.isKw(p+1, kwOf) {
 				a.writeTarget(p + 2)
+				return a.end
 			}
 		}
 		return next
@@ -306,7 +341,7 @@ func (a *analyzer) create(j int) int {
 //	ALTER [MATERIALIZED|FOREIGN] TABLE|VIEW [IF EXISTS] [ONLY] name ...
 //
 // writes name, plus the new name of RENAME TO, the partition of ATTACH or
-// DETACH PARTITION and the parent of [NO] INHERIT. Anything else is
+// DETACH PARTITION and the parent of [NO] INHERIT. Any other ALTER is
 // undetermined.
 func (a *analyzer) alter(j int) int {
 	for a.isKw(j, kwMaterialized) || a.isKw(j, kwForeign) {
@@ -345,7 +380,8 @@ func (a *analyzer) alter(j int) int {
 			}
 		}
 	}
-	return next
+	// The rest (column definitions, partition bounds) names no table.
+	return a.end
 }
 
 // drop reads DROP ... after the DROP at toks[j-1].

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // l is shorthand for a list of names.
@@ -248,6 +249,10 @@ func TestInspectWrites(t *testing.T) {
 		{"delete without from", `DELETE posts WHERE id = 1`, undetermined(write(nil, nil))},
 		{"insert without into", `INSERT posts VALUES (1)`, undetermined(write(nil, nil))},
 		{"insert placeholder target", `INSERT INTO $1 VALUES (1)`, undetermined(write(nil, nil))},
+		{"mysql multi-table update", `UPDATE t1 AS a, t2 AS b SET a.x = b.x`, undetermined(write(l("t1"), nil))},
+		{"mysql update join", `UPDATE t1 INNER JOIN t2 ON t1.id = t2.id SET t1.x = t2.x`, undetermined(write(l("t1"), l("t2")))},
+		{"mysql multi-table delete", `DELETE FROM t1, t2 USING t1 JOIN t2 ON true`, undetermined(write(l("t1"), l("t1", "t2")))},
+		{"create table as execute", `CREATE TABLE t AS EXECUTE p(1)`, undetermined(ddl(l("t"), nil))},
 		{"merge", `MERGE INTO stock s USING deliveries d ON s.id = d.id WHEN MATCHED THEN UPDATE SET qty = s.qty + d.qty, at = d.at WHEN NOT MATCHED THEN INSERT (id, qty) VALUES (d.id, d.qty)`,
 			write(l("stock"), l("deliveries"))},
 		{"merge using subquery", `MERGE INTO stock USING (SELECT * FROM deliveries JOIN items ON true) d ON stock.id = d.id WHEN MATCHED THEN DELETE`,
@@ -321,7 +326,7 @@ func TestInspectDDL(t *testing.T) {
 		{"alter table", `ALTER TABLE IF EXISTS ONLY posts ADD COLUMN x int DEFAULT 0`, ddl(l("posts"), nil)},
 		{"alter rename column", `ALTER TABLE posts RENAME COLUMN a TO b`, ddl(l("posts"), nil)},
 		{"alter sqlite rename column", `ALTER TABLE posts RENAME a TO b`, ddl(l("posts"), nil)},
-		{"alter attach partition", `ALTER TABLE p ATTACH PARTITION p2024 FOR VALUES IN (2024)`, ddl(l("p", "p2024"), nil)},
+		{"alter attach partition", `ALTER TABLE p ATTACH PARTITION p2024 FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`, ddl(l("p", "p2024"), nil)},
 		{"alter detach partition", `ALTER TABLE p DETACH PARTITION p2023`, ddl(l("p", "p2023"), nil)},
 		{"alter inherit", `ALTER TABLE child NO INHERIT parent`, ddl(l("child", "parent"), nil)},
 		{"alter view rename", `ALTER VIEW v RENAME TO w`, ddl(l("v", "w"), nil)},
@@ -422,9 +427,15 @@ func TestInspectLexing(t *testing.T) {
 		{"bracket with semicolon", `SELECT x[a;b] FROM posts`,
 			undetermined(Statement{Kind: KindUnknown, Reads: l("posts"), Statements: 2})},
 		{"bracket with parens", `SELECT x[(1)] FROM posts`, sel("posts")},
-		{"unclosed paren", `SELECT (1 FROM posts`, undetermined(Statement{Kind: KindUnknown, Reads: l("posts"), Statements: 1})},
+		{"unclosed paren", `SELECT (1 FROM posts`, unknown},
 		{"extra paren", `SELECT 1) FROM posts`, undetermined(Statement{Kind: KindUnknown, Reads: l("posts"), Statements: 1})},
-		{"semicolon in parens", `SELECT (1; DELETE FROM posts)`, undetermined(Statement{Kind: KindUnknown, Writes: l("posts"), Statements: 1})},
+		{"semicolon in parens", `SELECT (1; DELETE FROM posts)`, unknown},
+		{"semicolon in query parens", `SELECT * FROM (SELECT 1; DELETE FROM posts)`,
+			undetermined(Statement{Kind: KindUnknown, Reads: l("posts"), Statements: 1})},
+		{"unicode identifier", `SELECT * FROM U&"posts" JOIN u&"Users" ON true`, sel("posts", "users")},
+		{"unicode identifier escapes", `SELECT * FROM U&"d\0061ta"`, undetermined(sel())},
+		{"unicode identifier uescape", `SELECT * FROM U&"d!0061ta" UESCAPE '!'`, undetermined(sel())},
+		{"unicode string", `SELECT U&'FROM x' FROM posts`, sel("posts")},
 		{"nul bytes", "SELECT \x00 FROM posts\x00", sel("posts")},
 		{"utf8 names", `SELECT * FROM "Ünïcode" JOIN données ON true`, sel("données", "Ünïcode")},
 	})
@@ -470,6 +481,14 @@ func TestInspectNonDeterministic(t *testing.T) {
 		{"rand", `SELECT RAND()`, nondet(sel(), "RAND")},
 		{"uuid generators", `SELECT uuid_generate_v1(), uuid_generate_v4()`, nondet(sel(), "UUID_GENERATE_V1", "UUID_GENERATE_V4")},
 		{"table function nondet", `SELECT * FROM now()`, undetermined(nondet(sel(), "NOW"))},
+		{"escaped now", `SELECT E'\x6eow'::timestamp, E'\156ow', E'\u006Eow'`, nondet(sel(), "'NOW'")},
+		{"escaped not now", `SELECT E'\x6eo', E'a\nb', E'it\'s'`, sel()},
+		{"unicode escaped now", `SELECT U&'\006Eow', U&'\+00006Eow'`, nondet(sel(), "'NOW'")},
+		{"unicode uescape", `SELECT U&'!006Eow' UESCAPE '!'`, nondet(sel(), "'NOW'")},
+		{"age one argument", `SELECT age(created_at), age(a, b) FROM posts`, nondet(sel("posts"), "AGE")},
+		{"age two arguments", `SELECT age(a, b) FROM posts`, sel("posts")},
+		{"age very long argument", `SELECT age(` + strings.Repeat("a + ", 400) + `b) FROM posts`, nondet(sel("posts"), "AGE")},
+		{"current role", `SELECT current_role`, nondet(sel(), "CURRENT_ROLE")},
 	})
 }
 
@@ -521,6 +540,47 @@ func TestInspectHostile(t *testing.T) {
 	for _, in := range inputs {
 		st := inspect(in) // no recover: a panic fails the test
 		checkInvariants(t, in, st)
+	}
+}
+
+// TestInspectLinear feeds inputs built to make a careless scanner
+// quadratic; each is about a megabyte.
+func TestInspectLinear(t *testing.T) {
+	const n = 1 << 20
+	for name, unit := range map[string]string{
+		"open parens":        "(",
+		"query parens":       "(SELECT ",
+		"update heads":       "(UPDATE t ",
+		"delete heads":       "(DELETE FROM t ",
+		"brackets no close":  "[(",
+		"brackets":           "a[(1)] ",
+		"strftime":           "strftime(",
+		"age":                "age(",
+		"lateral names":      "JOIN lateral a.b.c ",
+		"from lists":         "FROM a, ",
+		"dotted":             "a.",
+		"explain options":    "EXPLAIN (x) ",
+		"create":             "CREATE OR ",
+		"with":               "WITH a AS (",
+		"distinct from":      "IS DISTINCT FROM ",
+		"tables":             "TABLE ",
+		"for update":         "FOR UPDATE ",
+		"semicolons":         "; ",
+		"comments":           "/**/",
+		"dollar placeholder": "$1",
+		"case":               "CASE ",
+	} {
+		in := "SELECT " + strings.Repeat(unit, n/len(unit))
+		done := make(chan Statement, 1)
+		start := time.Now()
+		go func() { done <- inspect(in) }()
+		select {
+		case st := <-done:
+			checkInvariants(t, in, st)
+			t.Logf("%s: %v", name, time.Since(start))
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: too slow", name)
+		}
 	}
 }
 

@@ -93,6 +93,7 @@ const (
 	kwDetach
 	kwDiscard
 	kwDrop
+	kwExecute
 	kwExplain
 	kwForeign
 	kwFunction
@@ -133,6 +134,7 @@ const (
 	kwUnique
 	kwUnlisten
 	kwUnlogged
+	kwUescape
 	kwVacuum
 	kwVerbose
 	kwView
@@ -172,14 +174,17 @@ const (
 	kwUUIDv7
 	kwRandomNormal
 	kwPgCurrentXactID
-	// Only non-deterministic when called without a time value (SQLite's
-	// default is 'now'); see noteNondet.
+	kwCurrentRole
+	kwGenRandomBytes
+	// Only non-deterministic when called without a time value, which
+	// defaults to the current time; see noteNondet.
 	kwDate
 	kwTime
 	kwDatetime
 	kwJulianday
 	kwUnixepoch
 	kwStrftime
+	kwAge // age(timestamp) counts from the current date
 
 	kwCount
 )
@@ -229,7 +234,7 @@ var keywordWords = [kwCount]string{
 	kwCommit: "commit", kwConcurrently: "concurrently",
 	kwConstraint: "constraint", kwCopy: "copy", kwCreate: "create",
 	kwDeallocate: "deallocate", kwDeclare: "declare", kwDetach: "detach",
-	kwDiscard: "discard", kwDrop: "drop", kwExplain: "explain",
+	kwDiscard: "discard", kwDrop: "drop", kwExecute: "execute", kwExplain: "explain",
 	kwForeign: "foreign", kwFunction: "function", kwGlobal: "global",
 	kwGrant: "grant", kwIf: "if", kwIndex: "index", kwInherit: "inherit",
 	kwListen: "listen", kwLocal: "local", kwLock: "lock",
@@ -242,16 +247,16 @@ var keywordWords = [kwCount]string{
 	kwShow: "show", kwStart: "start", kwTemp: "temp",
 	kwTemporary: "temporary", kwTo: "to", kwTransaction: "transaction",
 	kwTrigger: "trigger", kwTruncate: "truncate", kwUnique: "unique",
-	kwUnlisten: "unlisten", kwUnlogged: "unlogged", kwVacuum: "vacuum",
+	kwUnlisten: "unlisten", kwUnlogged: "unlogged", kwUescape: "uescape", kwVacuum: "vacuum",
 	kwVerbose: "verbose", kwView: "view", kwVirtual: "virtual",
 
 	kwNow: "now", kwCurrentTimestamp: "current_timestamp",
 	kwCurrentDate: "current_date", kwCurrentTime: "current_time",
 	kwLocaltime: "localtime", kwLocaltimestamp: "localtimestamp",
-	kwClockTimestamp: "clock_timestamp",
-	kwStatementTimestamp: "statement_timestamp",
+	kwClockTimestamp:       "clock_timestamp",
+	kwStatementTimestamp:   "statement_timestamp",
 	kwTransactionTimestamp: "transaction_timestamp",
-	kwTimeofday: "timeofday", kwRandom: "random", kwRand: "rand",
+	kwTimeofday:            "timeofday", kwRandom: "random", kwRand: "rand",
 	kwRandomblob: "randomblob", kwGenRandomUUID: "gen_random_uuid",
 	kwUUIDGenerateV1: "uuid_generate_v1", kwUUIDGenerateV4: "uuid_generate_v4",
 	kwNextval: "nextval", kwCurrval: "currval", kwLastval: "lastval",
@@ -261,8 +266,10 @@ var keywordWords = [kwCount]string{
 	kwCurrentUser: "current_user", kwSessionUser: "session_user",
 	kwTablesample: "tablesample", kwUUIDv4: "uuidv4", kwUUIDv7: "uuidv7",
 	kwRandomNormal: "random_normal", kwPgCurrentXactID: "pg_current_xact_id",
+	kwCurrentRole: "current_role", kwGenRandomBytes: "gen_random_bytes",
 	kwDate: "date", kwTime: "time", kwDatetime: "datetime",
 	kwJulianday: "julianday", kwUnixepoch: "unixepoch", kwStrftime: "strftime",
+	kwAge: "age",
 }
 
 // kwFlags holds each keyword's kf* flags.

@@ -3,6 +3,7 @@ package sqlinspect
 import (
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // nowLiteral is reported in Statement.NonDeterministic for a string literal
@@ -37,23 +38,63 @@ var nondetOrder, nondetNames = func() ([]int, []string) {
 	return order, names
 }()
 
-// noteNondet records the non-deterministic keyword k found at toks[i]. The SQLite date
-// functions count only when they are given no time value (which defaults to
-// 'now'): date(), time(), datetime(), julianday(), unixepoch() and
-// strftime(format).
+// noteNondet records the non-deterministic keyword k found at toks[i]. Some
+// functions count only when given no time value, which then defaults to the
+// current time: SQLite's date(), time(), datetime(), julianday(),
+// unixepoch() and strftime(format), and PostgreSQL's age(timestamp).
 func (a *analyzer) noteNondet(i int, k keyword) {
 	switch k {
 	case kwDate, kwTime, kwDatetime, kwJulianday, kwUnixepoch:
 		if a.kindAt(i+1) != tkLParen || a.kindAt(i+2) != tkRParen {
 			return
 		}
-	case kwStrftime:
-		if a.kindAt(i+1) != tkLParen || !isStringKind(a.kindAt(i+2)) || a.kindAt(i+3) != tkRParen {
+	case kwStrftime, kwAge:
+		if n := a.argCount(i + 1); n != 1 && n != argsTooLong {
 			return
 		}
 	}
 	a.nondet |= 1 << (k - kwNondetFirst)
 }
+
+// argCount returns the number of arguments of the call whose '(' is at
+// toks[i]: -1 if toks[i] is not a '(' or the call is not closed, and
+// argsTooLong (the safe guess) if the call is longer than maxArgScan tokens,
+// which keeps hostile input from making Inspect quadratic.
+func (a *analyzer) argCount(i int) int {
+	if a.kindAt(i) != tkLParen {
+		return -1
+	}
+	n, depth := 1, 0
+	if a.kindAt(i+1) == tkRParen {
+		n = 0
+	}
+	end := min(a.end, i+maxArgScan)
+	for j := i + 1; j < end; j++ {
+		switch a.toks[j].kind {
+		case tkLParen:
+			depth++
+		case tkRParen:
+			if depth == 0 {
+				return n
+			}
+			depth--
+		case tkComma:
+			if depth == 0 {
+				n++
+			}
+		}
+	}
+	if end < a.end {
+		return argsTooLong
+	}
+	return -1
+}
+
+// maxArgScan bounds argCount's scan; argsTooLong is its answer past it.
+const (
+	maxArgScan  = 512
+	argsTooLong = -2
+)
 
 // noteQuotedCall records a quoted function name ("now"(), `random`()) that
 // spells a non-deterministic function.
@@ -67,21 +108,134 @@ func (a *analyzer) noteQuotedCall(i int) {
 	}
 }
 
-// noteLiteral records a string literal that means the current time.
-func (a *analyzer) noteLiteral(t token) {
+// noteLiteral records a string literal, toks[i], that means the current
+// time.
+func (a *analyzer) noteLiteral(i int) {
+	t := a.toks[i]
 	s := a.src[t.start:t.end]
+	escapes := false
 	switch t.kind {
 	case tkString:
 		s = s[1 : len(s)-1]
 	case tkEString:
 		s = s[2 : len(s)-1]
+		escapes = strings.IndexByte(s, '\\') >= 0
+	case tkUString:
+		s = s[3 : len(s)-1]
+		escapes = strings.IndexByte(s, '\\') >= 0
+		if a.isKw(i+1, kwUescape) {
+			// Some other escape character: assume the worst.
+			a.nondet |= 1 << nondetLiteralBit
+			return
+		}
 	case tkDollar:
 		d := strings.IndexByte(s[1:], '$') + 2 // length of the $tag$ delimiter
 		s = s[d : len(s)-d]
 	}
+	if escapes {
+		s = decodeEscapes(s, t.kind == tkUString)
+	}
 	if isNowText(s) {
 		a.nondet |= 1 << nondetLiteralBit
 	}
+}
+
+// decodeEscapes decodes the backslash escapes of a PostgreSQL E'...' string
+// (unicode false) or U&'...' string (unicode true); s is the content between
+// the quotes. Invalid escapes are kept as they are.
+func decodeEscapes(s string, unicode bool) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\'' && i+1 < len(s) && s[i+1] == '\'' {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c != '\\' || i+1 >= len(s) {
+			b = append(b, c)
+			continue
+		}
+		i++
+		c = s[i]
+		if unicode {
+			switch {
+			case c == '\\':
+				b = append(b, c)
+			case c == '+' && i+6 < len(s) && isHex(s[i+1:i+7]):
+				b = utf8.AppendRune(b, rune(hexValue(s[i+1:i+7])))
+				i += 6
+			case i+3 < len(s) && isHex(s[i:i+4]):
+				b = utf8.AppendRune(b, rune(hexValue(s[i:i+4])))
+				i += 3
+			default:
+				b = append(b, '\\', c)
+			}
+			continue
+		}
+		switch {
+		case c == 'b':
+			b = append(b, '\b')
+		case c == 'f':
+			b = append(b, '\f')
+		case c == 'n':
+			b = append(b, '\n')
+		case c == 'r':
+			b = append(b, '\r')
+		case c == 't':
+			b = append(b, '\t')
+		case '0' <= c && c <= '7':
+			v, j := 0, i
+			for ; j < len(s) && j < i+3 && '0' <= s[j] && s[j] <= '7'; j++ {
+				v = v*8 + int(s[j]-'0')
+			}
+			b = append(b, byte(v))
+			i = j - 1
+		case c == 'x' && i+1 < len(s) && isHex(s[i+1:i+2]):
+			j := i + 2
+			if j < len(s) && isHex(s[j:j+1]) {
+				j++
+			}
+			b = append(b, byte(hexValue(s[i+1:j])))
+			i = j - 1
+		case c == 'u' && i+4 < len(s) && isHex(s[i+1:i+5]):
+			b = utf8.AppendRune(b, rune(hexValue(s[i+1:i+5])))
+			i += 4
+		case c == 'U' && i+8 < len(s) && isHex(s[i+1:i+9]):
+			b = utf8.AppendRune(b, rune(hexValue(s[i+1:i+9])))
+			i += 8
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// hexValue returns the value of the hex digits s (at most 8 of them).
+func hexValue(s string) uint32 {
+	var v uint32
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c <= 'F':
+			c -= 'A' - 10
+		default:
+			c -= 'a' - 10
+		}
+		v = v<<4 | uint32(c)
+	}
+	return v
 }
 
 // isNowText reports whether a string literal's content reads as the current
@@ -97,7 +251,7 @@ func isNowText(s string) bool {
 }
 
 func isStringKind(k tokKind) bool {
-	return k == tkString || k == tkEString || k == tkDollar
+	return k == tkString || k == tkEString || k == tkDollar || k == tkUString
 }
 
 // nondetList returns the names of the bits set in m, sorted, or nil.

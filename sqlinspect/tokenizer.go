@@ -13,6 +13,8 @@ const (
 	tkString                      // 'string'
 	tkEString                     // E'string' (PostgreSQL, backslash escapes)
 	tkDollar                      // $tag$string$tag$ (PostgreSQL)
+	tkUString                     // U&'string' (PostgreSQL, Unicode escapes)
+	tkUQuoted                     // U&"identifier" (PostgreSQL, Unicode escapes)
 	tkNumber                      // numeric literal
 	tkParam                       // ?, ?1, $1, :name, @name, $name
 	tkLParen                      // (
@@ -76,6 +78,7 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 	var st lexStatus
 	bc := bracketCheck{pos: -1}
 	n := len(s)
+	noClose := n + 1 // s[noClose:] holds no closing bracket
 	i := 0
 	for i < n {
 		c := s[i]
@@ -99,6 +102,16 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 					return toks, st | lexUnterminated
 				}
 				i, kind = end, tkEString
+			} else if i == start+1 && (c == 'u' || c == 'U') && i+1 < n && s[i] == '&' && (s[i+1] == '\'' || s[i+1] == '"') {
+				end, ok := scanQuoted(s, i+1, s[i+1])
+				if !ok {
+					return toks, st | lexUnterminated
+				}
+				kind = tkUString
+				if s[i+1] == '"' {
+					kind = tkUQuoted
+				}
+				i = end
 			} else {
 				kind, kw = tkWord, lookupKeyword(s[start:i])
 			}
@@ -145,12 +158,13 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 			case '[':
 				if end := bracketIdentEnd(s, start); end >= 0 {
 					i, kind = end, tkBracket
-				} else if bc.pos < 0 {
+				} else if bc.pos < 0 && i < noClose {
 					if p := strings.IndexByte(s[i:], ']'); p >= 0 {
 						bc = bracketCheck{pos: i + p}
 						toks = append(toks, token{start: start, end: i, kind: tkOp})
 						continue
 					}
+					noClose = i // no ']' from here on: never search again
 				}
 			case '$':
 				end, k, ok := scanDollar(s, start)
@@ -254,7 +268,7 @@ func scanQuoted(s string, i int, q byte) (int, bool) {
 }
 
 // scanEString returns the end of a PostgreSQL E'...' string whose opening
-// quote is at s[i]: a backslash escapes the next byte, and '' is a quote.
+// quote is at s[i]: a backslash escapes the next byte, and ” is a quote.
 func scanEString(s string, i int) (int, bool) {
 	j := i + 1
 	for j < len(s) {

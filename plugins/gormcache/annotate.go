@@ -45,12 +45,27 @@ func WithCacheOptions(ctx context.Context, o CacheOptions) context.Context {
 // WithoutCache returns a context whose queries are never served from the
 // cache, not even those of models cached by default.
 func WithoutCache(ctx context.Context) context.Context {
-	return context.WithValue(ctx, markKey{}, mark{off: true})
+	return context.WithValue(ctx, markKey{}, offMark)
 }
 
 // Cacheable is a GORM scope marking a query as cacheable for the default
 // TTL: db.Scopes(gormcache.Cacheable()).First(&post, 42).
-func Cacheable() func(*gorm.DB) *gorm.DB { return CacheWith(CacheOptions{}) }
+func Cacheable() func(*gorm.DB) *gorm.DB { return cacheableScope }
+
+// The common marks are allocated once: a hit should cost as little as
+// possible beyond building the statement.
+var (
+	defaultMark    any = mark{}
+	offMark        any = mark{off: true}
+	cacheableScope     = func(db *gorm.DB) *gorm.DB {
+		db.Statement.Context = context.WithValue(stmtContext(db), markKey{}, defaultMark)
+		return db
+	}
+	noCacheScope = func(db *gorm.DB) *gorm.DB {
+		db.Statement.Context = context.WithValue(stmtContext(db), markKey{}, offMark)
+		return db
+	}
+)
 
 // CacheFor is a GORM scope marking a query as cacheable for ttl.
 func CacheFor(ttl time.Duration) func(*gorm.DB) *gorm.DB { return CacheWith(CacheOptions{TTL: ttl}) }
@@ -65,12 +80,7 @@ func CacheWith(o CacheOptions) func(*gorm.DB) *gorm.DB {
 
 // NoCache is a GORM scope keeping a query away from the cache, even when
 // its model is cached by default.
-func NoCache() func(*gorm.DB) *gorm.DB {
-	return func(db *gorm.DB) *gorm.DB {
-		db.Statement.Context = WithoutCache(stmtContext(db))
-		return db
-	}
-}
+func NoCache() func(*gorm.DB) *gorm.DB { return noCacheScope }
 
 func stmtContext(db *gorm.DB) context.Context {
 	if db.Statement.Context != nil {

@@ -74,7 +74,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 		return pl, false
 	}
 
-	pl.key = querycache.Key{TTL: opts.TTL, Tables: tables, Label: fp.String()[:12]}
+	pl.key = querycache.Key{TTL: opts.TTL, Tables: tables}
 	table := sqlinspect.NormalizeTable(stmt.Table)
 	if len(opts.Tables) == 0 && len(tables) == 1 && tables[0] == table {
 		if pks, ok := rowsOf(stmt); ok && len(pks) == 1 {
@@ -83,7 +83,6 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 			// to the table.
 			pl.key.Name = p.ns.Object(p.dbID, table, pks[0], fp)
 			pl.key.Versions = []string{p.ns.ObjectVersion(table, pks[0]), p.ns.BulkVersion(table)}
-			pl.key.Label = table + "/" + pks[0]
 			return pl, true
 		}
 	}

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maypok86/otter/v2"
 	"gorm.io/gorm"
 	"querycache.dev/keys"
 	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
 )
 
 // Plugin is the GORM plugin. Register one per *gorm.DB with db.Use; several
@@ -28,6 +30,9 @@ type Plugin struct {
 	models    map[string]time.Duration
 	modelList []modelTTL
 	txReads   bool
+	snapBytes int64
+	snaps     *snapshots
+	inspected *otter.Cache[string, sqlinspect.Statement]
 	err       error
 	broken    map[string]bool // tests only: invalidation sources switched off
 }
@@ -70,6 +75,12 @@ func Tenant(f func(ctx context.Context) string) Option { return func(p *Plugin) 
 // default: a transaction usually expects its own snapshot.
 func ReadsInTransactions() Option { return func(p *Plugin) { p.txReads = true } }
 
+// SnapshotBytes bounds the process memory kept for snapshots: the scanned
+// destinations that make hits on structs and slices of structs cheap (see
+// snapshot.go). 0 means 64 MiB; a negative value turns snapshots off, and
+// every hit is then replayed through GORM's scanning.
+func SnapshotBytes(n int64) Option { return func(p *Plugin) { p.snapBytes = n } }
+
 // New returns the plugin for cache. Errors in cache or options are reported
 // by db.Use.
 func New(cache *querycache.Cache, opts ...Option) *Plugin {
@@ -101,6 +112,13 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return errors.New("gormcache: this *gorm.DB already has a gormcache plugin")
 	}
 	p.dialect = db.Dialector.Name()
+	switch {
+	case p.snapBytes == 0:
+		p.snaps = newSnapshots(64 << 20)
+	case p.snapBytes > 0:
+		p.snaps = newSnapshots(p.snapBytes)
+	}
+	p.inspected = otter.Must(&otter.Options[string, sqlinspect.Statement]{MaximumSize: inspectCacheSize})
 	if p.dbID == "" {
 		p.dbID = defaultDatabaseID(db.Dialector)
 	}
@@ -133,6 +151,27 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		db.Statement.ConnPool = w
 	}
 	return nil
+}
+
+// inspectCacheSize bounds how many statements' inspections are remembered:
+// GORM builds the same SQL text for the same query shape, so inspecting it
+// once saves that work on every hit.
+const (
+	inspectCacheSize = 4096
+	inspectMaxSQL    = 4096
+)
+
+// inspect is sqlinspect.Inspect, remembered per SQL text.
+func (p *Plugin) inspect(sql string) sqlinspect.Statement {
+	if len(sql) > inspectMaxSQL {
+		return sqlinspect.Inspect(sql)
+	}
+	if st, ok := p.inspected.GetIfPresent(sql); ok {
+		return st
+	}
+	st := sqlinspect.Inspect(sql)
+	p.inspected.Set(sql, st)
+	return st
 }
 
 // defaultDatabaseID derives an identity from the dialect and DSN, hashed so

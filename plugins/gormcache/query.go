@@ -23,19 +23,13 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	if db.DryRun || db.Error != nil {
 		return
 	}
-	res, handled, info := p.cached(db, raw)
-	if handled {
-		if res == nil {
-			return // the error has been added
-		}
-		rows, err := replayRows(res)
-		if err != nil {
-			db.AddError(err)
-			return
-		}
-		gorm.Scan(rows, db, 0)
-		db.AddError(rows.Close())
-	} else {
+	o, handled, info := p.cached(db, raw)
+	switch {
+	case handled && o.failed:
+		return // the error has been added
+	case handled && p.fromSnapshot(db, &o):
+	case handled && p.replay(db, &o):
+	default:
 		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		if err != nil {
 			db.AddError(err)
@@ -49,6 +43,53 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	if db.Statement.Result != nil {
 		db.Statement.Result.RowsAffected = db.RowsAffected
 	}
+}
+
+// replay scans the cached rows into the destination through GORM; false
+// when the payload cannot be decoded (garbage under a valid envelope), in
+// which case the statement goes to the database.
+func (p *Plugin) replay(db *gorm.DB, o *outcome) bool {
+	res, err := o.result()
+	if err != nil {
+		p.cache.CountBypass("corrupt_result")
+		return false
+	}
+	rows, err := replayRows(res)
+	if err != nil {
+		db.AddError(err)
+		return true
+	}
+	gorm.Scan(rows, db, 0)
+	db.AddError(rows.Close())
+	return true
+}
+
+// fromSnapshot fills the destination from a snapshot of the entry, building
+// it if needed; false when the destination does not allow it.
+func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
+	if p.snaps == nil || o.payload == nil {
+		return false
+	}
+	t, cp, ok := snapshotTarget(db)
+	if !ok {
+		return false
+	}
+	key := snapshotKey{name: o.key, dest: t, schema: db.Statement.Schema}
+	if snap := p.snaps.get(key, o.payload); snap != nil {
+		snap.apply(db)
+		return true
+	}
+	res, err := o.result()
+	if err != nil {
+		return false
+	}
+	snap := scanSnapshot(db, res, o.payload, t, cp)
+	if snap == nil {
+		return false
+	}
+	p.snaps.put(key, snap)
+	snap.apply(db)
+	return true
 }
 
 // rowCallback replaces "gorm:row" (Row, Rows, Scan, Raw(...).Scan).
@@ -66,7 +107,15 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		isRows, _ = v.(bool)
 		db.Statement.Settings.Delete("rows")
 	}
-	res, handled, info := p.cached(db, raw)
+	o, handled, info := p.cached(db, raw)
+	var res *result
+	if handled && !o.failed {
+		var err error
+		if res, err = o.result(); err != nil {
+			p.cache.CountBypass("corrupt_result")
+			handled = false
+		}
+	}
 	switch {
 	case handled && res != nil && isRows:
 		db.Statement.Dest, db.Error = replayRows(res)
@@ -111,31 +160,53 @@ type notCacheable struct {
 
 func (e *notCacheable) Error() string { return e.err.Error() }
 
+// outcome is what the cache gave a statement.
+type outcome struct {
+	key     string  // the store key
+	payload []byte  // the validated entry payload (nil for an uncacheable result)
+	res     *result // the decoded rows, once decoded
+	failed  bool    // the fill failed; its error is on db
+}
+
+// result decodes the payload once.
+func (o *outcome) result() (*result, error) {
+	if o.res == nil {
+		r, err := decodeResult(o.payload)
+		if err != nil {
+			return nil, err
+		}
+		o.res = r
+	}
+	return o.res, nil
+}
+
 // cached serves the statement from the cache when it is marked and
-// cacheable. handled reports whether it did (res is nil if it failed and
-// the error is on db); when not, the caller runs the statement itself.
-// info is the inspection made, if any.
-func (p *Plugin) cached(db *gorm.DB, raw bool) (res *result, handled bool, info *sqlinspect.Statement) {
+// cacheable. handled reports whether it did; when not, the caller runs the
+// statement itself. info is the inspection made, if any.
+func (p *Plugin) cached(db *gorm.DB, raw bool) (o outcome, handled bool, info *sqlinspect.Statement) {
 	opts, marked := p.markOf(db)
 	if !marked {
-		return nil, false, nil
+		return o, false, nil
 	}
-	st := sqlinspect.Inspect(db.Statement.SQL.String())
+	st := p.inspect(db.Statement.SQL.String())
 	info = &st
 	pl, ok := p.planFor(db, opts, st)
 	if !ok {
-		return nil, false, info
+		return o, false, info
 	}
+	o.key = pl.key.Name
 	ctx := stmtContext(db)
 	if pl.readOnly {
 		b, hit, err := p.cache.Get(ctx, pl.key)
 		if err != nil || !hit {
-			return nil, false, info
+			return o, false, info
 		}
-		if r, derr := decodeResult(b); derr == nil {
-			return r, true, info
+		o.payload = b
+		if _, err := o.result(); err != nil {
+			p.cache.CountBypass("corrupt_result")
+			return outcome{}, false, info
 		}
-		return nil, false, info
+		return o, true, info
 	}
 	b, _, err := p.cache.GetOrSet(ctx, pl.key, func(ctx context.Context) (querycache.Fill, error) {
 		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
@@ -159,16 +230,11 @@ func (p *Plugin) cached(db *gorm.DB, raw bool) (res *result, handled bool, info 
 		var nc *notCacheable
 		if errors.As(err, &nc) {
 			p.cache.CountRefusal("unsupported_type")
-			return nc.res, true, info
+			return outcome{res: nc.res}, true, info
 		}
 		db.AddError(err)
-		return nil, true, info
+		return outcome{failed: true}, true, info
 	}
-	r, derr := decodeResult(b)
-	if derr != nil {
-		// Garbage under a valid envelope: go to the database.
-		p.cache.CountBypass("corrupt_result")
-		return nil, false, info
-	}
-	return r, true, info
+	o.payload = b
+	return o, true, info
 }

@@ -1,0 +1,139 @@
+package gormcache
+
+import (
+	"bytes"
+	"math"
+	"reflect"
+
+	"github.com/maypok86/otter/v2"
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+)
+
+// Snapshots make hits cheap. Replaying cached rows through GORM's scanning
+// costs about what the scan costs without the cache, so for the common
+// destinations (a zero struct, a nil slice of structs) the plugin keeps, in
+// process memory, what that scan produced from a given entry, and hands
+// each caller a deep copy of it.
+//
+// A snapshot is a pure function of (entry payload, destination type,
+// schema): it is used only when the engine has just validated the entry and
+// its payload is byte for byte the one the snapshot was built from, so it
+// is exactly what replaying would produce. The stored rows stay the truth.
+
+type snapshotKey struct {
+	name   string
+	dest   reflect.Type
+	schema *schema.Schema
+}
+
+type snapshot struct {
+	payload []byte        // the entry payload it was built from
+	value   reflect.Value // the scanned value; never handed out, only copied
+	rows    int64         // RowsAffected of the scan
+	copy    copier
+}
+
+type snapshots struct {
+	c *otter.Cache[snapshotKey, *snapshot]
+}
+
+// snapshotOverhead is a rough per-row cost of a scanned value beyond its
+// payload bytes, for weighing snapshots.
+const snapshotOverhead = 256
+
+func newSnapshots(maxBytes int64) *snapshots {
+	if maxBytes <= 0 {
+		return nil
+	}
+	return &snapshots{c: otter.Must(&otter.Options[snapshotKey, *snapshot]{
+		MaximumWeight: uint64(maxBytes),
+		Weigher: func(k snapshotKey, s *snapshot) uint32 {
+			w := uint64(len(k.name)) + 2*uint64(len(s.payload)) + uint64(s.rows+1)*snapshotOverhead
+			return uint32(min(w, math.MaxUint32))
+		},
+	})}
+}
+
+// snapshotTarget returns the destination type when the statement can be
+// served from a snapshot: a query (not Row/Rows) scanning into a zero
+// struct or a nil slice of structs (or of pointers to structs).
+func snapshotTarget(db *gorm.DB) (reflect.Type, copier, bool) {
+	rv := db.Statement.ReflectValue
+	if !rv.IsValid() || !rv.CanSet() || db.Statement.Schema == nil {
+		return nil, nil, false
+	}
+	t := rv.Type()
+	elem := t
+	switch t.Kind() {
+	case reflect.Struct:
+	case reflect.Slice:
+		elem = t.Elem()
+		if elem.Kind() == reflect.Pointer {
+			elem = elem.Elem()
+		}
+		if elem.Kind() != reflect.Struct {
+			return nil, nil, false
+		}
+	default:
+		return nil, nil, false
+	}
+	if !rv.IsZero() {
+		return nil, nil, false // GORM merges into existing values; replay instead
+	}
+	cp, ok := copierFor(t)
+	return t, cp, ok
+}
+
+// get returns the snapshot for key if it was built from payload.
+func (s *snapshots) get(key snapshotKey, payload []byte) *snapshot {
+	snap, ok := s.c.GetIfPresent(key)
+	if !ok || len(snap.payload) != len(payload) {
+		return nil
+	}
+	// The snapshot holds its payload alive, so an identical address means
+	// identical bytes; otherwise compare them.
+	if len(payload) > 0 && &snap.payload[0] != &payload[0] && !bytes.Equal(snap.payload, payload) {
+		return nil
+	}
+	return snap
+}
+
+func (s *snapshots) put(key snapshotKey, snap *snapshot) { s.c.Set(key, snap) }
+
+// apply copies the snapshot into the statement's destination, as the scan
+// would have filled it.
+func (snap *snapshot) apply(db *gorm.DB) {
+	if snap.copy == nil {
+		db.Statement.ReflectValue.Set(snap.value)
+	} else {
+		snap.copy(db.Statement.ReflectValue, snap.value)
+	}
+	db.RowsAffected = snap.rows
+}
+
+// scanSnapshot scans res into a private value of type t, through GORM, and
+// returns it as a snapshot; nil if the scan reported an error or found no
+// rows (those go through the ordinary replay, which is cheap for them).
+func scanSnapshot(db *gorm.DB, res *result, payload []byte, t reflect.Type, cp copier) *snapshot {
+	if res.rows() == 0 {
+		return nil
+	}
+	rows, err := replayRows(res)
+	if err != nil {
+		return nil
+	}
+	priv := reflect.New(t)
+	stmt := db.Statement
+	savedDest, savedRV, savedErr, savedRA := stmt.Dest, stmt.ReflectValue, db.Error, db.RowsAffected
+	stmt.Dest, stmt.ReflectValue = priv.Interface(), priv.Elem()
+	gorm.Scan(rows, db, 0)
+	closeErr := rows.Close()
+	failed := db.Error != savedErr || closeErr != nil
+	snap := &snapshot{payload: payload, value: priv.Elem(), rows: db.RowsAffected, copy: cp}
+	stmt.Dest, stmt.ReflectValue, db.Error, db.RowsAffected = savedDest, savedRV, savedErr, savedRA
+	if failed {
+		return nil
+	}
+	return snap
+}
