@@ -31,10 +31,11 @@ const (
 type frame struct {
 	kind      frameKind
 	verb      verb
-	head      bool // the next token starts the (sub)query
-	awaitMain bool // after WITH: the main statement's verb is still to come
-	fromList  bool // in a FROM or USING list: a comma introduces a table
-	usingList bool // DELETE or MERGE: USING introduces tables
+	fn        keyword // fFunc: the keyword naming the function, if any
+	head      bool    // the next token starts the (sub)query
+	awaitMain bool    // after WITH: the main statement's verb is still to come
+	fromList  bool    // in a FROM or USING list: a comma introduces a table
+	usingList bool    // DELETE or MERGE: USING introduces tables
 }
 
 // analyzer holds the state of one Inspect call. It is pooled.
@@ -281,7 +282,11 @@ func (a *analyzer) openParen(i int) int {
 	default:
 		k = fGroup
 	}
-	a.frames = append(a.frames, frame{kind: k, head: k == fStmt, fromList: k == fFromGroup})
+	fr := frame{kind: k, head: k == fStmt, fromList: k == fFromGroup}
+	if k == fFunc && a.toks[i-1].kind == tkWord {
+		fr.fn = a.toks[i-1].kw
+	}
+	a.frames = append(a.frames, fr)
 	if k == fFromGroup {
 		return a.tableRef(i + 1)
 	}
@@ -331,6 +336,12 @@ func (a *analyzer) word(i, fi int) int {
 		if f.usingList && f.kind == fStmt {
 			f.usingList = false
 			f.fromList = true
+			return a.tableRef(i + 1)
+		}
+	case kwIn:
+		// SQLite's expr IN table-name, or IN table-function(args); but not
+		// POSITION(substring IN string).
+		if (f.kind != fFunc || f.fn != kwPosition) && a.isName(i+1) {
 			return a.tableRef(i + 1)
 		}
 	case kwTable:

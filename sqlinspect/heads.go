@@ -89,7 +89,8 @@ func (a *analyzer) topHead(i int) (int, Kind, explainMode) {
 			return a.end, KindTx, ex
 		}
 		return i + 1, KindOther, ex
-	case kwGrant, kwRevoke:
+	case kwGrant, kwRevoke, kwLock:
+		// Privileges and locks: no data is read or changed.
 		return a.end, KindOther, ex
 	case kwDiscard:
 		// DISCARD ALL and DISCARD TEMP drop temporary tables.
@@ -97,7 +98,7 @@ func (a *analyzer) topHead(i int) (int, Kind, explainMode) {
 		return a.end, KindOther, ex
 	case kwPragma, kwSet, kwShow, kwReset, kwVacuum, kwAnalyze, kwAnalyse,
 		kwReindex, kwListen, kwNotify, kwUnlisten, kwCheckpoint, kwDeallocate,
-		kwCluster, kwFetch, kwMove, kwClose, kwDeclare, kwLock:
+		kwCluster, kwFetch, kwMove, kwClose, kwDeclare:
 		return i + 1, KindOther, ex
 	}
 	// CALL, DO, EXECUTE, ...: anything may happen.
@@ -353,7 +354,7 @@ func (a *analyzer) alter(j int) int {
 	}
 	next, ok := a.writeTarget(a.skipIfExists(j + 1))
 	if !ok {
-		return next
+		return a.end
 	}
 	depth := 0
 	for k := next; k < a.end; k++ {

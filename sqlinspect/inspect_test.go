@@ -210,6 +210,11 @@ func TestInspectFrom(t *testing.T) {
 			sel("posts", "tags")},
 		{"tablesample", `SELECT * FROM posts TABLESAMPLE SYSTEM (10)`, nondet(sel("posts"), "TABLESAMPLE")},
 		{"indexed by", `SELECT * FROM posts INDEXED BY idx_title WHERE title = ?`, sel("posts")},
+		{"sqlite in table", `SELECT * FROM posts WHERE user_id IN users OR tag NOT IN main.tags`, sel("posts", "tags", "users")},
+		{"sqlite in table function", `SELECT * FROM posts WHERE id IN json_each(?)`, undetermined(sel("posts"))},
+		{"sqlite in table inside call", `SELECT coalesce(id IN banned, 0) FROM posts`, sel("banned", "posts")},
+		{"in list", `SELECT * FROM posts WHERE id IN (1, 2) AND position('a' IN title) > 0 AND position('b' IN lower(body)) > 0`,
+			sel("posts")},
 		{"json operators", `SELECT data->>'a', data ? 'b', data @> '{}' FROM docs WHERE x::text = :name AND y = @p`, sel("docs")},
 	})
 }
@@ -363,6 +368,7 @@ func TestInspectKinds(t *testing.T) {
 		{"listen", `LISTEN chan`, other},
 		{"notify", `NOTIFY chan, 'FROM x'`, other},
 		{"grant", `GRANT SELECT, INSERT, UPDATE ON posts TO bob`, other},
+		{"lock", `LOCK TABLE posts IN ACCESS EXCLUSIVE MODE`, other},
 		{"revoke", `REVOKE ALL ON posts FROM bob`, other},
 		{"discard", `DISCARD ALL`, undetermined(other)},
 		{"explain", `EXPLAIN SELECT * FROM posts`, Statement{Kind: KindOther, Reads: l("posts"), Statements: 1}},

@@ -1,5 +1,7 @@
 package sqlinspect
 
+import "strings"
+
 // keyword identifies a word that matters to the analysis. kwNone is an
 // ordinary identifier. The non-deterministic names come last (see
 // nondeterministic.go), from kwNondetFirst on.
@@ -110,6 +112,7 @@ const (
 	kwNotify
 	kwPartition
 	kwPlan
+	kwPosition
 	kwPragma
 	kwPrepare
 	kwProcedure
@@ -239,7 +242,7 @@ var keywordWords = [kwCount]string{
 	kwGrant: "grant", kwIf: "if", kwIndex: "index", kwInherit: "inherit",
 	kwListen: "listen", kwLocal: "local", kwLock: "lock",
 	kwMaterialized: "materialized", kwMove: "move", kwNotify: "notify",
-	kwPartition: "partition", kwPlan: "plan", kwPragma: "pragma",
+	kwPartition: "partition", kwPlan: "plan", kwPosition: "position", kwPragma: "pragma",
 	kwPrepare: "prepare", kwProcedure: "procedure", kwQuery: "query",
 	kwRecursive: "recursive", kwRefresh: "refresh", kwReindex: "reindex",
 	kwRelease: "release", kwRename: "rename", kwReset: "reset",
@@ -309,31 +312,63 @@ var kwFlags = func() (f [kwCount]uint8) {
 // maxKeywordLen is the length of the longest keyword.
 const maxKeywordLen = 24
 
-// keywordIndex maps a lower-case word to its keyword.
-var keywordIndex = func() map[string]keyword {
-	m := make(map[string]keyword, kwCount)
+// keywordTable is an open-addressing hash table of the keywords, faster than
+// a map for the short, case-insensitive lookups done on every word.
+var keywordTable = func() (t [keywordTableSize]keyword) {
 	for k := keyword(1); k < kwCount; k++ {
 		w := keywordWords[k]
-		if w == "" || len(w) > maxKeywordLen {
+		if w == "" || len(w) > maxKeywordLen || strings.ToLower(w) != w {
 			panic("sqlinspect: bad keyword table entry")
 		}
-		m[w] = k
+		h := keywordHash(w)
+		for t[h] != kwNone {
+			h = (h + 1) & (keywordTableSize - 1)
+		}
+		t[h] = k
 	}
-	return m
+	return t
 }()
+
+// keywordTableSize is a power of two, several times the number of keywords
+// so that probes stay short.
+const keywordTableSize = 1024
+
+// keywordHash hashes a word of 2 bytes or more, ignoring ASCII case.
+func keywordHash(w string) uint32 {
+	h := uint32(len(w))
+	for i := 0; i < len(w); i++ {
+		h = h*31 + uint32(w[i]|0x20)
+	}
+	return (h ^ h>>10) & (keywordTableSize - 1)
+}
 
 // lookupKeyword returns the keyword spelled by w in any letter case, or kwNone.
 func lookupKeyword(w string) keyword {
 	if len(w) < 2 || len(w) > maxKeywordLen {
 		return kwNone
 	}
-	var buf [maxKeywordLen]byte
+	for h := keywordHash(w); ; h = (h + 1) & (keywordTableSize - 1) {
+		k := keywordTable[h]
+		if k == kwNone || equalFoldLower(w, keywordWords[k]) {
+			return k
+		}
+	}
+}
+
+// equalFoldLower reports whether w equals the lower-case ASCII word lower,
+// ignoring the case of w's ASCII letters.
+func equalFoldLower(w, lower string) bool {
+	if len(w) != len(lower) {
+		return false
+	}
 	for i := 0; i < len(w); i++ {
 		c := w[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		buf[i] = c
+		if c != lower[i] {
+			return false
+		}
 	}
-	return keywordIndex[string(buf[:len(w)])]
+	return true
 }

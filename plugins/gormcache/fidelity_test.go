@@ -141,6 +141,16 @@ var fidelityCases = []fidelityCase{
 }
 
 func TestFidelity(t *testing.T) {
+	modes := []struct {
+		name string
+		opts []gormcache.Option
+	}{{"snapshots", nil}, {"replay", []gormcache.Option{gormcache.SnapshotBytes(-1)}}}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testFidelity(t, m.opts) })
+	}
+}
+
+func testFidelity(t *testing.T, opts []gormcache.Option) {
 	for _, c := range fidelityCases {
 		t.Run(c.name, func(t *testing.T) {
 			forEachEnv(t, func(t *testing.T, e *env) {
@@ -172,7 +182,7 @@ func TestFidelity(t *testing.T) {
 				if _, isPost := want.(Post); isPost && wantErr == nil && afterFinds.Load() == hooks {
 					t.Error("AfterFind did not run on a cache hit")
 				}
-			})
+			}, opts...)
 		})
 	}
 }
