@@ -11,19 +11,19 @@
 // # Dialects
 //
 // Inspect understands SQLite and PostgreSQL text, both as built by GORM and as
-// written by hand: bare, "double-quoted", `backquoted` and [bracketed]
-// identifiers, schema-qualified names, single-quoted strings (a doubled quote
-// escapes itself), E'...' escape strings and $tag$...$tag$ dollar-quoted
-// strings, -- and /* */ comments, and the placeholders ?, ?1, $1, :name, @name
-// and $name. Nothing inside a string, comment or quoted identifier is ever
-// taken as a keyword.
+// written by hand: bare, "double-quoted", `backquoted`, [bracketed] and
+// U&"unicode" identifiers, schema-qualified names, single-quoted strings (a
+// doubled quote escapes itself), E'...' and U&'...' escape strings,
+// $tag$...$tag$ dollar-quoted strings, -- and /* */ comments, and the
+// placeholders ?, ?1, $1, :name, @name and $name. Nothing inside a string,
+// comment or quoted identifier is ever taken as a keyword.
 //
-// Text whose tokens the two dialects read differently is refused
-// (KindUnknown): a nested /* comment (PostgreSQL nests, SQLite does not) and a
-// [bracket] whose content could be either a SQLite identifier or a
-// PostgreSQL subscript holding quotes, comments or unbalanced parentheses.
-// Plain strings are read with standard_conforming_strings = on (the
-// PostgreSQL default since 9.1): a backslash does not escape a quote.
+// Text that the two dialects split into different tokens is refused
+// (KindUnknown): a nested /* comment (PostgreSQL nests them, SQLite does not)
+// and a '[' that SQLite would close, as an identifier, somewhere else than
+// PostgreSQL would, as a subscript. Plain strings are read with
+// standard_conforming_strings = on (the PostgreSQL default since 9.1): a
+// backslash does not escape a quote.
 //
 // # Names
 //
@@ -36,8 +36,11 @@
 // Inspect only sees the text. The caller must allow for effects that are not
 // written in it: triggers, foreign keys with ON DELETE/UPDATE actions, rules,
 // views (a read of a view is reported under the view's name, not its base
-// tables), user functions that modify data (SELECT my_func()), and settings
-// that change what a name refers to (search_path, ATTACH). Names defined by a
-// WITH clause are reported as reads too: they cannot be told apart from real
-// tables everywhere, and an extra name is harmless.
+// tables), inheritance and partitioning (a write to a partition changes what
+// a read of its parent returns), functions that read or modify tables they
+// are given by name or that are hidden in their body (SELECT my_func()), and
+// settings that change what a name refers to (search_path, ATTACH).
+//
+// Names defined by a WITH clause are reported as reads too: they cannot be
+// told apart from real tables everywhere, and an extra name is harmless.
 package sqlinspect

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -597,6 +598,31 @@ func TestInspectReuse(t *testing.T) {
 	if !sameStatement(b, sel("b")) {
 		t.Errorf("after %s\ngot %s", show(a), show(b))
 	}
+}
+
+func TestInspectConcurrent(t *testing.T) {
+	queries := map[string]Statement{
+		`SELECT * FROM a JOIN b ON true`:              sel("a", "b"),
+		`DELETE FROM c WHERE id IN (SELECT 1 FROM d)`: write(l("c"), l("d")),
+		`SELECT now() FROM e FOR UPDATE`:              locking(nondet(sel("e"), "NOW")),
+		`DROP INDEX i`:                                undetermined(ddl(nil, nil)),
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				for sql, want := range queries {
+					if got := Inspect(sql); !sameStatement(got, want) {
+						t.Errorf("Inspect(%q) = %s, want %s", sql, show(got), show(want))
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestInspectResultDoesNotAlias(t *testing.T) {

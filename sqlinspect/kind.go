@@ -23,8 +23,10 @@ const (
 	// ROLLBACK [TO], SAVEPOINT, RELEASE, ABORT, PREPARE TRANSACTION.
 	KindTx
 	// KindOther is any other known statement: PRAGMA, SET, SHOW, EXPLAIN
-	// (without ANALYZE), VACUUM, ANALYZE, REINDEX, LISTEN, NOTIFY, GRANT, ...
-	// It is also the kind of a text holding no statement at all.
+	// (and EXPLAIN ANALYZE of a read, whose output holds timings), VACUUM,
+	// ANALYZE, REINDEX, LISTEN, NOTIFY, GRANT, LOCK, COPY ... TO, ...
+	// EXPLAIN ANALYZE of a write has the kind of the write. KindOther is
+	// also the kind of a text holding no statement at all.
 	KindOther
 )
 

@@ -1,0 +1,298 @@
+package sqlinspect
+
+// This file reads the heads of DDL statements (and of COPY and REFRESH) for
+// the relations they change.
+
+// skipIfExists skips IF [NOT] EXISTS at toks[j].
+func (a *analyzer) skipIfExists(j int) int {
+	if !a.isKw(j, kwIf) {
+		return j
+	}
+	j++
+	if a.isKw(j, kwNot) {
+		j++
+	}
+	if a.isKw(j, kwExists) {
+		j++
+	}
+	return j
+}
+
+// findKw returns the index of the first keyword k at parenthesis depth 0 in
+// toks[from:end] (not after a dot), or -1.
+func (a *analyzer) findKw(from int, k keyword) int {
+	depth := 0
+	for i := from; i < a.end; i++ {
+		switch t := a.toks[i]; t.kind {
+		case tkLParen:
+			depth++
+		case tkRParen:
+			depth--
+		case tkWord:
+			if t.kw == k && depth == 0 && (i == a.start || a.toks[i-1].kind != tkDot) {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// writeList records a comma-separated list of written relations
+// ([ONLY] name [*], ...) at toks[j].
+func (a *analyzer) writeList(j int) int {
+	for {
+		next, ok := a.writeTarget(j)
+		if !ok {
+			return next
+		}
+		j = next
+		if a.kindAt(j) == tkOp && a.src[a.toks[j].start:a.toks[j].end] == "*" {
+			j++
+		}
+		if a.kindAt(j) != tkComma {
+			return j
+		}
+		j++
+	}
+}
+
+// create reads CREATE ... after the CREATE at toks[j-1].
+//
+//	CREATE [modifiers] TABLE|VIEW [IF NOT EXISTS] name ... [PARTITION OF parent]
+//	CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] [name] ON [ONLY] table
+//	CREATE [modifiers] TRIGGER ... ON table ...    (undetermined: its body)
+//
+// Any other object is undetermined.
+func (a *analyzer) create(j int) int {
+	for {
+		if a.isKw(j, kwOr) && a.isKw(j+1, kwReplace) {
+			j += 2
+			continue
+		}
+		if j < a.end && a.toks[j].kind == tkWord {
+			switch a.toks[j].kw {
+			case kwGlobal, kwLocal, kwTemp, kwTemporary, kwUnlogged, kwUnique,
+				kwVirtual, kwRecursive, kwMaterialized, kwForeign, kwConstraint:
+				j++
+				continue
+			}
+		}
+		break
+	}
+	switch {
+	case a.isKw(j, kwTable), a.isKw(j, kwView):
+		next, ok := a.writeTarget(a.skipIfExists(j + 1))
+		if a.findKw(next, kwExecute) >= 0 {
+			a.undetermined = true // CREATE TABLE t AS EXECUTE p: p's tables are unknown
+		}
+		if ok {
+			// A new partition takes rows from the parent's default
+			// partition. What follows is a bound spec: no tables.
+			if p := a.findKw(next, kwPartition); p >= 0 && a.isKw(p+1, kwOf) {
+				a.writeTarget(p + 2)
+				return a.end
+			}
+		}
+		return next
+	case a.isKw(j, kwIndex):
+		j++
+		if a.isKw(j, kwConcurrently) {
+			j++
+		}
+		j = a.skipIfExists(j)
+		if !a.isKw(j, kwOn) {
+			_, j, _ = a.qualifiedName(j) // the index's own name
+		}
+		if !a.isKw(j, kwOn) {
+			a.undetermined = true
+			return j
+		}
+		next, _ := a.writeTarget(j + 1)
+		return next
+	case a.isKw(j, kwTrigger):
+		a.undetermined = true // its body may write anything
+		if on := a.findKw(j+1, kwOn); on >= 0 {
+			next, _ := a.writeTarget(on + 1)
+			return next
+		}
+		return j + 1
+	}
+	a.undetermined = true
+	return j
+}
+
+// alter reads ALTER ... after the ALTER at toks[j-1].
+//
+//	ALTER [MATERIALIZED|FOREIGN] TABLE|VIEW [IF EXISTS] [ONLY] name ...
+//
+// writes name, plus the new name of RENAME TO, the partition of ATTACH or
+// DETACH PARTITION and the parent of [NO] INHERIT. Any other ALTER is
+// undetermined.
+func (a *analyzer) alter(j int) int {
+	for a.isKw(j, kwMaterialized) || a.isKw(j, kwForeign) {
+		j++
+	}
+	if !a.isKw(j, kwTable) && !a.isKw(j, kwView) {
+		a.undetermined = true
+		return j
+	}
+	next, ok := a.writeTarget(a.skipIfExists(j + 1))
+	if !ok {
+		return a.end
+	}
+	depth := 0
+	for k := next; k < a.end; k++ {
+		switch t := a.toks[k]; t.kind {
+		case tkLParen:
+			depth++
+		case tkRParen:
+			depth--
+		case tkWord:
+			if depth != 0 || a.toks[k-1].kind == tkDot {
+				continue
+			}
+			switch t.kw {
+			case kwRename:
+				if a.isKw(k+1, kwTo) {
+					a.writeTarget(k + 2)
+				}
+			case kwPartition:
+				if a.isKw(k-1, kwAttach) || a.isKw(k-1, kwDetach) {
+					a.writeTarget(k + 1)
+				}
+			case kwInherit:
+				a.writeTarget(k + 1)
+			}
+		}
+	}
+	// The rest (column definitions, partition bounds) names no table.
+	return a.end
+}
+
+// drop reads DROP ... after the DROP at toks[j-1].
+//
+//	DROP [MATERIALIZED|FOREIGN] TABLE|VIEW [IF EXISTS] name, ... [CASCADE]
+//
+// writes the names; CASCADE (which drops dependent objects) and any other
+// object (DROP INDEX names no table) are undetermined.
+func (a *analyzer) drop(j int) int {
+	for a.isKw(j, kwMaterialized) || a.isKw(j, kwForeign) {
+		j++
+	}
+	if !a.isKw(j, kwTable) && !a.isKw(j, kwView) {
+		a.undetermined = true
+		return j
+	}
+	j = a.writeList(a.skipIfExists(j + 1))
+	if a.findKw(j, kwCascade) >= 0 {
+		a.undetermined = true
+	}
+	return j
+}
+
+// truncate reads TRUNCATE [TABLE] [ONLY] name [*], ... [CASCADE] after the
+// TRUNCATE at toks[j-1]. CASCADE empties referencing tables too:
+// undetermined.
+func (a *analyzer) truncate(j int) int {
+	if a.isKw(j, kwTable) {
+		j++
+	}
+	j = a.writeList(j)
+	if a.findKw(j, kwCascade) >= 0 {
+		a.undetermined = true
+	}
+	return j
+}
+
+// rename reads RENAME TABLE a TO b [, c TO d]... after the RENAME at
+// toks[j-1].
+func (a *analyzer) rename(j int) int {
+	if !a.isKw(j, kwTable) {
+		a.undetermined = true
+		return j
+	}
+	j++
+	for {
+		next, ok := a.writeTarget(j)
+		if !ok {
+			return next
+		}
+		if !a.isKw(next, kwTo) {
+			a.undetermined = true
+			return next
+		}
+		if j, ok = a.writeTarget(next + 1); !ok || a.kindAt(j) != tkComma {
+			return j
+		}
+		j++
+	}
+}
+
+// comment reads COMMENT ON ... after the COMMENT at toks[j-1]: a comment on
+// a table, view or column writes that relation; any other object is
+// undetermined.
+func (a *analyzer) comment(j int) int {
+	if !a.isKw(j, kwOn) {
+		a.undetermined = true
+		return j
+	}
+	j++
+	for a.isKw(j, kwMaterialized) || a.isKw(j, kwForeign) {
+		j++
+	}
+	switch {
+	case a.isKw(j, kwTable), a.isKw(j, kwView):
+		next, _ := a.writeTarget(j + 1)
+		return next
+	case a.isKw(j, kwColumn) && a.isName(j+1):
+		end := a.nameEnd(j + 1)
+		if end-(j+1) >= 3 { // [schema.]table.column
+			if name := a.tokName(end - 3); name != "" {
+				a.addWrite(name)
+				return end
+			}
+		}
+		a.undetermined = true
+		return end
+	}
+	a.undetermined = true
+	return j
+}
+
+// copyStmt reads COPY after the COPY at toks[j-1]: COPY name ... FROM writes
+// name, COPY name ... TO reads it, COPY (query) TO is scanned as a query.
+func (a *analyzer) copyStmt(j int) (int, Kind) {
+	if a.kindAt(j) == tkLParen {
+		return j, KindOther
+	}
+	name, next, ok := a.qualifiedName(j)
+	if ok {
+		for k := next; k < a.end; k++ {
+			switch {
+			case a.isKw(k, kwFrom):
+				a.addWrite(name)
+				return a.end, KindWrite
+			case a.isKw(k, kwTo):
+				a.addRead(name)
+				return a.end, KindOther
+			}
+		}
+	}
+	a.undetermined = true
+	return a.end, KindUnknown
+}
+
+// refresh reads REFRESH MATERIALIZED VIEW [CONCURRENTLY] name after the
+// REFRESH at toks[j-1].
+func (a *analyzer) refresh(j int) int {
+	if !a.isKw(j, kwMaterialized) || !a.isKw(j+1, kwView) {
+		a.undetermined = true
+		return j
+	}
+	j += 2
+	if a.isKw(j, kwConcurrently) {
+		j++
+	}
+	next, _ := a.writeTarget(j)
+	return next
+}
