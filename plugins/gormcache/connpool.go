@@ -50,12 +50,17 @@ func (w *pool) GetDBConn() (*sql.DB, error) { return sqlDB(w.ConnPool) }
 
 // PrepareContext passes prepared statements (GORM's PrepareStmt) through.
 func (w *pool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	if p, ok := w.ConnPool.(interface {
+	return prepare(w.ConnPool, ctx, query)
+}
+
+// prepare prepares query on cp, when cp can prepare statements.
+func prepare(cp gorm.ConnPool, ctx context.Context, query string) (*sql.Stmt, error) {
+	if p, ok := cp.(interface {
 		PrepareContext(context.Context, string) (*sql.Stmt, error)
 	}); ok {
 		return p.PrepareContext(ctx, query)
 	}
-	return nil, errors.New("gormcache: the wrapped connection pool cannot prepare statements")
+	return nil, errors.New("gormcache: the wrapped connection cannot prepare statements")
 }
 
 // Ping passes through to the wrapped pool.
@@ -113,12 +118,7 @@ func (t *txConn) StmtContext(ctx context.Context, stmt *sql.Stmt) *sql.Stmt {
 
 // PrepareContext passes prepared statements through.
 func (t *txConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	if p, ok := t.ConnPool.(interface {
-		PrepareContext(context.Context, string) (*sql.Stmt, error)
-	}); ok {
-		return p.PrepareContext(ctx, query)
-	}
-	return nil, errors.New("gormcache: the wrapped transaction cannot prepare statements")
+	return prepare(t.ConnPool, ctx, query)
 }
 
 // GetDBConn returns the *sql.DB the transaction came from, when known.

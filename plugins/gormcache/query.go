@@ -145,7 +145,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		return
 	}
 	if info == nil {
-		st := sqlinspect.Inspect(db.Statement.SQL.String())
+		st := p.inspect(db.Statement.SQL.String())
 		info = &st
 	}
 	p.record(db, "read_write", invalidation.FromInspected(*info))
