@@ -3,6 +3,7 @@ package querycache
 import (
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"time"
 )
 
@@ -12,7 +13,8 @@ import (
 //	expires   int64  unix nanoseconds; the entry is a miss from then on
 //	created   int64  unix nanoseconds, for early refresh
 //	n         uvarint, then n version tokens of 8 bytes each
-//	len       uvarint, then the payload: exactly len bytes, nothing after
+//	len       uvarint, then the payload: exactly len bytes
+//	crc       uint32 CRC-32C (Castagnoli) of everything before it
 //
 // Stores are shared and may hold garbage (another program, an older
 // format, a truncated write): decodeEntry checks every length and reports
@@ -27,6 +29,8 @@ const (
 
 var errCorruptEntry = errors.New("querycache: corrupt cache entry")
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 type entry struct {
 	expires int64
 	created int64
@@ -37,7 +41,7 @@ type entry struct {
 
 func encodeEntry(e entry) []byte {
 	n := e.count()
-	buf := make([]byte, 0, entryHeader+2*binary.MaxVarintLen64+8*n+len(e.payload))
+	buf := make([]byte, 0, entryHeader+2*binary.MaxVarintLen64+8*n+len(e.payload)+4)
 	buf = append(buf, entryMagic0, entryMagic1, entryFormat)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.expires))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.created))
@@ -46,13 +50,21 @@ func encodeEntry(e entry) []byte {
 		buf = binary.BigEndian.AppendUint64(buf, e.token(i))
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(e.payload)))
-	return append(buf, e.payload...)
+	buf = append(buf, e.payload...)
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 }
 
 // decodeEntry parses b. The payload aliases b.
 func decodeEntry(b []byte) (entry, error) {
 	var e entry
-	if len(b) < entryHeader || b[0] != entryMagic0 || b[1] != entryMagic1 || b[2] != entryFormat {
+	if len(b) < entryHeader+4 || b[0] != entryMagic0 || b[1] != entryMagic1 || b[2] != entryFormat {
+		return e, errCorruptEntry
+	}
+	// A flipped byte anywhere (a bad write, another program's data) must be
+	// a miss, never a different result.
+	sum := binary.BigEndian.Uint32(b[len(b)-4:])
+	b = b[:len(b)-4]
+	if crc32.Checksum(b, castagnoli) != sum {
 		return e, errCorruptEntry
 	}
 	e.expires = int64(binary.BigEndian.Uint64(b[3:]))

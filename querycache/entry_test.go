@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"slices"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ func TestEntryLayout(t *testing.T) {
 		1,
 		0, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd,
 		1, 'P'}
+	want = sealed(want)
 	if !bytes.Equal(raw, want) {
 		t.Fatalf("encodeEntry layout:\n got %x\nwant %x", raw, want)
 	}
@@ -62,7 +64,7 @@ func TestEntryPayloadAliasesInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw[len(raw)-1] = 'X'
+	raw[len(raw)-5] = 'X' // the payload's last byte, before the checksum
 	if string(e.payload) != "abX" {
 		t.Errorf("payload = %q; decodeEntry documents that it aliases its input", e.payload)
 	}
@@ -123,6 +125,27 @@ func TestEntryBadMagicOrFormat(t *testing.T) {
 	}
 }
 
+// sealed appends the checksum a valid entry ends with, so that a test
+// reaches the checks behind it.
+func sealed(b []byte) []byte {
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// TestEntryEveryFlippedByteIsCorrupt: the checksum turns any single-byte
+// corruption into a miss instead of a different result.
+func TestEntryEveryFlippedByteIsCorrupt(t *testing.T) {
+	for i, e := range sampleEntries() {
+		raw := encodeEntry(e)
+		for j := range raw {
+			b := bytes.Clone(raw)
+			b[j] ^= 0x20
+			if _, err := decodeNoPanic(t, b); !errors.Is(err, errCorruptEntry) {
+				t.Fatalf("entry %d with byte %d flipped: err = %v", i, j, err)
+			}
+		}
+	}
+}
+
 // header returns a valid header followed by the raw token count bytes.
 func header(count []byte) []byte {
 	b := []byte{'q', 'c', entryFormat}
@@ -146,12 +169,12 @@ func TestEntryTokenCountBeyondData(t *testing.T) {
 		"no count byte":            header(nil),
 	}
 	for name, b := range cases {
-		if e, err := decodeNoPanic(t, b); !errors.Is(err, errCorruptEntry) {
+		if e, err := decodeNoPanic(t, sealed(b)); !errors.Is(err, errCorruptEntry) {
 			t.Errorf("%s: err = %v (entry with %d tokens); want errCorruptEntry", name, err, e.count())
 		}
 	}
 	// The largest accepted count, with exactly the bytes it needs, decodes.
-	b := append(header(binary.AppendUvarint(nil, maxEntryDeps)), make([]byte, 8*maxEntryDeps+1)...)
+	b := sealed(append(header(binary.AppendUvarint(nil, maxEntryDeps)), make([]byte, 8*maxEntryDeps+1)...))
 	if e, err := decodeNoPanic(t, b); err != nil || e.count() != maxEntryDeps || len(e.payload) != 0 {
 		t.Errorf("maxEntryDeps tokens: err = %v, %d tokens, %d payload bytes", err, e.count(), len(e.payload))
 	}

@@ -28,7 +28,34 @@ func FuzzInspect(f *testing.F) {
 		if c := inspect(sql + "\n"); !sameStatement(st, c) {
 			t.Fatalf("a trailing newline changed the result for %q:\n%s\n%s", sql, show(st), show(c))
 		}
+		if st.Statements != 1 || st.Undetermined {
+			return
+		}
+		switch st.Kind {
+		case KindSelect:
+			// A query read as a subquery reads at least the same tables.
+			w := inspect("SELECT * FROM (" + sql + "\n) AS sub")
+			if !w.Undetermined && (w.Kind != KindSelect || !subset(st.Reads, w.Reads)) {
+				t.Fatalf("as a subquery %q reads less:\n%s\n%s", sql, show(st), show(w))
+			}
+		case KindWrite:
+			// EXPLAIN ANALYZE runs the statement: same kind, same writes.
+			e := inspect("EXPLAIN ANALYZE " + sql)
+			if e.Kind != KindWrite || !slices.Equal(e.Writes, st.Writes) {
+				t.Fatalf("EXPLAIN ANALYZE %q differs:\n%s\n%s", sql, show(st), show(e))
+			}
+		}
 	})
+}
+
+// subset reports whether every name of a is in b; both are sorted.
+func subset(a, b []string) bool {
+	for _, name := range a {
+		if _, found := slices.BinarySearch(b, name); !found {
+			return false
+		}
+	}
+	return true
 }
 
 // checkInvariants checks the properties every result must have.
