@@ -75,7 +75,7 @@ func decodeEntry(b []byte) (entry, error) {
 		return e, errCorruptEntry
 	}
 	rest = rest[w:]
-	e.raw = rest[:8*n : 8*n]
+	e.raw = rest[: 8*n : 8*n]
 	rest = rest[8*n:]
 	size, w := binary.Uvarint(rest)
 	if w <= 0 || (w > 1 && rest[w-1] == 0) || size != uint64(len(rest)-w) {

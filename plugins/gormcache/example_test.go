@@ -66,8 +66,8 @@ func ExampleCacheModels() {
 	_ = db.Use(gormcache.New(cache, gormcache.CacheModels(&Article{})))
 
 	var list []Article
-	db.Where("published = ?", true).Find(&list)                           // miss
-	db.Where("published = ?", true).Find(&list)                           // hit
+	db.Where("published = ?", true).Find(&list)                             // miss
+	db.Where("published = ?", true).Find(&list)                             // hit
 	db.Scopes(gormcache.NoCache()).Where("published = ?", true).Find(&list) // not cached
 	st := cache.Stats()
 	fmt.Println(st.Hits, "hit,", st.Misses, "miss")
