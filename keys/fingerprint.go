@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"hash"
 	"sync"
 )
 
@@ -24,11 +23,10 @@ func Sum(b []byte) Fingerprint { return sha256.Sum256(b) }
 // its length (or a type tag and fixed width), so the encoding is injective:
 // different part sequences never produce the same byte stream.
 type Builder struct {
-	h   hash.Hash
 	buf []byte
 }
 
-var builderPool = sync.Pool{New: func() any { return &Builder{h: sha256.New(), buf: make([]byte, 0, 512)} }}
+var builderPool = sync.Pool{New: func() any { return &Builder{buf: make([]byte, 0, 512)} }}
 
 // NewBuilder returns an empty Builder from a pool; call Sum to finish it.
 func NewBuilder() *Builder {
@@ -55,10 +53,7 @@ func (b *Builder) Value(v any) bool {
 // Sum returns the fingerprint of the parts added so far and returns the
 // Builder to its pool; the Builder must not be used afterwards.
 func (b *Builder) Sum() Fingerprint {
-	var f Fingerprint
-	b.h.Reset()
-	b.h.Write(b.buf)
-	b.h.Sum(f[:0])
+	f := Fingerprint(sha256.Sum256(b.buf))
 	if cap(b.buf) <= 64<<10 {
 		builderPool.Put(b)
 	}

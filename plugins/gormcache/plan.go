@@ -82,17 +82,36 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 			// that object and the table's bulk version, not on every write
 			// to the table.
 			pl.key.Name = p.ns.Object(p.dbID, table, pks[0], fp)
-			pl.key.Versions = []string{p.ns.ObjectVersion(table, pks[0]), p.ns.BulkVersion(table)}
+			pl.key.Versions = []string{p.ns.ObjectVersion(table, pks[0]), p.tableNames(table).bulk}
 			return pl, true
 		}
 	}
 	pl.key.Name = p.ns.Query(p.dbID, fp)
 	pl.key.Versions = make([]string, len(tables))
 	for i, t := range tables {
-		pl.key.Versions[i] = p.ns.TableVersion(t)
+		pl.key.Versions[i] = p.tableNames(t).tbl
 	}
 	return pl, true
 }
+
+// versionNames are a table's version names, built once per table: they
+// are needed on every cached read.
+type versionNames struct{ tbl, bulk string }
+
+func (p *Plugin) tableNames(table string) versionNames {
+	if v, ok := p.names.Load(table); ok {
+		return v.(versionNames)
+	}
+	v := versionNames{tbl: p.ns.TableVersion(table), bulk: p.ns.BulkVersion(table)}
+	if p.namesCount.Add(1) <= maxTableNames {
+		p.names.Store(table, v)
+	}
+	return v
+}
+
+// maxTableNames bounds the memo of table version names (tables named in raw
+// SQL are not a closed set).
+const maxTableNames = 4096
 
 // dependencies merges the tables read from the SQL with declared ones.
 func dependencies(read, declared []string) []string {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -23,18 +25,20 @@ type Plugin struct {
 	cache *querycache.Cache
 	ns    keys.Namespace
 
-	dbID      string
-	dialect   string
-	inner     gorm.ConnPool
-	tenant    func(context.Context) string
-	models    map[string]time.Duration
-	modelList []modelTTL
-	txReads   bool
-	snapBytes int64
-	snaps     *snapshots
-	inspected *otter.Cache[string, sqlinspect.Statement]
-	err       error
-	broken    map[string]bool // tests only: invalidation sources switched off
+	dbID       string
+	dialect    string
+	inner      gorm.ConnPool
+	tenant     func(context.Context) string
+	models     map[string]time.Duration
+	modelList  []modelTTL
+	txReads    bool
+	snapBytes  int64
+	snaps      *snapshots
+	inspected  *otter.Cache[string, sqlinspect.Statement]
+	names      sync.Map // table -> versionNames
+	namesCount atomic.Int64
+	err        error
+	broken     map[string]bool // tests only: invalidation sources switched off
 }
 
 type modelTTL struct {

@@ -34,7 +34,8 @@ func rowsOf(stmt *gorm.Statement) (pks []string, ok bool) {
 	if !isWhere {
 		return nil, false
 	}
-	conj, safe := flatten(where.Exprs, nil)
+	var buf [8]clause.Expression
+	conj, safe := flatten(where.Exprs, buf[:0])
 	if !safe {
 		return nil, false
 	}
