@@ -29,17 +29,27 @@ func TestTransactionCommitInvalidatesAfterCommit(t *testing.T) {
 				t.Errorf("inside the transaction: %q; want its own write", got)
 			}
 			// Outside, before commit: the old value, still served from the cache.
-			if e.dialect == "postgres" {
-				var got string
-				if n := e.statements(func() { got = titleOf(t, e.db, s.p1.ID, cached) }); n != 0 || got != "first" {
-					t.Errorf("outside before commit: %q with %d statements; want the cached old value", got, n)
-				}
+			var got string
+			if n := e.statements(func() { got = titleOf(t, e.db, s.p1.ID, cached) }); n != 0 || got != "first" {
+				t.Errorf("outside before commit: %q with %d statements; want the cached old value", got, n)
+			}
+			// An uncached reader outside fills from the committed state;
+			// the commit must still invalidate what it stored.
+			var list []Post
+			must(t, e.db.Scopes(cached).Where("views >= ?", 0).Order("id").Find(&list).Error)
+			if list[0].Title != "first" {
+				t.Errorf("outside reader saw uncommitted data: %q", list[0].Title)
 			}
 			return nil
 		})
 		must(t, err)
 		if got := titleOf(t, e.db, s.p1.ID, cached); got != "in tx" {
 			t.Fatalf("after Commit returned: %q; want the committed value", got)
+		}
+		var list []Post
+		must(t, e.db.Scopes(cached).Where("views >= ?", 0).Order("id").Find(&list).Error)
+		if list[0].Title != "in tx" {
+			t.Fatalf("list filled during the transaction served after commit: %q", list[0].Title)
 		}
 	})
 }
