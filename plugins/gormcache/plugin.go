@@ -122,7 +122,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	case p.snapBytes > 0:
 		p.snaps = newSnapshots(p.snapBytes)
 	}
-	p.inspected = otter.Must(&otter.Options[string, sqlinspect.Statement]{MaximumSize: inspectCacheSize})
+	p.inspected = otter.Must(&otter.Options[string, sqlinspect.Statement]{MaximumSize: inspectCacheSize, Executor: inline})
 	if p.dbID == "" {
 		p.dbID = defaultDatabaseID(db.Dialector)
 	}
