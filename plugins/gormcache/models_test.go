@@ -10,7 +10,7 @@ import (
 	"gorm.io/gorm"
 )
 
-var models = []any{&Author{}, &Post{}, &Comment{}, &Language{}, &Pair{}, &Counter{}}
+var models = []any{&Author{}, &Post{}, &Comment{}, &Language{}, &Pair{}, &Counter{}, &CamelItem{}}
 
 // Meta is a custom Scanner/Valuer stored as JSON text.
 type Meta struct {
@@ -100,3 +100,11 @@ type Counter struct {
 	ID uint
 	N  int
 }
+
+// CamelItem lives in a mixed-case table, which PostgreSQL keeps quoted.
+type CamelItem struct {
+	ID   uint
+	Name string
+}
+
+func (CamelItem) TableName() string { return "CamelItems" }

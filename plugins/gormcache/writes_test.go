@@ -23,6 +23,7 @@ type seed struct {
 
 func seedData(t *testing.T, db *gorm.DB) *seed {
 	t.Helper()
+	must(t, db.Create(&CamelItem{ID: 1, Name: "camel"}).Error)
 	body := "body one"
 	s := &seed{author: Author{Name: "ann"}, goLang: Language{Name: "go"}, py: Language{Name: "python"}}
 	must(t, db.Create(&s.author).Error)
@@ -224,6 +225,40 @@ var writeCases = []writeCase{
 	}},
 	{"Association Clear has-many", "update,delete", "", []read{readAuthorPosts}, func(db *gorm.DB, s *seed) error {
 		return db.Model(&s.author).Association("Posts").Clear()
+	}},
+	{"Delete of a slice of structs", "delete", "", []read{readP1, readP2, readPostsL}, func(db *gorm.DB, s *seed) error {
+		ps := []Post{{ID: s.p1.ID}, {ID: s.p2.ID}}
+		return db.Delete(&ps).Error
+	}},
+	{"Save of a slice", "update,create", "", []read{readP1, readP2, readPostsL}, func(db *gorm.DB, s *seed) error {
+		a, b := s.p1, s.p2
+		a.Title, b.Title = "saved a", "saved b"
+		return db.Save(&[]Post{a, b}).Error
+	}},
+	{"FirstOrCreate", "create", "", []read{readByID(1030), readPostsL}, func(db *gorm.DB, s *seed) error {
+		var p Post
+		return db.Where(Post{ID: 1030}).Attrs(Post{AuthorID: s.author.ID, Title: "first or create"}).FirstOrCreate(&p).Error
+	}},
+	{"Update with an expression", "update", "", []read{readP1, readPostsL}, func(db *gorm.DB, s *seed) error {
+		return db.Model(&Post{ID: s.p1.ID}).Update("views", gorm.Expr("views * ? + 1", 10)).Error
+	}},
+	{"Association Replace belongs-to", "create,update", "", []read{readP1, readPostsL}, func(db *gorm.DB, s *seed) error {
+		p := Post{ID: s.p1.ID, AuthorID: s.author.ID}
+		return db.Model(&p).Association("Author").Replace(&Author{Name: "new author"})
+	}},
+	{"mixed-case table", "update", "", []read{{"camel items", func(db *gorm.DB, s *seed) (any, error) {
+		var items []CamelItem
+		err := db.Order("id").Find(&items).Error
+		return items, err
+	}}, {"camel item by id", func(db *gorm.DB, s *seed) (any, error) {
+		var item CamelItem
+		err := db.First(&item, 1).Error
+		return item, err
+	}}}, func(db *gorm.DB, s *seed) error {
+		if err := db.Scopes(gormcache.NoCache()).First(&CamelItem{}, 1).Error; err != nil {
+			return err
+		}
+		return db.Model(&CamelItem{ID: 1}).Update("name", "renamed").Error
 	}},
 	{"Exec INSERT", "raw", "", []read{readByID(2000), readPostsL}, func(db *gorm.DB, s *seed) error {
 		return db.Exec(`INSERT INTO posts (id, title, views, score, published) VALUES (?, ?, 0, 0, false)`, 2000, "raw").Error
