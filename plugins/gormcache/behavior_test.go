@@ -180,8 +180,26 @@ func TestRefusals(t *testing.T) {
 		e.mustBeCached(t, "forced", func() error {
 			return e.db.Scopes(force).Where("created_at < CURRENT_TIMESTAMP").Find(&[]Post{}).Error
 		})
-		// Declaring the tables of an undetermined statement caches it.
-		_ = s
+		// Declaring the tables of an undetermined statement caches it, and
+		// writes to a declared table invalidate it.
+		declared := gormcache.CacheWith(gormcache.CacheOptions{Tables: []string{"posts"}})
+		fn := "SELECT count(*) FROM json_each('[1,2]') WHERE (SELECT count(*) FROM posts) > ?"
+		if e.dialect == "postgres" {
+			fn = "SELECT count(*) FROM generate_series(1, 2) WHERE (SELECT count(*) FROM posts) > ?"
+		}
+		count := func() int64 {
+			var n int64
+			must(t, e.db.Scopes(declared).Raw(fn, 2).Scan(&n).Error)
+			return n
+		}
+		e.mustBeCached(t, "declared tables", func() error { count(); return nil })
+		if got := count(); got != 0 {
+			t.Fatalf("declared: %d", got)
+		}
+		must(t, e.db.Create(&Post{AuthorID: s.author.ID, Title: "third"}).Error)
+		if got := count(); got != 2 {
+			t.Fatalf("declared dependency not invalidated: %d", got)
+		}
 	})
 }
 
