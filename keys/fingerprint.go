@@ -13,8 +13,13 @@ import (
 // share an entry.
 type Fingerprint [sha256.Size]byte
 
+// fingerprintLen is the length of a fingerprint's text.
+const fingerprintLen = 43
+
 // String returns the fingerprint in unpadded URL-safe base64 (43 bytes).
 func (f Fingerprint) String() string { return base64.RawURLEncoding.EncodeToString(f[:]) }
+
+func (f Fingerprint) encode(dst []byte) { base64.RawURLEncoding.Encode(dst, f[:]) }
 
 // Sum returns the fingerprint of b.
 func Sum(b []byte) Fingerprint { return sha256.Sum256(b) }

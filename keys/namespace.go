@@ -1,9 +1,6 @@
 package keys
 
-import (
-	"encoding/base64"
-	"strings"
-)
+import "strings"
 
 // Namespace names keys and versions under one prefix (Django's KEY_PREFIX).
 // Every process that shares a store and a database must use the same prefix,
@@ -21,7 +18,9 @@ func (n Namespace) Prefix() string { return n.prefix }
 // Query is the key of a statement's cached result: db is the database
 // identity, fp the statement's fingerprint.
 func (n Namespace) Query(db string, fp Fingerprint) string {
-	return join(n.prefix, "q:", db, ":", fp)
+	var b [fingerprintLen]byte
+	fp.encode(b[:])
+	return n.prefix + "q:" + db + ":" + string(b[:])
 }
 
 // Object is the key of a lookup by primary key. It carries the table and the
@@ -29,33 +28,10 @@ func (n Namespace) Query(db string, fp Fingerprint) string {
 // so that two different lookups of one row (other columns, Unscoped, First or
 // Last) never share an entry.
 func (n Namespace) Object(db, table, pk string, fp Fingerprint) string {
-	return join(n.prefix, "o:", db, ":", escape(table), ":", pkPart(pk), ":", fp)
-}
-
-// join concatenates parts and the fingerprint's text in one allocation:
-// keys are built on every cached read.
-func join(parts ...any) string {
-	n := 0
-	for _, p := range parts {
-		switch v := p.(type) {
-		case string:
-			n += len(v)
-		case Fingerprint:
-			n += base64.RawURLEncoding.EncodedLen(len(v))
-		}
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, p := range parts {
-		switch v := p.(type) {
-		case string:
-			b.WriteString(v)
-		case Fingerprint:
-			var tmp [64]byte
-			b.Write(base64.RawURLEncoding.AppendEncode(tmp[:0], v[:]))
-		}
-	}
-	return b.String()
+	var b [fingerprintLen]byte
+	fp.encode(b[:])
+	// One allocation: the compiler concatenates string(b[:]) without copying it first.
+	return n.prefix + "o:" + db + ":" + escape(table) + ":" + pkPart(pk) + ":" + string(b[:])
 }
 
 // TableVersion names the version every query reading table depends on.
@@ -90,7 +66,14 @@ func pkPart(pk string) string {
 // escape keeps ':' (the separator) and '%' out of a name part, so that
 // ("a:b", "c") and ("a", "b:c") never name the same thing.
 func escape(s string) string {
-	if !strings.ContainsAny(s, ":%") {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' || s[i] == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
 		return s
 	}
 	var b strings.Builder
