@@ -74,7 +74,7 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if !ok {
 		return false
 	}
-	key := snapshotKey{name: o.key, dest: t, schema: db.Statement.Schema}
+	key := snapshotKey{name: o.key, dest: t, schema: db.Statement.Schema, joins: joinsKey(db)}
 	if snap := p.snaps.get(key, o.payload); snap != nil {
 		snap.apply(db)
 		return true

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"reflect"
+	"strings"
+	"sync"
 
 	"github.com/maypok86/otter/v2"
 	"gorm.io/gorm"
@@ -25,6 +27,7 @@ type snapshotKey struct {
 	name   string
 	dest   reflect.Type
 	schema *schema.Schema
+	joins  string // the join aliases and relationship names GORM's scan resolves columns with
 }
 
 type snapshot struct {
@@ -65,7 +68,10 @@ func inline(fn func()) { fn() }
 // struct or a nil slice of structs (or of pointers to structs).
 func snapshotTarget(db *gorm.DB) (reflect.Type, copier, bool) {
 	rv := db.Statement.ReflectValue
-	if !rv.IsValid() || !rv.CanSet() || db.Statement.Schema == nil {
+	if !rv.IsValid() || !rv.CanSet() || db.Statement.Schema == nil || len(db.Statement.ColumnMapping) > 0 {
+		return nil, nil, false
+	}
+	if !contextFree(db.Statement.Schema) {
 		return nil, nil, false
 	}
 	t := rv.Type()
@@ -88,6 +94,53 @@ func snapshotTarget(db *gorm.DB) (reflect.Type, copier, bool) {
 	}
 	cp, ok := copierFor(t)
 	return t, cp, ok
+}
+
+// contextFree reports whether scanning into s (and the schemas of its
+// relationships, which joins scan into) is independent of the caller's
+// context. GORM passes the context to serializers; a custom one might use
+// it (a per-tenant key, say), so schemas with serializers other than GORM's
+// own are always replayed.
+func contextFree(s *schema.Schema) bool {
+	if v, ok := contextFreeSchemas.Load(s); ok {
+		return v.(bool)
+	}
+	free := true
+	check := func(s *schema.Schema) {
+		for _, f := range s.Fields {
+			switch f.Serializer.(type) {
+			case nil, schema.JSONSerializer, schema.UnixSecondSerializer, schema.GobSerializer,
+				*schema.JSONSerializer, *schema.UnixSecondSerializer, *schema.GobSerializer:
+			default:
+				free = false
+			}
+		}
+	}
+	check(s)
+	for _, rel := range s.Relationships.Relations {
+		if rel.FieldSchema != nil {
+			check(rel.FieldSchema)
+		}
+	}
+	contextFreeSchemas.Store(s, free)
+	return free
+}
+
+var contextFreeSchemas sync.Map // *schema.Schema -> bool
+
+// joinsKey names the statement's joins for the snapshot key.
+func joinsKey(db *gorm.DB) string {
+	if len(db.Statement.Joins) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, j := range db.Statement.Joins {
+		b.WriteString(j.Name)
+		b.WriteByte(0)
+		b.WriteString(j.Alias)
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // get returns the snapshot for key if it was built from payload.

@@ -1,7 +1,11 @@
 package gormcache_test
 
 import (
+	"context"
+	"reflect"
 	"testing"
+
+	"gorm.io/gorm/schema"
 
 	"querycache.dev/plugins/gormcache"
 )
@@ -81,4 +85,52 @@ func TestSnapshotsOff(t *testing.T) {
 			t.Fatal(p.Title)
 		}
 	}, gormcache.SnapshotBytes(-1))
+}
+
+// tenantSecret is decoded with a key taken from the query's context, the
+// kind of serializer a snapshot must never be shared across.
+type tenantSecret string
+
+type tenantSerializer struct{}
+
+func (tenantSerializer) Scan(ctx context.Context, field *schema.Field, dst reflect.Value, dbValue any) error {
+	var s string
+	switch v := dbValue.(type) {
+	case string:
+		s = v
+	case []byte:
+		s = string(v)
+	}
+	tenant, _ := ctx.Value(tenantKey{}).(string)
+	return field.Set(ctx, dst, tenantSecret(tenant+":"+s))
+}
+
+func (tenantSerializer) Value(ctx context.Context, field *schema.Field, dst reflect.Value, fieldValue any) (any, error) {
+	return string(fieldValue.(tenantSecret)), nil
+}
+
+type Vault struct {
+	ID     uint
+	Secret tenantSecret `gorm:"serializer:tenant"`
+}
+
+// TestContextDependentSerializersAreReplayed: a serializer that reads the
+// context gets each caller's context on every hit.
+func TestContextDependentSerializersAreReplayed(t *testing.T) {
+	schema.RegisterSerializer("tenant", tenantSerializer{})
+	forEachEnv(t, func(t *testing.T, e *env) {
+		must(t, e.db.AutoMigrate(&Vault{}))
+		must(t, e.db.Exec("INSERT INTO vaults (id, secret) VALUES (1, 'x')").Error)
+		for _, tenant := range []string{"a", "b", "a"} {
+			ctx := context.WithValue(context.Background(), tenantKey{}, tenant)
+			var v Vault
+			must(t, e.db.WithContext(ctx).Scopes(gormcache.Cacheable()).First(&v, 1).Error)
+			if v.Secret != tenantSecret(tenant+":x") {
+				t.Fatalf("tenant %s got %q", tenant, v.Secret)
+			}
+		}
+		if e.cache.Stats().Hits == 0 {
+			t.Fatal("nothing was served from the cache")
+		}
+	})
 }
