@@ -32,18 +32,22 @@ type markKey struct{}
 
 // WithCache returns a context whose queries may be cached for ttl (0: the
 // default TTL). Preload sub-queries and hooks running with the context keep
-// the mark.
+// the mark. It does not undo an opt-out already in ctx.
 func WithCache(ctx context.Context, ttl time.Duration) context.Context {
 	return WithCacheOptions(ctx, CacheOptions{TTL: ttl})
 }
 
 // WithCacheOptions is WithCache with every option.
 func WithCacheOptions(ctx context.Context, o CacheOptions) context.Context {
+	if optedOut(ctx) {
+		return ctx
+	}
 	return context.WithValue(ctx, markKey{}, mark{opts: o})
 }
 
 // WithoutCache returns a context whose queries are never served from the
-// cache, not even those of models cached by default.
+// cache, not even those of models cached by default or marked Cacheable
+// later: an opt-out always wins.
 func WithoutCache(ctx context.Context) context.Context {
 	return context.WithValue(ctx, markKey{}, offMark)
 }
@@ -58,7 +62,9 @@ var (
 	defaultMark    any = mark{}
 	offMark        any = mark{off: true}
 	cacheableScope     = func(db *gorm.DB) *gorm.DB {
-		db.Statement.Context = context.WithValue(stmtContext(db), markKey{}, defaultMark)
+		if !optedOut(stmtContext(db)) {
+			db.Statement.Context = context.WithValue(stmtContext(db), markKey{}, defaultMark)
+		}
 		return db
 	}
 	noCacheScope = func(db *gorm.DB) *gorm.DB {
@@ -70,12 +76,23 @@ var (
 // CacheFor is a GORM scope marking a query as cacheable for ttl.
 func CacheFor(ttl time.Duration) func(*gorm.DB) *gorm.DB { return CacheWith(CacheOptions{TTL: ttl}) }
 
-// CacheWith is a GORM scope marking a query as cacheable with o.
+// CacheWith is a GORM scope marking a query as cacheable with o. An
+// opt-out (NoCache, WithoutCache) already on the query wins.
 func CacheWith(o CacheOptions) func(*gorm.DB) *gorm.DB {
 	return func(db *gorm.DB) *gorm.DB {
-		db.Statement.Context = WithCacheOptions(stmtContext(db), o)
+		if !optedOut(stmtContext(db)) {
+			db.Statement.Context = WithCacheOptions(stmtContext(db), o)
+		}
 		return db
 	}
+}
+
+// optedOut reports whether ctx carries NoCache or WithoutCache: an opt-out
+// is never overridden by a later mark, so code that must read fresh data
+// (after its own write, say) can rely on it.
+func optedOut(ctx context.Context) bool {
+	m, ok := ctx.Value(markKey{}).(mark)
+	return ok && m.off
 }
 
 // NoCache is a GORM scope keeping a query away from the cache, even when

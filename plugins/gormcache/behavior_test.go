@@ -64,8 +64,25 @@ func TestContextMarkReachesPreloads(t *testing.T) {
 			return e.db.WithContext(ctx).Preload("Posts").Preload("Languages").First(&a, s.author.ID).Error
 		})
 		off := gormcache.WithoutCache(context.Background())
+		e.mustBeCached(t, "author", func() error { return e.db.Scopes(gormcache.Cacheable()).First(&Author{}, s.author.ID).Error })
 		if n := e.statements(func() { must(t, e.db.WithContext(off).First(&Author{}, s.author.ID).Error) }); n == 0 {
 			t.Fatal("WithoutCache was served from the cache")
+		}
+		// An opt-out wins over a later mark.
+		if n := e.statements(func() {
+			must(t, e.db.WithContext(off).Scopes(gormcache.Cacheable()).First(&Author{}, s.author.ID).Error)
+		}); n == 0 {
+			t.Fatal("Cacheable overrode WithoutCache")
+		}
+		if n := e.statements(func() {
+			must(t, e.db.WithContext(gormcache.WithCache(off, 0)).First(&Author{}, s.author.ID).Error)
+		}); n == 0 {
+			t.Fatal("WithCache overrode WithoutCache")
+		}
+		if n := e.statements(func() {
+			must(t, e.db.Scopes(gormcache.NoCache(), gormcache.Cacheable()).First(&Author{}, s.author.ID).Error)
+		}); n == 0 {
+			t.Fatal("Cacheable overrode NoCache")
 		}
 	})
 }
