@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 )
@@ -100,5 +101,65 @@ func TestDamagedEntriesAreMisses(t *testing.T) {
 	}
 	if e.cache.Stats().Corrupt == 0 {
 		t.Fatal("damaged entries were not counted")
+	}
+}
+
+// slowPutStore delays one Put until released: the shape of a reader that
+// read the database before a write committed and stores after it.
+type slowPutStore struct {
+	querycache.Store
+	armed   atomic.Bool
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (s *slowPutStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.reached)
+		<-s.release
+	}
+	return s.Store.Put(ctx, key, value, ttl)
+}
+
+// TestNoStaleFill is C2 end to end: the entry a slow reader stores after a
+// write committed carries the versions it read before, and is never served.
+func TestNoStaleFill(t *testing.T) {
+	slow := &slowPutStore{Store: querycache.NewMemoryStore(querycache.MemoryOptions{}), reached: make(chan struct{}), release: make(chan struct{})}
+	for _, d := range databases {
+		t.Run(d.name, func(t *testing.T) {
+			slow.reached, slow.release = make(chan struct{}), make(chan struct{})
+			e := newEnv(t, d, storeKind{"slow", func(*testing.T) querycache.Store { return slow }}, querycache.Options{})
+			s := seedData(t, e.db)
+			cached := gormcache.Cacheable()
+			slow.armed.Store(true)
+			done := make(chan string)
+			go func() {
+				var p Post
+				if err := e.db.Scopes(cached).First(&p, s.p1.ID).Error; err != nil {
+					t.Error(err)
+				}
+				done <- p.Title
+			}()
+			<-slow.reached // the reader has read "first" and is about to store it
+			before := e.cache.Stats().Invalidations
+			must(t, e.db.Transaction(func(tx *gorm.DB) error {
+				for _, title := range []string{"a", "b", "committed"} {
+					if err := tx.Model(&Post{ID: s.p1.ID}).Update("title", title).Error; err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+			if n := e.cache.Stats().Invalidations - before; n != 1 {
+				t.Errorf("a transaction of three writes applied %d invalidations; want 1", n)
+			}
+			close(slow.release)
+			if got := <-done; got != "first" {
+				t.Fatalf("the slow reader read %q", got)
+			}
+			if got := titleOf(t, e.db, s.p1.ID, cached); got != "committed" {
+				t.Fatalf("the slow reader's fill was served after the commit: %q", got)
+			}
+		})
 	}
 }
