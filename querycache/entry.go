@@ -102,15 +102,6 @@ func (e entry) token(i int) uint64 {
 	return e.tokens[i]
 }
 
-// tokenList returns the recorded tokens as a slice.
-func (e entry) tokenList() []uint64 {
-	out := make([]uint64, e.count())
-	for i := range out {
-		out[i] = e.token(i)
-	}
-	return out
-}
-
 // fresh reports whether a decoded e may be served at now against the
 // current tokens.
 func (e entry) fresh(now time.Time, tokens []uint64) bool {

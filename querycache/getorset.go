@@ -91,7 +91,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		if err != nil {
 			return nil, err
 		}
-		c.put(ctx, k, tokens, now, f)
+		c.put(ctx, k, names, tokens, now, f)
 		return f, nil
 	})
 	if err != nil && !leader {
@@ -100,7 +100,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		c.stats.fills.Add(1)
 		f, err := fill(ctx)
 		if err == nil {
-			c.put(ctx, k, tokens, now, f)
+			c.put(ctx, k, names, tokens, now, f)
 		}
 		return f.Value, false, err
 	}
@@ -113,7 +113,9 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 	return v.(Fill).Value, false, nil
 }
 
-func (c *Cache) put(ctx context.Context, k Key, tokens []uint64, created time.Time, f Fill) {
+// put stores f under k against tokens, the values of names read before f
+// was computed.
+func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64, created time.Time, f Fill) {
 	if f.NoStore != "" {
 		c.stats.refusals.add(f.NoStore)
 		return
@@ -122,7 +124,7 @@ func (c *Cache) put(ctx context.Context, k Key, tokens []uint64, created time.Ti
 		c.stats.refusals.add("too_large")
 		return
 	}
-	if c.pending.covers(c.withEpoch(k.Versions), c.ns.Epoch()) {
+	if c.pending.covers(names, c.ns.Epoch()) {
 		// An invalidation failed while we filled; our tokens may be stale.
 		c.stats.bypasses.add("undelivered_invalidation")
 		return
@@ -176,7 +178,7 @@ func (c *Cache) Set(ctx context.Context, k Key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	c.put(ctx, k, tokens, c.now(), Fill{Value: value})
+	c.put(ctx, k, names, tokens, c.now(), Fill{Value: value})
 	return nil
 }
 

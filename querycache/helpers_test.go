@@ -225,3 +225,12 @@ func waitJoined(t *testing.T, c *Cache, missesBefore uint64, callers int) {
 		runtime.Gosched()
 	}
 }
+
+// tokenList returns an entry's recorded tokens as a slice.
+func (e entry) tokenList() []uint64 {
+	out := make([]uint64, e.count())
+	for i := range out {
+		out[i] = e.token(i)
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 
 	"gorm.io/gorm"
@@ -36,8 +37,7 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 			p.recordRawWrite(db, raw, info)
 			return
 		}
-		gorm.Scan(rows, db, 0)
-		db.AddError(rows.Close())
+		scanRows(db, rows)
 		p.recordRawWrite(db, raw, info)
 	}
 	if db.Statement.Result != nil {
@@ -59,9 +59,15 @@ func (p *Plugin) replay(db *gorm.DB, o *outcome) bool {
 		db.AddError(err)
 		return true
 	}
+	scanRows(db, rows)
+	return true
+}
+
+// scanRows scans rows into the statement's destination as GORM's own query
+// callback does, then closes them.
+func scanRows(db *gorm.DB, rows *sql.Rows) {
 	gorm.Scan(rows, db, 0)
 	db.AddError(rows.Close())
-	return true
 }
 
 // fromSnapshot fills the destination from a snapshot of the entry, building
