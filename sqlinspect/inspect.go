@@ -38,6 +38,37 @@ type Statement struct {
 	NonDeterministic []string
 	// Statements is the number of non-empty statements in the text.
 	Statements int
+
+	// TableRefs counts the table references read (each FROM, JOIN, USING
+	// or comma position naming a table counts, repeats included).
+	TableRefs int
+	// Subqueries counts nested queries: parenthesised queries, CTEs and the
+	// arms of set operations (UNION, INTERSECT, EXCEPT) beyond the first.
+	Subqueries int
+	// Catalog is true when a system catalog is read or written
+	// (information_schema, pg_catalog, pg_* relations, sqlite_master and
+	// sqlite_schema, pragma table functions, PRAGMA statements); such
+	// relations appear in Reads as CatalogTable, never under their own name.
+	Catalog bool
+	// Replace is true when the statement may delete rows it does not name:
+	// SQLite's INSERT OR REPLACE, REPLACE INTO, UPDATE OR REPLACE.
+	Replace bool
+	// Functions lists the function calls, sorted by schema, name and
+	// argument count, without duplicates. Keyword constructs (CAST, EXISTS,
+	// IN, COALESCE, ...) and type modifiers (varchar(20)) are not calls.
+	Functions []Func
+	// SessionState is true when the statement changes state of the
+	// connection that later statements' results can depend on: SET (not SET
+	// LOCAL, SET TRANSACTION or a harmless setting such as
+	// statement_timeout), RESET, DISCARD, SET ROLE, SET SESSION
+	// AUTHORIZATION, set_config(...), ATTACH, DETACH, result-changing
+	// PRAGMAs.
+	SessionState bool
+	// TempTables lists tables, views and sequences created TEMP or
+	// TEMPORARY: they shadow other relations on one connection only.
+	TempTables []string
+	// TxOps lists the transaction-control statements, in order.
+	TxOps []TxOp
 }
 
 // Inspect analyses sql. It never panics, whatever the input, and does no
