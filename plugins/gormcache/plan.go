@@ -20,6 +20,10 @@ type plan struct {
 // any, has been counted).
 func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Statement) (pl plan, ok bool) {
 	stmt := db.Statement
+	if r := p.connGuard(db); r != "" {
+		p.cache.CountBypass(r)
+		return pl, false
+	}
 	tx, inTx := managedTx(stmt.ConnPool)
 	if inTx {
 		if !p.txReads || tx == nil {
@@ -48,6 +52,10 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	tables := dependencies(info.Reads, opts.Tables)
 	if len(tables) == 0 {
 		p.cache.CountRefusal("no_tables")
+		return pl, false
+	}
+	if r := p.fenced(tables); r != "" {
+		p.cache.CountBypass(r)
 		return pl, false
 	}
 	if pl.readOnly && tx.buf.Wrote(tables) {

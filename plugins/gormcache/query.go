@@ -154,6 +154,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		st := p.inspect(db.Statement.SQL.String())
 		info = &st
 	}
+	p.observeRaw(db, *info)
 	p.record(db, "read_write", invalidation.FromInspected(*info))
 }
 

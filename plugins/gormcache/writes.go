@@ -54,7 +54,9 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "raw", invalidation.FromSQL(db.Statement.SQL.String()))
+	info := p.inspect(db.Statement.SQL.String())
+	p.observeRaw(db, info)
+	p.record(db, "raw", invalidation.FromInspected(info))
 }
 
 // writeChange builds the change of a GORM-built write on one table, using
