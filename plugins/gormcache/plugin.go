@@ -27,6 +27,7 @@ type Plugin struct {
 
 	dbID       string
 	dialect    string
+	sqlDialect sqlinspect.Dialect
 	inner      gorm.ConnPool
 	tenant     func(context.Context) string
 	models     map[string]time.Duration
@@ -116,6 +117,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return errors.New("gormcache: this *gorm.DB already has a gormcache plugin")
 	}
 	p.dialect = db.Dialector.Name()
+	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
 	switch {
 	case p.snapBytes == 0:
 		p.snaps = newSnapshots(64 << 20)
@@ -168,12 +170,12 @@ const (
 // inspect is sqlinspect.Inspect, remembered per SQL text.
 func (p *Plugin) inspect(sql string) sqlinspect.Statement {
 	if len(sql) > inspectMaxSQL {
-		return sqlinspect.Inspect(sql)
+		return sqlinspect.InspectDialect(sql, p.sqlDialect)
 	}
 	if st, ok := p.inspected.GetIfPresent(sql); ok {
 		return st
 	}
-	st := sqlinspect.Inspect(sql)
+	st := sqlinspect.InspectDialect(sql, p.sqlDialect)
 	p.inspected.Set(sql, st)
 	return st
 }
