@@ -84,11 +84,13 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 
 	pl.key = querycache.Key{TTL: opts.TTL, Tables: tables}
 	table := sqlinspect.NormalizeTable(stmt.Table)
-	if len(opts.Tables) == 0 && len(tables) == 1 && tables[0] == table {
-		if pks, ok := rowsOf(stmt); ok && len(pks) == 1 {
-			// A lookup by primary key: it reads one row, so it depends on
-			// that object and the table's bulk version, not on every write
-			// to the table.
+	if len(opts.Tables) == 0 && len(tables) == 1 && tables[0] == table &&
+		info.TableRefs == 1 && info.Subqueries == 0 && !info.Undetermined {
+		// A lookup by primary key reads one row of one table reference, and
+		// nothing else (no self-join, no subquery, no second relation): it
+		// depends on that object and the table's bulk version, not on every
+		// write to the table.
+		if pks, ok := rowsOf(stmt, p.facts(db, table)); ok && len(pks) == 1 {
 			pl.key.Name = p.ns.Object(p.dbID, table, pks[0], fp)
 			pl.key.Versions = []string{p.ns.ObjectVersion(table, pks[0]), p.tableNames(table).bulk}
 			return pl, true

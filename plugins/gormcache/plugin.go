@@ -37,6 +37,7 @@ type Plugin struct {
 	snaps      *snapshots
 	inspected  *otter.Cache[string, sqlinspect.Statement]
 	names      sync.Map // table -> versionNames
+	cat        catalog
 	namesCount atomic.Int64
 	err        error
 	broken     map[string]bool // tests only: invalidation sources switched off
@@ -248,5 +249,6 @@ func (p *Plugin) record(db *gorm.DB, source string, ch querycache.Change) {
 func (p *Plugin) apply(ctx context.Context, ch querycache.Change) {
 	// Errors are logged and counted by the cache, which keeps the
 	// undelivered versions bypassed until they are delivered.
+	p.schemaChanged(ch)
 	_ = p.cache.Invalidate(ctx, ch)
 }

@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
@@ -16,14 +17,17 @@ import (
 // one place both reads (is this a lookup by primary key?) and writes (which
 // objects changed?) decide this, so they always agree.
 //
-// Proof means: the top-level WHERE is a conjunction (no OR anywhere at the
-// top), one conjunct pins every primary-key column to known values, and
-// every other conjunct is a structured GORM clause or a plain
-// "column op ?" expression — nothing whose SQL text could reopen the
-// conjunction (an OR, a comment) and widen the rows.
-func rowsOf(stmt *gorm.Statement) (pks []string, ok bool) {
+// Proof means: the table's real primary key (f, from the database's
+// catalog) is the model's and has an equality keys.PK can follow; the
+// top-level WHERE is a conjunction (no OR anywhere at the top); one conjunct
+// pins every primary-key column to known values; and every other conjunct is
+// a structured GORM clause or a plain "column op ?" expression, nothing whose
+// SQL text could reopen the conjunction (an OR, a comment) and widen the
+// rows. Composite keys are joined in the catalog's column order, so two
+// models listing the columns in another order still agree.
+func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 	s := stmt.Schema
-	if s == nil || len(s.PrimaryFields) == 0 {
+	if s == nil || len(s.PrimaryFields) == 0 || !f.keyable() || !f.matches(primaryColumns(s)) {
 		return nil, false
 	}
 	c, found := stmt.Clauses["WHERE"]
@@ -39,12 +43,22 @@ func rowsOf(stmt *gorm.Statement) (pks []string, ok bool) {
 	if !safe {
 		return nil, false
 	}
-	composite := len(s.PrimaryFields) > 1
-	parts := map[string]string{} // composite: column -> value
+	composite := len(f.pk) > 1
+	parts := make([]string, len(f.pk)) // composite: the value of each key column
 	for _, e := range conj {
-		col, vals, isPK := pkCondition(stmt, e)
+		col, raw, isPK := pkCondition(stmt, e)
 		if !isPK {
 			continue
+		}
+		i := f.column(col)
+		if i < 0 {
+			return nil, false
+		}
+		vals := make([]string, len(raw))
+		for j, v := range raw {
+			if vals[j], ok = canonicalPK(v, f.kinds[i]); !ok {
+				return nil, false
+			}
 		}
 		if !composite {
 			if pks == nil {
@@ -52,24 +66,47 @@ func rowsOf(stmt *gorm.Statement) (pks []string, ok bool) {
 			}
 			continue
 		}
-		if len(vals) == 1 {
-			if _, seen := parts[col]; !seen {
-				parts[col] = vals[0]
-			}
+		if len(vals) == 1 && parts[i] == "" {
+			parts[i] = vals[0]
 		}
 	}
 	if composite {
-		key := make([]string, len(s.PrimaryFields))
-		for i, f := range s.PrimaryFields {
-			v, has := parts[f.DBName]
-			if !has {
+		for _, v := range parts {
+			if v == "" {
 				return nil, false
 			}
-			key[i] = v
 		}
-		return []string{keys.JoinPK(key)}, true
+		return []string{keys.JoinPK(parts)}, true
 	}
 	return pks, len(pks) > 0
+}
+
+// primaryColumns returns the column names of a model's primary key.
+func primaryColumns(s *schema.Schema) []string {
+	cols := make([]string, len(s.PrimaryFields))
+	for i, f := range s.PrimaryFields {
+		cols[i] = f.DBName
+	}
+	return cols
+}
+
+// canonicalPK is keys.PK under the equality of a column of kind k.
+func canonicalPK(v any, k pkKind) (string, bool) {
+	s, ok := keys.PK(v)
+	if !ok {
+		return "", false
+	}
+	switch k {
+	case pkExact, pkUUID:
+		return s, true
+	case pkInt:
+		// PostgreSQL reads '0x10' and '1_000' as integers too: only the
+		// canonical decimal spelling names one row for certain.
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil && strconv.FormatInt(i, 10) == s {
+			return s, true
+		}
+	}
+	return "", false
 }
 
 // flatten appends the conjuncts of exprs to out, and reports false when the
@@ -121,8 +158,8 @@ func structured(e clause.Expression) bool {
 }
 
 // pkCondition reports whether e pins a primary-key column, returning the
-// column and the canonical values it allows.
-func pkCondition(stmt *gorm.Statement, e clause.Expression) (string, []string, bool) {
+// column and the values it allows.
+func pkCondition(stmt *gorm.Statement, e clause.Expression) (string, []any, bool) {
 	var (
 		column any
 		values []any
@@ -146,15 +183,7 @@ func pkCondition(stmt *gorm.Statement, e clause.Expression) (string, []string, b
 	if field == nil || len(values) == 0 {
 		return "", nil, false
 	}
-	out := make([]string, 0, len(values))
-	for _, val := range values {
-		s, ok := keys.PK(val)
-		if !ok {
-			return "", nil, false
-		}
-		out = append(out, s)
-	}
-	return field.DBName, out, true
+	return field.DBName, values, true
 }
 
 // pkField resolves a WHERE column to the statement's primary-key field.

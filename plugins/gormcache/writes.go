@@ -37,7 +37,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "update", p.writeChange(db, updatedRows))
+	p.record(db, "update", p.writeChange(db, p.updatedRows))
 }
 
 // afterDelete handles hard and soft deletes alike (a soft delete is an
@@ -46,7 +46,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "delete", p.writeChange(db, updatedRows))
+	p.record(db, "delete", p.writeChange(db, p.updatedRows))
 }
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
@@ -59,32 +59,51 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	p.record(db, "raw", invalidation.FromInspected(info))
 }
 
-// writeChange builds the change of a GORM-built write on one table, using
-// rowsFn to find the rows by primary key.
-func (p *Plugin) writeChange(db *gorm.DB, rowsFn func(*gorm.DB) ([]string, bool)) querycache.Change {
-	table := writeTable(db)
-	if table == "" {
+// writeChange builds the change of a GORM-built write. What it invalidates
+// is read from the SQL GORM built, never from a name the user gave
+// (db.Table("users AS u") names the alias u): every table the statement
+// writes, in bulk. Only a write to exactly one table, whose real primary
+// key (from the catalog) is the model's, that cannot delete rows it does
+// not name (SQLite's REPLACE conflict resolution), and whose rows rowsFn
+// can prove, is narrowed to those rows.
+func (p *Plugin) writeChange(db *gorm.DB, rowsFn func(*gorm.DB, *tableFacts) ([]string, bool)) querycache.Change {
+	info := p.inspect(db.Statement.SQL.String())
+	ch := invalidation.FromInspected(info)
+	if info.Kind != sqlinspect.KindWrite {
+		// GORM built something it does not write with (a dialect's odd
+		// form?): whatever it is, invalidate everything.
 		return querycache.Change{All: true}
 	}
+	if ch.All || len(ch.Tables) != 1 || info.Replace {
+		return ch
+	}
 	if _, upsert := db.Statement.Clauses["ON CONFLICT"]; upsert {
-		return querycache.Change{Tables: []string{table}}
+		return ch
 	}
-	pks, ok := rowsFn(db)
+	table := ch.Tables[0]
+	if sqlinspect.NormalizeTable(db.Statement.Table) != table || db.Statement.Schema == nil {
+		return ch
+	}
+	f := p.facts(db, table)
+	if !f.keyable() {
+		return ch
+	}
+	pks, ok := rowsFn(db, f)
 	if !ok {
-		return querycache.Change{Tables: []string{table}}
+		return ch
 	}
-	ch := querycache.Change{Rows: make([]querycache.Row, len(pks))}
+	rows := querycache.Change{Rows: make([]querycache.Row, len(pks))}
 	for i, pk := range pks {
-		ch.Rows[i] = querycache.Row{Table: table, PK: pk}
+		rows.Rows[i] = querycache.Row{Table: table, PK: pk}
 	}
-	return ch
+	return rows
 }
 
 // createdRows returns the primary keys of the rows passed to Create, which
-// GORM has filled in from the database.
-func createdRows(db *gorm.DB) ([]string, bool) {
+// GORM has filled in from the database, joined in the catalog's order.
+func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 	stmt := db.Statement
-	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 || db.Error != nil {
+	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 || db.Error != nil || !f.matches(primaryColumns(stmt.Schema)) {
 		return nil, false
 	}
 	rv := reflect.Indirect(stmt.ReflectValue)
@@ -104,13 +123,17 @@ func createdRows(db *gorm.DB) ([]string, bool) {
 		if e.Kind() != reflect.Struct || e.Type() != stmt.Schema.ModelType {
 			return nil, false
 		}
-		parts := make([]string, len(stmt.Schema.PrimaryFields))
-		for i, f := range stmt.Schema.PrimaryFields {
-			v, zero := f.ValueOf(stmt.Context, e)
+		parts := make([]string, len(f.pk))
+		for _, field := range stmt.Schema.PrimaryFields {
+			i := f.column(field.DBName)
+			if i < 0 {
+				return nil, false
+			}
+			v, zero := field.ValueOf(stmt.Context, e)
 			if zero {
 				return nil, false
 			}
-			s, ok := keys.PK(v)
+			s, ok := canonicalPK(v, f.kinds[i])
 			if !ok {
 				return nil, false
 			}
@@ -123,56 +146,31 @@ func createdRows(db *gorm.DB) ([]string, bool) {
 
 // updatedRows returns the keys an UPDATE or DELETE is confined to. An
 // update that assigns a primary-key column moves the row to a key that
-// cannot be known here (and GORM has dropped its SET clause by now), so it
-// counts as bulk.
-func updatedRows(db *gorm.DB) ([]string, bool) {
-	pks, ok := rowsOf(db.Statement)
+// cannot be known here, so it counts as bulk; the assigned columns are
+// read from the SET list with the tokenizer, so a subquery or a string in
+// an earlier assignment cannot hide one.
+func (p *Plugin) updatedRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
+	pks, ok := rowsOf(db.Statement, f)
 	if !ok {
 		return nil, false
 	}
-	for _, f := range db.Statement.Schema.PrimaryFields {
-		if assignsColumn(db.Statement.SQL.String(), f.DBName) {
+	sql := db.Statement.SQL.String()
+	if !isDelete(sql) {
+		cols, ok := sqlinspect.AssignedColumns(sql, p.sqlDialect)
+		if !ok {
 			return nil, false
+		}
+		for _, c := range cols {
+			if f.column(c) >= 0 {
+				return nil, false
+			}
 		}
 	}
 	return pks, true
 }
 
-// assignsColumn reports whether the SET list of an UPDATE statement may
-// assign column. It errs towards yes: any mention of the name between SET
-// and WHERE counts.
-func assignsColumn(sql, column string) bool {
-	upper := strings.ToUpper(sql)
-	set := strings.Index(upper, " SET ")
-	if set < 0 {
-		return false
-	}
-	region := upper[set:]
-	if where := strings.Index(region, " WHERE "); where >= 0 {
-		region = region[:where]
-	}
-	name := strings.ToUpper(column)
-	for i := strings.Index(region, name); i >= 0; {
-		before := byte(' ')
-		if i > 0 {
-			before = region[i-1]
-		}
-		after := byte(' ')
-		if j := i + len(name); j < len(region) {
-			after = region[j]
-		}
-		if !identByte(before) && !identByte(after) {
-			return true
-		}
-		next := strings.Index(region[i+1:], name)
-		if next < 0 {
-			break
-		}
-		i += 1 + next
-	}
-	return false
-}
-
-func identByte(b byte) bool {
-	return b == '_' || b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b >= 0x80
+// isDelete reports whether GORM built a DELETE (which assigns nothing).
+// Anything else, a soft delete's UPDATE included, has its SET list read.
+func isDelete(sql string) bool {
+	return len(sql) >= 7 && strings.EqualFold(sql[:7], "DELETE ")
 }

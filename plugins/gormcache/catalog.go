@@ -1,0 +1,308 @@
+package gormcache
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"gorm.io/gorm"
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+)
+
+// The catalog is what the plugin learns from the database itself rather
+// than from the Go models, because a model can be wrong about its table:
+// a read model may declare Email as its primary key on a table keyed by id,
+// a uuid column may be looked up in another spelling, a SQLite constraint
+// may resolve conflicts by deleting other rows. Each of those would let an
+// object version miss a write. So the object shortcut (lookups and writes
+// keyed by one row) is taken only when the table's real primary key, read
+// from the catalog, matches the model's and has an equality the plugin can
+// canonicalise; otherwise the statement depends on (or invalidates) the
+// whole table.
+//
+// Facts are learned once per table, on the statement's own connection
+// (never inside a transaction that changed the schema), and forgotten on
+// every DDL statement and every commit that changed the schema.
+
+// pkKind says how a primary-key column compares.
+type pkKind uint8
+
+const (
+	// pkUnsafe: an equality keys.PK cannot follow (citext, char(n),
+	// numeric, a non-deterministic or NOCASE collation, REAL affinity...):
+	// no object shortcut.
+	pkUnsafe pkKind = iota
+	// pkExact: text compared byte for byte, and SQLite's affinities
+	// (which convert only well-formed numeric text, and keys.PK accepts
+	// numeric text only in canonical integer form): keys.PK's canonical
+	// form is the database's equality.
+	pkExact
+	// pkInt: a PostgreSQL integer, which also reads '0x10', '1_000' and
+	// ' 042 ' as numbers: only values whose canonical form is a decimal
+	// integer are keyed.
+	pkInt
+	// pkUUID: PostgreSQL uuid, whose every input spelling keys.PK
+	// canonicalises.
+	pkUUID
+)
+
+// tableFacts is what the catalog says about one table.
+type tableFacts struct {
+	exists   bool
+	pk       []string // primary-key columns in key order, lower-cased
+	kinds    []pkKind
+	replaces bool // SQLite: a constraint resolves conflicts with REPLACE
+}
+
+// keyable reports whether rows of the table can be known by primary key:
+// it has one, and every column's equality is canonicalisable.
+func (f *tableFacts) keyable() bool {
+	if f == nil || !f.exists || len(f.pk) == 0 || f.replaces {
+		return false
+	}
+	for _, k := range f.kinds {
+		if k == pkUnsafe {
+			return false
+		}
+	}
+	return true
+}
+
+// matches reports whether the model's primary-key columns are the table's.
+func (f *tableFacts) matches(columns []string) bool {
+	if len(columns) != len(f.pk) {
+		return false
+	}
+	for _, c := range columns {
+		found := false
+		for _, k := range f.pk {
+			if strings.EqualFold(c, k) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// column returns the index of a key column, or -1.
+func (f *tableFacts) column(name string) int {
+	for i, k := range f.pk {
+		if strings.EqualFold(k, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// maxCatalogTables bounds the remembered tables (raw SQL can name any).
+const maxCatalogTables = 4096
+
+// catalogTimeout bounds one catalog query.
+const catalogTimeout = 5 * time.Second
+
+type catalog struct {
+	gen    atomic.Uint64
+	state  atomic.Pointer[catalogState]
+	flight singleflight.Group
+}
+
+// catalogState is replaced whole when the schema changes, so readers need
+// no lock and a learn that raced a DDL cannot store into the new state.
+type catalogState struct {
+	gen    uint64
+	tables sync.Map // normalised table -> *tableFacts
+	n      atomic.Int64
+	funcs  atomic.Pointer[map[string]bool] // PostgreSQL: name -> every overload IMMUTABLE
+}
+
+func (c *catalog) current() *catalogState {
+	if s := c.state.Load(); s != nil {
+		return s
+	}
+	c.state.CompareAndSwap(nil, &catalogState{})
+	return c.state.Load()
+}
+
+// forget drops everything learned: the schema may have changed.
+func (c *catalog) forget() {
+	c.state.Store(&catalogState{gen: c.gen.Add(1)})
+}
+
+// schemaChanged forgets the catalog when ch may have changed the schema.
+func (p *Plugin) schemaChanged(ch querycache.Change) {
+	if ch.All {
+		p.cat.forget()
+		return
+	}
+	for _, t := range ch.Tables {
+		if t == keys.CatalogTable {
+			p.cat.forget()
+			return
+		}
+	}
+}
+
+// learnConn returns the connection pool the catalog may be read on for
+// this statement, or nil: never inside a transaction the plugin cannot see,
+// nor one that has changed the schema (what it sees may be rolled back).
+func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
+	cp := db.Statement.ConnPool
+	tx, inTx := managedTx(cp)
+	if inTx && (tx == nil || tx.buf.Wrote([]string{keys.CatalogTable})) {
+		return nil
+	}
+	return cp
+}
+
+// facts returns what the catalog says about table, learning it if needed;
+// nil when it is not known and cannot be learned now.
+func (p *Plugin) facts(db *gorm.DB, table string) *tableFacts {
+	st := p.cat.current()
+	if f, ok := st.tables.Load(table); ok {
+		return f.(*tableFacts)
+	}
+	cp := p.learnConn(db)
+	if cp == nil || table == "" || table == keys.CatalogTable {
+		return nil
+	}
+	v, err, _ := p.cat.flight.Do("t\x00"+table, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
+		defer cancel()
+		var (
+			f   *tableFacts
+			err error
+		)
+		switch p.dialect {
+		case "postgres":
+			f, err = learnPostgresTable(ctx, cp, table)
+		case "sqlite":
+			f, err = learnSQLiteTable(ctx, cp, table)
+		default:
+			f = &tableFacts{}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if st.gen == p.cat.current().gen && st.n.Add(1) <= maxCatalogTables {
+			st.tables.Store(table, f)
+		}
+		return f, nil
+	})
+	if err != nil {
+		p.cache.CountBypass("catalog_unavailable")
+		return nil
+	}
+	return v.(*tableFacts)
+}
+
+func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
+	// to_regclass returns NULL for a missing table instead of raising an
+	// error, which would abort the caller's transaction.
+	rows, err := cp.QueryContext(ctx, `SELECT a.attname, t.typname, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
+FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
+WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)`, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	f := &tableFacts{exists: true}
+	for rows.Next() {
+		var name, typ, coll string
+		var deterministic bool
+		if err := rows.Scan(&name, &typ, &deterministic, &coll); err != nil {
+			return nil, err
+		}
+		f.pk = append(f.pk, strings.ToLower(name))
+		f.kinds = append(f.kinds, postgresKind(typ, deterministic, coll))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func postgresKind(typ string, deterministic bool, coll string) pkKind {
+	switch typ {
+	case "int2", "int4", "int8":
+		return pkInt
+	case "uuid":
+		return pkUUID
+	case "text", "varchar", "name":
+		if deterministic {
+			return pkExact
+		}
+	}
+	return pkUnsafe
+}
+
+func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
+	rows, err := cp.QueryContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE`, table)
+	if err != nil {
+		return nil, err
+	}
+	var ddl string
+	found := false
+	for rows.Next() {
+		var s *string
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		found = true
+		if s != nil {
+			ddl = *s
+		}
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return nil, err
+	}
+	rows.Close()
+	if !found {
+		return &tableFacts{}, nil
+	}
+	upper := strings.ToUpper(ddl)
+	f := &tableFacts{exists: true, replaces: strings.Contains(upper, "REPLACE")}
+	// A COLLATE anywhere may change a text key's equality: be safe.
+	collated := strings.Contains(upper, "COLLATE")
+	rows, err = cp.QueryContext(ctx, `SELECT name, type, pk FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk`, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, typ string
+		var pos int
+		if err := rows.Scan(&name, &typ, &pos); err != nil {
+			return nil, err
+		}
+		f.pk = append(f.pk, strings.ToLower(name))
+		f.kinds = append(f.kinds, sqliteKind(typ, collated))
+	}
+	return f, rows.Err()
+}
+
+// sqliteKind follows SQLite's type affinity rules (datatype3.html, 3.1):
+// INTEGER, REAL and NUMERIC affinity convert only well-formed numeric
+// text, which keys.PK keys only in canonical integer form, and BLOB
+// affinity converts nothing (two spellings are two rows, and sharing a
+// version only over-invalidates). Text is exact under BINARY collation.
+func sqliteKind(typ string, collated bool) pkKind {
+	t := strings.ToUpper(typ)
+	if strings.Contains(t, "INT") || !collated {
+		return pkExact
+	}
+	return pkUnsafe
+}
