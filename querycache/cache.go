@@ -49,6 +49,7 @@ type Cache struct {
 	retry   time.Duration
 
 	flight  singleflight.Group
+	fills   fills // fills led by Lookup (lookup.go)
 	stats   counters
 	pending pendingSet
 

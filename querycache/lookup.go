@@ -1,0 +1,199 @@
+package querycache
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// LookupOptions says how Lookup treats a miss and a found value.
+type LookupOptions struct {
+	// Lead makes the miss lead a fill that concurrent lookups of the same
+	// key and versions wait for (singleflight). Set it only when the caller
+	// ends the miss without waiting for code that could itself look the key
+	// up: a caller that streams rows to user code must not lead, or a user
+	// who runs the same query while iterating would wait for itself.
+	Lead bool
+	// Valid, when not nil, checks a found value (its format, say). A value
+	// it rejects is counted as corrupt and treated as a miss, so that the
+	// fill replaces it.
+	Valid func(value []byte) bool
+}
+
+// Lookup is the two-step form of GetOrSet, for callers that cannot compute
+// a value inside a function: one that streams rows to its caller as the
+// database sends them and stops recording when they grow too large.
+//
+// When a fresh value is cached under k (every version it recorded is still
+// current), or a concurrent fill led by another lookup has just stored one,
+// Lookup returns it with ok true. Otherwise it returns a Miss holding the
+// versions read now, before the caller queries the database: the caller
+// ends it with Miss.Store (the value is stored against those versions, so a
+// result read before a write committed is never served after it) or
+// Miss.Abandon. The returned bytes may be shared with the store: callers
+// must not modify them.
+//
+// A lookup that waits for a fill whose leader stores nothing (the result
+// was too large, the query failed, the rows were not read to the end) gets
+// a Miss of its own. Store errors are logged and counted, and give a Miss
+// that stores nothing (fail open).
+func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []byte, ok bool, m *Miss) {
+	m = &Miss{c: c, ctx: ctx, k: k, names: c.withEpoch(k.Versions)}
+	if c.pending.covers(m.names, c.ns.Epoch()) {
+		c.stats.bypasses.add("undelivered_invalidation")
+		m.noStore = true
+		return nil, false, m
+	}
+	raw, tokens, err := c.store.Fetch(ctx, k.Name, m.names)
+	if err != nil {
+		c.stats.errors.Add(1)
+		c.stats.bypasses.add("store_error")
+		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
+		m.noStore = true
+		return nil, false, m
+	}
+	m.tokens = tokens
+	m.created = c.now()
+	if raw != nil {
+		e, derr := decodeEntry(raw)
+		switch {
+		case derr != nil:
+			c.stats.corrupt.Add(1)
+			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
+		case !e.fresh(m.created, tokens):
+		case opts.Valid != nil && !opts.Valid(e.payload):
+			c.stats.corrupt.Add(1)
+			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
+		default:
+			c.countTables(k.Tables, true)
+			c.stats.hits.Add(1)
+			if c.log != nil {
+				c.debug(ctx, "querycache hit", "key", k.label())
+			}
+			return e.payload, true, nil
+		}
+	}
+	c.countTables(k.Tables, false)
+	c.stats.misses.Add(1)
+	if c.log != nil {
+		c.debug(ctx, "querycache miss", "key", k.label())
+	}
+
+	// The flight key carries the tokens, as GetOrSet's does: a lookup that
+	// read newer versions must not be handed a value read before them.
+	fk := flightKey(k.Name, tokens)
+	f, leader := c.fills.join(fk, opts.Lead)
+	if f != nil && !leader {
+		select {
+		case <-f.done:
+			if f.ok {
+				c.stats.shared.Add(1)
+				return f.value, true, nil
+			}
+		case <-ctx.Done():
+		}
+		f = nil // the leader stored nothing: query ourselves, alone
+	}
+	c.stats.fills.Add(1)
+	m.flight, m.fkey = f, fk
+	return nil, false, m
+}
+
+// MaxEntryBytes returns the largest value the cache stores, or -1 when
+// there is no limit. Callers recording a result stop (and release what
+// they recorded) as soon as it grows past this size.
+func (c *Cache) MaxEntryBytes() int { return c.maxSize }
+
+// A Miss is a Lookup that found no fresh value. It must be ended exactly
+// once, by Store or Abandon; further calls do nothing. It is not safe for
+// concurrent use.
+type Miss struct {
+	c       *Cache
+	ctx     context.Context
+	k       Key
+	names   []string
+	tokens  []uint64
+	created time.Time
+	noStore bool // the store failed or an invalidation is pending: store nothing
+	flight  *fill
+	fkey    string
+	ended   bool
+}
+
+// Store stores value against the versions read by Lookup, before the
+// database was queried, and hands it to the lookups waiting for this fill.
+// A value larger than MaxEntryBytes is not stored (and counted).
+func (m *Miss) Store(value []byte) {
+	if m == nil || m.ended {
+		return
+	}
+	m.ended = true
+	c := m.c
+	shared := false
+	if !m.noStore {
+		c.put(m.ctx, m.k, m.names, m.tokens, m.created, Fill{Value: value})
+		// Waiting lookups read the same tokens; they may share the value
+		// unless an invalidation failed meanwhile (then nobody may).
+		shared = (c.maxSize <= 0 || len(value) <= c.maxSize) && !c.pending.covers(m.names, c.ns.Epoch())
+	}
+	c.fills.finish(m.fkey, m.flight, value, shared)
+}
+
+// Abandon ends the miss without storing anything; a non-empty reason is
+// counted as a refusal ("too_large", "unsupported_type", ...). Lookups
+// waiting for this fill query the database themselves.
+func (m *Miss) Abandon(reason string) {
+	if m == nil || m.ended {
+		return
+	}
+	m.ended = true
+	if reason != "" {
+		m.c.stats.refusals.add(reason)
+	}
+	m.c.fills.finish(m.fkey, m.flight, nil, false)
+}
+
+// fills are the fills in progress led by a Lookup, by flight key.
+type fills struct {
+	mu sync.Mutex
+	m  map[string]*fill
+}
+
+type fill struct {
+	done  chan struct{}
+	value []byte
+	ok    bool
+}
+
+// join returns the fill in progress under key, or, when there is none and
+// lead is set, a new one that the caller leads.
+func (g *fills) join(key string, lead bool) (f *fill, leader bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f := g.m[key]; f != nil {
+		return f, false
+	}
+	if !lead {
+		return nil, false
+	}
+	if g.m == nil {
+		g.m = map[string]*fill{}
+	}
+	f = &fill{done: make(chan struct{})}
+	g.m[key] = f
+	return f, true
+}
+
+// finish ends a led fill (f may be nil) and wakes its waiters.
+func (g *fills) finish(key string, f *fill, value []byte, ok bool) {
+	if f == nil {
+		return
+	}
+	g.mu.Lock()
+	if g.m[key] == f {
+		delete(g.m, key)
+	}
+	g.mu.Unlock()
+	f.value, f.ok = value, ok
+	close(f.done)
+}
