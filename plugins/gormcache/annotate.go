@@ -17,10 +17,18 @@ type CacheOptions struct {
 	// them also lets a statement whose tables cannot be read from its SQL be
 	// cached.
 	Tables []string
-	// AllowNondeterministic caches statements calling NOW(), RANDOM() and
-	// the like, which are otherwise refused: the cached value then stays
-	// until it expires or a dependency changes.
+	// AllowNondeterministic caches statements whose result is not a
+	// function of the data alone, which are otherwise refused: NOW(),
+	// RANDOM(), current_setting(), any function that is not IMMUTABLE on
+	// PostgreSQL or not a deterministic built-in on SQLite, a bound 'now'.
+	// The cached value then stays until it expires or a dependency changes.
 	AllowNondeterministic bool
+	// Catalog caches statements reading system catalogs
+	// (information_schema, pg_catalog, sqlite_master, pragmas), which are
+	// otherwise refused even under a context-wide mark, so that the
+	// Migrator always sees the real schema. Any DDL statement invalidates
+	// them.
+	Catalog bool
 }
 
 type mark struct {

@@ -45,9 +45,18 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	case len(info.NonDeterministic) > 0 && !opts.AllowNondeterministic:
 		p.cache.CountRefusal("nondeterministic")
 		return pl, false
+	case info.Catalog && !opts.Catalog:
+		p.cache.CountRefusal("catalog")
+		return pl, false
 	case info.Undetermined && len(opts.Tables) == 0:
 		p.cache.CountRefusal("undetermined_tables")
 		return pl, false
+	}
+	if !opts.AllowNondeterministic {
+		if r := p.purityRefusal(db, info); r != "" {
+			p.cache.CountRefusal(r)
+			return pl, false
+		}
 	}
 	tables := dependencies(info.Reads, opts.Tables)
 	if len(tables) == 0 {

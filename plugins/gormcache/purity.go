@@ -1,0 +1,208 @@
+package gormcache
+
+import (
+	"context"
+	"database/sql/driver"
+	"reflect"
+	"strings"
+
+	"gorm.io/gorm"
+	"querycache.dev/sqlinspect"
+)
+
+// A cached result is served again later, so a statement may be cached only
+// when its result is a function of the data alone. The rule is inverted
+// from a deny-list, which always misses one (current_setting, set_config,
+// pg_advisory_lock, random_between, a user's function...):
+//
+//   - on PostgreSQL every function the statement calls must be IMMUTABLE
+//     in pg_proc (every overload of that name, in any schema), learned once
+//     and forgotten on DDL;
+//   - on SQLite only built-in deterministic functions are allowed;
+//   - a special time word bound as a value ('now', 'today', ...) makes the
+//     statement uncacheable: CAST(? AS timestamptz) or strftime('%s', ?)
+//     would read the clock.
+//
+// CacheOptions.AllowNondeterministic lifts all of this.
+
+// purityRefusal returns the reason a statement may not be cached because
+// of what it calls or is bound to, or "".
+func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
+	for _, v := range db.Statement.Vars {
+		if timeWord(v) {
+			return "time_word"
+		}
+	}
+	if len(info.Functions) == 0 {
+		return ""
+	}
+	switch p.dialect {
+	case "sqlite":
+		for _, f := range info.Functions {
+			if !sqliteDeterministic(f) {
+				return "volatile_function"
+			}
+		}
+		return ""
+	case "postgres":
+		immutable := p.postgresFunctions(db)
+		if immutable == nil {
+			return "function_volatility_unknown"
+		}
+		for _, f := range info.Functions {
+			if !immutable[f.Name] {
+				return "volatile_function"
+			}
+		}
+		return ""
+	}
+	return "volatile_function"
+}
+
+// postgresFunctions returns, for every function name in pg_proc, whether
+// all its overloads are IMMUTABLE; nil when it is not known and cannot be
+// learned now (inside a transaction that changed the schema, say).
+func (p *Plugin) postgresFunctions(db *gorm.DB) map[string]bool {
+	st := p.cat.current()
+	if m := st.funcs.Load(); m != nil {
+		return *m
+	}
+	cp := p.learnConn(db)
+	if cp == nil {
+		return nil
+	}
+	v, err, _ := p.cat.flight.Do("funcs", func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
+		defer cancel()
+		rows, err := cp.QueryContext(ctx, `SELECT proname, bool_and(provolatile = 'i') FROM pg_proc GROUP BY proname`)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		m := make(map[string]bool, 4096)
+		for rows.Next() {
+			var name string
+			var immutable bool
+			if err := rows.Scan(&name, &immutable); err != nil {
+				return nil, err
+			}
+			m[strings.ToLower(name)] = immutable
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if st.gen == p.cat.current().gen {
+			st.funcs.Store(&m)
+		}
+		return m, nil
+	})
+	if err != nil {
+		p.cache.CountBypass("catalog_unavailable")
+		return nil
+	}
+	return v.(map[string]bool)
+}
+
+// sqliteDeterministic reports whether f is one of SQLite's built-in
+// functions whose result depends only on its arguments. The date and time
+// functions qualify only when given a time value (with none they read the
+// clock; a 'now' argument is caught as a literal or a bound time word).
+func sqliteDeterministic(f sqlinspect.Func) bool {
+	if f.Schema != "" {
+		return false
+	}
+	switch f.Name {
+	case "date", "time", "datetime", "julianday", "unixepoch":
+		return f.Args >= 1
+	case "strftime", "timediff":
+		return f.Args >= 2
+	}
+	_, ok := sqliteBuiltins[f.Name]
+	return ok
+}
+
+var sqliteBuiltins = func() map[string]struct{} {
+	m := map[string]struct{}{}
+	for _, n := range strings.Fields(`
+		abs char coalesce concat concat_ws format glob hex ifnull iif instr length like
+		likelihood likely lower ltrim max min nullif octet_length printf quote replace round
+		rtrim sign soundex substr substring trim typeof unhex unicode unlikely upper zeroblob
+		avg count group_concat string_agg sum total
+		row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
+		acos acosh asin asinh atan atan2 atanh ceil ceiling cos cosh degrees exp floor ln log log10
+		log2 mod pi pow power radians sin sinh sqrt tan tanh trunc
+		json jsonb json_array jsonb_array json_array_length json_error_position json_extract
+		jsonb_extract json_insert jsonb_insert json_object jsonb_object json_patch jsonb_patch
+		json_pretty json_remove jsonb_remove json_replace jsonb_replace json_set jsonb_set json_type
+		json_valid json_quote json_group_array jsonb_group_array json_group_object jsonb_group_object`) {
+		m[n] = struct{}{}
+	}
+	return m
+}()
+
+// timeWords are the strings SQLite or PostgreSQL read as the current time
+// when they are converted to a date or time.
+var timeWords = []string{"now", "today", "tomorrow", "yesterday"}
+
+// timeWord reports whether a bound value is (or starts with, as in
+// 'today 12:00') a special time word.
+func timeWord(v any) bool {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case []byte:
+		if len(x) > 64 {
+			return false
+		}
+		s = string(x)
+	case driver.Valuer:
+		rv := reflect.ValueOf(x)
+		if rv.Kind() == reflect.Pointer && rv.IsNil() {
+			return false
+		}
+		dv, err := safeDriverValue(x)
+		if err != nil {
+			return false
+		}
+		switch d := dv.(type) {
+		case string:
+			s = d
+		case []byte:
+			s = string(d)
+		default:
+			return false
+		}
+	default:
+		rv := reflect.ValueOf(v)
+		for rv.Kind() == reflect.Pointer && !rv.IsNil() {
+			rv = rv.Elem()
+		}
+		if rv.Kind() != reflect.String {
+			return false
+		}
+		s = rv.String()
+	}
+	if len(s) > 64 {
+		return false
+	}
+	s = strings.ToLower(strings.TrimSpace(s))
+	for _, w := range timeWords {
+		if strings.HasPrefix(s, w) && (len(s) == len(w) || !isLetter(s[len(w)])) {
+			return true
+		}
+	}
+	return false
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' }
+
+// safeDriverValue calls Value, turning a panic into an error.
+func safeDriverValue(v driver.Valuer) (dv driver.Value, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = driver.ErrSkip
+		}
+	}()
+	return v.Value()
+}
