@@ -20,7 +20,7 @@ func (n Namespace) Prefix() string { return n.prefix }
 func (n Namespace) Query(db string, fp Fingerprint) string {
 	var b [fingerprintLen]byte
 	fp.encode(b[:])
-	return n.prefix + "q:" + db + ":" + string(b[:])
+	return n.prefix + "q:" + part(db, maxDBPart) + ":" + string(b[:])
 }
 
 // Object is the key of a lookup by primary key. It carries the table and the
@@ -31,61 +31,72 @@ func (n Namespace) Object(db, table, pk string, fp Fingerprint) string {
 	var b [fingerprintLen]byte
 	fp.encode(b[:])
 	// One allocation: the compiler concatenates string(b[:]) without copying it first.
-	return n.prefix + "o:" + db + ":" + escape(table) + ":" + pkPart(pk) + ":" + string(b[:])
+	return n.prefix + "o:" + part(db, maxDBPart) + ":" + part(table, maxTablePart) + ":" + part(pk, maxPKPart) + ":" + string(b[:])
 }
 
 // TableVersion names the version every query reading table depends on.
-func (n Namespace) TableVersion(table string) string { return n.prefix + "v:tbl:" + escape(table) }
+func (n Namespace) TableVersion(table string) string {
+	return n.prefix + "v:tbl:" + part(table, maxTablePart)
+}
 
 // BulkVersion names the version replaced when rows of table change that are
 // not known one by one (a batch UPDATE ... WHERE, raw SQL). Lookups by
 // primary key depend on it.
-func (n Namespace) BulkVersion(table string) string { return n.prefix + "v:bulk:" + escape(table) }
+func (n Namespace) BulkVersion(table string) string {
+	return n.prefix + "v:bulk:" + part(table, maxTablePart)
+}
 
 // ObjectVersion names the version of one row, identified by its canonical
 // primary key string (see PK).
 func (n Namespace) ObjectVersion(table, pk string) string {
-	return n.prefix + "v:obj:" + escape(table) + ":" + pkPart(pk)
+	return n.prefix + "v:obj:" + part(table, maxTablePart) + ":" + part(pk, maxPKPart)
 }
 
 // Epoch names the global version every entry depends on; replacing it
 // invalidates everything under the prefix.
 func (n Namespace) Epoch() string { return n.prefix + "v:epoch" }
 
-// maxPKPart bounds how much of a primary key goes into a name verbatim; a
-// longer (or hostile) key is replaced by its digest.
-const maxPKPart = 96
+// Bounds on how much of a database identity, table or primary key goes
+// into a name verbatim. Names become store keys (Redis keys, log lines): a
+// longer (or hostile) part is replaced by its digest, so every name built
+// here is at most the prefix plus about 400 bytes.
+const (
+	maxDBPart    = 96
+	maxTablePart = 128
+	maxPKPart    = 96
+)
 
-func pkPart(pk string) string {
-	if len(pk) > maxPKPart {
-		return "#" + Sum([]byte(pk)).String()
-	}
-	return escape(pk)
-}
-
-// escape keeps ':' (the separator) and '%' out of a name part, so that
-// ("a:b", "c") and ("a", "b:c") never name the same thing.
-func escape(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' || s[i] == '%' {
-			clean = false
-			break
-		}
+// part returns s as one part of a name. The separator ':', '%' and '#'
+// (which start escapes and digests) and control bytes are percent-encoded,
+// so that ("a:b", "c") and ("a", "b:c") never name the same thing and no
+// name holds a newline or NUL. When the result would be longer than max,
+// it is "#" and the digest of s instead: escaped text never starts with
+// '#', so a digest cannot collide with a short part.
+func part(s string, max int) string {
+	clean := len(s) <= max
+	for i := 0; i < len(s) && clean; i++ {
+		clean = !needsEscape(s[i])
 	}
 	if clean {
 		return s
 	}
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case ':':
-			b.WriteString("%3A")
-		case '%':
-			b.WriteString("%25")
-		default:
-			b.WriteByte(s[i])
+	for i := 0; i < len(s) && b.Len() <= max; i++ {
+		if c := s[i]; needsEscape(c) {
+			const hex = "0123456789ABCDEF"
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		} else {
+			b.WriteByte(c)
 		}
 	}
+	if b.Len() > max {
+		return "#" + Sum([]byte(s)).String()
+	}
 	return b.String()
+}
+
+func needsEscape(c byte) bool {
+	return c == ':' || c == '%' || c == '#' || c < 0x20 || c == 0x7f
 }

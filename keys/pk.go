@@ -9,7 +9,9 @@ import (
 
 // PK returns the canonical string of one primary key value, the same for the
 // reads that look a row up and the writes that change it: 42, int64(42),
-// uint(42) and "42" are all "42". It reports false for a value whose
+// uint(42) and "42" are all "42"; a uuid in any spelling PostgreSQL accepts
+// ("A0EEBC99...", "{a0eebc99-...}") and a [16]byte are its lower-case
+// 8-4-4-4-12 form. It reports false for a value whose
 // canonical form is uncertain, such as "042" or " 42" (SQLite and PostgreSQL
 // both match them against the integer 42, so treating them as a different
 // row would miss an invalidation), floats, byte slices and NULL. A caller
@@ -63,6 +65,13 @@ func pk(v any, depth int) (string, bool) {
 		return strconv.FormatUint(rv.Uint(), 10), true
 	case reflect.String:
 		return pkString(rv.String())
+	case reflect.Array:
+		// A uuid as pgx scans it into any, or any other 16-byte array.
+		if rv.Len() == 16 && rv.Type().Elem().Kind() == reflect.Uint8 {
+			var u [16]byte
+			reflect.Copy(reflect.ValueOf(u[:]), rv)
+			return formatUUID(u), true
+		}
 	}
 	return "", false
 }
@@ -76,15 +85,18 @@ func safeValue(x driver.Valuer) (v driver.Value, err error) {
 	return x.Value()
 }
 
-// pkString accepts a string that is either plainly not a number or exactly
-// the canonical decimal form of an integer.
+// pkString returns the canonical form of a string key. Text a database
+// could read as a number (see mightBeNumber) is accepted only in the
+// canonical decimal form of an integer. Text PostgreSQL accepts as a uuid
+// (any case, with or without hyphens, in braces) becomes the lower-case
+// 8-4-4-4-12 form: on a uuid column those spellings are one row; on a text
+// column they are different rows that now share an object version, which
+// only over-invalidates (entry keys still carry the exact bound value).
 func pkString(s string) (string, bool) {
-	if s == "" {
+	if s == "" || strings.IndexByte(s, 0) >= 0 {
 		return "", false
 	}
-	t := strings.TrimSpace(s)
-	if _, err := strconv.ParseFloat(t, 64); err == nil || t != s {
-		// Numeric (or padded) text: only the canonical integer form is safe.
+	if mightBeNumber(s) {
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil && strconv.FormatInt(i, 10) == s {
 			return s, true
 		}
@@ -93,10 +105,118 @@ func pkString(s string) (string, bool) {
 		}
 		return "", false
 	}
-	if strings.ContainsAny(s, "\x00") {
-		return "", false
+	if u, ok := parseUUID(s); ok {
+		return formatUUID(u), true
 	}
 	return s, true
+}
+
+// mightBeNumber reports whether SQLite or PostgreSQL could read s as a
+// number equal to one spelled another way: anything with white space at an
+// end, an optional sign followed by digits, underscores (PostgreSQL 16), a
+// point and an exponent, a 0x/0o/0b prefix, or inf, infinity or nan. It
+// errs towards yes: a yes only stops a lookup from using its object key.
+func mightBeNumber(s string) bool {
+	if strings.TrimSpace(s) != s {
+		return true
+	}
+	t := s
+	if t[0] == '+' || t[0] == '-' {
+		t = t[1:]
+	}
+	switch strings.ToLower(t) {
+	case "inf", "infinity", "nan":
+		return true
+	}
+	if len(t) >= 2 && t[0] == '0' && strings.IndexByte("xXoObB", t[1]) >= 0 {
+		return true
+	}
+	digits := 0
+	i := 0
+	for ; i < len(t) && (isDigit(t[i]) || t[i] == '_' || t[i] == '.'); i++ {
+		if isDigit(t[i]) {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	if i < len(t) && (t[i] == 'e' || t[i] == 'E') {
+		i++
+		if i < len(t) && (t[i] == '+' || t[i] == '-') {
+			i++
+		}
+		for i < len(t) && (isDigit(t[i]) || t[i] == '_') {
+			i++
+		}
+	}
+	return i == len(t)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// parseUUID reads s the way PostgreSQL's uuid input does: an optional
+// opening brace (then a closing one), 32 hex digits in either case, and an
+// optional hyphen after any group of four.
+func parseUUID(s string) (u [16]byte, ok bool) {
+	if len(s) < 32 || len(s) > 32+7+2 {
+		return u, false
+	}
+	braces := s[0] == '{'
+	if braces {
+		s = s[1:]
+	}
+	for i := 0; i < 16; i++ {
+		if len(s) < 2 {
+			return u, false
+		}
+		hi, ok1 := unhex(s[0])
+		lo, ok2 := unhex(s[1])
+		if !ok1 || !ok2 {
+			return u, false
+		}
+		u[i] = hi<<4 | lo
+		s = s[2:]
+		if len(s) > 0 && s[0] == '-' && i%2 == 1 && i < 15 {
+			s = s[1:]
+		}
+	}
+	if braces {
+		if len(s) == 0 || s[0] != '}' {
+			return u, false
+		}
+		s = s[1:]
+	}
+	return u, s == ""
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// formatUUID returns u in the lower-case 8-4-4-4-12 form.
+func formatUUID(u [16]byte) string {
+	const hex = "0123456789abcdef"
+	var b [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j] = hex[c>>4]
+		b[j+1] = hex[c&15]
+		j += 2
+	}
+	return string(b[:])
 }
 
 // JoinPK joins the canonical parts of a composite primary key, in the
