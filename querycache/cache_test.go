@@ -683,9 +683,9 @@ func TestPendingSetGenerations(t *testing.T) {
 	if p.covers([]string{"a"}, "e") || p.len() != 0 {
 		t.Fatal("empty set covers")
 	}
-	p.add([]string{"a", "b"})
+	p.add([]string{"a", "b"}, "epoch")
 	snap := p.snapshot()
-	p.add([]string{"b"}) // b fails again after the snapshot
+	p.add([]string{"b"}, "epoch") // b fails again after the snapshot
 	p.done(snap)
 	if p.covers([]string{"a"}, "e") {
 		t.Error("a still pending after delivery")
@@ -693,7 +693,7 @@ func TestPendingSetGenerations(t *testing.T) {
 	if !p.covers([]string{"b"}, "e") || p.len() != 1 {
 		t.Error("b's later failure was dropped by an older delivery")
 	}
-	p.add([]string{"e"})
+	p.add([]string{"e"}, "epoch")
 	if !p.covers([]string{"zzz"}, "e") {
 		t.Error("a pending epoch does not cover everything")
 	}

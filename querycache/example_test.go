@@ -80,8 +80,7 @@ func ExampleCache_InvalidateTables() {
 
 func ExampleNewMemoryStore() {
 	store := querycache.NewMemoryStore(querycache.MemoryOptions{
-		MaxBytes:    32 << 20, // entries: keys, values and overhead
-		MaxVersions: 100_000,  // version tokens
+		MaxBytes: 32 << 20, // entries and version tokens, with their overhead
 	})
 	c, err := querycache.New(querycache.Options{Store: store})
 	if err != nil {

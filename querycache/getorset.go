@@ -3,6 +3,7 @@ package querycache
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
 )
 
@@ -45,6 +46,12 @@ type FillFunc func(ctx context.Context) (Fill, error)
 // cache. The returned bytes may be shared with the store: callers must not
 // modify them.
 func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byte, hit bool, err error) {
+	if k.Name == "" {
+		// No name, no entry: the store reads "" as "no entry wanted".
+		c.stats.bypasses.add("no_key")
+		f, err := fill(ctx)
+		return f.Value, false, err
+	}
 	names := c.withEpoch(k.Versions)
 	if c.pending.covers(names, c.ns.Epoch()) {
 		c.stats.bypasses.add("undelivered_invalidation")
@@ -124,6 +131,11 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 		c.stats.refusals.add("too_large")
 		return
 	}
+	if len(tokens) > maxEntryDeps {
+		// The envelope could not be decoded: it would be a miss forever.
+		c.stats.refusals.add("too_many_versions")
+		return
+	}
 	if c.pending.covers(names, c.ns.Epoch()) {
 		// An invalidation failed while we filled; our tokens may be stale.
 		c.stats.bypasses.add("undelivered_invalidation")
@@ -150,6 +162,9 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 // Get returns the value cached under k if it is fresh. The bytes may be
 // shared with the store: callers must not modify them.
 func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err error) {
+	if k.Name == "" {
+		return nil, false, nil
+	}
 	names := c.withEpoch(k.Versions)
 	if c.pending.covers(names, c.ns.Epoch()) {
 		return nil, false, nil
@@ -173,6 +188,9 @@ func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err erro
 // GetOrSet: a value computed before a write committed and stored by Set
 // after it would be served (Set cannot know when value was read).
 func (c *Cache) Set(ctx context.Context, k Key, value []byte) error {
+	if k.Name == "" {
+		return errors.New("querycache.Set: Key.Name is empty")
+	}
 	names := c.withEpoch(k.Versions)
 	_, tokens, err := c.store.Fetch(ctx, "", names)
 	if err != nil {

@@ -2,6 +2,7 @@ package querycache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -39,7 +40,15 @@ func (ch *Change) Merge(other Change) {
 	ch.Tables = append(ch.Tables, other.Tables...)
 }
 
+// maxRowsPerTable bounds the object versions one change replaces per
+// table: beyond it (a CreateInBatches of 100k rows, say) the table's bulk
+// version is replaced instead, which every lookup by primary key of the
+// table depends on. That over-invalidates, and keeps one write from
+// flooding the store with versions.
+const maxRowsPerTable = 1000
+
 // VersionNames returns the version names the change replaces, de-duplicated.
+// Table names are used as given: Invalidate normalises them first.
 func (ch Change) VersionNames(ns keys.Namespace) []string {
 	seen := map[string]struct{}{}
 	var out []string
@@ -52,11 +61,23 @@ func (ch Change) VersionNames(ns keys.Namespace) []string {
 	if ch.All {
 		add(ns.Epoch())
 	}
+	var rows map[string]int
+	if len(ch.Rows) > maxRowsPerTable {
+		rows = map[string]int{}
+		for _, r := range ch.Rows {
+			rows[r.Table]++
+		}
+	}
 	for _, t := range ch.Tables {
 		add(ns.TableVersion(t))
 		add(ns.BulkVersion(t))
 	}
 	for _, r := range ch.Rows {
+		if rows[r.Table] > maxRowsPerTable {
+			add(ns.TableVersion(r.Table))
+			add(ns.BulkVersion(r.Table))
+			continue
+		}
 		add(ns.ObjectVersion(r.Table, r.PK))
 		add(ns.TableVersion(r.Table))
 	}
@@ -83,12 +104,77 @@ func (ch Change) tables() []string {
 	return out
 }
 
+// normalized returns ch with every table name normalised by keys.Table, the
+// way the plugin names the tables queries read. It reports the first name
+// that cannot be normalised; the returned change then leaves that name out.
+func (ch Change) normalized() (Change, error) {
+	var first error
+	out := Change{All: ch.All}
+	if len(ch.Tables) > 0 {
+		out.Tables = make([]string, 0, len(ch.Tables))
+	}
+	for _, t := range ch.Tables {
+		n, err := keys.Table(t)
+		if err != nil {
+			first = cmpOr(first, err)
+			continue
+		}
+		out.Tables = append(out.Tables, n)
+	}
+	if len(ch.Rows) > 0 {
+		out.Rows = make([]Row, 0, len(ch.Rows))
+	}
+	for _, r := range ch.Rows {
+		n, err := keys.Table(r.Table)
+		if err != nil {
+			first = cmpOr(first, err)
+			continue
+		}
+		out.Rows = append(out.Rows, Row{Table: n, PK: r.PK})
+	}
+	return out, first
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
 // Invalidate replaces the versions ch covers. Call it after the write has
-// committed. If the store cannot be reached, the versions are remembered:
-// lookups depending on them bypass the cache until a background retry
-// delivers them, and the error is returned for logging (the write itself
-// has succeeded).
+// committed. Table names are normalised as the plugin names what queries
+// read (keys.Table: "public.Users", `"users"` and "[users]" are "users").
+//
+// A name that cannot be normalised ("a..b", an unbalanced quote) makes
+// Invalidate return an error, and since the write it describes has
+// already committed, the global epoch is replaced in its place: every
+// entry is invalidated rather than one left stale. (InvalidateTables and
+// InvalidateObject, which name tables explicitly, invalidate nothing on a
+// bad name instead.)
+//
+// If the store cannot be reached, the versions are remembered: lookups
+// depending on them bypass the cache until a background retry delivers
+// them, and the error is returned for logging (the write itself has
+// succeeded).
 func (c *Cache) Invalidate(ctx context.Context, ch Change) error {
+	if ch.Empty() {
+		return nil
+	}
+	norm, nerr := ch.normalized()
+	if nerr != nil {
+		norm.All = true
+		c.warn(ctx, "querycache: a table name of an invalidation cannot be normalised; invalidating everything", nerr)
+		nerr = fmt.Errorf("querycache: invalidated everything instead: %w", nerr)
+	}
+	if err := c.apply(ctx, norm); err != nil {
+		return errors.Join(nerr, err)
+	}
+	return nerr
+}
+
+// apply replaces the versions of a normalised change.
+func (c *Cache) apply(ctx context.Context, ch Change) error {
 	if ch.Empty() {
 		return nil
 	}
@@ -99,7 +185,7 @@ func (c *Cache) Invalidate(ctx context.Context, ch Change) error {
 	c.stats.invalidations.Add(1)
 	if err := c.store.Bump(context.WithoutCancel(ctx), names); err != nil {
 		c.stats.errors.Add(1)
-		c.pending.add(names)
+		c.pending.add(names, c.ns.Epoch())
 		c.startRetry()
 		c.warn(ctx, "querycache: invalidation not delivered; bypassing the cache for it until it is", err, "versions", len(names))
 		return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
@@ -109,33 +195,48 @@ func (c *Cache) Invalidate(ctx context.Context, ch Change) error {
 }
 
 // InvalidateTables invalidates every cached result that reads any of
-// tables, including lookups by primary key.
+// tables, including lookups by primary key. Names are normalised like the
+// tables queries read (keys.Table): "public.users", "main.users",
+// "USERS", `"users"`, "`users`" and "[users]" all name users. If any name
+// cannot be normalised, it returns an error that says why and invalidates
+// nothing.
 func (c *Cache) InvalidateTables(ctx context.Context, tables ...string) error {
-	return c.Invalidate(ctx, Change{Tables: tables})
+	norm, err := Change{Tables: tables}.normalized()
+	if err != nil {
+		return fmt.Errorf("querycache.InvalidateTables: nothing invalidated: %w", err)
+	}
+	return c.apply(ctx, norm)
 }
 
 // InvalidateObject invalidates the row of table whose primary key is pk
 // (one value per primary-key column, in the model's order) and every query
-// reading table.
+// reading table. The table is normalised like InvalidateTables' (an error,
+// and nothing invalidated, if it cannot be); the key is canonicalised by
+// keys.PK as the plugin does, and a key with no canonical form (" 42",
+// "042") invalidates the whole table instead.
 func (c *Cache) InvalidateObject(ctx context.Context, table string, pk ...any) error {
+	t, err := keys.Table(table)
+	if err != nil {
+		return fmt.Errorf("querycache.InvalidateObject: nothing invalidated: %w", err)
+	}
 	if len(pk) == 0 {
-		return c.InvalidateTables(ctx, table)
+		return c.apply(ctx, Change{Tables: []string{t}})
 	}
 	parts := make([]string, len(pk))
 	for i, v := range pk {
 		s, ok := keys.PK(v)
 		if !ok {
 			// Not a canonical key: invalidate the whole table instead.
-			return c.InvalidateTables(ctx, table)
+			return c.apply(ctx, Change{Tables: []string{t}})
 		}
 		parts[i] = s
 	}
-	return c.Invalidate(ctx, Change{Rows: []Row{{Table: table, PK: keys.JoinPK(parts)}}})
+	return c.apply(ctx, Change{Rows: []Row{{Table: t, PK: keys.JoinPK(parts)}}})
 }
 
 // InvalidateAll invalidates every entry under the cache's prefix.
 func (c *Cache) InvalidateAll(ctx context.Context) error {
-	return c.Invalidate(ctx, Change{All: true})
+	return c.apply(ctx, Change{All: true})
 }
 
 func (c *Cache) startRetry() {

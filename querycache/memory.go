@@ -11,32 +11,42 @@ import (
 
 // MemoryOptions configures a MemoryStore.
 type MemoryOptions struct {
-	// MaxBytes bounds the entries' total size (keys, values and a fixed
-	// per-entry overhead). 0 means 64 MiB.
+	// MaxBytes bounds everything the store holds: entries (key, value) and
+	// version tokens (name, token), each with what the Go heap spends on it
+	// beyond those bytes (see itemOverhead). The least useful items are
+	// evicted first; evicting a version is safe: it comes back as a new
+	// random token, which invalidates the entries that recorded the old one.
+	// 0 means 64 MiB.
 	MaxBytes int64
-	// MaxVersions bounds the number of version tokens kept. Evicting a
-	// version is safe: it comes back as a new random token, which
-	// invalidates the entries that recorded the old one. 0 means 1<<20.
+	// MaxVersions is ignored: versions are counted in MaxBytes.
+	//
+	// Deprecated: versions share the MaxBytes budget with entries. A
+	// negative value is still reported as an error.
 	MaxVersions int
 }
 
-// entryOverhead approximates what otter and Go spend per entry beyond the
-// key and value bytes, so that many tiny entries cannot exceed MaxBytes.
-const entryOverhead = 96
+// itemOverhead is what otter and Go spend on one item beyond its key and
+// value bytes: the node (key and value headers, queue links, expiry, weight
+// and frequency fields), its slot in the hash table, its share of the
+// frequency sketch and timer wheel, and the rounding of the node to a size
+// class. Measured with TestMemoryItemOverhead (about 140 bytes per item on
+// amd64, Go 1.26, otter 2.4), plus a margin for a hash table between two
+// growths.
+const itemOverhead = 176
 
-type memEntry struct {
-	data []byte
-	ttl  time.Duration
+// memItem is an entry or a version: one otter cache holds both, so that a
+// single budget and a single eviction policy cover them.
+type memItem struct {
+	data []byte // an entry's value; nil marks a version
+	word uint64 // an entry's TTL in nanoseconds, or a version's token
 }
 
-// MemoryStore is a Store in process memory, built on otter (an S3-FIFO
-// cache with per-entry expiry, cost-weighted eviction and lock-free reads).
-// It is the embedded default and the first level in front of a shared
-// store.
+// MemoryStore is a Store in process memory, built on otter (W-TinyLFU
+// eviction weighted by bytes, per-entry expiry, lock-free reads). It is
+// the embedded default and the first level in front of a shared store.
 type MemoryStore struct {
-	entries  *otter.Cache[string, memEntry]
-	versions *otter.Cache[string, uint64]
-	err      error
+	items *otter.Cache[string, memItem]
+	err   error
 }
 
 // NewMemoryStore returns a MemoryStore. An invalid option is reported by
@@ -48,28 +58,45 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		s.err = fmt.Errorf("querycache: MemoryOptions.MaxBytes is %d; use a positive byte count, or 0 for the 64 MiB default", opts.MaxBytes)
 		return s
 	case opts.MaxVersions < 0:
-		s.err = fmt.Errorf("querycache: MemoryOptions.MaxVersions is %d; use a positive count, or 0 for the default of 1<<20", opts.MaxVersions)
+		s.err = fmt.Errorf("querycache: MemoryOptions.MaxVersions is %d; leave it 0 (versions are counted in MaxBytes)", opts.MaxVersions)
 		return s
 	}
 	if opts.MaxBytes == 0 {
 		opts.MaxBytes = 64 << 20
 	}
-	if opts.MaxVersions == 0 {
-		opts.MaxVersions = 1 << 20
-	}
-	s.entries = otter.Must(&otter.Options[string, memEntry]{
+	s.items = otter.Must(&otter.Options[string, memItem]{
 		MaximumWeight: uint64(opts.MaxBytes),
-		Weigher: func(key string, v memEntry) uint32 {
-			w := uint64(len(key)) + uint64(len(v.data)) + entryOverhead
-			return uint32(min(w, math.MaxUint32))
-		},
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, memEntry]) time.Duration {
-			return e.Value.ttl
+		Weigher:       weigh,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, memItem]) time.Duration {
+			if e.Value.data == nil {
+				// Versions carry no TTL shorter than any entry's (DESIGN.md).
+				return math.MaxInt64
+			}
+			return time.Duration(e.Value.word)
 		}),
 		Executor: inline,
 	})
-	s.versions = otter.Must(&otter.Options[string, uint64]{MaximumSize: opts.MaxVersions, Executor: inline})
 	return s
+}
+
+// weigh is the number of heap bytes an item holds.
+func weigh(key string, it memItem) uint32 {
+	w := allocSize(len(key)) + allocSize(cap(it.data)) + itemOverhead
+	return uint32(min(w, math.MaxUint32))
+}
+
+// allocSize bounds what the Go allocator spends on an object of n bytes:
+// small objects are rounded up to a size class (at most 12.5% or 15 bytes
+// more), large ones to whole 8 KiB pages.
+func allocSize(n int) uint64 {
+	switch {
+	case n == 0:
+		return 0
+	case n <= 32<<10:
+		return uint64(n + max(15, n/8))
+	default:
+		return uint64(n+8191) &^ 8191
+	}
 }
 
 // inline runs otter's buffer maintenance on the calling goroutine. The
@@ -88,19 +115,33 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 	}
 	tokens := make([]uint64, len(versions))
 	for i, name := range versions {
-		t, ok := s.versions.GetIfPresent(name)
-		if !ok {
-			t, _ = s.versions.SetIfAbsent(name, NewToken())
+		it, ok := s.items.GetIfPresent(name)
+		if !ok || it.data != nil {
+			it = s.createVersion(name)
 		}
-		tokens[i] = t
+		tokens[i] = it.word
 	}
 	var value []byte
 	if key != "" {
-		if e, ok := s.entries.GetIfPresent(key); ok {
-			value = e.data
+		if it, ok := s.items.GetIfPresent(key); ok && it.data != nil {
+			value = it.data
 		}
 	}
 	return value, tokens, nil
+}
+
+// createVersion returns the version name, creating it with a fresh token
+// if it is missing. Two racing callers get the same token. An entry stored
+// under the name (a caller that used a version name as an entry key) is
+// replaced: losing it is an eviction.
+func (s *MemoryStore) createVersion(name string) memItem {
+	it, _ := s.items.Compute(name, func(old memItem, found bool) (memItem, otter.ComputeOp) {
+		if found && old.data == nil {
+			return old, otter.CancelOp
+		}
+		return memItem{word: NewToken()}, otter.WriteOp
+	})
+	return it
 }
 
 // Put implements Store.
@@ -111,7 +152,10 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 	if ttl <= 0 {
 		return nil
 	}
-	s.entries.Set(key, memEntry{data: value, ttl: ttl})
+	if value == nil {
+		value = []byte{} // nil marks a version
+	}
+	s.items.Set(key, memItem{data: value, word: uint64(ttl)})
 	return nil
 }
 
@@ -121,17 +165,34 @@ func (s *MemoryStore) Bump(_ context.Context, versions []string) error {
 		return s.err
 	}
 	for _, name := range versions {
-		s.versions.Set(name, NewToken())
+		s.items.Set(name, memItem{word: NewToken()})
 	}
 	return nil
 }
 
-// Len returns the number of entries held, for tests and statistics.
+// Len returns the number of entries held (not counting versions), for
+// tests and statistics. It walks the store.
 func (s *MemoryStore) Len() int {
 	if s.err != nil {
 		return 0
 	}
-	return s.entries.EstimatedSize()
+	n := 0
+	for _, it := range s.items.All() {
+		if it.data != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Bytes returns the weight of everything the store holds, entries and
+// versions, as counted against MaxBytes.
+func (s *MemoryStore) Bytes() int64 {
+	if s.err != nil {
+		return 0
+	}
+	s.items.CleanUp()
+	return int64(s.items.WeightedSize())
 }
 
 // Close implements Store.
@@ -139,7 +200,6 @@ func (s *MemoryStore) Close() error {
 	if s.err != nil {
 		return nil
 	}
-	s.entries.StopAllGoroutines()
-	s.versions.StopAllGoroutines()
+	s.items.StopAllGoroutines()
 	return nil
 }

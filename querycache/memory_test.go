@@ -213,49 +213,50 @@ func TestMemoryMaxBytes(t *testing.T) {
 	for i := range 2000 { // ~2 MB, 30x the bound
 		k := fmt.Sprintf("key-%04d", i)
 		s.Put(ctx, k, value, time.Hour)
-		written += len(k) + len(value) + entryOverhead
+		written += len(k) + len(value) + itemOverhead
 	}
-	s.entries.CleanUp()
-	if got := s.entries.WeightedSize(); got > maxBytes {
-		t.Errorf("WeightedSize = %d after writing %d bytes; want <= MaxBytes %d", got, written, maxBytes)
+	if got := s.Bytes(); got > maxBytes {
+		t.Errorf("Bytes = %d after writing %d bytes; want <= MaxBytes %d", got, written, maxBytes)
 	}
-	if n := s.Len(); n == 0 || n > maxBytes/(len(value)+entryOverhead) {
+	if n := s.Len(); n == 0 || n > maxBytes/(len(value)+itemOverhead) {
 		t.Errorf("Len = %d", n)
 	}
 	for i := range 5000 {
 		s.Put(ctx, fmt.Sprintf("t%d", i), nil, time.Hour)
 	}
-	s.entries.CleanUp()
-	if got := s.entries.WeightedSize(); got > maxBytes {
-		t.Errorf("WeightedSize = %d after tiny entries; want <= %d", got, maxBytes)
+	if got := s.Bytes(); got > maxBytes {
+		t.Errorf("Bytes = %d after tiny entries; want <= %d", got, maxBytes)
 	}
-	if n := s.Len(); n > maxBytes/entryOverhead {
+	if n := s.Len(); n > maxBytes/itemOverhead {
 		t.Errorf("%d tiny entries held in %d bytes", n, maxBytes)
 	}
 	// A value larger than the whole bound is not kept.
 	s.Put(ctx, "huge", make([]byte, 2*maxBytes), time.Hour)
-	s.entries.CleanUp()
-	if got := s.entries.WeightedSize(); got > maxBytes {
-		t.Errorf("WeightedSize = %d after a value larger than MaxBytes", got)
+	if got := s.Bytes(); got > maxBytes {
+		t.Errorf("Bytes = %d after a value larger than MaxBytes", got)
 	}
 	if v, _, _ := s.Fetch(ctx, "huge", nil); v != nil {
 		t.Errorf("value of %d bytes held in a %d-byte store", len(v), maxBytes)
 	}
 }
 
-func TestMemoryMaxVersions(t *testing.T) {
+// TestMemoryVersionsCountInMaxBytes: versions share the byte budget with
+// entries (they used to sit in a second cache bounded only by count).
+func TestMemoryVersionsCountInMaxBytes(t *testing.T) {
 	ctx := context.Background()
-	const maxVersions = 100
-	s := newMem(t, MemoryOptions{MaxVersions: maxVersions})
+	const maxBytes = 64 << 10
+	s := newMem(t, MemoryOptions{MaxBytes: maxBytes})
 	for i := range 5000 {
 		if _, tok, err := s.Fetch(ctx, "", []string{fmt.Sprintf("v:%d", i)}); err != nil || tok[0] == 0 {
 			t.Fatalf("Fetch: %v, %v", tok, err)
 		}
 	}
 	s.Bump(ctx, []string{"v:b1", "v:b2", "v:b3"})
-	s.versions.CleanUp()
-	if n := s.versions.EstimatedSize(); n > maxVersions {
-		t.Errorf("%d versions held; want <= MaxVersions %d", n, maxVersions)
+	if got := s.Bytes(); got > maxBytes {
+		t.Errorf("Bytes = %d after 5000 versions; want <= MaxBytes %d", got, maxBytes)
+	}
+	if n := s.items.EstimatedSize(); n > maxBytes/itemOverhead {
+		t.Errorf("%d versions held in %d bytes", n, maxBytes)
 	}
 	// An evicted version comes back as a fresh non-zero token.
 	_, tok, _ := s.Fetch(ctx, "", []string{"v:0"})
@@ -264,13 +265,40 @@ func TestMemoryMaxVersions(t *testing.T) {
 	}
 }
 
+// TestMemoryEntryAndVersionNamesDoNotMix: an entry stored under a version's
+// name (or the reverse) never yields a token from an entry's bytes or an
+// entry from a token.
+func TestMemoryEntryAndVersionNamesDoNotMix(t *testing.T) {
+	ctx := context.Background()
+	s := newMem(t, MemoryOptions{})
+	_, tok, _ := s.Fetch(ctx, "", []string{"n"})
+	if v, _, _ := s.Fetch(ctx, "n", nil); v != nil {
+		t.Errorf("a version read as an entry: %q", v)
+	}
+	s.Put(ctx, "n", []byte("entry"), time.Hour)
+	_, tok2, _ := s.Fetch(ctx, "", []string{"n"})
+	if tok2[0] == 0 || tok2[0] == tok[0] {
+		t.Errorf("version overwritten by an entry came back as %d (was %d); want a fresh token", tok2[0], tok[0])
+	}
+	_, tok3, _ := s.Fetch(ctx, "", []string{"n"})
+	if tok3[0] != tok2[0] {
+		t.Error("a recreated version is not stable")
+	}
+	s.Put(ctx, "e", nil, time.Hour)
+	if v, _, _ := s.Fetch(ctx, "e", nil); v == nil || len(v) != 0 {
+		t.Errorf("an empty entry reads as %v", v)
+	}
+}
+
 func TestMemoryDefaults(t *testing.T) {
 	s := newMem(t, MemoryOptions{})
-	if got := s.entries.GetMaximum(); got != 64<<20 {
+	if got := s.items.GetMaximum(); got != 64<<20 {
 		t.Errorf("default MaxBytes = %d", got)
 	}
-	if got := s.versions.GetMaximum(); got != 1<<20 {
-		t.Errorf("default MaxVersions = %d", got)
+	// MaxVersions is deprecated and ignored.
+	s2 := newMem(t, MemoryOptions{MaxBytes: 1 << 20, MaxVersions: 10})
+	if got := s2.items.GetMaximum(); got != 1<<20 {
+		t.Errorf("MaxBytes with MaxVersions = %d", got)
 	}
 }
 

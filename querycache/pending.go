@@ -16,14 +16,25 @@ type pendingSet struct {
 	names map[string]uint64 // name -> generation of its latest failure
 }
 
-func (p *pendingSet) add(names []string) {
+// maxPending bounds the names remembered while the store cannot be reached
+// (a long outage under many writes to distinct rows). Beyond it they are
+// replaced by the epoch alone: delivering it invalidates every entry, so it
+// covers every name it replaces, and meanwhile every lookup bypasses.
+const maxPending = 4096
+
+// add records names as undelivered; epoch is the global version's name.
+func (p *pendingSet) add(names []string, epoch string) {
 	p.mu.Lock()
 	if p.names == nil {
 		p.names = map[string]uint64{}
 	}
 	p.gen++
-	for _, n := range names {
-		p.names[n] = p.gen
+	if _, all := p.names[epoch]; all || len(p.names)+len(names) > maxPending {
+		p.names = map[string]uint64{epoch: p.gen} // a new map releases the old one's memory
+	} else {
+		for _, n := range names {
+			p.names[n] = p.gen
+		}
 	}
 	p.n.Store(int64(len(p.names)))
 	p.mu.Unlock()

@@ -17,11 +17,18 @@ type Stats struct {
 	Errors        uint64 // store errors (each one a fallback to the database)
 	// Bypasses counts lookups that skipped the cache, by reason
 	// ("transaction", "store_error", "undelivered_invalidation", ...).
+	// At most MaxStatsReasons reasons are kept; later ones (and reasons
+	// longer than 64 bytes) are counted under OtherStats.
 	Bypasses map[string]uint64
 	// Refusals counts results that were not cached, by reason
-	// ("locking", "nondeterministic", "undetermined_tables", "too_large", ...).
+	// ("locking", "nondeterministic", "undetermined_tables", "too_large", ...),
+	// bounded like Bypasses.
 	Refusals map[string]uint64
-	// Tables counts per table read or written.
+	// Tables counts per table read or written. At most MaxStatsTables
+	// tables are kept, the first ones seen; later tables (and names longer
+	// than 128 bytes) are counted together under OtherStats, so that a
+	// stream of distinct names (raw SQL, a table per tenant) cannot grow
+	// memory without bound.
 	Tables map[string]TableStats
 	// Pending is the number of versions whose invalidation has not reached
 	// the store yet; lookups that depend on them bypass the cache.
@@ -33,10 +40,24 @@ type TableStats struct {
 	Hits, Misses, Invalidations uint64
 }
 
+// Bounds on the names Stats keeps counters for.
+const (
+	// MaxStatsTables is how many tables Stats.Tables counts one by one.
+	MaxStatsTables = 1024
+	// MaxStatsReasons is how many reasons Stats.Bypasses and
+	// Stats.Refusals count one by one.
+	MaxStatsReasons = 64
+	// OtherStats is the name the counts beyond those bounds are kept under.
+	OtherStats = "(other)"
+
+	maxStatsTableName = 128
+	maxStatsReason    = 64
+)
+
 type counters struct {
 	hits, misses, fills, stores, shared, invalidations, corrupt, errors atomic.Uint64
 	bypasses, refusals                                                  reasonCounts
-	tables                                                              sync.Map // string -> *tableCounters
+	tables                                                              boundedMap[tableCounters]
 }
 
 type tableCounters struct {
@@ -44,31 +65,64 @@ type tableCounters struct {
 }
 
 func (c *counters) table(name string) *tableCounters {
-	if t, ok := c.tables.Load(name); ok {
-		return t.(*tableCounters)
-	}
-	t, _ := c.tables.LoadOrStore(name, new(tableCounters))
-	return t.(*tableCounters)
+	return c.tables.get(name, MaxStatsTables, maxStatsTableName)
 }
 
-// reasonCounts is a small concurrent map of counters keyed by reason.
-type reasonCounts struct{ m sync.Map }
+// boundedMap is a concurrent map of counters that holds at most max names
+// (plus OtherStats, which collects the rest). Reads of a known name take
+// no lock.
+type boundedMap[T any] struct {
+	m    sync.Map // string -> *T
+	full atomic.Bool
+	mu   sync.Mutex
+	n    int
+}
+
+func (b *boundedMap[T]) get(name string, max, maxLen int) *T {
+	if v, ok := b.m.Load(name); ok {
+		return v.(*T)
+	}
+	if len(name) > maxLen || b.full.Load() {
+		return b.other()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v, ok := b.m.Load(name); ok {
+		return v.(*T)
+	}
+	if b.n >= max {
+		b.full.Store(true)
+		v, _ := b.m.LoadOrStore(OtherStats, new(T))
+		return v.(*T)
+	}
+	v := new(T)
+	b.m.Store(name, v)
+	b.n++
+	return v
+}
+
+func (b *boundedMap[T]) other() *T {
+	v, _ := b.m.LoadOrStore(OtherStats, new(T))
+	return v.(*T)
+}
+
+func (b *boundedMap[T]) each(f func(name string, v *T)) {
+	b.m.Range(func(k, v any) bool {
+		f(k.(string), v.(*T))
+		return true
+	})
+}
+
+// reasonCounts counts by reason, bounded like the tables.
+type reasonCounts struct{ m boundedMap[atomic.Uint64] }
 
 func (r *reasonCounts) add(reason string) {
-	if v, ok := r.m.Load(reason); ok {
-		v.(*atomic.Uint64).Add(1)
-		return
-	}
-	v, _ := r.m.LoadOrStore(reason, new(atomic.Uint64))
-	v.(*atomic.Uint64).Add(1)
+	r.m.get(reason, MaxStatsReasons, maxStatsReason).Add(1)
 }
 
 func (r *reasonCounts) snapshot() map[string]uint64 {
 	out := map[string]uint64{}
-	r.m.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*atomic.Uint64).Load()
-		return true
-	})
+	r.m.each(func(name string, v *atomic.Uint64) { out[name] = v.Load() })
 	return out
 }
 
@@ -88,10 +142,8 @@ func (c *Cache) Stats() Stats {
 		Tables:        map[string]TableStats{},
 		Pending:       c.pending.len(),
 	}
-	c.stats.tables.Range(func(k, v any) bool {
-		t := v.(*tableCounters)
-		s.Tables[k.(string)] = TableStats{Hits: t.hits.Load(), Misses: t.misses.Load(), Invalidations: t.invalidations.Load()}
-		return true
+	c.stats.tables.each(func(name string, t *tableCounters) {
+		s.Tables[name] = TableStats{Hits: t.hits.Load(), Misses: t.misses.Load(), Invalidations: t.invalidations.Load()}
 	})
 	return s
 }
