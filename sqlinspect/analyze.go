@@ -1,6 +1,10 @@
 package sqlinspect
 
-import "strings"
+import (
+	"strings"
+
+	"querycache.dev/keys"
+)
 
 // This file holds the scanner that walks one statement's tokens, keeping a
 // stack of parentheses, and records every table position it meets.
@@ -36,6 +40,11 @@ type frame struct {
 	awaitMain bool    // after WITH: the main statement's verb is still to come
 	fromList  bool    // in a FROM or USING list: a comma introduces a table
 	usingList bool    // DELETE or MERGE: USING introduces tables
+	noCalls   bool    // function calls are not listed here (DDL definitions, PRAGMA, ...)
+	aliasNext bool    // opened at a table position: "alias(columns)" may follow the ')'
+	noCount   bool    // a call's ORDER BY was seen: later commas separate no arguments
+	call      int32   // 1 + the index in analyzer.funcs of the call whose arguments this holds
+	commas    int32   // commas met at this level
 }
 
 // analyzer holds the state of one Inspect call. It is pooled.
@@ -46,15 +55,28 @@ type analyzer struct {
 	reads  []string
 	writes []string
 
+	dialect Dialect
+
 	nondet       uint64
 	undetermined bool
 	locking      bool
+	tableRefs    int
+	subqueries   int
+	catalog      bool
+	replace      bool
+	session      bool
+	funcs        []funcRec
+	temps        []string
+	txops        []TxOp
+	inBody       bool // scanning a trigger or function body: it does not run now
 
 	// Per statement.
 	start, end    int  // the statement's tokens are toks[start:end]
 	malformed     bool // unbalanced parentheses or a stray ';'
 	dml           bool // a data-modifying (sub)statement was seen
 	tablePosParen int  // index of a '(' standing at a table position, or -1
+	notCallParen  int  // index of a '(' after a name that is not a function call, or -1
+	tableFunc     int  // index of the '(' of a table function, or -1
 
 	// Cache for isQueryParen: every '(' in toks[lookFrom:lookTo] opens a
 	// query iff lookRes.
@@ -138,12 +160,38 @@ func (a *analyzer) tokName(i int) string {
 // nothing is consumed) when toks[j] cannot start a name, and false with the
 // name consumed when the last part is empty ("") or cannot be decoded.
 func (a *analyzer) qualifiedName(j int) (name string, next int, ok bool) {
+	_, name, next, ok = a.schemaName(j)
+	return name, next, ok
+}
+
+// schemaName is qualifiedName that also returns the normalised part before
+// the last one ("" when the name is not qualified).
+func (a *analyzer) schemaName(j int) (schema, name string, next int, ok bool) {
 	if !a.isName(j) {
-		return "", j, false
+		return "", "", j, false
 	}
 	next = a.nameEnd(j)
 	name = a.tokName(next - 1)
-	return name, next, name != ""
+	if next-1 > j {
+		schema = a.tokName(next - 3)
+	}
+	return schema, name, next, name != ""
+}
+
+// relation returns the name under which the relation schema.name is
+// reported: CatalogTable for a system catalog, name otherwise.
+func (a *analyzer) relation(schema, name string) string {
+	if keys.IsCatalog(schema, name) {
+		a.catalog = true
+		return CatalogTable
+	}
+	return name
+}
+
+// catalogWrite records that the statement changes the system catalog.
+func (a *analyzer) catalogWrite() {
+	a.catalog = true
+	a.addWrite(CatalogTable)
 }
 
 // nameEnd returns the index after the qualified name starting at toks[j].
@@ -158,12 +206,13 @@ func (a *analyzer) nameEnd(j int) int {
 // statement undetermined when there is no usable name, and returns the
 // index after it.
 func (a *analyzer) readName(j int) int {
-	name, next, ok := a.qualifiedName(j)
+	a.tableRefs++
+	schema, name, next, ok := a.schemaName(j)
 	if !ok {
 		a.undetermined = true
 		return next
 	}
-	a.addRead(name)
+	a.addRead(a.relation(schema, name))
 	return next
 }
 
@@ -171,16 +220,24 @@ func (a *analyzer) readName(j int) int {
 // ONLY) as written and returns the index after it. Without a usable name it
 // marks the statement undetermined and returns ok false.
 func (a *analyzer) writeTarget(j int) (next int, ok bool) {
+	_, _, next, ok = a.writeTargetName(j)
+	return next, ok
+}
+
+// writeTargetName is writeTarget that also returns the target's schema and
+// the name recorded.
+func (a *analyzer) writeTargetName(j int) (schema, name string, next int, ok bool) {
 	if a.isKw(j, kwOnly) && a.isName(j+1) {
 		j++
 	}
-	name, next, ok := a.qualifiedName(j)
+	schema, name, next, ok = a.schemaName(j)
 	if !ok {
 		a.undetermined = true
-		return next, false
+		return schema, name, next, false
 	}
+	name = a.relation(schema, name)
 	a.addWrite(name)
-	return next, true
+	return schema, name, next, true
 }
 
 // tableRef reads the table reference at a table position toks[j] (after
@@ -193,6 +250,7 @@ func (a *analyzer) writeTarget(j int) (next int, ok bool) {
 //
 // Anything else (a placeholder, a keyword, the end) is undetermined.
 func (a *analyzer) tableRef(j int) int {
+	a.tableRefs++
 	if a.isKw(j, kwLateral) && (a.kindAt(j+1) == tkLParen || a.isName(j+1) && a.kindAt(a.nameEnd(j+1)) == tkLParen) {
 		j++ // else "lateral" is a SQLite table's name
 	}
@@ -203,20 +261,42 @@ func (a *analyzer) tableRef(j int) int {
 		a.tablePosParen = j
 		return j
 	}
-	name, next, ok := a.qualifiedName(j)
+	schema, name, next, ok := a.schemaName(j)
 	if !ok {
 		a.undetermined = true
 		return next
 	}
 	if a.kindAt(next) == tkLParen {
-		// A table function: its rows come from who knows where. Scan its
-		// name again (it may be non-deterministic) and open its arguments as
-		// a function call.
-		a.undetermined = true
+		// A table function: its rows come from who knows where, except
+		// SQLite's pragma_* functions, which read the catalog. Scan its name
+		// again (it is a call, and may be non-deterministic) and open its
+		// arguments as a function call.
+		a.tableFunc = next
+		if keys.IsCatalog("", name) {
+			a.catalog = true
+			a.addRead(CatalogTable)
+		}
+		if !strings.HasPrefix(name, "pragma_") {
+			a.undetermined = true
+		}
 		return next - 1
 	}
-	a.addRead(name)
+	a.addRead(a.relation(schema, name))
+	a.skipAliasColumns(next)
 	return next
+}
+
+// skipAliasColumns marks the '(' of "[AS] alias(columns)" after a table
+// reference ending at toks[j] as not a function call.
+func (a *analyzer) skipAliasColumns(j int) {
+	if a.isKw(j, kwAs) {
+		return // the '(' follows AS's word: never a call
+	}
+	if j < a.end && (a.toks[j].kind == tkWord && kwFlags[a.toks[j].kw]&kfStructural == 0 ||
+		a.toks[j].kind == tkQuoted || a.toks[j].kind == tkBacktick || a.toks[j].kind == tkBracket) &&
+		a.kindAt(j+1) == tkLParen {
+		a.notCallParen = j + 1
+	}
 }
 
 // isQueryParen reports whether the '(' at toks[i] opens a query: its first
@@ -253,9 +333,13 @@ func (a *analyzer) step(i int) int {
 		if fi == 0 {
 			a.malformed = true
 		} else {
+			a.closeFrame(i, f)
 			a.frames = a.frames[:fi]
 		}
 	case tkComma:
+		if !f.noCount {
+			f.commas++
+		}
 		if f.fromList && f.kind != fFunc {
 			return a.tableRef(i + 1)
 		}
@@ -269,22 +353,46 @@ func (a *analyzer) step(i int) int {
 	return i + 1
 }
 
+// closeFrame completes the frame f closed by the ')' at toks[i]: the
+// argument count of its call, and the alias column list that may follow a
+// subquery or table function.
+func (a *analyzer) closeFrame(i int, f *frame) {
+	if f.call != 0 {
+		a.funcs[f.call-1].args = int(f.commas) + 1
+	}
+	if f.aliasNext {
+		a.skipAliasColumns(i + 1)
+	}
+}
+
 // openParen pushes the frame opened by the '(' at toks[i].
 func (a *analyzer) openParen(i int) int {
 	var k frameKind
+	named := i > a.start && isWordish(a.toks[i-1].kind)
 	switch {
 	case a.isQueryParen(i):
 		k = fStmt
+		a.subqueries++
 	case i == a.tablePosParen:
 		k = fFromGroup
-	case i > a.start && isWordish(a.toks[i-1].kind):
+	case named:
 		k = fFunc
 	default:
 		k = fGroup
 	}
-	fr := frame{kind: k, head: k == fStmt, fromList: k == fFromGroup}
+	noCalls := a.frames[len(a.frames)-1].noCalls
+	fr := frame{
+		kind:      k,
+		head:      k == fStmt,
+		fromList:  k == fFromGroup,
+		noCalls:   noCalls && k != fStmt,
+		aliasNext: i == a.tablePosParen || i == a.tableFunc,
+	}
 	if k == fFunc && a.toks[i-1].kind == tkWord {
 		fr.fn = a.toks[i-1].kw
+	}
+	if named && i != a.tablePosParen {
+		fr.call = a.noteCall(i, noCalls)
 	}
 	a.frames = append(a.frames, fr)
 	if k == fFromGroup {
@@ -318,12 +426,18 @@ func (a *analyzer) word(i, fi int) int {
 		}
 	}
 	f := &a.frames[fi]
+	if f.noCalls && kwFlags[k]&kfQueryStart != 0 && i > a.start && a.isKw(i-1, kwAs) {
+		f.noCalls = false // CREATE TABLE|VIEW ... AS SELECT: the query runs
+	}
 	if f.awaitMain && kwFlags[k]&kfMainVerb != 0 {
 		f.awaitMain = false
 		return a.queryHead(i, fi)
 	}
 	switch k {
 	case kwFrom:
+		if f.call != 0 {
+			a.keywordArgs(f)
+		}
 		if f.kind == fFunc || a.isDistinctFrom(i) {
 			return i + 1
 		}
@@ -356,10 +470,23 @@ func (a *analyzer) word(i, fi int) int {
 			return a.selectInto(i + 1)
 		}
 	case kwFor:
+		if f.call != 0 {
+			a.keywordArgs(f)
+		}
 		if next := a.lockingClause(i); next > i {
 			f.fromList = false
 			return next
 		}
+	case kwSimilar:
+		if f.call != 0 {
+			a.keywordArgs(f)
+		}
+	case kwOrder:
+		if f.call != 0 {
+			f.noCount = true // string_agg(x, ',' ORDER BY a, b)
+		}
+	case kwUnion, kwIntersect, kwExcept:
+		a.subqueries++
 	}
 	if kwFlags[k]&kfTerminator != 0 {
 		f.fromList = false
@@ -396,9 +523,14 @@ func (a *analyzer) lockingClause(i int) int {
 // name, which creates and fills a table.
 func (a *analyzer) selectInto(j int) int {
 	a.dml = true
+	temp := false
 	for a.isKw(j, kwTemp) || a.isKw(j, kwTemporary) || a.isKw(j, kwUnlogged) || a.isKw(j, kwTable) {
+		temp = temp || a.isKw(j, kwTemp) || a.isKw(j, kwTemporary)
 		j++
 	}
-	next, _ := a.writeTarget(j)
+	schema, name, next, ok := a.writeTargetName(j)
+	if ok {
+		a.noteTemp(temp, schema, name)
+	}
 	return next
 }

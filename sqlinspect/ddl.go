@@ -62,8 +62,11 @@ func (a *analyzer) writeList(j int) int {
 //	CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] [name] ON [ONLY] table
 //	CREATE [modifiers] TRIGGER ... ON table ...    (undetermined: its body)
 //
-// Any other object is undetermined.
+// Any other object is undetermined. TEMP or TEMPORARY tables, views and
+// sequences (or ones created in SQLite's temp or PostgreSQL's pg_temp
+// schema) are recorded in a.temps.
 func (a *analyzer) create(j int) int {
+	temp := false
 	for {
 		if a.isKw(j, kwOr) && a.isKw(j+1, kwReplace) {
 			j += 2
@@ -73,6 +76,7 @@ func (a *analyzer) create(j int) int {
 			switch a.toks[j].kw {
 			case kwGlobal, kwLocal, kwTemp, kwTemporary, kwUnlogged, kwUnique,
 				kwVirtual, kwRecursive, kwMaterialized, kwForeign, kwConstraint:
+				temp = temp || a.toks[j].kw == kwTemp || a.toks[j].kw == kwTemporary
 				j++
 				continue
 			}
@@ -81,7 +85,10 @@ func (a *analyzer) create(j int) int {
 	}
 	switch {
 	case a.isKw(j, kwTable), a.isKw(j, kwView):
-		next, ok := a.writeTarget(a.skipIfExists(j + 1))
+		schema, name, next, ok := a.writeTargetName(a.skipIfExists(j + 1))
+		if ok {
+			a.noteTemp(temp, schema, name)
+		}
 		if a.findKw(next, kwExecute) >= 0 {
 			a.undetermined = true // CREATE TABLE t AS EXECUTE p: p's tables are unknown
 		}
@@ -116,6 +123,11 @@ func (a *analyzer) create(j int) int {
 			return next
 		}
 		return j + 1
+	case a.wordAt(j, "sequence"):
+		// A sequence is no table, but a temporary one shadows others.
+		if schema, name, _, ok := a.writeTargetName(a.skipIfExists(j + 1)); ok {
+			a.noteTemp(temp, schema, name)
+		}
 	}
 	a.undetermined = true
 	return j
@@ -248,7 +260,11 @@ func (a *analyzer) comment(j int) int {
 		end := a.nameEnd(j + 1)
 		if end-(j+1) >= 3 { // [schema.]table.column
 			if name := a.tokName(end - 3); name != "" {
-				a.addWrite(name)
+				schema := ""
+				if end-(j+1) >= 5 {
+					schema = a.tokName(end - 5)
+				}
+				a.addWrite(a.relation(schema, name))
 				return end
 			}
 		}
@@ -265,14 +281,16 @@ func (a *analyzer) copyStmt(j int) (int, Kind) {
 	if a.kindAt(j) == tkLParen {
 		return j, KindOther
 	}
-	name, next, ok := a.qualifiedName(j)
+	schema, name, next, ok := a.schemaName(j)
 	if ok {
+		name = a.relation(schema, name)
 		for k := next; k < a.end; k++ {
 			switch {
 			case a.isKw(k, kwFrom):
 				a.addWrite(name)
 				return a.end, KindWrite
 			case a.isKw(k, kwTo):
+				a.tableRefs++
 				a.addRead(name)
 				return a.end, KindOther
 			}

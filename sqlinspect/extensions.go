@@ -1,5 +1,7 @@
 package sqlinspect
 
+import "querycache.dev/keys"
+
 // Dialect selects the lexical rules Inspect follows. PostgreSQL and SQLite
 // disagree on comments, string forms and brackets; reading one as the other
 // can hide a write (issue: "the raw-SQL inspector reads one dialect as
@@ -31,7 +33,7 @@ func DialectOf(name string) Dialect {
 // system catalog (information_schema, pg_catalog, sqlite_master, pragmas):
 // catalog reads depend on it and every DDL statement writes it. No table
 // created by GORM can have this name.
-const CatalogTable = "!catalog"
+const CatalogTable = keys.CatalogTable
 
 // Func is one function call found in a statement.
 type Func struct {
@@ -51,16 +53,3 @@ const (
 	TxRollbackTo                 // ROLLBACK TO [SAVEPOINT] name
 	TxRelease                    // RELEASE [SAVEPOINT] name
 )
-
-// InspectDialect is Inspect following the lexical rules of d.
-func InspectDialect(sql string, d Dialect) Statement {
-	return Inspect(sql)
-}
-
-// AssignedColumns returns the columns an UPDATE statement's SET list
-// assigns (normalised like NormalizeTable), read with the tokenizer so that
-// subqueries and strings in earlier assignments cannot hide one. ok is
-// false when sql is not a single UPDATE or its SET list cannot be read.
-func AssignedColumns(sql string, d Dialect) (cols []string, ok bool) {
-	return nil, false
-}

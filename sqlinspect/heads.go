@@ -61,45 +61,75 @@ func (a *analyzer) topHead(i int) (int, Kind, explainMode) {
 		return a.queryHead(i, 0), KindSelect, ex
 	case kwInsert, kwUpsert, kwReplace, kwUpdate, kwDelete, kwMerge:
 		return a.queryHead(i, 0), KindWrite, ex
-	case kwCreate:
-		return a.create(i + 1), KindDDL, ex
-	case kwAlter:
-		return a.alter(i + 1), KindDDL, ex
-	case kwDrop:
-		return a.drop(i + 1), KindDDL, ex
-	case kwTruncate:
-		return a.truncate(i + 1), KindDDL, ex
-	case kwRename:
-		return a.rename(i + 1), KindDDL, ex
-	case kwComment:
+	case kwCreate, kwAlter, kwDrop, kwRename, kwComment:
+		// DDL changes the catalog. Calls in its definitions (column
+		// defaults, index expressions) do not run now and are not listed.
+		a.frames[0].noCalls = true
+		a.catalogWrite()
+		switch t.kw {
+		case kwCreate:
+			return a.create(i + 1), KindDDL, ex
+		case kwAlter:
+			return a.alter(i + 1), KindDDL, ex
+		case kwDrop:
+			return a.drop(i + 1), KindDDL, ex
+		case kwRename:
+			return a.rename(i + 1), KindDDL, ex
+		}
 		return a.comment(i + 1), KindDDL, ex
+	case kwTruncate:
+		a.frames[0].noCalls = true
+		return a.truncate(i + 1), KindDDL, ex
 	case kwAttach, kwDetach:
-		// Attaching a database can change what an unqualified name means.
+		// Attaching a database changes what unqualified names mean on
+		// this connection.
 		a.undetermined = true
-		return i + 1, KindDDL, ex
+		a.session = true
+		a.catalogWrite()
+		return a.end, KindDDL, ex
 	case kwRefresh:
 		return a.refresh(i + 1), KindWrite, ex
 	case kwCopy:
 		next, k := a.copyStmt(i + 1)
 		return next, k, ex
 	case kwBegin, kwStart, kwCommit, kwEnd, kwRollback, kwAbort, kwSavepoint, kwRelease:
-		return a.end, KindTx, ex
+		return a.end, a.txStmt(i), ex
 	case kwPrepare:
 		if a.isKw(i+1, kwTransaction) {
-			return a.end, KindTx, ex
+			return a.end, a.txStmt(i), ex
 		}
 		return i + 1, KindOther, ex
-	case kwGrant, kwRevoke, kwLock:
-		// Privileges and locks: no data is read or changed.
+	case kwGrant, kwRevoke:
+		// Privileges: no data is read or changed, the catalog is.
+		a.catalogWrite()
+		return a.end, KindOther, ex
+	case kwLock, kwShow:
 		return a.end, KindOther, ex
 	case kwDiscard:
 		// DISCARD ALL and DISCARD TEMP drop temporary tables.
 		a.undetermined = true
+		a.session = true
 		return a.end, KindOther, ex
-	case kwPragma, kwSet, kwShow, kwReset, kwVacuum, kwAnalyze, kwAnalyse,
-		kwReindex, kwListen, kwNotify, kwUnlisten, kwCheckpoint, kwDeallocate,
-		kwCluster, kwFetch, kwMove, kwClose, kwDeclare:
+	case kwPragma:
+		a.pragma(i + 1)
+		return a.end, KindOther, ex
+	case kwSet:
+		a.setStmt(i + 1)
+		return a.end, KindOther, ex
+	case kwReset:
+		a.resetStmt(i + 1)
+		return a.end, KindOther, ex
+	case kwVacuum, kwAnalyze, kwAnalyse, kwReindex, kwCluster:
+		// Statistics and storage live in the catalog.
+		a.catalogWrite()
+		return a.end, KindOther, ex
+	case kwListen, kwNotify, kwUnlisten, kwCheckpoint, kwDeallocate,
+		kwFetch, kwMove, kwClose, kwDeclare:
+		a.frames[0].noCalls = true
 		return i + 1, KindOther, ex
+	}
+	if a.wordAt(i, "load") {
+		a.session = true // a library that may change how anything behaves
 	}
 	// CALL, DO, EXECUTE, ...: anything may happen.
 	return i + 1, KindUnknown, ex
@@ -152,24 +182,23 @@ func (a *analyzer) queryHead(i, fi int) int {
 	case kwInsert, kwUpsert, kwReplace:
 		f.verb = vInsert
 		a.dml = true
-		j := i + 1
-		if a.isKw(j, kwOr) { // INSERT OR REPLACE / IGNORE / ...
-			j += 2
+		if t.kw == kwReplace {
+			a.replace = true
 		}
+		j := a.orConflict(i + 1)
 		if !a.isKw(j, kwInto) {
 			a.undetermined = true
 			return j
 		}
 		next, _ := a.writeTarget(j + 1)
+		if a.kindAt(next) == tkLParen {
+			a.notCallParen = next // the column list
+		}
 		return next
 	case kwUpdate:
 		f.verb = vUpdate
 		a.dml = true
-		j := i + 1
-		if a.isKw(j, kwOr) { // UPDATE OR REPLACE / IGNORE / ...
-			j += 2
-		}
-		next, _ := a.writeTarget(j)
+		next, _ := a.writeTarget(a.orConflict(i + 1))
 		a.checkSingleTarget(next)
 		return next
 	case kwDelete, kwMerge:
@@ -189,6 +218,19 @@ func (a *analyzer) queryHead(i, fi int) int {
 	}
 	f.verb = vSelect
 	return i
+}
+
+// orConflict skips SQLite's OR ROLLBACK|ABORT|FAIL|IGNORE|REPLACE at toks[j]
+// (INSERT OR REPLACE, UPDATE OR REPLACE) and returns the index after it.
+// REPLACE deletes the rows that held the unique values it writes.
+func (a *analyzer) orConflict(j int) int {
+	if !a.isKw(j, kwOr) {
+		return j
+	}
+	if a.isKw(j+1, kwReplace) {
+		a.replace = true
+	}
+	return j + 2
 }
 
 // checkSingleTarget looks right after an UPDATE, DELETE or MERGE target (and

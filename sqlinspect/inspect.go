@@ -71,22 +71,33 @@ type Statement struct {
 	TxOps []TxOp
 }
 
-// Inspect analyses sql. It never panics, whatever the input, and does no
-// I/O. The strings it returns do not share memory with sql.
-func Inspect(sql string) (st Statement) {
+// Inspect analyses sql, whose dialect is not known: it is
+// InspectDialect(sql, DialectAny). It never panics, whatever the input, and
+// does no I/O. The strings it returns do not share memory with sql.
+func Inspect(sql string) Statement {
+	return InspectDialect(sql, DialectAny)
+}
+
+// InspectDialect analyses sql, read by the lexical rules of dialect d (see
+// Dialect). It never panics, whatever the input, and does no I/O. The
+// strings it returns do not share memory with sql.
+func InspectDialect(sql string, d Dialect) (st Statement) {
 	defer func() {
 		if recover() != nil {
 			// A bug, never expected: refuse rather than guess.
 			st = Statement{Kind: KindUnknown, Undetermined: true, Statements: 1}
 		}
 	}()
-	return inspect(sql)
+	return inspectDialect(sql, d)
 }
 
 // inspect is Inspect without the safety net, for tests and fuzzing.
-func inspect(sql string) Statement {
+func inspect(sql string) Statement { return inspectDialect(sql, DialectAny) }
+
+// inspectDialect is InspectDialect without the safety net.
+func inspectDialect(sql string, d Dialect) Statement {
 	a := analyzerPool.Get().(*analyzer)
-	st := a.run(sql)
+	st := a.run(sql, d)
 	a.reset()
 	analyzerPool.Put(a)
 	return st
@@ -98,17 +109,22 @@ var analyzerPool = sync.Pool{New: func() any { return new(analyzer) }}
 const (
 	maxPooledTokens = 4096
 	maxPooledFrames = 256
+	maxPooledFuncs  = 256
 )
 
 // reset prepares a for the pool.
 func (a *analyzer) reset() {
 	clear(a.reads)
 	clear(a.writes)
+	clear(a.temps)
 	*a = analyzer{
 		toks:   a.toks[:0],
 		frames: a.frames[:0],
 		reads:  a.reads[:0],
 		writes: a.writes[:0],
+		temps:  a.temps[:0],
+		funcs:  a.funcs[:0],
+		txops:  a.txops[:0],
 	}
 	if cap(a.toks) > maxPooledTokens {
 		a.toks = nil
@@ -116,13 +132,17 @@ func (a *analyzer) reset() {
 	if cap(a.frames) > maxPooledFrames {
 		a.frames = nil
 	}
+	if cap(a.funcs) > maxPooledFuncs {
+		a.funcs = nil
+	}
 }
 
-// run analyses sql with a reset analyzer.
-func (a *analyzer) run(sql string) Statement {
+// run analyses sql, read by the rules of d, with a reset analyzer.
+func (a *analyzer) run(sql string, d Dialect) Statement {
 	a.src = sql
+	a.dialect = d
 	var ls lexStatus
-	a.toks, ls = lex(sql, a.toks[:0])
+	a.toks, ls = lex(sql, a.toks[:0], d)
 	kind := KindSelect
 	n := 0
 	for i := 0; i < len(a.toks); {
@@ -154,44 +174,62 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 		Locking:          a.locking,
 		NonDeterministic: nondetList(a.nondet),
 		Statements:       n,
+		TableRefs:        a.tableRefs,
+		Subqueries:       a.subqueries,
+		Catalog:          a.catalog,
+		Replace:          a.replace,
+		SessionState:     a.session,
+		Functions:        a.funcList(),
 	}
-	r, w := sortDedup(a.reads), sortDedup(a.writes)
-	if len(r)+len(w) == 0 {
-		return st
+	if len(a.txops) > 0 {
+		st.TxOps = slices.Clone(a.txops)
 	}
+	r, w, tt := sortDedup(a.reads), sortDedup(a.writes), sortDedup(a.temps)
 	size := 0
-	for _, s := range r {
-		size += len(s)
+	for _, list := range [][]string{r, w, tt} {
+		for _, s := range list {
+			size += len(s)
+		}
 	}
-	for _, s := range w {
-		size += len(s)
+	for _, f := range st.Functions {
+		size += len(f.Schema) + len(f.Name)
+	}
+	if size == 0 && len(r)+len(w)+len(tt) == 0 {
+		return st
 	}
 	var b strings.Builder
 	b.Grow(size)
-	for _, s := range r {
-		b.WriteString(s)
+	names := make([]string, 0, len(r)+len(w)+len(tt))
+	for _, list := range [][]string{r, w, tt} {
+		for _, s := range list {
+			names = append(names, copyInto(&b, s))
+		}
 	}
-	for _, s := range w {
-		b.WriteString(s)
-	}
-	all := b.String()
-	names := make([]string, len(r)+len(w))
-	off := 0
-	for i, s := range r {
-		names[i] = all[off : off+len(s)]
-		off += len(s)
-	}
-	for i, s := range w {
-		names[len(r)+i] = all[off : off+len(s)]
-		off += len(s)
+	for i := range st.Functions {
+		f := &st.Functions[i]
+		f.Schema, f.Name = copyInto(&b, f.Schema), copyInto(&b, f.Name)
 	}
 	if len(r) > 0 {
 		st.Reads = names[:len(r):len(r)]
 	}
 	if len(w) > 0 {
-		st.Writes = names[len(r):]
+		st.Writes = names[len(r) : len(r)+len(w) : len(r)+len(w)]
+	}
+	if len(tt) > 0 {
+		st.TempTables = names[len(r)+len(w):]
 	}
 	return st
+}
+
+// copyInto appends s to b, whose capacity was grown to hold it, and returns
+// the copy: a substring of b's final string, which b never reallocates.
+func copyInto(b *strings.Builder, s string) string {
+	if s == "" {
+		return ""
+	}
+	off := b.Len()
+	b.WriteString(s)
+	return b.String()[off:]
 }
 
 // sortDedup sorts s in place and drops repeated names.

@@ -143,6 +143,40 @@ const (
 	kwView
 	kwVirtual
 
+	// Words that matter where they precede '(': keyword constructs that
+	// look like calls, and operators spelled as words.
+	kwAny
+	kwArray
+	kwBetween
+	kwCast
+	kwCoalesce
+	kwConflict
+	kwEscape
+	kwExtract
+	kwFilter
+	kwFirst
+	kwGlob
+	kwGreatest
+	kwGrouping
+	kwIlike
+	kwLeast
+	kwLike
+	kwMatch
+	kwNext
+	kwNullif
+	kwOperator
+	kwOver
+	kwOverlaps
+	kwOverlay
+	kwRegexp
+	kwRow
+	kwSimilar
+	kwSome
+	kwSubstring
+	kwTrim
+	kwVarying
+	kwZone
+
 	// Non-deterministic functions and keywords: keep them last and contiguous.
 	kwNow
 	kwCurrentTimestamp
@@ -179,6 +213,10 @@ const (
 	kwPgCurrentXactID
 	kwCurrentRole
 	kwGenRandomBytes
+	kwCurrentSchema
+	kwCurrentCatalog
+	kwSystemUser
+	kwUser // PostgreSQL's current_user, only under DialectPostgres; see noteNondet
 	// Only non-deterministic when called without a time value, which
 	// defaults to the current time; see noteNondet.
 	kwDate
@@ -208,6 +246,15 @@ const (
 	kfQueryStart
 	// kfMainVerb marks words that start the main statement after a WITH list.
 	kfMainVerb
+	// kfConstruct marks words that, unqualified and followed by '(', are a
+	// keyword construct rather than a function call: CAST(x AS t),
+	// COALESCE(...), x = ANY(...), ARRAY(...), ROW(...), EXTRACT(... FROM
+	// ...), TRIM(...), ...
+	kfConstruct
+	// kfOperator marks words that, after an operand and before '(', are a
+	// binary operator rather than a function call: x LIKE (y), x BETWEEN
+	// (a) AND (b), x AT TIME ZONE (z), x SIMILAR TO (p).
+	kfOperator
 )
 
 // keywordWords spells each keyword in lower case.
@@ -253,6 +300,17 @@ var keywordWords = [kwCount]string{
 	kwUnlisten: "unlisten", kwUnlogged: "unlogged", kwUescape: "uescape", kwVacuum: "vacuum",
 	kwVerbose: "verbose", kwView: "view", kwVirtual: "virtual",
 
+	kwAny: "any", kwArray: "array", kwBetween: "between", kwCast: "cast",
+	kwCoalesce: "coalesce", kwConflict: "conflict", kwEscape: "escape",
+	kwExtract: "extract", kwFilter: "filter", kwFirst: "first", kwGlob: "glob",
+	kwGreatest: "greatest", kwGrouping: "grouping", kwIlike: "ilike",
+	kwLeast: "least", kwLike: "like", kwMatch: "match", kwNext: "next",
+	kwNullif: "nullif", kwOperator: "operator", kwOver: "over",
+	kwOverlaps: "overlaps", kwOverlay: "overlay", kwRegexp: "regexp",
+	kwRow: "row", kwSimilar: "similar", kwSome: "some",
+	kwSubstring: "substring", kwTrim: "trim", kwVarying: "varying",
+	kwZone: "zone",
+
 	kwNow: "now", kwCurrentTimestamp: "current_timestamp",
 	kwCurrentDate: "current_date", kwCurrentTime: "current_time",
 	kwLocaltime: "localtime", kwLocaltimestamp: "localtimestamp",
@@ -270,6 +328,8 @@ var keywordWords = [kwCount]string{
 	kwTablesample: "tablesample", kwUUIDv4: "uuidv4", kwUUIDv7: "uuidv7",
 	kwRandomNormal: "random_normal", kwPgCurrentXactID: "pg_current_xact_id",
 	kwCurrentRole: "current_role", kwGenRandomBytes: "gen_random_bytes",
+	kwCurrentSchema: "current_schema", kwCurrentCatalog: "current_catalog",
+	kwSystemUser: "system_user", kwUser: "user",
 	kwDate: "date", kwTime: "time", kwDatetime: "datetime",
 	kwJulianday: "julianday", kwUnixepoch: "unixepoch", kwStrftime: "strftime",
 	kwAge: "age",
@@ -305,6 +365,19 @@ var kwFlags = func() (f [kwCount]uint8) {
 		kwReplace, kwUpsert,
 	} {
 		f[k] |= kfMainVerb
+	}
+	for _, k := range []keyword{
+		kwAny, kwSome, kwAll, kwCast, kwCoalesce, kwNullif, kwGreatest, kwLeast,
+		kwArray, kwRow, kwExtract, kwPosition, kwTrim, kwOverlay, kwGrouping,
+		kwOperator, kwVarying, kwExists, kwIn, kwValues, kwCase,
+	} {
+		f[k] |= kfConstruct
+	}
+	for _, k := range []keyword{
+		kwLike, kwIlike, kwGlob, kwRegexp, kwMatch, kwBetween, kwEscape,
+		kwOverlaps, kwSimilar, kwTo, kwZone, kwIs, kwAnd, kwOr, kwNot,
+	} {
+		f[k] |= kfOperator
 	}
 	return f
 }()

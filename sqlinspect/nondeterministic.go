@@ -41,7 +41,8 @@ var nondetOrder, nondetNames = func() ([]int, []string) {
 // noteNondet records the non-deterministic keyword k found at toks[i]. Some
 // functions count only when given no time value, which then defaults to the
 // current time: SQLite's date(), time(), datetime(), julianday(),
-// unixepoch() and strftime(format), and PostgreSQL's age(timestamp).
+// unixepoch() and strftime(format), and PostgreSQL's age(timestamp). USER
+// counts only under DialectPostgres.
 func (a *analyzer) noteNondet(i int, k keyword) {
 	switch k {
 	case kwDate, kwTime, kwDatetime, kwJulianday, kwUnixepoch:
@@ -50,6 +51,14 @@ func (a *analyzer) noteNondet(i int, k keyword) {
 		}
 	case kwStrftime, kwAge:
 		if n := a.argCount(i + 1); n != 1 && n != argsTooLong {
+			return
+		}
+	case kwUser:
+		// PostgreSQL reserves USER: bare, it is current_user; after a dot
+		// or AS it is a name. SQLite has no such keyword: there it is an
+		// ordinary column or table name.
+		if a.dialect != DialectPostgres || a.kindAt(i+1) == tkDot || a.kindAt(i+1) == tkLParen ||
+			i > a.start && (a.toks[i-1].kind == tkDot || a.isKw(i-1, kwAs)) {
 			return
 		}
 	}

@@ -97,6 +97,8 @@ func (a *analyzer) statement(sp span) Kind {
 	}
 	// The body runs when the trigger fires, not now. Its tables are
 	// reported all the same; its statements do not change this one's kind.
+	a.inBody = true
+	defer func() { a.inBody = false }()
 	for i := sp.bodyStart; i < end; {
 		j, depth := i, 0
 	body:
@@ -125,7 +127,7 @@ func (a *analyzer) scan(start, end int) Kind {
 	a.start, a.end = start, end
 	a.frames = append(a.frames[:0], frame{kind: fStmt})
 	a.malformed, a.dml = false, false
-	a.tablePosParen = -1
+	a.tablePosParen, a.notCallParen, a.tableFunc = -1, -1, -1
 	i, k, ex := a.topHead(start)
 	for i < end {
 		i = a.step(i)

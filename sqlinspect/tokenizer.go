@@ -72,9 +72,14 @@ var charClass = func() (t [256]uint8) {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// lex appends the tokens of s to toks. Whitespace and comments are dropped.
-// On lexUnterminated the tokens before the bad one are returned.
-func lex(s string, toks []token) ([]token, lexStatus) {
+// lex appends the tokens of s, read by the rules of dialect d, to toks.
+// Whitespace and comments are dropped. On lexUnterminated the tokens before
+// the bad one are returned. Under DialectAny, tokens are read the
+// PostgreSQL way where that can only show more (E'' and $$ strings, nested
+// comments) and the SQLite way otherwise (brackets, backquotes, :name
+// parameters), and lexAmbiguous is set wherever the two would split the
+// text into tokens that differ in a way that could hide one.
+func lex(s string, toks []token, d Dialect) ([]token, lexStatus) {
 	var st lexStatus
 	bc := bracketCheck{pos: -1}
 	n := len(s)
@@ -96,13 +101,21 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 			for i < n && charClass[s[i]]&ccIdentCont != 0 {
 				i++
 			}
-			if i == start+1 && (c == 'e' || c == 'E') && i < n && s[i] == '\'' {
+			switch {
+			case d != DialectSQLite && i == start+1 && (c == 'e' || c == 'E') && i < n && s[i] == '\'':
 				end, ok := scanEString(s, i)
+				if d == DialectAny {
+					// SQLite reads the word E and a plain string: the
+					// same text only if the two strings end together.
+					if pend, pok := scanQuoted(s, i, '\''); pend != end || pok != ok {
+						st |= lexAmbiguous
+					}
+				}
 				if !ok {
 					return toks, st | lexUnterminated
 				}
 				i, kind = end, tkEString
-			} else if i == start+1 && (c == 'u' || c == 'U') && i+1 < n && s[i] == '&' && (s[i+1] == '\'' || s[i+1] == '"') {
+			case d != DialectSQLite && i == start+1 && (c == 'u' || c == 'U') && i+1 < n && s[i] == '&' && (s[i+1] == '\'' || s[i+1] == '"'):
 				end, ok := scanQuoted(s, i+1, s[i+1])
 				if !ok {
 					return toks, st | lexUnterminated
@@ -112,7 +125,7 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 					kind = tkUQuoted
 				}
 				i = end
-			} else {
+			default:
 				kind, kw = tkWord, lookupKeyword(s[start:i])
 			}
 		case cls&ccDigit != 0 || c == '.' && i+1 < n && isDigit(s[i+1]):
@@ -122,16 +135,16 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 			switch c {
 			case '-':
 				if i < n && s[i] == '-' { // line comment
-					j := strings.IndexByte(s[i:], '\n')
-					if j < 0 {
-						j = n - i - 1
+					end, amb := lineCommentEnd(s, i+1, d)
+					if amb {
+						st |= lexAmbiguous
 					}
-					i += j + 1
+					i = end
 					continue
 				}
 			case '/':
 				if i < n && s[i] == '*' {
-					end, ok, nested := skipBlockComment(s, start)
+					end, ok, nested := skipBlockComment(s, start, d)
 					if nested {
 						st |= lexAmbiguous
 					}
@@ -141,53 +154,105 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 					i = end
 					continue
 				}
-			case '\'', '"', '`':
+			case '\'', '"':
 				end, ok := scanQuoted(s, start, c)
 				if !ok {
 					return toks, st | lexUnterminated
 				}
-				i = end
-				switch c {
-				case '\'':
-					kind = tkString
-				case '"':
+				i, kind = end, tkString
+				if c == '"' {
 					kind = tkQuoted
-				default:
-					kind = tkBacktick
 				}
+			case '`':
+				if d == DialectPostgres {
+					break // an operator character in PostgreSQL
+				}
+				end, ok := scanQuoted(s, start, c)
+				if !ok {
+					return toks, st | lexUnterminated
+				}
+				if d == DialectAny && backquoteAmbiguous(s[start+1:end-1]) {
+					st |= lexAmbiguous
+				}
+				i, kind = end, tkBacktick
 			case '[':
-				if end := bracketIdentEnd(s, start); end >= 0 {
-					i, kind = end, tkBracket
-				} else if bc.pos < 0 && i < noClose {
-					if p := strings.IndexByte(s[i:], ']'); p >= 0 {
-						bc = bracketCheck{pos: i + p}
-						toks = append(toks, token{start: start, end: i, kind: tkOp})
-						continue
+				switch d {
+				case DialectPostgres:
+					// A subscript or ARRAY[...]: ordinary tokens follow.
+				case DialectSQLite:
+					p := strings.IndexByte(s[i:], ']')
+					if p < 0 {
+						return toks, st | lexUnterminated
 					}
-					noClose = i // no ']' from here on: never search again
+					i, kind = i+p+1, tkBracket
+				default:
+					if end := bracketIdentEnd(s, start); end >= 0 {
+						i, kind = end, tkBracket
+					} else if bc.pos < 0 && i < noClose {
+						if p := strings.IndexByte(s[i:], ']'); p >= 0 {
+							bc = bracketCheck{pos: i + p}
+							toks = append(toks, token{start: start, end: i, kind: tkOp})
+							continue
+						}
+						noClose = i // no ']' from here on: never search again
+					}
 				}
 			case '$':
+				if d == DialectSQLite {
+					i, kind = scanSQLiteVar(s, start)
+					break
+				}
 				end, k, ok := scanDollar(s, start)
+				if k == tkDollar && d == DialectAny {
+					st |= lexAmbiguous // SQLite reads $tag$ as a variable
+				}
 				if !ok {
 					return toks, st | lexUnterminated
 				}
 				i, kind = end, k
+				if k == tkParam && d == DialectAny && sqliteVarTailAmbiguous(s, end) {
+					st |= lexAmbiguous
+				}
 			case '?':
 				for i < n && isDigit(s[i]) {
 					i++
 				}
 				kind = tkParam
 			case ':':
-				if i < n && s[i] == ':' {
+				switch {
+				case i < n && s[i] == ':':
 					i++ // the :: cast operator
-				} else if i < n && charClass[s[i]]&ccIdentStart != 0 {
+				case d == DialectPostgres:
+				case d == DialectSQLite:
+					i, kind = scanSQLiteVar(s, start)
+				case i < n && charClass[s[i]]&ccIdentStart != 0:
 					i = scanIdentCont(s, i)
 					kind = tkParam
+					if varAmbiguous(s, start+1, i) {
+						st |= lexAmbiguous
+					}
 				}
 			case '@':
-				if i < n && charClass[s[i]]&ccIdentStart != 0 {
+				switch {
+				case d == DialectPostgres:
+				case d == DialectSQLite:
+					i, kind = scanSQLiteVar(s, start)
+				case i < n && charClass[s[i]]&ccIdentStart != 0:
 					i = scanIdentCont(s, i)
 					kind = tkParam
+					if varAmbiguous(s, start+1, i) {
+						st |= lexAmbiguous
+					}
+				}
+			case '#':
+				switch {
+				case d == DialectSQLite:
+					i, kind = scanSQLiteVar(s, start)
+				case d == DialectAny && i < n && charClass[s[i]]&ccIdentCont != 0:
+					// An operator in PostgreSQL, a variable in SQLite.
+					if varAmbiguous(s, i, scanIdentCont(s, i)) {
+						st |= lexAmbiguous
+					}
 				}
 			case '(':
 				kind = tkLParen
@@ -201,7 +266,7 @@ func lex(s string, toks []token) ([]token, lexStatus) {
 				kind = tkDot
 			}
 		}
-		if !bc.token(s, start, kind) {
+		if d == DialectAny && !bc.token(s, start, kind) {
 			st |= lexAmbiguous
 		}
 		toks = append(toks, token{start: start, end: i, kind: kind, kw: kw})
@@ -289,9 +354,19 @@ func scanEString(s string, i int) (int, bool) {
 }
 
 // skipBlockComment returns the end of the /* comment starting at s[i].
-// Comments nest, as in PostgreSQL; nested reports whether they did (SQLite
-// would end the comment at the first */).
-func skipBlockComment(s string, i int) (end int, ok, nested bool) {
+// In PostgreSQL (and DialectAny) comments nest; nested reports whether they
+// did under DialectAny, where SQLite would end the comment at the first */.
+// SQLite comments do not nest.
+func skipBlockComment(s string, i int, d Dialect) (end int, ok, nested bool) {
+	if d == DialectSQLite {
+		p := strings.Index(s[i+2:], "*/")
+		if p < 0 {
+			// SQLite ends the comment with the text; report it all the
+			// same, as PostgreSQL would.
+			return len(s), false, false
+		}
+		return i + 2 + p + 2, true, false
+	}
 	depth := 1
 	j := i + 2
 	for j+1 < len(s) {
@@ -305,7 +380,7 @@ func skipBlockComment(s string, i int) (end int, ok, nested bool) {
 		case s[j] == '/' && s[j+1] == '*':
 			j += 2
 			depth++
-			nested = true
+			nested = d == DialectAny
 		default:
 			j++
 		}
