@@ -5,10 +5,13 @@ import (
 	"sync"
 	"testing"
 
+	"querycache.dev/keys"
 	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
 )
 
 func TestFromSQL(t *testing.T) {
+	cat := keys.CatalogTable
 	for _, c := range []struct {
 		sql  string
 		want querycache.Change
@@ -17,17 +20,66 @@ func TestFromSQL(t *testing.T) {
 		{`UPDATE public.posts SET title = ? WHERE id = ?`, querycache.Change{Tables: []string{"posts"}}},
 		{`DELETE FROM posts WHERE id IN (SELECT post_id FROM comments)`, querycache.Change{Tables: []string{"posts"}}},
 		{`INSERT INTO a VALUES (1); DELETE FROM b`, querycache.Change{Tables: []string{"a", "b"}}},
-		{`ALTER TABLE posts ADD COLUMN extra text`, querycache.Change{Tables: []string{"posts"}}},
-		{`ALTER TABLE tmp RENAME TO posts`, querycache.Change{Tables: []string{"posts", "tmp"}}},
 		{`DROP INDEX idx_posts_title`, querycache.Change{All: true}},
 		{`DO $$ BEGIN UPDATE posts SET x = 1; END $$`, querycache.Change{All: true}},
 		{`this is not sql`, querycache.Change{All: true}},
 		{`SELECT * FROM posts`, querycache.Change{}},
 		{`SAVEPOINT sp1`, querycache.Change{}},
-		{`PRAGMA foreign_keys = ON`, querycache.Change{}},
+		{`SET search_path TO tenant_a`, querycache.Change{}},
+		// DDL writes the catalog as an ordinary table, so that it
+		// invalidates what reads the catalog.
+		{`ALTER TABLE posts ADD COLUMN extra text`, querycache.Change{Tables: []string{cat, "posts"}}},
+		{`ALTER TABLE tmp RENAME TO posts`, querycache.Change{Tables: []string{cat, "posts", "tmp"}}},
+		{`CREATE TABLE "users" ("id" bigserial PRIMARY KEY)`, querycache.Change{Tables: []string{cat, "users"}}},
+		{"CREATE INDEX `idx_users_name` ON `users`(`name`)", querycache.Change{Tables: []string{cat, "users"}}},
+		{`DROP TABLE IF EXISTS "users"`, querycache.Change{Tables: []string{cat, "users"}}},
+		{`COMMENT ON TABLE users IS 'x'`, querycache.Change{Tables: []string{cat, "users"}}},
+		{`TRUNCATE users`, querycache.Change{Tables: []string{"users"}}},
+		{`PRAGMA foreign_keys = ON`, querycache.Change{Tables: []string{cat}}},
+		{`PRAGMA table_info(users)`, querycache.Change{}},
+		{`GRANT SELECT ON users TO bob`, querycache.Change{Tables: []string{cat}}},
+		{`ANALYZE users`, querycache.Change{Tables: []string{cat}}},
+		{`SELECT * FROM information_schema.tables`, querycache.Change{}},
+		{`DELETE FROM sqlite_sequence WHERE name = 'users'`, querycache.Change{Tables: []string{cat}}},
+		// A prepared transaction's writes become visible: tables unknown.
+		{`COMMIT PREPARED 'tx1'`, querycache.Change{All: true}},
+		// Text SQLite and PostgreSQL read differently: everything.
+		{"SELECT 1 -- x\r; UPDATE t SET a = 1", querycache.Change{All: true}},
+		{`SELECT $x$; DELETE FROM t; SELECT $x$`, querycache.Change{All: true}},
 	} {
 		if got := FromSQL(c.sql); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("FromSQL(%q) = %+v; want %+v", c.sql, got, c.want)
+		}
+	}
+}
+
+// TestFromSQLDialect checks that a write hidden by another dialect's
+// syntax is seen by the dialect that runs it, and not invented by the other.
+func TestFromSQLDialect(t *testing.T) {
+	pg, lite := sqlinspect.DialectPostgres, sqlinspect.DialectSQLite
+	for _, c := range []struct {
+		sql  string
+		d    sqlinspect.Dialect
+		want querycache.Change
+	}{
+		// PostgreSQL ends a -- comment at a lone carriage return.
+		{"SELECT 1 -- x\r; UPDATE t SET a = 1", pg, querycache.Change{Tables: []string{"t"}}},
+		{"SELECT 1 -- x\r; UPDATE t SET a = 1", lite, querycache.Change{}},
+		// SQLite has no E'' strings: the quote ends at the backslash.
+		{`SELECT e'\' FROM logs; DELETE FROM t; --'`, lite, querycache.Change{Tables: []string{"t"}}},
+		{`SELECT e'\' FROM logs; DELETE FROM t; --'`, pg, querycache.Change{}},
+		// SQLite has no dollar quotes: $x$ is a parameter.
+		{`SELECT $x$; DELETE FROM t; SELECT $x$`, lite, querycache.Change{Tables: []string{"t"}}},
+		{`SELECT $x$; DELETE FROM t; SELECT $x$`, pg, querycache.Change{}},
+		// SQLite comments do not nest.
+		{`SELECT 1 /* /* */ ; DELETE FROM t; -- */`, lite, querycache.Change{Tables: []string{"t"}}},
+		{`SELECT 1 /* /* */ ; DELETE FROM t; -- */`, pg, querycache.Change{}},
+		// DDL in either dialect writes the catalog.
+		{`CREATE TABLE t (id int)`, pg, querycache.Change{Tables: []string{keys.CatalogTable, "t"}}},
+		{`CREATE TABLE t (id int)`, lite, querycache.Change{Tables: []string{keys.CatalogTable, "t"}}},
+	} {
+		if got := FromSQLDialect(c.sql, c.d); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("FromSQLDialect(%q, %d) = %+v; want %+v", c.sql, c.d, got, c.want)
 		}
 	}
 }

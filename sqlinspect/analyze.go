@@ -84,8 +84,20 @@ type analyzer struct {
 	lookRes          bool
 }
 
-func (a *analyzer) addRead(name string)  { a.reads = append(a.reads, name) }
-func (a *analyzer) addWrite(name string) { a.writes = append(a.writes, name) }
+// addRead records the relation name as read; "" (a name relation refused)
+// is not recorded.
+func (a *analyzer) addRead(name string) {
+	if name != "" {
+		a.reads = append(a.reads, name)
+	}
+}
+
+// addWrite records the relation name as written; "" is not recorded.
+func (a *analyzer) addWrite(name string) {
+	if name != "" {
+		a.writes = append(a.writes, name)
+	}
+}
 
 // kindAt returns the kind of toks[i], or 0 past the statement's end.
 func (a *analyzer) kindAt(i int) tokKind {
@@ -178,14 +190,39 @@ func (a *analyzer) schemaName(j int) (schema, name string, next int, ok bool) {
 	return schema, name, next, name != ""
 }
 
-// relation returns the name under which the relation schema.name is
-// reported: CatalogTable for a system catalog, name otherwise.
+// relation returns the name under which the relation schema.name (both
+// unquoted and lower-cased) is reported: CatalogTable for a system catalog,
+// and otherwise name in keys.Table's normal form (quoted when it would read
+// differently unquoted, as "a.b" does). A name keys.Table refuses (control
+// characters, too long) makes the statement undetermined and gives "".
 func (a *analyzer) relation(schema, name string) string {
 	if keys.IsCatalog(schema, name) {
 		a.catalog = true
 		return CatalogTable
 	}
-	return name
+	if plainName(name) {
+		return name
+	}
+	n, err := keys.Table(`"` + strings.ReplaceAll(name, `"`, `""`) + `"`)
+	if err != nil {
+		a.undetermined = true
+		return ""
+	}
+	return n
+}
+
+// plainName reports whether name is made only of lower-case ASCII letters,
+// digits, '_' and '$': keys.Table's normal form of itself.
+func plainName(name string) bool {
+	if name == "" || len(name) > keys.MaxTableLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '$') {
+			return false
+		}
+	}
+	return true
 }
 
 // catalogWrite records that the statement changes the system catalog.

@@ -1,51 +1,25 @@
 package sqlinspect
 
-import "strings"
+import (
+	"strings"
+
+	"querycache.dev/keys"
+)
 
 // NormalizeTable turns a table reference as written in SQL or by GORM
 // (`"public"."Posts"`, `main.posts`, "`posts`", `[posts]`, `posts`) into the
-// name Inspect reports for it: the last dotted part, quotes removed, ASCII
-// lower-cased. "public.posts" becomes "posts" and `"My Table"` becomes
-// "my table".
+// name Inspect reports for it, keys.Table's normal form: the last dotted
+// part, quotes removed, ASCII lower-cased, so "public.posts" becomes "posts"
+// and `"My Table"` becomes "my table"; a system catalog
+// ("information_schema.tables", "sqlite_master") becomes CatalogTable; a
+// last part that would read differently unquoted stays quoted (`"a.b"`).
+// It returns "" for a name that does not spell a table (see keys.Table).
 //
 // Only ASCII letters are folded, as SQLite and PostgreSQL (in UTF-8) do for
 // unquoted names; quoted names are folded as well, which may merge two
 // tables whose names differ only in case: harmless for invalidation.
 func NormalizeTable(name string) string {
-	last := 0
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; c {
-		case '"', '`', '\'':
-			end, ok := scanQuoted(name, i, c)
-			if !ok {
-				return normalizePart(name[last:])
-			}
-			i = end - 1
-		case '[':
-			j := strings.IndexByte(name[i:], ']')
-			if j < 0 {
-				return normalizePart(name[last:])
-			}
-			i += j
-		case '.':
-			last = i + 1
-		}
-	}
-	return normalizePart(name[last:])
-}
-
-// normalizePart unquotes and lower-cases one part of a dotted name.
-func normalizePart(p string) string {
-	p = strings.TrimSpace(p)
-	if len(p) >= 2 {
-		switch q := p[0]; {
-		case (q == '"' || q == '`' || q == '\'') && p[len(p)-1] == q:
-			return unquoteIdent(p, q)
-		case q == '[' && p[len(p)-1] == ']':
-			return lowerASCII(p[1 : len(p)-1])
-		}
-	}
-	return lowerASCII(p)
+	return keys.NormalizeTable(name)
 }
 
 // unquoteIdent returns the lower-cased content of s, which is quoted with q
