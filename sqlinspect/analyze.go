@@ -409,7 +409,9 @@ func (a *analyzer) openParen(i int) int {
 	switch {
 	case a.isQueryParen(i):
 		k = fStmt
-		a.subqueries++
+		if a.kindAt(i+1) != tkLParen {
+			a.subqueries++ // ((SELECT ...)) is one query
+		}
 	case i == a.tablePosParen:
 		k = fFromGroup
 	case named:

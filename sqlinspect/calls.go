@@ -76,10 +76,12 @@ func (a *analyzer) typeOrAlias(p int) bool {
 // notCall reports whether the unqualified word toks[n], keyword k, followed
 // by '(', is not a function call: a clause keyword, a keyword construct, a
 // word operator after an operand, FILTER or OVER after a call, ON CONFLICT
-// (...), FETCH FIRST (n), or the name of a WITH query with its column list.
+// (...), FETCH FIRST (n), GROUPING SETS (...), or the name of a WITH query
+// with its column list.
 func (a *analyzer) notCall(n int, k keyword) bool {
 	if k == kwNone {
-		return a.cteName(n)
+		// GROUPING SETS (...) is a clause.
+		return a.cteName(n) || n > a.start && a.isKw(n-1, kwGrouping) && a.wordAt(n, "sets")
 	}
 	fl := kwFlags[k]
 	switch {
@@ -93,6 +95,8 @@ func (a *analyzer) notCall(n int, k keyword) bool {
 	}
 	p := a.toks[n-1]
 	switch {
+	case k == kwTo && p.kind == tkWord && p.kw == kwSimilar:
+		return true // x SIMILAR TO (pattern)
 	case fl&kfOperator != 0:
 		return a.isOperand(n - 1)
 	case k == kwFilter, k == kwOver:
