@@ -44,7 +44,8 @@ type frame struct {
 	aliasNext bool    // opened at a table position: "alias(columns)" may follow the ')'
 	noCount   bool    // a call's ORDER BY was seen: later commas separate no arguments
 	call      int32   // 1 + the index in analyzer.funcs of the call whose arguments this holds
-	commas    int32   // commas met at this level
+	commas    int32   // commas met at this level, outside brackets
+	brackets  int32   // depth of '[' (lexed as punctuation) at this level
 }
 
 // analyzer holds the state of one Inspect call. It is pooled.
@@ -287,7 +288,6 @@ func (a *analyzer) writeTargetName(j int) (schema, name string, next int, ok boo
 //
 // Anything else (a placeholder, a keyword, the end) is undetermined.
 func (a *analyzer) tableRef(j int) int {
-	a.tableRefs++
 	if a.isKw(j, kwLateral) && (a.kindAt(j+1) == tkLParen || a.isName(j+1) && a.kindAt(a.nameEnd(j+1)) == tkLParen) {
 		j++ // else "lateral" is a SQLite table's name
 	}
@@ -296,8 +296,9 @@ func (a *analyzer) tableRef(j int) int {
 	}
 	if a.kindAt(j) == tkLParen {
 		a.tablePosParen = j
-		return j
+		return j // what the parentheses hold is counted
 	}
+	a.tableRefs++
 	schema, name, next, ok := a.schemaName(j)
 	if !ok {
 		a.undetermined = true
@@ -374,11 +375,18 @@ func (a *analyzer) step(i int) int {
 			a.frames = a.frames[:fi]
 		}
 	case tkComma:
-		if !f.noCount {
-			f.commas++
+		if !f.noCount && f.brackets <= 0 {
+			f.commas++ // f(ARRAY[1, 2]) has one argument
 		}
 		if f.fromList && f.kind != fFunc {
 			return a.tableRef(i + 1)
+		}
+	case tkOp:
+		switch a.src[t.start] {
+		case '[':
+			f.brackets++
+		case ']':
+			f.brackets--
 		}
 	case tkSemi:
 		a.malformed = true // only reachable inside parentheses

@@ -98,7 +98,11 @@ func (a *analyzer) notCall(n int, k keyword) bool {
 	case k == kwTo && p.kind == tkWord && p.kw == kwSimilar:
 		return true // x SIMILAR TO (pattern)
 	case fl&kfOperator != 0:
-		return a.isOperand(n - 1)
+		o := n - 1
+		if o > a.start && p.kind == tkWord && p.kw == kwNot {
+			o-- // x NOT LIKE (y)
+		}
+		return a.isOperand(o)
 	case k == kwFilter, k == kwOver:
 		return p.kind == tkRParen
 	case k == kwConflict:

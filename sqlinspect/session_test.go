@@ -1,0 +1,258 @@
+package sqlinspect
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestSessionState(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want bool
+	}{
+		// PostgreSQL settings.
+		{`SET search_path TO tenant_a, public`, true},
+		{`SET SESSION search_path = tenant_b`, true},
+		{`SET "search_path" TO x`, true},
+		{`set Search_Path to x`, true},
+		{`SET search_path TO DEFAULT`, true},
+		{`SET ROLE tenant_a`, true},
+		{`SET SESSION ROLE tenant_a`, true},
+		{`SET SESSION AUTHORIZATION bob`, true},
+		{`SET TIME ZONE 'UTC'`, true},
+		{`SET timezone = 'Europe/Paris'`, true},
+		{`SET DateStyle TO ISO`, true},
+		{`SET app.tenant_id = '42'`, true},
+		{`SET extra_float_digits = 3`, true},
+		{`SET standard_conforming_strings = off`, true},
+		{`SET row_security = off`, true},
+		{`SET SCHEMA 'x'`, true},
+		{`SET NAMES 'UTF8'`, true},
+		{`RESET search_path`, true},
+		{`RESET ALL`, true},
+		{`RESET ROLE`, true},
+		{`RESET SESSION AUTHORIZATION`, true},
+		{`DISCARD ALL`, true},
+		{`DISCARD TEMP`, true},
+		{`LOAD 'auto_explain'`, true},
+		{`SELECT set_config('search_path', 'tenant_a', false)`, true},
+		{`SELECT pg_catalog.set_config('app.tenant', $1, true)`, true},
+		{`SELECT "set_config"('a', 'b', false)`, true},
+		{`SELECT * FROM t WHERE x = (SELECT set_config('a', 'b', false))`, true},
+		{`UPDATE t SET a = set_config('a', 'b', false)`, true},
+		{`SELECT 1; SET search_path TO x`, true},
+		// Transaction-scoped or harmless.
+		{`SET LOCAL search_path TO x`, false},
+		{`SET LOCAL ROLE x`, false},
+		{`SET TRANSACTION ISOLATION LEVEL SERIALIZABLE`, false},
+		{`SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`, false},
+		{`SET CONSTRAINTS ALL DEFERRED`, false},
+		{`SET statement_timeout = 5000`, false},
+		{`SET SESSION lock_timeout TO '1s'`, false},
+		{`SET idle_in_transaction_session_timeout = 0`, false},
+		{`SET application_name = 'web'`, false},
+		{`SET client_min_messages TO warning`, false},
+		{`SET log_min_duration_statement = 100`, false},
+		{`SET work_mem = '64MB'`, false},
+		{`SET maintenance_work_mem = '1GB'`, false},
+		{`SET synchronous_commit = off`, false},
+		{`SET jit = off`, false},
+		{`SET jit_above_cost = 10`, false},
+		{`SET enable_seqscan = off`, false},
+		{`SET random_page_cost = 1.1`, false},
+		{`RESET statement_timeout`, false},
+		{`SHOW search_path`, false},
+		{`SELECT current_setting('search_path')`, false},
+		{`SELECT * FROM t WHERE note = 'SET ROLE x'`, false},
+		// SQLite.
+		{`ATTACH DATABASE 'other.db' AS other`, true},
+		{`DETACH DATABASE other`, true},
+		{`PRAGMA case_sensitive_like = ON`, true},
+		{`PRAGMA case_sensitive_like(1)`, true},
+		{`PRAGMA main.reverse_unordered_selects = 1`, true},
+		{`PRAGMA full_column_names = 1`, true},
+		{`PRAGMA short_column_names = 0`, true},
+		{`PRAGMA read_uncommitted = true`, true},
+		{`SELECT load_extension('x')`, true},
+		{`PRAGMA foreign_keys = ON`, false},
+		{`PRAGMA journal_mode = WAL`, false},
+		{`PRAGMA busy_timeout = 5000`, false},
+		{`PRAGMA synchronous = NORMAL`, false},
+		{`PRAGMA cache_size = -2000`, false},
+		{`PRAGMA temp_store = MEMORY`, false},
+		{`PRAGMA mmap_size = 0`, false},
+		{`PRAGMA wal_autocheckpoint = 100`, false},
+		{`PRAGMA recursive_triggers = 1`, false},
+		{`PRAGMA defer_foreign_keys = 1`, false},
+		{`PRAGMA query_only = 1`, false},
+		{`PRAGMA automatic_index = 0`, false},
+		{`PRAGMA optimize`, false},
+		{`PRAGMA table_info(users)`, false},
+		{`PRAGMA foreign_keys`, false},
+		{`PRAGMA case_sensitive_like`, false},
+	} {
+		if got := inspect(c.sql); got.SessionState != c.want {
+			t.Errorf("Inspect(%q).SessionState = %v; want %v", c.sql, got.SessionState, c.want)
+		}
+	}
+}
+
+func TestTempTables(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want []string
+	}{
+		{`CREATE TEMP TABLE t (id int)`, l("t")},
+		{`CREATE TEMPORARY TABLE IF NOT EXISTS "Tmp" (id int)`, l("tmp")},
+		{`CREATE GLOBAL TEMPORARY TABLE g (id int)`, l("g")},
+		{`CREATE LOCAL TEMP TABLE lt AS SELECT * FROM users`, l("lt")},
+		{`CREATE TEMP VIEW v AS SELECT 1`, l("v")},
+		{`CREATE OR REPLACE TEMPORARY VIEW v2 AS SELECT 1`, l("v2")},
+		{`CREATE TEMP SEQUENCE s`, l("s")},
+		{`CREATE TABLE temp.t2 (id int)`, l("t2")},
+		{`CREATE TABLE pg_temp.t3 (id int)`, l("t3")},
+		{`CREATE VIRTUAL TABLE temp.fts USING fts5(body)`, l("fts")},
+		{`SELECT * INTO TEMP TABLE t4 FROM users`, l("t4")},
+		{`SELECT * INTO TEMPORARY t5 FROM users`, l("t5")},
+		{`CREATE TEMP TABLE a (x int); CREATE TEMP TABLE b (x int)`, l("a", "b")},
+		{`CREATE TABLE t (id int)`, nil},
+		{`CREATE UNLOGGED TABLE t (id int)`, nil},
+		{`SELECT * INTO t6 FROM users`, nil},
+		{`CREATE TABLE main.t (id int)`, nil},
+	} {
+		st := inspect(c.sql)
+		if !slices.Equal(st.TempTables, c.want) {
+			t.Errorf("Inspect(%q).TempTables = %q; want %q", c.sql, st.TempTables, c.want)
+		}
+		for _, name := range st.TempTables {
+			if !slices.Contains(st.Writes, name) {
+				t.Errorf("Inspect(%q): temporary %q not written: %q", c.sql, name, st.Writes)
+			}
+		}
+	}
+}
+
+func TestTxOps(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want []TxOp
+		kind Kind
+	}{
+		{`BEGIN`, []TxOp{TxBegin}, KindTx},
+		{`BEGIN TRANSACTION`, []TxOp{TxBegin}, KindTx},
+		{`BEGIN DEFERRED`, []TxOp{TxBegin}, KindTx},
+		{`BEGIN IMMEDIATE TRANSACTION`, []TxOp{TxBegin}, KindTx},
+		{`BEGIN EXCLUSIVE`, []TxOp{TxBegin}, KindTx},
+		{`BEGIN WORK`, []TxOp{TxBegin}, KindTx},
+		{`BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY`, []TxOp{TxBegin}, KindTx},
+		{`START TRANSACTION ISOLATION LEVEL REPEATABLE READ`, []TxOp{TxBegin}, KindTx},
+		{`COMMIT`, []TxOp{TxCommit}, KindTx},
+		{`COMMIT WORK`, []TxOp{TxCommit}, KindTx},
+		{`COMMIT TRANSACTION`, []TxOp{TxCommit}, KindTx},
+		{`END`, []TxOp{TxCommit}, KindTx},
+		{`END TRANSACTION`, []TxOp{TxCommit}, KindTx},
+		{`COMMIT AND CHAIN`, []TxOp{TxCommit, TxBegin}, KindTx},
+		{`COMMIT AND NO CHAIN`, []TxOp{TxCommit}, KindTx},
+		{`ROLLBACK`, []TxOp{TxRollback}, KindTx},
+		{`ROLLBACK WORK`, []TxOp{TxRollback}, KindTx},
+		{`ROLLBACK TRANSACTION`, []TxOp{TxRollback}, KindTx},
+		{`ROLLBACK AND CHAIN`, []TxOp{TxRollback, TxBegin}, KindTx},
+		{`ABORT`, []TxOp{TxRollback}, KindTx},
+		{`ABORT WORK AND CHAIN`, []TxOp{TxRollback, TxBegin}, KindTx},
+		{`ROLLBACK TO sp1`, []TxOp{TxRollbackTo}, KindTx},
+		{`ROLLBACK TO SAVEPOINT sp1`, []TxOp{TxRollbackTo}, KindTx},
+		{`ROLLBACK TRANSACTION TO SAVEPOINT sp1`, []TxOp{TxRollbackTo}, KindTx},
+		{`ROLLBACK WORK TO sp1`, []TxOp{TxRollbackTo}, KindTx},
+		{`SAVEPOINT sp1`, []TxOp{TxSavepoint}, KindTx},
+		{`RELEASE sp1`, []TxOp{TxRelease}, KindTx},
+		{`RELEASE SAVEPOINT sp1`, []TxOp{TxRelease}, KindTx},
+		{`PREPARE TRANSACTION 'tx1'`, []TxOp{TxCommit}, KindTx},
+		{`ROLLBACK PREPARED 'tx1'`, nil, KindTx},
+		{`COMMIT PREPARED 'tx1'`, nil, KindWrite},
+		{`BEGIN; UPDATE t SET a = 1; SAVEPOINT s; DELETE FROM t; ROLLBACK TO s; RELEASE s; COMMIT`,
+			[]TxOp{TxBegin, TxSavepoint, TxRollbackTo, TxRelease, TxCommit}, KindWrite},
+		{`SELECT 1`, nil, KindSelect},
+		{`SELECT 'BEGIN; COMMIT'`, nil, KindSelect},
+		// A trigger body's BEGIN ... END is no transaction.
+		{`CREATE TRIGGER t AFTER INSERT ON a BEGIN DELETE FROM b; END`, nil, KindDDL},
+	} {
+		st := inspect(c.sql)
+		if !slices.Equal(st.TxOps, c.want) || st.Kind != c.kind {
+			t.Errorf("Inspect(%q): TxOps %v, Kind %v; want %v, %v", c.sql, st.TxOps, st.Kind, c.want, c.kind)
+		}
+	}
+}
+
+func TestReplace(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want bool
+	}{
+		{"INSERT OR REPLACE INTO `users` (`id`,`email`) VALUES (?,?)", true},
+		{`insert or replace into users (id) values (1)`, true},
+		{"REPLACE INTO `users` (`id`) VALUES (?)", true},
+		{"UPDATE OR REPLACE `users` SET `email`=? WHERE `id` = ?", true},
+		{`WITH x AS (SELECT 1) INSERT OR REPLACE INTO t SELECT * FROM x`, true},
+		{`WITH x AS (SELECT 1) REPLACE INTO t SELECT * FROM x`, true},
+		{`CREATE TRIGGER tr AFTER INSERT ON a BEGIN INSERT OR REPLACE INTO b VALUES (1); END`, true},
+		{`INSERT OR IGNORE INTO users (id) VALUES (1)`, false},
+		{`UPDATE OR IGNORE users SET a = 1`, false},
+		{`UPDATE OR ABORT users SET a = 1`, false},
+		{`INSERT INTO users (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1`, false},
+		{`SELECT replace(name, 'a', 'b') FROM users`, false},
+		{`UPDATE users SET name = replace(name, 'a', 'b')`, false},
+	} {
+		if got := inspect(c.sql); got.Replace != c.want || got.Kind != KindWrite && got.Kind != KindSelect && got.Kind != KindDDL {
+			t.Errorf("Inspect(%q).Replace = %v (%s); want %v", c.sql, got.Replace, show(got), c.want)
+		}
+	}
+}
+
+func TestCatalog(t *testing.T) {
+	cat := CatalogTable
+	for _, c := range []struct {
+		name        string
+		sql         string
+		reads       []string
+		writes      []string
+		catalog     bool
+		determinate bool
+	}{
+		{"information_schema", `SELECT count(*) FROM information_schema.tables WHERE table_name = $1`, l(cat), nil, true, true},
+		{"information_schema columns", `SELECT column_name FROM "information_schema"."columns" WHERE table_name = $1`, l(cat), nil, true, true},
+		{"pg_catalog qualified", `SELECT * FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON true`, l(cat), nil, true, true},
+		{"pg relation unqualified", `SELECT * FROM pg_index WHERE indrelid = $1::regclass`, l(cat), nil, true, true},
+		{"pg_stat_activity", `SELECT count(*) FROM pg_stat_activity`, l(cat), nil, true, true},
+		{"sqlite_master", "SELECT count(*) FROM sqlite_master WHERE type = ? AND name = ?", l(cat), nil, true, true},
+		{"sqlite_schema qualified", "SELECT sql FROM main.sqlite_schema", l(cat), nil, true, true},
+		{"sqlite_temp_master", "SELECT * FROM sqlite_temp_master", l(cat), nil, true, true},
+		{"pragma function", `SELECT * FROM pragma_table_info('users')`, l(cat), nil, true, true},
+		{"pragma function joined", `SELECT m.name, p.name FROM sqlite_master m JOIN pragma_index_list(m.name) p`, l(cat), nil, true, true},
+		{"user table named tables", `SELECT * FROM tables JOIN information_schema.tables t ON true`, l(cat, "tables"), nil, true, true},
+		{"catalog in subquery", `SELECT * FROM users WHERE EXISTS (SELECT 1 FROM pg_class)`, l(cat, "users"), nil, true, true},
+		{"pragma statement", `PRAGMA table_info(users)`, l(cat), nil, true, true},
+		{"pragma read", `PRAGMA foreign_keys`, l(cat), nil, true, true},
+		{"pragma assignment", `PRAGMA user_version = 3`, l(cat), l(cat), true, true},
+		{"write to catalog", `DELETE FROM sqlite_sequence WHERE name = 'users'`, nil, l(cat), true, true},
+		{"create table", `CREATE TABLE users (id int)`, nil, l(cat, "users"), true, true},
+		{"create index", `CREATE INDEX idx ON users (name)`, nil, l(cat, "users"), true, true},
+		{"alter table", `ALTER TABLE users ADD COLUMN x int`, nil, l(cat, "users"), true, true},
+		{"drop table", `DROP TABLE users`, nil, l(cat, "users"), true, true},
+		{"drop index", `DROP INDEX idx`, nil, l(cat), true, false},
+		{"comment on", `COMMENT ON COLUMN users.name IS 'x'`, nil, l(cat, "users"), true, true},
+		{"create schema", `CREATE SCHEMA s`, nil, l(cat), true, false},
+		{"grant", `GRANT SELECT ON users TO bob`, nil, l(cat), true, true},
+		{"truncate is no catalog change", `TRUNCATE users`, nil, l("users"), false, true},
+		{"tables named like catalogs only when they are", `SELECT * FROM pgx, sqlitex, pragmax`, l("pgx", "pragmax", "sqlitex"), nil, false, true},
+		{"quoted", `SELECT * FROM "PG_CLASS"`, l(cat), nil, true, true},
+		{"other table function", `SELECT * FROM pg_catalog.generate_series(1, 3)`, nil, nil, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := inspect(c.sql)
+			if !slices.Equal(st.Reads, c.reads) || !slices.Equal(st.Writes, c.writes) || st.Catalog != c.catalog || st.Undetermined == c.determinate {
+				t.Errorf("Inspect(%q) = %s; want reads %q writes %q catalog %v determinate %v",
+					c.sql, show(st), c.reads, c.writes, c.catalog, c.determinate)
+			}
+		})
+	}
+}
