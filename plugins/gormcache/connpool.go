@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync/atomic"
 
 	"gorm.io/gorm"
 	"querycache.dev/invalidation"
@@ -88,6 +89,15 @@ type txConn struct {
 	committer gorm.TxCommitter
 	p         *Plugin
 	buf       *invalidation.Buffer
+	// session is set when a statement in the transaction may have changed
+	// connection state (SET LOCAL, set_config): its reads never use the
+	// cache.
+	session atomic.Bool
+	// unsure is set when transaction control was sent inside it as SQL
+	// text (COMMIT, ROLLBACK, BEGIN): its writes may have committed early,
+	// so every lookup is fenced until it ends, and its end applies what it
+	// buffered even on Rollback.
+	unsure atomic.Bool
 }
 
 // Commit commits the transaction, then applies its invalidations before
@@ -96,11 +106,19 @@ type txConn struct {
 func (t *txConn) Commit() error {
 	err := t.committer.Commit()
 	t.p.apply(context.Background(), t.buf.Commit())
+	t.p.w.endManaged(t)
 	return err
 }
 
-// Rollback rolls the transaction back and drops its invalidations.
+// Rollback rolls the transaction back and drops its invalidations, unless
+// a COMMIT sent as SQL text inside it may have committed some of them.
 func (t *txConn) Rollback() error {
+	if t.unsure.Load() {
+		err := t.committer.Rollback()
+		t.p.apply(context.Background(), t.buf.Commit())
+		t.p.w.endManaged(t)
+		return err
+	}
 	t.buf.Rollback()
 	return t.committer.Rollback()
 }
@@ -125,14 +143,27 @@ func (t *txConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, e
 func (t *txConn) GetDBConn() (*sql.DB, error) { return sqlDB(t.p.inner) }
 
 // managedTx returns the plugin's transaction a statement runs in, and
-// whether it runs in a transaction at all (managed or not).
+// whether it runs in a transaction object at all (managed or not; a
+// gorm.PreparedStmtTX around a raw *sql.Tx is not managed). A transaction
+// opened by SQL text on a connection is not seen here: see
+// Plugin.inTransaction.
 func managedTx(cp gorm.ConnPool) (*txConn, bool) {
-	if ptx, ok := cp.(*gorm.PreparedStmtTX); ok {
-		cp = ptx.Tx
+	switch sc := scopeOf(cp); sc.kind {
+	case scopeManaged:
+		return sc.tx, true
+	case scopeRawTx:
+		return nil, true
 	}
-	if t, ok := cp.(*txConn); ok {
-		return t, true
+	return nil, false
+}
+
+// inTransaction is managedTx, also counting a transaction opened by SQL
+// text that may be open on the statement's connection (any connection of
+// the pool, when one is open there).
+func (p *Plugin) inTransaction(cp gorm.ConnPool) (*txConn, bool) {
+	tx, inTx := managedTx(cp)
+	if inTx || p.w.suspended.Load() == 0 {
+		return tx, inTx
 	}
-	_, inTx := cp.(gorm.TxCommitter)
-	return nil, inTx
+	return nil, true
 }

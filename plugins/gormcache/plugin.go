@@ -41,6 +41,7 @@ type Plugin struct {
 	namesCount atomic.Int64
 	err        error
 	broken     map[string]bool // tests only: invalidation sources switched off
+	w          watch           // transactions and connection state the plugin cannot see (txwatch.go)
 }
 
 type modelTTL struct {
@@ -116,6 +117,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	}
 	if _, wrapped := db.ConnPool.(*pool); wrapped {
 		return errors.New("gormcache: this *gorm.DB already has a gormcache plugin")
+	}
+	if err := p.claim(db); err != nil {
+		return err
 	}
 	p.dialect = db.Dialector.Name()
 	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
@@ -225,25 +229,14 @@ func dsnOf(d gorm.Dialector) string {
 
 // record notes that the statement's write changed ch: inside a managed
 // transaction it waits for the commit; outside one (auto-commit) the write
-// has already committed when the callback runs, so it applies now.
+// has already committed when the callback runs, so it applies now. Inside a
+// transaction the plugin did not begin, it applies now, the tables stay
+// fenced, and it applies again once the end is confirmed (txwatch.go).
 func (p *Plugin) record(db *gorm.DB, source string, ch querycache.Change) {
 	if ch.Empty() || p.broken[source] {
 		return
 	}
-	tx, inTx := managedTx(db.Statement.ConnPool)
-	switch {
-	case tx != nil:
-		if !p.broken["commit"] {
-			tx.buf.Add(ch)
-		}
-	case inTx:
-		// A transaction begun outside the plugin (db.Connection, a raw
-		// *sql.Tx): its commit is invisible, so invalidate now and count it.
-		p.cache.CountBypass("unmanaged_transaction")
-		p.apply(stmtContext(db), ch)
-	default:
-		p.apply(stmtContext(db), ch)
-	}
+	p.recordScoped(db, ch)
 }
 
 func (p *Plugin) apply(ctx context.Context, ch querycache.Change) {

@@ -1,19 +1,193 @@
 package gormcache
 
 import (
+	"database/sql"
+
 	"gorm.io/gorm"
+	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
 )
+
+// scopeKind says where a statement runs, as far as transactions go.
+type scopeKind uint8
+
+const (
+	// scopePool: the connection pool, wrapped or not (a handle taken before
+	// db.Use keeps the unwrapped one). Statements auto-commit unless a raw
+	// BEGIN left a connection of the pool inside a transaction.
+	scopePool scopeKind = iota
+	// scopeConn: one *sql.Conn, from db.Connection.
+	scopeConn
+	// scopeManaged: a transaction the plugin began and sees end (txConn).
+	scopeManaged
+	// scopeRawTx: a transaction begun past the plugin (a *sql.Tx from the
+	// unwrapped pool or from a *sql.Conn): its commit is not seen.
+	scopeRawTx
+)
+
+type scope struct {
+	kind scopeKind
+	tx   *txConn          // scopeManaged
+	conn *sql.Conn        // scopeConn
+	raw  gorm.TxCommitter // scopeRawTx
+}
+
+// scopeOf classifies a statement's connection pool, looking through GORM's
+// prepared-statement wrappers.
+func scopeOf(cp gorm.ConnPool) scope {
+	for range 8 {
+		switch c := cp.(type) {
+		case *txConn:
+			return scope{kind: scopeManaged, tx: c}
+		case *gorm.PreparedStmtTX:
+			if c.Tx == nil {
+				return scope{kind: scopeRawTx, raw: c}
+			}
+			cp = c.Tx
+		case *gorm.PreparedStmtDB:
+			cp = c.ConnPool
+		case *sql.Conn:
+			return scope{kind: scopeConn, conn: c}
+		case *pool, *sql.DB, nil:
+			return scope{kind: scopePool}
+		case gorm.TxCommitter:
+			return scope{kind: scopeRawTx, raw: c}
+		default:
+			return scope{kind: scopePool}
+		}
+	}
+	return scope{kind: scopePool}
+}
 
 // connGuard returns a non-empty bypass reason when the statement must not
 // use the cache because of the connection it runs on: a transaction the
 // plugin cannot see, or session state that changes results.
-func (p *Plugin) connGuard(db *gorm.DB) string { return "" }
+func (p *Plugin) connGuard(db *gorm.DB) string {
+	if r := p.w.stopped.Load(); r != nil {
+		return *r
+	}
+	if p.w.suspended.Load() > 0 {
+		// A transaction opened by SQL text is open on a connection: what
+		// any connection reads may be inside it (see sqlTxState).
+		return "raw_transaction"
+	}
+	sc := scopeOf(db.Statement.ConnPool)
+	switch sc.kind {
+	case scopeRawTx:
+		return "unseen_transaction"
+	case scopeManaged:
+		if sc.tx.session.Load() {
+			return "transaction_session_state"
+		}
+		if sc.tx.unsure.Load() {
+			return "raw_transaction"
+		}
+	}
+	return ""
+}
 
 // fenced returns a non-empty bypass reason when any of tables has a write
-// whose commit the plugin cannot see yet.
-func (p *Plugin) fenced(tables []string) string { return "" }
+// whose commit the plugin cannot see yet, or may be shadowed by a temporary
+// table on some connection.
+func (p *Plugin) fenced(tables []string) string {
+	if p.w.tempCount.Load() > 0 && p.w.readsTemp(tables) {
+		return "temp_table"
+	}
+	if p.w.fenceCount.Load() == 0 {
+		return ""
+	}
+	if p.w.fencedSlow(tables) {
+		return "unseen_commit"
+	}
+	return ""
+}
 
 // observeRaw is told of every statement written by the user (db.Exec,
 // db.Raw) after it ran: transaction control and session state changes.
-func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {}
+func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
+	if plainRaw(info) {
+		return
+	}
+	sc := scopeOf(db.Statement.ConnPool)
+	if len(info.TempTables) > 0 {
+		p.noteTempTables(db, info.TempTables)
+	}
+	p.noteSession(db, sc, info)
+	if len(info.TxOps) > 0 {
+		p.noteTxOps(db, sc, info)
+	}
+}
+
+// plainRaw reports whether a raw statement can change neither transaction
+// nor connection state: one read, write or DDL statement without calls
+// that set configuration.
+func plainRaw(info sqlinspect.Statement) bool {
+	if len(info.TxOps) > 0 || info.SessionState || len(info.TempTables) > 0 || info.Statements > 1 {
+		return false
+	}
+	switch info.Kind {
+	case sqlinspect.KindSelect, sqlinspect.KindWrite, sqlinspect.KindDDL:
+	default:
+		return false
+	}
+	return !setsConfig(info)
+}
+
+// setsConfig reports whether the statement calls PostgreSQL's set_config,
+// which changes a setting for the session or the transaction.
+func setsConfig(info sqlinspect.Statement) bool {
+	for _, f := range info.Functions {
+		if f.Name == "set_config" && (f.Schema == "" || f.Schema == "pg_catalog") {
+			return true
+		}
+	}
+	return false
+}
+
+// noteTxOps follows transaction control sent as SQL text.
+func (p *Plugin) noteTxOps(db *gorm.DB, sc scope, info sqlinspect.Statement) {
+	failed := db.Error != nil
+	switch sc.kind {
+	case scopeRawTx:
+		// The *sql.Tx object's own end is watched; SQL text inside it can
+		// only end it early, which the watch covers too.
+	case scopeManaged:
+		for _, op := range info.TxOps {
+			if op == sqlinspect.TxBegin || op == sqlinspect.TxCommit || op == sqlinspect.TxRollback {
+				p.w.markUnsure(sc.tx)
+				return
+			}
+		}
+	case scopeConn:
+		p.w.stepConn(p, db, sc.conn, info, failed)
+	default:
+		p.w.stepPool(p, db, info, failed)
+	}
+}
+
+// recordScoped applies or buffers ch according to where the statement ran
+// (see record).
+func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
+	sc := scopeOf(db.Statement.ConnPool)
+	ctx := stmtContext(db)
+	switch sc.kind {
+	case scopeManaged:
+		if !p.broken["commit"] {
+			sc.tx.buf.Add(ch)
+		}
+	case scopeRawTx:
+		p.cache.CountBypass("unmanaged_transaction")
+		if !p.broken["unseen"] {
+			// Fence first: a lookup that passed the fence before it went up
+			// reads the versions this first invalidation replaces, or newer
+			// ones, which the second invalidation (after the commit) replaces.
+			p.w.fenceRaw(p, sc.raw, ch)
+		}
+		p.apply(ctx, ch)
+	case scopeConn:
+		p.w.recordConn(sc.conn, ch)
+		p.apply(ctx, ch)
+	default:
+		p.apply(ctx, ch)
+	}
+}

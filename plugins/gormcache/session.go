@@ -1,0 +1,257 @@
+package gormcache
+
+import (
+	"strconv"
+	"strings"
+
+	"gorm.io/gorm"
+	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
+)
+
+// SessionStateInKey declares that the function given to Tenant returns a
+// different value whenever the connection state a statement runs with
+// differs: every SET search_path, SET ROLE, set_config(...), ATTACH or
+// result-changing PRAGMA the application sends is matched by a different
+// Tenant value in the context of the statements that run under it.
+//
+// Without it, such a statement sent outside a transaction (or a non-local
+// one inside) makes the plugin stop serving and filling the cache for the
+// database, because connections may now return different rows for the
+// same SQL (counted as the bypass "session_state", logged once). With it,
+// the plugin trusts the key and keeps caching; a wrong declaration serves
+// one state's rows to another. Reads inside a transaction that changed
+// state never use the cache either way, and temporary tables are handled
+// apart (see fenced). Requires Tenant.
+func SessionStateInKey() Option { return func(p *Plugin) { p.w.stateInKey = true } }
+
+// maxTempNames bounds the names remembered as temporary tables; beyond it
+// caching stops.
+const maxTempNames = 1024
+
+// sessionWarning explains the stop for session state.
+const sessionWarning = "gormcache: a statement changed connection state (SET, SET ROLE, set_config, RESET, ATTACH, a PRAGMA that changes results) outside a transaction-local scope; connections may now return different rows for the same SQL, so this plugin no longer serves or fills the cache for this database (bypass \"session_state\"). To keep caching: qualify table names with their schema instead of SET search_path; give every connection the same state in the DSN or connection setup; or put the state in the cache key with gormcache.Tenant and declare it with gormcache.SessionStateInKey()."
+
+// noteSession applies the session-state rule to a raw statement:
+//   - inside a managed transaction, any statement that may change
+//     connection state (SET, SET LOCAL, set_config, anything but one plain
+//     read, write or DDL statement) marks the transaction: its reads never
+//     use the cache, even with ReadsInTransactions;
+//   - a change that outlives the transaction or is made outside one
+//     (sqlinspect's SessionState: not SET LOCAL nor set_config(..., true))
+//     stops caching for the database, unless SessionStateInKey.
+func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement) {
+	if p.broken["session"] {
+		return
+	}
+	if sc.kind == scopeManaged && changesState(info) {
+		sc.tx.session.Store(true)
+	}
+	if info.SessionState && !p.w.stateInKey && !localConfigOnly(db, info) {
+		p.w.stop("session_state", sessionWarning)
+	}
+}
+
+// localConfigOnly reports whether a statement's only session change is
+// transaction-local: one SELECT whose every set_config call passes true as
+// is_local (literally or bound), the usual way to give row-level security
+// a tenant for one transaction. Its effect ends with the transaction (with
+// the statement, outside one), so it does not change what connections
+// return afterwards.
+func localConfigOnly(db *gorm.DB, info sqlinspect.Statement) bool {
+	if info.Statements != 1 || info.Kind != sqlinspect.KindSelect || !setsConfig(info) {
+		return false
+	}
+	return localSetConfig(db.Statement.SQL.String(), db.Statement.Vars)
+}
+
+// localSetConfig scans sql for set_config calls and reports whether there
+// is at least one and each has three arguments, the third being true. Any
+// text it cannot read with certainty (comments, quoted identifiers,
+// dollar-quoted or escape strings) makes the answer false.
+func localSetConfig(sql string, vars []any) bool {
+	const name = "set_config"
+	found := false
+	for i := 0; i < len(sql); i++ {
+		c := sql[i]
+		switch {
+		case c == '\'':
+			end := skipString(sql, i)
+			if end < 0 {
+				return false
+			}
+			i = end
+		case c == '"', c == '`', c == '[':
+			return false
+		case c == '-' && i+1 < len(sql) && sql[i+1] == '-', c == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			return false
+		case c == '$' && (i+1 >= len(sql) || sql[i+1] < '0' || sql[i+1] > '9'):
+			return false
+		case (c == 'e' || c == 'E') && i+1 < len(sql) && sql[i+1] == '\'' && (i == 0 || !identChar(sql[i-1])):
+			return false
+		case identChar(c) && (i == 0 || !identChar(sql[i-1])):
+			j := i
+			for j < len(sql) && identChar(sql[j]) {
+				j++
+			}
+			if !strings.EqualFold(sql[i:j], name) {
+				i = j - 1
+				continue
+			}
+			args, end, ok := callArgs(sql, j)
+			if !ok || len(args) != 3 {
+				return false
+			}
+			if !trueArg(strings.TrimSpace(args[2]), vars) {
+				return false
+			}
+			found = true
+			i = end
+		}
+	}
+	return found
+}
+
+// skipString returns the index of the quote closing the string literal
+// opened at sql[i], or -1.
+func skipString(sql string, i int) int {
+	for j := i + 1; j < len(sql); j++ {
+		if sql[j] == '\'' {
+			if j+1 < len(sql) && sql[j+1] == '\'' {
+				j++
+				continue
+			}
+			return j
+		}
+	}
+	return -1
+}
+
+// callArgs splits the argument list of a call whose name ends at sql[from]
+// into its top-level arguments; end is the index of the closing
+// parenthesis. Strings may hold commas and parentheses; anything harder
+// makes ok false.
+func callArgs(sql string, from int) (args []string, end int, ok bool) {
+	i := from
+	for i < len(sql) && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r') {
+		i++
+	}
+	if i >= len(sql) || sql[i] != '(' {
+		return nil, 0, false
+	}
+	depth, start := 0, i+1
+	for j := i; j < len(sql); j++ {
+		switch sql[j] {
+		case '\'':
+			k := skipString(sql, j)
+			if k < 0 {
+				return nil, 0, false
+			}
+			j = k
+		case '"', '$', '-', '/':
+			if sql[j] == '$' && j+1 < len(sql) && sql[j+1] >= '0' && sql[j+1] <= '9' {
+				continue
+			}
+			return nil, 0, false
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth == 0 {
+				return append(args, sql[start:j]), j, true
+			}
+		case ',':
+			if depth == 1 {
+				args = append(args, sql[start:j])
+				start = j + 1
+			}
+		}
+	}
+	return nil, 0, false
+}
+
+// trueArg reports whether an argument is PostgreSQL's boolean true: the
+// keyword, a string PostgreSQL reads as true, or a $n placeholder bound to
+// one (set_config exists only on PostgreSQL, where GORM numbers them).
+func trueArg(a string, vars []any) bool {
+	var v any
+	switch {
+	case len(a) > 1 && a[0] == '$':
+		n, err := strconv.Atoi(a[1:])
+		if err != nil || n < 1 || n > len(vars) {
+			return false
+		}
+		v = vars[n-1]
+	case strings.EqualFold(a, "true"):
+		return true
+	case len(a) >= 2 && a[0] == '\'' && a[len(a)-1] == '\'':
+		v = a[1 : len(a)-1]
+	default:
+		return false
+	}
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "t", "true", "y", "yes", "on", "1":
+			return true
+		}
+	}
+	return false
+}
+
+// changesState reports whether a raw statement may change connection
+// state, erring towards yes.
+func changesState(info sqlinspect.Statement) bool {
+	if info.SessionState || setsConfig(info) || info.Statements > 1 {
+		return true
+	}
+	switch info.Kind {
+	case sqlinspect.KindSelect, sqlinspect.KindWrite, sqlinspect.KindDDL, sqlinspect.KindTx:
+		return false
+	}
+	return true
+}
+
+// noteTempTables remembers names created as temporary tables: on the
+// connection that created one, it shadows the permanent relation of that
+// name, so no lookup reading the name uses the cache any more. The names
+// are also invalidated, for an entry filled from the temporary table on
+// that connection between its creation and now.
+func (p *Plugin) noteTempTables(db *gorm.DB, names []string) {
+	if p.broken["temp"] {
+		return
+	}
+	var ch querycache.Change
+	for _, n := range names {
+		n = sqlinspect.NormalizeTable(n)
+		if n == "" {
+			continue
+		}
+		if _, loaded := p.w.temps.LoadOrStore(n, struct{}{}); !loaded {
+			if p.w.tempCount.Add(1) > maxTempNames {
+				p.w.stop("temp_tables", "gormcache: more than 1024 names were created as temporary tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+			}
+		}
+		ch.Tables = append(ch.Tables, n)
+	}
+	if len(ch.Tables) > 0 {
+		p.apply(stmtContext(db), ch)
+	}
+}
+
+// readsTemp reports whether any of tables was ever created as a temporary
+// table.
+func (w *watch) readsTemp(tables []string) bool {
+	for _, t := range tables {
+		if _, ok := w.temps.Load(t); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func identChar(b byte) bool {
+	return b == '_' || b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b >= 0x80
+}

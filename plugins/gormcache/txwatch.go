@@ -1,0 +1,659 @@
+package gormcache
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
+)
+
+// watch is what the plugin knows about transactions it did not begin and
+// about connection state: the paths GORM offers around the wrapped pool
+// (db.Connection, a handle taken before db.Use, BEGIN sent as SQL text).
+//
+// Three mechanisms, from the cheapest to the strongest:
+//
+//   - a transaction object the plugin did not begin (a raw *sql.Tx) is seen
+//     in the statement's ConnPool: its reads bypass the cache, and the
+//     tables it writes are fenced (see fence) until its end is confirmed;
+//   - a transaction opened by SQL text (BEGIN, START TRANSACTION, SQLite's
+//     SAVEPOINT) on a db.Connection or on the pool suspends every lookup of
+//     the plugin until its COMMIT or ROLLBACK is seen on the same scope
+//     (see sqlTxState): a connection returned to the pool with such a
+//     transaction still open would carry it to any later statement;
+//   - what cannot be followed stops caching for the database, counted by
+//     reason, with one warning (see stop).
+type watch struct {
+	registered atomic.Bool
+	stateInKey bool
+	log        logger.Interface
+
+	stopped    atomic.Pointer[string] // why caching stopped for good; nil while it has not
+	suspended  atomic.Int32           // transactions opened by SQL text and not yet ended
+	fenceCount atomic.Int32           // live fences
+	tempCount  atomic.Int32           // names created as temporary tables
+	temps      sync.Map               // name -> struct{}
+
+	mu      sync.Mutex
+	conns   map[*sql.Conn]*sqlTxState // open transactions by SQL text on a db.Connection
+	pool    sqlTxState                // the open transaction by SQL text on the pool, if any
+	fences  map[any]*fence            // by transaction
+	running bool                      // a sweeper goroutine runs
+	wake    chan struct{}
+	sweepMu sync.Mutex // one sweep at a time
+}
+
+// sweepInterval is how often the sweeper looks for transactions that ended
+// without anyone reading a table they fenced, and for abandoned
+// connections. Lookups that meet a fence check it at once.
+const sweepInterval = 200 * time.Millisecond
+
+// maxTrackedChange bounds the rows remembered for a transaction's second
+// invalidation: beyond it, rows are widened to their tables.
+const maxTrackedChange = 4096
+
+// stop makes the plugin stop serving and filling the cache for this
+// database, for good, and logs why once.
+func (w *watch) stop(reason, msg string) {
+	r := reason
+	if w.stopped.CompareAndSwap(nil, &r) && w.log != nil {
+		w.log.Warn(context.Background(), "%s", msg)
+	}
+}
+
+// sqlTxState follows the transaction that SQL text opened on one
+// connection (a db.Connection) or on a one-connection pool.
+type sqlTxState struct {
+	open bool
+	// sp counts the savepoints of a transaction that SQLite's SAVEPOINT
+	// opened (outside BEGIN): releasing the last one commits it. It may
+	// count more than there are (RELEASE of an outer name releases the
+	// inner ones too), which only keeps the transaction open longer.
+	sp int
+	// change is what the transaction wrote, applied again when it ends.
+	change querycache.Change
+}
+
+// step applies the transaction-control statements of one text. failed
+// reports that the text returned an error: which of its statements ran is
+// then unknown, so a begin counts and an end counts only when the
+// database ends the transaction even on failure.
+func (s *sqlTxState) step(info sqlinspect.Statement, failed, sqlite bool) {
+	if failed {
+		if info.Statements <= 1 && len(info.TxOps) == 1 {
+			switch info.TxOps[0] {
+			case sqlinspect.TxRollback:
+				// A failed ROLLBACK means there was no transaction.
+				s.open, s.sp = false, 0
+				return
+			case sqlinspect.TxCommit:
+				if !sqlite {
+					// PostgreSQL ends the block on COMMIT whatever happens;
+					// SQLite keeps it open when COMMIT fails (SQLITE_BUSY).
+					s.open, s.sp = false, 0
+					return
+				}
+			}
+		}
+		for _, op := range info.TxOps {
+			if op == sqlinspect.TxBegin || op == sqlinspect.TxSavepoint && sqlite {
+				s.open = true
+			}
+		}
+		return
+	}
+	for _, op := range info.TxOps {
+		switch op {
+		case sqlinspect.TxBegin:
+			s.open = true
+		case sqlinspect.TxSavepoint:
+			switch {
+			case !s.open && sqlite:
+				s.open, s.sp = true, 1
+			case s.sp > 0:
+				s.sp++
+			}
+		case sqlinspect.TxRelease:
+			if s.sp > 0 {
+				s.sp--
+				if s.sp == 0 {
+					s.open = false
+				}
+			}
+		case sqlinspect.TxCommit, sqlinspect.TxRollback:
+			s.open, s.sp = false, 0
+		}
+	}
+}
+
+// mergeBounded merges ch into dst, widening rows to tables when too many
+// are held.
+func mergeBounded(dst *querycache.Change, ch querycache.Change) {
+	dst.Merge(ch)
+	if len(dst.Rows) <= maxTrackedChange && len(dst.Tables) <= maxTrackedChange {
+		return
+	}
+	seen := map[string]struct{}{}
+	var tables []string
+	for _, t := range dst.Tables {
+		seen[t] = struct{}{}
+	}
+	for _, r := range dst.Rows {
+		seen[r.Table] = struct{}{}
+	}
+	if len(seen) > maxTrackedChange {
+		*dst = querycache.Change{All: true}
+		return
+	}
+	for t := range seen {
+		tables = append(tables, t)
+	}
+	*dst = querycache.Change{Tables: tables, All: dst.All}
+}
+
+// stepConn follows transaction control on a db.Connection.
+func (w *watch) stepConn(p *Plugin, db *gorm.DB, conn *sql.Conn, info sqlinspect.Statement, failed bool) {
+	w.mu.Lock()
+	st := w.conns[conn]
+	was := st != nil && st.open
+	if st == nil {
+		st = &sqlTxState{}
+	}
+	st.step(info, failed, p.dialect == "sqlite")
+	switch {
+	case !was && st.open:
+		if w.conns == nil {
+			w.conns = map[*sql.Conn]*sqlTxState{}
+		}
+		w.conns[conn] = st
+		w.suspended.Add(1)
+		w.mu.Unlock()
+		w.kick(p)
+	case was && !st.open:
+		delete(w.conns, conn)
+		ch := st.change
+		w.mu.Unlock()
+		// The second invalidation comes before lookups resume: a reader
+		// that filled between a write and this commit carries versions it
+		// replaces.
+		p.apply(stmtContext(db), ch)
+		w.suspended.Add(-1)
+	default:
+		w.mu.Unlock()
+	}
+}
+
+// recordConn remembers a write made in a transaction opened by SQL text on
+// conn, to apply it again when the transaction ends.
+func (w *watch) recordConn(conn *sql.Conn, ch querycache.Change) {
+	if w.suspended.Load() == 0 {
+		return
+	}
+	w.mu.Lock()
+	if st := w.conns[conn]; st != nil && st.open {
+		mergeBounded(&st.change, ch)
+	}
+	w.mu.Unlock()
+}
+
+// stepPool follows transaction control sent on the pool. On a pool of
+// several connections, BEGIN leaves one connection, unknown, inside a
+// transaction that any later statement may join: nothing can follow it,
+// so caching stops. On a one-connection pool every statement joins it, so
+// lookups are suspended until its end, which then invalidates everything:
+// statements of other goroutines may have run in it unseen.
+func (w *watch) stepPool(p *Plugin, db *gorm.DB, info sqlinspect.Statement, failed bool) {
+	sqlite := p.dialect == "sqlite"
+	begins := false
+	for _, op := range info.TxOps {
+		if op == sqlinspect.TxBegin || op == sqlinspect.TxSavepoint && sqlite {
+			begins = true
+		}
+	}
+	w.mu.Lock()
+	was := w.pool.open
+	if !was && !begins {
+		w.mu.Unlock()
+		return
+	}
+	if maxOpenConns(p) != 1 {
+		w.mu.Unlock()
+		w.stop("raw_transaction_pool", "gormcache: BEGIN sent as SQL text on a pool of several connections leaves one of them, unknown, inside a transaction that later statements may join; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_pool\"). Use db.Transaction or db.Begin, or send BEGIN and COMMIT inside one db.Connection.")
+		return
+	}
+	w.pool.step(info, failed, sqlite)
+	now := w.pool.open
+	w.mu.Unlock()
+	switch {
+	case !was && now:
+		w.suspended.Add(1)
+	case was && !now:
+		p.apply(stmtContext(db), querycache.Change{All: true})
+		w.suspended.Add(-1)
+	}
+}
+
+// maxOpenConns returns the pool's connection limit (0: none), or -1 when
+// the pool is not a *sql.DB the plugin can ask.
+func maxOpenConns(p *Plugin) int {
+	d, err := sqlDB(p.inner)
+	if err != nil || d == nil {
+		return -1
+	}
+	return d.Stats().MaxOpenConnections
+}
+
+// fence keeps lookups of the tables a transaction wrote away from the cache
+// until its end is known and visible to every connection.
+type fence struct {
+	raw    gorm.TxCommitter // nil for a managed transaction, whose end is seen
+	tables map[string]struct{}
+	all    bool
+	change querycache.Change // applied again when the fence lifts
+	ended  atomic.Bool       // the transaction object reports its end
+	gone   bool              // lifting: writes start a new fence
+
+	// Owned by the sweep (sweepMu).
+	xip    []int64 // PostgreSQL: transactions running when the end was seen
+	xipSet bool
+}
+
+func newFence() *fence { return &fence{tables: map[string]struct{}{}} }
+
+func (f *fence) add(ch querycache.Change) {
+	f.all = f.all || ch.All
+	for _, t := range ch.Tables {
+		f.tables[sqlinspect.NormalizeTable(t)] = struct{}{}
+	}
+	for _, r := range ch.Rows {
+		f.tables[sqlinspect.NormalizeTable(r.Table)] = struct{}{}
+	}
+	mergeBounded(&f.change, ch)
+	if len(f.tables) > maxTrackedChange {
+		f.all = true
+	}
+}
+
+func (f *fence) covers(tables []string) bool {
+	if f.all {
+		return true
+	}
+	for _, t := range tables {
+		if _, ok := f.tables[t]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// fenceRaw fences what ch touches until the raw transaction ends.
+func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) {
+	if t := reflect.TypeOf(raw); t == nil || !t.Comparable() {
+		w.stop("unseen_transaction_untracked", "gormcache: a write ran in a transaction the plugin cannot follow; this plugin no longer serves or fills the cache for this database (bypass \"unseen_transaction_untracked\"). Begin transactions on a *gorm.DB the plugin is registered on.")
+		return
+	}
+	w.mu.Lock()
+	f := w.fences[raw]
+	if f == nil || f.gone {
+		f = newFence()
+		f.raw = raw
+		if w.fences == nil {
+			w.fences = map[any]*fence{}
+		}
+		w.fences[raw] = f
+		w.fenceCount.Add(1)
+	}
+	f.add(ch)
+	w.mu.Unlock()
+	w.kick(p)
+}
+
+// markUnsure notes that transaction control sent as SQL text ran inside a
+// managed transaction: COMMIT may have committed its writes early, and
+// later ones may auto-commit or belong to another transaction. Until the
+// managed transaction ends every lookup is fenced; its end then applies
+// what it buffered, committed or rolled back.
+func (w *watch) markUnsure(tx *txConn) {
+	if !tx.unsure.CompareAndSwap(false, true) {
+		return
+	}
+	f := newFence()
+	f.all = true
+	w.mu.Lock()
+	if w.fences == nil {
+		w.fences = map[any]*fence{}
+	}
+	w.fences[tx] = f
+	w.fenceCount.Add(1)
+	w.mu.Unlock()
+}
+
+// endManaged lifts the fence of an unsure managed transaction; the caller
+// has applied its buffer.
+func (w *watch) endManaged(tx *txConn) {
+	if !tx.unsure.Load() {
+		return
+	}
+	w.mu.Lock()
+	if _, ok := w.fences[tx]; ok {
+		delete(w.fences, tx)
+		w.fenceCount.Add(-1)
+	}
+	w.mu.Unlock()
+}
+
+// fencedSlow reports whether a fence covers any of tables, and notes the
+// end of fencing transactions on the way (the sweep confirms and lifts).
+func (w *watch) fencedSlow(tables []string) bool {
+	w.mu.Lock()
+	hit := false
+	var check []*fence
+	for _, f := range w.fences {
+		if f.covers(tables) {
+			hit = true
+			if f.raw != nil && !f.ended.Load() {
+				check = append(check, f)
+			}
+		}
+	}
+	w.mu.Unlock()
+	wake := false
+	for _, f := range check {
+		if txEnded(f.raw) {
+			f.ended.Store(true)
+			wake = true
+		}
+	}
+	if wake {
+		w.poke()
+	}
+	return hit
+}
+
+// txEnded reports whether a transaction object says it has been committed
+// or rolled back, without a round trip: database/sql's Tx.StmtContext
+// answers ErrTxDone once the transaction is done, and an error of its own
+// for a statement of no database before. A transaction that cannot say is
+// never ended.
+//
+// database/sql marks a transaction done before it sends COMMIT, so this
+// does not prove that the commit is visible: confirmEnd does.
+func txEnded(raw gorm.TxCommitter) (ended bool) {
+	s, ok := raw.(interface {
+		StmtContext(context.Context, *sql.Stmt) *sql.Stmt
+	})
+	if !ok {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			ended = false
+		}
+	}()
+	st := s.StmtContext(context.Background(), &sql.Stmt{})
+	if st == nil {
+		return false
+	}
+	return errors.Is(st.Close(), sql.ErrTxDone)
+}
+
+// kick starts the sweeper if it is not running.
+func (w *watch) kick(p *Plugin) {
+	w.mu.Lock()
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go w.loop(p)
+	}
+}
+
+func (w *watch) poke() {
+	w.mu.Lock()
+	ch := w.wake
+	w.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// loop sweeps until nothing is left to watch.
+func (w *watch) loop(p *Plugin) {
+	w.mu.Lock()
+	wake := w.wake
+	w.mu.Unlock()
+	t := time.NewTimer(sweepInterval)
+	defer t.Stop()
+	for idle := 0; ; idle++ {
+		if !w.sweep(p) {
+			w.mu.Lock()
+			if !w.pendingLocked() {
+				w.running = false
+				w.mu.Unlock()
+				return
+			}
+			w.mu.Unlock()
+		}
+		if idle%64 == 63 && dbClosed(p) {
+			w.mu.Lock()
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		select {
+		case <-wake:
+		case <-t.C:
+		}
+		t.Reset(sweepInterval)
+	}
+}
+
+// pendingLocked reports whether anything needs sweeping: a raw fence or an
+// open transaction on a db.Connection.
+func (w *watch) pendingLocked() bool {
+	if len(w.conns) > 0 {
+		return true
+	}
+	for _, f := range w.fences {
+		if f.raw != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// dbClosed reports whether the database was closed, so that the sweeper
+// does not outlive it.
+func dbClosed(p *Plugin) bool {
+	d, err := sqlDB(p.inner)
+	if err != nil || d == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	c, err := d.Conn(ctx)
+	if err != nil {
+		return err.Error() == "sql: database is closed"
+	}
+	_ = c.Close()
+	return false
+}
+
+// sweep confirms the end of fencing transactions and lifts their fences,
+// and finds db.Connections closed with a transaction still open. It
+// reports whether anything is left to watch.
+func (w *watch) sweep(p *Plugin) bool {
+	w.sweepMu.Lock()
+	defer w.sweepMu.Unlock()
+	w.mu.Lock()
+	var raws []*fence
+	for _, f := range w.fences {
+		if f.raw != nil && !f.gone {
+			raws = append(raws, f)
+		}
+	}
+	conns := make([]*sql.Conn, 0, len(w.conns))
+	for c := range w.conns {
+		conns = append(conns, c)
+	}
+	w.mu.Unlock()
+
+	left := 0
+	for _, f := range raws {
+		if !f.ended.Load() {
+			if !txEnded(f.raw) {
+				left++
+				continue
+			}
+			f.ended.Store(true)
+		}
+		if !p.confirmEnd(f) {
+			left++
+			continue
+		}
+		w.lift(p, f)
+	}
+	for _, c := range conns {
+		if connClosed(c) {
+			w.lostConn(p, c)
+		} else {
+			left++
+		}
+	}
+	return left > 0
+}
+
+// lift applies a fence's second invalidation, then removes it: a lookup
+// sees no fence only once the versions it reads are newer than any fill
+// of the old rows.
+func (w *watch) lift(p *Plugin, f *fence) {
+	w.mu.Lock()
+	f.gone = true
+	ch := f.change
+	w.mu.Unlock()
+	if !p.broken["unseen_second"] {
+		p.apply(context.Background(), ch)
+	}
+	w.mu.Lock()
+	if w.fences[f.raw] == f {
+		delete(w.fences, f.raw)
+	}
+	w.fenceCount.Add(-1)
+	w.mu.Unlock()
+}
+
+// connClosed reports whether a *sql.Conn has been closed (returned to the
+// pool). It waits for a statement running on the connection, never for
+// the network.
+func connClosed(c *sql.Conn) bool {
+	return errors.Is(c.Raw(func(any) error { return nil }), sql.ErrConnDone)
+}
+
+// lostConn handles a db.Connection closed with a transaction opened by SQL
+// text still open: its connection went back to the pool inside that
+// transaction (SQLite keeps it; PostgreSQL's pgx driver discards it on
+// reuse), where any later statement may join it.
+func (w *watch) lostConn(p *Plugin, c *sql.Conn) {
+	w.mu.Lock()
+	st := w.conns[c]
+	delete(w.conns, c)
+	w.mu.Unlock()
+	if st == nil {
+		return
+	}
+	w.stop("raw_transaction_lost", "gormcache: a db.Connection ended with a transaction it opened by SQL text (BEGIN) still open, and its connection went back to the pool inside it; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_lost\"). End every BEGIN with COMMIT or ROLLBACK before the db.Connection function returns.")
+	w.suspended.Add(-1)
+}
+
+// confirmEnd reports whether the end of a transaction that said it ended
+// is visible to every new read: database/sql marks a transaction done just
+// before it sends COMMIT.
+func (p *Plugin) confirmEnd(f *fence) bool {
+	d, err := sqlDB(p.inner)
+	if err != nil || d == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	switch p.dialect {
+	case "sqlite":
+		return sqliteWriterGone(ctx, d)
+	case "postgres":
+		return postgresEndVisible(ctx, d, f)
+	}
+	p.w.stop("unseen_transaction_unconfirmed", "gormcache: a write ran in a transaction the plugin did not begin, and on "+p.dialect+" it cannot confirm when that commit is visible; this plugin no longer serves or fills the cache for this database. Begin transactions on the *gorm.DB the plugin is registered on (not inside db.Connection, nor on a handle taken before db.Use).")
+	return false
+}
+
+// sqliteWriterGone takes and releases SQLite's write lock. The writing
+// transaction has held it since its first write and releases it only once
+// its commit is durable and visible, so getting it proves the end.
+func sqliteWriterGone(ctx context.Context, d *sql.DB) bool {
+	c, err := d.Conn(ctx)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return false
+	}
+	if _, err := c.ExecContext(ctx, "ROLLBACK"); err != nil {
+		// Never return a connection to the pool inside a transaction.
+		_ = c.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return true
+}
+
+// postgresEndVisible reports whether every transaction that was running
+// when the end was first seen (the fencing one among them, if its commit
+// was still in flight) has left the snapshot of running transactions: a
+// new snapshot then sees its commit. A long transaction that was running
+// at that moment delays the answer; it never makes it wrong.
+func postgresEndVisible(ctx context.Context, d *sql.DB, f *fence) bool {
+	rows, err := d.QueryContext(ctx, "SELECT txid_snapshot_xip(txid_current_snapshot())")
+	if err != nil {
+		return false
+	}
+	defer rows.Close()
+	running := map[int64]struct{}{}
+	for rows.Next() {
+		var x int64
+		if err := rows.Scan(&x); err != nil {
+			return false
+		}
+		running[x] = struct{}{}
+	}
+	if rows.Err() != nil {
+		return false
+	}
+	if !f.xipSet {
+		f.xipSet = true
+		for x := range running {
+			f.xip = append(f.xip, x)
+		}
+		return len(f.xip) == 0
+	}
+	still := f.xip[:0]
+	for _, x := range f.xip {
+		if _, ok := running[x]; ok {
+			still = append(still, x)
+		}
+	}
+	f.xip = still
+	return len(still) == 0
+}
