@@ -482,13 +482,8 @@ func TestImpureStatementsAreNotCached(t *testing.T) {
 			}
 		}
 		cached := gormcache.Cacheable()
-		for _, q := range impure {
-			run := func() { var r []map[string]any; must(t, e.db.Scopes(cached).Raw(q).Scan(&r).Error) }
-			run()
-			if n := e.statements(run); n == 0 {
-				t.Errorf("impure statement served from the cache: %s", q)
-			}
-		}
+		// Pure ones first: set_config below changes session state, after
+		// which the plugin stops caching on this database.
 		for _, q := range pure {
 			e.mustBeCached(t, q, func() error { var r []map[string]any; return e.db.Scopes(cached).Raw(q).Scan(&r).Error })
 		}
@@ -527,8 +522,16 @@ func TestImpureStatementsAreNotCached(t *testing.T) {
 				t.Errorf("time word query %d served from the cache", i)
 			}
 		}
+		for _, q := range impure {
+			run := func() { var r []map[string]any; must(t, e.db.Scopes(cached).Raw(q).Scan(&r).Error) }
+			run()
+			if n := e.statements(run); n == 0 {
+				t.Errorf("impure statement served from the cache: %s", q)
+			}
+		}
 		st := e.cache.Stats()
-		if st.Refusals["volatile_function"] == 0 || st.Refusals["time_word"] == 0 {
+		if st.Refusals["volatile_function"]+st.Refusals["nondeterministic"] == 0 || st.Refusals["time_word"] == 0 ||
+			e.dialect == "postgres" && st.Refusals["volatile_function"] == 0 {
 			t.Errorf("refusals not counted by reason: %v", st.Refusals)
 		}
 	})

@@ -42,11 +42,11 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	case info.Locking:
 		p.cache.CountRefusal("locking")
 		return pl, false
-	case len(info.NonDeterministic) > 0 && !opts.AllowNondeterministic:
-		p.cache.CountRefusal("nondeterministic")
-		return pl, false
 	case info.Catalog && !opts.Catalog:
 		p.cache.CountRefusal("catalog")
+		return pl, false
+	case len(info.NonDeterministic) > 0 && !opts.AllowNondeterministic:
+		p.cache.CountRefusal("nondeterministic")
 		return pl, false
 	case info.Undetermined && len(opts.Tables) == 0:
 		p.cache.CountRefusal("undetermined_tables")
