@@ -120,7 +120,7 @@ type catalogState struct {
 	gen    uint64
 	tables sync.Map // normalised table -> *tableFacts
 	n      atomic.Int64
-	funcs  atomic.Pointer[map[string]bool] // PostgreSQL: name -> every overload IMMUTABLE
+	funcs  atomic.Pointer[map[string]fnFlags] // PostgreSQL: what pg_proc says of each function name
 }
 
 func (c *catalog) current() *catalogState {

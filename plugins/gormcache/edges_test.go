@@ -536,3 +536,34 @@ func TestImpureStatementsAreNotCached(t *testing.T) {
 		}
 	})
 }
+
+// A SELECT that calls a function which writes: what it writes cannot be
+// read from the SQL, so it invalidates everything.
+func TestSelectOfWritingFunction(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		if e.dialect != "postgres" {
+			t.Skip("SQLite functions are registered by the application; none is registered here")
+		}
+		seedEmployees(t, e.db)
+		must(t, e.db.Exec(`CREATE FUNCTION rename_ann(text) RETURNS int LANGUAGE sql VOLATILE AS 'UPDATE employees SET name = $1 WHERE id = 2 RETURNING 1'`).Error)
+		byPK := func(db *gorm.DB) (any, error) {
+			var r Employee
+			err := db.First(&r, 2).Error
+			return r, err
+		}
+		list := func(db *gorm.DB) (any, error) {
+			var r []Employee
+			err := db.Order("id").Find(&r).Error
+			return r, err
+		}
+		staleCheck(t, e, "Exec SELECT f()", byPK, func(db *gorm.DB) error { return db.Exec("SELECT rename_ann(?)", "one").Error })
+		staleCheck(t, e, "Raw SELECT f() Scan", list, func(db *gorm.DB) error {
+			var n int
+			return db.Raw("SELECT rename_ann(?)", "two").Scan(&n).Error
+		})
+		staleCheck(t, e, "Row of SELECT f()", byPK, func(db *gorm.DB) error {
+			var n int
+			return db.Raw("SELECT rename_ann(?)", "three").Row().Scan(&n)
+		})
+	})
+}

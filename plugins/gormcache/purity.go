@@ -50,12 +50,12 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 		}
 		return ""
 	case "postgres":
-		immutable := p.postgresFunctions(db)
-		if immutable == nil {
+		funcs := p.postgresFunctions(db)
+		if funcs == nil {
 			return "function_volatility_unknown"
 		}
 		for _, f := range info.Functions {
-			if !immutable[f.Name] {
+			if funcs[f.Name]&fnImmutable == 0 {
 				return "volatile_function"
 			}
 		}
@@ -64,10 +64,21 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 	return "volatile_function"
 }
 
-// postgresFunctions returns, for every function name in pg_proc, whether
-// all its overloads are IMMUTABLE; nil when it is not known and cannot be
-// learned now (inside a transaction that changed the schema, say).
-func (p *Plugin) postgresFunctions(db *gorm.DB) map[string]bool {
+// fnFlags is what pg_proc says of every overload of one function name.
+type fnFlags uint8
+
+const (
+	// fnImmutable: every overload, in every schema, is IMMUTABLE.
+	fnImmutable fnFlags = 1 << iota
+	// fnMayWrite: some overload outside pg_catalog is VOLATILE, so calling
+	// it may write (a user's function called by a SELECT).
+	fnMayWrite
+)
+
+// postgresFunctions returns what pg_proc says of every function name; nil
+// when it is not known and cannot be learned now (inside a transaction
+// that changed the schema, say).
+func (p *Plugin) postgresFunctions(db *gorm.DB) map[string]fnFlags {
 	st := p.cat.current()
 	if m := st.funcs.Load(); m != nil {
 		return *m
@@ -79,19 +90,28 @@ func (p *Plugin) postgresFunctions(db *gorm.DB) map[string]bool {
 	v, err, _ := p.cat.flight.Do("funcs", func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
 		defer cancel()
-		rows, err := cp.QueryContext(ctx, `SELECT proname, bool_and(provolatile = 'i') FROM pg_proc GROUP BY proname`)
+		rows, err := cp.QueryContext(ctx, `SELECT proname, bool_and(provolatile = 'i'),
+	bool_or(provolatile = 'v' AND pronamespace <> 'pg_catalog'::regnamespace)
+FROM pg_proc GROUP BY proname`)
 		if err != nil {
 			return nil, err
 		}
 		defer rows.Close()
-		m := make(map[string]bool, 4096)
+		m := make(map[string]fnFlags, 4096)
 		for rows.Next() {
 			var name string
-			var immutable bool
-			if err := rows.Scan(&name, &immutable); err != nil {
+			var immutable, mayWrite bool
+			if err := rows.Scan(&name, &immutable, &mayWrite); err != nil {
 				return nil, err
 			}
-			m[strings.ToLower(name)] = immutable
+			var f fnFlags
+			if immutable {
+				f |= fnImmutable
+			}
+			if mayWrite {
+				f |= fnMayWrite
+			}
+			m[strings.ToLower(name)] |= f
 		}
 		if err := rows.Err(); err != nil {
 			return nil, err
@@ -105,7 +125,47 @@ func (p *Plugin) postgresFunctions(db *gorm.DB) map[string]bool {
 		p.cache.CountBypass("catalog_unavailable")
 		return nil
 	}
-	return v.(map[string]bool)
+	return v.(map[string]fnFlags)
+}
+
+// mayWrite reports whether a statement that does not look like a write
+// calls a function that might write: on PostgreSQL a VOLATILE function
+// outside pg_catalog (or any function when pg_proc cannot be read now), on
+// SQLite a function that is not a built-in (one the application
+// registered). db.Exec("SELECT archive_old_orders()") then invalidates
+// everything, since what the function writes cannot be read from the SQL.
+func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement) bool {
+	if len(info.Functions) == 0 {
+		return false
+	}
+	switch p.dialect {
+	case "postgres":
+		funcs := p.postgresFunctions(db)
+		for _, f := range info.Functions {
+			if funcs == nil {
+				return true
+			}
+			if fl, known := funcs[f.Name]; !known || fl&fnMayWrite != 0 {
+				return true
+			}
+		}
+	case "sqlite":
+		for _, f := range info.Functions {
+			if _, builtin := sqliteBuiltins[f.Name]; builtin || strings.HasPrefix(f.Name, "pragma_") {
+				continue
+			}
+			switch f.Name {
+			case "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
+				"random", "randomblob", "changes", "total_changes", "last_insert_rowid",
+				"sqlite_version", "sqlite_source_id", "sqlite_compileoption_used", "sqlite_compileoption_get",
+				"sqlite_offset", "load_extension", "json_each", "json_tree", "jsonb_each", "jsonb_tree",
+				"generate_series":
+				continue
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // sqliteDeterministic reports whether f is one of SQLite's built-in

@@ -56,7 +56,18 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	}
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info)
-	p.record(db, "raw", invalidation.FromInspected(info))
+	p.record(db, "raw", p.rawChange(db, info))
+}
+
+// rawChange is what a statement the user wrote invalidates: the tables it
+// writes, or everything when it calls a function that may write what the
+// SQL does not show.
+func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement) querycache.Change {
+	ch := invalidation.FromInspected(info)
+	if !ch.All && p.mayWrite(db, info) {
+		return querycache.Change{All: true}
+	}
+	return ch
 }
 
 // writeChange builds the change of a GORM-built write. What it invalidates
