@@ -180,3 +180,12 @@ func TestInvalidateCatalogNames(t *testing.T) {
 		}
 	}
 }
+
+func mustTable(t *testing.T, name string) string {
+	t.Helper()
+	n, err := keys.Table(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
