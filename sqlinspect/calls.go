@@ -37,8 +37,8 @@ func (a *analyzer) noteCall(i int, noCalls bool) int32 {
 	if first == n && t.kind == tkWord && a.notCall(n, t.kw) {
 		return 0
 	}
-	if t.kind == tkUQuoted && a.tokName(n) == "" {
-		a.undetermined = true // U&"f\0061"(...): a name we do not decode
+	if t.kind != tkWord && a.tokName(n) == "" {
+		a.undetermined = true // U&"f\0061"(...) or ""(...): a name we cannot tell
 		return 0
 	}
 	r := funcRec{schema: -1, name: int32(n), args: -1}

@@ -18,18 +18,35 @@
 // placeholders ?, ?1, $1, :name, @name and $name. Nothing inside a string,
 // comment or quoted identifier is ever taken as a keyword.
 //
-// Text that the two dialects split into different tokens is refused
-// (KindUnknown): a nested /* comment (PostgreSQL nests them, SQLite does not)
-// and a '[' that SQLite would close, as an identifier, somewhere else than
-// PostgreSQL would, as a subscript. Plain strings are read with
-// standard_conforming_strings = on (the PostgreSQL default since 9.1): a
-// backslash does not escape a quote.
+// The two databases split some text into different tokens (see Dialect):
+// PostgreSQL ends a -- comment at a lone carriage return and nests /*
+// comments, SQLite has no E” or $tag$ strings and reads [x] and `x` as
+// names. InspectDialect follows the rules of the database the text runs on.
+// Inspect, whose dialect is not known (DialectAny), refuses (KindUnknown)
+// text that the two would read differently in a way that could hide a
+// statement. Plain strings are read with standard_conforming_strings = on
+// (the PostgreSQL default since 9.1): a backslash does not escape a quote.
 //
 // # Names
 //
-// Table names are reported the way NormalizeTable spells them: the last
-// dotted part, unquoted, ASCII lower-cased. The schema is dropped on purpose:
-// invalidating a same-named table in another schema is harmless.
+// Table names are reported the way NormalizeTable spells them, keys.Table's
+// normal form: the last dotted part, unquoted, ASCII lower-cased (and
+// quoted again only when it would read differently bare, as "a.b" does).
+// The schema is dropped on purpose: invalidating a same-named table in
+// another schema is harmless. System catalogs (information_schema,
+// pg_catalog, pg_* and sqlite_* relations, SQLite's pragmas) are all one
+// name, CatalogTable, which every DDL statement writes.
+//
+// # What else it reports
+//
+// Besides tables, a Statement tells what a query cache needs to decide
+// whether a result may be cached and shared: how many table references and
+// subqueries it has (a lookup by primary key must read one row of one
+// table), the functions it calls, non-deterministic keywords, locking,
+// SQLite's REPLACE conflict resolution (which deletes rows the statement
+// does not name), changes of session state, temporary tables, and
+// transaction-control statements. AssignedColumns reads an UPDATE's SET
+// list.
 //
 // # What the text cannot tell
 //

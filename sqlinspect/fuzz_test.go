@@ -6,46 +6,84 @@ import (
 	"testing"
 )
 
-// FuzzInspect checks properties that hold for any input: Inspect does not
-// panic, its lists are well-formed, every reported name is spelled in the
-// input, and the result does not depend on pooled state or on comments and
-// whitespace around the text. The seed corpus is in testdata/fuzz/FuzzInspect.
+// FuzzInspect checks properties that hold for any input, under every
+// dialect: InspectDialect does not panic, its lists are well-formed, every
+// reported name is spelled in the input, and the result does not depend on
+// pooled state or on comments and whitespace around the text.
+// AssignedColumns does not panic and returns well-formed lists. The seed
+// corpus is in testdata/fuzz/FuzzInspect.
 func FuzzInspect(f *testing.F) {
 	f.Add(`SELECT * FROM "posts" WHERE "posts"."id" = $1 AND "posts"."deleted_at" IS NULL ORDER BY "posts"."id" LIMIT $2`)
 	f.Add("INSERT INTO `__temp__posts`(`id`,`title`) SELECT `id`,`title` FROM `posts`")
 	f.Add(`WITH d AS (DELETE FROM posts RETURNING *) SELECT * FROM d FOR UPDATE`)
+	f.Add("SELECT 1 -- x\r; UPDATE t SET a = 1")
+	f.Add(`UPDATE users SET name = (SELECT name FROM users WHERE id = 2), id = 5 WHERE id = 1`)
 	f.Fuzz(func(t *testing.T, sql string) {
-		st := inspect(sql) // no recover: a panic is a failure
-		checkInvariants(t, sql, st)
-
-		inspect(`SELECT * FROM other FOR UPDATE; DROP INDEX i; SELECT now()`)
-		if again := inspect(sql); !sameAll(st, again) {
-			t.Fatalf("not repeatable for %q:\n%s\n%s", sql, show(st), show(again))
-		}
-		if c := inspect("/* comment */ " + sql); !sameAll(st, c) {
-			t.Fatalf("a leading comment changed the result for %q:\n%s\n%s", sql, show(st), show(c))
-		}
-		if c := inspect(sql + "\n"); !sameAll(st, c) {
-			t.Fatalf("a trailing newline changed the result for %q:\n%s\n%s", sql, show(st), show(c))
-		}
-		if st.Statements != 1 || st.Undetermined {
-			return
-		}
-		switch st.Kind {
-		case KindSelect:
-			// A query read as a subquery reads at least the same tables.
-			w := inspect("SELECT * FROM (" + sql + "\n) AS sub")
-			if !w.Undetermined && (w.Kind != KindSelect || !subset(st.Reads, w.Reads)) {
-				t.Fatalf("as a subquery %q reads less:\n%s\n%s", sql, show(st), show(w))
-			}
-		case KindWrite:
-			// EXPLAIN ANALYZE runs the statement: same kind, same writes.
-			e := inspect("EXPLAIN ANALYZE " + sql)
-			if e.Kind != KindWrite || !slices.Equal(e.Writes, st.Writes) {
-				t.Fatalf("EXPLAIN ANALYZE %q differs:\n%s\n%s", sql, show(st), show(e))
-			}
+		for _, d := range []Dialect{DialectAny, DialectPostgres, DialectSQLite} {
+			fuzzDialect(t, sql, d)
+			fuzzAssigned(t, sql, d)
 		}
 	})
+}
+
+// fuzzDialect checks InspectDialect(sql, d).
+func fuzzDialect(t *testing.T, sql string, d Dialect) {
+	st := inspectDialect(sql, d) // no recover: a panic is a failure
+	checkInvariants(t, sql, st)
+
+	inspectDialect(`SELECT * FROM other FOR UPDATE; DROP INDEX i; SELECT now(), f(1); SET x = 1; BEGIN`, d)
+	if again := inspectDialect(sql, d); !sameAll(st, again) {
+		t.Fatalf("dialect %d: not repeatable for %q:\n%s\n%s", d, sql, show(st), show(again))
+	}
+	if c := inspectDialect("/* comment */ "+sql, d); !sameAll(st, c) {
+		t.Fatalf("dialect %d: a leading comment changed the result for %q:\n%s\n%s", d, sql, show(st), show(c))
+	}
+	if c := inspectDialect(sql+"\n", d); !sameAll(st, c) {
+		t.Fatalf("dialect %d: a trailing newline changed the result for %q:\n%s\n%s", d, sql, show(st), show(c))
+	}
+	if st.Statements != 1 || st.Undetermined {
+		return
+	}
+	switch st.Kind {
+	case KindSelect:
+		// A query read as a subquery reads at least the same tables.
+		w := inspectDialect("SELECT * FROM ("+sql+"\n) AS sub", d)
+		if !w.Undetermined && (w.Kind != KindSelect || !subset(st.Reads, w.Reads)) {
+			t.Fatalf("dialect %d: as a subquery %q reads less:\n%s\n%s", d, sql, show(st), show(w))
+		}
+	case KindWrite:
+		// EXPLAIN ANALYZE runs the statement: same kind, same writes.
+		e := inspectDialect("EXPLAIN ANALYZE "+sql, d)
+		if e.Kind != KindWrite || !slices.Equal(e.Writes, st.Writes) {
+			t.Fatalf("dialect %d: EXPLAIN ANALYZE %q differs:\n%s\n%s", d, sql, show(st), show(e))
+		}
+	}
+}
+
+// fuzzAssigned checks AssignedColumns(sql, d).
+func fuzzAssigned(t *testing.T, sql string, d Dialect) {
+	cols, ok := assignedColumns(sql, d) // no recover: a panic is a failure
+	if !ok {
+		if cols != nil {
+			t.Fatalf("dialect %d: %.200q: columns %q without ok", d, sql, cols)
+		}
+		return
+	}
+	if len(cols) == 0 {
+		t.Fatalf("dialect %d: %.200q: ok without columns", d, sql)
+	}
+	lower := lowerASCII(sql)
+	for i, c := range cols {
+		if c == "" || lowerASCII(c) != c || i > 0 && cols[i-1] >= c {
+			t.Fatalf("dialect %d: %.200q: bad columns %q", d, sql, cols)
+		}
+		if !strings.ContainsAny(c, "\"`'") && !strings.Contains(lower, c) {
+			t.Fatalf("dialect %d: %.200q: column %q does not appear in the text", d, sql, c)
+		}
+	}
+	if st := inspectDialect(sql, d); st.Kind != KindWrite && st.Kind != KindUnknown {
+		t.Fatalf("dialect %d: %.200q: columns %q of a %v statement", d, sql, cols, st.Kind)
+	}
 }
 
 // subset reports whether every name of a is in b; both are sorted.

@@ -13,20 +13,27 @@ type Statement struct {
 	// strongest of their kinds: Unknown, then Write, DDL, Other, Tx and
 	// Select.
 	Kind Kind
-	// Reads lists the tables read (after FROM, JOIN, USING, TABLE), as
-	// NormalizeTable spells them: sorted, without duplicates.
+	// Reads lists the tables read (after FROM, JOIN, USING, TABLE, SQLite's
+	// x IN table), as NormalizeTable spells them (keys.Table's normal form;
+	// a system catalog is CatalogTable): sorted, without duplicates. Names
+	// defined by WITH are listed too.
 	Reads []string
 	// Writes lists the tables written: the targets of INSERT, UPDATE,
-	// DELETE, REPLACE, MERGE, SELECT INTO and COPY FROM, and the relations
-	// that DDL creates, alters, drops, truncates or renames. Sorted, without
-	// duplicates. A write target is not repeated in Reads unless it is read
-	// too.
+	// DELETE, REPLACE, MERGE, SELECT INTO and COPY FROM, the relations that
+	// DDL creates, alters, drops, truncates or renames, and CatalogTable
+	// for every statement that changes the catalog: all DDL but TRUNCATE
+	// (CREATE, ALTER, DROP, RENAME, COMMENT ON, CREATE INDEX, ATTACH,
+	// DETACH, ...), GRANT, REVOKE, VACUUM, ANALYZE, REINDEX, CLUSTER and a
+	// PRAGMA that assigns a value. Sorted, without duplicates. A write
+	// target is not repeated in Reads unless it is read too.
 	Writes []string
 	// Undetermined is true when some table read or written could not be
-	// named: a table function (FROM generate_series(...)), a placeholder
+	// named: a table function (FROM generate_series(...); SQLite's
+	// pragma_* functions excepted, they read CatalogTable), a placeholder
 	// where a table should be, a write whose target could not be parsed,
-	// DROP INDEX, a trigger, CASCADE, unparsable DDL, or any text Inspect
-	// could not read with confidence.
+	// DROP INDEX, a trigger, CASCADE, unparsable DDL, DISCARD, ATTACH, a
+	// function name that cannot be decoded, or any text Inspect could not
+	// read with confidence (always so for KindUnknown).
 	Undetermined bool
 	// Locking is true for a locking read: FOR UPDATE, FOR NO KEY UPDATE,
 	// FOR SHARE or FOR KEY SHARE.
@@ -34,40 +41,97 @@ type Statement struct {
 	// NonDeterministic lists the non-deterministic functions and keywords
 	// found (NOW, RANDOM, CURRENT_TIMESTAMP, NEXTVAL, ...), upper-case,
 	// sorted, without duplicates; "'NOW'" stands for a string literal read as
-	// the current time, as in datetime('now'). Nil when there are none.
+	// the current time, as in datetime('now'). It includes the keywords that
+	// read session or clock state without parentheses: CURRENT_USER,
+	// SESSION_USER, CURRENT_ROLE, SYSTEM_USER, CURRENT_SCHEMA,
+	// CURRENT_CATALOG, CURRENT_DATE, CURRENT_TIME, CURRENT_TIMESTAMP,
+	// LOCALTIME, LOCALTIMESTAMP, and under DialectPostgres a bare USER (not
+	// after a dot or AS; in SQLite user is an ordinary name). Nil when
+	// there are none.
 	NonDeterministic []string
 	// Statements is the number of non-empty statements in the text.
 	Statements int
 
-	// TableRefs counts the table references read (each FROM, JOIN, USING
-	// or comma position naming a table counts, repeats included).
+	// TableRefs counts the table references read: every position after
+	// FROM, JOIN, USING, a comma of a FROM list, TABLE, or SQLite's
+	// x IN name that names a relation, a table function or something
+	// unreadable, repeats included (a self-join counts 2, a CTE's name read
+	// in FROM counts 1 and so does each table inside the CTE). A
+	// parenthesised subquery or join counts what it holds. The targets of
+	// INSERT, UPDATE, DELETE and MERGE are not counted: UPDATE t SET ...
+	// WHERE id = 1 has TableRefs 0.
 	TableRefs int
-	// Subqueries counts nested queries: parenthesised queries, CTEs and the
-	// arms of set operations (UNION, INTERSECT, EXCEPT) beyond the first.
+	// Subqueries counts nested queries: every parenthesised query (a
+	// scalar subquery, EXISTS, IN (SELECT ...), a derived table, a CTE's
+	// body, ARRAY(SELECT ...)), counted once however many parentheses
+	// surround it, plus one for every UNION, INTERSECT or EXCEPT. A
+	// statement that is itself parenthesised, (SELECT ...), counts 1.
 	Subqueries int
-	// Catalog is true when a system catalog is read or written
-	// (information_schema, pg_catalog, pg_* relations, sqlite_master and
-	// sqlite_schema, pragma table functions, PRAGMA statements); such
-	// relations appear in Reads as CatalogTable, never under their own name.
+	// Catalog is true exactly when CatalogTable is in Reads or Writes: a
+	// system catalog is read or written. keys.IsCatalog decides which
+	// relations are catalogs (information_schema.*, pg_catalog.*, any pg_*
+	// or sqlite_* relation, qualified or not); SQLite's pragma_* table
+	// functions and PRAGMA statements read it; the statements listed under
+	// Writes write it.
 	Catalog bool
 	// Replace is true when the statement may delete rows it does not name:
-	// SQLite's INSERT OR REPLACE, REPLACE INTO, UPDATE OR REPLACE.
+	// SQLite's INSERT OR REPLACE, REPLACE INTO and UPDATE OR REPLACE
+	// (including GORM's clause.Insert/clause.Update{Modifier: "OR
+	// REPLACE"}), anywhere in the text (a WITH prefix, a trigger body). It
+	// cannot see a table declared with ON CONFLICT REPLACE.
 	Replace bool
-	// Functions lists the function calls, sorted by schema, name and
-	// argument count, without duplicates. Keyword constructs (CAST, EXISTS,
-	// IN, COALESCE, ...) and type modifiers (varchar(20)) are not calls.
+	// Functions lists the function calls: every name followed by '(' that
+	// calls a function, with its schema (the qualifier just before the
+	// name, "" when unqualified) and name unquoted and ASCII lower-cased,
+	// and its number of arguments at the top level of the parentheses
+	// (count(*) has 1, now() 0, string_agg(x, ',' ORDER BY a, b) 2,
+	// f(ARRAY[1, 2]) 1; -1 when the call is not closed). Sorted by schema,
+	// name and argument count, without duplicates. Aggregates, window
+	// functions, table functions (FROM generate_series(1, 3)), quoted
+	// names ("f"(x)) and qualified ones (pg_catalog.now()) are listed.
+	// Not calls: keyword constructs when unqualified and unquoted (CAST,
+	// EXISTS, IN, ANY, ALL, SOME, COALESCE, NULLIF, GREATEST, LEAST, ARRAY,
+	// ROW, VALUES, EXTRACT, POSITION, TRIM, OVERLAY, GROUPING, OPERATOR,
+	// CASE, SUBSTRING written with FROM, FOR or SIMILAR), word operators
+	// after an operand (x LIKE (y), BETWEEN, SIMILAR TO, AT TIME ZONE,
+	// OVERLAPS), FILTER (...) and OVER (...) after a call, a name after AS
+	// or :: (types such as numeric(10, 2), alias column lists t(a, b)),
+	// alias column lists after a table or subquery, WITH names with column
+	// lists, INSERT's column list, ON CONFLICT (...), FETCH FIRST (n),
+	// GROUPING SETS (...). In DDL only the calls of a defining query (CREATE
+	// TABLE|VIEW ... AS SELECT ...) are listed, not column types, defaults
+	// or index expressions; PRAGMA, SET and other utility statements list
+	// none. A call whose quoted name cannot be decoded is not listed and
+	// makes the statement Undetermined.
 	Functions []Func
-	// SessionState is true when the statement changes state of the
-	// connection that later statements' results can depend on: SET (not SET
-	// LOCAL, SET TRANSACTION or a harmless setting such as
-	// statement_timeout), RESET, DISCARD, SET ROLE, SET SESSION
-	// AUTHORIZATION, set_config(...), ATTACH, DETACH, result-changing
-	// PRAGMAs.
+	// SessionState is true when the text changes state of the connection
+	// that later statements' results can depend on:
+	//   - PostgreSQL: SET [SESSION] name (unless name is harmless, below),
+	//     SET ROLE, SET SESSION AUTHORIZATION, SET TIME ZONE, RESET name,
+	//     RESET ALL, DISCARD, LOAD, and any call of set_config (qualified or
+	//     not, anywhere, is_local or not: the caller tells the local form);
+	//   - SQLite: ATTACH, DETACH, load_extension(...), and assigning one of
+	//     the PRAGMAs case_sensitive_like, reverse_unordered_selects,
+	//     full_column_names, short_column_names, read_uncommitted,
+	//     count_changes, empty_result_callbacks.
+	// Not session state: SET LOCAL, SET TRANSACTION, SET SESSION
+	// CHARACTERISTICS, SET CONSTRAINTS, reading a pragma, and settings
+	// that cannot change what a query returns: timeouts, application_name,
+	// client_min_messages, log_*, work_mem and other memory settings,
+	// synchronous_commit, jit and jit_*, and planner settings (enable_*,
+	// costs, collapse limits, geqo*, parallelism, plan_cache_mode), which
+	// change at most the order of rows a query does not order; other
+	// PRAGMAs (foreign_keys, journal_mode, busy_timeout, ...).
 	SessionState bool
-	// TempTables lists tables, views and sequences created TEMP or
-	// TEMPORARY: they shadow other relations on one connection only.
+	// TempTables lists, as NormalizeTable spells them, the tables, views
+	// and sequences created TEMP or TEMPORARY (CREATE TEMP TABLE|VIEW|
+	// SEQUENCE, SELECT ... INTO TEMP), or in SQLite's temp or PostgreSQL's
+	// pg_temp schema: they shadow other relations on one connection only.
+	// Each is in Writes too. Sorted, without duplicates.
 	TempTables []string
-	// TxOps lists the transaction-control statements, in order.
+	// TxOps lists the transaction-control statements of the text, in
+	// order (see TxOp). Statements in a trigger or function body are not
+	// listed.
 	TxOps []TxOp
 }
 
@@ -96,6 +160,9 @@ func inspect(sql string) Statement { return inspectDialect(sql, DialectAny) }
 
 // inspectDialect is InspectDialect without the safety net.
 func inspectDialect(sql string, d Dialect) Statement {
+	if d > DialectSQLite {
+		d = DialectAny
+	}
 	a := analyzerPool.Get().(*analyzer)
 	st := a.run(sql, d)
 	a.reset()

@@ -124,8 +124,8 @@ func (a *analyzer) pragma(j int) {
 // when temp (TEMP or TEMPORARY was written) or when its schema is SQLite's
 // temp or PostgreSQL's pg_temp.
 func (a *analyzer) noteTemp(temp bool, schema, name string) {
-	if name == CatalogTable {
-		return
+	if name == "" || name == CatalogTable {
+		return // not usable, or not a table of the session's own
 	}
 	if temp || schema == "temp" || strings.HasPrefix(schema, "pg_temp") {
 		a.temps = append(a.temps, name)

@@ -8,8 +8,8 @@ type tokKind uint8
 const (
 	tkWord     tokKind = iota + 1 // bare identifier or keyword
 	tkQuoted                      // "identifier"
-	tkBacktick                    // `identifier` (SQLite)
-	tkBracket                     // [identifier] (SQLite)
+	tkBacktick                    // `identifier` (SQLite, DialectAny)
+	tkBracket                     // [identifier] (SQLite, DialectAny)
 	tkString                      // 'string'
 	tkEString                     // E'string' (PostgreSQL, backslash escapes)
 	tkDollar                      // $tag$string$tag$ (PostgreSQL)
@@ -39,9 +39,9 @@ const (
 	// lexUnterminated: a string, quoted identifier or block comment runs to
 	// the end of the text. Tokenizing stopped there.
 	lexUnterminated lexStatus = 1 << iota
-	// lexAmbiguous: SQLite and PostgreSQL would split the text into
-	// different tokens (a nested comment, or a [bracket] that one reads as
-	// an identifier and the other as tokens ending elsewhere).
+	// lexAmbiguous: under DialectAny, SQLite and PostgreSQL would split the
+	// text into tokens that differ in a way that could hide one (see
+	// DialectAny).
 	lexAmbiguous
 )
 
