@@ -20,8 +20,9 @@
 //
 // The two databases split some text into different tokens (see Dialect):
 // PostgreSQL ends a -- comment at a lone carriage return and nests /*
-// comments, SQLite has no E” or $tag$ strings and reads [x] and `x` as
-// names. InspectDialect follows the rules of the database the text runs on.
+// comments, SQLite has no E'...' or $tag$...$tag$ strings and reads [x] and
+// `x` as names. InspectDialect follows the rules of the database the text
+// runs on.
 // Inspect, whose dialect is not known (DialectAny), refuses (KindUnknown)
 // text that the two would read differently in a way that could hide a
 // statement. Plain strings are read with standard_conforming_strings = on

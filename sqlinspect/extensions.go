@@ -26,11 +26,11 @@ const (
 	// DialectAny reads text whose dialect is not known: wherever SQLite and
 	// PostgreSQL would split it into tokens that differ in a way that could
 	// hide one (a -- comment with a carriage return followed by more text
-	// on its line, an E'' string that ends elsewhere as a plain string, any
+	// on its line, an E'...' string that ends elsewhere as a plain string, any
 	// $tag$ string, a nested comment, a bracket or backquote that one
 	// dialect closes elsewhere, a variable followed by "(" or by a clause
 	// keyword), the text is KindUnknown and Undetermined. Elsewhere it reads
-	// E'' strings and nested comments as PostgreSQL does and brackets,
+	// E'...' strings and nested comments as PostgreSQL does and brackets,
 	// backquotes and :name, @name, $name variables as SQLite does.
 	DialectAny Dialect = iota
 	// DialectPostgres follows PostgreSQL's lexer.

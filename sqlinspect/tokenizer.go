@@ -75,7 +75,7 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // lex appends the tokens of s, read by the rules of dialect d, to toks.
 // Whitespace and comments are dropped. On lexUnterminated the tokens before
 // the bad one are returned. Under DialectAny, tokens are read the
-// PostgreSQL way where that can only show more (E” and $$ strings, nested
+// PostgreSQL way where that can only show more (E'...' and $$ strings, nested
 // comments) and the SQLite way otherwise (brackets, backquotes, :name
 // parameters), and lexAmbiguous is set wherever the two would split the
 // text into tokens that differ in a way that could hide one.
@@ -333,7 +333,7 @@ func scanQuoted(s string, i int, q byte) (int, bool) {
 }
 
 // scanEString returns the end of a PostgreSQL E'...' string whose opening
-// quote is at s[i]: a backslash escapes the next byte, and ” is a quote.
+// quote is at s[i]: a backslash escapes the next byte, and a doubled quote is a quote.
 func scanEString(s string, i int) (int, bool) {
 	j := i + 1
 	for j < len(s) {
