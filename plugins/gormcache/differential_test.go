@@ -1,0 +1,490 @@
+package gormcache_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"gorm.io/gorm"
+	"querycache.dev/plugins/gormcache"
+)
+
+// The differential test: a corpus of query shapes and writes
+// (differential_corpus_test.go) is run against the database with and
+// without the cache, and after every write every shape must give the same
+// answer both ways. The writes come in a fixed order (each once) and in a
+// seeded random order; QUERYCACHE_DIFF_SEED replays a random sequence,
+// QUERYCACHE_DIFF_STEPS makes it longer.
+
+// diffWorld is the state writes pick their arguments from.
+type diffWorld struct {
+	t       *testing.T
+	e       *env
+	dialect string
+	r       *rand.Rand
+	next    uint
+	schema  string  // the current schema: PostgreSQL's test schema, SQLite's "main"
+	sqlDB   *sql.DB // the database past the plugin, for writes it must not see
+}
+
+func newDiffWorld(t *testing.T, e *env, seed uint64) *diffWorld {
+	t.Helper()
+	diffSetup(t, e)
+	w := &diffWorld{t: t, e: e, dialect: e.dialect, r: rand.New(rand.NewPCG(seed, 5)), next: 900, schema: "main"}
+	if e.dialect == "postgres" {
+		must(t, e.db.Scopes(gormcache.NoCache()).Raw("SELECT current_schema()").Scan(&w.schema).Error)
+	}
+	var err error
+	w.sqlDB, err = e.db.DB()
+	must(t, err)
+	// Keep a connection per worker: reopening PostgreSQL connections would
+	// cost more than the queries.
+	w.sqlDB.SetMaxIdleConns(diffWorkers + 2)
+	return w
+}
+
+// diffResetConns drops idle connections after a schema change, as
+// resetConns does (pgx's prepared statements would otherwise report
+// SQLSTATE 0A000), keeping one per worker.
+func diffResetConns(db *gorm.DB, err error) error {
+	if err != nil {
+		return err
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	sqlDB.SetMaxIdleConns(0)
+	sqlDB.SetMaxIdleConns(diffWorkers + 2)
+	return nil
+}
+
+// fresh returns an id no seed row and no autoincrement uses: counting
+// down from 900 keeps clear of SQLite's max(rowid)+1 and PostgreSQL's
+// sequences (set to 1000).
+func (w *diffWorld) fresh() uint { w.next--; return w.next }
+
+func (w *diffWorld) user() uint  { return 1 + uint(w.r.IntN(10)) }
+func (w *diffWorld) order() uint { return 1 + uint(w.r.IntN(9)) }
+func (w *diffWorld) n() int      { return w.r.IntN(10) }
+
+// bind rewrites ? placeholders for the driver when SQL is sent past GORM.
+func (w *diffWorld) bind(q string) string {
+	if w.dialect != "postgres" {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func (w *diffWorld) plain() *gorm.DB {
+	return w.e.db.WithContext(gormcache.WithoutCache(context.Background()))
+}
+
+func (w *diffWorld) hasExtra() bool { return w.plain().Migrator().HasColumn(&DiffUserExtra{}, "Extra") }
+
+func (w *diffWorld) hasScratch() bool { return w.plain().Migrator().HasTable(&DiffScratch{}) }
+
+// errDiffAbort rolls a transaction back on purpose.
+var errDiffAbort = errors.New("differential: rolled back on purpose")
+
+func diffAborted(err error) error {
+	if errors.Is(err, errDiffAbort) {
+		return nil
+	}
+	return err
+}
+
+// diffInnerMismatch is a mismatch found inside a write (in a transaction,
+// on one connection), where the shapes cannot reach.
+type diffInnerMismatch struct {
+	what, cached, direct string
+}
+
+func (m *diffInnerMismatch) Error() string {
+	return fmt.Sprintf("inside the write, %s differs\n cached:   %s\n database: %s", m.what, m.cached, m.direct)
+}
+
+// inner compares q run cached and uncached on db (a transaction, one
+// connection) inside a write.
+func (w *diffWorld) inner(db *gorm.DB, what string, q func(db *gorm.DB) (any, error)) error {
+	for i := 0; i < 2; i++ { // the second run would be a hit
+		got := diffAnswer(q(db.Scopes(gormcache.Cacheable())))
+		want := diffAnswer(q(db.Scopes(gormcache.NoCache())))
+		if got != want {
+			return &diffInnerMismatch{what: what, cached: got, direct: want}
+		}
+	}
+	return nil
+}
+
+// diffAnswer is what a query returned, comparable across runs: the value
+// as JSON, or which error.
+func diffAnswer(v any, err error) string {
+	switch {
+	case err == nil:
+		return js(v)
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return "ErrRecordNotFound"
+	case errors.Is(err, sql.ErrNoRows):
+		return "sql.ErrNoRows"
+	default:
+		return "error: " + err.Error()
+	}
+}
+
+// run runs s once, cached or not, retrying when pgx reports that a
+// statement it prepared before a schema change now returns other columns
+// (SQLSTATE 0A000), which uncached GORM gets too.
+func (w *diffWorld) run(s diffShape, cached bool) string {
+	var got string
+	for i := 0; i < 4; i++ {
+		var db *gorm.DB
+		switch {
+		case s.wide && cached:
+			db = w.e.db.WithContext(gormcache.WithCache(context.Background(), 0))
+		case s.wide:
+			db = w.e.db.WithContext(gormcache.WithoutCache(context.Background()))
+		case cached:
+			db = w.e.db.Scopes(gormcache.Cacheable())
+		default:
+			db = w.e.db.Scopes(gormcache.NoCache())
+		}
+		got = diffAnswer(s.run(db))
+		if !strings.Contains(got, "0A000") {
+			break
+		}
+	}
+	return got
+}
+
+// diffMismatch is one shape answering differently with and without the
+// cache.
+type diffMismatch struct {
+	shape, cached, direct string
+}
+
+// compare runs every shape cached and uncached and returns those that
+// differ, in corpus order. Nothing writes while it runs, so the shapes are
+// compared concurrently: the database's latency, not the CPU, bounds the
+// test.
+func (w *diffWorld) compare(shapes []diffShape) []diffMismatch {
+	found := make([]*diffMismatch, len(shapes))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range diffWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				s := shapes[i]
+				got := w.run(s, true)
+				want := w.run(s, false)
+				if got != want {
+					found[i] = &diffMismatch{s.name, got, want}
+				}
+			}
+		}()
+	}
+	for i := range shapes {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var out []diffMismatch
+	for _, m := range found {
+		if m != nil {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// diffWorkers is how many shapes are compared at once.
+const diffWorkers = 6
+
+// apply runs one write and returns the SQL it sent and its outcome: a
+// write the database refuses (a duplicate key, a missing row) is part of
+// the sequence, anything else is an error of the test or a mismatch found
+// inside the write.
+func (w *diffWorld) apply(wr diffWrite) (sent []string, note string, err error) {
+	c := w.e.counter
+	c.mu.Lock()
+	c.keep, c.queries = true, nil
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		sent, c.keep, c.queries = c.queries, false, nil
+		c.mu.Unlock()
+	}()
+	werr := wr.run(w, w.e.db)
+	for i := 0; i < 3 && werr != nil && strings.Contains(werr.Error(), "0A000"); i++ {
+		werr = wr.run(w, w.e.db)
+	}
+	var inner *diffInnerMismatch
+	switch {
+	case werr == nil:
+		return nil, "", nil
+	case errors.As(werr, &inner):
+		return nil, "", werr
+	case diffRefused(werr):
+		return nil, "refused by the database: " + werr.Error(), nil
+	}
+	return nil, "", fmt.Errorf("write %q failed: %w", wr.name, werr)
+}
+
+// diffRefused reports errors a database gives for a write that does not
+// fit the current rows.
+func diffRefused(err error) bool {
+	if errors.Is(err, gorm.ErrRecordNotFound) || errors.Is(err, gorm.ErrMissingWhereClause) {
+		return true
+	}
+	m := err.Error()
+	for _, s := range []string{"UNIQUE constraint", "duplicate key", "violates", "constraint failed", "23505"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// diffFor returns the corpus for a dialect.
+func diffFor(dialect string) ([]diffShape, []diffWrite, []diffWrite) {
+	var shapes []diffShape
+	for _, s := range diffShapes() {
+		if s.only == "" || s.only == dialect {
+			shapes = append(shapes, s)
+		}
+	}
+	var seq, alone []diffWrite
+	for _, wr := range diffWrites() {
+		switch {
+		case wr.only != "" && wr.only != dialect:
+		case wr.alone:
+			alone = append(alone, wr)
+		default:
+			seq = append(seq, wr)
+		}
+	}
+	return shapes, seq, alone
+}
+
+// diffHistory formats the writes applied so far for a failure message.
+func diffHistory(h []string) string {
+	var b strings.Builder
+	start := 0
+	if len(h) > 40 {
+		start = len(h) - 40
+		fmt.Fprintf(&b, "  ... %d earlier writes\n", start)
+	}
+	for i := start; i < len(h); i++ {
+		fmt.Fprintf(&b, "  %3d. %s\n", i+1, h[i])
+	}
+	return b.String()
+}
+
+func diffSent(sent []string) string {
+	var b strings.Builder
+	for _, q := range sent {
+		fmt.Fprintf(&b, "    %q\n", q)
+	}
+	return b.String()
+}
+
+// diffSequence applies writes picked by pick for steps steps, comparing
+// every shape after each. It returns the first mismatch as an error; with
+// all it reports every mismatch with t.Errorf, then empties the cache so
+// that the next write starts from a clean state, and returns nil.
+func diffSequence(t *testing.T, w *diffWorld, shapes []diffShape, steps int, pick func(step int) diffWrite, label string, all bool) error {
+	t.Helper()
+	if ms := w.compare(shapes); len(ms) > 0 {
+		if !all {
+			return fmt.Errorf("%s: before any write, %q differs\n cached:   %s\n database: %s", label, ms[0].shape, ms[0].cached, ms[0].direct)
+		}
+		// A shape wrong before any write is a fidelity failure: report it
+		// once and leave it out, so that it does not hide what writes do.
+		wrong := map[string]bool{}
+		for _, m := range ms {
+			t.Errorf("%s: before any write, %q differs\n cached:   %s\n database: %s", label, m.shape, m.cached, m.direct)
+			wrong[m.shape] = true
+		}
+		var kept []diffShape
+		for _, s := range shapes {
+			if !wrong[s.name] {
+				kept = append(kept, s)
+			}
+		}
+		shapes = kept
+	}
+	var history []string
+	for step := 0; step < steps; step++ {
+		wr := pick(step)
+		sent, note, err := w.apply(wr)
+		entry := wr.name
+		if note != "" {
+			entry += " (" + note + ")"
+		}
+		history = append(history, entry)
+		if err != nil {
+			var inner *diffInnerMismatch
+			if !errors.As(err, &inner) {
+				t.Fatalf("%s step %d: %v\nwrites so far:\n%s", label, step, err, diffHistory(history))
+			}
+			msg := fmt.Sprintf("%s step %d: write %q: %v\nSQL sent by the write:\n%swrites so far:\n%s", label, step, wr.name, err, diffSent(sent), diffHistory(history))
+			if !all {
+				return errors.New(msg)
+			}
+			t.Error(msg)
+			must(t, w.e.cache.InvalidateAll(context.Background()))
+			continue
+		}
+		ms := w.compare(shapes)
+		if len(ms) == 0 {
+			continue
+		}
+		var b strings.Builder
+		for _, m := range ms {
+			fmt.Fprintf(&b, "%s step %d: after write %q, query %q differs\n cached:   %s\n database: %s\n", label, step, wr.name, m.shape, m.cached, m.direct)
+			if !all {
+				break
+			}
+		}
+		fmt.Fprintf(&b, "SQL sent by the write:\n%swrites so far:\n%s", diffSent(sent), diffHistory(history))
+		if !all {
+			return errors.New(b.String())
+		}
+		t.Error(b.String())
+		must(t, w.e.cache.InvalidateAll(context.Background()))
+	}
+	return nil
+}
+
+func diffSeed() (seed uint64, steps int) {
+	seed = uint64(rand.Uint32())
+	if v := os.Getenv("QUERYCACHE_DIFF_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	steps = 40
+	if v := os.Getenv("QUERYCACHE_DIFF_STEPS"); v != "" {
+		steps, _ = strconv.Atoi(v)
+	}
+	return seed, steps
+}
+
+// TestDifferentialFixedOrder applies every write of the corpus once, in
+// order, and after each compares every query shape with and without the
+// cache. Every mismatch is reported (the cache is emptied after one, so
+// each is the write's own).
+func TestDifferentialFixedOrder(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		w := newDiffWorld(t, e, 1)
+		shapes, seq, _ := diffFor(e.dialect)
+		if err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "fixed order", true); err != nil {
+			t.Fatal(err)
+		}
+		if e.cache.Stats().Hits == 0 {
+			t.Fatal("no cache hits: the differential test compared nothing cached")
+		}
+	})
+}
+
+// TestDifferentialRandom applies a seeded random sequence of the corpus's
+// writes and fails at the first query that differs from the database.
+func TestDifferentialRandom(t *testing.T) {
+	seed, steps := diffSeed()
+	t.Logf("QUERYCACHE_DIFF_SEED=%d QUERYCACHE_DIFF_STEPS=%d", seed, steps)
+	forEachEnv(t, func(t *testing.T, e *env) {
+		w := newDiffWorld(t, e, seed)
+		shapes, seq, _ := diffFor(e.dialect)
+		pick := rand.New(rand.NewPCG(seed, 11))
+		label := fmt.Sprintf("QUERYCACHE_DIFF_SEED=%d", seed)
+		if err := diffSequence(t, w, shapes, steps, func(int) diffWrite { return seq[pick.IntN(len(seq))] }, label, false); err != nil {
+			t.Fatal(err)
+		}
+		if e.cache.Stats().Hits == 0 {
+			t.Fatal("no cache hits: the differential test compared nothing cached")
+		}
+	})
+}
+
+// TestDifferentialAlone runs each write that changes how the plugin treats
+// the whole database (connection state, temporary tables) in an
+// environment of its own, then compares every shape.
+func TestDifferentialAlone(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		_, _, alone := diffFor(dialect)
+		for _, wr := range alone {
+			t.Run(wr.name, func(t *testing.T) {
+				forEachEnv(t, func(t *testing.T, e *env) {
+					if e.dialect != dialect {
+						t.Skip("for " + dialect)
+					}
+					w := newDiffWorld(t, e, 1)
+					shapes, _, _ := diffFor(e.dialect)
+					if err := diffSequence(t, w, shapes, 1, func(int) diffWrite { return wr }, "alone", true); err != nil {
+						t.Fatal(err)
+					}
+				})
+			})
+		}
+	}
+}
+
+// TestDifferentialExpectations checks that the corpus exercises the cache:
+// shapes expected to be cached are served on a second run, and impure
+// ones (class 12) and catalog reads (class 7) never are.
+func TestDifferentialExpectations(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		w := newDiffWorld(t, e, 1)
+		shapes, _, _ := diffFor(e.dialect)
+		var uncached []string
+		for _, s := range shapes {
+			w.run(s, true)
+			n := e.statements(func() { w.run(s, true) })
+			switch {
+			case s.expect == "hit" && n != 0:
+				t.Errorf("%q: second run sent %d statements; it should be a cache hit", s.name, n)
+			case s.expect == "refuse" && n == 0:
+				t.Errorf("%q: served from the cache; it must be refused", s.name)
+			case s.expect == "" && n != 0:
+				uncached = append(uncached, s.name)
+			}
+		}
+		t.Logf("%d of %d shapes not served from the cache: %q", len(uncached), len(shapes), uncached)
+	})
+}
+
+// TestDifferentialCatchesBrokenInvalidation shows the differential test
+// has teeth: with invalidation switched off it finds a mismatch.
+func TestDifferentialCatchesBrokenInvalidation(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		for _, src := range []string{"create", "update", "delete", "raw", "commit"} {
+			gormcache.BreakForTest(e.plugin, src)
+		}
+		w := newDiffWorld(t, e, 1)
+		shapes, seq, _ := diffFor(e.dialect)
+		err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "broken", false)
+		if err == nil {
+			t.Fatal("no mismatch found with invalidation switched off")
+		}
+		if !strings.Contains(err.Error(), "differs") {
+			t.Fatalf("expected a mismatch, got %v", err)
+		}
+	})
+}
