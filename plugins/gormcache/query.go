@@ -1,9 +1,7 @@
 package gormcache
 
 import (
-	"context"
 	"database/sql"
-	"errors"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
@@ -24,10 +22,18 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	if db.DryRun || db.Error != nil {
 		return
 	}
-	o, handled, info := p.cached(db, raw)
+	o, handled, info := p.cached(db, raw, false)
 	switch {
 	case handled && o.failed:
 		return // the error has been added
+	case handled && o.live != nil:
+		// A miss past the bound: the database's rows, scanned as they come.
+		rows, err := o.live.open()
+		if err != nil {
+			db.AddError(err)
+			return
+		}
+		scanRows(db, rows)
 	case handled && p.fromSnapshot(db, &o):
 	case handled && p.replay(db, &o):
 	default:
@@ -113,9 +119,11 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		isRows, _ = v.(bool)
 		db.Statement.Settings.Delete("rows")
 	}
-	o, handled, info := p.cached(db, raw)
+	// A user's Rows() streams; GORM's own Scan reads every row without
+	// running the caller's code, so it records first and may share.
+	o, handled, info := p.cached(db, raw, isRows && !gormScan(db))
 	var res *result
-	if handled && !o.failed {
+	if handled && !o.failed && o.live == nil {
 		var err error
 		if res, err = o.result(); err != nil {
 			p.cache.CountBypass("corrupt_result")
@@ -123,6 +131,10 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		}
 	}
 	switch {
+	case handled && o.live != nil && isRows:
+		db.Statement.Dest, db.Error = o.live.open()
+	case handled && o.live != nil:
+		db.Statement.Dest = o.live.openRow()
 	case handled && res != nil && isRows:
 		db.Statement.Dest, db.Error = replayRows(res)
 	case handled && res != nil:
@@ -158,21 +170,15 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 	p.record(db, "read_write", invalidation.FromInspected(*info))
 }
 
-// notCacheable carries a result that was read but cannot be encoded; it is
-// returned once and not stored.
-type notCacheable struct {
-	res *result
-	err error
-}
-
-func (e *notCacheable) Error() string { return e.err.Error() }
-
 // outcome is what the cache gave a statement.
 type outcome struct {
 	key     string  // the store key
 	payload []byte  // the validated entry payload (nil for an uncacheable result)
 	res     *result // the decoded rows, once decoded
 	failed  bool    // the fill failed; its error is on db
+	// live reads a miss's rows from the database: a user's Rows(), or a
+	// result that could not be cached (past the bound, unsupported types).
+	live *liveRows
 }
 
 // result decodes the payload once.
@@ -190,7 +196,7 @@ func (o *outcome) result() (*result, error) {
 // cached serves the statement from the cache when it is marked and
 // cacheable. handled reports whether it did; when not, the caller runs the
 // statement itself. info is the inspection made, if any.
-func (p *Plugin) cached(db *gorm.DB, raw bool) (o outcome, handled bool, info *sqlinspect.Statement) {
+func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool, info *sqlinspect.Statement) {
 	opts, marked := p.markOf(db)
 	if !marked {
 		return o, false, nil
@@ -215,33 +221,17 @@ func (p *Plugin) cached(db *gorm.DB, raw bool) (o outcome, handled bool, info *s
 		}
 		return o, true, info
 	}
-	b, _, err := p.cache.GetOrSet(ctx, pl.key, func(ctx context.Context) (querycache.Fill, error) {
-		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
-		if err != nil {
-			return querycache.Fill{}, err
-		}
-		r, err := record(rows)
-		if cerr := rows.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return querycache.Fill{}, err
-		}
-		enc, err := encodeResult(r)
-		if err != nil {
-			return querycache.Fill{}, &notCacheable{res: r, err: err}
-		}
-		return querycache.Fill{Value: enc}, nil
-	})
+	b, hit, m := p.cache.Lookup(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult})
+	if hit {
+		o.payload = b
+		return o, true, info
+	}
+	b, live, err := p.fill(db, m, stream)
 	if err != nil {
-		var nc *notCacheable
-		if errors.As(err, &nc) {
-			p.cache.CountRefusal("unsupported_type")
-			return outcome{res: nc.res}, true, info
-		}
 		db.AddError(err)
 		return outcome{failed: true}, true, info
 	}
+	o.live = live
 	o.payload = b
 	return o, true, info
 }

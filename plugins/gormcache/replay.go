@@ -54,24 +54,19 @@ func (replayConn) QueryContext(_ context.Context, _ string, args []driver.NamedV
 	if len(args) != 1 {
 		return nil, errReplayOnly
 	}
-	res, ok := args[0].Value.(*result)
-	if !ok {
-		return nil, errReplayOnly
+	switch v := args[0].Value.(type) {
+	case *result:
+		return &rowsReplay{colMeta: colMeta(v.columns), res: v}, nil
+	case *liveRows:
+		return v, nil
 	}
-	return &rowsReplay{res: res}, nil
+	return nil, errReplayOnly
 }
 
 type rowsReplay struct {
+	colMeta
 	res *result
 	row int
-}
-
-func (r *rowsReplay) Columns() []string {
-	names := make([]string, len(r.res.columns))
-	for i, c := range r.res.columns {
-		names[i] = c.name
-	}
-	return names
 }
 
 func (r *rowsReplay) Close() error { return nil }
@@ -86,26 +81,36 @@ func (r *rowsReplay) Next(dest []driver.Value) error {
 	return nil
 }
 
-func (r *rowsReplay) ColumnTypeScanType(i int) reflect.Type {
-	if t := r.res.columns[i].scanType; t != nil {
+// colMeta answers database/sql's questions about the columns, as the real
+// driver answered them when the rows were recorded.
+type colMeta []column
+
+func (c colMeta) Columns() []string {
+	names := make([]string, len(c))
+	for i, col := range c {
+		names[i] = col.name
+	}
+	return names
+}
+
+func (c colMeta) ColumnTypeScanType(i int) reflect.Type {
+	if t := c[i].scanType; t != nil {
 		return t
 	}
 	return reflect.TypeFor[any]()
 }
 
-func (r *rowsReplay) ColumnTypeDatabaseTypeName(i int) string { return r.res.columns[i].dbType }
+func (c colMeta) ColumnTypeDatabaseTypeName(i int) string { return c[i].dbType }
 
-func (r *rowsReplay) ColumnTypeNullable(i int) (nullable, ok bool) {
-	f := r.res.columns[i].flags
+func (c colMeta) ColumnTypeNullable(i int) (nullable, ok bool) {
+	f := c[i].flags
 	return f&flagNullable != 0, f&flagNullableKnown != 0
 }
 
-func (r *rowsReplay) ColumnTypeLength(i int) (int64, bool) {
-	c := r.res.columns[i]
-	return c.length, c.flags&flagLengthKnown != 0
+func (c colMeta) ColumnTypeLength(i int) (int64, bool) {
+	return c[i].length, c[i].flags&flagLengthKnown != 0
 }
 
-func (r *rowsReplay) ColumnTypePrecisionScale(i int) (int64, int64, bool) {
-	c := r.res.columns[i]
-	return c.precision, c.scale, c.flags&flagPrecisionKnown != 0
+func (c colMeta) ColumnTypePrecisionScale(i int) (int64, int64, bool) {
+	return c[i].precision, c[i].scale, c[i].flags&flagPrecisionKnown != 0
 }

@@ -20,6 +20,10 @@ import (
 type result struct {
 	columns []column
 	values  []driver.Value // row-major, len(columns) values per row
+	// n is the number of rows when there are no columns: PostgreSQL's
+	// SELECT FROM t returns rows without columns, and an existence check
+	// counts them.
+	n int
 }
 
 type column struct {
@@ -41,7 +45,7 @@ const (
 
 func (r *result) rows() int {
 	if len(r.columns) == 0 {
-		return 0
+		return r.n
 	}
 	return len(r.values) / len(r.columns)
 }
@@ -53,8 +57,8 @@ type errUnsupported struct{ what string }
 
 func (e errUnsupported) Error() string { return "gormcache: cannot cache " + e.what }
 
-// record reads every row of rows into a result.
-func record(rows *sql.Rows) (*result, error) {
+// columnsOf describes the columns of rows as the driver reports them.
+func columnsOf(rows *sql.Rows) ([]column, error) {
 	names, err := rows.Columns()
 	if err != nil {
 		return nil, err
@@ -63,7 +67,7 @@ func record(rows *sql.Rows) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &result{columns: make([]column, len(names))}
+	cols := make([]column, len(names))
 	for i, name := range names {
 		c := column{name: name}
 		if i < len(types) && types[i] != nil {
@@ -85,39 +89,31 @@ func record(rows *sql.Rows) (*result, error) {
 				c.precision, c.scale = p, s
 			}
 		}
-		res.columns[i] = c
+		cols[i] = c
 	}
-	dest := make([]any, len(names))
-	vals := make([]any, len(names))
-	for i := range dest {
-		dest[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
-		}
-		for i, v := range vals {
-			res.values = append(res.values, v)
-			vals[i] = nil
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return cols, nil
 }
 
-// Encoding:
+// Encoding, format 2:
 //
 //	'R' format(1)
 //	ncols uvarint; per column: name, scan type code, db type name, flags,
 //	  length, precision, scale (strings are uvarint length + bytes,
 //	  integers are varints)
-//	nrows uvarint; then nrows*ncols tagged values
+//	nrows 8 bytes, big endian: the row count, whatever the number of
+//	  columns (written last, when the recording ends)
+//	then nrows*ncols tagged values
+//
+// Format 1 had a uvarint row count derived from the values, which lost the
+// rows of a zero-column result; its payloads no longer decode.
 const (
 	resultMagic  = 'R'
-	resultFormat = 1
+	resultFormat = 2
 	maxColumns   = 4096
+	// maxEmptyRows bounds the row count of a zero-column result, whose
+	// rows take no bytes: the decoder cannot bound it by the input. (Each
+	// such row also counts one byte towards MaxEntryBytes when recorded.)
+	maxEmptyRows = 1 << 24
 )
 
 var errCorruptResult = errors.New("gormcache: corrupt cached result")
@@ -165,11 +161,27 @@ var scanTypeCodes = func() map[reflect.Type]uint64 {
 	return m
 }()
 
-func encodeResult(r *result) ([]byte, error) {
-	buf := make([]byte, 0, 64+16*len(r.values))
+// errTooLarge stops a recording that grew past its bound.
+var errTooLarge = errors.New("gormcache: result larger than the cache's MaxEntryBytes")
+
+// A recorder encodes a result row by row as it is read, so that a result
+// never has to be held in memory to be cached, and recording can stop as
+// soon as it grows past the bound.
+type recorder struct {
+	buf   []byte
+	count int // offset of the row count in buf
+	ncols int
+	rows  uint64 // complete rows in buf
+	max   int    // bound on the recorded size; <= 0 means none
+}
+
+// newRecorder starts recording a result with cols, bounded by max bytes.
+// It fails with errUnsupported when a column's type cannot be named.
+func newRecorder(cols []column, max int) (*recorder, error) {
+	buf := make([]byte, 0, 64+24*len(cols))
 	buf = append(buf, resultMagic, resultFormat)
-	buf = binary.AppendUvarint(buf, uint64(len(r.columns)))
-	for _, c := range r.columns {
+	buf = binary.AppendUvarint(buf, uint64(len(cols)))
+	for _, c := range cols {
 		code, ok := scanTypeCodes[c.scanType]
 		if !ok {
 			return nil, errUnsupported{fmt.Sprintf("column %q of scan type %v", c.name, c.scanType)}
@@ -182,14 +194,69 @@ func encodeResult(r *result) ([]byte, error) {
 		buf = binary.AppendVarint(buf, c.precision)
 		buf = binary.AppendVarint(buf, c.scale)
 	}
-	buf = binary.AppendUvarint(buf, uint64(r.rows()))
-	for _, v := range r.values {
-		var err error
-		if buf, err = appendDriverValue(buf, v); err != nil {
+	r := &recorder{count: len(buf), ncols: len(cols), max: max}
+	r.buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
+	return r, nil
+}
+
+// add appends one row. On an error (errTooLarge, errUnsupported) buf still
+// holds every complete row before it, and the recording must stop.
+func (r *recorder) add(vals []any) error {
+	if r.ncols == 0 {
+		// Zero-column rows take no bytes; each still counts one towards the
+		// bound, so that their count stays bounded.
+		if r.rows >= maxEmptyRows || (r.max > 0 && len(r.buf)+int(r.rows) >= r.max) {
+			return errTooLarge
+		}
+		r.rows++
+		return nil
+	}
+	start := len(r.buf)
+	for _, v := range vals {
+		buf, err := appendDriverValue(r.buf, v)
+		if err != nil {
+			r.buf = r.buf[:start]
+			return err
+		}
+		r.buf = buf
+	}
+	r.rows++
+	if r.max > 0 && len(r.buf) > r.max {
+		return errTooLarge
+	}
+	return nil
+}
+
+// finish writes the row count and returns the payload.
+func (r *recorder) finish() []byte {
+	binary.BigEndian.PutUint64(r.buf[r.count:], r.rows)
+	return r.buf
+}
+
+// encodeResult encodes a whole result.
+func encodeResult(res *result) ([]byte, error) {
+	r, err := newRecorder(res.columns, 0)
+	if err != nil {
+		return nil, err
+	}
+	n := len(res.columns)
+	if n == 0 {
+		if res.n > maxEmptyRows {
+			return nil, errTooLarge
+		}
+		r.rows = uint64(res.n)
+		return r.finish(), nil
+	}
+	row := make([]any, n)
+	for i := 0; i < res.rows(); i++ {
+		for j := range row {
+			row[j] = res.values[i*n+j]
+		}
+		if err := r.add(row); err != nil {
 			return nil, err
 		}
 	}
-	return buf, nil
+	return r.finish(), nil
 }
 
 func appendStr(buf []byte, s string) []byte {
@@ -254,26 +321,32 @@ func loadLocation(name string) (*time.Location, error) {
 	return l, nil
 }
 
-// decodeResult parses bytes from the store, which may be anything: every
-// length is checked against what remains, and any inconsistency is
-// errCorruptResult. The result owns its memory (nothing aliases b).
-func decodeResult(b []byte) (*result, error) {
-	d := decoder{b: b}
-	if len(b) < 2 || b[0] != resultMagic || b[1] != resultFormat {
-		return nil, errCorruptResult
+// validResult reports whether b is a result payload of the current format:
+// the cheap check a hit makes before trusting an entry. An older format is
+// a miss, replaced by the fill.
+func validResult(b []byte) bool {
+	return len(b) >= 2 && b[0] == resultMagic && b[1] == resultFormat
+}
+
+// decodeHeader parses the columns and row count of a payload and returns
+// the encoded values that follow, checked to be plausible: every value
+// takes at least one byte.
+func decodeHeader(b []byte) (cols []column, nrows uint64, rest []byte, err error) {
+	if !validResult(b) {
+		return nil, 0, nil, errCorruptResult
 	}
-	d.b = b[2:]
+	d := decoder{b: b[2:]}
 	ncols := d.uvarint()
 	if d.err != nil || ncols > maxColumns || ncols > uint64(len(d.b)) {
-		return nil, errCorruptResult
+		return nil, 0, nil, errCorruptResult
 	}
-	r := &result{columns: make([]column, ncols)}
-	for i := range r.columns {
-		c := &r.columns[i]
+	cols = make([]column, ncols)
+	for i := range cols {
+		c := &cols[i]
 		c.name = d.str()
 		code := d.uvarint()
 		if d.err != nil || code >= uint64(len(scanTypes)) {
-			return nil, errCorruptResult
+			return nil, 0, nil, errCorruptResult
 		}
 		c.scanType = scanTypes[code]
 		c.dbType = d.str()
@@ -282,21 +355,39 @@ func decodeResult(b []byte) (*result, error) {
 		c.precision = d.varint()
 		c.scale = d.varint()
 	}
-	nrows := d.uvarint()
-	if d.err != nil {
-		return nil, errCorruptResult
+	if d.err != nil || len(d.b) < 8 {
+		return nil, 0, nil, errCorruptResult
 	}
+	nrows = binary.BigEndian.Uint64(d.b)
+	rest = d.b[8:]
 	if ncols == 0 {
-		if nrows != 0 || len(d.b) != 0 {
-			return nil, errCorruptResult
+		if nrows > maxEmptyRows || len(rest) != 0 {
+			return nil, 0, nil, errCorruptResult
 		}
+		return cols, nrows, rest, nil
+	}
+	// Bound the allocation by the input.
+	if nrows > uint64(len(rest)) || nrows*ncols > uint64(len(rest)) {
+		return nil, 0, nil, errCorruptResult
+	}
+	return cols, nrows, rest, nil
+}
+
+// decodeResult parses bytes from the store, which may be anything: every
+// length is checked against what remains, and any inconsistency is
+// errCorruptResult. The result owns its memory (nothing aliases b).
+func decodeResult(b []byte) (*result, error) {
+	cols, nrows, rest, err := decodeHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	r := &result{columns: cols}
+	if len(cols) == 0 {
+		r.n = int(nrows)
 		return r, nil
 	}
-	// Every value takes at least one byte: bound the allocation by the input.
-	if nrows > uint64(len(d.b)) || nrows*ncols > uint64(len(d.b)) {
-		return nil, errCorruptResult
-	}
-	r.values = make([]driver.Value, nrows*ncols)
+	d := decoder{b: rest}
+	r.values = make([]driver.Value, nrows*uint64(len(cols)))
 	for i := range r.values {
 		r.values[i] = d.value()
 		if d.err != nil {
@@ -307,6 +398,25 @@ func decodeResult(b []byte) (*result, error) {
 		return nil, errCorruptResult
 	}
 	return r, nil
+}
+
+// rowReader decodes rows one at a time from values a recorder wrote
+// (trusted: the plugin's own buffer, never bytes from the store).
+type rowReader struct {
+	d    decoder
+	left uint64
+}
+
+// next decodes one row into dest; false when none is left.
+func (rr *rowReader) next(dest []driver.Value) bool {
+	if rr.left == 0 {
+		return false
+	}
+	rr.left--
+	for i := range dest {
+		dest[i] = rr.d.value()
+	}
+	return rr.d.err == nil
 }
 
 type decoder struct {
