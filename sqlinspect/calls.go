@@ -1,9 +1,6 @@
 package sqlinspect
 
-import (
-	"cmp"
-	"slices"
-)
+import "slices"
 
 // This file finds the function calls of a statement (Statement.Functions).
 
@@ -27,7 +24,8 @@ func (a *analyzer) noteCall(i int, noCalls bool) int32 {
 	for first-2 >= a.start && a.toks[first-1].kind == tkDot && a.isNamePart(first-2) {
 		first -= 2
 	}
-	if a.nameIs(n, "set_config") || a.nameIs(n, "load_extension") {
+	if l := a.toks[n].end - a.toks[n].start; l >= len("set_config") && l <= len(`"load_extension"`) &&
+		(a.nameIs(n, "set_config") || a.nameIs(n, "load_extension")) {
 		a.session = true
 	}
 	if noCalls || i == a.notCallParen || first > a.start && a.typeOrAlias(first-1) {
@@ -151,10 +149,16 @@ func (a *analyzer) keywordArgs(f *frame) {
 // funcList returns the calls found, named, sorted and without duplicates;
 // the names may still share memory with the source text.
 func (a *analyzer) funcList() []Func {
-	if len(a.funcs) == 0 {
+	n := 0
+	for _, r := range a.funcs {
+		if !r.drop {
+			n++
+		}
+	}
+	if n == 0 {
 		return nil
 	}
-	out := make([]Func, 0, len(a.funcs))
+	out := make([]Func, 0, n)
 	for _, r := range a.funcs {
 		if r.drop {
 			continue
@@ -165,18 +169,34 @@ func (a *analyzer) funcList() []Func {
 		}
 		out = append(out, f)
 	}
-	slices.SortFunc(out, func(x, y Func) int {
-		if c := cmp.Compare(x.Schema, y.Schema); c != 0 {
-			return c
+	if len(out) <= 16 {
+		// Insertion sort: statements call few functions.
+		for i := 1; i < len(out); i++ {
+			for j := i; j > 0 && funcLess(out[j], out[j-1]); j-- {
+				out[j], out[j-1] = out[j-1], out[j]
+			}
 		}
-		if c := cmp.Compare(x.Name, y.Name); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.Args, y.Args)
-	})
-	out = slices.Compact(out)
-	if len(out) == 0 {
-		return nil
+	} else {
+		slices.SortFunc(out, func(x, y Func) int {
+			if funcLess(x, y) {
+				return -1
+			}
+			if funcLess(y, x) {
+				return 1
+			}
+			return 0
+		})
 	}
-	return out
+	return slices.Compact(out)
+}
+
+// funcLess reports whether x sorts before y: by schema, name, arguments.
+func funcLess(x, y Func) bool {
+	if x.Schema != y.Schema {
+		return x.Schema < y.Schema
+	}
+	if x.Name != y.Name {
+		return x.Name < y.Name
+	}
+	return x.Args < y.Args
 }

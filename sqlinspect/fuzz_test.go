@@ -171,17 +171,6 @@ func checkInvariants(t *testing.T, sql string, st Statement) {
 	}
 }
 
-// funcLess reports whether a sorts strictly before b.
-func funcLess(a, b Func) bool {
-	if a.Schema != b.Schema {
-		return a.Schema < b.Schema
-	}
-	if a.Name != b.Name {
-		return a.Name < b.Name
-	}
-	return a.Args < b.Args
-}
-
 func stringOK(s string) (string, error) {
 	if s == "" {
 		return "", errEmpty

@@ -102,7 +102,7 @@ func lex(s string, toks []token, d Dialect) ([]token, lexStatus) {
 				i++
 			}
 			switch {
-			case d != DialectSQLite && i == start+1 && (c == 'e' || c == 'E') && i < n && s[i] == '\'':
+			case i == start+1 && (c == 'e' || c == 'E') && i < n && s[i] == '\'' && d != DialectSQLite:
 				end, ok := scanEString(s, i)
 				if d == DialectAny {
 					// SQLite reads the word E and a plain string: the
@@ -115,7 +115,7 @@ func lex(s string, toks []token, d Dialect) ([]token, lexStatus) {
 					return toks, st | lexUnterminated
 				}
 				i, kind = end, tkEString
-			case d != DialectSQLite && i == start+1 && (c == 'u' || c == 'U') && i+1 < n && s[i] == '&' && (s[i+1] == '\'' || s[i+1] == '"'):
+			case i == start+1 && (c == 'u' || c == 'U') && i+1 < n && s[i] == '&' && (s[i+1] == '\'' || s[i+1] == '"') && d != DialectSQLite:
 				end, ok := scanQuoted(s, i+1, s[i+1])
 				if !ok {
 					return toks, st | lexUnterminated
@@ -210,7 +210,7 @@ func lex(s string, toks []token, d Dialect) ([]token, lexStatus) {
 					return toks, st | lexUnterminated
 				}
 				i, kind = end, k
-				if k == tkParam && d == DialectAny && sqliteVarTailAmbiguous(s, end) {
+				if k == tkParam && d == DialectAny && end < n && (s[end] == '(' || s[end] == ':') && sqliteVarTailAmbiguous(s, end) {
 					st |= lexAmbiguous
 				}
 			case '?':
@@ -266,7 +266,7 @@ func lex(s string, toks []token, d Dialect) ([]token, lexStatus) {
 				kind = tkDot
 			}
 		}
-		if d == DialectAny && !bc.token(s, start, kind) {
+		if bc.pos >= 0 && !bc.token(s, start, kind) { // only under DialectAny
 			st |= lexAmbiguous
 		}
 		toks = append(toks, token{start: start, end: i, kind: kind, kw: kw})
