@@ -283,10 +283,12 @@ func (a *analyzer) writeTargetName(j int) (schema, name string, next int, ok boo
 // next token to scan.
 //
 //	[LATERAL] [ONLY] name[.name]...   a table: recorded as read
-//	[LATERAL] name(...)               a table function: undetermined
+//	[LATERAL] name(...)               a table function: undetermined, a call
+//	                                  (pragma_*(...) reads the catalog)
 //	[LATERAL] ( ... )                 a subquery or a parenthesised join
 //
-// Anything else (a placeholder, a keyword, the end) is undetermined.
+// Anything else (a placeholder, a keyword, the end) is undetermined. Every
+// form but the parenthesised one counts as a table reference.
 func (a *analyzer) tableRef(j int) int {
 	if a.isKw(j, kwLateral) && (a.kindAt(j+1) == tkLParen || a.isName(j+1) && a.kindAt(a.nameEnd(j+1)) == tkLParen) {
 		j++ // else "lateral" is a SQLite table's name

@@ -29,3 +29,33 @@ func ExampleNormalizeTable() {
 	// posts
 	// user_roles
 }
+
+func ExampleInspectDialect() {
+	// PostgreSQL ends a -- comment at a lone carriage return; SQLite does
+	// not. Each dialect sees what its database runs; unknown text is
+	// refused.
+	sql := "SELECT 1 -- note\r; DELETE FROM posts"
+	for _, d := range []sqlinspect.Dialect{sqlinspect.DialectPostgres, sqlinspect.DialectSQLite, sqlinspect.DialectAny} {
+		st := sqlinspect.InspectDialect(sql, d)
+		fmt.Println(st.Kind, st.Writes, st.Undetermined)
+	}
+
+	st := sqlinspect.InspectDialect(`SELECT e.name, m.name FROM users e JOIN users m ON m.id = e.boss WHERE e.id = $1`, sqlinspect.DialectPostgres)
+	fmt.Println(st.Reads, st.TableRefs, st.Subqueries)
+
+	st = sqlinspect.InspectDialect(`SELECT count(*) FROM information_schema.tables WHERE table_name = lower($1)`, sqlinspect.DialectPostgres)
+	fmt.Println(st.Reads, st.Catalog, st.Functions)
+	// Output:
+	// Write [posts] false
+	// Select [] false
+	// Unknown [] true
+	// [users] 2 0
+	// [!catalog] true [{ count 1} { lower 1}]
+}
+
+func ExampleAssignedColumns() {
+	cols, ok := sqlinspect.AssignedColumns(`UPDATE users SET name = (SELECT name FROM users WHERE id = 2), id = 5 WHERE id = 1`, sqlinspect.DialectPostgres)
+	fmt.Println(cols, ok)
+	// Output:
+	// [id name] true
+}
