@@ -160,9 +160,10 @@ type fills struct {
 }
 
 type fill struct {
-	done  chan struct{}
-	value []byte
-	ok    bool
+	done    chan struct{}
+	value   []byte
+	ok      bool
+	waiters int // lookups that joined, under fills.mu (for tests)
 }
 
 // join returns the fill in progress under key, or, when there is none and
@@ -171,6 +172,7 @@ func (g *fills) join(key string, lead bool) (f *fill, leader bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f := g.m[key]; f != nil {
+		f.waiters++
 		return f, false
 	}
 	if !lead {
@@ -182,6 +184,17 @@ func (g *fills) join(key string, lead bool) (f *fill, leader bool) {
 	f = &fill{done: make(chan struct{})}
 	g.m[key] = f
 	return f, true
+}
+
+// waiting returns how many lookups wait for a fill in progress.
+func (g *fills) waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, f := range g.m {
+		n += f.waiters
+	}
+	return n
 }
 
 // finish ends a led fill (f may be nil) and wakes its waiters.
