@@ -202,7 +202,7 @@ func TestRefusals(t *testing.T) {
 		declared := gormcache.CacheWith(gormcache.CacheOptions{Tables: []string{"posts"}})
 		fn := "SELECT count(*) FROM json_each('[1,2]') WHERE (SELECT count(*) FROM posts) > ?"
 		if e.dialect == "postgres" {
-			fn = "SELECT count(*) FROM generate_series(1, 2) WHERE (SELECT count(*) FROM posts) > ?"
+			fn = "SELECT count(*) FROM unnest(ARRAY[1, 2]) WHERE (SELECT count(*) FROM posts) > ?"
 		}
 		count := func() int64 {
 			var n int64

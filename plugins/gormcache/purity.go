@@ -158,8 +158,7 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement) bool {
 			case "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
 				"random", "randomblob", "changes", "total_changes", "last_insert_rowid",
 				"sqlite_version", "sqlite_source_id", "sqlite_compileoption_used", "sqlite_compileoption_get",
-				"sqlite_offset", "load_extension", "json_each", "json_tree", "jsonb_each", "jsonb_tree",
-				"generate_series":
+				"sqlite_offset", "load_extension":
 				continue
 			}
 			return true
@@ -199,7 +198,8 @@ var sqliteBuiltins = func() map[string]struct{} {
 		json jsonb json_array jsonb_array json_array_length json_error_position json_extract
 		jsonb_extract json_insert jsonb_insert json_object jsonb_object json_patch jsonb_patch
 		json_pretty json_remove jsonb_remove json_replace jsonb_replace json_set jsonb_set json_type
-		json_valid json_quote json_group_array jsonb_group_array json_group_object jsonb_group_object`) {
+		json_valid json_quote json_group_array jsonb_group_array json_group_object jsonb_group_object
+		json_each json_tree jsonb_each jsonb_tree generate_series`) {
 		m[n] = struct{}{}
 	}
 	return m

@@ -99,7 +99,11 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if snap == nil {
 		return false
 	}
-	p.snaps.put(key, snap)
+	if !p.snaps.put(key, snap) {
+		// Too large to keep: hand over the value itself; nothing else
+		// references it.
+		snap.copy = nil
+	}
 	snap.apply(db)
 	return true
 }

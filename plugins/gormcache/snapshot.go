@@ -35,28 +35,43 @@ type snapshot struct {
 	value   reflect.Value // the scanned value; never handed out, only copied
 	rows    int64         // RowsAffected of the scan
 	copy    copier
+	weight  int64 // the memory the snapshot keeps (see weigh)
 }
 
 type snapshots struct {
-	c *otter.Cache[snapshotKey, *snapshot]
+	c   *otter.Cache[snapshotKey, *snapshot]
+	max int64 // the largest snapshot kept
 }
 
-// snapshotOverhead is a rough per-row cost of a scanned value beyond its
-// payload bytes, for weighing snapshots.
+// snapshotOverhead is what a kept snapshot costs beyond its value and
+// payload: the snapshot and key structs, the reflect.Value, otter's node.
 const snapshotOverhead = 256
+
+// snapshotShare is the fraction of SnapshotBytes one snapshot may take: a
+// larger one would evict many others to make room for itself.
+const snapshotShare = 8
 
 func newSnapshots(maxBytes int64) *snapshots {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &snapshots{c: otter.Must(&otter.Options[snapshotKey, *snapshot]{
-		MaximumWeight: uint64(maxBytes),
-		Weigher: func(k snapshotKey, s *snapshot) uint32 {
-			w := uint64(len(k.name)) + 2*uint64(len(s.payload)) + uint64(s.rows+1)*snapshotOverhead
-			return uint32(min(w, math.MaxUint32))
-		},
-		Executor: inline,
-	})}
+	return &snapshots{
+		max: maxBytes / snapshotShare,
+		c: otter.Must(&otter.Options[snapshotKey, *snapshot]{
+			MaximumWeight: uint64(maxBytes),
+			Weigher: func(k snapshotKey, s *snapshot) uint32 {
+				return uint32(min(s.weight+int64(len(k.name)+len(k.joins)), math.MaxUint32))
+			},
+			Executor: inline,
+		}),
+	}
+}
+
+// weigh measures what keeping snap costs: the scanned value with all the
+// memory it references (a struct's large array field, a Scanner's buffer,
+// a map), the payload it holds alive, and a fixed overhead.
+func (snap *snapshot) weigh() {
+	snap.weight = memSize(snap.value) + int64(cap(snap.payload)) + snapshotOverhead
 }
 
 // inline runs otter's maintenance on the calling goroutine rather than a
@@ -157,7 +172,15 @@ func (s *snapshots) get(key snapshotKey, payload []byte) *snapshot {
 	return snap
 }
 
-func (s *snapshots) put(key snapshotKey, snap *snapshot) { s.c.Set(key, snap) }
+// put keeps snap unless it alone would take more than its share of the
+// budget; it reports whether it did.
+func (s *snapshots) put(key snapshotKey, snap *snapshot) bool {
+	if snap.weight > s.max {
+		return false
+	}
+	s.c.Set(key, snap)
+	return true
+}
 
 // apply copies the snapshot into the statement's destination, as the scan
 // would have filled it.
@@ -193,5 +216,6 @@ func scanSnapshot(db *gorm.DB, res *result, payload []byte, t reflect.Type, cp c
 	if failed {
 		return nil
 	}
+	snap.weigh()
 	return snap
 }
