@@ -2,7 +2,6 @@ package gormcache
 
 import (
 	"reflect"
-	"sync"
 	"time"
 )
 
@@ -18,19 +17,28 @@ type copierEntry struct {
 	done bool
 }
 
-var copiers sync.Map // reflect.Type -> *copierEntry
+// copiers remembers the copiers built for one plugin's types.
+type copiers struct {
+	memo memo[reflect.Type, *copierEntry]
+}
+
+// maxCopierTypes bounds the types whose copiers a plugin remembers.
+const maxCopierTypes = 4096
 
 // copierFor returns how to deep-copy values of t, and false for types that
 // cannot be copied safely: interfaces, channels, functions, and structs with
 // unexported reference fields (other than time.Time's location).
-func copierFor(t reflect.Type) (copier, bool) {
-	e := buildCopier(t, map[reflect.Type]*copierEntry{})
+func (c *copiers) copierFor(t reflect.Type) (copier, bool) {
+	if e, ok := c.memo.load(t); ok {
+		return e.fn, e.ok
+	}
+	e := c.build(t, map[reflect.Type]*copierEntry{})
 	return e.fn, e.ok
 }
 
-func buildCopier(t reflect.Type, building map[reflect.Type]*copierEntry) *copierEntry {
-	if v, ok := copiers.Load(t); ok {
-		return v.(*copierEntry)
+func (c *copiers) build(t reflect.Type, building map[reflect.Type]*copierEntry) *copierEntry {
+	if e, ok := c.memo.load(t); ok {
+		return e
 	}
 	if e, ok := building[t]; ok {
 		return e // a recursive type: its entry is completed further up
@@ -45,7 +53,7 @@ func buildCopier(t reflect.Type, building map[reflect.Type]*copierEntry) *copier
 			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
 			reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
 		case reflect.Pointer:
-			elem := buildCopier(t.Elem(), building)
+			elem := c.build(t.Elem(), building)
 			e.ok = elem.ok
 			e.fn = func(dst, src reflect.Value) {
 				if src.IsNil() {
@@ -57,7 +65,7 @@ func buildCopier(t reflect.Type, building map[reflect.Type]*copierEntry) *copier
 				dst.Set(n)
 			}
 		case reflect.Slice:
-			elem := buildCopier(t.Elem(), building)
+			elem := c.build(t.Elem(), building)
 			e.ok = elem.ok
 			e.fn = func(dst, src reflect.Value) {
 				if src.IsNil() {
@@ -75,7 +83,7 @@ func buildCopier(t reflect.Type, building map[reflect.Type]*copierEntry) *copier
 				dst.Set(n)
 			}
 		case reflect.Array:
-			elem := buildCopier(t.Elem(), building)
+			elem := c.build(t.Elem(), building)
 			e.ok = elem.ok
 			e.fn = func(dst, src reflect.Value) {
 				for i := 0; i < src.Len(); i++ {
@@ -83,8 +91,8 @@ func buildCopier(t reflect.Type, building map[reflect.Type]*copierEntry) *copier
 				}
 			}
 		case reflect.Map:
-			key := buildCopier(t.Key(), building)
-			elem := buildCopier(t.Elem(), building)
+			key := c.build(t.Key(), building)
+			elem := c.build(t.Elem(), building)
 			e.ok = key.ok && elem.ok && key.fn == nil
 			e.fn = func(dst, src reflect.Value) {
 				if src.IsNil() {
@@ -105,7 +113,7 @@ func buildCopier(t reflect.Type, building map[reflect.Type]*copierEntry) *copier
 			var fieldCopiers []*copierEntry
 			for i := 0; i < t.NumField(); i++ {
 				f := t.Field(i)
-				fe := buildCopier(f.Type, building)
+				fe := c.build(f.Type, building)
 				if !fe.ok {
 					e.ok = false
 					break
@@ -136,7 +144,7 @@ func buildCopier(t reflect.Type, building map[reflect.Type]*copierEntry) *copier
 	e.done = true
 	delete(building, t)
 	if len(building) == 0 {
-		copiers.Store(t, e)
+		c.memo.store(t, e)
 	}
 	return e
 }

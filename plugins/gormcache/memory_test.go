@@ -76,7 +76,9 @@ func TestSnapshotBytesBoundsWhatSnapshotsKeep(t *testing.T) {
 		read  func(db *gorm.DB, i int) error
 	}{
 		{"large array field", &PaddedRow{}, 200,
-			func(db *gorm.DB, i int) error { return db.Create(&PaddedRow{ID: uint(i), Name: fmt.Sprint("row ", i)}).Error },
+			func(db *gorm.DB, i int) error {
+				return db.Create(&PaddedRow{ID: uint(i), Name: fmt.Sprint("row ", i)}).Error
+			},
 			func(db *gorm.DB, i int) error {
 				var r PaddedRow
 				if err := db.First(&r, i).Error; err != nil || r.Name != fmt.Sprint("row ", i) {
@@ -85,7 +87,9 @@ func TestSnapshotBytesBoundsWhatSnapshotsKeep(t *testing.T) {
 				return nil
 			}},
 		{"array larger than the budget's share", &HugeRow{}, 40,
-			func(db *gorm.DB, i int) error { return db.Create(&HugeRow{ID: uint(i), Name: fmt.Sprint("row ", i)}).Error },
+			func(db *gorm.DB, i int) error {
+				return db.Create(&HugeRow{ID: uint(i), Name: fmt.Sprint("row ", i)}).Error
+			},
 			func(db *gorm.DB, i int) error {
 				var r HugeRow
 				if err := db.First(&r, i).Error; err != nil || r.Name != fmt.Sprint("row ", i) {

@@ -82,7 +82,7 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if p.snaps == nil || o.payload == nil {
 		return false
 	}
-	t, cp, ok := snapshotTarget(db)
+	t, cp, ok := p.snaps.target(db)
 	if !ok {
 		return false
 	}

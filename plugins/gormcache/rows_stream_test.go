@@ -345,4 +345,3 @@ func TestFailedStreamIsNotStored(t *testing.T) {
 		}
 	})
 }
-

@@ -5,7 +5,6 @@ import (
 	"math"
 	"reflect"
 	"strings"
-	"sync"
 
 	"github.com/maypok86/otter/v2"
 	"gorm.io/gorm"
@@ -41,7 +40,25 @@ type snapshot struct {
 type snapshots struct {
 	c   *otter.Cache[snapshotKey, *snapshot]
 	max int64 // the largest snapshot kept
+
+	// What a destination type and schema allow, and how to copy them: per
+	// plugin, so that a closed *gorm.DB's schemas are not kept.
+	targets memo[targetKey, target]
+	copiers copiers
 }
+
+type targetKey struct {
+	t reflect.Type
+	s *schema.Schema
+}
+
+type target struct {
+	cp copier
+	ok bool
+}
+
+// maxTargets bounds the destination types and schemas remembered.
+const maxTargets = 1024
 
 // snapshotOverhead is what a kept snapshot costs beyond its value and
 // payload: the snapshot and key structs, the reflect.Value, otter's node.
@@ -55,7 +72,7 @@ func newSnapshots(maxBytes int64) *snapshots {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &snapshots{
+	s := &snapshots{
 		max: maxBytes / snapshotShare,
 		c: otter.Must(&otter.Options[snapshotKey, *snapshot]{
 			MaximumWeight: uint64(maxBytes),
@@ -65,6 +82,9 @@ func newSnapshots(maxBytes int64) *snapshots {
 			Executor: inline,
 		}),
 	}
+	s.targets.max = maxTargets
+	s.copiers.memo.max = maxCopierTypes
+	return s
 }
 
 // weigh measures what keeping snap costs: the scanned value with all the
@@ -78,23 +98,21 @@ func (snap *snapshot) weigh() {
 // new goroutine per drain (cheaper on the hit path).
 func inline(fn func()) { fn() }
 
-// snapshotTarget returns the destination type when the statement can be
-// served from a snapshot: a query (not Row/Rows) scanning into a zero
-// struct or a nil slice of structs (or of pointers to structs).
-func snapshotTarget(db *gorm.DB) (reflect.Type, copier, bool) {
+// target returns the destination type when the statement can be served
+// from a snapshot: a query (not Row/Rows) scanning into a zero struct or a
+// nil slice of structs (or of pointers to structs), of a schema whose scan
+// does not depend on the caller's context, of a type the copier can copy.
+func (s *snapshots) target(db *gorm.DB) (reflect.Type, copier, bool) {
 	rv := db.Statement.ReflectValue
-	if !rv.IsValid() || !rv.CanSet() || db.Statement.Schema == nil || len(db.Statement.ColumnMapping) > 0 {
-		return nil, nil, false
-	}
-	if !contextFree(db.Statement.Schema) {
+	sch := db.Statement.Schema
+	if !rv.IsValid() || !rv.CanSet() || sch == nil || len(db.Statement.ColumnMapping) > 0 {
 		return nil, nil, false
 	}
 	t := rv.Type()
-	elem := t
 	switch t.Kind() {
 	case reflect.Struct:
 	case reflect.Slice:
-		elem = t.Elem()
+		elem := t.Elem()
 		if elem.Kind() == reflect.Pointer {
 			elem = elem.Elem()
 		}
@@ -107,8 +125,14 @@ func snapshotTarget(db *gorm.DB) (reflect.Type, copier, bool) {
 	if !rv.IsZero() {
 		return nil, nil, false // GORM merges into existing values; replay instead
 	}
-	cp, ok := copierFor(t)
-	return t, cp, ok
+	k := targetKey{t, sch}
+	tg, ok := s.targets.load(k)
+	if !ok {
+		tg.cp, tg.ok = s.copiers.copierFor(t)
+		tg.ok = tg.ok && contextFree(sch)
+		s.targets.store(k, tg)
+	}
+	return t, tg.cp, tg.ok
 }
 
 // contextFree reports whether scanning into s (and the schemas of its
@@ -117,9 +141,6 @@ func snapshotTarget(db *gorm.DB) (reflect.Type, copier, bool) {
 // it (a per-tenant key, say), so schemas with serializers other than GORM's
 // own are always replayed.
 func contextFree(s *schema.Schema) bool {
-	if v, ok := contextFreeSchemas.Load(s); ok {
-		return v.(bool)
-	}
 	free := true
 	check := func(s *schema.Schema) {
 		for _, f := range s.Fields {
@@ -137,11 +158,8 @@ func contextFree(s *schema.Schema) bool {
 			check(rel.FieldSchema)
 		}
 	}
-	contextFreeSchemas.Store(s, free)
 	return free
 }
-
-var contextFreeSchemas sync.Map // *schema.Schema -> bool
 
 // joinsKey names the statement's joins for the snapshot key.
 func joinsKey(db *gorm.DB) string {

@@ -39,9 +39,9 @@ import (
 type liveRows struct {
 	colMeta
 	real *sql.Rows
-	vals []any // the current database row, as driver values
-	ptrs []any // pointers into vals, for Scan
-	rec  *recorder      // the recording; nil once it has stopped or ended
+	vals []any     // the current database row, as driver values
+	ptrs []any     // pointers into vals, for Scan
+	rec  *recorder // the recording; nil once it has stopped or ended
 	miss *querycache.Miss
 
 	// keep holds the recorder when recording stops (recording first): its
