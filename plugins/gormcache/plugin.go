@@ -129,7 +129,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	case p.snapBytes > 0:
 		p.snaps = newSnapshots(p.snapBytes)
 	}
-	p.inspected = otter.Must(&otter.Options[string, sqlinspect.Statement]{MaximumSize: inspectCacheSize, Executor: inline})
+	p.inspected = newInspections()
 	if p.dbID == "" {
 		p.dbID = defaultDatabaseID(db.Dialector)
 	}
@@ -162,27 +162,6 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		db.Statement.ConnPool = w
 	}
 	return nil
-}
-
-// inspectCacheSize bounds how many statements' inspections are remembered:
-// GORM builds the same SQL text for the same query shape, so inspecting it
-// once saves that work on every hit.
-const (
-	inspectCacheSize = 4096
-	inspectMaxSQL    = 4096
-)
-
-// inspect is sqlinspect.Inspect, remembered per SQL text.
-func (p *Plugin) inspect(sql string) sqlinspect.Statement {
-	if len(sql) > inspectMaxSQL {
-		return sqlinspect.InspectDialect(sql, p.sqlDialect)
-	}
-	if st, ok := p.inspected.GetIfPresent(sql); ok {
-		return st
-	}
-	st := sqlinspect.InspectDialect(sql, p.sqlDialect)
-	p.inspected.Set(sql, st)
-	return st
 }
 
 // defaultDatabaseID derives an identity from the dialect and DSN, hashed so

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"sync"
 	"time"
 )
 
@@ -307,17 +306,20 @@ func appendDriverValue(buf []byte, v driver.Value) ([]byte, error) {
 	return nil, errUnsupported{fmt.Sprintf("a value of type %T", v)}
 }
 
-var locations sync.Map // name -> *time.Location
+// locations remembers the time zones named in results. It is shared by
+// every plugin (a zone is the same for all) and bounded: zone names come
+// from stored bytes, and past the bound a zone is loaded on each use.
+var locations = &memo[string, *time.Location]{max: 256}
 
 func loadLocation(name string) (*time.Location, error) {
-	if l, ok := locations.Load(name); ok {
-		return l.(*time.Location), nil
+	if l, ok := locations.load(name); ok {
+		return l, nil
 	}
 	l, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, err
 	}
-	locations.Store(name, l)
+	locations.store(name, l)
 	return l, nil
 }
 
