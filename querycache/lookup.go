@@ -38,29 +38,26 @@ type LookupOptions struct {
 // a Miss of its own. Store errors are logged and counted, and give a Miss
 // that stores nothing (fail open).
 func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []byte, ok bool, m *Miss) {
-	m = &Miss{c: c, ctx: ctx, k: k, names: c.withEpoch(k.Versions)}
-	if c.pending.covers(m.names, c.ns.Epoch()) {
+	names := c.withEpoch(k.Versions)
+	if c.pending.covers(names, c.ns.Epoch()) {
 		c.stats.bypasses.add("undelivered_invalidation")
-		m.noStore = true
-		return nil, false, m
+		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
 	}
-	raw, tokens, err := c.store.Fetch(ctx, k.Name, m.names)
+	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
 	if err != nil {
 		c.stats.errors.Add(1)
 		c.stats.bypasses.add("store_error")
 		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
-		m.noStore = true
-		return nil, false, m
+		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
 	}
-	m.tokens = tokens
-	m.created = c.now()
+	now := c.now()
 	if raw != nil {
 		e, derr := decodeEntry(raw)
 		switch {
 		case derr != nil:
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
-		case !e.fresh(m.created, tokens):
+		case !e.fresh(now, tokens):
 		case opts.Valid != nil && !opts.Valid(e.payload):
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
@@ -95,8 +92,7 @@ func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []
 		f = nil // the leader stored nothing: query ourselves, alone
 	}
 	c.stats.fills.Add(1)
-	m.flight, m.fkey = f, fk
-	return nil, false, m
+	return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, tokens: tokens, created: now, flight: f, fkey: fk}
 }
 
 // MaxEntryBytes returns the largest value the cache stores, or -1 when
