@@ -340,7 +340,9 @@ func TestSessionSetConfig(t *testing.T) {
 				return nil
 			}))
 		}
-		e.mustBeCached(t, "no tenant", func() error { return e.db.Scopes(gormcache.Cacheable()).Table("tdocs").Pluck("name", &[]string{}).Error })
+		e.mustBeCached(t, "no tenant", func() error {
+			return e.db.Scopes(gormcache.Cacheable()).Table("tdocs").Pluck("name", &[]string{}).Error
+		})
 		sameAsDatabase(t, e.db, "tdocs", nil, "after the transactions")
 		if n := e.cache.Stats().Bypasses["session_state"]; n != 0 {
 			t.Fatalf("a transaction-local set_config stopped caching: %v", e.cache.Stats().Bypasses)
