@@ -5,7 +5,6 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
-	"querycache.dev/invalidation"
 	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
 )
@@ -171,7 +170,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		info = &st
 	}
 	p.observeRaw(db, *info)
-	p.record(db, "read_write", invalidation.FromInspected(*info))
+	p.record(db, "read_write", p.rawChange(db, *info))
 }
 
 // outcome is what the cache gave a statement.
