@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"querycache.dev/plugins/gormcache"
@@ -209,6 +211,7 @@ func diffSetup(t *testing.T, e *env) {
 		must(t, db.Create(&[]DiffCode{{ID: 1, Code: "c", Name: "one"}, {ID: 2, Code: "d", Name: "two"}}).Error)
 	}
 	must(t, db.Create(&[]DiffCI{{Name: "abc", Title: "t0"}, {Name: "Xyz", Title: "x0"}}).Error)
+	diffSetupMore(t, e)
 }
 
 // diffShape is one query of the corpus.
@@ -221,6 +224,9 @@ type diffShape struct {
 	// expect is what the plugin must do with it: "hit" (served from the
 	// cache on a second run), "refuse" (never served), "" either.
 	expect string
+	// mayErr: the database refuses it on the seed data (a spelling it
+	// cannot read), which is compared like any answer.
+	mayErr bool
 	run    func(db *gorm.DB) (any, error)
 }
 
@@ -230,7 +236,7 @@ func diffShapes() []diffShape {
 	add := func(s ...diffShape) { shapes = append(shapes, s...) }
 
 	// Lookups by primary key, several spellings (class 3 for integers).
-	for _, id := range []uint{1, 2, 4, 6, 9, 11} {
+	for _, id := range []uint{1, 2, 4, 6, 9, 10, 11} {
 		add(diffShape{name: fmt.Sprintf("First(&u, %d)", id), expect: "hit", run: func(db *gorm.DB) (any, error) {
 			var u DiffUser
 			err := db.First(&u, id).Error
@@ -238,7 +244,7 @@ func diffShapes() []diffShape {
 		}})
 	}
 	for _, spelled := range []any{"2", int64(3), uint8(4), "02", " 2", "2.0", 2.0, "+3", "1e0"} {
-		add(diffShape{name: fmt.Sprintf("Where(id = %#v).Take", spelled), run: func(db *gorm.DB) (any, error) {
+		add(diffShape{name: fmt.Sprintf("Where(id = %#v).Take", spelled), mayErr: spelled == "2.0" || spelled == "1e0", run: func(db *gorm.DB) (any, error) {
 			var u DiffUser
 			err := db.Where("id = ?", spelled).Take(&u).Error
 			return u, err
@@ -405,6 +411,11 @@ func diffShapes() []diffShape {
 			m := map[string]any{}
 			err := db.Table("diff_users").Where("id = ?", 2).Take(&m).Error
 			return m, err
+		}},
+		diffShape{name: "First(&o, 50) (not found first)", expect: "hit", run: func(db *gorm.DB) (any, error) {
+			var o DiffOrder
+			err := db.First(&o, 50).Error
+			return o, err
 		}},
 		diffShape{name: "orders", expect: "hit", run: func(db *gorm.DB) (any, error) {
 			var os []DiffOrder
@@ -842,7 +853,7 @@ func diffShapes() []diffShape {
 			return ns, err
 		}})
 	}
-	return shapes
+	return append(shapes, diffMoreShapes()...)
 }
 
 // diffSpelledTables are spellings of diff_users for writes through a
@@ -942,10 +953,10 @@ func diffWrites() []diffWrite {
 			return db.Model(&DiffPair{A: 1, B: []string{"x", "y"}[w.r.IntN(2)]}).Update("v", w.n()).Error
 		}},
 		diffWrite{name: "Update of the primary key", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Model(&DiffUser{}).Where("id = ?", w.user()).Update("id", w.user()+2).Error
+			return db.Model(&DiffUser{}).Where("id = ?", w.liveUser()).Update("id", w.freeUser()).Error
 		}},
 		diffWrite{name: "Update of the primary key by model", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Model(&DiffOrder{ID: w.order()}).Update("id", w.order()+3).Error
+			return db.Model(&DiffOrder{ID: w.liveOrder()}).Update("id", w.freeOrder()).Error
 		}},
 		diffWrite{name: "Update of a composite key part", run: func(w *diffWorld, db *gorm.DB) error {
 			return db.Model(&DiffPair{}).Where("a = ? AND b = ?", 1+w.r.IntN(2), "x").Update("b", "y").Error
@@ -1283,22 +1294,22 @@ func diffWrites() []diffWrite {
 	// Primary-key assignments hidden in the SET list (class 11).
 	add(
 		diffWrite{name: "Exec SET subquery then id", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Exec("UPDATE diff_users SET name = (SELECT name FROM diff_tags WHERE id = 1), id = ? WHERE id = ?", w.user()+2, w.user()).Error
+			return db.Exec("UPDATE diff_users SET name = (SELECT name FROM diff_tags WHERE id = 1), id = ? WHERE id = ?", w.freeUser(), w.liveUser()).Error
 		}},
 		diffWrite{name: "GORM Update with an Expr assigning id", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Model(&DiffUser{ID: w.user()}).Update("name", gorm.Expr("(SELECT 'moved' WHERE 1 = 1), id = ?", w.user()+2)).Error
+			return db.Model(&DiffUser{ID: w.liveUser()}).Update("name", gorm.Expr("(SELECT 'moved' WHERE 1 = 1), id = ?", w.freeUser())).Error
 		}},
 		diffWrite{name: "GORM Updates map with subquery then id in Expr", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Model(&DiffOrder{ID: w.order()}).Updates(map[string]any{"note": gorm.Expr("(SELECT name FROM diff_tags WHERE id = 2)"), "amount": gorm.Expr("1, id = ?", w.order()+3)}).Error
+			return db.Model(&DiffOrder{ID: w.liveOrder()}).Updates(map[string]any{"note": gorm.Expr("(SELECT name FROM diff_tags WHERE id = 2)"), "amount": gorm.Expr("1, id = ?", w.freeOrder())}).Error
 		}},
 		diffWrite{name: "Exec row-value SET (name, id)", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Exec("UPDATE diff_users SET (name, id) = (SELECT 'row', CAST(? AS bigint)) WHERE id = ?", w.user()+2, w.user()).Error
+			return db.Exec("UPDATE diff_users SET (name, id) = (SELECT 'row', CAST(? AS bigint)) WHERE id = ?", w.freeUser(), w.liveUser()).Error
 		}},
 		diffWrite{name: "GORM Update of rowid (sqlite)", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Model(&DiffUser{ID: w.user()}).Update("rowid", w.user()+2).Error
+			return db.Model(&DiffUser{ID: w.liveUser()}).Update("rowid", w.freeUser()).Error
 		}},
 		diffWrite{name: "GORM Update of the key spelled Id (sqlite: same column)", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
-			return db.Model(&DiffOrder{ID: w.order()}).Update("Id", w.order()+3).Error
+			return db.Model(&DiffOrder{ID: w.liveOrder()}).Update("Id", w.freeOrder()).Error
 		}},
 	)
 
@@ -1388,6 +1399,10 @@ func diffWrites() []diffWrite {
 		}},
 	)
 
+	ws = append(ws, diffMoreWrites()...)
+	ws = append(ws, diffHostileWrites()...)
+	// DDL last, so that the fixed order meets every other write with the
+	// schema it was seeded with (the random order interleaves them).
 	// DDL interleaved (class 7).
 	add(
 		diffWrite{name: "ALTER TABLE ADD/DROP COLUMN extra", run: func(w *diffWorld, db *gorm.DB) error {
@@ -1450,7 +1465,7 @@ func diffWrites() []diffWrite {
 			}))
 		}},
 	)
-	return append(ws, diffHostileWrites()...)
+	return ws
 }
 
 // diffHostileWrites are writes past the paths the plugin sees directly:
@@ -1711,4 +1726,589 @@ func sortedStrings(s []string) []string {
 		}
 	}
 	return out
+}
+
+// The corpus grown as a hostile user would: other key types and
+// spellings (class 3), other aliases of the primary key (class 11), other
+// subqueries (class 1), other read models (class 8), other conflict
+// clauses (class 9), other lexing traps (class 10), catalog reads asked
+// for (class 7), other transaction paths (class 4).
+
+// DiffPad has a text key compared ignoring trailing spaces: char(8) on
+// PostgreSQL, COLLATE RTRIM on SQLite (created in raw SQL).
+type DiffPad struct {
+	Code string `gorm:"primaryKey"`
+	Note string
+}
+
+// DiffHost has an inet key (PostgreSQL): 10.0.0.1 = 10.0.0.1/32.
+type DiffHost struct {
+	Addr string `gorm:"type:inet;primaryKey"`
+	Name string
+}
+
+// DiffMoment has a timestamptz key (PostgreSQL): one instant, many
+// spellings.
+type DiffMoment struct {
+	At   time.Time `gorm:"type:timestamptz;primaryKey"`
+	Note string
+}
+
+// DiffNumK has a NUMERIC-affinity key on SQLite: '1.0' is stored as 1.
+type DiffNumK struct {
+	K string `gorm:"primaryKey"`
+	V int
+}
+
+func (DiffNumK) TableName() string { return "diff_numks" }
+
+// DiffCode2 is a SQLite table whose UNIQUE table constraint replaces on
+// conflict.
+type DiffCode2 struct {
+	ID   uint
+	Code string
+	Name string
+}
+
+func (DiffCode2) TableName() string { return "diff_codes2" }
+
+// DiffUserByEmailName is a read model of diff_users with a composite
+// primary key (class 8).
+type DiffUserByEmailName struct {
+	Email string `gorm:"primaryKey"`
+	Name  string `gorm:"primaryKey"`
+	Score int
+}
+
+func (DiffUserByEmailName) TableName() string { return "diff_users" }
+
+// DiffPerson has no table name of its own: it is read through
+// Table("diff_users") with email as its primary key (class 8).
+type DiffPerson struct {
+	Email string `gorm:"primaryKey"`
+	Name  string
+}
+
+var diffMoment0 = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func diffSetupMore(t *testing.T, e *env) {
+	t.Helper()
+	db := e.db
+	if e.dialect == "postgres" {
+		must(t, db.Exec("CREATE TABLE diff_pads (code char(8) PRIMARY KEY, note text)").Error)
+		must(t, db.AutoMigrate(&DiffHost{}, &DiffMoment{}))
+		must(t, db.Create(&[]DiffHost{{Addr: "10.0.0.1", Name: "h1"}, {Addr: "10.0.0.2/32", Name: "h2"}}).Error)
+		must(t, db.Create(&[]DiffMoment{{At: diffMoment0, Note: "m0"}, {At: diffMoment0.Add(time.Hour), Note: "m1"}}).Error)
+	} else {
+		must(t, db.Exec("CREATE TABLE diff_pads (code TEXT COLLATE RTRIM PRIMARY KEY, note TEXT)").Error)
+		must(t, db.Exec("CREATE TABLE diff_numks (k NUMERIC PRIMARY KEY, v INTEGER)").Error)
+		must(t, db.Exec("CREATE TABLE diff_codes2 (id INTEGER PRIMARY KEY, code TEXT, name TEXT, UNIQUE (code) ON CONFLICT REPLACE)").Error)
+		must(t, db.Create(&[]DiffNumK{{K: "1", V: 1}, {K: "2.5", V: 2}}).Error)
+		must(t, db.Create(&[]DiffCode2{{ID: 1, Code: "c", Name: "one"}, {ID: 2, Code: "d", Name: "two"}}).Error)
+	}
+	must(t, db.Create(&[]DiffPad{{Code: "ab", Note: "p0"}, {Code: "cd", Note: "p1"}}).Error)
+}
+
+func diffMoreShapes() []diffShape {
+	sub := func(db *gorm.DB) *gorm.DB { return db.Session(&gorm.Session{NewDB: true}) }
+	var shapes []diffShape
+	add := func(s ...diffShape) { shapes = append(shapes, s...) }
+
+	// Keys compared by the column's type, not as text (class 3).
+	for _, sp := range []string{"ab", "ab      ", "ab  ", "cd", "cd "} {
+		add(diffShape{name: fmt.Sprintf("padded key %q", sp), run: func(db *gorm.DB) (any, error) {
+			var p DiffPad
+			err := db.Where("code = ?", sp).First(&p).Error
+			return p, err
+		}})
+	}
+	for _, sp := range []string{"10.0.0.1", "10.0.0.1/32", "10.0.0.2", "10.0.0.3/32"} {
+		add(diffShape{name: "inet key " + sp, only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var h DiffHost
+			err := db.Where("addr = ?", sp).First(&h).Error
+			return h, err
+		}})
+	}
+	for _, sp := range []any{diffMoment0, diffMoment0.In(time.FixedZone("X", 3600)), "2024-01-02 03:04:05+00", "2024-01-02 04:04:05+01", "2024-01-02T03:04:05Z"} {
+		add(diffShape{name: fmt.Sprintf("timestamptz key %v", sp), only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var m DiffMoment
+			err := db.Where("at = ?", sp).First(&m).Error
+			return m, err
+		}})
+	}
+	var raw [16]byte
+	for i := range raw {
+		fmt.Sscanf(strings.ReplaceAll(diffUUIDA, "-", "")[2*i:2*i+2], "%02x", &raw[i])
+	}
+	add(
+		diffShape{name: "uuid bound as [16]byte", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var d DiffDoc
+			err := db.Where("id = ?", raw).First(&d).Error
+			return d, err
+		}},
+		diffShape{name: "uuid bound as pgtype.UUID", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var d DiffDoc
+			err := db.Where("id = ?", pgtype.UUID{Bytes: raw, Valid: true}).First(&d).Error
+			return d, err
+		}},
+	)
+	for _, sp := range []any{"1", "1.0", 1.0, 1, "2.5", "2.50", 2.5} {
+		add(diffShape{name: fmt.Sprintf("NUMERIC-affinity key %#v", sp), only: "sqlite", run: func(db *gorm.DB) (any, error) {
+			var n DiffNumK
+			err := db.Where("k = ?", sp).First(&n).Error
+			return n, err
+		}})
+	}
+	add(
+		diffShape{name: "codes2", only: "sqlite", run: func(db *gorm.DB) (any, error) {
+			var cs []DiffCode2
+			err := db.Order("id").Find(&cs).Error
+			return cs, err
+		}},
+		diffShape{name: "code2 1", only: "sqlite", run: func(db *gorm.DB) (any, error) {
+			var c DiffCode2
+			err := db.First(&c, 1).Error
+			return c, err
+		}},
+	)
+
+	// Lookups by key whose key or other conditions come from other rows
+	// (class 1).
+	add(
+		diffShape{name: "id = (subquery) as the only condition", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Where("id = (?)", sub(db).Model(&DiffUser{}).Select("manager_id").Where("id = ?", 4)).First(&u).Error
+			return u, err
+		}},
+		diffShape{name: "id IN (one-row subquery)", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Where("id IN (?)", sub(db).Model(&DiffUser{}).Select("max(id)").Where("score < ?", 4)).First(&u).Error
+			return u, err
+		}},
+		diffShape{name: "id = gorm.Expr(subquery)", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Where("id = ?", gorm.Expr("(SELECT min(id) FROM diff_users WHERE score > 3)")).Take(&u).Error
+			return u, err
+		}},
+		diffShape{name: "key and a subquery in one raw condition", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Where("id = ? AND name <> (SELECT name FROM diff_users WHERE id = 1)", 2).Take(&u).Error
+			return u, err
+		}},
+		diffShape{name: "key with > ALL (subquery)", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Where("id = ?", 7).Where("score >= ALL (SELECT score FROM diff_users WHERE deleted_at IS NULL)").Take(&u).Error
+			return u, err
+		}},
+		diffShape{name: "key with Not and Having subquery", run: func(db *gorm.DB) (any, error) {
+			var r []map[string]any
+			err := db.Model(&DiffUser{}).Select("id, count(*) AS n").Where("id = ?", 2).Not("score = ?", 99).Group("id").
+				Having("count(*) <= (SELECT count(*) FROM diff_users)").Scan(&r).Error
+			return r, err
+		}},
+		diffShape{name: "key with a window over the table", run: func(db *gorm.DB) (any, error) {
+			var r []map[string]any
+			err := db.Raw("SELECT id, total FROM (SELECT id, count(*) OVER () AS total FROM diff_users) s WHERE id = ?", 2).Scan(&r).Error
+			return r, err
+		}},
+		diffShape{name: "LATERAL subquery on one row", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var r []map[string]any
+			err := db.Raw("SELECT u.id, x.n FROM diff_users u, LATERAL (SELECT count(*) AS n FROM diff_users v WHERE v.manager_id = u.id) x WHERE u.id = ?", 2).Scan(&r).Error
+			return r, err
+		}},
+		diffShape{name: "key lookup with PrepareStmt", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Session(&gorm.Session{PrepareStmt: true}).First(&u, 3).Error
+			return u, err
+		}},
+		diffShape{name: "InnerJoins(Manager) Take 4", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.InnerJoins("Manager").Take(&u, 4).Error
+			return u, err
+		}},
+		diffShape{name: "Joins with a derived table", run: func(db *gorm.DB) (any, error) {
+			var r []map[string]any
+			err := db.Table("diff_users").Select("diff_users.id, t.n").
+				Joins("JOIN (SELECT user_id, count(*) AS n FROM diff_orders GROUP BY user_id) t ON t.user_id = diff_users.id").
+				Where("diff_users.id = ?", 2).Scan(&r).Error
+			return r, err
+		}},
+	)
+
+	// Read models (class 8).
+	add(
+		diffShape{name: "read model with composite key (email, name)", run: func(db *gorm.DB) (any, error) {
+			var r DiffUserByEmailName
+			err := db.Where(&DiffUserByEmailName{Email: "u3@x", Name: "Bob"}).First(&r).Error
+			return r, err
+		}},
+		diffShape{name: "struct without table name, read through Table()", run: func(db *gorm.DB) (any, error) {
+			var r DiffPerson
+			err := db.Table("diff_users").Where(&DiffPerson{Email: "u2@x"}).First(&r).Error
+			return r, err
+		}},
+		diffShape{name: "read model by email with Table(AS)", run: func(db *gorm.DB) (any, error) {
+			var r DiffUserByEmail
+			err := db.Table("diff_users AS r").Where("r.email = ?", "u4@x").Take(&r).Error
+			return r, err
+		}},
+	)
+
+	// Zero-column rows (class 13).
+	add(
+		diffShape{name: "SELECT FROM t GROUP BY, Rows() counted", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			rows, err := db.Raw("SELECT FROM diff_users GROUP BY score").Rows()
+			if err != nil {
+				return nil, err
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			return n, rows.Err()
+		}},
+		diffShape{name: "SELECT FROM t, Find into maps", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var ms []map[string]any
+			err := db.Table("diff_users").Select("").Raw("SELECT FROM diff_users WHERE score < ?", 4).Find(&ms).Error
+			return len(ms), err
+		}},
+	)
+
+	// Catalog reads asked for (class 7): cached, and DDL invalidates them.
+	catalog := func(db *gorm.DB) *gorm.DB {
+		return db.Scopes(gormcache.CacheWith(gormcache.CacheOptions{Catalog: true, AllowNondeterministic: true}))
+	}
+	add(
+		diffShape{name: "information_schema columns, asked for", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var cols []string
+			err := catalog(db).Raw("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'diff_users' ORDER BY 1").Scan(&cols).Error
+			return cols, err
+		}},
+		diffShape{name: "pg_class relations, asked for", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var names []string
+			err := catalog(db).Raw("SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
+				"WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY 1").Scan(&names).Error
+			return names, err
+		}},
+		diffShape{name: "pragma_table_info, asked for", only: "sqlite", run: func(db *gorm.DB) (any, error) {
+			var cols []string
+			err := catalog(db).Raw("SELECT name FROM pragma_table_info('diff_users') ORDER BY name").Scan(&cols).Error
+			return cols, err
+		}},
+		diffShape{name: "sqlite_master, asked for", only: "sqlite", run: func(db *gorm.DB) (any, error) {
+			var names []string
+			err := catalog(db).Raw("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").Scan(&names).Error
+			return names, err
+		}},
+		diffShape{name: "sqlite_schema spelled in capitals", only: "sqlite", wide: true, run: func(db *gorm.DB) (any, error) {
+			var names []string
+			err := db.Raw("SELECT name FROM SQLITE_SCHEMA WHERE type = 'table' ORDER BY name").Scan(&names).Error
+			return names, err
+		}},
+		diffShape{name: "main.sqlite_master qualified", only: "sqlite", wide: true, run: func(db *gorm.DB) (any, error) {
+			var names []string
+			err := db.Raw(`SELECT name FROM "main"."sqlite_master" WHERE type = 'table' ORDER BY name`).Scan(&names).Error
+			return names, err
+		}},
+		diffShape{name: "PRAGMA table_info statement", only: "sqlite", wide: true, run: func(db *gorm.DB) (any, error) {
+			var r []map[string]any
+			err := db.Raw("PRAGMA table_info(diff_users)").Scan(&r).Error
+			return r, err
+		}},
+		diffShape{name: "pg_tables qualified in capitals", only: "postgres", wide: true, run: func(db *gorm.DB) (any, error) {
+			var names []string
+			err := db.Raw(`SELECT tablename FROM PG_CATALOG.PG_TABLES WHERE tablename LIKE 'diff_s%' ORDER BY 1`).Scan(&names).Error
+			return names, err
+		}},
+		diffShape{name: "to_regclass of scratch", only: "postgres", wide: true, run: func(db *gorm.DB) (any, error) {
+			var ok bool
+			err := db.Raw("SELECT to_regclass('diff_scratch') IS NOT NULL").Scan(&ok).Error
+			return ok, err
+		}},
+	)
+
+	// More impure functions (class 12).
+	for _, c := range []struct{ only, expr string }{
+		{"sqlite", "datetime('2000-01-01', 'utc') IS NOT NULL"},
+		{"sqlite", "changes() >= 0"},
+		{"sqlite", "last_insert_rowid() >= 0"},
+		{"sqlite", "randomblob(2) IS NOT NULL"},
+		{"sqlite", "date() IS NOT NULL"},
+		{"postgres", "clock_timestamp() IS NOT NULL"},
+		{"postgres", "statement_timestamp() IS NOT NULL"},
+		{"postgres", "timeofday() IS NOT NULL"},
+		{"postgres", "gen_random_uuid() IS NOT NULL"},
+		{"postgres", "pg_backend_pid() > 0"},
+		{"postgres", "txid_current() > 0"},
+		{"postgres", "age('2000-01-01'::timestamp) IS NOT NULL"},
+		{"postgres", "date_trunc('day', now()) IS NOT NULL"},
+		{"postgres", "extract(epoch FROM now()) > 0"},
+		{"postgres", "inet_client_addr() IS NULL OR true"},
+		{"postgres", "\"random\"() < 2"},
+		{"postgres", "pg_catalog.\"now\"() IS NOT NULL"},
+		{"postgres", "('2020-03-08'::timestamptz + interval '1 day')::text IS NOT NULL"},
+		{"postgres", "to_char('2020-01-01'::timestamptz, 'HH24') IS NOT NULL"},
+	} {
+		add(diffShape{name: "impure: " + c.expr, only: c.only, expect: "refuse", run: func(db *gorm.DB) (any, error) {
+			var ns []string
+			err := db.Model(&DiffUser{}).Where(c.expr).Order("id").Pluck("name", &ns).Error
+			return ns, err
+		}})
+	}
+	return shapes
+}
+
+func diffMoreWrites() []diffWrite {
+	return []diffWrite{
+		// Other keys written in other spellings (class 3).
+		{name: "padded key Update in another spelling", run: func(w *diffWorld, db *gorm.DB) error {
+			ks := []string{"ab", "ab   ", "cd", "cd      "}
+			return db.Model(&DiffPad{Code: ks[w.r.IntN(len(ks))]}).Update("note", fmt.Sprintf("p%d", w.n())).Error
+		}},
+		{name: "padded key Delete/Create", run: func(w *diffWorld, db *gorm.DB) error {
+			if w.r.IntN(2) == 0 {
+				return db.Delete(&DiffPad{Code: "ab  "}).Error
+			}
+			return db.Create(&DiffPad{Code: "ab", Note: "again"}).Error
+		}},
+		{name: "inet key Update in another spelling", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			ks := []string{"10.0.0.1", "10.0.0.1/32", "10.0.0.2", "10.0.0.2/32"}
+			return db.Model(&DiffHost{Addr: ks[w.r.IntN(len(ks))]}).Update("name", fmt.Sprintf("h%d", w.n())).Error
+		}},
+		{name: "inet key Create/Delete", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			if w.r.IntN(2) == 0 {
+				return db.Delete(&DiffHost{Addr: "10.0.0.3"}).Error
+			}
+			return db.Create(&DiffHost{Addr: "10.0.0.3/32", Name: "h3"}).Error
+		}},
+		{name: "timestamptz key Update in another zone", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			at := diffMoment0.In(time.FixedZone("Y", -5*3600))
+			return db.Model(&DiffMoment{At: at}).Update("note", fmt.Sprintf("m%d", w.n())).Error
+		}},
+		{name: "NUMERIC-affinity key Update in another spelling", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			ks := []string{"1", "1.0", "2.5", "2.50"}
+			return db.Model(&DiffNumK{K: ks[w.r.IntN(len(ks))]}).Update("v", w.n()).Error
+		}},
+		{name: "NUMERIC-affinity key Delete/Create", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			if w.r.IntN(2) == 0 {
+				return db.Delete(&DiffNumK{K: "1.00"}).Error
+			}
+			return db.Create(&DiffNumK{K: "1.0", V: 9}).Error
+		}},
+		{name: "uuid Update bound as [16]byte", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			var raw [16]byte
+			for i := range raw {
+				fmt.Sscanf(strings.ReplaceAll(diffUUIDA, "-", "")[2*i:2*i+2], "%02x", &raw[i])
+			}
+			return db.Model(&DiffDoc{}).Where("id = ?", raw).Update("title", fmt.Sprintf("r%d", w.n())).Error
+		}},
+
+		// Other aliases of the primary key in the SET list (class 11).
+		{name: "GORM UpdateColumn of _rowid_ (sqlite)", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Model(&DiffUser{ID: w.liveUser()}).UpdateColumn("_rowid_", w.freeUser()).Error
+		}},
+		{name: "GORM Updates map with oid (sqlite)", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Model(&DiffOrder{ID: w.liveOrder()}).Updates(map[string]any{"oid": w.freeOrder(), "note": "oid"}).Error
+		}},
+		{name: "Select(*).Updates moving the key", run: func(w *diffWorld, db *gorm.DB) error {
+			var u DiffUser
+			if err := db.Scopes(gormcache.NoCache()).First(&u, w.liveUser()).Error; err != nil {
+				return err
+			}
+			old := u.ID
+			u.ID = w.freeUser()
+			u.Name = "moved*"
+			u.Manager, u.Orders, u.Tags = nil, nil, nil
+			return db.Model(&DiffUser{ID: old}).Select("*").Omit("Manager", "Orders", "Tags").Updates(&u).Error
+		}},
+		{name: "Updates with clause.Set assigning the key", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Model(&DiffOrder{ID: w.liveOrder()}).Clauses(clause.Set{{Column: clause.Column{Name: "id"}, Value: w.freeOrder()}}).Update("note", "set").Error
+		}},
+
+		// Writes through other read models (class 8).
+		{name: "composite read model Update", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.user()
+			return db.Model(&DiffUserByEmailName{Email: fmt.Sprintf("u%d@x", id), Name: "Bob"}).Update("score", w.n()).Error
+		}},
+		{name: "struct without table name, written through Table()", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Table("diff_users").Model(&DiffPerson{Email: fmt.Sprintf("u%d@x", w.user())}).Update("name", fmt.Sprintf("pp%d", w.n())).Error
+		}},
+
+		// Other conflict clauses that delete rows (class 9).
+		{name: "table UNIQUE ON CONFLICT REPLACE, plain Create", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Create(&DiffCode2{ID: w.fresh(), Code: []string{"c", "d"}[w.r.IntN(2)], Name: "cr2"}).Error
+		}},
+		{name: "table UNIQUE ON CONFLICT REPLACE, plain Update", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Model(&DiffCode2{ID: uint(1 + w.r.IntN(2))}).Update("code", []string{"c", "d"}[w.r.IntN(2)]).Error
+		}},
+		{name: "raw UPDATE OR REPLACE", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec("UPDATE OR REPLACE diff_users SET email = ? WHERE id = ?", fmt.Sprintf("u%d@x", w.user()), w.user()).Error
+		}},
+		{name: "Create with clause.Insert{Modifier: OR REPLACE} on a key", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Clauses(clause.Insert{Modifier: "OR REPLACE"}).Create(&DiffOrder{ID: w.order(), Amount: 77, Note: "orrep"}).Error
+		}},
+
+		// Other lexing traps (class 10).
+		{name: "Exec backslash ends a standard string", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(fmt.Sprintf(`SELECT '\'; UPDATE diff_users SET score = score + 100 WHERE id = %d; SELECT '\'`, w.user())).Error
+		}},
+		{name: "Exec nested block comment (postgres: nothing runs)", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(fmt.Sprintf(`SELECT 1; /* /* */ UPDATE diff_users SET score = score + 100 WHERE id = %d; */ SELECT 2`, w.user())).Error
+		}},
+		{name: "Exec dollar-quote tag with digits (postgres)", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(fmt.Sprintf(`SELECT $a1$ it's $a1$; UPDATE diff_users SET score = score + 100 WHERE id = %d`, w.user())).Error
+		}},
+		{name: "Exec U&'' string (postgres)", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(fmt.Sprintf(`SELECT U&'\0027'; UPDATE diff_users SET score = score + 100 WHERE id = %d`, w.user())).Error
+		}},
+		{name: "Exec UPDATE after a -- comment ending at CR LF", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(fmt.Sprintf("-- note\r\nUPDATE diff_users SET score = score + 1 WHERE id = %d", w.user())).Error
+		}},
+		{name: "Exec WITH ... UPDATE (postgres)", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(`WITH t AS (SELECT id FROM diff_tags WHERE id = 1) UPDATE diff_users SET score = score + 100 WHERE id = ?`, w.user()).Error
+		}},
+		{name: "Exec WITH ... DELETE (sqlite)", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(`WITH t AS (SELECT 1) DELETE FROM diff_orders WHERE id = ?`, w.order()).Error
+		}},
+
+		// Other transaction paths (class 4).
+		{name: "PrepareStmt Transaction rolled back after cached reads", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.user()
+			err := db.Session(&gorm.Session{PrepareStmt: true}).Transaction(func(tx *gorm.DB) error {
+				if err := tx.Model(&DiffUser{ID: id}).Update("name", "prep-never").Error; err != nil {
+					return err
+				}
+				if err := w.inner(tx, "First in a prepared transaction", func(db *gorm.DB) (any, error) {
+					var u DiffUser
+					err := db.First(&u, id).Error
+					return u, err
+				}); err != nil {
+					return err
+				}
+				return errDiffAbort
+			})
+			return diffAborted(err)
+		}},
+		{name: "PrepareStmt Update", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Session(&gorm.Session{PrepareStmt: true}).Model(&DiffUser{ID: w.user()}).Update("score", w.n()).Error
+		}},
+		{name: "Transaction that panics after a write", run: func(w *diffWorld, db *gorm.DB) (err error) {
+			id := w.user()
+			defer func() {
+				if r := recover(); r != nil && r != "diff panic" {
+					err = fmt.Errorf("unexpected panic: %v", r)
+				}
+			}()
+			_ = db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Model(&DiffUser{ID: id}).Update("name", "panicked").Error; err != nil {
+					return err
+				}
+				var u DiffUser
+				_ = tx.Scopes(gormcache.Cacheable()).First(&u, id).Error
+				panic("diff panic")
+			})
+			return nil
+		}},
+		{name: "read-only transaction reading cached", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Transaction(func(tx *gorm.DB) error {
+				return w.inner(tx, "list in a read-only transaction", func(db *gorm.DB) (any, error) {
+					var us []DiffUser
+					err := db.Order("id").Find(&us).Error
+					return us, err
+				})
+			}, &sql.TxOptions{ReadOnly: true})
+		}},
+		{name: "nested Transaction: inner commits, outer rolls back", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.user()
+			err := db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Transaction(func(tx2 *gorm.DB) error {
+					return tx2.Model(&DiffUser{ID: id}).Update("name", "inner-ok").Error
+				}); err != nil {
+					return err
+				}
+				if err := w.inner(tx, "First after the inner commit", func(db *gorm.DB) (any, error) {
+					var u DiffUser
+					err := db.First(&u, id).Error
+					return u, err
+				}); err != nil {
+					return err
+				}
+				return errDiffAbort
+			})
+			return diffAborted(err)
+		}},
+		{name: "raw SAVEPOINT / ROLLBACK TO inside Transaction", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Exec("SAVEPOINT diffsp").Error; err != nil {
+					return err
+				}
+				if err := tx.Exec("UPDATE diff_users SET name = 'sp' WHERE id = ?", w.user()).Error; err != nil {
+					return err
+				}
+				if err := tx.Exec("ROLLBACK TO SAVEPOINT diffsp").Error; err != nil {
+					return err
+				}
+				return tx.Exec("UPDATE diff_users SET score = score + 1 WHERE id = ?", w.user()).Error
+			})
+		}},
+		{name: "raw START TRANSACTION ... ABORT / begin deferred ... rollback transaction", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.user()
+			return db.Connection(func(c *gorm.DB) error {
+				c = diffReusable(c)
+				begin, end := "START TRANSACTION", "ABORT"
+				if w.dialect == "sqlite" {
+					begin, end = "begin deferred transaction", "rollback transaction"
+				}
+				if err := c.Exec(begin).Error; err != nil {
+					return err
+				}
+				err := c.Exec("UPDATE diff_users SET name = 'dirty2' WHERE id = ?", id).Error
+				if err == nil {
+					err = w.inner(c, "First inside START TRANSACTION", func(db *gorm.DB) (any, error) {
+						var u DiffUser
+						err := db.First(&u, id).Error
+						return u, err
+					})
+				}
+				return errors.Join(err, c.Exec(end).Error)
+			})
+		}},
+		{name: "raw BEGIN ... END commits", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.user()
+			return db.Connection(func(c *gorm.DB) error {
+				c = diffReusable(c)
+				if err := c.Exec("BEGIN").Error; err != nil {
+					return err
+				}
+				err := c.Exec("UPDATE diff_users SET score = score + 3 WHERE id = ?", id).Error
+				if err == nil {
+					err = w.inner(c, "First inside BEGIN before END", func(db *gorm.DB) (any, error) {
+						var u DiffUser
+						err := db.First(&u, id).Error
+						return u, err
+					})
+				}
+				if err != nil {
+					return errors.Join(err, c.Exec("ROLLBACK").Error)
+				}
+				return c.Exec("END").Error
+			})
+		}},
+		{name: "BEGIN and UPDATE in one Exec on a Connection, then ROLLBACK", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.user()
+			return db.Connection(func(c *gorm.DB) error {
+				c = diffReusable(c)
+				if err := c.Exec(fmt.Sprintf("BEGIN; UPDATE diff_users SET name = 'dirty3' WHERE id = %d", id)).Error; err != nil {
+					return err
+				}
+				err := w.inner(c, "First after a BEGIN hidden in a batch", func(db *gorm.DB) (any, error) {
+					var u DiffUser
+					err := db.First(&u, id).Error
+					return u, err
+				})
+				return errors.Join(err, c.Exec("ROLLBACK").Error)
+			})
+		}},
+	}
 }
