@@ -155,7 +155,14 @@ func (p *Plugin) schemaChanged(ch querycache.Change) {
 // nor one that has changed the schema (what it sees may be rolled back).
 func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 	cp := db.Statement.ConnPool
-	tx, inTx := managedTx(cp)
+	if scopeOf(cp).kind == scopeConn {
+		// A db.Connection's *sql.Conn may still hold the statement's own
+		// rows (Raw(...).Rows() runs the after-callbacks before returning
+		// them): a second query on it fails and closing it waits for them
+		// forever. It may also be inside a transaction opened by SQL text.
+		return nil
+	}
+	tx, inTx := p.inTransaction(cp)
 	if inTx && (tx == nil || tx.buf.Wrote([]string{keys.CatalogTable})) {
 		return nil
 	}

@@ -213,15 +213,13 @@ func (w *watch) recordConn(conn *sql.Conn, ch querycache.Change) {
 // statements of other goroutines may have run in it unseen.
 func (w *watch) stepPool(p *Plugin, db *gorm.DB, info sqlinspect.Statement, failed bool) {
 	sqlite := p.dialect == "sqlite"
-	begins := false
-	for _, op := range info.TxOps {
-		if op == sqlinspect.TxBegin || op == sqlinspect.TxSavepoint && sqlite {
-			begins = true
-		}
-	}
 	w.mu.Lock()
 	was := w.pool.open
-	if !was && !begins {
+	next := w.pool
+	next.step(info, failed, sqlite)
+	if !was && !next.open {
+		// No transaction, or one that began and ended within this text
+		// (BEGIN; ...; COMMIT sent at once runs on one connection).
 		w.mu.Unlock()
 		return
 	}
@@ -230,8 +228,8 @@ func (w *watch) stepPool(p *Plugin, db *gorm.DB, info sqlinspect.Statement, fail
 		w.stop("raw_transaction_pool", "gormcache: BEGIN sent as SQL text on a pool of several connections leaves one of them, unknown, inside a transaction that later statements may join; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_pool\"). Use db.Transaction or db.Begin, or send BEGIN and COMMIT inside one db.Connection.")
 		return
 	}
-	w.pool.step(info, failed, sqlite)
-	now := w.pool.open
+	w.pool = next
+	now := next.open
 	w.mu.Unlock()
 	switch {
 	case !was && now:

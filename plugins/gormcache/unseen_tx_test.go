@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -411,6 +412,26 @@ func TestRawBeginOnPoolOfManyStopsCaching(t *testing.T) {
 		}
 		if e.cache.Stats().Bypasses["raw_transaction_pool"] == 0 {
 			t.Fatalf("not counted: %v", e.cache.Stats().Bypasses)
+		}
+	})
+}
+
+// BEGIN and COMMIT sent in one text run on one connection and end there:
+// nothing stays open, caching goes on.
+func TestRawTransactionInOneText(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		s := seedData(t, e.db)
+		cached := gormcache.Cacheable()
+		e.mustBeCached(t, "p1", func() error { return e.db.Scopes(cached).First(&Post{}, s.p1.ID).Error })
+		// No bound values: PostgreSQL takes several statements only in its
+		// simple protocol.
+		must(t, e.db.Exec(fmt.Sprintf("BEGIN; UPDATE posts SET title = 'one text' WHERE id = %d; COMMIT", s.p1.ID)).Error)
+		if got := titleOf(t, e.db, s.p1.ID, cached); got != "one text" {
+			t.Fatalf("after the text: %q", got)
+		}
+		e.mustBeCached(t, "p1 after", func() error { return e.db.Scopes(cached).First(&Post{}, s.p1.ID).Error })
+		if n := gormcache.SuspendedForTest(e.plugin); n != 0 {
+			t.Fatalf("%d transactions believed open", n)
 		}
 	})
 }
