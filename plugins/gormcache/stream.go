@@ -71,6 +71,16 @@ func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool) (payload []b
 	if err != nil {
 		return nil, nil, err
 	}
+	return startFill(real, m, stream, p.cache.MaxEntryBytes())
+}
+
+// startFill reads real for m, recording at most max bytes (see fill).
+func startFill(real *sql.Rows, m *querycache.Miss, stream bool, max int) (payload []byte, rows *liveRows, err error) {
+	defer func() {
+		if rows == nil {
+			m.Abandon("")
+		}
+	}()
 	cols, err := columnsOf(real)
 	if err != nil {
 		real.Close()
@@ -82,7 +92,7 @@ func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool) (payload []b
 	for i := range l.vals {
 		l.ptrs[i] = &l.vals[i]
 	}
-	if l.rec, err = newRecorder(cols, p.cache.MaxEntryBytes()); err != nil {
+	if l.rec, err = newRecorder(cols, max); err != nil {
 		m.Abandon("unsupported_type")
 		err = nil
 	}
