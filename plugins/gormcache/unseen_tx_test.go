@@ -435,3 +435,30 @@ func TestRawTransactionInOneText(t *testing.T) {
 		}
 	})
 }
+
+// The sweeper lifts fences by itself once their transaction has ended.
+func TestFenceLiftsInBackground(t *testing.T) {
+	for _, d := range databases {
+		t.Run(d.name, func(t *testing.T) {
+			e, pre := newEnvPreUse(t, d, stores[0])
+			s := seedData(t, e.db)
+			cached := gormcache.Cacheable()
+			must(t, pre.ctx.Transaction(func(tx *gorm.DB) error {
+				return tx.Model(&Post{ID: s.p1.ID}).Update("title", "background").Error
+			}))
+			if gormcache.FencesForTest(e.plugin) == 0 {
+				t.Fatal("no fence after a write in a transaction the plugin did not begin")
+			}
+			if got := titleOf(t, e.db, s.p1.ID, cached); got != "background" {
+				t.Fatalf("after the commit: %q", got)
+			}
+			for i := 0; gormcache.FencesForTest(e.plugin) > 0; i++ {
+				if i == 1000 {
+					t.Fatal("the sweeper did not lift the fence")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			e.mustBeCached(t, "p1", func() error { return e.db.Scopes(cached).First(&Post{}, s.p1.ID).Error })
+		})
+	}
+}
