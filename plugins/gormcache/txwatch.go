@@ -185,7 +185,9 @@ func (w *watch) stepConn(p *Plugin, db *gorm.DB, conn *sql.Conn, info sqlinspect
 		// The second invalidation comes before lookups resume: a reader
 		// that filled between a write and this commit carries versions it
 		// replaces.
-		p.apply(stmtContext(db), ch)
+		if !ch.Empty() {
+			p.apply(stmtContext(db), ch)
+		}
 		w.suspended.Add(-1)
 	default:
 		w.mu.Unlock()
@@ -544,7 +546,7 @@ func (w *watch) lift(p *Plugin, f *fence) {
 	f.gone = true
 	ch := f.change
 	w.mu.Unlock()
-	if !p.broken["unseen_second"] {
+	if !ch.Empty() && !p.broken["unseen_second"] {
 		p.apply(context.Background(), ch)
 	}
 	w.mu.Lock()
