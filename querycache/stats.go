@@ -92,8 +92,7 @@ func (b *boundedMap[T]) get(name string, max, maxLen int) *T {
 	}
 	if b.n >= max {
 		b.full.Store(true)
-		v, _ := b.m.LoadOrStore(OtherStats, new(T))
-		return v.(*T)
+		return b.other()
 	}
 	v := new(T)
 	b.m.Store(name, v)
@@ -102,6 +101,9 @@ func (b *boundedMap[T]) get(name string, max, maxLen int) *T {
 }
 
 func (b *boundedMap[T]) other() *T {
+	if v, ok := b.m.Load(OtherStats); ok {
+		return v.(*T)
+	}
 	v, _ := b.m.LoadOrStore(OtherStats, new(T))
 	return v.(*T)
 }
