@@ -134,13 +134,22 @@ FROM pg_proc GROUP BY proname`)
 // SQLite a function that is not a built-in (one the application
 // registered). db.Exec("SELECT archive_old_orders()") then invalidates
 // everything, since what the function writes cannot be read from the SQL.
-func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement) bool {
+//
+// Unless learn is set, pg_proc is not read: the statement's rows may still
+// hold its connection (Raw(...).Rows() on a pool of one would wait for
+// itself), and a map not known yet counts as "may write".
+func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
 	if len(info.Functions) == 0 {
 		return false
 	}
 	switch p.dialect {
 	case "postgres":
-		funcs := p.postgresFunctions(db)
+		var funcs map[string]fnFlags
+		if learn {
+			funcs = p.postgresFunctions(db)
+		} else if m := p.cat.current().funcs.Load(); m != nil {
+			funcs = *m
+		}
 		for _, f := range info.Functions {
 			if funcs == nil {
 				return true

@@ -39,11 +39,11 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		if err != nil {
 			db.AddError(err)
-			p.recordRawWrite(db, raw, info)
+			p.recordRawWrite(db, raw, info, false)
 			return
 		}
 		scanRows(db, rows)
-		p.recordRawWrite(db, raw, info)
+		p.recordRawWrite(db, raw, info, false)
 	}
 	if db.Statement.Result != nil {
 		db.Statement.Result.RowsAffected = db.RowsAffected
@@ -151,17 +151,20 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		// error already added
 	case isRows:
 		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
-		p.recordRawWrite(db, raw, info)
+		p.recordRawWrite(db, raw, info, true)
 	default:
 		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
-		p.recordRawWrite(db, raw, info)
+		p.recordRawWrite(db, raw, info, true)
 	}
 	db.RowsAffected = -1
 }
 
 // recordRawWrite invalidates what a user's raw statement run through a read
 // path wrote (db.Raw("UPDATE ... RETURNING ...").Scan(&x)).
-func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement) {
+//
+// rowsOpen is true when the statement's rows are still open (Row, Rows):
+// its connection is busy, so the catalog must not be read on it now.
+func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement, rowsOpen bool) {
 	if !raw {
 		return
 	}
@@ -170,7 +173,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		info = &st
 	}
 	p.observeRaw(db, *info)
-	p.record(db, "read_write", p.rawChange(db, *info))
+	p.record(db, "read_write", p.rawChange(db, *info, !rowsOpen))
 }
 
 // outcome is what the cache gave a statement.

@@ -56,15 +56,15 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	}
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info)
-	p.record(db, "raw", p.rawChange(db, info))
+	p.record(db, "raw", p.rawChange(db, info, true))
 }
 
 // rawChange is what a statement the user wrote invalidates: the tables it
 // writes, or everything when it calls a function that may write what the
-// SQL does not show.
-func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement) querycache.Change {
+// SQL does not show. learn says whether the catalog may be read now.
+func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) querycache.Change {
 	ch := invalidation.FromInspected(info)
-	if !ch.All && p.mayWrite(db, info) {
+	if !ch.All && p.mayWrite(db, info, learn) {
 		return querycache.Change{All: true}
 	}
 	return ch
