@@ -79,11 +79,16 @@ const (
 // when it is not known and cannot be learned now (inside a transaction
 // that changed the schema, say).
 func (p *Plugin) postgresFunctions(db *gorm.DB) map[string]fnFlags {
+	return p.postgresFunctionsOn(db, p.learnConn(db))
+}
+
+// postgresFunctionsOn is postgresFunctions reading pg_proc on cp, if needed
+// and cp is not nil.
+func (p *Plugin) postgresFunctionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]fnFlags {
 	st := p.cat.current()
 	if m := st.funcs.Load(); m != nil {
 		return *m
 	}
-	cp := p.learnConn(db)
 	if cp == nil {
 		return nil
 	}
@@ -135,9 +140,10 @@ FROM pg_proc GROUP BY proname`)
 // registered). db.Exec("SELECT archive_old_orders()") then invalidates
 // everything, since what the function writes cannot be read from the SQL.
 //
-// Unless learn is set, pg_proc is not read: the statement's rows may still
-// hold its connection (Raw(...).Rows() on a pool of one would wait for
-// itself), and a map not known yet counts as "may write".
+// Unless learn is set, pg_proc is not read on the statement's connection:
+// its rows may still hold it (Raw(...).Rows() on a pool of one would wait
+// for itself). It is read on another connection of the pool when one is
+// surely available, and a map not known yet counts as "may write".
 func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
 	if len(info.Functions) == 0 {
 		return false
@@ -147,8 +153,8 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 		var funcs map[string]fnFlags
 		if learn {
 			funcs = p.postgresFunctions(db)
-		} else if m := p.cat.current().funcs.Load(); m != nil {
-			funcs = *m
+		} else {
+			funcs = p.postgresFunctionsOn(db, p.spareConn())
 		}
 		for _, f := range info.Functions {
 			if funcs == nil {
@@ -279,4 +285,18 @@ func safeDriverValue(v driver.Valuer) (dv driver.Value, err error) {
 		}
 	}()
 	return v.Value()
+}
+
+// spareConn returns the plugin's pool when it can surely give another
+// connection now (no MaxOpenConns, or fewer in use), else nil.
+func (p *Plugin) spareConn() gorm.ConnPool {
+	db, err := sqlDB(p.inner)
+	if err != nil {
+		return nil
+	}
+	st := db.Stats()
+	if st.MaxOpenConnections > 0 && st.InUse >= st.MaxOpenConnections {
+		return nil
+	}
+	return p.inner
 }
