@@ -1437,6 +1437,17 @@ func diffWrites() []diffWrite {
 			}
 			return diffResetConns(db, db.Exec("INSERT INTO diff_scratch (id, v) VALUES (1, ?), (3, 'c')", fmt.Sprintf("v%d", w.n())).Error)
 		}},
+		diffWrite{name: "Migrator DropTable / AutoMigrate scratch under a context-wide mark", run: func(w *diffWorld, db *gorm.DB) error {
+			wide := db.WithContext(gormcache.WithCache(context.Background(), 0))
+			m := wide.Migrator()
+			if m.HasTable(&DiffScratch{}) {
+				return diffResetConns(db, m.DropTable(&DiffScratch{}))
+			}
+			if err := wide.AutoMigrate(&DiffScratch{}); err != nil {
+				return err
+			}
+			return diffResetConns(db, db.Create(&DiffScratch{ID: 4, V: "auto"}).Error)
+		}},
 		diffWrite{name: "Migrator DropTable / CreateTable scratch", run: func(w *diffWorld, db *gorm.DB) error {
 			m := db.Migrator()
 			if m.HasTable(&DiffScratch{}) {
@@ -1789,6 +1800,24 @@ type DiffPerson struct {
 	Name  string
 }
 
+// DiffUserByName is a read model of diff_users declaring a column that is
+// not unique (name) as its primary key (class 8).
+type DiffUserByName struct {
+	Name  string `gorm:"primaryKey"`
+	Score int
+}
+
+func (DiffUserByName) TableName() string { return "diff_users" }
+
+// DiffUserMain names its table qualified by SQLite's schema.
+type DiffUserMain struct {
+	ID    uint
+	Name  string
+	Score int
+}
+
+func (DiffUserMain) TableName() string { return "main.diff_users" }
+
 var diffMoment0 = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func diffSetupMore(t *testing.T, e *env) {
@@ -1951,6 +1980,46 @@ func diffMoreShapes() []diffShape {
 			var r DiffUserByEmail
 			err := db.Table("diff_users AS r").Where("r.email = ?", "u4@x").Take(&r).Error
 			return r, err
+		}},
+	)
+
+	// Other read models and qualified names (class 8).
+	add(
+		diffShape{name: "read model keyed by a non-unique name", run: func(db *gorm.DB) (any, error) {
+			var r DiffUserByName
+			err := db.Where(&DiffUserByName{Name: "Bob"}).First(&r).Error
+			return r, err
+		}},
+		diffShape{name: "model whose TableName is main.diff_users", only: "sqlite", run: func(db *gorm.DB) (any, error) {
+			var r DiffUserMain
+			err := db.First(&r, 2).Error
+			return r, err
+		}},
+		diffShape{name: "Table(main.diff_users) by key", only: "sqlite", run: func(db *gorm.DB) (any, error) {
+			var r DiffUser
+			err := db.Table(`"main"."diff_users"`).Where("id = ?", 3).Take(&r).Error
+			return r, err
+		}},
+		diffShape{name: "Table(<schema>.diff_users) by key", only: "postgres", run: func(db *gorm.DB) (any, error) {
+			var schema string
+			if err := db.Session(&gorm.Session{NewDB: true}).Scopes(gormcache.NoCache()).Raw("SELECT current_schema()").Scan(&schema).Error; err != nil {
+				return nil, err
+			}
+			var r DiffUser
+			err := db.Table(schema+".diff_users").Where("id = ?", 3).Take(&r).Error
+			return r, err
+		}},
+		diffShape{name: "Preload manager with a subquery condition", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Preload("Manager", func(db *gorm.DB) *gorm.DB {
+				return db.Where("score >= (SELECT min(score) FROM diff_users)")
+			}).First(&u, 4).Error
+			return u, err
+		}},
+		diffShape{name: "Order(random()) counted", expect: "refuse", run: func(db *gorm.DB) (any, error) {
+			var us []DiffUser
+			err := db.Order("random()").Find(&us).Error
+			return len(us), err
 		}},
 	)
 
@@ -2127,6 +2196,15 @@ func diffMoreWrites() []diffWrite {
 		}},
 
 		// Writes through other read models (class 8).
+		{name: "read model keyed by name Update (all rows of that name)", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Model(&DiffUserByName{Name: []string{"Bob", "Ann", "new"}[w.r.IntN(3)]}).Update("score", w.n()).Error
+		}},
+		{name: "read model Save by email", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Save(&DiffUserByEmail{Email: fmt.Sprintf("u%d@x", w.user()), Name: "saved-rm", Score: w.n()}).Error
+		}},
+		{name: "model with TableName main.diff_users Update", only: "sqlite", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Model(&DiffUserMain{ID: w.user()}).Update("name", fmt.Sprintf("mn%d", w.n())).Error
+		}},
 		{name: "composite read model Update", run: func(w *diffWorld, db *gorm.DB) error {
 			id := w.user()
 			return db.Model(&DiffUserByEmailName{Email: fmt.Sprintf("u%d@x", id), Name: "Bob"}).Update("score", w.n()).Error
@@ -2172,7 +2250,66 @@ func diffMoreWrites() []diffWrite {
 			return db.Exec(`WITH t AS (SELECT 1) DELETE FROM diff_orders WHERE id = ?`, w.order()).Error
 		}},
 
+		// A write marked Cacheable must still run every time.
+		{name: "Raw UPDATE RETURNING marked Cacheable, twice, both applied", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.liveUser()
+			var before, after int
+			if err := w.plain().Model(&DiffUser{}).Where("id = ?", id).Pluck("score", &before).Error; err != nil {
+				return err
+			}
+			for i := 0; i < 2; i++ {
+				var ids []int64
+				if err := db.Scopes(gormcache.Cacheable()).Raw(`UPDATE diff_users SET score = score + 1 WHERE id = ? RETURNING id`, id).Scan(&ids).Error; err != nil {
+					return err
+				}
+			}
+			if err := w.plain().Model(&DiffUser{}).Where("id = ?", id).Pluck("score", &after).Error; err != nil {
+				return err
+			}
+			if after != before+2 {
+				return &diffInnerMismatch{what: "score after two cached UPDATE ... RETURNING", cached: fmt.Sprint(after), direct: fmt.Sprint(before + 2)}
+			}
+			return nil
+		}},
+		{name: "Raw INSERT RETURNING via Row().Scan", run: func(w *diffWorld, db *gorm.DB) error {
+			var id int64
+			return db.Scopes(gormcache.Cacheable()).Raw("INSERT INTO diff_tags (name) VALUES (?) RETURNING id", fmt.Sprintf("ret%d", w.n())).Row().Scan(&id)
+		}},
+
 		// Other transaction paths (class 4).
+		{name: "aliased write inside a transaction, read back inside", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.liveUser()
+			return db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Table("diff_users AS a").Where("a.id = ?", id).Update("name", fmt.Sprintf("txal%d", w.n())).Error; err != nil {
+					return err
+				}
+				if err := w.inner(tx, "First after an aliased write in the transaction", func(db *gorm.DB) (any, error) {
+					var u DiffUser
+					err := db.First(&u, id).Error
+					return u, err
+				}); err != nil {
+					return err
+				}
+				return w.inner(tx, "list after an aliased write in the transaction", func(db *gorm.DB) (any, error) {
+					var us []DiffUser
+					err := db.Order("id").Find(&us).Error
+					return us, err
+				})
+			})
+		}},
+		{name: "raw write inside a transaction, read back inside", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.liveOrder()
+			return db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Exec("UPDATE diff_orders SET amount = amount + 1 WHERE id = ?", id).Error; err != nil {
+					return err
+				}
+				return w.inner(tx, "orders after a raw write in the transaction", func(db *gorm.DB) (any, error) {
+					var os []DiffOrder
+					err := db.Order("id").Find(&os).Error
+					return os, err
+				})
+			})
+		}},
 		{name: "PrepareStmt Transaction rolled back after cached reads", run: func(w *diffWorld, db *gorm.DB) error {
 			id := w.user()
 			err := db.Session(&gorm.Session{PrepareStmt: true}).Transaction(func(tx *gorm.DB) error {
