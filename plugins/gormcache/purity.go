@@ -38,19 +38,35 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 	}
 	switch p.dialect {
 	case "sqlite":
+		// The application may register functions, even over a built-in's
+		// name (go-sqlite3's RegisterFunc): pragma_function_list says which,
+		// and whether they were declared deterministic.
+		funcs := p.functions(db)
+		if funcs == nil {
+			return "function_volatility_unknown"
+		}
 		for _, f := range info.Functions {
 			if strings.HasPrefix(f.Name, "pragma_") && f.Schema == "" {
 				// A catalog table function: refused as a catalog read
 				// unless asked for, and then invalidated by DDL.
 				continue
 			}
+			if fl, user := funcs[f.Name]; user {
+				if fl&fnImmutable == 0 {
+					return "volatile_function"
+				}
+				continue
+			}
 			if !sqliteDeterministic(f) {
 				return "volatile_function"
 			}
 		}
+		if sqliteLocalTime(info, db.Statement.SQL.String(), db.Statement.Vars) {
+			return "time_word"
+		}
 		return ""
 	case "postgres":
-		funcs := p.postgresFunctions(db)
+		funcs := p.functions(db)
 		if funcs == nil {
 			return "function_volatility_unknown"
 		}
@@ -64,27 +80,30 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 	return "volatile_function"
 }
 
-// fnFlags is what pg_proc says of every overload of one function name.
+// fnFlags is what the catalog says of every overload of one function name:
+// pg_proc on PostgreSQL; on SQLite pragma_function_list, and only for the
+// functions the application registered.
 type fnFlags uint8
 
 const (
 	// fnImmutable: every overload, in every schema, is IMMUTABLE.
 	fnImmutable fnFlags = 1 << iota
-	// fnMayWrite: some overload outside pg_catalog is VOLATILE, so calling
-	// it may write (a user's function called by a SELECT).
+	// fnMayWrite: some overload outside pg_catalog is VOLATILE (on
+	// SQLite: some registration is not deterministic), so calling it may
+	// write (a user's function called by a SELECT).
 	fnMayWrite
 )
 
-// postgresFunctions returns what pg_proc says of every function name; nil
-// when it is not known and cannot be learned now (inside a transaction
-// that changed the schema, say).
-func (p *Plugin) postgresFunctions(db *gorm.DB) map[string]fnFlags {
-	return p.postgresFunctionsOn(db, p.learnConn(db))
+// functions returns what the catalog says of function names; nil when it
+// is not known and cannot be learned now (inside a transaction that
+// changed the schema, say).
+func (p *Plugin) functions(db *gorm.DB) map[string]fnFlags {
+	return p.functionsOn(db, p.learnConn(db))
 }
 
-// postgresFunctionsOn is postgresFunctions reading pg_proc on cp, if needed
-// and cp is not nil.
-func (p *Plugin) postgresFunctionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]fnFlags {
+// functionsOn is functions reading the catalog on cp, if needed and cp is
+// not nil.
+func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]fnFlags {
 	st := p.cat.current()
 	if m := st.funcs.Load(); m != nil {
 		return *m
@@ -95,9 +114,15 @@ func (p *Plugin) postgresFunctionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]f
 	v, err, _ := p.cat.flight.Do("funcs", func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
 		defer cancel()
-		rows, err := cp.QueryContext(ctx, `SELECT proname, bool_and(provolatile = 'i'),
+		q := `SELECT proname, bool_and(provolatile = 'i'),
 	bool_or(provolatile = 'v' AND pronamespace <> 'pg_catalog'::regnamespace)
-FROM pg_proc GROUP BY proname`)
+FROM pg_proc GROUP BY proname`
+		if p.dialect == "sqlite" {
+			// 0x800 is SQLITE_DETERMINISTIC.
+			q = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0)
+FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
+		}
+		rows, err := cp.QueryContext(ctx, q)
 		if err != nil {
 			return nil, err
 		}
@@ -150,12 +175,7 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 	}
 	switch p.dialect {
 	case "postgres":
-		var funcs map[string]fnFlags
-		if learn {
-			funcs = p.postgresFunctions(db)
-		} else {
-			funcs = p.postgresFunctionsOn(db, p.spareConn())
-		}
+		funcs := p.functionsLearning(db, learn)
 		for _, f := range info.Functions {
 			if funcs == nil {
 				return true
@@ -165,9 +185,19 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 			}
 		}
 	case "sqlite":
+		funcs := p.functionsLearning(db, learn)
 		for _, f := range info.Functions {
+			if fl, user := funcs[f.Name]; user {
+				if fl&fnMayWrite != 0 {
+					return true
+				}
+				continue
+			}
 			if _, builtin := sqliteBuiltins[f.Name]; builtin || strings.HasPrefix(f.Name, "pragma_") {
 				continue
+			}
+			if funcs != nil {
+				continue // a built-in: none writes
 			}
 			switch f.Name {
 			case "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
@@ -177,6 +207,44 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 				continue
 			}
 			return true
+		}
+	}
+	return false
+}
+
+// functionsLearning is functions, learning on the statement's connection
+// only when learn is set, and otherwise on a spare one.
+func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) map[string]fnFlags {
+	if learn {
+		return p.functions(db)
+	}
+	return p.functionsOn(db, p.spareConn())
+}
+
+// sqliteLocalTime reports whether a SQLite statement calling a date and
+// time function passes the 'localtime' or 'utc' modifier, which reads the
+// process's time zone: processes sharing a store may not agree on it.
+func sqliteLocalTime(info sqlinspect.Statement, sql string, vars []any) bool {
+	dated := false
+	for _, f := range info.Functions {
+		switch f.Name {
+		case "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff":
+			dated = true
+		}
+	}
+	if !dated {
+		return false
+	}
+	lower := strings.ToLower(sql)
+	if strings.Contains(lower, "'localtime'") || strings.Contains(lower, "'utc'") {
+		return true
+	}
+	for _, v := range vars {
+		if s, ok := v.(string); ok {
+			switch strings.ToLower(strings.TrimSpace(s)) {
+			case "localtime", "utc":
+				return true
+			}
 		}
 	}
 	return false

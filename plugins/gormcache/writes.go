@@ -172,7 +172,7 @@ func (p *Plugin) updatedRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 			return nil, false
 		}
 		for _, c := range cols {
-			if f.column(c) >= 0 {
+			if f.column(c) >= 0 || p.dialect == "sqlite" && isRowidAlias(c) {
 				return nil, false
 			}
 		}
@@ -184,4 +184,14 @@ func (p *Plugin) updatedRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 // Anything else, a soft delete's UPDATE included, has its SET list read.
 func isDelete(sql string) bool {
 	return len(sql) >= 7 && strings.EqualFold(sql[:7], "DELETE ")
+}
+
+// isRowidAlias reports whether a SQLite column name may be the rowid, which
+// an INTEGER PRIMARY KEY column is: assigning it moves the row.
+func isRowidAlias(col string) bool {
+	switch strings.ToLower(col) {
+	case "rowid", "_rowid_", "oid":
+		return true
+	}
+	return false
 }
