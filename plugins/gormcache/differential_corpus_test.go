@@ -1997,7 +1997,7 @@ func diffMoreShapes() []diffShape {
 		}},
 		diffShape{name: "Table(main.diff_users) by key", only: "sqlite", run: func(db *gorm.DB) (any, error) {
 			var r DiffUser
-			err := db.Table(`"main"."diff_users"`).Where("id = ?", 3).Take(&r).Error
+			err := db.Table("main.diff_users").Where("id = ?", 3).Take(&r).Error
 			return r, err
 		}},
 		diffShape{name: "Table(<schema>.diff_users) by key", only: "postgres", run: func(db *gorm.DB) (any, error) {
@@ -2020,6 +2020,56 @@ func diffMoreShapes() []diffShape {
 			var us []DiffUser
 			err := db.Order("random()").Find(&us).Error
 			return len(us), err
+		}},
+	)
+
+	// More ordinary shapes.
+	add(
+		diffShape{name: "First(&u, \"2\") numeric text key", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.First(&u, "2").Error
+			return u, err
+		}},
+		diffShape{name: "Find(&us, []int{2, 3, 9})", run: func(db *gorm.DB) (any, error) {
+			var us []DiffUser
+			err := db.Order("id").Find(&us, []int{2, 3, 9}).Error
+			return us, err
+		}},
+		diffShape{name: "Find(&u, []int{4}) one key in a list", run: func(db *gorm.DB) (any, error) {
+			var u DiffUser
+			err := db.Find(&u, []int{4}).Error
+			return u, err
+		}},
+		diffShape{name: "Limit/Offset page", run: func(db *gorm.DB) (any, error) {
+			var us []DiffUser
+			err := db.Order("id").Limit(2).Offset(2).Find(&us).Error
+			return us, err
+		}},
+		diffShape{name: "Count grouped", run: func(db *gorm.DB) (any, error) {
+			var n int64
+			err := db.Model(&DiffOrder{}).Group("user_id").Count(&n).Error
+			return n, err
+		}},
+		diffShape{name: "FindInBatches ids", run: func(db *gorm.DB) (any, error) {
+			var ids []uint
+			var batch []DiffUser
+			err := db.FindInBatches(&batch, 3, func(tx *gorm.DB, _ int) error {
+				for _, u := range batch {
+					ids = append(ids, u.ID)
+				}
+				return nil
+			}).Error
+			return ids, err
+		}},
+		diffShape{name: "Raw with a named argument", run: func(db *gorm.DB) (any, error) {
+			var ns []string
+			err := db.Raw("SELECT name FROM diff_users WHERE id = @id OR manager_id = @id ORDER BY id", sql.Named("id", 2)).Scan(&ns).Error
+			return ns, err
+		}},
+		diffShape{name: "Distinct names", run: func(db *gorm.DB) (any, error) {
+			var ns []string
+			err := db.Model(&DiffUser{}).Distinct("name").Order("name").Pluck("name", &ns).Error
+			return ns, err
 		}},
 	)
 
