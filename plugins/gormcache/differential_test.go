@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"querycache.dev/internal/testenv"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 )
@@ -801,5 +803,51 @@ func TestDifferentialSQLiteUserFunctions(t *testing.T) {
 	}
 	if err := diffSequence(t, w, shapes, len(writes), func(i int) diffWrite { return writes[i] }, "sqlite user functions", true); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDifferentialTimeZoneOfTheConnection runs two application instances on
+// one PostgreSQL database, configured with different time zones in their
+// DSNs, sharing a cache under one DatabaseID (one database, so one ID).
+// Statements whose text depends on TimeZone (casts of timestamptz to text
+// or date, extract, to_char: STABLE, not IMMUTABLE) must not share an
+// entry between them (classes 12 and 5).
+func TestDifferentialTimeZoneOfTheConnection(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	cache, err := querycache.New(querycache.Options{Store: stores[0].open(t)})
+	must(t, err)
+	t.Cleanup(func() { cache.Close() })
+	open := func(tz string) *gorm.DB {
+		db, err := gorm.Open(postgres.Open(dsn+" timezone="+tz), &gorm.Config{Logger: logger.Discard})
+		must(t, err)
+		sqlDB, _ := db.DB()
+		t.Cleanup(func() { sqlDB.Close() })
+		must(t, db.Use(gormcache.New(cache, gormcache.DatabaseID("one-database"))))
+		return db
+	}
+	utc, tokyo := open("UTC"), open("Asia/Tokyo")
+	must(t, utc.Exec("CREATE TABLE diff_tz (id integer PRIMARY KEY, at timestamptz)").Error)
+	must(t, utc.Exec("INSERT INTO diff_tz VALUES (1, '2020-01-01 20:00:00+00'), (2, '2020-06-30 23:30:00+00')").Error)
+	for _, expr := range []string{
+		"at::text",
+		"at::date::text",
+		"extract(hour FROM at)::int",
+		"to_char(at, 'YYYY-MM-DD HH24')",
+		"(at + interval '1 day')::text",
+		"at::timestamp::text",
+	} {
+		q := func(db *gorm.DB) (any, error) {
+			var r []map[string]any
+			err := db.Raw("SELECT id, " + expr + " AS v FROM diff_tz ORDER BY id").Scan(&r).Error
+			return r, err
+		}
+		for _, db := range []*gorm.DB{utc, tokyo, utc} {
+			got := diffAnswer(q(db.Scopes(gormcache.Cacheable())))
+			want := diffAnswer(q(db.Scopes(gormcache.NoCache())))
+			if got != want {
+				t.Errorf("%s: an entry filled under another TimeZone was served\n cached:   %s\n database: %s", expr, got, want)
+				break
+			}
+		}
 	}
 }
