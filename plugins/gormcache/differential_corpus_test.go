@@ -1653,6 +1653,28 @@ func diffHostileWrites() []diffWrite {
 				return errors.Join(err, c.Exec("SET search_path TO "+w.schema).Error)
 			})
 		}},
+		{name: "SET search_path (not LOCAL) inside a Transaction outlives it", only: "postgres", alone: true, run: func(w *diffWorld, db *gorm.DB) error {
+			other := w.schema + "_d"
+			if err := db.Exec("CREATE SCHEMA " + other).Error; err != nil {
+				return err
+			}
+			w.t.Cleanup(func() { w.sqlDB.Exec("DROP SCHEMA " + other + " CASCADE") })
+			if err := db.Exec("CREATE TABLE " + other + ".diff_tags AS SELECT * FROM diff_tags WHERE id = 2").Error; err != nil {
+				return err
+			}
+			return db.Connection(func(c *gorm.DB) error {
+				c = diffReusable(c)
+				if err := c.Transaction(func(tx *gorm.DB) error { return tx.Exec("SET search_path TO " + other).Error }); err != nil {
+					return err
+				}
+				err := w.inner(c, "tags after a transaction that set search_path", func(db *gorm.DB) (any, error) {
+					var ts []DiffTag
+					err := db.Order("id").Find(&ts).Error
+					return ts, err
+				})
+				return errors.Join(err, c.Exec("SET search_path TO "+w.schema).Error)
+			})
+		}},
 		{name: "set_config search_path via Raw on one connection", only: "postgres", alone: true, run: func(w *diffWorld, db *gorm.DB) error {
 			other := w.schema + "_c"
 			if err := db.Exec("CREATE SCHEMA " + other).Error; err != nil {
@@ -2290,6 +2312,12 @@ func diffMoreWrites() []diffWrite {
 		{name: "Exec U&'' string (postgres)", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
 			return db.Exec(fmt.Sprintf(`SELECT U&'\0027'; UPDATE diff_users SET score = score + 100 WHERE id = %d`, w.user())).Error
 		}},
+		{name: "Exec comment markers inside strings", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(fmt.Sprintf(`SELECT '/*', '--'; UPDATE diff_users SET score = score + 100 WHERE id = %d; SELECT '*/'`, w.user())).Error
+		}},
+		{name: "Exec comment markers inside a dollar-quoted string (postgres)", only: "postgres", run: func(w *diffWorld, db *gorm.DB) error {
+			return db.Exec(fmt.Sprintf(`SELECT $$ -- $$; UPDATE diff_users SET score = score + 100 WHERE id = %d; SELECT $$ /* $$`, w.user())).Error
+		}},
 		{name: "Exec UPDATE after a -- comment ending at CR LF", run: func(w *diffWorld, db *gorm.DB) error {
 			return db.Exec(fmt.Sprintf("-- note\r\nUPDATE diff_users SET score = score + 1 WHERE id = %d", w.user())).Error
 		}},
@@ -2424,6 +2452,47 @@ func diffMoreWrites() []diffWrite {
 				return errDiffAbort
 			})
 			return diffAborted(err)
+		}},
+		{name: "raw ROLLBACK inside Transaction, a write after it, then the transaction rolls back", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.liveUser()
+			err := db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Model(&DiffUser{ID: id}).Update("name", "before-raw-rollback").Error; err != nil {
+					return err
+				}
+				if err := tx.Exec("ROLLBACK").Error; err != nil {
+					return err
+				}
+				// The connection is out of any transaction: this commits now.
+				if err := tx.Exec("UPDATE diff_users SET score = score + 500 WHERE id = ?", id).Error; err != nil {
+					return err
+				}
+				return errDiffAbort
+			})
+			if err != nil && !errors.Is(err, errDiffAbort) && !strings.Contains(err.Error(), "no transaction") {
+				return err
+			}
+			return nil
+		}},
+		{name: "raw COMMIT inside Transaction, cached read after it, then the transaction commits", run: func(w *diffWorld, db *gorm.DB) error {
+			id := w.liveUser()
+			err := db.Transaction(func(tx *gorm.DB) error {
+				if err := tx.Model(&DiffUser{ID: id}).Update("name", "raw-commit").Error; err != nil {
+					return err
+				}
+				if err := tx.Exec("COMMIT").Error; err != nil {
+					return err
+				}
+				return w.inner(tx, "First after a raw COMMIT inside the transaction", func(db *gorm.DB) (any, error) {
+					var u DiffUser
+					err := db.First(&u, id).Error
+					return u, err
+				})
+			})
+			var inner *diffInnerMismatch
+			if err != nil && !errors.As(err, &inner) && strings.Contains(err.Error(), "no transaction") {
+				return nil
+			}
+			return err
 		}},
 		{name: "raw SAVEPOINT / ROLLBACK TO inside Transaction", run: func(w *diffWorld, db *gorm.DB) error {
 			return db.Transaction(func(tx *gorm.DB) error {
