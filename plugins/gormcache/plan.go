@@ -72,9 +72,15 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 		return pl, false
 	}
 
+	sets, known := p.settingsKey(db)
+	if !known {
+		p.cache.CountBypass("settings_unknown")
+		return pl, false
+	}
 	b := keys.NewBuilder()
 	b.String(p.dialect)
 	b.String(p.dbID)
+	b.String(sets)
 	if p.tenant != nil {
 		b.String(p.tenant(stmtContext(db)))
 	} else {

@@ -38,6 +38,7 @@ type Plugin struct {
 	inspected  *otter.Cache[string, sqlinspect.Statement]
 	names      sync.Map // table -> versionNames
 	cat        catalog
+	sets       settings
 	namesCount atomic.Int64
 	err        error
 	broken     map[string]bool // tests only: invalidation sources switched off

@@ -1,0 +1,66 @@
+package gormcache
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+
+	"gorm.io/gorm"
+)
+
+// A result can depend on settings of the connection that are not in the
+// SQL: PostgreSQL renders a timestamptz cast to text in the session's
+// TimeZone, dates in its DateStyle, intervals in its IntervalStyle, and
+// resolves unqualified names through search_path as the current role. A
+// change of any of them on a connection is session state, which stops
+// caching (session.go). But two processes may reach one database with
+// different settings in their DSNs and still share entries through one
+// DatabaseID. So the settings every connection starts with are read once
+// and put in every key: processes that see the database differently never
+// share an entry.
+
+// settingsQuery reads the settings PostgreSQL reports to clients as
+// result-changing (GUC_REPORT), plus the role and search_path.
+const settingsQuery = `SELECT concat_ws(E'\x1f', current_setting('TimeZone'), current_setting('DateStyle'),
+	current_setting('IntervalStyle'), current_setting('search_path'), current_user,
+	current_setting('standard_conforming_strings'), current_setting('extra_float_digits'),
+	current_setting('bytea_output'), current_setting('lc_monetary'), current_setting('lc_numeric'),
+	current_setting('lc_time'))`
+
+type settings struct {
+	v atomic.Pointer[string]
+}
+
+// settingsKey returns the settings to put in keys, learning them if needed;
+// ok is false when they are not known and cannot be learned now (the
+// statement must then not use the cache).
+func (p *Plugin) settingsKey(db *gorm.DB) (string, bool) {
+	if p.dialect != "postgres" {
+		return "", true
+	}
+	if v := p.sets.v.Load(); v != nil {
+		return *v, true
+	}
+	cp := p.learnConn(db)
+	if cp == nil {
+		cp = p.spareConn()
+	}
+	if cp == nil {
+		return "", false
+	}
+	v, err, _ := p.cat.flight.Do("settings", func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
+		defer cancel()
+		var s string
+		if err := cp.QueryRowContext(ctx, settingsQuery).Scan(&s); err != nil {
+			return nil, err
+		}
+		s = strings.Clone(s)
+		p.sets.v.Store(&s)
+		return s, nil
+	})
+	if err != nil {
+		return "", false
+	}
+	return v.(string), true
+}
