@@ -162,6 +162,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if db.Statement != nil {
 		db.Statement.ConnPool = w
 	}
+	p.learnSettings(p.inner)
 	return nil
 }
 

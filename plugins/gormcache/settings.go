@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -48,8 +49,24 @@ func (p *Plugin) settingsKey(db *gorm.DB) (string, bool) {
 	if cp == nil {
 		return "", false
 	}
+	return p.readSettings(context.WithoutCancel(stmtContext(db)), cp)
+}
+
+// learnSettings reads the settings when the plugin is registered, so that
+// queries do not pay for it; if the database cannot be reached yet, the
+// first cacheable query reads them.
+func (p *Plugin) learnSettings(cp gorm.ConnPool) {
+	if p.dialect == "postgres" {
+		// A short wait: an unreachable database must not hold up db.Use.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, _ = p.readSettings(ctx, cp)
+	}
+}
+
+func (p *Plugin) readSettings(ctx context.Context, cp gorm.ConnPool) (string, bool) {
 	v, err, _ := p.cat.flight.Do("settings", func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
+		ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
 		defer cancel()
 		var s string
 		if err := cp.QueryRowContext(ctx, settingsQuery).Scan(&s); err != nil {
