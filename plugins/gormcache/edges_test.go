@@ -86,6 +86,19 @@ func seedEmployees(t *testing.T, db *gorm.DB) {
 	must(t, db.Create(&[]Employee{{ID: 2, Name: "Ann", ManagerID: &one}, {ID: 3, Name: "Bob", ManagerID: &one}}).Error)
 }
 
+// employee2 and employeeList are the cached reads most cases watch.
+func employee2(db *gorm.DB) (any, error) {
+	var r Employee
+	err := db.First(&r, 2).Error
+	return r, err
+}
+
+func employeeList(db *gorm.DB) (any, error) {
+	var r []Employee
+	err := db.Order("id").Find(&r).Error
+	return r, err
+}
+
 // Class 1: a statement shaped like a lookup by primary key that reads more
 // than that row must depend on the table.
 func TestPrimaryKeyLookupReadingOtherRows(t *testing.T) {
@@ -152,16 +165,7 @@ func TestPrimaryKeyLookupReadingOtherRows(t *testing.T) {
 func TestAliasedTableWrites(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e *env) {
 		seedEmployees(t, e.db)
-		byPK := func(db *gorm.DB) (any, error) {
-			var r Employee
-			err := db.First(&r, 2).Error
-			return r, err
-		}
-		list := func(db *gorm.DB) (any, error) {
-			var r []Employee
-			err := db.Order("id").Find(&r).Error
-			return r, err
-		}
+		byPK, list := employee2, employeeList
 		writes := []struct {
 			name  string
 			write func(db *gorm.DB) error
@@ -551,16 +555,7 @@ func TestSelectOfWritingFunction(t *testing.T) {
 		}
 		seedEmployees(t, e.db)
 		must(t, e.db.Exec(`CREATE FUNCTION rename_ann(text) RETURNS int LANGUAGE sql VOLATILE AS 'UPDATE employees SET name = $1 WHERE id = 2 RETURNING 1'`).Error)
-		byPK := func(db *gorm.DB) (any, error) {
-			var r Employee
-			err := db.First(&r, 2).Error
-			return r, err
-		}
-		list := func(db *gorm.DB) (any, error) {
-			var r []Employee
-			err := db.Order("id").Find(&r).Error
-			return r, err
-		}
+		byPK, list := employee2, employeeList
 		staleCheck(t, e, "Exec SELECT f()", byPK, func(db *gorm.DB) error { return db.Exec("SELECT rename_ann(?)", "one").Error })
 		staleCheck(t, e, "Raw SELECT f() Scan", list, func(db *gorm.DB) error {
 			var n int
