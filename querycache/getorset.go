@@ -53,38 +53,13 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		return f.Value, false, err
 	}
 	names := c.withEpoch(k.Versions)
-	if c.pending.covers(names, c.ns.Epoch()) {
-		c.stats.bypasses.add("undelivered_invalidation")
+	payload, tokens, now, found, usable := c.probe(ctx, k, names, nil)
+	if !usable {
 		f, err := fill(ctx)
 		return f.Value, false, err
 	}
-	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
-	if err != nil {
-		c.stats.errors.Add(1)
-		c.stats.bypasses.add("store_error")
-		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
-		f, err := fill(ctx)
-		return f.Value, false, err
-	}
-	now := c.now()
-	if raw != nil {
-		e, derr := decodeEntry(raw)
-		if derr != nil {
-			c.stats.corrupt.Add(1)
-			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
-		} else if e.fresh(now, tokens) {
-			c.countTables(k.Tables, true)
-			c.stats.hits.Add(1)
-			if c.log != nil {
-				c.debug(ctx, "querycache hit", "key", k.label())
-			}
-			return e.payload, true, nil
-		}
-	}
-	c.countTables(k.Tables, false)
-	c.stats.misses.Add(1)
-	if c.log != nil {
-		c.debug(ctx, "querycache miss", "key", k.label())
+	if found {
+		return payload, true, nil
 	}
 
 	// The flight key carries the tokens: a caller that read newer versions
@@ -118,6 +93,54 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		c.stats.shared.Add(1)
 	}
 	return v.(Fill).Value, false, nil
+}
+
+// probe reads k's entry and the versions in names in one store call, and
+// counts what it found. found reports a fresh entry, whose payload is
+// returned; otherwise tokens are the versions read now, before the caller
+// queries the database. usable is false when the cache must not be used
+// for k at all (an undelivered invalidation covers it, or the store
+// failed): the caller goes to the database and stores nothing. valid, when
+// not nil, rejects a payload its owner cannot read (counted as corrupt, a
+// miss).
+func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]byte) bool) (payload []byte, tokens []uint64, now time.Time, found, usable bool) {
+	if c.pending.covers(names, c.ns.Epoch()) {
+		c.stats.bypasses.add("undelivered_invalidation")
+		return nil, nil, now, false, false
+	}
+	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
+	if err != nil {
+		c.stats.errors.Add(1)
+		c.stats.bypasses.add("store_error")
+		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
+		return nil, nil, now, false, false
+	}
+	now = c.now()
+	if raw != nil {
+		e, derr := decodeEntry(raw)
+		switch {
+		case derr != nil:
+			c.stats.corrupt.Add(1)
+			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
+		case !e.fresh(now, tokens):
+		case valid != nil && !valid(e.payload):
+			c.stats.corrupt.Add(1)
+			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
+		default:
+			c.countTables(k.Tables, true)
+			c.stats.hits.Add(1)
+			if c.log != nil {
+				c.debug(ctx, "querycache hit", "key", k.label())
+			}
+			return e.payload, tokens, now, true, true
+		}
+	}
+	c.countTables(k.Tables, false)
+	c.stats.misses.Add(1)
+	if c.log != nil {
+		c.debug(ctx, "querycache miss", "key", k.label())
+	}
+	return nil, tokens, now, false, true
 }
 
 // put stores f under k against tokens, the values of names read before f

@@ -39,41 +39,17 @@ type LookupOptions struct {
 // that stores nothing (fail open).
 func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []byte, ok bool, m *Miss) {
 	names := c.withEpoch(k.Versions)
-	if c.pending.covers(names, c.ns.Epoch()) {
-		c.stats.bypasses.add("undelivered_invalidation")
+	if k.Name == "" {
+		// No name, no entry, as in GetOrSet.
+		c.stats.bypasses.add("no_key")
 		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
 	}
-	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
-	if err != nil {
-		c.stats.errors.Add(1)
-		c.stats.bypasses.add("store_error")
-		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
+	payload, tokens, now, found, usable := c.probe(ctx, k, names, opts.Valid)
+	if !usable {
 		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
 	}
-	now := c.now()
-	if raw != nil {
-		e, derr := decodeEntry(raw)
-		switch {
-		case derr != nil:
-			c.stats.corrupt.Add(1)
-			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
-		case !e.fresh(now, tokens):
-		case opts.Valid != nil && !opts.Valid(e.payload):
-			c.stats.corrupt.Add(1)
-			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
-		default:
-			c.countTables(k.Tables, true)
-			c.stats.hits.Add(1)
-			if c.log != nil {
-				c.debug(ctx, "querycache hit", "key", k.label())
-			}
-			return e.payload, true, nil
-		}
-	}
-	c.countTables(k.Tables, false)
-	c.stats.misses.Add(1)
-	if c.log != nil {
-		c.debug(ctx, "querycache miss", "key", k.label())
+	if found {
+		return payload, true, nil
 	}
 
 	// The flight key carries the tokens, as GetOrSet's does: a lookup that
