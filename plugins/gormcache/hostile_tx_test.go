@@ -8,6 +8,7 @@ import (
 
 	"gorm.io/gorm"
 	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
 )
 
 // Hostile instances of issue 5's classes 4, 5, 7, 12 and 13, written from
@@ -121,4 +122,97 @@ func TestHostileTxCatalog(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Class 4: BEGIN sent in unusual ways on a db.Connection.
+func TestHostileTxRawBegin(t *testing.T) {
+	type way struct {
+		name, dialect string
+		begin         func(c *gorm.DB) error
+		end           string
+	}
+	ways := []way{
+		{"commented begin transaction", "", func(c *gorm.DB) error { return c.Exec("/* x */ begin transaction").Error }, "rollback transaction"},
+		{"line comment BeGiN;", "", func(c *gorm.DB) error { return c.Exec("-- start\n  BeGiN  ;").Error }, "ROLLBACK"},
+		{"BEGIN ISOLATION LEVEL", "postgres", func(c *gorm.DB) error { return c.Exec("BEGIN ISOLATION LEVEL SERIALIZABLE").Error }, "ABORT"},
+		{"START TRANSACTION READ WRITE", "postgres", func(c *gorm.DB) error { return c.Exec("START TRANSACTION READ WRITE").Error }, "ROLLBACK WORK"},
+		{"BEGIN EXCLUSIVE TRANSACTION", "sqlite", func(c *gorm.DB) error { return c.Exec("BEGIN EXCLUSIVE TRANSACTION").Error }, "ROLLBACK"},
+		{"BEGIN DEFERRED", "sqlite", func(c *gorm.DB) error { return c.Exec("begin deferred").Error }, "END TRANSACTION; "},
+	}
+	for _, w := range ways {
+		t.Run(w.name, func(t *testing.T) {
+			forEachEnv(t, func(t *testing.T, e *env) {
+				if w.dialect != "" && w.dialect != e.dialect {
+					t.Skip()
+				}
+				seedEmployees(t, e.db)
+				_, _ = employeeList(e.db.Scopes(gormcache.Cacheable()))
+				_, _ = employee2(e.db.Scopes(gormcache.Cacheable()))
+				must(t, e.db.Connection(func(c *gorm.DB) error {
+					if err := w.begin(c); err != nil {
+						t.Errorf("%s: begin: %v", e.dialect, err)
+						return nil
+					}
+					if err := c.Exec("UPDATE employees SET name = 'dirty' WHERE id = 2").Error; err != nil {
+						return err
+					}
+					_, _ = employeeList(c.Scopes(gormcache.Cacheable()))
+					_, _ = employee2(c.Scopes(gormcache.Cacheable()))
+					return c.Exec(w.end).Error
+				}))
+				for _, q := range []func(*gorm.DB) (any, error){employeeList, employee2} {
+					got, gerr := q(e.db.Scopes(gormcache.Cacheable()))
+					want, werr := q(e.db.Scopes(gormcache.NoCache()))
+					if !sameAnswer(got, gerr, want, werr) {
+						t.Errorf("%s: after rollback: cached %s, database %s", e.dialect, js(got), js(want))
+					}
+				}
+			})
+		})
+	}
+}
+
+// Class 5: search_path changed in unusual ways, on a pool of one.
+func TestHostileTxSearchPath(t *testing.T) {
+	pg := dbNamed(t, "postgres")
+	ways := map[string]func(c *gorm.DB, s string) error{
+		"Raw SET Rows": func(c *gorm.DB, s string) error {
+			r, err := c.Raw("SET search_path TO " + s).Rows()
+			if err == nil {
+				r.Close()
+			}
+			return err
+		},
+		"pg_catalog.set_config": func(c *gorm.DB, s string) error {
+			return c.Exec("SELECT pg_catalog.set_config('search_path', ?, false)", s).Error
+		},
+		"quoted set_config": func(c *gorm.DB, s string) error {
+			return c.Exec(`SELECT "set_config"('search_path', ?, false)`, s).Error
+		},
+		"set_config in a CTE": func(c *gorm.DB, s string) error {
+			var r []map[string]any
+			return c.Raw("WITH x AS (SELECT set_config('search_path', ?, false) AS v) SELECT v FROM x", s).Scan(&r).Error
+		},
+		"set_config in a subquery": func(c *gorm.DB, s string) error {
+			var r []map[string]any
+			return c.Raw("SELECT 1 AS one FROM (SELECT set_config('search_path', ?, false)) q", s).Scan(&r).Error
+		},
+		"SET SESSION odd case": func(c *gorm.DB, s string) error { return c.Exec("set  SESSION  Search_Path = " + s).Error },
+		"commented SET":        func(c *gorm.DB, s string) error { return c.Exec("/* tenant */ SET search_path TO " + s).Error },
+	}
+	for name, set := range ways {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, pg, stores[0], querycache.Options{})
+			a, _ := pgTenantSchemas(t, e)
+			base := currentSchema(t, e.db)
+			oneConnection(t, e)
+			sameAsDatabase(t, e.db, "items", rowsOf(base), "own schema")
+			must(t, set(e.db, a))
+			got, direct := names(t, e.db, "items", gormcache.Cacheable()), names(t, e.db, "items", gormcache.NoCache())
+			if js(got) != js(direct) {
+				t.Errorf("%s: cached %q, database %q", name, got, direct)
+			}
+			must(t, e.db.Exec("SET search_path TO "+base).Error)
+		})
+	}
 }
