@@ -53,6 +53,7 @@ const (
 // tableFacts is what the catalog says about one table.
 type tableFacts struct {
 	exists   bool
+	relkind  byte // 'r' table, 'p' partitioned, 'v' view, 'm' materialized view, 'S' sequence, 'f' foreign table
 	pk       []string // primary-key columns in key order, lower-cased
 	kinds    []pkKind
 	replaces bool // SQLite: a constraint resolves conflicts with REPLACE
@@ -90,6 +91,26 @@ func (f *tableFacts) matches(columns []string) bool {
 		}
 	}
 	return true
+}
+
+// derivedRefusal returns why a read of this relation cannot be cached by
+// the versions of its own name, or "": a view's or a foreign table's rows
+// change with writes the SQL does not name (the tables behind the view,
+// another server), and a sequence changes with every nextval. Declaring
+// the tables (CacheOptions.Tables) makes a view cacheable.
+func (f *tableFacts) derivedRefusal() string {
+	if f == nil {
+		return ""
+	}
+	switch f.relkind {
+	case 'v':
+		return "view"
+	case 'S':
+		return "sequence"
+	case 'f':
+		return "foreign_table"
+	}
+	return ""
 }
 
 // column returns the index of a key column, or -1.
@@ -213,6 +234,25 @@ func (p *Plugin) facts(db *gorm.DB, table string) *tableFacts {
 func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
 	// to_regclass returns NULL for a missing table instead of raising an
 	// error, which would abort the caller's transaction.
+	kr, err := cp.QueryContext(ctx, `SELECT relkind::text FROM pg_class WHERE oid = to_regclass(quote_ident($1))`, table)
+	if err != nil {
+		return nil, err
+	}
+	var kind string
+	for kr.Next() {
+		if err := kr.Scan(&kind); err != nil {
+			kr.Close()
+			return nil, err
+		}
+	}
+	if err := kr.Err(); err != nil {
+		kr.Close()
+		return nil, err
+	}
+	kr.Close()
+	if kind == "" {
+		return &tableFacts{}, nil
+	}
 	rows, err := cp.QueryContext(ctx, `SELECT a.attname, t.typname, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
 FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
@@ -224,7 +264,7 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)`, table)
 		return nil, err
 	}
 	defer rows.Close()
-	f := &tableFacts{exists: true}
+	f := &tableFacts{exists: true, relkind: kind[0]}
 	for rows.Next() {
 		var name, typ, coll string
 		var deterministic bool
@@ -255,15 +295,15 @@ func postgresKind(typ string, deterministic bool, coll string) pkKind {
 }
 
 func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
-	rows, err := cp.QueryContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE`, table)
+	rows, err := cp.QueryContext(ctx, `SELECT type, sql FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE`, table)
 	if err != nil {
 		return nil, err
 	}
-	var ddl string
+	var ddl, typ string
 	found := false
 	for rows.Next() {
 		var s *string
-		if err := rows.Scan(&s); err != nil {
+		if err := rows.Scan(&typ, &s); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -280,8 +320,11 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 	if !found {
 		return &tableFacts{}, nil
 	}
+	if typ == "view" {
+		return &tableFacts{exists: true, relkind: 'v'}, nil
+	}
 	upper := strings.ToUpper(ddl)
-	f := &tableFacts{exists: true, replaces: strings.Contains(upper, "REPLACE")}
+	f := &tableFacts{exists: true, relkind: 'r', replaces: strings.Contains(upper, "REPLACE")}
 	// A COLLATE anywhere may change a text key's equality: be safe.
 	collated := strings.Contains(upper, "COLLATE")
 	rows, err = cp.QueryContext(ctx, `SELECT name, type, pk FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk`, table)

@@ -567,3 +567,65 @@ func TestSelectOfWritingFunction(t *testing.T) {
 		})
 	})
 }
+
+// Relations whose rows change with writes their name does not show (views,
+// sequences) are not cached unless their tables are declared; bound time
+// words inside array literals are time words.
+func TestDerivedRelationsAndArrayTimeWords(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		seedEmployees(t, e.db)
+		ctx := gormcache.WithCache(context.Background(), time.Minute)
+		catalog := "SELECT name AS n FROM sqlite_schema WHERE name LIKE 'derived%'"
+		if e.dialect == "postgres" {
+			catalog = "SELECT table_name::text AS n FROM information_schema.tables WHERE table_name LIKE 'derived%'"
+		}
+		must(t, e.db.Exec("CREATE VIEW derived_catalog AS "+catalog).Error)
+		must(t, e.db.Exec("CREATE VIEW derived_names AS SELECT id, name FROM employees").Error)
+		count := func(db *gorm.DB, view string) int64 {
+			var n int64
+			must(t, db.Raw("SELECT count(*) FROM "+view).Scan(&n).Error)
+			return n
+		}
+		for _, view := range []string{"derived_catalog", "derived_names"} {
+			count(e.db.WithContext(ctx), view)
+			if n := e.statements(func() { count(e.db.WithContext(ctx), view) }); n == 0 {
+				t.Errorf("a read of view %s was served from the cache", view)
+			}
+		}
+		must(t, e.db.Exec("CREATE TABLE derived_x (id int)").Error)
+		must(t, e.db.Create(&Employee{ID: 50, Name: "V"}).Error)
+		for _, view := range []string{"derived_catalog", "derived_names"} {
+			if got, want := count(e.db.WithContext(ctx), view), count(e.db, view); got != want {
+				t.Errorf("view %s: cached %d, database %d", view, got, want)
+			}
+		}
+		// Declared tables make a view cacheable, and writes to them reach it.
+		declared := gormcache.CacheWith(gormcache.CacheOptions{Tables: []string{"employees"}})
+		e.mustBeCached(t, "declared view", func() error { count(e.db.Scopes(declared), "derived_names"); return nil })
+		if e.cache.Stats().Refusals["view"] == 0 {
+			t.Errorf("view refusals not counted: %v", e.cache.Stats().Refusals)
+		}
+		if e.dialect == "postgres" {
+			must(t, e.db.Exec("CREATE SEQUENCE derived_seq").Error)
+			last := func(db *gorm.DB) int64 {
+				var n int64
+				must(t, db.Raw("SELECT last_value FROM derived_seq").Scan(&n).Error)
+				return n
+			}
+			last(e.db.WithContext(ctx))
+			must(t, e.db.Exec("SELECT nextval('derived_seq')").Error)
+			must(t, e.db.Exec("SELECT nextval('derived_seq')").Error)
+			if got, want := last(e.db.WithContext(ctx)), last(e.db); got != want {
+				t.Errorf("sequence: cached %d, database %d", got, want)
+			}
+			arr := func() error {
+				var r []map[string]any
+				return e.db.Scopes(gormcache.Cacheable()).Raw("SELECT name, (?::timestamptz[])[1]::text AS n FROM employees WHERE id = 2", "{now}").Scan(&r).Error
+			}
+			must(t, arr())
+			if n := e.statements(func() { must(t, arr()) }); n == 0 {
+				t.Error("a time word inside an array literal was cached")
+			}
+		}
+	})
+}

@@ -63,6 +63,24 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 		p.cache.CountRefusal("no_tables")
 		return pl, false
 	}
+	if len(opts.Tables) == 0 {
+		// Views, sequences and foreign tables change with writes their
+		// name does not show.
+		for _, t := range tables {
+			if t == keys.CatalogTable {
+				continue
+			}
+			f := p.facts(db, t)
+			if f == nil {
+				p.cache.CountRefusal("relation_unknown")
+				return pl, false
+			}
+			if r := f.derivedRefusal(); r != "" {
+				p.cache.CountRefusal(r)
+				return pl, false
+			}
+		}
+	}
 	if r := p.fenced(tables); r != "" {
 		p.cache.CountBypass(r)
 		return pl, false

@@ -300,7 +300,7 @@ func timeWord(v any) bool {
 	case string:
 		s = x
 	case []byte:
-		if len(x) > 64 {
+		if len(x) > 256 {
 			return false
 		}
 		s = string(x)
@@ -331,13 +331,18 @@ func timeWord(v any) bool {
 		}
 		s = rv.String()
 	}
-	if len(s) > 64 {
+	if len(s) > 256 {
 		return false
 	}
-	s = strings.ToLower(strings.TrimSpace(s))
-	for _, w := range timeWords {
-		if strings.HasPrefix(s, w) && (len(s) == len(w) || !isLetter(s[len(w)])) {
-			return true
+	// Each element of an array or row literal ('{now,today}') counts.
+	for _, e := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return r == ',' || r == '{' || r == '}' || r == '(' || r == ')' || r == '"' || r == '\''
+	}) {
+		e = strings.TrimSpace(e)
+		for _, w := range timeWords {
+			if strings.HasPrefix(e, w) && (len(e) == len(w) || !isLetter(e[len(w)])) {
+				return true
+			}
 		}
 	}
 	return false
