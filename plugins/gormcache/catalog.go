@@ -53,7 +53,7 @@ const (
 // tableFacts is what the catalog says about one table.
 type tableFacts struct {
 	exists   bool
-	relkind  byte // 'r' table, 'p' partitioned, 'v' view, 'm' materialized view, 'S' sequence, 'f' foreign table
+	relkind  byte     // 'r' table, 'p' partitioned, 'v' view, 'm' materialized view, 'S' sequence, 'f' foreign table
 	pk       []string // primary-key columns in key order, lower-cased
 	kinds    []pkKind
 	replaces bool // SQLite: a constraint resolves conflicts with REPLACE
