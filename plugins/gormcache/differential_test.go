@@ -644,26 +644,9 @@ func TestDifferentialHandleTakenBeforeUse(t *testing.T) {
 // newDiffEnvBeforeUse is newEnv, and a handle taken before db.Use.
 func newDiffEnvBeforeUse(t *testing.T, d dbKind, s storeKind) (*env, *gorm.DB) {
 	t.Helper()
-	db, err := gorm.Open(d.open(t), &gorm.Config{Logger: logger.Discard, DisableForeignKeyConstraintWhenMigrating: true})
-	if err != nil {
-		t.Fatalf("open %s: %v", d.name, err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	counter := &countingPool{ConnPool: db.ConnPool}
-	db.ConnPool = counter
-	db.Statement.ConnPool = counter
-	pre := db.WithContext(context.Background())
-	cache, err := querycache.New(querycache.Options{Store: s.open(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	plugin := gormcache.New(cache)
-	if err := db.Use(plugin); err != nil {
-		t.Fatal(err)
-	}
-	return &env{name: d.name + "/" + s.name, dialect: d.name, db: db, cache: cache, plugin: plugin, counter: counter}, pre
+	var pre *gorm.DB
+	e := newEnvBeforeUse(t, d, s, querycache.Options{}, func(db *gorm.DB) { pre = db.WithContext(context.Background()) })
+	return e, pre
 }
 
 // diffPreUseWrites write through pre, a handle taken before db.Use.

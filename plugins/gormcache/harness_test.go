@@ -71,6 +71,14 @@ func forEachEnv(t *testing.T, fn func(t *testing.T, e *env), opts ...gormcache.O
 
 func newEnv(t *testing.T, d dbKind, s storeKind, copts querycache.Options, opts ...gormcache.Option) *env {
 	t.Helper()
+	return newEnvBeforeUse(t, d, s, copts, nil, opts...)
+}
+
+// newEnvBeforeUse is newEnv, calling beforeUse (when not nil) with the
+// *gorm.DB just before db.Use, so a test can take handles that keep the
+// unwrapped pool.
+func newEnvBeforeUse(t *testing.T, d dbKind, s storeKind, copts querycache.Options, beforeUse func(db *gorm.DB), opts ...gormcache.Option) *env {
+	t.Helper()
 	db, err := gorm.Open(d.open(t), &gorm.Config{Logger: logger.Discard, DisableForeignKeyConstraintWhenMigrating: true})
 	if err != nil {
 		t.Fatalf("open %s: %v", d.name, err)
@@ -81,6 +89,9 @@ func newEnv(t *testing.T, d dbKind, s storeKind, copts querycache.Options, opts 
 	db.ConnPool = counter
 	db.Statement.ConnPool = counter
 
+	if beforeUse != nil {
+		beforeUse(db)
+	}
 	copts.Store = s.open(t)
 	cache, err := querycache.New(copts)
 	if err != nil {

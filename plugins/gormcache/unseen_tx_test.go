@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 )
@@ -26,32 +25,12 @@ type preUse struct {
 // newEnvPreUse is newEnv, also returning handles taken before db.Use.
 func newEnvPreUse(t *testing.T, d dbKind, s storeKind, opts ...gormcache.Option) (*env, *preUse) {
 	t.Helper()
-	db, err := gorm.Open(d.open(t), &gorm.Config{Logger: logger.Discard, DisableForeignKeyConstraintWhenMigrating: true})
-	if err != nil {
-		t.Fatalf("open %s: %v", d.name, err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	counter := &countingPool{ConnPool: db.ConnPool}
-	db.ConnPool = counter
-	db.Statement.ConnPool = counter
-	pre := &preUse{
-		ctx:      db.WithContext(context.Background()),
-		prepared: db.Session(&gorm.Session{PrepareStmt: true}),
-	}
-	cache, err := querycache.New(querycache.Options{Store: s.open(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	plugin := gormcache.New(cache, opts...)
-	if err := db.Use(plugin); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AutoMigrate(models...); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	return &env{name: d.name + "/" + s.name, dialect: d.name, db: db, cache: cache, plugin: plugin, counter: counter}, pre
+	pre := &preUse{}
+	e := newEnvBeforeUse(t, d, s, querycache.Options{}, func(db *gorm.DB) {
+		pre.ctx = db.WithContext(context.Background())
+		pre.prepared = db.Session(&gorm.Session{PrepareStmt: true})
+	}, opts...)
+	return e, pre
 }
 
 // BeginTx makes countingTx behave as a *sql.Tx does for GORM: it cannot
