@@ -1,6 +1,9 @@
 package keys
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Namespace names keys and versions under one prefix (Django's KEY_PREFIX).
 // Every process that shares a store and a database must use the same prefix,
@@ -97,6 +100,29 @@ func part(s string, max int) string {
 	return b.String()
 }
 
+// needsEscape reports the bytes a name part never holds verbatim: its
+// separators, control bytes and spaces (names are Redis keys, typed in
+// redis-cli and printed in logs), and braces (a Redis Cluster hash tag
+// inside a part would pin unrelated keys to one slot).
 func needsEscape(c byte) bool {
-	return c == ':' || c == '%' || c == '#' || c < 0x20 || c == 0x7f
+	return c == ':' || c == '%' || c == '#' || c <= 0x20 || c == 0x7f || c == '{' || c == '}'
+}
+
+// MaxPrefixLen bounds a namespace prefix.
+const MaxPrefixLen = 64
+
+// CheckPrefix reports why prefix cannot start store keys, or nil: it must
+// be at most MaxPrefixLen bytes of printable ASCII with no space and no
+// brace (a Redis Cluster hash tag in the prefix would put every key in
+// one slot).
+func CheckPrefix(prefix string) error {
+	if len(prefix) > MaxPrefixLen {
+		return fmt.Errorf("prefix %q is %d bytes; use at most %d", prefix[:16]+"...", len(prefix), MaxPrefixLen)
+	}
+	for i := 0; i < len(prefix); i++ {
+		if c := prefix[i]; c <= 0x20 || c >= 0x7f || c == '{' || c == '}' {
+			return fmt.Errorf("prefix %q holds byte %#x; use printable ASCII without spaces or braces, such as \"myapp:\"", prefix, c)
+		}
+	}
+	return nil
 }

@@ -53,6 +53,7 @@ type Cache struct {
 	stats   counters
 	pending pendingSet
 
+	deliverMu sync.Mutex    // one delivery of pending invalidations at a time
 	retryOnce sync.Once
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -87,6 +88,9 @@ func New(opts Options) (*Cache, error) {
 		retry:   opts.RetryInterval,
 		closed:  make(chan struct{}),
 	}
+	if err := keys.CheckPrefix(opts.Prefix); err != nil {
+		return nil, fmt.Errorf("querycache.New: Options.Prefix: %w", err)
+	}
 	if c.ttl == 0 {
 		c.ttl = 5 * time.Minute
 	}
@@ -98,6 +102,12 @@ func New(opts Options) (*Cache, error) {
 	}
 	if c.retry == 0 {
 		c.retry = time.Second
+	}
+	if b, ok := opts.Store.(interface{ bindNamespace(keys.Namespace) }); ok {
+		b.bindNamespace(c.ns)
+	}
+	if r, ok := opts.Store.(interface{ OnRecover(func()) }); ok {
+		r.OnRecover(c.retryNow)
 	}
 	return c, nil
 }

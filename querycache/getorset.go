@@ -110,9 +110,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 	}
 	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
 	if err != nil {
-		c.stats.errors.Add(1)
-		c.stats.bypasses.add("store_error")
-		c.warn(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
+		c.storeFailed(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
 		return nil, nil, now, false, false
 	}
 	now = c.now()
@@ -174,9 +172,14 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 		tokens:  tokens,
 		payload: f.Value,
 	})
-	if err := c.store.Put(ctx, k.Name, raw, ttl); err != nil {
-		c.stats.errors.Add(1)
-		c.warn(ctx, "querycache: store put failed", err, "key", k.label())
+	var err error
+	if vp, ok := c.store.(versionedPutter); ok {
+		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
+	} else {
+		err = c.store.Put(ctx, k.Name, raw, ttl)
+	}
+	if err != nil {
+		c.storeFailed(ctx, "querycache: store put failed", err, "key", k.label())
 		return
 	}
 	c.stats.stores.Add(1)
@@ -248,4 +251,22 @@ func (c *Cache) countTables(tables []string, hit bool) {
 			tc.misses.Add(1)
 		}
 	}
+}
+
+// versionedPutter is a store that keeps the versions an entry records
+// alive at least as long as the entry (RedisStore).
+type versionedPutter interface {
+	PutFor(ctx context.Context, key string, value []byte, ttl time.Duration, versions []string) error
+}
+
+// storeFailed counts and logs a failed store call. A store bypassed by its
+// circuit breaker is counted, not logged: the store logs the opening once.
+func (c *Cache) storeFailed(ctx context.Context, msg string, err error, args ...any) {
+	if errors.Is(err, ErrStoreUnavailable) {
+		c.stats.bypasses.add("store_unavailable")
+		return
+	}
+	c.stats.errors.Add(1)
+	c.stats.bypasses.add("store_error")
+	c.warn(ctx, msg, err, args...)
 }

@@ -184,9 +184,13 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 	}
 	c.stats.invalidations.Add(1)
 	if err := c.store.Bump(context.WithoutCancel(ctx), names); err != nil {
-		c.stats.errors.Add(1)
 		c.pending.add(names, c.ns.Epoch())
 		c.startRetry()
+		if errors.Is(err, ErrStoreUnavailable) {
+			c.stats.bypasses.add("store_unavailable")
+			return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
+		}
+		c.stats.errors.Add(1)
 		c.warn(ctx, "querycache: invalidation not delivered; bypassing the cache for it until it is", err, "versions", len(names))
 		return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
 	}
@@ -257,20 +261,36 @@ func (c *Cache) retryLoop() {
 			return
 		case <-t.C:
 		}
-		if c.pending.len() == 0 {
-			continue
-		}
-		snap := c.pending.snapshot()
-		names := make([]string, 0, len(snap))
-		for n := range snap {
-			names = append(names, n)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*c.retry)
-		err := c.store.Bump(ctx, names)
-		cancel()
-		if err == nil {
-			c.pending.done(snap)
-			c.debug(context.Background(), "querycache: delivered pending invalidations", "versions", len(names))
-		}
+		c.deliverPending()
+	}
+}
+
+// retryNow delivers pending invalidations at once (the store answers
+// again), rather than at the next tick.
+func (c *Cache) retryNow() {
+	if c.pending.len() == 0 {
+		return
+	}
+	c.deliverPending()
+}
+
+// deliverPending tries once to deliver every pending invalidation.
+func (c *Cache) deliverPending() {
+	c.deliverMu.Lock()
+	defer c.deliverMu.Unlock()
+	if c.pending.len() == 0 {
+		return
+	}
+	snap := c.pending.snapshot()
+	names := make([]string, 0, len(snap))
+	for n := range snap {
+		names = append(names, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*c.retry)
+	err := c.store.Bump(ctx, names)
+	cancel()
+	if err == nil {
+		c.pending.done(snap)
+		c.debug(context.Background(), "querycache: delivered pending invalidations", "versions", len(names))
 	}
 }

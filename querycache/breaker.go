@@ -1,0 +1,66 @@
+package querycache
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrStoreUnavailable is returned by a store whose circuit breaker is open:
+// the store failed several calls in a row and is bypassed, without a
+// network call, until a probe finds it answering again. The engine counts
+// it as a bypass ("store_unavailable") and does not log it per call.
+var ErrStoreUnavailable = errors.New("querycache: store unavailable (circuit breaker open)")
+
+// breaker keeps a dead store from adding a timeout to every query. After
+// threshold consecutive failures it opens: calls fail at once with
+// ErrStoreUnavailable, and a single prober (started by the caller of
+// trip) tries the store every cooldown until it answers, then closes it.
+type breaker struct {
+	threshold int32
+	open      atomic.Bool
+	failures  atomic.Int32
+
+	mu       sync.Mutex
+	openedAt time.Time
+	opened   atomic.Int64 // times it opened, for statistics and tests
+}
+
+// allow reports whether a call may go to the store.
+func (b *breaker) allow() bool { return !b.open.Load() }
+
+// success records a call that reached the store and got an answer.
+func (b *breaker) success() {
+	if b.failures.Load() != 0 {
+		b.failures.Store(0)
+	}
+}
+
+// failure records a failed call; it returns true when this failure opened
+// the breaker (exactly one caller sees true per opening, and it starts the
+// prober).
+func (b *breaker) failure() bool {
+	if b.failures.Add(1) < b.threshold {
+		return false
+	}
+	if b.open.CompareAndSwap(false, true) {
+		b.mu.Lock()
+		b.openedAt = time.Now()
+		b.mu.Unlock()
+		b.opened.Add(1)
+		return true
+	}
+	return false
+}
+
+// close closes the breaker after a successful probe and returns how long
+// it was open.
+func (b *breaker) close() time.Duration {
+	b.failures.Store(0)
+	b.mu.Lock()
+	d := time.Since(b.openedAt)
+	b.mu.Unlock()
+	b.open.Store(false)
+	return d
+}

@@ -1,0 +1,228 @@
+package querycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"querycache.dev/keys"
+)
+
+// identity detects a Redis that is not the one our versions were written
+// to: a server restarted from an RDB or AOF file that misses the last
+// invalidations, or a replica promoted after a failover that had not
+// received them. Either brings back old version tokens, and with them the
+// entries recorded against them: stale hits. The ordering it prevents:
+//
+//	1. process A writes row 1 and replaces v:obj:1 (token T2; entry E
+//	   recorded T1)
+//	2. Redis restarts from a snapshot taken before step 1: v:obj:1 = T1
+//	3. process B looks up row 1: E's tokens match, B serves the old row
+//
+// Every new connection (OnConnect, so also the first one after a restart
+// or failover, before any command of ours uses it) compares the server's
+// run_id with a marker key stored in Redis itself: a server that restarted
+// or was promoted has a new run_id, and its data (restored or replicated)
+// holds the old marker, or none. Then the global epoch of every bound
+// namespace is replaced before the marker is updated, so no connection
+// passes the check before the epoch is new.
+type identity struct {
+	mu  sync.RWMutex
+	nss []keys.Namespace
+	// changes counts the server changes seen, for tests and statistics.
+	changes int64
+}
+
+// markerScript replaces the epoch and records the server when the marker
+// differs from this server's run_id. Standalone and Sentinel only: both
+// keys live on the one server.
+var markerScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1`)
+
+// bind adds a namespace whose epoch a server change replaces.
+func (id *identity) bind(ns keys.Namespace) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	for _, n := range id.nss {
+		if n == ns {
+			return
+		}
+	}
+	id.nss = append(id.nss, ns)
+}
+
+func (id *identity) namespaces() []keys.Namespace {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	return append([]keys.Namespace(nil), id.nss...)
+}
+
+// hook returns an OnConnect function that checks the server, then runs
+// next (the client's own hook), if any.
+func (id *identity) hook(s *RedisStore, next func(context.Context, *redis.Conn) error) func(context.Context, *redis.Conn) error {
+	return func(ctx context.Context, cn *redis.Conn) error {
+		if next != nil {
+			if err := next(ctx, cn); err != nil {
+				return err
+			}
+		}
+		if err := id.checkConn(ctx, s, cn); err != nil {
+			return fmt.Errorf("querycache: checking the Redis server's identity: %w", err)
+		}
+		return nil
+	}
+}
+
+// checkConn runs the check on one new connection.
+func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn) error {
+	nss := id.namespaces()
+	if len(nss) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.InvalidateTimeout)
+	defer cancel()
+	info, err := cn.Info(ctx, "server").Result()
+	if err != nil {
+		return err
+	}
+	runID := infoField(info, "run_id")
+	if runID == "" {
+		return errors.New("INFO server has no run_id")
+	}
+	ttl := strconv.FormatInt(s.opts.VersionTTL.Milliseconds(), 10)
+	if !s.cluster {
+		for _, ns := range nss {
+			changed, err := markerScript.Run(ctx, cn, []string{ns.Prefix() + "v:server", ns.Epoch()}, runID, tokenString(NewToken()), ttl).Int()
+			if err != nil {
+				return err
+			}
+			if changed == 1 {
+				id.changed(s, runID)
+			}
+		}
+		return nil
+	}
+	// Cluster: the marker must live on this node (it is this node's data
+	// that may be old), so its key carries a hash tag of a slot the node
+	// owns; the epoch lives wherever its slot is.
+	tag, err := nodeTag(ctx, cn)
+	if err != nil {
+		return err
+	}
+	for _, ns := range nss {
+		marker := ns.Prefix() + "v:server:{" + tag + "}"
+		cur, err := cn.Get(ctx, marker).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if cur == runID {
+			continue
+		}
+		// Replace the epoch through this connection when this node owns
+		// it, else through the cluster client (another node's pool: no
+		// recursion into this connection's).
+		tok := tokenString(NewToken())
+		if err := cn.Set(ctx, ns.Epoch(), tok, s.opts.VersionTTL).Err(); err != nil {
+			if !strings.HasPrefix(err.Error(), "MOVED") && !strings.HasPrefix(err.Error(), "ASK") {
+				return err
+			}
+			if err := s.client.Set(ctx, ns.Epoch(), tok, s.opts.VersionTTL).Err(); err != nil {
+				return err
+			}
+		}
+		if err := cn.Set(ctx, marker, runID, s.opts.VersionTTL).Err(); err != nil {
+			return err
+		}
+		id.changed(s, runID)
+	}
+	return nil
+}
+
+func (id *identity) changed(s *RedisStore, runID string) {
+	id.mu.Lock()
+	id.changes++
+	id.mu.Unlock()
+	s.logWarn("querycache: a Redis server without our marker (restarted, promoted, or new); invalidated every entry", "run_id", runID)
+}
+
+// Changes returns how many times a server change replaced the epoch.
+func (s *RedisStore) ServerChanges() int64 {
+	s.ident.mu.RLock()
+	defer s.ident.mu.RUnlock()
+	return s.ident.changes
+}
+
+// infoField returns field's value in an INFO reply.
+func infoField(info, field string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// nodeTag returns a hash tag whose slot the connected node serves.
+func nodeTag(ctx context.Context, cn *redis.Conn) (string, error) {
+	me, err := cn.ClusterMyID(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	slots, err := cn.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	var mine []redis.ClusterSlot
+	for _, r := range slots {
+		if len(r.Nodes) > 0 && r.Nodes[0].ID == me {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) == 0 {
+		return "", errors.New("this node serves no slot (a replica, or the cluster is resharding)")
+	}
+	for i := 0; i < 1<<16; i++ {
+		tag := "qcnode" + strconv.Itoa(i)
+		slot := int(crc16([]byte(tag)) % 16384)
+		for _, r := range mine {
+			if r.Start <= slot && slot <= r.End {
+				return tag, nil
+			}
+		}
+	}
+	return "", errors.New("no hash tag found for this node's slots")
+}
+
+// crc16 is Redis Cluster's key hash (CRC-16/XMODEM).
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc ^= uint16(c) << 8
+		for i := 0; i < 8; i++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// probeIdentity checks, through the client, that Redis answers a write.
+func (id *identity) probe(ctx context.Context, s *RedisStore) error {
+	nss := id.namespaces()
+	name := "querycache:probe"
+	if len(nss) > 0 {
+		name = nss[0].Prefix() + "v:probe"
+	}
+	return s.client.Set(ctx, name, "1", time.Second).Err()
+}

@@ -1,0 +1,461 @@
+package querycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"querycache.dev/keys"
+)
+
+// RedisOptions configures a RedisStore. The zero value is usable: every
+// field documents its default.
+type RedisOptions struct {
+	// Timeout bounds every call the store makes on the hot path (a lookup,
+	// a fill). A call that takes longer fails open: the query goes to the
+	// database. It is applied through the context, so NewRedisStore turns
+	// on the client's ContextTimeoutEnabled. Default: 100ms. -1 means no
+	// timeout of the store's own (the client's ReadTimeout still applies).
+	Timeout time.Duration
+	// InvalidateTimeout bounds a call that replaces versions. A failed one
+	// is kept and retried (the cache bypasses what it covers meanwhile).
+	// Default: 1s.
+	InvalidateTimeout time.Duration
+
+	// VersionTTL is how long a version key lives after it is created or
+	// replaced. Every fill extends the versions its entry recorded to at
+	// least the entry's TTL plus VersionMargin, so a version always
+	// outlives the entries that recorded it. A version that expires anyway
+	// (or is evicted) comes back as a new random token: the entries that
+	// recorded the old one become misses, never stale hits. Default: 24h.
+	VersionTTL time.Duration
+	// VersionMargin is added to an entry's TTL when a fill extends its
+	// versions. Default: 1 minute.
+	VersionMargin time.Duration
+
+	// BreakerFailures is the number of consecutive failed calls that opens
+	// the circuit breaker. While it is open the cache is bypassed with no
+	// network call, and a probe runs every BreakerProbe until Redis
+	// answers. Default: 5.
+	BreakerFailures int
+	// BreakerProbe is how often an open breaker probes Redis. Default:
+	// 500ms.
+	BreakerProbe time.Duration
+
+	// Logger receives breaker transitions and server changes at Warn
+	// level. nil logs nothing.
+	Logger *slog.Logger
+}
+
+// RedisStore is a Store in Redis, shared by every process that uses the
+// same Redis, prefix and database identity. It works with a *redis.Client,
+// a Sentinel failover client (also a *redis.Client) and a
+// *redis.ClusterClient.
+//
+// Every call is one pipelined round trip:
+//
+//	lookup        GET entry + SET version token NX GET PX ttl, per version
+//	fill          SET entry PX ttl + PEXPIRE version ttl GT, per version
+//	invalidation  SET version token PX ttl, per version (+ PUBLISH)
+//
+// In Cluster mode a pipeline of single-key commands is split by the client
+// per node and sent to the nodes in parallel. We chose that over hash tags
+// (which would put every key of a database in one slot, one node) so that
+// a cluster spreads entries and versions over all its masters; the only
+// multi-key command, the fenced fill of a lease, names an entry and its
+// lease key, which share a slot by construction (leaseKey).
+//
+// Failures cost misses, never stale hits: every key has a TTL, versions
+// are random tokens created with SET NX, an evicted or expired version
+// comes back as a new token, and a server that restarted (or a replica
+// promoted in its place) is detected on every new connection by its
+// run_id and treated as an epoch change (see identity.go).
+type RedisStore struct {
+	client  redis.UniversalClient
+	cluster bool
+	opts    RedisOptions
+	err     error
+
+	brk        breaker
+	probing    atomic.Bool
+	recoverFns []func()
+	recoverMu  sync.Mutex
+	closed     chan struct{}
+	closeOnce  sync.Once
+	wg         sync.WaitGroup
+
+	ident identity
+}
+
+// NewRedisStore returns a store in Redis. A nil or unsupported client, or
+// an invalid option, is reported by querycache.New (and by Err), so the
+// constructor can be used inline. A Redis that cannot be reached is not an
+// error: the store fails open and probes until it answers.
+//
+// NewRedisStore installs an OnConnect hook (chained after the client's
+// own) that checks the server's identity on every new connection, and sets
+// ContextTimeoutEnabled so that Timeout applies. Pass a client that has
+// not started serving other goroutines yet.
+func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
+	s := &RedisStore{client: client, closed: make(chan struct{})}
+	if err := opts.fill(); err != nil {
+		s.err = err
+		return s
+	}
+	s.opts = opts
+	s.brk.threshold = int32(opts.BreakerFailures)
+	switch c := client.(type) {
+	case nil:
+		s.err = errors.New("querycache: NewRedisStore got a nil client; pass redis.NewClient(&redis.Options{Addr: \"127.0.0.1:6379\"}), redis.NewFailoverClient(...) or redis.NewClusterClient(...)")
+	case *redis.Client:
+		if c == nil {
+			s.err = errors.New("querycache: NewRedisStore got a nil *redis.Client; create it with redis.NewClient")
+			return s
+		}
+		o := c.Options()
+		o.ContextTimeoutEnabled = true
+		o.OnConnect = s.ident.hook(s, o.OnConnect)
+	case *redis.ClusterClient:
+		if c == nil {
+			s.err = errors.New("querycache: NewRedisStore got a nil *redis.ClusterClient; create it with redis.NewClusterClient")
+			return s
+		}
+		s.cluster = true
+		o := c.Options()
+		o.ContextTimeoutEnabled = true
+		o.OnConnect = s.ident.hook(s, o.OnConnect)
+	default:
+		s.err = fmt.Errorf("querycache: NewRedisStore does not support %T (a Ring shards keys so that an entry and its lease may live apart); use a *redis.Client, a failover client or a *redis.ClusterClient", client)
+	}
+	return s
+}
+
+func (o *RedisOptions) fill() error {
+	neg := func(name string, d time.Duration, allowMinus1 bool) error {
+		if d < 0 && !(allowMinus1 && d == -1) {
+			return fmt.Errorf("querycache: RedisOptions.%s is %v; use a positive duration, or 0 for the default", name, d)
+		}
+		return nil
+	}
+	if err := errors.Join(
+		neg("Timeout", o.Timeout, true),
+		neg("InvalidateTimeout", o.InvalidateTimeout, false),
+		neg("VersionTTL", o.VersionTTL, false),
+		neg("VersionMargin", o.VersionMargin, false),
+		neg("BreakerProbe", o.BreakerProbe, false),
+	); err != nil {
+		return err
+	}
+	if o.BreakerFailures < 0 {
+		return fmt.Errorf("querycache: RedisOptions.BreakerFailures is %d; use a positive count, or 0 for 5", o.BreakerFailures)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 100 * time.Millisecond
+	}
+	if o.InvalidateTimeout == 0 {
+		o.InvalidateTimeout = time.Second
+	}
+	if o.VersionTTL == 0 {
+		o.VersionTTL = 24 * time.Hour
+	}
+	if o.VersionMargin == 0 {
+		o.VersionMargin = time.Minute
+	}
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = 5
+	}
+	if o.BreakerProbe == 0 {
+		o.BreakerProbe = 500 * time.Millisecond
+	}
+	return nil
+}
+
+// bindNamespace tells the store the namespace of a Cache using it: a
+// server change (identity.go) and a recovery replace its epoch. The Cache
+// calls it from New.
+func (s *RedisStore) bindNamespace(ns keys.Namespace) { s.ident.bind(ns) }
+
+// Err reports a configuration error of NewRedisStore, or nil.
+func (s *RedisStore) Err() error { return s.err }
+
+// Client returns the store's Redis client.
+func (s *RedisStore) Client() redis.UniversalClient { return s.client }
+
+// BreakerOpen reports whether the circuit breaker is open (Redis is being
+// bypassed).
+func (s *RedisStore) BreakerOpen() bool { return s.brk.open.Load() }
+
+// BreakerOpenings returns how many times the breaker has opened.
+func (s *RedisStore) BreakerOpenings() int64 { return s.brk.opened.Load() }
+
+// OnRecover registers fn to run (on the prober's goroutine) each time the
+// breaker closes again: the cache uses it to deliver, first thing, the
+// invalidations it could not deliver while Redis was away.
+func (s *RedisStore) OnRecover(fn func()) {
+	s.recoverMu.Lock()
+	s.recoverFns = append(s.recoverFns, fn)
+	s.recoverMu.Unlock()
+}
+
+// call runs fn with the store's timeout and feeds the breaker.
+func (s *RedisStore) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
+	if s.err != nil {
+		return s.err
+	}
+	if !s.brk.allow() {
+		return ErrStoreUnavailable
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	err := fn(ctx)
+	if err == nil || errors.Is(err, redis.Nil) {
+		s.brk.success()
+		return nil
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		// The caller gave up; that says nothing about Redis.
+		return err
+	}
+	if s.brk.failure() {
+		s.logWarn("querycache: Redis failing; bypassing the cache until it answers", "err", err)
+		s.startProbe()
+	}
+	return err
+}
+
+func (s *RedisStore) logWarn(msg string, args ...any) {
+	if s.opts.Logger != nil {
+		s.opts.Logger.Warn(msg, args...)
+	}
+}
+
+// startProbe starts the prober if it is not running.
+func (s *RedisStore) startProbe() {
+	if !s.probing.CompareAndSwap(false, true) {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.probing.Store(false)
+		t := time.NewTicker(s.opts.BreakerProbe)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.closed:
+				return
+			case <-t.C:
+			}
+			if s.probe() {
+				return
+			}
+		}
+	}()
+}
+
+// probe checks that Redis answers a write (a replica answers PING but
+// refuses writes) and, when it does, runs the recovery functions and
+// closes the breaker.
+func (s *RedisStore) probe() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.InvalidateTimeout)
+	defer cancel()
+	if err := s.ident.probe(ctx, s); err != nil {
+		return false
+	}
+	// An outage may have hidden invalidations this process never saw
+	// fail (another process's, undelivered): whatever was cached before
+	// it is not trusted. Replacing the epoch first, before any lookup of
+	// ours reaches Redis again, costs one refill per entry.
+	for _, ns := range s.ident.namespaces() {
+		if err := s.client.Set(ctx, ns.Epoch(), tokenString(NewToken()), s.opts.VersionTTL).Err(); err != nil {
+			return false
+		}
+	}
+	// Close, then deliver what was kept: the cache's own lookups of
+	// anything pending keep bypassing until it is delivered.
+	d := s.brk.close()
+	s.recoverMu.Lock()
+	fns := append([]func(){}, s.recoverFns...)
+	s.recoverMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+	s.logWarn("querycache: Redis answers again; cache back in use", "bypassed_for", d)
+	return true
+}
+
+// tokenString is how a token is stored: 16 hex digits, readable in
+// redis-cli.
+func tokenString(t uint64) string {
+	var b [16]byte
+	const hex = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b[i] = hex[t&15]
+		t >>= 4
+	}
+	return string(b[:])
+}
+
+// parseToken reads a stored token; ok is false for anything else (another
+// program's value, a counter, garbage).
+func parseToken(s string) (uint64, bool) {
+	if len(s) != 16 {
+		return 0, false
+	}
+	t, err := strconv.ParseUint(s, 16, 64)
+	return t, err == nil && t != 0
+}
+
+// Fetch implements Store: one pipelined round trip reads the entry and
+// reads or creates every version.
+func (s *RedisStore) Fetch(ctx context.Context, key string, versions []string) (value []byte, tokens []uint64, err error) {
+	tokens = make([]uint64, len(versions))
+	err = s.call(ctx, s.opts.Timeout, func(ctx context.Context) error {
+		var bad []int
+		value, bad, err = s.fetch(ctx, key, versions, tokens)
+		if err != nil || len(bad) == 0 {
+			return err
+		}
+		return s.repair(ctx, versions, bad, tokens)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return value, tokens, nil
+}
+
+// fetch is Fetch's round trip. mine are the tokens offered for missing
+// versions; a SET NX GET that returns nil created the version with ours.
+// bad lists versions holding something that is not a token.
+func (s *RedisStore) fetch(ctx context.Context, key string, versions []string, tokens []uint64) (value []byte, bad []int, err error) {
+	p := s.client.Pipeline()
+	var get *redis.StringCmd
+	if key != "" {
+		get = p.Get(ctx, key)
+	}
+	cmds := make([]*redis.StatusCmd, len(versions))
+	for i, v := range versions {
+		tokens[i] = NewToken()
+		cmds[i] = p.SetArgs(ctx, v, tokenString(tokens[i]), redis.SetArgs{Mode: "NX", Get: true, TTL: s.opts.VersionTTL})
+	}
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err
+	}
+	for i, c := range cmds {
+		old, err := c.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			// Created with our token.
+		case err != nil:
+			return nil, nil, err
+		default:
+			t, ok := parseToken(old)
+			if !ok {
+				bad = append(bad, i)
+				continue
+			}
+			tokens[i] = t
+		}
+	}
+	if get != nil {
+		b, err := get.Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return nil, nil, err
+		default:
+			value = b
+		}
+	}
+	return value, bad, nil
+}
+
+// repair replaces versions that hold something other than a token (a
+// foreign program's value, a truncated write) with fresh tokens: whatever
+// recorded the garbage becomes a miss.
+func (s *RedisStore) repair(ctx context.Context, versions []string, bad []int, tokens []uint64) error {
+	p := s.client.Pipeline()
+	for _, i := range bad {
+		tokens[i] = NewToken()
+		p.Set(ctx, versions[i], tokenString(tokens[i]), s.opts.VersionTTL)
+	}
+	_, err := p.Exec(ctx)
+	return err
+}
+
+// Put implements Store. The entry is stored for ttl, and every version it
+// depends on is extended to outlive it (PEXPIRE ... GT only lengthens).
+// Put does not know the versions; PutFor does.
+func (s *RedisStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return s.PutFor(ctx, key, value, ttl, nil)
+}
+
+// PutFor stores value under key for ttl and extends each of versions to
+// live at least ttl plus VersionMargin, in one round trip.
+func (s *RedisStore) PutFor(ctx context.Context, key string, value []byte, ttl time.Duration, versions []string) error {
+	if ttl <= 0 {
+		return nil
+	}
+	return s.call(ctx, s.opts.Timeout, func(ctx context.Context) error {
+		p := s.client.Pipeline()
+		p.Set(ctx, key, value, ttl)
+		s.extend(ctx, p, ttl, versions)
+		_, err := p.Exec(ctx)
+		return err
+	})
+}
+
+// extend queues a PEXPIRE ... GT per version: a version created (or
+// replaced) long ago could otherwise expire before the entry that records
+// it. GT only lengthens, so on a version with most of VersionTTL left it
+// does nothing. (An expired version would only cost a miss, but an entry
+// that can never hit is wasted memory.)
+func (s *RedisStore) extend(ctx context.Context, p redis.Pipeliner, ttl time.Duration, versions []string) {
+	for _, v := range versions {
+		p.ExpireGT(ctx, v, ttl+s.opts.VersionMargin)
+	}
+}
+
+// Bump implements Store: one pipelined round trip replaces every version.
+func (s *RedisStore) Bump(ctx context.Context, versions []string) error {
+	return s.bump(ctx, versions, "", nil)
+}
+
+// bump replaces versions and, when channel is set, publishes msg on it in
+// the same round trip (after the SETs: a process that receives the
+// message and reads again sees the new tokens).
+func (s *RedisStore) bump(ctx context.Context, versions []string, channel string, msg []byte) error {
+	if len(versions) == 0 {
+		return nil
+	}
+	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
+		p := s.client.Pipeline()
+		for _, v := range versions {
+			p.Set(ctx, v, tokenString(NewToken()), s.opts.VersionTTL)
+		}
+		if channel != "" {
+			p.Publish(ctx, channel, msg)
+		}
+		_, err := p.Exec(ctx)
+		return err
+	})
+}
+
+// Close implements Store. It stops the prober; the client stays open (it
+// belongs to the caller).
+func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.wg.Wait()
+	})
+	return nil
+}
