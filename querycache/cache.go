@@ -53,7 +53,7 @@ type Cache struct {
 	stats   counters
 	pending pendingSet
 
-	deliverMu sync.Mutex    // one delivery of pending invalidations at a time
+	deliverMu sync.Mutex // one delivery of pending invalidations at a time
 	retryOnce sync.Once
 	closeOnce sync.Once
 	closed    chan struct{}

@@ -19,10 +19,10 @@ import (
 // received them. Either brings back old version tokens, and with them the
 // entries recorded against them: stale hits. The ordering it prevents:
 //
-//	1. process A writes row 1 and replaces v:obj:1 (token T2; entry E
-//	   recorded T1)
-//	2. Redis restarts from a snapshot taken before step 1: v:obj:1 = T1
-//	3. process B looks up row 1: E's tokens match, B serves the old row
+//  1. process A writes row 1 and replaces v:obj:1 (token T2; entry E
+//     recorded T1)
+//  2. Redis restarts from a snapshot taken before step 1: v:obj:1 = T1
+//  3. process B looks up row 1: E's tokens match, B serves the old row
 //
 // Every new connection (OnConnect, so also the first one after a restart
 // or failover, before any command of ours uses it) compares the server's
