@@ -4,25 +4,36 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math"
 	"time"
 )
 
 // An entry as stored: a small envelope around the plugin's payload.
 //
-//	magic "qc", format 2
+//	magic "qc", format 3
 //	expires   int64  unix nanoseconds; the entry is a miss from then on
-//	created   int64  unix nanoseconds, for early refresh
+//	created   int64  unix nanoseconds: when the fill read its versions
+//	delta     uvarint nanoseconds the fill took (versions read to store),
+//	          for early refresh (xfetch.go)
 //	n         uvarint, then n version tokens of 8 bytes each
 //	len       uvarint, then the payload: exactly len bytes
 //	crc       uint32 CRC-32C (Castagnoli) of everything before it
 //
+// Format 2 is the same without delta; it is still read (as delta 0: never
+// refreshed early), so that entries written by an older version of this
+// package stay hits during a rolling upgrade. An older version reading a
+// format 3 entry treats it as corrupt: a miss, never a wrong result.
+//
 // Stores are shared and may hold garbage (another program, an older
 // format, a truncated write): decodeEntry checks every length and reports
-// errCorruptEntry, which the engine counts and treats as a miss.
+// errCorruptEntry, which the engine counts and treats as a miss. Every
+// uvarint must be minimal except the token count (see
+// TestEntryNonMinimalCount), as format 2 accepted it.
 const (
 	entryMagic0  = 'q'
 	entryMagic1  = 'c'
-	entryFormat  = 2
+	entryFormat  = 3
+	entryFormat2 = 2
 	entryHeader  = 3 + 8 + 8
 	maxEntryDeps = 4096
 )
@@ -32,19 +43,31 @@ var errCorruptEntry = errors.New("querycache: corrupt cache entry")
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 type entry struct {
+	format  byte // 0 on encoding means entryFormat; decoded: the stored format
 	expires int64
 	created int64
+	delta   int64    // nanoseconds the fill took; 0 in format 2
 	tokens  []uint64 // for encoding
 	raw     []byte   // decoded: the tokens as stored, 8 bytes each
 	payload []byte
 }
 
+// encodeEntry writes e in format 3, or in format 2 when e.format says so
+// (a decoded format 2 entry re-encodes to its own bytes; its delta is not
+// written). A negative delta is written as 0.
 func encodeEntry(e entry) []byte {
 	n := e.count()
-	buf := make([]byte, 0, entryHeader+2*binary.MaxVarintLen64+8*n+len(e.payload)+4)
-	buf = append(buf, entryMagic0, entryMagic1, entryFormat)
+	format := byte(entryFormat)
+	if e.format == entryFormat2 {
+		format = entryFormat2
+	}
+	buf := make([]byte, 0, entryHeader+3*binary.MaxVarintLen64+8*n+len(e.payload)+4)
+	buf = append(buf, entryMagic0, entryMagic1, format)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.expires))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.created))
+	if format != entryFormat2 {
+		buf = binary.AppendUvarint(buf, uint64(max(e.delta, 0)))
+	}
 	buf = binary.AppendUvarint(buf, uint64(n))
 	for i := 0; i < n; i++ {
 		buf = binary.BigEndian.AppendUint64(buf, e.token(i))
@@ -57,7 +80,7 @@ func encodeEntry(e entry) []byte {
 // decodeEntry parses b. The payload aliases b.
 func decodeEntry(b []byte) (entry, error) {
 	var e entry
-	if len(b) < entryHeader+4 || b[0] != entryMagic0 || b[1] != entryMagic1 || b[2] != entryFormat {
+	if len(b) < entryHeader+4 || b[0] != entryMagic0 || b[1] != entryMagic1 || (b[2] != entryFormat && b[2] != entryFormat2) {
 		return e, errCorruptEntry
 	}
 	// A flipped byte anywhere (a bad write, another program's data) must be
@@ -67,9 +90,18 @@ func decodeEntry(b []byte) (entry, error) {
 	if crc32.Checksum(b, castagnoli) != sum {
 		return e, errCorruptEntry
 	}
+	e.format = b[2]
 	e.expires = int64(binary.BigEndian.Uint64(b[3:]))
 	e.created = int64(binary.BigEndian.Uint64(b[11:]))
 	rest := b[entryHeader:]
+	if e.format != entryFormat2 {
+		d, w := binary.Uvarint(rest)
+		if w <= 0 || (w > 1 && rest[w-1] == 0) || d > math.MaxInt64 {
+			return e, errCorruptEntry
+		}
+		e.delta = int64(d)
+		rest = rest[w:]
+	}
 	n, w := binary.Uvarint(rest)
 	if w <= 0 || (w > 1 && rest[w-1] == 0) || n > maxEntryDeps || uint64(len(rest)-w) < 8*n {
 		return e, errCorruptEntry

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -17,11 +18,18 @@ func sampleEntries() []entry {
 		{expires: -1, created: -2, tokens: []uint64{1}},
 		{expires: 42, created: 7, tokens: []uint64{1, 1 << 63, ^uint64(0)}, payload: []byte("\x00qc\x01payload")},
 		{expires: 1, created: 1, tokens: make([]uint64, 200), payload: bytes.Repeat([]byte{0xff}, 300)},
+		{expires: 9, created: 3, delta: 1, tokens: []uint64{5}, payload: []byte("d")},
+		{expires: 1 << 62, created: 1 << 61, delta: math.MaxInt64, tokens: []uint64{5, 6}, payload: []byte("long fill")},
+		{expires: 1 << 62, created: 1 << 61, delta: 250 * int64(time.Millisecond), payload: []byte("250ms")},
+		// Format 2, as written by the previous version: no delta.
+		{format: entryFormat2, expires: 42, created: 7, tokens: []uint64{1, 2}, payload: []byte("v2")},
+		{format: entryFormat2},
 	}
 }
 
 func entriesEqual(a, b entry) bool {
-	return a.expires == b.expires && a.created == b.created &&
+	return a.formatOrDefault() == b.formatOrDefault() && a.delta == b.delta &&
+		a.expires == b.expires && a.created == b.created &&
 		slices.Equal(a.tokenList(), b.tokenList()) && bytes.Equal(a.payload, b.payload)
 }
 
@@ -44,17 +52,86 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 }
 
+func (e entry) formatOrDefault() byte {
+	if e.format == 0 {
+		return entryFormat
+	}
+	return e.format
+}
+
 func TestEntryLayout(t *testing.T) {
-	raw := encodeEntry(entry{expires: 0x0102030405060708, created: 0x1112131415161718, tokens: []uint64{0xaabbccdd}, payload: []byte("P")})
-	want := []byte{'q', 'c', 2,
+	raw := encodeEntry(entry{expires: 0x0102030405060708, created: 0x1112131415161718, delta: 300, tokens: []uint64{0xaabbccdd}, payload: []byte("P")})
+	want := []byte{'q', 'c', 3,
 		1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
+		0xac, 0x02, // delta 300 as a uvarint
 		1,
 		0, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd,
 		1, 'P'}
 	want = sealed(want)
 	if !bytes.Equal(raw, want) {
 		t.Fatalf("encodeEntry layout:\n got %x\nwant %x", raw, want)
+	}
+}
+
+// format2Bytes is an entry exactly as the previous version of the package
+// wrote it (format 2: no delta), built by hand rather than by encodeEntry.
+func format2Bytes(expires, created int64, tokens []uint64, payload string) []byte {
+	b := []byte{'q', 'c', 2}
+	b = binary.BigEndian.AppendUint64(b, uint64(expires))
+	b = binary.BigEndian.AppendUint64(b, uint64(created))
+	b = binary.AppendUvarint(b, uint64(len(tokens)))
+	for _, t := range tokens {
+		b = binary.BigEndian.AppendUint64(b, t)
+	}
+	b = binary.AppendUvarint(b, uint64(len(payload)))
+	b = append(b, payload...)
+	return sealed(b)
+}
+
+// TestEntryFormat2StillDecodes: entries written before the delta field
+// existed (format 2) stay readable, with delta 0 (never refreshed early),
+// and re-encode to their own bytes.
+func TestEntryFormat2StillDecodes(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	raw := format2Bytes(now.Add(time.Minute).UnixNano(), now.UnixNano(), []uint64{7, 8}, "old rows")
+	e, err := decodeEntry(raw)
+	if err != nil {
+		t.Fatalf("format 2 entry: %v", err)
+	}
+	if e.format != 2 || e.delta != 0 || string(e.payload) != "old rows" || !e.fresh(now, []uint64{7, 8}) || e.created != now.UnixNano() {
+		t.Fatalf("format 2 entry decoded to %+v", e)
+	}
+	if again := encodeEntry(e); !bytes.Equal(again, raw) {
+		t.Fatalf("format 2 entry re-encodes as %x; want %x", again, raw)
+	}
+	// The same fields in format 3 are different bytes: the format byte
+	// decides how the rest is read.
+	if bytes.Equal(encodeEntry(entry{expires: e.expires, created: e.created, tokens: []uint64{7, 8}, payload: e.payload}), raw) {
+		t.Fatal("format 3 encoding equals format 2")
+	}
+}
+
+// TestEntryBadDelta: the delta field is checked like every other length.
+func TestEntryBadDelta(t *testing.T) {
+	tail := []byte{1, 0, 0, 0, 0, 0, 0, 0, 5, 1, 'p'} // one token, payload "p"
+	cases := map[string][]byte{
+		"non-minimal delta":   append(header3([]byte{0x81, 0x00}), tail...),
+		"delta over int64":    append(header3(binary.AppendUvarint(nil, 1<<63)), tail...),
+		"delta never ends":    header3(bytes.Repeat([]byte{0x80}, 12)),
+		"delta overflows":     append(header3(bytes.Repeat([]byte{0xff}, 11)), tail...),
+		"no delta, no count":  header3(nil),
+		"delta but no count":  header3([]byte{5}),
+		"format 2 with delta": append(header([]byte{5}), tail...), // 5 read as the count
+	}
+	for name, b := range cases {
+		if e, err := decodeNoPanic(t, sealed(b)); !errors.Is(err, errCorruptEntry) {
+			t.Errorf("%s: err = %v (entry %+v); want errCorruptEntry", name, err, e)
+		}
+	}
+	e, err := decodeNoPanic(t, sealed(append(header3(binary.AppendUvarint(nil, math.MaxInt64)), tail...)))
+	if err != nil || e.delta != math.MaxInt64 || e.count() != 1 || string(e.payload) != "p" {
+		t.Errorf("largest delta: %+v, %v", e, err)
 	}
 }
 
@@ -109,7 +186,8 @@ func TestEntryBadMagicOrFormat(t *testing.T) {
 		{"magic1", 1, 'C'},
 		{"format0", 2, 0},
 		{"format1", 2, 1},
-		{"format3", 2, 3},
+		{"format4", 2, 4},
+		{"format255", 2, 255},
 		{"formatAscii1", 2, '1'},
 	} {
 		b := bytes.Clone(good)
@@ -146,12 +224,22 @@ func TestEntryEveryFlippedByteIsCorrupt(t *testing.T) {
 	}
 }
 
-// header returns a valid header followed by the raw token count bytes.
+// header returns a valid format 2 header followed by the raw token count
+// bytes.
 func header(count []byte) []byte {
-	b := []byte{'q', 'c', entryFormat}
+	b := []byte{'q', 'c', entryFormat2}
 	b = binary.BigEndian.AppendUint64(b, 100)
 	b = binary.BigEndian.AppendUint64(b, 50)
 	return append(b, count...)
+}
+
+// header3 returns a valid format 3 header followed by the raw bytes of
+// the delta (and whatever the caller adds after them).
+func header3(delta []byte) []byte {
+	b := []byte{'q', 'c', entryFormat}
+	b = binary.BigEndian.AppendUint64(b, 100)
+	b = binary.BigEndian.AppendUint64(b, 50)
+	return append(b, delta...)
 }
 
 func TestEntryTokenCountBeyondData(t *testing.T) {
@@ -171,6 +259,11 @@ func TestEntryTokenCountBeyondData(t *testing.T) {
 	for name, b := range cases {
 		if e, err := decodeNoPanic(t, sealed(b)); !errors.Is(err, errCorruptEntry) {
 			t.Errorf("%s: err = %v (entry with %d tokens); want errCorruptEntry", name, err, e.count())
+		}
+		// The same counts behind a format 3 header (delta 0).
+		b3 := append(header3([]byte{0}), b[entryHeader:]...)
+		if e, err := decodeNoPanic(t, sealed(b3)); !errors.Is(err, errCorruptEntry) {
+			t.Errorf("%s (format 3): err = %v (entry with %d tokens); want errCorruptEntry", name, err, e.count())
 		}
 	}
 	// The largest accepted count, with exactly the bytes it needs, decodes.

@@ -21,6 +21,9 @@ func FuzzDecodeEntry(f *testing.F) {
 	}
 	f.Add([]byte("garbage"))
 	f.Add(header([]byte{0x81, 0x00}))
+	f.Add(sealed(append(header3([]byte{0, 0x81, 0x00}), 0, 0, 0, 0, 0, 0, 0, 5, 0))) // format 3, non-minimal count 1: rejected
+	f.Add(sealed(append(header([]byte{0x81, 0x00}), 0, 0, 0, 0, 0, 0, 0, 5, 0)))  // format 2, the same: rejected
+	f.Add(format2Bytes(100, 50, []uint64{1, 2}, "v2"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEntry(b)
 		if err != nil {
@@ -34,9 +37,14 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 		again := encodeEntry(e)
 		want := b
-		if _, w := binary.Uvarint(b[entryHeader:]); w > 1 && b[entryHeader+w-1] == 0 {
+		at := entryHeader // the token count, after the delta in format 3
+		if b[2] != entryFormat2 {
+			_, w := binary.Uvarint(b[at:])
+			at += w
+		}
+		if _, w := binary.Uvarint(b[at:]); w > 1 && b[at+w-1] == 0 {
 			// Non-minimal count: compare with the minimal form.
-			want = append(binary.AppendUvarint(bytes.Clone(b[:entryHeader]), uint64(e.count())), b[entryHeader+w:]...)
+			want = append(binary.AppendUvarint(bytes.Clone(b[:at]), uint64(e.count())), b[at+w:]...)
 		}
 		if !bytes.Equal(again, want) {
 			t.Fatalf("decodeEntry(%x) then encodeEntry = %x", b, again)
