@@ -22,7 +22,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add([]byte("garbage"))
 	f.Add(header([]byte{0x81, 0x00}))
 	f.Add(sealed(append(header3([]byte{0, 0x81, 0x00}), 0, 0, 0, 0, 0, 0, 0, 5, 0))) // format 3, non-minimal count 1: rejected
-	f.Add(sealed(append(header([]byte{0x81, 0x00}), 0, 0, 0, 0, 0, 0, 0, 5, 0)))  // format 2, the same: rejected
+	f.Add(sealed(append(header([]byte{0x81, 0x00}), 0, 0, 0, 0, 0, 0, 0, 5, 0)))     // format 2, the same: rejected
 	f.Add(format2Bytes(100, 50, []uint64{1, 2}, "v2"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEntry(b)
