@@ -49,7 +49,7 @@ func (s *flakyStore) Bump(ctx context.Context, versions []string) error {
 
 func flakyEnv(t *testing.T) (*env, *flakyStore) {
 	flaky := &flakyStore{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})}
-	e := newEnv(t, databases[0], storeKind{"flaky", func(*testing.T) querycache.Store { return flaky }},
+	e := newEnv(t, databases[0], storeKind{name: "flaky", open: func(*testing.T) querycache.Store { return flaky }},
 		querycache.Options{RetryInterval: 5 * time.Millisecond})
 	return e, flaky
 }
@@ -128,7 +128,7 @@ func TestNoStaleFill(t *testing.T) {
 	for _, d := range databases {
 		t.Run(d.name, func(t *testing.T) {
 			slow.reached, slow.release = make(chan struct{}), make(chan struct{})
-			e := newEnv(t, d, storeKind{"slow", func(*testing.T) querycache.Store { return slow }}, querycache.Options{})
+			e := newEnv(t, d, storeKind{name: "slow", open: func(*testing.T) querycache.Store { return slow }}, querycache.Options{})
 			s := seedData(t, e.db)
 			cached := gormcache.Cacheable()
 			slow.armed.Store(true)

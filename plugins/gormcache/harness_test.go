@@ -36,6 +36,9 @@ type dbKind struct {
 type storeKind struct {
 	name string
 	open func(t *testing.T) querycache.Store
+	// shared marks a store other tests also use (Redis): each environment
+	// gets a key prefix of its own, whose keys are deleted when it ends.
+	shared bool
 }
 
 var databases = []dbKind{
@@ -51,9 +54,10 @@ var databases = []dbKind{
 // stores lists the stores every plugin test runs on. A new store adds a
 // line here and gets the whole suite.
 var stores = []storeKind{
-	{"memory", func(t *testing.T) querycache.Store {
+	{name: "memory", open: func(t *testing.T) querycache.Store {
 		return querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 32 << 20})
 	}},
+	{name: "redis", open: openRedisStore, shared: true},
 }
 
 // forEachEnv runs fn as a subtest for every database and store.
@@ -91,6 +95,9 @@ func newEnvBeforeUse(t *testing.T, d dbKind, s storeKind, copts querycache.Optio
 
 	if beforeUse != nil {
 		beforeUse(db)
+	}
+	if s.shared && copts.Prefix == "" {
+		copts.Prefix = testenv.TestPrefix(t)
 	}
 	copts.Store = s.open(t)
 	cache, err := querycache.New(copts)

@@ -65,7 +65,7 @@ type MappedRow struct {
 // else), where weighing by payload kept tens of MiB.
 func TestSnapshotBytesBoundsWhatSnapshotsKeep(t *testing.T) {
 	const budget = 1 << 20
-	store := storeKind{"memory-1MiB", func(*testing.T) querycache.Store {
+	store := storeKind{name: "memory-1MiB", open: func(*testing.T) querycache.Store {
 		return querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: budget})
 	}}
 	cases := []struct {

@@ -1,0 +1,27 @@
+package gormcache_test
+
+import (
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"querycache.dev/internal/testenv"
+	"querycache.dev/querycache"
+)
+
+// redisClient connects to the shared test Redis (its own logical DB), or
+// skips the test when it is not reachable.
+func redisClient(t *testing.T) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(testenv.SharedRedis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// openRedisStore is the Redis store on the shared test Redis.
+func openRedisStore(t *testing.T) querycache.Store {
+	return querycache.NewRedisStore(redisClient(t), querycache.RedisOptions{})
+}
