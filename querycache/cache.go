@@ -34,6 +34,26 @@ type Options struct {
 	RetryInterval time.Duration
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
+
+	// Lease says whether a miss takes a fill lease in a shared store, so
+	// that one process queries the database while the others wait for its
+	// value (lease.go). The default, LeaseAuto, uses leases when the store
+	// implements Leaser (RedisStore does; MemoryStore does not: within one
+	// process the singleflight is enough). LeaseOff never takes one.
+	Lease LeaseMode
+	// LeaseTTL is how long a fill lease lives: a filler that dies or
+	// stalls holds the others back at most this long. 0 means 2 seconds.
+	LeaseTTL time.Duration
+	// LeaseWait is how long a miss waits for another process's fill
+	// (polling the store with a backoff of 2ms doubling to 20ms) before it
+	// queries the database itself. 0 means 200 milliseconds.
+	LeaseWait time.Duration
+	// EarlyRefreshBeta tunes probabilistic early refresh (XFetch, see
+	// xfetch.go): a hit refreshes the entry before it expires with a
+	// probability that grows as expiry nears and with how long the entry
+	// took to fill, times beta. Above 1 refreshes earlier, below 1 later.
+	// 0 means 1; a negative value disables early refresh.
+	EarlyRefreshBeta float64
 }
 
 // Cache is the engine: it looks entries up, fills them once per key
@@ -52,6 +72,7 @@ type Cache struct {
 	fills   fills // fills led by Lookup (lookup.go)
 	stats   counters
 	pending pendingSet
+	stamp   stampede // leases and early refresh (lease.go, xfetch.go)
 
 	deliverMu sync.Mutex // one delivery of pending invalidations at a time
 	retryOnce sync.Once
@@ -90,6 +111,9 @@ func New(opts Options) (*Cache, error) {
 	}
 	if err := keys.CheckPrefix(opts.Prefix); err != nil {
 		return nil, fmt.Errorf("querycache.New: Options.Prefix: %w", err)
+	}
+	if err := c.stamp.init(opts); err != nil {
+		return nil, fmt.Errorf("querycache.New: %w", err)
 	}
 	if c.ttl == 0 {
 		c.ttl = 5 * time.Minute

@@ -53,28 +53,34 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		return f.Value, false, err
 	}
 	names := c.withEpoch(k.Versions)
-	payload, tokens, now, found, usable := c.probe(ctx, k, names, nil)
-	if !usable {
+	p := c.probe(ctx, k, names, nil)
+	if !p.usable {
 		f, err := fill(ctx)
 		return f.Value, false, err
 	}
-	if found {
-		return payload, true, nil
+	if p.found {
+		if p.early {
+			if v, hit, ok := c.refreshNow(ctx, k, names, p, fill); ok {
+				return v, hit, nil
+			}
+		}
+		return p.payload, true, nil
 	}
 
 	// The flight key carries the tokens: a caller that read newer versions
 	// (after a write committed) must not be handed a value computed before.
-	flightKey := flightKey(k.Name, tokens)
+	flightKey := flightKey(k.Name, p.tokens)
 	leader := false
 	v, err, shared := c.flight.Do(flightKey, func() (any, error) {
 		leader = true
-		c.stats.fills.Add(1)
-		f, err := fill(ctx)
-		if err != nil {
-			return nil, err
+		// Only the leader asks for the lease: the callers that joined it
+		// wait here, in process, and one request per process reaches the
+		// store.
+		l := c.lease(ctx, k, names, p.tokens, p.now, nil)
+		if l.found {
+			return filled{value: l.value, cached: true}, nil
 		}
-		c.put(ctx, k, names, tokens, now, f)
-		return f, nil
+		return c.runFill(ctx, k, names, l, fill)
 	})
 	if err != nil && !leader {
 		// Another caller's fill failed (its context may have been cancelled):
@@ -82,7 +88,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		c.stats.fills.Add(1)
 		f, err := fill(ctx)
 		if err == nil {
-			c.put(ctx, k, names, tokens, now, f)
+			c.put(ctx, k, names, p.tokens, p.now, f, "")
 		}
 		return f.Value, false, err
 	}
@@ -92,35 +98,78 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 	if shared && !leader {
 		c.stats.shared.Add(1)
 	}
-	return v.(Fill).Value, false, nil
+	r := v.(filled)
+	return r.value, r.cached, nil
+}
+
+// filled is what a GetOrSet flight hands its callers: a value computed by
+// the leader's fill, or (cached) one another process stored while the
+// leader waited for its lease.
+type filled struct {
+	value  []byte
+	cached bool
+}
+
+// runFill calls fill and stores its result against l's versions, with
+// l's lease when it holds one. A failed (or panicking) fill releases the
+// lease, so that other processes stop waiting for it.
+func (c *Cache) runFill(ctx context.Context, k Key, names []string, l leased, fill FillFunc) (r filled, err error) {
+	done := false
+	defer func() {
+		if !done {
+			c.releaseLease(ctx, k, l.token)
+		}
+	}()
+	c.stats.fills.Add(1)
+	f, err := fill(ctx)
+	if err != nil {
+		return r, err
+	}
+	done = true
+	c.put(ctx, k, names, l.tokens, l.created, f, l.token)
+	return filled{value: f.Value}, nil
+}
+
+// probed is what probe found.
+type probed struct {
+	// usable is false when the cache must not be used for the key at all
+	// (an undelivered invalidation covers it, or the store failed): the
+	// caller goes to the database and stores nothing.
+	usable bool
+	// found reports a fresh entry, whose payload is returned.
+	found   bool
+	payload []byte
+	// early reports that a found entry is due for early refresh
+	// (xfetch.go); created is its creation time, to recognise it.
+	early   bool
+	created int64
+	// tokens are the versions read now, before the caller queries the
+	// database, at now.
+	tokens []uint64
+	now    time.Time
 }
 
 // probe reads k's entry and the versions in names in one store call, and
-// counts what it found. found reports a fresh entry, whose payload is
-// returned; otherwise tokens are the versions read now, before the caller
-// queries the database. usable is false when the cache must not be used
-// for k at all (an undelivered invalidation covers it, or the store
-// failed): the caller goes to the database and stores nothing. valid, when
-// not nil, rejects a payload its owner cannot read (counted as corrupt, a
-// miss).
-func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]byte) bool) (payload []byte, tokens []uint64, now time.Time, found, usable bool) {
+// counts what it found. valid, when not nil, rejects a payload its owner
+// cannot read (counted as corrupt, a miss).
+func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]byte) bool) (p probed) {
 	if c.pending.covers(names, c.ns.Epoch()) {
 		c.stats.bypasses.add("undelivered_invalidation")
-		return nil, nil, now, false, false
+		return p
 	}
 	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
 	if err != nil {
 		c.storeFailed(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
-		return nil, nil, now, false, false
+		return p
 	}
-	now = c.now()
+	p.usable, p.tokens, p.now = true, tokens, c.now()
 	if raw != nil {
 		e, derr := decodeEntry(raw)
 		switch {
 		case derr != nil:
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
-		case !e.fresh(now, tokens):
+		case !e.fresh(p.now, tokens):
 		case valid != nil && !valid(e.payload):
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
@@ -130,7 +179,9 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 			if c.log != nil {
 				c.debug(ctx, "querycache hit", "key", k.label())
 			}
-			return e.payload, tokens, now, true, true
+			p.found, p.payload = true, e.payload
+			p.early, p.created = c.dueEarly(e, p.now), e.created
+			return p
 		}
 	}
 	c.countTables(k.Tables, false)
@@ -138,27 +189,37 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 	if c.log != nil {
 		c.debug(ctx, "querycache miss", "key", k.label())
 	}
-	return nil, tokens, now, false, true
+	return p
 }
 
-// put stores f under k against tokens, the values of names read before f
-// was computed.
-func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64, created time.Time, f Fill) {
+// put stores f under k against tokens, the values of names read at
+// created, before f was computed; the time since created is recorded as
+// the fill's duration (for early refresh). token, when not empty, is the
+// fill lease held for k: the entry is stored with PutLeased (or, if
+// nothing is stored, the lease released).
+func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64, created time.Time, f Fill, token string) {
+	refuse := func(reason string) {
+		c.releaseLease(ctx, k, token)
+		if reason != "" {
+			c.stats.refusals.add(reason)
+		}
+	}
 	if f.NoStore != "" {
-		c.stats.refusals.add(f.NoStore)
+		refuse(f.NoStore)
 		return
 	}
 	if c.maxSize > 0 && len(f.Value) > c.maxSize {
-		c.stats.refusals.add("too_large")
+		refuse("too_large")
 		return
 	}
 	if len(tokens) > maxEntryDeps {
 		// The envelope could not be decoded: it would be a miss forever.
-		c.stats.refusals.add("too_many_versions")
+		refuse("too_many_versions")
 		return
 	}
 	if c.pending.covers(names, c.ns.Epoch()) {
 		// An invalidation failed while we filled; our tokens may be stale.
+		refuse("")
 		c.stats.bypasses.add("undelivered_invalidation")
 		return
 	}
@@ -169,13 +230,24 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 	raw := encodeEntry(entry{
 		expires: created.Add(ttl).UnixNano(),
 		created: created.UnixNano(),
+		delta:   int64(c.now().Sub(created)),
 		tokens:  tokens,
 		payload: f.Value,
 	})
 	var err error
-	if vp, ok := c.store.(versionedPutter); ok {
+	switch vp, ok := c.store.(versionedPutter); {
+	case token != "":
+		err = c.stamp.leaser.PutLeased(ctx, k.Name, raw, ttl, names, token)
+		c.stamp.drop(k.Name)
+		if errors.Is(err, ErrLeaseLost) {
+			// A newer fill superseded ours (we stalled past the lease):
+			// keep its result.
+			c.stats.refusals.add("lease_lost")
+			return
+		}
+	case ok:
 		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
-	} else {
+	default:
 		err = c.store.Put(ctx, k.Name, raw, ttl)
 	}
 	if err != nil {
@@ -222,7 +294,7 @@ func (c *Cache) Set(ctx context.Context, k Key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	c.put(ctx, k, names, tokens, c.now(), Fill{Value: value})
+	c.put(ctx, k, names, tokens, c.now(), Fill{Value: value}, "")
 	return nil
 }
 

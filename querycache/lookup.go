@@ -44,17 +44,24 @@ func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []
 		c.stats.bypasses.add("no_key")
 		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
 	}
-	payload, tokens, now, found, usable := c.probe(ctx, k, names, opts.Valid)
-	if !usable {
+	p := c.probe(ctx, k, names, opts.Valid)
+	if !p.usable {
 		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
 	}
-	if found {
-		return payload, true, nil
+	if p.found {
+		if p.early {
+			if newer, m := c.refreshLookup(ctx, k, names, p, opts); m != nil {
+				return nil, false, m
+			} else if newer != nil {
+				return newer, true, nil
+			}
+		}
+		return p.payload, true, nil
 	}
 
 	// The flight key carries the tokens, as GetOrSet's does: a lookup that
 	// read newer versions must not be handed a value read before them.
-	fk := flightKey(k.Name, tokens)
+	fk := flightKey(k.Name, p.tokens)
 	f, leader := c.fills.join(fk, opts.Lead)
 	if f != nil && !leader {
 		select {
@@ -67,8 +74,16 @@ func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []
 		}
 		f = nil // the leader stored nothing: query ourselves, alone
 	}
+	// This caller will query: across processes, the lease decides whether
+	// it does, or waits for another process's value. The lookups that
+	// joined f wait meanwhile; a value found ends their wait at once.
+	l := c.lease(ctx, k, names, p.tokens, p.now, opts.Valid)
+	if l.found {
+		c.fills.finish(fk, f, l.value, true)
+		return l.value, true, nil
+	}
 	c.stats.fills.Add(1)
-	return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, tokens: tokens, created: now, flight: f, fkey: fk}
+	return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, tokens: l.tokens, created: l.created, token: l.token, flight: f, fkey: fk}
 }
 
 // MaxEntryBytes returns the largest value the cache stores, or -1 when
@@ -89,6 +104,8 @@ type Miss struct {
 	noStore bool // the store failed or an invalidation is pending: store nothing
 	flight  *fill
 	fkey    string
+	token   string // the fill lease held for k, if any (lease.go)
+	refresh bool   // an early refresh: it holds the key's refresh gate
 	ended   bool
 }
 
@@ -102,8 +119,11 @@ func (m *Miss) Store(value []byte) {
 	m.ended = true
 	c := m.c
 	shared := false
+	if m.refresh {
+		defer c.stamp.leaveRefresh(m.k.Name)
+	}
 	if !m.noStore {
-		c.put(m.ctx, m.k, m.names, m.tokens, m.created, Fill{Value: value})
+		c.put(m.ctx, m.k, m.names, m.tokens, m.created, Fill{Value: value}, m.token)
 		// Waiting lookups read the same tokens; they may share the value
 		// unless an invalidation failed meanwhile (then nobody may).
 		shared = (c.maxSize <= 0 || len(value) <= c.maxSize) && !c.pending.covers(m.names, c.ns.Epoch())
@@ -121,6 +141,13 @@ func (m *Miss) Abandon(reason string) {
 	m.ended = true
 	if reason != "" {
 		m.c.stats.refusals.add(reason)
+	}
+	// Release the lease first: other processes then fill at their next
+	// poll instead of waiting for it to expire. (The lookups waiting here
+	// query on their own, as before.)
+	m.c.releaseLease(m.ctx, m.k, m.token)
+	if m.refresh {
+		m.c.stamp.leaveRefresh(m.k.Name)
 	}
 	m.c.fills.finish(m.fkey, m.flight, nil, false)
 }
@@ -156,6 +183,22 @@ func (g *fills) join(key string, lead bool) (f *fill, leader bool) {
 	f = &fill{done: make(chan struct{})}
 	g.m[key] = f
 	return f, true
+}
+
+// tryLead returns a new fill under key that the caller leads, or nil when
+// one is already in progress.
+func (g *fills) tryLead(key string) *fill {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m[key] != nil {
+		return nil
+	}
+	if g.m == nil {
+		g.m = map[string]*fill{}
+	}
+	f := &fill{done: make(chan struct{})}
+	g.m[key] = f
+	return f
 }
 
 // waiting returns how many lookups wait for a fill in progress.

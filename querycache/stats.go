@@ -15,6 +15,26 @@ type Stats struct {
 	Invalidations uint64 // changes applied (one per non-empty Invalidate call, delivered or pending)
 	Corrupt       uint64 // entries that could not be decoded (served as misses)
 	Errors        uint64 // store errors (each one a fallback to the database)
+
+	// LeaseAcquired counts fill leases this cache took in a shared store
+	// (a miss, or an early refresh, that will query the database while
+	// other processes wait for it).
+	LeaseAcquired uint64
+	// LeaseWaits counts misses that found another process's lease and
+	// waited for its value instead of querying.
+	LeaseWaits uint64
+	// LeaseWaitHits counts the waits that ended with that value (also
+	// counted in Shared): the database query they saved.
+	LeaseWaitHits uint64
+	// LeaseTimeouts counts the waits that gave up after LeaseWait and
+	// queried the database themselves. A wait can also end by taking the
+	// lease (the holder finished without storing, or died): counted in
+	// LeaseAcquired.
+	LeaseTimeouts uint64
+	// EarlyRefreshes counts hits that refreshed their entry before it
+	// expired (XFetch): each is also a hit and a fill.
+	EarlyRefreshes uint64
+
 	// Bypasses counts lookups that skipped the cache, by reason
 	// ("transaction", "store_error", "undelivered_invalidation", ...).
 	// At most MaxStatsReasons reasons are kept; later ones (and reasons
@@ -55,9 +75,10 @@ const (
 )
 
 type counters struct {
-	hits, misses, fills, stores, shared, invalidations, corrupt, errors atomic.Uint64
-	bypasses, refusals                                                  reasonCounts
-	tables                                                              boundedMap[tableCounters]
+	hits, misses, fills, stores, shared, invalidations, corrupt, errors     atomic.Uint64
+	leaseAcquired, leaseWaits, leaseWaitHits, leaseTimeouts, earlyRefreshes atomic.Uint64
+	bypasses, refusals                                                      reasonCounts
+	tables                                                                  boundedMap[tableCounters]
 }
 
 type tableCounters struct {
@@ -131,18 +152,23 @@ func (r *reasonCounts) snapshot() map[string]uint64 {
 // Stats returns a snapshot of the cache's counters.
 func (c *Cache) Stats() Stats {
 	s := Stats{
-		Hits:          c.stats.hits.Load(),
-		Misses:        c.stats.misses.Load(),
-		Fills:         c.stats.fills.Load(),
-		Stores:        c.stats.stores.Load(),
-		Shared:        c.stats.shared.Load(),
-		Invalidations: c.stats.invalidations.Load(),
-		Corrupt:       c.stats.corrupt.Load(),
-		Errors:        c.stats.errors.Load(),
-		Bypasses:      c.stats.bypasses.snapshot(),
-		Refusals:      c.stats.refusals.snapshot(),
-		Tables:        map[string]TableStats{},
-		Pending:       c.pending.len(),
+		Hits:           c.stats.hits.Load(),
+		Misses:         c.stats.misses.Load(),
+		Fills:          c.stats.fills.Load(),
+		Stores:         c.stats.stores.Load(),
+		Shared:         c.stats.shared.Load(),
+		Invalidations:  c.stats.invalidations.Load(),
+		Corrupt:        c.stats.corrupt.Load(),
+		Errors:         c.stats.errors.Load(),
+		LeaseAcquired:  c.stats.leaseAcquired.Load(),
+		LeaseWaits:     c.stats.leaseWaits.Load(),
+		LeaseWaitHits:  c.stats.leaseWaitHits.Load(),
+		LeaseTimeouts:  c.stats.leaseTimeouts.Load(),
+		EarlyRefreshes: c.stats.earlyRefreshes.Load(),
+		Bypasses:       c.stats.bypasses.snapshot(),
+		Refusals:       c.stats.refusals.snapshot(),
+		Tables:         map[string]TableStats{},
+		Pending:        c.pending.len(),
 	}
 	c.stats.tables.each(func(name string, t *tableCounters) {
 		s.Tables[name] = TableStats{Hits: t.hits.Load(), Misses: t.misses.Load(), Invalidations: t.invalidations.Load()}
