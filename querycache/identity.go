@@ -113,7 +113,11 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 	// Cluster: the marker must live on this node (it is this node's data
 	// that may be old), so its key carries a hash tag of a slot the node
 	// owns; the epoch lives wherever its slot is.
-	tag, err := nodeTag(ctx, cn)
+	me, slots, err := clusterView(ctx, cn)
+	if err != nil {
+		return err
+	}
+	tag, err := nodeTag(me, slots)
 	if err != nil {
 		return err
 	}
@@ -126,17 +130,8 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 		if cur == runID {
 			continue
 		}
-		// Replace the epoch through this connection when this node owns
-		// it, else through the cluster client (another node's pool: no
-		// recursion into this connection's).
-		tok := tokenString(NewToken())
-		if err := cn.Set(ctx, ns.Epoch(), tok, s.opts.VersionTTL).Err(); err != nil {
-			if !strings.HasPrefix(err.Error(), "MOVED") && !strings.HasPrefix(err.Error(), "ASK") {
-				return err
-			}
-			if err := s.client.Set(ctx, ns.Epoch(), tok, s.opts.VersionTTL).Err(); err != nil {
-				return err
-			}
+		if err := replaceEpoch(ctx, s, cn, me, slots, ns.Epoch()); err != nil {
+			return err
 		}
 		if err := cn.Set(ctx, marker, runID, s.opts.VersionTTL).Err(); err != nil {
 			return err
@@ -144,6 +139,35 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 		id.changed(s, runID)
 	}
 	return nil
+}
+
+// replaceEpoch sets a new epoch token from inside OnConnect. Through this
+// connection when this node owns the epoch's slot; otherwise through a
+// short-lived plain connection to the owner. Not through the cluster
+// client: it may be waiting for this very connection (its first command
+// loads COMMAND info under a once), and calling it from here deadlocks.
+func replaceEpoch(ctx context.Context, s *RedisStore, cn *redis.Conn, me string, slots []redis.ClusterSlot, epoch string) error {
+	tok := tokenString(NewToken())
+	slot := int(crc16([]byte(epoch)) % 16384)
+	owner := ""
+	for _, r := range slots {
+		if r.Start <= slot && slot <= r.End && len(r.Nodes) > 0 {
+			if r.Nodes[0].ID == me {
+				return cn.Set(ctx, epoch, tok, s.opts.VersionTTL).Err()
+			}
+			owner = r.Nodes[0].Addr
+		}
+	}
+	if owner == "" {
+		return fmt.Errorf("no node serves the slot of %q", epoch)
+	}
+	o := s.client.(*redis.ClusterClient).Options()
+	direct := redis.NewClient(&redis.Options{
+		Addr: owner, Username: o.Username, Password: o.Password, TLSConfig: o.TLSConfig,
+		Dialer: o.Dialer, DialTimeout: o.DialTimeout, MaxRetries: -1, PoolSize: 1,
+	})
+	defer direct.Close()
+	return direct.Set(ctx, epoch, tok, s.opts.VersionTTL).Err()
 }
 
 func (id *identity) changed(s *RedisStore, runID string) {
@@ -170,16 +194,18 @@ func infoField(info, field string) string {
 	return ""
 }
 
-// nodeTag returns a hash tag whose slot the connected node serves.
-func nodeTag(ctx context.Context, cn *redis.Conn) (string, error) {
+// clusterView returns the connected node's ID and the cluster's slots.
+func clusterView(ctx context.Context, cn *redis.Conn) (string, []redis.ClusterSlot, error) {
 	me, err := cn.ClusterMyID(ctx).Result()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	slots, err := cn.ClusterSlots(ctx).Result()
-	if err != nil {
-		return "", err
-	}
+	return me, slots, err
+}
+
+// nodeTag returns a hash tag whose slot the node me serves.
+func nodeTag(me string, slots []redis.ClusterSlot) (string, error) {
 	var mine []redis.ClusterSlot
 	for _, r := range slots {
 		if len(r.Nodes) > 0 && r.Nodes[0].ID == me {
