@@ -41,6 +41,14 @@ type FillFunc func(ctx context.Context) (Fill, error)
 // key with the same versions share one fill call; a failed fill is never
 // shared as a result: callers that joined it run their own.
 //
+// Across processes sharing a store that grants fill leases (Leaser,
+// Options.Lease), the caller that fills takes the key's lease first; a
+// caller that finds it held by another process waits up to
+// Options.LeaseWait for that process's value instead of querying. A hit
+// on an entry close to its expiry may refresh it early (XFetch,
+// Options.EarlyRefreshBeta): that caller fills and gets the fresh value
+// (hit false), while the others keep being served the entry.
+//
 // If the store fails, GetOrSet logs and counts the error and returns what
 // fill computes (fail open). hit reports whether the value came from the
 // cache. The returned bytes may be shared with the store: callers must not

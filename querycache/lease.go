@@ -43,6 +43,33 @@ type Leaser interface {
 // ("lease_lost"), not as a store error.
 var ErrLeaseLost = errors.New("querycache: fill lease lost to a newer fill; entry not stored")
 
+// leaseGetter is a Leaser that can also read the entry in the round trip
+// that takes the lease (RedisStore). The engine needs that read: a fill
+// that completed between our probe and our lease (its holder stored and
+// released just then) must be served, not run again. A Leaser without it
+// costs one more Fetch per lease taken.
+type leaseGetter interface {
+	leaseAndGet(ctx context.Context, key string, ttl time.Duration) (token string, held bool, value []byte, err error)
+}
+
+// takeLease tries to take k's lease and, when held, returns the entry
+// stored under k read after the lease was taken.
+func (c *Cache) takeLease(ctx context.Context, k Key) (token string, held bool, raw []byte, err error) {
+	if g, ok := c.stamp.leaser.(leaseGetter); ok {
+		return g.leaseAndGet(ctx, k.Name, c.stamp.leaseTTL)
+	}
+	token, held, err = c.stamp.leaser.Lease(ctx, k.Name, c.stamp.leaseTTL)
+	if err != nil || !held {
+		return "", false, nil, err
+	}
+	raw, _, err = c.store.Fetch(ctx, k.Name, nil)
+	if err != nil {
+		// We hold the lease: fill, and let PutLeased fail if it must.
+		return token, true, nil, nil
+	}
+	return token, true, raw, nil
+}
+
 // errNoLease is returned by a Leaser for a key it cannot lease (a Redis
 // Cluster key whose lease would not share its slot). The engine fills
 // without a lease, silently.
@@ -166,19 +193,16 @@ type leased struct {
 // store failed, its fill is probably not stored either).
 func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint64, created time.Time, valid func([]byte) bool) leased {
 	r := leased{tokens: tokens, created: created}
-	l := c.stamp.leaser
-	if l == nil {
+	if c.stamp.leaser == nil {
 		return r
 	}
-	token, held, err := l.Lease(ctx, k.Name, c.stamp.leaseTTL)
+	token, held, raw, err := c.takeLease(ctx, k)
 	if err != nil {
 		c.leaseFailed(ctx, err, k)
 		return r
 	}
 	if held {
-		c.leaseHeld(k.Name)
-		r.token = token
-		return r
+		return c.leaseTaken(ctx, k, r, token, raw, valid)
 	}
 	if c.stamp.holds(k.Name) {
 		return r
@@ -227,17 +251,37 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 		// stored nothing, or stored against versions a write has since
 		// replaced), take over instead of waiting for nobody.
 		r.tokens, r.created = cur, at
-		token, held, err := l.Lease(ctx, k.Name, c.stamp.leaseTTL)
+		token, held, raw, err := c.takeLease(ctx, k)
 		if err != nil {
 			c.leaseFailed(ctx, err, k)
 			return r
 		}
 		if held {
-			c.leaseHeld(k.Name)
-			r.token = token
+			return c.leaseTaken(ctx, k, r, token, raw, valid)
+		}
+	}
+}
+
+// leaseTaken: we hold k's lease (token) and raw is the entry stored under
+// k just after we took it. If that entry is fresh against the versions
+// we read (its filler stored and released the lease between our read and
+// ours), it is served and the lease given back; otherwise we fill.
+//
+// Serving it is safe: it recorded the tokens we read, so its filler read
+// them too before querying, after every write whose versions they
+// reflect; it is what a hit at our read would have served.
+func (c *Cache) leaseTaken(ctx context.Context, k Key, r leased, token string, raw []byte, valid func([]byte) bool) leased {
+	c.leaseHeld(k.Name)
+	if raw != nil {
+		if e, derr := decodeEntry(raw); derr == nil && e.fresh(c.now(), r.tokens) && (valid == nil || valid(e.payload)) {
+			c.releaseLease(ctx, k, token)
+			c.stats.shared.Add(1)
+			r.found, r.value = true, e.payload
 			return r
 		}
 	}
+	r.token = token
+	return r
 }
 
 func (c *Cache) leaseHeld(key string) {

@@ -33,6 +33,13 @@ type LookupOptions struct {
 // Miss.Abandon. The returned bytes may be shared with the store: callers
 // must not modify them.
 //
+// Before returning a Miss, a lookup takes the key's fill lease when the
+// store grants them (see GetOrSet): a Miss holding it stores with it, and
+// Abandon releases it; a lookup that finds the lease held by another
+// process waits up to Options.LeaseWait for its value, and returns it
+// with ok true. A hit due for early refresh (see GetOrSet) may return a
+// Miss instead, so that its caller refreshes the entry.
+//
 // A lookup that waits for a fill whose leader stores nothing (the result
 // was too large, the query failed, the rows were not read to the end) gets
 // a Miss of its own. Store errors are logged and counted, and give a Miss
@@ -133,7 +140,10 @@ func (m *Miss) Store(value []byte) {
 
 // Abandon ends the miss without storing anything; a non-empty reason is
 // counted as a refusal ("too_large", "unsupported_type", ...). Lookups
-// waiting for this fill query the database themselves.
+// waiting for this fill query the database themselves. The fill lease,
+// if the miss holds one, is released (only if it is still this miss's:
+// one that expired and was taken over is left to its new holder), so
+// that other processes waiting for it fill at their next poll.
 func (m *Miss) Abandon(reason string) {
 	if m == nil || m.ended {
 		return

@@ -93,6 +93,40 @@ func (s *RedisStore) Lease(ctx context.Context, key string, ttl time.Duration) (
 	return token, true, nil
 }
 
+// leaseAndGet is Lease followed, in the same round trip, by a GET of the
+// entry: SET NX runs first, so when we get the lease, whatever its
+// previous holder stored before releasing it is in the GET's answer.
+func (s *RedisStore) leaseAndGet(ctx context.Context, key string, ttl time.Duration) (token string, held bool, value []byte, err error) {
+	if s.cluster && strings.ContainsAny(key, "{}") {
+		return "", false, nil, errNoLease
+	}
+	if key == "" || ttl <= 0 {
+		return "", false, nil, errNoLease
+	}
+	token = tokenString(NewToken())
+	err = s.call(ctx, s.opts.Timeout, func(ctx context.Context) error {
+		p := s.client.Pipeline()
+		set := p.SetNX(ctx, leaseKey(key), token, ttl)
+		get := p.Get(ctx, key)
+		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		var err error
+		if held, err = set.Result(); err != nil || !held {
+			return err
+		}
+		value, err = get.Bytes()
+		if errors.Is(err, redis.Nil) {
+			value, err = nil, nil
+		}
+		return err
+	})
+	if err != nil || !held {
+		return "", false, nil, err
+	}
+	return token, true, value, nil
+}
+
 // PutLeased implements Leaser in one round trip: the script (EVAL, not
 // EVALSHA: a restarted or failed-over Redis has an empty script cache, and
 // inside a pipeline go-redis cannot fall back from NOSCRIPT; Redis caches

@@ -95,11 +95,27 @@ func (c *Cache) beginRefresh(ctx context.Context, k Key, names []string, p probe
 		return l, nil, false
 	}
 	l = leased{tokens: p.tokens, created: p.now}
-	lr := c.stamp.leaser
-	if lr == nil {
+	if c.stamp.leaser == nil {
+		// Another refresh of this process (or of another one sharing the
+		// store) may have stored between our probe and the gate: read
+		// again, so that a hit that probed the old entry does not refresh
+		// it a second time. (A refresh is rare: about once per entry
+		// lifetime.)
+		raw, cur, err := c.store.Fetch(ctx, k.Name, names)
+		if err != nil {
+			c.storeFailed(ctx, "querycache: store fetch failed before an early refresh; serving the hit", err, "key", k.label())
+			c.stamp.leaveRefresh(k.Name)
+			return l, nil, false
+		}
+		at := c.now()
+		if newer := c.refreshedMeanwhile(raw, p.created, at, cur, valid); newer != nil {
+			c.stamp.leaveRefresh(k.Name)
+			return l, newer, true
+		}
+		l.tokens, l.created = cur, at
 		return l, nil, true
 	}
-	token, held, err := lr.Lease(ctx, k.Name, c.stamp.leaseTTL)
+	token, held, raw, err := c.takeLease(ctx, k)
 	if err != nil {
 		// The entry is still fresh: serve it, and let it expire if the
 		// store keeps failing.
@@ -112,27 +128,31 @@ func (c *Cache) beginRefresh(ctx context.Context, k Key, names []string, p probe
 		return l, nil, false
 	}
 	c.leaseHeld(k.Name)
-	l.token = token
 	// Between our probe and the lease another process may have refreshed
-	// and released its lease: read again, so that the key is refreshed
-	// once, not once more by every hit that probed the old entry.
-	raw, cur, err := c.store.Fetch(ctx, k.Name, names)
-	if err != nil {
-		c.storeFailed(ctx, "querycache: store fetch failed before an early refresh; serving the hit", err, "key", k.label())
+	// and released its lease: raw, read after the lease was taken, then
+	// holds its entry, and the key is refreshed once, not once more by
+	// every hit that probed the old entry.
+	if newer := c.refreshedMeanwhile(raw, p.created, c.now(), p.tokens, valid); newer != nil {
 		c.releaseLease(ctx, k, token)
 		c.stamp.leaveRefresh(k.Name)
-		return l, nil, false
+		return l, newer, true
 	}
-	at := c.now()
-	if raw != nil {
-		if e, derr := decodeEntry(raw); derr == nil && e.created != p.created && e.fresh(at, cur) && (valid == nil || valid(e.payload)) {
-			c.releaseLease(ctx, k, token)
-			c.stamp.leaveRefresh(k.Name)
-			return l, e.payload, true
-		}
-	}
-	l.tokens, l.created = cur, at
+	l.token = token
 	return l, nil, true
+}
+
+// refreshedMeanwhile returns the payload of raw if it is an entry other
+// than the one we found (created differs: someone refilled it) and fresh
+// against tokens at now.
+func (c *Cache) refreshedMeanwhile(raw []byte, created int64, now time.Time, tokens []uint64, valid func([]byte) bool) []byte {
+	if raw == nil {
+		return nil
+	}
+	e, err := decodeEntry(raw)
+	if err != nil || e.created == created || !e.fresh(now, tokens) || (valid != nil && !valid(e.payload)) {
+		return nil
+	}
+	return e.payload
 }
 
 // refreshNow is GetOrSet's early refresh of a hit p. ok false means: serve
