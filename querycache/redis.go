@@ -91,6 +91,9 @@ type RedisStore struct {
 	wg         sync.WaitGroup
 
 	ident identity
+
+	fetches   coalescer[fetched]
+	coalesced atomic.Int64
 }
 
 // NewRedisStore returns a store in Redis. A nil or unsupported client, or
@@ -317,7 +320,54 @@ func parseToken(s string) (uint64, bool) {
 
 // Fetch implements Store: one pipelined round trip reads the entry and
 // reads or creates every version.
-func (s *RedisStore) Fetch(ctx context.Context, key string, versions []string) (value []byte, tokens []uint64, err error) {
+//
+// Concurrent fetches of the same key and versions are merged (coalesce.go):
+// a stampede of N goroutines makes about one round trip. The value may be
+// shared between them: callers must not modify it.
+func (s *RedisStore) Fetch(ctx context.Context, key string, versions []string) ([]byte, []uint64, error) {
+	if s.err != nil {
+		return nil, nil, s.err
+	}
+	if !s.brk.allow() {
+		return nil, nil, ErrStoreUnavailable
+	}
+	n := len(key) + 1
+	for _, v := range versions {
+		n += len(v) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, key...)
+	for _, v := range versions {
+		b = append(b, 0)
+		b = append(b, v...)
+	}
+	// The batch runs on the leader's context without its cancellation:
+	// callers who joined wait for it (the store's Timeout still bounds it).
+	bctx := context.WithoutCancel(ctx)
+	r, err, shared := s.fetches.do(ctx, string(b), func() (fetched, error) {
+		v, t, err := s.fetchOnce(bctx, key, versions)
+		return fetched{v, t}, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if shared {
+		s.coalesced.Add(1)
+		return r.value, append([]uint64(nil), r.tokens...), nil
+	}
+	return r.value, r.tokens, nil
+}
+
+type fetched struct {
+	value  []byte
+	tokens []uint64
+}
+
+// Coalesced returns how many fetches were answered by another caller's
+// round trip.
+func (s *RedisStore) Coalesced() int64 { return s.coalesced.Load() }
+
+func (s *RedisStore) fetchOnce(ctx context.Context, key string, versions []string) (value []byte, tokens []uint64, err error) {
 	tokens = make([]uint64, len(versions))
 	err = s.call(ctx, s.opts.Timeout, func(ctx context.Context) error {
 		var bad []int
