@@ -13,11 +13,11 @@ import (
 // A caller only ever joins a batch that has not been sent yet. Joining a
 // call already in flight would be wrong; the ordering it prevents:
 //
-//	1. call L is sent and reads version v = T1
-//	2. a writer commits and replaces v with T2; its Commit returns
-//	3. caller C starts a lookup, joins L, and is handed T1 and the old
-//	   entry: a read that started after the commit returned sees the old
-//	   row (C1)
+//  1. call L is sent and reads version v = T1
+//  2. a writer commits and replaces v with T2; its Commit returns
+//  3. caller C starts a lookup, joins L, and is handed T1 and the old
+//     entry: a read that started after the commit returned sees the old
+//     row (C1)
 //
 // So per key at most one batch is in flight and one more gathers callers;
 // the gathering batch is sent when the one in flight ends, with every
