@@ -177,7 +177,8 @@ func (id *identity) changed(s *RedisStore, runID string) {
 	s.logWarn("querycache: a Redis server without our marker (restarted, promoted, or new); invalidated every entry", "run_id", runID)
 }
 
-// Changes returns how many times a server change replaced the epoch.
+// ServerChanges returns how many times a server change (a restarted or
+// promoted Redis, or one without our marker) replaced the epoch.
 func (s *RedisStore) ServerChanges() int64 {
 	s.ident.mu.RLock()
 	defer s.ident.mu.RUnlock()

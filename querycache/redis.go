@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -397,14 +398,17 @@ func (s *RedisStore) fetch(ctx context.Context, key string, versions []string, t
 		tokens[i] = NewToken()
 		cmds[i] = p.SetArgs(ctx, v, tokenString(tokens[i]), redis.SetArgs{Mode: "NX", Get: true, TTL: s.opts.VersionTTL})
 	}
-	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, err
-	}
+	// Exec reports the first failed command; each is examined below, where
+	// a key of another type (WRONGTYPE: another program's hash under one
+	// of our names) is garbage, not a failure of Redis.
+	_, _ = p.Exec(ctx)
 	for i, c := range cmds {
 		old, err := c.Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 			// Created with our token.
+		case isWrongType(err):
+			bad = append(bad, i)
 		case err != nil:
 			return nil, nil, err
 		default:
@@ -419,7 +423,8 @@ func (s *RedisStore) fetch(ctx context.Context, key string, versions []string, t
 	if get != nil {
 		b, err := get.Bytes()
 		switch {
-		case errors.Is(err, redis.Nil):
+		case errors.Is(err, redis.Nil), isWrongType(err):
+			// No entry, or not ours: a miss (the fill's SET replaces it).
 		case err != nil:
 			return nil, nil, err
 		default:
@@ -508,4 +513,10 @@ func (s *RedisStore) Close() error {
 		s.wg.Wait()
 	})
 	return nil
+}
+
+// isWrongType reports Redis's WRONGTYPE error: a key of ours holds a list,
+// hash or set written by someone else.
+func isWrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
 }
