@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -112,9 +113,11 @@ type stampede struct {
 	mu  sync.Mutex
 	own map[string]int
 
-	// refreshing holds the keys this process is refreshing early, with
-	// the time the refresh began (xfetch.go).
+	// refreshing holds the keys this process is refreshing early (or
+	// another process is), each with the time until which no other hit
+	// here starts a refresh (xfetch.go); gates counts them.
 	refreshing sync.Map
+	gates      atomic.Int64
 }
 
 func (s *stampede) init(opts Options) error {

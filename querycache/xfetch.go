@@ -57,12 +57,22 @@ func (c *Cache) dueEarly(e entry, now time.Time) bool {
 	return -scale*math.Log(1-rand.Float64()) >= gap
 }
 
+// maxRefreshGates is how many gates the refreshing map holds before
+// enterRefresh sweeps the expired ones out. A gate held for another
+// process's refresh (holdRefresh) is never left by its key, so without the
+// sweep every key ever refreshed elsewhere would stay in the map.
+const maxRefreshGates = 1024
+
 // enterRefresh takes the in-process refresh gate of key until until; it
 // fails while another holder's time has not passed.
 func (s *stampede) enterRefresh(key string, until time.Time) bool {
+	if s.gates.Load() > maxRefreshGates {
+		s.sweepGates()
+	}
 	for {
 		v, loaded := s.refreshing.LoadOrStore(key, until)
 		if !loaded {
+			s.gates.Add(1)
 			return true
 		}
 		if time.Now().Before(v.(time.Time)) {
@@ -74,14 +84,32 @@ func (s *stampede) enterRefresh(key string, until time.Time) bool {
 	}
 }
 
-// holdRefresh keeps the gate of key closed until until (another process
-// refreshes it: hits here need not ask for its lease again meanwhile).
+// sweepGates deletes the gates whose time has passed.
+func (s *stampede) sweepGates() {
+	now := time.Now()
+	s.refreshing.Range(func(k, v any) bool {
+		if !now.Before(v.(time.Time)) && s.refreshing.CompareAndDelete(k, v) {
+			s.gates.Add(-1)
+		}
+		return true
+	})
+}
+
+// holdRefresh keeps the gate of key, which the caller holds, closed until
+// until (another process refreshes it: hits here need not ask for its
+// lease again meanwhile).
 func (s *stampede) holdRefresh(key string, until time.Time) {
-	s.refreshing.Store(key, until)
+	if _, loaded := s.refreshing.Swap(key, until); !loaded {
+		s.gates.Add(1)
+	}
 }
 
 // leaveRefresh opens the gate of key.
-func (s *stampede) leaveRefresh(key string) { s.refreshing.Delete(key) }
+func (s *stampede) leaveRefresh(key string) {
+	if _, loaded := s.refreshing.LoadAndDelete(key); loaded {
+		s.gates.Add(-1)
+	}
+}
 
 // beginRefresh decides whether this hit (p, due for early refresh)
 // refreshes its entry. ok false: serve the hit (a refresh of the key is

@@ -271,3 +271,31 @@ func TestXFetchFormat2EntriesStillHit(t *testing.T) {
 	t.Run("memory", func(t *testing.T) { check(t, newTestCache(t, Options{})) })
 	t.Run("redis", func(t *testing.T) { check(t, newLeaseEnv(t).process(Options{})) })
 }
+
+// Gates held for other processes' refreshes are swept, not kept forever.
+func TestXFetchGatesAreBounded(t *testing.T) {
+	var s stampede
+	past := time.Now().Add(-time.Second)
+	for i := range 3 * maxRefreshGates {
+		key := fmt.Sprint("k", i)
+		if !s.enterRefresh(key, time.Now().Add(time.Hour)) {
+			t.Fatal("gate refused")
+		}
+		s.holdRefresh(key, past) // another process refreshes; expired since
+	}
+	if n := s.gates.Load(); n > maxRefreshGates+1 {
+		t.Fatalf("%d gates kept", n)
+	}
+	n := 0
+	s.refreshing.Range(func(any, any) bool { n++; return true })
+	if int64(n) != s.gates.Load() {
+		t.Fatalf("map holds %d gates, counted %d", n, s.gates.Load())
+	}
+	if !s.enterRefresh("k0", time.Now().Add(time.Hour)) || s.enterRefresh("k0", time.Now().Add(time.Hour)) {
+		t.Fatal("gate of k0: want taken once")
+	}
+	s.leaveRefresh("k0")
+	if !s.enterRefresh("k0", time.Now().Add(time.Hour)) {
+		t.Fatal("left gate not reopened")
+	}
+}
