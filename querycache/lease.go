@@ -205,7 +205,7 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 		return r
 	}
 	if held {
-		return c.leaseTaken(ctx, k, r, token, raw, valid)
+		return c.leaseTaken(ctx, k, r, token, raw, valid, false)
 	}
 	if c.stamp.holds(k.Name) {
 		return r
@@ -260,7 +260,7 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 			return r
 		}
 		if held {
-			return c.leaseTaken(ctx, k, r, token, raw, valid)
+			return c.leaseTaken(ctx, k, r, token, raw, valid, true)
 		}
 	}
 }
@@ -268,16 +268,21 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 // leaseTaken: we hold k's lease (token) and raw is the entry stored under
 // k just after we took it. If that entry is fresh against the versions
 // we read (its filler stored and released the lease between our read and
-// ours), it is served and the lease given back; otherwise we fill.
+// ours), it is served and the lease given back (after a wait, that is a
+// wait hit: the holder stored between our last poll and our lease);
+// otherwise we fill.
 //
 // Serving it is safe: it recorded the tokens we read, so its filler read
 // them too before querying, after every write whose versions they
 // reflect; it is what a hit at our read would have served.
-func (c *Cache) leaseTaken(ctx context.Context, k Key, r leased, token string, raw []byte, valid func([]byte) bool) leased {
+func (c *Cache) leaseTaken(ctx context.Context, k Key, r leased, token string, raw []byte, valid func([]byte) bool, waited bool) leased {
 	c.leaseHeld(k.Name)
 	if raw != nil {
 		if e, derr := decodeEntry(raw); derr == nil && e.fresh(c.now(), r.tokens) && (valid == nil || valid(e.payload)) {
 			c.releaseLease(ctx, k, token)
+			if waited {
+				c.stats.leaseWaitHits.Add(1)
+			}
 			c.stats.shared.Add(1)
 			r.found, r.value = true, e.payload
 			return r

@@ -43,6 +43,9 @@ func leaseKey(key string) string { return key + ":lease{" + key + "}" }
 //     big-endian created time of formats 2 and 3): a filler that started
 //     later already stored, then released its lease, before we woke up.
 //
+// A key of another type under the entry's name (another program's list)
+// is garbage: pcall reads it as no entry, and SET replaces it.
+//
 // Both only avoid overwriting a newer result with an older one (a wasted
 // miss); neither is needed for consistency, which the versions recorded in
 // the entry give. Clocks of different hosts may disagree a little: a wrong
@@ -53,8 +56,8 @@ var putLeasedScript = `
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return 0 end
 local stored = 1
-local old = redis.call('GETRANGE', KEYS[1], 0, 18)
-if string.len(old) == 19 and string.sub(old, 1, 2) == 'qc' and string.len(ARGV[2]) >= 19 then
+local old = redis.pcall('GETRANGE', KEYS[1], 0, 18)
+if type(old) == 'string' and string.len(old) == 19 and string.sub(old, 1, 2) == 'qc' and string.len(ARGV[2]) >= 19 then
   for i = 12, 19 do
     local a, b = string.byte(old, i), string.byte(ARGV[2], i)
     if a ~= b then
@@ -70,7 +73,7 @@ return stored`
 // releaseLeaseScript deletes a lease only if it is still ours: an expired
 // lease taken over by another filler must not be released by us.
 var releaseLeaseScript = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`
 
 // Lease implements Leaser: SET <leaseKey> <random token> NX PX ttl.
@@ -108,15 +111,18 @@ func (s *RedisStore) leaseAndGet(ctx context.Context, key string, ttl time.Durat
 		p := s.client.Pipeline()
 		set := p.SetNX(ctx, leaseKey(key), token, ttl)
 		get := p.Get(ctx, key)
-		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return err
-		}
+		// Exec reports the first failed command; each is read below (a
+		// WRONGTYPE of the GET is garbage, not a failure).
+		_, _ = p.Exec(ctx)
 		var err error
 		if held, err = set.Result(); err != nil || !held {
 			return err
 		}
 		value, err = get.Bytes()
-		if errors.Is(err, redis.Nil) {
+		if errors.Is(err, redis.Nil) || isWrongType(err) {
+			// No entry, or another program's key of another type under
+			// its name: garbage, which our fill replaces (as Fetch
+			// treats it).
 			value, err = nil, nil
 		}
 		return err
