@@ -253,6 +253,12 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 			c.stats.refusals.add("lease_lost")
 			return
 		}
+		if err != nil && ctx.Err() != nil {
+			// Our caller gave up before the store answered: release the
+			// lease anyway (a no-op if the script ran), so that other
+			// processes need not wait for it to expire.
+			_ = c.stamp.leaser.ReleaseLease(context.WithoutCancel(ctx), k.Name, token)
+		}
 	case ok:
 		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
 	default:
