@@ -58,14 +58,39 @@ var stores = []storeKind{
 		return querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 32 << 20})
 	}},
 	{name: "redis", open: openRedisStore, shared: true},
+	{name: "tiered", open: openTieredStore(false), shared: true},
 }
 
-// forEachEnv runs fn as a subtest for every database and store.
+// strictStore is the two-level store in its strict mode. Within one
+// process it differs from "tiered" only in checking versions in Redis on
+// every L1 hit, so it runs the concurrency and multi-process tests rather
+// than the whole suite (which would add minutes to CI).
+var strictStore = storeKind{name: "tiered-strict", open: openTieredStore(true), shared: true}
+
+// forEachEnv runs fn as a subtest for every database and store. Every
+// environment has a database (file or schema) and a store (or key prefix)
+// of its own, so the subtests run side by side, overlapping their waits on
+// PostgreSQL and Redis; they start after the calling test returns.
 func forEachEnv(t *testing.T, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
+	t.Helper()
+	eachEnv(t, true, fn, opts...)
+}
+
+// forEachEnvSerial is forEachEnv for tests that must run alone: they
+// measure the heap, or read catalogs that other schemas' DDL changes.
+func forEachEnvSerial(t *testing.T, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
+	t.Helper()
+	eachEnv(t, false, fn, opts...)
+}
+
+func eachEnv(t *testing.T, parallel bool, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
 	t.Helper()
 	for _, d := range databases {
 		for _, s := range stores {
 			t.Run(d.name+"/"+s.name, func(t *testing.T) {
+				if parallel {
+					t.Parallel()
+				}
 				e := newEnv(t, d, s, querycache.Options{}, opts...)
 				fn(t, e)
 			})

@@ -92,7 +92,7 @@ func TestHostileTxImpure(t *testing.T) {
 // Class 7: catalog reads spelled another way, under a context-wide mark,
 // must see DDL.
 func TestHostileTxCatalog(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	forEachEnvSerial(t, func(t *testing.T, e *env) {
 		var qs []string
 		if e.dialect == "postgres" {
 			qs = []string{

@@ -116,7 +116,7 @@ func (h *heapGrowth) check(t *testing.T, what string) {
 // the database sends it (the live heap at the first row is a small
 // fraction of the result), arrives whole and correct, and is not stored.
 func TestLargeResultsStream(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	forEachEnvSerial(t, func(t *testing.T, e *env) {
 		seedBig(t, e.db)
 		cached := gormcache.Cacheable()
 		var h heapGrowth

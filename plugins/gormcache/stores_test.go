@@ -25,3 +25,12 @@ func redisClient(t *testing.T) *redis.Client {
 func openRedisStore(t *testing.T) querycache.Store {
 	return querycache.NewRedisStore(redisClient(t), querycache.RedisOptions{})
 }
+
+// openTieredStore is the two-level store (memory in front of Redis) on the
+// shared test Redis, in the default or the strict mode.
+func openTieredStore(strict bool) func(t *testing.T) querycache.Store {
+	return func(t *testing.T) querycache.Store {
+		l2 := querycache.NewRedisStore(redisClient(t), querycache.RedisOptions{})
+		return querycache.NewTieredStore(l2, querycache.TieredOptions{Strict: strict, L1: querycache.MemoryOptions{MaxBytes: 32 << 20}})
+	}
+}
