@@ -27,8 +27,7 @@ import (
 // Stores are shared and may hold garbage (another program, an older
 // format, a truncated write): decodeEntry checks every length and reports
 // errCorruptEntry, which the engine counts and treats as a miss. Every
-// uvarint must be minimal except the token count (see
-// TestEntryNonMinimalCount), as format 2 accepted it.
+// uvarint must be minimal, so that an entry has one encoding.
 const (
 	entryMagic0  = 'q'
 	entryMagic1  = 'c'

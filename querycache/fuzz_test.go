@@ -11,10 +11,11 @@ import (
 // (stores are shared and may hold anything) and that whatever it accepts
 // re-encodes to the bytes it was given.
 //
-// One relaxation: decodeEntry accepts a token count written as a
-// non-minimal uvarint (0x81 0x00 for 1, say), which encodeEntry never
-// writes; such an input re-encodes with the minimal count and must be
-// otherwise identical. See TestEntryNonMinimalCount.
+// decodeEntry rejects non-minimal uvarints (0x81 0x00 for 1, say), which
+// encodeEntry never writes (see TestEntryNonMinimalCount); should it ever
+// accept a non-minimal token count again, the input must re-encode with
+// the minimal count and be otherwise identical, which the check below
+// allows.
 func FuzzDecodeEntry(f *testing.F) {
 	for _, e := range sampleEntries() {
 		f.Add(encodeEntry(e))
