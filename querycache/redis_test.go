@@ -187,6 +187,24 @@ func TestRedisGarbageIsAMiss(t *testing.T) {
 			t.Fatalf("version %q not replaced by a token: %q", garbage, got)
 		}
 	}
+	// Keys of another type (another program's hash or list under our
+	// names) are garbage too, not a failing Redis.
+	client.Del(ctx, ver)
+	client.HSet(ctx, ver, "f", "v")
+	client.Del(ctx, k.Name)
+	client.RPush(ctx, k.Name, "x")
+	for i := 0; i < 10; i++ {
+		v, _, err := c.GetOrSet(ctx, k, valueFill("typed", nil))
+		if err != nil || string(v) != "typed" {
+			t.Fatalf("wrong-type keys: GetOrSet = %q, %v", v, err)
+		}
+	}
+	if st := c.Stats(); st.Errors != 0 || st.Bypasses["store_error"] != 0 {
+		t.Fatalf("wrong-type keys counted as store errors: %+v", st)
+	}
+	if v, hit, _ := c.GetOrSet(ctx, k, valueFill("x", nil)); !hit || string(v) != "typed" {
+		t.Fatalf("wrong-type keys not replaced: %q hit=%v", v, hit)
+	}
 	for _, garbage := range []string{"", "qc", "qc\x02garbage", strings.Repeat("\xff", 100)} {
 		client.Set(ctx, k.Name, garbage, time.Minute)
 		v, hit, err := c.GetOrSet(ctx, k, valueFill("again", nil))
