@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -304,18 +305,39 @@ func (e *redisBench) stats() map[string]querycache.Stats {
 
 // readCases are the configurations of a read: a hit on each store, plain
 // GORM on SQLite and PostgreSQL, GORM's statement build alone (DryRun),
-// and a raw GET of a value the size of the entry.
+// a raw GET of a value the size of the entry, and the Redis store's
+// lookup alone (GET of the entry and SET NX GET of each version, one
+// pipelined round trip).
 func (e *redisBench) readCases(b *testing.B, read func(db *gorm.DB) error) []benchCase {
 	mark := func(db *gorm.DB) *gorm.DB { return db.Scopes(gormcache.Cacheable()) }
-	// Fill the Redis store's entry first: rawPayload copies its size.
+	// Fill the Redis store's entry first: rawPayload copies its size. The
+	// second read (a hit) shows the store's call: its key and versions.
 	if err := read(mark(e.redis)); err != nil {
 		b.Fatal(err)
 	}
+	store := e.caches["redis"].Store()
+	capture := &fetchCapture{}
+	store.(*querycache.RedisStore).Client().AddHook(capture)
+	capture.on.Store(true)
+	if err := read(mark(e.redis)); err != nil {
+		b.Fatal(err)
+	}
+	capture.on.Store(false)
+	if capture.key == "" {
+		b.Fatal("no lookup seen on the Redis store")
+	}
 	key, size := e.rawPayload(b)
-	b.Logf("entry: %d bytes", size)
+	b.Logf("entry: %d bytes, %d versions", size, len(capture.versions))
 	ctx := context.Background()
 	cases := []benchCase{
 		{"redis", func() error { return read(mark(e.redis)) }},
+		{"fetch", func() error {
+			v, _, err := store.Fetch(ctx, capture.key, capture.versions)
+			if err == nil && v == nil {
+				err = fmt.Errorf("no entry at %s", capture.key)
+			}
+			return err
+		}},
 		{"dryrun", func() error { _ = read(e.dry); return nil }},
 		{"get", func() error { return e.raw.Get(ctx, key).Err() }},
 		{"sqlite", func() error { return read(e.plain) }},
@@ -327,6 +349,35 @@ func (e *redisBench) readCases(b *testing.B, read func(db *gorm.DB) error) []ben
 		cases = append(cases, benchCase{"postgres", func() error { return read(e.pg) }})
 	}
 	return cases
+}
+
+// fetchCapture is a go-redis hook that records, while on, the key and the
+// versions of a RedisStore lookup (a pipeline of GET key and one SET ... NX
+// GET per version), so that a benchmark can time the store's call alone.
+// Off, it is one atomic load per call.
+type fetchCapture struct {
+	on       atomic.Bool
+	key      string
+	versions []string
+}
+
+func (h *fetchCapture) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *fetchCapture) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *fetchCapture) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.on.Load() && len(cmds) > 0 && cmds[0].Name() == "get" {
+			h.key = fmt.Sprint(cmds[0].Args()[1])
+			h.versions = h.versions[:0]
+			for _, c := range cmds[1:] {
+				if c.Name() == "set" {
+					h.versions = append(h.versions, fmt.Sprint(c.Args()[1]))
+				}
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 
 // readRatios are the targets, computed within each run:
@@ -341,6 +392,7 @@ func readRatios(withPG bool) []benchRatio {
 	r := []benchRatio{
 		{"redis/(dryrun+1.3get)", func(ns map[string]float64) float64 { return ns["redis"] / (ns["dryrun"] + 1.3*ns["get"]) }},
 		{"(redis-dryrun)/get", func(ns map[string]float64) float64 { return (ns["redis"] - ns["dryrun"]) / ns["get"] }},
+		{"fetch/get", func(ns map[string]float64) float64 { return ns["fetch"] / ns["get"] }},
 		{"redis/sqlite", func(ns map[string]float64) float64 { return ns["redis"] / ns["sqlite"] }},
 		{"tiered/memory", func(ns map[string]float64) float64 { return ns["tiered"] / ns["memory"] }},
 		{"strict/redis", func(ns map[string]float64) float64 { return ns["strict"] / ns["redis"] }},
