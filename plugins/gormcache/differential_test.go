@@ -539,7 +539,7 @@ func TestDifferentialAlone(t *testing.T) {
 		_, _, alone := diffFor(dialect)
 		for _, wr := range alone {
 			t.Run(wr.name, func(t *testing.T) {
-				forEachEnv(t, func(t *testing.T, e *env) {
+				forEachDatabase(t, func(t *testing.T, e *env) {
 					if e.dialect != dialect {
 						t.Skip("for " + dialect)
 					}
@@ -584,7 +584,7 @@ func TestDifferentialExpectations(t *testing.T) {
 // TestDifferentialCatchesBrokenInvalidation shows the differential test
 // has teeth: with invalidation switched off it finds a mismatch.
 func TestDifferentialCatchesBrokenInvalidation(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	forEachDatabase(t, func(t *testing.T, e *env) {
 		for _, src := range []string{"create", "update", "delete", "raw", "commit"} {
 			gormcache.BreakForTest(e.plugin, src)
 		}

@@ -83,7 +83,22 @@ func forEachEnvSerial(t *testing.T, fn func(t *testing.T, e *env), opts ...gormc
 	eachEnv(t, false, fn, opts...)
 }
 
+// forEachDatabase is forEachEnv on the memory store only, for tests whose
+// subject is not the store: that the other tests have teeth (they fail
+// with invalidation switched off), or how the plugin reads each query
+// shape alone. They take minutes; running them per store would multiply
+// CI's time and test nothing new.
+func forEachDatabase(t *testing.T, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
+	t.Helper()
+	eachEnvOf(t, true, stores[:1], fn, opts...)
+}
+
 func eachEnv(t *testing.T, parallel bool, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
+	t.Helper()
+	eachEnvOf(t, parallel, stores, fn, opts...)
+}
+
+func eachEnvOf(t *testing.T, parallel bool, stores []storeKind, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
 	t.Helper()
 	for _, d := range databases {
 		for _, s := range stores {

@@ -346,7 +346,7 @@ func TestWritePathsInvalidate(t *testing.T) {
 func TestWritePathsFailWithoutInvalidation(t *testing.T) {
 	for _, c := range writeCases {
 		t.Run(c.name, func(t *testing.T) {
-			forEachEnv(t, func(t *testing.T, e *env) {
+			forEachDatabase(t, func(t *testing.T, e *env) {
 				if c.dialect != "" && c.dialect != e.dialect {
 					t.Skipf("%s only", c.dialect)
 				}
