@@ -39,10 +39,13 @@ type identity struct {
 }
 
 // markerScript replaces the epoch and records the server when the marker
-// differs from this server's run_id. Standalone and Sentinel only: both
+// differs from this server's run_id (pcall: a marker of another type,
+// another program's hash, is no marker, not an error that would refuse
+// every connection). Standalone and Sentinel only: both
 // keys live on the one server.
 var markerScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+local cur = redis.pcall('GET', KEYS[1])
+if type(cur) == 'string' and cur == ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1`)
@@ -124,9 +127,11 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 	for _, ns := range nss {
 		marker := ns.Prefix() + "v:server:{" + tag + "}"
 		cur, err := cn.Get(ctx, marker).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
 			return err
 		}
+		// A marker of another type (another program's hash) is no marker:
+		// the epoch is replaced and SET overwrites it.
 		if cur == runID {
 			continue
 		}

@@ -2,6 +2,7 @@ package querycache
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -332,14 +333,20 @@ func (s *RedisStore) Fetch(ctx context.Context, key string, versions []string) (
 	if !s.brk.allow() {
 		return nil, nil, ErrStoreUnavailable
 	}
-	n := len(key) + 1
+	// The batch key must be injective: names are the caller's strings and
+	// may hold any byte, so each is length-prefixed (a separator byte would
+	// let key "a\x00b" with versions [c] meet key "a" with [b, c]).
+	n := binary.MaxVarintLen64 * (len(versions) + 2)
+	n += len(key)
 	for _, v := range versions {
-		n += len(v) + 1
+		n += len(v)
 	}
 	b := make([]byte, 0, n)
+	b = binary.AppendUvarint(b, uint64(len(versions)))
+	b = binary.AppendUvarint(b, uint64(len(key)))
 	b = append(b, key...)
 	for _, v := range versions {
-		b = append(b, 0)
+		b = binary.AppendUvarint(b, uint64(len(v)))
 		b = append(b, v...)
 	}
 	// The batch runs on the leader's context without its cancellation:
@@ -351,6 +358,9 @@ func (s *RedisStore) Fetch(ctx context.Context, key string, versions []string) (
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(r.tokens) != len(versions) {
+		return nil, nil, errors.New("querycache: internal error: a merged fetch answered for other versions")
 	}
 	if shared {
 		s.coalesced.Add(1)

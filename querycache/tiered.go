@@ -411,6 +411,9 @@ func (t *TieredStore) snapshot(versions []string, gens []uint64) []uint64 {
 // are done under the stripe's lock, which drop holds while it bumps the
 // generation and deletes: a drop cannot fall between them.
 func (t *TieredStore) fillVersions(versions []string, tokens, gens []uint64, st uint64, readAt int64) {
+	if len(tokens) != len(versions) || len(gens) != len(versions) {
+		return // never index past them under a stripe's lock
+	}
 	for i, name := range versions {
 		s := t.stripe(name)
 		s.mu.Lock()
