@@ -130,6 +130,9 @@ func New(opts Options) (*Cache, error) {
 	if b, ok := opts.Store.(interface{ bindNamespace(keys.Namespace) }); ok {
 		b.bindNamespace(c.ns)
 	}
+	if b, ok := opts.Store.(interface{ bindMaxEntry(int) }); ok {
+		b.bindMaxEntry(c.maxSize)
+	}
 	if r, ok := opts.Store.(interface{ OnRecover(func()) }); ok {
 		r.OnRecover(c.retryNow)
 	}

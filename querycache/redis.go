@@ -96,6 +96,9 @@ type RedisStore struct {
 
 	fetches   coalescer[fetched]
 	coalesced atomic.Int64
+	maxValue  atomic.Int64 // see bindMaxEntry
+	boundMu   sync.Mutex
+	unbounded bool
 }
 
 // NewRedisStore returns a store in Redis. A nil or unsupported client, or
@@ -401,7 +404,7 @@ func (s *RedisStore) fetch(ctx context.Context, key string, versions []string, t
 	p := s.client.Pipeline()
 	var get *redis.StringCmd
 	if key != "" {
-		get = p.Get(ctx, key)
+		get = s.getEntry(ctx, p, key)
 	}
 	cmds := make([]*redis.StatusCmd, len(versions))
 	for i, v := range versions {
@@ -431,7 +434,7 @@ func (s *RedisStore) fetch(ctx context.Context, key string, versions []string, t
 		}
 	}
 	if get != nil {
-		b, err := get.Bytes()
+		b, err := s.entryBytes(get)
 		switch {
 		case errors.Is(err, redis.Nil), isWrongType(err):
 			// No entry, or not ours: a miss (the fill's SET replaces it).
@@ -529,4 +532,49 @@ func (s *RedisStore) Close() error {
 // hash or set written by someone else.
 func isWrongType(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+// maxValue bounds the bytes a lookup reads for an entry; 0 is no bound.
+// The cache sets it from MaxEntryBytes (bindMaxEntry): anything larger is
+// not an entry of ours (a fill never stores one), and reading a huge
+// foreign value on every lookup would time out and open the breaker for
+// every key.
+
+// bindMaxEntry tells the store the largest payload the cache stores; -1
+// means no limit.
+// Caches sharing a store bind the largest of their limits; one without a
+// limit removes the bound for good.
+func (s *RedisStore) bindMaxEntry(n int) {
+	s.boundMu.Lock()
+	defer s.boundMu.Unlock()
+	if n <= 0 || s.unbounded {
+		s.unbounded = true
+		s.maxValue.Store(0)
+		return
+	}
+	// The envelope: header, up to maxEntryDeps tokens, lengths, checksum.
+	s.maxValue.Store(max(s.maxValue.Load(), int64(n)+entryHeader+8*maxEntryDeps+64))
+}
+
+// getEntry queues the read of an entry: GETRANGE bounded by maxValue (one
+// byte more, to tell an oversized value), or GET without a bound.
+func (s *RedisStore) getEntry(ctx context.Context, p redis.Pipeliner, key string) *redis.StringCmd {
+	if m := s.maxValue.Load(); m > 0 {
+		return p.GetRange(ctx, key, 0, m)
+	}
+	return p.Get(ctx, key)
+}
+
+// entryBytes reads a getEntry answer: redis.Nil for no entry (GETRANGE
+// answers "" for a missing key; no entry of ours is empty) or for a value
+// too large to be ours.
+func (s *RedisStore) entryBytes(get *redis.StringCmd) ([]byte, error) {
+	b, err := get.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	if m := s.maxValue.Load(); m > 0 && (len(b) == 0 || int64(len(b)) > m) {
+		return nil, redis.Nil
+	}
+	return b, nil
 }

@@ -2,6 +2,7 @@ package querycache
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"time"
@@ -55,16 +56,20 @@ func leaseKey(key string) string { return key + ":lease{" + key + "}" }
 var putLeasedScript = `
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return 0 end
-local stored = 1
-local old = redis.pcall('GETRANGE', KEYS[1], 0, 18)
-if type(old) == 'string' and string.len(old) == 19 and string.sub(old, 1, 2) == 'qc' and string.len(ARGV[2]) >= 19 then
-  for i = 12, 19 do
-    local a, b = string.byte(old, i), string.byte(ARGV[2], i)
-    if a ~= b then
-      if a > b then stored = 0 end
-      break
+local function cmp(a, ai, b, bi)
+  for i = 0, 7 do
+    local x, y = string.byte(a, ai + i), string.byte(b, bi + i)
+    if x ~= y then
+      if x > y then return 1 end
+      return -1
     end
   end
+  return 0
+end
+local stored = 1
+local old = redis.pcall('GETRANGE', KEYS[1], 0, 18)
+if type(old) == 'string' and string.len(old) == 19 and string.sub(old, 1, 2) == 'qc' and string.len(ARGV[2]) >= 19 and string.len(ARGV[4]) == 8 then
+  if cmp(old, 12, ARGV[2], 12) > 0 and cmp(old, 12, ARGV[4], 1) <= 0 then stored = 0 end
 end
 if stored == 1 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 if holder then redis.call('DEL', KEYS[2]) end
@@ -110,7 +115,7 @@ func (s *RedisStore) leaseAndGet(ctx context.Context, key string, ttl time.Durat
 	err = s.call(ctx, s.opts.Timeout, func(ctx context.Context) error {
 		p := s.client.Pipeline()
 		set := p.SetNX(ctx, leaseKey(key), token, ttl)
-		get := p.Get(ctx, key)
+		get := s.getEntry(ctx, p, key)
 		// Exec reports the first failed command; each is read below (a
 		// WRONGTYPE of the GET is garbage, not a failure).
 		_, _ = p.Exec(ctx)
@@ -118,7 +123,7 @@ func (s *RedisStore) leaseAndGet(ctx context.Context, key string, ttl time.Durat
 		if held, err = set.Result(); err != nil || !held {
 			return err
 		}
-		value, err = get.Bytes()
+		value, err = s.entryBytes(get)
 		if errors.Is(err, redis.Nil) || isWrongType(err) {
 			// No entry, or another program's key of another type under
 			// its name: garbage, which our fill replaces (as Fetch
@@ -146,7 +151,12 @@ func (s *RedisStore) PutLeased(ctx context.Context, key string, value []byte, tt
 	var stored int64
 	err := s.call(ctx, s.opts.Timeout, func(ctx context.Context) error {
 		p := s.client.Pipeline()
-		cmd := p.Eval(ctx, putLeasedScript, []string{key, leaseKey(key)}, token, value, max(ttl.Milliseconds(), 1))
+		// A stored entry "created after ours" but later than now (plus a
+		// second for clocks) is garbage or from a clock far ahead: it is
+		// overwritten, or it would block the key until its TTL ends.
+		var limit [8]byte
+		binary.BigEndian.PutUint64(limit[:], uint64(time.Now().Add(time.Second).UnixNano()))
+		cmd := p.Eval(ctx, putLeasedScript, []string{key, leaseKey(key)}, token, value, max(ttl.Milliseconds(), 1), limit[:])
 		s.extend(ctx, p, ttl, versions)
 		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return err

@@ -246,6 +246,13 @@ func (t *TieredStore) bindNamespace(ns keys.Namespace) {
 	t.addChannel(ns.Prefix() + tieredChannel)
 }
 
+// bindMaxEntry passes the cache's entry limit to the Redis level.
+func (t *TieredStore) bindMaxEntry(n int) {
+	if t.err == nil {
+		t.l2.bindMaxEntry(n)
+	}
+}
+
 // OnRecover registers fn to run each time L2's breaker closes again.
 func (t *TieredStore) OnRecover(fn func()) {
 	if t.err != nil {
