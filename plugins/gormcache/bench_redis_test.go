@@ -316,7 +316,7 @@ func (e *redisBench) stats() map[string]querycache.Stats {
 // readCases are the configurations of a read: a hit on each store, plain
 // GORM on SQLite and PostgreSQL, GORM's statement build alone (DryRun),
 // a raw GET of a value the size of the entry, and the Redis store's
-// lookup alone (GET of the entry and SET NX GET of each version, one
+// lookup alone (GETRANGE of the entry and SET NX GET of each version, one
 // pipelined round trip).
 func (e *redisBench) readCases(b *testing.B, read func(db *gorm.DB) error) []benchCase {
 	mark := func(db *gorm.DB) *gorm.DB { return db.Scopes(gormcache.Cacheable()) }
@@ -362,8 +362,8 @@ func (e *redisBench) readCases(b *testing.B, read func(db *gorm.DB) error) []ben
 }
 
 // fetchCapture is a go-redis hook that records, while on, the key and the
-// versions of a RedisStore lookup (a pipeline of GET key and one SET ... NX
-// GET per version), so that a benchmark can time the store's call alone.
+// versions of a RedisStore lookup (a pipeline of GET or GETRANGE of the
+// key and one SET ... NX GET per version), so that a benchmark can time the store's call alone.
 // Off, it is one atomic load per call.
 type fetchCapture struct {
 	on       atomic.Bool
@@ -377,7 +377,7 @@ func (h *fetchCapture) ProcessHook(next redis.ProcessHook) redis.ProcessHook { r
 
 func (h *fetchCapture) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if h.on.Load() && len(cmds) > 0 && cmds[0].Name() == "get" {
+		if h.on.Load() && len(cmds) > 0 && (cmds[0].Name() == "get" || cmds[0].Name() == "getrange") {
 			h.key = fmt.Sprint(cmds[0].Args()[1])
 			h.versions = h.versions[:0]
 			for _, c := range cmds[1:] {
