@@ -572,7 +572,7 @@ func TestSelectOfWritingFunction(t *testing.T) {
 // sequences) are not cached unless their tables are declared; bound time
 // words inside array literals are time words.
 func TestDerivedRelationsAndArrayTimeWords(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	forEachEnvSerial(t, func(t *testing.T, e *env) {
 		seedEmployees(t, e.db)
 		ctx := gormcache.WithCache(context.Background(), time.Minute)
 		catalog := "SELECT name AS n FROM sqlite_schema WHERE name LIKE 'derived%'"

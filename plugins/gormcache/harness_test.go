@@ -93,6 +93,13 @@ func forEachDatabase(t *testing.T, fn func(t *testing.T, e *env), opts ...gormca
 	eachEnvOf(t, true, stores[:1], fn, opts...)
 }
 
+// forEachDatabaseSerial is forEachDatabase for tests that must run alone
+// (they measure the heap).
+func forEachDatabaseSerial(t *testing.T, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
+	t.Helper()
+	eachEnvOf(t, false, stores[:1], fn, opts...)
+}
+
 func eachEnv(t *testing.T, parallel bool, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
 	t.Helper()
 	eachEnvOf(t, parallel, stores, fn, opts...)

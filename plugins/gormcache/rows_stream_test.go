@@ -115,8 +115,9 @@ func (h *heapGrowth) check(t *testing.T, what string) {
 // through Rows(), Find and Scan on a cached query reaches the caller while
 // the database sends it (the live heap at the first row is a small
 // fraction of the result), arrives whole and correct, and is not stored.
+// It runs on the memory store: what it measures is the plugin's heap.
 func TestLargeResultsStream(t *testing.T) {
-	forEachEnvSerial(t, func(t *testing.T, e *env) {
+	forEachDatabaseSerial(t, func(t *testing.T, e *env) {
 		seedBig(t, e.db)
 		cached := gormcache.Cacheable()
 		var h heapGrowth
