@@ -249,7 +249,8 @@ func crc16(b []byte) uint16 {
 	return crc
 }
 
-// probeIdentity checks, through the client, that Redis answers a write.
+// probe checks, through the client, that Redis answers a write (a
+// read-only replica answers PING but not this).
 func (id *identity) probe(ctx context.Context, s *RedisStore) error {
 	nss := id.namespaces()
 	name := "querycache:probe"

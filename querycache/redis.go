@@ -499,8 +499,11 @@ func (s *RedisStore) Bump(ctx context.Context, versions []string) error {
 }
 
 // bump replaces versions and, when channel is set, publishes msg on it in
-// the same round trip (after the SETs: a process that receives the
-// message and reads again sees the new tokens).
+// the same round trip. On one server the pipeline runs in order, so a
+// process that receives the message and reads again sees the new tokens;
+// a Cluster client splits the pipeline per node and may run the PUBLISH
+// first, so the two-level store publishes in a second trip there
+// (TieredStore.bumpL2).
 func (s *RedisStore) bump(ctx context.Context, versions []string, channel string, msg []byte) error {
 	if len(versions) == 0 {
 		return nil

@@ -500,10 +500,16 @@ func (t *TieredStore) PutFor(ctx context.Context, key string, value []byte, ttl 
 	if err := t.l2.PutFor(ctx, key, value, ttl, versions); err != nil {
 		return err
 	}
+	t.keep(key, value, ttl)
+	return nil
+}
+
+// keep puts an entry Redis has just stored in L1, unless L1 is not in use
+// (default mode without a live subscription).
+func (t *TieredStore) keep(key string, value []byte, ttl time.Duration) {
 	if ttl > 0 && (t.opts.Strict || t.Subscribed()) {
 		t.fillEntry(key, value, ttl)
 	}
-	return nil
 }
 
 // Bump implements Store: the versions are dropped from L1, replaced in

@@ -26,7 +26,8 @@ func (t *TieredStore) leaseAndGet(ctx context.Context, key string, ttl time.Dura
 	return t.l2.leaseAndGet(ctx, key, ttl)
 }
 
-// PutLeased implements Leaser: stored in Redis under the lease, then in L1.
+// PutLeased implements Leaser: stored in Redis under the lease, then kept
+// in L1 as PutFor keeps it.
 func (t *TieredStore) PutLeased(ctx context.Context, key string, value []byte, ttl time.Duration, versions []string, token string) error {
 	if t.err != nil {
 		return t.err
@@ -35,9 +36,7 @@ func (t *TieredStore) PutLeased(ctx context.Context, key string, value []byte, t
 	if err := t.l2.PutLeased(ctx, key, value, ttl, versions, token); err != nil {
 		return err
 	}
-	if ttl > 0 && (t.opts.Strict || t.Subscribed()) {
-		t.fillEntry(key, value, ttl)
-	}
+	t.keep(key, value, ttl)
 	return nil
 }
 
