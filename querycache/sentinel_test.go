@@ -97,8 +97,19 @@ func TestRedisSentinelFailover(t *testing.T) {
 	before := store.ServerChanges()
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel})
 	defer sc.Close()
-	if err := sc.Failover(ctx, "qcmaster").Err(); err != nil {
-		t.Fatal(err)
+	// Sentinel learns of replicas from the master's INFO (every 10 s at
+	// first) and refuses FAILOVER with NOGOODSLAVE until it has seen one
+	// with a live link: wait for that instead of racing it.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		err := sc.Failover(ctx, "qcmaster").Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel failover: %v (replicas known: %v)", err, sc.Replicas(ctx, "qcmaster").Val())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	deadline = time.Now().Add(20 * time.Second)
 	for {
