@@ -162,7 +162,11 @@ type probed struct {
 // cannot read (counted as corrupt, a miss).
 func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]byte) bool) (p probed) {
 	if c.pending.covers(names, c.ns.Epoch()) {
-		c.stats.bypasses.add("undelivered_invalidation")
+		if c.pending.holding(names, c.ns.Epoch()) {
+			c.stats.bypasses.add("suspended")
+		} else {
+			c.stats.bypasses.add("undelivered_invalidation")
+		}
 		return p
 	}
 	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)

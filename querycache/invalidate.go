@@ -294,3 +294,27 @@ func (c *Cache) deliverPending() {
 		c.debug(context.Background(), "querycache: delivered pending invalidations", "versions", len(names))
 	}
 }
+
+// Suspend makes every lookup that depends on what ch would invalidate
+// bypass the cache, neither served nor filled, until resume is called.
+// Table names are normalised as Invalidate's; a name that cannot be
+// normalised suspends everything instead.
+//
+// It is for watchers of writes made outside the application (the
+// PostgreSQL listener, the SQLite data_version poller) while they cannot
+// see those writes: a write they miss must not be served stale. The
+// watcher suspends, reconnects, invalidates ch (the writes it missed are
+// unknown), then resumes; in that order, nothing filled before the
+// invalidation is served after it. Suspensions nest: a version is held
+// until every Suspend covering it has been resumed. resume may be called
+// more than once.
+func (c *Cache) Suspend(ch Change) (resume func()) {
+	norm, err := ch.normalized()
+	if err != nil {
+		norm.All = true
+	}
+	if norm.Empty() {
+		return func() {}
+	}
+	return c.pending.hold(norm.VersionNames(c.ns))
+}

@@ -10,10 +10,13 @@ import (
 // version is pending, every lookup that depends on it bypasses the cache;
 // a background loop retries delivery.
 type pendingSet struct {
-	n     atomic.Int64 // fast path: zero means nothing is pending
+	n     atomic.Int64 // fast path: zero means nothing is pending or held
 	mu    sync.Mutex
 	gen   uint64
 	names map[string]uint64 // name -> generation of its latest failure
+	// held are versions suspended by Cache.Suspend (a watcher of outside
+	// writes that cannot see them), with a count of holders each.
+	held map[string]int
 }
 
 // maxPending bounds the names remembered while the store cannot be reached
@@ -36,7 +39,7 @@ func (p *pendingSet) add(names []string, epoch string) {
 			p.names[n] = p.gen
 		}
 	}
-	p.n.Store(int64(len(p.names)))
+	p.n.Store(int64(len(p.names) + len(p.held)))
 	p.mu.Unlock()
 }
 
@@ -50,12 +53,60 @@ func (p *pendingSet) covers(names []string, epoch string) bool {
 	if _, ok := p.names[epoch]; ok {
 		return true
 	}
+	if p.held[epoch] > 0 {
+		return true
+	}
 	for _, n := range names {
 		if _, ok := p.names[n]; ok {
 			return true
 		}
+		if p.held[n] > 0 {
+			return true
+		}
 	}
 	return false
+}
+
+// holding reports whether any of names (or the epoch) is held by Suspend
+// rather than pending delivery; it only tells the two apart for Stats.
+func (p *pendingSet) holding(names []string, epoch string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held[epoch] > 0 {
+		return true
+	}
+	for _, n := range names {
+		if p.held[n] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hold suspends names until the returned function is called (once).
+func (p *pendingSet) hold(names []string) (release func()) {
+	p.mu.Lock()
+	if p.held == nil {
+		p.held = map[string]int{}
+	}
+	for _, n := range names {
+		p.held[n]++
+	}
+	p.n.Store(int64(len(p.names) + len(p.held)))
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			for _, n := range names {
+				if p.held[n]--; p.held[n] <= 0 {
+					delete(p.held, n)
+				}
+			}
+			p.n.Store(int64(len(p.names) + len(p.held)))
+			p.mu.Unlock()
+		})
+	}
 }
 
 // snapshot returns every pending name with its generation. They stay
@@ -80,8 +131,16 @@ func (p *pendingSet) done(delivered map[string]uint64) {
 			delete(p.names, n)
 		}
 	}
-	p.n.Store(int64(len(p.names)))
+	p.n.Store(int64(len(p.names) + len(p.held)))
 	p.mu.Unlock()
 }
 
-func (p *pendingSet) len() int { return int(p.n.Load()) }
+// len is the number of versions pending delivery (not those held).
+func (p *pendingSet) len() int {
+	if p.n.Load() == 0 {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.names)
+}
