@@ -221,9 +221,9 @@ func checkPgSchema(schema string) error {
 // pgStatements is the SQL of a store, built once for its schema.
 type pgStatements struct {
 	entries, versions string // quoted, schema-qualified table names
-	fetch, put, bump      string
-	sweepEntries          string
-	sweepVersions         string
+	fetch, put, bump  string
+	sweepEntries      string
+	sweepVersions     string
 }
 
 func pgStatementsFor(schema string) pgStatements {
