@@ -186,7 +186,7 @@ BEGIN
 				WHEN 'v' THEN 'view: cannot have these triggers; install on the tables it reads'
 				WHEN 'm' THEN 'materialized view: cannot have these triggers; it changes only by REFRESH'
 				WHEN 'f' THEN 'foreign table: written on the remote server, not watched here'
-				ELSE 'not a table (relkind ' || r.relkind || ')'
+				ELSE 'not a table (relkind ' || r.relkind::text || ')'
 			END;
 			RETURN NEXT;
 			CONTINUE;

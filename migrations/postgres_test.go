@@ -6,8 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -263,5 +261,454 @@ func TestPostgresTriggersInstallErrors(t *testing.T) {
 	}
 }
 
-var _ = errors.New
-var _ = fmt.Sprint
+func TestPostgresTriggersCompositeUUIDTextKeys(t *testing.T) {
+	e := newPG(t)
+	// Key columns in index order, not table order: (b, a).
+	e.exec("CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (b, a))")
+	e.exec("CREATE TABLE docs (id uuid PRIMARY KEY, body text)")
+	e.exec(`CREATE TABLE "Odd ""Keys""" (k text PRIMARY KEY)`)
+	e.install()
+
+	e.exec("INSERT INTO pairs VALUES (1, 'x', 0), (2, 'y,z', 0)")
+	e.expect(e.next(), "INSERT", []string{e.q("pairs")}, "x|1", "y,z|2")
+	e.exec("UPDATE pairs SET a = 3 WHERE a = 1")
+	e.expect(e.next(), "UPDATE", []string{e.q("pairs")}, "x|1", "x|3")
+
+	e.exec("INSERT INTO docs VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', 'x')")
+	e.expect(e.next(), "INSERT", []string{e.q("docs")}, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+
+	// Text keys holding JSON's and SQL's special characters arrive intact.
+	odd := []string{`q"uote`, `back\slash`, "new\nline", "ünï", "it's"}
+	for _, k := range odd {
+		e.exec(`INSERT INTO "Odd ""Keys""" VALUES ($1)`, k)
+		e.expect(e.next(), "INSERT", []string{e.schema + `."Odd ""Keys"""`}, k)
+	}
+}
+
+func TestPostgresTriggersNoPrimaryKey(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE logs (line text)")
+	res := e.install()
+	if len(res) != 1 || res[0].Mode != "tables" {
+		t.Fatalf("install result %+v, want mode tables", res)
+	}
+	e.exec("INSERT INTO logs VALUES ('a')")
+	e.expect(e.next(), "INSERT", []string{e.q("logs")})
+	e.exec("UPDATE logs SET line = 'b'")
+	e.expect(e.next(), "UPDATE", []string{e.q("logs")})
+	e.exec("DELETE FROM logs")
+	e.expect(e.next(), "DELETE", []string{e.q("logs")})
+
+	// A primary key added later is picked up by installing again.
+	e.exec("ALTER TABLE logs ADD COLUMN id serial PRIMARY KEY")
+	res = e.install()
+	if len(res) != 1 || res[0].Mode != "keys" || res[0].Note != "installed" {
+		t.Fatalf("reinstall result %+v, want keys installed", res)
+	}
+	e.exec("INSERT INTO logs (line) VALUES ('c')")
+	p := e.next()
+	if !p.HasK || len(p.K) != 1 {
+		t.Fatalf("after adding a key: %s", p.Raw)
+	}
+}
+
+func TestPostgresTriggersOversizedStatement(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE big (id int PRIMARY KEY, v int)")
+	e.exec("CREATE TABLE wide (id text PRIMARY KEY)")
+	e.install()
+	big := []string{e.q("big")}
+
+	e.exec("INSERT INTO big SELECT g, 0 FROM generate_series(1, 5000) g")
+	e.expect(e.next(), "INSERT", big)
+	e.exec("UPDATE big SET v = 1")
+	e.expect(e.next(), "UPDATE", big)
+	e.exec("DELETE FROM big WHERE id > 10")
+	e.expect(e.next(), "DELETE", big)
+
+	// Under the row bound but over 7999 bytes: 100 keys of 100 bytes.
+	e.exec("INSERT INTO wide SELECT g || repeat('x', 100) FROM generate_series(1, 100) g")
+	e.expect(e.next(), "INSERT", []string{e.q("wide")})
+
+	// The largest statement that still fits carries its keys.
+	e.exec("DELETE FROM big")
+	e.next()
+	e.exec("INSERT INTO big SELECT g, 0 FROM generate_series(1, 1000) g")
+	p := e.next()
+	if !p.HasK || len(p.K) != 1000 {
+		t.Fatalf("1000 small keys: %d bytes, k present %v, %d keys", len(p.Raw), p.HasK, len(p.K))
+	}
+}
+
+func TestPostgresTriggersPartitions(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE m (id int, day int, PRIMARY KEY (id, day)) PARTITION BY RANGE (day)")
+	e.exec("CREATE TABLE m_a PARTITION OF m FOR VALUES FROM (0) TO (100) PARTITION BY RANGE (day)")
+	e.exec("CREATE TABLE m_a1 PARTITION OF m_a FOR VALUES FROM (0) TO (50)")
+	e.exec("CREATE TABLE m_b PARTITION OF m FOR VALUES FROM (100) TO (200)")
+	// Installing on the parent alone watches its partitions too.
+	res := e.install("m")
+	var names []string
+	for _, r := range res {
+		names = append(names, r.Table+":"+r.Mode)
+	}
+	want := []string{e.q("m") + ":keys", e.q("m_a") + ":keys", e.q("m_a1") + ":keys", e.q("m_b") + ":keys"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("install result %q, want %q", names, want)
+	}
+	root := e.q("m")
+
+	// Through the parent: the parent's trigger, with every row.
+	e.exec("INSERT INTO m VALUES (1, 10), (2, 150)")
+	e.expect(e.next(), "INSERT", []string{root}, "1|10", "2|150")
+	e.none() // the partitions' own statement triggers do not fire
+
+	// A partition written directly names itself and its ancestors.
+	e.exec("UPDATE m_a1 SET id = 5 WHERE id = 1")
+	e.expect(e.next(), "UPDATE", []string{e.q("m_a1"), e.q("m_a"), root}, "1|10", "5|10")
+	e.exec("DELETE FROM m_b")
+	e.expect(e.next(), "DELETE", []string{e.q("m_b"), root}, "2|150")
+
+	// An update through the parent that moves a row to another partition.
+	e.exec("UPDATE m SET day = 120 WHERE id = 5")
+	e.expect(e.next(), "UPDATE", []string{root}, "5|10", "5|120")
+
+	// TRUNCATE of the parent fires on every truncated table.
+	e.exec("TRUNCATE m")
+	var got []string
+	for range 4 {
+		p := e.next()
+		if p.Op != "TRUNCATE" || p.HasK {
+			t.Fatalf("truncate: %s", p.Raw)
+		}
+		got = append(got, p.T[0])
+	}
+	sort.Strings(got)
+	if !slices.Equal(got, []string{root, e.q("m_a"), e.q("m_a1"), e.q("m_b")}) {
+		t.Fatalf("truncate notified %q", got)
+	}
+
+	// A partition created later is watched once install runs again.
+	e.exec("CREATE TABLE m_c PARTITION OF m FOR VALUES FROM (200) TO (300)")
+	e.exec("INSERT INTO m_c VALUES (9, 250)")
+	e.none()
+	res = e.install("m")
+	notes := map[string]string{}
+	for _, r := range res {
+		notes[r.Table] = r.Note
+	}
+	if notes[e.q("m_c")] != "installed" || notes[root] != "unchanged" {
+		t.Fatalf("reinstall: %v", notes)
+	}
+	e.exec("INSERT INTO m_c VALUES (10, 260)")
+	e.expect(e.next(), "INSERT", []string{e.q("m_c"), root}, "10|260")
+
+	// Classic inheritance: a child written directly names its parent.
+	e.exec("CREATE TABLE animals (id int PRIMARY KEY)")
+	e.exec("CREATE TABLE cats (lives int) INHERITS (animals)")
+	e.exec("ALTER TABLE cats ADD PRIMARY KEY (id)")
+	e.install("animals")
+	e.exec("INSERT INTO cats VALUES (1, 9)")
+	e.expect(e.next(), "INSERT", []string{e.q("cats"), e.q("animals")}, "1")
+}
+
+func TestPostgresTriggersCascade(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE parents (id int PRIMARY KEY)")
+	e.exec("CREATE TABLE kids (id int PRIMARY KEY, parent int REFERENCES parents ON DELETE CASCADE ON UPDATE CASCADE)")
+	e.exec("CREATE TABLE pets (id int PRIMARY KEY, parent int REFERENCES parents ON DELETE SET NULL)")
+	e.install()
+	e.exec("INSERT INTO parents VALUES (1), (2)")
+	e.next()
+	e.exec("INSERT INTO kids VALUES (10, 1), (11, 1), (20, 2)")
+	e.next()
+	e.exec("INSERT INTO pets VALUES (30, 1)")
+	e.next()
+
+	// The cascade runs as statements of its own inside the deleting
+	// statement: the children's statement triggers fire, one
+	// notification per table changed.
+	e.exec("DELETE FROM parents WHERE id = 1")
+	byTable := map[string]payload{}
+	for range 3 {
+		p := e.next()
+		byTable[p.T[0]] = p
+	}
+	e.expect(byTable[e.q("parents")], "DELETE", []string{e.q("parents")}, "1")
+	e.expect(byTable[e.q("kids")], "DELETE", []string{e.q("kids")}, "10", "11")
+	e.expect(byTable[e.q("pets")], "UPDATE", []string{e.q("pets")}, "30")
+	e.none()
+
+	e.exec("UPDATE parents SET id = 3 WHERE id = 2")
+	byTable = map[string]payload{}
+	for range 2 {
+		p := e.next()
+		byTable[p.T[0]] = p
+	}
+	e.expect(byTable[e.q("parents")], "UPDATE", []string{e.q("parents")}, "2", "3")
+	e.expect(byTable[e.q("kids")], "UPDATE", []string{e.q("kids")}, "20")
+
+	// TRUNCATE ... CASCADE fires on every table it truncates.
+	e.exec("TRUNCATE parents CASCADE")
+	var got []string
+	for range 3 {
+		got = append(got, e.next().T[0])
+	}
+	sort.Strings(got)
+	if !slices.Equal(got, []string{e.q("kids"), e.q("parents"), e.q("pets")}) {
+		t.Fatalf("truncate cascade notified %q", got)
+	}
+}
+
+func TestPostgresTriggersTriggerWritesAnotherTable(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE orders (id int PRIMARY KEY, total int)")
+	e.exec("CREATE TABLE audit (id serial PRIMARY KEY, order_id int)")
+	e.exec(`CREATE FUNCTION audit_order() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO audit (order_id) VALUES (NEW.id); RETURN NULL; END $$`)
+	e.exec("CREATE TRIGGER audit_order AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit_order()")
+	e.install()
+	e.exec("INSERT INTO orders VALUES (5, 100)")
+	byTable := map[string]payload{}
+	for range 2 {
+		p := e.next()
+		byTable[p.T[0]] = p
+	}
+	e.expect(byTable[e.q("orders")], "INSERT", []string{e.q("orders")}, "5")
+	e.expect(byTable[e.q("audit")], "INSERT", []string{e.q("audit")}, "1")
+}
+
+// triggerState lists the querycache triggers of the test's database objects
+// (name, table, oid) and the querycache functions of schema.
+func (e *pgEnv) triggerState(schema string) (triggers []string, functions []string) {
+	e.t.Helper()
+	rows, err := e.db.Query(`SELECT t.tgname || ' on ' || t.tgrelid::regclass::text || ' #' || t.oid
+		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+		WHERE t.tgname LIKE 'querycache%' AND c.relnamespace = $1::regnamespace ORDER BY 1`, pgx.Identifier{schema}.Sanitize())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		_ = rows.Scan(&s)
+		triggers = append(triggers, s)
+	}
+	rows.Close()
+	rows, err = e.db.Query(`SELECT p.oid::regprocedure::text FROM pg_proc p
+		WHERE p.proname LIKE 'querycache%' AND p.pronamespace = $1::regnamespace ORDER BY 1`, pgx.Identifier{schema}.Sanitize())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		_ = rows.Scan(&s)
+		functions = append(functions, s)
+	}
+	rows.Close()
+	return triggers, functions
+}
+
+func TestPostgresTriggersIdempotentInstall(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE a (id int PRIMARY KEY)")
+	e.exec("CREATE TABLE b (x int)")
+	e.exec("CREATE VIEW va AS SELECT * FROM a")
+	e.exec("CREATE MATERIALIZED VIEW ma AS SELECT * FROM a")
+	first := e.install()
+	trg1, fn1 := e.triggerState(e.schema)
+	if len(trg1) != 8 || len(fn1) != 2 {
+		t.Fatalf("after install: triggers %q functions %q", trg1, fn1)
+	}
+	modes := map[string]string{}
+	for _, r := range first {
+		modes[r.Table] = r.Mode
+	}
+	if modes[e.q("va")] != "skipped" || modes[e.q("ma")] != "skipped" || modes[e.q("a")] != "keys" || modes[e.q("b")] != "tables" {
+		t.Fatalf("install result %+v", first)
+	}
+
+	// Again: nothing touched (same trigger oids), every table "unchanged",
+	// and one statement still sends one notification.
+	second := e.install()
+	trg2, _ := e.triggerState(e.schema)
+	if !slices.Equal(trg1, trg2) {
+		t.Fatalf("reinstall replaced triggers:\n%q\n%q", trg1, trg2)
+	}
+	for _, r := range second {
+		if r.Mode != "skipped" && !strings.HasPrefix(r.Note, "unchanged") {
+			t.Fatalf("reinstall result %+v", second)
+		}
+	}
+	e.exec("INSERT INTO a VALUES (1)")
+	e.expect(e.next(), "INSERT", []string{e.q("a")}, "1")
+	e.none()
+
+	// A table created since is picked up, and naming a view is not an error.
+	e.exec("CREATE TABLE c (id int PRIMARY KEY)")
+	e.install()
+	e.exec("INSERT INTO c VALUES (1)")
+	e.expect(e.next(), "INSERT", []string{e.q("c")}, "1")
+	if res := e.install("va"); len(res) != 1 || res[0].Mode != "skipped" || !strings.Contains(res[0].Note, "view") {
+		t.Fatalf("install of a view: %+v", res)
+	}
+
+	// Another channel replaces the triggers: the old channel hears nothing.
+	other := e.channel + "_2"
+	if _, err := migrations.InstallPostgresTriggers(context.Background(), e.db, migrations.Options{Schema: e.schema, Channel: other}); err != nil {
+		t.Fatal(err)
+	}
+	e.exec("INSERT INTO a VALUES (2)")
+	e.none()
+}
+
+func TestPostgresTriggersUninstall(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE a (id int PRIMARY KEY)")
+	e.exec("CREATE TABLE b (id int PRIMARY KEY)")
+	e.exec("CREATE TABLE m (id int PRIMARY KEY) PARTITION BY RANGE (id)")
+	// A partition in another schema gets a trigger calling this schema's
+	// function; uninstall must find it.
+	elsewhere := e.schema + "_x"
+	e.exec("CREATE SCHEMA " + elsewhere)
+	t.Cleanup(func() { _, _ = e.db.Exec("DROP SCHEMA " + elsewhere + " CASCADE") })
+	e.exec("CREATE TABLE " + elsewhere + ".m1 PARTITION OF m FOR VALUES FROM (0) TO (10)")
+	e.install()
+	if trg, _ := e.triggerState(elsewhere); len(trg) != 4 {
+		t.Fatalf("partition in another schema: triggers %q", trg)
+	}
+
+	ctx := context.Background()
+	// Some tables only: theirs go, the others' and the functions stay.
+	if err := migrations.UninstallPostgresTriggers(ctx, e.db, e.opts("a")); err != nil {
+		t.Fatal(err)
+	}
+	trg, fns := e.triggerState(e.schema)
+	if len(trg) != 8 || len(fns) != 2 {
+		t.Fatalf("after uninstalling a: triggers %q functions %q", trg, fns)
+	}
+	e.exec("INSERT INTO a VALUES (1)")
+	e.exec("INSERT INTO b VALUES (1)")
+	e.expect(e.next(), "INSERT", []string{e.q("b")}, "1")
+
+	// Everything.
+	if err := migrations.UninstallPostgresTriggers(ctx, e.db, e.opts()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{e.schema, elsewhere} {
+		if trg, fns := e.triggerState(s); len(trg)+len(fns) != 0 {
+			t.Fatalf("after uninstall, schema %s keeps triggers %q functions %q", s, trg, fns)
+		}
+	}
+	e.exec("INSERT INTO a VALUES (2)")
+	e.exec("INSERT INTO m VALUES (2)")
+	e.exec("TRUNCATE b")
+	e.none()
+	// Again, and on a schema never installed: nothing to do, no error.
+	if err := migrations.UninstallPostgresTriggers(ctx, e.db, e.opts()); err != nil {
+		t.Fatalf("second uninstall: %v", err)
+	}
+	if err := migrations.UninstallPostgresTriggers(ctx, e.db, migrations.Options{Schema: elsewhere}); err != nil {
+		t.Fatalf("uninstall of a schema never installed: %v", err)
+	}
+}
+
+// TestPostgresTriggersHostileNames installs into a schema, on a table and
+// for a channel whose names hold quotes, spaces, a backslash and a dot.
+func TestPostgresTriggersHostileNames(t *testing.T) {
+	e := newPG(t)
+	schema := e.schema + ` "s'. \x`
+	table := `we"ird 'name; DROP TABLE x; --`
+	channel := `chan "x' y\`
+	qs := pgx.Identifier{schema}.Sanitize()
+	e.exec("CREATE SCHEMA " + qs)
+	t.Cleanup(func() { _, _ = e.db.Exec("DROP SCHEMA " + qs + " CASCADE") })
+	e.exec("CREATE TABLE " + qs + "." + pgx.Identifier{table}.Sanitize() + " (id text PRIMARY KEY)")
+	e.exec("CREATE TABLE " + qs + ".x (id int)") // what an injection would drop
+	ctx := context.Background()
+	if _, err := e.lc.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	e.channel = channel
+	opts := migrations.Options{Schema: schema, Tables: []string{table}, Channel: channel}
+	res, err := migrations.InstallPostgresTriggers(ctx, e.db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var quoted string
+	if err := e.db.QueryRow("SELECT format('%I.%I', $1::text, $2::text)", schema, table).Scan(&quoted); err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Table != quoted || res[0].Mode != "keys" {
+		t.Fatalf("install result %+v, want table %s", res, quoted)
+	}
+	e.exec("INSERT INTO "+qs+"."+pgx.Identifier{table}.Sanitize()+" VALUES ($1)", `k'"\`)
+	e.expect(e.next(), "INSERT", []string{quoted}, `k'"\`)
+
+	// The dry-run SQL, applied as a user would, does the same.
+	q, err := migrations.PostgresInstallSQL(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.exec(q)
+	if err := migrations.UninstallPostgresTriggers(ctx, e.db, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.UninstallPostgresTriggers(ctx, e.db, migrations.Options{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	if trg, fns := e.triggerState(schema); len(trg)+len(fns) != 0 {
+		t.Fatalf("after uninstall: %q %q", trg, fns)
+	}
+	e.exec("SELECT 1 FROM " + qs + ".x") // still there
+}
+
+// TestPostgresTriggersDryRun checks that the dry-run SQL is what Install
+// runs: applied by hand it installs the same triggers, and producing it
+// touches nothing.
+func TestPostgresTriggersDryRun(t *testing.T) {
+	e := newPG(t)
+	e.exec("CREATE TABLE a (id int PRIMARY KEY)")
+	q, err := migrations.PostgresInstallSQL(e.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CREATE OR REPLACE FUNCTION " + `"` + e.schema + `".querycache_notify()`, "querycache_install('" + e.schema + "', NULL, '" + e.channel + "')"} {
+		if !strings.Contains(q, want) {
+			t.Fatalf("dry-run SQL lacks %q:\n%s", want, q)
+		}
+	}
+	if trg, fns := e.triggerState(e.schema); len(trg)+len(fns) != 0 {
+		t.Fatalf("the dry run changed the database: %q %q", trg, fns)
+	}
+	e.exec(q)
+	trg, fns := e.triggerState(e.schema)
+	if len(trg) != 4 || len(fns) != 2 {
+		t.Fatalf("dry-run SQL applied: %q %q", trg, fns)
+	}
+	e.exec("DELETE FROM a")
+	e.none() // nothing deleted, nothing sent
+	e.exec("INSERT INTO a VALUES (3)")
+	e.expect(e.next(), "INSERT", []string{e.q("a")}, "3")
+
+	u, err := migrations.PostgresUninstallSQL(e.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.exec(u)
+	if trg, fns := e.triggerState(e.schema); len(trg)+len(fns) != 0 {
+		t.Fatalf("uninstall SQL applied: %q %q", trg, fns)
+	}
+
+	// With no schema, the SQL is the file's: the current schema.
+	q, err = migrations.PostgresInstallSQL(migrations.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(q, "CREATE OR REPLACE FUNCTION querycache_notify()") || !strings.Contains(q, "querycache_install(current_schema(), NULL, 'querycache')") {
+		t.Fatalf("default dry-run SQL:\n%s", q)
+	}
+	e.exec(q) // the DSN's search_path is the test schema
+	if trg, _ := e.triggerState(e.schema); len(trg) != 4 {
+		t.Fatalf("default SQL applied: %q", trg)
+	}
+}
