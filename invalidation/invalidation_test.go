@@ -35,6 +35,10 @@ func TestFromSQL(t *testing.T) {
 		{`DROP TABLE IF EXISTS "users"`, querycache.Change{Tables: []string{cat, "users"}}},
 		{`COMMENT ON TABLE users IS 'x'`, querycache.Change{Tables: []string{cat, "users"}}},
 		{`TRUNCATE users`, querycache.Change{Tables: []string{"users"}}},
+		// CASCADE empties tables the text does not name: without the
+		// schema, everything.
+		{`TRUNCATE users CASCADE`, querycache.Change{All: true}},
+		{`DROP TABLE users CASCADE`, querycache.Change{All: true}},
 		{`PRAGMA foreign_keys = ON`, querycache.Change{Tables: []string{cat}}},
 		{`PRAGMA table_info(users)`, querycache.Change{}},
 		{`GRANT SELECT ON users TO bob`, querycache.Change{Tables: []string{cat}}},

@@ -60,6 +60,7 @@ type analyzer struct {
 
 	nondet       uint64
 	undetermined bool
+	cascade      bool
 	locking      bool
 	tableRefs    int
 	subqueries   int

@@ -185,8 +185,8 @@ func (a *analyzer) alter(j int) int {
 //
 //	DROP [MATERIALIZED|FOREIGN] TABLE|VIEW [IF EXISTS] name, ... [CASCADE]
 //
-// writes the names; CASCADE (which drops dependent objects) and any other
-// object (DROP INDEX names no table) are undetermined.
+// writes the names; CASCADE (which drops dependent objects) sets cascade;
+// any other object (DROP INDEX names no table) is undetermined.
 func (a *analyzer) drop(j int) int {
 	for a.isKw(j, kwMaterialized) || a.isKw(j, kwForeign) {
 		j++
@@ -197,21 +197,21 @@ func (a *analyzer) drop(j int) int {
 	}
 	j = a.writeList(a.skipIfExists(j + 1))
 	if a.findKw(j, kwCascade) >= 0 {
-		a.undetermined = true
+		a.cascade = true
 	}
 	return j
 }
 
 // truncate reads TRUNCATE [TABLE] [ONLY] name [*], ... [CASCADE] after the
-// TRUNCATE at toks[j-1]. CASCADE empties referencing tables too:
-// undetermined.
+// TRUNCATE at toks[j-1]. CASCADE empties referencing tables too: it sets
+// cascade.
 func (a *analyzer) truncate(j int) int {
 	if a.isKw(j, kwTable) {
 		j++
 	}
 	j = a.writeList(j)
 	if a.findKw(j, kwCascade) >= 0 {
-		a.undetermined = true
+		a.cascade = true
 	}
 	return j
 }

@@ -31,10 +31,22 @@ type Statement struct {
 	// named: a table function (FROM generate_series(...); SQLite's
 	// pragma_* functions excepted, they read CatalogTable), a placeholder
 	// where a table should be, a write whose target could not be parsed,
-	// DROP INDEX, a trigger, CASCADE, unparsable DDL, DISCARD, ATTACH, a
-	// function name that cannot be decoded, or any text Inspect could not
-	// read with confidence (always so for KindUnknown).
+	// DROP INDEX, a trigger, unparsable DDL, DISCARD, ATTACH, a function
+	// name that cannot be decoded, or any text Inspect could not read with
+	// confidence (always so for KindUnknown). A CASCADE alone does not make
+	// a statement undetermined: it sets Cascade.
 	Undetermined bool
+	// Cascade is true when the statement also changes relations that the
+	// text does not name but that depend on the ones in Writes:
+	// TRUNCATE ... CASCADE empties every table with a foreign key
+	// referencing a truncated table (recursively), and DROP TABLE|VIEW|
+	// MATERIALIZED VIEW|FOREIGN TABLE ... CASCADE drops the views and
+	// foreign-key constraints that depend on a dropped relation. Writes
+	// lists only the relations named. A caller that knows the schema adds
+	// every table referencing (by foreign key, recursively) or depending on
+	// (views) a table in Writes; a caller that cannot must treat the
+	// statement as writing everything, as invalidation.FromInspected does.
+	Cascade bool
 	// Locking is true for a locking read: FOR UPDATE, FOR NO KEY UPDATE,
 	// FOR SHARE or FOR KEY SHARE.
 	Locking bool
@@ -238,6 +250,7 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 	st := Statement{
 		Kind:             kind,
 		Undetermined:     a.undetermined,
+		Cascade:          a.cascade,
 		Locking:          a.locking,
 		NonDeterministic: nondetList(a.nondet),
 		Statements:       n,

@@ -53,6 +53,7 @@ func truncate(writes []string) Statement {
 }
 
 func undetermined(st Statement) Statement { st.Undetermined = true; return st }
+func cascade(st Statement) Statement      { st.Cascade = true; return st }
 func locking(st Statement) Statement      { st.Locking = true; return st }
 func stmts(n int, st Statement) Statement { st.Statements = n; return st }
 func nondet(st Statement, names ...string) Statement {
@@ -68,7 +69,7 @@ var unknown = Statement{Kind: KindUnknown, Undetermined: true, Statements: 1}
 // Subqueries, Functions and TxOps have tests of their own.
 func sameStatement(a, b Statement) bool {
 	return a.Kind == b.Kind && slices.Equal(a.Reads, b.Reads) && slices.Equal(a.Writes, b.Writes) &&
-		a.Undetermined == b.Undetermined && a.Locking == b.Locking &&
+		a.Undetermined == b.Undetermined && a.Cascade == b.Cascade && a.Locking == b.Locking &&
 		slices.Equal(a.NonDeterministic, b.NonDeterministic) && a.Statements == b.Statements &&
 		a.Catalog == b.Catalog && a.Replace == b.Replace && a.SessionState == b.SessionState &&
 		slices.Equal(a.TempTables, b.TempTables)
@@ -81,9 +82,9 @@ func sameAll(a, b Statement) bool {
 }
 
 func show(st Statement) string {
-	return fmt.Sprintf("{Kind:%v Reads:%q Writes:%q Undetermined:%v Locking:%v NonDeterministic:%q Statements:%d "+
+	return fmt.Sprintf("{Kind:%v Reads:%q Writes:%q Undetermined:%v Cascade:%v Locking:%v NonDeterministic:%q Statements:%d "+
 		"TableRefs:%d Subqueries:%d Catalog:%v Replace:%v Functions:%v SessionState:%v TempTables:%q TxOps:%v}",
-		st.Kind, st.Reads, st.Writes, st.Undetermined, st.Locking, st.NonDeterministic, st.Statements,
+		st.Kind, st.Reads, st.Writes, st.Undetermined, st.Cascade, st.Locking, st.NonDeterministic, st.Statements,
 		st.TableRefs, st.Subqueries, st.Catalog, st.Replace, st.Functions, st.SessionState, st.TempTables, st.TxOps)
 }
 
@@ -361,7 +362,7 @@ var ddlTests = []inspectTest{
 	{"create sequence", `CREATE SEQUENCE s`, undetermined(ddl(l("s"), nil))},
 	{"create temp sequence", `CREATE TEMP SEQUENCE IF NOT EXISTS s`, temps(undetermined(ddl(l("s"), nil)), "s")},
 	{"drop tables", `DROP TABLE IF EXISTS a, "B", main.c RESTRICT`, ddl(l("a", "b", "c"), nil)},
-	{"drop cascade", `DROP TABLE a CASCADE`, undetermined(ddl(l("a"), nil))},
+	{"drop cascade", `DROP TABLE a CASCADE`, cascade(ddl(l("a"), nil))},
 	{"drop view", `DROP VIEW IF EXISTS v`, ddl(l("v"), nil)},
 	{"drop materialized view", `DROP MATERIALIZED VIEW mv`, ddl(l("mv"), nil)},
 	{"drop index", `DROP INDEX idx_posts_title`, undetermined(ddl(nil, nil))},
@@ -369,7 +370,7 @@ var ddlTests = []inspectTest{
 	{"drop other", `DROP SEQUENCE s`, undetermined(ddl(nil, nil))},
 	{"truncate", `TRUNCATE a, b`, truncate(l("a", "b"))},
 	{"truncate table only", `TRUNCATE TABLE ONLY a *, ONLY b RESTART IDENTITY`, truncate(l("a", "b"))},
-	{"truncate cascade", `TRUNCATE posts CASCADE`, undetermined(truncate(l("posts")))},
+	{"truncate cascade", `TRUNCATE posts CASCADE`, cascade(truncate(l("posts")))},
 	{"alter table", `ALTER TABLE IF EXISTS ONLY posts ADD COLUMN x int DEFAULT 0`, ddl(l("posts"), nil)},
 	{"alter rename column", `ALTER TABLE posts RENAME COLUMN a TO b`, ddl(l("posts"), nil)},
 	{"alter sqlite rename column", `ALTER TABLE posts RENAME a TO b`, ddl(l("posts"), nil)},
