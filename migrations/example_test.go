@@ -1,0 +1,50 @@
+package migrations_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"querycache.dev/migrations"
+)
+
+// Install the triggers on two tables of schema public, notifying channel
+// "querycache" (the listener's default). With a pgxpool.Pool, pass
+// stdlib.OpenDBFromPool(pool) instead of db.
+func ExampleInstallPostgresTriggers() {
+	ctx := context.Background()
+	db, err := sql.Open("pgx", "postgres://app@localhost:5432/app")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	res, err := migrations.InstallPostgresTriggers(ctx, db, migrations.Options{
+		Schema: "public",
+		Tables: []string{"users", "orders"}, // nil: every table of the schema
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, r := range res {
+		fmt.Println(r.Table, r.Mode, r.Note) // e.g. "public.users keys installed"
+	}
+}
+
+// Print the SQL instead of running it, to review it or apply it with psql.
+func ExamplePostgresInstallSQL() {
+	q, err := migrations.PostgresInstallSQL(migrations.Options{Schema: "public", Channel: "querycache"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(q), "\n")
+	fmt.Println(lines[0])
+	fmt.Println(lines[len(lines)-1])
+	// Output:
+	// -- querycache_notify is the trigger function of every querycache trigger.
+	// SELECT table_name, mode, note FROM "public".querycache_install('public', NULL, 'querycache');
+}
