@@ -118,6 +118,10 @@ type PostgresStore struct {
 	unbounded bool
 
 	retries, swept, sweepErrors atomic.Int64
+
+	// listenerPID is the backend of a TieredStore's listening connection
+	// (the latest one), for tests that terminate it.
+	listenerPID atomic.Uint32
 }
 
 // NewPostgresStore returns a store in PostgreSQL, on pool. A nil pool or an

@@ -7,7 +7,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,7 +14,6 @@ import (
 	"unsafe"
 
 	"github.com/maypok86/otter/v2"
-	"github.com/redis/go-redis/v9"
 	"querycache.dev/keys"
 )
 
@@ -44,7 +42,10 @@ type TieredOptions struct {
 }
 
 // TieredStore is a two-level store: process memory (L1) in front of a
-// RedisStore (L2), for several processes sharing one Redis.
+// RedisStore (L2), for several processes sharing one Redis; or, made by
+// NewTieredPostgresStore, in front of a PostgresStore, with the broadcast
+// carried by LISTEN/NOTIFY instead of pub/sub (pgstore_tiered.go). What
+// follows says Redis; the PostgreSQL variant keeps the same rules.
 //
 // L1 holds entries (the envelopes exactly as stored in Redis: the engine
 // checks their tokens and expiry) and version tokens read from Redis. A
@@ -76,7 +77,7 @@ type TieredOptions struct {
 // arrive before the new tokens are readable. (Sharded SPUBLISH would need
 // one subscription per shard; it is not used.)
 type TieredStore struct {
-	l2   *RedisStore
+	l2   tieredL2
 	opts TieredOptions
 	err  error
 
@@ -88,10 +89,10 @@ type TieredStore struct {
 	// lock cannot interleave with a clear.
 	state atomic.Uint64
 
-	mu       sync.Mutex // guards channels, ps, started, closed
+	mu       sync.Mutex // guards channels, sub, started, closed
 	channels []string
 	chans    atomic.Pointer[[]string] // channels, for Bump without the lock
-	ps       *redis.PubSub
+	sub      *tieredSub               // the subscription loop's current one
 	started  atomic.Bool
 	closed   bool
 	ctx      context.Context
@@ -100,11 +101,39 @@ type TieredStore struct {
 	closeErr sync.Once
 
 	hits, broadcasts, undecodable, losses atomic.Int64
-	serverChanges                         int64 // L2's, as last seen by the subscription loop
+	serverChanges                         int64 // a Redis L2's, as last seen by the subscription loop
 
 	// Test hooks, set before the store is used.
 	afterL2     func() // between Fetch's L2 call and its L1 fill
 	onBroadcast func() // after a received message was applied
+}
+
+// tieredL2 is a TieredStore's second level: a shared store whose
+// invalidations reach every TieredStore in front of it through a
+// broadcast. RedisStore (pub/sub, tiered_redis.go) and PostgresStore
+// (LISTEN/NOTIFY, pgstore_tiered.go) implement it. Leases are optional:
+// the TieredStore takes them through the second level when it is a
+// Leaser, and fills without one otherwise.
+type tieredL2 interface {
+	Store
+	Err() error
+	PutFor(ctx context.Context, key string, value []byte, ttl time.Duration, versions []string) error
+	bindNamespace(ns keys.Namespace)
+	bindMaxEntry(n int)
+	OnRecover(fn func())
+	// channelFor returns the broadcast channel of a name (a key prefix +
+	// tieredChannel), as the second level spells it.
+	channelFor(name string) string
+	// bumpAndBroadcast replaces versions and announces their names on
+	// every channel, ordered so that a receiver that reads a version
+	// after the announcement reads the new token.
+	bumpAndBroadcast(ctx context.Context, versions, channels []string) error
+	// listen subscribes to chans and reports to t until sub is stopped or
+	// the subscription must be replaced: t.subscribed(sub) once every
+	// channel is confirmed (no L1 before that), t.lost(err) when the
+	// subscription may have missed a broadcast, t.apply(msg) for each
+	// message (in the encodeBroadcast format; anything else empties L1).
+	listen(t *TieredStore, sub *tieredSub, chans []string)
 }
 
 // tieredStripes is the number of invalidation generation counters (and
@@ -137,11 +166,16 @@ const tieredChannel = "qc:invalidate"
 // The subscription starts when a Cache binds the store (querycache.New),
 // or at the store's first use.
 func NewTieredStore(l2 *RedisStore, opts TieredOptions) *TieredStore {
+	if l2 == nil {
+		return &TieredStore{err: errors.New("querycache: NewTieredStore got a nil *RedisStore; pass querycache.NewRedisStore(client, querycache.RedisOptions{})")}
+	}
+	return newTiered(l2, opts)
+}
+
+// newTiered returns a TieredStore in front of any second level.
+func newTiered(l2 tieredL2, opts TieredOptions) *TieredStore {
 	t := &TieredStore{l2: l2, seed: maphash.MakeSeed(), done: make(chan struct{})}
 	switch {
-	case l2 == nil:
-		t.err = errors.New("querycache: NewTieredStore got a nil *RedisStore; pass querycache.NewRedisStore(client, querycache.RedisOptions{})")
-		return t
 	case l2.Err() != nil:
 		t.err = fmt.Errorf("querycache: NewTieredStore's second level: %w", l2.Err())
 		return t
@@ -192,8 +226,17 @@ func weighL1(key string, it l1Item) uint32 {
 // Err reports a configuration error of NewTieredStore, or nil.
 func (t *TieredStore) Err() error { return t.err }
 
-// L2 returns the second level.
-func (t *TieredStore) L2() *RedisStore { return t.l2 }
+// L2 returns the second level when it is a RedisStore, or nil.
+func (t *TieredStore) L2() *RedisStore {
+	r, _ := t.l2.(*RedisStore)
+	return r
+}
+
+// PostgresL2 returns the second level when it is a PostgresStore, or nil.
+func (t *TieredStore) PostgresL2() *PostgresStore {
+	p, _ := t.l2.(*PostgresStore)
+	return p
+}
 
 // Subscribed reports whether the invalidation subscription is confirmed
 // and healthy. While it is not, L1 is neither served nor filled (except
@@ -243,7 +286,7 @@ func (t *TieredStore) bindNamespace(ns keys.Namespace) {
 		return
 	}
 	t.l2.bindNamespace(ns)
-	t.addChannel(ns.Prefix() + tieredChannel)
+	t.addChannel(t.l2.channelFor(ns.Prefix() + tieredChannel))
 }
 
 // bindMaxEntry passes the cache's entry limit to the Redis level.
@@ -540,35 +583,15 @@ func (t *TieredStore) Bump(ctx context.Context, versions []string) error {
 	return err
 }
 
-// bumpL2 replaces versions in Redis and publishes them on every channel.
+// bumpL2 replaces versions in L2 and broadcasts them on every channel,
+// so that a receiver that reads them after the message reads the new
+// tokens.
 func (t *TieredStore) bumpL2(ctx context.Context, versions []string) error {
-	chans := []string{tieredChannel}
+	chans := []string{t.l2.channelFor(tieredChannel)}
 	if p := t.chans.Load(); p != nil { // nil only if closed before first use
 		chans = *p
 	}
-	msg := encodeBroadcast(versions)
-	if !t.l2.cluster && len(chans) == 1 {
-		// One server runs a pipeline in order: the PUBLISH after the SETs.
-		return t.l2.bump(ctx, versions, chans[0], msg)
-	}
-	if err := t.l2.bump(ctx, versions, "", nil); err != nil {
-		return err
-	}
-	return t.l2.publish(ctx, chans, msg)
-}
-
-// publish publishes msg on every channel in one round trip. PUBLISH is
-// keyless: a cluster client sends it to any node, and the cluster bus
-// delivers it to subscribers on every node.
-func (s *RedisStore) publish(ctx context.Context, channels []string, msg []byte) error {
-	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
-		p := s.client.Pipeline()
-		for _, ch := range channels {
-			p.Publish(ctx, ch, msg)
-		}
-		_, err := p.Exec(ctx)
-		return err
-	})
+	return t.l2.bumpAndBroadcast(ctx, versions, chans)
 }
 
 // drop deletes version names from L1 and bumps their stripes, under each
@@ -625,8 +648,8 @@ func (t *TieredStore) Close() error {
 		t.mu.Lock()
 		t.closed = true
 		t.cancel()
-		if t.ps != nil {
-			_ = t.ps.Close()
+		if t.sub != nil {
+			t.sub.stop()
 		}
 		started := t.started.Load()
 		t.mu.Unlock()
@@ -659,9 +682,9 @@ func (t *TieredStore) addChannel(ch string) {
 		return
 	}
 	t.clearL1(subDown)
-	if t.ps != nil {
-		_ = t.ps.Close() // the loop sees it is no longer current and replaces it
-		t.ps = nil
+	if t.sub != nil {
+		t.sub.stop() // the loop sees it is no longer current and replaces it
+		t.sub = nil
 	}
 }
 
@@ -677,7 +700,7 @@ func (t *TieredStore) start() {
 		return
 	}
 	if len(t.channels) == 0 {
-		t.channels = []string{tieredChannel}
+		t.channels = []string{t.l2.channelFor(tieredChannel)}
 		chans := slices.Clone(t.channels)
 		t.chans.Store(&chans)
 	}
@@ -693,117 +716,82 @@ func (t *TieredStore) startLocked() {
 func (t *TieredStore) run() {
 	defer close(t.done)
 	for {
-		ps, want, ok := t.newPubSub()
+		sub, chans, ok := t.newSub()
 		if !ok {
 			return
 		}
-		t.receive(ps, want)
-		_ = ps.Close()
+		t.l2.listen(t, sub, chans)
+		sub.stop()
 	}
 }
 
-// newPubSub makes the loop's PubSub and subscribes it (dialling, outside
-// the lock). It reports false when the store is closed.
-func (t *TieredStore) newPubSub() (*redis.PubSub, int, bool) {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, 0, false
-	}
-	ps := t.l2.client.Subscribe(t.ctx) // no channel yet: no network call
-	t.ps = ps
-	chans := slices.Clone(t.channels)
-	t.mu.Unlock()
-	// A failed dial is retried by the first Receive, which also sends the
-	// SUBSCRIBE again.
-	_ = ps.Subscribe(t.ctx, chans...)
-	return ps, len(chans), true
-}
-
-// current reports whether ps is still the loop's PubSub (addChannel and
-// Close replace or close it).
-func (t *TieredStore) current(ps *redis.PubSub) bool {
+// newSub makes the loop's next subscription. It reports false when the
+// store is closed.
+func (t *TieredStore) newSub() (*tieredSub, []string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.ps == ps && !t.closed
+	if t.closed {
+		return nil, nil, false
+	}
+	sub := &tieredSub{}
+	sub.ctx, sub.cancel = context.WithCancel(t.ctx)
+	t.sub = sub
+	return sub, slices.Clone(t.channels), true
 }
 
-// receive reads ps until it must be replaced (dead, or replaced by
-// addChannel) or the store is closed.
-//
-// A read that times out (nothing for half a PingInterval) sends a PING;
-// a second timeout with the PING unanswered means the connection is dead
-// without having been closed (a partition, a host gone): go-redis does
-// not reconnect after a timeout, so the PubSub is replaced. Any other
-// error (the server closed the connection, CLIENT KILL) makes go-redis
-// reconnect and subscribe again on the next Receive; the confirmation
-// then marks the subscription up again.
-func (t *TieredStore) receive(ps *redis.PubSub, want int) {
-	wait := t.opts.PingInterval / 2
-	pinged := false
-	fails := 0
-	for {
-		msg, err := ps.ReceiveTimeout(t.ctx, wait)
-		if t.ctx.Err() != nil {
-			return
-		}
-		t.checkServer()
-		if err != nil {
-			if !t.current(ps) {
-				return
-			}
-			var ne net.Error
-			timeout := errors.As(err, &ne) && ne.Timeout()
-			if timeout && !pinged {
-				perr := ps.Ping(t.ctx)
-				if perr == nil {
-					pinged = true
-					continue
-				}
-				err = perr
-			}
-			t.lost(err)
-			if timeout {
-				return // unanswered PING: replace the PubSub
-			}
-			fails++
-			if !t.sleep(min(time.Duration(fails)*50*time.Millisecond, t.opts.PingInterval)) {
-				return
-			}
-			continue
-		}
-		fails, pinged = 0, false
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Count == want {
-				t.subscribed(ps)
-			}
-		case *redis.Message:
-			t.apply(m.Payload)
-		case *redis.Pong:
-		}
+// current reports whether sub is still the loop's subscription
+// (addChannel and Close replace or stop it).
+func (t *TieredStore) current(sub *tieredSub) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sub == sub && !t.closed
+}
+
+// tieredSub is one subscription of the loop, listened to by the second
+// level (tieredL2.listen) until it is stopped: by addChannel (a channel
+// was added: the loop makes a new one), by Close, or by the loop when
+// listen returns. Stopping cancels ctx and runs the functions the second
+// level registered with onStop (closing a connection whose blocked read
+// does not watch the context).
+type tieredSub struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	stopped bool
+	stops   []func()
+}
+
+// onStop registers fn to run when sub is stopped; it reports false (and
+// runs nothing) when sub is stopped already.
+func (s *tieredSub) onStop(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.stops = append(s.stops, fn)
+	return true
+}
+
+// stop cancels the subscription; it may be called more than once.
+func (s *tieredSub) stop() {
+	s.mu.Lock()
+	fns := s.stops
+	s.stops, s.stopped = nil, true
+	s.mu.Unlock()
+	s.cancel()
+	for _, fn := range fns {
+		fn()
 	}
 }
 
-// checkServer empties L1 when L2 has seen a server change since the last
-// check (a Redis restarted from old data, or a promoted replica: L2
-// replaced the epoch there, without a broadcast). Such a change normally
-// drops the subscription too, which empties L1 anyway; this bounds the
-// case where it does not (the subscription's connection survived, or
-// went to a server that did not change) to PingInterval/2.
-func (t *TieredStore) checkServer() {
-	if n := t.l2.ServerChanges(); n != t.serverChanges {
-		t.serverChanges = n
-		t.clearL1(keepSub)
-	}
-}
-
-// sleep waits d or until the store is closed; false means closed.
-func (t *TieredStore) sleep(d time.Duration) bool {
+// sleep waits d or until sub is stopped; false means stopped.
+func (s *tieredSub) sleep(d time.Duration) bool {
 	tm := time.NewTimer(d)
 	defer tm.Stop()
 	select {
-	case <-t.ctx.Done():
+	case <-s.ctx.Done():
 		return false
 	case <-tm.C:
 		return true
@@ -825,10 +813,10 @@ func (t *TieredStore) lost(err error) {
 // channel subscribed), emptying L1 first: broadcasts may have been missed
 // while it was down, and anything read from Redis before the server
 // subscribed us could be stale without a broadcast to come.
-func (t *TieredStore) subscribed(ps *redis.PubSub) {
+func (t *TieredStore) subscribed(sub *tieredSub) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.ps != ps || t.closed {
+	if t.sub != sub || t.closed {
 		return // replaced meanwhile (addChannel): wait for the new one
 	}
 	recovered := t.losses.Load() > 0
@@ -842,6 +830,12 @@ func (t *TieredStore) subscribed(ps *redis.PubSub) {
 // is applied, so a test that sees them move sees L1 already dropped.
 func (t *TieredStore) apply(payload string) {
 	m, err := decodeBroadcast(payload)
+	t.applyDecoded(m, err, len(payload))
+}
+
+// applyDecoded applies a decoded broadcast (err: undecodable) of size
+// bytes.
+func (t *TieredStore) applyDecoded(m broadcast, err error, size int) {
 	switch {
 	case err != nil:
 		// Anyone can publish on the channel; a message we cannot read may
@@ -849,7 +843,7 @@ func (t *TieredStore) apply(payload string) {
 		t.clearL1(keepSub)
 		n := t.undecodable.Add(1)
 		if n&(n-1) == 0 { // 1, 2, 4, 8, ...: a flood does not flood the log
-			t.logWarn("querycache: undecodable invalidation broadcast; first level emptied", "count", n, "bytes", len(payload))
+			t.logWarn("querycache: undecodable invalidation broadcast; first level emptied", "count", n, "bytes", size)
 		}
 	case m.all:
 		t.clearL1(keepSub)
