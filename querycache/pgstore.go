@@ -122,6 +122,9 @@ type PostgresStore struct {
 	// listenerPID is the backend of a TieredStore's listening connection
 	// (the latest one), for tests that terminate it.
 	listenerPID atomic.Uint32
+	// listenConfig, when set (tests, before first use), replaces the
+	// pool's configuration for the listening connection.
+	listenConfig *pgx.ConnConfig
 }
 
 // NewPostgresStore returns a store in PostgreSQL, on pool. A nil pool or an

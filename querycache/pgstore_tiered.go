@@ -141,6 +141,9 @@ func (s *PostgresStore) listen(t *TieredStore, sub *tieredSub, chans []string) {
 // the connection).
 func (s *PostgresStore) listenOnce(t *TieredStore, sub *tieredSub, chans []string) (up bool, err error) {
 	cfg := s.pool.Config().ConnConfig // a copy
+	if s.listenConfig != nil {
+		cfg = s.listenConfig.Copy()
+	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "querycache listener"
 	}
