@@ -34,32 +34,42 @@ BEGIN;
 -- each statement rather than frozen at install time, so that renaming a
 -- column, changing the key or attaching the table to a new parent later can
 -- never make the trigger fail the user's write or name the wrong rows.
+-- Cost: the static statements below are planned once per trigger and
+-- session; only the key query, whose columns are the table's, is planned at
+-- each statement.
 CREATE OR REPLACE FUNCTION querycache_notify() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $querycache$
 DECLARE
-	v_tables  text;
+	v_tables  text := to_json(format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME))::text;
+	v_indkey  int2[];
 	v_key     text;
 	v_sql     text;
 	v_n       bigint;
 	v_keys    text;
 	v_payload text;
 BEGIN
-	-- "t": this table first, then its ancestors up to the root (min depth
-	-- for a table reached twice through multiple inheritance).
-	WITH RECURSIVE up(relid, depth) AS (
-		SELECT TG_RELID, 0
-		UNION ALL
-		SELECT i.inhparent, up.depth + 1
-		  FROM pg_inherits i JOIN up ON i.inhrelid = up.relid
-	), d AS (
-		SELECT relid, min(depth) AS depth FROM up GROUP BY relid
-	)
-	SELECT string_agg(to_json(format('%I.%I', n.nspname, c.relname))::text, ',' ORDER BY d.depth, c.oid)
-	  INTO v_tables
-	  FROM d JOIN pg_class c ON c.oid = d.relid
-	  JOIN pg_namespace n ON n.oid = c.relnamespace;
+	-- "t": this table first, then, for a partition or inheritance child,
+	-- its ancestors up to the root (each once, at its least depth, for a
+	-- table reached twice through multiple inheritance).
+	IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = TG_RELID) THEN
+		WITH RECURSIVE up(relid, depth) AS (
+			SELECT i.inhparent, 1 FROM pg_inherits i WHERE i.inhrelid = TG_RELID
+			UNION ALL
+			SELECT i.inhparent, up.depth + 1
+			  FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
+		), d AS (
+			SELECT relid, min(depth) AS depth FROM up GROUP BY relid
+		)
+		SELECT v_tables || ',' || string_agg(
+		           (SELECT to_json(format('%I.%I', n.nspname, c.relname))::text
+		              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		             WHERE c.oid = d.relid),
+		           ',' ORDER BY d.depth, d.relid)
+		  INTO v_tables
+		  FROM d;
+	END IF;
 
 	v_payload := '{"v":1,"op":"' || TG_OP || '","t":[' || v_tables || ']}';
 
@@ -71,28 +81,34 @@ BEGIN
 	-- With transition tables. A statement that changed no row (an UPDATE
 	-- whose WHERE matched nothing) changed nothing: no notification. More
 	-- than 1600 rows on one side cannot fit: every key takes at least 5
-	-- bytes ('[""],'), and each side's rows have distinct keys.
-	v_sql := CASE TG_OP
-		WHEN 'INSERT' THEN 'SELECT count(*) FROM (SELECT 1 FROM querycache_new LIMIT 1601) s'
-		WHEN 'DELETE' THEN 'SELECT count(*) FROM (SELECT 1 FROM querycache_old LIMIT 1601) s'
-		ELSE 'SELECT greatest((SELECT count(*) FROM (SELECT 1 FROM querycache_old LIMIT 1601) s),'
-		               || ' (SELECT count(*) FROM (SELECT 1 FROM querycache_new LIMIT 1601) s))'
-	END;
-	EXECUTE v_sql INTO v_n;
+	-- bytes ('[""],'), and each side's rows have distinct keys. Counting
+	-- stops at 1601 rows, so a huge statement costs no more here than a
+	-- small one.
+	IF TG_OP = 'INSERT' THEN
+		SELECT count(*) INTO v_n FROM (SELECT 1 FROM querycache_new LIMIT 1601) s;
+	ELSIF TG_OP = 'DELETE' THEN
+		SELECT count(*) INTO v_n FROM (SELECT 1 FROM querycache_old LIMIT 1601) s;
+	ELSE
+		SELECT greatest((SELECT count(*) FROM (SELECT 1 FROM querycache_old LIMIT 1601) s),
+		                (SELECT count(*) FROM (SELECT 1 FROM querycache_new LIMIT 1601) s))
+		  INTO v_n;
+	END IF;
 	IF v_n = 0 THEN
 		RETURN NULL;
 	END IF;
 
-	-- '[' || to_json(pk1::text)::text || ',' || ... || ']' in key order;
-	-- NULL when the table has no primary key.
-	SELECT '''['' || ' || string_agg(format('to_json(%I::text)::text', a.attname), ' || '','' || ' ORDER BY k.ord) || ' || '']'''
-	  INTO v_key
-	  FROM pg_index i
-	  CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-	  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-	 WHERE i.indrelid = TG_RELID AND i.indisprimary;
+	IF v_n <= 1600 THEN
+		SELECT i.indkey::int2[] INTO v_indkey
+		  FROM pg_index i WHERE i.indrelid = TG_RELID AND i.indisprimary;
+		-- '[' || to_json(pk1::text)::text || ',' || ... || ']' in key order;
+		-- NULL when the table has no primary key.
+		SELECT '''['' || ' || string_agg(format('to_json(%I::text)::text', a.attname), ' || '','' || ' ORDER BY k.ord) || ' || '']'''
+		  INTO v_key
+		  FROM unnest(v_indkey) WITH ORDINALITY AS k(attnum, ord)
+		  JOIN pg_attribute a ON a.attrelid = TG_RELID AND a.attnum = k.attnum;
+	END IF;
 
-	IF v_key IS NOT NULL AND v_n <= 1600 THEN
+	IF v_key IS NOT NULL THEN
 		v_sql := CASE TG_OP
 			WHEN 'INSERT' THEN 'SELECT ' || v_key || ' AS k FROM querycache_new'
 			WHEN 'DELETE' THEN 'SELECT ' || v_key || ' AS k FROM querycache_old'
