@@ -72,6 +72,14 @@ BEGIN
 	END IF;
 
 	v_payload := '{"v":1,"op":"' || TG_OP || '","t":[' || v_tables || ']}';
+	IF octet_length(v_payload) > 7999 THEN
+		-- Names of an inheritance tree too long for one notification
+		-- (dozens of levels of 63-byte names): failing the write is not an
+		-- option, and a listener treats an unknown version as "invalidate
+		-- everything".
+		PERFORM pg_notify(TG_ARGV[0], '{"v":0,"op":"' || TG_OP || '","error":"table names exceed 7999 bytes"}');
+		RETURN NULL;
+	END IF;
 
 	IF TG_ARGV[1] IS DISTINCT FROM 'keys' OR TG_OP = 'TRUNCATE' THEN
 		PERFORM pg_notify(TG_ARGV[0], v_payload);

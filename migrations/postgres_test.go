@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -212,6 +213,14 @@ func TestPostgresTriggersInsertUpdateDeleteTruncate(t *testing.T) {
 	sort.Slice(got, func(i, j int) bool { return got[i].Op < got[j].Op })
 	e.expect(got[0], "INSERT", items, "8")
 	e.expect(got[1], "UPDATE", items, "7")
+
+	// COPY fires the INSERT statement trigger like INSERT does.
+	ctx := context.Background()
+	if _, err := e.lc.CopyFrom(ctx, pgx.Identifier{e.schema, "items"}, []string{"id", "name"},
+		pgx.CopyFromRows([][]any{{int64(20), "c1"}, {int64(21), "c2"}})); err != nil {
+		t.Fatal(err)
+	}
+	e.expect(e.next(), "INSERT", items, "20", "21")
 
 	e.exec("TRUNCATE items")
 	e.expect(e.next(), "TRUNCATE", items)
@@ -812,4 +821,30 @@ func BenchmarkPostgresTriggerOverhead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestPostgresTriggersTooManyAncestors: a table whose ancestors' names
+// cannot fit in one notification still never fails the write; it sends
+// version 0, which a listener treats as "invalidate everything".
+func TestPostgresTriggersTooManyAncestors(t *testing.T) {
+	e := newPG(t)
+	long := strings.Repeat("x", 55)
+	e.exec(fmt.Sprintf("CREATE TABLE %s_000 (id int)", long))
+	for i := 1; i < 110; i++ {
+		e.exec(fmt.Sprintf("CREATE TABLE %s_%03d () INHERITS (%s_%03d)", long, i, long, i-1))
+	}
+	e.install(long + "_000")
+	e.exec(fmt.Sprintf("INSERT INTO %s_109 VALUES (1)", long))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	n, err := e.lc.WaitForNotification(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"v":0,"op":"INSERT","error":"table names exceed 7999 bytes"}`; n.Payload != want {
+		t.Fatalf("payload %s, want %s", n.Payload, want)
+	}
+	// A shallower child still names all its ancestors.
+	e.exec(fmt.Sprintf("INSERT INTO %s_002 VALUES (1)", long))
+	e.expect(e.next(), "INSERT", []string{e.q(long + "_002"), e.q(long + "_001"), e.q(long + "_000")})
 }
