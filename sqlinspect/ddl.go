@@ -58,11 +58,20 @@ func (a *analyzer) writeList(j int) int {
 
 // create reads CREATE ... after the CREATE at toks[j-1].
 //
-//	CREATE [modifiers] TABLE|VIEW [IF NOT EXISTS] name ... [PARTITION OF parent]
+//	CREATE [modifiers] TABLE|VIEW [IF NOT EXISTS] name ...
+//	       [PARTITION OF parent | INHERITS (parent, ...)]
 //	CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] [name] ON [ONLY] table
-//	CREATE [modifiers] TRIGGER ... ON table ...    (undetermined: its body)
+//	CREATE [OR REPLACE] [CONSTRAINT] TRIGGER name ... ON table ...
+//	CREATE [OR REPLACE] RULE name AS ON event TO table ...
+//	CREATE POLICY name ON table ...
 //
-// Any other object is undetermined. TEMP or TEMPORARY tables, views and
+// A trigger, rule or policy writes the table it is on: a rule or a policy
+// changes what reads of it return, and the catalog is written by every
+// CREATE. What their bodies, actions and conditions name does not run now.
+// (A SQLite trigger's BEGIN ... END body makes the statement undetermined,
+// see analyzer.statement.) Any other object is undetermined: a function
+// or procedure may change what every query calling it returns, and a new
+// one may capture calls of an overloaded name. TEMP or TEMPORARY tables, views and
 // sequences (or ones created in SQLite's temp or PostgreSQL's pg_temp
 // schema) are recorded in a.temps.
 func (a *analyzer) create(j int) int {
@@ -99,6 +108,12 @@ func (a *analyzer) create(j int) int {
 				a.writeTarget(p + 2)
 				return a.end
 			}
+			// A new child of INHERITS (parent, ...) is empty, but name its
+			// parents all the same: what a read of a parent returns now
+			// depends on it.
+			if p := a.findWord(next, "inherits"); p >= 0 && a.kindAt(p+1) == tkLParen {
+				a.writeList(p + 2)
+			}
 		}
 		return next
 	case a.isKw(j, kwIndex):
@@ -117,12 +132,21 @@ func (a *analyzer) create(j int) int {
 		next, _ := a.writeTarget(j + 1)
 		return next
 	case a.isKw(j, kwTrigger):
-		a.undetermined = true // its body may write anything
+		// Its body runs when it fires, not now: a SQLite body is scanned
+		// as such, a PostgreSQL trigger executes a function.
 		if on := a.findKw(j+1, kwOn); on >= 0 {
 			next, _ := a.writeTarget(on + 1)
 			return next
 		}
+		a.undetermined = true
 		return j + 1
+	case a.wordAt(j, "rule"):
+		// ... AS ON event TO table [WHERE ...] DO [ALSO|INSTEAD] actions:
+		// the actions run on later statements, and may be a
+		// parenthesised list separated by ';'.
+		return a.onTarget(j+1, kwTo)
+	case a.wordAt(j, "policy"):
+		return a.onTarget(j+1, kwOn)
 	case a.wordAt(j, "sequence"):
 		// A sequence is no table, but a temporary one shadows others.
 		if schema, name, _, ok := a.writeTargetName(a.skipIfExists(j + 1)); ok {
@@ -136,11 +160,16 @@ func (a *analyzer) create(j int) int {
 // alter reads ALTER ... after the ALTER at toks[j-1].
 //
 //	ALTER [MATERIALIZED|FOREIGN] TABLE|VIEW [IF EXISTS] [ONLY] name ...
+//	ALTER TRIGGER|RULE|POLICY name ON table ...
 //
-// writes name, plus the new name of RENAME TO, the partition of ATTACH or
-// DETACH PARTITION and the parent of [NO] INHERIT. Any other ALTER is
-// undetermined.
+// writes name (or table), plus the new name of RENAME TO, the partition of
+// ATTACH or DETACH PARTITION and the parent of [NO] INHERIT; a CASCADE
+// drop behaviour (DROP COLUMN|CONSTRAINT ... CASCADE drops dependent views
+// and foreign keys) sets cascade. Any other ALTER is undetermined.
 func (a *analyzer) alter(j int) int {
+	if a.isKw(j, kwTrigger) || a.wordAt(j, "rule") || a.wordAt(j, "policy") {
+		return a.onTarget(j+1, kwOn)
+	}
 	for a.isKw(j, kwMaterialized) || a.isKw(j, kwForeign) {
 		j++
 	}
@@ -149,6 +178,7 @@ func (a *analyzer) alter(j int) int {
 		return j
 	}
 	next, ok := a.writeTarget(a.skipIfExists(j + 1))
+	a.checkBalanced(next)
 	if !ok {
 		return a.end
 	}
@@ -174,6 +204,11 @@ func (a *analyzer) alter(j int) int {
 				}
 			case kwInherit:
 				a.writeTarget(k + 1)
+			case kwCascade:
+				// Not ON DELETE|UPDATE CASCADE of a new foreign key.
+				if !a.isKw(k-1, kwDelete) && !a.isKw(k-1, kwUpdate) {
+					a.cascade = true
+				}
 			}
 		}
 	}
@@ -184,10 +219,17 @@ func (a *analyzer) alter(j int) int {
 // drop reads DROP ... after the DROP at toks[j-1].
 //
 //	DROP [MATERIALIZED|FOREIGN] TABLE|VIEW [IF EXISTS] name, ... [CASCADE]
+//	DROP TRIGGER|RULE|POLICY [IF EXISTS] name ON table [CASCADE|RESTRICT]
 //
-// writes the names; CASCADE (which drops dependent objects) sets cascade;
-// any other object (DROP INDEX names no table) is undetermined.
+// writes the names (the table a trigger, rule or policy is on); CASCADE
+// (which drops dependent views and foreign keys) sets cascade, except for
+// a trigger, rule or policy, on which nothing depends. Any other object is
+// undetermined: DROP INDEX names no table, a function's callers are not
+// known, DROP SCHEMA|TYPE|DOMAIN ... CASCADE drops columns and tables.
 func (a *analyzer) drop(j int) int {
+	if a.isKw(j, kwTrigger) || a.wordAt(j, "rule") || a.wordAt(j, "policy") {
+		return a.onTarget(j+1, kwOn)
+	}
 	for a.isKw(j, kwMaterialized) || a.isKw(j, kwForeign) {
 		j++
 	}
@@ -200,6 +242,62 @@ func (a *analyzer) drop(j int) int {
 		a.cascade = true
 	}
 	return j
+}
+
+// onTarget reads the table of a trigger, rule or policy: the first keyword
+// k (ON, or TO for a rule) at depth 0 in toks[j:] is followed by the table
+// the object is on, recorded as written. What follows does not run now and
+// is not scanned, only checked for balanced parentheses. Without k the
+// statement is undetermined.
+func (a *analyzer) onTarget(j int, k keyword) int {
+	a.checkBalanced(j)
+	on := a.findKw(j, k)
+	if on < 0 {
+		a.undetermined = true
+		return a.end
+	}
+	a.writeTarget(on + 1)
+	return a.end
+}
+
+// checkBalanced marks the statement malformed when the parentheses of
+// toks[from:end], which will not be scanned, do not balance: a ';' inside
+// an unclosed one did not end the statement.
+func (a *analyzer) checkBalanced(from int) {
+	depth := 0
+	for i := from; i < a.end; i++ {
+		switch a.toks[i].kind {
+		case tkLParen:
+			depth++
+		case tkRParen:
+			if depth--; depth < 0 {
+				a.malformed = true
+				return
+			}
+		}
+	}
+	if depth != 0 {
+		a.malformed = true
+	}
+}
+
+// findWord returns the index of the first bare word w (lower case) at
+// parenthesis depth 0 in toks[from:end] (not after a dot), or -1.
+func (a *analyzer) findWord(from int, w string) int {
+	depth := 0
+	for i := from; i < a.end; i++ {
+		switch a.toks[i].kind {
+		case tkLParen:
+			depth++
+		case tkRParen:
+			depth--
+		case tkWord:
+			if depth == 0 && a.wordAt(i, w) && (i == a.start || a.toks[i-1].kind != tkDot) {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // truncate reads TRUNCATE [TABLE] [ONLY] name [*], ... [CASCADE] after the
@@ -275,11 +373,15 @@ func (a *analyzer) comment(j int) int {
 	return j
 }
 
-// copyStmt reads COPY after the COPY at toks[j-1]: COPY name ... FROM writes
-// name, COPY name ... TO reads it, COPY (query) TO is scanned as a query.
+// copyStmt reads COPY after the COPY at toks[j-1]: COPY [BINARY] name ...
+// FROM writes name, COPY [BINARY] name ... TO reads it, COPY (query) TO is
+// scanned as a query (a data-modifying one writes).
 func (a *analyzer) copyStmt(j int) (int, Kind) {
 	if a.kindAt(j) == tkLParen {
 		return j, KindOther
+	}
+	if a.wordAt(j, "binary") && a.isName(j+1) && !a.isKw(j+1, kwTo) {
+		j++ // PostgreSQL's old COPY BINARY table FROM ...: binary is reserved
 	}
 	schema, name, next, ok := a.schemaName(j)
 	if ok {

@@ -19,8 +19,11 @@ type Statement struct {
 	// defined by WITH are listed too.
 	Reads []string
 	// Writes lists the tables written: the targets of INSERT, UPDATE,
-	// DELETE, REPLACE, MERGE, SELECT INTO and COPY FROM, the relations that
-	// DDL creates, alters, drops, truncates or renames, and CatalogTable
+	// DELETE, REPLACE, MERGE (also inside WITH queries, whatever the main
+	// statement is), SELECT INTO, COPY FROM and REFRESH MATERIALIZED VIEW,
+	// the relations that DDL creates, alters, drops, truncates or renames,
+	// the table a trigger, rule or policy is created on, altered on or
+	// dropped from, the parents of a new partition or child, and CatalogTable
 	// for every statement that changes the catalog: all DDL but TRUNCATE
 	// (CREATE, ALTER, DROP, RENAME, COMMENT ON, CREATE INDEX, ATTACH,
 	// DETACH, ...), GRANT, REVOKE, VACUUM, ANALYZE, REINDEX, CLUSTER and a
@@ -31,10 +34,12 @@ type Statement struct {
 	// named: a table function (FROM generate_series(...); SQLite's
 	// pragma_* functions excepted, they read CatalogTable), a placeholder
 	// where a table should be, a write whose target could not be parsed,
-	// DROP INDEX, a trigger, unparsable DDL, DISCARD, ATTACH, a function
-	// name that cannot be decoded, or any text Inspect could not read with
-	// confidence (always so for KindUnknown). A CASCADE alone does not make
-	// a statement undetermined: it sets Cascade.
+	// DROP INDEX, a trigger or function body written BEGIN ... END, DDL of
+	// functions and procedures (what calls them may change), DROP SCHEMA,
+	// TYPE or DOMAIN, unparsable DDL, DISCARD, ATTACH, a function name that
+	// cannot be decoded, or any text Inspect could not read with confidence
+	// (always so for KindUnknown, such as CALL, DO and EXECUTE). A CASCADE
+	// alone does not make a statement undetermined: it sets Cascade.
 	Undetermined bool
 	// Cascade is true when the statement also changes relations that the
 	// text does not name but that depend on the ones in Writes:

@@ -352,7 +352,7 @@ var ddlTests = []inspectTest{
 	{"sqlite trigger then statement", `CREATE TEMP TRIGGER trg BEFORE DELETE ON posts BEGIN DELETE FROM comments WHERE post_id = old.id; END; SELECT 1`,
 		stmts(2, undetermined(ddl(l("comments", "posts"), nil)))},
 	{"pg trigger", `CREATE OR REPLACE TRIGGER trg BEFORE INSERT OR UPDATE ON public.posts FOR EACH ROW EXECUTE FUNCTION touch()`,
-		undetermined(ddl(l("posts"), nil))},
+		ddl(l("posts"), nil)},
 	{"create function dollar", `CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN DELETE FROM x; RETURN NEW; END $$ LANGUAGE plpgsql`,
 		undetermined(Statement{Kind: KindUnknown, Writes: l(CatalogTable), Catalog: true, Statements: 1})},
 	{"create function atomic", `CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM posts; END; SELECT 2`,
