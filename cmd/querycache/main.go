@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"querycache.dev/migrations"
@@ -81,7 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tables := fs.String("tables", "", "comma-separated tables of the schema, as the catalog spells them (default: every table of the schema)")
 	channel := fs.String("channel", "", "NOTIFY channel, the one the listener uses (default \""+migrations.DefaultChannel+"\"; uninstall finds the triggers whatever their channel)")
 	dryRun := fs.Bool("dry-run", false, "print the SQL instead of running it (no connection is made)")
-	timeout := fs.Duration("timeout", time.Minute, "give up after this long (waiting for a table lock counts)")
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	lockTimeout := fs.Duration("lock-timeout", 5*time.Second, "give up when a table lock is not granted within this long (0: wait); while CREATE/DROP TRIGGER waits for a lock, the table's writers queue behind it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: querycache %s --dsn DSN [flags]\n\nFlags:\n", cmd)
 		fs.PrintDefaults()
@@ -142,14 +144,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer db.Close()
-	if err := db.PingContext(ctx); err != nil {
+	// One connection, so that the session's lock_timeout applies to the
+	// statements that follow.
+	conn, err := db.Conn(ctx)
+	if err != nil {
 		fmt.Fprintf(stderr, "querycache %s: connecting: %v\n", cmd, err)
+		return exitFail
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
+		fmt.Fprintf(stderr, "querycache %s: setting lock_timeout: %v\n", cmd, err)
 		return exitFail
 	}
 
 	if cmd == "uninstall" {
-		if err := migrations.UninstallPostgresTriggers(ctx, db, opts); err != nil {
-			fmt.Fprintf(stderr, "querycache %s: %v\n", cmd, err)
+		if err := migrations.UninstallPostgresTriggers(ctx, conn, opts); err != nil {
+			fmt.Fprintf(stderr, "querycache %s: %v%s\n", cmd, err, lockHint(err))
 			return exitFail
 		}
 		what := "every querycache trigger and function"
@@ -160,9 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	res, err := migrations.InstallPostgresTriggers(ctx, db, opts)
+	res, err := migrations.InstallPostgresTriggers(ctx, conn, opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "querycache %s: %v\n", cmd, err)
+		fmt.Fprintf(stderr, "querycache %s: %v%s\n", cmd, err, lockHint(err))
 		return exitFail
 	}
 	if len(res) == 0 {
@@ -181,6 +191,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	_ = tw.Flush()
 	return exitOK
+}
+
+// lockHint explains a lock timeout (SQLSTATE 55P03): nothing was changed,
+// the statement is atomic.
+func lockHint(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" {
+		return "\n(a transaction holds a lock on a table; nothing was changed: run again when it is done, or raise --lock-timeout)"
+	}
+	return ""
 }
 
 func schemaName(s string) string {

@@ -136,6 +136,21 @@ func TestCommandEndToEnd(t *testing.T) {
 		t.Fatalf("migrate of a missing table: exit %d, stderr %s", code, errOut)
 	}
 
+	// A writer holding table b open: the install gives up after
+	// --lock-timeout instead of queueing b's writers behind it.
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO b VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = cmd("migrate", "--dsn", dsn, "--schema", schema, "--tables", "a,b", "--lock-timeout", "100ms")
+	_ = tx.Rollback()
+	if code != 1 || !strings.Contains(errOut, "raise --lock-timeout") {
+		t.Fatalf("migrate against a held lock: exit %d, stderr %s", code, errOut)
+	}
+
 	out, errOut, code = cmd("uninstall", "--dsn", dsn, "--schema", schema)
 	if code != 0 || !strings.Contains(out, "uninstalled") {
 		t.Fatalf("uninstall: exit %d\nstdout %s\nstderr %s", code, out, errOut)
