@@ -7,11 +7,18 @@
 //
 // The same SQL is in postgres_install.sql and postgres_uninstall.sql, for
 // users who apply migrations with psql; the functions here run it for a
-// chosen schema, tables and channel, and return it for a dry run. The
-// payload is specified in docs (see the notify function in
-// postgres_install.sql):
+// chosen schema, tables and channel, and return it for a dry run. Each
+// statement that changes rows of a watched table sends, at commit, one
+// notification naming the table (then its partition or inheritance
+// ancestors) and, when they fit in 7999 bytes, the primary keys of the
+// changed rows (old and new ones for an UPDATE):
 //
 //	{"v":1,"op":"UPDATE","t":["public.child","public.parent"],"k":[["1"],["7"]]}
+//
+// Cost: PostgreSQL makes a transaction that has sent a NOTIFY hold a
+// cluster-wide lock through its commit, so concurrent transactions writing
+// watched tables commit one at a time. Watch the tables written outside the
+// application, not every table.
 package migrations
 
 import (
@@ -148,8 +155,12 @@ func PostgresInstallSQL(opts Options) (string, error) {
 // primary key added since is applied. Re-run it after creating or attaching
 // tables or partitions: a table without the triggers is not watched.
 //
-// Two installs into one schema at the same moment may fail with "tuple
-// concurrently updated"; retry.
+// Creating a trigger locks its table against writes (SHARE ROW EXCLUSIVE),
+// and while it waits for a lock the table's writers queue behind it: set
+// lock_timeout on conn first (a *sql.Conn) as cmd/querycache does. The
+// install is atomic: a lock timeout changes nothing. Two installs into one
+// schema at the same moment may fail with "tuple concurrently updated";
+// retry.
 func InstallPostgresTriggers(ctx context.Context, conn Conn, opts Options) ([]TableResult, error) {
 	opts, err := opts.validate()
 	if err != nil {
