@@ -198,7 +198,18 @@ BEGIN
 			SELECT i.inhrelid FROM pg_inherits i JOIN chosen ON i.inhparent = chosen.oid
 		)
 		SELECT c.oid, c.relkind, n.nspname, c.relname,
-		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+		       -- Parents neither chosen now nor watched before: writes
+		       -- through them are not seen, which the note says.
+		       (SELECT string_agg(format('%I.%I', pn.nspname, pc.relname), ', ' ORDER BY pn.nspname, pc.relname)
+		          FROM pg_inherits i
+		          JOIN pg_class pc ON pc.oid = i.inhparent
+		          JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+		         WHERE i.inhrelid = c.oid
+		           AND i.inhparent NOT IN (SELECT oid FROM chosen)
+		           AND NOT EXISTS (SELECT 1 FROM pg_trigger t
+		                            WHERE t.tgrelid = i.inhparent AND t.tgfoid = v_fn
+		                              AND t.tgname = 'querycache_notify_insert')) AS unwatched_parents
 		  FROM chosen JOIN pg_class c ON c.oid = chosen.oid
 		  JOIN pg_namespace n ON n.oid = c.relnamespace
 		 ORDER BY n.nspname, c.relname
@@ -266,7 +277,10 @@ BEGIN
 			mode := 'tables';
 		END IF;
 		note := coalesce(v_note, CASE WHEN v_changed THEN 'installed' ELSE 'unchanged' END)
-		        || CASE WHEN v_mode = 'tables' AND v_note IS NULL THEN ' (no primary key: notifies the table name only)' ELSE '' END;
+		        || CASE WHEN v_mode = 'tables' AND v_note IS NULL THEN ' (no primary key: notifies the table name only)' ELSE '' END
+		        || CASE WHEN r.unwatched_parents IS NOT NULL
+		                THEN '; writes through its parent ' || r.unwatched_parents || ' are not seen: install there too'
+		                ELSE '' END;
 		RETURN NEXT;
 	END LOOP;
 END

@@ -412,6 +412,18 @@ func TestPostgresTriggersPartitions(t *testing.T) {
 	e.exec("INSERT INTO m_c VALUES (10, 260)")
 	e.expect(e.next(), "INSERT", []string{e.q("m_c"), root}, "10|260")
 
+	// Naming a partition alone says that writes through its unwatched
+	// parent are not seen.
+	e.exec("CREATE TABLE q (id int PRIMARY KEY) PARTITION BY RANGE (id)")
+	e.exec("CREATE TABLE q1 PARTITION OF q FOR VALUES FROM (0) TO (10)")
+	res = e.install("q1")
+	if len(res) != 1 || !strings.Contains(res[0].Note, "writes through its parent "+e.q("q")+" are not seen") {
+		t.Fatalf("install of a partition alone: %+v", res)
+	}
+	if res = e.install("q"); !strings.HasPrefix(res[1].Note, "unchanged") || strings.Contains(res[1].Note, "parent") {
+		t.Fatalf("install of the parent after its partition: %+v", res)
+	}
+
 	// Classic inheritance: a child written directly names its parent.
 	e.exec("CREATE TABLE animals (id int PRIMARY KEY)")
 	e.exec("CREATE TABLE cats (lives int) INHERITS (animals)")
