@@ -57,6 +57,10 @@ type tableFacts struct {
 	pk       []string // primary-key columns in key order, lower-cased
 	kinds    []pkKind
 	replaces bool // SQLite: a constraint resolves conflicts with REPLACE
+	// deps is what a write to the table changes beyond it (foreign-key
+	// actions, triggers, rules, inheritance, a view's base tables); see
+	// dependents.go.
+	deps depFacts
 }
 
 // keyable reports whether rows of the table can be known by primary key:
@@ -197,7 +201,20 @@ func (p *Plugin) facts(db *gorm.DB, table string) *tableFacts {
 	if f, ok := st.tables.Load(table); ok {
 		return f.(*tableFacts)
 	}
-	cp := p.learnConn(db)
+	return p.learnFacts(db, st, p.learnConn(db), table)
+}
+
+// cachedFacts returns what is known of table without reading the catalog.
+func (p *Plugin) cachedFacts(table string) *tableFacts {
+	if f, ok := p.cat.current().tables.Load(table); ok {
+		return f.(*tableFacts)
+	}
+	return nil
+}
+
+// learnFacts reads the catalog about table on cp (nil: it cannot be read)
+// and remembers the answer in st unless the schema changed meanwhile.
+func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, table string) *tableFacts {
 	if cp == nil || table == "" || table == keys.CatalogTable {
 		return nil
 	}
@@ -277,6 +294,10 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)`, table)
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	rows.Close()
+	if err := learnPostgresDeps(ctx, cp, table, f); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -321,7 +342,12 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 		return &tableFacts{}, nil
 	}
 	if typ == "view" {
-		return &tableFacts{exists: true, relkind: 'v'}, nil
+		// A SQLite view is written only through its INSTEAD OF triggers.
+		f := &tableFacts{exists: true, relkind: 'v'}
+		if err := learnSQLiteDeps(ctx, cp, table, f); err != nil {
+			return nil, err
+		}
+		return f, nil
 	}
 	upper := strings.ToUpper(ddl)
 	f := &tableFacts{exists: true, relkind: 'r', replaces: strings.Contains(upper, "REPLACE")}
@@ -341,7 +367,14 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 		f.pk = append(f.pk, strings.ToLower(name))
 		f.kinds = append(f.kinds, sqliteKind(typ, collated))
 	}
-	return f, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	if err := learnSQLiteDeps(ctx, cp, table, f); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // sqliteKind follows SQLite's type affinity rules (datatype3.html, 3.1):

@@ -28,7 +28,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "create", p.writeChange(db, createdRows))
+	p.record(db, "create", p.gormDependents(db, p.writeChange(db, createdRows)))
 }
 
 // afterUpdate invalidates updated rows: by primary key when the WHERE
@@ -37,7 +37,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "update", p.writeChange(db, p.updatedRows))
+	p.record(db, "update", p.gormDependents(db, p.writeChange(db, p.updatedRows)))
 }
 
 // afterDelete handles hard and soft deletes alike (a soft delete is an
@@ -46,7 +46,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "delete", p.writeChange(db, p.updatedRows))
+	p.record(db, "delete", p.gormDependents(db, p.writeChange(db, p.updatedRows)))
 }
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
@@ -63,11 +63,14 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 // writes, or everything when it calls a function that may write what the
 // SQL does not show. learn says whether the catalog may be read now.
 func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) querycache.Change {
-	ch := invalidation.FromInspected(info)
+	sql := db.Statement.SQL.String()
+	ch, cascade := rawBase(info, sql)
 	if !ch.All && p.mayWrite(db, info, learn) {
 		return querycache.Change{All: true}
 	}
-	return ch
+	// What the schema carries further: foreign-key actions, triggers,
+	// partitions, views (dependents.go).
+	return p.withDependents(db, ch, info, sql, learn, cascade)
 }
 
 // writeChange builds the change of a GORM-built write. What it invalidates

@@ -1,0 +1,586 @@
+package gormcache
+
+import (
+	"context"
+	"database/sql"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gorm.io/gorm"
+	"querycache.dev/invalidation"
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
+)
+
+// A write changes more than the tables its SQL names: the database itself
+// carries it further, by foreign-key actions (ON DELETE CASCADE / SET NULL
+// / SET DEFAULT, ON UPDATE ...), triggers, rules, the rows of partitions
+// and inheritance children that a parent shows, and the base tables of an
+// updatable view. None of that is in the statement's text, so it is read
+// from the catalog (the truth, whatever the Go models declare), learned
+// once per table with the other facts (catalog.go) and forgotten on DDL.
+//
+// withDependents walks those edges from the written tables, following what
+// each step does (a cascaded DELETE deletes further, a SET NULL updates),
+// and adds every table reached to the change, in bulk. What it cannot know
+// (facts that cannot be read now, a trigger it cannot read, a rule)
+// invalidates everything: over-invalidating costs misses, missing a table
+// serves stale rows until the TTL.
+
+// opSet is what a statement does to a table.
+type opSet uint8
+
+const (
+	opInsert opSet = 1 << iota
+	opUpdate
+	opDelete
+	opTruncate
+	// opDrop is DROP TABLE: SQLite deletes the rows first (foreign-key
+	// actions run, triggers do not); a dropped partition's rows leave
+	// its parent, a dropped partitioned table takes its partitions.
+	opDrop
+	// opAlter is ALTER TABLE on PostgreSQL: a column added, dropped or
+	// retyped on a parent is so on its partitions and children.
+	opAlter
+)
+
+const opDML = opInsert | opUpdate | opDelete
+
+// fkChild is a foreign key referencing the table.
+type fkChild struct {
+	table              string
+	onUpdate, onDelete byte     // 'c' cascade, 'n' set null, 'd' set default, other: none
+	cols               []string // the referenced (parent) columns, lower-cased; nil: unknown
+}
+
+// depFacts is what the catalog says a write to one table may change
+// beyond it.
+type depFacts struct {
+	children []fkChild // foreign keys referencing the table
+	triggers []trigger // triggers on it (not the project's own notify triggers)
+	rules    bool      // PostgreSQL: a rule other than a view's _RETURN
+	parents  []string  // tables it inherits from (its partitioned parent)
+	inherits []string  // its partitions and inheritance children
+	bases    []string  // a view's relations
+	unknown  bool      // a related relation could not be named
+}
+
+func (d *depFacts) empty() bool {
+	return len(d.children) == 0 && len(d.triggers) == 0 && !d.rules && len(d.parents) == 0 &&
+		len(d.inherits) == 0 && len(d.bases) == 0 && !d.unknown
+}
+
+// catalogName normalises a relation name read from the catalog (exact
+// case, never quoted) as the SQL that names it would be.
+func catalogName(rel string) string {
+	return sqlinspect.NormalizeTable(`"` + strings.ReplaceAll(rel, `"`, `""`) + `"`)
+}
+
+// postgresDepsQuery reads every edge of one relation in one round trip.
+// Foreign keys: each constraint referencing it (partitions' clones
+// included), with its actions and the referenced columns. Triggers:
+// those not made by the system (foreign keys' own triggers are) nor by
+// the project's migration (querycache_*, which only notify), with their
+// function's language and source. Rules other than a view's _RETURN.
+// Inheritance both ways (partitions are inheritance too). A view's
+// relations from the dependencies of its _RETURN rule.
+const postgresDepsQuery = `WITH r AS (SELECT to_regclass(quote_ident($1)) AS oid)
+SELECT 'f', c.relname::text, con.confupdtype::text, con.confdeltype::text,
+	COALESCE((SELECT string_agg(a.attname::text, ',') FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey)), '')
+FROM r, pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
+WHERE con.contype = 'f' AND con.confrelid = r.oid
+UNION ALL
+SELECT 't', t.tgname::text, t.tgtype::text, l.lanname::text, p.prosrc
+FROM r, pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
+WHERE t.tgrelid = r.oid AND NOT t.tgisinternal AND t.tgname NOT LIKE 'querycache\_%'
+UNION ALL
+SELECT 'r', w.rulename::text, '', '', '' FROM r, pg_rewrite w WHERE w.ev_class = r.oid AND w.rulename <> '_RETURN'
+UNION ALL
+SELECT 'p', c.relname::text, '', '', '' FROM r, pg_inherits i JOIN pg_class c ON c.oid = i.inhparent WHERE i.inhrelid = r.oid
+UNION ALL
+SELECT 'c', c.relname::text, '', '', '' FROM r, pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = r.oid
+UNION ALL
+SELECT DISTINCT 'v', c.relname::text, '', '', ''
+FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class c ON c.oid = d.refobjid
+WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND d.refobjid <> r.oid`
+
+func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, table string, f *tableFacts) error {
+	rows, err := cp.QueryContext(ctx, postgresDepsQuery, table)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	d := &f.deps
+	for rows.Next() {
+		var tag, name, a, b, c string
+		if err := rows.Scan(&tag, &name, &a, &b, &c); err != nil {
+			return err
+		}
+		rel := catalogName(name)
+		if rel == "" && tag != "t" && tag != "r" {
+			d.unknown = true
+			continue
+		}
+		switch tag {
+		case "f":
+			fk := fkChild{table: rel}
+			if a != "" {
+				fk.onUpdate = a[0]
+			}
+			if b != "" {
+				fk.onDelete = b[0]
+			}
+			if c != "" {
+				fk.cols = strings.Split(strings.ToLower(c), ",")
+			}
+			d.children = append(d.children, fk)
+		case "t":
+			tgtype, err := strconv.Atoi(a)
+			if err != nil {
+				d.triggers = append(d.triggers, trigger{events: opDML | opTruncate, all: true})
+				continue
+			}
+			d.triggers = append(d.triggers, postgresTrigger(tgtype, b, c))
+		case "r":
+			d.rules = true
+		case "p":
+			d.parents = append(d.parents, rel)
+		case "c":
+			d.inherits = append(d.inherits, rel)
+		case "v":
+			if f.relkind == 'v' {
+				d.bases = append(d.bases, rel)
+			}
+		}
+	}
+	return rows.Err()
+}
+
+func learnSQLiteDeps(ctx context.Context, cp gorm.ConnPool, table string, f *tableFacts) error {
+	d := &f.deps
+	if f.relkind != 'v' {
+		// SQLite enforces foreign keys only with PRAGMA foreign_keys=ON,
+		// which the plugin cannot see per connection: the actions count
+		// either way (over-invalidating is harmless).
+		rows, err := cp.QueryContext(ctx, `SELECT m.name, f."to", f.on_update, f.on_delete
+FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f
+WHERE m.type = 'table' AND f."table" = ? COLLATE NOCASE`, table)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var name, onUpdate, onDelete string
+			var to sql.NullString
+			if err := rows.Scan(&name, &to, &onUpdate, &onDelete); err != nil {
+				rows.Close()
+				return err
+			}
+			rel := catalogName(name)
+			if rel == "" {
+				d.unknown = true
+				continue
+			}
+			fk := fkChild{table: rel, onUpdate: sqliteAction(onUpdate), onDelete: sqliteAction(onDelete)}
+			if to.Valid && to.String != "" {
+				fk.cols = []string{strings.ToLower(to.String)}
+			} else if len(f.pk) > 0 {
+				fk.cols = f.pk // a key naming no column references the primary key
+			}
+			d.children = append(d.children, fk)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return err
+		}
+	}
+	// Temporary triggers may sit on a main table; those of other
+	// connections are not visible here.
+	rows, err := cp.QueryContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? COLLATE NOCASE
+UNION ALL SELECT sql FROM sqlite_temp_master WHERE type = 'trigger' AND tbl_name = ? COLLATE NOCASE`, table, table)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ddl sql.NullString
+		if err := rows.Scan(&ddl); err != nil {
+			return err
+		}
+		d.triggers = append(d.triggers, parseSQLiteTrigger(ddl.String))
+	}
+	return rows.Err()
+}
+
+func sqliteAction(a string) byte {
+	switch strings.ToUpper(a) {
+	case "CASCADE":
+		return 'c'
+	case "SET NULL":
+		return 'n'
+	case "SET DEFAULT":
+		return 'd'
+	}
+	return 'a'
+}
+
+// rawBase is what a raw statement invalidates by its text, and whether it
+// is TRUNCATE ... CASCADE, whose other tables withDependents adds from the
+// schema (invalidation.FromInspected alone invalidates everything for it).
+func rawBase(info sqlinspect.Statement, sql string) (querycache.Change, bool) {
+	if info.Cascade && info.Statements == 1 && info.Kind == sqlinspect.KindDDL && !info.Undetermined {
+		if head, _ := headWords(sql); head == "TRUNCATE" {
+			named := info
+			named.Cascade = false
+			return invalidation.FromInspected(named), true
+		}
+	}
+	return invalidation.FromInspected(info), false
+}
+
+// gormDependents is withDependents for a write GORM built.
+func (p *Plugin) gormDependents(db *gorm.DB, ch querycache.Change) querycache.Change {
+	sql := db.Statement.SQL.String()
+	return p.withDependents(db, ch, p.inspect(sql), sql, true, false)
+}
+
+// statementOps returns what the statement does to the tables it writes,
+// from its head keyword: 0 when it changes no rows of another table
+// whatever the schema (CREATE, PRAGMA, a read).
+func statementOps(info sqlinspect.Statement, sql string) opSet {
+	if info.Statements != 1 {
+		switch info.Kind {
+		case sqlinspect.KindWrite, sqlinspect.KindDDL, sqlinspect.KindUnknown:
+			return opDML | opTruncate | opDrop | opAlter
+		}
+		return 0
+	}
+	head, second := headWords(sql)
+	var ops opSet
+	switch info.Kind {
+	case sqlinspect.KindWrite:
+		switch head {
+		case "INSERT":
+			ops = opInsert
+			if containsFold(sql, "CONFLICT") || containsFold(sql, "DUPLICATE") {
+				ops |= opUpdate
+			}
+		case "REPLACE":
+			ops = opInsert | opDelete
+		case "UPDATE":
+			ops = opUpdate
+		case "DELETE":
+			ops = opDelete
+		case "REFRESH":
+			return 0 // a materialized view: no keys, triggers or children
+		case "COPY":
+			ops = opInsert
+		default: // WITH, MERGE, SELECT INTO, anything else
+			ops = opDML
+		}
+		if info.Replace {
+			ops |= opDelete
+		}
+	case sqlinspect.KindDDL:
+		switch head {
+		case "TRUNCATE":
+			ops = opTruncate
+		case "DROP":
+			if second == "TABLE" || second == "FOREIGN" {
+				ops = opDrop
+			}
+		case "ALTER":
+			ops = opAlter
+		}
+	case sqlinspect.KindUnknown:
+		ops = opDML | opTruncate | opDrop | opAlter
+	}
+	return ops
+}
+
+// headWords returns the first two words of sql, upper-cased, after
+// comments and opening parentheses.
+func headWords(sql string) (string, string) {
+	toks, _ := lexSQL(prefix(sql, 256))
+	var w []string
+	for _, t := range toks {
+		if t.punct == '(' && len(w) == 0 {
+			continue
+		}
+		if t.word == "" {
+			break
+		}
+		w = append(w, t.word)
+		if len(w) == 2 {
+			break
+		}
+	}
+	for len(w) < 2 {
+		w = append(w, "")
+	}
+	return w[0], w[1]
+}
+
+func prefix(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// containsFold reports whether s contains the upper-case ASCII word sub in
+// any case.
+func containsFold(s, sub string) bool {
+	n := len(sub)
+outer:
+	for i := 0; i+n <= len(s); i++ {
+		for j := 0; j < n; j++ {
+			c := s[i+j]
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			if c != sub[j] {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// schemaPending reports whether the statement runs in a transaction that
+// has changed the schema: the facts remembered may miss a trigger or a
+// key it created, and what it sees may be rolled back.
+func (p *Plugin) schemaPending(db *gorm.DB) bool {
+	tx, inTx := managedTx(db.Statement.ConnPool)
+	return inTx && tx != nil && tx.buf.Wrote([]string{keys.CatalogTable})
+}
+
+// depFactsOf returns the facts of a table reached by a write: remembered,
+// or learned on the statement's connection when learn allows, or on a
+// spare connection of the pool.
+func (p *Plugin) depFactsOf(db *gorm.DB, table string, learn bool) *tableFacts {
+	st := p.cat.current()
+	if f, ok := st.tables.Load(table); ok {
+		return f.(*tableFacts)
+	}
+	var cp gorm.ConnPool
+	if learn {
+		cp = p.learnConn(db)
+	}
+	if cp == nil {
+		cp = p.spareConn()
+	}
+	return p.learnFacts(db, st, cp, table)
+}
+
+// visit is how far the walk has carried writes to one table.
+type visit struct {
+	ops     opSet
+	down    bool // its partitions and children are written too
+	reached bool // reached by an edge (not only named by the statement)
+}
+
+// withDependents adds to ch the tables the database changes because of
+// the statement (info, sql) beyond the ones it names. learn says whether
+// the catalog may be read on the statement's connection now. cascade is
+// TRUNCATE ... CASCADE, which empties every table referencing a truncated
+// one, whatever its foreign key's actions.
+func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspect.Statement, sql string, learn, cascade bool) querycache.Change {
+	if ch.All || ch.Empty() || p.broken["dependents"] {
+		return ch
+	}
+	ops := statementOps(info, sql)
+	if ops == 0 {
+		return ch
+	}
+	all := querycache.Change{All: true}
+	if ops&(opDrop|opAlter) != 0 {
+		if p.dialect == "sqlite" && ops&opDrop == 0 {
+			return ch // SQLite's ALTER TABLE changes no other table's rows
+		}
+		// Facts learned inside a transaction just after its DDL may be
+		// rolled back, and a table dropped can no longer be asked about;
+		// ALTER TABLE ... [NO] INHERIT changes a parent the facts of the
+		// child knew nothing of (or no longer show).
+		if _, inTx := p.inTransaction(db.Statement.ConnPool); inTx {
+			return all
+		}
+		if p.dialect == "postgres" && ops&opAlter != 0 && containsFold(sql, "INHERIT") {
+			return all
+		}
+	}
+	if p.schemaPending(db) {
+		return all
+	}
+	var start []string
+	for _, t := range ch.Tables {
+		if t != keys.CatalogTable {
+			start = append(start, t)
+		}
+	}
+	for _, r := range ch.Rows {
+		start = append(start, r.Table)
+	}
+	// The common case, a table nothing depends on, allocates nothing more.
+	if ops&opDrop == 0 {
+		plain := true
+		for _, t := range start {
+			f := p.depFactsOf(db, t, learn)
+			if f == nil || f.exists && (f.replaces || !f.deps.empty()) {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return ch
+		}
+	}
+
+	seen := map[string]*visit{}
+	var queue []string
+	push := func(t string, o opSet, down, edge bool) {
+		if o == 0 {
+			return
+		}
+		v := seen[t]
+		if v == nil {
+			v = &visit{}
+			seen[t] = v
+		}
+		changed := o&^v.ops != 0 || down && !v.down
+		v.ops |= o
+		v.down = v.down || down
+		v.reached = v.reached || edge
+		if changed {
+			queue = append(queue, t)
+		}
+	}
+	for _, t := range start {
+		push(t, ops, true, false)
+	}
+	// An UPDATE that assigns none of the columns a foreign key references
+	// fires no ON UPDATE action; only the statement's own SET list is
+	// known (a cascaded update's columns are not).
+	var assigned []string
+	assignedKnown := false
+	if ops == opUpdate {
+		assigned, assignedKnown = sqlinspect.AssignedColumns(sql, p.sqlDialect)
+	}
+	startSet := map[string]bool{}
+	for _, t := range start {
+		startSet[t] = true
+	}
+	for len(queue) > 0 {
+		t := queue[0]
+		queue = queue[1:]
+		v := seen[t]
+		o := v.ops
+		var f *tableFacts
+		if o&opDrop != 0 {
+			f = p.cachedFacts(t) // the table is gone: what was known before
+		} else {
+			f = p.depFactsOf(db, t, learn)
+		}
+		if f == nil || f.deps.unknown {
+			return all
+		}
+		if !f.exists {
+			if o&opDrop != 0 || v.reached {
+				return all // a relation the catalog does not name as written
+			}
+			continue // the statement failed, or a temporary table of another connection
+		}
+		d := &f.deps
+		if f.replaces && o&(opInsert|opUpdate) != 0 {
+			o |= opDelete // ON CONFLICT REPLACE deletes the conflicting rows
+		}
+		if d.rules && o&(opDML|opTruncate) != 0 {
+			return all // a rule rewrites the statement into anything
+		}
+		for _, fk := range d.children {
+			var co opSet
+			if o&(opDelete|opDrop) != 0 {
+				switch fk.onDelete {
+				case 'c':
+					co |= opDelete
+				case 'n', 'd':
+					co |= opUpdate
+				}
+			}
+			if o&opUpdate != 0 && (!assignedKnown || !startSet[t] || v.reached || assigns(assigned, fk.cols)) {
+				switch fk.onUpdate {
+				case 'c', 'n', 'd':
+					co |= opUpdate
+				}
+			}
+			if o&opTruncate != 0 && cascade {
+				co |= opTruncate
+			}
+			push(fk.table, co, true, true)
+		}
+		if o&(opDML|opTruncate) != 0 {
+			for i := range d.triggers {
+				tr := &d.triggers[i]
+				if tr.events&o == 0 {
+					continue
+				}
+				if tr.all || len(tr.calls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: tr.calls}, learn) {
+					return all
+				}
+				for _, w := range tr.writes {
+					push(w, tr.ops, true, true)
+				}
+			}
+		}
+		if f.relkind == 'v' && o&opDML != 0 {
+			for _, b := range d.bases {
+				push(b, o&opDML, true, true)
+			}
+		}
+		for _, a := range d.parents {
+			if o&opAlter == 0 {
+				push(a, o, false, true) // the parent shows the partition's rows
+			}
+		}
+		if v.down {
+			for _, c := range d.inherits {
+				push(c, o, true, true) // the parent's write reaches its partitions
+			}
+		}
+	}
+	var extra []string
+	for t, v := range seen {
+		if v.reached && t != keys.CatalogTable {
+			extra = append(extra, t)
+		}
+	}
+	if len(extra) == 0 {
+		return ch
+	}
+	sort.Strings(extra)
+	out := querycache.Change{Rows: ch.Rows, Tables: append(append([]string(nil), ch.Tables...), extra...)}
+	return out
+}
+
+// assigns reports whether an UPDATE's SET list names one of cols (nil:
+// unknown, so yes).
+func assigns(assigned, cols []string) bool {
+	if cols == nil {
+		return true
+	}
+	for _, a := range assigned {
+		if isRowidAlias(a) {
+			return true // SQLite: the rowid is an INTEGER PRIMARY KEY
+		}
+		for _, c := range cols {
+			if strings.EqualFold(a, c) {
+				return true
+			}
+		}
+	}
+	return false
+}

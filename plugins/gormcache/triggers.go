@@ -1,0 +1,365 @@
+package gormcache
+
+import (
+	"strings"
+
+	"querycache.dev/keys"
+	"querycache.dev/sqlinspect"
+)
+
+// A trigger is learned as what its body writes: the tables named after
+// INSERT INTO, UPDATE, DELETE FROM, MERGE INTO and TRUNCATE, and the
+// functions it calls (checked like a raw statement's calls when the
+// trigger fires: a user's function may write anything). Whatever cannot be
+// read with confidence makes the trigger write everything (all): dynamic
+// SQL (EXECUTE, whose text is built at run time), CALL, DDL, COPY, a
+// language other than PL/pgSQL (its source is not SQL), text the lexer
+// cannot close. Over-invalidating costs misses; missing one table would
+// serve stale rows until the TTL, so every doubt goes to "everything".
+
+// trigger is one trigger on a table, as far as invalidation cares.
+type trigger struct {
+	events opSet             // the operations that fire it
+	writes []string          // tables its body writes
+	ops    opSet             // what the body does to them
+	calls  []sqlinspect.Func // functions its body calls
+	all    bool              // the body is not understood: everything
+}
+
+// lexTok is one token of a trigger's text.
+type lexTok struct {
+	word       string // upper-cased bare word, or "" for anything else
+	name       string // identifier as written (bare or quoted), "" for others
+	punct      byte
+	start, end int
+}
+
+// lexSQL splits s into tokens, skipping comments and string literals
+// (standard, E” and dollar-quoted). ok is false when a quote or comment
+// is not closed.
+func lexSQL(s string) (toks []lexTok, ok bool) {
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case c == '-' && i+1 < len(s) && s[i+1] == '-':
+			for i < len(s) && s[i] != '\n' && s[i] != '\r' {
+				i++
+			}
+		case c == '/' && i+1 < len(s) && s[i+1] == '*':
+			// PostgreSQL nests block comments; SQLite does not. Reading
+			// them nested can only end a comment later, hiding text that
+			// SQLite would read, so an unclosed nesting counts as not
+			// understood.
+			depth := 0
+			for {
+				if i+1 >= len(s) {
+					return nil, false
+				}
+				if s[i] == '/' && s[i+1] == '*' {
+					depth++
+					i += 2
+				} else if s[i] == '*' && s[i+1] == '/' {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+		case c == '\'':
+			j, closed := skipQuoted(s, i, '\'', false)
+			if !closed {
+				return nil, false
+			}
+			i = j
+		case (c == 'e' || c == 'E') && i+1 < len(s) && s[i+1] == '\'':
+			j, closed := skipQuoted(s, i+1, '\'', true)
+			if !closed {
+				return nil, false
+			}
+			i = j
+		case c == '"' || c == '`':
+			j, closed := skipQuoted(s, i, c, false)
+			if !closed {
+				return nil, false
+			}
+			toks = append(toks, lexTok{name: s[i:j], start: i, end: j})
+			i = j
+		case c == '[':
+			j := strings.IndexByte(s[i:], ']')
+			if j < 0 {
+				return nil, false
+			}
+			toks = append(toks, lexTok{name: `"` + strings.ReplaceAll(s[i+1:i+j], `"`, `""`) + `"`, start: i, end: i + j + 1})
+			i += j + 1
+		case c == '$':
+			// $tag$ ... $tag$, or $1 (a parameter).
+			j := i + 1
+			for j < len(s) && (isWordByte(s[j]) && !(j == i+1 && s[j] >= '0' && s[j] <= '9')) {
+				j++
+			}
+			if j < len(s) && s[j] == '$' {
+				tag := s[i : j+1]
+				k := strings.Index(s[j+1:], tag)
+				if k < 0 {
+					return nil, false
+				}
+				i = j + 1 + k + len(tag)
+				continue
+			}
+			toks = append(toks, lexTok{punct: '$', start: i, end: i + 1})
+			i++
+		case isWordByte(c) || c >= 0x80:
+			j := i
+			for j < len(s) && (isWordByte(s[j]) || s[j] == '$' || s[j] >= 0x80) {
+				j++
+			}
+			w := s[i:j]
+			toks = append(toks, lexTok{word: strings.ToUpper(w), name: w, start: i, end: j})
+			i = j
+		default:
+			toks = append(toks, lexTok{punct: c, start: i, end: i + 1})
+			i++
+		}
+	}
+	return toks, true
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// skipQuoted returns the index after the literal or identifier opened by q
+// at s[i]; a doubled quote stays inside, and with backslash so does an
+// escaped character (E” strings).
+func skipQuoted(s string, i int, q byte, backslash bool) (int, bool) {
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			if backslash {
+				j++
+			}
+		case q:
+			if j+1 < len(s) && s[j+1] == q {
+				j++
+				continue
+			}
+			return j + 1, true
+		}
+	}
+	return len(s), false
+}
+
+// tableAt reads a possibly qualified table name at toks[i], skipping ONLY
+// and a trailing '*'; it returns the normalised name and the index after
+// it, or "" when there is none.
+func tableAt(toks []lexTok, i int) (string, int) {
+	if i < len(toks) && toks[i].word == "ONLY" {
+		i++
+	}
+	if i >= len(toks) || toks[i].name == "" {
+		return "", i
+	}
+	name := toks[i].name
+	i++
+	for i+1 < len(toks) && toks[i].punct == '.' && toks[i+1].name != "" {
+		name += "." + toks[i+1].name
+		i += 2
+	}
+	if i < len(toks) && toks[i].punct == '*' {
+		i++
+	}
+	t := sqlinspect.NormalizeTable(name)
+	return t, i
+}
+
+// scanPLpgSQL reads a PL/pgSQL function body for the tables it writes.
+// Every write in SQL starts with one of a few heads, wherever the
+// statement sits (inside IF, a loop, a CTE), so the body is scanned token
+// by token rather than parsed statement by statement.
+func scanPLpgSQL(src string) trigger {
+	toks, ok := lexSQL(src)
+	if !ok {
+		return trigger{all: true}
+	}
+	var tr trigger
+	add := func(t string, op opSet) {
+		if t == "" || t == keys.CatalogTable {
+			tr.all = true
+			return
+		}
+		tr.ops |= op
+		for _, w := range tr.writes {
+			if w == t {
+				return
+			}
+		}
+		tr.writes = append(tr.writes, t)
+	}
+	prev := func(i int) string {
+		if i > 0 {
+			return toks[i-1].word
+		}
+		return ""
+	}
+	for i := 0; i < len(toks) && !tr.all; i++ {
+		switch toks[i].word {
+		case "EXECUTE", "CALL", "COPY", "CREATE", "ALTER", "DROP", "GRANT", "REVOKE",
+			"COMMENT", "SECURITY", "IMPORT", "REINDEX", "CLUSTER", "VACUUM", "REFRESH", "DISCARD", "DO":
+			if toks[i].word == "DO" && i+1 < len(toks) && (toks[i+1].word == "UPDATE" || toks[i+1].word == "NOTHING") {
+				continue // ON CONFLICT DO UPDATE / DO NOTHING
+			}
+			tr.all = true
+		case "INSERT":
+			if i+1 >= len(toks) || toks[i+1].word != "INTO" {
+				tr.all = true
+				continue
+			}
+			t, _ := tableAt(toks, i+2)
+			add(t, opInsert|opUpdate)
+		case "UPDATE":
+			switch prev(i) {
+			case "FOR", "KEY", "DO", "OF":
+				continue // a locking clause, ON CONFLICT DO UPDATE
+			}
+			t, _ := tableAt(toks, i+1)
+			add(t, opUpdate)
+		case "DELETE":
+			if i+1 >= len(toks) || toks[i+1].word != "FROM" {
+				tr.all = true
+				continue
+			}
+			t, _ := tableAt(toks, i+2)
+			add(t, opDelete)
+		case "MERGE":
+			if i+1 >= len(toks) || toks[i+1].word != "INTO" {
+				tr.all = true
+				continue
+			}
+			t, _ := tableAt(toks, i+2)
+			add(t, opInsert|opUpdate|opDelete)
+		case "TRUNCATE":
+			j := i + 1
+			if j < len(toks) && toks[j].word == "TABLE" {
+				j++
+			}
+			for {
+				t, next := tableAt(toks, j)
+				add(t, opTruncate)
+				if tr.all || next >= len(toks) || toks[next].punct != ',' {
+					j = next
+					break
+				}
+				j = next + 1
+			}
+			for ; j < len(toks) && toks[j].punct != ';'; j++ {
+				if toks[j].word == "CASCADE" {
+					tr.all = true
+				}
+			}
+		}
+	}
+	if tr.all {
+		return trigger{all: true}
+	}
+	tr.calls = sqlinspect.InspectDialect(src, sqlinspect.DialectPostgres).Functions
+	return tr
+}
+
+// parseSQLiteTrigger reads a CREATE TRIGGER statement from sqlite_master:
+// the events that fire it and what its body (between BEGIN and the last
+// END) writes, read by sqlinspect as SQLite statements.
+func parseSQLiteTrigger(ddl string) trigger {
+	toks, ok := lexSQL(ddl)
+	if !ok {
+		return trigger{all: true}
+	}
+	tr := trigger{}
+	on, begin := -1, -1
+	for i, t := range toks {
+		if on < 0 {
+			switch t.word {
+			case "INSERT":
+				tr.events |= opInsert
+			case "UPDATE":
+				tr.events |= opUpdate
+			case "DELETE":
+				tr.events |= opDelete
+			case "ON":
+				on = i
+			}
+			continue
+		}
+		if t.word == "BEGIN" {
+			begin = i
+			break
+		}
+	}
+	end := -1
+	for i := len(toks) - 1; i > begin; i-- {
+		if toks[i].word == "END" {
+			end = i
+			break
+		}
+	}
+	if on < 0 || begin < 0 || end < 0 || tr.events == 0 {
+		return trigger{events: opInsert | opUpdate | opDelete, all: true}
+	}
+	body := ddl[toks[begin].end:toks[end].start]
+	st := sqlinspect.InspectDialect(body, sqlinspect.DialectSQLite)
+	if st.Undetermined || st.Kind == sqlinspect.KindUnknown || st.Kind == sqlinspect.KindDDL ||
+		len(st.TxOps) > 0 || st.Catalog {
+		tr.all = true
+		return tr
+	}
+	tr.writes = st.Writes
+	tr.ops = opInsert | opUpdate | opDelete
+	tr.calls = st.Functions
+	return tr
+}
+
+// postgresTriggerEvents maps pg_trigger.tgtype's event bits (INSERT 4,
+// DELETE 8, UPDATE 16, TRUNCATE 32) to operations.
+func postgresTriggerEvents(tgtype int) opSet {
+	var e opSet
+	if tgtype&4 != 0 {
+		e |= opInsert
+	}
+	if tgtype&8 != 0 {
+		e |= opDelete
+	}
+	if tgtype&16 != 0 {
+		e |= opUpdate
+	}
+	if tgtype&32 != 0 {
+		e |= opTruncate
+	}
+	return e
+}
+
+// harmlessInternalTriggers are PostgreSQL's built-in trigger functions
+// that change only the row being written.
+var harmlessInternalTriggers = map[string]bool{
+	"tsvector_update_trigger":            true,
+	"tsvector_update_trigger_column":     true,
+	"suppress_redundant_updates_trigger": true,
+}
+
+// postgresTrigger is what one pg_trigger row writes.
+func postgresTrigger(tgtype int, lang, src string) trigger {
+	events := postgresTriggerEvents(tgtype)
+	switch {
+	case lang == "plpgsql":
+		tr := scanPLpgSQL(src)
+		tr.events = events
+		return tr
+	case lang == "internal" && harmlessInternalTriggers[src]:
+		return trigger{events: events}
+	}
+	return trigger{events: events, all: true}
+}
