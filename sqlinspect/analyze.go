@@ -570,9 +570,10 @@ func (a *analyzer) lockingClause(i int) int {
 }
 
 // selectInto reads the target of SELECT ... INTO [TEMP|UNLOGGED] [TABLE]
-// name, which creates and fills a table.
+// name, which creates and fills a table: it writes the catalog too.
 func (a *analyzer) selectInto(j int) int {
 	a.dml = true
+	a.catalogWrite()
 	temp := false
 	for a.isKw(j, kwTemp) || a.isKw(j, kwTemporary) || a.isKw(j, kwUnlogged) || a.isKw(j, kwTable) {
 		temp = temp || a.isKw(j, kwTemp) || a.isKw(j, kwTemporary)

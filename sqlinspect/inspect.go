@@ -26,8 +26,9 @@ type Statement struct {
 	// dropped from, the parents of a new partition or child, and CatalogTable
 	// for every statement that changes the catalog: all DDL but TRUNCATE
 	// (CREATE, ALTER, DROP, RENAME, COMMENT ON, CREATE INDEX, ATTACH,
-	// DETACH, ...), GRANT, REVOKE, VACUUM, ANALYZE, REINDEX, CLUSTER and a
-	// PRAGMA that assigns a value. Sorted, without duplicates. A write
+	// DETACH, ...), SELECT INTO (which creates a table), GRANT, REVOKE,
+	// VACUUM, ANALYZE, REINDEX, CLUSTER and a PRAGMA that assigns a value.
+	// Sorted, without duplicates. A write
 	// target is not repeated in Reads unless it is read too.
 	Writes []string
 	// Undetermined is true when some table read or written could not be
