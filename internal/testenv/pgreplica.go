@@ -474,12 +474,13 @@ func (r *PGReplica) ResumeReplay(t testing.TB) {
 }
 
 // WaitReplayed waits until the standby has replayed everything the
-// primary had written when it was called.
+// primary had inserted in its WAL when it was called
+// (pg_current_wal_insert_lsn, which is at or past every commit returned).
 func (r *PGReplica) WaitReplayed(t testing.TB) {
 	t.Helper()
 	var target string
-	if err := r.primary.QueryRow("SELECT pg_current_wal_lsn()::text").Scan(&target); err != nil {
-		t.Fatalf("pg_current_wal_lsn: %v", err)
+	if err := r.primary.QueryRow("SELECT pg_current_wal_insert_lsn()::text").Scan(&target); err != nil {
+		t.Fatalf("pg_current_wal_insert_lsn: %v", err)
 	}
 	deadline := time.Now().Add(3 * readyTimeout)
 	for {

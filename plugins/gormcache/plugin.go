@@ -43,6 +43,7 @@ type Plugin struct {
 	err        error
 	broken     map[string]bool // tests only: invalidation sources switched off
 	w          watch           // transactions and connection state the plugin cannot see (txwatch.go)
+	rf         replicaFence    // reads routed to replicas (replica.go)
 }
 
 type modelTTL struct {
@@ -116,6 +117,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if p.err != nil {
 		return p.err
 	}
+	if skip, err := p.replicaSetup(db); skip || err != nil {
+		return err // skip: a replica opened by dbresolver (replica.go)
+	}
 	if _, wrapped := db.ConnPool.(*pool); wrapped {
 		return errors.New("gormcache: this *gorm.DB already has a gormcache plugin")
 	}
@@ -158,6 +162,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 
 	p.inner = db.ConnPool
 	w := &pool{ConnPool: db.ConnPool, p: p}
+	p.rf.outer = w
 	db.ConnPool = w
 	if db.Statement != nil {
 		db.Statement.ConnPool = w
@@ -224,5 +229,6 @@ func (p *Plugin) apply(ctx context.Context, ch querycache.Change) {
 	// Errors are logged and counted by the cache, which keeps the
 	// undelivered versions bypassed until they are delivered.
 	p.schemaChanged(ch)
+	p.fenceWrite(ctx, ch) // before the versions change (replica.go)
 	_ = p.cache.Invalidate(ctx, ch)
 }

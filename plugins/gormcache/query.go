@@ -232,6 +232,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		o.payload = b
 		return o, true, info
 	}
+	p.routeFill(db, pl.key.Tables) // versions read: a lagging replica may not fill (replica.go)
 	b, live, err := p.fill(db, m, stream)
 	if err != nil {
 		db.AddError(err)

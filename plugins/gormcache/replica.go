@@ -1,0 +1,480 @@
+package gormcache
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"gorm.io/gorm"
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+)
+
+// Read replicas (gorm.io/plugin/dbresolver, or anything else that points a
+// statement at another connection pool).
+//
+// The hazard: a write commits on the primary and the plugin replaces the
+// versions it affects; the next read of the query misses, is routed to a
+// replica that has not replayed the write yet, and stores the old row under
+// the new versions, where it is served until its TTL. No version scheme can
+// see that: the fill's versions are current, its data is not.
+//
+// The fence: before the plugin applies a write's invalidation it records
+// how far the primary's WAL is (PostgreSQL: pg_current_wal_insert_lsn(),
+// read after the commit returned, so at least the end of its commit
+// record), per table written. A fill that is about to run on a pool other
+// than the plugin's own reads the fence of the tables it reads *after* it
+// has read their versions, and compares it with the replica's
+// pg_last_wal_replay_lsn(); when the replica is behind, the statement runs
+// on the primary instead. Ordering: fence recorded -> versions replaced;
+// versions read -> fence read. So a fill that read the new versions sees
+// the write's fence, and a fill that sees no fence read the old versions,
+// whose entry is never served after the invalidation.
+//
+// A replica's replay position only grows while it runs, so the last value
+// observed per pool is kept and the replica is asked again only when a
+// fence is past it. (A standby that crashes and restarts may reopen at an
+// earlier position: see the notes in the README.)
+//
+// Without WAL positions (SQLite, or a PostgreSQL-speaking database without
+// pg_current_wal_insert_lsn) the fence is time: fills of tables written
+// less than ReplicaWindow ago run on the primary. That bounds nothing if a
+// replica lags more than the window; the user chooses the window.
+//
+// The fence only exists once a replica read has been seen: until then
+// writes pay nothing. On the first replica fill the fence starts at the
+// primary's current position (or now), which covers every write already
+// applied: a write either saw the fence active (and recorded itself) or
+// had committed before the fence was switched on and therefore before the
+// position was read.
+
+// ReplicaWindow sets how long after a write the tables it wrote are read
+// from the primary when the database gives no WAL positions (SQLite, or a
+// PostgreSQL-compatible server without pg_current_wal_insert_lsn). Default
+// 5s. A replica lagging more than the window can fill the cache with rows
+// older than the write; on PostgreSQL the WAL fence is used instead and the
+// window does not apply.
+func ReplicaWindow(d time.Duration) Option {
+	return func(p *Plugin) {
+		if d <= 0 {
+			p.err = errors.Join(p.err, fmt.Errorf("gormcache.ReplicaWindow(%v): the window must be positive; leave the option out for the default of %v", d, defaultReplicaWindow))
+			return
+		}
+		p.rf.window = d
+	}
+}
+
+// ReplicaCheckPrimary makes every fill routed to a replica read the
+// primary's WAL position first (one small query on the primary per replica
+// fill) and run on the primary if the replica has not replayed that far.
+// Without it (the default) the fence covers the writes this plugin applied;
+// writes by other processes sharing the store, and writes the PostgreSQL
+// listener reports, bump the versions without a fence in this process, so
+// a replica fill here may store a row older than them until the entry's
+// TTL. PostgreSQL only; elsewhere it is an error to set it.
+func ReplicaCheckPrimary() Option { return func(p *Plugin) { p.rf.checkPrimary = true } }
+
+const defaultReplicaWindow = 5 * time.Second
+
+// ReplicaStats counts what the replica fence did.
+type ReplicaStats struct {
+	// ReplicaFills ran on a replica; PrimaryFills were routed to the
+	// primary because the replica was behind a fence (or its position could
+	// not be read).
+	ReplicaFills, PrimaryFills int64
+	// ReplicaChecks asked a replica its replay position; FenceReads asked
+	// the primary its WAL position (one per write once the fence is on,
+	// plus one per replica fill with ReplicaCheckPrimary).
+	ReplicaChecks, FenceReads int64
+	// Errors counts positions that could not be read (the affected fills
+	// ran on the primary).
+	Errors int64
+	// Mode is "wal" (PostgreSQL WAL positions), "window", or "" before the
+	// first replica read.
+	Mode string
+}
+
+// ReplicaStats returns the replica fence's counters.
+func (p *Plugin) ReplicaStats() ReplicaStats {
+	f := &p.rf
+	s := ReplicaStats{
+		ReplicaFills:  f.replicaFills.Load(),
+		PrimaryFills:  f.primaryFills.Load(),
+		ReplicaChecks: f.replicaChecks.Load(),
+		FenceReads:    f.fenceReads.Load(),
+		Errors:        f.errors.Load(),
+	}
+	if f.active.Load() {
+		s.Mode = "window"
+		if f.wal.Load() {
+			s.Mode = "wal"
+		}
+	}
+	return s
+}
+
+// replicaFence is the plugin's fence state (see above).
+type replicaFence struct {
+	outer        *pool // the plugin's wrapper of the primary's pool: where fenced fills go
+	window       time.Duration
+	checkPrimary bool
+
+	active   atomic.Bool // a replica fill has been seen: writes record fences
+	wal      atomic.Bool // fences are WAL positions (else monotonic times)
+	activate sync.Mutex
+
+	mu      sync.Mutex
+	tables  map[string]uint64 // table -> fence
+	all     uint64            // fence of every table (Change.All, activation, overflow)
+	unknown bool              // some fence is math.MaxUint64: its position could not be read
+
+	pools  sync.Map // gorm.ConnPool -> *replicaPool
+	flight singleflight.Group
+
+	replicaFills, primaryFills, replicaChecks, fenceReads, errors atomic.Int64
+	warned                                                        atomic.Bool
+}
+
+// replicaPool is what is known about one pool statements were routed to.
+type replicaPool struct {
+	id       string
+	replayed atomic.Uint64 // the highest replay position observed
+	// primaryUntil: the pool was seen not in recovery (a primary, such as
+	// dbresolver's Sources); trusted until this monotonic time.
+	primaryUntil atomic.Int64
+}
+
+// maxFenceTables bounds the per-table fences; past it they are folded into
+// the global one (safe: a higher fence only sends more fills to the
+// primary).
+const maxFenceTables = 4096
+
+// primaryRecheck is how long a pool found not in recovery is trusted to be
+// a primary before it is asked again (a failover can demote it).
+const primaryRecheck = time.Second
+
+var monoBase = time.Now()
+
+// monoNow is a monotonic clock reading, never 0.
+func monoNow() uint64 { return uint64(time.Since(monoBase)) + 1 }
+
+// replicaSetup runs first in Initialize: it checks the replica options
+// and handles a copied config (see copiedConfig).
+func (p *Plugin) replicaSetup(db *gorm.DB) (skip bool, err error) {
+	if skip, err := p.copiedConfig(db); skip || err != nil {
+		return skip, err
+	}
+	if p.rf.checkPrimary && db.Dialector.Name() != "postgres" {
+		return false, fmt.Errorf("gormcache: ReplicaCheckPrimary needs PostgreSQL WAL positions, and this database is %s; remove the option (ReplicaWindow bounds replica reads there)", db.Dialector.Name())
+	}
+	return false, nil
+}
+
+// copiedConfig handles Initialize being called on a *gorm.DB opened with a
+// copy of this database's gorm.Config, which already holds the plugin:
+// gorm.Open initializes every plugin of the config it is given. dbresolver
+// does that to open its replicas and sources when it is registered after
+// this plugin; it only takes their connection pools, never runs statements
+// through them, so the plugin stays out of them (skip). Anyone else would
+// get a second handle whose writes do not invalidate the cache: an error.
+func (p *Plugin) copiedConfig(db *gorm.DB) (skip bool, err error) {
+	if !p.w.registered.Load() || db.Config == nil || db.Plugins[p.Name()] != gorm.Plugin(p) {
+		return false, nil
+	}
+	pc := make([]uintptr, 64)
+	n := runtime.Callers(2, pc)
+	frames := runtime.CallersFrames(pc[:n])
+	for {
+		fr, more := frames.Next()
+		if strings.HasPrefix(fr.Function, "gorm.io/plugin/dbresolver.") {
+			return true, nil
+		}
+		if !more {
+			break
+		}
+	}
+	return false, errors.New("gormcache: this *gorm.DB was opened with a copy of a gorm.Config that already holds this plugin (gorm.Open(d, db.Config)); its writes would not invalidate the cache. Open it with a fresh gorm.Config and register a gormcache.New plugin of its own")
+}
+
+// fenceWrite records the fence of a change about to be applied (called by
+// apply before the invalidation).
+func (p *Plugin) fenceWrite(ctx context.Context, ch querycache.Change) {
+	f := &p.rf
+	if !f.active.Load() || ch.Empty() || p.broken["replica_fence"] {
+		return
+	}
+	var at uint64
+	if f.wal.Load() {
+		lsn, err := p.primaryPosition(ctx)
+		if err != nil {
+			// Unknown: fills of these tables go to the primary until a
+			// later position is read (it covers this write, which has
+			// committed before now).
+			at = math.MaxUint64
+		} else {
+			at = lsn
+		}
+	} else {
+		at = monoNow()
+	}
+	f.note(ch, at)
+}
+
+// note raises the fences of ch's tables to at.
+func (f *replicaFence) note(ch querycache.Change, at uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unknown && at != math.MaxUint64 {
+		// A position read now is past every write whose position failed.
+		for t, v := range f.tables {
+			if v == math.MaxUint64 {
+				f.tables[t] = at
+			}
+		}
+		if f.all == math.MaxUint64 {
+			f.all = at
+		}
+		f.unknown = false
+	}
+	if at == math.MaxUint64 {
+		f.unknown = true
+	}
+	if ch.All {
+		f.all = max(f.all, at)
+		return
+	}
+	if f.tables == nil {
+		f.tables = map[string]uint64{}
+	}
+	raise := func(t string) {
+		t = keys.NormalizeTable(t)
+		if v := f.tables[t]; at > v {
+			f.tables[t] = at
+		}
+	}
+	for _, t := range ch.Tables {
+		raise(t)
+	}
+	for _, r := range ch.Rows {
+		raise(r.Table)
+	}
+	if len(f.tables) > maxFenceTables {
+		for _, v := range f.tables {
+			f.all = max(f.all, v)
+		}
+		clear(f.tables)
+	}
+}
+
+// required returns the fence a fill of tables must pass.
+func (f *replicaFence) required(tables []string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	need := f.all
+	for _, t := range tables {
+		need = max(need, f.tables[keys.NormalizeTable(t)])
+	}
+	return need
+}
+
+// routeFill runs before a fill queries the database, after its versions
+// were read: when the statement is routed to a replica that may not have
+// replayed a write the cache applied to the tables it reads, it is sent to
+// the primary instead.
+func (p *Plugin) routeFill(db *gorm.DB, tables []string) {
+	cp := db.Statement.ConnPool
+	rp := p.replicaPoolOf(cp)
+	if rp == nil || p.broken["replica_route"] {
+		return
+	}
+	f := &p.rf
+	ctx := context.WithoutCancel(stmtContext(db))
+	if !f.active.Load() {
+		p.activateFence(ctx)
+	}
+	need := f.required(tables)
+	if f.checkPrimary && f.wal.Load() {
+		lsn, err := p.primaryPosition(ctx)
+		if err != nil {
+			need = math.MaxUint64
+		}
+		need = max(need, lsn)
+	}
+	if need == 0 || p.replicaCaughtUp(ctx, cp, rp, need) {
+		f.replicaFills.Add(1)
+		return
+	}
+	f.primaryFills.Add(1)
+	db.Statement.ConnPool = p.rf.outer
+}
+
+// replicaCaughtUp reports whether the replica behind cp has passed need.
+func (p *Plugin) replicaCaughtUp(ctx context.Context, cp gorm.ConnPool, rp *replicaPool, need uint64) bool {
+	f := &p.rf
+	if !f.wal.Load() {
+		// Time fences: the write is older than the window, or not.
+		return need != math.MaxUint64 && monoNow()-need >= uint64(f.window)
+	}
+	if need == math.MaxUint64 {
+		return false
+	}
+	if rp.replayed.Load() >= need || rp.primaryUntil.Load() > int64(monoNow()) {
+		return true
+	}
+	// Ask the replica; concurrent fills share one question (an answer read
+	// after this fill's fence would only be higher).
+	_, _, _ = f.flight.Do(rp.id, func() (any, error) {
+		f.replicaChecks.Add(1)
+		ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+		defer cancel()
+		var (
+			recovery bool
+			pos      sql.NullString
+		)
+		err := cp.QueryRowContext(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").Scan(&recovery, &pos)
+		if err != nil {
+			f.errors.Add(1)
+			p.warnReplica("reading a replica's replay position failed; its fills run on the primary", err)
+			return nil, err
+		}
+		if !recovery {
+			rp.primaryUntil.Store(int64(monoNow() + uint64(primaryRecheck)))
+			return nil, nil
+		}
+		if lsn, ok := parseLSN(pos.String); ok && pos.Valid {
+			for {
+				old := rp.replayed.Load()
+				if lsn <= old || rp.replayed.CompareAndSwap(old, lsn) {
+					break
+				}
+			}
+		}
+		return nil, nil
+	})
+	return rp.replayed.Load() >= need || rp.primaryUntil.Load() > int64(monoNow())
+}
+
+// replicaPoolOf returns the state of the pool cp when it is not the
+// plugin's own (nor a transaction or a dedicated connection, which are
+// always the primary's), else nil.
+func (p *Plugin) replicaPoolOf(cp gorm.ConnPool) *replicaPool {
+	for range 4 {
+		if ps, ok := cp.(*gorm.PreparedStmtDB); ok && ps.ConnPool != nil {
+			cp = ps.ConnPool
+			continue
+		}
+		break
+	}
+	if cp == nil || cp == p.inner || cp == gorm.ConnPool(p.rf.outer) {
+		return nil
+	}
+	if scopeOf(cp).kind != scopePool {
+		return nil
+	}
+	if w, ok := cp.(*pool); ok && w.p == p {
+		return nil
+	}
+	if v, ok := p.rf.pools.Load(cp); ok {
+		return v.(*replicaPool)
+	}
+	v, _ := p.rf.pools.LoadOrStore(cp, &replicaPool{id: fmt.Sprintf("%p", cp)})
+	return v.(*replicaPool)
+}
+
+// activateFence switches the fence on at the first replica fill. The
+// fence starts at the primary's current position (or now): every write
+// applied before has committed before it is read.
+func (p *Plugin) activateFence(ctx context.Context) {
+	f := &p.rf
+	f.activate.Lock()
+	defer f.activate.Unlock()
+	if f.active.Load() {
+		return
+	}
+	if f.window == 0 {
+		f.window = defaultReplicaWindow
+	}
+	wal := false
+	var at uint64
+	if p.dialect == "postgres" {
+		lsn, err := p.primaryPosition(ctx)
+		switch {
+		case err == nil:
+			wal, at = true, lsn
+		case noWALFunctions(err):
+			p.warnReplica("the primary has no pg_current_wal_insert_lsn(); the replica fence falls back to ReplicaWindow", err)
+		default:
+			// Unknown now, WAL positions later.
+			wal, at = true, math.MaxUint64
+		}
+	}
+	if !wal {
+		at = monoNow()
+	}
+	f.wal.Store(wal)
+	// active before the position is recorded: a write that sees it
+	// inactive committed before this point.
+	f.active.Store(true)
+	f.note(querycache.Change{All: true}, at)
+}
+
+// noWALFunctions reports whether err says the server lacks the WAL
+// position functions (undefined_function), rather than being unreachable.
+func noWALFunctions(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "42883") || strings.Contains(s, "does not exist")
+}
+
+// primaryPosition reads the primary's WAL insert position on the plugin's
+// own pool. The insert position, not the write position: with
+// synchronous_commit off a commit returns before its record is written,
+// but never before it is inserted.
+func (p *Plugin) primaryPosition(ctx context.Context) (uint64, error) {
+	f := &p.rf
+	f.fenceReads.Add(1)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catalogTimeout)
+	defer cancel()
+	var s string
+	if err := p.inner.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		f.errors.Add(1)
+		p.warnReplica("reading the primary's WAL position failed; fills of the written tables run on the primary until it is read again", err)
+		return 0, err
+	}
+	lsn, ok := parseLSN(s)
+	if !ok {
+		f.errors.Add(1)
+		return 0, fmt.Errorf("gormcache: unreadable WAL position %q", s)
+	}
+	return lsn, nil
+}
+
+// parseLSN parses PostgreSQL's "X/Y" text form of a pg_lsn.
+func parseLSN(s string) (uint64, bool) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, false
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return h<<32 | l, true
+}
+
+// warnReplica logs the first failure of the fence (later ones are counted
+// in ReplicaStats().Errors).
+func (p *Plugin) warnReplica(msg string, err error) {
+	if p.rf.warned.CompareAndSwap(false, true) && p.w.log != nil {
+		p.w.log.Warn(context.Background(), "gormcache: %s: %v", msg, err)
+	}
+}

@@ -1,0 +1,284 @@
+package gormcache_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	"gorm.io/plugin/dbresolver"
+	"querycache.dev/internal/testenv"
+	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
+)
+
+type replicaItem struct {
+	ID   int
+	Name string
+}
+
+func newReplicaCache(t *testing.T) *querycache.Cache {
+	t.Helper()
+	c, err := querycache.New(querycache.Options{
+		Store:      querycache.NewMemoryStore(querycache.MemoryOptions{}),
+		DefaultTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// useInOrder registers dbresolver and the plugin in the order named.
+func useInOrder(t *testing.T, db *gorm.DB, order string, resolver, plugin gorm.Plugin) {
+	t.Helper()
+	uses := []gorm.Plugin{resolver, plugin}
+	if order == "gormcache first" {
+		uses = []gorm.Plugin{plugin, resolver}
+	}
+	for _, u := range uses {
+		if err := db.Use(u); err != nil {
+			t.Fatalf("db.Use(%s): %v", u.Name(), err)
+		}
+	}
+}
+
+func readItem(t *testing.T, db *gorm.DB) string {
+	t.Helper()
+	var it replicaItem
+	if err := db.Scopes(gormcache.Cacheable()).First(&it, 1).Error; err != nil {
+		t.Fatal(err)
+	}
+	return it.Name
+}
+
+// TestReplicaPostgres is the replica test: GORM with dbresolver
+// (reads to a real streaming standby whose replay is paused, so it
+// certainly lags), a cached query, a write through GORM: the read after the
+// write neither returns nor caches the old row. Once replay resumes, the
+// query is filled from the standby again and served from the cache. Both
+// registration orders; and with either half of the fence broken the old
+// row is served (the test catches each).
+func TestReplicaPostgres(t *testing.T) {
+	r := testenv.StartPostgresReplica(t)
+	for _, tc := range []struct{ order, broken string }{
+		{"dbresolver first", ""},
+		{"gormcache first", ""},
+		{"dbresolver first", "replica_fence"},
+		{"dbresolver first", "replica_route"},
+	} {
+		name := tc.order
+		if tc.broken != "" {
+			name += "/broken " + tc.broken
+		}
+		t.Run(name, func(t *testing.T) {
+			pdsn, sdsn := r.Schema(t)
+			db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.AutoMigrate(&replicaItem{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
+				t.Fatal(err)
+			}
+			r.WaitReplayed(t)
+			cache := newReplicaCache(t)
+			plugin := gormcache.New(cache)
+			if tc.broken != "" {
+				gormcache.BreakForTest(plugin, tc.broken)
+			}
+			useInOrder(t, db, tc.order, dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+
+			if got := readItem(t, db); got != "old" {
+				t.Fatalf("first read: %q", got)
+			}
+			if got, hits := readItem(t, db), cache.Stats().Hits; got != "old" || hits != 1 {
+				t.Fatalf("second read: %q, %d hits", got, hits)
+			}
+			if st := plugin.ReplicaStats(); tc.broken == "" && (st.ReplicaFills != 1 || st.Mode != "wal") {
+				t.Fatalf("the first fill did not come from the standby: %+v", st)
+			}
+
+			r.PauseReplay(t)
+			if err := db.Model(&replicaItem{ID: 1}).Update("name", "new").Error; err != nil {
+				t.Fatal(err)
+			}
+			stale := 0
+			if got := readItem(t, db); got != "new" {
+				stale++
+				if tc.broken == "" {
+					t.Errorf("the read after the write returned %q from the lagging standby", got)
+				}
+			}
+			if got := readItem(t, db); got != "new" {
+				stale++
+				if tc.broken == "" {
+					t.Errorf("the second read after the write returned %q: the old row was cached", got)
+				}
+			}
+			var onStandby string
+			if err := r.Standby().QueryRow("SELECT name FROM " + schemaOf(sdsn) + ".replica_items WHERE id = 1").Scan(&onStandby); err != nil || onStandby != "old" {
+				t.Fatalf("the paused standby reads %q (%v): the lag is not certain", onStandby, err)
+			}
+			st := plugin.ReplicaStats()
+			t.Logf("after the write: %+v", st)
+			if tc.broken != "" {
+				if stale == 0 {
+					t.Errorf("with %s broken the old row was not served: the test does not catch its absence", tc.broken)
+				}
+				r.ResumeReplay(t)
+				return
+			}
+			if st.PrimaryFills != 1 {
+				t.Errorf("the fill after the write was not routed to the primary: %+v", st)
+			}
+
+			r.ResumeReplay(t)
+			r.WaitReplayed(t)
+			if got := readItem(t, db); got != "new" {
+				t.Errorf("after replay resumed: %q", got)
+			}
+			// Caching from the standby works again: a write it has replayed
+			// is filled from it.
+			if err := db.Model(&replicaItem{ID: 1}).Update("name", "newer").Error; err != nil {
+				t.Fatal(err)
+			}
+			r.WaitReplayed(t)
+			before := plugin.ReplicaStats()
+			if got := readItem(t, db); got != "newer" {
+				t.Errorf("after the standby replayed the second write: %q", got)
+			}
+			hits := cache.Stats().Hits
+			if got := readItem(t, db); got != "newer" || cache.Stats().Hits != hits+1 {
+				t.Errorf("the refill was not served from the cache: %q", got)
+			}
+			after := plugin.ReplicaStats()
+			if after.ReplicaFills != before.ReplicaFills+1 || after.PrimaryFills != before.PrimaryFills {
+				t.Errorf("the fill after the standby caught up did not come from it: before %+v after %+v", before, after)
+			}
+			t.Logf("end: %+v", after)
+		})
+	}
+}
+
+func schemaOf(dsn string) string {
+	_, s, _ := strings.Cut(dsn, "search_path=")
+	return s
+}
+
+// TestReplicaSQLiteWindow is the variant without WAL positions: two SQLite
+// files as dbresolver's source and replica. Nothing copies one to the
+// other, so the replica lags forever: within ReplicaWindow of a write the
+// tables it wrote are filled from the source; past the window the replica
+// is used again, and (the documented limit) its old row can be cached.
+func TestReplicaSQLiteWindow(t *testing.T) {
+	for _, order := range []string{"dbresolver first", "gormcache first"} {
+		t.Run(order, func(t *testing.T) {
+			dir := t.TempDir()
+			src, rep := filepath.Join(dir, "source.db"), filepath.Join(dir, "replica.db")
+			open := func(window time.Duration) (*gorm.DB, *gormcache.Plugin, *querycache.Cache) {
+				db, err := gorm.Open(sqlite.Open(src), &gorm.Config{Logger: logger.Discard})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cache := newReplicaCache(t)
+				plugin := gormcache.New(cache, gormcache.ReplicaWindow(window))
+				useInOrder(t, db, order, dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{sqlite.Open(rep)}}), plugin)
+				t.Cleanup(func() {
+					if d, err := db.DB(); err == nil {
+						d.Close()
+					}
+				})
+				return db, plugin, cache
+			}
+			seed, err := gorm.Open(sqlite.Open(src), &gorm.Config{Logger: logger.Discard})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := seed.AutoMigrate(&replicaItem{}); err != nil {
+				t.Fatal(err)
+			}
+			seed.Create(&replicaItem{ID: 1, Name: "old"})
+			if d, err := seed.DB(); err == nil {
+				d.Close()
+			}
+			// The replica: a copy of the source as it is now.
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(rep, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			// A window far longer than the test: every read after the
+			// write is inside it.
+			db, plugin, _ := open(time.Hour)
+			if got := readItem(t, db); got != "old" {
+				t.Fatalf("first read: %q", got)
+			}
+			if err := db.Model(&replicaItem{ID: 1}).Update("name", "new").Error; err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if got := readItem(t, db); got != "new" {
+					t.Fatalf("read %d after the write: %q from the replica", i, got)
+				}
+			}
+			if st := plugin.ReplicaStats(); st.Mode != "window" || st.ReplicaFills != 0 {
+				t.Errorf("stats: %+v", st)
+			}
+
+			// A short window: once it has passed, fills use the replica
+			// again, and a replica lagging past it is served: the bound the
+			// user chose.
+			db2, plugin2, cache2 := open(20 * time.Millisecond)
+			if got := readItem(t, db2); got != "new" {
+				t.Fatalf("read inside the window after activation: %q", got)
+			}
+			if err := db2.Model(&replicaItem{ID: 1}).Update("name", "newer").Error; err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(40 * time.Millisecond)
+			if got := readItem(t, db2); got != "old" {
+				t.Errorf("past the window the fill should come from the (stale) replica, got %q", got)
+			}
+			if st := plugin2.ReplicaStats(); st.ReplicaFills != 1 {
+				t.Errorf("stats past the window: %+v", st)
+			}
+			_ = cache2
+		})
+	}
+}
+
+// TestReplicaOptions: misconfiguration is an error that says how to fix it.
+func TestReplicaOptions(t *testing.T) {
+	cache := newReplicaCache(t)
+	db, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "a.db")), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Use(gormcache.New(cache, gormcache.ReplicaWindow(0))); err == nil || !strings.Contains(err.Error(), "positive") {
+		t.Errorf("ReplicaWindow(0): %v", err)
+	}
+	if err := db.Use(gormcache.New(cache, gormcache.ReplicaCheckPrimary())); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Errorf("ReplicaCheckPrimary on SQLite: %v", err)
+	}
+	// A second handle opened with a copy of the config holding the plugin
+	// would write without invalidating: refused.
+	if err := db.Use(gormcache.New(cache)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *db.Config
+	if _, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "b.db")), &cfg); err == nil || !strings.Contains(err.Error(), "fresh gorm.Config") {
+		t.Errorf("gorm.Open with a copied config: %v", err)
+	}
+}
