@@ -57,6 +57,82 @@ func TestFromSQL(t *testing.T) {
 	}
 }
 
+// TestFromSQLPostgresForms checks what the PostgreSQL statement forms of
+// issue 7 item 5 invalidate when the application runs them as raw SQL.
+func TestFromSQLPostgresForms(t *testing.T) {
+	cat := keys.CatalogTable
+	all := querycache.Change{All: true}
+	tables := func(names ...string) querycache.Change { return querycache.Change{Tables: names} }
+	for _, c := range []struct {
+		sql  string
+		want querycache.Change
+	}{
+		// MERGE writes its target only; WITH ... MERGE and writes in its WITH.
+		{`MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.v)`, tables("t")},
+		{`MERGE INTO t AS x USING (SELECT * FROM s) AS y ON x.id = y.id WHEN MATCHED AND EXISTS (SELECT 1 FROM q) THEN DELETE`, tables("t")},
+		{`WITH d AS (DELETE FROM q RETURNING *) MERGE INTO t USING d ON t.id = d.id WHEN MATCHED THEN DELETE`, tables("q", "t")},
+		{`MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING merge_action(), t.*`, tables("t")},
+		{`MERGE t USING s ON true WHEN MATCHED THEN DELETE`, all},
+		// A query whose WITH writes is a write.
+		{`WITH x AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM x`, tables("a", "b")},
+		{`WITH x AS (UPDATE a SET v = 1 RETURNING *) SELECT * FROM x`, tables("a")},
+		{`WITH x AS (INSERT INTO a VALUES (1) ON CONFLICT (id) DO UPDATE SET v = excluded.v RETURNING *) SELECT * FROM x`, tables("a")},
+		{`WITH x AS (WITH y AS (DELETE FROM a RETURNING *) SELECT * FROM y) SELECT * FROM x`, tables("a")},
+		{`WITH x AS (DELETE FROM a RETURNING *) SELECT * INTO n FROM x`, tables(cat, "a", "n")},
+		{`EXPLAIN ANALYZE WITH x AS (UPDATE a SET v = 1 RETURNING *) SELECT 1`, tables("a")},
+		// TRUNCATE: every table; CASCADE: everything, unless the caller
+		// expands Cascade from the schema.
+		{`TRUNCATE a, b, ONLY c`, tables("a", "b", "c")},
+		{`TRUNCATE TABLE a RESTART IDENTITY CASCADE`, all},
+		// ALTER and DROP.
+		{`ALTER TABLE a RENAME TO b`, tables(cat, "a", "b")},
+		{`ALTER TABLE p ATTACH PARTITION c FOR VALUES FROM (1) TO (10)`, tables(cat, "c", "p")},
+		{`ALTER TABLE p DETACH PARTITION c CONCURRENTLY`, tables(cat, "c", "p")},
+		{`ALTER TABLE a DROP COLUMN x CASCADE`, all},
+		{`DROP TABLE a, b`, tables(cat, "a", "b")},
+		{`DROP TABLE a, b CASCADE`, all},
+		{`DROP VIEW IF EXISTS v`, tables(cat, "v")},
+		{`DROP MATERIALIZED VIEW m`, tables(cat, "m")},
+		// Views, rules, triggers, policies: the relation they are on.
+		{`CREATE OR REPLACE VIEW v AS SELECT * FROM a`, tables(cat, "v")},
+		{`CREATE RULE r AS ON INSERT TO a DO INSTEAD INSERT INTO b VALUES (NEW.id)`, tables(cat, "a")},
+		{`DROP RULE r ON a`, tables(cat, "a")},
+		{`CREATE TRIGGER tr AFTER INSERT ON a FOR EACH ROW EXECUTE FUNCTION f()`, tables(cat, "a")},
+		{`ALTER TRIGGER tr ON a RENAME TO tr2`, tables(cat, "a")},
+		{`DROP TRIGGER IF EXISTS tr ON a`, tables(cat, "a")},
+		{`CREATE POLICY p ON a USING (owner = current_user)`, tables(cat, "a")},
+		{`ALTER POLICY p ON a USING (true)`, tables(cat, "a")},
+		{`DROP POLICY p ON a`, tables(cat, "a")},
+		// Functions change what calls them: everything.
+		{`CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'`, all},
+		{`DROP FUNCTION f()`, all},
+		// REFRESH, COPY, CALL, DO.
+		{`REFRESH MATERIALIZED VIEW CONCURRENTLY m WITH DATA`, tables("m")},
+		{`REFRESH MATERIALIZED VIEW m WITH NO DATA`, tables("m")},
+		{`COPY t FROM STDIN`, tables("t")},
+		{`COPY BINARY t FROM STDIN`, tables("t")},
+		{`COPY t TO STDOUT`, querycache.Change{}},
+		{`COPY (SELECT * FROM t) TO STDOUT`, querycache.Change{}},
+		{`COPY (DELETE FROM t RETURNING *) TO STDOUT`, tables("t")},
+		{`CALL proc()`, all},
+		{`DO $$ BEGIN DELETE FROM t; END $$`, all},
+		// The same class.
+		{`UPDATE a SET v = b.v FROM b WHERE a.id = b.id`, tables("a")},
+		{`DELETE FROM a USING b WHERE a.id = b.id`, tables("a")},
+		{`SELECT * INTO n FROM a`, tables(cat, "n")},
+		{`CREATE TABLE n AS SELECT * FROM a`, tables(cat, "n")},
+		{`EXPLAIN ANALYZE DELETE FROM a`, tables("a")},
+		{`EXPLAIN (ANALYZE, BUFFERS) MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE`, tables("t")},
+	} {
+		if got := FromSQLDialect(c.sql, sqlinspect.DialectPostgres); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("FromSQLDialect(%q, DialectPostgres) = %+v; want %+v", c.sql, got, c.want)
+		}
+		if got := FromSQL(c.sql); !got.All && !reflect.DeepEqual(got, c.want) {
+			t.Errorf("FromSQL(%q) = %+v; want %+v or everything", c.sql, got, c.want)
+		}
+	}
+}
+
 // TestFromSQLDialect checks that a write hidden by another dialect's
 // syntax is seen by the dialect that runs it, and not invented by the other.
 func TestFromSQLDialect(t *testing.T) {
