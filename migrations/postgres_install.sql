@@ -2,7 +2,8 @@
 -- outside the application (other services, psql, cron jobs, triggers,
 -- foreign-key cascades).
 --
--- Apply with psql (PostgreSQL 11 or later):
+-- Apply with psql (PostgreSQL 11 or later; the file has no backslash, so
+-- standard_conforming_strings does not matter):
 --
 --   psql "$DSN" -v ON_ERROR_STOP=1 -f migrations/postgres_install.sql
 --
@@ -192,7 +193,7 @@ BEGIN
 			SELECT c.oid FROM pg_class c
 			 WHERE c.relnamespace = v_nsp
 			   AND CASE WHEN p_tables IS NULL
-			            THEN c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname NOT LIKE 'querycache\_%'
+			            THEN c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT starts_with(c.relname, 'querycache_')
 			            ELSE c.relname = ANY (p_tables) END
 			UNION
 			SELECT i.inhrelid FROM pg_inherits i JOIN chosen ON i.inhparent = chosen.oid
@@ -242,8 +243,8 @@ BEGIN
 			       t.tgfoid = v_fn
 			       AND t.tgtype = CASE v_ev WHEN 'insert' THEN 4 WHEN 'delete' THEN 8 WHEN 'update' THEN 16 ELSE 32 END
 			       AND t.tgnargs = 2
-			       AND t.tgargs = convert_to(p_channel, getdatabaseencoding()) || '\x00'::bytea
-			                      || convert_to(CASE WHEN v_ref = '' THEN 'tables' ELSE 'keys' END, getdatabaseencoding()) || '\x00'::bytea
+			       AND t.tgargs = convert_to(p_channel, getdatabaseencoding()) || decode('00', 'hex')
+			                      || convert_to(CASE WHEN v_ref = '' THEN 'tables' ELSE 'keys' END, getdatabaseencoding()) || decode('00', 'hex')
 			       AND t.tgnewtable IS NOT DISTINCT FROM (CASE WHEN v_ref LIKE '%NEW TABLE%' THEN 'querycache_new' END)::name
 			       AND t.tgoldtable IS NOT DISTINCT FROM (CASE WHEN v_ref LIKE '%OLD TABLE%' THEN 'querycache_old' END)::name
 			       AS same
@@ -263,9 +264,10 @@ BEGIN
 					format('%I.querycache_notify', p_schema), p_channel,
 					CASE WHEN v_ref = '' THEN 'tables' ELSE 'keys' END);
 			EXCEPTION WHEN feature_not_supported THEN
-				-- A server that refuses transition tables here (older
-				-- releases on partitions or inheritance children): the
-				-- trigger names the tables only.
+				-- Defensive: PostgreSQL 10 to 17 accept transition tables
+				-- on statement triggers of partitions and inheritance
+				-- children (only row triggers are refused there). Should a
+				-- server refuse them, the trigger names the tables only.
 				EXECUTE format('CREATE TRIGGER %I AFTER %s ON %I.%I FOR EACH STATEMENT EXECUTE FUNCTION %s(%L, %L)',
 					'querycache_notify_' || v_ev, upper(v_ev), r.nspname, r.relname,
 					format('%I.querycache_notify', p_schema), p_channel, 'tables');

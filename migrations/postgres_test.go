@@ -905,3 +905,46 @@ func BenchmarkPostgresTriggerConcurrentCommits(b *testing.B) {
 		})
 	}
 }
+
+// TestPostgresTriggersNonStandardStrings installs and uninstalls on a
+// session with standard_conforming_strings off (backslashes in ” are
+// escapes there), with backslashes in the table and channel names.
+func TestPostgresTriggersNonStandardStrings(t *testing.T) {
+	e := newPG(t)
+	ctx := context.Background()
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET standard_conforming_strings = off; SET escape_string_warning = off"); err != nil {
+		t.Fatal(err)
+	}
+	table, channel := `back\slash\x00`, `ch\an\'`
+	e.exec("CREATE TABLE " + pgx.Identifier{table}.Sanitize() + " (id int PRIMARY KEY)")
+	if _, err := e.lc.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	e.channel = channel
+	opts := migrations.Options{Schema: e.schema, Tables: []string{table}, Channel: channel}
+	res, err := migrations.InstallPostgresTriggers(ctx, conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Note != "installed" {
+		t.Fatalf("install result %+v", res)
+	}
+	if res, err = migrations.InstallPostgresTriggers(ctx, conn, opts); err != nil || res[0].Note != "unchanged" {
+		t.Fatalf("reinstall: %+v %v", res, err)
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO "+pgx.Identifier{table}.Sanitize()+" VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	e.expect(e.next(), "INSERT", []string{e.schema + `."` + table + `"`}, "1")
+	if err := migrations.UninstallPostgresTriggers(ctx, conn, opts); err != nil {
+		t.Fatal(err)
+	}
+	if trg, _ := e.triggerState(e.schema); len(trg) != 0 {
+		t.Fatalf("after uninstall: %q", trg)
+	}
+}
