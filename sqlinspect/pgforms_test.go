@@ -137,7 +137,8 @@ var pgForms = []pgForm{
 
 	// DROP writes the relations; CASCADE drops dependent views (Cascade).
 	{name: "drop tables cascade", sql: `DROP TABLE s, u CASCADE`, want: cascade(ddl(l("s", "u"), nil)), pg: 15},
-	{name: "drop tables if exists", sql: `DROP TABLE IF EXISTS q, log`, want: ddl(l("log", "q"), nil), pg: 15},
+	{name: "drop tables if exists", sql: `DROP TABLE IF EXISTS q, t`, want: ddl(l("q", "t"), nil), pg: 15},
+	{name: "drop table with dependent rule", sql: `DROP TABLE log CASCADE`, want: cascade(ddl(l("log"), nil)), pg: 15},
 	{name: "drop table with dependent views", sql: `DROP TABLE a CASCADE`, want: cascade(ddl(l("a"), nil)), pg: 15},
 	{name: "drop referenced table cascade", sql: `DROP TABLE pa CASCADE`, want: cascade(ddl(l("pa"), nil)), pg: 15},
 	{name: "drop view", sql: `DROP VIEW va`, want: ddl(l("va"), nil), pg: 15},
@@ -233,6 +234,12 @@ var pgForms = []pgForm{
 	{name: "explain analyze create materialized view", sql: `EXPLAIN ANALYZE CREATE MATERIALIZED VIEW m3 AS SELECT * FROM s`, want: ddl(l("m3"), l("s")), pg: 15},
 	{name: "explain analyze merge", sql: `EXPLAIN ANALYZE MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE`, want: write(l("t"), l("s")), pg: 15},
 	{name: "explain delete", sql: `EXPLAIN DELETE FROM q`, want: Statement{Kind: KindOther, Writes: l("q"), Statements: 1}, pg: 15},
+	// A write through an updatable view or a rule changes relations the
+	// text does not name: the caller expands views and rules from the
+	// catalog (the view or table is what Inspect reports).
+	{name: "insert into view", sql: `INSERT INTO va VALUES (7, 7)`, want: write(l("va"), nil), pg: 15},
+	{name: "update view", sql: `UPDATE va SET v = 0 WHERE id = 1`, want: write(l("va"), nil), pg: 15},
+	{name: "insert through rule", sql: `INSERT INTO b VALUES (10, 10)`, want: write(l("b"), nil), pg: 15},
 	{name: "declare cursor", sql: `DECLARE cur CURSOR FOR SELECT * FROM a`, want: Statement{Kind: KindOther, Reads: l("a"), Statements: 1}, pg: 15},
 }
 
