@@ -274,9 +274,19 @@ func uninstallBlock(opts Options) (string, error) {
 	}
 	const schemaLine = "v_schema name := current_schema(); -- querycache:schema"
 	const tablesLine = "v_tables text[] := NULL; -- querycache:tables"
-	if strings.Count(q, schemaLine) != 1 || strings.Count(q, tablesLine) != 1 {
-		return "", errors.New("migrations: embedded uninstall SQL lacks its parameter lines (a broken build)")
+	const quote = "$querycache$"
+	if strings.Count(q, schemaLine) != 1 || strings.Count(q, tablesLine) != 1 || strings.Count(q, quote) != 2 {
+		return "", errors.New("migrations: embedded uninstall SQL lacks its parameter lines or dollar quotes (a broken build)")
 	}
+	// The names become literals inside the DO block's dollar quotes: a
+	// name holding the tag would end the block early. So the tag is one
+	// no name holds, put in before the names are.
+	names := opts.Schema + "\x00" + strings.Join(opts.Tables, "\x00")
+	tag := quote
+	for n := 1; strings.Contains(names, tag); n++ {
+		tag = fmt.Sprintf("$querycache%d$", n)
+	}
+	q = strings.ReplaceAll(q, quote, tag)
 	if opts.Schema != "" {
 		q = strings.Replace(q, schemaLine, "v_schema name := "+quoteLiteral(opts.Schema)+";", 1)
 	}

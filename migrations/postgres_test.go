@@ -728,6 +728,20 @@ func TestPostgresTriggersHostileNames(t *testing.T) {
 	e.exec("INSERT INTO "+qs+"."+pgx.Identifier{table}.Sanitize()+" VALUES ($1)", `k'"\`)
 	e.expect(e.next(), "INSERT", []string{quoted}, `k'"\`)
 
+	// A name holding the uninstall block's dollar-quote tag.
+	dollar := `x$querycache$'); DROP TABLE x; --`
+	e.exec("CREATE TABLE " + qs + "." + pgx.Identifier{dollar}.Sanitize() + " (id int PRIMARY KEY)")
+	dopts := migrations.Options{Schema: schema, Tables: []string{dollar}, Channel: channel}
+	if _, err := migrations.InstallPostgresTriggers(ctx, e.db, dopts); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.UninstallPostgresTriggers(ctx, e.db, dopts); err != nil {
+		t.Fatal(err)
+	}
+	if trg, _ := e.triggerState(schema); len(trg) != 4 {
+		t.Fatalf("after uninstalling the $-named table: %q", trg)
+	}
+
 	// The dry-run SQL, applied as a user would, does the same.
 	q, err := migrations.PostgresInstallSQL(opts)
 	if err != nil {
