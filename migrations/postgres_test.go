@@ -134,11 +134,10 @@ func decode(t *testing.T, s string) payload {
 	return p
 }
 
-// none asserts no notification is pending: it writes a marker row to a
-// table of its own that is not watched... instead it sends a NOTIFY on the
-// channel itself and checks that this marker is the next one delivered.
-// Notifications of one session arrive in commit order, so anything sent
-// before the marker would come first.
+// none asserts that no notification is pending: it sends a marker on the
+// channel and checks that the marker is the next one delivered. The
+// server's queue is in commit order, so anything committed before the
+// marker would come first; no sleeping, no timing.
 func (e *pgEnv) none() {
 	e.t.Helper()
 	e.exec("SELECT pg_notify($1, 'marker')", e.channel)
