@@ -324,3 +324,47 @@ func quoteLiteral(s string) string {
 	}
 	return `'` + q + `'`
 }
+
+// watchedQuery lists the tables whose querycache_notify_insert trigger
+// calls a querycache_notify function with channel $1 as first argument
+// (pg_trigger.tgargs is each argument followed by a zero byte).
+const watchedQuery = `SELECT format('%I.%I', n.nspname, c.relname)
+  FROM pg_catalog.pg_trigger t
+  JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+ WHERE t.tgname = 'querycache_notify_insert' AND NOT t.tgisinternal
+   AND p.proname = 'querycache_notify'
+   AND position(pg_catalog.convert_to($1, pg_catalog.getdatabaseencoding()) || pg_catalog.decode('00', 'hex') IN t.tgargs) = 1
+ ORDER BY n.nspname, c.relname`
+
+// WatchedPostgresTables returns the tables, in every schema, whose
+// querycache triggers notify channel (empty: DefaultChannel),
+// schema-qualified and quoted as in the notifications' "t". A listener
+// that was not listening for a while has missed their notifications, and
+// can invalidate exactly these.
+func WatchedPostgresTables(ctx context.Context, conn Conn, channel string) ([]string, error) {
+	if channel == "" {
+		channel = DefaultChannel
+	}
+	if err := checkName("channel", channel); err != nil {
+		return nil, err
+	}
+	rows, err := conn.QueryContext(ctx, watchedQuery, channel)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: listing the watched tables: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("migrations: listing the watched tables: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrations: listing the watched tables: %w", err)
+	}
+	return out, nil
+}

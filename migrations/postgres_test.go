@@ -635,6 +635,14 @@ func TestPostgresTriggersIdempotentInstall(t *testing.T) {
 		t.Fatalf("install of a view: %+v", res)
 	}
 
+	watched, err := migrations.WatchedPostgresTables(context.Background(), e.db, e.channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{e.q("a"), e.q("b"), e.q("c")}; !slices.Equal(watched, want) {
+		t.Fatalf("watched tables %q, want %q", watched, want)
+	}
+
 	// Another channel replaces the triggers: the old channel hears nothing.
 	other := e.channel + "_2"
 	if _, err := migrations.InstallPostgresTriggers(context.Background(), e.db, migrations.Options{Schema: e.schema, Channel: other}); err != nil {
@@ -642,6 +650,12 @@ func TestPostgresTriggersIdempotentInstall(t *testing.T) {
 	}
 	e.exec("INSERT INTO a VALUES (2)")
 	e.none()
+	if watched, err = migrations.WatchedPostgresTables(context.Background(), e.db, e.channel); err != nil || len(watched) != 0 {
+		t.Fatalf("watched tables on the old channel: %q %v", watched, err)
+	}
+	if watched, err = migrations.WatchedPostgresTables(context.Background(), e.db, other); err != nil || len(watched) != 3 {
+		t.Fatalf("watched tables on the new channel: %q %v", watched, err)
+	}
 }
 
 func TestPostgresTriggersUninstall(t *testing.T) {
