@@ -162,8 +162,9 @@ func (a *analyzer) create(j int) int {
 //	ALTER [MATERIALIZED|FOREIGN] TABLE|VIEW [IF EXISTS] [ONLY] name ...
 //	ALTER TRIGGER|RULE|POLICY name ON table ...
 //
-// writes name (or table), plus the new name of RENAME TO, the partition of
-// ATTACH or DETACH PARTITION and the parent of [NO] INHERIT; a CASCADE
+// writes name (or table), plus the new name of RENAME TO, the partitions of
+// ATTACH, DETACH and SPLIT PARTITION and of MERGE PARTITIONS (the ones
+// created too) and the parent of [NO] INHERIT; a CASCADE
 // drop behaviour (DROP COLUMN|CONSTRAINT ... CASCADE drops dependent views
 // and foreign keys) sets cascade. Any other ALTER is undetermined.
 func (a *analyzer) alter(j int) int {
@@ -190,17 +191,30 @@ func (a *analyzer) alter(j int) int {
 		case tkRParen:
 			depth--
 		case tkWord:
-			if depth != 0 || a.toks[k-1].kind == tkDot {
+			if a.toks[k-1].kind == tkDot {
+				continue
+			}
+			if a.partitionName(k) {
+				a.writeTarget(k + 1)
+				continue
+			}
+			if depth != 0 {
 				continue
 			}
 			switch t.kw {
+			case kwInto:
+				// MERGE PARTITIONS (a, b) INTO c creates c.
+				if a.isName(k + 1) {
+					a.writeTarget(k + 1)
+				}
 			case kwRename:
 				if a.isKw(k+1, kwTo) {
 					a.writeTarget(k + 2)
 				}
-			case kwPartition:
-				if a.isKw(k-1, kwAttach) || a.isKw(k-1, kwDetach) {
-					a.writeTarget(k + 1)
+			case kwNone:
+				// MERGE PARTITIONS (a, b) INTO c drops a and b.
+				if a.wordAt(k, "partitions") && a.kindAt(k+1) == tkLParen {
+					a.writeList(k + 2)
 				}
 			case kwInherit:
 				a.writeTarget(k + 1)
@@ -214,6 +228,23 @@ func (a *analyzer) alter(j int) int {
 	}
 	// The rest (column definitions, partition bounds) names no table.
 	return a.end
+}
+
+// partitionName reports whether toks[k] is a PARTITION keyword of ALTER
+// TABLE naming a partition that the statement attaches, detaches, splits
+// or creates: after ATTACH, DETACH or SPLIT, or first in a parenthesised
+// list (SPLIT PARTITION p INTO (PARTITION p1 ..., PARTITION p2 ...)).
+func (a *analyzer) partitionName(k int) bool {
+	if !a.isKw(k, kwPartition) || !a.isName(k+1) {
+		return false
+	}
+	switch p := a.toks[k-1]; p.kind {
+	case tkLParen, tkComma:
+		return true
+	case tkWord:
+		return p.kw == kwAttach || p.kw == kwDetach || a.wordAt(k-1, "split")
+	}
+	return false
 }
 
 // drop reads DROP ... after the DROP at toks[j-1].
