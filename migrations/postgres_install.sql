@@ -28,6 +28,12 @@ BEGIN;
 
 -- querycache:functions begin
 
+-- Installs at the same moment (every replica of an application at
+-- start-up) wait for each other: concurrent CREATE OR REPLACE FUNCTION
+-- fails with "tuple concurrently updated", two CREATE TRIGGER with
+-- "already exists". Held until the end of the transaction.
+SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('querycache.dev/migrations', 0));
+
 -- querycache_notify is the trigger function of every querycache trigger.
 -- Arguments: the channel, and 'keys' when the trigger has transition tables
 -- (REFERENCING ... AS querycache_new / querycache_old), 'tables' when not.
@@ -160,6 +166,8 @@ DECLARE
 	v_note    text;
 	r         record;
 BEGIN
+	-- See the lock at the top: the same, for this call's own transaction.
+	PERFORM pg_advisory_xact_lock(hashtextextended('querycache.dev/migrations', 0));
 	IF p_schema IS NULL THEN
 		RAISE EXCEPTION 'querycache: no schema given and no current schema (the search_path names no existing schema)'
 			USING HINT = 'Pass the schema explicitly (--schema, Options.Schema) or fix the search_path.';

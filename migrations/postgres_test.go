@@ -975,3 +975,28 @@ func TestPostgresTriggersNonStandardStrings(t *testing.T) {
 		t.Fatalf("after uninstall: %q", trg)
 	}
 }
+
+// TestPostgresTriggersConcurrentInstalls: several processes installing at
+// once (every replica of an application at start-up) all succeed.
+func TestPostgresTriggersConcurrentInstalls(t *testing.T) {
+	e := newPG(t)
+	for i := range 5 {
+		e.exec(fmt.Sprintf("CREATE TABLE t%d (id int PRIMARY KEY)", i))
+	}
+	e.db.SetMaxOpenConns(8)
+	errs := make(chan error, 6)
+	for range 6 {
+		go func() {
+			_, err := migrations.InstallPostgresTriggers(context.Background(), e.db, e.opts())
+			errs <- err
+		}()
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent install: %v", err)
+		}
+	}
+	if trg, fns := e.triggerState(e.schema); len(trg) != 20 || len(fns) != 2 {
+		t.Fatalf("after concurrent installs: %d triggers, functions %q", len(trg), fns)
+	}
+}

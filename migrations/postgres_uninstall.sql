@@ -22,6 +22,8 @@ DECLARE
 	v_fn     oid;
 	r        record;
 BEGIN
+	-- Waits for an install or uninstall under way (see postgres_install.sql).
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('querycache.dev/migrations', 0));
 	IF v_schema IS NULL THEN
 		RAISE EXCEPTION 'querycache: no schema given and no current schema (the search_path names no existing schema)'
 			USING HINT = 'Pass the schema explicitly (--schema, Options.Schema) or fix the search_path.';
