@@ -45,6 +45,6 @@ func ExamplePostgresInstallSQL() {
 	fmt.Println(lines[0])
 	fmt.Println(lines[len(lines)-1])
 	// Output:
-	// -- querycache_notify is the trigger function of every querycache trigger.
+	// -- Installs at the same moment (every replica of an application at
 	// SELECT table_name, mode, note FROM "public".querycache_install('public', NULL, 'querycache');
 }
