@@ -41,10 +41,13 @@ func ExamplePostgresInstallSQL() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(q), "\n")
-	fmt.Println(lines[0])
-	fmt.Println(lines[len(lines)-1])
+	for _, line := range strings.Split(q, "\n") {
+		if strings.HasPrefix(line, "CREATE OR REPLACE FUNCTION") || strings.HasPrefix(line, "SELECT table_name") {
+			fmt.Println(line)
+		}
+	}
 	// Output:
-	// -- Installs at the same moment (every replica of an application at
+	// CREATE OR REPLACE FUNCTION "public".querycache_notify() RETURNS trigger
+	// CREATE OR REPLACE FUNCTION "public".querycache_install(p_schema name, p_tables text[], p_channel text)
 	// SELECT table_name, mode, note FROM "public".querycache_install('public', NULL, 'querycache');
 }
