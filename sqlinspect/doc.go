@@ -53,11 +53,14 @@
 //
 // Inspect only sees the text. The caller must allow for effects that are not
 // written in it: triggers, foreign keys with ON DELETE/UPDATE actions, rules,
-// views (a read of a view is reported under the view's name, not its base
-// tables), inheritance and partitioning (a write to a partition changes what
-// a read of its parent returns), functions that read or modify tables they
-// are given by name or that are hidden in their body (SELECT my_func()), and
-// settings that change what a name refers to (search_path, ATTACH).
+// views (a read of a view, or a write through an updatable one, is reported
+// under the view's name, not its base tables), inheritance and partitioning
+// (a write to a partition changes what a read of its parent returns),
+// CASCADE (Statement.Cascade: TRUNCATE ... CASCADE empties referencing
+// tables, DROP ... CASCADE drops dependent views), functions that read or
+// modify tables they are given by name or that are hidden in their body
+// (SELECT my_func()), and settings that change what a name refers to
+// (search_path, ATTACH).
 //
 // Names defined by a WITH clause are reported as reads too: they cannot be
 // told apart from real tables everywhere, and an extra name is harmless.

@@ -57,7 +57,27 @@ func fuzzDialect(t *testing.T, sql string, d Dialect) {
 		if e.Kind != KindWrite || !slices.Equal(e.Writes, st.Writes) {
 			t.Fatalf("dialect %d: EXPLAIN ANALYZE %q differs:\n%s\n%s", d, sql, show(st), show(e))
 		}
+		// A data-modifying statement in a WITH query makes a write of the
+		// query that reads it, with at least the same writes.
+		if dmlVerb(sql) {
+			w := inspectDialect("WITH zz AS ("+sql+"\n) SELECT * FROM zz", d)
+			if !w.Undetermined && (w.Kind != KindWrite || !subset(st.Writes, w.Writes)) {
+				t.Fatalf("dialect %d: in a WITH query %q writes less:\n%s\n%s", d, sql, show(st), show(w))
+			}
+		}
 	}
+}
+
+// dmlVerb reports whether sql starts with INSERT, UPDATE, DELETE or MERGE
+// followed by a space: a statement that may stand in a WITH query.
+func dmlVerb(sql string) bool {
+	s := lowerASCII(strings.TrimLeft(sql, " \t\n"))
+	for _, v := range []string{"insert ", "update ", "delete ", "merge "} {
+		if strings.HasPrefix(s, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // fuzzAssigned checks AssignedColumns(sql, d).
