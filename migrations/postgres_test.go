@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -998,5 +1000,40 @@ func TestPostgresTriggersConcurrentInstalls(t *testing.T) {
 	}
 	if trg, fns := e.triggerState(e.schema); len(trg) != 20 || len(fns) != 2 {
 		t.Fatalf("after concurrent installs: %d triggers, functions %q", len(trg), fns)
+	}
+}
+
+// TestPostgresTriggersPsqlFiles applies postgres_install.sql and
+// postgres_uninstall.sql with psql, as a user without Go would.
+func TestPostgresTriggersPsqlFiles(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Skip("psql is not installed")
+	}
+	e := newPG(t)
+	e.exec("CREATE TABLE a (id int PRIMARY KEY)")
+	e.exec("CREATE TABLE b (x int)")
+	run := func(file string) string {
+		t.Helper()
+		cmd := exec.Command(psql, testenv.PostgresDSN(), "-X", "-v", "ON_ERROR_STOP=1", "-f", file)
+		cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path="+e.schema)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql -f %s: %v\n%s", file, err, out)
+		}
+		return string(out)
+	}
+	out := run("postgres_install.sql")
+	if !strings.Contains(out, e.q("a")+" | keys") || !strings.Contains(out, "COMMIT") {
+		t.Fatalf("psql install output:\n%s", out)
+	}
+	run("postgres_install.sql") // again: harmless
+	if trg, fns := e.triggerState(e.schema); len(trg) != 8 || len(fns) != 2 {
+		t.Fatalf("after psql install: %q %q", trg, fns)
+	}
+	run("postgres_uninstall.sql")
+	run("postgres_uninstall.sql")
+	if trg, fns := e.triggerState(e.schema); len(trg)+len(fns) != 0 {
+		t.Fatalf("after psql uninstall: %q %q", trg, fns)
 	}
 }
