@@ -61,11 +61,24 @@ var pgForms = []pgForm{
 		want: write(l("t"), l("m", "s")), pg: 17},
 	{name: "copy merge returning", sql: `COPY (MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING *) TO STDOUT`,
 		want: write(l("t"), l("s")), pg: 17},
+	{name: "merge using view", sql: `MERGE INTO t USING va ON t.id = va.id WHEN MATCHED THEN UPDATE SET v = va.v`,
+		want: write(l("t"), l("va")), pg: 15},
+	{name: "merge constant on", sql: `MERGE INTO t USING s ON (SELECT true) WHEN NOT MATCHED AND s.v > 100 THEN INSERT (id, v) VALUES (s.id + 100, s.v)`,
+		want: write(l("t"), l("s")), pg: 15},
+	// A table function's rows are not known: undetermined (everything).
+	{name: "merge using table function", sql: `MERGE INTO t USING generate_series(1, 3) AS g ON t.id = g WHEN NOT MATCHED THEN INSERT VALUES (g + 100, 0)`,
+		want: undetermined(write(l("t"), nil)), pg: 15},
+	{name: "prepare merge execute", sql: `PREPARE pm AS MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE; EXECUTE pm`,
+		want: stmts(2, Statement{Kind: KindUnknown, Undetermined: true}), pg: 15},
 	{name: "merge without into", sql: `MERGE t USING s ON t.id = s.id WHEN MATCHED THEN DELETE`,
 		want: undetermined(write(nil, l("s")))},
 
 	// A WITH query that writes makes the whole statement a write, whatever
 	// its main statement.
+	{name: "with recursive then insert", sql: `WITH RECURSIVE r(n) AS (SELECT 11 UNION ALL SELECT n + 1 FROM r WHERE n < 15), ins AS (INSERT INTO q SELECT n, n FROM r RETURNING *) SELECT * FROM ins JOIN q USING (id)`,
+		want: write(l("q"), l("ins", "q", "r")), pg: 15},
+	{name: "with read in on conflict", sql: `WITH aa AS (SELECT 1 AS k, 2 AS w) INSERT INTO a VALUES (1, 1, 'x') ON CONFLICT (id) DO UPDATE SET v = (SELECT w FROM aa WHERE k = 1)`,
+		want: write(l("a"), l("aa")), pg: 15},
 	{name: "with delete insert", sql: `WITH x AS (DELETE FROM a WHERE id = 3 RETURNING *) INSERT INTO log SELECT id FROM x`,
 		want: write(l("a", "log"), l("x")), pg: 15},
 	{name: "with update select", sql: `WITH x AS (UPDATE a SET v = v + 1 RETURNING *) SELECT * FROM x`,
