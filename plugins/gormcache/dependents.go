@@ -393,6 +393,33 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspe
 	if ch.All || ch.Empty() || p.broken["dependents"] {
 		return ch
 	}
+	if p.schemaPending(db) {
+		return querycache.Change{All: true}
+	}
+	var start []string
+	for _, t := range ch.Tables {
+		if t != keys.CatalogTable {
+			start = append(start, t)
+		}
+	}
+	for _, r := range ch.Rows {
+		start = append(start, r.Table)
+	}
+	// The common case, a DML write to tables nothing depends on, costs a
+	// lookup per table.
+	if info.Kind == sqlinspect.KindWrite {
+		plain := true
+		for _, t := range start {
+			f := p.depFactsOf(db, t, learn)
+			if f == nil || f.exists && (f.replaces || !f.deps.empty()) {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return ch
+		}
+	}
 	ops := statementOps(info, sql)
 	if ops == 0 {
 		return ch
@@ -411,32 +438,6 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspe
 		}
 		if p.dialect == "postgres" && ops&opAlter != 0 && containsFold(sql, "INHERIT") {
 			return all
-		}
-	}
-	if p.schemaPending(db) {
-		return all
-	}
-	var start []string
-	for _, t := range ch.Tables {
-		if t != keys.CatalogTable {
-			start = append(start, t)
-		}
-	}
-	for _, r := range ch.Rows {
-		start = append(start, r.Table)
-	}
-	// The common case, a table nothing depends on, allocates nothing more.
-	if ops&opDrop == 0 {
-		plain := true
-		for _, t := range start {
-			f := p.depFactsOf(db, t, learn)
-			if f == nil || f.exists && (f.replaces || !f.deps.empty()) {
-				plain = false
-				break
-			}
-		}
-		if plain {
-			return ch
 		}
 	}
 

@@ -216,6 +216,9 @@ func scanPLpgSQL(src string) trigger {
 			}
 			tr.all = true
 		case "INSERT":
+			if prev(i) == "THEN" {
+				continue // MERGE ... WHEN NOT MATCHED THEN INSERT: the target is named
+			}
 			if i+1 >= len(toks) || toks[i+1].word != "INTO" {
 				tr.all = true
 				continue
@@ -224,12 +227,15 @@ func scanPLpgSQL(src string) trigger {
 			add(t, opInsert|opUpdate)
 		case "UPDATE":
 			switch prev(i) {
-			case "FOR", "KEY", "DO", "OF":
-				continue // a locking clause, ON CONFLICT DO UPDATE
+			case "FOR", "KEY", "DO", "OF", "THEN":
+				continue // a locking clause, ON CONFLICT DO UPDATE, MERGE's action
 			}
 			t, _ := tableAt(toks, i+1)
 			add(t, opUpdate)
 		case "DELETE":
+			if prev(i) == "THEN" {
+				continue // MERGE ... WHEN MATCHED THEN DELETE
+			}
 			if i+1 >= len(toks) || toks[i+1].word != "FROM" {
 				tr.all = true
 				continue
@@ -267,8 +273,25 @@ func scanPLpgSQL(src string) trigger {
 	if tr.all {
 		return trigger{all: true}
 	}
-	tr.calls = sqlinspect.InspectDialect(src, sqlinspect.DialectPostgres).Functions
+	tr.calls = bodyCalls(src, toks)
 	return tr
+}
+
+// bodyCalls lists the functions a PL/pgSQL body calls, read by sqlinspect
+// with the block's BEGIN and END blanked out: sqlinspect reads them as
+// transaction control and skips the rest of that statement, which would
+// hide a call right after BEGIN.
+func bodyCalls(src string, toks []lexTok) []sqlinspect.Func {
+	b := []byte(src)
+	for _, t := range toks {
+		switch t.word {
+		case "BEGIN", "END", "COMMIT", "ROLLBACK", "START", "SAVEPOINT", "RELEASE", "ABORT":
+			for k := t.start; k < t.end; k++ {
+				b[k] = ' '
+			}
+		}
+	}
+	return sqlinspect.InspectDialect(string(b), sqlinspect.DialectPostgres).Functions
 }
 
 // parseSQLiteTrigger reads a CREATE TRIGGER statement from sqlite_master:
@@ -277,7 +300,7 @@ func scanPLpgSQL(src string) trigger {
 func parseSQLiteTrigger(ddl string) trigger {
 	toks, ok := lexSQL(ddl)
 	if !ok {
-		return trigger{all: true}
+		return trigger{events: opInsert | opUpdate | opDelete, all: true}
 	}
 	tr := trigger{}
 	on, begin := -1, -1
