@@ -18,7 +18,8 @@
 --
 -- Every statement that writes a watched table sends, when it commits,
 --   pg_notify(channel, '{"v":1,"op":"UPDATE","t":["s.child","s.parent"],"k":[["1"],["7"]]}')
--- "t" is the written table then its partition/inheritance ancestors; "k"
+-- "t" is the written table, its partition/inheritance ancestors, then its
+-- descendants (partitions and children, for a write through a parent); "k"
 -- the primary keys of the changed rows (old and new for UPDATE) when the
 -- table has a primary key and the payload fits in 7999 bytes, else absent.
 -- The objects created are named querycache_*, in the installed schema.
@@ -76,6 +77,24 @@ BEGIN
 		           ',' ORDER BY d.depth, d.relid)
 		  INTO v_tables
 		  FROM d;
+	END IF;
+
+	-- Then, for a partitioned table or an inheritance parent, every
+	-- descendant: a write through the parent fires only the parent's
+	-- triggers, and a cached query may read a partition directly.
+	IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = TG_RELID) THEN
+		WITH RECURSIVE down(relid) AS (
+			SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = TG_RELID
+			UNION
+			SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.relid
+		)
+		SELECT coalesce(v_tables || ',' || string_agg(
+		           (SELECT to_json(format('%I.%I', n.nspname, c.relname))::text
+		              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		             WHERE c.oid = down.relid),
+		           ',' ORDER BY down.relid), v_tables)
+		  INTO v_tables
+		  FROM down WHERE down.relid <> TG_RELID;
 	END IF;
 
 	v_payload := '{"v":1,"op":"' || TG_OP || '","t":[' || v_tables || ']}';

@@ -369,9 +369,11 @@ func TestPostgresTriggersPartitions(t *testing.T) {
 	}
 	root := e.q("m")
 
-	// Through the parent: the parent's trigger, with every row.
+	// Through the parent: the parent's trigger, with every row, naming
+	// every partition too (a cached query may read one directly).
+	all := []string{root, e.q("m_a"), e.q("m_a1"), e.q("m_b")}
 	e.exec("INSERT INTO m VALUES (1, 10), (2, 150)")
-	e.expect(e.next(), "INSERT", []string{root}, "1|10", "2|150")
+	e.expect(e.next(), "INSERT", all, "1|10", "2|150")
 	e.none() // the partitions' own statement triggers do not fire
 
 	// A partition written directly names itself and its ancestors.
@@ -382,7 +384,11 @@ func TestPostgresTriggersPartitions(t *testing.T) {
 
 	// An update through the parent that moves a row to another partition.
 	e.exec("UPDATE m SET day = 120 WHERE id = 5")
-	e.expect(e.next(), "UPDATE", []string{root}, "5|10", "5|120")
+	e.expect(e.next(), "UPDATE", all, "5|10", "5|120")
+	// A sub-partitioned partition names its ancestors, then its own
+	// partitions.
+	e.exec("INSERT INTO m_a VALUES (7, 20)")
+	e.expect(e.next(), "INSERT", []string{e.q("m_a"), root, e.q("m_a1")}, "7|20")
 
 	// TRUNCATE of the parent fires on every truncated table.
 	e.exec("TRUNCATE m")
@@ -433,6 +439,8 @@ func TestPostgresTriggersPartitions(t *testing.T) {
 	e.install("animals")
 	e.exec("INSERT INTO cats VALUES (1, 9)")
 	e.expect(e.next(), "INSERT", []string{e.q("cats"), e.q("animals")}, "1")
+	e.exec("INSERT INTO animals VALUES (2)")
+	e.expect(e.next(), "INSERT", []string{e.q("animals"), e.q("cats")}, "2")
 }
 
 func TestPostgresTriggersCascade(t *testing.T) {
@@ -886,9 +894,18 @@ func TestPostgresTriggersTooManyAncestors(t *testing.T) {
 	if want := `{"v":0,"op":"INSERT","error":"table names exceed 7999 bytes"}`; n.Payload != want {
 		t.Fatalf("payload %s, want %s", n.Payload, want)
 	}
-	// A shallower child still names all its ancestors.
-	e.exec(fmt.Sprintf("INSERT INTO %s_002 VALUES (1)", long))
-	e.expect(e.next(), "INSERT", []string{e.q(long + "_002"), e.q(long + "_001"), e.q(long + "_000")})
+	// So does the root, whose descendants' names cannot fit either.
+	e.exec(fmt.Sprintf("INSERT INTO %s_000 VALUES (1)", long))
+	if n, err = e.lc.WaitForNotification(ctx); err != nil || n.Payload != `{"v":0,"op":"INSERT","error":"table names exceed 7999 bytes"}` {
+		t.Fatalf("root of a deep tree: %v %v", n, err)
+	}
+	// A table in a small tree names its ancestors, then its descendants.
+	e.exec("CREATE TABLE s0 (id int)")
+	e.exec("CREATE TABLE s1 () INHERITS (s0)")
+	e.exec("CREATE TABLE s2 () INHERITS (s1)")
+	e.install("s0")
+	e.exec("INSERT INTO s1 VALUES (1)")
+	e.expect(e.next(), "INSERT", []string{e.q("s1"), e.q("s0"), e.q("s2")})
 }
 
 // BenchmarkPostgresTriggerConcurrentCommits measures single-row INSERT
