@@ -41,9 +41,12 @@ import (
 // whose entry is never served after the invalidation.
 //
 // A replica's replay position only grows while it runs, so the last value
-// observed per pool is kept and the replica is asked again only when a
-// fence is past it. (A standby that crashes and restarts may reopen at an
-// earlier position: see the notes in the README.)
+// observed per pool is kept, and the replica is asked again only when a
+// fence is past it or the value is older than replicaRecheck. (A standby
+// that crashes and restarts may reopen at an earlier position: a changed
+// pg_postmaster_start_time resets the value; the recheck bounds how long a
+// restart can go unseen.) A pool must reach one server: positions of
+// servers behind one address (a load balancer) cannot be compared.
 //
 // Without WAL positions (SQLite, or a PostgreSQL-speaking database without
 // pg_current_wal_insert_lsn) the fence is time: fills of tables written
@@ -147,7 +150,14 @@ type replicaFence struct {
 // replicaPool is what is known about one pool statements were routed to.
 type replicaPool struct {
 	id       string
-	replayed atomic.Uint64 // the highest replay position observed
+	replayed atomic.Uint64 // the highest replay position observed since the server started
+	// checkedAt is when replayed was last read (monotonic); started is the
+	// server's start time then. A standby that crashed and restarted can
+	// reopen behind a position it had reached, so replayed is trusted for
+	// replicaRecheck only, and reset, not raised, when the start time has
+	// changed. Both are written inside the pool's single flight.
+	checkedAt atomic.Int64
+	started   atomic.Pointer[string]
 	// primaryUntil: the pool was seen not in recovery (a primary, such as
 	// dbresolver's Sources); trusted until this monotonic time.
 	primaryUntil atomic.Int64
@@ -162,6 +172,10 @@ const maxFenceTables = 4096
 // a primary before it is asked again (a failover can demote it).
 const primaryRecheck = time.Second
 
+// replicaRecheck is how long an observed replay position is trusted
+// without asking the replica again (see replicaPool.checkedAt).
+const replicaRecheck = time.Second
+
 var monoBase = time.Now()
 
 // monoNow is a monotonic clock reading, never 0.
@@ -172,6 +186,9 @@ func monoNow() uint64 { return uint64(time.Since(monoBase)) + 1 }
 func (p *Plugin) replicaSetup(db *gorm.DB) (skip bool, err error) {
 	if skip, err := p.copiedConfig(db); skip || err != nil {
 		return skip, err
+	}
+	if p.rf.window == 0 {
+		p.rf.window = defaultReplicaWindow
 	}
 	if p.rf.checkPrimary && db.Dialector.Name() != "postgres" {
 		return false, fmt.Errorf("gormcache: ReplicaCheckPrimary needs PostgreSQL WAL positions, and this database is %s; remove the option (ReplicaWindow bounds replica reads there)", db.Dialector.Name())
@@ -327,7 +344,11 @@ func (p *Plugin) replicaCaughtUp(ctx context.Context, cp gorm.ConnPool, rp *repl
 	if need == math.MaxUint64 {
 		return false
 	}
-	if rp.replayed.Load() >= need || rp.primaryUntil.Load() > int64(monoNow()) {
+	fresh := func() bool {
+		return rp.checkedAt.Load()+int64(replicaRecheck) > int64(monoNow()) && rp.replayed.Load() >= need ||
+			rp.primaryUntil.Load() > int64(monoNow())
+	}
+	if fresh() {
 		return true
 	}
 	// Ask the replica; concurrent fills share one question (an answer read
@@ -339,8 +360,9 @@ func (p *Plugin) replicaCaughtUp(ctx context.Context, cp gorm.ConnPool, rp *repl
 		var (
 			recovery bool
 			pos      sql.NullString
+			started  string
 		)
-		err := cp.QueryRowContext(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").Scan(&recovery, &pos)
+		err := cp.QueryRowContext(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_postmaster_start_time()::text").Scan(&recovery, &pos, &started)
 		if err != nil {
 			f.errors.Add(1)
 			p.warnReplica("reading a replica's replay position failed; its fills run on the primary", err)
@@ -350,17 +372,22 @@ func (p *Plugin) replicaCaughtUp(ctx context.Context, cp gorm.ConnPool, rp *repl
 			rp.primaryUntil.Store(int64(monoNow() + uint64(primaryRecheck)))
 			return nil, nil
 		}
-		if lsn, ok := parseLSN(pos.String); ok && pos.Valid {
-			for {
-				old := rp.replayed.Load()
-				if lsn <= old || rp.replayed.CompareAndSwap(old, lsn) {
-					break
-				}
-			}
+		lsn, ok := parseLSN(pos.String)
+		if !ok || !pos.Valid {
+			return nil, nil
 		}
+		if prev := rp.started.Load(); prev == nil || *prev != started {
+			// Another server, or the same one restarted: what it reached
+			// before says nothing about what it shows now.
+			rp.started.Store(&started)
+			rp.replayed.Store(lsn)
+		} else if lsn > rp.replayed.Load() {
+			rp.replayed.Store(lsn)
+		}
+		rp.checkedAt.Store(int64(monoNow()))
 		return nil, nil
 	})
-	return rp.replayed.Load() >= need || rp.primaryUntil.Load() > int64(monoNow())
+	return fresh()
 }
 
 // replicaPoolOf returns the state of the pool cp when it is not the
@@ -399,9 +426,6 @@ func (p *Plugin) activateFence(ctx context.Context) {
 	defer f.activate.Unlock()
 	if f.active.Load() {
 		return
-	}
-	if f.window == 0 {
-		f.window = defaultReplicaWindow
 	}
 	wal := false
 	var at uint64

@@ -3,6 +3,7 @@ package gormcache_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -280,5 +281,111 @@ func TestReplicaOptions(t *testing.T) {
 	cfg := *db.Config
 	if _, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "b.db")), &cfg); err == nil || !strings.Contains(err.Error(), "fresh gorm.Config") {
 		t.Errorf("gorm.Open with a copied config: %v", err)
+	}
+}
+
+// TestReplicaOtherWriter: a write made through another plugin sharing the
+// store (another process, or the PostgreSQL listener reporting an outside
+// write) bumps the versions without a fence in this plugin. By default a
+// fill here can then store the standby's old row under the new versions
+// (the documented limit, shown here); with ReplicaCheckPrimary the fill
+// compares the standby with the primary's position and goes to the
+// primary.
+func TestReplicaOtherWriter(t *testing.T) {
+	r := testenv.StartPostgresReplica(t)
+	for _, check := range []bool{false, true} {
+		name := "default"
+		if check {
+			name = "ReplicaCheckPrimary"
+		}
+		t.Run(name, func(t *testing.T) {
+			pdsn, sdsn := r.Schema(t)
+			shared := newReplicaCache(t)
+			open := func(opts ...gormcache.Option) (*gorm.DB, *gormcache.Plugin) {
+				db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
+				if err != nil {
+					t.Fatal(err)
+				}
+				plugin := gormcache.New(shared, opts...)
+				useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+				return db, plugin
+			}
+			var opts []gormcache.Option
+			if check {
+				opts = append(opts, gormcache.ReplicaCheckPrimary())
+			}
+			a, pa := open(opts...)
+			b, _ := open()
+			if err := a.AutoMigrate(&replicaItem{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
+				t.Fatal(err)
+			}
+			r.WaitReplayed(t)
+			if got := readItem(t, a); got != "old" {
+				t.Fatalf("first read: %q", got)
+			}
+			r.PauseReplay(t)
+			defer r.ResumeReplay(t)
+			if err := b.Model(&replicaItem{ID: 1}).Update("name", "new").Error; err != nil {
+				t.Fatal(err)
+			}
+			got := readItem(t, a)
+			t.Logf("A's read after B's write: %q; %+v", got, pa.ReplicaStats())
+			if check && got != "new" {
+				t.Errorf("with ReplicaCheckPrimary the read after another writer's write returned %q", got)
+			}
+			if !check && got != "old" {
+				t.Logf("the documented limit did not show (the standby was not behind?)")
+			}
+		})
+	}
+}
+
+// BenchmarkReplicaWrite measures what the fence costs a write once a
+// replica read has switched it on: one pg_current_wal_insert_lsn() on the
+// primary. The "replica" is the primary itself here (found not in
+// recovery), which is enough to switch the fence on.
+func BenchmarkReplicaWrite(b *testing.B) {
+	for _, fence := range []bool{false, true} {
+		name := "no replica"
+		if fence {
+			name = "fence on"
+		}
+		b.Run(name, func(b *testing.B) {
+			dsn := testenv.PostgresSchema(b)
+			db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := db.AutoMigrate(&replicaItem{}); err != nil {
+				b.Fatal(err)
+			}
+			db.Create(&replicaItem{ID: 1, Name: "x"})
+			c, _ := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+			defer c.Close()
+			plugin := gormcache.New(c)
+			if fence {
+				if err := db.Use(dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(dsn)}})); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := db.Use(plugin); err != nil {
+				b.Fatal(err)
+			}
+			var it replicaItem
+			db.Scopes(gormcache.Cacheable()).First(&it, 1) // switches the fence on
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if err := db.Model(&replicaItem{ID: 1}).Update("name", strconv.Itoa(i)).Error; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if st := plugin.ReplicaStats(); fence != (st.Mode == "wal") {
+				b.Fatalf("fence %v but stats %+v", fence, st)
+			}
+		})
 	}
 }

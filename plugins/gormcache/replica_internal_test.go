@@ -1,0 +1,62 @@
+package gormcache
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"querycache.dev/querycache"
+)
+
+func TestParseLSN(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"0/0": 0, "0/16B3748": 0x16B3748, "1/0": 1 << 32, "FFFFFFFF/FFFFFFFF": math.MaxUint64, "a/B": 0xa<<32 | 0xb,
+	} {
+		if got, ok := parseLSN(in); !ok || got != want {
+			t.Errorf("parseLSN(%q) = %x, %v; want %x", in, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "/", "0/", "/0", "x/0", "100000000/0", "0/-1", "0/0/0"} {
+		if _, ok := parseLSN(bad); ok {
+			t.Errorf("parseLSN(%q) accepted", bad)
+		}
+	}
+}
+
+// TestFenceNote: fences only rise; a position that could not be read
+// fences its tables until a later one is read; past maxFenceTables the
+// tables fold into the global fence.
+func TestFenceNote(t *testing.T) {
+	var f replicaFence
+	f.note(querycache.Change{Tables: []string{"public.Users"}}, 10)
+	f.note(querycache.Change{Rows: []querycache.Row{{Table: "users", PK: "1"}}}, 5)
+	if got := f.required([]string{"users"}); got != 10 {
+		t.Errorf("users fence %d, want 10 (fences never fall)", got)
+	}
+	if got := f.required([]string{"orders"}); got != 0 {
+		t.Errorf("orders fence %d", got)
+	}
+	f.note(querycache.Change{Tables: []string{"orders"}}, math.MaxUint64)
+	if got := f.required([]string{"orders"}); got != math.MaxUint64 {
+		t.Errorf("unknown position: fence %d", got)
+	}
+	f.note(querycache.Change{Tables: []string{"items"}}, 20)
+	if got := f.required([]string{"orders"}); got != 20 {
+		t.Errorf("after a later position: orders fence %d, want 20", got)
+	}
+	f.note(querycache.Change{All: true}, 30)
+	if got := f.required([]string{"items"}); got != 30 {
+		t.Errorf("global fence not applied: %d", got)
+	}
+	for i := range maxFenceTables + 1 {
+		f.note(querycache.Change{Tables: []string{fmt.Sprintf("t%d", i)}}, uint64(100+i))
+	}
+	if len(f.tables) > maxFenceTables {
+		t.Errorf("overflow: %d tables kept", len(f.tables))
+	}
+	for i := range maxFenceTables + 1 {
+		if got := f.required([]string{fmt.Sprintf("t%d", i)}); got < uint64(100+i) {
+			t.Fatalf("overflow: t%d fence %d fell below %d", i, got, 100+i)
+		}
+	}
+}
