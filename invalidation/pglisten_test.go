@@ -435,3 +435,28 @@ func TestListenerLifecycle(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Closed while away, the listener invalidates what it covers before
+// lifting its suspension: an entry filled before the connection was lost
+// may be older than a write it never heard of.
+func TestListenerCloseWhileAway(t *testing.T) {
+	plConn(t)
+	target, through := proxiedDSN(t, testenv.PostgresDSN())
+	px := startStallProxy(t, target)
+	c := plCache(t)
+	l := plStart(t, c, through(px.addr()), invalidation.ListenerOptions{
+		Channel: plChannel(), ConnectTimeout: 200 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	plReady(t, l)
+	other := plTable(c, "other")
+	other.fill(t)
+	px.Cut()
+	plWaitFor(t, "the listener to see its connection lost", func() bool { return !l.Listening() })
+	l.Close()
+	if other.served(t) {
+		t.Fatal("an entry filled before the connection was lost was served after Close")
+	}
+	if !other.served(t) {
+		t.Fatal("the suspension outlived Close")
+	}
+}
