@@ -123,6 +123,13 @@ func TestFromSQLPostgresForms(t *testing.T) {
 		{`CREATE TABLE n AS SELECT * FROM a`, tables(cat, "n")},
 		{`EXPLAIN ANALYZE DELETE FROM a`, tables("a")},
 		{`EXPLAIN (ANALYZE, BUFFERS) MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE`, tables("t")},
+		// A table function read by a write leaves what it writes known.
+		{`INSERT INTO t (id, v) SELECT * FROM unnest($1::int[], $2::text[])`, tables("t")},
+		{`UPDATE t SET v = g FROM generate_series(1, 3) AS g WHERE t.id = g`, tables("t")},
+		{`MERGE INTO t USING unnest($1::int[]) AS u(id) ON t.id = u.id WHEN MATCHED THEN DELETE`, tables("t")},
+		{`CREATE TABLE n AS SELECT * FROM generate_series(1, 3)`, tables(cat, "n")},
+		{`INSERT INTO $1 SELECT * FROM unnest($2::int[])`, all},
+		{`INSERT INTO t SELECT * FROM unnest($1::int[]); DROP INDEX i`, all},
 	} {
 		if got := FromSQLDialect(c.sql, sqlinspect.DialectPostgres); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("FromSQLDialect(%q, DialectPostgres) = %+v; want %+v", c.sql, got, c.want)

@@ -28,9 +28,11 @@ func FromSQLDialect(sql string, d sqlinspect.Dialect) querycache.Change {
 // FromInspected is FromSQL for a statement already inspected.
 //
 // Writes and DDL invalidate their Writes (CatalogTable among them for DDL),
-// or everything when undetermined or Cascade: without the schema the tables
-// a TRUNCATE ... CASCADE empties are not known. A caller that knows them
-// adds them to Writes and clears Cascade before calling. Other statements (PRAGMA, GRANT,
+// or everything when what they write is undetermined (Undetermined without
+// WritesKnown: a table function read by INSERT INTO t SELECT * FROM
+// unnest($1) leaves the writes known) or Cascade: without the schema the
+// tables a TRUNCATE ... CASCADE empties are not known. A caller that knows
+// them adds them to Writes and clears Cascade before calling. Other statements (PRAGMA, GRANT,
 // VACUUM, ANALYZE, EXPLAIN, ...) invalidate the relations they list in
 // Writes, which for them is at most the catalog or an EXPLAIN's target: a
 // PRAGMA assignment, a GRANT or an ANALYZE changes what catalog reads
@@ -45,7 +47,7 @@ func FromInspected(st sqlinspect.Statement) querycache.Change {
 		}
 		return querycache.Change{Tables: append([]string(nil), st.Writes...)}
 	case sqlinspect.KindWrite, sqlinspect.KindDDL:
-		if st.Undetermined || st.Cascade || len(st.Writes) == 0 {
+		if st.Undetermined && !st.WritesKnown || st.Cascade || len(st.Writes) == 0 {
 			return querycache.Change{All: true}
 		}
 		return querycache.Change{Tables: append([]string(nil), st.Writes...)}

@@ -60,6 +60,7 @@ type analyzer struct {
 
 	nondet       uint64
 	undetermined bool
+	readUnknown  bool // a table function was read: Undetermined, but not the writes
 	cascade      bool
 	locking      bool
 	tableRefs    int
@@ -284,7 +285,8 @@ func (a *analyzer) writeTargetName(j int) (schema, name string, next int, ok boo
 // next token to scan.
 //
 //	[LATERAL] [ONLY] name[.name]...   a table: recorded as read
-//	[LATERAL] name(...)               a table function: undetermined, a call
+//	[LATERAL] name(...)               a table function: undetermined reads
+//	                                  (the writes stay known), a call
 //	                                  (pragma_*(...) reads the catalog)
 //	[LATERAL] ( ... )                 a subquery or a parenthesised join
 //
@@ -318,7 +320,7 @@ func (a *analyzer) tableRef(j int) int {
 			a.addRead(CatalogTable)
 		}
 		if !strings.HasPrefix(name, "pragma_") {
-			a.undetermined = true
+			a.readUnknown = true // what it writes, if anything, is a call's
 		}
 		return next - 1
 	}

@@ -125,6 +125,9 @@ func checkInvariants(t *testing.T, sql string, st Statement) {
 	if st.Kind == KindUnknown && !st.Undetermined {
 		t.Fatalf("%.200q: KindUnknown must be undetermined", sql)
 	}
+	if st.Kind == KindUnknown && st.WritesKnown || !st.Undetermined && !st.WritesKnown {
+		t.Fatalf("%.200q: WritesKnown %v with kind %v, Undetermined %v", sql, st.WritesKnown, st.Kind, st.Undetermined)
+	}
 	if st.Statements < 0 {
 		t.Fatalf("%.200q: %d statements", sql, st.Statements)
 	}

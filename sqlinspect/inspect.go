@@ -42,6 +42,15 @@ type Statement struct {
 	// (always so for KindUnknown, such as CALL, DO and EXECUTE). A CASCADE
 	// alone does not make a statement undetermined: it sets Cascade.
 	Undetermined bool
+	// WritesKnown is true when Writes names every relation the statement
+	// writes (besides those Cascade adds), even if Undetermined is set
+	// because a relation it only reads could not be named: a table
+	// function, as in INSERT INTO t SELECT * FROM unnest($1::int[]),
+	// UPDATE t ... FROM generate_series(...), MERGE INTO t USING f(...),
+	// or CREATE TABLE t AS SELECT * FROM f(). What a function itself
+	// writes is the caller's to judge from Functions. False for
+	// KindUnknown and whenever a written relation could not be named.
+	WritesKnown bool
 	// Cascade is true when the statement also changes relations that the
 	// text does not name but that depend on the ones in Writes:
 	// TRUNCATE ... CASCADE empties every table with a foreign key
@@ -255,7 +264,8 @@ func (a *analyzer) run(sql string, d Dialect) Statement {
 func (a *analyzer) result(kind Kind, n int) Statement {
 	st := Statement{
 		Kind:             kind,
-		Undetermined:     a.undetermined,
+		Undetermined:     a.undetermined || a.readUnknown,
+		WritesKnown:      kind != KindUnknown && !a.undetermined,
 		Cascade:          a.cascade,
 		Locking:          a.locking,
 		NonDeterministic: nondetList(a.nondet),

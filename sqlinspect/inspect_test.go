@@ -66,10 +66,12 @@ func kindOnly(k Kind) Statement { return Statement{Kind: k, Statements: 1} }
 var unknown = Statement{Kind: KindUnknown, Undetermined: true, Statements: 1}
 
 // sameStatement compares the fields the table tests spell out; TableRefs,
-// Subqueries, Functions and TxOps have tests of their own.
+// Subqueries, Functions and TxOps have tests of their own. WritesKnown is
+// compared where it matters: an undetermined statement that is not a read.
 func sameStatement(a, b Statement) bool {
 	return a.Kind == b.Kind && slices.Equal(a.Reads, b.Reads) && slices.Equal(a.Writes, b.Writes) &&
 		a.Undetermined == b.Undetermined && a.Cascade == b.Cascade && a.Locking == b.Locking &&
+		(a.WritesKnown == b.WritesKnown || !a.Undetermined && !b.Undetermined || a.Kind == KindSelect) &&
 		slices.Equal(a.NonDeterministic, b.NonDeterministic) && a.Statements == b.Statements &&
 		a.Catalog == b.Catalog && a.Replace == b.Replace && a.SessionState == b.SessionState &&
 		slices.Equal(a.TempTables, b.TempTables)
@@ -82,9 +84,9 @@ func sameAll(a, b Statement) bool {
 }
 
 func show(st Statement) string {
-	return fmt.Sprintf("{Kind:%v Reads:%q Writes:%q Undetermined:%v Cascade:%v Locking:%v NonDeterministic:%q Statements:%d "+
+	return fmt.Sprintf("{Kind:%v Reads:%q Writes:%q Undetermined:%v WritesKnown:%v Cascade:%v Locking:%v NonDeterministic:%q Statements:%d "+
 		"TableRefs:%d Subqueries:%d Catalog:%v Replace:%v Functions:%v SessionState:%v TempTables:%q TxOps:%v}",
-		st.Kind, st.Reads, st.Writes, st.Undetermined, st.Cascade, st.Locking, st.NonDeterministic, st.Statements,
+		st.Kind, st.Reads, st.Writes, st.Undetermined, st.WritesKnown, st.Cascade, st.Locking, st.NonDeterministic, st.Statements,
 		st.TableRefs, st.Subqueries, st.Catalog, st.Replace, st.Functions, st.SessionState, st.TempTables, st.TxOps)
 }
 

@@ -26,6 +26,13 @@ type pgForm struct {
 	copyIn string
 }
 
+// readsUnknown is st reading a table function: undetermined, but what it
+// writes is known.
+func readsUnknown(st Statement) Statement {
+	st.Undetermined, st.WritesKnown = true, true
+	return st
+}
+
 // nothing is a statement of kind k that names no table.
 func nothing(k Kind) Statement { return Statement{Kind: k, Statements: 1} }
 
@@ -67,7 +74,13 @@ var pgForms = []pgForm{
 		want: write(l("t"), l("s")), pg: 15},
 	// A table function's rows are not known: undetermined (everything).
 	{name: "merge using table function", sql: `MERGE INTO t USING generate_series(1, 3) AS g ON t.id = g WHEN NOT MATCHED THEN INSERT VALUES (g + 100, 0)`,
-		want: undetermined(write(l("t"), nil)), pg: 15},
+		want: readsUnknown(write(l("t"), nil)), pg: 15},
+	{name: "insert from unnest", sql: `INSERT INTO q (id, v) SELECT * FROM unnest(ARRAY[7, 8], ARRAY[70, 80])`,
+		want: readsUnknown(write(l("q"), nil)), pg: 15},
+	{name: "update from generate_series", sql: `UPDATE t SET v = g FROM generate_series(1, 2) AS g WHERE t.id = g`,
+		want: readsUnknown(write(l("t"), nil)), pg: 15},
+	{name: "create table as from function", sql: `CREATE TABLE newt AS SELECT * FROM generate_series(1, 3) AS g`,
+		want: readsUnknown(ddl(l("newt"), nil)), pg: 15},
 	{name: "prepare merge execute", sql: `PREPARE pm AS MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE; EXECUTE pm`,
 		want: stmts(2, Statement{Kind: KindUnknown, Undetermined: true}), pg: 15},
 	{name: "merge without into", sql: `MERGE t USING s ON t.id = s.id WHEN MATCHED THEN DELETE`,
@@ -265,6 +278,36 @@ var pgForms = []pgForm{
 	{name: "update view", sql: `UPDATE va SET v = 0 WHERE id = 1`, want: write(l("va"), nil), pg: 15},
 	{name: "insert through rule", sql: `INSERT INTO b VALUES (10, 10)`, want: write(l("b"), nil), pg: 15},
 	{name: "declare cursor", sql: `DECLARE cur CURSOR FOR SELECT * FROM a`, want: Statement{Kind: KindOther, Reads: l("a"), Statements: 1}, pg: 15},
+}
+
+// TestWritesKnown checks that a table function read by a write leaves its
+// writes known, and that nothing else does.
+func TestWritesKnown(t *testing.T) {
+	for _, c := range []struct {
+		sql                 string
+		undetermined, known bool
+	}{
+		{`INSERT INTO t (id, v) SELECT * FROM unnest($1::int[], $2::text[])`, true, true},
+		{`UPDATE t SET v = g FROM generate_series(1, 3) AS g WHERE t.id = g`, true, true},
+		{`MERGE INTO t USING unnest($1::int[]) AS u(id) ON t.id = u.id WHEN MATCHED THEN DELETE`, true, true},
+		{`DELETE FROM t USING json_to_recordset($1) AS x(id int) WHERE t.id = x.id`, true, true},
+		{`CREATE TABLE n AS SELECT * FROM generate_series(1, 3)`, true, true},
+		{`WITH x AS (DELETE FROM a WHERE id IN (SELECT * FROM unnest($1::int[])) RETURNING *) INSERT INTO b SELECT * FROM x`, true, true},
+		{`SELECT * FROM generate_series(1, 3)`, true, true},
+		{`INSERT INTO t SELECT * FROM s`, false, true},
+		{`SELECT 1`, false, true},
+		// What is written cannot be named.
+		{`INSERT INTO $1 SELECT * FROM unnest($2::int[])`, true, false},
+		{`INSERT INTO t SELECT * FROM unnest($1::int[]); DROP INDEX i`, true, false},
+		{`INSERT INTO t SELECT * FROM $1`, true, false},
+		{`CALL p()`, true, false},
+		{`UPDATE a, b SET a.x = 1`, true, false},
+	} {
+		st := inspectDialect(c.sql, DialectPostgres)
+		if st.Undetermined != c.undetermined || st.WritesKnown != c.known {
+			t.Errorf("%q: Undetermined %v WritesKnown %v, want %v %v", c.sql, st.Undetermined, st.WritesKnown, c.undetermined, c.known)
+		}
+	}
 }
 
 // TestPostgresForms checks what Inspect reports for every form of pgForms.
