@@ -68,16 +68,32 @@ func readItem(t *testing.T, db *gorm.DB) string {
 // row is served (the test catches each).
 func TestReplicaPostgres(t *testing.T) {
 	r := testenv.StartPostgresReplica(t)
-	for _, tc := range []struct{ order, broken string }{
-		{"dbresolver first", ""},
-		{"gormcache first", ""},
-		{"dbresolver first", "replica_fence"},
-		{"dbresolver first", "replica_route"},
+	writes := map[string]func(db *gorm.DB, name string) error{
+		"update": func(db *gorm.DB, name string) error {
+			return db.Model(&replicaItem{ID: 1}).Update("name", name).Error
+		},
+		"transaction": func(db *gorm.DB, name string) error {
+			return db.Transaction(func(tx *gorm.DB) error {
+				return tx.Model(&replicaItem{ID: 1}).Update("name", name).Error
+			})
+		},
+		"exec": func(db *gorm.DB, name string) error {
+			return db.Exec("UPDATE replica_items SET name = ? WHERE id = 1", name).Error
+		},
+	}
+	for _, tc := range []struct{ order, write, broken string }{
+		{"dbresolver first", "update", ""},
+		{"gormcache first", "update", ""},
+		{"dbresolver first", "transaction", ""},
+		{"gormcache first", "exec", ""},
+		{"dbresolver first", "update", "replica_fence"},
+		{"dbresolver first", "update", "replica_route"},
 	} {
-		name := tc.order
+		name := tc.order + "/" + tc.write
 		if tc.broken != "" {
 			name += "/broken " + tc.broken
 		}
+		write := writes[tc.write]
 		t.Run(name, func(t *testing.T) {
 			pdsn, sdsn := r.Schema(t)
 			db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
@@ -109,7 +125,7 @@ func TestReplicaPostgres(t *testing.T) {
 			}
 
 			r.PauseReplay(t)
-			if err := db.Model(&replicaItem{ID: 1}).Update("name", "new").Error; err != nil {
+			if err := write(db, "new"); err != nil {
 				t.Fatal(err)
 			}
 			stale := 0
@@ -149,7 +165,7 @@ func TestReplicaPostgres(t *testing.T) {
 			}
 			// Caching from the standby works again: a write it has replayed
 			// is filled from it.
-			if err := db.Model(&replicaItem{ID: 1}).Update("name", "newer").Error; err != nil {
+			if err := write(db, "newer"); err != nil {
 				t.Fatal(err)
 			}
 			r.WaitReplayed(t)
