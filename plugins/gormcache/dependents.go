@@ -490,10 +490,12 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspe
 			return all
 		}
 		if !f.exists {
-			if o&opDrop != 0 || v.reached {
-				return all // a relation the catalog does not name as written
+			if v.reached {
+				return all // the catalog names a relation that cannot be looked up
 			}
-			continue // the statement failed, or a temporary table of another connection
+			// The statement failed, wrote a temporary table of another
+			// connection, or dropped a table that did not exist.
+			continue
 		}
 		d := &f.deps
 		if f.replaces && o&(opInsert|opUpdate) != 0 {
