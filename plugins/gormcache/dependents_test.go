@@ -193,6 +193,11 @@ CREATE TRIGGER tx_as_ins AFTER INSERT ON tx_as FOR EACH ROW EXECUTE FUNCTION tx_
 			t.Error("a trigger with EXECUTE did not invalidate everything")
 		}
 	}},
+	{name: "rules", only: "postgres", setup: map[string]string{"postgres": `CREATE TABLE rl_as (id integer);
+CREATE TABLE rl_bs (id integer);
+CREATE RULE rl_as_ins AS ON INSERT TO rl_as DO ALSO INSERT INTO rl_bs VALUES (NEW.id)`}, run: func(t *testing.T, r *depRun) {
+		r.check(t, "rule writing another table", "SELECT count(*) FROM rl_bs", "INSERT INTO rl_as VALUES (1)")
+	}},
 	{name: "partitions", only: "postgres", setup: map[string]string{"postgres": `CREATE TABLE pt_sales (id integer, region text, v integer) PARTITION BY LIST (region);
 CREATE TABLE pt_sales_eu PARTITION OF pt_sales FOR VALUES IN ('eu');
 CREATE TABLE pt_sales_us PARTITION OF pt_sales FOR VALUES IN ('us') PARTITION BY RANGE (id);
