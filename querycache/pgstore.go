@@ -344,8 +344,8 @@ CREATE INDEX IF NOT EXISTS ` + ix("querycache_versions_expires_at") + ` ON ` + s
 
 // EnsureSchema creates the store's tables if they do not exist. It is
 // idempotent and safe to run from several processes at once (a
-// transaction-scoped advisory lock serialises concurrent runs, which
-// CREATE ... IF NOT EXISTS alone does not).
+// transaction-scoped advisory lock, one per schema, serialises concurrent
+// runs, which CREATE ... IF NOT EXISTS alone does not).
 func (s *PostgresStore) EnsureSchema(ctx context.Context) error {
 	if s.err != nil {
 		return s.err
@@ -355,7 +355,7 @@ func (s *PostgresStore) EnsureSchema(ctx context.Context) error {
 		return err
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('querycache.EnsureSchema'))`); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('querycache.EnsureSchema:' || $1))`, s.opts.Schema); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, ddl)
