@@ -126,6 +126,11 @@ func pollPercentiles(d []time.Duration) (p50, p99, max time.Duration) {
 	return at(0.50), at(0.99), s[len(s)-1]
 }
 
+// pollGiveUp ends a wait for a fresh read that will not come (a missing
+// invalidation): far beyond any delay measured, so that a slow machine
+// never fails it.
+const pollGiveUp = 10 * time.Second
+
 // pollPause lets the poller's goroutine run between two reads of a spinning
 // reader (two cores are shared by many processes here).
 func pollPause() {
@@ -167,6 +172,9 @@ func TestSQLitePollSeparateDB(t *testing.T) {
 		for {
 			if byID, list := app.read(t); byID == i && list == i {
 				break
+			}
+			if time.Since(committed) > pollGiveUp {
+				t.Fatalf("still stale %v after the commit: the change was not invalidated", pollGiveUp)
 			}
 			pollPause()
 		}
@@ -226,24 +234,29 @@ func pollDeleteDSN(path string) string {
 // reconnects: a new connection's data_version starts afresh and cannot
 // show the commit, so only the recovery's invalidation, made before the
 // cache resumes, keeps the cached n=0 from being served again.
+//
+// In the "stall" case the poller's connection waits for the lock (a busy
+// timeout of 10s) and the poll outlasts Timeout: the cache is suspended
+// while the poll waits, and the poll's answer recovers it.
 func TestSQLitePollFailureSuspends(t *testing.T) {
-	for _, off := range []bool{false, true} {
-		name := "recovery"
-		if off {
-			name = "recovery_invalidation_switched_off"
-		}
-		t.Run(name, func(t *testing.T) { testPollFailure(t, off) })
-	}
+	t.Run("recovery", func(t *testing.T) { testPollFailure(t, false, false) })
+	t.Run("recovery_invalidation_switched_off", func(t *testing.T) { testPollFailure(t, true, false) })
+	t.Run("stall", func(t *testing.T) { testPollFailure(t, false, true) })
 }
 
-func testPollFailure(t *testing.T, off bool) {
+func testPollFailure(t *testing.T, off, stall bool) {
 	app := newPollApp(t, pollDeleteDSN)
 	ctx := context.Background()
-	poller, err := invalidation.NewSQLitePoller(app.cache, invalidation.SQLitePollOptions{
+	opts := invalidation.SQLitePollOptions{
 		DSN:        "file:" + app.path + "?_busy_timeout=0",
 		Interval:   2 * time.Millisecond,
 		MaxBackoff: 20 * time.Millisecond,
-	})
+	}
+	if stall {
+		opts.DSN = "file:" + app.path + "?_busy_timeout=10000"
+		opts.Timeout = 20 * time.Millisecond
+	}
+	poller, err := invalidation.NewSQLitePoller(app.cache, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +328,10 @@ func testPollFailure(t *testing.T, off bool) {
 	pollWaitFor(t, "the poller to recover", func() bool { return !poller.Stats().Suspended })
 	st := poller.Stats()
 	t.Logf("poller after recovery: %+v", st)
-	if st.Errors == 0 || st.Connects < 2 {
+	switch {
+	case stall && st.Stalls == 0:
+		t.Fatalf("no stall counted: %+v", st)
+	case !stall && (st.Errors == 0 || st.Connects < 2):
 		t.Fatalf("the poller did not fail and reconnect: %+v", st)
 	}
 	byID, list := app.read(t)
@@ -456,9 +472,13 @@ func TestSQLitePollOtherProcess(t *testing.T) {
 			at, err := write(n)
 			committed <- commit{at, err}
 		}()
+		asked := time.Now()
 		for {
 			if byID, list := app.read(t); byID == n && list == n {
 				break
+			}
+			if time.Since(asked) > pollGiveUp {
+				t.Fatalf("still stale %v after the write was asked for: the change was not invalidated", pollGiveUp)
 			}
 			pollPause()
 		}
@@ -536,4 +556,225 @@ func TestSQLitePollChild(t *testing.T) {
 	if err := in.Err(); err != nil && err != io.EOF {
 		t.Fatal(err)
 	}
+}
+
+// Misconfigurations are constructor errors that say how to fix them.
+func TestSQLitePollOptions(t *testing.T) {
+	app := newPollApp(t, pollWALDSN)
+	one := pollOpenOther(t, pollWALDSN(app.path))
+	one.SetMaxOpenConns(1)
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	for _, c := range []struct {
+		name  string
+		cache *querycache.Cache
+		opts  invalidation.SQLitePollOptions
+		want  string
+	}{
+		{"nil cache", nil, invalidation.SQLitePollOptions{DSN: app.path}, "cache is nil"},
+		{"neither", app.cache, invalidation.SQLitePollOptions{}, "neither DSN nor DB"},
+		{"both", app.cache, invalidation.SQLitePollOptions{DSN: app.path, DB: one}, "not both"},
+		{"memory", app.cache, invalidation.SQLitePollOptions{DSN: ":memory:"}, "in-memory"},
+		{"shared memory", app.cache, invalidation.SQLitePollOptions{DSN: "file:x?mode=memory&cache=shared"}, "in-memory"},
+		{"missing file", app.cache, invalidation.SQLitePollOptions{DSN: missing}, "does not exist"},
+		{"missing file URI", app.cache, invalidation.SQLitePollOptions{DSN: "file:" + missing + "?_busy_timeout=5"}, "does not exist"},
+		{"one-connection pool", app.cache, invalidation.SQLitePollOptions{DB: one}, "set DSN instead"},
+		{"negative interval", app.cache, invalidation.SQLitePollOptions{DSN: app.path, Interval: -1}, "use at least"},
+		{"tiny interval", app.cache, invalidation.SQLitePollOptions{DSN: app.path, Interval: time.Microsecond}, "use at least"},
+		{"negative timeout", app.cache, invalidation.SQLitePollOptions{DSN: app.path, Timeout: -1}, "Timeout"},
+		{"timeout under interval", app.cache, invalidation.SQLitePollOptions{DSN: app.path, Interval: 10 * time.Millisecond, Timeout: time.Millisecond}, "raise Timeout"},
+		{"negative backoff", app.cache, invalidation.SQLitePollOptions{DSN: app.path, MaxBackoff: -1}, "MaxBackoff"},
+		{"unknown driver", app.cache, invalidation.SQLitePollOptions{DSN: app.path, DriverName: "nosuch"}, "set DriverName"},
+	} {
+		_, err := invalidation.NewSQLitePoller(c.cache, c.opts)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v; want one saying %q", c.name, err, c.want)
+		}
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("checking a missing file created it")
+	}
+
+	// gormcache.WatchSQLite wants the plugin.
+	bare, err := gorm.Open(sqlite.Open(pollWALDSN(app.path)), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sqlDB, err := bare.DB(); err == nil {
+		defer sqlDB.Close()
+	}
+	if _, err := gormcache.WatchSQLite(context.Background(), bare, invalidation.SQLitePollOptions{}); err == nil || !strings.Contains(err.Error(), "db.Use(gormcache.New(cache))") {
+		t.Errorf("WatchSQLite without the plugin: %v", err)
+	}
+}
+
+// A *sql.DB given as DB (a pool of several connections): the poller holds
+// one of them and sees commits of the others and of other *sql.DB.
+func TestSQLitePollFromDB(t *testing.T) {
+	app := newPollApp(t, pollWALDSN)
+	ctx := context.Background()
+	pool := pollOpenOther(t, pollWALDSN(app.path))
+	poller, err := invalidation.NewSQLitePoller(app.cache, invalidation.SQLitePollOptions{DB: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := poller.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer poller.Close()
+	app.warm(t, 0)
+	// Through the same pool: another of its connections.
+	if _, err := pool.Exec("UPDATE poll_counters SET n = 1 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := poller.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app.mustRead(t, 1)
+	if st := pool.Stats(); st.InUse != 1 {
+		t.Fatalf("the poller should hold one connection of the pool: %+v", st)
+	}
+	if err := poller.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := pool.Stats(); st.InUse != 0 {
+		t.Fatalf("Close did not give the connection back: %+v", st)
+	}
+	if err := pool.Ping(); err != nil {
+		t.Fatalf("Close closed the caller's pool: %v", err)
+	}
+}
+
+type pollOther struct {
+	ID uint
+	N  int
+}
+
+// A data change invalidates the tables of the polled database only: a
+// second database served by the same cache keeps its hits. A schema change
+// invalidates the whole cache and refreshes the table list.
+func TestSQLitePollScope(t *testing.T) {
+	app := newPollApp(t, pollWALDSN)
+	ctx := context.Background()
+	path2 := filepath.Join(t.TempDir(), "second.db")
+	db2, err := gorm.Open(sqlite.Open(pollWALDSN(path2)), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sqlDB, err := db2.DB(); err == nil {
+		defer sqlDB.Close()
+	}
+	if err := db2.AutoMigrate(&pollOther{}); err != nil {
+		t.Fatal(err)
+	}
+	db2.Create(&pollOther{ID: 1, N: 7})
+	if err := db2.Use(gormcache.New(app.cache, gormcache.CacheModels(&pollOther{}))); err != nil {
+		t.Fatal(err)
+	}
+	hit2 := func() bool {
+		var o pollOther
+		h := app.cache.Stats().Hits
+		if err := db2.First(&o, 1).Error; err != nil {
+			t.Fatal(err)
+		}
+		return app.cache.Stats().Hits > h
+	}
+	hit2()
+	if !hit2() {
+		t.Fatal("the second database's read is not cached")
+	}
+
+	poller, err := gormcache.WatchSQLite(ctx, app.db, invalidation.SQLitePollOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer poller.Close()
+	other := pollOpenOther(t, pollWALDSN(app.path))
+	app.warm(t, 0)
+	if !hit2() {
+		t.Fatal("Start invalidated the second database")
+	}
+	if _, err := other.Exec("UPDATE poll_counters SET n = 1 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := poller.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app.mustRead(t, 1)
+	if !hit2() {
+		t.Fatal("a data change of the polled database invalidated the second database")
+	}
+	tables := poller.Stats().Tables
+
+	app.warm(t, 1)
+	if _, err := other.Exec("CREATE TABLE extra (id INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := poller.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := poller.Stats()
+	if st.SchemaChanges != 1 || st.Tables != tables+1 {
+		t.Fatalf("schema change: %+v (tables before %d)", st, tables)
+	}
+	if hit2() {
+		t.Fatal("a schema change did not invalidate the whole cache")
+	}
+	// The refreshed list still covers the table.
+	app.warm(t, 1)
+	if _, err := other.Exec("UPDATE poll_counters SET n = 2 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := poller.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app.mustRead(t, 2)
+}
+
+// Start and Close leave no goroutine behind; the lifecycle's misuses are
+// errors.
+func TestSQLitePollLifecycle(t *testing.T) {
+	app := newPollApp(t, pollWALDSN)
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	for i := 0; i < 5; i++ {
+		poller, err := invalidation.NewSQLitePoller(app.cache, invalidation.SQLitePollOptions{DSN: pollWALDSN(app.path)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := poller.Sync(ctx); err == nil {
+			t.Fatal("Sync before Start succeeded")
+		}
+		if err := poller.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := poller.Start(ctx); err == nil {
+			t.Fatal("a second Start succeeded")
+		}
+		if err := poller.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := poller.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := poller.Close(); err != nil {
+			t.Fatalf("a second Close: %v", err)
+		}
+		if err := poller.Sync(ctx); err == nil {
+			t.Fatal("Sync after Close succeeded")
+		}
+		if err := poller.Start(ctx); err == nil {
+			t.Fatal("Start after Close succeeded")
+		}
+	}
+	// Closed before started.
+	poller, err := invalidation.NewSQLitePoller(app.cache, invalidation.SQLitePollOptions{DSN: pollWALDSN(app.path)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := poller.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pollWaitFor(t, "the pollers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	// No suspension outlives its poller: reads hit again.
+	app.warm(t, 0)
 }
