@@ -242,11 +242,14 @@ func (a *analyzer) nameEnd(j int) int {
 	return j + 1
 }
 
-// readName records the relation named at toks[j] as read, marking the
-// statement undetermined when there is no usable name, and returns the
-// index after it.
+// readName records the relation named at toks[j] (after an optional ONLY,
+// as in TABLE ONLY t) as read, marking the statement undetermined when
+// there is no usable name, and returns the index after it.
 func (a *analyzer) readName(j int) int {
 	a.tableRefs++
+	if a.isKw(j, kwOnly) && a.isName(j+1) {
+		j++ // TABLE ONLY t reads t, not a table named only
+	}
 	schema, name, next, ok := a.schemaName(j)
 	if !ok {
 		a.undetermined = true

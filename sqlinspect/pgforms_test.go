@@ -277,6 +277,27 @@ var pgForms = []pgForm{
 	{name: "insert into view", sql: `INSERT INTO va VALUES (7, 7)`, want: write(l("va"), nil), pg: 15},
 	{name: "update view", sql: `UPDATE va SET v = 0 WHERE id = 1`, want: write(l("va"), nil), pg: 15},
 	{name: "insert through rule", sql: `INSERT INTO b VALUES (10, 10)`, want: write(l("b"), nil), pg: 15},
+	// Reads: TestPostgresFormsRun empties each table in turn and checks
+	// that a read whose result changes names it (or reaches it through a
+	// view, a partition or an inheritance child, which the caller expands).
+	{name: "table only", sql: `TABLE ONLY t`, want: sel("t"), pg: 15},
+	{name: "table star", sql: `TABLE t *`, want: sel("t"), pg: 15},
+	{name: "union table only", sql: `SELECT id, v FROM s UNION TABLE ONLY t`, want: sel("s", "t"), pg: 15},
+	{name: "select only parent", sql: `SELECT * FROM ONLY parent`, want: sel("parent"), pg: 15},
+	{name: "select inheritance parent", sql: `SELECT * FROM parent`, want: sel("parent"), pg: 15},
+	{name: "select partitioned", sql: `SELECT * FROM p WHERE id < 50`, want: sel("p"), pg: 15},
+	{name: "select view", sql: `SELECT * FROM va`, want: sel("va"), pg: 15},
+	{name: "select materialized view", sql: `SELECT * FROM m`, want: sel("m"), pg: 15},
+	{name: "select lateral", sql: `SELECT * FROM s, LATERAL (SELECT * FROM u WHERE u.id = s.id) x`, want: sel("s", "u"), pg: 15},
+	{name: "select with join using", sql: `WITH x AS (SELECT * FROM c) SELECT * FROM x JOIN b USING (id)`, want: sel("b", "c", "x"), pg: 15},
+	{name: "select exists", sql: `SELECT * FROM a WHERE EXISTS (SELECT 1 FROM q WHERE q.id = a.id)`, want: sel("a", "q"), pg: 15},
+	{name: "select scalar subquery", sql: `SELECT (SELECT count(*) FROM log), id FROM t`, want: sel("log", "t"), pg: 15},
+	{name: "select join", sql: `SELECT * FROM pa JOIN ch ON ch.pa_id = pa.id`, want: sel("ch", "pa"), pg: 15},
+	{name: "select values join", sql: `SELECT * FROM (VALUES (1)) AS vv(id) JOIN t USING (id)`, want: sel("t"), pg: 15},
+	{name: "select recursive", sql: `WITH RECURSIVE r(n) AS (SELECT min(id) FROM q UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r`,
+		want: sel("q", "r"), pg: 15},
+	{name: "select in union", sql: `SELECT * FROM t WHERE id IN (SELECT id FROM s UNION SELECT id FROM u)`, want: sel("s", "t", "u"), pg: 15},
+	{name: "select for update", sql: `SELECT * FROM a JOIN b USING (id) FOR UPDATE OF a`, want: locking(sel("a", "b")), pg: 15},
 	{name: "declare cursor", sql: `DECLARE cur CURSOR FOR SELECT * FROM a`, want: Statement{Kind: KindOther, Reads: l("a"), Statements: 1}, pg: 15},
 }
 
