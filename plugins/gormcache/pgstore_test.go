@@ -22,8 +22,7 @@ import (
 // statements (mustBeCached) would report as a missing hit.
 func pgStoreFor(t *testing.T) *querycache.PostgresStore {
 	t.Helper()
-	dsn := testenv.PostgresSchema(t)
-	schema := dsn[strings.LastIndex(dsn, "search_path=")+len("search_path="):]
+	schema := pgSchemaName(testenv.PostgresSchema(t))
 	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN())
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +40,11 @@ func pgStoreFor(t *testing.T) *querycache.PostgresStore {
 		t.Fatalf("creating the PostgreSQL store's tables: %v", err)
 	}
 	return s
+}
+
+// pgSchemaName is the schema of a DSN from testenv.PostgresSchema.
+func pgSchemaName(dsn string) string {
+	return dsn[strings.LastIndex(dsn, "search_path=")+len("search_path="):]
 }
 
 // openPostgresStore is the PostgreSQL store alone.
