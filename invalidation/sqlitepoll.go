@@ -110,6 +110,7 @@ type SQLitePoller struct {
 	// suspension, shared with the stall timer's goroutine
 	susMu  sync.Mutex
 	resume func() // non-nil while the cache is suspended by this poller
+	ended  bool   // Close has run: a late stall must not suspend the cache for good
 
 	// tests only: invalidations switched off (sqlitepoll_export_test.go)
 	noInvalidate bool
@@ -313,6 +314,7 @@ func (p *SQLitePoller) Close() error {
 	}
 	p.disconnect(nil)
 	p.susMu.Lock()
+	p.ended = true
 	if p.resume != nil {
 		if err := p.cache.InvalidateAll(context.Background()); err != nil {
 			p.st.invalidationErrors.Add(1)
@@ -593,7 +595,7 @@ func (p *SQLitePoller) recover(ctx context.Context) {
 	was := p.resume != nil
 	p.releaseLocked()
 	p.susMu.Unlock()
-	if was && p.log != nil {
+	if was && p.log != nil && p.st.connects.Load() > 1 {
 		p.log.Info("querycache: SQLite poller sees the database again; its tables were invalidated and the cache resumed")
 	}
 }
@@ -617,7 +619,7 @@ func (p *SQLitePoller) invalidate(ctx context.Context, ch querycache.Change) {
 func (p *SQLitePoller) suspend() {
 	p.susMu.Lock()
 	defer p.susMu.Unlock()
-	if p.resume == nil {
+	if p.resume == nil && !p.ended {
 		p.resume = p.cache.Suspend(querycache.Change{All: true})
 		p.st.suspensions.Add(1)
 	}

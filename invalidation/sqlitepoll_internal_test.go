@@ -3,6 +3,7 @@ package invalidation
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,4 +54,45 @@ func BenchmarkSQLitePoll(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSQLitePollChange measures what a detected change costs on top
+// of the poll: PRAGMA schema_version and the invalidation of every table of
+// a database of 20 tables (42 versions) in the memory store.
+func BenchmarkSQLitePollChange(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "bench.db")
+	dsn := "file:" + path + "?_journal_mode=WAL"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; i < 20; i++ {
+		if _, err := db.Exec(fmt.Sprintf("CREATE TABLE t%d (id INTEGER PRIMARY KEY, n INT)", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cache.Close()
+	p, err := NewSQLitePoller(cache, SQLitePollOptions{DSN: dsn})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	p.stall = time.AfterFunc(time.Hour, p.onStall)
+	p.stall.Stop()
+	ctx := context.Background()
+	if err := p.connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.onChange(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(p.Stats().Tables), "tables")
 }
