@@ -6,7 +6,9 @@ import (
 )
 
 // An invalidation broadcast, as published on a TieredStore's channel
-// after the versions it names were replaced in Redis:
+// after the versions it names were replaced in the second level (on a
+// Redis channel as is; through pg_notify in base64, split into messages
+// that fit PostgreSQL's payload limit, see notifyPayloads):
 //
 //	magic "qi", format 1
 //	kind  'n': names follow; 'a': every version (drop all of L1)
