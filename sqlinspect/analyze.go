@@ -247,20 +247,38 @@ func (a *analyzer) nameEnd(j int) int {
 // there is no usable name, and returns the index after it.
 func (a *analyzer) readName(j int) int {
 	a.tableRefs++
-	if a.isKw(j, kwOnly) && a.isName(j+1) {
-		j++ // TABLE ONLY t reads t, not a table named only
-	}
+	j, closed := a.skipOnly(j) // TABLE ONLY t reads t, not a table named only
 	schema, name, next, ok := a.schemaName(j)
 	if !ok {
 		a.undetermined = true
 		return next
 	}
+	if closed {
+		next++
+	}
 	a.addRead(a.relation(schema, name))
 	return next
 }
 
+// skipOnly skips PostgreSQL's ONLY before the relation name at toks[j],
+// which may also be written ONLY (name). It returns the index of the name
+// and whether a ')' follows it. ONLY not followed by a name is SQLite's
+// table named only.
+func (a *analyzer) skipOnly(j int) (name int, closed bool) {
+	if !a.isKw(j, kwOnly) {
+		return j, false
+	}
+	if a.isName(j + 1) {
+		return j + 1, false
+	}
+	if a.kindAt(j+1) == tkLParen && a.isName(j+2) && a.kindAt(a.nameEnd(j+2)) == tkRParen {
+		return j + 2, true
+	}
+	return j, false
+}
+
 // writeTarget records the relation named at toks[j] (after an optional
-// ONLY) as written and returns the index after it. Without a usable name it
+// ONLY, or in ONLY (name)) as written and returns the index after it. Without a usable name it
 // marks the statement undetermined and returns ok false.
 func (a *analyzer) writeTarget(j int) (next int, ok bool) {
 	_, _, next, ok = a.writeTargetName(j)
@@ -270,13 +288,14 @@ func (a *analyzer) writeTarget(j int) (next int, ok bool) {
 // writeTargetName is writeTarget that also returns the target's schema and
 // the name recorded.
 func (a *analyzer) writeTargetName(j int) (schema, name string, next int, ok bool) {
-	if a.isKw(j, kwOnly) && a.isName(j+1) {
-		j++
-	}
+	j, closed := a.skipOnly(j)
 	schema, name, next, ok = a.schemaName(j)
 	if !ok {
 		a.undetermined = true
 		return schema, name, next, false
+	}
+	if closed {
+		next++ // DELETE FROM ONLY (t) writes t, not a table named only
 	}
 	name = a.relation(schema, name)
 	a.addWrite(name)

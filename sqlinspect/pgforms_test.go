@@ -241,6 +241,13 @@ var pgForms = []pgForm{
 
 	// The same class: writes reading other tables, and writes hidden in
 	// what looks like a read.
+	// ONLY (name) is PostgreSQL's parenthesised relation_expr.
+	{name: "delete only parenthesised", sql: `DELETE FROM ONLY (q) WHERE id = 1`, want: write(l("q"), nil), pg: 15},
+	{name: "update only parenthesised", sql: `UPDATE ONLY(q) SET v = 1`, want: write(l("q"), nil), pg: 15},
+	{name: "truncate only parenthesised", sql: `TRUNCATE ONLY (q), ONLY (t)`, want: truncate(l("q", "t")), pg: 15},
+	{name: "merge only parenthesised", sql: `MERGE INTO ONLY (t) USING ONLY (s) ON t.id = s.id WHEN MATCHED THEN DELETE`, want: write(l("t"), l("s")), pg: 15},
+	{name: "alter only parenthesised", sql: `ALTER TABLE ONLY (p) ATTACH PARTITION p2 FOR VALUES FROM (100) TO (200)`, want: ddl(l("p", "p2"), nil), pg: 15},
+	{name: "table only parenthesised", sql: `TABLE ONLY (t)`, want: sel("t"), pg: 15},
 	{name: "update from", sql: `UPDATE a SET v = s.v FROM s WHERE a.id = s.id`, want: write(l("a"), l("s")), pg: 15},
 	{name: "update from join", sql: `UPDATE a SET v = s.v FROM s JOIN u ON s.id = u.id WHERE a.id = s.id`, want: write(l("a"), l("s", "u")), pg: 15},
 	{name: "update from lateral", sql: `UPDATE ONLY a AS x SET v = y.v FROM (SELECT * FROM s) AS y, LATERAL (SELECT * FROM u WHERE u.id = y.id) z WHERE x.id = y.id`,
