@@ -193,6 +193,14 @@ CREATE TRIGGER tx_as_ins AFTER INSERT ON tx_as FOR EACH ROW EXECUTE FUNCTION tx_
 			t.Error("a trigger with EXECUTE did not invalidate everything")
 		}
 	}},
+	{name: "sqlite_drop", only: "sqlite", setup: map[string]string{"sqlite": `CREATE TABLE dr_parents (id integer PRIMARY KEY);
+CREATE TABLE dr_children (id integer PRIMARY KEY, parent_id integer REFERENCES dr_parents(id) ON DELETE CASCADE);
+INSERT INTO dr_parents VALUES (1), (2);
+INSERT INTO dr_children VALUES (1, 1), (2, 2)`}, run: func(t *testing.T, r *depRun) {
+		// SQLite's DROP TABLE deletes the rows first, running the
+		// children's ON DELETE actions.
+		r.check(t, "drop table runs on delete cascade", "SELECT count(*) FROM dr_children", "DROP TABLE dr_parents")
+	}},
 	{name: "rules", only: "postgres", setup: map[string]string{"postgres": `CREATE TABLE rl_as (id integer);
 CREATE TABLE rl_bs (id integer);
 CREATE RULE rl_as_ins AS ON INSERT TO rl_as DO ALSO INSERT INTO rl_bs VALUES (NEW.id)`}, run: func(t *testing.T, r *depRun) {
