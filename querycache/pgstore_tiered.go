@@ -144,6 +144,9 @@ func (s *PostgresStore) listenOnce(t *TieredStore, sub *tieredSub, chans []strin
 	if s.listenConfig != nil {
 		cfg = s.listenConfig.Copy()
 	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "querycache listener"
 	}
