@@ -49,6 +49,12 @@ type SQLitePollOptions struct {
 	// Logger receives failures (Warn) and recoveries (Info). nil logs
 	// nothing; failures are counted in Stats either way.
 	Logger *slog.Logger
+	// OnSchemaChange, if set, is called on the poller's goroutine when it
+	// sees that another connection changed the schema, before it
+	// invalidates the cache. gormcache.WatchSQLite sets it to make the
+	// plugin forget what it learned from the catalog (primary keys,
+	// collations). It must not block.
+	OnSchemaChange func()
 }
 
 // SQLitePoller detects commits made to a SQLite database file by other
@@ -86,6 +92,7 @@ type SQLitePoller struct {
 	timeout    time.Duration
 	maxBackoff time.Duration
 	log        *slog.Logger
+	onSchema   func()
 
 	// lifecycle
 	lifeMu  sync.Mutex
@@ -185,6 +192,7 @@ func NewSQLitePoller(cache *querycache.Cache, opts SQLitePollOptions) (*SQLitePo
 		timeout:    orDuration(opts.Timeout, time.Second),
 		maxBackoff: orDuration(opts.MaxBackoff, time.Second),
 		log:        opts.Logger,
+		onSchema:   opts.OnSchemaChange,
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		syncs:      make(chan chan error),
@@ -485,6 +493,7 @@ func (p *SQLitePoller) onChange(ctx context.Context) error {
 			return err
 		}
 		p.schema = schema
+		p.schemaChanged()
 		ch = querycache.Change{All: true}
 	}
 	p.invalidate(ctx, ch)
@@ -528,6 +537,7 @@ func (p *SQLitePoller) connect(ctx context.Context) error {
 			// renamed, and its entries are not under any table
 			// listed now.
 			p.st.schemaChanges.Add(1)
+			p.schemaChanged()
 			p.tablesOnce = querycache.Change{All: true}
 		}
 		p.schema, p.haveSchema = schema, true
@@ -539,6 +549,15 @@ func (p *SQLitePoller) connect(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// schemaChanged tells OnSchemaChange, before the invalidation (and, when
+// blind, before the resume): a lookup after the invalidation must not use
+// facts learned from the old schema.
+func (p *SQLitePoller) schemaChanged() {
+	if p.onSchema != nil {
+		p.onSchema()
+	}
 }
 
 func (p *SQLitePoller) readSchemaVersion(ctx context.Context) (int64, error) {

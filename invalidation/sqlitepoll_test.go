@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -683,7 +684,10 @@ func TestSQLitePollScope(t *testing.T) {
 		t.Fatal("the second database's read is not cached")
 	}
 
-	poller, err := gormcache.WatchSQLite(ctx, app.db, invalidation.SQLitePollOptions{})
+	var schemaCalls atomic.Int64
+	poller, err := gormcache.WatchSQLite(ctx, app.db, invalidation.SQLitePollOptions{
+		OnSchemaChange: func() { schemaCalls.Add(1) },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,8 +717,8 @@ func TestSQLitePollScope(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := poller.Stats()
-	if st.SchemaChanges != 1 || st.Tables != tables+1 {
-		t.Fatalf("schema change: %+v (tables before %d)", st, tables)
+	if st.SchemaChanges != 1 || st.Tables != tables+1 || schemaCalls.Load() != 1 {
+		t.Fatalf("schema change: %+v (tables before %d), OnSchemaChange called %d times", st, tables, schemaCalls.Load())
 	}
 	if hit2() {
 		t.Fatal("a schema change did not invalidate the whole cache")
@@ -777,4 +781,66 @@ func TestSQLitePollLifecycle(t *testing.T) {
 	pollWaitFor(t, "the pollers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 	// No suspension outlives its poller: reads hit again.
 	app.warm(t, 0)
+}
+
+// DDL made while the poller is blind (its connection dropped) is seen on
+// reconnection by PRAGMA schema_version, which, unlike data_version,
+// compares across connections: the recovery invalidates the whole cache,
+// not only the tables listed now (a dropped table is not among them).
+func TestSQLitePollSchemaChangeWhileBlind(t *testing.T) {
+	app := newPollApp(t, pollDeleteDSN)
+	ctx := context.Background()
+	var schemaCalls atomic.Int64
+	poller, err := invalidation.NewSQLitePoller(app.cache, invalidation.SQLitePollOptions{
+		DSN:            "file:" + app.path + "?_busy_timeout=0",
+		Interval:       2 * time.Millisecond,
+		MaxBackoff:     20 * time.Millisecond,
+		OnSchemaChange: func() { schemaCalls.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := poller.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer poller.Close()
+	app.warm(t, 0)
+	// An entry of a table this database does not list (as a table
+	// dropped while the poller was blind would be).
+	unlisted := querycache.Key{Name: "q:unlisted", Versions: []string{app.cache.Namespace().TableVersion("unlisted")}}
+	hitUnlisted := func() bool {
+		_, hit, err := app.cache.GetOrSet(ctx, unlisted, func(context.Context) (querycache.Fill, error) {
+			return querycache.Fill{Value: []byte("v")}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hit
+	}
+	hitUnlisted()
+	if !hitUnlisted() {
+		t.Fatal("the unlisted entry is not cached")
+	}
+	locker := pollOpenOther(t, pollDeleteDSN(app.path))
+	lc, err := locker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	for _, q := range []string{"BEGIN EXCLUSIVE", "CREATE TABLE extra (id INTEGER PRIMARY KEY)"} {
+		if _, err := lc.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollWaitFor(t, "the poller to fail", func() bool { return poller.Stats().Suspended })
+	if _, err := lc.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	pollWaitFor(t, "the poller to recover", func() bool { return !poller.Stats().Suspended })
+	if st := poller.Stats(); st.SchemaChanges != 1 || schemaCalls.Load() != 1 {
+		t.Fatalf("DDL while blind: %+v, OnSchemaChange called %d times", st, schemaCalls.Load())
+	}
+	if hitUnlisted() {
+		t.Fatal("after DDL while blind, an entry of a table not listed now was served: the recovery did not invalidate the whole cache")
+	}
 }

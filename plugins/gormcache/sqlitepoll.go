@@ -14,8 +14,9 @@ import (
 // db, which must have this plugin registered: commits made to the file by
 // other processes or connections stop being served within the poller's
 // Interval (5ms by default). Unless opts names a DSN or a *sql.DB, the
-// poller opens a connection of its own with db's DSN and driver name. Call
-// Close on the poller when done.
+// poller opens a connection of its own with db's DSN and driver name. When
+// the poller sees another program change the schema, the plugin forgets
+// what it learned from the catalog. Call Close on the poller when done.
 func WatchSQLite(ctx context.Context, db *gorm.DB, opts invalidation.SQLitePollOptions) (*invalidation.SQLitePoller, error) {
 	const fn = "gormcache.WatchSQLite"
 	if db == nil {
@@ -35,6 +36,15 @@ func WatchSQLite(ctx context.Context, db *gorm.DB, opts invalidation.SQLitePollO
 		}
 		if opts.DriverName == "" {
 			opts.DriverName = driverNameOf(db.Dialector)
+		}
+	}
+	// DDL by another program: forget the primary keys and collations
+	// learned from the old schema, as the plugin does for its own DDL.
+	user := opts.OnSchemaChange
+	opts.OnSchemaChange = func() {
+		p.cat.forget()
+		if user != nil {
+			user()
 		}
 	}
 	poller, err := invalidation.NewSQLitePoller(p.cache, opts)
