@@ -142,6 +142,7 @@ type replicaFence struct {
 
 	pools  sync.Map // gorm.ConnPool -> *replicaPool
 	flight singleflight.Group
+	rounds positionRounds
 
 	replicaFills, primaryFills, replicaChecks, fenceReads, errors atomic.Int64
 	warned                                                        atomic.Bool
@@ -231,7 +232,7 @@ func (p *Plugin) fenceWrite(ctx context.Context, ch querycache.Change) {
 	}
 	var at uint64
 	if f.wal.Load() {
-		lsn, err := p.primaryPosition(ctx)
+		lsn, err := p.primaryPositionAfter(ctx)
 		if err != nil {
 			// Unknown: fills of these tables go to the primary until a
 			// later position is read (it covers this write, which has
@@ -320,7 +321,7 @@ func (p *Plugin) routeFill(db *gorm.DB, tables []string) {
 	}
 	need := f.required(tables)
 	if f.checkPrimary && f.wal.Load() {
-		lsn, err := p.primaryPosition(ctx)
+		lsn, err := p.primaryPositionAfter(ctx)
 		if err != nil {
 			need = math.MaxUint64
 		}
@@ -430,7 +431,7 @@ func (p *Plugin) activateFence(ctx context.Context) {
 	wal := false
 	var at uint64
 	if p.dialect == "postgres" {
-		lsn, err := p.primaryPosition(ctx)
+		lsn, err := p.primaryPositionAfter(ctx)
 		switch {
 		case err == nil:
 			wal, at = true, lsn
@@ -456,6 +457,61 @@ func (p *Plugin) activateFence(ctx context.Context) {
 func noWALFunctions(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "42883") || strings.Contains(s, "does not exist")
+}
+
+// positionRounds shares reads of the primary's position between callers
+// that each need a read started after they asked (after their commit, or
+// after their version read). Reads run one at a time, in rounds: while one
+// runs, the next gathers every caller that arrives; it has not started, so
+// it starts after each of them. Under concurrent writes (or replica fills
+// with ReplicaCheckPrimary) at most two reads are pending instead of one
+// per caller.
+type positionRounds struct {
+	mu      sync.Mutex
+	running bool
+	next    *positionRound
+}
+
+type positionRound struct {
+	start chan struct{} // closed when the round may run (it is next no more)
+	done  chan struct{} // closed when lsn and err are set
+	lsn   uint64
+	err   error
+}
+
+// primaryPositionAfter returns a position of the primary read after the
+// call began.
+func (p *Plugin) primaryPositionAfter(ctx context.Context) (uint64, error) {
+	g := &p.rf.rounds
+	g.mu.Lock()
+	if r := g.next; r != nil {
+		g.mu.Unlock()
+		<-r.done
+		return r.lsn, r.err
+	}
+	r := &positionRound{start: make(chan struct{}), done: make(chan struct{})}
+	if g.running {
+		g.next = r
+		g.mu.Unlock()
+		<-r.start
+	} else {
+		g.running = true
+		g.mu.Unlock()
+	}
+	r.lsn, r.err = p.primaryPosition(ctx)
+	close(r.done)
+	g.mu.Lock()
+	if n := g.next; n != nil {
+		// Hand over: the next round stops gathering (callers arriving now
+		// start a new one) and runs; running stays true.
+		g.next = nil
+		g.mu.Unlock()
+		close(n.start)
+	} else {
+		g.running = false
+		g.mu.Unlock()
+	}
+	return r.lsn, r.err
 }
 
 // primaryPosition reads the primary's WAL insert position on the plugin's

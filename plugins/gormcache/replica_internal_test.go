@@ -1,10 +1,15 @@
 package gormcache
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"querycache.dev/internal/testenv"
 	"querycache.dev/querycache"
 )
 
@@ -58,5 +63,52 @@ func TestFenceNote(t *testing.T) {
 		if got := f.required([]string{fmt.Sprintf("t%d", i)}); got < uint64(100+i) {
 			t.Fatalf("overflow: t%d fence %d fell below %d", i, got, 100+i)
 		}
+	}
+}
+
+// TestPositionRounds: every caller gets a position read after it asked
+// (at least the position it saw itself just before), and concurrent
+// callers share reads. Run with -race.
+func TestPositionRounds(t *testing.T) {
+	db, err := sql.Open("pgx", testenv.PostgresSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(40)
+	// Every caller writes before it asks, so the WAL moves while rounds run
+	// and a position read before a caller asked would be seen as too low.
+	if _, err := db.Exec("CREATE TABLE w (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	p := &Plugin{inner: db}
+	var wg sync.WaitGroup
+	const callers, calls = 24, 40
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range calls {
+				var s string
+				if err := db.QueryRow("INSERT INTO w VALUES (1) RETURNING pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+					t.Error(err)
+					return
+				}
+				before, _ := parseLSN(s)
+				got, err := p.primaryPositionAfter(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got < before {
+					t.Errorf("position %x read before the call began (%x seen first)", got, before)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d calls, %d reads", callers*calls, p.rf.fenceReads.Load())
+	if n := p.rf.fenceReads.Load(); n > callers*calls {
+		t.Errorf("%d reads for %d calls", n, callers*calls)
 	}
 }
