@@ -452,7 +452,10 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspe
 			v = &visit{}
 			seen[t] = v
 		}
-		changed := o&^v.ops != 0 || down && !v.down
+		// Reached by an edge for the first time, a written table loses
+		// the SET-list refinement (a trigger may update what it skipped):
+		// walk it again.
+		changed := o&^v.ops != 0 || down && !v.down || edge && !v.reached
 		v.ops |= o
 		v.down = v.down || down
 		v.reached = v.reached || edge
@@ -544,10 +547,15 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspe
 				push(b, o&opDML, true, true)
 			}
 		}
+		// The parent shows the partition's rows: it changes as they do,
+		// loses them when the partition is dropped, and is not altered
+		// by an ALTER of the partition.
+		up := o &^ (opDrop | opAlter)
+		if o&opDrop != 0 {
+			up |= opDelete
+		}
 		for _, a := range d.parents {
-			if o&opAlter == 0 {
-				push(a, o, false, true) // the parent shows the partition's rows
-			}
+			push(a, up, false, true)
 		}
 		if v.down {
 			for _, c := range d.inherits {

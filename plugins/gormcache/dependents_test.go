@@ -222,6 +222,8 @@ INSERT INTO ih_grands VALUES (1, 1)`}, run: func(t *testing.T, r *depRun) {
 		r.check(t, "inheritance grandchild write, parent read", "SELECT sum(v) FROM ih_parents", "UPDATE ih_grands SET v = v + 1")
 		r.check(t, "inheritance parent write, grandchild read", "SELECT sum(v) FROM ih_grands", "UPDATE ih_parents SET v = v + 1")
 		r.check(t, "truncate parent, partition read", "SELECT count(*) FROM pt_sales_us_low", "TRUNCATE pt_sales")
+		must(t, r.e.db.Exec("INSERT INTO pt_sales VALUES (3, 'eu', 1), (4, 'us', 2)").Error)
+		r.check(t, "drop a partition, parent read", "SELECT count(*) FROM pt_sales", "DROP TABLE pt_sales_eu")
 	}},
 	{name: "updatable_view", setup: map[string]string{
 		"postgres": `CREATE TABLE vw_bases (id integer PRIMARY KEY, name text);
