@@ -232,7 +232,10 @@ func (p *Plugin) fenceWrite(ctx context.Context, ch querycache.Change) {
 	}
 	var at uint64
 	if f.wal.Load() {
-		lsn, err := p.primaryPositionAfter(ctx)
+		lsn, err := uint64(0), errPoolBusy
+		if !p.poolExhausted() {
+			lsn, err = p.primaryPositionAfter(ctx)
+		}
 		if err != nil {
 			// Unknown: fills of these tables go to the primary until a
 			// later position is read (it covers this write, which has
@@ -245,6 +248,24 @@ func (p *Plugin) fenceWrite(ctx context.Context, ch querycache.Change) {
 		at = monoNow()
 	}
 	f.note(ch, at)
+}
+
+// errPoolBusy: the primary's pool had no free connection for the
+// position read (a write's own rows may still hold the only one).
+var errPoolBusy = errors.New("gormcache: no free connection to read the primary's WAL position")
+
+// poolExhausted reports whether the plugin's pool has MaxOpenConns
+// connections in use: a position read would wait for one, possibly for a
+// connection the caller itself holds (Raw("UPDATE ... RETURNING").Rows()
+// records its write with its rows open). The fence is then unknown
+// (+inf) until a later read, which is safe.
+func (p *Plugin) poolExhausted() bool {
+	d, err := sqlDB(p.inner)
+	if err != nil {
+		return false
+	}
+	st := d.Stats()
+	return st.MaxOpenConnections > 0 && st.InUse >= st.MaxOpenConnections
 }
 
 // note raises the fences of ch's tables to at.
@@ -320,6 +341,14 @@ func (p *Plugin) routeFill(db *gorm.DB, tables []string) {
 		p.activateFence(ctx)
 	}
 	need := f.required(tables)
+	if need == math.MaxUint64 && f.wal.Load() && !p.poolExhausted() {
+		// A write's position could not be read: a position read now is
+		// past it (it committed before it was applied).
+		if lsn, err := p.primaryPositionAfter(ctx); err == nil {
+			f.note(querycache.Change{}, lsn)
+			need = f.required(tables)
+		}
+	}
 	if f.checkPrimary && f.wal.Load() {
 		lsn, err := p.primaryPositionAfter(ctx)
 		if err != nil {

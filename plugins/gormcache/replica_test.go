@@ -485,3 +485,65 @@ func TestReplicaConcurrent(t *testing.T) {
 		t.Errorf("both paths should have been taken: %+v", st)
 	}
 }
+
+// TestReplicaBusyPool: a raw write whose rows are still open holds the
+// primary pool's only connection when its invalidation is applied; the
+// fence does not wait for a connection (it would wait for the caller's
+// own), it fences the table until a later position is read.
+func TestReplicaBusyPool(t *testing.T) {
+	r := testenv.StartPostgresReplica(t)
+	pdsn, sdsn := r.Schema(t)
+	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(&replicaItem{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	r.WaitReplayed(t)
+	plugin := gormcache.New(newReplicaCache(t))
+	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.SetMaxOpenConns(1)
+	if got := readItem(t, db); got != "old" {
+		t.Fatalf("first read: %q", got)
+	}
+	r.PauseReplay(t)
+	defer r.ResumeReplay(t)
+	before := plugin.ReplicaStats()
+	rows, err := db.Raw("UPDATE replica_items SET name = 'new' WHERE id = 1 RETURNING id").Rows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+	}
+	rows.Close()
+	if after := plugin.ReplicaStats(); after.FenceReads != before.FenceReads {
+		t.Errorf("the fence read a position with the pool exhausted: %+v -> %+v", before, after)
+	}
+	if got := readItem(t, db); got != "new" {
+		t.Errorf("read after the raw write: %q", got)
+	}
+	// The unknown fence is resolved by the next fill's position read; once
+	// the standby has replayed the write, fills use it again.
+	r.ResumeReplay(t)
+	r.WaitReplayed(t)
+	if err := db.Exec("SELECT 1").Error; err != nil { // nothing to fence
+		t.Fatal(err)
+	}
+	mid := plugin.ReplicaStats()
+	var n int64
+	if err := db.Scopes(gormcache.Cacheable()).Model(&replicaItem{}).Where("name = ?", "new").Count(&n).Error; err != nil || n != 1 {
+		t.Fatalf("count: %d, %v", n, err)
+	}
+	if end := plugin.ReplicaStats(); end.ReplicaFills != mid.ReplicaFills+1 {
+		t.Errorf("the table stayed fenced after the standby caught up: %+v -> %+v", mid, end)
+	}
+	t.Logf("%+v", plugin.ReplicaStats())
+}
