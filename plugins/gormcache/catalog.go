@@ -134,6 +134,7 @@ const maxCatalogTables = 4096
 const catalogTimeout = 5 * time.Second
 
 type catalog struct {
+	maxAge atomic.Int64 // nanoseconds; 0 means catalogMaxAge (a test sets less)
 	gen    atomic.Uint64
 	state  atomic.Pointer[catalogState]
 	flight singleflight.Group
@@ -143,22 +144,45 @@ type catalog struct {
 // no lock and a learn that raced a DDL cannot store into the new state.
 type catalogState struct {
 	gen    uint64
+	born   time.Time // when this state began; see catalogMaxAge
 	tables sync.Map // normalised table -> *tableFacts
 	n      atomic.Int64
 	funcs  atomic.Pointer[map[string]fnFlags] // PostgreSQL: what pg_proc says of each function name
 }
 
+// catalogMaxAge bounds how long learned facts are trusted. The plugin
+// forgets them on every DDL it runs or sees committed, but a migration run
+// by another program (a new foreign key with ON DELETE CASCADE, a trigger
+// writing another table, a changed primary key) is not announced: without
+// an age limit the plugin would keep attributing its own writes by the old
+// schema until restart. Relearning costs one catalog query per table per
+// period.
+const catalogMaxAge = time.Minute
+
 func (c *catalog) current() *catalogState {
-	if s := c.state.Load(); s != nil {
-		return s
+	s := c.state.Load()
+	if s == nil {
+		c.state.CompareAndSwap(nil, &catalogState{born: time.Now()})
+		return c.state.Load()
 	}
-	c.state.CompareAndSwap(nil, &catalogState{})
-	return c.state.Load()
+	maxAge := time.Duration(c.maxAge.Load())
+	if maxAge == 0 {
+		maxAge = catalogMaxAge
+	}
+	if time.Since(s.born) > maxAge {
+		// Replace only the state we judged old: a concurrent forget wins.
+		next := &catalogState{gen: c.gen.Add(1), born: time.Now()}
+		if c.state.CompareAndSwap(s, next) {
+			return next
+		}
+		return c.state.Load()
+	}
+	return s
 }
 
 // forget drops everything learned: the schema may have changed.
 func (c *catalog) forget() {
-	c.state.Store(&catalogState{gen: c.gen.Add(1)})
+	c.state.Store(&catalogState{gen: c.gen.Add(1), born: time.Now()})
 }
 
 // schemaChanged forgets the catalog when ch may have changed the schema.

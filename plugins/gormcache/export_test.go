@@ -1,5 +1,7 @@
 package gormcache
 
+import "time"
+
 // BreakForTest disables one invalidation source ("create", "update",
 // "delete", "raw", "read_write", "commit") so that tests can show they catch
 // its absence.
@@ -9,3 +11,7 @@ func BreakForTest(p *Plugin, source string) {
 	}
 	p.broken[source] = true
 }
+
+// SetCatalogMaxAgeForTest shortens how long learned catalog facts are
+// trusted (catalogMaxAge).
+func SetCatalogMaxAgeForTest(p *Plugin, d time.Duration) { p.cat.maxAge.Store(int64(d)) }
