@@ -145,7 +145,7 @@ type catalog struct {
 type catalogState struct {
 	gen    uint64
 	born   time.Time // when this state began; see catalogMaxAge
-	tables sync.Map // normalised table -> *tableFacts
+	tables sync.Map  // normalised table -> *tableFacts
 	n      atomic.Int64
 	funcs  atomic.Pointer[map[string]fnFlags] // PostgreSQL: what pg_proc says of each function name
 }
