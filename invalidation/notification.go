@@ -16,6 +16,12 @@ import (
 // by the trigger and is refused.
 const MaxPayloadBytes = 7999
 
+// maxNotifiedRows bounds the rows one notification invalidates one by one;
+// beyond it, its tables are invalidated whole. A trigger's payload (a
+// table, its few ancestors, at most about 1300 keys in 7999 bytes) stays
+// below it.
+const maxNotifiedRows = 10000
+
 // PayloadVersion is the payload format this package decodes.
 const PayloadVersion = 1
 
@@ -42,7 +48,9 @@ type notificationPayload struct {
 //     have looked that row up by such a key, but a lookup of 42 might be
 //     the same row;
 //   - without ("k" absent, or TRUNCATE): the named tables, as
-//     Change.Tables.
+//     Change.Tables. So too when tables times keys exceeds 10000 rows
+//     (only a forged payload can), which bounds the work one notification
+//     makes.
 //
 // It returns an error that says what is wrong, and an empty change, for
 // any payload it does not fully understand: not one JSON object, an
@@ -92,6 +100,7 @@ func DecodeNotification(payload string) (querycache.Change, error) {
 		return querycache.Change{}, errors.New(`invalidation: notification payload names no table ("t")`)
 	}
 	tables := make([]string, 0, len(p.T))
+	seen := make(map[string]struct{}, len(p.T))
 	for _, t := range p.T {
 		if t == nil {
 			return querycache.Change{}, errors.New(`invalidation: notification payload has a null table name`)
@@ -100,7 +109,10 @@ func DecodeNotification(payload string) (querycache.Change, error) {
 		if err != nil {
 			return querycache.Change{}, fmt.Errorf("invalidation: notification payload: %w", err)
 		}
-		tables = append(tables, n)
+		if _, dup := seen[n]; !dup {
+			seen[n] = struct{}{}
+			tables = append(tables, n)
+		}
 	}
 	if p.K == nil {
 		return querycache.Change{Tables: tables}, nil
@@ -134,7 +146,10 @@ func DecodeNotification(payload string) (querycache.Change, error) {
 		}
 		pks = append(pks, keys.JoinPK(canon))
 	}
-	if whole {
+	// Tables times keys is bounded: 8000 bytes could otherwise name
+	// hundreds of tables and keys, hundreds of thousands of rows. The
+	// whole tables are the same invalidation, coarser.
+	if whole || len(tables)*len(pks) > maxNotifiedRows {
 		return querycache.Change{Tables: tables}, nil
 	}
 	rows := make([]querycache.Row, 0, len(tables)*len(pks))

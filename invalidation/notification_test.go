@@ -43,6 +43,11 @@ func TestDecodeNotification(t *testing.T) {
 		{`{"v":1,"op":"UPDATE","t":["public.m_1","public.m"],"k":[["1"],["042"]]}`, tables("m_1", "m")},
 		{`{"v":1,"op":"UPDATE","t":["public.m"],"k":[[""]]}`, tables("m")},
 		{" \n{\"v\":1,\"op\":\"INSERT\",\"t\":[\"public.users\"]}\n", tables("users")},
+		// A table named twice is one.
+		{`{"v":1,"op":"INSERT","t":["public.users","users"],"k":[["1"]]}`, rows("users", "1")},
+		// Tables times keys beyond the bound: the whole tables.
+		{`{"v":1,"op":"UPDATE","t":["a","b","c","d","e","f","g","h","i","j","k"],"k":[` + strings.Repeat(`["1"],`, 999) + `["2"]]}`,
+			tables("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")},
 	} {
 		got, err := invalidation.DecodeNotification(c.in)
 		if err != nil {
