@@ -273,17 +273,41 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 }
 
 func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
+	// The relation the name resolves to on the search_path, as an
+	// unqualified lower-case name does. When there is none, the statement
+	// named a relation the normalised name no longer finds: one with
+	// capitals ("Parents", created quoted) or one in a schema that is not
+	// on the search_path (other.parents); every relation of any schema
+	// whose name normalises to table is then a candidate, and the facts
+	// are theirs together (a write's edges the union: over-invalidating is
+	// harmless; reading them as missing served their cascades stale).
 	// to_regclass returns NULL for a missing table instead of raising an
 	// error, which would abort the caller's transaction.
-	kr, err := cp.QueryContext(ctx, `SELECT relkind::text FROM pg_class WHERE oid = to_regclass(quote_ident($1))`, table)
+	kr, err := cp.QueryContext(ctx, `SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c WHERE c.oid = to_regclass(quote_ident($1))
+UNION ALL
+SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c
+WHERE to_regclass(quote_ident($1)) IS NULL AND lower(c.relname) = lower($2) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`, table, unquotedTable(table))
 	if err != nil {
 		return nil, err
 	}
-	var kind string
+	var (
+		oids []int64
+		kind string
+	)
 	for kr.Next() {
-		if err := kr.Scan(&kind); err != nil {
+		var oid int64
+		var k, name string
+		if err := kr.Scan(&oid, &k, &name); err != nil {
 			kr.Close()
 			return nil, err
+		}
+		if catalogName(name) != table {
+			continue
+		}
+		oids = append(oids, oid)
+		// Several candidates: the one whose reads must be refused wins.
+		if kind == "" || (&tableFacts{relkind: k[0]}).derivedRefusal() != "" {
+			kind = k
 		}
 	}
 	if err := kr.Err(); err != nil {
@@ -294,18 +318,26 @@ func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*t
 	if kind == "" {
 		return &tableFacts{}, nil
 	}
+	f := &tableFacts{exists: true, relkind: kind[0]}
+	if len(oids) > 1 {
+		// Which of them a statement names is not known: no primary key
+		// (no object shortcut), the edges of all.
+		if err := learnPostgresDeps(ctx, cp, oids, f); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
 	rows, err := cp.QueryContext(ctx, `SELECT a.attname, t.typname, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
 FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
-WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisprimary
-ORDER BY array_position(i.indkey::int2[], a.attnum)`, table)
+WHERE i.indrelid = $1::int8::oid AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)`, oids[0])
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	f := &tableFacts{exists: true, relkind: kind[0]}
 	for rows.Next() {
 		var name, typ, coll string
 		var deterministic bool
@@ -319,10 +351,20 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)`, table)
 		return nil, err
 	}
 	rows.Close()
-	if err := learnPostgresDeps(ctx, cp, table, f); err != nil {
+	if err := learnPostgresDeps(ctx, cp, oids, f); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// unquotedTable returns the relation name a normalised table name stands
+// for: keys.Table keeps a name in double quotes when it would read
+// differently bare ("a.b").
+func unquotedTable(table string) string {
+	if len(table) >= 2 && table[0] == '"' && table[len(table)-1] == '"' {
+		return strings.ReplaceAll(table[1:len(table)-1], `""`, `"`)
+	}
+	return table
 }
 
 func postgresKind(typ string, deterministic bool, coll string) pkKind {

@@ -86,7 +86,7 @@ func catalogName(rel string) string {
 // function's language and source. Rules other than a view's _RETURN.
 // Inheritance both ways (partitions are inheritance too). A view's
 // relations from the dependencies of its _RETURN rule.
-const postgresDepsQuery = `WITH r AS (SELECT to_regclass(quote_ident($1)) AS oid)
+const postgresDepsQuery = `WITH r AS (SELECT unnest($1::text::int8[])::oid AS oid)
 SELECT 'f', c.relname::text, con.confupdtype::text, con.confdeltype::text,
 	COALESCE((SELECT string_agg(a.attname::text, ',') FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey)), '')
 FROM r, pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
@@ -107,8 +107,12 @@ FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND 
 JOIN pg_class c ON c.oid = d.refobjid
 WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND d.refobjid <> r.oid`
 
-func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, table string, f *tableFacts) error {
-	rows, err := cp.QueryContext(ctx, postgresDepsQuery, table)
+func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *tableFacts) error {
+	ids := make([]string, len(oids))
+	for i, o := range oids {
+		ids[i] = strconv.FormatInt(o, 10)
+	}
+	rows, err := cp.QueryContext(ctx, postgresDepsQuery, "{"+strings.Join(ids, ",")+"}")
 	if err != nil {
 		return err
 	}
