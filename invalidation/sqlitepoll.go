@@ -113,6 +113,12 @@ type SQLitePoller struct {
 	tablesOnce querycache.Change // what the next recovery invalidates instead, if set (DDL while blind)
 	backoff    time.Duration
 	stall      *time.Timer
+	// The main database's file, as SQLite resolved it, and the file the
+	// connection holds open. A file renamed over the path (a restored
+	// backup) is a new database the application's new connections open,
+	// whose commits the old file's data_version never shows.
+	file     string
+	fileInfo os.FileInfo
 
 	// suspension, shared with the stall timer's goroutine
 	susMu  sync.Mutex
@@ -433,6 +439,13 @@ func (p *SQLitePoller) step() error {
 		p.disconnect(err)
 		return err
 	}
+	if err := p.checkFile(); err != nil {
+		// Blind to the file now at the path: reconnect to it; the
+		// recovery invalidates the database before anything is served.
+		p.fail("watching the file", err)
+		p.disconnect(err)
+		return err
+	}
 	if v != p.version {
 		p.version = v
 		p.st.changes.Add(1)
@@ -511,12 +524,30 @@ func (p *SQLitePoller) connect(ctx context.Context) error {
 		p.stall.Reset(p.timeout)
 		defer p.stall.Stop()
 	}
+	// The file at the path before the connection opens it: the
+	// connection holds this one or a newer, so a replacement from now on
+	// is seen by checkFile (a false alarm only reconnects).
+	var (
+		before  os.FileInfo
+		statErr error
+	)
+	if p.file != "" {
+		before, statErr = os.Stat(p.file)
+	}
 	err := func() error {
+		if statErr != nil {
+			// Gone (deleted, being replaced): opening the path would
+			// create an empty database there. Stay blind until it is back.
+			return fmt.Errorf("the database file %q: %w", p.file, statErr)
+		}
 		conn, err := p.db.Conn(ctx)
 		if err != nil {
 			return err
 		}
 		p.conn = conn
+		if err := p.readFile(ctx, before); err != nil {
+			return err
+		}
 		stmt, err := conn.PrepareContext(ctx, "PRAGMA data_version")
 		if err != nil {
 			return err
@@ -558,6 +589,62 @@ func (p *SQLitePoller) schemaChanged() {
 	if p.onSchema != nil {
 		p.onSchema()
 	}
+}
+
+// readFile reads the path of the main database's file and records the
+// file the connection holds (before: the file at that path just before the
+// connection was opened, when known).
+func (p *SQLitePoller) readFile(ctx context.Context, before os.FileInfo) error {
+	rows, err := p.conn.QueryContext(ctx, "PRAGMA database_list")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	file := ""
+	for rows.Next() {
+		var seq int64
+		var name string
+		var f sql.NullString
+		if err := rows.Scan(&seq, &name, &f); err != nil {
+			return err
+		}
+		if name == "main" {
+			file = f.String
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	p.file, p.fileInfo = file, nil
+	if file == "" {
+		return nil // in memory or temporary: no path to watch
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fmt.Errorf("the database file %q: %w", file, err)
+	}
+	if before != nil && !os.SameFile(before, fi) {
+		fi = before // replaced while connecting: the next check reconnects
+	}
+	p.fileInfo = fi
+	return nil
+}
+
+// checkFile reports an error when the file at the database's path is no
+// longer the one the connection holds (renamed over, deleted). One stat
+// per poll: about a microsecond.
+func (p *SQLitePoller) checkFile() error {
+	if p.fileInfo == nil {
+		return nil
+	}
+	fi, err := os.Stat(p.file)
+	if err != nil {
+		return fmt.Errorf("the database file %q: %w", p.file, err)
+	}
+	if !os.SameFile(fi, p.fileInfo) {
+		return fmt.Errorf("the database file %q was replaced by another file", p.file)
+	}
+	return nil
 }
 
 func (p *SQLitePoller) readSchemaVersion(ctx context.Context) (int64, error) {
