@@ -135,10 +135,11 @@ type replicaFence struct {
 	wal      atomic.Bool // fences are WAL positions (else monotonic times)
 	activate sync.Mutex
 
-	mu      sync.Mutex
-	tables  map[string]uint64 // table -> fence
-	all     uint64            // fence of every table (Change.All, activation, overflow)
-	unknown bool              // some fence is math.MaxUint64: its position could not be read
+	mu       sync.Mutex
+	tables   map[string]uint64 // table -> fence
+	all      uint64            // fence of every table (Change.All, activation, overflow)
+	unknown  bool              // some fence is math.MaxUint64: its position could not be read
+	unknowns uint64            // unknown fences recorded so far (see noteRead)
 
 	pools  sync.Map // gorm.ConnPool -> *replicaPool
 	flight singleflight.Group
@@ -146,6 +147,13 @@ type replicaFence struct {
 
 	replicaFills, primaryFills, replicaChecks, fenceReads, errors atomic.Int64
 	warned                                                        atomic.Bool
+
+	// afterModeRead, a test hook set before use, runs in activateFence
+	// between the read that detects the fence's mode and the switch-on.
+	afterModeRead func()
+	// afterWriteRead, a test hook set before use, runs in fenceWrite
+	// between a successful position read and its recording.
+	afterWriteRead func()
 }
 
 // replicaPool is what is known about one pool statements were routed to.
@@ -232,6 +240,7 @@ func (p *Plugin) fenceWrite(ctx context.Context, ch querycache.Change) {
 	}
 	var at uint64
 	if f.wal.Load() {
+		since := f.readStart()
 		lsn, err := uint64(0), errPoolBusy
 		if !p.poolExhausted() {
 			lsn, err = p.primaryPositionAfter(ctx)
@@ -243,6 +252,11 @@ func (p *Plugin) fenceWrite(ctx context.Context, ch querycache.Change) {
 			at = math.MaxUint64
 		} else {
 			at = lsn
+			if f.afterWriteRead != nil {
+				f.afterWriteRead()
+			}
+			f.noteRead(ch, at, since)
+			return
 		}
 	} else {
 		at = monoNow()
@@ -268,11 +282,36 @@ func (p *Plugin) poolExhausted() bool {
 	return st.MaxOpenConnections > 0 && st.InUse >= st.MaxOpenConnections
 }
 
-// note raises the fences of ch's tables to at.
+// readStart returns the number of unknown fences recorded so far, to be
+// taken before a position read and passed to noteRead.
+func (f *replicaFence) readStart() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unknowns
+}
+
+// note raises the fences of ch's tables to at, a time, math.MaxUint64
+// (unknown), or a position read after every unknown fence recorded so far
+// (see noteRead).
 func (f *replicaFence) note(ch querycache.Change, at uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.unknown && at != math.MaxUint64 {
+	f.noteLocked(ch, at, f.unknowns)
+}
+
+// noteRead raises the fences of ch's tables to the position at, whose
+// read began when readStart answered since. It resolves the unknown
+// fences only if none was recorded after the read began: a position read
+// before a write committed does not cover it, and a read that returned
+// before a concurrent write's unknown fence may be recorded after it.
+func (f *replicaFence) noteRead(ch querycache.Change, at, since uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noteLocked(ch, at, since)
+}
+
+func (f *replicaFence) noteLocked(ch querycache.Change, at, since uint64) {
+	if f.unknown && at != math.MaxUint64 && since == f.unknowns {
 		// A position read now is past every write whose position failed.
 		for t, v := range f.tables {
 			if v == math.MaxUint64 {
@@ -286,6 +325,7 @@ func (f *replicaFence) note(ch querycache.Change, at uint64) {
 	}
 	if at == math.MaxUint64 {
 		f.unknown = true
+		f.unknowns++
 	}
 	if ch.All {
 		f.all = max(f.all, at)
@@ -344,8 +384,9 @@ func (p *Plugin) routeFill(db *gorm.DB, tables []string) {
 	if need == math.MaxUint64 && f.wal.Load() && !p.poolExhausted() {
 		// A write's position could not be read: a position read now is
 		// past it (it committed before it was applied).
+		since := f.readStart()
 		if lsn, err := p.primaryPositionAfter(ctx); err == nil {
-			f.note(querycache.Change{}, lsn)
+			f.noteRead(querycache.Change{}, lsn, since)
 			need = f.required(tables)
 		}
 	}
@@ -457,28 +498,43 @@ func (p *Plugin) activateFence(ctx context.Context) {
 	if f.active.Load() {
 		return
 	}
+	// The first read only tells which fence this is (WAL positions or
+	// times); its position may be older than a write that commits now.
 	wal := false
-	var at uint64
 	if p.dialect == "postgres" {
-		lsn, err := p.primaryPositionAfter(ctx)
+		_, err := p.primaryPositionAfter(ctx)
 		switch {
 		case err == nil:
-			wal, at = true, lsn
+			wal = true
 		case noWALFunctions(err):
 			p.warnReplica("the primary has no pg_current_wal_insert_lsn(); the replica fence falls back to ReplicaWindow", err)
 		default:
 			// Unknown now, WAL positions later.
-			wal, at = true, math.MaxUint64
+			wal = true
 		}
 	}
-	if !wal {
-		at = monoNow()
+	if f.afterModeRead != nil {
+		f.afterModeRead()
 	}
 	f.wal.Store(wal)
-	// active before the position is recorded: a write that sees it
-	// inactive committed before this point.
+	// active before the fence's position is read: a write that saw it
+	// inactive recorded no fence, and committed before this point, so a
+	// position (or time) read after it covers that write. (Read before,
+	// it may not: a write committing between the read and the switch-on
+	// would have no fence, and its row could be filled from a lagging
+	// replica.)
 	f.active.Store(true)
-	f.note(querycache.Change{All: true}, at)
+	if !wal {
+		f.note(querycache.Change{All: true}, monoNow())
+		return
+	}
+	since := f.readStart()
+	lsn, err := p.primaryPositionAfter(ctx)
+	if err != nil {
+		f.note(querycache.Change{All: true}, math.MaxUint64) // unknown until a later position is read
+		return
+	}
+	f.noteRead(querycache.Change{All: true}, lsn, since)
 }
 
 // noWALFunctions reports whether err says the server lacks the WAL
