@@ -48,6 +48,11 @@ const (
 	// pkUUID: PostgreSQL uuid, whose every input spelling keys.PK
 	// canonicalises.
 	pkUUID
+	// pkName: PostgreSQL name, text compared byte for byte whose input is
+	// cut to 63 bytes: a longer value finds the row of its first 63 bytes
+	// (which a write, and the trigger, name), so only values of at most
+	// 63 bytes are keyed.
+	pkName
 )
 
 // tableFacts is what the catalog says about one table.
@@ -373,9 +378,13 @@ func postgresKind(typ string, deterministic bool, coll string) pkKind {
 		return pkInt
 	case "uuid":
 		return pkUUID
-	case "text", "varchar", "name":
+	case "text", "varchar":
 		if deterministic {
 			return pkExact
+		}
+	case "name":
+		if deterministic {
+			return pkName
 		}
 	}
 	return pkUnsafe

@@ -99,6 +99,10 @@ func canonicalPK(v any, k pkKind) (string, bool) {
 	switch k {
 	case pkExact, pkUUID:
 		return s, true
+	case pkName:
+		if len(s) <= 63 {
+			return s, true
+		}
 	case pkInt:
 		// PostgreSQL reads '0x10' and '1_000' as integers too: only the
 		// canonical decimal spelling names one row for certain.
