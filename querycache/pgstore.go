@@ -2,6 +2,7 @@ package querycache
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -531,9 +532,29 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 func bytesOf(names []string) [][]byte {
 	b := make([][]byte, len(names))
 	for i, n := range names {
-		b[i] = []byte(n)
+		b[i] = pgName(n)
 	}
 	return b
+}
+
+// maxPgName is the longest key or version name stored as it is. A btree
+// index row holds at most about 2700 bytes (less than a page): a longer
+// incompressible key failed every statement that wrote it, and those
+// failures fed the breaker (a few such keys bypassed the cache for
+// everyone and replaced the epoch). The Redis and memory stores take any
+// length, so a longer name is stored as its digest.
+const maxPgName = 1024
+
+// pgName is the bytes that stand for a key or version name in the
+// tables: the name itself, or for a name longer than maxPgName, a NUL,
+// "qc#" and its SHA-256 (36 bytes: no stored-as-is name of that form can
+// be chosen to collide without a preimage).
+func pgName(n string) []byte {
+	if len(n) <= maxPgName {
+		return []byte(n)
+	}
+	h := sha256.Sum256([]byte(n))
+	return append([]byte("\x00qc#"), h[:]...)
 }
 
 // maxFetchAttempts bounds the repetitions of a lookup that met versions
@@ -551,7 +572,7 @@ func (s *PostgresStore) Fetch(ctx context.Context, key string, versions []string
 		names := bytesOf(versions)
 		var k []byte
 		if key != "" {
-			k = []byte(key)
+			k = pgName(key)
 		}
 		for attempt := 0; ; attempt++ {
 			offer := make([]int64, len(versions))
@@ -634,7 +655,7 @@ func (s *PostgresStore) PutFor(ctx context.Context, key string, value []byte, tt
 		return nil
 	}
 	return s.call(ctx, s.opts.Timeout, func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, s.sql.put, []byte(key), value, micros(ttl), bytesOf(versions), micros(ttl+s.opts.VersionMargin))
+		_, err := s.pool.Exec(ctx, s.sql.put, pgName(key), value, micros(ttl), bytesOf(versions), micros(ttl+s.opts.VersionMargin))
 		return err
 	})
 }
