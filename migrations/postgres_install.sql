@@ -142,6 +142,36 @@ BEGIN
 		  JOIN pg_attribute a ON a.attrelid = TG_RELID AND a.attnum = k.attnum;
 	END IF;
 
+	-- The keys name rows of every table in "t". An inheritance parent or
+	-- child keyed by other columns (a child may declare its own primary
+	-- key) would get keys that are not its own, and its lookups by primary
+	-- key would stay stale: then the tables only. Partitions always share
+	-- their parent's key, so partitioned trees skip the check.
+	IF v_key IS NOT NULL AND v_tables LIKE '%,%'
+	   AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = TG_RELID AND c.relkind = 'r' AND NOT c.relispartition) THEN
+		IF EXISTS (
+			WITH RECURSIVE up(relid) AS (
+				SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = TG_RELID
+				UNION
+				SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid
+			), down(relid) AS (
+				SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = TG_RELID
+				UNION
+				SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.relid
+			)
+			SELECT 1
+			  FROM (SELECT relid FROM up UNION SELECT relid FROM down) r
+			  JOIN pg_index x ON x.indrelid = r.relid AND x.indisprimary
+			 WHERE ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+			               JOIN pg_attribute a ON a.attrelid = r.relid AND a.attnum = k.attnum ORDER BY k.ord)
+			       IS DISTINCT FROM
+			       ARRAY(SELECT a.attname FROM unnest(v_indkey) WITH ORDINALITY AS k(attnum, ord)
+			               JOIN pg_attribute a ON a.attrelid = TG_RELID AND a.attnum = k.attnum ORDER BY k.ord)
+		) THEN
+			v_key := NULL;
+		END IF;
+	END IF;
+
 	IF v_key IS NOT NULL THEN
 		v_sql := CASE TG_OP
 			WHEN 'INSERT' THEN 'SELECT ' || v_key || ' AS k FROM querycache_new'

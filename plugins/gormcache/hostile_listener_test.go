@@ -269,3 +269,33 @@ WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT VALUES (s.id, 
 	a.check(t, "row moved between partitions", hoScalar(t, "SELECT count(*) FROM ho_parts_us"), hoExec(`UPDATE ho_parts SET region = 'us' WHERE id = 1`))
 	a.check(t, "table without a primary key", hoScalar(t, "SELECT sum(v) FROM ho_nopk"), hoExec(`UPDATE ho_nopk SET v = v + 1`))
 }
+
+// HoBase is the parent of an inheritance tree whose child has another
+// primary key.
+type HoBase struct {
+	ID   int `gorm:"primaryKey"`
+	Code string
+	V    int
+}
+
+func (HoBase) TableName() string { return "ho_bases" }
+
+// HoDerived is the child, keyed by code.
+type HoDerived struct {
+	ID   int
+	Code string `gorm:"primaryKey"`
+	V    int
+}
+
+func (HoDerived) TableName() string { return "ho_deriveds" }
+
+// A payload's keys are the written table's; naming an ancestor or a
+// descendant keyed by other columns with them left that relation's
+// lookups by primary key stale.
+func TestHostileOutsideInheritanceKeys(t *testing.T) {
+	a := hoOutside(t, `CREATE TABLE ho_bases (id integer PRIMARY KEY, code text, v integer);
+CREATE TABLE ho_deriveds (PRIMARY KEY (code)) INHERITS (ho_bases);
+INSERT INTO ho_deriveds VALUES (5, 'x', 1), (6, 'y', 1)`)
+	a.check(t, "child written, parent looked up by its key", hoLookup[HoBase](t, "id = ?", 5), hoExec(`UPDATE ho_deriveds SET v = v + 1 WHERE code = 'x'`))
+	a.check(t, "parent written, child looked up by its key", hoLookup[HoDerived](t, "code = ?", "y"), hoExec(`UPDATE ho_bases SET v = v + 1 WHERE id = 6`))
+}

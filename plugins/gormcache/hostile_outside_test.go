@@ -2,6 +2,7 @@ package gormcache_test
 
 import (
 	"fmt"
+	"gorm.io/gorm"
 	"testing"
 
 	"querycache.dev/plugins/gormcache"
@@ -73,4 +74,56 @@ INSERT INTO %[1]s.parents VALUES (1), (2);
 INSERT INTO %[1]s.children VALUES (1, 1), (2, 2)`, s))
 	r.check(t, "delete from a parent in another schema", "SELECT count(*) FROM "+s+".children", "DELETE FROM "+s+".parents WHERE id = 1")
 	hoReport(t, r)
+}
+
+// HoNode is a row of a self-referencing tree.
+type HoNode struct {
+	ID       int `gorm:"primaryKey"`
+	ParentID *int
+}
+
+func (HoNode) TableName() string { return "ho_nodes" }
+
+// HoAcct is the parent of a composite foreign key whose columns have
+// capitals.
+type HoAcct struct {
+	Org  string `gorm:"primaryKey;column:Org"`
+	Code string `gorm:"primaryKey;column:Code"`
+	Name string
+}
+
+func (HoAcct) TableName() string { return "ho_accts" }
+
+// The plugin's own writes, through GORM and raw SQL, carried further by
+// the schema: self-references several levels deep, composite keys with
+// capitals, SET DEFAULT, writable CTEs.
+func TestHostileOwnWritesCarried(t *testing.T) {
+	for _, d := range depDatabases {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, d, stores[0], querycache.Options{})
+			r := hoRun(t, e, `CREATE TABLE ho_nodes (id integer PRIMARY KEY, parent_id integer REFERENCES ho_nodes(id) ON DELETE CASCADE);
+INSERT INTO ho_nodes VALUES (1, NULL);
+INSERT INTO ho_nodes VALUES (2, 1);
+INSERT INTO ho_nodes VALUES (3, 2);
+INSERT INTO ho_nodes VALUES (4, 3);
+INSERT INTO ho_nodes VALUES (10, NULL);
+CREATE TABLE ho_accts ("Org" text, "Code" text, name text, PRIMARY KEY ("Org", "Code"));
+CREATE TABLE ho_lines (id integer PRIMARY KEY, org text, code text DEFAULT 'none', FOREIGN KEY (org, code) REFERENCES ho_accts("Org", "Code") ON UPDATE CASCADE ON DELETE SET DEFAULT);
+INSERT INTO ho_accts VALUES ('o', 'c1', 'n'), ('o', 'c2', 'n'), ('o', 'none', 'n');
+INSERT INTO ho_lines VALUES (1, 'o', 'c1'), (2, 'o', 'c2')`)
+			r.checkWrite(t, "gorm delete of a tree root, grandchild of grandchild read", "SELECT count(*) FROM ho_nodes WHERE id = 4", func(db *gorm.DB) error {
+				return db.Delete(&HoNode{ID: 1}).Error
+			})
+			r.checkWrite(t, "gorm update of a capitalised composite key column", "SELECT min(code) FROM ho_lines", func(db *gorm.DB) error {
+				return db.Model(&HoAcct{}).Where(`"Org" = ? AND "Code" = ?`, "o", "c1").Update("Code", "a1").Error
+			})
+			r.check(t, "delete, set default", "SELECT string_agg(code, ',' ORDER BY id) FROM ho_lines", `DELETE FROM ho_accts WHERE "Code" = 'c2'`)
+			if e.dialect == "postgres" {
+				must(t, e.db.Exec(`INSERT INTO ho_nodes VALUES (11, 10), (12, 11)`).Error)
+				r.check(t, "delete in a writable CTE", "SELECT count(*) FROM ho_nodes WHERE id = 12", `WITH d AS (DELETE FROM ho_nodes WHERE id = 10 RETURNING id) SELECT count(*) FROM d`)
+			}
+			hoReport(t, r)
+		})
+	}
 }
