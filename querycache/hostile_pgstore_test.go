@@ -3,6 +3,8 @@ package querycache
 import (
 	"context"
 	"crypto/rand"
+	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -46,5 +48,35 @@ func TestHostilePostgresLongNames(t *testing.T) {
 	}
 	if s.BreakerOpen() || s.Stats().BreakerOpenings != 0 {
 		t.Fatalf("long names opened the breaker: %+v", s.Stats())
+	}
+}
+
+// TestHostilePostgresCloseWhileFailing closes the store while calls fail
+// and open the breaker (starting the prober) on other goroutines: no
+// WaitGroup misuse, no prober left running after Close.
+func TestHostilePostgresCloseWhileFailing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every connection is refused at once
+	for round := 0; round < 20; round++ {
+		pool := pgTestPool(t, "postgres://postgres@"+addr+"/test?connect_timeout=1", 4)
+		s := NewPostgresStore(pool, PostgresOptions{BreakerFailures: 1, SweepInterval: -1, BreakerProbe: time.Millisecond})
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 5; i++ {
+					_, _, _ = s.Fetch(context.Background(), "k", []string{"v"})
+					s.brk.success() // close it again so the next failure opens it (and starts a prober)
+				}
+			}()
+		}
+		s.Close()
+		wg.Wait()
+		s.Close()
 	}
 }

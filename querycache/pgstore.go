@@ -109,6 +109,7 @@ type PostgresStore struct {
 	recoverMu  sync.Mutex
 	closed     chan struct{}
 	closeOnce  sync.Once
+	lifeMu     sync.Mutex // orders the prober's wg.Add before Close's Wait
 	wg         sync.WaitGroup
 
 	nsMu sync.Mutex
@@ -475,7 +476,20 @@ func (s *PostgresStore) startProbe() {
 	if !s.probing.CompareAndSwap(false, true) {
 		return
 	}
+	// Add under lifeMu, never after Close has begun waiting: a call
+	// failing while Close runs would otherwise Add to a WaitGroup being
+	// waited on at zero (a misuse the race detector reports, and the
+	// runtime may panic on).
+	s.lifeMu.Lock()
+	select {
+	case <-s.closed:
+		s.lifeMu.Unlock()
+		s.probing.Store(false)
+		return
+	default:
+	}
 	s.wg.Add(1)
+	s.lifeMu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer s.probing.Store(false)
@@ -757,7 +771,9 @@ func (s *PostgresStore) sweepLoop() {
 // stays open (it belongs to the caller).
 func (s *PostgresStore) Close() error {
 	s.closeOnce.Do(func() {
+		s.lifeMu.Lock()
 		close(s.closed)
+		s.lifeMu.Unlock()
 		s.wg.Wait()
 	})
 	return nil

@@ -90,6 +90,7 @@ type RedisStore struct {
 	recoverMu  sync.Mutex
 	closed     chan struct{}
 	closeOnce  sync.Once
+	lifeMu     sync.Mutex // orders the prober's wg.Add before Close's Wait
 	wg         sync.WaitGroup
 
 	ident identity
@@ -251,7 +252,20 @@ func (s *RedisStore) startProbe() {
 	if !s.probing.CompareAndSwap(false, true) {
 		return
 	}
+	// Add under lifeMu, never after Close has begun waiting: a call
+	// failing while Close runs would otherwise Add to a WaitGroup being
+	// waited on at zero (a misuse the race detector reports, and the
+	// runtime may panic on).
+	s.lifeMu.Lock()
+	select {
+	case <-s.closed:
+		s.lifeMu.Unlock()
+		s.probing.Store(false)
+		return
+	default:
+	}
 	s.wg.Add(1)
+	s.lifeMu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer s.probing.Store(false)
@@ -525,7 +539,9 @@ func (s *RedisStore) bump(ctx context.Context, versions []string, channel string
 // belongs to the caller).
 func (s *RedisStore) Close() error {
 	s.closeOnce.Do(func() {
+		s.lifeMu.Lock()
 		close(s.closed)
+		s.lifeMu.Unlock()
 		s.wg.Wait()
 	})
 	return nil
