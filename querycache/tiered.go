@@ -804,8 +804,11 @@ func (t *TieredStore) lost(err error) {
 	if !t.Subscribed() {
 		return
 	}
-	t.losses.Add(1)
+	// Counted after L1 is dropped: whoever sees the count move (a test
+	// waiting for the loss) sees L1 empty and Subscribed false, not the
+	// loss half applied.
 	t.clearL1(subDown)
+	t.losses.Add(1)
 	t.logWarn("querycache: invalidation subscription lost; first level bypassed until it is back", "err", err)
 }
 
