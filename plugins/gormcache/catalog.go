@@ -291,7 +291,7 @@ func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*t
 	kr, err := cp.QueryContext(ctx, `SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c WHERE c.oid = to_regclass(quote_ident($1))
 UNION ALL
 SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c
-WHERE to_regclass(quote_ident($1)) IS NULL AND lower(c.relname) = lower($2) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`, table, unquotedTable(table))
+WHERE to_regclass(quote_ident($1)) IS NULL AND lower(c.relname) = lower($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`, unquotedTable(table))
 	if err != nil {
 		return nil, err
 	}
@@ -391,6 +391,10 @@ func postgresKind(typ string, deterministic bool, coll string) pkKind {
 }
 
 func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
+	// The name as stored: keys.Table keeps "a.b" quoted, and
+	// sqlite_master would find no such table (its foreign keys and
+	// triggers went unseen).
+	table = unquotedTable(table)
 	rows, err := cp.QueryContext(ctx, `SELECT type, sql FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE`, table)
 	if err != nil {
 		return nil, err

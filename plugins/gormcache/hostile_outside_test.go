@@ -46,7 +46,12 @@ CREATE TABLE "HoKids" (id integer PRIMARY KEY, parent_code text REFERENCES "HoPa
 INSERT INTO "HoParents" VALUES (1, 'a'), (2, 'b');
 INSERT INTO ho_children VALUES (1, 1), (2, 2);
 INSERT INTO "HoKids" VALUES (1, 'b');
-CREATE VIEW "HoView" AS SELECT count(*) AS n FROM ho_children`)
+CREATE VIEW "HoView" AS SELECT count(*) AS n FROM ho_children;
+CREATE TABLE "ho.dot" (id integer PRIMARY KEY);
+CREATE TABLE ho_dot_kids (id integer PRIMARY KEY, dot_id integer REFERENCES "ho.dot"(id) ON DELETE CASCADE);
+INSERT INTO "ho.dot" VALUES (1), (2);
+INSERT INTO ho_dot_kids VALUES (1, 1), (2, 2)`)
+			r.check(t, "delete from a parent with a dot in its name", "SELECT count(*) FROM ho_dot_kids", `DELETE FROM "ho.dot" WHERE id = 1`)
 			// A view with capitals is a view: its reads are refused, not
 			// cached under its name, which no write names.
 			var n int64
