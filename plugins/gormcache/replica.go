@@ -335,9 +335,15 @@ func (f *replicaFence) noteLocked(ch querycache.Change, at, since uint64) {
 		f.tables = map[string]uint64{}
 	}
 	raise := func(t string) {
-		t = keys.NormalizeTable(t)
-		if v := f.tables[t]; at > v {
-			f.tables[t] = at
+		n, err := keys.Table(t)
+		if err != nil {
+			// The cache invalidates everything for a name it cannot
+			// normalise (Cache.Invalidate): so does the fence.
+			f.all = max(f.all, at)
+			return
+		}
+		if v := f.tables[n]; at > v {
+			f.tables[n] = at
 		}
 	}
 	for _, t := range ch.Tables {
