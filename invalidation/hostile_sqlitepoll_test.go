@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"querycache.dev/invalidation"
@@ -90,5 +92,57 @@ func TestHostileSQLitePollFileReplaced(t *testing.T) {
 	}
 	if poller.Stats().Suspended {
 		t.Fatalf("still suspended with the file back: %+v", poller.Stats())
+	}
+}
+
+// Other connections write the file in ways the application never does:
+// through an ATTACH under another name, after switching the journal mode,
+// followed by VACUUM, inside a savepoint released, and by rewriting the
+// table (DROP and CREATE). After a Sync that starts after each commit,
+// nothing older is served.
+func TestHostileSQLitePollOtherWriters(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		dsn  func(string) string
+	}{{"wal", pollWALDSN}, {"delete", pollDeleteDSN}} {
+		t.Run(mode.name, func(t *testing.T) {
+			app := newPollApp(t, mode.dsn)
+			ctx := context.Background()
+			poller, err := gormcache.WatchSQLite(ctx, app.db, invalidation.SQLitePollOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer poller.Close()
+			n := 0
+			step := func(label string, stmts ...string) {
+				t.Helper()
+				app.warm(t, n)
+				other := pollOpenOther(t, "file:"+filepath.Join(t.TempDir(), "other.db")+"?_busy_timeout=10000")
+				other.SetMaxOpenConns(1)
+				n++
+				for _, s := range stmts {
+					s = strings.ReplaceAll(s, "$PATH", app.path)
+					s = strings.ReplaceAll(s, "$N", strconv.Itoa(n))
+					if _, err := other.Exec(s); err != nil {
+						t.Fatalf("%s: %s: %v", label, s, err)
+					}
+				}
+				other.Close()
+				if err := poller.Sync(ctx); err != nil {
+					t.Fatalf("%s: Sync: %v", label, err)
+				}
+				if byID, list := app.read(t); byID != n || list != n {
+					t.Fatalf("%s: after a Sync the cache serves n = %d (by id), %d (list); the file holds %d", label, byID, list, n)
+				}
+			}
+			step("through an ATTACH", `ATTACH DATABASE '$PATH' AS x`, `UPDATE x.poll_counters SET n = $N WHERE id = 1`)
+			step("savepoint released", `ATTACH DATABASE '$PATH' AS x`, `SAVEPOINT a`, `UPDATE x.poll_counters SET n = $N WHERE id = 1`, `RELEASE a`)
+			step("then VACUUM", `ATTACH DATABASE '$PATH' AS x`, `UPDATE x.poll_counters SET n = $N WHERE id = 1`, `VACUUM x`)
+			step("table rewritten", `ATTACH DATABASE '$PATH' AS x`, `BEGIN`, `CREATE TABLE x.tmp AS SELECT * FROM x.poll_counters`, `DROP TABLE x.poll_counters`,
+				`CREATE TABLE x.poll_counters (id integer PRIMARY KEY, n integer)`, `INSERT INTO x.poll_counters SELECT id, $N FROM x.tmp`, `DROP TABLE x.tmp`, `COMMIT`)
+			if mode.name == "delete" {
+				step("journal mode switched to WAL", `ATTACH DATABASE '$PATH' AS x`, `PRAGMA x.journal_mode = WAL`, `UPDATE x.poll_counters SET n = $N WHERE id = 1`)
+			}
+		})
 	}
 }
