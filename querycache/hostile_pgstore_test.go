@@ -3,8 +3,12 @@ package querycache
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,5 +82,158 @@ func TestHostilePostgresCloseWhileFailing(t *testing.T) {
 		s.Close()
 		wg.Wait()
 		s.Close()
+	}
+}
+
+// TestHostileNotifyPayloadBoundaries: names of every length around the
+// payload limit, one at a time and packed so that messages end exactly
+// at it: every payload fits PostgreSQL's limit, and the names come back
+// in order or the message is "all".
+func TestHostileNotifyPayloadBoundaries(t *testing.T) {
+	check := func(names []string) {
+		t.Helper()
+		var got []string
+		all := false
+		for _, p := range notifyPayloads(names) {
+			if len(p) >= 8000 {
+				t.Fatalf("payload of %d bytes for %d names", len(p), len(names))
+			}
+			m, err := decodeNotify(p)
+			if err != nil {
+				t.Fatalf("decodeNotify: %v", err)
+			}
+			all = all || m.all
+			got = append(got, m.names...)
+		}
+		if !all && !slices.Equal(got, names) {
+			t.Fatalf("%d names sent, %d back", len(names), len(got))
+		}
+	}
+	for n := maxNotifyRaw - 40; n <= maxNotifyRaw+2; n++ {
+		check([]string{strings.Repeat("x", n)})
+		check([]string{"a", strings.Repeat("y", n), "b"})
+	}
+	for first := 1; first < 400; first += 7 {
+		for second := maxNotifyRaw - first - 20; second < maxNotifyRaw-first+5; second++ {
+			if second <= 0 {
+				continue
+			}
+			check([]string{strings.Repeat("a", first), strings.Repeat("b", second), "c", strings.Repeat("d", first)})
+		}
+	}
+	// Many short names: the name-count bound and the byte bound together.
+	for _, n := range []int{maxBroadcastNames - 1, maxBroadcastNames, maxBroadcastNames + 1, 2*maxBroadcastNames + 1} {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("n%d", i)
+		}
+		check(names)
+	}
+}
+
+// TestHostilePostgresTwoProcessesC1: two "processes" (pools, stores,
+// caches) share a schema and prefix, plain and two-level Strict. Writers
+// in both bump a "database" counter and invalidate; readers in both read
+// through the cache. A read that starts after an invalidation returned
+// never returns a counter older than that write (C1 across processes),
+// with the sweeper running on a short interval and sweeping rows that
+// expire under the readers (tiny VersionTTL and entry TTL).
+func TestHostilePostgresTwoProcessesC1(t *testing.T) {
+	for _, mode := range []string{"plain", "tiered strict"} {
+		t.Run(mode, func(t *testing.T) {
+			schema := pgTestSchema(t)
+			prefix := "c1:"
+			var caches []*Cache
+			for range 2 {
+				pool := pgTestPool(t, "", 8)
+				l2 := newPgTestStore(t, pool, schema, PostgresOptions{
+					VersionTTL: 300 * time.Millisecond, VersionMargin: time.Millisecond,
+					SweepInterval: 20 * time.Millisecond, SweepBatch: 5,
+				})
+				var st Store = l2
+				if mode != "plain" {
+					st = NewTieredPostgresStore(l2, TieredOptions{Strict: true})
+				}
+				c, err := New(Options{Store: st, Prefix: prefix, DefaultTTL: 200 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				caches = append(caches, c)
+			}
+			const tables = 3
+			var db [tables]atomic.Int64
+			var committed [tables]atomic.Int64 // value whose invalidation has returned
+			var stale, reads atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for w := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := caches[w%2]
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						tb := i % tables
+						v := db[tb].Add(1)
+						if err := c.InvalidateTables(context.Background(), fmt.Sprintf("t%d", tb)); err != nil {
+							t.Error(err)
+							return
+						}
+						for {
+							old := committed[tb].Load()
+							if old >= v || committed[tb].CompareAndSwap(old, v) {
+								break
+							}
+						}
+					}
+				}()
+			}
+			for r := range 6 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := caches[r%2]
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						tb := (i + r) % tables
+						floor := committed[tb].Load()
+						k := tableKey(c, fmt.Sprintf("t%d", tb), fmt.Sprintf("SELECT n FROM t%d", tb))
+						v, _, err := c.GetOrSet(context.Background(), k, func(context.Context) (Fill, error) {
+							return Fill{Value: []byte(fmt.Sprint(db[tb].Load()))}, nil
+						})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						var got int64
+						fmt.Sscan(string(v), &got)
+						reads.Add(1)
+						if got < floor {
+							stale.Add(1)
+						}
+					}
+				}()
+			}
+			time.Sleep(3 * time.Second)
+			close(stop)
+			wg.Wait()
+			var hits uint64
+			for _, c := range caches {
+				hits += c.Stats().Hits
+			}
+			t.Logf("%d reads, %d hits, %d stale", reads.Load(), hits, stale.Load())
+			if stale.Load() != 0 {
+				t.Errorf("%d reads returned a counter older than an invalidation that had returned", stale.Load())
+			}
+		})
 	}
 }
