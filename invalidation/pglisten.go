@@ -106,6 +106,7 @@ type Listener struct {
 	done       chan struct{}      // closed when the run loop has returned
 	listening  bool               // connected, LISTENing, covered invalidated
 	up         chan struct{}      // closed when listening becomes true
+	closedCh   chan struct{}      // closed by the first Close (wakes a Ready of a listener never started)
 	waitCancel context.CancelFunc // interrupts the current wait (Sync)
 	waiters    []chan struct{}    // Syncs waiting for a probe not yet sent
 	resume     func()             // the current suspension; nil while listening
@@ -199,13 +200,14 @@ func NewListener(cache *querycache.Cache, connString string, opts ListenerOption
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	l := &Listener{
-		cache:   cache,
-		cfg:     cfg,
-		opts:    opts,
-		cover:   cover,
-		probeCh: "querycache_probe_" + hex.EncodeToString(b[:]),
-		log:     opts.Logger,
-		up:      make(chan struct{}),
+		cache:    cache,
+		cfg:      cfg,
+		opts:     opts,
+		cover:    cover,
+		probeCh:  "querycache_probe_" + hex.EncodeToString(b[:]),
+		log:      opts.Logger,
+		up:       make(chan struct{}),
+		closedCh: make(chan struct{}),
 	}
 	return l, nil
 }
@@ -280,6 +282,9 @@ func (l *Listener) begin(parent context.Context) (context.Context, error) {
 // listener before the cache.
 func (l *Listener) Close() error {
 	l.mu.Lock()
+	if !l.closed {
+		close(l.closedCh)
+	}
 	l.closed = true
 	cancel, done := l.cancel, l.done
 	l.mu.Unlock()
@@ -310,7 +315,9 @@ func (l *Listener) Ready(ctx context.Context) error {
 			return nil
 		}
 		if done == nil {
-			done = make(chan struct{}) // not started: wait for ctx
+			// Not started: wait for Start, or for a Close that means it
+			// never will be (Ready waited for ctx alone before).
+			done = l.closedCh
 		}
 		select {
 		case <-up:
