@@ -137,3 +137,107 @@ func TestHostileReplicaUnknownFenceResolvedByOlderRead(t *testing.T) {
 	}
 	t.Logf("%+v", plugin.ReplicaStats())
 }
+
+// TestHostileReplicaTransactionOnStandby: dbresolver can begin a
+// transaction on a replica (Clauses(dbresolver.Read).Begin()). A read in
+// it sees the standby's old row; that is what the user asked for, but it
+// must not be cached where a plain read after the write finds it.
+func TestHostileReplicaTransactionOnStandby(t *testing.T) {
+	r := testenv.StartPostgresReplica(t)
+	pdsn, sdsn := r.Schema(t)
+	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(&replicaItem{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	r.WaitReplayed(t)
+	cache := newReplicaCache(t)
+	plugin := gormcache.New(cache)
+	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	if got := readItem(t, db); got != "old" {
+		t.Fatalf("first read: %q", got)
+	}
+	r.PauseReplay(t)
+	defer r.ResumeReplay(t)
+	if err := db.Model(&replicaItem{ID: 1}).Update("name", "new").Error; err != nil {
+		t.Fatal(err)
+	}
+	tx := db.Clauses(dbresolver.Read).Begin()
+	if tx.Error != nil {
+		t.Fatal(tx.Error)
+	}
+	var it replicaItem
+	if err := tx.Scopes(gormcache.Cacheable()).First(&it, 1).Error; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read in the standby's transaction: %q", it.Name)
+	var it2 replicaItem
+	if err := tx.Scopes(gormcache.Cacheable()).Where("name <> ?", "x").First(&it2, 1).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit().Error; err != nil {
+		t.Fatal(err)
+	}
+	if got := readItem(t, db); got != "new" {
+		t.Errorf("a read after the write and the standby's transaction returned %q (%+v)", got, plugin.ReplicaStats())
+	}
+	var it3 replicaItem
+	if err := db.Scopes(gormcache.Cacheable()).Where("name <> ?", "x").First(&it3, 1).Error; err != nil || it3.Name != "new" {
+		t.Errorf("a list read after the standby's transaction returned %q %v", it3.Name, err)
+	}
+}
+
+// TestHostileReplicaDedicatedConnection: reads inside db.Connection, on
+// the resolver's read side and on the default, after a write the paused
+// standby has not replayed: none returns (or caches, for later plain
+// reads) the old row as if it came from the primary.
+func TestHostileReplicaDedicatedConnection(t *testing.T) {
+	r := testenv.StartPostgresReplica(t)
+	pdsn, sdsn := r.Schema(t)
+	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(&replicaItem{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	r.WaitReplayed(t)
+	cache := newReplicaCache(t)
+	plugin := gormcache.New(cache)
+	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	if got := readItem(t, db); got != "old" {
+		t.Fatalf("first read: %q", got)
+	}
+	r.PauseReplay(t)
+	defer r.ResumeReplay(t)
+	if err := db.Model(&replicaItem{ID: 1}).Update("name", "new").Error; err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []struct {
+		name string
+		db   *gorm.DB
+	}{{"read clause", db.Clauses(dbresolver.Read)}, {"default", db}} {
+		err := side.db.Connection(func(c *gorm.DB) error {
+			var it replicaItem
+			if err := c.Scopes(gormcache.Cacheable()).First(&it, 1).Error; err != nil {
+				return err
+			}
+			t.Logf("%s: read in Connection: %q", side.name, it.Name)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readItem(t, db); got != "new" {
+			t.Errorf("%s: a plain read after the Connection read returned %q (%+v)", side.name, got, plugin.ReplicaStats())
+		}
+	}
+}
