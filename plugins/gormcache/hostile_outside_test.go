@@ -132,3 +132,32 @@ INSERT INTO ho_lines VALUES (1, 'o', 'c1'), (2, 'o', 'c2')`)
 		})
 	}
 }
+
+// A foreign key referencing a partitioned table, its rows deleted through
+// a partition and through the parent; an inheritance child whose own
+// trigger writes another table, written through its parent.
+func TestHostileOwnWritesPartitionedParent(t *testing.T) {
+	e := newEnv(t, depDatabases[1], stores[0], querycache.Options{})
+	r := hoRun(t, e, `CREATE TABLE ho_pp (id integer, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE ho_pp_eu PARTITION OF ho_pp FOR VALUES IN ('eu');
+CREATE TABLE ho_pp_us PARTITION OF ho_pp FOR VALUES IN ('us');
+CREATE TABLE ho_pp_refs (id integer PRIMARY KEY, pid integer, region text, FOREIGN KEY (pid, region) REFERENCES ho_pp(id, region) ON DELETE CASCADE);
+INSERT INTO ho_pp VALUES (1, 'eu'), (2, 'us'), (3, 'eu');
+INSERT INTO ho_pp_refs VALUES (1, 1, 'eu'), (2, 2, 'us'), (3, 3, 'eu');
+CREATE TABLE ho_ih (id integer, v integer);
+CREATE TABLE ho_ih_kid () INHERITS (ho_ih);
+CREATE TABLE ho_ih_audit (n integer);
+INSERT INTO ho_ih_audit VALUES (0);
+CREATE FUNCTION ho_ih_fn() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+  UPDATE ho_ih_audit SET n = n + 1;
+  RETURN NULL;
+END
+$f$;
+CREATE TRIGGER ho_ih_kid_upd AFTER UPDATE ON ho_ih_kid FOR EACH ROW EXECUTE FUNCTION ho_ih_fn();
+INSERT INTO ho_ih_kid VALUES (1, 1)`)
+	r.check(t, "delete through a partition, cascade to the referencing table", "SELECT count(*) FROM ho_pp_refs", `DELETE FROM ho_pp_eu WHERE id = 1`)
+	r.check(t, "delete through the parent, cascade", "SELECT count(*) FROM ho_pp_refs", `DELETE FROM ho_pp WHERE id = 2`)
+	r.check(t, "write through an inheritance parent fires the child's trigger", "SELECT n FROM ho_ih_audit", `UPDATE ho_ih SET v = v + 1`)
+	hoReport(t, r)
+}
