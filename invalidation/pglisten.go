@@ -108,6 +108,8 @@ type Listener struct {
 	up         chan struct{}      // closed when listening becomes true
 	closedCh   chan struct{}      // closed by the first Close (wakes a Ready of a listener never started)
 	waitCancel context.CancelFunc // interrupts the current wait (Sync)
+
+	warnedNoTriggers atomic.Bool // checkTriggers warned
 	waiters    []chan struct{}    // Syncs waiting for a probe not yet sent
 	resume     func()             // the current suspension; nil while listening
 
@@ -410,6 +412,7 @@ func (l *Listener) run(ctx context.Context) {
 		l.setListening(true) // and lifts the suspension
 		release(waiters)     // the invalidation came after their Sync
 		l.log.Info("querycache listener: listening", "channel", l.opts.Channel)
+		l.checkTriggers(ctx, conn)
 
 		err = l.serve(ctx, conn, &backoff)
 		if ctx.Err() != nil {
@@ -443,6 +446,37 @@ func (l *Listener) stop() {
 	defer l.mu.Unlock()
 	l.resume()
 	l.resume = nil
+}
+
+// triggersQuery reports whether some querycache trigger of this database
+// notifies the channel (pg_trigger.tgargs: each argument followed by a
+// zero byte; the channel is the first).
+const triggersQuery = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+ WHERE t.tgname = 'querycache_notify_insert' AND p.proname = 'querycache_notify'
+   AND position(pg_catalog.convert_to($1, pg_catalog.getdatabaseencoding()) || pg_catalog.decode('00', 'hex') IN t.tgargs) = 1)`
+
+// checkTriggers warns, once per Listener, when no trigger of the database
+// it listens to notifies its channel: a channel spelled differently from
+// the install's, or a DSN naming another database, makes a listener that
+// answers its heartbeats and never hears a write, so outside writes are
+// served stale without a word. A warning, not an error: the triggers may
+// be installed after the listener starts. Errors reading the catalog are
+// ignored (a role without access to pg_trigger).
+func (l *Listener) checkTriggers(ctx context.Context, conn *pgx.Conn) {
+	if l.warnedNoTriggers.Load() {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.opts.ConnectTimeout)
+	defer cancel()
+	var found bool
+	if err := conn.QueryRow(cctx, triggersQuery, l.opts.Channel).Scan(&found); err != nil || found {
+		return
+	}
+	if l.warnedNoTriggers.CompareAndSwap(false, true) {
+		l.log.Warn("querycache listener: no querycache trigger in this database notifies the channel: outside writes will not be seen; install the triggers with this channel (go run ./cmd/querycache migrate --channel ...), or fix ListenerOptions.Channel or the DSN's database",
+			"channel", l.opts.Channel, "database", l.cfg.Database)
+	}
 }
 
 // connect opens the dedicated connection and LISTENs on the channel and
