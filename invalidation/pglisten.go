@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"querycache.dev/keys"
 	"querycache.dev/querycache"
 )
@@ -109,9 +110,9 @@ type Listener struct {
 	closedCh   chan struct{}      // closed by the first Close (wakes a Ready of a listener never started)
 	waitCancel context.CancelFunc // interrupts the current wait (Sync)
 
-	warnedNoTriggers atomic.Bool // checkTriggers warned
-	waiters    []chan struct{}    // Syncs waiting for a probe not yet sent
-	resume     func()             // the current suspension; nil while listening
+	warnedNoTriggers atomic.Bool     // checkTriggers warned
+	waiters          []chan struct{} // Syncs waiting for a probe not yet sent
+	resume           func()          // the current suspension; nil while listening
 
 	stats struct {
 		notifications, invalidations, invalidateErrors atomic.Uint64
@@ -412,7 +413,6 @@ func (l *Listener) run(ctx context.Context) {
 		l.setListening(true) // and lifts the suspension
 		release(waiters)     // the invalidation came after their Sync
 		l.log.Info("querycache listener: listening", "channel", l.opts.Channel)
-		l.checkTriggers(ctx, conn)
 
 		err = l.serve(ctx, conn, &backoff)
 		if ctx.Err() != nil {
@@ -461,22 +461,27 @@ const triggersQuery = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
 // the install's, or a DSN naming another database, makes a listener that
 // answers its heartbeats and never hears a write, so outside writes are
 // served stale without a word. A warning, not an error: the triggers may
-// be installed after the listener starts. Errors reading the catalog are
-// ignored (a role without access to pg_trigger).
-func (l *Listener) checkTriggers(ctx context.Context, conn *pgx.Conn) {
+// be installed after the listener starts. It runs while connecting (still
+// suspended), so a stall here is a failed attempt, not a blind moment; an
+// error the server reports (a role that cannot read pg_trigger) is
+// ignored.
+func (l *Listener) checkTriggers(ctx context.Context, conn *pgx.Conn) error {
 	if l.warnedNoTriggers.Load() {
-		return
+		return nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, l.opts.ConnectTimeout)
-	defer cancel()
 	var found bool
-	if err := conn.QueryRow(cctx, triggersQuery, l.opts.Channel).Scan(&found); err != nil || found {
-		return
+	if err := conn.QueryRow(ctx, triggersQuery, l.opts.Channel).Scan(&found); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return nil
+		}
+		return fmt.Errorf("checking the triggers: %w", err)
 	}
-	if l.warnedNoTriggers.CompareAndSwap(false, true) {
+	if !found && l.warnedNoTriggers.CompareAndSwap(false, true) {
 		l.log.Warn("querycache listener: no querycache trigger in this database notifies the channel: outside writes will not be seen; install the triggers with this channel (go run ./cmd/querycache migrate --channel ...), or fix ListenerOptions.Channel or the DSN's database",
 			"channel", l.opts.Channel, "database", l.cfg.Database)
 	}
+	return nil
 }
 
 // connect opens the dedicated connection and LISTENs on the channel and
@@ -492,6 +497,10 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	if _, err := conn.Exec(cctx, sql); err != nil {
 		closeConn(conn)
 		return nil, fmt.Errorf("LISTEN: %w", err)
+	}
+	if err := l.checkTriggers(cctx, conn); err != nil {
+		closeConn(conn)
+		return nil, err
 	}
 	return conn, nil
 }
