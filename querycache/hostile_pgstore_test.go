@@ -226,14 +226,122 @@ func TestHostilePostgresTwoProcessesC1(t *testing.T) {
 			time.Sleep(3 * time.Second)
 			close(stop)
 			wg.Wait()
-			var hits uint64
+			var hits, errs uint64
 			for _, c := range caches {
 				hits += c.Stats().Hits
+				errs += c.Stats().Errors
 			}
+			t.Logf("store errors: %d", errs)
 			t.Logf("%d reads, %d hits, %d stale", reads.Load(), hits, stale.Load())
 			if stale.Load() != 0 {
 				t.Errorf("%d reads returned a counter older than an invalidation that had returned", stale.Load())
 			}
 		})
+	}
+}
+
+// TestHostileTieredPostgresCloseWhileInUse closes the two-level store
+// while lookups, fills and invalidations run on other goroutines, and
+// while its listener may be connecting: no panic, no race, no listener
+// left behind (its backend is gone once Close returns).
+func TestHostileTieredPostgresCloseWhileInUse(t *testing.T) {
+	schema := pgTestSchema(t)
+	pool := pgTestPool(t, "", 8)
+	for round := range 6 {
+		l2 := newPgTestStore(t, pool, schema, PostgresOptions{})
+		store := NewTieredPostgresStore(l2, TieredOptions{PingInterval: 200 * time.Millisecond})
+		c, err := New(Options{Store: store, Prefix: fmt.Sprintf("cl%d:", round)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round%2 == 1 {
+			tieredWait(t, "the LISTEN connection", store.Subscribed)
+		}
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 30 {
+					k := tableKey(c, "t", fmt.Sprintf("SELECT %d", i%3))
+					_, _, _ = c.GetOrSet(context.Background(), k, func(context.Context) (Fill, error) {
+						return Fill{Value: []byte("v")}, nil
+					})
+					if (i+g)%5 == 0 {
+						_ = c.InvalidateTables(context.Background(), "t")
+					}
+				}
+			}()
+		}
+		if round%3 == 0 {
+			time.Sleep(time.Duration(round) * 5 * time.Millisecond)
+		}
+		c.Close()
+		wg.Wait()
+		store.Close()
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, int(l2.listenerPID.Load())).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if l2.listenerPID.Load() != 0 && n != 0 {
+			// The backend may take a moment to exit after the client closed.
+			tieredWait(t, "the listener's backend to exit", func() bool {
+				_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, int(l2.listenerPID.Load())).Scan(&n)
+				return n == 0
+			})
+		}
+	}
+}
+
+// TestHostilePostgresFillBumpDeadlock: fills that extend several versions
+// race bumps of the same versions (every fill extends: the versions live
+// shorter than the entries). A deadlock between them costs a failed
+// call, and failed calls open the breaker (everyone bypassed, the epoch
+// replaced): count them.
+func TestHostilePostgresFillBumpDeadlock(t *testing.T) {
+	schema := pgTestSchema(t)
+	pool := pgTestPool(t, "", 16)
+	s := newPgTestStore(t, pool, schema, PostgresOptions{VersionTTL: time.Second, BreakerFailures: 1000000})
+	ctx := context.Background()
+	names := []string{"v:a", "v:b", "v:c", "v:d"}
+	var deadlocks, other atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var err error
+				vs := slices.Clone(names)
+				if (g+i)%2 == 0 {
+					slices.Reverse(vs)
+				}
+				if g%2 == 0 {
+					err = s.PutFor(ctx, fmt.Sprintf("k%d", i%4), []byte("x"), time.Hour, vs)
+				} else {
+					err = s.Bump(ctx, vs)
+				}
+				if err != nil {
+					if strings.Contains(err.Error(), "40P01") {
+						deadlocks.Add(1)
+					} else {
+						other.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("deadlocks %d, other errors %d", deadlocks.Load(), other.Load())
+	if deadlocks.Load() != 0 || other.Load() != 0 {
+		t.Errorf("fills and bumps of the same versions failed: %d deadlocks, %d other errors", deadlocks.Load(), other.Load())
 	}
 }

@@ -276,14 +276,23 @@ FROM ` + e + ` e WHERE $4::bytea IS NOT NULL AND e.key = $4::bytea AND e.expires
 		// Only live versions that would expire before the entry are
 		// extended: an expired version must stay absent (extending it
 		// would bring its old token back), and a version with most of
-		// its VersionTTL left is not written at all.
+		// its VersionTTL left is not written at all. The rows are locked
+		// in name order (FOR UPDATE after ORDER BY), the order of bumps
+		// and lookups: in the table's physical order, a fill and a bump
+		// of the same versions deadlocked (each waiting deadlock_timeout,
+		// then one failing: TestHostilePostgresFillBumpDeadlock).
 		put: `WITH e AS (
 	INSERT INTO ` + e + ` AS e (key, value, expires_at) VALUES ($1::bytea, $2::bytea, now() + $3::bigint * interval '1 microsecond')
 	ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
 ), x AS (
 	UPDATE ` + v + ` v SET expires_at = now() + $5::bigint * interval '1 microsecond'
-	WHERE v.name = ANY($4::bytea[]) AND v.expires_at > now()
-	AND v.expires_at < now() + $5::bigint * interval '1 microsecond'
+	FROM (
+		SELECT l.name FROM ` + v + ` l
+		WHERE l.name = ANY($4::bytea[]) AND l.expires_at > now()
+		AND l.expires_at < now() + $5::bigint * interval '1 microsecond'
+		ORDER BY l.name FOR UPDATE
+	) l
+	WHERE v.name = l.name
 )
 SELECT 1`,
 		// $1 names (sorted, unique: rows are locked in one order by every
@@ -660,10 +669,8 @@ func (s *PostgresStore) Put(ctx context.Context, key string, value []byte, ttl t
 // live at least ttl plus VersionMargin, in one statement.
 //
 // The extension locks only versions about to expire (rarely any, with the
-// default VersionTTL). A bump of the same rows in another order can then
-// deadlock with it; PostgreSQL aborts one of the two, which costs a
-// counted store error (a fill not stored, or a bump retried), never a
-// stale hit.
+// default VersionTTL), in name order, as bumps and lookups do: they
+// cannot deadlock with it.
 func (s *PostgresStore) PutFor(ctx context.Context, key string, value []byte, ttl time.Duration, versions []string) error {
 	if ttl <= 0 {
 		return nil
