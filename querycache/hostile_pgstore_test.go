@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestHostilePostgresLongNames: keys and version names are any bytes of
@@ -301,7 +303,13 @@ func TestHostileTieredPostgresCloseWhileInUse(t *testing.T) {
 func TestHostilePostgresFillBumpDeadlock(t *testing.T) {
 	schema := pgTestSchema(t)
 	pool := pgTestPool(t, "", 16)
-	s := newPgTestStore(t, pool, schema, PostgresOptions{VersionTTL: time.Second, BreakerFailures: 1000000})
+	for _, ttl := range []time.Duration{time.Second, 5 * time.Millisecond} { // the second: lookups replace expired versions
+		fillBumpDeadlocks(t, pool, schema, ttl)
+	}
+}
+
+func fillBumpDeadlocks(t *testing.T, pool *pgxpool.Pool, schema string, ttl time.Duration) {
+	s := newPgTestStore(t, pool, schema, PostgresOptions{VersionTTL: ttl, BreakerFailures: 1000000})
 	ctx := context.Background()
 	names := []string{"v:a", "v:b", "v:c", "v:d"}
 	var deadlocks, other atomic.Int64
@@ -322,9 +330,12 @@ func TestHostilePostgresFillBumpDeadlock(t *testing.T) {
 				if (g+i)%2 == 0 {
 					slices.Reverse(vs)
 				}
-				if g%2 == 0 {
+				switch {
+				case g%4 == 2:
+					_, _, err = s.Fetch(ctx, fmt.Sprintf("k%d", i%4), vs)
+				case g%2 == 0:
 					err = s.PutFor(ctx, fmt.Sprintf("k%d", i%4), []byte("x"), time.Hour, vs)
-				} else {
+				default:
 					err = s.Bump(ctx, vs)
 				}
 				if err != nil {
