@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"querycache.dev/invalidation"
 	"querycache.dev/plugins/gormcache"
@@ -144,5 +146,43 @@ func TestHostileSQLitePollOtherWriters(t *testing.T) {
 				step("journal mode switched to WAL", `ATTACH DATABASE '$PATH' AS x`, `PRAGMA x.journal_mode = WAL`, `UPDATE x.poll_counters SET n = $N WHERE id = 1`)
 			}
 		})
+	}
+}
+
+// Start, Sync and Close at once, in every order: no panic, no race, no
+// call left waiting, and the cache not left suspended after Close.
+func TestHostileSQLitePollLifecycleRaces(t *testing.T) {
+	app := newPollApp(t, pollWALDSN)
+	for i := 0; i < 10; i++ {
+		p, err := invalidation.NewSQLitePoller(app.cache, invalidation.SQLitePollOptions{DSN: pollWALDSN(app.path)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var wg sync.WaitGroup
+		for _, f := range []func(){
+			func() { _ = p.Start(ctx) },
+			func() { _ = p.Start(ctx) },
+			func() { _ = p.Sync(ctx) },
+			func() { _ = p.Sync(ctx) },
+			func() { _ = p.Close() },
+			func() { _ = p.Stats() },
+		} {
+			wg.Add(1)
+			go func() { defer wg.Done(); f() }()
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatalf("round %d: a call is still waiting after Close: %+v", i, p.Stats())
+		}
+		cancel()
+		_ = p.Close()
+		if p.Stats().Suspended {
+			t.Fatalf("round %d: suspended after Close: %+v", i, p.Stats())
+		}
+		app.warm(t, 0)
 	}
 }
