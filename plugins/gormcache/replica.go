@@ -506,7 +506,7 @@ func (p *Plugin) activateFence(ctx context.Context) {
 	}
 	// The first read only tells which fence this is (WAL positions or
 	// times); its position may be older than a write that commits now.
-	wal := false
+	wal, unknown := false, false
 	if p.dialect == "postgres" {
 		_, err := p.primaryPositionAfter(ctx)
 		switch {
@@ -515,8 +515,9 @@ func (p *Plugin) activateFence(ctx context.Context) {
 		case noWALFunctions(err):
 			p.warnReplica("the primary has no pg_current_wal_insert_lsn(); the replica fence falls back to ReplicaWindow", err)
 		default:
-			// Unknown now, WAL positions later.
-			wal = true
+			// Unknown now, WAL positions later (not read again now: it
+			// failed, possibly after waiting catalogTimeout).
+			wal, unknown = true, true
 		}
 	}
 	if f.afterModeRead != nil {
@@ -535,7 +536,10 @@ func (p *Plugin) activateFence(ctx context.Context) {
 		return
 	}
 	since := f.readStart()
-	lsn, err := p.primaryPositionAfter(ctx)
+	lsn, err := uint64(0), errPoolBusy
+	if !unknown {
+		lsn, err = p.primaryPositionAfter(ctx)
+	}
 	if err != nil {
 		f.note(querycache.Change{All: true}, math.MaxUint64) // unknown until a later position is read
 		return
