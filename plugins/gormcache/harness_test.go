@@ -59,7 +59,6 @@ var stores = []storeKind{
 	}},
 	{name: "redis", open: openRedisStore, shared: true},
 	{name: "tiered", open: openTieredStore(false), shared: true},
-	{name: "tiered-pg", open: openTieredPostgresStore},
 }
 
 // strictStore is the two-level store in its strict mode. Within one
