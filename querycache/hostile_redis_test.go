@@ -359,6 +359,11 @@ func TestHostileReadYourWritesUnderChaos(t *testing.T) {
 					}
 				}
 			}
+			// The admin client copies the options now, before the workers
+			// run: go-redis writes to a client's options while it sets up
+			// a new connection, and copying them meanwhile is a data race.
+			admin := redis.NewClient(w.client.Options())
+			admin.Options().ClientName = ""
 			wg.Add(1)
 			go func() { // writer
 				defer wg.Done()
@@ -413,9 +418,7 @@ func TestHostileReadYourWritesUnderChaos(t *testing.T) {
 			wg.Add(1)
 			go func() { // chaos
 				defer wg.Done()
-				admin := redis.NewClient(w.client.Options())
 				defer admin.Close()
-				admin.Options().ClientName = ""
 				for i := 0; ; i++ {
 					select {
 					case <-stop:
