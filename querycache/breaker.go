@@ -64,3 +64,41 @@ func (b *breaker) close() time.Duration {
 	b.open.Store(false)
 	return d
 }
+
+// startProber runs probe every interval on a goroutine of its own until it
+// returns true or closed is closed; at most one runs at a time (probing).
+// The goroutine is added to wg under lifeMu, never after Close has begun
+// waiting: a call failing while Close runs would otherwise Add to a
+// WaitGroup being waited on at zero (a misuse the race detector reports,
+// and the runtime may panic on). Close must close closed under lifeMu.
+func startProber(probing *atomic.Bool, lifeMu *sync.Mutex, wg *sync.WaitGroup, closed <-chan struct{}, interval time.Duration, probe func() bool) {
+	if !probing.CompareAndSwap(false, true) {
+		return
+	}
+	lifeMu.Lock()
+	select {
+	case <-closed:
+		lifeMu.Unlock()
+		probing.Store(false)
+		return
+	default:
+	}
+	wg.Add(1)
+	lifeMu.Unlock()
+	go func() {
+		defer wg.Done()
+		defer probing.Store(false)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-closed:
+				return
+			case <-t.C:
+			}
+			if probe() {
+				return
+			}
+		}
+	}()
+}

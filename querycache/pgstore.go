@@ -482,39 +482,7 @@ func (s *PostgresStore) logWarn(msg string, args ...any) {
 
 // startProbe starts the prober if it is not running.
 func (s *PostgresStore) startProbe() {
-	if !s.probing.CompareAndSwap(false, true) {
-		return
-	}
-	// Add under lifeMu, never after Close has begun waiting: a call
-	// failing while Close runs would otherwise Add to a WaitGroup being
-	// waited on at zero (a misuse the race detector reports, and the
-	// runtime may panic on).
-	s.lifeMu.Lock()
-	select {
-	case <-s.closed:
-		s.lifeMu.Unlock()
-		s.probing.Store(false)
-		return
-	default:
-	}
-	s.wg.Add(1)
-	s.lifeMu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer s.probing.Store(false)
-		t := time.NewTicker(s.opts.BreakerProbe)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.closed:
-				return
-			case <-t.C:
-			}
-			if s.probe() {
-				return
-			}
-		}
-	}()
+	startProber(&s.probing, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
 }
 
 // probe replaces the epoch of every bound namespace (a write, so a store

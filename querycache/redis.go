@@ -249,39 +249,7 @@ func (s *RedisStore) logWarn(msg string, args ...any) {
 
 // startProbe starts the prober if it is not running.
 func (s *RedisStore) startProbe() {
-	if !s.probing.CompareAndSwap(false, true) {
-		return
-	}
-	// Add under lifeMu, never after Close has begun waiting: a call
-	// failing while Close runs would otherwise Add to a WaitGroup being
-	// waited on at zero (a misuse the race detector reports, and the
-	// runtime may panic on).
-	s.lifeMu.Lock()
-	select {
-	case <-s.closed:
-		s.lifeMu.Unlock()
-		s.probing.Store(false)
-		return
-	default:
-	}
-	s.wg.Add(1)
-	s.lifeMu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer s.probing.Store(false)
-		t := time.NewTicker(s.opts.BreakerProbe)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.closed:
-				return
-			case <-t.C:
-			}
-			if s.probe() {
-				return
-			}
-		}
-	}()
+	startProber(&s.probing, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
 }
 
 // probe checks that Redis answers a write (a replica answers PING but
