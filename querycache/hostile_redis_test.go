@@ -359,11 +359,7 @@ func TestHostileReadYourWritesUnderChaos(t *testing.T) {
 					}
 				}
 			}
-			// The admin client copies the options now, before the workers
-			// run: go-redis writes to a client's options while it sets up
-			// a new connection, and copying them meanwhile is a data race.
-			admin := redis.NewClient(w.client.Options())
-			admin.Options().ClientName = ""
+			admin := sideClient(t, "")
 			wg.Add(1)
 			go func() { // writer
 				defer wg.Done()
@@ -418,7 +414,6 @@ func TestHostileReadYourWritesUnderChaos(t *testing.T) {
 			wg.Add(1)
 			go func() { // chaos
 				defer wg.Done()
-				defer admin.Close()
 				for i := 0; ; i++ {
 					select {
 					case <-stop:

@@ -123,6 +123,24 @@ func newTieredProcOn(t *testing.T, client redis.UniversalClient, cmds *cmdCounte
 	return p
 }
 
+// sideClient opens another client to the Redis that client talks to. It
+// parses the URL again rather than copying client.Options(): go-redis
+// writes a client's options while it sets up a connection (a subscription
+// started by the store, say), so copying them meanwhile is a data race.
+func sideClient(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	if url == "" {
+		url = testenv.SharedRedis(t)
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // waitFor polls cond until it holds, failing the test after a generous
 // bound (the bound is a hang guard, not a timing assertion).
 func tieredWait(t *testing.T, what string, cond func() bool) {
@@ -349,8 +367,7 @@ func TestTieredSubscriptionKilled(t *testing.T) {
 	}
 
 	// Kill only our own subscription (the server is shared).
-	admin := redis.NewClient(p.client.Options())
-	defer admin.Close()
+	admin := sideClient(t, "")
 	list, err := admin.ClientList(context.Background()).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -565,8 +582,7 @@ func TestTieredGarbageOnChannel(t *testing.T) {
 	p.waitSubscribed(t)
 	ctx := context.Background()
 	key := tableKey(p.cache, "users", "q").Name
-	pub := redis.NewClient(p.client.Options())
-	defer pub.Close()
+	pub := sideClient(t, "")
 	channel := prefix + tieredChannel
 
 	r := rand.New(rand.NewPCG(1, 2))
