@@ -13,6 +13,26 @@ import (
 type plan struct {
 	key      querycache.Key
 	readOnly bool // inside a transaction (opt-in): read the cache, never fill it
+
+	// Why the statement does not use the cache, when it does not.
+	skip   Outcome // OutcomeBypass or OutcomeRefused
+	reason string
+}
+
+// bypass counts a reason to skip the cache this time and returns the plan
+// planFor gives up with.
+func (pl plan) bypass(p *Plugin, reason string) (plan, bool) {
+	p.cache.CountBypass(reason)
+	pl.skip, pl.reason = OutcomeBypass, reason
+	return pl, false
+}
+
+// refuse counts a reason never to cache the statement and returns the plan
+// planFor gives up with.
+func (pl plan) refuse(p *Plugin, reason string) (plan, bool) {
+	p.cache.CountRefusal(reason)
+	pl.skip, pl.reason = OutcomeRefused, reason
+	return pl, false
 }
 
 // planFor decides whether the statement may use the cache and under which
@@ -21,47 +41,38 @@ type plan struct {
 func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Statement) (pl plan, ok bool) {
 	stmt := db.Statement
 	if r := p.connGuard(db); r != "" {
-		p.cache.CountBypass(r)
-		return pl, false
+		return pl.bypass(p, r)
 	}
 	tx, inTx := managedTx(stmt.ConnPool)
 	if inTx {
 		if !p.txReads || tx == nil {
-			p.cache.CountBypass("transaction")
-			return pl, false
+			return pl.bypass(p, "transaction")
 		}
 		pl.readOnly = true
 	}
 	switch {
 	case info.Kind != sqlinspect.KindSelect:
-		p.cache.CountRefusal("not_a_read")
-		return pl, false
+		return pl.refuse(p, "not_a_read")
 	case info.Statements != 1:
-		p.cache.CountRefusal("multiple_statements")
-		return pl, false
+		return pl.refuse(p, "multiple_statements")
 	case info.Locking:
-		p.cache.CountRefusal("locking")
-		return pl, false
+		return pl.refuse(p, "locking")
 	case info.Catalog && !opts.Catalog:
-		p.cache.CountRefusal("catalog")
-		return pl, false
+		return pl.refuse(p, "catalog")
 	case len(info.NonDeterministic) > 0 && !opts.AllowNondeterministic:
-		p.cache.CountRefusal("nondeterministic")
-		return pl, false
+		return pl.refuse(p, "nondeterministic")
 	case info.Undetermined && len(opts.Tables) == 0:
-		p.cache.CountRefusal("undetermined_tables")
-		return pl, false
+		return pl.refuse(p, "undetermined_tables")
 	}
 	if !opts.AllowNondeterministic {
 		if r := p.purityRefusal(db, info); r != "" {
-			p.cache.CountRefusal(r)
-			return pl, false
+			return pl.refuse(p, r)
 		}
 	}
 	tables := dependencies(info.Reads, opts.Tables)
+	pl.key.Tables = tables // for the event, if planFor gives up below
 	if len(tables) == 0 {
-		p.cache.CountRefusal("no_tables")
-		return pl, false
+		return pl.refuse(p, "no_tables")
 	}
 	if len(opts.Tables) == 0 {
 		// Views, sequences and foreign tables change with writes their
@@ -72,28 +83,23 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 			}
 			f := p.facts(db, t)
 			if f == nil {
-				p.cache.CountRefusal("relation_unknown")
-				return pl, false
+				return pl.refuse(p, "relation_unknown")
 			}
 			if r := f.derivedRefusal(); r != "" {
-				p.cache.CountRefusal(r)
-				return pl, false
+				return pl.refuse(p, r)
 			}
 		}
 	}
 	if r := p.fenced(tables); r != "" {
-		p.cache.CountBypass(r)
-		return pl, false
+		return pl.bypass(p, r)
 	}
 	if pl.readOnly && tx.buf.Wrote(tables) {
-		p.cache.CountBypass("transaction_wrote")
-		return pl, false
+		return pl.bypass(p, "transaction_wrote")
 	}
 
 	sets, known := p.settingsKey(db)
 	if !known {
-		p.cache.CountBypass("settings_unknown")
-		return pl, false
+		return pl.bypass(p, "settings_unknown")
 	}
 	b := keys.NewBuilder()
 	b.String(p.dialect)
@@ -111,8 +117,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	}
 	fp := b.Sum()
 	if !valid {
-		p.cache.CountRefusal("unkeyable_value")
-		return pl, false
+		return pl.refuse(p, "unkeyable_value")
 	}
 
 	pl.key = querycache.Key{TTL: opts.TTL, Tables: tables}

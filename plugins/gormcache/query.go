@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"database/sql"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
@@ -22,6 +23,7 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 		return
 	}
 	o, handled, info := p.cached(db, raw, false)
+	defer p.done(db, &o)
 	switch {
 	case handled && o.failed:
 		return // the error has been added
@@ -35,6 +37,10 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 		scanRows(db, rows)
 	case handled && p.fromSnapshot(db, &o):
 	case handled && p.replay(db, &o):
+	case handled:
+		// The entry could not be decoded: the database answers.
+		p.corrupt(&o)
+		fallthrough
 	default:
 		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		if err != nil {
@@ -56,7 +62,6 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 func (p *Plugin) replay(db *gorm.DB, o *outcome) bool {
 	res, err := o.result()
 	if err != nil {
-		p.cache.CountBypass("corrupt_result")
 		return false
 	}
 	rows, err := replayRows(res)
@@ -125,11 +130,12 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 	// A user's Rows() streams; GORM's own Scan reads every row without
 	// running the caller's code, so it records first and may share.
 	o, handled, info := p.cached(db, raw, isRows && !gormScan(db))
+	defer p.done(db, &o)
 	var res *result
 	if handled && !o.failed && o.live == nil {
 		var err error
 		if res, err = o.result(); err != nil {
-			p.cache.CountBypass("corrupt_result")
+			p.corrupt(&o)
 			handled = false
 		}
 	}
@@ -185,6 +191,25 @@ type outcome struct {
 	// live reads a miss's rows from the database: a user's Rows(), or a
 	// result that could not be cached (past the bound, unsupported types).
 	live *liveRows
+
+	ev    Event     // what happened, for the observers (observe.go)
+	start time.Time // when the plugin started on a marked statement
+}
+
+// done hands the statement's event, if it was marked, to the observers.
+func (p *Plugin) done(db *gorm.DB, o *outcome) {
+	if o.ev.Outcome == OutcomeNone {
+		return
+	}
+	o.ev.Duration = time.Since(o.start)
+	p.observe(db, &o.ev)
+}
+
+// corrupt notes that the entry could not be decoded: the statement runs on
+// the database.
+func (p *Plugin) corrupt(o *outcome) {
+	p.cache.CountBypass("corrupt_result")
+	o.ev.Outcome, o.ev.Reason = OutcomeBypass, "corrupt_result"
 }
 
 // result decodes the payload once.
@@ -207,38 +232,52 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	if !marked {
 		return o, false, nil
 	}
+	o.start = time.Now()
 	st := p.inspect(db.Statement.SQL.String())
 	info = &st
 	pl, ok := p.planFor(db, opts, st)
+	o.ev.SQL = db.Statement.SQL.String()
+	o.ev.Tables = pl.key.Tables
 	if !ok {
+		o.ev.Outcome, o.ev.Reason = pl.skip, pl.reason
+		if o.ev.Tables == nil {
+			o.ev.Tables = st.Reads
+		}
 		return o, false, info
 	}
 	o.key = pl.key.Name
+	o.ev.Key = o.key
 	ctx := stmtContext(db)
 	if pl.readOnly {
 		b, hit, err := p.cache.Get(ctx, pl.key)
 		if err != nil || !hit {
+			// Inside a transaction a miss is not filled.
+			o.ev.Outcome, o.ev.Reason = OutcomeBypass, "transaction_miss"
 			return o, false, info
 		}
 		o.payload = b
 		if _, err := o.result(); err != nil {
-			p.cache.CountBypass("corrupt_result")
-			return outcome{}, false, info
+			p.corrupt(&o)
+			return outcome{ev: o.ev, start: o.start}, false, info
 		}
+		o.ev.Outcome, o.ev.Bytes = OutcomeHit, len(b)
 		return o, true, info
 	}
 	b, hit, m := p.cache.Lookup(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult})
 	if hit {
 		o.payload = b
+		o.ev.Outcome, o.ev.Bytes = OutcomeHit, len(b)
 		return o, true, info
 	}
+	o.ev.Outcome = OutcomeMiss
 	p.routeFill(db, pl.key.Tables) // versions read: a lagging replica may not fill (replica.go)
 	b, live, err := p.fill(db, m, stream)
 	if err != nil {
 		db.AddError(err)
-		return outcome{failed: true}, true, info
+		return outcome{failed: true, ev: o.ev, start: o.start}, true, info
 	}
 	o.live = live
 	o.payload = b
+	o.ev.Bytes = len(b)
 	return o, true, info
 }
