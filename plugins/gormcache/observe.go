@@ -63,6 +63,8 @@ type Event struct {
 	Duration time.Duration
 	// Bytes is the size of the entry read or stored, when known.
 	Bytes int
+
+	payload []byte // the entry's payload (hits and misses), shared: read only
 }
 
 // observer sees every marked statement's event, on the goroutine that ran

@@ -44,6 +44,7 @@ type Plugin struct {
 	broken     map[string]bool // tests only: invalidation sources switched off
 	w          watch           // transactions and connection state the plugin cannot see (txwatch.go)
 	rf         replicaFence    // reads routed to replicas (replica.go)
+	observers  []observer      // see every marked statement's event (observe.go)
 }
 
 type modelTTL struct {

@@ -260,13 +260,13 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 			p.corrupt(&o)
 			return outcome{ev: o.ev, start: o.start}, false, info
 		}
-		o.ev.Outcome, o.ev.Bytes = OutcomeHit, len(b)
+		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
 	}
 	b, hit, m := p.cache.Lookup(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult})
 	if hit {
 		o.payload = b
-		o.ev.Outcome, o.ev.Bytes = OutcomeHit, len(b)
+		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
 	}
 	o.ev.Outcome = OutcomeMiss
@@ -278,6 +278,6 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	}
 	o.live = live
 	o.payload = b
-	o.ev.Bytes = len(b)
+	o.ev.Bytes, o.ev.payload = len(b), b
 	return o, true, info
 }
