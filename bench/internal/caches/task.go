@@ -1,0 +1,6 @@
+package caches
+
+type task interface {
+	GetId() string
+	Run()
+}
