@@ -3,6 +3,7 @@ package gormcache
 import (
 	"math"
 	"reflect"
+	"sync/atomic"
 
 	"github.com/maypok86/otter/v2"
 	"querycache.dev/sqlinspect"
@@ -22,11 +23,20 @@ const (
 	inspectOverhead = 96
 )
 
-func newInspections() *otter.Cache[string, sqlinspect.Statement] {
-	return otter.Must(&otter.Options[string, sqlinspect.Statement]{
+// inspection is a remembered inspection, and the text's query shape once a
+// marked statement used it (shapes.go): statements find their shape's
+// counters here, with no second lookup.
+type inspection struct {
+	st sqlinspect.Statement
+	sh atomic.Pointer[shape]
+}
+
+func newInspections() *otter.Cache[string, *inspection] {
+	return otter.Must(&otter.Options[string, *inspection]{
 		MaximumWeight: inspectBytes,
-		Weigher: func(sql string, st sqlinspect.Statement) uint32 {
-			w := int64(len(sql)) + memSize(reflect.ValueOf(st)) + inspectOverhead
+		Weigher: func(sql string, in *inspection) uint32 {
+			// The shape itself is bounded by the shape registry.
+			w := int64(len(sql)) + memSize(reflect.ValueOf(in.st)) + inspectOverhead + 16
 			return uint32(min(w, math.MaxUint32))
 		},
 		Executor: inline,
@@ -35,13 +45,30 @@ func newInspections() *otter.Cache[string, sqlinspect.Statement] {
 
 // inspect is sqlinspect.InspectDialect, remembered per SQL text.
 func (p *Plugin) inspect(sql string) sqlinspect.Statement {
+	return p.inspection(sql).st
+}
+
+// inspectShape is inspect, with the text's query shape.
+func (p *Plugin) inspectShape(sql string) (sqlinspect.Statement, *shape) {
+	in := p.inspection(sql)
+	sh := in.sh.Load()
+	if sh == nil {
+		sh = p.shapes.get(sql)
+		in.sh.Store(sh)
+	}
+	return in.st, sh
+}
+
+// inspection returns the remembered inspection of sql, making it if
+// needed (a text too long to remember gets one of its own).
+func (p *Plugin) inspection(sql string) *inspection {
 	if len(sql) > inspectMaxSQL {
-		return sqlinspect.InspectDialect(sql, p.sqlDialect)
+		return &inspection{st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
 	}
-	if st, ok := p.inspected.GetIfPresent(sql); ok {
-		return st
+	if in, ok := p.inspected.GetIfPresent(sql); ok {
+		return in
 	}
-	st := sqlinspect.InspectDialect(sql, p.sqlDialect)
-	p.inspected.Set(sql, st)
-	return st
+	in := &inspection{st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+	p.inspected.Set(sql, in)
+	return in
 }

@@ -64,7 +64,9 @@ type Event struct {
 	// Bytes is the size of the entry read or stored, when known.
 	Bytes int
 
-	payload []byte // the entry's payload (hits and misses), shared: read only
+	payload []byte        // the entry's payload (hits and misses), shared: read only
+	shape   *shape        // the statement's query shape (shapes.go)
+	dbTime  time.Duration // a miss's fill: query, reading the rows, storing (0: not all read)
 }
 
 // observer sees every marked statement's event, on the goroutine that ran

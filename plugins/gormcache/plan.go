@@ -37,8 +37,8 @@ func (pl plan) refuse(p *Plugin, reason string) (plan, bool) {
 
 // planFor decides whether the statement may use the cache and under which
 // key; ok is false when it must go straight to the database (the reason, if
-// any, has been counted).
-func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Statement) (pl plan, ok bool) {
+// any, has been counted). sh is the statement's query shape, if known.
+func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Statement, sh *shape) (pl plan, ok bool) {
 	stmt := db.Statement
 	if r := p.connGuard(db); r != "" {
 		return pl.bypass(p, r)
@@ -95,6 +95,9 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	}
 	if pl.readOnly && tx.buf.Wrote(tables) {
 		return pl.bypass(p, "transaction_wrote")
+	}
+	if sh.declines() { // its hits cost about what the database does (decline.go)
+		return pl.refuse(p, "does_not_pay")
 	}
 
 	sets, known := p.settingsKey(db)

@@ -35,7 +35,7 @@ type Plugin struct {
 	txReads    bool
 	snapBytes  int64
 	snaps      *snapshots
-	inspected  *otter.Cache[string, sqlinspect.Statement]
+	inspected  *otter.Cache[string, *inspection]
 	names      sync.Map // table -> versionNames
 	cat        catalog
 	sets       settings
@@ -45,6 +45,7 @@ type Plugin struct {
 	w          watch           // transactions and connection state the plugin cannot see (txwatch.go)
 	rf         replicaFence    // reads routed to replicas (replica.go)
 	observers  []observer      // see every marked statement's event (observe.go)
+	shapes     shapeRegistry   // per query shape counters and the decline rule (shapes.go)
 }
 
 type modelTTL struct {
@@ -136,6 +137,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		p.snaps = newSnapshots(p.snapBytes)
 	}
 	p.inspected = newInspections()
+	p.observers = append([]observer{p.recordShape}, p.observers...) // per query shape counters (shapes.go)
 	if p.dbID == "" {
 		p.dbID = defaultDatabaseID(db.Dialector)
 	}

@@ -233,9 +233,10 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		return o, false, nil
 	}
 	o.start = time.Now()
-	st := p.inspect(db.Statement.SQL.String())
+	st, sh := p.inspectShape(db.Statement.SQL.String())
 	info = &st
-	pl, ok := p.planFor(db, opts, st)
+	o.ev.shape = sh
+	pl, ok := p.planFor(db, opts, st, sh)
 	o.ev.SQL = db.Statement.SQL.String()
 	o.ev.Tables = pl.key.Tables
 	if !ok {
@@ -271,10 +272,14 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	}
 	o.ev.Outcome = OutcomeMiss
 	p.routeFill(db, pl.key.Tables) // versions read: a lagging replica may not fill (replica.go)
+	filling := time.Now()
 	b, live, err := p.fill(db, m, stream)
 	if err != nil {
 		db.AddError(err)
 		return outcome{failed: true, ev: o.ev, start: o.start}, true, info
+	}
+	if live == nil {
+		o.ev.dbTime = time.Since(filling) // the database time the shape's hits save (shapes.go)
 	}
 	o.live = live
 	o.payload = b
