@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,8 +106,20 @@ func eachEnv(t *testing.T, parallel bool, fn func(t *testing.T, e *env), opts ..
 	eachEnvOf(t, parallel, stores, fn, opts...)
 }
 
+// parallelParents remembers the tests eachEnvOf made parallel: t.Parallel
+// may be called once per test, and a test may call forEachEnv twice.
+var parallelParents sync.Map // *testing.T -> struct{}
+
 func eachEnvOf(t *testing.T, parallel bool, stores []storeKind, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
 	t.Helper()
+	if _, done := parallelParents.LoadOrStore(t, struct{}{}); parallel && !done && !strings.Contains(t.Name(), "/") {
+		// The calling test runs beside the other parallel tests too, not
+		// only its subtests beside each other: otherwise every test waits
+		// for its slowest environment before the next one starts, and the
+		// package takes the sum of those tails (minutes of CI time).
+		// Tests that must run alone use the Serial forms.
+		t.Parallel()
+	}
 	for _, d := range databases {
 		for _, s := range stores {
 			t.Run(d.name+"/"+s.name, func(t *testing.T) {
