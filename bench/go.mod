@@ -1,6 +1,6 @@
 module querycache.dev/bench
 
-go 1.26.8
+go 1.26.0
 
 require querycache.dev v0.0.0
 
