@@ -535,6 +535,7 @@ func TestDifferentialRandom(t *testing.T) {
 // the whole database (connection state, temporary tables) in an
 // environment of its own, then compares every shape.
 func TestDifferentialAlone(t *testing.T) {
+	t.Parallel()
 	for _, dialect := range []string{"sqlite", "postgres"} {
 		_, _, alone := diffFor(dialect)
 		for _, wr := range alone {

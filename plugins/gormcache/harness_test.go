@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,12 +111,13 @@ var parallelParents sync.Map // *testing.T -> struct{}
 
 func eachEnvOf(t *testing.T, parallel bool, stores []storeKind, fn func(t *testing.T, e *env), opts ...gormcache.Option) {
 	t.Helper()
-	if _, done := parallelParents.LoadOrStore(t, struct{}{}); parallel && !done && !strings.Contains(t.Name(), "/") {
+	if _, done := parallelParents.LoadOrStore(t, struct{}{}); parallel && !done {
 		// The calling test runs beside the other parallel tests too, not
 		// only its subtests beside each other: otherwise every test waits
 		// for its slowest environment before the next one starts, and the
-		// package takes the sum of those tails (minutes of CI time).
-		// Tests that must run alone use the Serial forms.
+		// package takes the sum of those tails (minutes of CI time). A
+		// test that loops over cases calling this in each calls
+		// t.Parallel itself. Tests that must run alone use the Serial forms.
 		t.Parallel()
 	}
 	for _, d := range databases {

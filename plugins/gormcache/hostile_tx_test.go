@@ -126,6 +126,7 @@ func TestHostileTxCatalog(t *testing.T) {
 
 // Class 4: BEGIN sent in unusual ways on a db.Connection.
 func TestHostileTxRawBegin(t *testing.T) {
+	t.Parallel()
 	type way struct {
 		name, dialect string
 		begin         func(c *gorm.DB) error

@@ -68,6 +68,7 @@ var pgStores = []storeKind{
 }
 
 func TestPostgresStoreWritePaths(t *testing.T) {
+	t.Parallel()
 	for _, c := range writeCases {
 		t.Run(c.name, func(t *testing.T) {
 			eachEnvOf(t, true, pgStores, func(t *testing.T, e *env) {

@@ -313,6 +313,7 @@ func TestUnseenTransactionCommitBeatsConcurrentFill(t *testing.T) {
 // after auto-commits; readers must see it, and a later Rollback must not
 // drop its invalidations.
 func TestRawTransactionControlInsideManagedTransaction(t *testing.T) {
+	t.Parallel()
 	for _, end := range []string{"COMMIT", "ROLLBACK"} {
 		t.Run(end, func(t *testing.T) {
 			forEachEnv(t, func(t *testing.T, e *env) {

@@ -325,6 +325,7 @@ func runWriteCase(t *testing.T, e *env, c writeCase) error {
 }
 
 func TestWritePathsInvalidate(t *testing.T) {
+	t.Parallel()
 	for _, c := range writeCases {
 		t.Run(c.name, func(t *testing.T) {
 			forEachEnv(t, func(t *testing.T, e *env) {
@@ -344,6 +345,7 @@ func TestWritePathsInvalidate(t *testing.T) {
 // tests are able to catch a missing invalidation, they do not pass
 // vacuously.
 func TestWritePathsFailWithoutInvalidation(t *testing.T) {
+	t.Parallel()
 	for _, c := range writeCases {
 		t.Run(c.name, func(t *testing.T) {
 			forEachDatabase(t, func(t *testing.T, e *env) {
