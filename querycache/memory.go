@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -57,6 +58,10 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 type MemoryStore struct {
 	items *otter.Cache[string, memItem]
 	err   error
+
+	// evicted and evictedVersions count the entries and versions otter
+	// evicted to stay within MaxBytes (Evictions).
+	evicted, evictedVersions atomic.Uint64
 }
 
 // NewMemoryStore returns a MemoryStore. An invalid option is reported by
@@ -78,8 +83,33 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		MaximumWeight: uint64(opts.MaxBytes),
 		Weigher:       weigh,
 		Executor:      inline,
+		// Called on deletions only (evictions, replacements, deletes):
+		// nothing on the read path.
+		OnAtomicDeletion: s.countEviction,
 	})
 	return s
+}
+
+// countEviction counts the items otter evicted for space; those the store
+// replaced or deleted itself (expired entries) are not evictions. It runs
+// under the item's bucket lock, so it only adds.
+func (s *MemoryStore) countEviction(e otter.DeletionEvent[string, memItem]) {
+	if !e.WasEvicted() {
+		return
+	}
+	if e.Value.data != nil {
+		s.evicted.Add(1)
+	} else {
+		s.evictedVersions.Add(1)
+	}
+}
+
+// Evictions returns how many entries and how many versions the store has
+// evicted to stay within MaxBytes since it was created. An evicted version
+// comes back as a new token, which invalidates the entries that recorded it.
+// Cache.Stats reports both.
+func (s *MemoryStore) Evictions() (entries, versions uint64) {
+	return s.evicted.Load(), s.evictedVersions.Load()
 }
 
 // weigh is the number of heap bytes an item holds.

@@ -53,6 +53,18 @@ type Stats struct {
 	// Pending is the number of versions whose invalidation has not reached
 	// the store yet; lookups that depend on them bypass the cache.
 	Pending int
+
+	// Evictions counts the entries the store evicted to stay within its
+	// size bound, and VersionEvictions the versions (an evicted version
+	// invalidates the entries that recorded it). Only stores that count
+	// them report them (MemoryStore does, see MemoryStore.Evictions); for
+	// the others both stay 0.
+	Evictions, VersionEvictions uint64
+}
+
+// evictionCounter is a Store that counts its evictions (MemoryStore).
+type evictionCounter interface {
+	Evictions() (entries, versions uint64)
 }
 
 // TableStats are the counters of one table.
@@ -173,6 +185,9 @@ func (c *Cache) Stats() Stats {
 	c.stats.tables.each(func(name string, t *tableCounters) {
 		s.Tables[name] = TableStats{Hits: t.hits.Load(), Misses: t.misses.Load(), Invalidations: t.invalidations.Load()}
 	})
+	if ec, ok := c.store.(evictionCounter); ok {
+		s.Evictions, s.VersionEvictions = ec.Evictions()
+	}
 	return s
 }
 

@@ -1,0 +1,340 @@
+// Package promcollector exports a querycache.Cache's counters, and what the
+// GORM plugin does with each statement per table, as Prometheus metrics
+// through the official client library (github.com/prometheus/client_golang).
+// Its name keeps it apart from client_golang's own prometheus package:
+//
+//	import "querycache.dev/plugins/promcollector"
+//
+//	col := promcollector.New(cache, promcollector.Options{})
+//	prometheus.MustRegister(col)                 // the engine's counters, read at scrape time
+//	db.Use(gormcache.New(cache, col.Observe()))  // per table: fill latency, entry sizes, bypasses, refusals
+//
+// The engine's counters (hits, misses, fills, invalidations, evictions,
+// store errors, leases...) are read from Cache.Stats when Prometheus
+// scrapes: they cost the cache nothing more. The observer adds what only the
+// plugin's events tell: the latency and entry size of each fill, and the
+// bypasses and refusals of each table by reason. It does nothing on a hit
+// (the engine already counts hits per table), and on other statements a
+// few atomic adds on counters resolved once per table and reason.
+//
+// Label values are bounded: at most Options.MaxTables table names (the first
+// ones seen; the rest, and names longer than 128 bytes, are counted under
+// "(other)") and at most querycache.MaxStatsReasons reasons, so that a stream
+// of distinct names (raw SQL, a table per tenant) cannot grow the number of
+// series without bound.
+//
+// A statement that reads several tables counts once for each of them in the
+// per-table metrics: summing those over tables counts it several times. The
+// metrics without a table label count it once.
+package promcollector
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
+)
+
+// Label values the collector exports beyond real names.
+const (
+	// OtherLabel collects the tables beyond Options.MaxTables and the
+	// reasons beyond querycache.MaxStatsReasons (the engine's OtherStats).
+	OtherLabel = querycache.OtherStats
+	// NoTableLabel is the table of a statement whose tables are unknown (a
+	// refusal for undetermined tables, say).
+	NoTableLabel = "(none)"
+)
+
+// DefaultMaxTables is the default of Options.MaxTables.
+const DefaultMaxTables = 256
+
+const (
+	maxTableName = 128 // as the engine's Stats.Tables
+	maxReason    = 64  // as the engine's Stats.Bypasses and Refusals
+)
+
+// Options configures a Collector. The zero value is ready to use.
+type Options struct {
+	// MaxTables bounds the table label's values: the first MaxTables tables
+	// seen get series of their own, the others share OtherLabel's. Each
+	// table costs about 30 series (two histograms and the counters). 0 means
+	// DefaultMaxTables.
+	MaxTables int
+	// FillBuckets are the upper bounds, in seconds, of the fill latency
+	// histogram. Nil means 0.5 ms to 10 s.
+	FillBuckets []float64
+	// EntryBuckets are the upper bounds, in bytes, of the entry size
+	// histogram. Nil means 256 B to 16 MiB, by powers of 4.
+	EntryBuckets []float64
+	// ConstLabels are added to every metric: several caches registered on
+	// one registry need a label that tells them apart ({"cache": "users"}).
+	ConstLabels prometheus.Labels
+}
+
+// Collector is a prometheus.Collector over one Cache. Register it, and pass
+// Observe to the GORM plugins that use the cache for the per-table
+// metrics. It is safe for concurrent use.
+type Collector struct {
+	cache     *querycache.Cache
+	maxTables int
+
+	engine []engineMetric
+	// From Stats at scrape time, by reason and by table.
+	bypasses, refusals                         *prometheus.Desc
+	tableHits, tableMisses, tableInvalidations *prometheus.Desc
+
+	// From the plugin's events.
+	tableBypasses, tableRefusals *prometheus.CounterVec
+	fillSeconds, entryBytes      *prometheus.HistogramVec
+
+	tables  boundedSet[tableMetrics]
+	reasons boundedSet[string]
+}
+
+// engineMetric is one of the engine's overall counters or gauges.
+type engineMetric struct {
+	desc *prometheus.Desc
+	typ  prometheus.ValueType
+	get  func(*querycache.Stats) uint64
+}
+
+// tableMetrics holds one table label's metric handles, resolved once so
+// that an event costs atomic adds, not label lookups.
+type tableMetrics struct {
+	label    string
+	once     sync.Once // the histograms, on the table's first event
+	fill     prometheus.Observer
+	bytes    prometheus.Observer
+	bypasses sync.Map // reason label -> prometheus.Counter
+	refusals sync.Map
+}
+
+// New returns a Collector of cache's metrics.
+func New(cache *querycache.Cache, opts Options) *Collector {
+	if opts.MaxTables <= 0 {
+		opts.MaxTables = DefaultMaxTables
+	}
+	if opts.FillBuckets == nil {
+		opts.FillBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	}
+	if opts.EntryBuckets == nil {
+		opts.EntryBuckets = prometheus.ExponentialBuckets(256, 4, 9)
+	}
+	c := &Collector{cache: cache, maxTables: opts.MaxTables}
+	cl := opts.ConstLabels
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("querycache_"+name, help, labels, cl)
+	}
+	counter := func(name, help string, get func(*querycache.Stats) uint64) {
+		c.engine = append(c.engine, engineMetric{desc(name, help), prometheus.CounterValue, get})
+	}
+	counter("hits_total", "Lookups served from the cache.",
+		func(s *querycache.Stats) uint64 { return s.Hits })
+	counter("misses_total", "Lookups that found no fresh entry.",
+		func(s *querycache.Stats) uint64 { return s.Misses })
+	counter("fills_total", "Values computed (database queries run) after a miss.",
+		func(s *querycache.Stats) uint64 { return s.Fills })
+	counter("stores_total", "Entries written to the store.",
+		func(s *querycache.Stats) uint64 { return s.Stores })
+	counter("shared_fills_total", "Misses served by another caller's fill instead of querying the database.",
+		func(s *querycache.Stats) uint64 { return s.Shared })
+	counter("invalidations_total", "Invalidations applied (one per change, delivered to the store or pending).",
+		func(s *querycache.Stats) uint64 { return s.Invalidations })
+	counter("corrupt_entries_total", "Entries that could not be decoded (served as misses).",
+		func(s *querycache.Stats) uint64 { return s.Corrupt })
+	counter("store_errors_total", "Store errors, each a fallback to the database.",
+		func(s *querycache.Stats) uint64 { return s.Errors })
+	counter("evictions_total", "Entries the store evicted to stay within its size bound (stores that count them: the memory store).",
+		func(s *querycache.Stats) uint64 { return s.Evictions })
+	counter("version_evictions_total", "Table versions the store evicted to stay within its size bound; each invalidates the entries that recorded it.",
+		func(s *querycache.Stats) uint64 { return s.VersionEvictions })
+	counter("early_refreshes_total", "Hits that refreshed their entry before it expired.",
+		func(s *querycache.Stats) uint64 { return s.EarlyRefreshes })
+	counter("lease_acquired_total", "Fill leases taken in a shared store.",
+		func(s *querycache.Stats) uint64 { return s.LeaseAcquired })
+	counter("lease_waits_total", "Misses that waited for another process's fill lease.",
+		func(s *querycache.Stats) uint64 { return s.LeaseWaits })
+	counter("lease_wait_hits_total", "Lease waits that ended with the other process's value.",
+		func(s *querycache.Stats) uint64 { return s.LeaseWaitHits })
+	counter("lease_timeouts_total", "Lease waits that gave up and queried the database.",
+		func(s *querycache.Stats) uint64 { return s.LeaseTimeouts })
+	c.engine = append(c.engine, engineMetric{
+		desc("pending_invalidations", "Versions whose invalidation has not reached the store yet; lookups that depend on them bypass the cache."),
+		prometheus.GaugeValue,
+		func(s *querycache.Stats) uint64 { return uint64(max(s.Pending, 0)) },
+	})
+
+	c.bypasses = desc("bypasses_total", "Lookups that skipped the cache, by reason.", "reason")
+	c.refusals = desc("refusals_total", "Results that were not cached, by reason.", "reason")
+	c.tableHits = desc("table_hits_total", "Lookups served from the cache, by table read.", "table")
+	c.tableMisses = desc("table_misses_total", "Lookups that found no fresh entry, by table read.", "table")
+	c.tableInvalidations = desc("table_invalidations_total", "Invalidations applied, by table written.", "table")
+
+	c.tableBypasses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "querycache_table_bypasses_total", Help: "Statements of the GORM plugin that skipped the cache, by table read and reason.", ConstLabels: cl,
+	}, []string{"table", "reason"})
+	c.tableRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "querycache_table_refusals_total", Help: "Statements of the GORM plugin whose result is never cached, by table read and reason.", ConstLabels: cl,
+	}, []string{"table", "reason"})
+	c.fillSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "querycache_fill_seconds", Help: "Time the GORM plugin spent on a miss (the database query and storing its result), by table read.", ConstLabels: cl, Buckets: opts.FillBuckets,
+	}, []string{"table"})
+	c.entryBytes = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "querycache_entry_bytes", Help: "Size of the entries the GORM plugin filled, by table read.", ConstLabels: cl, Buckets: opts.EntryBuckets,
+	}, []string{"table"})
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.engine {
+		ch <- m.desc
+	}
+	for _, d := range []*prometheus.Desc{c.bypasses, c.refusals, c.tableHits, c.tableMisses, c.tableInvalidations} {
+		ch <- d
+	}
+	c.tableBypasses.Describe(ch)
+	c.tableRefusals.Describe(ch)
+	c.fillSeconds.Describe(ch)
+	c.entryBytes.Describe(ch)
+}
+
+// Collect implements prometheus.Collector: it reads the cache's Stats once.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.cache.Stats()
+	for _, m := range c.engine {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.typ, float64(m.get(&st)))
+	}
+	for r, n := range st.Bypasses {
+		ch <- prometheus.MustNewConstMetric(c.bypasses, prometheus.CounterValue, float64(n), r)
+	}
+	for r, n := range st.Refusals {
+		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(n), r)
+	}
+	// The engine bounds its tables too, by its own limit: fold them into
+	// this collector's labels so that every per-table metric names the
+	// same tables.
+	byLabel := make(map[string]querycache.TableStats, len(st.Tables))
+	for name, ts := range st.Tables {
+		label := OtherLabel
+		if name != querycache.OtherStats {
+			label = c.table(name).label
+		}
+		sum := byLabel[label]
+		sum.Hits += ts.Hits
+		sum.Misses += ts.Misses
+		sum.Invalidations += ts.Invalidations
+		byLabel[label] = sum
+	}
+	for label, ts := range byLabel {
+		ch <- prometheus.MustNewConstMetric(c.tableHits, prometheus.CounterValue, float64(ts.Hits), label)
+		ch <- prometheus.MustNewConstMetric(c.tableMisses, prometheus.CounterValue, float64(ts.Misses), label)
+		ch <- prometheus.MustNewConstMetric(c.tableInvalidations, prometheus.CounterValue, float64(ts.Invalidations), label)
+	}
+	c.tableBypasses.Collect(ch)
+	c.tableRefusals.Collect(ch)
+	c.fillSeconds.Collect(ch)
+	c.entryBytes.Collect(ch)
+}
+
+// Observe returns the GORM plugin option that feeds the collector's
+// per-table metrics: pass it to gormcache.New for every plugin using the
+// collector's cache.
+func (c *Collector) Observe() gormcache.Option { return gormcache.Observe(c.ObserveEvent) }
+
+// ObserveEvent counts one statement's event; Observe installs it. It is
+// exported for callers that combine several observers in one.
+func (c *Collector) ObserveEvent(_ context.Context, ev *gormcache.Event) {
+	switch ev.Outcome {
+	case gormcache.OutcomeMiss:
+		secs := ev.Duration.Seconds()
+		c.eachTable(ev, func(t *tableMetrics) {
+			t.once.Do(func() {
+				t.fill = c.fillSeconds.WithLabelValues(t.label)
+				t.bytes = c.entryBytes.WithLabelValues(t.label)
+			})
+			t.fill.Observe(secs)
+			if ev.Bytes > 0 { // 0: not stored (too large, failed)
+				t.bytes.Observe(float64(ev.Bytes))
+			}
+		})
+	case gormcache.OutcomeBypass:
+		reason := c.reason(ev.Reason)
+		c.eachTable(ev, func(t *tableMetrics) { t.count(&t.bypasses, c.tableBypasses, reason) })
+	case gormcache.OutcomeRefused:
+		reason := c.reason(ev.Reason)
+		c.eachTable(ev, func(t *tableMetrics) { t.count(&t.refusals, c.tableRefusals, reason) })
+	}
+	// A hit costs nothing here: the engine counts hits per table.
+}
+
+func (c *Collector) eachTable(ev *gormcache.Event, f func(*tableMetrics)) {
+	if len(ev.Tables) == 0 {
+		f(c.table(NoTableLabel))
+		return
+	}
+	for _, name := range ev.Tables {
+		f(c.table(name))
+	}
+}
+
+// count adds one to the table's counter for reason, resolving its handle
+// on first use.
+func (t *tableMetrics) count(m *sync.Map, vec *prometheus.CounterVec, reason string) {
+	if v, ok := m.Load(reason); ok {
+		v.(prometheus.Counter).Inc()
+		return
+	}
+	v, _ := m.LoadOrStore(reason, vec.WithLabelValues(t.label, reason))
+	v.(prometheus.Counter).Inc()
+}
+
+// table returns the metrics of table name, or of OtherLabel past the bound.
+func (c *Collector) table(name string) *tableMetrics {
+	return c.tables.get(name, c.maxTables, maxTableName, func(label string) *tableMetrics {
+		return &tableMetrics{label: label}
+	})
+}
+
+// reason returns reason's label value, or OtherLabel past the bound.
+func (c *Collector) reason(r string) string {
+	return *c.reasons.get(r, querycache.MaxStatsReasons, maxReason, func(label string) *string { return &label })
+}
+
+// boundedSet maps names to values for at most max names (plus OtherLabel,
+// which takes the rest), as the engine's Stats do. A known name costs one
+// lock-free map read.
+type boundedSet[T any] struct {
+	m    sync.Map // name -> *T
+	full atomic.Bool
+	mu   sync.Mutex
+	n    int
+}
+
+func (b *boundedSet[T]) get(name string, max, maxLen int, make func(label string) *T) *T {
+	if v, ok := b.m.Load(name); ok {
+		return v.(*T)
+	}
+	if len(name) <= maxLen && !b.full.Load() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if v, ok := b.m.Load(name); ok {
+			return v.(*T)
+		}
+		if b.n < max {
+			v := make(name)
+			b.m.Store(name, v)
+			b.n++
+			return v
+		}
+		b.full.Store(true)
+	}
+	if v, ok := b.m.Load(OtherLabel); ok {
+		return v.(*T)
+	}
+	v, _ := b.m.LoadOrStore(OtherLabel, make(OtherLabel))
+	return v.(*T)
+}
