@@ -67,6 +67,9 @@ type Event struct {
 	payload []byte        // the entry's payload (hits and misses), shared: read only
 	shape   *shape        // the statement's query shape (shapes.go)
 	dbTime  time.Duration // a miss's fill: query, reading the rows, storing (0: not all read)
+	// versions are the entry's version names (hits and misses), shared:
+	// read only: the sampler checks that the entry is still current.
+	versions []string
 }
 
 // observer sees every marked statement's event, on the goroutine that ran

@@ -45,6 +45,7 @@ type Plugin struct {
 	w          watch           // transactions and connection state the plugin cannot see (txwatch.go)
 	rf         replicaFence    // reads routed to replicas (replica.go)
 	observers  []observer      // see every marked statement's event (observe.go)
+	sampler    *sampler        // the freshness sampler, when on (sampler.go)
 	shapes     shapeRegistry   // per query shape counters and the decline rule (shapes.go)
 }
 

@@ -247,7 +247,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		return o, false, info
 	}
 	o.key = pl.key.Name
-	o.ev.Key = o.key
+	o.ev.Key, o.ev.versions = o.key, pl.key.Versions
 	ctx := stmtContext(db)
 	if pl.readOnly {
 		b, hit, err := p.cache.Get(ctx, pl.key)
