@@ -36,6 +36,9 @@ const (
 	// maxShapeReasons bounds the bypass and refusal reasons counted per
 	// shape; the rest are counted under OtherStats.
 	maxShapeReasons = 8
+	// hitWarmup hits of a shape are all measured, then one in
+	// hitSampleEvery (and every probe of a declined shape).
+	hitWarmup, hitSampleEvery = 64, 8
 	// ewmaShift sets the moving averages' weight of a new measurement:
 	// 1/8, so an average follows a change within a few tens of statements.
 	ewmaShift = 3
@@ -255,7 +258,11 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 	}
 	switch ev.Outcome {
 	case OutcomeHit:
-		s.hits.Add(1)
+		if n := s.hits.Add(1); n > hitWarmup && n%hitSampleEvery != 0 && !s.declined.Load() {
+			// Past its first hits, a shape's hit cost is sampled: the
+			// average needs no more, and hits are the path kept short.
+			return
+		}
 		d := ev.Duration
 		if s.reg.testCost != nil {
 			d = s.reg.testCost(ev)
