@@ -2,10 +2,10 @@ package querycache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -27,7 +27,10 @@ type Options struct {
 	// returned). 0 means 1 MiB; -1 means no limit.
 	MaxEntryBytes int
 	// Logger receives store errors at Warn level and, at Debug level, every
-	// hit and miss with the key's label. nil logs nothing.
+	// hit and miss with the key's label. nil logs nothing, except the
+	// one-time warnings of a misconfiguration (an entry larger than the
+	// memory store, an invalidation after Close), which then go to
+	// slog.Default.
 	Logger *slog.Logger
 	// RetryInterval is how often an invalidation that could not reach the
 	// store is retried. 0 means one second.
@@ -77,6 +80,8 @@ type Cache struct {
 	deliverMu sync.Mutex // one delivery of pending invalidations at a time
 	retryOnce sync.Once
 	closeOnce sync.Once
+	shut      atomic.Bool // Close was called: lookups skip the cache (misconfig.go)
+	warned    warnings    // one-time warnings of misconfigurations (misconfig.go)
 	closed    chan struct{}
 	retryDone chan struct{}
 }
@@ -84,11 +89,8 @@ type Cache struct {
 // New returns a Cache, or an error that says which option is wrong and how
 // to fix it.
 func New(opts Options) (*Cache, error) {
-	if opts.Store == nil {
-		return nil, errors.New("querycache.New: Options.Store is nil; use querycache.NewMemoryStore(querycache.MemoryOptions{}) for one process, or a shared store")
-	}
-	if v, ok := opts.Store.(interface{ Err() error }); ok && v.Err() != nil {
-		return nil, fmt.Errorf("querycache.New: %w", v.Err())
+	if err := checkStore(opts.Store); err != nil {
+		return nil, err
 	}
 	if opts.DefaultTTL < 0 {
 		return nil, fmt.Errorf("querycache.New: Options.DefaultTTL is %v; use a positive duration, or 0 for 5 minutes", opts.DefaultTTL)
@@ -113,7 +115,7 @@ func New(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("querycache.New: Options.Prefix: %w", err)
 	}
 	if err := c.stamp.init(opts); err != nil {
-		return nil, fmt.Errorf("querycache.New: %w", err)
+		return nil, prefixed("querycache.New: ", err)
 	}
 	if c.ttl == 0 {
 		c.ttl = 5 * time.Minute
@@ -136,6 +138,7 @@ func New(opts Options) (*Cache, error) {
 	if r, ok := opts.Store.(interface{ OnRecover(func()) }); ok {
 		r.OnRecover(c.retryNow)
 	}
+	acquireStore(opts.Store) // closed by the last cache using it (misconfig.go)
 	return c, nil
 }
 
@@ -148,16 +151,23 @@ func (c *Cache) DefaultTTL() time.Duration { return c.ttl }
 // Store returns the cache's store.
 func (c *Cache) Store() Store { return c.store }
 
-// Close stops background work and closes the store.
+// Close stops background work and closes the store (when no other Cache
+// uses it). A closed cache never serves: later lookups skip it and fill
+// from the database, storing nothing (counted as the "closed" bypass);
+// Get, Set and the invalidations return ErrClosed. Close may be called
+// more than once (or concurrently with lookups); later calls return nil.
 func (c *Cache) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.shut.Store(true)
 		close(c.closed)
 		c.retryOnce.Do(func() {}) // no retry loop starts after Close
 		if c.retryDone != nil {
 			<-c.retryDone
 		}
-		err = c.store.Close()
+		if releaseStore(c.store) {
+			err = c.store.Close()
+		}
 	})
 	return err
 }

@@ -99,5 +99,5 @@ func ExampleNewMemoryStore() {
 	fmt.Println(err)
 	// Output:
 	// entries: 1
-	// querycache.New: querycache: MemoryOptions.MaxBytes is -1; use a positive byte count, or 0 for the 64 MiB default
+	// querycache.New: MemoryOptions.MaxBytes is -1; use a positive byte count, or 0 for the 64 MiB default
 }

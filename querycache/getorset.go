@@ -161,6 +161,10 @@ type probed struct {
 // counts what it found. valid, when not nil, rejects a payload its owner
 // cannot read (counted as corrupt, a miss).
 func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]byte) bool) (p probed) {
+	if c.isClosed() {
+		c.closedLookup() // a closed cache never serves (misconfig.go)
+		return p
+	}
 	if c.pending.covers(names, c.ns.Epoch()) {
 		if c.pending.holding(names, c.ns.Epoch()) {
 			c.stats.bypasses.add("suspended")
@@ -218,6 +222,10 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 	}
 	if f.NoStore != "" {
 		refuse(f.NoStore)
+		return
+	}
+	if c.isClosed() {
+		refuse("closed") // filled while Close ran: its store is closed
 		return
 	}
 	if c.maxSize > 0 && len(f.Value) > c.maxSize {
@@ -278,6 +286,9 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 // Get returns the value cached under k if it is fresh. The bytes may be
 // shared with the store: callers must not modify them.
 func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err error) {
+	if c.isClosed() {
+		return nil, false, ErrClosed
+	}
 	if k.Name == "" {
 		return nil, false, nil
 	}
@@ -306,6 +317,9 @@ func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err erro
 func (c *Cache) Set(ctx context.Context, k Key, value []byte) error {
 	if k.Name == "" {
 		return errors.New("querycache.Set: Key.Name is empty")
+	}
+	if c.isClosed() {
+		return ErrClosed
 	}
 	names := c.withEpoch(k.Versions)
 	_, tokens, err := c.store.Fetch(ctx, "", names)
@@ -354,6 +368,10 @@ type versionedPutter interface {
 func (c *Cache) storeFailed(ctx context.Context, msg string, err error, args ...any) {
 	if errors.Is(err, ErrStoreUnavailable) {
 		c.stats.bypasses.add("store_unavailable")
+		return
+	}
+	if errors.Is(err, ErrTooLargeForStore) {
+		c.tooLargeForStore(ctx, err, args...) // a refusal, not a store error (misconfig.go)
 		return
 	}
 	c.stats.errors.Add(1)

@@ -178,6 +178,9 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 	if ch.Empty() {
 		return nil
 	}
+	if c.isClosed() {
+		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
+	}
 	names := ch.VersionNames(c.ns)
 	for _, t := range ch.tables() {
 		c.stats.table(t).invalidations.Add(1)
@@ -278,7 +281,7 @@ func (c *Cache) retryNow() {
 func (c *Cache) deliverPending() {
 	c.deliverMu.Lock()
 	defer c.deliverMu.Unlock()
-	if c.pending.len() == 0 {
+	if c.pending.len() == 0 || c.isClosed() {
 		return
 	}
 	snap := c.pending.snapshot()

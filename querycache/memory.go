@@ -26,6 +26,10 @@ type MemoryOptions struct {
 	MaxVersions int
 }
 
+// minMemoryBytes is the smallest MaxBytes accepted: a few items. A
+// smaller budget is a unit mistake (64 meant as MiB).
+const minMemoryBytes = 4 << 10
+
 // itemOverhead is what otter and Go spend on one item beyond its key and
 // value bytes: the node (key and value headers, queue links, weight and
 // frequency fields) rounded to its size class, its slot in the hash table,
@@ -58,6 +62,7 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 type MemoryStore struct {
 	items *otter.Cache[string, memItem]
 	err   error
+	max   uint64 // MaxBytes: an entry weighing more is refused (ErrTooLargeForStore)
 
 	// evicted and evictedVersions count the entries and versions otter
 	// evicted to stay within MaxBytes (Evictions).
@@ -75,10 +80,16 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	case opts.MaxVersions < 0:
 		s.err = fmt.Errorf("querycache: MemoryOptions.MaxVersions is %d; leave it 0 (versions are counted in MaxBytes)", opts.MaxVersions)
 		return s
+	case opts.MaxBytes > 0 && opts.MaxBytes < minMemoryBytes:
+		// Each item costs itemOverhead beyond its bytes: such a store
+		// cannot hold a lookup's versions, and every lookup would miss.
+		s.err = fmt.Errorf("querycache: MemoryOptions.MaxBytes is %d bytes, too small to hold an entry and its versions; it counts bytes (%d << 20 is %d MiB), use at least %d, or 0 for the 64 MiB default", opts.MaxBytes, opts.MaxBytes, opts.MaxBytes, minMemoryBytes)
+		return s
 	}
 	if opts.MaxBytes == 0 {
 		opts.MaxBytes = 64 << 20
 	}
+	s.max = uint64(opts.MaxBytes)
 	s.items = otter.Must(&otter.Options[string, memItem]{
 		MaximumWeight: uint64(opts.MaxBytes),
 		Weigher:       weigh,
@@ -201,6 +212,11 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 	}
 	if value == nil {
 		value = []byte{} // nil marks a version
+	}
+	if w := uint64(weigh(key, memItem{data: value})); w > s.max {
+		// otter would drop it at once: refuse it, so that the cache
+		// counts a refusal rather than a store (misconfig.go).
+		return fmt.Errorf("%w (%d bytes with its overhead, MaxBytes %d)", ErrTooLargeForStore, w, s.max)
 	}
 	deadline := monoNow() + min(int64(ttl), math.MaxInt64/2)
 	s.items.Set(key, memItem{data: value, word: uint64(deadline)})

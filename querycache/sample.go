@@ -15,6 +15,9 @@ import (
 // error), never fills and never takes a lease. A store error is returned
 // with false, and not logged.
 func (c *Cache) Current(ctx context.Context, k Key, payload []byte) (bool, error) {
+	if c.isClosed() {
+		return false, ErrClosed
+	}
 	if k.Name == "" {
 		return false, nil
 	}

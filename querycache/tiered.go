@@ -177,7 +177,7 @@ func newTiered(l2 tieredL2, opts TieredOptions) *TieredStore {
 	t := &TieredStore{l2: l2, seed: maphash.MakeSeed(), done: make(chan struct{})}
 	switch {
 	case l2.Err() != nil:
-		t.err = fmt.Errorf("querycache: NewTieredStore's second level: %w", l2.Err())
+		t.err = prefixed("querycache: NewTieredStore's second level: ", l2.Err()) // one prefix (misconfig.go)
 		return t
 	case opts.L1.MaxBytes < 0:
 		t.err = fmt.Errorf("querycache: TieredOptions.L1.MaxBytes is %d; use a positive byte count, or 0 for the 64 MiB default", opts.L1.MaxBytes)
