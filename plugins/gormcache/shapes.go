@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/hex"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,7 +211,8 @@ func (r *shapeRegistry) get(sql string) *shape {
 	if r.m == nil {
 		r.m = map[uint64]*shape{}
 	}
-	s := &shape{reg: r, id: hex.EncodeToString(sum[:8]), sql: sql}
+	// A copy: the statement's text may sit in a larger buffer.
+	s := &shape{reg: r, id: hex.EncodeToString(sum[:8]), sql: strings.Clone(sql)}
 	if len(sql) > MaxShapeSQL {
 		// Cut on a UTF-8 boundary, and copy: a substring would keep the
 		// whole text alive.
@@ -241,8 +243,10 @@ type shape struct {
 	flipAt   atomic.Uint64 // samples (hitN+missN) when declined last changed
 	probes   atomic.Uint64 // statements while declined, to send one in ProbeEvery
 
-	mu      sync.Mutex
-	reasons map[string]uint64
+	// Bypass and refusal reasons, without a lock: a slot's name is set
+	// once; a reason that finds every slot taken counts in other.
+	reasons     [maxShapeReasons]reasonSlot
+	otherReason atomic.Uint64
 }
 
 // recordShape is the observer that counts every marked statement on its
@@ -307,6 +311,12 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 	}
 }
 
+// reasonSlot counts one reason of a shape.
+type reasonSlot struct {
+	name atomic.Pointer[string]
+	n    atomic.Uint64
+}
+
 // ewma folds x into the moving average held in v (0: none yet).
 func ewma(v *atomic.Int64, x int64) {
 	for {
@@ -328,15 +338,23 @@ func (s *shape) reason(r string) {
 	if r == "" {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.reasons == nil {
-		s.reasons = map[string]uint64{}
+	for i := range s.reasons {
+		sl := &s.reasons[i]
+		name := sl.name.Load()
+		if name == nil {
+			n := r
+			if !sl.name.CompareAndSwap(nil, &n) {
+				name = sl.name.Load() // taken meanwhile: by this reason?
+			} else {
+				name = &n
+			}
+		}
+		if *name == r {
+			sl.n.Add(1)
+			return
+		}
 	}
-	if _, ok := s.reasons[r]; !ok && len(s.reasons) >= maxShapeReasons {
-		r = OtherStats
-	}
-	s.reasons[r]++
+	s.otherReason.Add(1)
 }
 
 // stats snapshots the shape's counters.
@@ -352,14 +370,21 @@ func (s *shape) stats(opts DeclineOptions) ShapeStats {
 	if t := s.tables.Load(); t != nil {
 		st.Tables = slices.Clone(*t)
 	}
-	s.mu.Lock()
-	if len(s.reasons) > 0 {
-		st.Reasons = make(map[string]uint64, len(s.reasons))
-		for k, v := range s.reasons {
-			st.Reasons[k] = v
+	for i := range s.reasons {
+		sl := &s.reasons[i]
+		if name := sl.name.Load(); name != nil {
+			if st.Reasons == nil {
+				st.Reasons = map[string]uint64{}
+			}
+			st.Reasons[*name] += sl.n.Load()
 		}
 	}
-	s.mu.Unlock()
+	if n := s.otherReason.Load(); n > 0 {
+		if st.Reasons == nil {
+			st.Reasons = map[string]uint64{}
+		}
+		st.Reasons[OtherStats] += n
+	}
 	if st.HitSamples > 0 && st.MissSamples > 0 {
 		st.Saved = time.Duration(st.Hits) * (st.MissTime - st.HitCost)
 		st.NotPaying = st.HitSamples >= uint64(opts.MinSamples) && st.MissSamples >= uint64(opts.MinSamples) &&

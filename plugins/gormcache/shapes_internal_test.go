@@ -1,6 +1,8 @@
 package gormcache
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,5 +37,31 @@ func BenchmarkShapeDeclines(b *testing.B) {
 		if sh.declines() {
 			b.Fatal("declined")
 		}
+	}
+}
+
+// A shape counts at most maxShapeReasons reasons one by one, the rest
+// under OtherStats, from concurrent statements.
+func TestShapeReasonsAreBounded(t *testing.T) {
+	r := &shapeRegistry{}
+	sh := r.get("SELECT 1")
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				sh.reason(fmt.Sprintf("reason%d", i%10))
+			}
+		}()
+	}
+	wg.Wait()
+	st := sh.stats(DeclineOptions{}.withDefaults())
+	total := uint64(0)
+	for _, n := range st.Reasons {
+		total += n
+	}
+	if len(st.Reasons) != maxShapeReasons+1 || st.Reasons[OtherStats] != 80 || total != 400 {
+		t.Fatalf("reasons %v: want %d reasons of 40 and %s: 80", st.Reasons, maxShapeReasons, OtherStats)
 	}
 }
