@@ -610,10 +610,21 @@ func (l *Listener) serve(ctx context.Context, conn *pgx.Conn, backoff *time.Dura
 // error is only counted and logged.
 func (l *Listener) invalidate(ctx context.Context, ch querycache.Change, why string) {
 	l.stats.invalidations.Add(1)
+	if ch.Cause == "" {
+		ch.Cause = listenerCauses[why] // for Cache.RecentInvalidations
+	}
 	if err := l.cache.Invalidate(context.WithoutCancel(ctx), ch); err != nil {
 		l.stats.invalidateErrors.Add(1)
 		l.log.Warn("querycache listener: invalidation not delivered at once (the cache retries it and bypasses what it covers meanwhile)", "why", why, "err", err)
 	}
+}
+
+// listenerCauses are the querycache.Change.Cause of the listener's
+// invalidations, by why.
+var listenerCauses = map[string]string{
+	"notification": "listener: outside write",
+	"reconnect":    "listener: reconnected (writes may have been missed)",
+	"close":        "listener: closed (writes will not be heard)",
 }
 
 // setListening moves between listening and suspended. The suspension and

@@ -509,6 +509,7 @@ func (p *SQLitePoller) onChange(ctx context.Context) error {
 		p.schemaChanged()
 		ch = querycache.Change{All: true}
 	}
+	ch.Cause = "SQLite poller: outside write (data_version changed)"
 	p.invalidate(ctx, ch)
 	return nil
 }
@@ -693,6 +694,7 @@ func (p *SQLitePoller) recover(ctx context.Context) {
 	if p.tablesOnce.All {
 		ch, p.tablesOnce = p.tablesOnce, querycache.Change{}
 	}
+	ch.Cause = "SQLite poller: recovered (writes may have been missed)"
 	p.invalidate(ctx, ch)
 	if p.afterRecover != nil {
 		p.afterRecover()

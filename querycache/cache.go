@@ -84,6 +84,8 @@ type Cache struct {
 	warned    warnings    // one-time warnings of misconfigurations (misconfig.go)
 	closed    chan struct{}
 	retryDone chan struct{}
+
+	recent recentRing // the newest invalidations, for diagnostics (recent.go)
 }
 
 // New returns a Cache, or an error that says which option is wrong and how

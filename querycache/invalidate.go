@@ -23,6 +23,12 @@ type Change struct {
 	Tables []string
 	// All replaces the global epoch: every entry is invalidated.
 	All bool
+	// Cause says what made the writer invalidate, for diagnostics
+	// (RecentInvalidations, the debug page): "gorm update", "raw SQL:
+	// UPDATE", "listener: outside write", ... It changes nothing that is
+	// invalidated. It must not hold values (bound parameters, keys): it is
+	// shown to whoever reads the diagnostics.
+	Cause string
 }
 
 // Row is one row, by table and canonical primary key.
@@ -33,9 +39,11 @@ type Row struct {
 // Empty reports whether the change invalidates nothing.
 func (ch Change) Empty() bool { return !ch.All && len(ch.Rows) == 0 && len(ch.Tables) == 0 }
 
-// Merge adds other's rows, tables and epoch to ch.
+// Merge adds other's rows, tables and epoch to ch, and its cause when it
+// differs from ch's (bounded: a long list of causes is cut).
 func (ch *Change) Merge(other Change) {
 	ch.All = ch.All || other.All
+	ch.Cause = mergeCause(ch.Cause, other.Cause)
 	ch.Rows = append(ch.Rows, other.Rows...)
 	ch.Tables = append(ch.Tables, other.Tables...)
 }
@@ -109,7 +117,7 @@ func (ch Change) tables() []string {
 // that cannot be normalised; the returned change then leaves that name out.
 func (ch Change) normalized() (Change, error) {
 	var first error
-	out := Change{All: ch.All}
+	out := Change{All: ch.All, Cause: ch.Cause}
 	if len(ch.Tables) > 0 {
 		out.Tables = make([]string, 0, len(ch.Tables))
 	}
@@ -182,12 +190,18 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
 	}
 	names := ch.VersionNames(c.ns)
-	for _, t := range ch.tables() {
+	tables := ch.tables()
+	for _, t := range tables {
 		c.stats.table(t).invalidations.Add(1)
 	}
 	c.stats.invalidations.Add(1)
+	// Remembered for RecentInvalidations (recent.go): the slice of tables
+	// is shared, not copied; nothing here allocates.
+	rec := InvalidationRecord{Cause: ch.Cause, Tables: tables, Rows: len(ch.Rows), All: ch.All, Versions: len(names)}
 	if err := c.store.Bump(context.WithoutCancel(ctx), names); err != nil {
 		c.pending.add(names, c.ns.Epoch())
+		rec.Pending, rec.Retried, rec.Error = true, true, truncateCause(err.Error())
+		c.recent.add(c.now, rec, names)
 		c.startRetry()
 		if errors.Is(err, ErrStoreUnavailable) {
 			c.stats.bypasses.add("store_unavailable")
@@ -197,6 +211,7 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 		c.warn(ctx, "querycache: invalidation not delivered; bypassing the cache for it until it is", err, "versions", len(names))
 		return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
 	}
+	c.recent.add(c.now, rec, nil)
 	c.debug(ctx, "querycache invalidate", "versions", names)
 	return nil
 }
@@ -208,7 +223,7 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 // cannot be normalised, it returns an error that says why and invalidates
 // nothing.
 func (c *Cache) InvalidateTables(ctx context.Context, tables ...string) error {
-	norm, err := Change{Tables: tables}.normalized()
+	norm, err := Change{Tables: tables, Cause: "manual InvalidateTables"}.normalized()
 	if err != nil {
 		return fmt.Errorf("querycache.InvalidateTables: nothing invalidated: %w", err)
 	}
@@ -227,23 +242,23 @@ func (c *Cache) InvalidateObject(ctx context.Context, table string, pk ...any) e
 		return fmt.Errorf("querycache.InvalidateObject: nothing invalidated: %w", err)
 	}
 	if len(pk) == 0 {
-		return c.apply(ctx, Change{Tables: []string{t}})
+		return c.apply(ctx, Change{Tables: []string{t}, Cause: "manual InvalidateObject"})
 	}
 	parts := make([]string, len(pk))
 	for i, v := range pk {
 		s, ok := keys.PK(v)
 		if !ok {
 			// Not a canonical key: invalidate the whole table instead.
-			return c.apply(ctx, Change{Tables: []string{t}})
+			return c.apply(ctx, Change{Tables: []string{t}, Cause: "manual InvalidateObject"})
 		}
 		parts[i] = s
 	}
-	return c.apply(ctx, Change{Rows: []Row{{Table: t, PK: keys.JoinPK(parts)}}})
+	return c.apply(ctx, Change{Rows: []Row{{Table: t, PK: keys.JoinPK(parts)}}, Cause: "manual InvalidateObject"})
 }
 
 // InvalidateAll invalidates every entry under the cache's prefix.
 func (c *Cache) InvalidateAll(ctx context.Context) error {
-	return c.apply(ctx, Change{All: true})
+	return c.apply(ctx, Change{All: true, Cause: "manual InvalidateAll"})
 }
 
 func (c *Cache) startRetry() {

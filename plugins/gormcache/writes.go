@@ -28,7 +28,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "create", p.gormDependents(db, p.writeChange(db, createdRows)))
+	p.record(db, "create", withCause(p.gormDependents(db, p.writeChange(db, createdRows)), "gorm create"))
 }
 
 // afterUpdate invalidates updated rows: by primary key when the WHERE
@@ -37,7 +37,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "update", p.gormDependents(db, p.writeChange(db, p.updatedRows)))
+	p.record(db, "update", withCause(p.gormDependents(db, p.writeChange(db, p.updatedRows)), "gorm update"))
 }
 
 // afterDelete handles hard and soft deletes alike (a soft delete is an
@@ -46,7 +46,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "delete", p.gormDependents(db, p.writeChange(db, p.updatedRows)))
+	p.record(db, "delete", withCause(p.gormDependents(db, p.writeChange(db, p.updatedRows)), "gorm delete"))
 }
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
@@ -56,7 +56,40 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	}
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info)
-	p.record(db, "raw", p.rawChange(db, info, true))
+	p.record(db, "raw", withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))
+}
+
+// withCause sets the change's Cause (querycache.Change.Cause, shown by
+// Cache.RecentInvalidations and the debug page). Causes are constants: no
+// allocation on the write path, and never a value.
+func withCause(ch querycache.Change, cause string) querycache.Change {
+	ch.Cause = cause
+	return ch
+}
+
+// rawCause names a statement the user wrote by its first keyword only: the
+// rest of the text may hold literal values, which a cause must not show.
+// The tables are in the change itself.
+func rawCause(sql string) string {
+	sql = strings.TrimLeft(sql, " \t\r\n(")
+	i := 0
+	for i < len(sql) && i < 16 && (sql[i] >= 'a' && sql[i] <= 'z' || sql[i] >= 'A' && sql[i] <= 'Z') {
+		i++
+	}
+	word := sql[:i]
+	for _, c := range rawCauses {
+		if strings.EqualFold(word, c.word) {
+			return c.cause
+		}
+	}
+	return "raw SQL"
+}
+
+var rawCauses = []struct{ word, cause string }{
+	{"INSERT", "raw SQL: INSERT"}, {"UPDATE", "raw SQL: UPDATE"}, {"DELETE", "raw SQL: DELETE"},
+	{"REPLACE", "raw SQL: REPLACE"}, {"MERGE", "raw SQL: MERGE"}, {"WITH", "raw SQL: WITH"},
+	{"TRUNCATE", "raw SQL: TRUNCATE"}, {"CREATE", "raw SQL: DDL"}, {"ALTER", "raw SQL: DDL"},
+	{"DROP", "raw SQL: DDL"}, {"COMMENT", "raw SQL: DDL"}, {"SELECT", "raw SQL: SELECT"},
 }
 
 // rawChange is what a statement the user wrote invalidates: the tables it

@@ -1,0 +1,193 @@
+package querycache
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RecentInvalidationsKept is how many invalidations RecentInvalidations
+// remembers: the newest ones, in a fixed-size ring.
+const RecentInvalidationsKept = 128
+
+// maxCause bounds a change's Cause once merged with others (a transaction
+// of many different writes): beyond it the causes are cut with "; ...".
+const maxCause = 200
+
+// InvalidationRecord is one change the cache applied (Invalidate,
+// InvalidateTables, InvalidateObject, InvalidateAll), as
+// RecentInvalidations reports it. It never holds primary keys or other
+// values: only table names, how many rows, and the cause the writer gave.
+type InvalidationRecord struct {
+	// Time is when the cache applied the change (after the store took
+	// it, or failed to).
+	Time time.Time
+	// Cause is Change.Cause: what made the writer invalidate ("gorm
+	// update", "raw SQL: UPDATE", "listener: outside write", "manual
+	// InvalidateTables", ...). Empty when the writer said nothing.
+	Cause string
+	// Tables are the tables the change touches (normalised), rows' tables
+	// included.
+	Tables []string
+	// Rows is how many rows the change named by primary key (0 when it
+	// replaced whole tables).
+	Rows int
+	// All is set when the change replaced the global epoch: every entry.
+	All bool
+	// Versions is how many version names the change replaced.
+	Versions int
+	// Pending is set while some of the change's versions have not reached
+	// the store (the store failed when it was applied, and the retry has
+	// not delivered them yet): lookups depending on them bypass the cache.
+	Pending bool
+	// Retried is set when the change was not delivered at once: it is
+	// delivered (Pending false) or still pending (Pending true).
+	Retried bool
+	// Error is why the first delivery failed, when it did.
+	Error string
+}
+
+// recentRing keeps the newest invalidations. Recording one takes the
+// mutex and copies a few words into a fixed slot: no allocation (the
+// tables slice is the one apply has already built).
+type recentRing struct {
+	mu    sync.Mutex
+	next  uint64 // total recorded; the slot of the next one is next % len
+	slots [RecentInvalidationsKept]recentSlot
+}
+
+type recentSlot struct {
+	rec InvalidationRecord
+	// names are the version names of a change not delivered at once, to
+	// tell at read time whether they are still pending. Nil otherwise.
+	names []string
+}
+
+func (r *recentRing) add(now func() time.Time, rec InvalidationRecord, names []string) {
+	r.mu.Lock()
+	rec.Time = now() // under the lock: the ring is in time order
+	s := &r.slots[r.next%RecentInvalidationsKept]
+	s.rec, s.names = rec, names
+	r.next++
+	r.mu.Unlock()
+}
+
+// RecentInvalidations returns the newest changes the cache applied, up to
+// RecentInvalidationsKept, newest first, with the cause each writer gave
+// and whether it still waits for delivery to the store. It is for
+// diagnostics (the debug page): it copies the ring under a lock.
+func (c *Cache) RecentInvalidations() []InvalidationRecord {
+	c.recent.mu.Lock()
+	n := c.recent.next
+	k := n
+	if k > RecentInvalidationsKept {
+		k = RecentInvalidationsKept
+	}
+	out := make([]InvalidationRecord, 0, k)
+	var names [][]string
+	for i := uint64(0); i < k; i++ {
+		s := &c.recent.slots[(n-1-i)%RecentInvalidationsKept]
+		out = append(out, s.rec)
+		if s.names != nil {
+			if names == nil {
+				names = make([][]string, k)
+			}
+			names[i] = s.names
+		}
+	}
+	c.recent.mu.Unlock()
+	// Still pending? Asked outside the ring's lock: the pending set has
+	// its own.
+	for i := range out {
+		if names != nil && names[i] != nil {
+			out[i].Pending = c.pending.coversPending(names[i], c.ns.Epoch())
+		}
+	}
+	return out
+}
+
+// PendingInvalidations returns the version names whose invalidation has not
+// reached the store yet, sorted (Stats.Pending counts them): every lookup
+// depending on one bypasses the cache until the background retry delivers
+// it. Versions held by Suspend (a watcher of outside writes that cannot
+// see them) are not listed. An object version's name ends with the row's
+// primary key (keys.Namespace.ObjectVersion): do not show these names to
+// whoever may not see the keys.
+func (c *Cache) PendingInvalidations() []string {
+	if c.pending.n.Load() == 0 {
+		return nil
+	}
+	c.pending.mu.Lock()
+	out := make([]string, 0, len(c.pending.names))
+	for n := range c.pending.names {
+		out = append(out, n)
+	}
+	c.pending.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+// HeldInvalidations returns how many version names are held by Suspend
+// (a watcher of outside writes that cannot see them: lookups depending on
+// them bypass the cache until it sees the database again).
+func (c *Cache) HeldInvalidations() int {
+	if c.pending.n.Load() == 0 {
+		return 0
+	}
+	c.pending.mu.Lock()
+	defer c.pending.mu.Unlock()
+	return len(c.pending.held)
+}
+
+// coversPending reports whether any of names, or the epoch, is pending
+// delivery (not counting versions only held).
+func (p *pendingSet) coversPending(names []string, epoch string) bool {
+	if p.n.Load() == 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.names[epoch]; ok {
+		return true
+	}
+	for _, n := range names {
+		if _, ok := p.names[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeCause joins two changes' causes, without repeating one, bounded by
+// maxCause. Same or empty causes cost nothing.
+func mergeCause(a, b string) string {
+	switch {
+	case b == "" || a == b:
+		return a
+	case a == "":
+		return b
+	case strings.HasSuffix(a, "; ..."):
+		return a
+	}
+	// Already listed (a transaction of many updates)?
+	for rest := a; rest != ""; {
+		part, tail, _ := strings.Cut(rest, "; ")
+		if part == b {
+			return a
+		}
+		rest = tail
+	}
+	if len(a)+2+len(b) > maxCause {
+		return a + "; ..."
+	}
+	return a + "; " + b
+}
+
+// truncateCause bounds a text kept in the ring.
+func truncateCause(s string) string {
+	if len(s) <= maxCause {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxCause], "") + "..."
+}
