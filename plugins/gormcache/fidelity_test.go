@@ -141,12 +141,16 @@ var fidelityCases = []fidelityCase{
 }
 
 func TestFidelity(t *testing.T) {
+	t.Parallel()
 	modes := []struct {
 		name string
 		opts []gormcache.Option
 	}{{"snapshots", nil}, {"replay", []gormcache.Option{gormcache.SnapshotBytes(-1)}}}
 	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) { testFidelity(t, m.opts) })
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			testFidelity(t, m.opts)
+		})
 	}
 }
 

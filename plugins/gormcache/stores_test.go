@@ -2,6 +2,7 @@ package gormcache_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"querycache.dev/internal/testenv"
@@ -23,14 +24,21 @@ func redisClient(t *testing.T) *redis.Client {
 
 // openRedisStore is the Redis store on the shared test Redis.
 func openRedisStore(t *testing.T) querycache.Store {
-	return querycache.NewRedisStore(redisClient(t), querycache.RedisOptions{})
+	return querycache.NewRedisStore(redisClient(t), tableRedisOptions)
 }
+
+// tableRedisOptions are the Redis options of the stores in the test table.
+// Their subject is the plugin, not timeouts: with the default 100 ms a
+// slow moment of a loaded 2-core machine under -race fails a call, the
+// lookup falls back to the database, and a test that checks a result is
+// served from the cache fails. The fault tests set their own timeouts.
+var tableRedisOptions = querycache.RedisOptions{Timeout: 3 * time.Second, InvalidateTimeout: 5 * time.Second}
 
 // openTieredStore is the two-level store (memory in front of Redis) on the
 // shared test Redis, in the default or the strict mode.
 func openTieredStore(strict bool) func(t *testing.T) querycache.Store {
 	return func(t *testing.T) querycache.Store {
-		l2 := querycache.NewRedisStore(redisClient(t), querycache.RedisOptions{})
+		l2 := querycache.NewRedisStore(redisClient(t), tableRedisOptions)
 		return querycache.NewTieredStore(l2, querycache.TieredOptions{Strict: strict, L1: querycache.MemoryOptions{MaxBytes: 32 << 20}})
 	}
 }
