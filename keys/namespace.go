@@ -10,10 +10,13 @@ import (
 // or its writes will not invalidate the others' entries.
 type Namespace struct {
 	prefix string
+	epoch  string // Epoch's name, built once: every lookup reads it
 }
 
 // NewNamespace returns a Namespace whose names all start with prefix.
-func NewNamespace(prefix string) Namespace { return Namespace{prefix: prefix} }
+func NewNamespace(prefix string) Namespace {
+	return Namespace{prefix: prefix, epoch: prefix + "v:epoch"}
+}
 
 // Prefix returns the namespace's prefix.
 func (n Namespace) Prefix() string { return n.prefix }
@@ -57,7 +60,12 @@ func (n Namespace) ObjectVersion(table, pk string) string {
 
 // Epoch names the global version every entry depends on; replacing it
 // invalidates everything under the prefix.
-func (n Namespace) Epoch() string { return n.prefix + "v:epoch" }
+func (n Namespace) Epoch() string {
+	if n.epoch == "" { // the zero Namespace
+		return "v:epoch"
+	}
+	return n.epoch
+}
 
 // Bounds on how much of a database identity, table or primary key goes
 // into a name verbatim. Names become store keys (Redis keys, log lines): a

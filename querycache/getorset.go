@@ -180,7 +180,8 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 	}
 	p.usable, p.tokens, p.now = true, tokens, c.now()
 	if raw != nil {
-		e, derr := decodeEntry(raw)
+		_, mine := c.store.(*MemoryStore) // bytes only this process wrote
+		e, derr := decodeEntryFrom(raw, mine)
 		switch {
 		case derr != nil:
 			c.stats.corrupt.Add(1)
