@@ -91,20 +91,28 @@ func setup(t testing.TB, d database, opts promcollector.Options) (*gorm.DB, *que
 // scrape reads the endpoint's text exposition.
 func scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(url)
+	fams, err := scrapeErr(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fams
+}
+
+func scrapeErr(url string) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape: %s", resp.Status)
+		return nil, fmt.Errorf("scrape: %s", resp.Status)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatalf("parsing the scrape: %v", err)
+		return nil, fmt.Errorf("parsing the scrape: %w", err)
 	}
-	return fams
+	return fams, nil
 }
 
 // value returns the sample of family name with exactly the given labels
@@ -347,7 +355,10 @@ func TestCollectorConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			scrape(t, url)
+			if _, err := scrapeErr(url); err != nil {
+				t.Error(err) // not Fatal: another goroutine
+				return
+			}
 			n++
 		}
 	}()
