@@ -144,6 +144,9 @@ type probed struct {
 	// (an undelivered invalidation covers it, or the store failed): the
 	// caller goes to the database and stores nothing.
 	usable bool
+	// bypass says why the cache was not used when usable is false (the
+	// reason counted in Stats.Bypasses), for the caller's own report.
+	bypass string
 	// found reports a fresh entry, whose payload is returned.
 	found   bool
 	payload []byte
@@ -163,19 +166,20 @@ type probed struct {
 func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]byte) bool) (p probed) {
 	if c.isClosed() {
 		c.closedLookup() // a closed cache never serves (misconfig.go)
+		p.bypass = "closed"
 		return p
 	}
 	if c.pending.covers(names, c.ns.Epoch()) {
+		p.bypass = "undelivered_invalidation"
 		if c.pending.holding(names, c.ns.Epoch()) {
-			c.stats.bypasses.add("suspended")
-		} else {
-			c.stats.bypasses.add("undelivered_invalidation")
+			p.bypass = "suspended"
 		}
+		c.stats.bypasses.add(p.bypass)
 		return p
 	}
 	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
 	if err != nil {
-		c.storeFailed(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
+		p.bypass = c.storeFailed(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
 		return p
 	}
 	p.usable, p.tokens, p.now = true, tokens, c.now()
@@ -193,7 +197,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 		default:
 			c.countTables(k.Tables, true)
 			c.stats.hits.Add(1)
-			if c.log != nil {
+			if c.debugOn(ctx) { // the arguments allocate: not when Debug is off
 				c.debug(ctx, "querycache hit", "key", k.label())
 			}
 			p.found, p.payload = true, e.payload
@@ -203,7 +207,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 	}
 	c.countTables(k.Tables, false)
 	c.stats.misses.Add(1)
-	if c.log != nil {
+	if c.debugOn(ctx) {
 		c.debug(ctx, "querycache miss", "key", k.label())
 	}
 	return p
@@ -366,16 +370,17 @@ type versionedPutter interface {
 
 // storeFailed counts and logs a failed store call. A store bypassed by its
 // circuit breaker is counted, not logged: the store logs the opening once.
-func (c *Cache) storeFailed(ctx context.Context, msg string, err error, args ...any) {
+func (c *Cache) storeFailed(ctx context.Context, msg string, err error, args ...any) (reason string) {
 	if errors.Is(err, ErrStoreUnavailable) {
 		c.stats.bypasses.add("store_unavailable")
-		return
+		return "store_unavailable"
 	}
 	if errors.Is(err, ErrTooLargeForStore) {
 		c.tooLargeForStore(ctx, err, args...) // a refusal, not a store error (misconfig.go)
-		return
+		return "too_large_for_store"
 	}
 	c.stats.errors.Add(1)
 	c.stats.bypasses.add("store_error")
 	c.warn(ctx, msg, err, args...)
+	return "store_error"
 }

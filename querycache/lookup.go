@@ -49,11 +49,11 @@ func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []
 	if k.Name == "" {
 		// No name, no entry, as in GetOrSet.
 		c.stats.bypasses.add("no_key")
-		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
+		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true, bypass: "no_key"}
 	}
 	p := c.probe(ctx, k, names, opts.Valid)
 	if !p.usable {
-		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true}
+		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true, bypass: p.bypass}
 	}
 	if p.found {
 		if p.early {
@@ -108,12 +108,24 @@ type Miss struct {
 	names   []string
 	tokens  []uint64
 	created time.Time
-	noStore bool // the store failed or an invalidation is pending: store nothing
+	noStore bool   // the store failed or an invalidation is pending: store nothing
+	bypass  string // why, when the store was not consulted (Bypass)
 	flight  *fill
 	fkey    string
 	token   string // the fill lease held for k, if any (lease.go)
 	refresh bool   // an early refresh: it holds the key's refresh gate
 	ended   bool
+}
+
+// Bypass reports why the lookup did not use the cache at all ("closed",
+// "suspended", "undelivered_invalidation", "store_error",
+// "store_unavailable", "no_key"), or "" for a real miss: the caller's query
+// then runs on the database and its result is not stored.
+func (m *Miss) Bypass() string {
+	if m == nil {
+		return ""
+	}
+	return m.bypass
 }
 
 // Store stores value against the versions read by Lookup, before the

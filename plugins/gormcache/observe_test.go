@@ -64,3 +64,32 @@ func TestObserveOutcomes(t *testing.T) {
 		}
 	}, obs)
 }
+
+// A lookup the engine bypasses (here: the cache is closed) is reported as a
+// bypass with the engine's reason, not as a miss.
+func TestObserveEngineBypass(t *testing.T) {
+	var mu sync.Mutex
+	var seen []gormcache.Event
+	obs := gormcache.Observe(func(_ context.Context, ev *gormcache.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, *ev)
+	})
+	forEachDatabaseSerial(t, func(t *testing.T, e *env) {
+		if err := e.cache.Close(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		var a Author
+		if err := e.db.Scopes(gormcache.CacheFor(0)).Where("name = ?", "x").Find(&a).Error; err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 1 || seen[0].Outcome != gormcache.OutcomeBypass || seen[0].Reason != "closed" {
+			t.Fatalf("events %+v, want one bypass \"closed\"", seen)
+		}
+	}, obs)
+}

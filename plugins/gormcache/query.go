@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"database/sql"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -193,7 +194,7 @@ type outcome struct {
 	live *liveRows
 
 	ev    Event     // what happened, for the observers (observe.go)
-	start time.Time // when the plugin started on a marked statement
+	start time.Time // when the plugin started on a marked statement; zero: not timed (see timeHit)
 }
 
 // done hands the statement's event, if it was marked, to the observers.
@@ -201,14 +202,46 @@ func (p *Plugin) done(db *gorm.DB, o *outcome) {
 	if o.ev.Outcome == OutcomeNone {
 		return
 	}
-	o.ev.Duration = time.Since(o.start)
-	p.observe(db, &o.ev)
+	if !o.start.IsZero() {
+		o.ev.Duration = time.Since(o.start)
+	}
+	// Observers get a pooled copy: handing them &o.ev would move every
+	// statement's outcome to the heap (an allocation per hit). They must
+	// not keep it (Observe).
+	ev := eventPool.Get().(*Event)
+	*ev = o.ev
+	p.observe(db, ev)
+	*ev = Event{}
+	eventPool.Put(ev)
 }
+
+// timeHit reports whether a hit of shape sh is measured: the shapes'
+// counters take the first hits of a shape and then a sample (shapes.go),
+// and only those hits read the clock (twice: about 5% of a hit). Misses,
+// bypasses and refusals, which go to the database, are always timed.
+func timeHit(sh *shape) bool {
+	if sh == nil {
+		return false
+	}
+	n := sh.hits.Load() + 1 // recordShape's count of this hit, unless another one races it
+	return n <= hitWarmup || n%hitSampleEvery == 0 || sh.declined.Load()
+}
+
+// timed starts the clock of a statement that turned out not to be a hit
+// when it was not sampled: its Duration covers what follows, the database.
+func (o *outcome) timed() {
+	if o.start.IsZero() {
+		o.start = time.Now()
+	}
+}
+
+var eventPool = sync.Pool{New: func() any { return new(Event) }}
 
 // corrupt notes that the entry could not be decoded: the statement runs on
 // the database.
 func (p *Plugin) corrupt(o *outcome) {
 	p.cache.CountBypass("corrupt_result")
+	o.timed()
 	o.ev.Outcome, o.ev.Reason = OutcomeBypass, "corrupt_result"
 }
 
@@ -230,16 +263,22 @@ func (o *outcome) result() (*result, error) {
 func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool, info *sqlinspect.Statement) {
 	opts, marked := p.markOf(db)
 	if !marked {
+		if db.Error != nil {
+			return outcome{failed: true}, true, nil // a misconfigured mark: its error is the statement's (misconfig.go)
+		}
 		return o, false, nil
 	}
-	o.start = time.Now()
 	st, sh := p.inspectShape(db.Statement.SQL.String())
-	info = &st
+	if timeHit(sh) {
+		o.start = time.Now()
+	}
+	info = st // the memo's own value: shared, never modified
 	o.ev.shape = sh
-	pl, ok := p.planFor(db, opts, st, sh)
+	pl, ok := p.planFor(db, opts, *st, sh)
 	o.ev.SQL = db.Statement.SQL.String()
 	o.ev.Tables = pl.key.Tables
 	if !ok {
+		o.timed()
 		o.ev.Outcome, o.ev.Reason = pl.skip, pl.reason
 		if o.ev.Tables == nil {
 			o.ev.Tables = st.Reads
@@ -252,6 +291,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	if pl.readOnly {
 		b, hit, err := p.cache.Get(ctx, pl.key)
 		if err != nil || !hit {
+			o.timed()
 			// Inside a transaction a miss is not filled.
 			o.ev.Outcome, o.ev.Reason = OutcomeBypass, "transaction_miss"
 			return o, false, info
@@ -271,8 +311,16 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		return o, true, info
 	}
 	o.ev.Outcome = OutcomeMiss
+	if r := m.Bypass(); r != "" {
+		// The engine did not use the store (closed, an undelivered
+		// invalidation, a store error): the query runs, nothing is stored.
+		o.ev.Outcome, o.ev.Reason = OutcomeBypass, r
+	}
 	p.routeFill(db, pl.key.Tables) // versions read: a lagging replica may not fill (replica.go)
 	filling := time.Now()
+	if o.start.IsZero() {
+		o.start = filling
+	}
 	b, live, err := p.fill(db, m, stream)
 	if err != nil {
 		db.AddError(err)
