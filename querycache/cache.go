@@ -15,7 +15,8 @@ import (
 // Options configures a Cache.
 type Options struct {
 	// Store holds entries and versions. Required: NewMemoryStore for one
-	// process, a shared store for several.
+	// process; for several, NewRedisStore or NewPostgresStore (alone, or
+	// behind memory: NewTieredStore, NewTieredPostgresStore).
 	Store Store
 	// DefaultTTL is how long an entry lives when its Key has no TTL.
 	// 0 means 5 minutes.

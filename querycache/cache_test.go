@@ -18,7 +18,7 @@ func TestNewValidation(t *testing.T) {
 		opts Options
 		want []string // every one must appear in the error
 	}{
-		{"nil store", Options{}, []string{"Options.Store is nil", "NewMemoryStore"}},
+		{"nil store", Options{}, []string{"Options.Store is nil", "NewMemoryStore", "NewRedisStore", "NewPostgresStore"}},
 		{"negative DefaultTTL", Options{Store: mem, DefaultTTL: -time.Second}, []string{"DefaultTTL", "-1s", "positive duration", "0 for 5 minutes"}},
 		{"MaxEntryBytes -2", Options{Store: mem, MaxEntryBytes: -2}, []string{"MaxEntryBytes", "-2", "0 for 1 MiB", "-1 for no limit"}},
 		{"negative RetryInterval", Options{Store: mem, RetryInterval: -time.Millisecond}, []string{"RetryInterval", "positive duration"}},

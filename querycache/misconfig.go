@@ -82,7 +82,7 @@ type warnings struct {
 // reported an error.
 func checkStore(s Store) error {
 	if s == nil {
-		return errors.New("querycache.New: Options.Store is nil; use querycache.NewMemoryStore(querycache.MemoryOptions{}) for one process, or a shared store")
+		return errors.New("querycache.New: Options.Store is nil; use querycache.NewMemoryStore(querycache.MemoryOptions{}) for one process, or querycache.NewRedisStore or querycache.NewPostgresStore (alone, or behind memory: NewTieredStore, NewTieredPostgresStore) for several")
 	}
 	if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
 		return fmt.Errorf("querycache.New: Options.Store is a nil %T; create it with its constructor (querycache.NewMemoryStore, NewRedisStore, NewTieredStore, NewPostgresStore...)", s)
