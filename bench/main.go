@@ -1,7 +1,7 @@
 // Command bench measures the cost of a cache hit against its floor: GORM
 // building the statement without running it (DryRun).
 //
-//	cd bench && go run . [-rounds 30] [-slice 200ms] [-shapes pk,list,update,update-tx] [-only regexp] [-cpuprofile f]
+//	cd bench && go run . [-rounds 30] [-slice 200ms] [-shapes pk,list,update,update-tx] [-only regexp] [-cpuprofile f] [-memprofile f]
 //
 // Every configuration runs in one process, interleaved: each round runs a
 // short slice of every (shape, configuration) pair, in a new random order,
@@ -83,6 +83,7 @@ func main() {
 	shapes := flag.String("shapes", "pk,list,update,update-tx", "shapes to measure")
 	only := flag.String("only", "", "measure only the configurations whose shape/name matches")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed rounds to this file")
+	memprofile := flag.String("memprofile", "", "write a profile of every allocation of the timed rounds to this file")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "qcbench")
@@ -220,6 +221,15 @@ func main() {
 		must(err)
 		must(pprof.StartCPUProfile(f))
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		runtime.MemProfileRate = 1
+		defer func() {
+			f, err := os.Create(*memprofile)
+			must(err)
+			must(pprof.Lookup("allocs").WriteTo(f, 0))
+			must(f.Close())
+		}()
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	timed := make([]int, len(cs))

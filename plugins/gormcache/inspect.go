@@ -49,14 +49,17 @@ func (p *Plugin) inspect(sql string) sqlinspect.Statement {
 }
 
 // inspectShape is inspect, with the text's query shape.
-func (p *Plugin) inspectShape(sql string) (sqlinspect.Statement, *shape) {
+// The statement is the memo's own value, shared by every statement of
+// that text: callers must not modify it (copying it to the heap on every
+// hit cost an allocation).
+func (p *Plugin) inspectShape(sql string) (*sqlinspect.Statement, *shape) {
 	in := p.inspection(sql)
 	sh := in.sh.Load()
 	if sh == nil {
 		sh = p.shapes.get(sql)
 		in.sh.Store(sh)
 	}
-	return in.st, sh
+	return &in.st, sh
 }
 
 // inspection returns the remembered inspection of sql, making it if

@@ -44,7 +44,10 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 		return nil, false
 	}
 	composite := len(f.pk) > 1
-	parts := make([]string, len(f.pk)) // composite: the value of each key column
+	var parts []string // composite: the value of each key column
+	if composite {
+		parts = make([]string, len(f.pk))
+	}
 	for _, e := range conj {
 		col, raw, isPK := pkCondition(stmt, e)
 		if !isPK {

@@ -35,6 +35,7 @@ type snapshot struct {
 	rows    int64         // RowsAffected of the scan
 	copy    copier
 	weight  int64 // the memory the snapshot keeps (see weigh)
+	adopted bool  // payload is the bytes a hit read (see get), not the fill's
 }
 
 type snapshots struct {
@@ -184,8 +185,23 @@ func (s *snapshots) get(key snapshotKey, payload []byte) *snapshot {
 	}
 	// The snapshot holds its payload alive, so an identical address means
 	// identical bytes; otherwise compare them.
-	if len(payload) > 0 && &snap.payload[0] != &payload[0] && !bytes.Equal(snap.payload, payload) {
+	if len(payload) == 0 || &snap.payload[0] == &payload[0] {
+		return snap
+	}
+	if !bytes.Equal(snap.payload, payload) {
 		return nil
+	}
+	if !snap.adopted {
+		// A snapshot built on a miss holds the fill's payload, not the
+		// bytes the store keeps (the entry's envelope is a copy): every hit
+		// would compare the whole payload, and the snapshot would keep a
+		// second copy alive. The first hit swaps in the stored bytes, once
+		// (a shared store returns new bytes on every read: those keep
+		// comparing).
+		adopted := *snap
+		adopted.payload, adopted.adopted = payload, true
+		s.c.Set(key, &adopted)
+		return &adopted
 	}
 	return snap
 }
