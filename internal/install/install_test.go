@@ -78,9 +78,15 @@ func repoRoot(t *testing.T) string {
 // own: no workspace, go.mod updated as needed, the local toolchain only
 // (a go line above it must not start a download), and GOPROXY as set.
 func goCmd(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	return goCmdMod(ctx, "mod", dir, args...)
+}
+
+// goCmdMod is goCmd with -mod=mode: readonly in the checkout, which the
+// test must never change.
+func goCmdMod(ctx context.Context, mode, dir string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod -buildvcs=false")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod="+mode+" -buildvcs=false")
 	return cmd.CombinedOutput()
 }
 
@@ -130,7 +136,7 @@ func TestGoLineIsTheDependenciesFloor(t *testing.T) {
 	ours := goLine(t, filepath.Join(root, "go.mod"))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := goCmd(ctx, root, "list", "-m", "-f", "{{.Path}} {{.GoVersion}}", "all")
+	out, err := goCmdMod(ctx, "readonly", root, "list", "-m", "-f", "{{.Path}} {{.GoVersion}}", "all")
 	if err != nil {
 		if unreachable(out) {
 			testenv.Unavailable(t, "the Go module proxy (GOPROXY="+os.Getenv("GOPROXY")+")", fmt.Errorf("%s", out))
@@ -184,7 +190,7 @@ func TestInstallAsDependency(t *testing.T) {
 	// in the library's module graph.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := goCmd(ctx, root, "list", "-m", "-f", "{{.Path}}", "all")
+	out, err := goCmdMod(ctx, "readonly", root, "list", "-m", "-f", "{{.Path}}", "all")
 	if err != nil {
 		if unreachable(out) {
 			testenv.Unavailable(t, "the Go module proxy (GOPROXY="+os.Getenv("GOPROXY")+")", fmt.Errorf("%s", out))

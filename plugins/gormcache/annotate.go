@@ -34,6 +34,7 @@ type CacheOptions struct {
 type mark struct {
 	off  bool // NoCache: never cache, even a listed model
 	opts CacheOptions
+	err  error // a misconfigured mark (negative TTL): the statement's error (misconfig.go)
 }
 
 type markKey struct{}
@@ -46,11 +47,16 @@ func WithCache(ctx context.Context, ttl time.Duration) context.Context {
 }
 
 // WithCacheOptions is WithCache with every option.
+//
+// A negative TTL makes every statement run with the context fail with an
+// error saying so. Without any gormcache plugin registered in the
+// process, it warns once (slog.Default) that nothing will be cached.
 func WithCacheOptions(ctx context.Context, o CacheOptions) context.Context {
 	if optedOut(ctx) {
 		return ctx
 	}
-	return context.WithValue(ctx, markKey{}, mark{opts: o})
+	warnIfNoPlugin()
+	return context.WithValue(ctx, markKey{}, mark{opts: o, err: checkTTL("gormcache.WithCache", o.TTL)})
 }
 
 // WithoutCache returns a context whose queries are never served from the
@@ -61,7 +67,9 @@ func WithoutCache(ctx context.Context) context.Context {
 }
 
 // Cacheable is a GORM scope marking a query as cacheable for the default
-// TTL: db.Scopes(gormcache.Cacheable()).First(&post, 42).
+// TTL: db.Scopes(gormcache.Cacheable()).First(&post, 42). On a *gorm.DB
+// without the plugin (db.Use(gormcache.New(cache))), the statement fails
+// with an error saying so, as with CacheFor and CacheWith.
 func Cacheable() func(*gorm.DB) *gorm.DB { return cacheableScope }
 
 // The common marks are allocated once: a hit should cost as little as
@@ -70,6 +78,10 @@ var (
 	defaultMark    any = mark{}
 	offMark        any = mark{off: true}
 	cacheableScope     = func(db *gorm.DB) *gorm.DB {
+		if !hasPlugin(db) {
+			_ = db.AddError(errNoPlugin("gormcache.Cacheable"))
+			return db
+		}
 		if !optedOut(stmtContext(db)) {
 			db.Statement.Context = context.WithValue(stmtContext(db), markKey{}, defaultMark)
 		}
@@ -81,13 +93,28 @@ var (
 	}
 )
 
-// CacheFor is a GORM scope marking a query as cacheable for ttl.
-func CacheFor(ttl time.Duration) func(*gorm.DB) *gorm.DB { return CacheWith(CacheOptions{TTL: ttl}) }
+// CacheFor is a GORM scope marking a query as cacheable for ttl (0: the
+// cache's DefaultTTL). A negative ttl is the statement's error.
+func CacheFor(ttl time.Duration) func(*gorm.DB) *gorm.DB {
+	return cacheWith("gormcache.CacheFor", CacheOptions{TTL: ttl})
+}
 
 // CacheWith is a GORM scope marking a query as cacheable with o. An
-// opt-out (NoCache, WithoutCache) already on the query wins.
-func CacheWith(o CacheOptions) func(*gorm.DB) *gorm.DB {
+// opt-out (NoCache, WithoutCache) already on the query wins. A negative
+// TTL, or a *gorm.DB without the plugin, is the statement's error.
+func CacheWith(o CacheOptions) func(*gorm.DB) *gorm.DB { return cacheWith("gormcache.CacheWith", o) }
+
+func cacheWith(fn string, o CacheOptions) func(*gorm.DB) *gorm.DB {
+	bad := checkTTL(fn, o.TTL)
 	return func(db *gorm.DB) *gorm.DB {
+		if bad != nil {
+			_ = db.AddError(bad)
+			return db
+		}
+		if !hasPlugin(db) {
+			_ = db.AddError(errNoPlugin(fn))
+			return db
+		}
 		if !optedOut(stmtContext(db)) {
 			db.Statement.Context = WithCacheOptions(stmtContext(db), o)
 		}
@@ -118,6 +145,10 @@ func stmtContext(db *gorm.DB) context.Context {
 // not touch the cache.
 func (p *Plugin) markOf(db *gorm.DB) (CacheOptions, bool) {
 	if m, found := stmtContext(db).Value(markKey{}).(mark); found {
+		if m.err != nil {
+			p.badMark(db, m.err)
+			return CacheOptions{}, false
+		}
 		return m.opts, !m.off
 	}
 	if s := db.Statement.Schema; s != nil && len(p.models) > 0 {

@@ -89,6 +89,10 @@ func (p *Plugin) observe(db *gorm.DB, ev *Event) {
 // ev. Metrics and logging packages hook in here.
 func Observe(f func(ctx context.Context, ev *Event)) Option {
 	return func(p *Plugin) {
+		if f == nil {
+			p.optionError(errNilObserver) // misconfig.go
+			return
+		}
 		p.observers = append(p.observers, func(db *gorm.DB, ev *Event) { f(stmtContext(db), ev) })
 	}
 }

@@ -45,6 +45,7 @@ type Plugin struct {
 	w          watch           // transactions and connection state the plugin cannot see (txwatch.go)
 	rf         replicaFence    // reads routed to replicas (replica.go)
 	observers  []observer      // see every marked statement's event (observe.go)
+	mis        misconfig       // mistakes reported once (misconfig.go)
 	sampler    *sampler        // the freshness sampler, when on (sampler.go)
 	shapes     shapeRegistry   // per query shape counters and the decline rule (shapes.go)
 }
@@ -80,7 +81,16 @@ func DatabaseID(id string) Option { return func(p *Plugin) { p.dbID = id } }
 // Tenant adds a value taken from each query's context (a tenant, a schema,
 // a role) to its cache key, for applications whose same SQL returns
 // different rows per tenant.
-func Tenant(f func(ctx context.Context) string) Option { return func(p *Plugin) { p.tenant = f } }
+//
+// A nil f is an error of db.Use: it would share every tenant's results.
+func Tenant(f func(ctx context.Context) string) Option {
+	return func(p *Plugin) {
+		if f == nil {
+			p.optionError(errors.New("gormcache.Tenant: the function is nil, which would share every tenant's cached results; pass a func(ctx) string returning the tenant, or leave the option out"))
+		}
+		p.tenant = f
+	}
+}
 
 // ReadsInTransactions lets marked queries inside a transaction read the
 // cache for tables the transaction has not written (never fill it). Off by
@@ -151,6 +161,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		p.models[stmt.Schema.Table] = m.ttl
 	}
 
+	if err := p.checkCallbacks(db); err != nil { // another query cache, a later replacement (misconfig.go)
+		return err
+	}
 	cb := db.Callback()
 	steps := []error{
 		cb.Query().Replace("gorm:query", p.queryCallback),

@@ -14,9 +14,13 @@ func (p *Plugin) claim(db *gorm.DB) error {
 	if p.w.stateInKey && p.tenant == nil {
 		return errors.New("gormcache: SessionStateInKey declares that the Tenant function captures connection state, but no Tenant function is set; add gormcache.Tenant(...)")
 	}
+	if err := p.checkOptions(); err != nil { // misconfig.go
+		return err
+	}
 	if !p.w.registered.CompareAndSwap(false, true) {
 		return errors.New("gormcache: this plugin is already registered on another *gorm.DB; create one plugin per database with gormcache.New (the plugins may share one querycache.Cache)")
 	}
 	p.w.log = db.Logger
+	initialized.Add(1) // context marks stop warning that no plugin exists (misconfig.go)
 	return nil
 }
