@@ -1,0 +1,155 @@
+package debugpage_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"querycache.dev/plugins/debugpage"
+)
+
+func get(t *testing.T, h http.Handler, url string) (*http.Response, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, url, nil))
+	res := rec.Result()
+	body, _ := io.ReadAll(res.Body)
+	return res, string(body)
+}
+
+// TestJSON: ?format=json returns what the cache and the plugin report.
+func TestJSON(t *testing.T) {
+	d := newDemo(t)
+	h := debugpage.Handler(d.cache, d.plugin)
+	res, body := get(t, h, "/?format=json")
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	var snap debugpage.Snapshot
+	if err := json.Unmarshal([]byte(body), &snap); err != nil {
+		t.Fatalf("%v in %s", err, body)
+	}
+	st := d.cache.Stats()
+	if snap.Overview.Hits != st.Hits || snap.Overview.Misses != st.Misses || st.Hits == 0 || st.Misses == 0 {
+		t.Errorf("overview hits/misses = %d/%d; Stats says %d/%d", snap.Overview.Hits, snap.Overview.Misses, st.Hits, st.Misses)
+	}
+	tables := map[string]debugpage.TableRow{}
+	for _, r := range snap.Tables {
+		tables[r.Name] = r
+	}
+	if r := tables["articles"]; r.Hits != st.Tables["articles"].Hits || r.Hits == 0 || r.Invalidations == 0 {
+		t.Errorf("articles row = %+v; Stats says %+v", r, st.Tables["articles"])
+	}
+	causes := map[string]debugpage.Invalidation{}
+	for _, inv := range snap.Invalidations {
+		causes[inv.Cause] = inv
+	}
+	for _, c := range []string{"gorm create", "gorm update", "raw SQL: UPDATE", "manual InvalidateTables", "raw SQL: INSERT"} {
+		if _, ok := causes[c]; !ok {
+			t.Errorf("no recent invalidation with cause %q in %+v", c, snap.Invalidations)
+		}
+	}
+	if inv := causes["raw SQL: INSERT"]; inv.Status != "pending" || strings.Join(inv.Tables, ",") != "audit_log" {
+		t.Errorf("the refused invalidation = %+v; want pending on audit_log", inv)
+	}
+	if snap.Pending.Count != 2 || len(snap.Pending.Changes) != 1 {
+		t.Errorf("pending = %+v; want 2 versions of one change", snap.Pending)
+	}
+	if !snap.Shapes.Available || len(snap.Shapes.ByTimeSaved) == 0 || len(snap.Shapes.ByMisses) == 0 || len(snap.Shapes.BySize) == 0 {
+		t.Errorf("shapes = %+v; want shapes by time saved, misses and size", snap.Shapes)
+	}
+	if f := snap.Freshness; !f.Enabled || f.Stale < 1 || len(f.Recent) == 0 || !strings.Contains(f.Recent[0].SQL, "articles") {
+		t.Errorf("freshness = %+v; want the stale hit of articles the sampler found", f)
+	}
+	// No values: the raw UPDATE's literal, the store error's password.
+	for _, secret := range []string{"a secret title", "hunter2"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("JSON shows %q", secret)
+		}
+	}
+}
+
+// TestHTMLEscapesAndHidesValues: table names and SQL are escaped (a table
+// named with markup stays text), and no value reaches the page.
+func TestHTMLEscapesAndHidesValues(t *testing.T) {
+	d := newDemo(t)
+	h := debugpage.Handler(d.cache, d.plugin)
+	res, body := get(t, h, "/")
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("status %d, Content-Type %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if strings.Contains(body, "<img") || strings.Contains(body, "onerror=\"document") {
+		t.Errorf("the hostile table name reached the page unescaped")
+	}
+	if !strings.Contains(body, "&lt;img src=x onerror=") {
+		t.Errorf("the hostile table name is not shown (escaped) at all")
+	}
+	for _, secret := range []string{"a secret title", "hunter2"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("page shows %q", secret)
+		}
+	}
+	for _, id := range []string{`id="overview"`, `id="tables"`, `id="shapes"`, `id="invalidations"`, `id="pending"`, `id="freshness"`} {
+		if !strings.Contains(body, id) {
+			t.Errorf("no section %s", id)
+		}
+	}
+	m := regexp.MustCompile(`data-k="hits">(\d+)<`).FindStringSubmatch(body)
+	if m == nil || m[1] != strconv.FormatUint(d.cache.Stats().Hits, 10) {
+		t.Errorf("hits shown %v; Stats says %d", m, d.cache.Stats().Hits)
+	}
+}
+
+// TestMountedUnderPrefix: the page answers under any prefix, through
+// http.StripPrefix or a subtree pattern, with a trailing path, and its
+// links are relative.
+func TestMountedUnderPrefix(t *testing.T) {
+	d := newDemo(t)
+	mux := http.NewServeMux()
+	mux.Handle("/debug/querycache/", debugpage.Handler(d.cache, d.plugin))
+	mux.Handle("/admin/cache/", http.StripPrefix("/admin/cache", debugpage.Handler(nil, d.plugin)))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, path := range []string{"/debug/querycache/", "/debug/querycache/anything", "/admin/cache/", "/admin/cache/x/y?refresh=0"} {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(body), `id="overview"`) {
+			t.Errorf("GET %s: %d", path, res.StatusCode)
+		}
+		if !strings.Contains(string(body), `href="?format=json"`) {
+			t.Errorf("GET %s: the JSON link is not relative", path)
+		}
+	}
+	res, err := http.Post(srv.URL+"/debug/querycache/", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d; want 405", res.StatusCode)
+	}
+}
+
+// TestMaskLiterals: literals written inline are masked, placeholders and
+// identifiers kept.
+func TestMaskLiterals(t *testing.T) {
+	for in, want := range map[string]string{
+		`SELECT * FROM t1 WHERE name = 'ann' AND id = 42`:            `SELECT * FROM t1 WHERE name = '?' AND id = ?`,
+		`SELECT * FROM "x'y" WHERE a = $1 AND b = ? AND c = 'it''s'`: `SELECT * FROM "x'y" WHERE a = $1 AND b = ? AND c = '?'`,
+		`SELECT 1.5e-3, E'a\'b', x'ff', $$body$$ FROM t LIMIT 10`:    `SELECT ?, '?', '?', '?' FROM t LIMIT ?`,
+		`SELECT a::int FROM t2 WHERE col3 = :name -- 'comment'`:      `SELECT a::int FROM t2 WHERE col3 = :name -- 'comment'`,
+	} {
+		if got := debugpage.MaskLiterals(in); got != want {
+			t.Errorf("MaskLiterals(%q)\n = %q\nwant %q", in, got, want)
+		}
+	}
+}
