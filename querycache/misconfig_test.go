@@ -54,6 +54,7 @@ func TestMisconfigNewErrorsHaveOnePrefix(t *testing.T) {
 		{"redis nil client", Options{Store: NewRedisStore(nil, RedisOptions{})}, "NewRedisStore got a nil client"},
 		{"tiered second level", Options{Store: NewTieredStore(NewRedisStore(unreachable(), RedisOptions{BreakerFailures: -1}), TieredOptions{})}, "NewTieredStore's second level: RedisOptions.BreakerFailures is -1"},
 		{"tiered L1", Options{Store: NewTieredStore(NewRedisStore(unreachable(), RedisOptions{}), TieredOptions{PingInterval: -1})}, "TieredOptions.PingInterval"},
+		{"tiered L1 in MiB", Options{Store: NewTieredStore(NewRedisStore(unreachable(), RedisOptions{}), TieredOptions{L1: MemoryOptions{MaxBytes: 32}})}, "TieredOptions.L1.MaxBytes is 32 bytes"},
 		{"tiered nil", Options{Store: NewTieredStore(nil, TieredOptions{})}, "NewTieredStore got a nil *RedisStore"},
 		{"postgres nil pool", Options{Store: NewPostgresStore(nil, PostgresOptions{})}, "NewPostgresStore got a nil *pgxpool.Pool"},
 		{"DefaultTTL", Options{Store: NewMemoryStore(MemoryOptions{}), DefaultTTL: -time.Second}, "Options.DefaultTTL is -1s"},

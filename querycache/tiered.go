@@ -182,6 +182,9 @@ func newTiered(l2 tieredL2, opts TieredOptions) *TieredStore {
 	case opts.L1.MaxBytes < 0:
 		t.err = fmt.Errorf("querycache: TieredOptions.L1.MaxBytes is %d; use a positive byte count, or 0 for the 64 MiB default", opts.L1.MaxBytes)
 		return t
+	case opts.L1.MaxBytes > 0 && opts.L1.MaxBytes < minMemoryBytes:
+		t.err = fmt.Errorf("querycache: TieredOptions.L1.MaxBytes is %d bytes, too small to hold an entry and its versions; it counts bytes (%d << 20 is %d MiB), use at least %d, or 0 for the 64 MiB default", opts.L1.MaxBytes, opts.L1.MaxBytes, opts.L1.MaxBytes, minMemoryBytes)
+		return t
 	case opts.L1.MaxVersions < 0:
 		t.err = fmt.Errorf("querycache: TieredOptions.L1.MaxVersions is %d; leave it 0 (versions are counted in MaxBytes)", opts.L1.MaxVersions)
 		return t
