@@ -74,6 +74,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	if len(tables) == 0 {
 		return pl.refuse(p, "no_tables")
 	}
+	var only *tableFacts // the facts of a single table read, looked up once
 	if len(opts.Tables) == 0 {
 		// Views, sequences and foreign tables change with writes their
 		// name does not show.
@@ -87,6 +88,9 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 			}
 			if r := f.derivedRefusal(); r != "" {
 				return pl.refuse(p, r)
+			}
+			if len(tables) == 1 {
+				only = f
 			}
 		}
 	}
@@ -131,7 +135,11 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 		// nothing else (no self-join, no subquery, no second relation): it
 		// depends on that object and the table's bulk version, not on every
 		// write to the table.
-		if pks, ok := rowsOf(stmt, p.facts(db, table)); ok && len(pks) == 1 {
+		f := only
+		if f == nil {
+			f = p.facts(db, table)
+		}
+		if pks, ok := rowsOf(stmt, f); ok && len(pks) == 1 {
 			pl.key.Name = p.ns.Object(p.dbID, table, pks[0], fp)
 			pl.key.Versions = []string{p.ns.ObjectVersion(table, pks[0]), p.tableNames(table).bulk}
 			return pl, true

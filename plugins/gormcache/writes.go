@@ -203,7 +203,7 @@ func (p *Plugin) updatedRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 	}
 	sql := db.Statement.SQL.String()
 	if !isDelete(sql) {
-		cols, ok := sqlinspect.AssignedColumns(sql, p.sqlDialect)
+		cols, ok := p.assignedColumns(sql)
 		if !ok {
 			return nil, false
 		}
