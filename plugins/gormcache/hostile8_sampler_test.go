@@ -1,6 +1,7 @@
 package gormcache_test
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -209,6 +210,55 @@ func TestHostile8SamplerNondeterministicOptIn(t *testing.T) {
 		gormcache.WaitSamplerForTest(e.plugin)
 		if r := e.plugin.Freshness(); r.Stale != 0 {
 			t.Fatalf("an opted-in nondeterministic statement reported as a stale hit: %+v", r)
+		}
+	}, gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1, Grace: 50 * time.Millisecond}))
+}
+
+// TestHostile8SamplerOrderDependentResults: results that depend on the
+// order rows are read in, not only on the data: a LIMIT without ORDER BY
+// whose query has an ORDER BY elsewhere (rowLimits counts any ORDER BY,
+// here one in a subquery), and an aggregate without ORDER BY
+// (string_agg, array_agg, json_agg: common). A table rewrite that changes
+// no row (CLUSTER, VACUUM FULL, pg_repack: routine maintenance) changes
+// the order; the cache rightly keeps serving (the data did not change),
+// but the sampler reports stale hits.
+func TestHostile8SamplerOrderDependentResults(t *testing.T) {
+	t.Skip("BUG: sampler reports stale hits for order-dependent results (ORDER BY only in a subquery + outer LIMIT; string_agg without ORDER BY) after a table rewrite that changed no row; see hostile8 report")
+	forEachDatabase(t, func(t *testing.T, e *env) {
+		if e.dialect != "postgres" {
+			t.Skip("CLUSTER is PostgreSQL's")
+		}
+		must(t, e.db.AutoMigrate(&H8Item{}))
+		for id := 1; id <= 30; id++ {
+			must(t, e.db.Create(&H8Item{ID: uint(id), Name: fmt.Sprintf("n%02d", id), Qty: 100 - id}).Error)
+		}
+		must(t, e.db.Exec("CREATE INDEX h8_items_qty ON h8_items (qty)").Error)
+		cached := gormcache.Cacheable()
+		var limited, agg []string
+		qLimit := func() error {
+			limited = nil
+			return e.db.Scopes(cached).Raw("SELECT name FROM h8_items WHERE id IN (SELECT id FROM h8_items ORDER BY id) LIMIT 3").Scan(&limited).Error
+		}
+		qAgg := func() error {
+			agg = nil
+			return e.db.Scopes(cached).Raw("SELECT string_agg(name, ',') FROM h8_items WHERE qty > ?", 0).Scan(&agg).Error
+		}
+		mustHit(t, e, "limit", qLimit)
+		mustHit(t, e, "agg", qAgg)
+		gormcache.WaitSamplerForTest(e.plugin)
+		if r := e.plugin.Freshness(); r.Stale != 0 || r.Matched == 0 {
+			t.Fatalf("before maintenance: %+v", r)
+		}
+		sqlDB, err := e.db.DB()
+		must(t, err)
+		// Maintenance outside the application: no row changes.
+		_, err = sqlDB.Exec("CLUSTER h8_items USING h8_items_qty")
+		must(t, err)
+		must(t, qLimit())
+		must(t, qAgg())
+		gormcache.WaitSamplerForTest(e.plugin)
+		if r := e.plugin.Freshness(); r.Stale != 0 {
+			t.Fatalf("a table rewrite that changed no row reported as stale hits: %+v", r)
 		}
 	}, gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1, Grace: 50 * time.Millisecond}))
 }
