@@ -94,6 +94,12 @@ func TestHTMLEscapesAndHidesValues(t *testing.T) {
 			t.Errorf("page shows %q", secret)
 		}
 	}
+	// Only the page's own script may run: its nonce is the policy's.
+	csp := res.Header.Get("Content-Security-Policy")
+	n := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9+/=]+)'`).FindStringSubmatch(csp)
+	if n == nil || strings.Contains(csp, "script-src 'unsafe-inline'") || !strings.Contains(body, `<script nonce="`+n[1]+`">`) {
+		t.Errorf("Content-Security-Policy %q does not limit scripts to the page's nonce", csp)
+	}
 	for _, id := range []string{`id="overview"`, `id="tables"`, `id="shapes"`, `id="invalidations"`, `id="pending"`, `id="freshness"`} {
 		if !strings.Contains(body, id) {
 			t.Errorf("no section %s", id)

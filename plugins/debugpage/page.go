@@ -11,7 +11,8 @@ import (
 
 type page struct {
 	Snapshot
-	Refresh int // seconds; 0: no reload
+	Refresh int    // seconds; 0: no reload
+	Nonce   string // the page's script's, in its Content-Security-Policy
 }
 
 // Kept is how many invalidations the cache remembers.
@@ -213,7 +214,7 @@ meter { width: 70px; height: 10px; vertical-align: middle; }
 {{template "freshness" .Freshness}}
 </section>
 </main>
-<script>
+<script nonce="{{.Nonce}}">
 (function () {
   var main = document.querySelector("main");
   var refresh = +main.getAttribute("data-refresh");
