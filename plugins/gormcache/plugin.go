@@ -176,6 +176,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if err := errors.Join(steps...); err != nil {
 		return fmt.Errorf("gormcache: registering callbacks: %w", err)
 	}
+	if err := p.initVisibility(db); err != nil { // FromCache, GORM's logger, slog, spans (visibility.go)
+		return err
+	}
 
 	p.inner = db.ConnPool
 	w := &pool{ConnPool: db.ConnPool, p: p}

@@ -1,0 +1,80 @@
+package gormcache
+
+import (
+	"log/slog"
+	"strings"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+)
+
+// maxLoggedSQL bounds the SQL text in a log line, in bytes.
+const maxLoggedSQL = 200
+
+// logEventTo returns the observer that logs every marked statement's
+// outcome to l at Debug level: outcome, reason, the SQL's text (with its
+// placeholders, string literals masked, cut at maxLoggedSQL bytes: never a
+// bound value), tables, key, duration and size. When Debug is disabled it
+// costs one Enabled call.
+func logEventTo(l *slog.Logger) observer {
+	return func(db *gorm.DB, ev *Event) {
+		ctx := stmtContext(db)
+		if !l.Enabled(ctx, slog.LevelDebug) {
+			return
+		}
+		attrs := make([]slog.Attr, 0, 8)
+		attrs = append(attrs, slog.String("outcome", ev.Outcome.String()))
+		if ev.Reason != "" {
+			attrs = append(attrs, slog.String("reason", ev.Reason))
+		}
+		attrs = append(attrs,
+			slog.String("sql", loggedSQL(ev.SQL, maxLoggedSQL)),
+			slog.String("tables", strings.Join(ev.Tables, ",")),
+		)
+		if ev.Key != "" {
+			attrs = append(attrs, slog.String("key", ev.Key))
+		}
+		attrs = append(attrs, slog.Duration("duration", ev.Duration))
+		if ev.Bytes > 0 {
+			attrs = append(attrs, slog.Int("bytes", ev.Bytes))
+		}
+		l.LogAttrs(ctx, slog.LevelDebug, "gormcache "+ev.Outcome.String(), attrs...)
+	}
+}
+
+// loggedSQL masks the string literals of sql (a raw statement may spell a
+// value in its text) and cuts it to at most max bytes on a rune boundary,
+// marking the cut with "...".
+func loggedSQL(sql string, max int) string {
+	if strings.IndexByte(sql, '\'') >= 0 {
+		sql = maskLiterals(sql)
+	}
+	if len(sql) <= max {
+		return sql
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(sql[i]) {
+		i--
+	}
+	return sql[:i] + "..."
+}
+
+// maskLiterals replaces every single-quoted string literal with '?'. A
+// quote it cannot pair masks the rest of the text: it errs towards hiding.
+func maskLiterals(sql string) string {
+	var b strings.Builder
+	b.Grow(len(sql))
+	for i := 0; i < len(sql); i++ {
+		if sql[i] != '\'' {
+			b.WriteByte(sql[i])
+			continue
+		}
+		end := skipString(sql, i)
+		b.WriteString("'?'")
+		if end < 0 {
+			break
+		}
+		i = end
+	}
+	return b.String()
+}
