@@ -2,6 +2,7 @@ package gormcache_test
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,7 @@ import (
 // second read makes that read disagree: a stale hit is reported for a
 // correct cache.
 func TestHostile8SamplerToggleNoFalseStale(t *testing.T) {
-	t.Skip("BUG: sampler reports stale hits on a correct cache when a value toggles back (Current compares payload bytes, not the sampled entry); see hostile8 report")
+	h8SkipBug(t, "BUG: sampler reports stale hits on a correct cache when a value toggles back (Current compares payload bytes, not the sampled entry); see hostile8 report")
 	var mu sync.Mutex
 	var found []gormcache.StaleFinding
 	forEachDatabase(t, func(t *testing.T, e *env) {
@@ -123,7 +124,7 @@ type H8Blob struct {
 // a data race on the caller's memory, and without it the check compares
 // the entry with another query's rows and reports a stale hit.
 func TestHostile8SamplerReusedByteArg(t *testing.T) {
-	t.Skip("BUG: sampler keeps the caller's []byte bound value (shallow slices.Clone of Vars): data race on caller memory and a false stale report; see hostile8 report")
+	h8SkipBug(t, "BUG: sampler keeps the caller's []byte bound value (shallow slices.Clone of Vars): data race on caller memory and a false stale report; see hostile8 report")
 	forEachDatabase(t, func(t *testing.T, e *env) {
 		must(t, e.db.AutoMigrate(&H8Blob{}))
 		must(t, e.db.Create(&H8Blob{ID: 1, Data: []byte("aaaa")}).Error)
@@ -195,7 +196,7 @@ func TestHostile8SamplerCloseEndsChecks(t *testing.T) {
 // Such statements should be counted as Skipped, as a LIMIT without ORDER BY
 // is.
 func TestHostile8SamplerNondeterministicOptIn(t *testing.T) {
-	t.Skip("BUG: sampler reports every hit of an AllowNondeterministic statement as stale; see hostile8 report")
+	h8SkipBug(t, "BUG: sampler reports every hit of an AllowNondeterministic statement as stale; see hostile8 report")
 	forEachDatabase(t, func(t *testing.T, e *env) {
 		must(t, e.db.Create(&Counter{ID: 1, N: 5}).Error)
 		opted := gormcache.CacheWith(gormcache.CacheOptions{AllowNondeterministic: true})
@@ -223,7 +224,7 @@ func TestHostile8SamplerNondeterministicOptIn(t *testing.T) {
 // the order; the cache rightly keeps serving (the data did not change),
 // but the sampler reports stale hits.
 func TestHostile8SamplerOrderDependentResults(t *testing.T) {
-	t.Skip("BUG: sampler reports stale hits for order-dependent results (ORDER BY only in a subquery + outer LIMIT; string_agg without ORDER BY) after a table rewrite that changed no row; see hostile8 report")
+	h8SkipBug(t, "BUG: sampler reports stale hits for order-dependent results (ORDER BY only in a subquery + outer LIMIT; string_agg without ORDER BY) after a table rewrite that changed no row; see hostile8 report")
 	forEachDatabase(t, func(t *testing.T, e *env) {
 		if e.dialect != "postgres" {
 			t.Skip("CLUSTER is PostgreSQL's")
@@ -261,4 +262,13 @@ func TestHostile8SamplerOrderDependentResults(t *testing.T) {
 			t.Fatalf("a table rewrite that changed no row reported as stale hits: %+v", r)
 		}
 	}, gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1, Grace: 50 * time.Millisecond}))
+}
+
+// h8SkipBug skips a test that exposes a known bug (the suite stays green)
+// unless HOSTILE8_UNSKIP=1: run it to see the bug, or once it is fixed.
+func h8SkipBug(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("HOSTILE8_UNSKIP") != "1" {
+		t.Skip(why)
+	}
 }
