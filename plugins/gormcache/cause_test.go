@@ -46,6 +46,11 @@ func TestInvalidationCauses(t *testing.T) {
 		{"gorm delete", func() error { return db.Delete(&Note{}, n.ID).Error }},
 		{"raw SQL: INSERT", func() error { return db.Exec("INSERT INTO notes (text) VALUES ('secret value')").Error }},
 		{"raw SQL: UPDATE", func() error { return db.Exec("  update notes SET text = 'x' WHERE id = 7").Error }},
+		{"raw SQL: INSERT", func() error { // a read that writes (RETURNING)
+			var id int
+			return db.Raw("INSERT INTO notes (text) VALUES ('secret too') RETURNING id").Scan(&id).Error
+		}},
+		{"raw SQL: DELETE", func() error { return db.Exec("DELETE FROM notes WHERE id = 1").Error }},
 		{"gorm create; gorm update", func() error {
 			return db.Transaction(func(tx *gorm.DB) error {
 				m := Note{Text: "c"}

@@ -180,7 +180,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		info = &st
 	}
 	p.observeRaw(db, *info)
-	p.record(db, "read_write", p.rawChange(db, *info, !rowsOpen))
+	p.record(db, "read_write", withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String())))
 }
 
 // outcome is what the cache gave a statement.
