@@ -14,7 +14,7 @@ const maxLoggedSQL = 200
 // logEventTo returns the observer that logs every marked statement's
 // outcome to l at Debug level: outcome, reason, the SQL's text (with its
 // placeholders, string literals masked, cut at maxLoggedSQL bytes: never a
-// bound value), tables, key, duration and size. When Debug is disabled it
+// bound value), tables, key, duration (when measured) and size. When Debug is disabled it
 // costs one Enabled call.
 func logEventTo(l *slog.Logger) observer {
 	return func(db *gorm.DB, ev *Event) {
@@ -34,7 +34,9 @@ func logEventTo(l *slog.Logger) observer {
 		if ev.Key != "" {
 			attrs = append(attrs, slog.String("key", ev.Key))
 		}
-		attrs = append(attrs, slog.Duration("duration", ev.Duration))
+		if ev.Duration > 0 { // hits are timed by sampling (Event.Duration)
+			attrs = append(attrs, slog.Duration("duration", ev.Duration))
+		}
 		if ev.Bytes > 0 {
 			attrs = append(attrs, slog.Int("bytes", ev.Bytes))
 		}
