@@ -495,3 +495,26 @@ func BenchmarkVisibilityHit(b *testing.B) {
 		})
 	}
 }
+
+// On every database the comment leaves the dialector's Explain binding
+// the values to their placeholders ($n on PostgreSQL, ? on SQLite).
+func TestVisibilityLoggerDialects(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, e *env) {
+		if err := e.db.Create(&Author{Name: "ann"}).Error; err != nil {
+			t.Fatal(err)
+		}
+		out := &logLines{}
+		db := e.db.Session(&gorm.Session{Logger: logger.New(out, logger.Config{LogLevel: logger.Info})})
+		for _, want := range []string{missComment, hitComment} {
+			var a Author
+			if err := db.Scopes(gormcache.Cacheable()).Where("name = ?", "ann").Where("id > ?", 0).First(&a).Error; err != nil {
+				t.Fatal(err)
+			}
+			lines := out.take()
+			expectLines(t, e.dialect, lines, want)
+			if !strings.Contains(lines[0], "name = 'ann'") && !strings.Contains(lines[0], `name = "ann"`) || !strings.Contains(lines[0], "id > 0") {
+				t.Fatalf("%s: %q: the values are not at their placeholders", e.dialect, lines[0])
+			}
+		}
+	})
+}
