@@ -51,9 +51,11 @@ func (o DeclineOptions) withDefaults() DeclineOptions {
 // "does_not_pay", except one in ProbeEvery that still uses the cache and
 // keeps both costs measured, so that a shape whose query grows costly
 // comes back. Off by default; ShapeReport lists such shapes either way.
-func DeclineUnprofitable(o DeclineOptions) Option {
+func DeclineUnprofitable(opts DeclineOptions) Option {
 	return func(p *Plugin) {
-		o = o.withDefaults()
+		// An Option may configure several plugins, at once: each gets its
+		// own copy, and what the Option captured is never written.
+		o := opts.withDefaults()
 		if o.ResumeAt >= o.DeclineAt {
 			p.err = fmt.Errorf("gormcache.DeclineUnprofitable: ResumeAt (%g) must be below DeclineAt (%g)", o.ResumeAt, o.DeclineAt)
 			return

@@ -63,8 +63,9 @@ type SamplerOptions struct {
 // The checks end when the cache is closed. With SessionStateInKey the
 // sampler checks nothing (counted as skipped): it cannot give a check the
 // connection state the statement ran with.
-func SampleFreshness(o SamplerOptions) Option {
+func SampleFreshness(opts SamplerOptions) Option {
 	return func(p *Plugin) {
+		o := opts // an Option may configure several plugins, at once: never write what it captured
 		if o.Rate <= 0 {
 			p.sampler = nil
 			return
@@ -212,7 +213,7 @@ func (p *Plugin) sampleHit(db *gorm.DB, ev *Event) {
 		return
 	}
 	s.sampled.Add(1)
-	if p.w.stateInKey || len(ev.versions) == 0 || !p.comparable(ev) {
+	if opts, _ := p.markOf(db); opts.AllowNondeterministic || p.w.stateInKey || len(ev.versions) == 0 || !p.comparable(ev) {
 		s.skipped.Add(1)
 		return
 	}
@@ -231,7 +232,7 @@ func (p *Plugin) sampleHit(db *gorm.DB, ev *Event) {
 	job := &sampleJob{
 		ctx:     context.WithoutCancel(stmtContext(db)),
 		sql:     ev.SQL,
-		vars:    slices.Clone(db.Statement.Vars),
+		vars:    detachedVars(db.Statement.Vars),
 		payload: ev.payload,
 		key:     querycache.Key{Name: ev.Key, Versions: ev.versions},
 		tables:  ev.Tables,
@@ -250,7 +251,47 @@ func (p *Plugin) comparable(ev *Event) bool {
 		return true
 	}
 	limit, order := rowLimits(ev.SQL)
-	return !limit || order
+	return (!limit || order) && !orderSensitive(ev.SQL)
+}
+
+// orderSensitive reports whether sql calls an aggregate whose value depends
+// on the order rows arrive in (string_agg, array_agg, ... without their own
+// ORDER BY the database may feed them in any order, and a table rewrite
+// that changed no row changes the result). Such a statement cannot be
+// judged by re-running it.
+func orderSensitive(sql string) bool {
+	toks, ok := lexSQL(sql)
+	if !ok {
+		return true
+	}
+	for _, t := range toks {
+		switch t.word {
+		case "STRING_AGG", "ARRAY_AGG", "JSON_AGG", "JSONB_AGG", "JSON_OBJECT_AGG", "JSONB_OBJECT_AGG",
+			"XMLAGG", "GROUP_CONCAT", "JSON_GROUP_ARRAY", "JSON_GROUP_OBJECT", "FIRST_VALUE", "LAST_VALUE", "NTH_VALUE":
+			return true
+		}
+	}
+	return false
+}
+
+// detachedVars copies the statement's bound values so that the check,
+// which runs later on another goroutine, neither reads memory the caller
+// may reuse (a []byte buffer) nor sees it change: byte slices are copied,
+// and values computed by a driver.Valuer are computed now.
+func detachedVars(vars []any) []any {
+	out := make([]any, len(vars))
+	for i, v := range vars {
+		if vl, ok := v.(driver.Valuer); ok {
+			if dv, err := vl.Value(); err == nil {
+				v = dv
+			}
+		}
+		if b, ok := v.([]byte); ok {
+			v = bytes.Clone(b)
+		}
+		out[i] = v
+	}
+	return out
 }
 
 // check compares the entry with the database, off the caller's goroutine.
@@ -272,6 +313,18 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 		s.errors.Add(1)
 	}
 
+	// Which entry was served: after the grace it must still be this one,
+	// not an equal payload stored again after writes in between (a value
+	// that changed and changed back).
+	id, current, err := p.cache.CurrentEntry(ctx, job.key, job.payload)
+	if err != nil {
+		failed(err)
+		return
+	}
+	if !current {
+		s.explained.Add(1) // invalidated since it was served
+		return
+	}
 	first, err := p.sampleRead(ctx, s, job)
 	if err != nil {
 		failed(err)
@@ -291,12 +344,12 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 		s.dropped.Add(1)
 		return
 	}
-	current, err := p.cache.Current(ctx, job.key, job.payload)
+	again, current, err := p.cache.CurrentEntry(ctx, job.key, job.payload)
 	if err != nil {
 		failed(err)
 		return
 	}
-	if !current {
+	if !current || again != id {
 		s.explained.Add(1)
 		return
 	}
@@ -315,10 +368,7 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 
 // reportStale keeps, logs and hands on a stale finding.
 func (p *Plugin) reportStale(s *sampler, job *sampleJob, first []byte) {
-	shape := job.sql
-	if len(shape) > maxFindingSQL {
-		shape = strings.ToValidUTF8(shape[:maxFindingSQL], "")
-	}
+	shape := loggedSQL(job.sql, maxFindingSQL) // literals masked: a raw statement may spell values
 	f := StaleFinding{
 		Time:         time.Now(),
 		SQL:          strings.Clone(shape),
@@ -469,11 +519,18 @@ func rowLimits(sql string) (limit, order bool) {
 	if !ok {
 		return true, false
 	}
+	depth := 0
 	for i, t := range toks {
-		switch t.word {
-		case "LIMIT", "OFFSET", "FETCH", "TOP":
+		switch {
+		case t.punct == '(':
+			depth++
+		case t.punct == ')':
+			depth--
+		case t.word == "LIMIT", t.word == "OFFSET", t.word == "FETCH", t.word == "TOP":
 			limit = true
-		case "BY":
+		case t.word == "BY" && depth == 0:
+			// Only the outermost ORDER BY orders the rows returned: one in
+			// a subquery does not survive an outer LIMIT.
 			if i > 0 && toks[i-1].word == "ORDER" {
 				order = true
 			}

@@ -48,7 +48,7 @@ func logEventTo(l *slog.Logger) observer {
 // value in its text) and cuts it to at most max bytes on a rune boundary,
 // marking the cut with "...".
 func loggedSQL(sql string, max int) string {
-	if strings.IndexByte(sql, '\'') >= 0 {
+	if strings.IndexByte(sql, '\'') >= 0 || strings.IndexByte(sql, '$') >= 0 {
 		sql = maskLiterals(sql)
 	}
 	if len(sql) <= max {
@@ -61,12 +61,32 @@ func loggedSQL(sql string, max int) string {
 	return sql[:i] + "..."
 }
 
-// maskLiterals replaces every single-quoted string literal with '?'. A
-// quote it cannot pair masks the rest of the text: it errs towards hiding.
+// maskLiterals replaces every single-quoted string literal, and every
+// PostgreSQL dollar-quoted one ($$...$$, $tag$...$tag$), with '?'. A quote
+// it cannot pair masks the rest of the text: it errs towards hiding.
+// Placeholders ($1) are kept.
 func maskLiterals(sql string) string {
 	var b strings.Builder
 	b.Grow(len(sql))
 	for i := 0; i < len(sql); i++ {
+		if sql[i] == '$' {
+			j := i + 1
+			for j < len(sql) && isWordByte(sql[j]) && !(j == i+1 && sql[j] >= '0' && sql[j] <= '9') {
+				j++
+			}
+			if j < len(sql) && sql[j] == '$' && (i == 0 || !isWordByte(sql[i-1])) {
+				tag := sql[i : j+1]
+				b.WriteString("'?'")
+				k := strings.Index(sql[j+1:], tag)
+				if k < 0 {
+					break
+				}
+				i = j + k + len(tag) // the loop's i++ steps past the closing tag
+				continue
+			}
+			b.WriteByte('$')
+			continue
+		}
 		if sql[i] != '\'' {
 			b.WriteByte(sql[i])
 			continue
