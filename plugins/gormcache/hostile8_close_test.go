@@ -85,6 +85,9 @@ func TestHostile8CloseWhileInUse(t *testing.T) {
 			t.Errorf("Close: %v", err)
 		}
 		closed.Store(true)
+		// Lookups that overlapped Close may still count their hit; those
+		// that start after it may not.
+		time.Sleep(500 * time.Millisecond)
 		hitsAtClose.Store(e.cache.Stats().Hits)
 		time.Sleep(time.Second)
 		close(stop)

@@ -11,8 +11,11 @@ import (
 // between. Probes fill and read entries; a later probe (or the shape's
 // return to caching) must never serve a value a write replaced, and the
 // refused statements are counted as does_not_pay refusals, not as hits.
+//
+// Serial: one DeclineUnprofitable option shared by environments built in
+// parallel races (TestHostile8OptionsReusedConcurrently).
 func TestHostile8DeclineNeverStale(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	forEachEnvSerial(t, func(t *testing.T, e *env) {
 		must(t, e.db.Create(&Counter{ID: 1, N: 0}).Error)
 		must(t, e.db.Create(&Counter{ID: 2, N: 100}).Error)
 		cached := gormcache.Cacheable()

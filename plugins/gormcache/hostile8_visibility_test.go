@@ -37,7 +37,6 @@ func (w *h8LockedBuf) String() string {
 // also as $$...$$ / $tag$...$tag$ (dollar quoting); maskLiterals masks
 // only single-quoted ones.
 func TestHostile8SlogMasksEveryLiteral(t *testing.T) {
-	h8SkipBug(t, "BUG: loggedSQL masks only single-quoted literals: PostgreSQL dollar-quoted literals ($$..$$, $tag$..$tag$) reach the Debug log; see hostile8 report")
 	t.Parallel()
 	buf := &h8LockedBuf{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -71,8 +70,7 @@ func TestHostile8SlogMasksEveryLiteral(t *testing.T) {
 // the statement's text as is: a literal spelled in a raw statement is
 // there, although the slog observer masks it.
 func TestHostile8StaleFindingMasksLiterals(t *testing.T) {
-	h8SkipBug(t, "BUG: StaleFinding.SQL and the sampler's Warn line carry a raw statement's string literals unmasked; see hostile8 report")
-	forEachDatabase(t, func(t *testing.T, e *env) {
+	forEachDatabaseSerial(t, func(t *testing.T, e *env) {
 		gormcache.BreakForTest(e.plugin, "update")
 		must(t, e.db.AutoMigrate(&H8Item{}))
 		must(t, e.db.Create(&H8Item{ID: 1, Name: "x", Qty: 1}).Error)
