@@ -195,8 +195,16 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
 		default:
-			c.countTables(k.Tables, true)
+			// Counted before the closed check, taken back after it: a hit
+			// either counts before Close sets the flag, or is not served.
 			c.stats.hits.Add(1)
+			if c.isClosed() { // Close ran during the fetch: a closed cache never serves
+				c.stats.hits.Add(^uint64(0))
+				c.closedLookup()
+				p.usable, p.bypass = false, "closed"
+				return p
+			}
+			c.countTables(k.Tables, true)
 			if c.debugOn(ctx) { // the arguments allocate: not when Debug is off
 				c.debug(ctx, "querycache hit", "key", k.label())
 			}
