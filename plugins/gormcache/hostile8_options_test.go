@@ -16,7 +16,6 @@ import (
 // captured (SampleFreshness: o.Grace, o.MaxInFlight...; DeclineUnprofitable:
 // o = o.withDefaults()), so every application writes shared memory.
 func TestHostile8OptionsReusedConcurrently(t *testing.T) {
-	h8SkipBug(t, "BUG: SampleFreshness and DeclineUnprofitable options write their captured options when applied: a data race when one Option builds two plugins at once; see hostile8 report")
 	opts := []gormcache.Option{
 		gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 10}),
 		gormcache.DeclineUnprofitable(gormcache.DeclineOptions{}),
