@@ -15,7 +15,6 @@ import (
 // goroutine: the caller's next assignment to the variable is a data race
 // under -race, and the check compares the entry with another value's rows.
 func TestHostile8SamplerReusedPointerArg(t *testing.T) {
-	h8SkipBug(t, "BUG: the sampler keeps pointer bound values (detachedVars copies []byte and evaluates Valuers only): the driver dereferences the caller's variable later; see hostile8 report")
 	forEachDatabaseSerial(t, func(t *testing.T, e *env) {
 		must(t, e.db.AutoMigrate(&H8Item{}))
 		must(t, e.db.Create(&H8Item{ID: 1, Name: "aaaa", Qty: 1}).Error)
@@ -46,7 +45,6 @@ func TestHostile8SamplerReusedPointerArg(t *testing.T) {
 // comparable. A table rewrite that changes no row (CLUSTER) then makes
 // the sampler report stale hits on a correct cache.
 func TestHostile8SamplerInnerLimitOuterOrder(t *testing.T) {
-	h8SkipBug(t, "BUG: rowLimits: a LIMIT without ORDER BY inside a subquery under an outer ORDER BY is judged comparable; stale reported after CLUSTER; see hostile8 report")
 	forEachDatabaseSerial(t, func(t *testing.T, e *env) {
 		if e.dialect != "postgres" {
 			t.Skip("CLUSTER is PostgreSQL's")
@@ -63,7 +61,7 @@ func TestHostile8SamplerInnerLimitOuterOrder(t *testing.T) {
 		}
 		mustHit(t, e, "inner limit", q)
 		gormcache.WaitSamplerForTest(e.plugin)
-		if r := e.plugin.Freshness(); r.Stale != 0 || r.Matched == 0 {
+		if r := e.plugin.Freshness(); r.Stale != 0 || r.Matched+r.Skipped == 0 { // cannot be judged: skipped
 			t.Fatalf("before maintenance: %+v", r)
 		}
 		sqlDB, err := e.db.DB()
@@ -84,7 +82,6 @@ func TestHostile8SamplerInnerLimitOuterOrder(t *testing.T) {
 // row_number() OVER () (which row gets which number). After CLUSTER
 // (no row changed) the sampler reports stale hits on a correct cache.
 func TestHostile8SamplerScanOrderPicks(t *testing.T) {
-	h8SkipBug(t, "BUG: DISTINCT ON without ORDER BY and row_number() OVER () are judged comparable; stale reported after CLUSTER; see hostile8 report")
 	forEachDatabaseSerial(t, func(t *testing.T, e *env) {
 		if e.dialect != "postgres" {
 			t.Skip("CLUSTER is PostgreSQL's")

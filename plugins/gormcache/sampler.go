@@ -217,6 +217,11 @@ func (p *Plugin) sampleHit(db *gorm.DB, ev *Event) {
 		s.skipped.Add(1)
 		return
 	}
+	vars, ok := detachedVars(db.Statement.Vars)
+	if !ok {
+		s.skipped.Add(1)
+		return
+	}
 	select {
 	case <-p.cache.Done():
 		s.dropped.Add(1)
@@ -232,7 +237,7 @@ func (p *Plugin) sampleHit(db *gorm.DB, ev *Event) {
 	job := &sampleJob{
 		ctx:     context.WithoutCancel(stmtContext(db)),
 		sql:     ev.SQL,
-		vars:    detachedVars(db.Statement.Vars),
+		vars:    vars,
 		payload: ev.payload,
 		key:     querycache.Key{Name: ev.Key, Versions: ev.versions},
 		tables:  ev.Tables,
@@ -250,8 +255,41 @@ func (p *Plugin) comparable(ev *Event) bool {
 	if strings.HasPrefix(ev.versions[0], p.ns.Prefix()+"v:obj:") {
 		return true
 	}
-	limit, order := rowLimits(ev.SQL)
-	return (!limit || order) && !orderSensitive(ev.SQL)
+	return !unorderedLimit(ev.SQL) && !orderSensitive(ev.SQL)
+}
+
+// unorderedLimit reports whether some query level of sql limits its rows
+// (LIMIT, OFFSET, FETCH, TOP) without an ORDER BY of the same level: an
+// ORDER BY inside a subquery does not order an outer LIMIT, and an outer
+// one does not order a subquery's. Text it cannot read counts as unordered.
+func unorderedLimit(sql string) bool {
+	toks, ok := lexSQL(sql)
+	if !ok {
+		return true
+	}
+	type level struct{ limit, order bool }
+	stack := []level{{}}
+	for i, t := range toks {
+		top := &stack[len(stack)-1]
+		switch {
+		case t.punct == '(':
+			stack = append(stack, level{})
+		case t.punct == ')':
+			if len(stack) == 1 {
+				return true // unbalanced: not understood
+			}
+			if top.limit && !top.order {
+				return true
+			}
+			stack = stack[:len(stack)-1]
+		case t.word == "LIMIT", t.word == "OFFSET", t.word == "FETCH", t.word == "TOP":
+			top.limit = true
+		case t.word == "BY" && i > 0 && toks[i-1].word == "ORDER":
+			top.order = true
+		}
+	}
+	top := stack[len(stack)-1]
+	return len(stack) != 1 || (top.limit && !top.order)
 }
 
 // orderSensitive reports whether sql calls an aggregate whose value depends
@@ -264,34 +302,45 @@ func orderSensitive(sql string) bool {
 	if !ok {
 		return true
 	}
-	for _, t := range toks {
+	for i, t := range toks {
 		switch t.word {
 		case "STRING_AGG", "ARRAY_AGG", "JSON_AGG", "JSONB_AGG", "JSON_OBJECT_AGG", "JSONB_OBJECT_AGG",
-			"XMLAGG", "GROUP_CONCAT", "JSON_GROUP_ARRAY", "JSON_GROUP_OBJECT", "FIRST_VALUE", "LAST_VALUE", "NTH_VALUE":
+			"XMLAGG", "GROUP_CONCAT", "JSON_GROUP_ARRAY", "JSON_GROUP_OBJECT", "FIRST_VALUE", "LAST_VALUE", "NTH_VALUE",
+			// Window functions that number or pick rows by their position:
+			// without ORDER BY in OVER () the position is the scan's.
+			"ROW_NUMBER", "RANK", "DENSE_RANK", "NTILE", "LAG", "LEAD", "PERCENT_RANK", "CUME_DIST":
 			return true
+		case "ON":
+			// DISTINCT ON keeps the first row of each group: which one is
+			// the scan's choice unless ORDER BY decides.
+			if i > 0 && toks[i-1].word == "DISTINCT" {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// detachedVars copies the statement's bound values so that the check,
-// which runs later on another goroutine, neither reads memory the caller
-// may reuse (a []byte buffer) nor sees it change: byte slices are copied,
-// and values computed by a driver.Valuer are computed now.
-func detachedVars(vars []any) []any {
-	out := make([]any, len(vars))
+// detachedVars converts the statement's bound values, on the caller's
+// goroutine, into values the check can use later on another one: values
+// computed by a driver.Valuer are computed now, pointers are dereferenced
+// (GORM keeps a *string bound as given), and byte slices are copied, so
+// the check neither reads memory the caller may reuse nor sees it change.
+// ok is false when a value cannot be detached (a type only the driver
+// knows): the hit is skipped.
+func detachedVars(vars []any) (out []any, ok bool) {
+	out = make([]any, len(vars))
 	for i, v := range vars {
-		if vl, ok := v.(driver.Valuer); ok {
-			if dv, err := vl.Value(); err == nil {
-				v = dv
-			}
+		dv, err := driver.DefaultParameterConverter.ConvertValue(v)
+		if err != nil {
+			return nil, false
 		}
-		if b, ok := v.([]byte); ok {
-			v = bytes.Clone(b)
+		if b, isBytes := dv.([]byte); isBytes {
+			dv = bytes.Clone(b)
 		}
-		out[i] = v
+		out[i] = dv
 	}
-	return out
+	return out, true
 }
 
 // check compares the entry with the database, off the caller's goroutine.
