@@ -355,8 +355,16 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 	stop := context.AfterFunc(doneContext{p.cache.Done()}, cancel) // the cache's Close ends the check
 	defer stop()
 	failed := func(err error) {
-		if ctx.Err() != nil && job.ctx.Err() == nil {
-			s.dropped.Add(1) // cancelled by Close
+		// Ended by Close: the cache says so at once, the context may be
+		// cancelled a moment later.
+		select {
+		case <-p.cache.Done():
+			s.dropped.Add(1)
+			return
+		default:
+		}
+		if errors.Is(err, querycache.ErrClosed) || (ctx.Err() != nil && job.ctx.Err() == nil) {
+			s.dropped.Add(1)
 			return
 		}
 		s.errors.Add(1)
