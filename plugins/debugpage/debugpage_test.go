@@ -96,7 +96,7 @@ func TestHTMLEscapesAndHidesValues(t *testing.T) {
 	}
 	// Only the page's own script may run: its nonce is the policy's.
 	csp := res.Header.Get("Content-Security-Policy")
-	n := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9+/=]+)'`).FindStringSubmatch(csp)
+	n := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9_-]+)'`).FindStringSubmatch(csp)
 	if n == nil || strings.Contains(csp, "script-src 'unsafe-inline'") || !strings.Contains(body, `<script nonce="`+n[1]+`">`) {
 		t.Errorf("Content-Security-Policy %q does not limit scripts to the page's nonce", csp)
 	}
