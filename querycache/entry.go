@@ -141,6 +141,15 @@ func (e entry) token(i int) uint64 {
 
 // fresh reports whether a decoded e may be served at now against the
 // current tokens.
+// staleness says why an entry that is not fresh is not: its TTL ran out
+// (MissExpired) or a version it recorded changed (MissStale).
+func (e entry) staleness(now time.Time) string {
+	if now.UnixNano() >= e.expires {
+		return MissExpired
+	}
+	return MissStale
+}
+
 func (e entry) fresh(now time.Time, tokens []uint64) bool {
 	if now.UnixNano() >= e.expires || e.count() != len(tokens) {
 		return false

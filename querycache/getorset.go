@@ -148,7 +148,9 @@ type probed struct {
 	// reason counted in Stats.Bypasses), for the caller's own report.
 	bypass string
 	// found reports a fresh entry, whose payload is returned.
-	found   bool
+	found bool
+	// miss says why a usable probe found no fresh entry (Miss.Reason).
+	miss    string
 	payload []byte
 	// early reports that a found entry is due for early refresh
 	// (xfetch.go); created is its creation time, to recognise it.
@@ -183,15 +185,19 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 		return p
 	}
 	p.usable, p.tokens, p.now = true, tokens, c.now()
+	p.miss = MissAbsent
 	if raw != nil {
 		_, mine := c.store.(*MemoryStore) // bytes only this process wrote
 		e, derr := decodeEntryFrom(raw, mine)
 		switch {
 		case derr != nil:
+			p.miss = MissCorrupt
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
 		case !e.fresh(p.now, tokens):
+			p.miss = e.staleness(p.now)
 		case valid != nil && !valid(e.payload):
+			p.miss = MissCorrupt
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
 		default:

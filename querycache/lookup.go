@@ -90,7 +90,7 @@ func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []
 		return l.value, true, nil
 	}
 	c.stats.fills.Add(1)
-	return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, tokens: l.tokens, created: l.created, token: l.token, flight: f, fkey: fk}
+	return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, tokens: l.tokens, created: l.created, token: l.token, flight: f, fkey: fk, reason: p.miss}
 }
 
 // MaxEntryBytes returns the largest value the cache stores, or -1 when
@@ -110,6 +110,7 @@ type Miss struct {
 	created time.Time
 	noStore bool   // the store failed or an invalidation is pending: store nothing
 	bypass  string // why, when the store was not consulted (Bypass)
+	reason  string // why a real miss missed (Reason)
 	flight  *fill
 	fkey    string
 	token   string // the fill lease held for k, if any (lease.go)
@@ -126,6 +127,37 @@ func (m *Miss) Bypass() string {
 		return ""
 	}
 	return m.bypass
+}
+
+// Why a lookup that consulted the store found no fresh value (Miss.Reason).
+const (
+	// MissAbsent: no entry under the key (never stored, evicted, or
+	// expired and already removed by the store).
+	MissAbsent = "absent"
+	// MissStale: an entry whose recorded versions are no longer current:
+	// something it depends on was written (or the epoch was replaced).
+	MissStale = "stale"
+	// MissExpired: an entry whose TTL ran out.
+	MissExpired = "expired"
+	// MissCorrupt: an entry that could not be decoded, or whose payload its
+	// owner rejected (LookupOptions.Valid); counted in Stats.Corrupt.
+	MissCorrupt = "corrupt"
+	// MissEarlyRefresh: a fresh entry this caller refreshes before it
+	// expires (XFetch), while others go on being served it.
+	MissEarlyRefresh = "early_refresh"
+)
+
+// Reason reports why the lookup missed: the Bypass reason when the store
+// was not consulted, otherwise one of MissAbsent, MissStale, MissExpired,
+// MissCorrupt or MissEarlyRefresh.
+func (m *Miss) Reason() string {
+	if m == nil {
+		return ""
+	}
+	if m.bypass != "" {
+		return m.bypass
+	}
+	return m.reason
 }
 
 // Store stores value against the versions read by Lookup, before the

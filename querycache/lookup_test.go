@@ -245,3 +245,53 @@ func TestLookupFailsOpen(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestMissReason: every miss says why it missed (issue 8: the reason for
+// every miss is visible).
+func TestMissReason(t *testing.T) {
+	c := newTestCache(t, Options{})
+	ctx := context.Background()
+	k := tableKey(c, "users", "SELECT reason")
+	miss := func(want string, opts LookupOptions) {
+		t.Helper()
+		_, ok, m := c.Lookup(ctx, k, opts)
+		if ok || m == nil {
+			t.Fatalf("want a %s miss, got a hit", want)
+		}
+		if got := m.Reason(); got != want {
+			t.Fatalf("Reason() = %q, want %q", got, want)
+		}
+		m.Store([]byte("v"))
+	}
+	miss(MissAbsent, LookupOptions{})
+	if err := c.InvalidateTables(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	miss(MissStale, LookupOptions{})
+	miss(MissCorrupt, LookupOptions{Valid: func([]byte) bool { return false }})
+
+	short := k
+	short.Name, short.TTL = k.Name+"-short", time.Millisecond
+	if _, _, m := c.Lookup(ctx, short, LookupOptions{}); m != nil {
+		m.Store([]byte("v"))
+	}
+	// The memory store drops an expired entry itself: it reads as absent
+	// there; a store that keeps it (Redis with a longer key TTL) reads as
+	// expired. Either names the cause truthfully.
+	time.Sleep(5 * time.Millisecond)
+	_, _, m := c.Lookup(ctx, short, LookupOptions{})
+	if r := m.Reason(); r != MissExpired && r != MissAbsent {
+		t.Fatalf("expired entry: Reason() = %q", r)
+	}
+	m.Abandon("")
+
+	c.Close()
+	_, _, m = c.Lookup(ctx, k, LookupOptions{})
+	if r := m.Reason(); r != "closed" || m.Bypass() != "closed" {
+		t.Fatalf("closed: Reason() = %q", r)
+	}
+	var nilMiss *Miss
+	if nilMiss.Reason() != "" {
+		t.Fatal("nil Miss has a reason")
+	}
+}
