@@ -221,6 +221,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 	}
 	c.countTables(k.Tables, false)
 	c.stats.misses.Add(1)
+	c.stats.missReasons.add(p.miss)
 	if c.debugOn(ctx) {
 		c.debug(ctx, "querycache miss", "key", k.label())
 	}

@@ -285,6 +285,9 @@ func TestMissReason(t *testing.T) {
 	}
 	m.Abandon("")
 
+	if st := c.Stats(); st.MissReasons[MissAbsent] < 2 || st.MissReasons[MissStale] != 1 || st.MissReasons[MissCorrupt] != 1 {
+		t.Fatalf("Stats.MissReasons = %v", st.MissReasons)
+	}
 	c.Close()
 	_, _, m = c.Lookup(ctx, k, LookupOptions{})
 	if r := m.Reason(); r != "closed" || m.Bypass() != "closed" {

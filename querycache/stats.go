@@ -40,6 +40,10 @@ type Stats struct {
 	// At most MaxStatsReasons reasons are kept; later ones (and reasons
 	// longer than 64 bytes) are counted under OtherStats.
 	Bypasses map[string]uint64
+	// MissReasons counts the misses (Misses) by why they missed: "absent",
+	// "stale", "expired", "corrupt" (see Miss.Reason). Early refreshes are
+	// counted in EarlyRefreshes, not here.
+	MissReasons map[string]uint64
 	// Refusals counts results that were not cached, by reason
 	// ("locking", "nondeterministic", "undetermined_tables", "too_large", ...),
 	// bounded like Bypasses.
@@ -89,7 +93,7 @@ const (
 type counters struct {
 	hits, misses, fills, stores, shared, invalidations, corrupt, errors     atomic.Uint64
 	leaseAcquired, leaseWaits, leaseWaitHits, leaseTimeouts, earlyRefreshes atomic.Uint64
-	bypasses, refusals                                                      reasonCounts
+	bypasses, refusals, missReasons                                         reasonCounts
 	tables                                                                  boundedMap[tableCounters]
 }
 
@@ -178,6 +182,7 @@ func (c *Cache) Stats() Stats {
 		LeaseTimeouts:  c.stats.leaseTimeouts.Load(),
 		EarlyRefreshes: c.stats.earlyRefreshes.Load(),
 		Bypasses:       c.stats.bypasses.snapshot(),
+		MissReasons:    c.stats.missReasons.snapshot(),
 		Refusals:       c.stats.refusals.snapshot(),
 		Tables:         map[string]TableStats{},
 		Pending:        c.pending.len(),
