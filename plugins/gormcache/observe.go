@@ -47,8 +47,10 @@ func (o Outcome) String() string {
 // must not modify Tables.
 type Event struct {
 	Outcome Outcome
-	// Reason says why, for a bypass or a refusal ("transaction",
-	// "locking", "volatile_function", ...), and is empty otherwise.
+	// Reason says why, for a miss ("absent", "stale", "expired",
+	// "corrupt", "early_refresh": querycache.Miss.Reason), a bypass or a
+	// refusal ("transaction", "locking", "volatile_function", ...), and is
+	// empty for a hit.
 	Reason string
 	// SQL is the statement's text with its placeholders, not its bound
 	// values: the shape of the query.

@@ -310,7 +310,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
 	}
-	o.ev.Outcome = OutcomeMiss
+	o.ev.Outcome, o.ev.Reason = OutcomeMiss, m.Reason() // absent, stale, expired, corrupt, early_refresh
 	if r := m.Bypass(); r != "" {
 		// The engine did not use the store (closed, an undelivered
 		// invalidation, a store error): the query runs, nothing is stored.

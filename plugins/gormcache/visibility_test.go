@@ -93,7 +93,7 @@ func visDB(t testing.TB, lg logger.Interface, copts querycache.Options, opts ...
 
 const (
 	hitComment  = "/* querycache: hit, not run on the database */ SELECT"
-	missComment = "/* querycache: miss */ SELECT"
+	missComment = "/* querycache: miss (absent) */ SELECT"
 )
 
 // expectLines checks that each printed line holds its wanted text, and
