@@ -61,7 +61,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		return f.Value, false, err
 	}
 	names := c.withEpoch(k.Versions)
-	p := c.probe(ctx, k, names, nil)
+	p := c.probe(ctx, k, names, LookupOptions{})
 	if !p.usable {
 		f, err := fill(ctx)
 		return f.Value, false, err
@@ -163,9 +163,10 @@ type probed struct {
 }
 
 // probe reads k's entry and the versions in names in one store call, and
-// counts what it found. valid, when not nil, rejects a payload its owner
-// cannot read (counted as corrupt, a miss).
-func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]byte) bool) (p probed) {
+// counts what it found. opts.Valid, when not nil, rejects a payload its
+// owner cannot read (counted as corrupt, a miss); opts.CallerLogs drops
+// the hit/miss Debug line.
+func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOptions) (p probed) {
 	if c.isClosed() {
 		c.closedLookup() // a closed cache never serves (misconfig.go)
 		p.bypass = "closed"
@@ -196,7 +197,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
 		case !e.fresh(p.now, tokens):
 			p.miss = e.staleness(p.now)
-		case valid != nil && !valid(e.payload):
+		case opts.Valid != nil && !opts.Valid(e.payload):
 			p.miss = MissCorrupt
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
@@ -211,7 +212,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 				return p
 			}
 			c.countTables(k.Tables, true)
-			if c.debugOn(ctx) { // the arguments allocate: not when Debug is off
+			if !opts.CallerLogs && c.debugOn(ctx) { // the arguments allocate: not when Debug is off
 				c.debug(ctx, "querycache hit", "key", k.label())
 			}
 			p.found, p.payload = true, e.payload
@@ -222,8 +223,8 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, valid func([]b
 	c.countTables(k.Tables, false)
 	c.stats.misses.Add(1)
 	c.stats.missReasons.add(p.miss)
-	if c.debugOn(ctx) {
-		c.debug(ctx, "querycache miss", "key", k.label())
+	if !opts.CallerLogs && c.debugOn(ctx) {
+		c.debug(ctx, "querycache miss", "key", k.label(), "reason", p.miss)
 	}
 	return p
 }

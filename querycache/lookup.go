@@ -18,6 +18,10 @@ type LookupOptions struct {
 	// it rejects is counted as corrupt and treated as a miss, so that the
 	// fill replaces it.
 	Valid func(value []byte) bool
+	// CallerLogs says the caller logs the lookup's outcome itself (the GORM
+	// plugin writes one Debug line per statement, with its SQL and reason):
+	// the cache writes no "querycache hit" / "querycache miss" line for it.
+	CallerLogs bool
 }
 
 // Lookup is the two-step form of GetOrSet, for callers that cannot compute
@@ -51,7 +55,7 @@ func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []
 		c.stats.bypasses.add("no_key")
 		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true, bypass: "no_key"}
 	}
-	p := c.probe(ctx, k, names, opts.Valid)
+	p := c.probe(ctx, k, names, opts)
 	if !p.usable {
 		return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, noStore: true, bypass: p.bypass}
 	}
