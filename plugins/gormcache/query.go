@@ -304,7 +304,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
 	}
-	b, hit, m := p.cache.Lookup(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult})
+	b, hit, m := p.cache.Lookup(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult, CallerLogs: true}) // one Debug line per statement: ours (visibility_log.go)
 	if hit {
 		o.payload = b
 		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
