@@ -9,8 +9,8 @@
 //	prometheus.MustRegister(col)                 // the engine's counters, read at scrape time
 //	db.Use(gormcache.New(cache, col.Observe()))  // per table: fill latency, entry sizes, bypasses, refusals
 //
-// The engine's counters (hits, misses, fills, invalidations, evictions,
-// store errors, leases...) are read from Cache.Stats when Prometheus
+// The engine's counters (hits, misses and why they missed, fills,
+// invalidations, evictions, store errors, leases...) are read from Cache.Stats when Prometheus
 // scrapes: they cost the cache nothing more. The observer adds what only the
 // plugin's events tell: the latency and entry size of each fill, and the
 // bypasses and refusals of each table by reason. It does nothing on a hit
@@ -83,7 +83,7 @@ type Collector struct {
 
 	engine []engineMetric
 	// From Stats at scrape time, by reason and by table.
-	bypasses, refusals                         *prometheus.Desc
+	bypasses, refusals, missReasons            *prometheus.Desc
 	tableHits, tableMisses, tableInvalidations *prometheus.Desc
 
 	// From the plugin's events.
@@ -169,6 +169,7 @@ func New(cache *querycache.Cache, opts Options) *Collector {
 
 	c.bypasses = desc("bypasses_total", "Lookups that skipped the cache, by reason.", "reason")
 	c.refusals = desc("refusals_total", "Results that were not cached, by reason.", "reason")
+	c.missReasons = desc("miss_reasons_total", "Lookups that found no fresh entry, by why: absent, stale (a dependency was written), expired, corrupt.", "reason")
 	c.tableHits = desc("table_hits_total", "Lookups served from the cache, by table read.", "table")
 	c.tableMisses = desc("table_misses_total", "Lookups that found no fresh entry, by table read.", "table")
 	c.tableInvalidations = desc("table_invalidations_total", "Invalidations applied, by table written.", "table")
@@ -193,7 +194,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.engine {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{c.bypasses, c.refusals, c.tableHits, c.tableMisses, c.tableInvalidations} {
+	for _, d := range []*prometheus.Desc{c.bypasses, c.refusals, c.missReasons, c.tableHits, c.tableMisses, c.tableInvalidations} {
 		ch <- d
 	}
 	c.tableBypasses.Describe(ch)
@@ -213,6 +214,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for r, n := range st.Refusals {
 		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(n), r)
+	}
+	for r, n := range st.MissReasons {
+		ch <- prometheus.MustNewConstMetric(c.missReasons, prometheus.CounterValue, float64(n), r)
 	}
 	// The engine bounds its tables too, by its own limit: fold them into
 	// this collector's labels so that every per-table metric names the

@@ -235,6 +235,8 @@ func TestCollectorScrape(t *testing.T) {
 				{"querycache_lease_acquired_total", nil, 0},
 				{"querycache_bypasses_total", []string{"reason", "transaction"}, 1},
 				{"querycache_refusals_total", []string{"reason", "nondeterministic"}, 1},
+				{"querycache_miss_reasons_total", []string{"reason", "absent"}, 2}, // the first lookup, the join
+				{"querycache_miss_reasons_total", []string{"reason", "stale"}, 1},  // the lookup after the write
 				{"querycache_table_hits_total", []string{"table", "authors"}, 1},
 				{"querycache_table_misses_total", []string{"table", "authors"}, 3},
 				{"querycache_table_misses_total", []string{"table", "books"}, 1},
