@@ -68,6 +68,10 @@ type ShapeStats struct {
 	// ("transaction", "does_not_pay", ...), at most 8 reasons (the rest
 	// under OtherStats); nil when there were none.
 	Reasons map[string]uint64
+	// MissReasons counts the shape's misses by why they missed
+	// (querycache.Miss.Reason: "absent", "stale", "expired", "corrupt",
+	// "early_refresh"); nil when there were none.
+	MissReasons map[string]uint64
 
 	// MissTime is the moving average of the database time of a miss: the
 	// query, reading its rows and storing the entry. 0 until measured.
@@ -247,6 +251,23 @@ type shape struct {
 	// once; a reason that finds every slot taken counts in other.
 	reasons     [maxShapeReasons]reasonSlot
 	otherReason atomic.Uint64
+	// Misses by reason, in the order of shapeMissReasons; the last counts
+	// any other reason.
+	missReasons [len(shapeMissReasons) + 1]atomic.Uint64
+}
+
+// shapeMissReasons are the miss reasons a shape counts one by one: the
+// engine's (querycache.Miss.Reason), a fixed few, so an array of counters
+// needs no lookup.
+var shapeMissReasons = [...]string{querycache.MissAbsent, querycache.MissStale, querycache.MissExpired, querycache.MissCorrupt, querycache.MissEarlyRefresh}
+
+// missReason counts a miss of the shape by its reason.
+func (s *shape) missReason(r string) {
+	i := 0
+	for i < len(shapeMissReasons) && shapeMissReasons[i] != r {
+		i++
+	}
+	s.missReasons[i].Add(1)
 }
 
 // recordShape is the observer that counts every marked statement on its
@@ -286,6 +307,7 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 		}
 	case OutcomeMiss:
 		s.misses.Add(1)
+		s.missReason(ev.Reason)
 		if ev.Bytes > 0 {
 			b := int64(ev.Bytes)
 			s.bytes.Store(b)
@@ -384,6 +406,18 @@ func (s *shape) stats(opts DeclineOptions) ShapeStats {
 			st.Reasons = map[string]uint64{}
 		}
 		st.Reasons[OtherStats] += n
+	}
+	for i := range s.missReasons {
+		if n := s.missReasons[i].Load(); n > 0 {
+			if st.MissReasons == nil {
+				st.MissReasons = map[string]uint64{}
+			}
+			name := OtherStats
+			if i < len(shapeMissReasons) {
+				name = shapeMissReasons[i]
+			}
+			st.MissReasons[name] = n
+		}
 	}
 	if st.HitSamples > 0 && st.MissSamples > 0 {
 		st.Saved = time.Duration(st.Hits) * (st.MissTime - st.HitCost)
