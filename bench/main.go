@@ -1,7 +1,7 @@
 // Command bench measures the cost of a cache hit against its floor: GORM
 // building the statement without running it (DryRun).
 //
-//	cd bench && go run . [-rounds 30] [-slice 200ms] [-shapes pk,list,update,update-tx] [-only regexp] [-cpuprofile f] [-memprofile f]
+//	cd bench && go run . [-rounds 30] [-slice 200ms] [-shapes pk,list,update,update-tx] [-only regexp] [-cpuprofile f] [-memprofile f] [-precision 0.02]
 //
 // Every configuration runs in one process, interleaved: each round runs a
 // short slice of every (shape, configuration) pair, in a new random order,
@@ -11,6 +11,11 @@
 // operation, its allocations, and its ratios (of CPU times) to DryRun, to
 // uncached GORM and to go-gorm/caches. CPU time is what the ratios use: on
 // a machine shared with other work, wall time counts the waits for a core.
+// Then, per configuration, the ratios of its CPU time to uncached GORM's
+// and DryRun's round by round: their median, inter-quartile range, the
+// median's 95% interval, and the rounds that would narrow it to
+// ±precision (spread.go). A write's overhead is its update rows' median
+// against uncached.
 //
 // Configurations: uncached GORM on SQLite; GORM's DryRun; go-gorm/caches
 // with the memory Cacher of its README; "floor", the least a cache can do
@@ -75,6 +80,9 @@ type config struct {
 	allocs float64
 	bytes  float64
 	slice  int
+	// perRound is the CPU time per operation of each round's slice: the
+	// per-round ratios (spread.go) pair it with the same round's baseline.
+	perRound []float64
 }
 
 func main() {
@@ -241,7 +249,9 @@ func main() {
 			start, cpu0 := time.Now(), cpuTime()
 			run(c, c.slice)
 			c.ns += time.Since(start)
-			c.cpu += cpuTime() - cpu0
+			d := cpuTime() - cpu0
+			c.cpu += d
+			c.perRound = append(c.perRound, float64(d)/float64(c.slice))
 			timed[i] += c.slice
 		}
 	}
@@ -267,6 +277,7 @@ func main() {
 		fmt.Printf("| %s | %s | %.0f | %.0f | %.1f | %.0f | %s | %s | %s |\n", c.shape, c.name, ns, float64(c.ns)/float64(timed[i]), c.allocs, c.bytes,
 			ratio(ns, per(c.shape, "dryrun")), ratio(ns, per(c.shape, "uncached")), ratio(ns, per(c.shape, "go-gorm/caches")))
 	}
+	printSpread(cs, *rounds)
 }
 
 // cpuTime is the CPU time the process has used, every thread, user and
