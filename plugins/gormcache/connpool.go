@@ -43,7 +43,12 @@ func (w *pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool,
 	if !ok {
 		return nil, gorm.ErrInvalidTransaction
 	}
-	return &txConn{ConnPool: inner, committer: committer, p: w.p, buf: invalidation.NewBuffer()}, nil
+	return w.p.newTx(inner, committer), nil
+}
+
+// newTx wraps a transaction the plugin began.
+func (p *Plugin) newTx(inner gorm.ConnPool, committer gorm.TxCommitter) *txConn {
+	return &txConn{ConnPool: inner, committer: committer, p: p, buf: invalidation.NewBuffer()}
 }
 
 // GetDBConn returns the underlying *sql.DB, so db.DB() keeps working.
