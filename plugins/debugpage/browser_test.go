@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,8 +66,8 @@ func tail(s string, n int) string {
 
 // TestDebugPageInChromium loads the page, served by httptest from a
 // SQLite-backed plugin that ran real queries, in headless Chromium, and
-// checks the DOM the browser built: the numbers the cache reports, the
-// table names (the one named with markup shown as text, its script never
+// checks the DOM the browser built: the numbers the cache reports (misses
+// by reason too), the table names (the one named with markup shown as text, its script never
 // run), the causes of the recent invalidations, the pending one, and that
 // the page's own script ran. It also takes a screenshot:
 // QUERYCACHE_DEBUGPAGE_SCREENSHOT=path keeps it (the README's
@@ -99,6 +100,18 @@ func TestDebugPageInChromium(t *testing.T) {
 		if !strings.Contains(dom, ">"+cause+"<") {
 			t.Errorf("the DOM shows no invalidation caused by %q", cause)
 		}
+	}
+	// Misses by reason, overall (counted by the engine) and per shape.
+	for reason, n := range st.MissReasons {
+		if s := `data-miss-reason="` + reason + `"><td>` + reason + `</td><td class="n">` + strconv.FormatUint(n, 10) + `<`; !strings.Contains(dom, s) {
+			t.Errorf("the DOM does not show %d misses %s", n, reason)
+		}
+	}
+	if st.MissReasons["absent"] == 0 || st.MissReasons["stale"] == 0 {
+		t.Errorf("the demo's misses by reason %v: want absent and stale ones", st.MissReasons)
+	}
+	if !regexp.MustCompile(`<span class="mute why">(absent|stale) [0-9]+`).MatchString(dom) {
+		t.Errorf("the DOM shows no query shape's misses by reason")
 	}
 	if !strings.Contains(dom, `class="st-pending"`) || !strings.Contains(dom, `data-k="pending">2<`) {
 		t.Errorf("the DOM shows no pending invalidation")

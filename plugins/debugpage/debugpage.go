@@ -157,11 +157,12 @@ type Overview struct {
 	Refused       uint64            `json:"refused"`
 	Bypasses      []Count           `json:"bypasses"`
 	Refusals      []Count           `json:"refusals"`
+	MissReasons   []Count           `json:"miss_reasons"` // why the misses missed: absent, stale, expired, corrupt
 	Leases        map[string]uint64 `json:"leases"`
 	NoCache       bool              `json:"no_cache,omitempty"` // the handler was given no cache
 }
 
-// Count is a number by name (a bypass or refusal reason).
+// Count is a number by name (a miss, bypass or refusal reason).
 type Count struct {
 	Name  string `json:"name"`
 	Count uint64 `json:"count"`
@@ -190,24 +191,25 @@ type ShapesSection struct {
 
 // ShapeRow is one query shape.
 type ShapeRow struct {
-	ID        string        `json:"id"`
-	SQL       string        `json:"sql"`
-	Truncated bool          `json:"truncated,omitempty"`
-	Tables    []string      `json:"tables"`
-	Hits      uint64        `json:"hits"`
-	Misses    uint64        `json:"misses"`
-	Bypasses  uint64        `json:"bypasses"`
-	Refusals  uint64        `json:"refusals"`
-	HitRatio  float64       `json:"hit_ratio"`
-	MissTime  time.Duration `json:"miss_time_ns"`
-	HitCost   time.Duration `json:"hit_cost_ns"`
-	Saved     time.Duration `json:"saved_ns"`
-	Bytes     int           `json:"bytes"`
-	AvgBytes  int           `json:"avg_bytes"`
-	MaxBytes  int           `json:"max_bytes"`
-	Reasons   []Count       `json:"reasons,omitempty"`
-	NotPaying bool          `json:"not_paying,omitempty"`
-	Declined  bool          `json:"declined,omitempty"`
+	ID          string        `json:"id"`
+	SQL         string        `json:"sql"`
+	Truncated   bool          `json:"truncated,omitempty"`
+	Tables      []string      `json:"tables"`
+	Hits        uint64        `json:"hits"`
+	Misses      uint64        `json:"misses"`
+	Bypasses    uint64        `json:"bypasses"`
+	Refusals    uint64        `json:"refusals"`
+	HitRatio    float64       `json:"hit_ratio"`
+	MissTime    time.Duration `json:"miss_time_ns"`
+	HitCost     time.Duration `json:"hit_cost_ns"`
+	Saved       time.Duration `json:"saved_ns"`
+	Bytes       int           `json:"bytes"`
+	AvgBytes    int           `json:"avg_bytes"`
+	MaxBytes    int           `json:"max_bytes"`
+	Reasons     []Count       `json:"reasons,omitempty"`      // bypasses and refusals
+	MissReasons []Count       `json:"miss_reasons,omitempty"` // misses by reason
+	NotPaying   bool          `json:"not_paying,omitempty"`
+	Declined    bool          `json:"declined,omitempty"`
 }
 
 // Invalidation is one recent invalidation (querycache.InvalidationRecord).
@@ -286,6 +288,7 @@ func (h *handler) fillCache(s *Snapshot) {
 	o.HitRatio = ratio(st.Hits, st.Misses)
 	o.Bypasses, o.Bypassed = counts(st.Bypasses)
 	o.Refusals, o.Refused = counts(st.Refusals)
+	o.MissReasons, _ = counts(st.MissReasons)
 	o.Leases = map[string]uint64{
 		"acquired": st.LeaseAcquired, "waits": st.LeaseWaits, "wait_hits": st.LeaseWaitHits,
 		"timeouts": st.LeaseTimeouts, "early_refreshes": st.EarlyRefreshes,
@@ -366,6 +369,7 @@ func (h *handler) shapeRow(s gormcache.ShapeStats) ShapeRow {
 		NotPaying: s.NotPaying, Declined: s.Declined,
 	}
 	r.Reasons, _ = counts(s.Reasons)
+	r.MissReasons, _ = counts(s.MissReasons)
 	if r.Tables == nil {
 		r.Tables = []string{}
 	}

@@ -60,6 +60,26 @@ func TestJSON(t *testing.T) {
 	if snap.Pending.Count != 2 || len(snap.Pending.Changes) != 1 {
 		t.Errorf("pending = %+v; want 2 versions of one change", snap.Pending)
 	}
+	// Every miss is counted by why it missed: the first lookups found
+	// nothing, the ones after the writes found entries no longer current.
+	why := map[string]uint64{}
+	var missed uint64
+	for _, c := range snap.Overview.MissReasons {
+		why[c.Name] = c.Count
+		missed += c.Count
+	}
+	if why["absent"] == 0 || why["stale"] == 0 || missed != st.Misses {
+		t.Errorf("misses by reason = %+v; want absent and stale summing to the %d misses", snap.Overview.MissReasons, st.Misses)
+	}
+	if len(snap.Shapes.ByMisses) > 0 {
+		var n uint64
+		for _, c := range snap.Shapes.ByMisses[0].MissReasons {
+			n += c.Count
+		}
+		if top := snap.Shapes.ByMisses[0]; n != top.Misses {
+			t.Errorf("the top shape by misses: %d misses, by reason %+v", top.Misses, top.MissReasons)
+		}
+	}
 	if !snap.Shapes.Available || len(snap.Shapes.ByTimeSaved) == 0 || len(snap.Shapes.ByMisses) == 0 || len(snap.Shapes.BySize) == 0 {
 		t.Errorf("shapes = %+v; want shapes by time saved, misses and size", snap.Shapes)
 	}

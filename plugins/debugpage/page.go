@@ -114,7 +114,8 @@ meter { width: 70px; height: 10px; vertical-align: middle; }
 .st-delivered { color: var(--good); }
 .na { border: 1px dashed var(--line); padding: 8px 12px; color: var(--mute); border-radius: 6px; }
 .alarm { color: var(--bad); font-weight: 600; }
-.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+.cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 16px; }
+.why { display: block; font-size: 11px; }
 .tag { display: inline-block; padding: 0 5px; border-radius: 3px; background: #fdecea; color: var(--bad); font-size: 11px; }
 </style>
 </head>
@@ -144,6 +145,12 @@ meter { width: 70px; height: 10px; vertical-align: middle; }
 <div class="card"><div class="v" data-k="errors">{{.Errors}}</div><div class="k">store errors</div></div>
 </div>
 <div class="cols">
+<div>
+<h3>Misses by reason</h3>
+{{if .MissReasons}}<table id="miss-reasons"><tr><th>reason</th><th class="n">count</th></tr>
+{{range .MissReasons}}<tr data-miss-reason="{{.Name}}"><td>{{.Name}}</td><td class="n">{{.Count}}</td></tr>
+{{end}}</table>{{else}}<p class="mute">none</p>{{end}}
+</div>
 <div>
 <h3>Bypasses by reason</h3>
 {{if .Bypasses}}<table id="bypasses"><tr><th>reason</th><th class="n">count</th></tr>
@@ -248,7 +255,7 @@ meter { width: 70px; height: 10px; vertical-align: middle; }
 </html>
 {{define "shapes"}}{{if .}}<table class="shapes">
 <tr><th>query shape</th><th>tables</th><th class="n">hits</th><th class="n">misses</th><th class="n">hit ratio</th><th class="n">db time</th><th class="n">hit cost</th><th class="n">saved</th><th class="n">entry</th><th>other</th></tr>
-{{range .}}<tr data-shape="{{.ID}}"><td><code class="sql">{{.SQL}}</code>{{if .Truncated}} <span class="mute">(truncated)</span>{{end}}</td><td>{{join .Tables}}</td><td class="n">{{.Hits}}</td><td class="n">{{.Misses}}</td><td class="n">{{pct .HitRatio}}</td><td class="n">{{dur .MissTime}}</td><td class="n">{{dur .HitCost}}</td><td class="n">{{dur .Saved}}</td><td class="n">{{bytes .AvgBytes}}</td><td>{{if .Declined}}<span class="tag">declined</span> {{else}}{{if .NotPaying}}<span class="tag">not paying</span> {{end}}{{end}}{{range .Reasons}}<span class="mute">{{.Name}}: {{.Count}}</span> {{end}}</td></tr>
+{{range .}}<tr data-shape="{{.ID}}"><td><code class="sql">{{.SQL}}</code>{{if .Truncated}} <span class="mute">(truncated)</span>{{end}}</td><td>{{join .Tables}}</td><td class="n">{{.Hits}}</td><td class="n">{{.Misses}}{{if .MissReasons}}<span class="mute why">{{range $i, $r := .MissReasons}}{{if $i}} · {{end}}{{$r.Name}} {{$r.Count}}{{end}}</span>{{end}}</td><td class="n">{{pct .HitRatio}}</td><td class="n">{{dur .MissTime}}</td><td class="n">{{dur .HitCost}}</td><td class="n">{{dur .Saved}}</td><td class="n">{{bytes .AvgBytes}}</td><td>{{if .Declined}}<span class="tag">declined</span> {{else}}{{if .NotPaying}}<span class="tag">not paying</span> {{end}}{{end}}{{range .Reasons}}<span class="mute">{{.Name}}: {{.Count}}</span> {{end}}</td></tr>
 {{end}}</table>{{else}}<p class="mute">none</p>{{end}}{{end}}
 {{define "status"}}{{if eq .Status "pending"}}<span class="st-pending">pending</span>{{else if eq .Status "delivered after retry"}}<span class="st-retried">delivered after retry</span>{{else}}<span class="st-delivered">delivered</span>{{end}}{{if .Error}} <span class="mute">{{.Error}}</span>{{end}}{{end}}
 `
