@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -55,15 +56,35 @@ func (ch *Change) Merge(other Change) {
 // flooding the store with versions.
 const maxRowsPerTable = 1000
 
+// smallChange is the number of names (or tables) up to which a change is
+// de-duplicated by a linear search rather than a map: a write names a few,
+// and a map cost it an allocation and hashing on every write.
+const smallChange = 16
+
 // VersionNames returns the version names the change replaces, de-duplicated.
 // Table names are used as given: Invalidate normalises them first.
 func (ch Change) VersionNames(ns keys.Namespace) []string {
-	seen := map[string]struct{}{}
-	var out []string
-	add := func(n string) {
-		if _, ok := seen[n]; !ok {
-			seen[n] = struct{}{}
-			out = append(out, n)
+	n := 2*len(ch.Tables) + 2*len(ch.Rows)
+	if ch.All {
+		n++
+	}
+	// A batch beyond maxRowsPerTable names far fewer versions than rows:
+	// grown as needed past a few.
+	out := make([]string, 0, min(n, 4*smallChange))
+	var seen map[string]struct{}
+	if n > smallChange {
+		seen = map[string]struct{}{}
+	}
+	add := func(name string) {
+		if seen == nil {
+			if !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+			return
+		}
+		if _, ok := seen[name]; !ok {
+			seen[name] = struct{}{}
+			out = append(out, name)
 		}
 	}
 	if ch.All {
@@ -80,14 +101,21 @@ func (ch Change) VersionNames(ns keys.Namespace) []string {
 		add(ns.TableVersion(t))
 		add(ns.BulkVersion(t))
 	}
-	for _, r := range ch.Rows {
+	last := "" // the table whose versions were just added: rows of a batch share one
+	for i, r := range ch.Rows {
 		if rows[r.Table] > maxRowsPerTable {
-			add(ns.TableVersion(r.Table))
-			add(ns.BulkVersion(r.Table))
+			if i == 0 || r.Table != last {
+				add(ns.TableVersion(r.Table))
+				add(ns.BulkVersion(r.Table))
+			}
+			last = r.Table
 			continue
 		}
 		add(ns.ObjectVersion(r.Table, r.PK))
-		add(ns.TableVersion(r.Table))
+		if i == 0 || r.Table != last {
+			add(ns.TableVersion(r.Table))
+		}
+		last = r.Table
 	}
 	sort.Strings(out)
 	return out
@@ -95,19 +123,32 @@ func (ch Change) VersionNames(ns keys.Namespace) []string {
 
 // tables returns the distinct tables the change touches.
 func (ch Change) tables() []string {
-	seen := map[string]struct{}{}
 	var out []string
-	for _, t := range ch.Tables {
+	var seen map[string]struct{}
+	if len(ch.Tables)+len(ch.Rows) > smallChange {
+		seen = map[string]struct{}{}
+	}
+	add := func(t string) {
+		if seen == nil {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+			return
+		}
 		if _, ok := seen[t]; !ok {
 			seen[t] = struct{}{}
 			out = append(out, t)
 		}
 	}
-	for _, r := range ch.Rows {
-		if _, ok := seen[r.Table]; !ok {
-			seen[r.Table] = struct{}{}
-			out = append(out, r.Table)
+	for _, t := range ch.Tables {
+		add(t)
+	}
+	last := ""
+	for i, r := range ch.Rows {
+		if i == 0 || r.Table != last {
+			add(r.Table)
 		}
+		last = r.Table
 	}
 	return out
 }
@@ -115,7 +156,14 @@ func (ch Change) tables() []string {
 // normalized returns ch with every table name normalised by keys.Table, the
 // way the plugin names the tables queries read. It reports the first name
 // that cannot be normalised; the returned change then leaves that name out.
+//
+// A change whose names are all normalised already (the plugin's are) is
+// returned as it is, sharing its slices: nothing that reads the result
+// keeps or modifies them.
 func (ch Change) normalized() (Change, error) {
+	if ch.isNormalized() {
+		return ch, nil
+	}
 	var first error
 	out := Change{All: ch.All, Cause: ch.Cause}
 	if len(ch.Tables) > 0 {
@@ -141,6 +189,28 @@ func (ch Change) normalized() (Change, error) {
 		out.Rows = append(out.Rows, Row{Table: n, PK: r.PK})
 	}
 	return out, first
+}
+
+// isNormalized reports whether every table name of ch is its own
+// normalisation (keys.Table: a plain lower-case name answers without
+// parsing).
+func (ch Change) isNormalized() bool {
+	for _, t := range ch.Tables {
+		if n, err := keys.Table(t); err != nil || n != t {
+			return false
+		}
+	}
+	last := ""
+	for i, r := range ch.Rows {
+		if i > 0 && r.Table == last {
+			continue
+		}
+		if n, err := keys.Table(r.Table); err != nil || n != r.Table {
+			return false
+		}
+		last = r.Table
+	}
+	return true
 }
 
 func cmpOr(a, b error) error {
@@ -198,7 +268,7 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 	// Remembered for RecentInvalidations (recent.go): the slice of tables
 	// is shared, not copied; nothing here allocates.
 	rec := InvalidationRecord{Cause: ch.Cause, Tables: tables, Rows: len(ch.Rows), All: ch.All, Versions: len(names)}
-	if err := c.store.Bump(context.WithoutCancel(ctx), names); err != nil {
+	if err := c.store.Bump(withoutCancel(ctx), names); err != nil {
 		c.pending.add(names, c.ns.Epoch())
 		rec.Pending, rec.Retried, rec.Error = true, true, truncateCause(err.Error())
 		c.recent.add(c.now, rec, names)
@@ -212,8 +282,20 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 		return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
 	}
 	c.recent.add(c.now, rec, nil)
-	c.debug(ctx, "querycache invalidate", "versions", names)
+	if c.debugOn(ctx) { // the arguments cost an allocation even when nothing is logged
+		c.debug(ctx, "querycache invalidate", "versions", names)
+	}
 	return nil
+}
+
+// withoutCancel is context.WithoutCancel, which allocates, except for the
+// context most writes carry (GORM's default statement context, a commit's):
+// context.Background is never canceled already.
+func withoutCancel(ctx context.Context) context.Context {
+	if ctx == context.Background() {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // InvalidateTables invalidates every cached result that reads any of
