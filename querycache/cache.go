@@ -65,6 +65,7 @@ type Options struct {
 // safe for concurrent use.
 type Cache struct {
 	store   Store
+	mem     *MemoryStore // store, when it is a MemoryStore: hits take memHit
 	ns      keys.Namespace
 	ttl     time.Duration
 	maxSize int
@@ -104,7 +105,9 @@ func New(opts Options) (*Cache, error) {
 	if opts.RetryInterval < 0 {
 		return nil, fmt.Errorf("querycache.New: Options.RetryInterval is %v; use a positive duration, or 0 for one second", opts.RetryInterval)
 	}
+	mem, _ := opts.Store.(*MemoryStore)
 	c := &Cache{
+		mem:     mem,
 		store:   opts.Store,
 		ns:      keys.NewNamespace(opts.Prefix),
 		ttl:     opts.DefaultTTL,

@@ -60,6 +60,9 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		f, err := fill(ctx)
 		return f.Value, false, err
 	}
+	if v, ok := c.memHit(ctx, k, LookupOptions{}); ok {
+		return v, true, nil
+	}
 	names := c.withEpoch(k.Versions)
 	p := c.probe(ctx, k, names, LookupOptions{})
 	if !p.usable {
@@ -188,8 +191,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 	p.usable, p.tokens, p.now = true, tokens, c.now()
 	p.miss = MissAbsent
 	if raw != nil {
-		_, mine := c.store.(*MemoryStore) // bytes only this process wrote
-		e, derr := decodeEntryFrom(raw, mine)
+		e, derr := decodeEntryFrom(raw, c.mem != nil) // bytes only this process wrote
 		switch {
 		case derr != nil:
 			p.miss = MissCorrupt

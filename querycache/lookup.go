@@ -49,6 +49,9 @@ type LookupOptions struct {
 // a Miss of its own. Store errors are logged and counted, and give a Miss
 // that stores nothing (fail open).
 func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []byte, ok bool, m *Miss) {
+	if v, ok := c.memHit(ctx, k, opts); ok {
+		return v, true, nil
+	}
 	names := c.withEpoch(k.Versions)
 	if k.Name == "" {
 		// No name, no entry, as in GetOrSet.

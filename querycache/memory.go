@@ -178,6 +178,33 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 	return value, tokens, nil
 }
 
+// fetchInto is Fetch for memHit: the versions are the epoch and then
+// versions, their tokens written into tokens (len(versions)+1 long), and
+// the entry's value (shared) is returned only when it is unexpired. It
+// allocates nothing unless a version must be created.
+func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []uint64) []byte {
+	if s.err != nil {
+		return nil
+	}
+	tokens[0] = s.version(epoch)
+	for i, name := range versions {
+		tokens[i+1] = s.version(name)
+	}
+	if it, ok := s.items.GetIfPresent(key); ok && it.data != nil && monoNow() < int64(it.word) {
+		return it.data
+	}
+	return nil
+}
+
+// version returns the token of the version name, creating it if missing.
+func (s *MemoryStore) version(name string) uint64 {
+	it, ok := s.items.GetIfPresent(name)
+	if !ok || it.data != nil {
+		it = s.createVersion(name)
+	}
+	return it.word
+}
+
 // dropExpired deletes the entry key if it still has the deadline seen.
 func (s *MemoryStore) dropExpired(key string, deadline uint64) {
 	s.items.ComputeIfPresent(key, func(old memItem) (memItem, otter.ComputeOp) {

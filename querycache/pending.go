@@ -144,3 +144,7 @@ func (p *pendingSet) len() int {
 	defer p.mu.Unlock()
 	return len(p.names)
 }
+
+// any reports whether anything is pending or held, without a lock: when it
+// is false, covers is false for every name.
+func (p *pendingSet) any() bool { return p.n.Load() != 0 }
