@@ -1,6 +1,7 @@
 package gormcache_test
 
 import (
+	"context"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -13,16 +14,23 @@ import (
 )
 
 // traceQueries does what gorm.io/plugin/opentelemetry's tracing plugin
-// does for queries (that module pulls in exporters and database drivers
-// this one does not need): a span started before the query callback, kept
-// in the statement's context, ended after it.
+// (v0.1.16) does for queries (that module pulls in exporters and database
+// drivers this one does not need; examples/tracing tests the real one): a
+// span started before the query callback, kept in the statement's context
+// inside a wrapper, ended after it; then the context it found is put back,
+// if its wrapper is still the statement's context.
 func traceQueries(t *testing.T, db *gorm.DB, tracer trace.Tracer) {
 	t.Helper()
 	before := func(db *gorm.DB) {
 		ctx, _ := tracer.Start(db.Statement.Context, "gorm.Query")
-		db.Statement.Context = ctx
+		db.Statement.Context = spanWrapper{ctx, db.Statement.Context}
 	}
-	after := func(db *gorm.DB) { trace.SpanFromContext(db.Statement.Context).End() }
+	after := func(db *gorm.DB) {
+		trace.SpanFromContext(db.Statement.Context).End()
+		if c, ok := db.Statement.Context.(spanWrapper); ok {
+			db.Statement.Context = c.parent
+		}
+	}
 	for _, err := range []error{
 		db.Callback().Query().Before("gorm:query").Register("test:span_start", before),
 		db.Callback().Query().After("gorm:after_query").Register("test:span_end", after),
@@ -33,6 +41,12 @@ func traceQueries(t *testing.T, db *gorm.DB, tracer trace.Tracer) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// spanWrapper is the tracing plugin's contextWrapper.
+type spanWrapper struct {
+	context.Context
+	parent context.Context
 }
 
 func spanAttrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
@@ -85,5 +99,46 @@ func TestVisibilitySpanAttributes(t *testing.T) {
 	}
 	if a := spanAttrs(spans[3]); len(a) != 0 {
 		t.Fatalf("unmarked statement's span has %v", a)
+	}
+}
+
+// The context the tracing plugin wraps around its span is put back after
+// the query, also for a marked statement: the statement's next call is a
+// child of the caller's span, not of the ended query span, and the
+// statement still says whether it was served from the cache.
+func TestVisibilitySpanContextRestored(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	db, _ := visDB(t, nil, querycache.Options{})
+	traceQueries(t, db, tp.Tracer("test"))
+
+	ctx, root := tp.Tracer("test").Start(t.Context(), "root")
+	q := db.WithContext(ctx).Model(&VisAuthor{}).Scopes(gormcache.Cacheable()).Where("id > ?", 0)
+	for i := 0; i < 2; i++ {
+		var n int64
+		if err := q.Count(&n).Error; err != nil {
+			t.Fatal(err)
+		}
+		if left := trace.SpanFromContext(q.Statement.Context).SpanContext(); left.SpanID() != root.SpanContext().SpanID() {
+			t.Fatalf("call %d: the statement's context holds span %v, want the caller's %v", i, left.SpanID(), root.SpanContext().SpanID())
+		}
+		if got := gormcache.FromCache(q); got != (i == 1) {
+			t.Fatalf("call %d: FromCache %v", i, got)
+		}
+	}
+	var as []VisAuthor
+	if err := db.WithContext(ctx).Scopes(gormcache.Cacheable()).Preload("Posts").Find(&as).Error; err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	spans := rec.Ended()
+	if len(spans) != 5 {
+		t.Fatalf("%d spans, want 5", len(spans))
+	}
+	for _, s := range spans[:2] {
+		if s.Parent().SpanID() != root.SpanContext().SpanID() {
+			t.Fatalf("span %v %v: parent %v, want the caller's %v", s.SpanContext().SpanID(), spanAttrs(s), s.Parent().SpanID(), root.SpanContext().SpanID())
+		}
 	}
 }

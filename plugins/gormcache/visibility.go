@@ -120,8 +120,8 @@ func (p *Plugin) initVisibility(db *gorm.DB) error {
 	p.observers = append(p.observers, spanEvent)
 	cb := db.Callback()
 	err := errors.Join(
-		cb.Query().Before("*").Register("querycache:visit", beginVisit),
-		cb.Row().Before("*").Register("querycache:visit", beginVisit),
+		cb.Query().Before("*").Register("querycache:visit", p.beginVisit),
+		cb.Row().Before("*").Register("querycache:visit", p.beginVisit),
 		cb.Query().After("gorm:query").Before("gorm:preload").Register("querycache:preload_open", openPreload),
 		cb.Query().After("gorm:preload").Register("querycache:preload_close", closePreload),
 	)
@@ -149,7 +149,15 @@ func (p *Plugin) recordVisit(db *gorm.DB, ev *Event) {
 // Preload sub-query in its open parents, and forgets what an earlier call
 // of the same statement recorded, so that CacheResult never reports an
 // outcome from before.
-func beginVisit(db *gorm.DB) {
+//
+// A statement the plugin will record (marked, or with preloads) gets its
+// visit here, before any other callback: a visit attached later would sit
+// on top of the context another plugin put there for the query, and hide
+// it from that plugin. gorm.io/plugin/opentelemetry wraps the context
+// around its span before the query and puts the one it found back after,
+// only if its wrapper is still on top: otherwise the ended span stays in
+// the statement's context and becomes the parent of its next calls' spans.
+func (p *Plugin) beginVisit(db *gorm.DB) {
 	if db.Statement.Context == nil {
 		return
 	}
@@ -163,6 +171,26 @@ func beginVisit(db *gorm.DB) {
 	case v.stmt == db.Statement:
 		v.outcome, v.reason, v.statements, v.hits = OutcomeNone, "", 0, 0
 	}
+	if p.mayVisit(db) {
+		servedFor(db)
+	}
+}
+
+// mayVisit reports whether the plugin may record the statement's visit:
+// it has preloads, or it may be marked (markOf decides; a visit attached
+// to a statement that turns out not to be recorded reports nothing).
+func (p *Plugin) mayVisit(db *gorm.DB) bool {
+	if len(db.Statement.Preloads) > 0 {
+		return true
+	}
+	if m, found := db.Statement.Context.Value(markKey{}).(mark); found {
+		return !m.off
+	}
+	if s := db.Statement.Schema; s != nil && len(p.models) > 0 {
+		_, ok := p.models[s.Table]
+		return ok
+	}
+	return false
 }
 
 // openPreload opens the statement's visit while its preloads run, so that
