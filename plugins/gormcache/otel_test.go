@@ -91,8 +91,14 @@ func TestVisibilitySpanAttributes(t *testing.T) {
 			t.Fatalf("span %d: tables %v", i, tables)
 		}
 	}
+	if a := spanAttrs(spans[0]); a["querycache.reason"].AsString() != "absent" || a["querycache.db_skipped"].AsBool() || a["querycache.db_time_ms"].AsFloat64() <= 0 {
+		t.Fatalf("miss span %v: want reason absent, run on the database, its time", a)
+	}
 	if a := spanAttrs(spans[1]); a["querycache.key"].AsString() == "" || a["querycache.bytes"].AsInt64() == 0 {
 		t.Fatalf("hit span %v: want the key and size", a)
+	}
+	if a := spanAttrs(spans[1]); !a["querycache.db_skipped"].AsBool() || a["querycache.db_time_ms"].AsFloat64() != 0 || a["querycache.reason"].Type() != attribute.INVALID {
+		t.Fatalf("hit span %v: want db_skipped, no database time, no reason", a)
 	}
 	if a := spanAttrs(spans[2]); a["querycache.reason"].AsString() != "nondeterministic" {
 		t.Fatalf("refusal span %v: want its reason", a)
