@@ -30,6 +30,7 @@ import (
 
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
 )
 
 // Options configures the page; the zero value is the default.
@@ -359,7 +360,7 @@ func pendingVersions(names []string, prefix string) []Count {
 func (h *handler) shapeRow(s gormcache.ShapeStats) ShapeRow {
 	sql := s.SQL
 	if !h.opts.ShowLiterals && sql != querycache.OtherStats {
-		sql = MaskLiterals(sql)
+		sql = sqlinspect.MaskLiterals(sql, sqlinspect.DialectAny) // the page does not know the dialect: either one's literals
 	}
 	r := ShapeRow{
 		ID: s.ID, SQL: sql, Truncated: s.Truncated, Tables: s.Tables,

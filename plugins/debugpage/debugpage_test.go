@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"querycache.dev/plugins/debugpage"
+	"querycache.dev/plugins/gormcache"
 )
 
 func get(t *testing.T, h http.Handler, url string) (*http.Response, string) {
@@ -165,17 +166,22 @@ func TestMountedUnderPrefix(t *testing.T) {
 	}
 }
 
-// TestMaskLiterals: literals written inline are masked, placeholders and
-// identifiers kept.
-func TestMaskLiterals(t *testing.T) {
-	for in, want := range map[string]string{
-		`SELECT * FROM t1 WHERE name = 'ann' AND id = 42`:            `SELECT * FROM t1 WHERE name = '?' AND id = ?`,
-		`SELECT * FROM "x'y" WHERE a = $1 AND b = ? AND c = 'it''s'`: `SELECT * FROM "x'y" WHERE a = $1 AND b = ? AND c = '?'`,
-		`SELECT 1.5e-3, E'a\'b', x'ff', $$body$$ FROM t LIMIT 10`:    `SELECT ?, '?', '?', '?' FROM t LIMIT ?`,
-		`SELECT a::int FROM t2 WHERE col3 = :name -- 'comment'`:      `SELECT a::int FROM t2 WHERE col3 = :name -- 'comment'`,
-	} {
-		if got := debugpage.MaskLiterals(in); got != want {
-			t.Errorf("MaskLiterals(%q)\n = %q\nwant %q", in, got, want)
-		}
+// TestShapeLiteralsMasked: a query shape's literals written inline are
+// masked on the page (sqlinspect.MaskLiterals, tested there), its names
+// and placeholders kept; ShowLiterals shows them.
+func TestShapeLiteralsMasked(t *testing.T) {
+	d := newDemo(t)
+	var n int64
+	const sql = "SELECT count(*) FROM articles WHERE (title = 'inline-value' OR id = 7) AND author_id = ?"
+	if err := d.db.Scopes(gormcache.Cacheable()).Raw(sql, 1).Scan(&n).Error; err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, debugpage.Handler(d.cache, d.plugin), "/?format=json")
+	if strings.Contains(body, "inline-value") || !strings.Contains(body, "WHERE (title = '?' OR id = ?) AND author_id = ?") {
+		t.Errorf("the shape is not shown masked:\n%s", body)
+	}
+	_, body = get(t, debugpage.New(d.cache, debugpage.Options{ShowLiterals: true}, d.plugin), "/?format=json")
+	if !strings.Contains(body, "inline-value") {
+		t.Errorf("ShowLiterals: the shape's literal is not shown")
 	}
 }

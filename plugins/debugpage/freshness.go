@@ -3,6 +3,8 @@ package debugpage
 import (
 	"html/template"
 	"time"
+
+	"querycache.dev/sqlinspect"
 )
 
 // FreshnessSection is the freshness sampler's report
@@ -64,7 +66,7 @@ func (h *handler) freshness() FreshnessSection {
 			s := r.Recent[i]
 			sql := s.SQL
 			if !h.opts.ShowLiterals {
-				sql = MaskLiterals(sql)
+				sql = sqlinspect.MaskLiterals(sql, sqlinspect.DialectAny)
 			}
 			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: sql, Tables: s.Tables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows})
 		}

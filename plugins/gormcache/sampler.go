@@ -425,7 +425,7 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 
 // reportStale keeps, logs and hands on a stale finding.
 func (p *Plugin) reportStale(s *sampler, job *sampleJob, first []byte) {
-	shape := loggedSQL(job.sql, maxFindingSQL) // literals masked: a raw statement may spell values
+	shape := loggedSQL(job.sql, maxFindingSQL, p.sqlDialect) // literals masked: a raw statement may spell values
 	f := StaleFinding{
 		Time:         time.Now(),
 		SQL:          strings.Clone(shape),

@@ -68,3 +68,19 @@ func (c *captured) records() []map[string]string {
 	c.recs = nil
 	return out
 }
+
+// The Debug line masks every literal a raw statement spells, numbers too
+// (sqlinspect.MaskLiterals), and keeps its names and placeholders.
+func TestVisibilitySlogMasksNumbers(t *testing.T) {
+	h := &captured{level: slog.LevelDebug}
+	db, _ := visDB(t, nil, querycache.Options{Logger: slog.New(h)})
+	h.records()
+	var as []VisAuthor
+	if err := db.Scopes(gormcache.Cacheable()).Raw("SELECT id FROM vis_authors WHERE id <> 424242 AND name <> ?", "x").Scan(&as).Error; err != nil {
+		t.Fatal(err)
+	}
+	recs := h.statementRecords()
+	if len(recs) != 1 || recs[0]["sql"] != "SELECT id FROM vis_authors WHERE id <> ? AND name <> ?" {
+		t.Fatalf("records %v, want the statement with its number masked", recs)
+	}
+}
