@@ -140,28 +140,53 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 			f = p.facts(db, table)
 		}
 		if pks, ok := rowsOf(stmt, f); ok && len(pks) == 1 {
-			pl.key.Name = p.ns.Object(p.dbID, table, pks[0], fp)
-			pl.key.Versions = []string{p.ns.ObjectVersion(table, pks[0]), p.tableNames(table).bulk}
+			names := p.tableNames(table)
+			var obj string
+			pl.key.Name, obj = names.obj.Names(pks[0], fp)
+			pl.key.Versions = []string{obj, names.bulk}
 			return pl, true
 		}
 	}
 	pl.key.Name = p.ns.Query(p.dbID, fp)
-	pl.key.Versions = make([]string, len(tables))
-	for i, t := range tables {
-		pl.key.Versions[i] = p.tableNames(t).tbl
-	}
+	pl.key.Versions = p.tableVersions(sh, tables)
 	return pl, true
 }
 
-// versionNames are a table's version names, built once per table: they
-// are needed on every cached read.
-type versionNames struct{ tbl, bulk string }
-
-func (p *Plugin) tableNames(table string) versionNames {
-	if v, ok := p.names.Load(table); ok {
-		return v.(versionNames)
+// tableVersions returns the table version names of tables, kept on the
+// query shape sh for the next statement of that shape that reads the same
+// tables (the inspection's list, shared by every statement of the shape).
+// The engine never modifies a Key's Versions, so they can be shared.
+func (p *Plugin) tableVersions(sh *shape, tables []string) []string {
+	if sh != nil {
+		if v := sh.versions.Load(); v != nil && len(v.tables) == len(tables) && len(tables) > 0 && &v.tables[0] == &tables[0] {
+			return v.names
+		}
 	}
-	v := versionNames{tbl: p.ns.TableVersion(table), bulk: p.ns.BulkVersion(table)}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = p.tableNames(t).tbl
+	}
+	if sh != nil {
+		sh.versions.Store(&shapeVersions{tables: tables, names: names})
+	}
+	return names
+}
+
+// shapeVersions are the version names of the tables a shape read last.
+type shapeVersions struct{ tables, names []string }
+
+// versionNames are a table's version names, and the prefixes of its
+// object names, built once per table: they are needed on every cached read.
+type versionNames struct {
+	tbl, bulk string
+	obj       keys.ObjectNames
+}
+
+func (p *Plugin) tableNames(table string) *versionNames {
+	if v, ok := p.names.Load(table); ok {
+		return v.(*versionNames)
+	}
+	v := &versionNames{tbl: p.ns.TableVersion(table), bulk: p.ns.BulkVersion(table), obj: p.ns.ObjectNames(p.dbID, table)}
 	if p.namesCount.Add(1) <= maxTableNames {
 		p.names.Store(table, v)
 	}

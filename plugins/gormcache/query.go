@@ -91,7 +91,7 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if !ok {
 		return false
 	}
-	key := snapshotKey{name: o.key, dest: t, schema: db.Statement.Schema, joins: joinsKey(db)}
+	key := snapshotKey{name: snapshotName(o.key), dest: t, schema: db.Statement.Schema, joins: joinsKey(db)}
 	if snap := p.snaps.get(key, o.payload); snap != nil {
 		snap.apply(db)
 		return true

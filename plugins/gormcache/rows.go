@@ -1,6 +1,7 @@
 package gormcache
 
 import (
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -95,6 +96,22 @@ func primaryColumns(s *schema.Schema) []string {
 
 // canonicalPK is keys.PK under the equality of a column of kind k.
 func canonicalPK(v any, k pkKind) (string, bool) {
+	if k == pkInt {
+		// keys.PK writes a Go integer in canonical decimal: the round trip
+		// below is for strings and Valuers.
+		switch x := v.(type) {
+		case int, int64, int32, uint32:
+			return keys.PK(v)
+		case uint:
+			if uint64(x) <= math.MaxInt64 {
+				return keys.PK(v)
+			}
+		case uint64:
+			if x <= math.MaxInt64 {
+				return keys.PK(v)
+			}
+		}
+	}
 	s, ok := keys.PK(v)
 	if !ok {
 		return "", false

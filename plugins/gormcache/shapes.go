@@ -237,6 +237,7 @@ type shape struct {
 	id, sql   string
 	truncated bool
 	tables    atomic.Pointer[[]string]
+	versions  atomic.Pointer[shapeVersions] // plan.go: tableVersions
 
 	hits, misses, bypasses, refusals atomic.Uint64
 	hitNs, missNs                    atomic.Int64 // moving averages, in nanoseconds

@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"bytes"
+	"hash/maphash"
 	"math"
 	"reflect"
 	"strings"
@@ -23,7 +24,12 @@ import (
 // is exactly what replaying would produce. The stored rows stay the truth.
 
 type snapshotKey struct {
-	name   string
+	// name is the entry key's hash (snapshotName), not the key itself:
+	// comparing the key in the table read a cold copy of ~80 bytes on
+	// every hit, and the key is only an index here, since a snapshot is
+	// used only for the very payload it was built from (get). Two keys
+	// that hash alike only take each other's place.
+	name   uint64
 	dest   reflect.Type
 	schema *schema.Schema
 	joins  string // the join aliases and relationship names GORM's scan resolves columns with
@@ -78,7 +84,7 @@ func newSnapshots(maxBytes int64) *snapshots {
 		c: otter.Must(&otter.Options[snapshotKey, *snapshot]{
 			MaximumWeight: uint64(maxBytes),
 			Weigher: func(k snapshotKey, s *snapshot) uint32 {
-				return uint32(min(s.weight+int64(len(k.name)+len(k.joins)), math.MaxUint32))
+				return uint32(min(s.weight+int64(len(k.joins)), math.MaxUint32))
 			},
 			Executor: inline,
 		}),
@@ -161,6 +167,13 @@ func contextFree(s *schema.Schema) bool {
 	}
 	return free
 }
+
+// snapshotSeed seeds the hash of entry keys in snapshot keys (in-process
+// only: snapshots are never shared).
+var snapshotSeed = maphash.MakeSeed()
+
+// snapshotName is the entry key's part of a snapshot key.
+func snapshotName(key string) uint64 { return maphash.String(snapshotSeed, key) }
 
 // joinsKey names the statement's joins for the snapshot key.
 func joinsKey(db *gorm.DB) string {
