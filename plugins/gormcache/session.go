@@ -223,7 +223,7 @@ func (p *Plugin) noteTempTables(db *gorm.DB, names []string) {
 	if p.broken["temp"] {
 		return
 	}
-	var ch querycache.Change
+	ch := querycache.Change{Cause: causeTempTable}
 	for _, n := range names {
 		n = sqlinspect.NormalizeTable(n)
 		if n == "" {

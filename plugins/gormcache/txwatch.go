@@ -151,13 +151,13 @@ func mergeBounded(dst *querycache.Change, ch querycache.Change) {
 		seen[r.Table] = struct{}{}
 	}
 	if len(seen) > maxTrackedChange {
-		*dst = querycache.Change{All: true}
+		*dst = querycache.Change{All: true, Cause: dst.Cause}
 		return
 	}
 	for t := range seen {
 		tables = append(tables, t)
 	}
-	*dst = querycache.Change{Tables: tables, All: dst.All}
+	*dst = querycache.Change{Tables: tables, All: dst.All, Cause: dst.Cause}
 }
 
 // stepConn follows transaction control on a db.Connection.
@@ -186,7 +186,7 @@ func (w *watch) stepConn(p *Plugin, db *gorm.DB, conn *sql.Conn, info sqlinspect
 		// that filled between a write and this commit carries versions it
 		// replaces.
 		if !ch.Empty() {
-			p.apply(stmtContext(db), ch)
+			p.apply(stmtContext(db), endCause(causeRawTxEnd, ch))
 		}
 		w.suspended.Add(-1)
 	default:
@@ -237,7 +237,7 @@ func (w *watch) stepPool(p *Plugin, db *gorm.DB, info sqlinspect.Statement, fail
 	case !was && now:
 		w.suspended.Add(1)
 	case was && !now:
-		p.apply(stmtContext(db), querycache.Change{All: true})
+		p.apply(stmtContext(db), querycache.Change{All: true, Cause: causeRawTxEndPool})
 		w.suspended.Add(-1)
 	}
 }
@@ -547,7 +547,7 @@ func (w *watch) lift(p *Plugin, f *fence) {
 	ch := f.change
 	w.mu.Unlock()
 	if !ch.Empty() && !p.broken["unseen_second"] {
-		p.apply(context.Background(), ch)
+		p.apply(context.Background(), endCause(causeUnseenTxEnd, ch))
 	}
 	w.mu.Lock()
 	if w.fences[f.raw] == f {
