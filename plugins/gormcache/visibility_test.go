@@ -277,7 +277,7 @@ func TestFromCache(t *testing.T) {
 			t.Fatalf("%s: FromCache %v with %+v", what, from, got)
 		}
 	}
-	miss := gormcache.Served{Outcome: gormcache.OutcomeMiss, Statements: 1}
+	miss := gormcache.Served{Outcome: gormcache.OutcomeMiss, Reason: querycache.MissAbsent, Statements: 1}
 	hit := gormcache.Served{Outcome: gormcache.OutcomeHit, Statements: 1, Hits: 1}
 
 	var a VisAuthor
