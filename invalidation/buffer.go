@@ -1,8 +1,10 @@
 package invalidation
 
 import (
+	"slices"
 	"sync"
 
+	"querycache.dev/keys"
 	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
 )
@@ -10,15 +12,25 @@ import (
 // Buffer collects the changes of one transaction. Rolling back to a
 // savepoint keeps what was collected before it: applying a change that did
 // not happen only costs a miss, while forgetting one would serve stale data.
+//
+// The zero Buffer is empty and ready to use: a transaction can hold one by
+// value (one allocation fewer per transaction).
 type Buffer struct {
-	mu      sync.Mutex
-	change  querycache.Change
-	written map[string]struct{}
-	done    bool
+	mu     sync.Mutex
+	change querycache.Change
+	// written are the normalised tables written, distinct: a list while
+	// they are few (a transaction writes a table or two; a map cost two
+	// allocations per transaction), a map beyond smallWritten.
+	written    []string
+	writtenMap map[string]struct{}
+	done       bool
 }
 
+// smallWritten is how many written tables a Buffer searches in a list.
+const smallWritten = 16
+
 // NewBuffer returns an empty Buffer.
-func NewBuffer() *Buffer { return &Buffer{written: map[string]struct{}{}} }
+func NewBuffer() *Buffer { return &Buffer{} }
 
 // Add records ch, to be applied at commit.
 func (b *Buffer) Add(ch querycache.Change) {
@@ -29,11 +41,45 @@ func (b *Buffer) Add(ch querycache.Change) {
 	defer b.mu.Unlock()
 	b.change.Merge(ch)
 	for _, t := range ch.Tables {
-		b.written[sqlinspect.NormalizeTable(t)] = struct{}{}
+		b.note(sqlinspect.NormalizeTable(t))
 	}
-	for _, r := range ch.Rows {
-		b.written[sqlinspect.NormalizeTable(r.Table)] = struct{}{}
+	last := ""
+	for i, r := range ch.Rows {
+		if i == 0 || r.Table != last { // rows of a batch share their table
+			b.note(sqlinspect.NormalizeTable(r.Table))
+		}
+		last = r.Table
 	}
+}
+
+// note adds a normalised table to the written ones.
+func (b *Buffer) note(t string) {
+	if b.writtenMap != nil {
+		b.writtenMap[t] = struct{}{}
+		return
+	}
+	if slices.Contains(b.written, t) {
+		return
+	}
+	if len(b.written) < smallWritten {
+		b.written = append(b.written, t)
+		return
+	}
+	b.writtenMap = make(map[string]struct{}, 2*smallWritten)
+	for _, w := range b.written {
+		b.writtenMap[w] = struct{}{}
+	}
+	b.writtenMap[t] = struct{}{}
+	b.written = nil
+}
+
+// has reports whether the normalised table t was written.
+func (b *Buffer) has(t string) bool {
+	if b.writtenMap != nil {
+		_, ok := b.writtenMap[t]
+		return ok
+	}
+	return slices.Contains(b.written, t)
 }
 
 // Wrote reports whether the transaction has written any of tables, or
@@ -45,7 +91,11 @@ func (b *Buffer) Wrote(tables []string) bool {
 		return true
 	}
 	for _, t := range tables {
-		if _, ok := b.written[sqlinspect.NormalizeTable(t)]; ok {
+		n := t
+		if t != keys.CatalogTable { // its own normalisation, which parsing it costs
+			n = sqlinspect.NormalizeTable(t)
+		}
+		if b.has(n) {
 			return true
 		}
 	}

@@ -1,0 +1,71 @@
+package invalidation
+
+import (
+	"fmt"
+	"testing"
+
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+)
+
+// TestBufferWrittenBeyondList: past smallWritten tables the buffer keeps a
+// map; every table written is still found, in any spelling, and no other.
+func TestBufferWrittenBeyondList(t *testing.T) {
+	var b Buffer // the zero Buffer is ready to use
+	for i := range 3 * smallWritten {
+		b.Add(querycache.Change{Tables: []string{fmt.Sprintf("T%d", i)}})
+		b.Add(querycache.Change{Rows: []querycache.Row{{Table: fmt.Sprintf("r%d", i), PK: "1"}, {Table: fmt.Sprintf("r%d", i), PK: "2"}}})
+		for j := range i + 1 {
+			if !b.Wrote([]string{fmt.Sprintf(`"t%d"`, j)}) || !b.Wrote([]string{fmt.Sprintf("main.R%d", j)}) {
+				t.Fatalf("after %d tables, table %d not reported written", i+1, j)
+			}
+		}
+		if b.Wrote([]string{fmt.Sprintf("t%d", i+1), "other"}) {
+			t.Fatalf("after %d tables, a table not written is reported written", i+1)
+		}
+	}
+	if b.Wrote([]string{keys.CatalogTable}) {
+		t.Fatal("the catalog reported written")
+	}
+	b.Add(querycache.Change{Tables: []string{"pg_catalog.pg_class"}})
+	if !b.Wrote([]string{keys.CatalogTable}) || !b.Wrote([]string{"sqlite_master"}) {
+		t.Fatal("a write to the catalog not reported")
+	}
+}
+
+// TestBufferCatalogWrote: the catalog's name, which is its own
+// normalisation, is found as written whether added by that name or by a
+// system table's.
+func TestBufferCatalogWrote(t *testing.T) {
+	for _, name := range []string{keys.CatalogTable, "pg_catalog.pg_class", "sqlite_master", "information_schema.tables"} {
+		b := NewBuffer()
+		b.Add(querycache.Change{Tables: []string{"users"}})
+		if b.Wrote([]string{keys.CatalogTable}) {
+			t.Fatalf("%s: catalog written before it was", name)
+		}
+		b.Add(querycache.Change{Tables: []string{name}})
+		if !b.Wrote([]string{keys.CatalogTable}) {
+			t.Fatalf("%s: catalog not reported written", name)
+		}
+	}
+}
+
+// TestBufferAllocations: a transaction that writes one row and asks
+// whether it changed the schema (as the plugin does on every write in a
+// transaction) allocates the buffer, its rows and its list of tables
+// only: the map made two allocations more per transaction, and parsing
+// the catalog's name one per question.
+func TestBufferAllocations(t *testing.T) {
+	ch := querycache.Change{Rows: []querycache.Row{{Table: "items", PK: "42"}}}
+	n := testing.AllocsPerRun(200, func() {
+		var b Buffer
+		b.Add(ch)
+		if b.Wrote([]string{keys.CatalogTable}) {
+			t.Fatal("catalog written")
+		}
+		_ = b.Commit()
+	})
+	if n > 3 {
+		t.Errorf("%v allocations, want at most 3", n)
+	}
+}
