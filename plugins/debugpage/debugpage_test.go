@@ -87,6 +87,11 @@ func TestJSON(t *testing.T) {
 	if f := snap.Freshness; !f.Enabled || f.Stale < 1 || len(f.Recent) == 0 || !strings.Contains(f.Recent[0].SQL, "articles") {
 		t.Errorf("freshness = %+v; want the stale hit of articles the sampler found", f)
 	}
+	// The row behind the cache grew (a longer title): the database's read
+	// is larger than the entry, and its one row is still counted.
+	if f := snap.Freshness; len(f.Recent) > 0 && (f.Recent[0].CachedRows != 1 || f.Recent[0].DatabaseRows != 1 || f.Recent[0].DatabaseRowsAtLeast) {
+		t.Errorf("finding = %+v; want 1 cached row and 1 in the database", f.Recent[0])
+	}
 	// No values: the raw UPDATE's literal, the store error's password.
 	for _, secret := range []string{"a secret title", "hunter2"} {
 		if strings.Contains(body, secret) {

@@ -37,6 +37,9 @@ type Finding struct {
 	Tables       []string  `json:"tables"`
 	CachedRows   int       `json:"cached_rows"`
 	DatabaseRows int       `json:"database_rows"`
+	// DatabaseRowsAtLeast: DatabaseRows is a lower bound (the check
+	// stopped counting at gormcache.MaxCountedRows).
+	DatabaseRowsAtLeast bool `json:"database_rows_at_least,omitempty"`
 }
 
 func (h *handler) freshness() FreshnessSection {
@@ -68,7 +71,7 @@ func (h *handler) freshness() FreshnessSection {
 			if !h.opts.ShowLiterals {
 				sql = sqlinspect.MaskLiterals(sql, sqlinspect.DialectAny)
 			}
-			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: sql, Tables: s.Tables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows})
+			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: sql, Tables: s.Tables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows, DatabaseRowsAtLeast: s.DatabaseRowsAtLeast})
 		}
 	}
 	if !f.Enabled {
@@ -92,6 +95,6 @@ var _ = template.Must(pageTemplate.New("freshness").Parse(`{{if not .Available}}
 <div class="card"><div class="v" data-k="fresh_in_flight">{{.InFlight}}</div><div class="k">in flight</div></div>
 </div>
 {{if .Recent}}<h3>Stale hits found (newest first)</h3><table><tr><th>time</th><th>query shape</th><th>tables</th><th class="n">cached rows</th><th class="n">database rows</th></tr>
-{{range .Recent}}<tr><td class="n"><time datetime="{{iso .Time}}">{{clock .Time}}</time></td><td><code class="sql">{{.SQL}}</code></td><td>{{join .Tables}}</td><td class="n">{{rows .CachedRows}}</td><td class="n">{{rows .DatabaseRows}}</td></tr>
+{{range .Recent}}<tr><td class="n"><time datetime="{{iso .Time}}">{{clock .Time}}</time></td><td><code class="sql">{{.SQL}}</code></td><td>{{join .Tables}}</td><td class="n">{{rows .CachedRows}}</td><td class="n">{{if .DatabaseRowsAtLeast}}≥ {{end}}{{rows .DatabaseRows}}</td></tr>
 {{end}}</table>{{else}}<p class="mute">no stale hit found</p>{{end}}
 {{end}}`))

@@ -3,6 +3,7 @@ package gormcache
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"math/rand/v2"
@@ -145,7 +146,16 @@ type StaleFinding struct {
 	// CachedRows and DatabaseRows are the row counts of the entry and of
 	// the database's first read.
 	CachedRows, DatabaseRows int
+	// DatabaseRowsAtLeast reports that DatabaseRows is a lower bound: the
+	// read stopped counting at MaxCountedRows rows.
+	DatabaseRowsAtLeast bool
 }
+
+// MaxCountedRows bounds the rows a check reads from the database once its
+// result is known to differ from the entry (larger than it, or holding a
+// value no entry can hold): they are only counted, for
+// StaleFinding.DatabaseRows.
+const MaxCountedRows = 10000
 
 // maxFindingSQL bounds the SQL kept in a finding.
 const maxFindingSQL = 512
@@ -387,7 +397,7 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 		failed(err)
 		return
 	}
-	if sameResult(first, job.payload) {
+	if sameResult(first.payload, job.payload) {
 		s.matched.Add(1)
 		return
 	}
@@ -415,7 +425,7 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 		failed(err)
 		return
 	}
-	if sameResult(second, job.payload) {
+	if sameResult(second.payload, job.payload) {
 		s.unconfirmed.Add(1)
 		return
 	}
@@ -424,15 +434,16 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 }
 
 // reportStale keeps, logs and hands on a stale finding.
-func (p *Plugin) reportStale(s *sampler, job *sampleJob, first []byte) {
+func (p *Plugin) reportStale(s *sampler, job *sampleJob, first sampled) {
 	shape := loggedSQL(job.sql, maxFindingSQL, p.sqlDialect) // literals masked: a raw statement may spell values
 	f := StaleFinding{
-		Time:         time.Now(),
-		SQL:          strings.Clone(shape),
-		Tables:       slices.Clone(job.tables),
-		Key:          job.key.Name,
-		CachedRows:   resultRows(job.payload),
-		DatabaseRows: resultRows(first),
+		Time:                time.Now(),
+		SQL:                 strings.Clone(shape),
+		Tables:              slices.Clone(job.tables),
+		Key:                 job.key.Name,
+		CachedRows:          resultRows(job.payload),
+		DatabaseRows:        first.rows,
+		DatabaseRowsAtLeast: first.more,
 	}
 	s.mu.Lock()
 	if len(s.recent) >= s.opts.Recent {
@@ -441,8 +452,12 @@ func (p *Plugin) reportStale(s *sampler, job *sampleJob, first []byte) {
 	s.recent = append(s.recent, f)
 	s.mu.Unlock()
 	if p.w.log != nil {
-		p.w.log.Warn(context.Background(), "gormcache: stale cache hit: the database disagrees with a cached result %v after the read and no write invalidated it (an invalidation path is missing); tables %v, %d cached rows, %d in the database, query: %s",
-			s.opts.Grace, f.Tables, f.CachedRows, f.DatabaseRows, f.SQL)
+		atLeast := ""
+		if f.DatabaseRowsAtLeast {
+			atLeast = "at least "
+		}
+		p.w.log.Warn(context.Background(), "gormcache: stale cache hit: the database disagrees with a cached result %v after the read and no write invalidated it (an invalidation path is missing); tables %v, %d cached rows, %s%d in the database, query: %s",
+			s.opts.Grace, f.Tables, f.CachedRows, atLeast, f.DatabaseRows, f.SQL)
 	}
 	if s.opts.OnStale != nil {
 		s.opts.OnStale(f)
@@ -453,21 +468,33 @@ func (p *Plugin) reportStale(s *sampler, job *sampleJob, first []byte) {
 // than any entry, or holding a value no entry can hold).
 var errDiffers = errors.New("gormcache: the database's result differs from any cacheable one")
 
+// sampled is one database read of a check.
+type sampled struct {
+	// payload is the rows recorded as a fill records them; nil when they
+	// cannot be any entry's.
+	payload []byte
+	// rows counts the rows read; more reports that reading stopped at
+	// MaxCountedRows, so that rows is a lower bound.
+	rows int
+	more bool
+}
+
 // sampleRead runs the statement on the plugin's own pool, outside any
 // transaction, and records its rows as a fill does. A result that cannot
 // be recorded (too large, a value the codec cannot hold) cannot be the
-// entry's: it returns a payload that compares unequal to every entry.
-func (p *Plugin) sampleRead(ctx context.Context, s *sampler, job *sampleJob) ([]byte, error) {
+// entry's: its payload is nil, which compares unequal to every entry, and
+// the rest of its rows are only counted, up to MaxCountedRows.
+func (p *Plugin) sampleRead(ctx context.Context, s *sampler, job *sampleJob) (sampled, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	rows, err := p.inner.QueryContext(ctx, job.sql, job.vars...)
 	if err != nil {
-		return nil, err
+		return sampled{}, err
 	}
 	defer rows.Close()
 	cols, err := columnsOf(rows)
 	if err != nil {
-		return nil, err
+		return sampled{}, err
 	}
 	// The same rows encode to the same size: a recording that grows past
 	// the entry's differs from it, and is stopped there.
@@ -477,25 +504,43 @@ func (p *Plugin) sampleRead(ctx context.Context, s *sampler, job *sampleJob) ([]
 	}
 	rec, err := newRecorder(cols, max)
 	if err != nil {
-		return nil, nil // an unsupported column: nothing cached has it
+		return countRows(rows, 0) // an unsupported column: nothing cached has it
 	}
 	vals := make([]any, len(cols))
 	ptrs := make([]any, len(cols))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
+	n := 0
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
+			return sampled{}, err
 		}
+		n++
 		if err := rec.add(vals); err != nil {
-			return nil, nil // larger than the entry, or unencodable: differs
+			return countRows(rows, n) // larger than the entry, or unencodable: differs
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return sampled{}, err
 	}
-	return rec.finish(), nil
+	return sampled{payload: rec.finish(), rows: n}, nil
+}
+
+// countRows counts the rest of a result that differs from any entry, n
+// rows already read, up to MaxCountedRows (without scanning them; rows
+// recorded before the difference showed count even past it).
+func countRows(rows *sql.Rows, n int) (sampled, error) {
+	for n < MaxCountedRows && rows.Next() {
+		n++
+	}
+	if n >= MaxCountedRows && rows.Next() {
+		return sampled{rows: n, more: true}, nil
+	}
+	if err := rows.Err(); err != nil {
+		return sampled{}, err
+	}
+	return sampled{rows: n}, nil
 }
 
 // sameResult reports whether a database read (nil: one that cannot be any
