@@ -245,10 +245,10 @@ func rawBase(info sqlinspect.Statement, sql string) (querycache.Change, bool) {
 	return invalidation.FromInspected(info), false
 }
 
-// gormDependents is withDependents for a write GORM built.
-func (p *Plugin) gormDependents(db *gorm.DB, ch querycache.Change) querycache.Change {
-	sql := db.Statement.SQL.String()
-	return p.withDependents(db, ch, p.inspect(sql), sql, true, false)
+// gormDependents is withDependents for a write GORM built, whose SQL's
+// inspection is in.
+func (p *Plugin) gormDependents(db *gorm.DB, in *inspection, ch querycache.Change) querycache.Change {
+	return p.withDependents(db, ch, &in.st, db.Statement.SQL.String(), true, false)
 }
 
 // statementOps returns what the statement does to the tables it writes,
@@ -393,14 +393,17 @@ type visit struct {
 // the catalog may be read on the statement's connection now. cascade is
 // TRUNCATE ... CASCADE, which empties every table referencing a truncated
 // one, whatever its foreign key's actions.
-func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspect.Statement, sql string, learn, cascade bool) querycache.Change {
+//
+// info is not modified: it may be the memo's own inspection.
+func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinspect.Statement, sql string, learn, cascade bool) querycache.Change {
 	if ch.All || ch.Empty() || p.broken["dependents"] {
 		return ch
 	}
 	if p.schemaPending(db) {
 		return querycache.Change{All: true}
 	}
-	var start []string
+	var startBuf [4]string // the common write names one table: no allocation
+	start := startBuf[:0]
 	for _, t := range ch.Tables {
 		if t != keys.CatalogTable {
 			start = append(start, t)
@@ -424,7 +427,7 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info sqlinspe
 			return ch
 		}
 	}
-	ops := statementOps(info, sql)
+	ops := statementOps(*info, sql)
 	if ops == 0 {
 		return ch
 	}

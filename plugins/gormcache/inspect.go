@@ -43,7 +43,11 @@ type assignedColumns struct {
 // assignedColumns is sqlinspect.AssignedColumns, remembered with the
 // text's inspection. The columns are shared: callers must not modify them.
 func (p *Plugin) assignedColumns(sql string) ([]string, bool) {
-	in := p.inspection(sql)
+	return p.assignedIn(p.inspection(sql), sql)
+}
+
+// assignedIn is assignedColumns for a text whose inspection is in hand.
+func (p *Plugin) assignedIn(in *inspection, sql string) ([]string, bool) {
 	if a := in.assigned.Load(); a != nil {
 		return a.cols, a.ok
 	}

@@ -28,7 +28,8 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "create", withCause(p.gormDependents(db, p.writeChange(db, createdRows)), "gorm create"))
+	in := p.inspection(db.Statement.SQL.String())
+	p.record(db, "create", withCause(p.gormDependents(db, in, p.writeChange(db, in, createdRows)), "gorm create"))
 }
 
 // afterUpdate invalidates updated rows: by primary key when the WHERE
@@ -37,7 +38,8 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "update", withCause(p.gormDependents(db, p.writeChange(db, p.updatedRows)), "gorm update"))
+	in := p.inspection(db.Statement.SQL.String())
+	p.record(db, "update", withCause(p.gormDependents(db, in, p.writeChange(db, in, p.updatedRows)), "gorm update"))
 }
 
 // afterDelete handles hard and soft deletes alike (a soft delete is an
@@ -46,7 +48,8 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	p.record(db, "delete", withCause(p.gormDependents(db, p.writeChange(db, p.updatedRows)), "gorm delete"))
+	in := p.inspection(db.Statement.SQL.String())
+	p.record(db, "delete", withCause(p.gormDependents(db, in, p.writeChange(db, in, p.updatedRows)), "gorm delete"))
 }
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
@@ -103,7 +106,7 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 	}
 	// What the schema carries further: foreign-key actions, triggers,
 	// partitions, views (dependents.go).
-	return p.withDependents(db, ch, info, sql, learn, cascade)
+	return p.withDependents(db, ch, &info, sql, learn, cascade)
 }
 
 // writeChange builds the change of a GORM-built write. What it invalidates
@@ -113,31 +116,38 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // key (from the catalog) is the model's, that cannot delete rows it does
 // not name (SQLite's REPLACE conflict resolution), and whose rows rowsFn
 // can prove, is narrowed to those rows.
-func (p *Plugin) writeChange(db *gorm.DB, rowsFn func(*gorm.DB, *tableFacts) ([]string, bool)) querycache.Change {
-	info := p.inspect(db.Statement.SQL.String())
-	ch := invalidation.FromInspected(info)
+//
+// in is the inspection of the statement's SQL, looked up once per write
+// and shared with gormDependents and the SET list's memo.
+func (p *Plugin) writeChange(db *gorm.DB, in *inspection, rowsFn func(*gorm.DB, *inspection, *tableFacts) ([]string, bool)) querycache.Change {
+	info := &in.st
 	if info.Kind != sqlinspect.KindWrite {
 		// GORM built something it does not write with (a dialect's odd
 		// form?): whatever it is, invalidate everything.
 		return querycache.Change{All: true}
 	}
-	if ch.All || len(ch.Tables) != 1 || info.Replace {
-		return ch
+	// The written tables, in bulk (invalidation.FromInspected), built only
+	// when the write is not narrowed to rows: the common write by primary
+	// key allocates no list of tables it does not use. For a KindWrite,
+	// FromInspected invalidates everything when the written tables are
+	// unknown, and lists info.Writes otherwise.
+	if info.Undetermined && !info.WritesKnown || info.Cascade || len(info.Writes) != 1 || info.Replace {
+		return invalidation.FromInspected(*info)
 	}
 	if _, upsert := db.Statement.Clauses["ON CONFLICT"]; upsert {
-		return ch
+		return invalidation.FromInspected(*info)
 	}
-	table := ch.Tables[0]
+	table := info.Writes[0]
 	if sqlinspect.NormalizeTable(db.Statement.Table) != table || db.Statement.Schema == nil {
-		return ch
+		return invalidation.FromInspected(*info)
 	}
 	f := p.facts(db, table)
 	if !f.keyable() {
-		return ch
+		return invalidation.FromInspected(*info)
 	}
-	pks, ok := rowsFn(db, f)
+	pks, ok := rowsFn(db, in, f)
 	if !ok {
-		return ch
+		return invalidation.FromInspected(*info)
 	}
 	rows := querycache.Change{Rows: make([]querycache.Row, len(pks))}
 	for i, pk := range pks {
@@ -148,7 +158,7 @@ func (p *Plugin) writeChange(db *gorm.DB, rowsFn func(*gorm.DB, *tableFacts) ([]
 
 // createdRows returns the primary keys of the rows passed to Create, which
 // GORM has filled in from the database, joined in the catalog's order.
-func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
+func createdRows(db *gorm.DB, _ *inspection, f *tableFacts) ([]string, bool) {
 	stmt := db.Statement
 	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 || db.Error != nil || !f.matches(primaryColumns(stmt.Schema)) {
 		return nil, false
@@ -196,14 +206,14 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 // cannot be known here, so it counts as bulk; the assigned columns are
 // read from the SET list with the tokenizer, so a subquery or a string in
 // an earlier assignment cannot hide one.
-func (p *Plugin) updatedRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
+func (p *Plugin) updatedRows(db *gorm.DB, in *inspection, f *tableFacts) ([]string, bool) {
 	pks, ok := rowsOf(db.Statement, f)
 	if !ok {
 		return nil, false
 	}
 	sql := db.Statement.SQL.String()
 	if !isDelete(sql) {
-		cols, ok := p.assignedColumns(sql)
+		cols, ok := p.assignedIn(in, sql)
 		if !ok {
 			return nil, false
 		}
