@@ -40,8 +40,11 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 		return nil, false
 	}
 	var buf [8]clause.Expression
-	conj, safe := flatten(where.Exprs, buf[:0])
-	if !safe {
+	conj, safe := conjuncts(where.Exprs, buf[:0])
+	if !safe || !pinsPK(stmt, conj) || !allStructured(conj) {
+		// pinsPK first: most statements pin no primary key, and proving
+		// every conjunct safe (a regular expression per raw condition) is
+		// only worth it for those that do.
 		return nil, false
 	}
 	composite := len(f.pk) > 1
@@ -133,34 +136,53 @@ func canonicalPK(v any, k pkKind) (string, bool) {
 	return "", false
 }
 
-// flatten appends the conjuncts of exprs to out, and reports false when the
-// list is not a plain conjunction of safe expressions.
-func flatten(exprs []clause.Expression, out []clause.Expression) ([]clause.Expression, bool) {
+// conjuncts appends the conjuncts of exprs to out, and reports false when
+// the list is not a plain conjunction (an OR anywhere at its top).
+func conjuncts(exprs []clause.Expression, out []clause.Expression) ([]clause.Expression, bool) {
 	for _, e := range exprs {
 		switch v := e.(type) {
 		case clause.AndConditions:
 			var ok bool
-			if out, ok = flatten(v.Exprs, out); !ok {
+			if out, ok = conjuncts(v.Exprs, out); !ok {
 				return nil, false
 			}
 		case clause.OrConditions:
 			return nil, false
-		case clause.NotConditions:
-			// NOT (a AND b): structured, cannot widen the others.
-			for _, inner := range v.Exprs {
-				if !structured(inner) {
-					return nil, false
-				}
-			}
-			out = append(out, e)
 		default:
-			if !structured(e) {
-				return nil, false
-			}
 			out = append(out, e)
 		}
 	}
 	return out, true
+}
+
+// allStructured reports whether every conjunct is a safe expression, one
+// whose SQL text cannot reopen the conjunction and widen the rows.
+func allStructured(conj []clause.Expression) bool {
+	for _, e := range conj {
+		if not, ok := e.(clause.NotConditions); ok {
+			// NOT (a AND b): structured, cannot widen the others.
+			for _, inner := range not.Exprs {
+				if !structured(inner) {
+					return false
+				}
+			}
+			continue
+		}
+		if !structured(e) {
+			return false
+		}
+	}
+	return true
+}
+
+// pinsPK reports whether a conjunct is a primary-key condition.
+func pinsPK(stmt *gorm.Statement, conj []clause.Expression) bool {
+	for _, e := range conj {
+		if _, _, ok := pkCondition(stmt, e); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // simpleExpr matches the raw conditions accepted next to a primary-key
