@@ -87,7 +87,8 @@ type Cache struct {
 	closed    chan struct{}
 	retryDone chan struct{}
 
-	recent recentRing // the newest invalidations, for diagnostics (recent.go)
+	recent   recentRing  // the newest invalidations, for diagnostics (recent.go)
+	versions versionMemo // the version names of the tables written (versionmemo.go)
 }
 
 // New returns a Cache, or an error that says which option is wrong and how

@@ -64,6 +64,12 @@ const smallChange = 16
 // VersionNames returns the version names the change replaces, de-duplicated.
 // Table names are used as given: Invalidate normalises them first.
 func (ch Change) VersionNames(ns keys.Namespace) []string {
+	return ch.versionNames(ns, ns.TableVersions)
+}
+
+// versionNames is VersionNames with each table's names from names (the
+// cache's memo, or built on the spot).
+func (ch Change) versionNames(ns keys.Namespace, names func(table string) keys.TableVersions) []string {
 	n := 2*len(ch.Tables) + 2*len(ch.Rows)
 	if ch.All {
 		n++
@@ -98,27 +104,49 @@ func (ch Change) VersionNames(ns keys.Namespace) []string {
 		}
 	}
 	for _, t := range ch.Tables {
-		add(ns.TableVersion(t))
-		add(ns.BulkVersion(t))
+		tv := names(t)
+		add(tv.Table)
+		add(tv.Bulk)
 	}
-	last := "" // the table whose versions were just added: rows of a batch share one
+	var tv keys.TableVersions // the names of the table of the row before: rows of a batch share them
 	for i, r := range ch.Rows {
+		if i == 0 || r.Table != ch.Rows[i-1].Table {
+			tv = names(r.Table)
+		}
 		if rows[r.Table] > maxRowsPerTable {
-			if i == 0 || r.Table != last {
-				add(ns.TableVersion(r.Table))
-				add(ns.BulkVersion(r.Table))
-			}
-			last = r.Table
+			add(tv.Table)
+			add(tv.Bulk)
 			continue
 		}
-		add(ns.ObjectVersion(r.Table, r.PK))
-		if i == 0 || r.Table != last {
-			add(ns.TableVersion(r.Table))
-		}
-		last = r.Table
+		add(tv.Object(r.PK))
+		add(tv.Table)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// oneTable returns the table of a change that touches one table only.
+func (ch Change) oneTable() (string, bool) {
+	var t string
+	switch {
+	case len(ch.Tables) > 0:
+		t = ch.Tables[0]
+	case len(ch.Rows) > 0:
+		t = ch.Rows[0].Table
+	default:
+		return "", false
+	}
+	for _, u := range ch.Tables {
+		if u != t {
+			return "", false
+		}
+	}
+	for _, r := range ch.Rows {
+		if r.Table != t {
+			return "", false
+		}
+	}
+	return t, true
 }
 
 // tables returns the distinct tables the change touches.
@@ -259,8 +287,13 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 	if c.isClosed() {
 		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
 	}
-	names := ch.VersionNames(c.ns)
-	tables := ch.tables()
+	names := ch.versionNames(c.ns, c.memoVersions)
+	var tables []string
+	if t, one := ch.oneTable(); one {
+		tables = c.tableVersions(t).only // shared: the common write's record allocates nothing
+	} else {
+		tables = ch.tables()
+	}
 	for _, t := range tables {
 		c.stats.table(t).invalidations.Add(1)
 	}

@@ -105,11 +105,19 @@ func randomChange(rng *rand.Rand, names []string) Change {
 // map, and adding a batch's table versions once, names exactly the
 // versions the map did, for changes of every size.
 func TestVersionNamesMatchReference(t *testing.T) {
+	c, err := New(Options{Store: NewMemoryStore(MemoryOptions{}), Prefix: "qc:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	ns := keys.NewNamespace("qc:")
 	rng := rand.New(rand.NewPCG(1, 2))
 	names := []string{"users", "orders", "items", `"a.b"`, "x"}
 	for i := range 3000 {
 		ch := randomChange(rng, names[:1+rng.IntN(len(names))])
+		if got, want := ch.versionNames(ns, c.memoVersions), refVersionNames(ch, ns); !slices.Equal(got, want) {
+			t.Fatalf("change %d: versionNames with the cache's memo\n got %v\nwant %v", i, head(got), head(want))
+		}
 		if got, want := ch.VersionNames(ns), refVersionNames(ch, ns); !slices.Equal(got, want) {
 			t.Fatalf("change %d (%d tables, %d rows, all %v): VersionNames\n got %d names %v\nwant %d names %v",
 				i, len(ch.Tables), len(ch.Rows), ch.All, len(got), head(got), len(want), head(want))
@@ -158,8 +166,8 @@ func TestNormalizedFastPath(t *testing.T) {
 // TestInvalidateOneRowAllocations: the engine's share of a write by
 // primary key (normalising, naming the two versions, recording it) makes
 // few allocations; the map de-duplication, context.WithoutCancel, a copy
-// of an already normalised change and the debug line's arguments made
-// eight. The store's own (a memory store's entries) are not counted: a
+// of an already normalised change, the debug line's arguments, the
+// table's version name and the record's list of tables made eight. The store's own (a memory store's entries) are not counted: a
 // store that allocates nothing stands in.
 func TestInvalidateOneRowAllocations(t *testing.T) {
 	c, err := New(Options{Store: nopBumpStore{NewMemoryStore(MemoryOptions{})}})
@@ -174,10 +182,10 @@ func TestInvalidateOneRowAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	// The names slice, the object version's name, the table version's
-	// name, the list of tables kept for RecentInvalidations.
-	if n > 4 {
-		t.Errorf("Invalidate of one row made %v allocations, want at most 4", n)
+	// The names slice and the object version's name: the table's names
+	// and its record's list of tables are remembered (versionmemo.go).
+	if n > 2 {
+		t.Errorf("Invalidate of one row made %v allocations, want at most 2", n)
 	}
 }
 
@@ -185,3 +193,58 @@ func TestInvalidateOneRowAllocations(t *testing.T) {
 type nopBumpStore struct{ Store }
 
 func (nopBumpStore) Bump(context.Context, []string) error { return nil }
+
+// TestRecentInvalidationsTablesAreCopies: the list of one table a record
+// shares with the version memo is handed out as a copy, so a caller that
+// modifies it changes neither the ring nor later records.
+func TestRecentInvalidationsTablesAreCopies(t *testing.T) {
+	c, err := New(Options{Store: NewMemoryStore(MemoryOptions{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	ch := Change{Rows: []Row{{Table: "items", PK: "1"}}}
+	if err := c.Invalidate(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	c.RecentInvalidations()[0].Tables[0] = "mutated"
+	if err := c.Invalidate(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range c.RecentInvalidations() {
+		if len(r.Tables) != 1 || r.Tables[0] != "items" {
+			t.Fatalf("record %d lists %v, want [items]", i, r.Tables)
+		}
+	}
+}
+
+// TestVersionMemoBounded: past maxVersionMemo tables (or a long name) the
+// names are built on each use, right, and not remembered.
+func TestVersionMemoBounded(t *testing.T) {
+	c, err := New(Options{Store: NewMemoryStore(MemoryOptions{}), Prefix: "p:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ns := keys.NewNamespace("p:")
+	long := fmt.Sprintf("t%0200d", 1)
+	for i := range maxVersionMemo + 100 {
+		table := fmt.Sprintf("t%d", i)
+		if i == 7 {
+			table = long
+		}
+		for range 2 {
+			tv := c.tableVersions(table)
+			if tv.Table != ns.TableVersion(table) || tv.Object("9") != ns.ObjectVersion(table, "9") || !slices.Equal(tv.only, []string{table}) {
+				t.Fatalf("table %d: names %+v", i, tv)
+			}
+		}
+	}
+	if n := c.versions.n.Load(); n != maxVersionMemo {
+		t.Errorf("%d tables remembered, want %d", n, maxVersionMemo)
+	}
+	if _, ok := c.versions.m.Load(long); ok {
+		t.Error("a long name remembered")
+	}
+}

@@ -88,7 +88,11 @@ func (c *Cache) RecentInvalidations() []InvalidationRecord {
 	var names [][]string
 	for i := uint64(0); i < k; i++ {
 		s := &c.recent.slots[(n-1-i)%RecentInvalidationsKept]
-		out = append(out, s.rec)
+		rec := s.rec
+		// A copy: the ring's list of one table is shared with the
+		// version memo and with other records (versionmemo.go).
+		rec.Tables = append([]string(nil), rec.Tables...)
+		out = append(out, rec)
 		if s.names != nil {
 			if names == nil {
 				names = make([][]string, k)

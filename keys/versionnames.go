@@ -1,0 +1,28 @@
+package keys
+
+// TableVersions are the version names of one table, built once: a write
+// replaces its table's version and its rows' (or its bulk version), and
+// building every name from the prefix and the escaped table on each write
+// cost an allocation and an escape scan per name.
+type TableVersions struct {
+	// Table is TableVersion(table).
+	Table string
+	// Bulk is BulkVersion(table).
+	Bulk string
+	// object is ObjectVersion's name up to the primary key.
+	object string
+}
+
+// TableVersions returns the version names of table.
+func (n Namespace) TableVersions(table string) TableVersions {
+	t := part(table, maxTablePart)
+	return TableVersions{
+		Table:  n.prefix + "v:tbl:" + t,
+		Bulk:   n.prefix + "v:bulk:" + t,
+		object: n.prefix + "v:obj:" + t + ":",
+	}
+}
+
+// Object returns ObjectVersion(table, pk): the same string, built with one
+// concatenation.
+func (v TableVersions) Object(pk string) string { return v.object + part(pk, maxPKPart) }
