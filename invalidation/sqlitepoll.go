@@ -330,7 +330,10 @@ func (p *SQLitePoller) Close() error {
 	p.susMu.Lock()
 	p.ended = true
 	if p.resume != nil {
-		if err := p.cache.InvalidateAll(context.Background()); err != nil {
+		// Closed while blind: writes may have been missed, and nothing will
+		// report them any more.
+		ch := querycache.Change{All: true, Cause: "SQLite poller: closed while blind (writes may have been missed)"}
+		if err := p.cache.Invalidate(context.Background(), ch); err != nil {
 			p.st.invalidationErrors.Add(1)
 		}
 		p.releaseLocked()
