@@ -186,7 +186,9 @@ func pinsPK(stmt *gorm.Statement, conj []clause.Expression) bool {
 }
 
 // simpleExpr matches the raw conditions accepted next to a primary-key
-// condition: one column, one comparison, at most one placeholder.
+// condition: one column, one comparison, at most one placeholder. It is
+// the definition: simpleCondition (simpleexpr.go) answers as it does
+// without running it for ASCII text.
 var simpleExpr = regexp.MustCompile(`(?i)^\s*[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?\s*(=|<>|!=|<=|>=|<|>|\s+is\s+null|\s+is\s+not\s+null|\s+like|\s+in)\s*(\?|\(\s*\?\s*\))?\s*$`)
 
 var quotedIdent = strings.NewReplacer("`", "", `"`, "")
@@ -196,7 +198,7 @@ func structured(e clause.Expression) bool {
 	case clause.Eq, clause.Neq, clause.Gt, clause.Gte, clause.Lt, clause.Lte, clause.Like, clause.IN:
 		return true
 	case clause.Expr:
-		return simpleExpr.MatchString(quotedIdent.Replace(v.SQL)) && len(v.Vars) <= 1
+		return simpleCondition(quotedIdent.Replace(v.SQL)) && len(v.Vars) <= 1
 	case clause.NamedExpr:
 		return false
 	}
