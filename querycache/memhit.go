@@ -1,6 +1,9 @@
 package querycache
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // memHit serves a plain hit of a MemoryStore without the allocations of the
 // general path (the names with the epoch, the tokens the store returns):
@@ -9,6 +12,10 @@ import "context"
 // the caller then takes the general path (probe), which reads the store
 // again and counts what it finds. A second read of process memory is cheap
 // beside the database query a miss leads to.
+//
+// An entry that may be due for an early refresh is left to probe without
+// drawing: probe's single draw keeps XFetch's probability (two draws would
+// square it).
 //
 // It decides exactly as probe does: the same closed and pending checks,
 // the same versions (the epoch first, then k.Versions), the same freshness.
@@ -28,7 +35,7 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 		return nil, false
 	}
 	now := c.now()
-	if !e.fresh(now, tokens) || (opts.Valid != nil && !opts.Valid(e.payload)) || c.dueEarly(e, now) {
+	if !e.fresh(now, tokens) || (opts.Valid != nil && !opts.Valid(e.payload)) || mayDue(c, e, now) {
 		return nil, false
 	}
 	// Counted before the closed check, taken back after it, as in probe.
@@ -42,4 +49,10 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 		c.debug(ctx, "querycache hit", "key", k.label())
 	}
 	return e.payload, true
+}
+
+// mayDue reports whether e is within its early-refresh window.
+func mayDue(c *Cache, e entry, now time.Time) bool {
+	_, _, may := c.mayBeDueEarly(e, now)
+	return may
 }

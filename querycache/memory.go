@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -220,6 +221,10 @@ func (s *MemoryStore) dropExpired(key string, deadline uint64) {
 // under the name (a caller that used a version name as an entry key) is
 // replaced: losing it is an eviction.
 func (s *MemoryStore) createVersion(name string) memItem {
+	// A name may share its bytes with another string (keys.ObjectNames
+	// builds a lookup's key and version in one allocation): the store keeps
+	// a copy of its own, so that what it keeps is what weigh counts.
+	name = strings.Clone(name)
 	it, _ := s.items.Compute(name, func(old memItem, found bool) (memItem, otter.ComputeOp) {
 		if found && old.data == nil {
 			return old, otter.CancelOp
@@ -246,7 +251,7 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 		return fmt.Errorf("%w (%d bytes with its overhead, MaxBytes %d)", ErrTooLargeForStore, w, s.max)
 	}
 	deadline := monoNow() + min(int64(ttl), math.MaxInt64/2)
-	s.items.Set(key, memItem{data: value, word: uint64(deadline)})
+	s.items.Set(strings.Clone(key), memItem{data: value, word: uint64(deadline)}) // see createVersion
 	return nil
 }
 

@@ -43,18 +43,27 @@ const refreshGateHold = 30 * time.Second
 
 // dueEarly reports whether a hit at now on e should refresh it early.
 func (c *Cache) dueEarly(e entry, now time.Time) bool {
-	beta := c.stamp.beta
-	if beta <= 0 || e.delta <= 0 {
-		return false
-	}
-	gap := float64(e.expires - now.UnixNano())
-	scale := float64(e.delta) * beta
-	// -ln(u) for u = 1 - rand.Float64() in [2^-53, 1] is at most 36.8: a
-	// hit this far from expiry never refreshes, and draws no number.
-	if gap > 40*scale {
+	gap, scale, may := c.mayBeDueEarly(e, now)
+	if !may {
 		return false
 	}
 	return -scale*math.Log(1-rand.Float64()) >= gap
+}
+
+// mayBeDueEarly reports whether dueEarly would draw a number for e: the
+// entry is near enough to its expiry to be refreshed early. memHit leaves
+// such hits to probe, which draws once (two draws would square the
+// probability).
+func (c *Cache) mayBeDueEarly(e entry, now time.Time) (gap, scale float64, may bool) {
+	beta := c.stamp.beta
+	if beta <= 0 || e.delta <= 0 {
+		return 0, 0, false
+	}
+	gap = float64(e.expires - now.UnixNano())
+	scale = float64(e.delta) * beta
+	// -ln(u) for u = 1 - rand.Float64() in [2^-53, 1] is at most 36.8: a
+	// hit this far from expiry never refreshes, and draws no number.
+	return gap, scale, gap <= 40*scale
 }
 
 // maxRefreshGates is how many gates the refreshing map holds before
