@@ -627,6 +627,7 @@ func TestDifferentialReadsInTransactions(t *testing.T) {
 // seen by the plugin, which must still never fill the cache with what
 // they have not committed (class 4).
 func TestDifferentialHandleTakenBeforeUse(t *testing.T) {
+	t.Parallel() // private environments, as forEachEnv's (38 s of the serial phase under -race)
 	for _, d := range databases {
 		for _, s := range stores {
 			t.Run(d.name+"/"+s.name, func(t *testing.T) {
