@@ -246,9 +246,9 @@ func rawBase(info sqlinspect.Statement, sql string) (querycache.Change, bool) {
 }
 
 // gormDependents is withDependents for a write GORM built, whose SQL's
-// inspection is in.
-func (p *Plugin) gormDependents(db *gorm.DB, in *inspection, ch querycache.Change) querycache.Change {
-	return p.withDependents(db, ch, &in.st, db.Statement.SQL.String(), true, false)
+// inspection is in, with the facts writeChange read.
+func (p *Plugin) gormDependents(db *gorm.DB, in *inspection, ch querycache.Change, known knownFacts) querycache.Change {
+	return p.withDependents(db, ch, &in.st, db.Statement.SQL.String(), true, false, known)
 }
 
 // statementOps returns what the statement does to the tables it writes,
@@ -394,8 +394,9 @@ type visit struct {
 // TRUNCATE ... CASCADE, which empties every table referencing a truncated
 // one, whatever its foreign key's actions.
 //
-// info is not modified: it may be the memo's own inspection.
-func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinspect.Statement, sql string, learn, cascade bool) querycache.Change {
+// info is not modified: it may be the memo's own inspection. known are
+// facts the caller has read already (writeChange's).
+func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinspect.Statement, sql string, learn, cascade bool, known knownFacts) querycache.Change {
 	if ch.All || ch.Empty() || p.broken["dependents"] {
 		return ch
 	}
@@ -417,7 +418,10 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 	if info.Kind == sqlinspect.KindWrite {
 		plain := true
 		for _, t := range start {
-			f := p.depFactsOf(db, t, learn)
+			f := known.f
+			if f == nil || t != known.table {
+				f = p.depFactsOf(db, t, learn)
+			}
 			if f == nil || f.exists && (f.replaces || !f.deps.empty()) {
 				plain = false
 				break

@@ -29,7 +29,8 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
-	p.record(db, "create", withCause(p.gormDependents(db, in, p.writeChange(db, in, createdRows)), "gorm create"))
+	ch, known := p.writeChange(db, in, createdRows)
+	p.record(db, "create", withCause(p.gormDependents(db, in, ch, known), "gorm create"))
 }
 
 // afterUpdate invalidates updated rows: by primary key when the WHERE
@@ -39,7 +40,8 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
-	p.record(db, "update", withCause(p.gormDependents(db, in, p.writeChange(db, in, p.updatedRows)), "gorm update"))
+	ch, known := p.writeChange(db, in, p.updatedRows)
+	p.record(db, "update", withCause(p.gormDependents(db, in, ch, known), "gorm update"))
 }
 
 // afterDelete handles hard and soft deletes alike (a soft delete is an
@@ -49,7 +51,8 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
-	p.record(db, "delete", withCause(p.gormDependents(db, in, p.writeChange(db, in, p.updatedRows)), "gorm delete"))
+	ch, known := p.writeChange(db, in, p.updatedRows)
+	p.record(db, "delete", withCause(p.gormDependents(db, in, ch, known), "gorm delete"))
 }
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
@@ -106,7 +109,7 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 	}
 	// What the schema carries further: foreign-key actions, triggers,
 	// partitions, views (dependents.go).
-	return p.withDependents(db, ch, &info, sql, learn, cascade)
+	return p.withDependents(db, ch, &info, sql, learn, cascade, knownFacts{})
 }
 
 // writeChange builds the change of a GORM-built write. What it invalidates
@@ -118,13 +121,14 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // can prove, is narrowed to those rows.
 //
 // in is the inspection of the statement's SQL, looked up once per write
-// and shared with gormDependents and the SET list's memo.
-func (p *Plugin) writeChange(db *gorm.DB, in *inspection, rowsFn func(*gorm.DB, *inspection, *tableFacts) ([]string, bool)) querycache.Change {
+// and shared with gormDependents and the SET list's memo. The facts it
+// read of the written table, if it did, are returned for gormDependents.
+func (p *Plugin) writeChange(db *gorm.DB, in *inspection, rowsFn func(*gorm.DB, *inspection, *tableFacts) ([]string, bool)) (querycache.Change, knownFacts) {
 	info := &in.st
 	if info.Kind != sqlinspect.KindWrite {
 		// GORM built something it does not write with (a dialect's odd
 		// form?): whatever it is, invalidate everything.
-		return querycache.Change{All: true}
+		return querycache.Change{All: true}, knownFacts{}
 	}
 	// The written tables, in bulk (invalidation.FromInspected), built only
 	// when the write is not narrowed to rows: the common write by primary
@@ -132,28 +136,38 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, rowsFn func(*gorm.DB, 
 	// FromInspected invalidates everything when the written tables are
 	// unknown, and lists info.Writes otherwise.
 	if info.Undetermined && !info.WritesKnown || info.Cascade || len(info.Writes) != 1 || info.Replace {
-		return invalidation.FromInspected(*info)
+		return invalidation.FromInspected(*info), knownFacts{}
 	}
 	if _, upsert := db.Statement.Clauses["ON CONFLICT"]; upsert {
-		return invalidation.FromInspected(*info)
+		return invalidation.FromInspected(*info), knownFacts{}
 	}
 	table := info.Writes[0]
 	if sqlinspect.NormalizeTable(db.Statement.Table) != table || db.Statement.Schema == nil {
-		return invalidation.FromInspected(*info)
+		return invalidation.FromInspected(*info), knownFacts{}
 	}
 	f := p.facts(db, table)
+	known := knownFacts{table: table, f: f}
 	if !f.keyable() {
-		return invalidation.FromInspected(*info)
+		return invalidation.FromInspected(*info), known
 	}
 	pks, ok := rowsFn(db, in, f)
 	if !ok {
-		return invalidation.FromInspected(*info)
+		return invalidation.FromInspected(*info), known
 	}
 	rows := querycache.Change{Rows: make([]querycache.Row, len(pks))}
 	for i, pk := range pks {
 		rows.Rows[i] = querycache.Row{Table: table, PK: pk}
 	}
-	return rows
+	return rows, known
+}
+
+// knownFacts are the catalog's facts of one table, already read for the
+// statement (writeChange reads those of the table a GORM write names):
+// withDependents, which needs them too, does not look them up again. A
+// nil f is no facts: they are then looked up as usual.
+type knownFacts struct {
+	table string
+	f     *tableFacts
 }
 
 // createdRows returns the primary keys of the rows passed to Create, which
