@@ -23,7 +23,10 @@ type Buffer struct {
 	// allocations per transaction), a map beyond smallWritten.
 	written    []string
 	writtenMap map[string]struct{}
-	done       bool
+	// firstWritten holds the first tables written, in the Buffer itself:
+	// a transaction that writes one or two tables allocates no list.
+	firstWritten [2]string
+	done         bool
 }
 
 // smallWritten is how many written tables a Buffer searches in a list.
@@ -60,6 +63,9 @@ func (b *Buffer) note(t string) {
 	}
 	if slices.Contains(b.written, t) {
 		return
+	}
+	if b.written == nil {
+		b.written = b.firstWritten[:0]
 	}
 	if len(b.written) < smallWritten {
 		b.written = append(b.written, t)
