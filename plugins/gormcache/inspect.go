@@ -33,6 +33,18 @@ type inspection struct {
 	// parsing it again on every write cost about a quarter of the plugin's
 	// share of an update. (Not weighed: a few column names per text.)
 	assigned atomic.Pointer[assignedColumns]
+	// keyFree is whether that SET list leaves the primary key alone, for
+	// the table facts it was judged against (writes.go): the same
+	// statement text writes the same table on every call.
+	keyFree atomic.Pointer[keyFreeVerdict]
+}
+
+// keyFreeVerdict is updatedRows' judgement of a SET list against the
+// facts f of its table: facts learned again are a new object, judged
+// again.
+type keyFreeVerdict struct {
+	f  *tableFacts
+	ok bool
 }
 
 type assignedColumns struct {

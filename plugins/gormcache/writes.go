@@ -226,18 +226,37 @@ func (p *Plugin) updatedRows(db *gorm.DB, in *inspection, f *tableFacts) ([]stri
 		return nil, false
 	}
 	sql := db.Statement.SQL.String()
-	if !isDelete(sql) {
-		cols, ok := p.assignedIn(in, sql)
-		if !ok {
-			return nil, false
-		}
-		for _, c := range cols {
-			if f.column(c) >= 0 || p.dialect == "sqlite" && isRowidAlias(c) {
-				return nil, false
-			}
-		}
+	if !isDelete(sql) && !p.keyFree(in, sql, f) {
+		return nil, false
 	}
 	return pks, true
+}
+
+// keyFree reports whether the SET list of sql (whose inspection is in)
+// is known and assigns no primary-key column of the table of facts f.
+// The answer is remembered with the inspection for these facts: it
+// compared every assigned column with every key column on every write.
+func (p *Plugin) keyFree(in *inspection, sql string, f *tableFacts) bool {
+	if v := in.keyFree.Load(); v != nil && v.f == f {
+		return v.ok
+	}
+	ok := p.assignsNoKey(in, sql, f)
+	in.keyFree.Store(&keyFreeVerdict{f: f, ok: ok})
+	return ok
+}
+
+// assignsNoKey is keyFree without the memo.
+func (p *Plugin) assignsNoKey(in *inspection, sql string, f *tableFacts) bool {
+	cols, ok := p.assignedIn(in, sql)
+	if !ok {
+		return false
+	}
+	for _, c := range cols {
+		if f.column(c) >= 0 || p.dialect == "sqlite" && isRowidAlias(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // isDelete reports whether GORM built a DELETE (which assigns nothing).
