@@ -1,7 +1,7 @@
 // Command bench measures the cost of a cache hit against its floor: GORM
 // building the statement without running it (DryRun).
 //
-//	cd bench && go run . [-rounds 30] [-slice 200ms] [-shapes pk,list,update,update-tx] [-only regexp] [-cpuprofile f] [-memprofile f] [-precision 0.02]
+//	cd bench && go run . [-rounds 30] [-slice 200ms] [-shapes pk,list,update,update-tx] [-only regexp] [-cpuprofile f] [-memprofile f] [-precision 0.02] [-csv f]
 //
 // Every configuration runs in one process, interleaved: each round runs a
 // short slice of every (shape, configuration) pair, in a new random order,
@@ -278,6 +278,7 @@ func main() {
 			ratio(ns, per(c.shape, "dryrun")), ratio(ns, per(c.shape, "uncached")), ratio(ns, per(c.shape, "go-gorm/caches")))
 	}
 	printSpread(cs, *rounds)
+	must(writeRounds(cs))
 }
 
 // cpuTime is the CPU time the process has used, every thread, user and

@@ -4,12 +4,35 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 )
 
 // precision is the half-width of the median's confidence interval that
 // the "rounds for ±p" column aims at.
 var precision = flag.Float64("precision", 0.02, "the ratio precision (half-width of the median's 95% interval) to estimate the rounds needed for")
+
+// roundsCSV names a file for every round's CPU time per operation, so
+// that the rounds of several runs (of two builds, alternated) can be
+// pooled: shape,configuration,round,cpu_ns_per_op.
+var roundsCSV = flag.String("csv", "", "write each round's CPU ns/op of every configuration to this file (shape,configuration,round,cpu_ns_per_op)")
+
+// writeRounds writes the per-round CPU times to *roundsCSV, if set.
+func writeRounds(cs []*config) error {
+	if *roundsCSV == "" {
+		return nil
+	}
+	f, err := os.Create(*roundsCSV)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		for r, v := range c.perRound {
+			fmt.Fprintf(f, "%s,%s,%d,%.1f\n", c.shape, c.name, r, v)
+		}
+	}
+	return f.Close()
+}
 
 // printSpread prints, per shape, the ratio of each configuration's CPU
 // time per operation to its baselines' (uncached GORM and DryRun) round by
