@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"context"
+	"gorm.io/gorm/schema"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,15 +83,16 @@ func (f *tableFacts) keyable() bool {
 	return true
 }
 
-// matches reports whether the model's primary-key columns are the table's.
-func (f *tableFacts) matches(columns []string) bool {
-	if len(columns) != len(f.pk) {
+// matchesFields is matches for a model's primary-key fields, without
+// building the list of their names (rowsOf runs on every read and write).
+func (f *tableFacts) matchesFields(fields []*schema.Field) bool {
+	if len(fields) != len(f.pk) {
 		return false
 	}
-	for _, c := range columns {
+	for _, fl := range fields {
 		found := false
 		for _, k := range f.pk {
-			if strings.EqualFold(c, k) {
+			if strings.EqualFold(fl.DBName, k) {
 				found = true
 				break
 			}

@@ -28,7 +28,7 @@ import (
 // models listing the columns in another order still agree.
 func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 	s := stmt.Schema
-	if s == nil || len(s.PrimaryFields) == 0 || !f.keyable() || !f.matches(primaryColumns(s)) {
+	if s == nil || len(s.PrimaryFields) == 0 || !f.keyable() || !f.matchesFields(s.PrimaryFields) {
 		return nil, false
 	}
 	c, found := stmt.Clauses["WHERE"]
@@ -41,10 +41,19 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 	}
 	var buf [8]clause.Expression
 	conj, safe := conjuncts(where.Exprs, buf[:0])
-	if !safe || !pinsPK(stmt, conj) || !allStructured(conj) {
-		// pinsPK first: most statements pin no primary key, and proving
-		// every conjunct safe (a regular expression per raw condition) is
-		// only worth it for those that do.
+	if !safe {
+		return nil, false
+	}
+	// The key conditions first: most statements pin no primary key, and
+	// proving every conjunct safe is only worth it for those that do.
+	var condBuf [4]pkCond
+	conds := condBuf[:0]
+	for _, e := range conj {
+		if col, raw, isPK := pkCondition(stmt, e); isPK {
+			conds = append(conds, pkCond{col, raw})
+		}
+	}
+	if len(conds) == 0 || !allStructured(conj) {
 		return nil, false
 	}
 	composite := len(f.pk) > 1
@@ -52,11 +61,8 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 	if composite {
 		parts = make([]string, len(f.pk))
 	}
-	for _, e := range conj {
-		col, raw, isPK := pkCondition(stmt, e)
-		if !isPK {
-			continue
-		}
+	for _, pc := range conds {
+		col, raw := pc.col, pc.raw
 		i := f.column(col)
 		if i < 0 {
 			return nil, false
@@ -86,15 +92,6 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 		return []string{keys.JoinPK(parts)}, true
 	}
 	return pks, len(pks) > 0
-}
-
-// primaryColumns returns the column names of a model's primary key.
-func primaryColumns(s *schema.Schema) []string {
-	cols := make([]string, len(s.PrimaryFields))
-	for i, f := range s.PrimaryFields {
-		cols[i] = f.DBName
-	}
-	return cols
 }
 
 // canonicalPK is keys.PK under the equality of a column of kind k.
@@ -175,14 +172,10 @@ func allStructured(conj []clause.Expression) bool {
 	return true
 }
 
-// pinsPK reports whether a conjunct is a primary-key condition.
-func pinsPK(stmt *gorm.Statement, conj []clause.Expression) bool {
-	for _, e := range conj {
-		if _, _, ok := pkCondition(stmt, e); ok {
-			return true
-		}
-	}
-	return false
+// pkCond is a conjunct pinning a primary-key column to values.
+type pkCond struct {
+	col string
+	raw []any
 }
 
 // simpleExpr matches the raw conditions accepted next to a primary-key

@@ -174,7 +174,7 @@ type knownFacts struct {
 // GORM has filled in from the database, joined in the catalog's order.
 func createdRows(db *gorm.DB, _ *inspection, f *tableFacts) ([]string, bool) {
 	stmt := db.Statement
-	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 || db.Error != nil || !f.matches(primaryColumns(stmt.Schema)) {
+	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 || db.Error != nil || !f.matchesFields(stmt.Schema.PrimaryFields) {
 		return nil, false
 	}
 	rv := reflect.Indirect(stmt.ReflectValue)
