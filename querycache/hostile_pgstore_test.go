@@ -309,10 +309,14 @@ func TestHostilePostgresFillBumpDeadlock(t *testing.T) {
 }
 
 func fillBumpDeadlocks(t *testing.T, pool *pgxpool.Pool, schema string, ttl time.Duration) {
-	s := newPgTestStore(t, pool, schema, PostgresOptions{VersionTTL: ttl, BreakerFailures: 1000000})
+	// Generous timeouts: this counts deadlocks, and a 100 ms timeout on a
+	// loaded CI machine ended a call that was only slow (CI: "1 other
+	// error").
+	s := newPgTestStore(t, pool, schema, PostgresOptions{VersionTTL: ttl, BreakerFailures: 1000000, Timeout: 10 * time.Second, InvalidateTimeout: 10 * time.Second})
 	ctx := context.Background()
 	names := []string{"v:a", "v:b", "v:c", "v:d"}
 	var deadlocks, other atomic.Int64
+	var firstErr atomic.Pointer[error]
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for g := range 8 {
@@ -343,6 +347,7 @@ func fillBumpDeadlocks(t *testing.T, pool *pgxpool.Pool, schema string, ttl time
 						deadlocks.Add(1)
 					} else {
 						other.Add(1)
+						firstErr.CompareAndSwap(nil, &err)
 					}
 				}
 			}
@@ -352,6 +357,9 @@ func fillBumpDeadlocks(t *testing.T, pool *pgxpool.Pool, schema string, ttl time
 	close(stop)
 	wg.Wait()
 	t.Logf("deadlocks %d, other errors %d", deadlocks.Load(), other.Load())
+	if e := firstErr.Load(); e != nil {
+		t.Logf("first other error: %v", *e)
+	}
 	if deadlocks.Load() != 0 || other.Load() != 0 {
 		t.Errorf("fills and bumps of the same versions failed: %d deadlocks, %d other errors", deadlocks.Load(), other.Load())
 	}

@@ -27,7 +27,7 @@ type tableVersions struct {
 
 const (
 	// maxVersionMemo bounds the tables remembered (raw SQL can name any).
-	maxVersionMemo = 4096
+	maxVersionMemo = 1024 // as MaxStatsTables: both sit in the budget TestStatsTablesBounded checks
 	// maxVersionMemoName bounds the length of a table name remembered.
 	maxVersionMemoName = 128
 )
