@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"math"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -188,15 +189,76 @@ var quotedIdent = strings.NewReplacer("`", "", `"`, "")
 
 func structured(e clause.Expression) bool {
 	switch v := e.(type) {
-	case clause.Eq, clause.Neq, clause.Gt, clause.Gte, clause.Lt, clause.Lte, clause.Like, clause.IN:
-		return true
+	case clause.Eq:
+		return boundValue(v.Value)
+	case clause.Neq:
+		return boundValue(v.Value)
+	case clause.Gt:
+		return boundValue(v.Value)
+	case clause.Gte:
+		return boundValue(v.Value)
+	case clause.Lt:
+		return boundValue(v.Value)
+	case clause.Lte:
+		return boundValue(v.Value)
+	case clause.Like:
+		return boundValue(v.Value)
+	case clause.IN:
+		return allBound(v.Values)
 	case clause.Expr:
-		return simpleCondition(quotedIdent.Replace(v.SQL)) && len(v.Vars) <= 1
+		return simpleCondition(quotedIdent.Replace(v.SQL)) && len(v.Vars) <= 1 && allBound(v.Vars)
 	case clause.NamedExpr:
 		return false
 	}
 	return false
 }
+
+// boundValue reports whether GORM sends v to the database as a bound
+// value (a placeholder), not as SQL text. An expression (gorm.Expr,
+// clause.Expr, any clause.Expression) or a sub-query (*gorm.DB) is
+// written into the statement's text as it is, unparenthesised: a value
+// gorm.Expr("n OR 1=1") turns WHERE id = ? AND n = ? into a condition on
+// every row, which must not be taken for one on a single key. A list is
+// bound only if every element is.
+func boundValue(v any) bool {
+	switch x := v.(type) {
+	case nil, string, []byte, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return true
+	case clause.Expression, *gorm.DB:
+		return false
+	case []any:
+		return allBound(x)
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Array:
+		if rv.Type().Elem().Kind() == reflect.Uint8 {
+			return true // bytes
+		}
+		for i := 0; i < rv.Len(); i++ {
+			if !boundValue(rv.Index(i).Interface()) {
+				return false
+			}
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !rv.IsNil() && (rv.Type().Implements(expressionType) || rv.Type().Elem().Implements(expressionType)) {
+			return false
+		}
+	}
+	return true
+}
+
+// allBound is boundValue of each value.
+func allBound(vs []any) bool {
+	for _, v := range vs {
+		if !boundValue(v) {
+			return false
+		}
+	}
+	return true
+}
+
+var expressionType = reflect.TypeFor[clause.Expression]()
 
 // pkCondition reports whether e pins a primary-key column, returning the
 // column and the values it allows.
