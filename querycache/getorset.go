@@ -204,18 +204,10 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
 		default:
-			// Counted before the closed check, taken back after it: a hit
-			// either counts before Close sets the flag, or is not served.
-			c.stats.hits.Add(1)
-			if c.isClosed() { // Close ran during the fetch: a closed cache never serves
-				c.stats.hits.Add(^uint64(0))
+			if !c.countHit(ctx, k, opts) { // Close ran during the fetch: a closed cache never serves
 				c.closedLookup()
 				p.usable, p.bypass = false, "closed"
 				return p
-			}
-			c.countTables(k.Tables, true)
-			if !opts.CallerLogs && c.debugOn(ctx) { // the arguments allocate: not when Debug is off
-				c.debug(ctx, "querycache hit", "key", k.label())
 			}
 			p.found, p.payload = true, e.payload
 			p.early, p.created = c.dueEarly(e, p.now), e.created
@@ -229,6 +221,23 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 		c.debug(ctx, "querycache miss", "key", k.label(), "reason", p.miss)
 	}
 	return p
+}
+
+// countHit counts a hit of k about to be served, and reports false (having
+// counted nothing) when the cache was closed meanwhile: the hit is counted
+// before the closed check and taken back after it, so a hit either counts
+// before Close sets the flag, or is not served.
+func (c *Cache) countHit(ctx context.Context, k Key, opts LookupOptions) bool {
+	c.stats.hits.Add(1)
+	if c.isClosed() {
+		c.stats.hits.Add(^uint64(0))
+		return false
+	}
+	c.countTables(k.Tables, true)
+	if !opts.CallerLogs && c.debugOn(ctx) { // the arguments allocate: not when Debug is off
+		c.debug(ctx, "querycache hit", "key", k.label())
+	}
+	return true
 }
 
 // put stores f under k against tokens, the values of names read at

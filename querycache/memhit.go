@@ -1,9 +1,6 @@
 package querycache
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // memHit serves a plain hit of a MemoryStore without the allocations of the
 // general path (the names with the epoch, the tokens the store returns):
@@ -35,24 +32,11 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 		return nil, false
 	}
 	now := c.now()
-	if !e.fresh(now, tokens) || (opts.Valid != nil && !opts.Valid(e.payload)) || mayDue(c, e, now) {
+	if _, _, due := c.mayBeDueEarly(e, now); due || !e.fresh(now, tokens) || (opts.Valid != nil && !opts.Valid(e.payload)) {
 		return nil, false
 	}
-	// Counted before the closed check, taken back after it, as in probe.
-	c.stats.hits.Add(1)
-	if c.isClosed() {
-		c.stats.hits.Add(^uint64(0))
+	if !c.countHit(ctx, k, opts) { // closed meanwhile: probe reports it
 		return nil, false
-	}
-	c.countTables(k.Tables, true)
-	if !opts.CallerLogs && c.debugOn(ctx) {
-		c.debug(ctx, "querycache hit", "key", k.label())
 	}
 	return e.payload, true
-}
-
-// mayDue reports whether e is within its early-refresh window.
-func mayDue(c *Cache, e entry, now time.Time) bool {
-	_, _, may := c.mayBeDueEarly(e, now)
-	return may
 }

@@ -160,11 +160,7 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 	}
 	tokens := make([]uint64, len(versions))
 	for i, name := range versions {
-		it, ok := s.items.GetIfPresent(name)
-		if !ok || it.data != nil {
-			it = s.createVersion(name)
-		}
-		tokens[i] = it.word
+		tokens[i] = s.version(name)
 	}
 	var value []byte
 	if key != "" {
