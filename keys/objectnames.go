@@ -11,10 +11,9 @@ type ObjectNames struct {
 
 // ObjectNames returns the builder of the object names of table in db.
 func (n Namespace) ObjectNames(db, table string) ObjectNames {
-	t := part(table, maxTablePart)
 	return ObjectNames{
-		key:     n.prefix + "o:" + part(db, maxDBPart) + ":" + t + ":",
-		version: n.prefix + "v:obj:" + t + ":",
+		key:     n.prefix + "o:" + part(db, maxDBPart) + ":" + part(table, maxTablePart) + ":",
+		version: n.TableVersions(table).object,
 	}
 }
 

@@ -143,7 +143,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 			names := p.tableNames(table)
 			var obj string
 			pl.key.Name, obj = names.obj.Names(pks[0], fp)
-			pl.key.Versions = []string{obj, names.bulk}
+			pl.key.Versions = []string{obj, names.Bulk}
 			return pl, true
 		}
 	}
@@ -164,7 +164,7 @@ func (p *Plugin) tableVersions(sh *shape, tables []string) []string {
 	}
 	names := make([]string, len(tables))
 	for i, t := range tables {
-		names[i] = p.tableNames(t).tbl
+		names[i] = p.tableNames(t).Table
 	}
 	if sh != nil {
 		sh.versions.Store(&shapeVersions{tables: tables, names: names})
@@ -178,15 +178,15 @@ type shapeVersions struct{ tables, names []string }
 // versionNames are a table's version names, and the prefixes of its
 // object names, built once per table: they are needed on every cached read.
 type versionNames struct {
-	tbl, bulk string
-	obj       keys.ObjectNames
+	keys.TableVersions
+	obj keys.ObjectNames
 }
 
 func (p *Plugin) tableNames(table string) *versionNames {
 	if v, ok := p.names.Load(table); ok {
 		return v.(*versionNames)
 	}
-	v := &versionNames{tbl: p.ns.TableVersion(table), bulk: p.ns.BulkVersion(table), obj: p.ns.ObjectNames(p.dbID, table)}
+	v := &versionNames{TableVersions: p.ns.TableVersions(table), obj: p.ns.ObjectNames(p.dbID, table)}
 	if p.namesCount.Add(1) <= maxTableNames {
 		p.names.Store(table, v)
 	}
