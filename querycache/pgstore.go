@@ -550,8 +550,14 @@ func pgName(n string) []byte {
 
 // maxFetchAttempts bounds the repetitions of a lookup that met versions
 // created by concurrent transactions (each repetition is a new snapshot,
-// which sees them: one is nearly always enough).
-const maxFetchAttempts = 4
+// which sees them: one is nearly always enough). Repetitions after the
+// first wait a little longer each (fetchBackoff): on a loaded machine the
+// creating transaction may not have committed yet (4 immediate attempts
+// failed once in TestHostilePostgresFillBumpDeadlock under load).
+const maxFetchAttempts = 8
+
+// fetchBackoff is the wait before a lookup's attempt+1-th repetition.
+func fetchBackoff(attempt int) time.Duration { return time.Duration(attempt) * 500 * time.Microsecond }
 
 // Fetch implements Store: one statement reads the entry and reads or
 // creates every version.
@@ -579,6 +585,13 @@ func (s *PostgresStore) Fetch(ctx context.Context, key string, versions []string
 				return errors.New("querycache: a version kept being created by concurrent transactions and could not be read")
 			}
 			s.retries.Add(1)
+			if d := fetchBackoff(attempt); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 		}
 	})
 	if err != nil {
