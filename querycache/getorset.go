@@ -60,7 +60,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		f, err := fill(ctx)
 		return f.Value, false, err
 	}
-	if v, ok := c.memHit(ctx, k, LookupOptions{}); ok {
+	if v, _, ok := c.memHit(ctx, k, LookupOptions{}); ok {
 		return v, true, nil
 	}
 	names := c.withEpoch(k.Versions)
@@ -303,6 +303,8 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 			// processes need not wait for it to expire.
 			_ = c.stamp.leaser.ReleaseLease(context.WithoutCancel(ctx), k.Name, token)
 		}
+	case c.mem != nil:
+		err = c.mem.putFor(k.Name, raw, ttl, names)
 	case ok:
 		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
 	default:

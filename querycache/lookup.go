@@ -49,9 +49,23 @@ type LookupOptions struct {
 // a Miss of its own. Store errors are logged and counted, and give a Miss
 // that stores nothing (fail open).
 func (c *Cache) Lookup(ctx context.Context, k Key, opts LookupOptions) (value []byte, ok bool, m *Miss) {
-	if v, ok := c.memHit(ctx, k, opts); ok {
-		return v, true, nil
+	value, _, ok, m = c.LookupAttached(ctx, k, opts)
+	return value, ok, m
+}
+
+// LookupAttached is Lookup that also returns, on a hit, the Attachment of
+// the entry it read, when the store keeps one (a MemoryStore's entries
+// stored by a fill): what the caller attached there was derived from
+// exactly the value returned. It is nil otherwise.
+func (c *Cache) LookupAttached(ctx context.Context, k Key, opts LookupOptions) (value []byte, at *Attachment, ok bool, m *Miss) {
+	if v, at, ok := c.memHit(ctx, k, opts); ok {
+		return v, at, true, nil
 	}
+	value, ok, m = c.lookup(ctx, k, opts)
+	return value, nil, ok, m
+}
+
+func (c *Cache) lookup(ctx context.Context, k Key, opts LookupOptions) (value []byte, ok bool, m *Miss) {
 	names := c.withEpoch(k.Versions)
 	if k.Name == "" {
 		// No name, no entry, as in GetOrSet.

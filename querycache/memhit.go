@@ -16,27 +16,30 @@ import "context"
 //
 // It decides exactly as probe does: the same closed and pending checks,
 // the same versions (the epoch first, then k.Versions), the same freshness.
-func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, bool) {
+//
+// The entry's Attachment is returned with it when the store has one (an
+// entry stored with PutFor, for these versions).
+func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, *Attachment, bool) {
 	const maxVersions = 8
 	if c.mem == nil || k.Name == "" || len(k.Versions) >= maxVersions || c.isClosed() || c.pending.any() {
-		return nil, false
+		return nil, nil, false
 	}
 	var buf [maxVersions]uint64
 	tokens := buf[:len(k.Versions)+1]
-	raw := c.mem.fetchInto(k.Name, c.ns.Epoch(), k.Versions, tokens)
+	raw, at := c.mem.fetchInto(k.Name, c.ns.Epoch(), k.Versions, tokens)
 	if raw == nil {
-		return nil, false
+		return nil, nil, false
 	}
 	e, err := decodeEntryFrom(raw, true)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
 	now := c.now()
 	if _, _, due := c.mayBeDueEarly(e, now); due || !e.fresh(now, tokens) || (opts.Valid != nil && !opts.Valid(e.payload)) {
-		return nil, false
+		return nil, nil, false
 	}
 	if !c.countHit(ctx, k, opts) { // closed meanwhile: probe reports it
-		return nil, false
+		return nil, nil, false
 	}
-	return e.payload, true
+	return e.payload, at, true
 }

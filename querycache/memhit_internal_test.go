@@ -66,7 +66,7 @@ func TestMemHitAgreesWithProbe(t *testing.T) {
 			}
 		}
 		before := c.Stats()
-		v, ok := c.memHit(ctx, k, LookupOptions{})
+		v, _, ok := c.memHit(ctx, k, LookupOptions{})
 		if !ok {
 			if after := c.Stats(); after.Hits != before.Hits {
 				t.Fatalf("step %d: memHit declined but counted a hit", step)

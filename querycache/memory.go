@@ -43,8 +43,10 @@ const itemOverhead = 128
 // memItem is an entry or a version: one otter cache holds both, so that a
 // single budget and a single eviction policy cover them.
 type memItem struct {
-	data []byte // an entry's value; nil marks a version
-	word uint64 // an entry's deadline (see monoNow), or a version's token
+	data []byte   // an entry's value; nil marks a version
+	word uint64   // an entry's deadline (see monoNow)
+	cell *verCell // a version's token
+	deps *memDeps // an entry stored with PutFor: its versions' cells
 }
 
 // The store checks an entry's deadline itself instead of using otter's
@@ -106,6 +108,11 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 // replaced or deleted itself (expired entries) are not evictions. It runs
 // under the item's bucket lock, so it only adds.
 func (s *MemoryStore) countEviction(e otter.DeletionEvent[string, memItem]) {
+	if e.Value.cell != nil {
+		// Whatever removed the version from the table, the entries that
+		// hold its cell must stop matching it (cell.go).
+		e.Value.cell.kill()
+	}
 	if !e.WasEvicted() {
 		return
 	}
@@ -127,6 +134,12 @@ func (s *MemoryStore) Evictions() (entries, versions uint64) {
 // weigh is the number of heap bytes an item holds.
 func weigh(key string, it memItem) uint32 {
 	w := allocSize(len(key)) + allocSize(cap(it.data)) + itemOverhead
+	if it.cell != nil {
+		w += allocSize(cellSize)
+	}
+	if it.deps != nil {
+		w += it.deps.weight
+	}
 	return uint32(min(w, math.MaxUint32))
 }
 
@@ -177,29 +190,52 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 
 // fetchInto is Fetch for memHit: the versions are the epoch and then
 // versions, their tokens written into tokens (len(versions)+1 long), and
-// the entry's value (shared) is returned only when it is unexpired. It
-// allocates nothing unless a version must be created.
-func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []uint64) []byte {
+// the entry's value (shared) is returned only when it is unexpired, with
+// its attachment when it was stored with PutFor for these very versions.
+// It allocates nothing unless a version must be created.
+//
+// An entry stored with PutFor holds its versions' cells: their tokens are
+// read through them, without looking the names up (a hit's costliest reads
+// were those lookups). A cell is the table's for as long as the table holds
+// it, and dead (token 0, which no entry records) from the moment it leaves,
+// so reading it gives the token a lookup by name would give, or a miss.
+func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []uint64) ([]byte, *Attachment) {
 	if s.err != nil {
-		return nil
+		return nil, nil
+	}
+	it, ok := s.items.GetIfPresent(key)
+	if !ok || it.data == nil || monoNow() >= int64(it.word) {
+		return nil, nil
+	}
+	if d := it.deps; d != nil && d.recorded(epoch, versions) {
+		for i, c := range d.cells {
+			tokens[i] = c.load()
+		}
+		return it.data, &d.attach
 	}
 	tokens[0] = s.version(epoch)
 	for i, name := range versions {
 		tokens[i+1] = s.version(name)
 	}
-	if it, ok := s.items.GetIfPresent(key); ok && it.data != nil && monoNow() < int64(it.word) {
-		return it.data
-	}
-	return nil
+	return it.data, nil
 }
 
 // version returns the token of the version name, creating it if missing.
+// It is never 0: a cell evicted between cellOf and its read is replaced.
 func (s *MemoryStore) version(name string) uint64 {
-	it, ok := s.items.GetIfPresent(name)
-	if !ok || it.data != nil {
-		it = s.createVersion(name)
+	for {
+		if t := s.cellOf(name).load(); t != 0 {
+			return t
+		}
 	}
-	return it.word
+}
+
+// cellOf returns the version name's cell, creating it if missing.
+func (s *MemoryStore) cellOf(name string) *verCell {
+	if it, ok := s.items.GetIfPresent(name); ok && it.cell != nil && it.cell.load() != 0 {
+		return it.cell
+	}
+	return s.createVersion(name)
 }
 
 // dropExpired deletes the entry key if it still has the deadline seen.
@@ -212,26 +248,46 @@ func (s *MemoryStore) dropExpired(key string, deadline uint64) {
 	})
 }
 
-// createVersion returns the version name, creating it with a fresh token
-// if it is missing. Two racing callers get the same token. An entry stored
-// under the name (a caller that used a version name as an entry key) is
-// replaced: losing it is an eviction.
-func (s *MemoryStore) createVersion(name string) memItem {
+// createVersion returns the version name's cell, creating it with a fresh
+// token if it is missing or dead. Two racing callers get the same cell. An
+// entry stored under the name (a caller that used a version name as an
+// entry key) is replaced: losing it is an eviction.
+func (s *MemoryStore) createVersion(name string) *verCell {
 	// A name may share its bytes with another string (keys.ObjectNames
 	// builds a lookup's key and version in one allocation): the store keeps
 	// a copy of its own, so that what it keeps is what weigh counts.
 	name = strings.Clone(name)
 	it, _ := s.items.Compute(name, func(old memItem, found bool) (memItem, otter.ComputeOp) {
-		if found && old.data == nil {
+		if found && old.cell != nil && old.cell.load() != 0 {
 			return old, otter.CancelOp
 		}
-		return memItem{word: NewToken()}, otter.WriteOp
+		return memItem{cell: newCell()}, otter.WriteOp
 	})
-	return it
+	return it.cell
 }
 
 // Put implements Store.
 func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	return s.put(key, value, ttl, nil)
+}
+
+// putFor is Put for an entry that recorded versions (the cache passes its
+// epoch first): the store keeps their cells with the entry, so that a hit
+// reads their tokens without looking the names up (cell.go), and gives the
+// entry an Attachment. It is unexported so that a Store wrapping a
+// MemoryStore by embedding keeps its own Put in the path of every fill: the
+// cache calls it only on a *MemoryStore it was given itself.
+func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, versions []string) error {
+	if s.err != nil {
+		return s.err
+	}
+	if ttl <= 0 {
+		return nil
+	}
+	return s.put(key, value, ttl, s.newDeps(versions))
+}
+
+func (s *MemoryStore) put(key string, value []byte, ttl time.Duration, deps *memDeps) error {
 	if s.err != nil {
 		return s.err
 	}
@@ -241,23 +297,29 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 	if value == nil {
 		value = []byte{} // nil marks a version
 	}
-	if w := uint64(weigh(key, memItem{data: value})); w > s.max {
+	it := memItem{data: value, deps: deps}
+	if w := uint64(weigh(key, it)); w > s.max {
 		// otter would drop it at once: refuse it, so that the cache
 		// counts a refusal rather than a store (misconfig.go).
 		return fmt.Errorf("%w (%d bytes with its overhead, MaxBytes %d)", ErrTooLargeForStore, w, s.max)
 	}
-	deadline := monoNow() + min(int64(ttl), math.MaxInt64/2)
-	s.items.Set(strings.Clone(key), memItem{data: value, word: uint64(deadline)}) // see createVersion
+	it.word = uint64(monoNow() + min(int64(ttl), math.MaxInt64/2))
+	s.items.Set(strings.Clone(key), it) // see createVersion
 	return nil
 }
 
-// Bump implements Store.
+// Bump implements Store. A version is bumped in its cell, which the
+// entries that recorded it share: no item is written. A missing version
+// needs nothing: every entry that recorded it holds a dead cell, or will
+// find a new token under the name.
 func (s *MemoryStore) Bump(_ context.Context, versions []string) error {
 	if s.err != nil {
 		return s.err
 	}
 	for _, name := range versions {
-		s.items.Set(name, memItem{word: NewToken()})
+		if it, ok := s.items.GetIfPresent(name); ok && it.cell != nil {
+			it.cell.bump()
+		}
 	}
 	return nil
 }

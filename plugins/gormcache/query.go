@@ -91,8 +91,14 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if !ok {
 		return false
 	}
-	key := snapshotKey{name: snapshotName(o.key), dest: t, schema: db.Statement.Schema, joins: joinsKey(db)}
+	joins := joinsKey(db)
+	if snap := attached(o.attach, t, db.Statement.Schema, joins, o.payload); snap != nil {
+		snap.apply(db)
+		return true
+	}
+	key := snapshotKey{name: snapshotName(o.key), dest: t, schema: db.Statement.Schema, joins: joins}
 	if snap := p.snaps.get(key, o.payload); snap != nil {
+		p.snaps.attach(o.attach, snap, o.payload)
 		snap.apply(db)
 		return true
 	}
@@ -108,6 +114,8 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 		// Too large to keep: hand over the value itself; nothing else
 		// references it.
 		snap.copy = nil
+	} else {
+		p.snaps.attach(o.attach, snap, o.payload)
 	}
 	snap.apply(db)
 	return true
@@ -189,6 +197,9 @@ type outcome struct {
 	payload []byte  // the validated entry payload (nil for an uncacheable result)
 	res     *result // the decoded rows, once decoded
 	failed  bool    // the fill failed; its error is on db
+	// attach is the memory store entry's attachment on a hit: where the
+	// snapshot of exactly these bytes is kept (snapshot.go).
+	attach *querycache.Attachment
 	// live reads a miss's rows from the database: a user's Rows(), or a
 	// result that could not be cached (past the bound, unsupported types).
 	live *liveRows
@@ -304,9 +315,9 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
 	}
-	b, hit, m := p.cache.Lookup(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult, CallerLogs: true}) // one Debug line per statement: ours (visibility_log.go)
+	b, at, hit, m := p.cache.LookupAttached(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult, CallerLogs: true}) // one Debug line per statement: ours (visibility_log.go)
 	if hit {
-		o.payload = b
+		o.payload, o.attach = b, at
 		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
 	}

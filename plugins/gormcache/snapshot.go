@@ -6,10 +6,12 @@ import (
 	"math"
 	"reflect"
 	"strings"
+	"sync/atomic"
 
 	"github.com/maypok86/otter/v2"
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
+	"querycache.dev/querycache"
 )
 
 // Snapshots make hits cheap. Replaying cached rows through GORM's scanning
@@ -42,6 +44,15 @@ type snapshot struct {
 	copy    copier
 	weight  int64 // the memory the snapshot keeps (see weigh)
 	adopted bool  // payload is the bytes a hit read (see get), not the fill's
+
+	// key is what the snapshot is kept under; an attached snapshot is
+	// checked against it (attached).
+	key snapshotKey
+	// The memory store's entry the snapshot is attached to (attach), and
+	// whether it has left the table (then it must not stay attached, or
+	// snapshots would outgrow SnapshotBytes).
+	attachedTo atomic.Pointer[querycache.Attachment]
+	evicted    atomic.Bool
 }
 
 type snapshots struct {
@@ -87,6 +98,9 @@ func newSnapshots(maxBytes int64) *snapshots {
 				return uint32(min(s.weight+int64(len(k.joins)), math.MaxUint32))
 			},
 			Executor: inline,
+			// Called on every removal and replacement, under the key's
+			// lock: nothing on the read path.
+			OnAtomicDeletion: func(e otter.DeletionEvent[snapshotKey, *snapshot]) { e.Value.detach() },
 		}),
 	}
 	s.targets.max = maxTargets
@@ -211,12 +225,54 @@ func (s *snapshots) get(key snapshotKey, payload []byte) *snapshot {
 		// second copy alive. The first hit swaps in the stored bytes, once
 		// (a shared store returns new bytes on every read: those keep
 		// comparing).
-		adopted := *snap
-		adopted.payload, adopted.adopted = payload, true
-		s.c.Set(key, &adopted)
-		return &adopted
+		adopted := &snapshot{payload: payload, value: snap.value, rows: snap.rows, copy: snap.copy, weight: snap.weight, adopted: true, key: snap.key}
+		s.c.Set(key, adopted)
+		return adopted
 	}
 	return snap
+}
+
+// attached returns the snapshot attached to the memory store's entry at,
+// when it was built for this destination type, schema and joins, from the
+// very bytes the hit read. It is the hit's fast path: no lookup of its own.
+func attached(at *querycache.Attachment, t reflect.Type, sch *schema.Schema, joins string, payload []byte) *snapshot {
+	if at == nil {
+		return nil
+	}
+	snap, _ := at.Load().(*snapshot)
+	if snap == nil || snap.key.dest != t || snap.key.schema != sch || snap.key.joins != joins || !sameBytes(snap.payload, payload) {
+		return nil
+	}
+	return snap
+}
+
+// sameBytes reports whether a and b are the same bytes in memory.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// attach attaches snap, which s keeps and which was built from the bytes
+// of the memory store's entry at (the hit's own), to that entry. An
+// attached snapshot is one s keeps: detach, run when s drops it, takes it
+// off again. Either detach sees the attachment, or attach sees the snapshot
+// evicted and takes it off itself.
+func (s *snapshots) attach(at *querycache.Attachment, snap *snapshot, payload []byte) {
+	if at == nil || !sameBytes(snap.payload, payload) || snap.evicted.Load() {
+		return
+	}
+	snap.attachedTo.Store(at)
+	at.Store(snap)
+	if snap.evicted.Load() {
+		at.CompareAndSwap(snap, (*snapshot)(nil))
+	}
+}
+
+// detach runs when s drops snap (evicted for space, or replaced).
+func (snap *snapshot) detach() {
+	snap.evicted.Store(true)
+	if at := snap.attachedTo.Load(); at != nil {
+		at.CompareAndSwap(snap, (*snapshot)(nil))
+	}
 }
 
 // put keeps snap unless it alone would take more than its share of the
@@ -225,6 +281,7 @@ func (s *snapshots) put(key snapshotKey, snap *snapshot) bool {
 	if snap.weight > s.max {
 		return false
 	}
+	snap.key = key
 	s.c.Set(key, snap)
 	return true
 }
