@@ -1,11 +1,13 @@
 package gormcache
 
 import (
+	"hash/maphash"
 	"math"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -28,6 +30,15 @@ import (
 // rows. Composite keys are joined in the catalog's column order, so two
 // models listing the columns in another order still agree.
 func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
+	return rowsAppend(stmt, f, nil)
+}
+
+// rowsAppend is rowsOf appending the keys to dst: a write hands it a
+// buffer of its own, so that a write of one row allocates no list of keys.
+// Each conjunct is looked at once: whether it is safe (structured) and
+// whether it pins a key column (pkCondition) are answered together, and a
+// raw condition's text is parsed once per text (exprConds).
+func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string) ([]string, bool) {
 	s := stmt.Schema
 	if s == nil || len(s.PrimaryFields) == 0 || !f.keyable() || !f.matchesFields(s.PrimaryFields) {
 		return nil, false
@@ -45,43 +56,51 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 	if !safe {
 		return nil, false
 	}
-	// The key conditions first: most statements pin no primary key, and
-	// proving every conjunct safe is only worth it for those that do.
 	var condBuf [4]pkCond
 	conds := condBuf[:0]
 	for _, e := range conj {
-		if col, raw, isPK := pkCondition(stmt, e); isPK {
-			conds = append(conds, pkCond{col, raw})
+		pc, isPK, safe := conjunct(stmt, e)
+		if !safe {
+			return nil, false
+		}
+		if isPK {
+			conds = append(conds, pc)
 		}
 	}
-	if len(conds) == 0 || !allStructured(conj) {
+	if len(conds) == 0 {
 		return nil, false
 	}
 	composite := len(f.pk) > 1
+	var partsBuf [4]string
 	var parts []string // composite: the value of each key column
 	if composite {
-		parts = make([]string, len(f.pk))
+		if len(f.pk) <= len(partsBuf) {
+			parts = partsBuf[:len(f.pk)]
+		} else {
+			parts = make([]string, len(f.pk))
+		}
 	}
-	for _, pc := range conds {
-		col, raw := pc.col, pc.raw
-		i := f.column(col)
+	n := len(dst)
+	for ci := range conds {
+		pc := &conds[ci]
+		i := f.column(pc.col)
 		if i < 0 {
 			return nil, false
 		}
-		vals := make([]string, len(raw))
-		for j, v := range raw {
-			if vals[j], ok = canonicalPK(v, f.kinds[i]); !ok {
+		// Every value of every key condition must have a canonical form;
+		// the keys are the first condition's values (one column), or each
+		// column's single value (composite).
+		keep := !composite && ci == 0
+		for j := 0; j < pc.len(); j++ {
+			v, ok := canonicalPK(pc.at(j), f.kinds[i])
+			if !ok {
 				return nil, false
 			}
-		}
-		if !composite {
-			if pks == nil {
-				pks = vals
+			if keep {
+				dst = append(dst, v)
+			} else if composite && pc.len() == 1 && parts[i] == "" {
+				parts[i] = v
 			}
-			continue
-		}
-		if len(vals) == 1 && parts[i] == "" {
-			parts[i] = vals[0]
 		}
 	}
 	if composite {
@@ -90,9 +109,9 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 				return nil, false
 			}
 		}
-		return []string{keys.JoinPK(parts)}, true
+		return append(dst, keys.JoinPK(parts)), true
 	}
-	return pks, len(pks) > 0
+	return dst, len(dst) > n
 }
 
 // canonicalPK is keys.PK under the equality of a column of kind k.
@@ -153,30 +172,75 @@ func conjuncts(exprs []clause.Expression, out []clause.Expression) ([]clause.Exp
 	return out, true
 }
 
-// allStructured reports whether every conjunct is a safe expression, one
-// whose SQL text cannot reopen the conjunction and widen the rows.
-func allStructured(conj []clause.Expression) bool {
-	for _, e := range conj {
-		if not, ok := e.(clause.NotConditions); ok {
-			// NOT (a AND b): structured, cannot widen the others.
-			for _, inner := range not.Exprs {
-				if !structured(inner) {
-					return false
-				}
+// conjunct answers, for one conjunct of a WHERE, whether it is safe (one
+// whose SQL text cannot reopen the conjunction and widen the rows: a
+// structured GORM clause with bound values, a plain "column op ?" text, or
+// NOT of those) and whether it pins a primary-key column, with the column
+// and the values it allows.
+func conjunct(stmt *gorm.Statement, e clause.Expression) (pc pkCond, isPK, safe bool) {
+	var field *schema.Field
+	switch v := e.(type) {
+	case clause.NotConditions:
+		// NOT (a AND b): structured, cannot widen the others.
+		for _, inner := range v.Exprs {
+			if !structured(inner) {
+				return pkCond{}, false, false
 			}
-			continue
 		}
-		if !structured(e) {
-			return false
+		return pkCond{}, false, true
+	case clause.Eq:
+		if !boundValue(v.Value) {
+			return pkCond{}, false, false
 		}
+		field, pc = pkField(stmt, v.Column), pkCond{one: v.Value, single: true}
+	case clause.IN:
+		if !allBound(v.Values) {
+			return pkCond{}, false, false
+		}
+		if len(v.Values) == 0 {
+			return pkCond{}, false, true
+		}
+		field, pc = pkField(stmt, v.Column), pkCond{many: v.Values}
+	case clause.Expr:
+		ec := exprCondOf(v.SQL)
+		if !ec.simple || len(v.Vars) > 1 || !allBound(v.Vars) {
+			return pkCond{}, false, false
+		}
+		if !ec.eq || len(v.Vars) != 1 {
+			return pkCond{}, false, true
+		}
+		field, pc = pkFieldNamed(stmt, ec.table, ec.name), pkCond{many: v.Vars}
+	default:
+		return pkCond{}, false, structured(e)
 	}
-	return true
+	if field == nil {
+		return pkCond{}, false, true
+	}
+	pc.col = field.DBName
+	return pc, true, true
 }
 
-// pkCond is a conjunct pinning a primary-key column to values.
+// pkCond is a conjunct pinning a primary-key column to values: one (a
+// clause.Eq, held here: no list to allocate) or many.
 type pkCond struct {
-	col string
-	raw []any
+	col    string
+	one    any
+	many   []any
+	single bool
+}
+
+func (c *pkCond) len() int {
+	if c.single {
+		return 1
+	}
+	return len(c.many)
+}
+
+func (c *pkCond) at(i int) any {
+	if c.single {
+		return c.one
+	}
+	return c.many[i]
 }
 
 // simpleExpr matches the raw conditions accepted next to a primary-key
@@ -206,7 +270,7 @@ func structured(e clause.Expression) bool {
 	case clause.IN:
 		return allBound(v.Values)
 	case clause.Expr:
-		return simpleCondition(quotedIdent.Replace(v.SQL)) && len(v.Vars) <= 1 && allBound(v.Vars)
+		return exprCondOf(v.SQL).simple && len(v.Vars) <= 1 && allBound(v.Vars)
 	case clause.NamedExpr:
 		return false
 	}
@@ -260,52 +324,31 @@ func allBound(vs []any) bool {
 
 var expressionType = reflect.TypeFor[clause.Expression]()
 
-// pkCondition reports whether e pins a primary-key column, returning the
-// column and the values it allows.
-func pkCondition(stmt *gorm.Statement, e clause.Expression) (string, []any, bool) {
-	var (
-		column any
-		values []any
-	)
-	switch v := e.(type) {
-	case clause.Eq:
-		column, values = v.Column, []any{v.Value}
-	case clause.IN:
-		column, values = v.Column, v.Values
-	case clause.Expr:
-		sql := quotedIdent.Replace(v.SQL)
-		i := strings.Index(sql, "=")
-		if i < 0 || len(v.Vars) != 1 || strings.TrimSpace(sql[i+1:]) != "?" || strings.ContainsAny(sql[:i], "<>!") {
-			return "", nil, false
-		}
-		column, values = strings.TrimSpace(sql[:i]), v.Vars
-	default:
-		return "", nil, false
-	}
-	field := pkField(stmt, column)
-	if field == nil || len(values) == 0 {
-		return "", nil, false
-	}
-	return field.DBName, values, true
-}
-
 // pkField resolves a WHERE column to the statement's primary-key field.
 func pkField(stmt *gorm.Statement, column any) *schema.Field {
-	var table, name string
 	switch c := column.(type) {
 	case clause.Column:
 		if c.Raw || c.Alias != "" {
 			return nil
 		}
-		table, name = c.Table, c.Name
+		return pkFieldNamed(stmt, c.Table, c.Name)
 	case string:
-		name = c
-		if i := strings.LastIndex(c, "."); i >= 0 {
-			table, name = c[:i], c[i+1:]
-		}
-	default:
-		return nil
+		table, name := splitColumn(c)
+		return pkFieldNamed(stmt, table, name)
 	}
+	return nil
+}
+
+// splitColumn splits "table.column" at its last dot.
+func splitColumn(c string) (table, name string) {
+	if i := strings.LastIndex(c, "."); i >= 0 {
+		return c[:i], c[i+1:]
+	}
+	return "", c
+}
+
+// pkFieldNamed is pkField of the column name of table ("": the statement's).
+func pkFieldNamed(stmt *gorm.Statement, table, name string) *schema.Field {
 	s := stmt.Schema
 	if name == clause.PrimaryKey {
 		if len(s.PrimaryFields) != 1 {
@@ -321,4 +364,58 @@ func pkField(stmt *gorm.Statement, column any) *schema.Field {
 		return nil
 	}
 	return f
+}
+
+// exprCond is what the text of a raw condition (a clause.Expr's SQL, such
+// as Where("id = ?", ...)'s) says, its identifier quotes removed: whether
+// it is a simple condition (simpleExpr), and whether it reads "column =
+// ?", with the column split at its last dot. Its bound values are not
+// part of it: they are judged on every use (boundValue).
+type exprCond struct {
+	sql         string // the text, as given
+	simple, eq  bool
+	table, name string
+}
+
+// parseExprCond makes the exprCond of sql.
+func parseExprCond(sql string) *exprCond {
+	c := &exprCond{sql: sql}
+	s := quotedIdent.Replace(sql)
+	c.simple = simpleCondition(s)
+	i := strings.Index(s, "=")
+	if i < 0 || strings.TrimSpace(s[i+1:]) != "?" || strings.ContainsAny(s[:i], "<>!") {
+		return c
+	}
+	c.eq = true
+	c.table, c.name = splitColumn(strings.TrimSpace(s[:i]))
+	return c
+}
+
+// exprConds remembers the exprCond of recent texts: GORM's callers write
+// the same few conditions on every call, and parsing one (the quotes
+// removed, the grammar matched, the column found) was a tenth of a
+// write's work in the plugin. A slot per hash of the text, replaced on a
+// collision: bounded (exprCondSlots texts of at most exprCondMaxSQL
+// bytes), no lock, no eviction to run.
+var exprConds [exprCondSlots]atomic.Pointer[exprCond]
+
+var exprCondSeed = maphash.MakeSeed()
+
+const (
+	exprCondSlots  = 256
+	exprCondMaxSQL = 256
+)
+
+// exprCondOf returns the exprCond of sql, remembered or parsed.
+func exprCondOf(sql string) *exprCond {
+	if len(sql) > exprCondMaxSQL {
+		return parseExprCond(sql)
+	}
+	slot := &exprConds[maphash.String(exprCondSeed, sql)&(exprCondSlots-1)]
+	if c := slot.Load(); c != nil && c.sql == sql {
+		return c
+	}
+	c := parseExprCond(sql)
+	slot.Store(c)
+	return c
 }
