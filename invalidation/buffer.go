@@ -35,14 +35,24 @@ const smallWritten = 16
 // NewBuffer returns an empty Buffer.
 func NewBuffer() *Buffer { return &Buffer{} }
 
-// Add records ch, to be applied at commit.
+// Add records ch, to be applied at commit. The first change is kept as it
+// is, its lists shared with the caller (a transaction that writes one row
+// copies nothing): Add never appends into them or changes them, and the
+// caller must not change them afterwards either.
 func (b *Buffer) Add(ch querycache.Change) {
 	if ch.Empty() {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.change.Merge(ch)
+	if b.change.Empty() && b.change.Cause == "" {
+		// What Merge makes of an empty change, without the copies. The
+		// lists are clipped: a later Merge appending to them copies them,
+		// never writing into the caller's arrays.
+		b.change = querycache.Change{All: ch.All, Cause: ch.Cause, Rows: clipped(ch.Rows), Tables: clipped(ch.Tables)}
+	} else {
+		b.change.Merge(ch)
+	}
 	for _, t := range ch.Tables {
 		b.note(sqlinspect.NormalizeTable(t))
 	}
@@ -53,6 +63,15 @@ func (b *Buffer) Add(ch querycache.Change) {
 		}
 		last = r.Table
 	}
+}
+
+// clipped is s without room to append into (nil when empty, as Merge
+// leaves an empty list).
+func clipped[E any](s []E) []E {
+	if len(s) == 0 {
+		return nil
+	}
+	return s[:len(s):len(s)]
 }
 
 // note adds a normalised table to the written ones.

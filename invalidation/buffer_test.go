@@ -2,6 +2,7 @@ package invalidation
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 
 	"querycache.dev/keys"
@@ -65,7 +66,37 @@ func TestBufferAllocations(t *testing.T) {
 		}
 		_ = b.Commit()
 	})
-	if n > 2 {
-		t.Errorf("%v allocations, want at most 2", n)
+	if n > 1 {
+		t.Errorf("%v allocations, want at most 1", n)
+	}
+}
+
+// TestBufferKeepsTheFirstChange: the first change is kept without a copy,
+// and nothing added later is written into its lists' arrays (room past
+// their length included), whose elements stay the caller's.
+func TestBufferKeepsTheFirstChange(t *testing.T) {
+	rows := make([]querycache.Row, 1, 4)
+	rows[0] = querycache.Row{Table: "items", PK: "1"}
+	tables := make([]string, 1, 4)
+	tables[0] = "logs"
+	var b Buffer
+	b.Add(querycache.Change{Rows: rows, Tables: tables, Cause: "gorm update"})
+	b.Add(querycache.Change{Rows: []querycache.Row{{Table: "items", PK: "2"}}, Tables: []string{"audit"}, Cause: "gorm create"})
+	b.Add(querycache.Change{All: true})
+	if r := rows[:4]; r[1] != (querycache.Row{}) || r[2] != (querycache.Row{}) {
+		t.Fatalf("a later change was written into the first one's rows: %v", r)
+	}
+	if tb := tables[:4]; tb[1] != "" || tb[2] != "" {
+		t.Fatalf("a later change was written into the first one's tables: %v", tb)
+	}
+	got := b.Commit()
+	want := querycache.Change{Rows: []querycache.Row{{Table: "items", PK: "1"}, {Table: "items", PK: "2"}}, Tables: []string{"logs", "audit"}, All: true, Cause: "gorm update; gorm create"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("committed %+v, want %+v", got, want)
+	}
+	var one Buffer
+	one.Add(querycache.Change{Rows: rows})
+	if got := one.Commit(); len(got.Rows) != 1 || &got.Rows[0] != &rows[0] || got.Tables != nil {
+		t.Fatalf("one change: committed %+v, want its rows as given and no tables", got)
 	}
 }
