@@ -29,7 +29,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
-	ch, known := p.writeChange(db, in, createdRows)
+	ch, known := p.writeChange(db, in, false)
 	p.record(db, "create", withCause(p.gormDependents(db, in, ch, known), "gorm create"))
 }
 
@@ -40,7 +40,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
-	ch, known := p.writeChange(db, in, p.updatedRows)
+	ch, known := p.writeChange(db, in, true)
 	p.record(db, "update", withCause(p.gormDependents(db, in, ch, known), "gorm update"))
 }
 
@@ -51,7 +51,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
-	ch, known := p.writeChange(db, in, p.updatedRows)
+	ch, known := p.writeChange(db, in, true)
 	p.record(db, "delete", withCause(p.gormDependents(db, in, ch, known), "gorm delete"))
 }
 
@@ -117,13 +117,14 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // (db.Table("users AS u") names the alias u): every table the statement
 // writes, in bulk. Only a write to exactly one table, whose real primary
 // key (from the catalog) is the model's, that cannot delete rows it does
-// not name (SQLite's REPLACE conflict resolution), and whose rows rowsFn
-// can prove, is narrowed to those rows.
+// not name (SQLite's REPLACE conflict resolution), and whose rows can be
+// proven (updatedRows when updated, an UPDATE or DELETE; createdRows
+// otherwise) is narrowed to those rows.
 //
 // in is the inspection of the statement's SQL, looked up once per write
 // and shared with gormDependents and the SET list's memo. The facts it
 // read of the written table, if it did, are returned for gormDependents.
-func (p *Plugin) writeChange(db *gorm.DB, in *inspection, rowsFn func(*gorm.DB, *inspection, *tableFacts) ([]string, bool)) (querycache.Change, knownFacts) {
+func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (querycache.Change, knownFacts) {
 	info := &in.st
 	if info.Kind != sqlinspect.KindWrite {
 		// GORM built something it does not write with (a dialect's odd
@@ -150,7 +151,19 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, rowsFn func(*gorm.DB, 
 	if !f.keyable() {
 		return invalidation.FromInspected(*info), known
 	}
-	pks, ok := rowsFn(db, in, f)
+	// The keys of a write of a row or a few are listed on the stack (a
+	// function value here made them escape): the change's rows are the
+	// one allocation.
+	var pkBuf [4]string
+	var (
+		pks []string
+		ok  bool
+	)
+	if updated {
+		pks, ok = p.updatedRows(db, in, f, pkBuf[:0])
+	} else {
+		pks, ok = createdRows(db, f)
+	}
 	if !ok {
 		return invalidation.FromInspected(*info), known
 	}
@@ -172,7 +185,7 @@ type knownFacts struct {
 
 // createdRows returns the primary keys of the rows passed to Create, which
 // GORM has filled in from the database, joined in the catalog's order.
-func createdRows(db *gorm.DB, _ *inspection, f *tableFacts) ([]string, bool) {
+func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 	stmt := db.Statement
 	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 || db.Error != nil || !f.matchesFields(stmt.Schema.PrimaryFields) {
 		return nil, false
@@ -219,9 +232,9 @@ func createdRows(db *gorm.DB, _ *inspection, f *tableFacts) ([]string, bool) {
 // update that assigns a primary-key column moves the row to a key that
 // cannot be known here, so it counts as bulk; the assigned columns are
 // read from the SET list with the tokenizer, so a subquery or a string in
-// an earlier assignment cannot hide one.
-func (p *Plugin) updatedRows(db *gorm.DB, in *inspection, f *tableFacts) ([]string, bool) {
-	pks, ok := rowsOf(db.Statement, f)
+// an earlier assignment cannot hide one. The keys are appended to dst.
+func (p *Plugin) updatedRows(db *gorm.DB, in *inspection, f *tableFacts, dst []string) ([]string, bool) {
+	pks, ok := rowsAppend(db.Statement, f, dst)
 	if !ok {
 		return nil, false
 	}
