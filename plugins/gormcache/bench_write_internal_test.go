@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
@@ -158,4 +159,59 @@ func TestWritePathAllocations(t *testing.T) {
 	if alone > 5 || inTx > 6 {
 		t.Errorf("a write by primary key made %v allocations alone (want at most 5) and %v in a transaction (want at most 6)", alone, inTx)
 	}
+}
+
+// TestWritePlanFollowsTheCatalog: a statement text's write plan (its
+// table's facts, catalog.go) is used only while the catalog state it was
+// made in is current and has stored no facts since; a forgotten catalog,
+// facts past their age, facts of any table learned since or another
+// table name make it stale, and the write then finds the facts as it did
+// without a plan. Planned or not, a write invalidates the same.
+func TestWritePlanFollowsTheCatalog(t *testing.T) {
+	p, stmt, _ := writePathFixture(t)
+	in := p.inspection(stmt.Statement.SQL.String())
+	table := in.st.Writes[0]
+	name := stmt.Statement.Table
+	planned := func(when string) *tableFacts {
+		t.Helper()
+		p.afterUpdate(stmt) // learns the facts if needed
+		p.afterUpdate(stmt) // plans them
+		f, ok := p.plannedFacts(in, name)
+		if !ok || f == nil || f != p.facts(stmt, table) {
+			t.Fatalf("%s: planned %v (%p), the catalog's facts %p", when, ok, f, p.facts(stmt, table))
+		}
+		withPlan, _ := p.writeChange(stmt, in, true)
+		in.plan.Store(nil)
+		without, _ := p.writeChange(stmt, in, true)
+		if !reflect.DeepEqual(withPlan, without) || len(without.Rows) != 1 {
+			t.Fatalf("%s: with the plan %+v, without %+v", when, withPlan, without)
+		}
+		p.afterUpdate(stmt)
+		return f
+	}
+	stale := func(when string) {
+		t.Helper()
+		if f, ok := p.plannedFacts(in, name); ok {
+			t.Fatalf("%s: the plan still gives %p", when, f)
+		}
+	}
+	first := planned("first write")
+	if _, ok := p.plannedFacts(in, "other_items"); ok {
+		t.Fatal("the plan holds for another table name")
+	}
+	p.facts(stmt, "wp_other_table") // facts of another table stored
+	stale("after another table's facts were stored")
+	if again := planned("after another table's facts"); again != first {
+		t.Fatalf("the same state's facts changed: %p, %p", first, again)
+	}
+	p.cat.forget()
+	stale("after the catalog was forgotten")
+	if again := planned("after the catalog was forgotten"); again == first {
+		t.Fatal("the facts were not learned again")
+	}
+	p.cat.maxAge.Store(int64(time.Millisecond))
+	time.Sleep(5 * time.Millisecond)
+	stale("past the facts' age")
+	p.cat.maxAge.Store(0)
+	planned("past the facts' age")
 }

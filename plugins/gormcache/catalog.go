@@ -154,6 +154,10 @@ type catalogState struct {
 	born   time.Time // when this state began; see catalogMaxAge
 	tables sync.Map  // normalised table -> *tableFacts
 	n      atomic.Int64
+	// stored counts the facts stored in tables, once stored: a writePlan
+	// holding facts it read when the count was c still holds what tables
+	// holds while the count is c.
+	stored atomic.Uint64
 	funcs  atomic.Pointer[map[string]fnFlags] // PostgreSQL: what pg_proc says of each function name
 }
 
@@ -235,6 +239,49 @@ func (p *Plugin) facts(db *gorm.DB, table string) *tableFacts {
 	return p.learnFacts(db, st, p.learnConn(db), table)
 }
 
+// writePlan is what a GORM write of one statement text learned of its
+// table (writeChange): the statement's table name (db.Statement.Table),
+// which normalises to the one table the text writes, and that table's
+// facts as the catalog state st held them when st had stored facts
+// stored times. A later write of the text with the same table name, while
+// st is current and has stored nothing since, would find the same facts:
+// it takes them from the plan, without normalising the name again or
+// looking the facts up. A new state (a DDL, a schema-changing commit, the
+// facts' age limit) or any fact stored since makes the plan stale.
+type writePlan struct {
+	stmtTable string
+	st        *catalogState
+	stored    uint64
+	f         *tableFacts
+}
+
+// plannedFacts returns the facts of in's write plan when it holds for a
+// statement naming stmtTable now.
+func (p *Plugin) plannedFacts(in *inspection, stmtTable string) (*tableFacts, bool) {
+	pl := in.plan.Load()
+	if pl == nil || pl.stmtTable != stmtTable {
+		return nil, false
+	}
+	if st := p.cat.current(); pl.st != st || st.stored.Load() != pl.stored {
+		return nil, false
+	}
+	return pl.f, true
+}
+
+// writeFacts is facts for a GORM write of in's text naming stmtTable,
+// which normalises to table: facts found remembered are planned for the
+// text's next write.
+func (p *Plugin) writeFacts(db *gorm.DB, in *inspection, stmtTable, table string) *tableFacts {
+	st := p.cat.current()
+	stored := st.stored.Load() // before the lookup: a store after it is seen
+	if f, ok := st.tables.Load(table); ok {
+		tf := f.(*tableFacts)
+		in.plan.Store(&writePlan{stmtTable: stmtTable, st: st, stored: stored, f: tf})
+		return tf
+	}
+	return p.learnFacts(db, st, p.learnConn(db), table)
+}
+
 // cachedFacts returns what is known of table without reading the catalog.
 func (p *Plugin) cachedFacts(table string) *tableFacts {
 	if f, ok := p.cat.current().tables.Load(table); ok {
@@ -269,6 +316,7 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 		}
 		if st.gen == p.cat.current().gen && st.n.Add(1) <= maxCatalogTables {
 			st.tables.Store(table, f)
+			st.stored.Add(1)
 		}
 		return f, nil
 	})

@@ -37,6 +37,9 @@ type inspection struct {
 	// the table facts it was judged against (writes.go): the same
 	// statement text writes the same table on every call.
 	keyFree atomic.Pointer[keyFreeVerdict]
+	// plan is what a GORM write of the text learned of its table, for
+	// the catalog state it was learned in (catalog.go, writePlan).
+	plan atomic.Pointer[writePlan]
 }
 
 // keyFreeVerdict is updatedRows' judgement of a SET list against the

@@ -143,10 +143,18 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 		return invalidation.FromInspected(*info), knownFacts{}
 	}
 	table := info.Writes[0]
-	if sqlinspect.NormalizeTable(db.Statement.Table) != table || db.Statement.Schema == nil {
+	if db.Statement.Schema == nil {
 		return invalidation.FromInspected(*info), knownFacts{}
 	}
-	f := p.facts(db, table)
+	// The text's write plan: the statement's table name known to be the
+	// written table, and its facts, while the catalog has not changed.
+	f, planned := p.plannedFacts(in, db.Statement.Table)
+	if !planned {
+		if sqlinspect.NormalizeTable(db.Statement.Table) != table {
+			return invalidation.FromInspected(*info), knownFacts{}
+		}
+		f = p.writeFacts(db, in, db.Statement.Table, table)
+	}
 	known := knownFacts{table: table, f: f}
 	if !f.keyable() {
 		return invalidation.FromInspected(*info), known
