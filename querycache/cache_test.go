@@ -767,8 +767,13 @@ func TestTableStats(t *testing.T) {
 		"orders": {Hits: 2, Misses: 2, Invalidations: 2},
 	}
 	for table, w := range want {
-		if got := s.Tables[table]; got != w {
+		got := s.Tables[table]
+		if got.Hits != w.Hits || got.Misses != w.Misses || got.Invalidations != w.Invalidations {
 			t.Errorf("Tables[%s] = %+v; want %+v", table, got, w)
+		}
+		r := got.MissReasons
+		if r.Absent+r.Stale+r.Expired+r.Corrupt != got.Misses {
+			t.Errorf("Tables[%s].MissReasons = %+v; want them to add up to its %d misses", table, r, got.Misses)
 		}
 	}
 	if len(s.Tables) != 2 {

@@ -70,6 +70,9 @@ type memDeps struct {
 	ends   []uint32   // where each name ends in joined
 	cells  []*verCell // each name's cell
 	weight uint64     // heap bytes, counted by weigh
+	// tables count the entry's eviction (the cache's counters of the
+	// tables it read).
+	tables []*tableCounters
 
 	endsIn  [inlineDeps]uint32
 	cellsIn [inlineDeps]*verCell

@@ -185,7 +185,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 	}
 	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
 	if err != nil {
-		p.bypass = c.storeFailed(ctx, "querycache: store fetch failed; querying the database", err, "key", k.label())
+		p.bypass = c.storeFailed(ctx, k.Tables, "querycache: store fetch failed; querying the database", err, "key", k.label())
 		return p
 	}
 	p.usable, p.tokens, p.now = true, tokens, c.now()
@@ -214,7 +214,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 			return p
 		}
 	}
-	c.countTables(k.Tables, false)
+	c.countTableMisses(k.Tables, p.miss)
 	c.stats.misses.Add(1)
 	c.stats.missReasons.add(p.miss)
 	if !opts.CallerLogs && c.debugOn(ctx) {
@@ -304,14 +304,14 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 			_ = c.stamp.leaser.ReleaseLease(context.WithoutCancel(ctx), k.Name, token)
 		}
 	case c.mem != nil:
-		err = c.mem.putFor(k.Name, raw, ttl, names)
+		err = c.mem.putCounted(k.Name, raw, ttl, names, c.tableCounters(k.Tables))
 	case ok:
 		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
 	default:
 		err = c.store.Put(ctx, k.Name, raw, ttl)
 	}
 	if err != nil {
-		c.storeFailed(ctx, "querycache: store put failed", err, "key", k.label())
+		c.storeFailed(ctx, k.Tables, "querycache: store put failed", err, "key", k.label())
 		return
 	}
 	c.stats.stores.Add(1)
@@ -391,6 +391,37 @@ func (c *Cache) countTables(tables []string, hit bool) {
 	}
 }
 
+// countTableMisses counts a miss of each table, with its reason.
+func (c *Cache) countTableMisses(tables []string, reason string) {
+	for _, t := range tables {
+		tc := c.stats.table(t)
+		tc.misses.Add(1)
+		if r := tc.missReason(reason); r != nil {
+			r.Add(1)
+		}
+	}
+}
+
+// countTableErrors counts a store error against each table.
+func (c *Cache) countTableErrors(tables []string) {
+	for _, t := range tables {
+		c.stats.table(t).errors.Add(1)
+	}
+}
+
+// tableCounters returns the counters of tables, for a MemoryStore entry to
+// count its eviction against.
+func (c *Cache) tableCounters(tables []string) []*tableCounters {
+	if len(tables) == 0 {
+		return nil
+	}
+	out := make([]*tableCounters, len(tables))
+	for i, t := range tables {
+		out[i] = c.stats.table(t)
+	}
+	return out
+}
+
 // versionedPutter is a store that keeps the versions an entry records
 // alive at least as long as the entry (RedisStore).
 type versionedPutter interface {
@@ -399,7 +430,7 @@ type versionedPutter interface {
 
 // storeFailed counts and logs a failed store call. A store bypassed by its
 // circuit breaker is counted, not logged: the store logs the opening once.
-func (c *Cache) storeFailed(ctx context.Context, msg string, err error, args ...any) (reason string) {
+func (c *Cache) storeFailed(ctx context.Context, tables []string, msg string, err error, args ...any) (reason string) {
 	if errors.Is(err, ErrStoreUnavailable) {
 		c.stats.bypasses.add("store_unavailable")
 		return "store_unavailable"
@@ -409,6 +440,7 @@ func (c *Cache) storeFailed(ctx context.Context, msg string, err error, args ...
 		return "too_large_for_store"
 	}
 	c.stats.errors.Add(1)
+	c.countTableErrors(tables)
 	c.stats.bypasses.add("store_error")
 	c.warn(ctx, msg, err, args...)
 	return "store_error"

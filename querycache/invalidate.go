@@ -311,6 +311,7 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 			return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
 		}
 		c.stats.errors.Add(1)
+		c.countTableErrors(tables)
 		c.warn(ctx, "querycache: invalidation not delivered; bypassing the cache for it until it is", err, "versions", len(names))
 		return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
 	}

@@ -237,7 +237,7 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 		}
 		raw, cur, err := c.store.Fetch(ctx, k.Name, names)
 		if err != nil {
-			c.storeFailed(ctx, "querycache: store fetch failed while waiting for a fill lease; querying the database", err, "key", k.label())
+			c.storeFailed(ctx, k.Tables, "querycache: store fetch failed while waiting for a fill lease; querying the database", err, "key", k.label())
 			return r
 		}
 		at := c.now()
@@ -304,6 +304,7 @@ func (c *Cache) leaseFailed(ctx context.Context, err error, k Key) {
 		return
 	}
 	c.stats.errors.Add(1)
+	c.countTableErrors(k.Tables)
 	c.warn(ctx, "querycache: fill lease failed; filling without one", err, "key", k.label())
 }
 

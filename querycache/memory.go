@@ -118,6 +118,11 @@ func (s *MemoryStore) countEviction(e otter.DeletionEvent[string, memItem]) {
 	}
 	if e.Value.data != nil {
 		s.evicted.Add(1)
+		if d := e.Value.deps; d != nil {
+			for _, t := range d.tables {
+				t.evictions.Add(1)
+			}
+		}
 	} else {
 		s.evictedVersions.Add(1)
 	}
@@ -278,13 +283,21 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 // MemoryStore by embedding keeps its own Put in the path of every fill: the
 // cache calls it only on a *MemoryStore it was given itself.
 func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, versions []string) error {
+	return s.putCounted(key, value, ttl, versions, nil)
+}
+
+// putCounted is putFor with the counters the entry's eviction is counted
+// against (the cache's counters of the tables it read).
+func (s *MemoryStore) putCounted(key string, value []byte, ttl time.Duration, versions []string, tables []*tableCounters) error {
 	if s.err != nil {
 		return s.err
 	}
 	if ttl <= 0 {
 		return nil
 	}
-	return s.put(key, value, ttl, s.newDeps(versions))
+	d := s.newDeps(versions)
+	d.tables = tables
+	return s.put(key, value, ttl, d)
 }
 
 func (s *MemoryStore) put(key string, value []byte, ttl time.Duration, deps *memDeps) error {

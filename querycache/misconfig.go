@@ -44,6 +44,7 @@ func (c *Cache) closedInvalidation(ctx context.Context, ch Change) error {
 		return nil
 	}
 	c.stats.errors.Add(1)
+	c.countTableErrors(ch.Tables)
 	err = fmt.Errorf("%w; an invalidation after Close was not delivered: %w", ErrClosed, err)
 	c.warnOnce(ctx, &c.warned.invalidate,
 		"querycache: an invalidation reached a closed cache and could not be delivered; other processes sharing the store may serve what it changed until it expires. Close the cache only after the *gorm.DB (and anything else writing through it) has stopped", err)

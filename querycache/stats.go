@@ -73,7 +73,37 @@ type evictionCounter interface {
 
 // TableStats are the counters of one table.
 type TableStats struct {
+	// Hits and Misses count the lookups that read the table; Invalidations
+	// the changes that wrote it.
 	Hits, Misses, Invalidations uint64
+	// MissReasons counts the table's misses by why, as Stats.MissReasons
+	// does.
+	MissReasons TableMissReasons
+	// Errors counts the store errors of lookups and fills that read the
+	// table and of invalidations that wrote it (each a fallback to the
+	// database, or an undelivered invalidation).
+	Errors uint64
+	// Evictions counts the entries reading the table that the store evicted
+	// to stay within its size bound (stores that count evictions: the
+	// MemoryStore, for entries this cache filled).
+	Evictions uint64
+}
+
+// TableMissReasons counts one table's misses by why (see Miss.Reason).
+type TableMissReasons struct {
+	Absent, Stale, Expired, Corrupt uint64
+}
+
+// Map returns the counts by reason name (MissAbsent, MissStale...),
+// leaving out reasons with no miss.
+func (r TableMissReasons) Map() map[string]uint64 {
+	m := map[string]uint64{}
+	for name, n := range map[string]uint64{MissAbsent: r.Absent, MissStale: r.Stale, MissExpired: r.Expired, MissCorrupt: r.Corrupt} {
+		if n > 0 {
+			m[name] = n
+		}
+	}
+	return m
 }
 
 // Bounds on the names Stats keeps counters for.
@@ -98,7 +128,31 @@ type counters struct {
 }
 
 type tableCounters struct {
-	hits, misses, invalidations atomic.Uint64
+	hits, misses, invalidations, errors, evictions atomic.Uint64
+	absent, stale, expired, corrupt                atomic.Uint64
+}
+
+// missReason returns the table's counter of misses for reason.
+func (t *tableCounters) missReason(reason string) *atomic.Uint64 {
+	switch reason {
+	case MissAbsent:
+		return &t.absent
+	case MissStale:
+		return &t.stale
+	case MissExpired:
+		return &t.expired
+	case MissCorrupt:
+		return &t.corrupt
+	}
+	return nil
+}
+
+func (t *tableCounters) snapshot() TableStats {
+	return TableStats{
+		Hits: t.hits.Load(), Misses: t.misses.Load(), Invalidations: t.invalidations.Load(),
+		Errors: t.errors.Load(), Evictions: t.evictions.Load(),
+		MissReasons: TableMissReasons{Absent: t.absent.Load(), Stale: t.stale.Load(), Expired: t.expired.Load(), Corrupt: t.corrupt.Load()},
+	}
 }
 
 func (c *counters) table(name string) *tableCounters {
@@ -188,7 +242,7 @@ func (c *Cache) Stats() Stats {
 		Pending:        c.pending.len(),
 	}
 	c.stats.tables.each(func(name string, t *tableCounters) {
-		s.Tables[name] = TableStats{Hits: t.hits.Load(), Misses: t.misses.Load(), Invalidations: t.invalidations.Load()}
+		s.Tables[name] = t.snapshot()
 	})
 	if ec, ok := c.store.(evictionCounter); ok {
 		s.Evictions, s.VersionEvictions = ec.Evictions()

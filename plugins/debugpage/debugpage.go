@@ -176,6 +176,12 @@ type TableRow struct {
 	Misses        uint64  `json:"misses"`
 	HitRatio      float64 `json:"hit_ratio"`
 	Invalidations uint64  `json:"invalidations"`
+	// Stale counts the misses whose entry a write had invalidated;
+	// Evictions the entries evicted for space (memory store); Errors the
+	// store errors of the table's lookups, fills and invalidations.
+	Stale     uint64 `json:"stale_misses"`
+	Evictions uint64 `json:"evictions"`
+	Errors    uint64 `json:"store_errors"`
 }
 
 // ShapesSection is the per query shape view (gormcache.ShapeReport).
@@ -296,7 +302,8 @@ func (h *handler) fillCache(s *Snapshot) {
 	}
 	s.Tables = make([]TableRow, 0, len(st.Tables))
 	for name, t := range st.Tables {
-		s.Tables = append(s.Tables, TableRow{Name: name, Hits: t.Hits, Misses: t.Misses, HitRatio: ratio(t.Hits, t.Misses), Invalidations: t.Invalidations})
+		s.Tables = append(s.Tables, TableRow{Name: name, Hits: t.Hits, Misses: t.Misses, HitRatio: ratio(t.Hits, t.Misses), Invalidations: t.Invalidations,
+			Stale: t.MissReasons.Stale, Evictions: t.Evictions, Errors: t.Errors})
 	}
 	// Busiest first.
 	slices.SortFunc(s.Tables, func(a, b TableRow) int {

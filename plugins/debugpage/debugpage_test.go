@@ -46,6 +46,9 @@ func TestJSON(t *testing.T) {
 	if r := tables["articles"]; r.Hits != st.Tables["articles"].Hits || r.Hits == 0 || r.Invalidations == 0 {
 		t.Errorf("articles row = %+v; Stats says %+v", r, st.Tables["articles"])
 	}
+	if r, ts := tables["articles"], st.Tables["articles"]; r.Stale != ts.MissReasons.Stale || r.Evictions != ts.Evictions || r.Errors != ts.Errors {
+		t.Errorf("articles row = %+v; Stats says stale %d, evictions %d, errors %d", r, ts.MissReasons.Stale, ts.Evictions, ts.Errors)
+	}
 	causes := map[string]debugpage.Invalidation{}
 	for _, inv := range snap.Invalidations {
 		causes[inv.Cause] = inv

@@ -170,8 +170,8 @@ meter { width: 70px; height: 10px; vertical-align: middle; }
 <section id="tables">
 <h2>Tables</h2>
 {{if .Tables}}<table>
-<tr><th>table</th><th class="n">hits</th><th class="n">misses</th><th class="n">hit ratio</th><th></th><th class="n">invalidations</th></tr>
-{{range .Tables}}<tr data-table="{{.Name}}"><td>{{.Name}}</td><td class="n">{{.Hits}}</td><td class="n">{{.Misses}}</td><td class="n">{{pct .HitRatio}}</td><td><meter min="0" max="1" low="0.5" high="0.8" optimum="1" value="{{.HitRatio}}"></meter></td><td class="n">{{.Invalidations}}</td></tr>
+<tr><th>table</th><th class="n">hits</th><th class="n">misses</th><th class="n">hit ratio</th><th></th><th class="n">of the misses, stale</th><th class="n">invalidations</th><th class="n">evictions</th><th class="n">store errors</th></tr>
+{{range .Tables}}<tr data-table="{{.Name}}"><td>{{.Name}}</td><td class="n">{{.Hits}}</td><td class="n">{{.Misses}}</td><td class="n">{{pct .HitRatio}}</td><td><meter min="0" max="1" low="0.5" high="0.8" optimum="1" value="{{.HitRatio}}"></meter></td><td class="n">{{.Stale}}</td><td class="n">{{.Invalidations}}</td><td class="n">{{.Evictions}}</td><td class="n">{{.Errors}}</td></tr>
 {{end}}</table>{{else}}<p class="mute">no table read or written yet</p>{{end}}
 </section>
 

@@ -83,8 +83,9 @@ type Collector struct {
 
 	engine []engineMetric
 	// From Stats at scrape time, by reason and by table.
-	bypasses, refusals, missReasons            *prometheus.Desc
-	tableHits, tableMisses, tableInvalidations *prometheus.Desc
+	bypasses, refusals, missReasons               *prometheus.Desc
+	tableHits, tableMisses, tableInvalidations    *prometheus.Desc
+	tableMissReasons, tableErrors, tableEvictions *prometheus.Desc
 
 	// From the plugin's events.
 	tableBypasses, tableRefusals *prometheus.CounterVec
@@ -173,6 +174,9 @@ func New(cache *querycache.Cache, opts Options) *Collector {
 	c.tableHits = desc("table_hits_total", "Lookups served from the cache, by table read.", "table")
 	c.tableMisses = desc("table_misses_total", "Lookups that found no fresh entry, by table read.", "table")
 	c.tableInvalidations = desc("table_invalidations_total", "Invalidations applied, by table written.", "table")
+	c.tableMissReasons = desc("table_miss_reasons_total", "Lookups that found no fresh entry, by table read and why: absent, stale, expired, corrupt.", "table", "reason")
+	c.tableErrors = desc("table_store_errors_total", "Store errors, by table read (lookups, fills) or written (invalidations).", "table")
+	c.tableEvictions = desc("table_evictions_total", "Entries the store evicted to stay within its size bound, by table read (stores that count them: the memory store).", "table")
 
 	c.tableBypasses = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "querycache_table_bypasses_total", Help: "Statements of the GORM plugin that skipped the cache, by table read and reason.", ConstLabels: cl,
@@ -194,7 +198,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.engine {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{c.bypasses, c.refusals, c.missReasons, c.tableHits, c.tableMisses, c.tableInvalidations} {
+	for _, d := range []*prometheus.Desc{c.bypasses, c.refusals, c.missReasons, c.tableHits, c.tableMisses, c.tableInvalidations, c.tableMissReasons, c.tableErrors, c.tableEvictions} {
 		ch <- d
 	}
 	c.tableBypasses.Describe(ch)
@@ -231,12 +235,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		sum.Hits += ts.Hits
 		sum.Misses += ts.Misses
 		sum.Invalidations += ts.Invalidations
+		sum.Errors += ts.Errors
+		sum.Evictions += ts.Evictions
+		sum.MissReasons.Absent += ts.MissReasons.Absent
+		sum.MissReasons.Stale += ts.MissReasons.Stale
+		sum.MissReasons.Expired += ts.MissReasons.Expired
+		sum.MissReasons.Corrupt += ts.MissReasons.Corrupt
 		byLabel[label] = sum
 	}
 	for label, ts := range byLabel {
 		ch <- prometheus.MustNewConstMetric(c.tableHits, prometheus.CounterValue, float64(ts.Hits), label)
 		ch <- prometheus.MustNewConstMetric(c.tableMisses, prometheus.CounterValue, float64(ts.Misses), label)
 		ch <- prometheus.MustNewConstMetric(c.tableInvalidations, prometheus.CounterValue, float64(ts.Invalidations), label)
+		ch <- prometheus.MustNewConstMetric(c.tableErrors, prometheus.CounterValue, float64(ts.Errors), label)
+		ch <- prometheus.MustNewConstMetric(c.tableEvictions, prometheus.CounterValue, float64(ts.Evictions), label)
+		for reason, n := range ts.MissReasons.Map() {
+			ch <- prometheus.MustNewConstMetric(c.tableMissReasons, prometheus.CounterValue, float64(n), label, reason)
+		}
 	}
 	c.tableBypasses.Collect(ch)
 	c.tableRefusals.Collect(ch)

@@ -23,6 +23,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 	"querycache.dev/internal/testenv"
+	"querycache.dev/keys"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/plugins/promcollector"
 	"querycache.dev/querycache"
@@ -241,6 +242,11 @@ func TestCollectorScrape(t *testing.T) {
 				{"querycache_table_misses_total", []string{"table", "authors"}, 3},
 				{"querycache_table_misses_total", []string{"table", "books"}, 1},
 				{"querycache_table_invalidations_total", []string{"table", "authors"}, 1},
+				{"querycache_table_miss_reasons_total", []string{"table", "authors", "reason", "absent"}, 2},
+				{"querycache_table_miss_reasons_total", []string{"table", "authors", "reason", "stale"}, 1},
+				{"querycache_table_miss_reasons_total", []string{"table", "books", "reason", "absent"}, 1},
+				{"querycache_table_store_errors_total", []string{"table", "authors"}, 0},
+				{"querycache_table_evictions_total", []string{"table", "authors"}, 0},
 				{"querycache_table_bypasses_total", []string{"table", "authors", "reason", "transaction"}, 1},
 				{"querycache_table_refusals_total", []string{"table", "authors", "reason", "nondeterministic"}, 1},
 				{"querycache_fill_seconds", []string{"table", "authors"}, 3},
@@ -429,5 +435,33 @@ func TestCollectorEvictions(t *testing.T) {
 	}))
 	if entries == 0 || got != float64(entries) {
 		t.Fatalf("scraped %v evictions, the store counted %d (want > 0)", got, entries)
+	}
+}
+
+// Evictions are exported per table read, as the engine counts them.
+func TestCollectorTableEvictions(t *testing.T) {
+	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 64 << 10}), DefaultTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	col := promcollector.New(cache, promcollector.Options{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(col)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	ns := cache.Namespace()
+	big := make([]byte, 2<<10)
+	for i := range 200 {
+		k := querycache.Key{Name: ns.Query("main", keys.Sum([]byte(fmt.Sprint("SELECT ", i)))), Versions: []string{ns.TableVersion("users")}, Tables: []string{"users"}}
+		_, _, m := cache.Lookup(context.Background(), k, querycache.LookupOptions{})
+		m.Store(big)
+	}
+	cache.Store().(*querycache.MemoryStore).Bytes() // otter's pending maintenance
+	fams := scrape(t, srv.URL)
+	ev, _ := value(fams, "querycache_table_evictions_total", "table", "users")
+	all, _ := value(fams, "querycache_evictions_total")
+	if ev == 0 || ev > all {
+		t.Errorf("users' evictions %v; want some, at most the store's %v", ev, all)
 	}
 }
