@@ -209,7 +209,7 @@ func conjunct(stmt *gorm.Statement, e clause.Expression) (pc pkCond, isPK, safe 
 		if !ec.eq || len(v.Vars) != 1 {
 			return pkCond{}, false, true
 		}
-		field, pc = pkFieldNamed(stmt, ec.table, ec.name), pkCond{many: v.Vars}
+		field, pc = pkFieldNamed(stmt, ec.table, ec.name, ec.trimmed), pkCond{many: v.Vars}
 	default:
 		return pkCond{}, false, structured(e)
 	}
@@ -331,10 +331,10 @@ func pkField(stmt *gorm.Statement, column any) *schema.Field {
 		if c.Raw || c.Alias != "" {
 			return nil
 		}
-		return pkFieldNamed(stmt, c.Table, c.Name)
+		return pkFieldNamed(stmt, c.Table, c.Name, trimColumn(c.Name))
 	case string:
 		table, name := splitColumn(c)
-		return pkFieldNamed(stmt, table, name)
+		return pkFieldNamed(stmt, table, name, trimColumn(name))
 	}
 	return nil
 }
@@ -347,8 +347,12 @@ func splitColumn(c string) (table, name string) {
 	return "", c
 }
 
-// pkFieldNamed is pkField of the column name of table ("": the statement's).
-func pkFieldNamed(stmt *gorm.Statement, table, name string) *schema.Field {
+// trimColumn is a column name without the quotes and spaces around it.
+func trimColumn(name string) string { return strings.Trim(name, "`\" ") }
+
+// pkFieldNamed is pkField of the column name of table ("": the
+// statement's), trimmed being trimColumn(name).
+func pkFieldNamed(stmt *gorm.Statement, table, name, trimmed string) *schema.Field {
 	s := stmt.Schema
 	if name == clause.PrimaryKey {
 		if len(s.PrimaryFields) != 1 {
@@ -359,7 +363,7 @@ func pkFieldNamed(stmt *gorm.Statement, table, name string) *schema.Field {
 	if table != "" && table != clause.CurrentTable && sqlinspect.NormalizeTable(table) != sqlinspect.NormalizeTable(stmt.Table) {
 		return nil
 	}
-	f := s.LookUpField(strings.Trim(name, "`\" "))
+	f := s.LookUpField(trimmed)
 	if f == nil || !f.PrimaryKey {
 		return nil
 	}
@@ -369,12 +373,13 @@ func pkFieldNamed(stmt *gorm.Statement, table, name string) *schema.Field {
 // exprCond is what the text of a raw condition (a clause.Expr's SQL, such
 // as Where("id = ?", ...)'s) says, its identifier quotes removed: whether
 // it is a simple condition (simpleExpr), and whether it reads "column =
-// ?", with the column split at its last dot. Its bound values are not
+// ?", with the column split at its last dot (and its name trimmed,
+// trimColumn). Its bound values are not
 // part of it: they are judged on every use (boundValue).
 type exprCond struct {
-	sql         string // the text, as given
-	simple, eq  bool
-	table, name string
+	sql                  string // the text, as given
+	simple, eq           bool
+	table, name, trimmed string
 }
 
 // parseExprCond makes the exprCond of sql.
@@ -388,6 +393,7 @@ func parseExprCond(sql string) *exprCond {
 	}
 	c.eq = true
 	c.table, c.name = splitColumn(strings.TrimSpace(s[:i]))
+	c.trimmed = trimColumn(c.name)
 	return c
 }
 
