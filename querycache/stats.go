@@ -61,8 +61,10 @@ type Stats struct {
 	// Evictions counts the entries the store evicted to stay within its
 	// size bound, and VersionEvictions the versions (an evicted version
 	// invalidates the entries that recorded it). Only stores that count
-	// them report them (MemoryStore does, see MemoryStore.Evictions); for
-	// the others both stay 0.
+	// them report them: MemoryStore (MemoryStore.Evictions) and the
+	// two-level stores, for their memory level (TieredStats); a Redis or
+	// PostgreSQL store alone reports 0 (Redis's own evictions are in its
+	// INFO stats).
 	Evictions, VersionEvictions uint64
 }
 

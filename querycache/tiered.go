@@ -101,6 +101,8 @@ type TieredStore struct {
 	closeErr sync.Once
 
 	hits, broadcasts, undecodable, losses atomic.Int64
+	// evicted and evictedVersions count what L1 evicted for space.
+	evicted, evictedVersions atomic.Uint64
 	serverChanges                         int64 // a Redis L2's, as last seen by the subscription loop
 
 	// Test hooks, set before the store is used.
@@ -209,6 +211,9 @@ func newTiered(l2 tieredL2, opts TieredOptions) *TieredStore {
 		MaximumWeight: uint64(opts.L1.MaxBytes),
 		Weigher:       weighL1,
 		Executor:      inline,
+		// Deletions only (evictions, replacements, invalidations):
+		// nothing on the read path.
+		OnAtomicDeletion: t.countEviction,
 	})
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	// L2's breaker closing means Redis was away: the prober replaces the
@@ -264,6 +269,11 @@ type TieredStats struct {
 	Subscribed bool
 	// L1Bytes is the weight L1 holds, as counted against L1.MaxBytes.
 	L1Bytes int64
+	// L1Evictions and L1VersionEvictions count the entries and version
+	// tokens L1 evicted to stay within L1.MaxBytes (an evicted L1 item is
+	// read from L2 again). Cache.Stats reports them as its Evictions and
+	// VersionEvictions.
+	L1Evictions, L1VersionEvictions uint64
 }
 
 // Stats returns the store's counters.
@@ -274,12 +284,33 @@ func (t *TieredStore) Stats() TieredStats {
 		Undecodable:        t.undecodable.Load(),
 		SubscriptionLosses: t.losses.Load(),
 		Subscribed:         t.Subscribed(),
+		L1Evictions:        t.evicted.Load(),
+		L1VersionEvictions: t.evictedVersions.Load(),
 	}
 	if t.err == nil {
 		t.l1.CleanUp()
 		st.L1Bytes = int64(t.l1.WeightedSize())
 	}
 	return st
+}
+
+// countEviction counts the items L1 evicted for space; those replaced or
+// invalidated are not evictions.
+func (t *TieredStore) countEviction(e otter.DeletionEvent[string, l1Item]) {
+	if !e.WasEvicted() {
+		return
+	}
+	if e.Value.data != nil {
+		t.evicted.Add(1)
+	} else {
+		t.evictedVersions.Add(1)
+	}
+}
+
+// Evictions returns L1's evictions of entries and of versions (see
+// TieredStats); Cache.Stats reports them.
+func (t *TieredStore) Evictions() (entries, versions uint64) {
+	return t.evicted.Load(), t.evictedVersions.Load()
 }
 
 // bindNamespace binds L2 to the namespace (its epoch) and subscribes to

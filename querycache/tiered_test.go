@@ -831,3 +831,26 @@ func BenchmarkTieredL1Hit(b *testing.B) {
 		}
 	}
 }
+
+// L1 counts what it evicts for space; Cache.Stats reports it.
+func TestTieredL1Evictions(t *testing.T) {
+	p := newTieredProc(t, tieredProcOpts{prefix: fmt.Sprintf("l1evict%d:", time.Now().UnixNano()), opts: TieredOptions{L1: MemoryOptions{MaxBytes: 64 << 10}}})
+	ctx := context.Background()
+	big := make([]byte, 2<<10)
+	for i := range 200 {
+		k := tableKey(p.cache, "users", fmt.Sprint("SELECT ", i))
+		_, _, m := p.cache.Lookup(ctx, k, LookupOptions{})
+		m.Store(big)
+	}
+	for i := range 200 { // read back: L2 hits fill L1
+		k := tableKey(p.cache, "users", fmt.Sprint("SELECT ", i))
+		if _, ok, m := p.cache.Lookup(ctx, k, LookupOptions{}); !ok {
+			m.Abandon("")
+		}
+	}
+	ts := p.store.Stats()
+	st := p.cache.Stats()
+	if ts.L1Evictions == 0 || st.Evictions != ts.L1Evictions || st.VersionEvictions != ts.L1VersionEvictions {
+		t.Errorf("L1 evictions %d (versions %d); Cache.Stats %d (%d): want some, the same", ts.L1Evictions, ts.L1VersionEvictions, st.Evictions, st.VersionEvictions)
+	}
+}

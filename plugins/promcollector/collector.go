@@ -148,7 +148,7 @@ func New(cache *querycache.Cache, opts Options) *Collector {
 		func(s *querycache.Stats) uint64 { return s.Corrupt })
 	counter("store_errors_total", "Store errors, each a fallback to the database.",
 		func(s *querycache.Stats) uint64 { return s.Errors })
-	counter("evictions_total", "Entries the store evicted to stay within its size bound (stores that count them: the memory store).",
+	counter("evictions_total", "Entries the store evicted to stay within its size bound (stores that count them: the memory store, a two-level store's memory level).",
 		func(s *querycache.Stats) uint64 { return s.Evictions })
 	counter("version_evictions_total", "Table versions the store evicted to stay within its size bound; each invalidates the entries that recorded it.",
 		func(s *querycache.Stats) uint64 { return s.VersionEvictions })
@@ -176,7 +176,7 @@ func New(cache *querycache.Cache, opts Options) *Collector {
 	c.tableInvalidations = desc("table_invalidations_total", "Invalidations applied, by table written.", "table")
 	c.tableMissReasons = desc("table_miss_reasons_total", "Lookups that found no fresh entry, by table read and why: absent, stale, expired, corrupt.", "table", "reason")
 	c.tableErrors = desc("table_store_errors_total", "Store errors, by table read (lookups, fills) or written (invalidations).", "table")
-	c.tableEvictions = desc("table_evictions_total", "Entries the store evicted to stay within its size bound, by table read (stores that count them: the memory store).", "table")
+	c.tableEvictions = desc("table_evictions_total", "Entries the store evicted to stay within its size bound, by table read (stores that count them: the memory store, a two-level store's memory level).", "table")
 
 	c.tableBypasses = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "querycache_table_bypasses_total", Help: "Statements of the GORM plugin that skipped the cache, by table read and reason.", ConstLabels: cl,
