@@ -103,7 +103,7 @@ type TieredStore struct {
 	hits, broadcasts, undecodable, losses atomic.Int64
 	// evicted and evictedVersions count what L1 evicted for space.
 	evicted, evictedVersions atomic.Uint64
-	serverChanges                         int64 // a Redis L2's, as last seen by the subscription loop
+	serverChanges            int64 // a Redis L2's, as last seen by the subscription loop
 
 	// Test hooks, set before the store is used.
 	afterL2     func() // between Fetch's L2 call and its L1 fill
