@@ -367,7 +367,7 @@ func pendingVersions(names []string, prefix string) []Count {
 func (h *handler) shapeRow(s gormcache.ShapeStats) ShapeRow {
 	sql := s.SQL
 	if !h.opts.ShowLiterals && sql != querycache.OtherStats {
-		sql = sqlinspect.MaskLiterals(sql, sqlinspect.DialectAny) // the page does not know the dialect: either one's literals
+		sql = sqlinspect.MaskLiterals(sql, s.Dialect)
 	}
 	r := ShapeRow{
 		ID: s.ID, SQL: sql, Truncated: s.Truncated, Tables: s.Tables,

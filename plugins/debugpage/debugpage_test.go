@@ -193,3 +193,19 @@ func TestShapeLiteralsMasked(t *testing.T) {
 		t.Errorf("ShowLiterals: the shape's literal is not shown")
 	}
 }
+
+// TestShapeMaskedInItsDialect: the page masks a shape's literals in the
+// dialect of the plugin that saw it, not in one that hides what either
+// database could read as a literal: SQLite's bracketed name [total 2] is a
+// name, shown as it is (read as PostgreSQL, its 2 would be a number).
+func TestShapeMaskedInItsDialect(t *testing.T) {
+	d := newDemo(t)
+	var n int64
+	if err := d.db.Scopes(gormcache.Cacheable()).Raw("SELECT count(*) AS [total 2] FROM articles WHERE author_id = ?", 1).Scan(&n).Error; err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, debugpage.Handler(d.cache, d.plugin), "/?format=json")
+	if !strings.Contains(body, "AS [total 2] FROM articles") {
+		t.Errorf("the SQLite name [total 2] was masked:\n%s", body)
+	}
+}

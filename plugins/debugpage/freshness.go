@@ -3,8 +3,6 @@ package debugpage
 import (
 	"html/template"
 	"time"
-
-	"querycache.dev/sqlinspect"
 )
 
 // FreshnessSection is the freshness sampler's report
@@ -67,11 +65,9 @@ func (h *handler) freshness() FreshnessSection {
 		f.InFlight += r.InFlight
 		for i := len(r.Recent) - 1; i >= 0; i-- {
 			s := r.Recent[i]
-			sql := s.SQL
-			if !h.opts.ShowLiterals {
-				sql = sqlinspect.MaskLiterals(sql, sqlinspect.DialectAny)
-			}
-			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: sql, Tables: s.Tables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows, DatabaseRowsAtLeast: s.DatabaseRowsAtLeast})
+			// The plugin masked the finding's literals already, in its
+			// own dialect (it never keeps them).
+			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: s.SQL, Tables: s.Tables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows, DatabaseRowsAtLeast: s.DatabaseRowsAtLeast})
 		}
 	}
 	if !f.Enabled {

@@ -12,6 +12,7 @@ import (
 	"gorm.io/gorm"
 	"querycache.dev/keys"
 	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
 )
 
 // Per query shape statistics: a shape is the SQL text with placeholders of
@@ -59,6 +60,9 @@ type ShapeStats struct {
 	// OtherStats for the bucket of shapes beyond MaxShapes.
 	SQL       string
 	Truncated bool // SQL is the beginning of a longer text
+	// Dialect is the dialect SQL is written in (the plugin's database's):
+	// what sqlinspect.MaskLiterals should read it as.
+	Dialect sqlinspect.Dialect
 	// Tables are the tables the shape's results depend on, as seen on its
 	// first statement.
 	Tables []string
@@ -160,6 +164,7 @@ func (p *Plugin) Shapes() []ShapeStats {
 	out := make([]ShapeStats, len(list))
 	for i, s := range list {
 		out[i] = s.stats(opts)
+		out[i].Dialect = p.sqlDialect
 	}
 	return out
 }
