@@ -230,7 +230,11 @@ func JoinPK(parts []string) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strings.NewReplacer("%", "%25", ",", "%2C").Replace(p))
+		b.WriteString(pkPartEscaper.Replace(p))
 	}
 	return b.String()
 }
+
+// pkPartEscaper escapes a composite key's part (built once: a replacer
+// per part cost allocations on every composite key).
+var pkPartEscaper = strings.NewReplacer("%", "%25", ",", "%2C")

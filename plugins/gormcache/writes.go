@@ -199,10 +199,14 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 		return nil, false
 	}
 	rv := reflect.Indirect(stmt.ReflectValue)
-	var elems []reflect.Value
+	var (
+		one   [1]reflect.Value
+		elems []reflect.Value
+	)
 	switch rv.Kind() {
 	case reflect.Struct:
-		elems = []reflect.Value{rv}
+		one[0] = rv
+		elems = one[:]
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < rv.Len(); i++ {
 			elems = append(elems, reflect.Indirect(rv.Index(i)))
@@ -211,11 +215,18 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 		return nil, false
 	}
 	pks := make([]string, 0, len(elems))
+	var partsBuf [4]string
 	for _, e := range elems {
 		if e.Kind() != reflect.Struct || e.Type() != stmt.Schema.ModelType {
 			return nil, false
 		}
-		parts := make([]string, len(f.pk))
+		var parts []string // each key column's value, in the catalog's order
+		if len(f.pk) <= len(partsBuf) {
+			parts = partsBuf[:len(f.pk)]
+			clear(parts)
+		} else {
+			parts = make([]string, len(f.pk))
+		}
 		for _, field := range stmt.Schema.PrimaryFields {
 			i := f.column(field.DBName)
 			if i < 0 {
