@@ -70,8 +70,10 @@ type memDeps struct {
 	ends   []uint32   // where each name ends in joined
 	cells  []*verCell // each name's cell
 	weight uint64     // heap bytes, counted by weigh
-	// tables count the entry's eviction (the cache's counters of the
-	// tables it read).
+	// tables are the counters of the tables the entry read, of the cache
+	// that filled it (stats): its eviction is counted there, and so are
+	// that cache's hits of it (no lookup of the counters by name).
+	stats  *counters
 	tables []*tableCounters
 
 	endsIn  [inlineDeps]uint32

@@ -204,7 +204,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 			c.stats.corrupt.Add(1)
 			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
 		default:
-			if !c.countHit(ctx, k, opts) { // Close ran during the fetch: a closed cache never serves
+			if !c.countHit(ctx, k, opts, nil) { // Close ran during the fetch: a closed cache never serves
 				c.closedLookup()
 				p.usable, p.bypass = false, "closed"
 				return p
@@ -227,13 +227,21 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 // counted nothing) when the cache was closed meanwhile: the hit is counted
 // before the closed check and taken back after it, so a hit either counts
 // before Close sets the flag, or is not served.
-func (c *Cache) countHit(ctx context.Context, k Key, opts LookupOptions) bool {
+//
+// tables, when not nil, are the counters of k.Tables (memHit has them).
+func (c *Cache) countHit(ctx context.Context, k Key, opts LookupOptions, tables []*tableCounters) bool {
 	c.stats.hits.Add(1)
 	if c.isClosed() {
 		c.stats.hits.Add(^uint64(0))
 		return false
 	}
-	c.countTables(k.Tables, true)
+	if tables != nil {
+		for _, t := range tables {
+			t.hits.Add(1)
+		}
+	} else {
+		c.countTables(k.Tables, true)
+	}
 	if !opts.CallerLogs && c.debugOn(ctx) { // the arguments allocate: not when Debug is off
 		c.debug(ctx, "querycache hit", "key", k.label())
 	}
@@ -304,7 +312,7 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 			_ = c.stamp.leaser.ReleaseLease(context.WithoutCancel(ctx), k.Name, token)
 		}
 	case c.mem != nil:
-		err = c.mem.putCounted(k.Name, raw, ttl, names, c.tableCounters(k.Tables))
+		err = c.mem.putCounted(k.Name, raw, ttl, names, &c.stats, c.tableCounters(k.Tables))
 	case ok:
 		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
 	default:

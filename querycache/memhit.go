@@ -26,7 +26,7 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 	}
 	var buf [maxVersions]uint64
 	tokens := buf[:len(k.Versions)+1]
-	raw, at := c.mem.fetchInto(k.Name, c.ns.Epoch(), k.Versions, tokens)
+	raw, d := c.mem.fetchInto(k.Name, c.ns.Epoch(), k.Versions, tokens)
 	if raw == nil {
 		return nil, nil, false
 	}
@@ -38,8 +38,26 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 	if _, _, due := c.mayBeDueEarly(e, now); due || !e.fresh(now, tokens) || (opts.Valid != nil && !opts.Valid(e.payload)) {
 		return nil, nil, false
 	}
-	if !c.countHit(ctx, k, opts) { // closed meanwhile: probe reports it
+	var at *Attachment
+	var tables []*tableCounters
+	if d != nil {
+		at = &d.attach
+		if d.stats == &c.stats && sameTables(d.tables, k.Tables) {
+			tables = d.tables // the counters of k's tables, found when it was filled
+		}
+	}
+	if !c.countHit(ctx, k, opts, tables) { // closed meanwhile: probe reports it
 		return nil, nil, false
 	}
 	return e.payload, at, true
+}
+
+// sameTables reports whether the entry's counters stand for the lookup's
+// tables. It compares their number only: a lookup that found the entry
+// under its key and versions is the statement that filled it (the key is
+// its fingerprint), which reads the same tables; one that named other
+// tables, as many, would have its hit counted against the fill's (the
+// counts only, never what is served).
+func sameTables(counters []*tableCounters, tables []string) bool {
+	return len(counters) == len(tables) && len(tables) > 0
 }

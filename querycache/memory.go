@@ -119,7 +119,7 @@ func (s *MemoryStore) countEviction(e otter.DeletionEvent[string, memItem]) {
 	if e.Value.data != nil {
 		s.evicted.Add(1)
 		if d := e.Value.deps; d != nil {
-			for _, t := range d.tables {
+			for _, t := range d.tables { // its filling cache's counters
 				t.evictions.Add(1)
 			}
 		}
@@ -196,7 +196,7 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 // fetchInto is Fetch for memHit: the versions are the epoch and then
 // versions, their tokens written into tokens (len(versions)+1 long), and
 // the entry's value (shared) is returned only when it is unexpired, with
-// its attachment when it was stored with PutFor for these very versions.
+// what putFor kept with it when it was stored for these very versions.
 // It allocates nothing unless a version must be created.
 //
 // An entry stored with PutFor holds its versions' cells: their tokens are
@@ -204,7 +204,7 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 // were those lookups). A cell is the table's for as long as the table holds
 // it, and dead (token 0, which no entry records) from the moment it leaves,
 // so reading it gives the token a lookup by name would give, or a miss.
-func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []uint64) ([]byte, *Attachment) {
+func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []uint64) ([]byte, *memDeps) {
 	if s.err != nil {
 		return nil, nil
 	}
@@ -216,7 +216,7 @@ func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []u
 		for i, c := range d.cells {
 			tokens[i] = c.load()
 		}
-		return it.data, &d.attach
+		return it.data, d
 	}
 	tokens[0] = s.version(epoch)
 	for i, name := range versions {
@@ -283,12 +283,12 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 // MemoryStore by embedding keeps its own Put in the path of every fill: the
 // cache calls it only on a *MemoryStore it was given itself.
 func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, versions []string) error {
-	return s.putCounted(key, value, ttl, versions, nil)
+	return s.putCounted(key, value, ttl, versions, nil, nil)
 }
 
 // putCounted is putFor with the counters the entry's eviction is counted
 // against (the cache's counters of the tables it read).
-func (s *MemoryStore) putCounted(key string, value []byte, ttl time.Duration, versions []string, tables []*tableCounters) error {
+func (s *MemoryStore) putCounted(key string, value []byte, ttl time.Duration, versions []string, stats *counters, tables []*tableCounters) error {
 	if s.err != nil {
 		return s.err
 	}
@@ -296,7 +296,7 @@ func (s *MemoryStore) putCounted(key string, value []byte, ttl time.Duration, ve
 		return nil
 	}
 	d := s.newDeps(versions)
-	d.tables = tables
+	d.stats, d.tables = stats, tables
 	return s.put(key, value, ttl, d)
 }
 
