@@ -25,18 +25,7 @@ func liveCellIsTables(t *testing.T, s *MemoryStore, step int, op string) {
 		key, name string
 		cell      *verCell
 	}
-	var hs []held
-	for k, it := range s.items.All() {
-		if it.deps == nil {
-			continue
-		}
-		start := uint32(0)
-		for i, c := range it.deps.cells {
-			end := it.deps.ends[i]
-			hs = append(hs, held{k, it.deps.joined[start:end], c})
-			start = end
-		}
-	}
+	var hs []held // entries no longer hold cells (cell.go): only the table's are checked
 	for _, h := range hs {
 		tok := h.cell.load()
 		if tok == 0 {

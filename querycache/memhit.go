@@ -18,7 +18,7 @@ import "context"
 // the same versions (the epoch first, then k.Versions), the same freshness.
 //
 // The entry's Attachment is returned with it when the store has one (an
-// entry stored with PutFor, for these versions).
+// entry stored by a Cache, putFor).
 func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, *Attachment, bool) {
 	const maxVersions = 8
 	if c.mem == nil || k.Name == "" || len(k.Versions) >= maxVersions || c.isClosed() || c.pending.any() {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/maypok86/otter/v2"
 )
@@ -197,55 +197,20 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 // fetchInto is Fetch for memHit: the versions are the epoch and then
 // versions, their tokens written into tokens (len(versions)+1 long), and
 // the entry's value (shared) is returned only when it is unexpired, with
-// what putFor kept with it when it was stored for these very versions.
-// It allocates nothing unless a version must be created.
-//
-// An entry stored with PutFor holds its versions' cells: their tokens are
-// read through them, without looking the names up (a hit's costliest reads
-// were those lookups). A cell is the table's for as long as the table holds
-// it, and dead (token 0, which no entry records) from the moment it leaves,
-// so reading it gives the token a lookup by name would give, or a miss.
+// what putFor kept with it. It allocates nothing unless a version must be
+// created.
 func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []uint64) ([]byte, *memDeps) {
 	if s.err != nil {
 		return nil, nil
-	}
-	it, ok := s.items.GetIfPresent(key)
-	if !ok || it.data == nil || monoNow() >= int64(it.word) {
-		return nil, nil
-	}
-	if d := it.deps; d != nil && d.recorded(epoch, versions) {
-		for i, c := range d.cells {
-			tokens[i] = c.load()
-		}
-		if rand.Uint32()%touchEvery == 0 {
-			s.touch(d)
-		}
-		return it.data, d
 	}
 	tokens[0] = s.version(epoch)
 	for i, name := range versions {
 		tokens[i+1] = s.version(name)
 	}
-	return it.data, nil
-}
-
-// touchEvery is how often (1 in touchEvery) a hit read through the cells
-// also reads its versions by name. otter's eviction (W-TinyLFU) keeps
-// what is read often: a version a hit never reads looks cold beside the
-// entries, and evicting it kills every entry that recorded it. Read once
-// in touchEvery hits, a hot entry's versions stay as hot as the sketch
-// counts (it saturates at 15): without it a hot set that fits the store
-// lost 5-12% of its hits to evicted versions under a scan of one-off keys
-// (TestHostileCellsHotSetKeepsHitting).
-const touchEvery = 8
-
-// touch records a read of each of d's versions in the table.
-func (s *MemoryStore) touch(d *memDeps) {
-	start := uint32(0)
-	for _, end := range d.ends {
-		s.items.GetIfPresent(d.joined[start:end])
-		start = end
+	if it, ok := s.items.GetIfPresent(key); ok && it.data != nil && monoNow() < int64(it.word) {
+		return it.data, it.deps
 	}
+	return nil, nil
 }
 
 // version returns the token of the version name, creating it if missing.
@@ -299,10 +264,8 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 	return s.put(key, value, ttl, nil)
 }
 
-// putFor is Put for an entry that recorded versions (the cache passes its
-// epoch first): the store keeps their cells with the entry, so that a hit
-// reads their tokens without looking the names up (cell.go), and gives the
-// entry an Attachment. It is unexported so that a Store wrapping a
+// putFor is Put for an entry a Cache filled: the store gives the entry an
+// Attachment (cell.go). It is unexported so that a Store wrapping a
 // MemoryStore by embedding keeps its own Put in the path of every fill: the
 // cache calls it only on a *MemoryStore it was given itself.
 func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, versions []string) error {
@@ -318,8 +281,7 @@ func (s *MemoryStore) putCounted(key string, value []byte, ttl time.Duration, ve
 	if ttl <= 0 {
 		return nil
 	}
-	d := s.newDeps(versions)
-	d.stats, d.tables = stats, tables
+	d := &memDeps{stats: stats, tables: tables, weight: allocSize(int(unsafe.Sizeof(memDeps{})))}
 	if len(tables) > 0 {
 		d.weight += allocSize(8 * len(tables))
 	}
@@ -347,10 +309,9 @@ func (s *MemoryStore) put(key string, value []byte, ttl time.Duration, deps *mem
 	return nil
 }
 
-// Bump implements Store. A version is bumped in its cell, which the
-// entries that recorded it share: no item is written. A missing version
-// needs nothing: every entry that recorded it holds a dead cell, or will
-// find a new token under the name.
+// Bump implements Store. A version is bumped in its cell: no item is
+// written. A missing version needs nothing: its next reader creates it
+// with a new token, which no entry recorded.
 func (s *MemoryStore) Bump(_ context.Context, versions []string) error {
 	if s.err != nil {
 		return s.err
