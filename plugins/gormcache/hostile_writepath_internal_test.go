@@ -29,6 +29,9 @@ func TestHostileSimpleConditionBytes(t *testing.T) {
 		"\"", ";", "\x00", "\v", "\x7f", "\xff", "\xc3", "\u212a", "\u017f", "\u0130", "\u0131", "ＯＲ", "\u00a0", ".", "1", "#"}
 	var b strings.Builder
 	n := 300_000
+	if raceEnabled {
+		n = 100_000 // see race_on_test.go
+	}
 	if testing.Short() {
 		n = 30_000
 	}

@@ -34,6 +34,8 @@ func TestSimpleConditionMatchesExpression(t *testing.T) {
 	n := 1_000_000
 	if testing.Short() {
 		n = 100_000
+	} else if raceEnabled {
+		n = 250_000
 	}
 	for range n {
 		b.Reset()
