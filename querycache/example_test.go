@@ -101,3 +101,32 @@ func ExampleNewMemoryStore() {
 	// entries: 1
 	// querycache.New: MemoryOptions.MaxBytes is -1; use a positive byte count, or 0 for the 64 MiB default
 }
+
+// A hit from a MemoryStore comes with the entry's Attachment: a place to
+// keep what the caller derived from those very bytes (the GORM plugin keeps
+// the rows it scanned), so that the next hit of the same entry reuses it.
+// A new fill of the key comes with a new, empty Attachment.
+func ExampleCache_LookupAttached() {
+	c, _ := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+	defer c.Close()
+	ctx := context.Background()
+	k := usersQuery(c)
+	if _, _, _, m := c.LookupAttached(ctx, k, querycache.LookupOptions{}); m != nil {
+		m.Store([]byte("ann,bob"))
+	}
+	parse := func(v []byte, at *querycache.Attachment) string {
+		if derived, ok := at.Load().(string); ok {
+			return derived + " (kept)"
+		}
+		derived := "parsed " + string(v)
+		at.Store(derived)
+		return derived
+	}
+	for range 2 {
+		v, at, hit, _ := c.LookupAttached(ctx, k, querycache.LookupOptions{})
+		fmt.Println(hit, parse(v, at))
+	}
+	// Output:
+	// true parsed ann,bob
+	// true parsed ann,bob (kept)
+}
