@@ -240,7 +240,7 @@ func (c *Cache) countHit(ctx context.Context, k Key, opts LookupOptions, tables 
 			t.hits.Add(1)
 		}
 	} else {
-		c.countTables(k.Tables, true)
+		c.countTableHits(k.Tables)
 	}
 	if !opts.CallerLogs && c.debugOn(ctx) { // the arguments allocate: not when Debug is off
 		c.debug(ctx, "querycache hit", "key", k.label())
@@ -312,7 +312,7 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 			_ = c.stamp.leaser.ReleaseLease(context.WithoutCancel(ctx), k.Name, token)
 		}
 	case c.mem != nil:
-		err = c.mem.putCounted(k.Name, raw, ttl, names, &c.stats, c.tableCounters(k.Tables))
+		err = c.mem.putFor(k.Name, raw, ttl, &c.stats, c.tableCounters(k.Tables))
 	case ok:
 		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
 	default:
@@ -388,14 +388,10 @@ func flightKey(name string, tokens []uint64) string {
 	return string(b)
 }
 
-func (c *Cache) countTables(tables []string, hit bool) {
+// countTableHits counts a hit of each table.
+func (c *Cache) countTableHits(tables []string) {
 	for _, t := range tables {
-		tc := c.stats.table(t)
-		if hit {
-			tc.hits.Add(1)
-		} else {
-			tc.misses.Add(1)
-		}
+		c.stats.table(t).hits.Add(1)
 	}
 }
 

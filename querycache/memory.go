@@ -265,22 +265,12 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 }
 
 // putFor is Put for an entry a Cache filled: the store gives the entry an
-// Attachment (cell.go). It is unexported so that a Store wrapping a
-// MemoryStore by embedding keeps its own Put in the path of every fill: the
-// cache calls it only on a *MemoryStore it was given itself.
-func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, versions []string) error {
-	return s.putCounted(key, value, ttl, versions, nil, nil)
-}
-
-// putCounted is putFor with the counters the entry's eviction is counted
-// against (the cache's counters of the tables it read).
-func (s *MemoryStore) putCounted(key string, value []byte, ttl time.Duration, versions []string, stats *counters, tables []*tableCounters) error {
-	if s.err != nil {
-		return s.err
-	}
-	if ttl <= 0 {
-		return nil
-	}
+// Attachment (cell.go) and keeps tables, the filling cache's (stats)
+// counters of the tables it read, to count its eviction and hits against.
+// It is unexported so that a Store wrapping a MemoryStore by embedding
+// keeps its own Put in the path of every fill: the cache calls it only on a
+// *MemoryStore it was given itself.
+func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, stats *counters, tables []*tableCounters) error {
 	d := &memDeps{stats: stats, tables: tables, weight: allocSize(int(unsafe.Sizeof(memDeps{})))}
 	if len(tables) > 0 {
 		d.weight += allocSize(8 * len(tables))
