@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // heapAfterGC returns the live heap. Two collections: the first may leave
@@ -83,35 +84,41 @@ func TestMemoryBudgetHoldsUnderRowWrites(t *testing.T) {
 	}
 }
 
-// TestMemoryItemOverhead checks itemOverhead against the heap: the weight
-// the store counts for many small versions is at least the heap they take.
+// TestMemoryItemOverhead checks itemOverhead and cellCost against the
+// heap: the weight the store counts for many small entries, each holding a
+// version of its own (as lookups by primary key do), is at least the heap
+// they take, and not much more.
 func TestMemoryItemOverhead(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures the heap")
 	}
 	const n = 100_000
 	ctx := context.Background()
-	names := make([]string, n)
 	before := heapAfterGC()
 	store := NewMemoryStore(MemoryOptions{MaxBytes: 1 << 40})
-	defer store.Close()
-	for i := range names {
-		// Fresh strings, as the plugin's names are for rows.
-		names[i] = fmt.Sprintf("v:obj:users:%d", 1_000_000+i)
-		store.Fetch(ctx, "", names[i:i+1]) // creates the version (Bump only bumps)
+	c, err := New(Options{Store: store, DefaultTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
 	}
-	store.Put(ctx, "e", []byte("x"), 1<<40)
+	defer c.Close()
+	for i := range n {
+		// Fresh strings, as the plugin's names are for rows.
+		k := Key{Name: fmt.Sprintf("o:users:%d", 1_000_000+i), Versions: []string{fmt.Sprintf("v:obj:users:%d", 1_000_000+i)}}
+		if err := c.Set(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	after := heapAfterGC()
-	runtime.KeepAlive(names)
 	runtime.KeepAlive(store)
+	runtime.KeepAlive(c)
 	held := int64(after) - int64(before)
 	weight := store.Bytes()
-	t.Logf("%d versions: heap %d bytes/item, weight %d bytes/item", n, held/n, weight/n)
+	t.Logf("%d entries with a version each: heap %d bytes/entry, weight %d bytes/entry (%d versions held)", n, held/n, weight/n, store.versions.n.Load())
 	if weight < held {
-		t.Errorf("weight %d < heap %d: itemOverhead (%d) undercounts", weight, held, itemOverhead)
+		t.Errorf("weight %d < heap %d: itemOverhead (%d) or cellCost (%d) undercounts", weight, held, itemOverhead, cellCost)
 	}
 	if weight > 2*held {
-		t.Errorf("weight %d > 2 x heap %d: itemOverhead (%d) overcounts", weight, held, itemOverhead)
+		t.Errorf("weight %d > 2 x heap %d: itemOverhead (%d) or cellCost (%d) overcounts", weight, held, itemOverhead, cellCost)
 	}
 }
 

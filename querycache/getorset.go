@@ -312,7 +312,7 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 			_ = c.stamp.leaser.ReleaseLease(context.WithoutCancel(ctx), k.Name, token)
 		}
 	case c.mem != nil:
-		err = c.mem.putFor(k.Name, raw, ttl, &c.stats, c.tableCounters(k.Tables))
+		err = c.mem.putFor(k.Name, raw, ttl, names, tokens, &c.stats, c.tableCounters(k.Tables))
 	case ok:
 		err = vp.PutFor(ctx, k.Name, raw, ttl, names)
 	default:

@@ -279,18 +279,30 @@ func TestHostileMemHitHostileNames(t *testing.T) {
 	c := newTestCache(t, Options{EarlyRefreshBeta: -1})
 	ctx := context.Background()
 	ver := c.ns.TableVersion("posts")
-	// An entry whose name is its own version: storing it replaces the
-	// version; reading the version back replaces the entry.
+	// An entry whose name is its own version: the store keeps versions
+	// apart from entries, so it is served until the version is bumped.
 	k := Key{Name: ver, Versions: []string{ver}, Label: "self"}
 	expectMiss(t, c, k, "a")
-	if v, ok, _ := c.Lookup(ctx, k, LookupOptions{}); ok {
-		t.Fatalf("an entry stored under its own version's name was served: %q", v)
+	expectHit(t, c, k, "a")
+	if err := c.InvalidateTables(ctx, "posts"); err != nil {
+		t.Fatal(err)
 	}
-	// A key named like the epoch.
+	if v, ok, m := c.Lookup(ctx, k, LookupOptions{}); ok {
+		t.Fatalf("an entry stored under its own version's name was served after the version's bump: %q", v)
+	} else {
+		m.Abandon("")
+	}
+	// A key named like the epoch: served until the epoch is replaced.
 	k2 := Key{Name: c.ns.Epoch(), Label: "epoch"}
 	expectMiss(t, c, k2, "b")
-	if v, ok, _ := c.Lookup(ctx, k2, LookupOptions{}); ok {
-		t.Fatalf("an entry stored under the epoch's name was served: %q", v)
+	expectHit(t, c, k2, "b")
+	if err := c.InvalidateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, m := c.Lookup(ctx, k2, LookupOptions{}); ok {
+		t.Fatalf("an entry stored under the epoch's name was served after InvalidateAll: %q", v)
+	} else {
+		m.Abandon("")
 	}
 	// Garbage stored directly under a key is corrupt, never served.
 	k3 := tableKey(c, "posts", "SELECT garbage")

@@ -14,12 +14,15 @@ import (
 
 // MemoryOptions configures a MemoryStore.
 type MemoryOptions struct {
-	// MaxBytes bounds everything the store holds: entries (key, value) and
-	// version tokens (name, token), each with what the Go heap spends on it
-	// beyond those bytes (see itemOverhead). The least useful items are
-	// evicted first; evicting a version is safe: it comes back as a new
-	// random token, which invalidates the entries that recorded the old one.
-	// 0 means 64 MiB.
+	// MaxBytes bounds what the store holds: entries (key, value), each with
+	// what the Go heap spends on it beyond those bytes (see itemOverhead),
+	// and the versions (name, token) the entries recorded, counted with the
+	// first entry that holds each. The least useful entries are evicted
+	// first; a version is kept while an entry holds it. Versions that no
+	// entry holds (read by a lookup that did not fill) are kept outside
+	// the budget, a few thousand at most, and dropped once unread: a
+	// dropped version comes back as a new random token, which invalidates
+	// whatever recorded the old one. 0 means 64 MiB.
 	MaxBytes int64
 	// MaxVersions is ignored: versions are counted in MaxBytes.
 	//
@@ -41,17 +44,15 @@ const minMemoryBytes = 4 << 10
 // sketch.
 const itemOverhead = 128
 
-// memItem is an entry or a version: one otter cache holds both, so that a
-// single budget and a single eviction policy cover them.
+// memItem is an entry. Versions are kept apart (versions.go).
 type memItem struct {
-	data []byte   // an entry's value; nil marks a version
-	word uint64   // an entry's deadline (see monoNow)
-	cell *verCell // a version's token
-	deps *memDeps // an entry stored with PutFor: its versions' cells
+	data []byte   // the value
+	word uint64   // the deadline (see monoNow)
+	deps *memDeps // an entry a Cache stored (putFor): its versions' cells
 }
 
 // The store checks an entry's deadline itself instead of using otter's
-// expiry: with expiry, every read of the cache (four versions and an entry
+// expiry: with expiry, every read of the cache (then four versions and an entry
 // per hit) reads the clock, which doubled the cost of a hit. An expired
 // entry is deleted when it is next read, and is evicted like any other
 // item meanwhile: it stays within MaxBytes.
@@ -64,13 +65,14 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 // eviction weighted by bytes, lock-free reads). It is
 // the embedded default and the first level in front of a shared store.
 type MemoryStore struct {
-	items *otter.Cache[string, memItem]
-	err   error
-	max   uint64 // MaxBytes: an entry weighing more is refused (ErrTooLargeForStore)
+	items    *otter.Cache[string, memItem]
+	versions *versionTable
+	err      error
+	max      uint64 // MaxBytes: an entry weighing more is refused (ErrTooLargeForStore)
 
-	// evicted and evictedVersions count the entries and versions otter
-	// evicted to stay within MaxBytes (Evictions).
-	evicted, evictedVersions atomic.Uint64
+	// evicted counts the entries otter evicted to stay within MaxBytes
+	// (Evictions).
+	evicted atomic.Uint64
 }
 
 // NewMemoryStore returns a MemoryStore. An invalid option is reported by
@@ -94,6 +96,7 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		opts.MaxBytes = 64 << 20
 	}
 	s.max = uint64(opts.MaxBytes)
+	s.versions = newVersionTable(opts.MaxBytes)
 	s.items = otter.Must(&otter.Options[string, memItem]{
 		MaximumWeight: uint64(opts.MaxBytes),
 		Weigher:       weigh,
@@ -105,44 +108,40 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	return s
 }
 
-// countEviction counts the items otter evicted for space; those the store
-// replaced or deleted itself (expired entries) are not evictions. It runs
-// under the item's bucket lock, so it only adds.
+// countEviction releases a removed entry's versions and counts the
+// entries otter evicted for space; those the store replaced or deleted
+// itself (expired entries) are not evictions. It runs under the item's
+// bucket lock, so it only adds.
 func (s *MemoryStore) countEviction(e otter.DeletionEvent[string, memItem]) {
-	if e.Value.cell != nil {
-		// Whatever removed the version from the table, the entries that
-		// hold its cell must stop matching it (cell.go).
-		e.Value.cell.kill()
+	d := e.Value.deps
+	if d != nil {
+		for _, c := range d.cells {
+			s.versions.release(c)
+		}
 	}
 	if !e.WasEvicted() {
 		return
 	}
-	if e.Value.data != nil {
-		s.evicted.Add(1)
-		if d := e.Value.deps; d != nil {
-			for _, t := range d.tables { // its filling cache's counters
-				t.evictions.Add(1)
-			}
+	s.evicted.Add(1)
+	if d != nil {
+		for _, t := range d.tables { // its filling cache's counters
+			t.evictions.Add(1)
 		}
-	} else {
-		s.evictedVersions.Add(1)
 	}
 }
 
-// Evictions returns how many entries and how many versions the store has
-// evicted to stay within MaxBytes since it was created. An evicted version
-// comes back as a new token, which invalidates the entries that recorded it.
-// Cache.Stats reports both.
+// Evictions returns how many entries the store has evicted to stay within
+// MaxBytes since it was created, and how many versions it dropped (versions
+// no entry held and no lookup read for a while: one comes back as a new
+// token, which invalidates what recorded the old one, such as an entry
+// stored with a plain Put). Cache.Stats reports both.
 func (s *MemoryStore) Evictions() (entries, versions uint64) {
-	return s.evicted.Load(), s.evictedVersions.Load()
+	return s.evicted.Load(), s.versions.swept.Load()
 }
 
 // weigh is the number of heap bytes an item holds.
 func weigh(key string, it memItem) uint32 {
 	w := allocSize(len(key)) + allocSize(cap(it.data)) + itemOverhead
-	if it.cell != nil {
-		w += allocSize(cellSize)
-	}
 	if it.deps != nil {
 		w += it.deps.weight
 	}
@@ -179,11 +178,11 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 	}
 	tokens := make([]uint64, len(versions))
 	for i, name := range versions {
-		tokens[i] = s.version(name)
+		tokens[i] = s.versions.token(name)
 	}
 	var value []byte
 	if key != "" {
-		if it, ok := s.items.GetIfPresent(key); ok && it.data != nil {
+		if it, ok := s.items.GetIfPresent(key); ok {
 			if monoNow() < int64(it.word) {
 				value = it.data
 			} else {
@@ -194,41 +193,17 @@ func (s *MemoryStore) Fetch(_ context.Context, key string, versions []string) ([
 	return value, tokens, nil
 }
 
-// fetchInto is Fetch for memHit: the versions are the epoch and then
-// versions, their tokens written into tokens (len(versions)+1 long), and
-// the entry's value (shared) is returned only when it is unexpired, with
-// what putFor kept with it. It allocates nothing unless a version must be
-// created.
-func (s *MemoryStore) fetchInto(key, epoch string, versions []string, tokens []uint64) ([]byte, *memDeps) {
+// entry is the entry key for memHit: its value (shared) only when it is
+// unexpired, with what putFor kept with it. It reads no version: the
+// entry's cells hold them.
+func (s *MemoryStore) entry(key string) ([]byte, *memDeps) {
 	if s.err != nil {
 		return nil, nil
 	}
-	tokens[0] = s.version(epoch)
-	for i, name := range versions {
-		tokens[i+1] = s.version(name)
-	}
-	if it, ok := s.items.GetIfPresent(key); ok && it.data != nil && monoNow() < int64(it.word) {
+	if it, ok := s.items.GetIfPresent(key); ok && monoNow() < int64(it.word) {
 		return it.data, it.deps
 	}
 	return nil, nil
-}
-
-// version returns the token of the version name, creating it if missing.
-// It is never 0: a cell evicted between cellOf and its read is replaced.
-func (s *MemoryStore) version(name string) uint64 {
-	for {
-		if t := s.cellOf(name).load(); t != 0 {
-			return t
-		}
-	}
-}
-
-// cellOf returns the version name's cell, creating it if missing.
-func (s *MemoryStore) cellOf(name string) *verCell {
-	if it, ok := s.items.GetIfPresent(name); ok && it.cell != nil && it.cell.load() != 0 {
-		return it.cell
-	}
-	return s.createVersion(name)
 }
 
 // dropExpired deletes the entry key if it still has the deadline seen.
@@ -241,41 +216,44 @@ func (s *MemoryStore) dropExpired(key string, deadline uint64) {
 	})
 }
 
-// createVersion returns the version name's cell, creating it with a fresh
-// token if it is missing or dead. Two racing callers get the same cell. An
-// entry stored under the name (a caller that used a version name as an
-// entry key) is replaced: losing it is an eviction.
-func (s *MemoryStore) createVersion(name string) *verCell {
-	// A name may share its bytes with another string (keys.ObjectNames
-	// builds a lookup's key and version in one allocation): the store keeps
-	// a copy of its own, so that what it keeps is what weigh counts.
-	name = strings.Clone(name)
-	it, _ := s.items.Compute(name, func(old memItem, found bool) (memItem, otter.ComputeOp) {
-		if found && old.cell != nil && old.cell.load() != 0 {
-			return old, otter.CancelOp
-		}
-		return memItem{cell: newCell()}, otter.WriteOp
-	})
-	return it.cell
-}
-
 // Put implements Store.
 func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.Duration) error {
 	return s.put(key, value, ttl, nil)
 }
 
 // putFor is Put for an entry a Cache filled: the store gives the entry an
-// Attachment (cell.go) and keeps tables, the filling cache's (stats)
-// counters of the tables it read, to count its eviction and hits against.
-// It is unexported so that a Store wrapping a MemoryStore by embedding
-// keeps its own Put in the path of every fill: the cache calls it only on a
-// *MemoryStore it was given itself.
-func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, stats *counters, tables []*tableCounters) error {
+// Attachment (cell.go), holds the cells of the versions it recorded (names,
+// the epoch first, and their tokens read before the fill; versions.go) and
+// keeps tables, the filling cache's (stats) counters of the tables it read,
+// to count its eviction and hits against. It is unexported so that a Store
+// wrapping a MemoryStore by embedding keeps its own Put in the path of
+// every fill: the cache calls it only on a *MemoryStore it was given
+// itself.
+func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, names []string, tokens []uint64, stats *counters, tables []*tableCounters) error {
+	if s.err != nil {
+		return s.err
+	}
+	if ttl <= 0 {
+		return nil
+	}
 	d := &memDeps{stats: stats, tables: tables, weight: allocSize(int(unsafe.Sizeof(memDeps{})))}
 	if len(tables) > 0 {
 		d.weight += allocSize(8 * len(tables))
 	}
-	return s.put(key, value, ttl, d)
+	if len(names) > 0 {
+		var w uint64
+		if d.cells, w = s.versions.hold(names, tokens); d.cells != nil {
+			d.weight += w
+			d.names = s.versions.namesDigest(names[0], names[1:])
+		}
+	}
+	err := s.put(key, value, ttl, d)
+	if err != nil {
+		for _, c := range d.cells {
+			s.versions.release(c)
+		}
+	}
+	return err
 }
 
 func (s *MemoryStore) put(key string, value []byte, ttl time.Duration, deps *memDeps) error {
@@ -286,7 +264,7 @@ func (s *MemoryStore) put(key string, value []byte, ttl time.Duration, deps *mem
 		return nil
 	}
 	if value == nil {
-		value = []byte{} // nil marks a version
+		value = []byte{} // the entry of an empty value is still present
 	}
 	it := memItem{data: value, deps: deps}
 	if w := uint64(weigh(key, it)); w > s.max {
@@ -295,21 +273,22 @@ func (s *MemoryStore) put(key string, value []byte, ttl time.Duration, deps *mem
 		return fmt.Errorf("%w (%d bytes with its overhead, MaxBytes %d)", ErrTooLargeForStore, w, s.max)
 	}
 	it.word = uint64(monoNow() + min(int64(ttl), math.MaxInt64/2))
-	s.items.Set(strings.Clone(key), it) // see createVersion
+	// The store keeps its own copy of the key: a key may share its bytes
+	// with another string (keys.ObjectNames builds a lookup's key and
+	// version in one allocation), and what it keeps is what weigh counts.
+	s.items.Set(strings.Clone(key), it)
 	return nil
 }
 
-// Bump implements Store. A version is bumped in its cell: no item is
-// written. A missing version needs nothing: its next reader creates it
-// with a new token, which no entry recorded.
+// Bump implements Store. A version is bumped in its cell. A missing
+// version needs nothing: its next reader creates it with a new token,
+// which nothing recorded.
 func (s *MemoryStore) Bump(_ context.Context, versions []string) error {
 	if s.err != nil {
 		return s.err
 	}
 	for _, name := range versions {
-		if it, ok := s.items.GetIfPresent(name); ok && it.cell != nil {
-			it.cell.bump()
-		}
+		s.versions.bump(name)
 	}
 	return nil
 }
@@ -321,10 +300,8 @@ func (s *MemoryStore) Len() int {
 		return 0
 	}
 	n := 0
-	for _, it := range s.items.All() {
-		if it.data != nil {
-			n++
-		}
+	for range s.items.All() {
+		n++
 	}
 	return n
 }

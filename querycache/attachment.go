@@ -1,0 +1,38 @@
+package querycache
+
+import "sync/atomic"
+
+// memDeps is what a MemoryStore keeps with an entry a Cache stored (putFor):
+// its Attachment, the cells of its versions, and the counters of the
+// tables it read in the cache that filled it (its eviction, and that
+// cache's hits of it, are counted there without looking the counters up by
+// name).
+type memDeps struct {
+	attach Attachment
+	cells  []*verCell // the versions it recorded, the epoch first (versions.go)
+	names  uint64     // their names' digest (namesDigest)
+	stats  *counters
+	tables []*tableCounters
+	weight uint64 // heap bytes, counted by weigh
+}
+
+// An Attachment holds what a caller derived from one stored value (the GORM
+// plugin keeps the rows it scanned from it), for as long as the store keeps
+// that value: a value stored again comes with a new, empty Attachment, so
+// whatever is attached was derived from exactly the bytes the hit returns.
+// Only a MemoryStore gives attachments (Cache.LookupAttached), since a
+// shared store's value is read anew on every hit. It is safe for concurrent
+// use; every value stored in one must have the same concrete type.
+type Attachment struct {
+	v atomic.Value
+}
+
+// Load returns the attached value, or nil.
+func (a *Attachment) Load() any { return a.v.Load() }
+
+// Store attaches v (not nil).
+func (a *Attachment) Store(v any) { a.v.Store(v) }
+
+// CompareAndSwap attaches new if old is attached, and reports whether it
+// did.
+func (a *Attachment) CompareAndSwap(old, new any) bool { return a.v.CompareAndSwap(old, new) }

@@ -1,0 +1,276 @@
+package querycache
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// A MemoryStore keeps its versions in a table of their own (versionTable),
+// outside the otter cache that holds the entries, and an entry a Cache
+// filled holds the cells of the versions it recorded (memDeps.cells): a hit
+// reads its tokens through those pointers, without a lookup by name.
+//
+// Why not in otter with the entries, as before: a hit then had to read each
+// version by name (three hash-table lookups per hit, the largest cost of a
+// hit after GORM's own), because reading through cells hid the versions'
+// use from otter's W-TinyLFU, which evicted them and with them the hot
+// entries that recorded them (TestHostileCellsHotSetKeepsHitting). Here a
+// version is never evicted while an entry holds it (its reference count),
+// so there is nothing for the policy to misjudge; the entry's own otter
+// read is what keeps it.
+//
+// The orderings that matter:
+//
+//   - A fill reads a version's token (by name) before it queries the
+//     database; a write bumps the version by name after commit. The cell a
+//     name maps to changes only when a cell no entry holds is swept; the
+//     sweep kills it first (token 0, refs -1), and a fill whose put then
+//     finds another cell, or another token, under the name keeps no cells:
+//     its entry is only served through reads by name, which see the new
+//     token and miss (C2: a fill that straddled a write is never served).
+//   - An entry acquires its cells at put, after checking each still holds
+//     the token the fill recorded. A swept cell cannot be acquired (refs
+//     -1), so an entry never holds a cell its name no longer maps to: a
+//     bump by name always reaches the cells hits read.
+//   - A removed entry releases its cells (otter's deletion callback).
+type versionTable struct {
+	m       sync.Map     // version name -> *verCell
+	n       atomic.Int64 // cells in m
+	unheld  atomic.Int64 // cells in m no entry holds
+	next    atomic.Int64 // sweep when unheld reaches it
+	sweepMu sync.Mutex
+	floor   int64 // the least next is set to
+
+	// swept counts the cells dropped by sweeps (reported as version
+	// evictions: an entry stored with a plain Put, which holds no cells,
+	// misses once its versions are dropped).
+	swept atomic.Uint64
+
+	seed maphash.Seed // namesDigest's
+}
+
+// verCell is one version's token.
+type verCell struct {
+	token atomic.Uint64 // 0 once swept: no entry records 0
+	refs  atomic.Int64  // entries holding the cell; -1 once swept
+	read  atomic.Bool   // read by name since the last sweep
+}
+
+// cellCost is what one version costs on the heap beyond its name: the
+// cell, and the sync.Map's entry and node (measured with
+// TestVersionCellCost).
+const cellCost = 160
+
+func newVersionTable(maxBytes int64) *versionTable {
+	t := &versionTable{
+		// Versions no entry holds are swept once there are this many
+		// (or twice as many as the last sweep kept): 64 for the smallest
+		// store, 4096 (under a MiB) at most.
+		floor: min(4096, max(64, maxBytes/2048)),
+		seed:  maphash.MakeSeed(),
+	}
+	t.next.Store(t.floor)
+	return t
+}
+
+// cell returns the version name's live cell, creating it with a fresh
+// random token if it is missing or swept. Two racing creators get the same
+// cell. The cell is marked read: a sweep keeps it for one more round.
+func (t *versionTable) cell(name string) *verCell {
+	for {
+		if v, ok := t.m.Load(name); ok {
+			c := v.(*verCell)
+			if c.refs.Load() >= 0 {
+				if !c.read.Load() {
+					c.read.Store(true)
+				}
+				return c
+			}
+			// Swept (it is being deleted): replace it.
+			fresh := newCell()
+			if t.m.CompareAndSwap(name, v, fresh) {
+				t.created()
+				return fresh
+			}
+			continue
+		}
+		fresh := newCell()
+		// The table keeps its own copy of the name: a name may share its
+		// bytes with a longer string (keys.ObjectNames builds a key and
+		// a version in one allocation), which the table would pin.
+		if v, loaded := t.m.LoadOrStore(strings.Clone(name), fresh); loaded {
+			c := v.(*verCell)
+			if c.refs.Load() >= 0 {
+				return c
+			}
+			continue
+		}
+		t.n.Add(1)
+		t.created()
+		return fresh
+	}
+}
+
+func newCell() *verCell {
+	c := &verCell{}
+	c.token.Store(NewToken())
+	c.read.Store(true)
+	return c
+}
+
+// token returns the version name's token, creating the version if missing.
+// It is never 0.
+func (t *versionTable) token(name string) uint64 {
+	for {
+		if tok := t.cell(name).token.Load(); tok != 0 {
+			return tok
+		}
+	}
+}
+
+// bump gives the version name a new token, if it exists. A missing version
+// needs nothing: its next reader creates it with a new token, which no
+// entry recorded.
+func (t *versionTable) bump(name string) {
+	if v, ok := t.m.Load(name); ok {
+		v.(*verCell).bump()
+	}
+}
+
+// bump gives a live cell a new token; a swept cell stays swept.
+func (c *verCell) bump() {
+	tok := NewToken()
+	for {
+		old := c.token.Load()
+		if old == 0 || c.token.CompareAndSwap(old, tok) {
+			return
+		}
+	}
+}
+
+// acquire takes a reference to the cell for an entry; it fails once the
+// cell is swept.
+func (t *versionTable) acquire(c *verCell) bool {
+	for {
+		r := c.refs.Load()
+		if r < 0 {
+			return false
+		}
+		if c.refs.CompareAndSwap(r, r+1) {
+			if r == 0 {
+				t.unheld.Add(-1)
+			}
+			return true
+		}
+	}
+}
+
+// release drops an entry's reference. It runs in otter's deletion
+// callback, under a bucket lock: it only counts (the next creation sweeps).
+func (t *versionTable) release(c *verCell) {
+	if c.refs.Add(-1) == 0 {
+		t.unheld.Add(1)
+	}
+}
+
+// hold returns the cells of names for an entry that recorded tokens (read
+// by name before its fill), each acquired, and the heap bytes to count
+// against the entry for them; nil when a name's cell changed or holds
+// another token since (the entry is stale, or about to be: it keeps no
+// cells and is only ever checked by name).
+func (t *versionTable) hold(names []string, tokens []uint64) ([]*verCell, uint64) {
+	if len(names) != len(tokens) {
+		return nil, 0
+	}
+	cells := make([]*verCell, len(names))
+	weight := allocSize(8 * len(names))
+	for i, name := range names {
+		v, ok := t.m.Load(name)
+		if ok {
+			c := v.(*verCell)
+			if c.token.Load() == tokens[i] && t.acquire(c) {
+				if c.token.Load() == tokens[i] { // not bumped or swept meanwhile
+					cells[i] = c
+					if c.refs.Load() == 1 { // the first holder counts the version
+						weight += allocSize(len(name)) + cellCost
+					}
+					continue
+				}
+				t.release(c)
+			}
+		}
+		for _, c := range cells[:i] {
+			t.release(c)
+		}
+		return nil, 0
+	}
+	return cells, weight
+}
+
+// created counts a new cell, which no entry holds yet.
+func (t *versionTable) created() {
+	t.unheld.Add(1)
+	t.maybeSweep()
+}
+
+// maybeSweep sweeps the versions no entry holds once there are enough of
+// them, so that lookups that never fill (hostile keys, misses that store
+// nothing) and entries that left cannot grow the table without bound: the
+// versions no entry holds stay below twice what the last sweep kept, or
+// twice the floor.
+func (t *versionTable) maybeSweep() {
+	if t.unheld.Load() < t.next.Load() || !t.sweepMu.TryLock() {
+		return
+	}
+	defer t.sweepMu.Unlock()
+	t.sweep()
+}
+
+// sweep drops the versions no entry holds and no lookup read since the
+// last sweep (a fill in flight read its versions: they are kept for it).
+// A dropped cell is killed first (refs -1, token 0): it can no longer be
+// acquired, and its name's next reader creates a new cell with a new token.
+// The caller holds sweepMu.
+func (t *versionTable) sweep() {
+	t.m.Range(func(k, v any) bool {
+		c := v.(*verCell)
+		if c.read.Load() {
+			c.read.Store(false) // kept this round; dropped next if unread
+			return true
+		}
+		if c.refs.CompareAndSwap(0, -1) {
+			c.token.Store(0)
+			t.unheld.Add(-1)
+			if t.m.CompareAndDelete(k, v) {
+				t.n.Add(-1)
+			}
+			t.swept.Add(1)
+		}
+		return true
+	})
+	t.next.Store(max(t.floor, 2*t.unheld.Load()))
+}
+
+// namesDigest identifies a list of version names: an entry keeps the
+// digest of the names its cells stand for, and a hit serves it only for a
+// lookup of the same names (a Key of the same name may list other
+// versions).
+func (t *versionTable) namesDigest(epoch string, names []string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(t.seed)
+	var n [8]byte
+	for i := -1; i < len(names); i++ {
+		name := epoch
+		if i >= 0 {
+			name = names[i]
+		}
+		// Each name after its length: no two lists write the same bytes.
+		binary.LittleEndian.PutUint64(n[:], uint64(len(name)))
+		h.Write(n[:])
+		h.WriteString(name)
+	}
+	return h.Sum64()
+}
