@@ -9,8 +9,9 @@ import "sync/atomic"
 // name).
 type memDeps struct {
 	attach Attachment
-	cells  []*verCell // the versions it recorded, the epoch first (versions.go)
-	names  uint64     // their names' digest (namesDigest)
+	held   []heldVersion // the versions it recorded, the epoch first (versions.go)
+	names  uint64        // their names' digest (namesDigest)
+	head   entry         // the entry decoded at put: a hit need not read its bytes
 	stats  *counters
 	tables []*tableCounters
 	weight uint64 // heap bytes, counted by weigh

@@ -23,28 +23,28 @@ import "context"
 //
 // The entry's Attachment is returned with it.
 func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, *Attachment, bool) {
-	const maxVersions = 8
-	if c.mem == nil || k.Name == "" || len(k.Versions) >= maxVersions || c.isClosed() || c.pending.any() {
+	if c.mem == nil || k.Name == "" || c.isClosed() || c.pending.any() {
 		return nil, nil, false
 	}
 	raw, d := c.mem.entry(k.Name)
-	if raw == nil || d == nil || len(d.cells) != len(k.Versions)+1 {
+	if raw == nil || d == nil || len(d.held) != len(k.Versions)+1 ||
+		d.names != c.mem.versions.namesDigest(c.ns.Epoch(), k.Versions) {
 		return nil, nil, false
 	}
-	var buf [maxVersions]uint64
-	tokens := buf[:len(d.cells)]
-	for i, cell := range d.cells {
-		tokens[i] = cell.token.Load() // 0 once swept: no entry records it
-	}
-	if d.names != c.mem.versions.namesDigest(c.ns.Epoch(), k.Versions) {
-		return nil, nil, false
-	}
-	e, err := decodeEntryFrom(raw, true)
-	if err != nil {
-		return nil, nil, false
-	}
+	// The entry as decoded when it was stored, and its recorded tokens
+	// beside their cells: its bytes are not read (only the payload's
+	// slice is returned).
+	e := &d.head
 	now := c.now()
-	if _, _, due := c.mayBeDueEarly(e, now); due || !e.fresh(now, tokens) || (opts.Valid != nil && !opts.Valid(e.payload)) {
+	if now.UnixNano() >= e.expires {
+		return nil, nil, false
+	}
+	for _, h := range d.held {
+		if h.cell.token.Load() != h.token { // 0 once swept: no entry records it
+			return nil, nil, false
+		}
+	}
+	if _, _, due := c.mayBeDueEarly(*e, now); due || (opts.Valid != nil && !opts.Valid(e.payload)) {
 		return nil, nil, false
 	}
 	var tables []*tableCounters

@@ -24,10 +24,11 @@ type MemoryOptions struct {
 	// dropped version comes back as a new random token, which invalidates
 	// whatever recorded the old one. 0 means 64 MiB.
 	MaxBytes int64
-	// MaxVersions is ignored: versions are counted in MaxBytes.
+	// MaxVersions is ignored: versions are counted in MaxBytes with the
+	// entries that hold them.
 	//
-	// Deprecated: versions share the MaxBytes budget with entries. A
-	// negative value is still reported as an error.
+	// Deprecated: versions are bounded by MaxBytes (see above). A negative
+	// value is still reported as an error.
 	MaxVersions int
 }
 
@@ -84,7 +85,7 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		s.err = fmt.Errorf("querycache: MemoryOptions.MaxBytes is %d; use a positive byte count, or 0 for the 64 MiB default", opts.MaxBytes)
 		return s
 	case opts.MaxVersions < 0:
-		s.err = fmt.Errorf("querycache: MemoryOptions.MaxVersions is %d; leave it 0 (versions are counted in MaxBytes)", opts.MaxVersions)
+		s.err = fmt.Errorf("querycache: MemoryOptions.MaxVersions is %d; leave it 0 (versions are bounded by MaxBytes)", opts.MaxVersions)
 		return s
 	case opts.MaxBytes > 0 && opts.MaxBytes < minMemoryBytes:
 		// Each item costs itemOverhead beyond its bytes: such a store
@@ -115,8 +116,8 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 func (s *MemoryStore) countEviction(e otter.DeletionEvent[string, memItem]) {
 	d := e.Value.deps
 	if d != nil {
-		for _, c := range d.cells {
-			s.versions.release(c)
+		for _, h := range d.held {
+			s.versions.release(h.cell)
 		}
 	}
 	if !e.WasEvicted() {
@@ -240,17 +241,18 @@ func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, names 
 	if len(tables) > 0 {
 		d.weight += allocSize(8 * len(tables))
 	}
-	if len(names) > 0 {
+	if head, err := decodeEntryFrom(value, true); err == nil && len(names) > 0 {
 		var w uint64
-		if d.cells, w = s.versions.hold(names, tokens); d.cells != nil {
+		if d.held, w = s.versions.hold(names, tokens); d.held != nil {
 			d.weight += w
 			d.names = s.versions.namesDigest(names[0], names[1:])
+			d.head = head
 		}
 	}
 	err := s.put(key, value, ttl, d)
 	if err != nil {
-		for _, c := range d.cells {
-			s.versions.release(c)
+		for _, h := range d.held {
+			s.versions.release(h.cell)
 		}
 	}
 	return err

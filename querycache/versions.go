@@ -176,24 +176,31 @@ func (t *versionTable) release(c *verCell) {
 	}
 }
 
+// heldVersion is a version an entry holds: its cell and the token the
+// entry recorded (a hit compares them without reading the entry's bytes).
+type heldVersion struct {
+	cell  *verCell
+	token uint64
+}
+
 // hold returns the cells of names for an entry that recorded tokens (read
 // by name before its fill), each acquired, and the heap bytes to count
 // against the entry for them; nil when a name's cell changed or holds
 // another token since (the entry is stale, or about to be: it keeps no
 // cells and is only ever checked by name).
-func (t *versionTable) hold(names []string, tokens []uint64) ([]*verCell, uint64) {
+func (t *versionTable) hold(names []string, tokens []uint64) ([]heldVersion, uint64) {
 	if len(names) != len(tokens) {
 		return nil, 0
 	}
-	cells := make([]*verCell, len(names))
-	weight := allocSize(8 * len(names))
+	cells := make([]heldVersion, len(names))
+	weight := allocSize(16 * len(names))
 	for i, name := range names {
 		v, ok := t.m.Load(name)
 		if ok {
 			c := v.(*verCell)
 			if c.token.Load() == tokens[i] && t.acquire(c) {
 				if c.token.Load() == tokens[i] { // not bumped or swept meanwhile
-					cells[i] = c
+					cells[i] = heldVersion{c, tokens[i]}
 					if c.refs.Load() == 1 { // the first holder counts the version
 						weight += allocSize(len(name)) + cellCost
 					}
@@ -202,8 +209,8 @@ func (t *versionTable) hold(names []string, tokens []uint64) ([]*verCell, uint64
 				t.release(c)
 			}
 		}
-		for _, c := range cells[:i] {
-			t.release(c)
+		for _, h := range cells[:i] {
+			t.release(h.cell)
 		}
 		return nil, 0
 	}

@@ -64,7 +64,7 @@ func TestVersionFillStraddlingBumpIsNotServed(t *testing.T) {
 		m.Abandon("")
 	}
 	raw, d := c.mem.entry(k.Name)
-	if raw != nil && d != nil && d.cells != nil {
+	if raw != nil && d != nil && d.held != nil {
 		t.Fatal("an entry filled across a write holds cells")
 	}
 }
@@ -240,7 +240,8 @@ func versionInvariant(t *testing.T, s *MemoryStore, step int, op string) {
 		if it.deps == nil {
 			continue
 		}
-		for _, c := range it.deps.cells {
+		for _, h := range it.deps.held {
+			c := h.cell
 			if _, ok := inTable[c]; !ok {
 				t.Fatalf("step %d (after %s): entry %q holds a cell (token %x, refs %d) the table does not hold", step, op, k, c.token.Load(), c.refs.Load())
 			}
