@@ -8,10 +8,18 @@ import "sync/atomic"
 // cache's hits of it, are counted there without looking the counters up by
 // name).
 type memDeps struct {
+	// What a hit reads, first and together (one or two cache lines): the
+	// versions (in inline when they fit), their names' digest, and the
+	// entry decoded at put, so that a hit need not read the entry's bytes.
+	held    []heldVersion // the versions it recorded, the epoch first (versions.go)
+	names   uint64        // their names' digest (namesDigest)
+	expires int64
+	created int64
+	delta   int64
+	payload []byte
+	inline  [4]heldVersion // held, for up to 4 versions (a row's: the epoch, the row, the table's bulk)
+
 	attach Attachment
-	held   []heldVersion // the versions it recorded, the epoch first (versions.go)
-	names  uint64        // their names' digest (namesDigest)
-	head   entry         // the entry decoded at put: a hit need not read its bytes
 	stats  *counters
 	tables []*tableCounters
 	weight uint64 // heap bytes, counted by weigh

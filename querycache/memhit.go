@@ -34,9 +34,8 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 	// The entry as decoded when it was stored, and its recorded tokens
 	// beside their cells: its bytes are not read (only the payload's
 	// slice is returned).
-	e := &d.head
 	now := c.now()
-	if now.UnixNano() >= e.expires {
+	if now.UnixNano() >= d.expires {
 		return nil, nil, false
 	}
 	for _, h := range d.held {
@@ -44,7 +43,8 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 			return nil, nil, false
 		}
 	}
-	if _, _, due := c.mayBeDueEarly(*e, now); due || (opts.Valid != nil && !opts.Valid(e.payload)) {
+	e := entry{expires: d.expires, created: d.created, delta: d.delta}
+	if _, _, due := c.mayBeDueEarly(e, now); due || (opts.Valid != nil && !opts.Valid(d.payload)) {
 		return nil, nil, false
 	}
 	var tables []*tableCounters
@@ -54,7 +54,7 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 	if !c.countHit(ctx, k, opts, tables) { // closed meanwhile: probe reports it
 		return nil, nil, false
 	}
-	return e.payload, &d.attach, true
+	return d.payload, &d.attach, true
 }
 
 // sameTables reports whether the entry's counters stand for the lookup's

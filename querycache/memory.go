@@ -241,12 +241,12 @@ func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, names 
 	if len(tables) > 0 {
 		d.weight += allocSize(8 * len(tables))
 	}
-	if head, err := decodeEntryFrom(value, true); err == nil && len(names) > 0 {
+	if e, err := decodeEntryFrom(value, true); err == nil && len(names) > 0 {
 		var w uint64
-		if d.held, w = s.versions.hold(names, tokens); d.held != nil {
+		if d.held, w = s.versions.hold(names, tokens, d.inline[:]); d.held != nil {
 			d.weight += w
 			d.names = s.versions.namesDigest(names[0], names[1:])
-			d.head = head
+			d.expires, d.created, d.delta, d.payload = e.expires, e.created, e.delta, e.payload
 		}
 	}
 	err := s.put(key, value, ttl, d)

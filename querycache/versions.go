@@ -184,16 +184,22 @@ type heldVersion struct {
 }
 
 // hold returns the cells of names for an entry that recorded tokens (read
-// by name before its fill), each acquired, and the heap bytes to count
-// against the entry for them; nil when a name's cell changed or holds
-// another token since (the entry is stale, or about to be: it keeps no
-// cells and is only ever checked by name).
-func (t *versionTable) hold(names []string, tokens []uint64) ([]heldVersion, uint64) {
+// by name before its fill), each acquired, in dst if it is long enough,
+// and the heap bytes to count against the entry for them beyond dst; nil
+// when a name's cell changed or holds another token since (the entry is
+// stale, or about to be: it keeps no cells and is only ever checked by
+// name).
+func (t *versionTable) hold(names []string, tokens []uint64, dst []heldVersion) ([]heldVersion, uint64) {
 	if len(names) != len(tokens) {
 		return nil, 0
 	}
-	cells := make([]heldVersion, len(names))
-	weight := allocSize(16 * len(names))
+	var weight uint64
+	cells := dst[:0]
+	if len(names) > cap(dst) {
+		cells = make([]heldVersion, 0, len(names))
+		weight = allocSize(16 * len(names))
+	}
+	cells = cells[:len(names)]
 	for i, name := range names {
 		v, ok := t.m.Load(name)
 		if ok {
