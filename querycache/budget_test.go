@@ -84,7 +84,7 @@ func TestMemoryBudgetHoldsUnderRowWrites(t *testing.T) {
 	}
 }
 
-// TestMemoryItemOverhead checks itemOverhead and cellCost against the
+// TestMemoryItemOverhead checks itemOverhead and versionCost against the
 // heap: the weight the store counts for many small entries, each holding a
 // version of its own (as lookups by primary key do), is at least the heap
 // they take, and not much more.
@@ -115,10 +115,10 @@ func TestMemoryItemOverhead(t *testing.T) {
 	weight := store.Bytes()
 	t.Logf("%d entries with a version each: heap %d bytes/entry, weight %d bytes/entry (%d versions held)", n, held/n, weight/n, store.versions.n.Load())
 	if weight < held {
-		t.Errorf("weight %d < heap %d: itemOverhead (%d) or cellCost (%d) undercounts", weight, held, itemOverhead, cellCost)
+		t.Errorf("weight %d < heap %d: itemOverhead (%d) or versionCost (%d) undercounts", weight, held, itemOverhead, versionCost)
 	}
 	if weight > 2*held {
-		t.Errorf("weight %d > 2 x heap %d: itemOverhead (%d) or cellCost (%d) overcounts", weight, held, itemOverhead, cellCost)
+		t.Errorf("weight %d > 2 x heap %d: itemOverhead (%d) or versionCost (%d) overcounts", weight, held, itemOverhead, versionCost)
 	}
 }
 

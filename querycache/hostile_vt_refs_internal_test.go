@@ -42,7 +42,7 @@ func vtAudit(t *testing.T, s *MemoryStore) {
 	var n, unheld int64
 	s.versions.m.Range(func(k, v any) bool {
 		c := v.(*verCell)
-		inMap[c] = k.(string)
+		inMap[c] = fmt.Sprint(k)
 		n++
 		r := c.refs.Load()
 		switch {

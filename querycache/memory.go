@@ -15,14 +15,15 @@ import (
 // MemoryOptions configures a MemoryStore.
 type MemoryOptions struct {
 	// MaxBytes bounds what the store holds: entries (key, value), each with
-	// what the Go heap spends on it beyond those bytes (see itemOverhead),
-	// and the versions (name, token) the entries recorded, counted with the
-	// first entry that holds each. The least useful entries are evicted
-	// first; a version is kept while an entry holds it. Versions that no
-	// entry holds (read by a lookup that did not fill) are kept outside
-	// the budget, a few thousand at most, and dropped once unread: a
-	// dropped version comes back as a new random token, which invalidates
-	// whatever recorded the old one. 0 means 64 MiB.
+	// what the Go heap spends on it beyond those bytes (see itemOverhead)
+	// and the versions (tokens) it holds, each counted with every entry
+	// that holds it. The least useful entries are evicted first; a version
+	// is kept while an entry holds it. Versions no entry holds (read by
+	// lookups that did not fill) are kept outside the budget while lookups
+	// read them, and dropped once unread for a sweep round: at most twice
+	// what the last sweep kept, or 64 to 4096 (by MaxBytes), about 112
+	// bytes each. A dropped version comes back as a new random token, which
+	// invalidates whatever recorded the old one. 0 means 64 MiB.
 	MaxBytes int64
 	// MaxVersions is ignored: versions are counted in MaxBytes with the
 	// entries that hold them.

@@ -3,7 +3,6 @@ package querycache
 import (
 	"encoding/binary"
 	"hash/maphash"
-	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -37,7 +36,7 @@ import (
 //     bump by name always reaches the cells hits read.
 //   - A removed entry releases its cells (otter's deletion callback).
 type versionTable struct {
-	m       sync.Map     // version name -> *verCell
+	m       sync.Map     // nameKey(version name) -> *verCell
 	n       atomic.Int64 // cells in m
 	unheld  atomic.Int64 // cells in m no entry holds
 	next    atomic.Int64 // sweep when unheld reaches it
@@ -59,10 +58,20 @@ type verCell struct {
 	read  atomic.Bool   // read by name since the last sweep
 }
 
-// cellCost is what one version costs on the heap beyond its name: the
-// cell, and the sync.Map's entry and node (measured with
-// TestVersionCellCost).
-const cellCost = 160
+// versionCost is what one version costs on the heap: the cell, and the
+// sync.Map's entry and its share of the map's nodes (TestMemoryItemOverhead
+// measures it). Every entry holding a version counts it in its weight: a
+// version shared by many entries (the epoch, a table's) is counted many
+// times, but no version an entry holds is ever left uncounted, whichever
+// entries leave first.
+const versionCost = 112
+
+// nameKey is the table's key for a version name: a 64-bit digest, so that
+// what the table keeps per version is fixed however long its name (names
+// come from callers' keys). Two names with one digest share a cell: a bump
+// of either invalidates what recorded the other, which is safe (and, with
+// a random 64-bit seed, about one chance in 2^64 / n for n versions).
+func (t *versionTable) nameKey(name string) uint64 { return maphash.String(t.seed, name) }
 
 func newVersionTable(maxBytes int64) *versionTable {
 	t := &versionTable{
@@ -80,8 +89,9 @@ func newVersionTable(maxBytes int64) *versionTable {
 // random token if it is missing or swept. Two racing creators get the same
 // cell. The cell is marked read: a sweep keeps it for one more round.
 func (t *versionTable) cell(name string) *verCell {
+	key := t.nameKey(name)
 	for {
-		if v, ok := t.m.Load(name); ok {
+		if v, ok := t.m.Load(key); ok {
 			c := v.(*verCell)
 			if c.refs.Load() >= 0 {
 				if !c.read.Load() {
@@ -91,17 +101,14 @@ func (t *versionTable) cell(name string) *verCell {
 			}
 			// Swept (it is being deleted): replace it.
 			fresh := newCell()
-			if t.m.CompareAndSwap(name, v, fresh) {
+			if t.m.CompareAndSwap(key, v, fresh) {
 				t.created()
 				return fresh
 			}
 			continue
 		}
 		fresh := newCell()
-		// The table keeps its own copy of the name: a name may share its
-		// bytes with a longer string (keys.ObjectNames builds a key and
-		// a version in one allocation), which the table would pin.
-		if v, loaded := t.m.LoadOrStore(strings.Clone(name), fresh); loaded {
+		if v, loaded := t.m.LoadOrStore(key, fresh); loaded {
 			c := v.(*verCell)
 			if c.refs.Load() >= 0 {
 				return c
@@ -135,7 +142,7 @@ func (t *versionTable) token(name string) uint64 {
 // needs nothing: its next reader creates it with a new token, which no
 // entry recorded.
 func (t *versionTable) bump(name string) {
-	if v, ok := t.m.Load(name); ok {
+	if v, ok := t.m.Load(t.nameKey(name)); ok {
 		v.(*verCell).bump()
 	}
 }
@@ -193,23 +200,20 @@ func (t *versionTable) hold(names []string, tokens []uint64, dst []heldVersion) 
 	if len(names) != len(tokens) {
 		return nil, 0
 	}
-	var weight uint64
+	weight := uint64(versionCost * len(names))
 	cells := dst[:0]
 	if len(names) > cap(dst) {
 		cells = make([]heldVersion, 0, len(names))
-		weight = allocSize(16 * len(names))
+		weight += allocSize(16 * len(names))
 	}
 	cells = cells[:len(names)]
 	for i, name := range names {
-		v, ok := t.m.Load(name)
+		v, ok := t.m.Load(t.nameKey(name))
 		if ok {
 			c := v.(*verCell)
 			if c.token.Load() == tokens[i] && t.acquire(c) {
 				if c.token.Load() == tokens[i] { // not bumped or swept meanwhile
 					cells[i] = heldVersion{c, tokens[i]}
-					if c.refs.Load() == 1 { // the first holder counts the version
-						weight += allocSize(len(name)) + cellCost
-					}
 					continue
 				}
 				t.release(c)

@@ -231,7 +231,7 @@ func versionInvariant(t *testing.T, s *MemoryStore, step int, op string) {
 			if c.token.Load() == 0 {
 				t.Fatalf("step %d (after %s): live cell %q has token 0", step, op, k)
 			}
-			inTable[c] = k.(string)
+			inTable[c] = fmt.Sprint(k)
 		}
 		return true
 	})
