@@ -224,7 +224,7 @@ func (s *MemoryStore) Put(_ context.Context, key string, value []byte, ttl time.
 }
 
 // putFor is Put for an entry a Cache filled: the store gives the entry an
-// Attachment (cell.go), holds the cells of the versions it recorded (names,
+// Attachment (attachment.go), holds the cells of the versions it recorded (names,
 // the epoch first, and their tokens read before the fill; versions.go) and
 // keeps tables, the filling cache's (stats) counters of the tables it read,
 // to count its eviction and hits against. It is unexported so that a Store
