@@ -139,7 +139,8 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 		if f == nil {
 			f = p.facts(db, table)
 		}
-		if pks, ok := rowsOf(stmt, f); ok && len(pks) == 1 {
+		var pkBuf [1]string // the key's list on the stack: a hit allocates none
+		if pks, ok := rowsAppend(stmt, f, pkBuf[:0]); ok && len(pks) == 1 {
 			names := p.tableNames(table)
 			var obj string
 			pl.key.Name, obj = names.obj.Names(pks[0], fp)
