@@ -41,7 +41,8 @@ type versionTable struct {
 	unheld  atomic.Int64 // cells in m no entry holds
 	next    atomic.Int64 // sweep when unheld reaches it
 	sweepMu sync.Mutex
-	floor   int64 // the least next is set to
+	floor   int64         // the least next is set to
+	round   atomic.Uint32 // sweeps started: a cell is born in one
 
 	// swept counts the cells dropped by sweeps (reported as version
 	// evictions: an entry stored with a plain Put, which holds no cells,
@@ -56,6 +57,7 @@ type verCell struct {
 	token atomic.Uint64 // 0 once swept: no entry records 0
 	refs  atomic.Int64  // entries holding the cell; -1 once swept
 	read  atomic.Bool   // read by name since the last sweep
+	born  uint32        // the table's round when it was created (sweep)
 }
 
 // versionCost is what one version costs on the heap: the cell, and the
@@ -100,14 +102,14 @@ func (t *versionTable) cell(name string) *verCell {
 				return c
 			}
 			// Swept (it is being deleted): replace it.
-			fresh := newCell()
+			fresh := t.newCell()
 			if t.m.CompareAndSwap(key, v, fresh) {
 				t.created()
 				return fresh
 			}
 			continue
 		}
-		fresh := newCell()
+		fresh := t.newCell()
 		if v, loaded := t.m.LoadOrStore(key, fresh); loaded {
 			c := v.(*verCell)
 			if c.refs.Load() >= 0 {
@@ -121,8 +123,8 @@ func (t *versionTable) cell(name string) *verCell {
 	}
 }
 
-func newCell() *verCell {
-	c := &verCell{}
+func (t *versionTable) newCell() *verCell {
+	c := &verCell{born: t.round.Load()}
 	c.token.Store(NewToken())
 	c.read.Store(true)
 	return c
@@ -238,13 +240,28 @@ func (t *versionTable) created() {
 // nothing) and entries that left cannot grow the table without bound: the
 // versions no entry holds stay below twice what the last sweep kept, or
 // twice the floor.
+//
+// A sweep walks the whole table. A small one runs on the caller (a miss,
+// which is about to query the database); a large one on a goroutine of its
+// own, so that no lookup waits for a walk of a large store's versions.
 func (t *versionTable) maybeSweep() {
 	if t.unheld.Load() < t.next.Load() || !t.sweepMu.TryLock() {
+		return
+	}
+	if t.n.Load() > syncSweepMax {
+		go func() {
+			defer t.sweepMu.Unlock()
+			t.sweep()
+		}()
 		return
 	}
 	defer t.sweepMu.Unlock()
 	t.sweep()
 }
+
+// syncSweepMax is the largest table swept on the caller: a walk of 16384
+// versions takes a few hundred microseconds.
+const syncSweepMax = 16384
 
 // sweep drops the versions no entry holds and no lookup read since the
 // last sweep (a fill in flight read its versions: they are kept for it).
@@ -252,10 +269,16 @@ func (t *versionTable) maybeSweep() {
 // acquired, and its name's next reader creates a new cell with a new token.
 // The caller holds sweepMu.
 func (t *versionTable) sweep() {
+	round := t.round.Add(1) // cells created from now on are born in it
+	var kept int64          // versions no entry holds, kept because they were read before the sweep
+
 	t.m.Range(func(k, v any) bool {
 		c := v.(*verCell)
 		if c.read.Load() {
 			c.read.Store(false) // kept this round; dropped next if unread
+			if c.refs.Load() == 0 && c.born != round {
+				kept++
+			}
 			return true
 		}
 		if c.refs.CompareAndSwap(0, -1) {
@@ -268,7 +291,12 @@ func (t *versionTable) sweep() {
 		}
 		return true
 	})
-	t.next.Store(max(t.floor, 2*t.unheld.Load()))
+	// The next sweep when the versions no entry holds have doubled over
+	// what this one kept: what lookups created while it walked (a sweep
+	// aside runs beside them) is not counted as kept, or a scan of
+	// one-off names would raise the threshold on every sweep (it then
+	// stays at twice what is created between two sweeps' starts).
+	t.next.Store(max(t.floor, 2*kept))
 }
 
 // namesDigest identifies a list of version names: an entry keeps the
