@@ -245,8 +245,24 @@ func (t *versionTable) created() {
 // which is about to query the database); a large one on a goroutine of its
 // own, so that no lookup waits for a walk of a large store's versions.
 func (t *versionTable) maybeSweep() {
-	if t.unheld.Load() < t.next.Load() || !t.sweepMu.TryLock() {
+	unheld, next := t.unheld.Load(), t.next.Load()
+	if unheld < next {
 		return
+	}
+	if !t.sweepMu.TryLock() {
+		// A sweep aside is walking. Lookups that create versions faster
+		// than it walks would outgrow it (each round keeps what they
+		// created, and a longer walk lets them create more): once the
+		// versions no entry holds are well past the threshold, creators
+		// wait for the walk, then sweep themselves if still needed.
+		if unheld < 2*next+syncSweepMax {
+			return
+		}
+		t.sweepMu.Lock()
+		if t.unheld.Load() < t.next.Load() {
+			t.sweepMu.Unlock()
+			return
+		}
 	}
 	if t.n.Load() > syncSweepMax {
 		go func() {
@@ -296,8 +312,16 @@ func (t *versionTable) sweep() {
 	// aside runs beside them) is not counted as kept, or a scan of
 	// one-off names would raise the threshold on every sweep (it then
 	// stays at twice what is created between two sweeps' starts).
-	t.next.Store(max(t.floor, 2*kept))
+	t.next.Store(max(t.floor, min(2*kept, maxNextFloors*t.floor)))
 }
+
+// maxNextFloors caps the sweep threshold at this many floors: with
+// creators waiting past twice the threshold plus syncSweepMax, the versions
+// no entry holds stay under 2 x 4 x 4096 + 16384 (about 5 MiB) for the
+// largest floor. A workload that reads more versions than that without
+// holding them sweeps more often (its versions are recreated, which only
+// costs misses).
+const maxNextFloors = 4
 
 // namesDigest identifies a list of version names: an entry keeps the
 // digest of the names its cells stand for, and a hit serves it only for a
