@@ -70,9 +70,11 @@ const versionCost = 112
 
 // nameKey is the table's key for a version name: a 64-bit digest, so that
 // what the table keeps per version is fixed however long its name (names
-// come from callers' keys). Two names with one digest share a cell: a bump
-// of either invalidates what recorded the other, which is safe (and, with
-// a random 64-bit seed, about one chance in 2^64 / n for n versions).
+// come from callers' keys). Two names with one digest would share a cell: a
+// bump of either would invalidate what recorded the other (safe), and a
+// lookup naming one could be served what was filled under the same key
+// naming the other. With a random per-store seed that no caller sees, the
+// chance is about n*n / 2^65 for n versions (2^-25 for a billion).
 func (t *versionTable) nameKey(name string) uint64 { return maphash.String(t.seed, name) }
 
 func newVersionTable(maxBytes int64) *versionTable {
