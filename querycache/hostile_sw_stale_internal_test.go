@@ -2,10 +2,8 @@ package querycache
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,14 +53,9 @@ func TestHostileSWStaleUnderSweepAside(t *testing.T) {
 	store.versions.sweepMu.Unlock()
 
 	var db vtDB
-	type query struct {
-		k    Key
-		rows []int
-		tag  string
-	}
-	var qs []query
+	var qs []vtQuery
 	for r := range 8 {
-		qs = append(qs, query{pkKey(c, "t", strconv.Itoa(r)), []int{r}, "pk" + strconv.Itoa(r)})
+		qs = append(qs, vtQuery{pkKey(c, "t", strconv.Itoa(r)), []int{r}, "pk" + strconv.Itoa(r)})
 	}
 	for n := 2; n <= 5; n++ {
 		k := Key{Name: "q" + strconv.Itoa(n), Tables: []string{"t"}}
@@ -71,11 +64,11 @@ func TestHostileSWStaleUnderSweepAside(t *testing.T) {
 			k.Versions = append(k.Versions, ns.ObjectVersion("t", strconv.Itoa(r)))
 			rows = append(rows, r)
 		}
-		qs = append(qs, query{k, rows, "q" + strconv.Itoa(n)})
+		qs = append(qs, vtQuery{k, rows, "q" + strconv.Itoa(n)})
 	}
 	// The same key name with other version names.
-	qs = append(qs, query{Key{Name: "q3", Versions: []string{ns.ObjectVersion("t", "5")}}, []int{5}, "q3other"})
-	qs = append(qs, query{Key{Name: "q3", Versions: []string{ns.ObjectVersion("t", "6"), ns.ObjectVersion("t", "7"), ns.ObjectVersion("t", "5")}}, []int{6, 7, 5}, "q3perm"})
+	qs = append(qs, vtQuery{Key{Name: "q3", Versions: []string{ns.ObjectVersion("t", "5")}}, []int{5}, "q3other"})
+	qs = append(qs, vtQuery{Key{Name: "q3", Versions: []string{ns.ObjectVersion("t", "6"), ns.ObjectVersion("t", "7"), ns.ObjectVersion("t", "5")}}, []int{6, 7, 5}, "q3perm"})
 
 	stop := make(chan struct{})
 	errs := make(chan error, 16)
@@ -91,57 +84,16 @@ func TestHostileSWStaleUnderSweepAside(t *testing.T) {
 				default:
 				}
 				q := qs[rnd.IntN(len(qs))]
-				floors := make([]int64, len(q.rows))
-				for i, r := range q.rows {
-					floors[i] = db.floor[r].Load()
-				}
-				k := q.k
-				if rnd.IntN(6) == 0 {
-					k.TTL = time.Nanosecond
-				}
-				var v []byte
-				var hit bool
-				if rnd.IntN(2) == 0 {
-					var m *Miss
-					v, hit, m = c.Lookup(ctx, k, LookupOptions{})
-					if !hit {
-						v = []byte(q.tag + "|" + db.read(q.rows))
-						if rnd.IntN(3) == 0 {
-							time.Sleep(time.Duration(rnd.IntN(200)) * time.Microsecond)
-						}
-						m.Store(v)
-						fills.Add(1)
-					}
-				} else {
-					var err error
-					v, hit, err = c.GetOrSet(ctx, k, func(context.Context) (Fill, error) {
-						val := q.tag + "|" + db.read(q.rows)
-						if rnd.IntN(3) == 0 {
-							time.Sleep(time.Duration(rnd.IntN(200)) * time.Microsecond)
-						}
-						fills.Add(1)
-						return Fill{Value: []byte(val)}, nil
-					})
-					if err != nil {
-						errs <- err
-						return
-					}
+				hit, filled, err := db.readOnce(ctx, c, q, rnd, 6, 200*time.Microsecond)
+				if err != nil {
+					errs <- err
+					return
 				}
 				if hit {
 					hits.Add(1)
 				}
-				tag, vals, ok := strings.Cut(string(v), "|")
-				parts := strings.Split(vals, ",")
-				if !ok || tag != q.tag || len(parts) != len(q.rows) {
-					errs <- fmt.Errorf("%s %v (%s): served %q (hit %v), recorded against other versions", k.Name, k.Versions, q.tag, v, hit)
-					return
-				}
-				for i, p := range parts {
-					got, _ := strconv.ParseInt(p, 10, 64)
-					if got < floors[i] {
-						errs <- fmt.Errorf("%s (%s): served %q (hit %v): row %d is %d, floor %d", k.Name, q.tag, v, hit, q.rows[i], got, floors[i])
-						return
-					}
+				if filled {
+					fills.Add(1)
 				}
 				if rnd.IntN(50) == 0 {
 					store.Put(ctx, q.k.Name, encodeEntry(entry{expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{1}, payload: []byte("x")}), time.Hour)
@@ -158,25 +110,14 @@ func TestHostileSWStaleUnderSweepAside(t *testing.T) {
 			default:
 			}
 			r := rnd.IntN(8)
-			db.mu.Lock()
-			db.rows[r]++
-			v := db.rows[r]
-			db.mu.Unlock()
-			var err error
-			if rnd.IntN(2) == 0 {
-				err = c.InvalidateObject(ctx, "t", r)
-			} else {
-				err = c.Store().Bump(ctx, []string{ns.ObjectVersion("t", strconv.Itoa(r))})
-			}
-			if err != nil {
+			if err := db.write(r, func() error {
+				if rnd.IntN(2) == 0 {
+					return c.InvalidateObject(ctx, "t", r)
+				}
+				return c.Store().Bump(ctx, []string{ns.ObjectVersion("t", strconv.Itoa(r))})
+			}); err != nil {
 				errs <- err
 				return
-			}
-			for {
-				old := db.floor[r].Load()
-				if old >= v || db.floor[r].CompareAndSwap(old, v) {
-					break
-				}
 			}
 			if rnd.IntN(4) == 0 {
 				time.Sleep(50 * time.Microsecond)

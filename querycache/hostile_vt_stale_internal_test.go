@@ -31,6 +31,81 @@ func (d *vtDB) read(rows []int) string {
 	return strings.Join(parts, ",")
 }
 
+// vtQuery is a cached query over rows of the counter database: its value
+// is its tag, then the rows' values, so that a value filled for another
+// query (another key, or the same key with other versions) is told apart.
+type vtQuery struct {
+	k    Key
+	rows []int
+	tag  string
+}
+
+// readOnce looks q up once, filling it on a miss (by Lookup+Store or
+// GetOrSet, at random; a 1ns TTL one time in ttlOneIn; fills pausing up to
+// maxPause), and checks what it got: this query's value, and no row older
+// than its floor when the lookup started.
+func (d *vtDB) readOnce(ctx context.Context, c *Cache, q vtQuery, rnd *rand.Rand, ttlOneIn int, maxPause time.Duration) (hit, filled bool, err error) {
+	floors := make([]int64, len(q.rows))
+	for i, r := range q.rows {
+		floors[i] = d.floor[r].Load()
+	}
+	k := q.k
+	if rnd.IntN(ttlOneIn) == 0 {
+		k.TTL = time.Nanosecond
+	}
+	fill := func() []byte {
+		val := q.tag + "|" + d.read(q.rows)
+		if rnd.IntN(3) == 0 {
+			time.Sleep(time.Duration(rnd.Int64N(int64(maxPause))))
+		}
+		filled = true
+		return []byte(val)
+	}
+	var v []byte
+	if rnd.IntN(2) == 0 {
+		var m *Miss
+		if v, hit, m = c.Lookup(ctx, k, LookupOptions{}); !hit {
+			v = fill()
+			m.Store(v)
+		}
+	} else {
+		v, hit, err = c.GetOrSet(ctx, k, func(context.Context) (Fill, error) { return Fill{Value: fill()}, nil })
+		if err != nil {
+			return hit, filled, err
+		}
+	}
+	tag, vals, ok := strings.Cut(string(v), "|")
+	parts := strings.Split(vals, ",")
+	if !ok || tag != q.tag || len(parts) != len(q.rows) {
+		return hit, filled, fmt.Errorf("%s %v (%s): served %q (hit %v), recorded against other versions", k.Name, k.Versions, q.tag, v, hit)
+	}
+	for i, p := range parts {
+		got, _ := strconv.ParseInt(p, 10, 64)
+		if got < floors[i] {
+			return hit, filled, fmt.Errorf("%s (%s): served %q (hit %v): row %d is %d, floor %d", k.Name, q.tag, v, hit, q.rows[i], got, floors[i])
+		}
+	}
+	return hit, filled, nil
+}
+
+// write changes row r, bumps it with bump, then publishes the new value as
+// the row's floor.
+func (d *vtDB) write(r int, bump func() error) error {
+	d.mu.Lock()
+	d.rows[r]++
+	v := d.rows[r]
+	d.mu.Unlock()
+	if err := bump(); err != nil {
+		return err
+	}
+	for {
+		old := d.floor[r].Load()
+		if old >= v || d.floor[r].CompareAndSwap(old, v) {
+			return nil
+		}
+	}
+}
+
 // TestHostileVTStaleUnderEviction: readers fill through Lookup+Store and
 // GetOrSet (queries over 1 to 7 rows, one listing a row twice) while
 // writers bump rows by InvalidateObject, InvalidateTables and the store's
@@ -45,13 +120,9 @@ func TestHostileVTStaleUnderEviction(t *testing.T) {
 			c := newTestCache(t, Options{Store: store, DefaultTTL: time.Hour, EarlyRefreshBeta: -1})
 			ns := c.Namespace()
 			var db vtDB
-			type query struct {
-				k    Key
-				rows []int
-			}
-			var qs []query
+			var qs []vtQuery
 			for r := range 8 {
-				qs = append(qs, query{pkKey(c, "t", strconv.Itoa(r)), []int{r}})
+				qs = append(qs, vtQuery{pkKey(c, "t", strconv.Itoa(r)), []int{r}, "pk" + strconv.Itoa(r)})
 			}
 			for n := 2; n <= 7; n++ {
 				k := Key{Name: "q" + strconv.Itoa(n), Tables: []string{"t"}}
@@ -60,13 +131,13 @@ func TestHostileVTStaleUnderEviction(t *testing.T) {
 					k.Versions = append(k.Versions, ns.ObjectVersion("t", strconv.Itoa(r)))
 					rows = append(rows, r)
 				}
-				qs = append(qs, query{k, rows})
+				qs = append(qs, vtQuery{k, rows, "q" + strconv.Itoa(n)})
 			}
 			dup := Key{Name: "dup", Versions: []string{ns.ObjectVersion("t", "3"), ns.ObjectVersion("t", "3")}}
-			qs = append(qs, query{dup, []int{3}})
+			qs = append(qs, vtQuery{dup, []int{3}, "dup"})
 			// The same name with other versions: never served the other's value.
 			other := Key{Name: "q3", Versions: []string{ns.ObjectVersion("t", "5")}}
-			qs = append(qs, query{other, []int{5}})
+			qs = append(qs, vtQuery{other, []int{5}, "q3other"})
 
 			stop := make(chan struct{})
 			errs := make(chan error, 16)
@@ -82,54 +153,13 @@ func TestHostileVTStaleUnderEviction(t *testing.T) {
 						default:
 						}
 						q := qs[rnd.IntN(len(qs))]
-						floors := make([]int64, len(q.rows))
-						for i, r := range q.rows {
-							floors[i] = db.floor[r].Load()
-						}
-						k := q.k
-						if rnd.IntN(20) == 0 {
-							k.TTL = time.Nanosecond
-						}
-						var v []byte
-						var hit bool
-						if rnd.IntN(2) == 0 {
-							var m *Miss
-							v, hit, m = c.Lookup(ctx, k, LookupOptions{})
-							if !hit {
-								v = []byte(db.read(q.rows))
-								if rnd.IntN(3) == 0 {
-									time.Sleep(time.Duration(rnd.IntN(100)) * time.Microsecond)
-								}
-								m.Store(v)
-							}
-						} else {
-							var err error
-							v, hit, err = c.GetOrSet(ctx, k, func(context.Context) (Fill, error) {
-								val := db.read(q.rows)
-								if rnd.IntN(3) == 0 {
-									time.Sleep(time.Duration(rnd.IntN(100)) * time.Microsecond)
-								}
-								return Fill{Value: []byte(val)}, nil
-							})
-							if err != nil {
-								errs <- err
-								return
-							}
+						hit, _, err := db.readOnce(ctx, c, q, rnd, 20, 100*time.Microsecond)
+						if err != nil {
+							errs <- err
+							return
 						}
 						if hit {
 							hits.Add(1)
-						}
-						parts := strings.Split(string(v), ",")
-						if len(parts) != len(q.rows) {
-							errs <- fmt.Errorf("%s %v: served %q (hit %v), not this query's value", k.Name, k.Versions, v, hit)
-							return
-						}
-						for i, p := range parts {
-							got, _ := strconv.ParseInt(p, 10, 64)
-							if got < floors[i] {
-								errs <- fmt.Errorf("%s: served %q (hit %v): row %d is %d, floor %d", k.Name, v, hit, q.rows[i], got, floors[i])
-								return
-							}
 						}
 						switch rnd.IntN(40) {
 						case 0:
@@ -154,29 +184,20 @@ func TestHostileVTStaleUnderEviction(t *testing.T) {
 						default:
 						}
 						r := rnd.IntN(8)
-						db.mu.Lock()
-						db.rows[r]++
-						v := db.rows[r]
-						db.mu.Unlock()
-						var err error
-						switch rnd.IntN(3) {
-						case 0:
-							err = c.InvalidateObject(ctx, "t", r)
-						case 1:
-							err = c.Store().Bump(ctx, []string{ns.ObjectVersion("t", strconv.Itoa(r))})
-						default:
-							err = c.InvalidateObject(ctx, "t", r)
-							sweepNow(store) // a sweep right after the bump
-						}
-						if err != nil {
+						if err := db.write(r, func() error {
+							switch rnd.IntN(3) {
+							case 0:
+								return c.InvalidateObject(ctx, "t", r)
+							case 1:
+								return c.Store().Bump(ctx, []string{ns.ObjectVersion("t", strconv.Itoa(r))})
+							default:
+								err := c.InvalidateObject(ctx, "t", r)
+								sweepNow(store) // a sweep right after the bump
+								return err
+							}
+						}); err != nil {
 							errs <- err
 							return
-						}
-						for {
-							old := db.floor[r].Load()
-							if old >= v || db.floor[r].CompareAndSwap(old, v) {
-								break
-							}
 						}
 						if rnd.IntN(8) == 0 {
 							time.Sleep(20 * time.Microsecond)
