@@ -365,12 +365,25 @@ func (l *faultLoad) runFor(p int32, d time.Duration) {
 	time.Sleep(d)
 }
 
+// runUntilHit runs phase p for at least d, then on until the cache has
+// served more than hits hits, for at most 20 s in all. A fixed duration
+// alone is not enough on a loaded machine: under -race with other
+// packages' tests beside it, 700 ms once held 58 reads and no hit, and the
+// phase tested nothing. The callers still fail if no hit comes.
+func (l *faultLoad) runUntilHit(p int32, d time.Duration, hits uint64) {
+	l.runFor(p, d)
+	deadline := time.Now().Add(20*time.Second - d)
+	for l.e.cache.Stats().Hits <= hits && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitSettled waits (the load running) until the store's breaker is
 // closed and no invalidation is pending: the cache is in use again.
 func waitSettled(t *testing.T, e *env, rs *querycache.RedisStore) time.Duration {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(15 * time.Second)
+	deadline := start.Add(30 * time.Second)
 	for rs.BreakerOpen() || e.cache.Stats().Pending != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the store did not recover: breaker open %v, pending %d", rs.BreakerOpen(), e.cache.Stats().Pending)
@@ -405,7 +418,7 @@ func TestRedisFaultKillRestart(t *testing.T) {
 				e, rs := faultEnv(t, d, srv.Addr())
 				l := newFaultLoad(t, e, 20, 100)
 				l.start()
-				l.runFor(0, 700*time.Millisecond)
+				l.runUntilHit(0, 700*time.Millisecond, 0)
 				warm := e.cache.Stats()
 
 				srv.Kill()
@@ -420,7 +433,7 @@ func TestRedisFaultKillRestart(t *testing.T) {
 				l.phase.Store(2)
 				took := waitSettled(t, e, rs)
 				before := e.cache.Stats()
-				l.runFor(3, time.Second)
+				l.runUntilHit(3, time.Second, before.Hits)
 				after := e.cache.Stats()
 				l.finish()
 
@@ -460,7 +473,7 @@ func TestRedisFaultPartition(t *testing.T) {
 			e, rs := faultEnv(t, d, proxy.Addr())
 			l := newFaultLoad(t, e, 20, 100)
 			l.start()
-			l.runFor(0, 700*time.Millisecond)
+			l.runUntilHit(0, 700*time.Millisecond, 0)
 			warm := e.cache.Stats()
 
 			proxy.Cut()
@@ -474,7 +487,7 @@ func TestRedisFaultPartition(t *testing.T) {
 			l.phase.Store(2)
 			took := waitSettled(t, e, rs)
 			before := e.cache.Stats()
-			l.runFor(3, time.Second)
+			l.runUntilHit(3, time.Second, before.Hits)
 			after := e.cache.Stats()
 			l.finish()
 
@@ -636,7 +649,7 @@ func TestRedisFaultReplica(t *testing.T) {
 			l.phase.Store(1)
 			took := waitSettled(t, e, rs)
 			before := e.cache.Stats()
-			l.runFor(2, time.Second)
+			l.runUntilHit(2, time.Second, before.Hits)
 			after := e.cache.Stats()
 			l.finish()
 
