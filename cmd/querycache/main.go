@@ -1,9 +1,10 @@
 // Command querycache installs and removes the PostgreSQL triggers that tell
 // querycache about writes made outside the application (see package
-// querycache.dev/migrations).
+// querycache.dev/migrations), and measures what the cache does under load.
 //
 //	querycache migrate   --dsn DSN [--schema S] [--tables a,b] [--channel C] [--dry-run]
 //	querycache uninstall --dsn DSN [--schema S] [--tables a,b] [--dry-run]
+//	querycache bench     [--users N] [--ramp D] [--duration D] [--write-ratio F] [--out FILE] [--dsn DSN --queries FILE]
 //
 // Exit status: 0 done, 1 the database refused or could not be reached,
 // 2 wrong usage.
@@ -41,12 +42,18 @@ cron jobs, triggers, foreign-key cascades).
 Usage:
   querycache migrate   --dsn DSN [--schema S] [--tables a,b] [--channel C] [--dry-run]
   querycache uninstall --dsn DSN [--schema S] [--tables a,b] [--dry-run]
+  querycache bench     [--users N] [--ramp D] [--duration D] [--write-ratio F] [--out report.html]
+                       [--dsn DSN --queries FILE]
 
   migrate    creates the querycache_* functions in the schema and the
              triggers on its tables (and their partitions). Running it again
              is harmless; run it again after creating tables or partitions.
   uninstall  drops the triggers (of --tables only, if given) and, without
              --tables, the functions.
+  bench      measures a load of concurrent users without and then with the
+             cache (a news scenario on SQLite, or your queries on --dsn):
+             latency percentiles, throughput, statements per request, hit
+             ratio, and an HTML report with plots.
 
 Run "querycache <command> -h" for the flags.
 `
@@ -67,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	switch cmd {
 	case "migrate", "uninstall":
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
