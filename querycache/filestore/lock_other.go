@@ -1,0 +1,23 @@
+//go:build !unix
+
+package filestore
+
+import (
+	"errors"
+	"sync"
+)
+
+// stripe: see lock_unix.go. Without flock(2) the store cannot lock across
+// processes, and New's first lock fails.
+type stripe struct {
+	mu sync.Mutex
+	fd int
+}
+
+func (s *Store) lock(int) (*stripe, error) {
+	return nil, errors.New("filestore: this operating system has no flock(2); the file store needs a Unix system")
+}
+
+func (st *stripe) unlock() {}
+
+func (s *Store) closeLocks() {}
