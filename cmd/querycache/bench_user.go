@@ -116,11 +116,11 @@ func checkReadOnly(q string) error {
 	if strings.Contains(noLit, ";") {
 		return fmt.Errorf("one statement a line (found ';')")
 	}
-	if m := writeWords.FindString(noLit); m != "" {
-		return fmt.Errorf("%q: only read-only SELECT statements are run", m)
-	}
 	if regexp.MustCompile(`(?i)\bfor\s+(update|share|no\s+key|key)\b`).MatchString(noLit) {
 		return fmt.Errorf("a locking read (FOR UPDATE/SHARE) is not read-only")
+	}
+	if m := writeWords.FindString(noLit); m != "" {
+		return fmt.Errorf("%q: only read-only SELECT statements are run", m)
 	}
 	return nil
 }
