@@ -89,6 +89,9 @@ type Cache struct {
 
 	recent   recentRing  // the newest invalidations, for diagnostics (recent.go)
 	versions versionMemo // the version names of the tables written (versionmemo.go)
+
+	kvOnce sync.Once
+	kv     *KV // the default low-level API (Cache.KV)
 }
 
 // New returns a Cache, or an error that says which option is wrong and how

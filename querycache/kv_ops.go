@@ -1,0 +1,443 @@
+package querycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// kvRead is what a read of one key found.
+type kvRead struct {
+	raw   []byte // the bytes stored (nil: none), for a compare-and-swap
+	e     entry
+	v     kvValue
+	names []string // the epoch and v.deps: the versions e's tokens are of
+	alive bool     // decoded, unexpired, every version current, none pending
+}
+
+// read fetches the value stored under name and says whether it may be
+// served. deps are the versions the caller expects it to depend on (its
+// DependsOn options): when the stored value names the same ones, one round
+// trip reads everything; otherwise a second one reads the versions the
+// value recorded, which are the ones that count.
+func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, error) {
+	var r kvRead
+	epoch := kv.c.ns.Epoch()
+	names := make([]string, 0, 1+len(deps))
+	names = append(names, epoch)
+	names = append(names, deps...)
+	raw, tokens, err := kv.st.Fetch(ctx, name, names)
+	if err != nil || len(raw) == 0 {
+		return r, err // an empty value is none, for a swap too (Swapper)
+	}
+	r.raw = raw
+	e, err := decodeEntry(raw)
+	if err != nil {
+		kv.c.stats.corrupt.Add(1)
+		return r, nil
+	}
+	v, err := decodeKV(e.payload)
+	if err != nil {
+		kv.c.stats.corrupt.Add(1)
+		return r, nil
+	}
+	r.e, r.v = e, v
+	if !slices.Equal(v.deps, deps) {
+		names = append(names[:1], v.deps...)
+		tokens = tokens[:1]
+		if len(v.deps) > 0 {
+			_, more, err := kv.st.Fetch(ctx, "", v.deps)
+			if err != nil {
+				return r, err
+			}
+			tokens = append(tokens, more...)
+		}
+	}
+	r.names = names
+	r.alive = e.fresh(kv.c.now(), tokens) && !kv.c.pending.covers(names, epoch)
+	return r, nil
+}
+
+// entryFor encodes value as an entry depending on the epoch and deps,
+// against their tokens read now. It returns the entry and the names.
+func (kv *KV) entryFor(ctx context.Context, kind byte, value []byte, deps []string, ttl time.Duration) ([]byte, []string, error) {
+	names := make([]string, 0, 1+len(deps))
+	names = append(names, kv.c.ns.Epoch())
+	names = append(names, deps...)
+	_, tokens, err := kv.st.Fetch(ctx, "", names)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := kv.c.now()
+	return kv.encode(kind, value, deps, tokens, now, ttl), names, nil
+}
+
+func (kv *KV) encode(kind byte, value []byte, deps []string, tokens []uint64, created time.Time, ttl time.Duration) []byte {
+	return encodeEntry(entry{
+		expires: created.Add(ttl).UnixNano(),
+		created: created.UnixNano(),
+		tokens:  tokens,
+		payload: encodeKV(kind, deps, value),
+	})
+}
+
+// check refuses what the cache would refuse to store.
+func (kv *KV) check(value []byte) error {
+	if kv.c.isClosed() {
+		return ErrClosed
+	}
+	if kv.c.maxSize > 0 && len(value) > kv.c.maxSize {
+		return fmt.Errorf("querycache: a value of %d bytes is over Options.MaxEntryBytes (%d)", len(value), kv.c.maxSize)
+	}
+	return nil
+}
+
+// put stores an entry, extending its versions where the store can.
+func (kv *KV) put(ctx context.Context, name string, raw []byte, ttl time.Duration, names []string) error {
+	if p, ok := kv.st.(versionedPutter); ok {
+		return p.PutFor(ctx, name, raw, ttl, names)
+	}
+	return kv.st.Put(ctx, name, raw, ttl)
+}
+
+// failed counts and logs a store error of the low-level API and returns it.
+func (kv *KV) failed(ctx context.Context, op string, err error) error {
+	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotAtomic) {
+		return err
+	}
+	if errors.Is(err, ErrStoreUnavailable) {
+		kv.c.stats.bypasses.add("store_unavailable")
+	} else {
+		kv.c.stats.errors.Add(1)
+		kv.c.warn(ctx, "querycache: low-level "+op+" failed", err)
+	}
+	return err
+}
+
+// Get returns the bytes stored under key if they may be served: present,
+// unexpired, and nothing they depend on written since. A value stored by
+// a typed helper comes back in its codec's encoding (use GetAs). The bytes
+// are the caller's.
+func (kv *KV) Get(ctx context.Context, key string, opts ...KVOption) ([]byte, bool, error) {
+	v, ok, err := kv.get(ctx, key, opts)
+	if !ok {
+		return nil, false, err
+	}
+	return slices.Clone(v.value), true, nil
+}
+
+func (kv *KV) get(ctx context.Context, key string, opts []KVOption) (kvValue, bool, error) {
+	o, err := kv.call(opts)
+	if err != nil {
+		return kvValue{}, false, err
+	}
+	if kv.c.isClosed() {
+		return kvValue{}, false, ErrClosed
+	}
+	r, err := kv.read(ctx, kv.name(key, o), o.deps)
+	if err != nil {
+		kv.c.stats.misses.Add(1)
+		return kvValue{}, false, kv.failed(ctx, "get", err)
+	}
+	if !r.alive {
+		kv.c.stats.misses.Add(1)
+		return kvValue{}, false, nil
+	}
+	kv.c.stats.hits.Add(1)
+	return r.v, true, nil
+}
+
+// Set stores value under key, replacing what was there.
+//
+// A value computed from the database and stored with Set may be stale at
+// once: if a write committed between the read and Set, Set records the
+// versions after the write. Prefer GetOrSet or Remember for such values:
+// they read the versions before computing.
+func (kv *KV) Set(ctx context.Context, key string, value []byte, opts ...KVOption) error {
+	return kv.set(ctx, key, kindBytes, value, opts)
+}
+
+func (kv *KV) set(ctx context.Context, key string, kind byte, value []byte, opts []KVOption) error {
+	o, err := kv.call(opts)
+	if err != nil {
+		return err
+	}
+	if err := kv.check(value); err != nil {
+		return err
+	}
+	raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.ttl)
+	if err == nil {
+		err = kv.put(ctx, kv.name(key, o), raw, o.ttl, names)
+	}
+	if err == nil {
+		kv.c.stats.stores.Add(1)
+	}
+	return kv.failed(ctx, "set", err)
+}
+
+// kvRetries bounds the compare-and-swap loops: each lost race means
+// another caller changed the value, which Add reads as present and Incr
+// retries on; past this many, the key is too contended to wait.
+const kvRetries = 64
+
+// Add stores value under key only if it holds no value that may be served
+// (absent, expired, or invalidated by a write), and reports whether it
+// stored. Across every process sharing the store, of concurrent Adds of
+// one absent key exactly one succeeds.
+func (kv *KV) Add(ctx context.Context, key string, value []byte, opts ...KVOption) (bool, error) {
+	return kv.add(ctx, key, kindBytes, value, opts)
+}
+
+func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts []KVOption) (bool, error) {
+	o, err := kv.call(opts)
+	if err != nil {
+		return false, err
+	}
+	if err := kv.check(value); err != nil {
+		return false, err
+	}
+	if kv.sw == nil {
+		return false, ErrNotAtomic
+	}
+	name := kv.name(key, o)
+	for range kvRetries {
+		r, err := kv.read(ctx, name, o.deps)
+		if err != nil {
+			return false, kv.failed(ctx, "add", err)
+		}
+		if r.alive {
+			return false, nil
+		}
+		raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.ttl)
+		if err != nil {
+			return false, kv.failed(ctx, "add", err)
+		}
+		ok, err := kv.sw.CompareAndSwap(ctx, name, r.raw, raw, o.ttl, names)
+		if err != nil {
+			return false, kv.failed(ctx, "add", err)
+		}
+		if ok {
+			kv.c.stats.stores.Add(1)
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("querycache: Add of %q lost %d races in a row", key, kvRetries)
+}
+
+// tombstoneTTL is how long a deleted key's marker stays in the store.
+const tombstoneTTL = time.Second
+
+// Delete removes the value under key, and reports whether one that could
+// be served was there. It works on every store: it overwrites the value
+// with an expired marker, which every process reads as absent.
+func (kv *KV) Delete(ctx context.Context, key string, opts ...KVOption) (bool, error) {
+	o, err := kv.call(opts)
+	if err != nil {
+		return false, err
+	}
+	if kv.c.isClosed() {
+		return false, ErrClosed
+	}
+	name := kv.name(key, o)
+	r, err := kv.read(ctx, name, o.deps)
+	if err != nil {
+		return false, kv.failed(ctx, "delete", err)
+	}
+	if r.raw == nil {
+		return false, nil
+	}
+	tomb := encodeEntry(entry{expires: 0, created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
+	if err := kv.st.Put(ctx, name, tomb, tombstoneTTL); err != nil {
+		return false, kv.failed(ctx, "delete", err)
+	}
+	return r.alive, nil
+}
+
+// DeleteMany deletes every key (Django's delete_many). It stops at the
+// first error.
+func (kv *KV) DeleteMany(ctx context.Context, keys []string, opts ...KVOption) error {
+	for _, k := range keys {
+		if _, err := kv.Delete(ctx, k, opts...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Touch gives the value under key a new lifetime of ttl from now, without
+// changing it, and reports whether there was one (Django's touch).
+func (kv *KV) Touch(ctx context.Context, key string, ttl time.Duration, opts ...KVOption) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("querycache: Touch with ttl %v; use a positive duration (Delete removes a value)", ttl)
+	}
+	o, err := kv.call(opts)
+	if err != nil {
+		return false, err
+	}
+	if kv.c.isClosed() {
+		return false, ErrClosed
+	}
+	if kv.sw == nil {
+		return false, ErrNotAtomic
+	}
+	name := kv.name(key, o)
+	for range kvRetries {
+		r, err := kv.read(ctx, name, o.deps)
+		if err != nil {
+			return false, kv.failed(ctx, "touch", err)
+		}
+		if !r.alive {
+			return false, nil
+		}
+		e := r.e
+		e.expires = kv.c.now().Add(ttl).UnixNano()
+		ok, err := kv.sw.CompareAndSwap(ctx, name, r.raw, encodeEntry(e), ttl, r.names)
+		if err != nil {
+			return false, kv.failed(ctx, "touch", err)
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("querycache: Touch of %q lost %d races in a row", key, kvRetries)
+}
+
+// ErrNotInteger is returned by Incr and Decr for a value that is not an
+// integer.
+var ErrNotInteger = errors.New("querycache: the value is not an integer")
+
+// Incr adds delta to the integer stored under key and returns the result,
+// atomically across every process sharing the store: concurrent
+// increments never count once. The value keeps its lifetime and what it
+// depends on. A key holding no value gives ErrNotFound (store a value
+// first, with Set or Add: Django's incr does the same); a value that is
+// not an integer (decimal text, or an integer stored by SetAs) gives
+// ErrNotInteger, and a result beyond int64 an error.
+func (kv *KV) Incr(ctx context.Context, key string, delta int64, opts ...KVOption) (int64, error) {
+	o, err := kv.call(opts)
+	if err != nil {
+		return 0, err
+	}
+	if kv.c.isClosed() {
+		return 0, ErrClosed
+	}
+	if kv.sw == nil {
+		return 0, ErrNotAtomic
+	}
+	name := kv.name(key, o)
+	for range kvRetries {
+		r, err := kv.read(ctx, name, o.deps)
+		if err != nil {
+			return 0, kv.failed(ctx, "incr", err)
+		}
+		if !r.alive {
+			return 0, ErrNotFound
+		}
+		n, err := kv.integer(r.v)
+		if err != nil {
+			return 0, err
+		}
+		if delta > 0 && n > math.MaxInt64-delta || delta < 0 && n < math.MinInt64-delta {
+			return 0, fmt.Errorf("querycache: Incr of %q: %d + %d overflows int64", key, n, delta)
+		}
+		n += delta
+		payload, err := kv.encodeInteger(r.v, n)
+		if err != nil {
+			return 0, err
+		}
+		e := r.e
+		e.payload = payload
+		ttl := time.Duration(e.expires - kv.c.now().UnixNano())
+		if ttl <= 0 {
+			return 0, ErrNotFound // expired just now
+		}
+		ok, err := kv.sw.CompareAndSwap(ctx, name, r.raw, encodeEntry(e), ttl, r.names)
+		if err != nil {
+			return 0, kv.failed(ctx, "incr", err)
+		}
+		if ok {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("querycache: Incr of %q lost %d races in a row", key, kvRetries)
+}
+
+// Decr subtracts delta from the integer stored under key (see Incr).
+func (kv *KV) Decr(ctx context.Context, key string, delta int64, opts ...KVOption) (int64, error) {
+	if delta == math.MinInt64 {
+		return 0, fmt.Errorf("querycache: Decr by %d overflows int64", delta)
+	}
+	return kv.Incr(ctx, key, -delta, opts...)
+}
+
+func (kv *KV) integer(v kvValue) (int64, error) {
+	if v.kind == kindBytes {
+		n, err := strconv.ParseInt(string(v.value), 10, 64)
+		if err != nil {
+			return 0, ErrNotInteger
+		}
+		return n, nil
+	}
+	var n int64
+	if err := kv.codec.Unmarshal(v.value, &n); err != nil {
+		return 0, ErrNotInteger
+	}
+	return n, nil
+}
+
+func (kv *KV) encodeInteger(v kvValue, n int64) ([]byte, error) {
+	if v.kind == kindBytes {
+		return encodeKV(kindBytes, v.deps, strconv.AppendInt(nil, n, 10)), nil
+	}
+	b, err := kv.codec.Marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	return encodeKV(kindCodec, v.deps, b), nil
+}
+
+// IncrVersion moves the value of key from its version (the call's, or
+// the KV's) to that version plus delta, and returns the new version
+// (Django's incr_version): the value keeps its lifetime and dependencies,
+// and the old version no longer holds it. A key holding no value gives
+// ErrNotFound.
+func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KVOption) (int, error) {
+	o, err := kv.call(opts)
+	if err != nil {
+		return 0, err
+	}
+	if kv.c.isClosed() {
+		return 0, ErrClosed
+	}
+	if delta > 0 && o.version > math.MaxInt-delta || delta < 0 && o.version < math.MinInt-delta {
+		return 0, fmt.Errorf("querycache: IncrVersion of %q: version %d + %d overflows", key, o.version, delta)
+	}
+	old := kv.name(key, o)
+	r, err := kv.read(ctx, old, o.deps)
+	if err != nil {
+		return 0, kv.failed(ctx, "incr_version", err)
+	}
+	if !r.alive {
+		return 0, ErrNotFound
+	}
+	nv := o.version + delta
+	o.version = nv
+	ttl := time.Duration(r.e.expires - kv.c.now().UnixNano())
+	if ttl <= 0 {
+		return 0, ErrNotFound
+	}
+	if err := kv.put(ctx, kv.name(key, o), r.raw, ttl, r.names); err != nil {
+		return 0, kv.failed(ctx, "incr_version", err)
+	}
+	if delta != 0 {
+		tomb := encodeEntry(entry{created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
+		if err := kv.st.Put(ctx, old, tomb, tombstoneTTL); err != nil {
+			return 0, kv.failed(ctx, "incr_version", err)
+		}
+	}
+	return nv, nil
+}
