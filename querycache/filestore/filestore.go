@@ -29,9 +29,9 @@
 //
 // Files carry their expiry (wall clock). An expired file is a miss; the
 // sweep (every SweepInterval, and whenever this process has written
-// MaxBytes/64 since the last one) removes expired and garbage files, then,
-// while the directory holds more than MaxBytes, the least recently used
-// entries, and versions only when no entry is left to remove (see
+// MaxBytes/32 since the last one) removes expired and garbage files, then,
+// while the directory holds more than 3/4 of MaxBytes, the least recently
+// used entries, and versions only when no entry is left to remove (see
 // Options.MaxBytes for what is guaranteed).
 //
 // The directory is meant for the processes of one host and one user, on a
@@ -72,18 +72,26 @@ type Options struct {
 	// the file system's blocks: a small file may take a 4 KiB block on
 	// disk). Default: 256 MiB; the least accepted is 64 KiB.
 	//
-	// What it guarantees: a sweep that finds more than MaxBytes removes
-	// the least recently used entries (by modification time, which a hit
-	// refreshes at most once a second) until the files it saw hold 7/8 of
-	// MaxBytes, then versions the same way if entries were not enough.
-	// Each process sweeps after it has written MaxBytes/64, and a writer
-	// that has written MaxBytes/32 since its process's last sweep began
-	// waits for the next sweep to begin. So while at most two processes
-	// write, the directory holds at most MaxBytes plus the files being
-	// written (one entry per writing goroutine); with P processes, at most
-	// 7/8 MaxBytes + P * MaxBytes/16 plus those. It is an approximation:
-	// the sweep reads the directory once and removes what it saw, while
-	// other processes go on writing.
+	// What it guarantees: a sweep that finds more than 3/4 of MaxBytes
+	// removes the least recently used entries (by modification time,
+	// which a hit refreshes at most once a second) until the files it saw
+	// hold 3/4 of MaxBytes, then versions the same way if entries were not
+	// enough; the last quarter is room for the writes between sweeps. Each
+	// process sweeps when it has written MaxBytes/32 since its last sweep
+	// began, and its writers wait for the next sweep to begin once it has
+	// written MaxBytes/16. So the directory holds what the last sweep left
+	// (3/4) plus, per writing process, at most MaxBytes/8 (what it wrote
+	// during that sweep and since): with at most two processes writing,
+	// at most MaxBytes plus the files being written (up to one
+	// MaxEntryBytes per writing goroutine); with P processes, (3/4 + P/8)
+	// of MaxBytes plus those. After a sweep with no writer running, at
+	// most 3/4 of MaxBytes.
+	//
+	// It is an approximation: a sweep lists the directory once and
+	// removes what it listed while other processes go on writing; a file
+	// read (or replaced) after it was listed is kept, so a sweep over
+	// files that are all being read can leave more than 3/4; and the
+	// sweeps of one process do not know what the others are writing.
 	MaxBytes int64
 	// MaxEntryBytes is the largest file one entry may take (its key, value
 	// and 26 bytes); a larger one is refused with an error wrapping
@@ -151,6 +159,8 @@ type Store struct {
 	stripes [2*nStripes + 1]stripe
 
 	pending   atomic.Int64 // bytes written since this process's last sweep began
+	walkMu    sync.Mutex
+	headers   map[string]fileHeader // what the last walk read (walkMu)
 	kick      chan struct{}
 	startMu   sync.Mutex
 	started   chan struct{} // closed when a sweep begins (then replaced)
@@ -184,8 +194,8 @@ func New(opts Options) (*Store, error) {
 		dir:      opts.Dir,
 		opts:     opts,
 		maxFile:  opts.MaxEntryBytes,
-		lowWater: opts.MaxBytes / 8 * 7,
-		slack:    max(opts.MaxBytes/64, 1),
+		lowWater: opts.MaxBytes / 4 * 3,
+		slack:    max(opts.MaxBytes/32, 1),
 		kick:     make(chan struct{}, 1),
 		started:  make(chan struct{}),
 		closed:   make(chan struct{}),

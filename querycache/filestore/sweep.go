@@ -29,6 +29,14 @@ type SweepStats struct {
 	EvictedEntries, EvictedVersions int
 }
 
+// fileHeader is what the last walk read of a file.
+type fileHeader struct {
+	ino     uint64
+	expires int64
+	kind    byte
+	ok      bool
+}
+
 // sweepFile is a file the sweep saw.
 type sweepFile struct {
 	path    string
@@ -40,7 +48,7 @@ type sweepFile struct {
 }
 
 // wrote counts n bytes written by this process and starts a sweep when
-// they pass MaxBytes/64 since the last one began.
+// they pass MaxBytes/32 since the last one began.
 func (s *Store) wrote(n int64) {
 	if s.pending.Add(n) >= s.slack {
 		select {
@@ -51,7 +59,7 @@ func (s *Store) wrote(n int64) {
 }
 
 // wait holds a writer while this process has written more than
-// MaxBytes/32 since its last sweep began, until the next one begins.
+// MaxBytes/16 since its last sweep began, until the next one begins.
 func (s *Store) wait(ctx context.Context) error {
 	for s.pending.Load() >= 2*s.slack {
 		s.startMu.Lock()
@@ -97,9 +105,9 @@ func (s *Store) sweepLoop() {
 }
 
 // Sweep removes expired, garbage and abandoned temporary files, then, if
-// the directory holds more than MaxBytes, the least recently used entries
-// (and versions, if entries were not enough) until it holds 7/8 of
-// MaxBytes. One process sweeps at a time (a lock file): a Sweep waits for
+// the directory holds more than 3/4 of MaxBytes, the least recently used
+// entries (and versions, if entries were not enough) until it holds 3/4
+// of MaxBytes (Options.MaxBytes says why). One process sweeps at a time (a lock file): a Sweep waits for
 // another process's. The background sweeper calls it; call it yourself
 // with SweepInterval -1 if you want sweeps at times of your choosing.
 //
@@ -181,8 +189,9 @@ func (s *Store) sweep(ctx context.Context) (SweepStats, error) {
 		return out, err
 	}
 	// The size bound: entries first, least recently used first, then
-	// versions.
-	if total > s.opts.MaxBytes {
+	// versions, down to 3/4 of MaxBytes, leaving the other quarter for
+	// the writes of every process until their next sweeps.
+	if total > s.lowWater {
 		slices.SortFunc(keep, func(a, b sweepFile) int {
 			if a.kind != b.kind {
 				return cmp.Compare(a.kind, b.kind) // 'e' before 'v'
@@ -218,7 +227,15 @@ func (s *Store) sweep(ctx context.Context) (SweepStats, error) {
 
 // walk lists the store's files and temporary files.
 func (s *Store) walk(ctx context.Context, now time.Time) (files, temps []sweepFile, err error) {
+	s.walkMu.Lock()
+	defer s.walkMu.Unlock()
 	head := make([]byte, headerLen)
+	seen := make(map[string]fileHeader, len(s.headers))
+	defer func() {
+		if err == nil {
+			s.headers = seen
+		}
+	}()
 	for _, sub := range []string{"e", "v"} {
 		for b := range nStripes {
 			if err := ctx.Err(); err != nil {
@@ -255,9 +272,19 @@ func (s *Store) walk(ctx context.Context, now time.Time) (files, temps []sweepFi
 					continue // not ours
 				}
 				f := sweepFile{path: p, stripe: stripe, info: info, kind: sub[0]}
-				kind, exp, ok := readHeader(p, head, info.Size())
-				f.expires = exp
-				f.garbage = !ok || kind != sub[0]
+				// Files are never written in place: a file seen by the
+				// last walk (same inode) has the header it had.
+				ino, hasIno := fileID(info)
+				h, known := s.headers[p]
+				if !known || !hasIno || h.ino != ino {
+					h.kind, h.expires, h.ok = readHeader(p, head, info.Size())
+					h.ino = ino
+				}
+				if hasIno {
+					seen[p] = h
+				}
+				f.expires = h.expires
+				f.garbage = !h.ok || h.kind != sub[0]
 				files = append(files, f)
 			}
 		}
