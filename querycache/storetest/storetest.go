@@ -113,6 +113,7 @@ var swapCases = []testCase{
 	{"FromAbsentOnce", testSwapFromAbsentOnce},
 	{"CurrentAndStale", testSwapCurrentAndStale},
 	{"EmptyOld", testSwapEmptyOld},
+	{"FromWhatFetchRead", testSwapFromWhatFetchRead},
 	{"Increments", testSwapIncrements},
 	{"NonPositiveTTL", testSwapNonPositiveTTL},
 	{"ExpiredIsAbsent", testSwapExpiredIsAbsent},
@@ -735,21 +736,40 @@ func testSwapCurrentAndStale(t *testing.T, s *suite) {
 }
 
 func testSwapEmptyOld(t *testing.T, s *suite) {
+	// swap.go: an empty value counts as nothing, so a swap from absent
+	// (old nil) succeeds over it.
 	k := s.key("k")
-	if !s.cas(t, k, nil, []byte{}, long) {
-		t.Fatal("swap from absent to an empty value failed")
+	s.put(t, k, []byte{}, long)
+	if !s.cas(t, k, nil, []byte("x"), long) {
+		t.Fatal("a swap from absent failed over an empty value (swap.go: an empty value counts as nothing)")
 	}
-	if s.cas(t, k, nil, []byte("x"), long) {
-		t.Fatal("a swap from absent succeeded over an empty value (an empty value is not absence)")
+	if v, _ := s.fetch(t, k); string(v) != "x" {
+		t.Fatalf("the key holds %q, want x", v)
 	}
-	if !s.cas(t, k, []byte{}, []byte("y"), long) {
-		t.Fatal("a swap from the current (empty) value failed")
+	// The same when the empty value was stored by a swap.
+	k2 := s.key("k2")
+	s.cas(t, k2, nil, []byte{}, long)
+	if !s.cas(t, k2, nil, []byte("y"), long) {
+		t.Fatal("a swap from absent failed over an empty value stored by a swap")
 	}
-	if v, _ := s.fetch(t, k); string(v) != "y" {
+	if v, _ := s.fetch(t, k2); string(v) != "y" {
 		t.Fatalf("the key holds %q, want y", v)
 	}
-	if s.cas(t, s.key("absent"), []byte{}, []byte("z"), long) {
-		t.Fatal("a swap from an empty value succeeded on an absent key")
+}
+
+func testSwapFromWhatFetchRead(t *testing.T, s *suite) {
+	// A read-modify-swap loop passes what Fetch returned as old. For an
+	// empty value that must match too, or the loop never ends: either
+	// Fetch reads an empty value as nil (swap.go says the stores do), or
+	// a swap from the empty bytes it returned succeeds.
+	k := s.key("k")
+	s.put(t, k, []byte{}, long)
+	cur, _ := s.fetch(t, k)
+	if !s.cas(t, k, cur, []byte("x"), long) {
+		t.Fatalf("Fetch read an empty value as %#v (nil: %v), and a swap from those bytes failed: a read-modify-swap loop over an empty value never succeeds", cur, cur == nil)
+	}
+	if v, _ := s.fetch(t, k); string(v) != "x" {
+		t.Fatalf("the key holds %q, want x", v)
 	}
 }
 
