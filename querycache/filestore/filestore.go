@@ -519,11 +519,10 @@ func (s *Store) Fetch(ctx context.Context, key string, versions []string) (value
 		return nil, nil, err
 	case st == dead:
 		s.dropDead(p, stripe, kindEntry, key)
-	case st == live:
+	case st == live && len(r.value) > 0:
+		// An empty value is reported as nil, as the other stores do
+		// (querycache.Swapper: it counts as nothing).
 		value = r.value
-		if value == nil {
-			value = []byte{}
-		}
 	}
 	return value, tokens, nil
 }
@@ -672,8 +671,8 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 
 // CompareAndSwap implements querycache.Swapper. Under the key's stripe
 // lock, shared by every process, it reads the key's file (a missing,
-// expired or garbage file holds nothing: old nil), compares, and renames
-// the new file in.
+// expired or garbage file, or an empty value, holds nothing: old nil),
+// compares, and renames the new file in.
 func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration, versions []string) (bool, error) {
 	if err := s.check(ctx); err != nil {
 		return false, err
@@ -700,7 +699,8 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 		return false, err
 	}
 	r, st, err := s.read(p, kindEntry, key, time.Now(), false)
-	match := err == nil && (old == nil && st != live || old != nil && st == live && bytes.Equal(r.value, old))
+	held := st == live && len(r.value) > 0 // an empty value counts as nothing
+	match := err == nil && (old == nil && !held || old != nil && held && bytes.Equal(r.value, old))
 	if match {
 		err = s.install(dir, tmp, p)
 	} else {
