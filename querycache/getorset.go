@@ -173,6 +173,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 	if c.isClosed() {
 		c.closedLookup() // a closed cache never serves (misconfig.go)
 		p.bypass = "closed"
+		Untracked(ctx, p.bypass)
 		return p
 	}
 	if c.pending.covers(names, c.ns.Epoch()) {
@@ -181,13 +182,17 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 			p.bypass = "suspended"
 		}
 		c.stats.bypasses.add(p.bypass)
+		Untracked(ctx, p.bypass)
 		return p
 	}
 	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
 	if err != nil {
 		p.bypass = c.storeFailed(ctx, k.Tables, "querycache: store fetch failed; querying the database", err, "key", k.label())
+		Untracked(ctx, p.bypass)
 		return p
 	}
+	// What is served or filled now depends on these tokens (capture.go).
+	record(ctx, names, tokens)
 	p.usable, p.tokens, p.now = true, tokens, c.now()
 	p.miss = MissAbsent
 	if raw != nil {
@@ -350,6 +355,7 @@ func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err erro
 	if !e.fresh(c.now(), tokens) {
 		return nil, false, nil
 	}
+	record(ctx, names, tokens)
 	return e.payload, true, nil
 }
 

@@ -123,7 +123,8 @@ type kvCall struct {
 	ttl     time.Duration
 	version int
 	hasVer  bool
-	deps    []string // version names
+	deps    []string          // version names
+	fixed   map[string]uint64 // tokens already read (DependsOnCapture)
 	err     error
 }
 

@@ -50,14 +50,18 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	names = append(names, o.deps...)
 	if kv.c.pending.covers(names, names[0]) {
 		kv.c.stats.bypasses.add("undelivered_invalidation")
+		Untracked(ctx, "undelivered_invalidation")
 		return run()
 	}
 	now := kv.c.now()
 	raw, tokens, err := kv.st.Fetch(ctx, name, names)
 	if err != nil {
 		kv.failed(ctx, "get_or_set", err)
+		Untracked(ctx, "store_error")
 		return run()
 	}
+	// Served or filled, the value depends on these tokens (capture.go).
+	record(ctx, names, tokens)
 	if v, ok := kv.serve(raw, tokens, o.deps, now); ok {
 		kv.c.stats.hits.Add(1)
 		return v, true, nil

@@ -59,18 +59,26 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 	}
 	r.names = names
 	r.alive = e.fresh(kv.c.now(), tokens) && !kv.c.pending.covers(names, epoch)
+	if r.alive {
+		record(ctx, names, tokens) // what is served depends on them (capture.go)
+	}
 	return r, nil
 }
 
 // entryFor encodes value as an entry depending on the epoch and deps,
-// against their tokens read now. It returns the entry and the names.
-func (kv *KV) entryFor(ctx context.Context, kind byte, value []byte, deps []string, ttl time.Duration) ([]byte, []string, error) {
+// against their tokens read now, or given in fixed. It returns the entry and the names.
+func (kv *KV) entryFor(ctx context.Context, kind byte, value []byte, deps []string, fixed map[string]uint64, ttl time.Duration) ([]byte, []string, error) {
 	names := make([]string, 0, 1+len(deps))
 	names = append(names, kv.c.ns.Epoch())
 	names = append(names, deps...)
 	_, tokens, err := kv.st.Fetch(ctx, "", names)
 	if err != nil {
 		return nil, nil, err
+	}
+	for i, n := range names {
+		if t, ok := fixed[n]; ok {
+			tokens[i] = t // read by the work that computed the value
+		}
 	}
 	now := kv.c.now()
 	return kv.encode(kind, value, deps, tokens, now, ttl), names, nil
@@ -169,7 +177,7 @@ func (kv *KV) set(ctx context.Context, key string, kind byte, value []byte, opts
 	if err := kv.check(value); err != nil {
 		return err
 	}
-	raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.ttl)
+	raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
 	if err == nil {
 		err = kv.put(ctx, kv.name(key, o), raw, o.ttl, names)
 	}
@@ -212,7 +220,7 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 		if r.alive {
 			return false, nil
 		}
-		raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.ttl)
+		raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
 		if err != nil {
 			return false, kv.failed(ctx, "add", err)
 		}

@@ -600,3 +600,70 @@ func TestKVClosed(t *testing.T) {
 		t.Fatalf("GetOrSet after Close = %q, %v, %v; want the fill's value", v, hit, err)
 	}
 }
+
+// TestKVCaptureKeepsTheTokensRead: a write that commits while a captured
+// value is computed, after the fill read what it invalidates, leaves the
+// stored value stale (the tokens kept are those read, not those current
+// when the value is stored); captured values nest.
+func TestKVCaptureKeepsTheTokensRead(t *testing.T) {
+	forEachKVStore(t, func(t *testing.T, c *querycache.Cache) {
+		kv := c.KV()
+		query := func(ctx context.Context, table, v string) {
+			k := querycache.Key{Name: c.Namespace().Query("db", [32]byte{byte(len(table))}), Versions: []string{c.Namespace().TableVersion(table)}}
+			if _, _, err := c.GetOrSet(ctx, k, func(context.Context) (querycache.Fill, error) {
+				return querycache.Fill{Value: []byte(v)}, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fills := 0
+		outer := func(write bool) {
+			_, _, err := kv.GetOrSetCaptured(bg, "outer", func(ctx context.Context) ([]byte, error) {
+				fills++
+				query(ctx, "users", "u")
+				if write {
+					must(t, c.InvalidateTables(ctx, "users")) // commits mid-render
+				}
+				// A nested captured value, reading orders.
+				_, _, err := kv.GetOrSetCaptured(ctx, "inner", func(ctx context.Context) ([]byte, error) {
+					query(ctx, "orders", "o")
+					return []byte("inner"), nil
+				})
+				return []byte("outer"), err
+			})
+			must(t, err)
+		}
+		outer(true)
+		outer(false)
+		if fills != 2 {
+			t.Fatalf("%d fills; a value whose read was overtaken by a write was served (want 2)", fills)
+		}
+		outer(false)
+		if fills != 2 {
+			t.Fatalf("%d fills; want a hit now", fills)
+		}
+		// The inner value's dependency reaches the outer one, including
+		// when the inner one is a hit.
+		must(t, c.InvalidateTables(bg, "orders"))
+		outer(false)
+		if fills != 3 {
+			t.Fatalf("%d fills after a write to what the nested value read; want 3", fills)
+		}
+		// Capture state is visible.
+		ctx, cp := querycache.WithCapture(bg)
+		query(ctx, "users", "u")
+		querycache.Untracked(ctx, "test")
+		names, tokens := cp.Versions()
+		if len(names) != 2 || len(tokens) != 2 || names[0] != c.Namespace().Epoch() {
+			t.Fatalf("captured %v %v; want the epoch and users' version", names, tokens)
+		}
+		if n, why := cp.Untracked(); n != 1 || why[0] != "test" {
+			t.Fatalf("Untracked = %d %v", n, why)
+		}
+		// DependsOnCapture on Set.
+		must(t, kv.Set(bg, "set-captured", []byte("x"), querycache.DependsOnCapture(cp)))
+		kvMustGet(t, kv, "set-captured", "x")
+		must(t, c.InvalidateTables(bg, "users"))
+		kvMustMiss(t, kv, "set-captured")
+	})
+}

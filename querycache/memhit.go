@@ -54,6 +54,9 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 	if !c.countHit(ctx, k, opts, tables) { // closed meanwhile: probe reports it
 		return nil, nil, false
 	}
+	if captures.Load() != 0 {
+		c.recordHeld(ctx, k, d)
+	}
 	return d.payload, &d.attach, true
 }
 
@@ -65,4 +68,17 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 // counts only, never what is served).
 func sameTables(counters []*tableCounters, tables []string) bool {
 	return len(counters) == len(tables) && len(tables) > 0
+}
+
+// recordHeld records a memHit's versions in the context's captures
+// (capture.go): the epoch and k.Versions, with the tokens the entry holds.
+func (c *Cache) recordHeld(ctx context.Context, k Key, d *memDeps) {
+	if captureFrom(ctx) == nil {
+		return
+	}
+	tokens := make([]uint64, len(d.held))
+	for i, h := range d.held {
+		tokens[i] = h.token
+	}
+	record(ctx, c.withEpoch(k.Versions), tokens)
 }

@@ -43,6 +43,9 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 		p.corrupt(&o)
 		fallthrough
 	default:
+		// A read no version stands for: a page built from it must not be
+		// cached on the strength of the others (querycache.Capture).
+		querycache.Untracked(db.Statement.Context, "not_cached")
 		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		if err != nil {
 			db.AddError(err)
@@ -165,9 +168,11 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 	case handled:
 		// error already added
 	case isRows:
+		querycache.Untracked(db.Statement.Context, "not_cached")
 		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		p.recordRawWrite(db, raw, info, true)
 	default:
+		querycache.Untracked(db.Statement.Context, "not_cached")
 		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		p.recordRawWrite(db, raw, info, true)
 	}

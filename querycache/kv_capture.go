@@ -1,0 +1,163 @@
+package querycache
+
+import (
+	"context"
+	"slices"
+)
+
+// DependsOnCapture declares that the value was computed by work that ran
+// with cap's context (WithCapture): it depends on every version cap
+// recorded, at the token cap recorded, so a write that committed while the
+// work ran leaves the value stale at once.
+func DependsOnCapture(cap *Capture) KVOption {
+	return func(o *kvCall) {
+		if cap == nil {
+			return
+		}
+		names, tokens := cap.Versions()
+		if o.fixed == nil {
+			o.fixed = make(map[string]uint64, len(names))
+		}
+		epoch := o.ns.Epoch()
+		for i, n := range names {
+			if _, ok := o.fixed[n]; !ok {
+				o.fixed[n] = tokens[i]
+			}
+			if n != epoch {
+				o.deps = append(o.deps, n)
+			}
+		}
+	}
+}
+
+// GetOrSetCaptured is GetOrSet for a value whose dependencies are not
+// declared but captured: fill runs with a context that records what it
+// reads from the cache (WithCapture: the GORM plugin's cached queries,
+// low-level values, nested captured values), and the value is stored
+// against exactly that, with the DependsOn options added. It is what the
+// page and fragment caches are built on.
+//
+// A fill that read anything without the cache (Capture.Untracked: a query
+// not marked cacheable, say) is returned but not stored, and counted as
+// the refusal "untracked": no version would stand for what it showed.
+//
+// The captures of the caller's context record what the value depends on,
+// on a hit as on a fill, so captured values nest.
+func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx context.Context) ([]byte, error), opts ...KVOption) (value []byte, hit bool, err error) {
+	o, err := kv.call(opts)
+	if err != nil {
+		return nil, false, err
+	}
+	if kv.c.isClosed() {
+		kv.c.stats.bypasses.add("closed")
+		Untracked(ctx, "closed")
+		kv.c.stats.fills.Add(1)
+		b, err := fill(ctx)
+		return b, false, err
+	}
+	name := kv.name(key, o)
+	r, err := kv.read(ctx, name, nil) // records what a hit depends on
+	if err != nil {
+		kv.failed(ctx, "get_or_set", err)
+	}
+	if err == nil && r.alive {
+		kv.c.stats.hits.Add(1)
+		return slices.Clone(r.v.value), true, nil
+	}
+	kv.c.stats.misses.Add(1)
+
+	leader := false
+	res, ferr, _ := kv.flight.Do("\x00captured\x00"+name, func() (any, error) {
+		leader = true
+		return kv.fillCaptured(ctx, name, o, fill)
+	})
+	if ferr != nil && !leader {
+		kv.c.stats.fills.Add(1)
+		b, err := fill(ctx) // our own: another caller's failure is not ours
+		return b, false, err
+	}
+	if ferr != nil {
+		return nil, false, ferr
+	}
+	f := res.(capturedFill)
+	if !leader {
+		// The leader's fill recorded into the leader's captures only.
+		record(ctx, f.names, f.tokens)
+		for _, why := range f.untracked {
+			Untracked(ctx, why)
+		}
+	}
+	return slices.Clone(f.value), false, nil
+}
+
+type capturedFill struct {
+	value     []byte
+	names     []string // the epoch first
+	tokens    []uint64
+	untracked []string
+}
+
+func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, fill func(ctx context.Context) ([]byte, error)) (capturedFill, error) {
+	cctx, cp := WithCapture(ctx)
+	// The declared dependencies are read before the fill, like GetOrSet's.
+	epoch := kv.c.ns.Epoch()
+	declared := append([]string{epoch}, o.deps...)
+	if _, tokens, err := kv.st.Fetch(ctx, "", declared); err == nil {
+		record(cctx, declared, tokens)
+	} else {
+		kv.failed(ctx, "get_or_set", err)
+		Untracked(cctx, "store_error")
+	}
+	kv.c.stats.fills.Add(1)
+	b, err := fill(cctx)
+	if err != nil {
+		return capturedFill{}, err
+	}
+	names, tokens := cp.Versions()
+	n, why := cp.Untracked()
+	f := capturedFill{value: b, untracked: why}
+	if n > 0 && len(why) == 0 {
+		f.untracked = []string{"untracked"}
+	}
+	// The epoch first, then the dependencies sorted: the layout of a
+	// value's entry (kvValue).
+	byName := make(map[string]uint64, len(names))
+	for i, nm := range names {
+		byName[nm] = tokens[i]
+	}
+	et, ok := byName[epoch]
+	if !ok {
+		return f, nil // nothing read the epoch: the store failed
+	}
+	deps := make([]string, 0, len(names))
+	for _, nm := range names {
+		if nm != epoch {
+			deps = append(deps, nm)
+		}
+	}
+	slices.Sort(deps)
+	f.names = append([]string{epoch}, deps...)
+	f.tokens = make([]uint64, len(f.names))
+	f.tokens[0] = et
+	for i, d := range deps {
+		f.tokens[i+1] = byName[d]
+	}
+	switch {
+	case n > 0:
+		kv.c.stats.refusals.add("untracked")
+	case len(deps) > maxKVDeps:
+		kv.c.stats.refusals.add("too_many_versions")
+	case kv.check(b) != nil:
+		kv.c.stats.refusals.add("too_large")
+	case kv.c.pending.covers(f.names, epoch):
+		kv.c.stats.bypasses.add("undelivered_invalidation")
+	default:
+		raw := kv.encode(kindBytes, b, deps, f.tokens, kv.c.now(), o.ttl)
+		if err := kv.put(ctx, name, raw, o.ttl, f.names); err != nil {
+			kv.failed(ctx, "get_or_set", err)
+		} else {
+			kv.c.stats.stores.Add(1)
+		}
+	}
+	return f, nil
+}
