@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -259,6 +260,9 @@ func TestBenchQueriesFile(t *testing.T) {
 		{"1 a: SELECT * FROM t FOR UPDATE", "locking read"},
 		{"1 a: SELECT {{int 5 1}}", "upper bound is below"},
 		{"1 a: SELECT {{str x}}", "unknown template"},
+		{"1 a: SELECT {{int 1 99999999999999999999}}", "not a 64-bit integer"},
+		{"1 a: SELECT {{int -9223372036854775808 9223372036854775807}}", "too wide"},
+		{"1 a: ;", "no statement"},
 	} {
 		_, err := parseQueries(c.text)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -295,4 +299,41 @@ func TestBenchUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"bench", "-h"}, &out, &errOut); code != exitOK || !strings.Contains(errOut.String(), "-write-ratio") {
 		t.Errorf("bench -h: exit %d, %q", code, errOut.String())
 	}
+}
+
+// FuzzBenchQueries feeds the --queries parser arbitrary files: it never
+// panics, and whatever it accepts is a single read-only statement whose
+// templates have all become bound parameters with ordered bounds.
+func FuzzBenchQueries(f *testing.F) {
+	for _, s := range []string{
+		"1 a: SELECT 1",
+		"2.5 one: SELECT * FROM t WHERE id = {{int 3 7}}\n# c\n1 two: WITH a AS (SELECT 1) SELECT * FROM a",
+		"1 a: ;",
+		"1 a: (",
+		"1 a: SELECT '{{int 1 2}}'",
+		"1 a: SELECT {{int 9223372036854775807 9223372036854775807}}",
+		"1 a: SELECT 'it''s'; DELETE FROM t",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		qs, err := parseQueries(text)
+		if err != nil {
+			return
+		}
+		for _, q := range qs {
+			if strings.Contains(q.sql, "{{") || q.weight <= 0 || q.name == "" {
+				t.Fatalf("accepted %+v", q)
+			}
+			if err := checkReadOnly(q.sql); err != nil {
+				t.Fatalf("accepted %q, which the check refuses: %v", q.sql, err)
+			}
+			for _, p := range q.args {
+				if p.hi < p.lo || p.hi-p.lo+1 <= 0 {
+					t.Fatalf("accepted bounds %v", p)
+				}
+			}
+			q.bind(rand.New(rand.NewPCG(1, 2))) // never panics
+		}
+	})
 }

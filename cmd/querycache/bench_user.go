@@ -71,10 +71,15 @@ func parseQueries(text string) ([]userQuery, error) {
 		var perr error
 		q = intTemplate.ReplaceAllStringFunc(q, func(m string) string {
 			sub := intTemplate.FindStringSubmatch(m)
-			lo, _ := strconv.ParseInt(sub[1], 10, 64)
-			hi, _ := strconv.ParseInt(sub[2], 10, 64)
-			if hi < lo {
+			lo, err1 := strconv.ParseInt(sub[1], 10, 64)
+			hi, err2 := strconv.ParseInt(sub[2], 10, 64)
+			switch {
+			case err1 != nil || err2 != nil:
+				perr = fmt.Errorf("line %d: %s: a bound is not a 64-bit integer", n, m)
+			case hi < lo:
 				perr = fmt.Errorf("line %d: %s: the upper bound is below the lower one", n, m)
+			case hi-lo+1 <= 0:
+				perr = fmt.Errorf("line %d: %s: the range is too wide", n, m)
 			}
 			uq.args = append(uq.args, intParam{lo, hi})
 			return "?"
@@ -109,7 +114,11 @@ func parseQueries(text string) ([]userQuery, error) {
 // without a writing keyword. Literal strings are left out of the check.
 func checkReadOnly(q string) error {
 	noLit := regexp.MustCompile(`'([^']|'')*'`).ReplaceAllString(q, "''")
-	first := strings.ToUpper(strings.Fields(strings.TrimLeft(noLit, "( \t"))[0])
+	words := strings.Fields(strings.TrimLeft(noLit, "( \t"))
+	if len(words) == 0 {
+		return fmt.Errorf("no statement")
+	}
+	first := strings.ToUpper(words[0])
 	if first != "SELECT" && first != "WITH" {
 		return fmt.Errorf("only read-only SELECT statements are run, not %q", first)
 	}
