@@ -667,3 +667,58 @@ func TestKVCaptureKeepsTheTokensRead(t *testing.T) {
 		kvMustMiss(t, kv, "set-captured")
 	})
 }
+
+// TestKVGetOrSetLeaseAcrossCaches: two caches on one Redis (two processes)
+// missing one key at once make one fill: the other waits for its value
+// under the lease.
+func TestKVGetOrSetLeaseAcrossCaches(t *testing.T) {
+	t.Parallel()
+	prefix := testenv.TestPrefix(t)
+	open := func() *querycache.Cache {
+		c, err := querycache.New(querycache.Options{
+			Store:     querycache.NewRedisStore(kvRedisClient(t), querycache.RedisOptions{Timeout: 5 * time.Second}),
+			Prefix:    prefix,
+			LeaseWait: 10 * time.Second,
+		})
+		must(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := open(), open()
+	var fills atomic.Int64
+	started := make(chan struct{})
+	release := make(chan struct{})
+	fill := func(context.Context) ([]byte, error) {
+		if fills.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return []byte("filled"), nil
+	}
+	var wg sync.WaitGroup
+	got := make([]string, 2)
+	for i, c := range []*querycache.Cache{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 1 {
+				<-started // the other process holds the lease
+			}
+			v, _, err := c.KV().GetOrSet(bg, "report", fill)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = string(v)
+		}()
+	}
+	<-started
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Stats().LeaseWaits == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if fills.Load() != 1 || got[0] != "filled" || got[1] != "filled" {
+		t.Fatalf("%d fills, values %q; want one fill shared through the lease", fills.Load(), got)
+	}
+}
