@@ -13,10 +13,10 @@ func FuzzDecodeKV(f *testing.F) {
 	f.Add(encodeKV(kindBytes, nil, []byte("v")))
 	f.Add(encodeKV(kindCodec, []string{"p:v:tbl:users"}, []byte{0xa1, 0x61, 0x61, 0x01}))
 	f.Add(encodeKV(kindBytes, []string{"a", "b", "c"}, nil))
-	f.Add([]byte("K\x01\x00\x02\x01b\x01a"))      // unsorted names: rejected
-	f.Add([]byte("K\x01\x00\x02\x01a\x01a"))      // duplicate: rejected
-	f.Add([]byte("K\x01\x00\x80\x00"))            // non-minimal count: rejected
-	f.Add([]byte("K\x01\x02\x00"))                // unknown kind: rejected
+	f.Add([]byte("K\x01\x00\x02\x01b\x01a"))       // unsorted names: rejected
+	f.Add([]byte("K\x01\x00\x02\x01a\x01a"))       // duplicate: rejected
+	f.Add([]byte("K\x01\x00\x80\x00"))             // non-minimal count: rejected
+	f.Add([]byte("K\x01\x02\x00"))                 // unknown kind: rejected
 	f.Add([]byte("K\x01\x00\x01\xff\xff\xff\x0f")) // a name longer than the data
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := decodeKV(b)
