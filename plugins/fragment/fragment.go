@@ -1,0 +1,277 @@
+// Package fragment caches rendered html/template fragments, Django's
+// {% cache %} tag done the querycache way: a fragment is stored against
+// what its data was read from, not only for a TTL, so a write to any row
+// or table it showed re-renders it at once, and a write to anything else
+// leaves it cached.
+//
+// # How a fragment is computed
+//
+// A fragment is a named template plus a loader. The page calls
+//
+//	{{fragment $.Ctx "sidebar" .User.ID}}
+//
+// and the fragment cache, on a miss, calls the sidebar's loader with the
+// request's context and the vary-on arguments (.User.ID), then executes
+// the template named "sidebar" with what the loader returned. The loader
+// makes its GORM queries with db.WithContext(ctx) and marks them
+// cacheable (gormcache.Cacheable, WithCache, CacheModels); the context
+// carries a querycache capture, so every query it makes (and every
+// low-level value it reads through querycache.KV) records the version of
+// what it read. The rendered HTML is stored against exactly those
+// versions (querycache.KV.GetOrSetCaptured): a later write through the
+// plugin to one of those rows or tables invalidates it.
+//
+// Because the template sees only what the loader returned, a fragment is
+// a function of its name, its vary-on arguments and the database state it
+// read. That is why the arguments are the loader's input, and why they
+// are restricted to plain values (strings, numbers, booleans, byte
+// slices): Django's cache tag lets the fragment also use the rest of the
+// page's context, whose variations then silently share one entry.
+//
+// # What is not cached
+//
+//   - A loader that reads anything without the cache (a query not marked
+//     cacheable, one inside a transaction; or anything the loader reports
+//     with querycache.Untracked, e.g. a call to another service) still
+//     renders, but the fragment is not stored: no version stands for what
+//     it showed. Wrap such calls in querycache.Remember (with a TTL) to make
+//     them cacheable.
+//   - A loader or template that fails: the error is returned to the page's
+//     Execute (the page fails to render) and nothing is stored.
+//
+// # Escaping
+//
+// The fragment's template is executed by html/template, which escapes
+// everything the loader's data puts in it; the fragment function returns
+// that output as template.HTML, so the page does not escape it a second
+// time. Nothing else is marked safe: the loader's data is never inserted
+// without going through the fragment's template. Call the fragment
+// function where HTML may appear (element content); in an attribute or a
+// script html/template treats template.HTML as it always does (it strips
+// tags or quotes it).
+//
+// The rendered HTML is stored under keys of the KV given to New that begin
+// with "fragment\x00"; anything stored there is served as HTML. Give the
+// fragments a KV of their own (querycache.NewKV with a Prefix) if other
+// code writes arbitrary keys into the same KV.
+//
+// # Pages
+//
+// Fragments nest in captures: a fragment rendered inside a page cached by
+// plugins/httpcache (or any querycache.WithCapture context) adds its
+// dependencies to the page's, on a hit as on a miss, so the page is
+// invalidated by a write to what the fragment showed even when the
+// fragment came from the cache.
+package fragment
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"html/template"
+	"math"
+	"reflect"
+	"sync"
+
+	"querycache.dev/querycache"
+)
+
+// Loader computes the data a fragment's template is executed with, from
+// the vary-on arguments the page passed. Its database queries must use
+// ctx (db.WithContext(ctx)) and be marked cacheable: the context records
+// what they read, and the fragment is stored against that.
+type Loader func(ctx context.Context, args ...any) (any, error)
+
+// Options configures a Cache. The zero value is usable.
+type Options struct {
+	// FuncName is the name of the template function FuncMap returns.
+	// Default "fragment".
+	FuncName string
+	// MaxArgs bounds the vary-on arguments of one call. Default 16.
+	MaxArgs int
+}
+
+// Cache renders registered fragments once per name, vary-on arguments
+// and state of what they read, and serves them from a querycache.KV
+// until a write invalidates them or their TTL ends. It is safe for
+// concurrent use.
+type Cache struct {
+	kv   *querycache.KV
+	opts Options
+
+	mu    sync.RWMutex
+	frags map[string]*frag
+}
+
+type frag struct {
+	name string
+	tmpl *template.Template
+	load Loader
+	opts []querycache.KVOption
+}
+
+// New returns a fragment cache storing its fragments in kv (their
+// lifetime is kv's TTL unless Register says otherwise).
+func New(kv *querycache.KV, opts Options) (*Cache, error) {
+	if kv == nil {
+		return nil, errors.New("fragment.New: the KV is nil; pass cache.KV() or one made with querycache.NewKV")
+	}
+	if opts.FuncName == "" {
+		opts.FuncName = "fragment"
+	}
+	if opts.MaxArgs < 0 {
+		return nil, fmt.Errorf("fragment.New: Options.MaxArgs is %d; use a positive number, or 0 for 16", opts.MaxArgs)
+	}
+	if opts.MaxArgs == 0 {
+		opts.MaxArgs = 16
+	}
+	return &Cache{kv: kv, opts: opts, frags: make(map[string]*frag)}, nil
+}
+
+// Register declares the fragment name: its HTML is what t's template
+// named name renders (t.ExecuteTemplate(w, name, data)) with the data load
+// returns. t is usually the page's own template set, parsed with
+// FuncMap, in which {{define "name"}} gives the fragment's markup.
+//
+// opts apply to every store of the fragment: querycache.WithTTL for its
+// lifetime, querycache.DependsOn for tables its loader reads without the
+// cache's knowledge but which should invalidate it, querycache.WithVersion.
+func (c *Cache) Register(name string, t *template.Template, load Loader, opts ...querycache.KVOption) error {
+	switch {
+	case name == "":
+		return errors.New("fragment: Register needs a name")
+	case t == nil:
+		return fmt.Errorf("fragment: Register(%q): the template is nil", name)
+	case t.Lookup(name) == nil:
+		return fmt.Errorf("fragment: Register(%q): the template set %q has no template named %q; add {{define %q}}...{{end}}", name, t.Name(), name, name)
+	case load == nil:
+		return fmt.Errorf("fragment: Register(%q): the loader is nil", name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.frags[name]; ok {
+		return fmt.Errorf("fragment: Register(%q): a fragment of that name is registered already", name)
+	}
+	c.frags[name] = &frag{name: name, tmpl: t, load: load, opts: opts}
+	return nil
+}
+
+// FuncMap returns the template function (named Options.FuncName,
+// "fragment" by default) to add to the page's templates with Funcs
+// before they are parsed:
+//
+//	{{fragment $.Ctx "sidebar" .User.ID}}
+//
+// Its arguments are the request's context (the page's data must carry
+// it), the fragment's name and its vary-on arguments. It returns the
+// fragment's HTML, or an error that stops the page's execution.
+func (c *Cache) FuncMap() template.FuncMap {
+	return template.FuncMap{c.opts.FuncName: c.Render}
+}
+
+// Render returns the HTML of fragment name for the vary-on arguments
+// args: from the cache when it holds a rendering that no write has
+// invalidated since, otherwise by calling the fragment's loader with ctx
+// and args and executing its template, then storing the result against
+// what the loader read (unless it read something without the cache).
+func (c *Cache) Render(ctx context.Context, name string, args ...any) (template.HTML, error) {
+	if ctx == nil {
+		return "", fmt.Errorf("fragment %q: the context is nil; pass the request's context (e.g. {{fragment $.Ctx %q ...}})", name, name)
+	}
+	c.mu.RLock()
+	f := c.frags[name]
+	c.mu.RUnlock()
+	if f == nil {
+		return "", fmt.Errorf("fragment %q is not registered (Cache.Register)", name)
+	}
+	if len(args) > c.opts.MaxArgs {
+		return "", fmt.Errorf("fragment %q: %d vary-on arguments; at most %d", name, len(args), c.opts.MaxArgs)
+	}
+	key, err := Key(name, args...)
+	if err != nil {
+		return "", err
+	}
+	b, _, err := c.kv.GetOrSetCaptured(ctx, key, func(ctx context.Context) ([]byte, error) {
+		data, err := f.load(ctx, args...)
+		if err != nil {
+			return nil, fmt.Errorf("fragment %q: loader: %w", name, err)
+		}
+		var buf bytes.Buffer
+		if err := f.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+			return nil, fmt.Errorf("fragment %q: %w", name, err)
+		}
+		return buf.Bytes(), nil
+	}, f.opts...)
+	if err != nil {
+		return "", err
+	}
+	// b is what html/template wrote: escaped HTML, safe to insert as is.
+	return template.HTML(b), nil
+}
+
+// Key returns the querycache.KV key a fragment is stored under:
+// "fragment", the name and a SHA-256 of an unambiguous encoding of the
+// vary-on arguments, each with its type (so "1" and 1, or ("a:b") and
+// ("a", "b"), are different fragments). Only plain values are accepted:
+// booleans, integers, floats, strings and byte slices, and named types
+// of those; anything else (a struct, a pointer, nil) is an error, since
+// no encoding of it is certain to tell two different values apart.
+func Key(name string, args ...any) (string, error) {
+	h := sha256.New()
+	var buf []byte
+	buf = appendBytes(buf, []byte(name))
+	for i, a := range args {
+		var err error
+		buf, err = appendArg(buf, a)
+		if err != nil {
+			return "", fmt.Errorf("fragment %q: vary-on argument %d: %w", name, i+1, err)
+		}
+	}
+	h.Write(buf)
+	return "fragment\x00" + name + "\x00" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)), nil
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendArg appends the type of a (its package path and name for a named
+// type) and its value, each length-prefixed.
+func appendArg(b []byte, a any) ([]byte, error) {
+	if a == nil {
+		return nil, errors.New("nil; pass a plain value (an ID, a string)")
+	}
+	v := reflect.ValueOf(a)
+	t := v.Type()
+	b = appendBytes(b, []byte(t.PkgPath()+"."+t.String()))
+	var val []byte
+	switch t.Kind() {
+	case reflect.Bool:
+		if v.Bool() {
+			val = []byte{1}
+		} else {
+			val = []byte{0}
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		val = binary.BigEndian.AppendUint64(nil, uint64(v.Int()))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		val = binary.BigEndian.AppendUint64(nil, v.Uint())
+	case reflect.Float32, reflect.Float64:
+		val = binary.BigEndian.AppendUint64(nil, math.Float64bits(v.Float()))
+	case reflect.String:
+		val = []byte(v.String())
+	case reflect.Slice:
+		if t.Elem().Kind() != reflect.Uint8 {
+			return nil, fmt.Errorf("a %s; pass plain values (strings, numbers, booleans, []byte)", t)
+		}
+		val = v.Bytes()
+	default:
+		return nil, fmt.Errorf("a %s; pass plain values (strings, numbers, booleans, []byte): the loader computes the fragment's data from them", t)
+	}
+	return appendBytes(b, val), nil
+}
