@@ -495,11 +495,16 @@ type progress struct {
 	w        io.Writer
 	enabled  bool
 	terminal bool
+	every    time.Duration
 }
 
 func newProgress(w io.Writer, mode string) *progress {
 	term := isTerminal(w)
-	return &progress{w: w, terminal: term, enabled: mode == "on" || mode == "auto" && term}
+	every := time.Second
+	if term {
+		every = 200 * time.Millisecond
+	}
+	return &progress{w: w, terminal: term, enabled: mode == "on" || mode == "auto" && term, every: every}
 }
 
 func isTerminal(w io.Writer) bool {
@@ -516,15 +521,11 @@ func (p *progress) run(line func(time.Time) string) (stop func()) {
 	if p == nil || !p.enabled {
 		return func() {}
 	}
-	every := time.Second
-	if p.terminal {
-		every = 200 * time.Millisecond
-	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(every)
+		t := time.NewTicker(p.every)
 		defer t.Stop()
 		for {
 			select {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,8 +45,9 @@ func parseSummary(t *testing.T, out string) benchSummary {
 }
 
 // runBenchCmd runs "querycache bench args..." as main does and returns its
-// output; it fails the test unless the exit status is 0.
-func runBenchCmd(t *testing.T, args ...string) string {
+// output and its standard error; it fails the test unless the exit status
+// is 0.
+func runBenchCmd(t *testing.T, args ...string) (stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), append([]string{"bench"}, args...), &out, &errOut)
@@ -53,7 +55,7 @@ func runBenchCmd(t *testing.T, args ...string) string {
 		t.Fatalf("bench %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, code, out.String(), errOut.String())
 	}
 	t.Logf("bench %q:\n%s", args, out.String())
-	return out.String()
+	return out.String(), errOut.String()
 }
 
 // checkReport checks that the HTML report exists, is self-contained, and
@@ -86,8 +88,14 @@ func checkReport(t *testing.T, path string) {
 // answers some of them.
 func TestBenchNews(t *testing.T) {
 	report := filepath.Join(t.TempDir(), "report.html")
-	out := runBenchCmd(t, "-users", "3", "-ramp", "200ms", "-duration", "2s", "-articles", "400",
-		"-write-ratio", "0.05", "-out", report, "-progress", "off")
+	out, progressOut := runBenchCmd(t, "-users", "3", "-ramp", "200ms", "-duration", "2s", "-articles", "400",
+		"-write-ratio", "0.05", "-out", report, "-progress", "on")
+	// -progress on, to a pipe (not a terminal): a line a second per phase,
+	// and no terminal control characters.
+	if !regexp.MustCompile(`(?m)^uncached .*users 3/3\s+requests \d+`).MatchString(progressOut) ||
+		!regexp.MustCompile(`(?m)^cached .*requests \d+`).MatchString(progressOut) || strings.ContainsAny(progressOut, "\r\033") {
+		t.Errorf("progress lines on stderr:\n%q", progressOut)
+	}
 	for _, want := range []string{"p50", "p90", "p99", "req/s", "statements/req", "hit ratio", "homepage", "article", "author", "publish (w)", "comment (w)", "report: " + report} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the output has no %q", want)
@@ -138,7 +146,7 @@ func TestBenchUserDatabase(t *testing.T) {
 	}
 	check := func(t *testing.T, dsn string) {
 		report := filepath.Join(t.TempDir(), "user.html")
-		out := runBenchCmd(t, "--dsn", dsn, "--queries", queries, "-users", "2", "-ramp", "100ms", "-duration", "1s", "-out", report, "-progress", "off")
+		out, _ := runBenchCmd(t, "--dsn", dsn, "--queries", queries, "-users", "2", "-ramp", "100ms", "-duration", "1s", "-out", report, "-progress", "off")
 		for _, want := range []string{"by_id", "newest", "count_cheap", "3 queries from"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the output has no %q", want)
@@ -267,6 +275,57 @@ func TestBenchQueriesFile(t *testing.T) {
 		_, err := parseQueries(c.text)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v, want %q", c.text, err, c.want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestBenchProgress checks the progress line's modes: off, and auto on
+// something that is not a terminal, print nothing; on a terminal the line
+// is rewritten in place (\r, erase to the end of the line) and ends with a
+// newline.
+func TestBenchProgress(t *testing.T) {
+	for _, mode := range []string{"off", "auto"} {
+		var b syncBuffer
+		p := newProgress(&b, mode)
+		stop := p.run(func(time.Time) string { return "line" })
+		stop()
+		if p.enabled || b.String() != "" {
+			t.Errorf("-progress %s to a buffer: enabled %v, printed %q", mode, p.enabled, b.String())
+		}
+	}
+	for _, term := range []bool{false, true} {
+		var b syncBuffer
+		p := &progress{w: &b, enabled: true, terminal: term, every: time.Millisecond}
+		n := 0
+		stop := p.run(func(time.Time) string { n++; return fmt.Sprintf("line %d", n) })
+		for !strings.Contains(b.String(), "line 3") {
+			time.Sleep(time.Millisecond)
+		}
+		stop()
+		got := b.String()
+		if term && (!strings.HasPrefix(got, "\rline 1\033[K\rline 2\033[K") || !strings.HasSuffix(got, "\033[K\n")) {
+			t.Errorf("on a terminal: %q", got)
+		}
+		if !term && !strings.HasPrefix(got, "line 1\nline 2\nline 3\n") {
+			t.Errorf("not on a terminal: %q", got)
 		}
 	}
 }
