@@ -1,0 +1,739 @@
+// Package httpcache is a page cache for net/http that invalidates itself:
+// Django's cache_page (per route, Cache.Page) and its site-wide cache
+// middleware (Cache.Middleware), built on querycache's dependency capture.
+//
+// While a handler renders a page, every cached GORM query it makes and
+// every low-level value it reads records, on the request's context, the
+// versions of the tables and rows it read. The page is stored against
+// exactly those versions, with the tokens they had when read, so a GORM
+// write to anything the page showed invalidates the page at once: no TTL
+// wait, no key to delete. The TTL only bounds how long an unread page
+// keeps memory.
+//
+// # The handler must query with the request's context
+//
+// Capture works through the context. A handler behind this middleware
+// must make its queries with the request's context:
+//
+//	db.WithContext(r.Context()).Scopes(gormcache.Cacheable()).Find(&articles)
+//
+// A query made with another context (context.Background(), a context kept
+// from elsewhere) is invisible to the page cache: the page would be stored
+// without depending on it, and a write to what that query read would not
+// invalidate the page. Reads the plugin makes without the cache (queries
+// not marked cacheable, queries inside a transaction) are seen and counted
+// as untracked: such a page is sent but not stored (CacheUntracked stores
+// it for its TTL anyway).
+//
+// # What is cached
+//
+// A page is keyed by the scheme, host, path and query string (its
+// parameters sorted by name, the values of one name kept in order), the
+// user when PerUser is set, and the values of the request headers the
+// response names in Vary (the list is remembered per URL, as Django does).
+// HEAD is answered from GET's entry. Only GET and HEAD requests are
+// looked up; a request that carries credentials (an Authorization or a
+// Cookie header) is not, unless PerUser names its user.
+//
+// A response is stored only when its status is one of Statuses (200 by
+// default), it sets no cookie, its Cache-Control says none of private,
+// no-store, no-cache or max-age=0, its Vary is not "*", it has no
+// trailers, its body is at most MaxBodyBytes, and the handler neither
+// flushed it (streaming: the response then goes to the client as it is
+// written) nor hijacked the connection. Such a response is sent as the
+// handler made it.
+//
+// Every response that may be stored gets a strong ETag (a hash of the
+// body, unless the handler set its own) and If-None-Match is answered with
+// 304, on hits and on fresh renders. The X-Querycache header says "hit",
+// "miss" or "bypass"; X-Querycache-Reason says why a page was not looked
+// up or not stored.
+//
+// A client's Cache-Control: no-cache is ignored by default: pages are
+// never stale with respect to the writes the cache sees, and a request
+// header must not let any client send every request to the database.
+// HonorClientNoCache makes such requests render afresh, without storing.
+//
+// Concurrent misses of one page in a process run the handler once and
+// share its response; that is correct only because a page is keyed by
+// everything it may vary on (a response that varies on something else
+// must say so in Vary, or carry Cache-Control: private).
+package httpcache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"querycache.dev/querycache"
+)
+
+// HeaderName is the response header that says how the page cache answered:
+// "hit", "miss" or "bypass".
+const HeaderName = "X-Querycache"
+
+// ReasonHeader is the response header that says why a page was not looked
+// up ("method", "authenticated", ...) or not stored ("set_cookie",
+// "private", "untracked", ...).
+const ReasonHeader = "X-Querycache-Reason"
+
+// DefaultMaxBodyBytes is the largest body stored when MaxBodyBytes is not
+// given.
+const DefaultMaxBodyBytes = 1 << 20
+
+// maxVary bounds the headers a page may vary on.
+const maxVary = 16
+
+// Cache is a page cache on a querycache.Cache. Create it with New; make
+// handlers with Middleware (site-wide, or per route) and Page (per
+// route, Django's cache_page). It is safe for concurrent use.
+type Cache struct {
+	qc   *querycache.Cache
+	kv   *querycache.KV
+	base config
+}
+
+type config struct {
+	ttl            time.Duration
+	maxBody        int
+	perUser        func(*http.Request) (string, bool)
+	statuses       []int
+	cacheUntracked bool
+	clientNoCache  bool
+	err            error
+}
+
+// Option configures a Cache (New) or one route (Middleware, Page), whose
+// options are applied after the Cache's.
+type Option func(*config)
+
+// TTL sets how long a stored page lives when no write invalidates it
+// before. Default: the querycache.Cache's DefaultTTL.
+func TTL(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 && c.err == nil {
+			c.err = fmt.Errorf("httpcache.TTL(%v): use a positive duration", d)
+		}
+		c.ttl = d
+	}
+}
+
+// MaxBodyBytes sets the largest body stored (default DefaultMaxBodyBytes).
+// A larger response is sent to the client as the handler writes it and
+// not stored. The querycache.Cache's MaxEntryBytes applies too.
+func MaxBodyBytes(n int) Option {
+	return func(c *config) {
+		if n <= 0 && c.err == nil {
+			c.err = fmt.Errorf("httpcache.MaxBodyBytes(%d): use a positive size", n)
+		}
+		c.maxBody = n
+	}
+}
+
+// PerUser caches pages of authenticated requests, one per user: user
+// returns the id of the request's user (from its session cookie, its
+// token, ...) and ok; the id becomes part of the page's key, so no user is
+// ever served another's page. A request with credentials for which user
+// reports !ok is not looked up (it may be a user the function does not
+// know); one without credentials is cached as anonymous.
+func PerUser(user func(r *http.Request) (id string, ok bool)) Option {
+	return func(c *config) { c.perUser = user }
+}
+
+// Statuses sets the response statuses that may be stored (default 200
+// only, as Django). Allowed: 200, 203, 204, 300, 301, 308, 404, 405, 410,
+// 414, 501 (the statuses HTTP calls cacheable by default).
+func Statuses(codes ...int) Option {
+	return func(c *config) {
+		for _, s := range codes {
+			switch s {
+			case 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501:
+			default:
+				if c.err == nil {
+					c.err = fmt.Errorf("httpcache.Statuses: %d is not a status HTTP lets a cache store by default", s)
+				}
+			}
+		}
+		c.statuses = slices.Clone(codes)
+	}
+}
+
+// CacheUntracked stores pages whose handler read something without the
+// cache (a query not marked cacheable, a query in a transaction, ...).
+// Such a page is still invalidated by writes to what its tracked reads
+// read, but a write to what its untracked reads read is NOT seen: the page
+// may be stale until its TTL ends. Use it only with a TTL you can accept
+// as staleness.
+func CacheUntracked() Option {
+	return func(c *config) { c.cacheUntracked = true }
+}
+
+// HonorClientNoCache makes a request whose Cache-Control says no-cache or
+// no-store (or whose Pragma says no-cache) bypass the cache: the handler
+// renders the page, which is neither served from nor stored in the cache.
+// By default such request headers are ignored (see the package comment).
+func HonorClientNoCache() Option {
+	return func(c *config) { c.clientNoCache = true }
+}
+
+// New returns a page cache storing its pages in c's store, under the
+// low-level API's prefix "page". opts are the defaults of every route.
+func New(c *querycache.Cache, opts ...Option) (*Cache, error) {
+	if c == nil {
+		return nil, errors.New("httpcache.New: the cache is nil; pass the *querycache.Cache querycache.New returned")
+	}
+	kv, err := querycache.NewKV(c, querycache.KVOptions{Prefix: "page"})
+	if err != nil {
+		return nil, fmt.Errorf("httpcache.New: %w", err)
+	}
+	base := config{maxBody: DefaultMaxBodyBytes, statuses: []int{http.StatusOK}}
+	for _, o := range opts {
+		o(&base)
+	}
+	if base.err != nil {
+		return nil, base.err
+	}
+	return &Cache{qc: c, kv: kv, base: base}, nil
+}
+
+// Middleware returns the page cache as middleware, for the standard mux
+// (wrap the mux: site-wide, Django's cache middleware), chi (r.Use, or
+// r.With per route) or any router taking func(http.Handler) http.Handler.
+// opts apply to the pages of this middleware only. It panics if an option
+// is invalid (a TTL or size that is not positive, a status that may not be
+// stored): that is a programming error, found at start-up.
+func (pc *Cache) Middleware(opts ...Option) func(http.Handler) http.Handler {
+	cfg := pc.base
+	cfg.statuses = slices.Clone(cfg.statuses)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.err != nil {
+		panic(cfg.err)
+	}
+	return func(next http.Handler) http.Handler {
+		return &layer{pc: pc, cfg: cfg, next: next}
+	}
+}
+
+// Page caches one route's pages for ttl (Django's cache_page(ttl)).
+func (pc *Cache) Page(ttl time.Duration, h http.Handler, opts ...Option) http.Handler {
+	return pc.Middleware(append([]Option{TTL(ttl)}, opts...)...)(h)
+}
+
+// layer is one page cache in front of one handler.
+type layer struct {
+	pc   *Cache
+	cfg  config
+	next http.Handler
+}
+
+// depthKey counts the page caches a request went through: a page cache
+// inside another keys its pages apart (and does not wait on the outer
+// one's fill of the same URL).
+type depthKey struct{}
+
+func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	depth, _ := r.Context().Value(depthKey{}).(int)
+	ctx := context.WithValue(r.Context(), depthKey{}, depth+1)
+
+	user, why := l.eligible(r)
+	var query string
+	if why == "" {
+		var ok bool
+		if query, ok = canonicalQuery(r.URL.RawQuery); !ok {
+			why = "query"
+		}
+	}
+	if why != "" {
+		w.Header().Set(HeaderName, "bypass")
+		w.Header().Set(ReasonHeader, why)
+		l.next.ServeHTTP(w, r.WithContext(ctx))
+		return
+	}
+	base := baseKey(r, query, user, depth)
+	vary, known := l.varyList(ctx, base)
+	key := pageKey(base, vary, r)
+
+	if r.Method == http.MethodHead {
+		if b, ok, err := l.pc.kv.Get(ctx, key); err == nil && ok {
+			if rec, err := decodeRecord(b); err == nil {
+				l.serve(w, r, rec, "hit", "")
+				return
+			}
+		}
+		// A HEAD response has no body to store: the handler answers it.
+		w.Header().Set(HeaderName, "miss")
+		w.Header().Set(ReasonHeader, "head")
+		l.next.ServeHTTP(w, r.WithContext(ctx))
+		return
+	}
+
+	cctx, capture := querycache.WithCapture(ctx)
+	var mine *outcome // what this request's own handler run made, if it ran
+	fill := func(fctx context.Context) ([]byte, error) {
+		out := l.render(w, r, fctx, base, vary, known)
+		mine = out
+		switch {
+		case out.sent:
+			return nil, errSent
+		case out.why != "":
+			return nil, errNotStored
+		}
+		return encodeRecord(out.rec), nil
+	}
+	var kvOpts []querycache.KVOption
+	if l.cfg.ttl > 0 {
+		kvOpts = append(kvOpts, querycache.WithTTL(l.cfg.ttl))
+	}
+	b, hit, err := l.pc.kv.GetOrSetCaptured(cctx, key, fill, kvOpts...)
+	switch {
+	case mine != nil && mine.sent:
+		return // streamed, too large or hijacked: already with the client
+	case mine != nil && err != nil:
+		l.serveUnstored(w, r, mine)
+		return
+	case err != nil:
+		// The cache failed before running the handler: answer uncached.
+		w.Header().Set(HeaderName, "bypass")
+		w.Header().Set(ReasonHeader, "error")
+		l.next.ServeHTTP(w, r.WithContext(ctx))
+		return
+	}
+	rec, derr := decodeRecord(b)
+	if derr != nil {
+		// Garbage in the store (or a foreign value under the key): a miss.
+		_, _ = l.pc.kv.Delete(ctx, key)
+		if mine != nil {
+			l.serveUnstored(w, r, mine)
+			return
+		}
+		w.Header().Set(HeaderName, "miss")
+		w.Header().Set(ReasonHeader, "garbage")
+		l.next.ServeHTTP(w, r.WithContext(ctx))
+		return
+	}
+	if hit {
+		l.serve(w, r, rec, "hit", "")
+		return
+	}
+	reason := ""
+	if n, whys := capture.Untracked(); n > 0 {
+		// GetOrSetCaptured did not store it: something was read without
+		// the cache.
+		reason = "untracked"
+		if len(whys) > 0 {
+			reason += " (" + strings.Join(whys, ",") + ")"
+		}
+		if l.cfg.cacheUntracked && l.storeUntracked(ctx, key, b, capture, kvOpts) {
+			reason = ""
+		}
+	}
+	l.serve(w, r, rec, "miss", reason)
+}
+
+var (
+	errSent      = errors.New("httpcache: the response went to the client as it was written")
+	errNotStored = errors.New("httpcache: the response may not be stored")
+)
+
+// storeUntracked stores a page that read something without the cache, for
+// its TTL (CacheUntracked), against what its tracked reads read. It is
+// stored only if the capture holds the epoch the fill read before the
+// handler ran, so a write the cache knew of while rendering still leaves
+// it stale.
+func (l *layer) storeUntracked(ctx context.Context, key string, b []byte, capture *querycache.Capture, kvOpts []querycache.KVOption) bool {
+	names, _ := capture.Versions()
+	if !slices.Contains(names, l.pc.qc.Namespace().Epoch()) {
+		return false
+	}
+	opts := append(slices.Clone(kvOpts), querycache.DependsOnCapture(capture))
+	return l.pc.kv.Set(ctx, key, b, opts...) == nil
+}
+
+// eligible says whether r may be looked up: the user's id (PerUser), or
+// why not.
+func (l *layer) eligible(r *http.Request) (user, why string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return "", "method"
+	}
+	if r.Header.Get("Upgrade") != "" {
+		return "", "upgrade"
+	}
+	if l.cfg.clientNoCache && clientNoCache(r.Header) {
+		return "", "client_no_cache"
+	}
+	authed := r.Header.Get("Authorization") != "" || len(r.Header.Values("Cookie")) > 0
+	if l.cfg.perUser != nil {
+		if id, ok := l.cfg.perUser(r); ok {
+			return "u" + id, ""
+		}
+	}
+	if authed {
+		return "", "authenticated"
+	}
+	return "a", ""
+}
+
+func clientNoCache(h http.Header) bool {
+	for _, d := range directives(h.Values("Cache-Control")) {
+		if d.name == "no-cache" || d.name == "no-store" {
+			return true
+		}
+	}
+	for _, d := range directives(h.Values("Pragma")) {
+		if d.name == "no-cache" {
+			return true
+		}
+	}
+	return false
+}
+
+// outcome is what one run of the handler made.
+type outcome struct {
+	rec      record
+	sent     bool   // already with the client (pass-through)
+	why      string // why it may not be stored; "" if it may
+	eligible bool   // it passed the response rules (ETag and 304 apply)
+}
+
+// conditional are the request headers a shared render must not see: the
+// page is made for every request with its key, and the middleware answers
+// conditional requests itself.
+var conditional = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+
+// render runs the handler into a recorder, with fctx (which captures what
+// it reads), and checks its response against the rules.
+func (l *layer) render(w http.ResponseWriter, r *http.Request, fctx context.Context, base string, vary []string, known bool) *outcome {
+	req := r.WithContext(fctx)
+	req.Header = r.Header.Clone()
+	for _, h := range conditional {
+		req.Header.Del(h)
+	}
+	rec := newRecorder(w, l.cfg.maxBody, skipStored)
+	l.next.ServeHTTP(rec, req)
+	if rec.passed != "" {
+		return &outcome{sent: true, why: rec.passed}
+	}
+	out := &outcome{rec: rec.result()}
+	for k := range out.rec.header {
+		if skipStored(k) {
+			delete(out.rec.header, k)
+		}
+	}
+	out.why = l.refuse(out.rec)
+	if out.why == "" {
+		got, ok := parseVary(out.rec.header.Values("Vary"))
+		switch {
+		case !ok:
+			out.why = "vary"
+		case !known || !slices.Equal(got, vary):
+			// Remember what this URL varies on; the page was keyed by the
+			// old list, so it is not stored this time.
+			var opts []querycache.KVOption
+			if l.cfg.ttl > 0 {
+				opts = append(opts, querycache.WithTTL(l.cfg.ttl))
+			}
+			_ = l.pc.kv.Set(r.Context(), varyKey(base), []byte(strings.Join(got, "\n")), opts...)
+			if !slices.Equal(got, vary) {
+				out.why = "vary_changed"
+			}
+		}
+	}
+	if out.why == "" || out.why == "vary_changed" {
+		out.eligible = true
+		if et := out.rec.header.Get("Etag"); et != "" && validETag(et) {
+			out.rec.etag = et
+		} else {
+			sum := sha256.Sum256(out.rec.body)
+			out.rec.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+		}
+		delete(out.rec.header, "Etag")
+	}
+	return out
+}
+
+// skipStored names the headers never stored: the cache's own, hop-by-hop
+// ones, and Date (the server sets its own).
+func skipStored(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case HeaderName, ReasonHeader, "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Date":
+		return true
+	}
+	return false
+}
+
+// refuse says why a response may not be stored, or "".
+func (l *layer) refuse(rec record) string {
+	if !slices.Contains(l.cfg.statuses, rec.status) {
+		return "status_" + strconv.Itoa(rec.status)
+	}
+	h := rec.header
+	if len(h.Values("Set-Cookie")) > 0 {
+		return "set_cookie"
+	}
+	for _, d := range directives(h.Values("Cache-Control")) {
+		switch {
+		case d.name == "private":
+			return "private"
+		case d.name == "no-store":
+			return "no_store"
+		case d.name == "no-cache":
+			return "no_cache"
+		case d.name == "max-age" && strings.Trim(d.value, `"`) == "0":
+			return "max_age_0"
+		}
+	}
+	if len(h.Values("Trailer")) > 0 {
+		return "trailers"
+	}
+	if len(h) > maxHeaderKeys {
+		return "header"
+	}
+	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return "trailers"
+		}
+		if !validFieldName(k) || len(vs) > maxValues {
+			return "header"
+		}
+		for _, v := range vs {
+			if !validFieldValue([]byte(v)) {
+				return "header"
+			}
+		}
+	}
+	if cl := h.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(rec.body)) {
+		return "content_length"
+	}
+	if len(rec.body) > l.cfg.maxBody {
+		return "too_large"
+	}
+	return ""
+}
+
+// serve answers r with a page that may be stored (hit, or a fresh render).
+func (l *layer) serve(w http.ResponseWriter, r *http.Request, rec record, state, reason string) {
+	h := w.Header()
+	for k, vs := range rec.header {
+		h[k] = slices.Clone(vs)
+	}
+	h.Set(HeaderName, state)
+	if reason != "" {
+		h.Set(ReasonHeader, reason)
+	} else {
+		h.Del(ReasonHeader)
+	}
+	if rec.etag != "" {
+		h.Set("Etag", rec.etag)
+		if rec.status == http.StatusOK && noneMatch(r.Header.Values("If-None-Match"), rec.etag) {
+			for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"} {
+				h.Del(k)
+			}
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	if rec.status != http.StatusNoContent && rec.status != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(len(rec.body)))
+	}
+	w.WriteHeader(rec.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(rec.body)
+	}
+}
+
+// serveUnstored answers r with what its own handler run made, which was
+// not stored.
+func (l *layer) serveUnstored(w http.ResponseWriter, r *http.Request, out *outcome) {
+	if out.eligible {
+		l.serve(w, r, out.rec, "miss", out.why)
+		return
+	}
+	h := w.Header()
+	for k, vs := range out.rec.header {
+		h[k] = vs
+	}
+	h.Set(HeaderName, "miss")
+	h.Set(ReasonHeader, out.why)
+	w.WriteHeader(out.rec.status)
+	_, _ = w.Write(out.rec.body)
+}
+
+// canonicalQuery sorts the query's parameters by name, keeping the order
+// of one name's values; a query that does not parse is not cached.
+func canonicalQuery(raw string) (string, bool) {
+	if raw == "" {
+		return "", true
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return "", false
+	}
+	return v.Encode(), true
+}
+
+// field appends s to b with its length first, so no two lists of fields
+// make the same key.
+func field(b []byte, s string) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, ':')
+	return append(b, s...)
+}
+
+// baseKey is a page's key without its Vary part. HEAD uses GET's.
+func baseKey(r *http.Request, query, user string, depth int) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	b := make([]byte, 0, 64+len(r.Host)+len(r.URL.Path)+len(query)+len(user))
+	b = field(b, "GET")
+	b = field(b, scheme)
+	b = field(b, strings.ToLower(r.Host))
+	b = field(b, r.URL.EscapedPath())
+	b = field(b, query)
+	b = field(b, user)
+	b = field(b, strconv.Itoa(depth))
+	return string(b)
+}
+
+func varyKey(base string) string { return "vary|" + base }
+
+// pageKey adds the values of the request headers the URL varies on.
+func pageKey(base string, vary []string, r *http.Request) string {
+	b := []byte("page|" + base)
+	for _, name := range vary {
+		b = field(b, name)
+		vs := r.Header.Values(name)
+		b = strconv.AppendInt(b, int64(len(vs)), 10)
+		for _, v := range vs {
+			b = field(b, v)
+		}
+	}
+	return string(b)
+}
+
+// varyList returns the headers the URL's pages vary on, as remembered,
+// and whether it is known.
+func (l *layer) varyList(ctx context.Context, base string) ([]string, bool) {
+	b, ok, err := l.pc.kv.Get(ctx, varyKey(base))
+	if err != nil || !ok {
+		return nil, false
+	}
+	if len(b) == 0 {
+		return nil, true
+	}
+	list := strings.Split(string(b), "\n")
+	if len(list) > maxVary {
+		return nil, false
+	}
+	for i, n := range list {
+		if !validFieldName(n) || http.CanonicalHeaderKey(n) != n || (i > 0 && n <= list[i-1]) {
+			return nil, false
+		}
+	}
+	return list, true
+}
+
+// parseVary returns the header names of a response's Vary, canonical,
+// sorted and unique; ok is false for "*", an invalid name or too many.
+func parseVary(values []string) ([]string, bool) {
+	var names []string
+	for _, v := range values {
+		for _, n := range strings.Split(v, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			if n == "*" || !validFieldName(n) {
+				return nil, false
+			}
+			names = append(names, http.CanonicalHeaderKey(n))
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) > maxVary {
+		return nil, false
+	}
+	return names, true
+}
+
+type directive struct{ name, value string }
+
+// directives splits Cache-Control (or Pragma) values into lower-case
+// directive names and their values.
+func directives(values []string) []directive {
+	var out []directive
+	for _, v := range values {
+		for _, part := range splitOutsideQuotes(v) {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, value, _ := strings.Cut(part, "=")
+			out = append(out, directive{strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(value)})
+		}
+	}
+	return out
+}
+
+func splitOutsideQuotes(s string) []string {
+	var parts []string
+	quoted, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			quoted = !quoted
+		case '\\':
+			if quoted {
+				i++
+			}
+		case ',':
+			if !quoted {
+				parts = append(parts, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(parts, s[start:])
+}
+
+// noneMatch reports whether an If-None-Match header matches etag, by the
+// weak comparison RFC 9110 (13.1.2) prescribes for it.
+func noneMatch(values []string, etag string) bool {
+	opaque := strings.TrimPrefix(etag, "W/")
+	for _, v := range values {
+		s := strings.TrimSpace(v)
+		for s != "" {
+			if s[0] == '*' {
+				return true
+			}
+			weak := strings.HasPrefix(s, "W/")
+			if weak {
+				s = s[2:]
+			}
+			if s == "" || s[0] != '"' {
+				break // malformed: ignore the rest
+			}
+			end := strings.IndexByte(s[1:], '"')
+			if end < 0 {
+				break
+			}
+			if s[:end+2] == opaque {
+				return true
+			}
+			s = strings.TrimLeft(s[end+2:], " \t,")
+		}
+	}
+	return false
+}

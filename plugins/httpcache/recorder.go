@@ -1,0 +1,139 @@
+package httpcache
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+)
+
+// recorder is the ResponseWriter a handler writes to while its page is
+// being filled: it keeps the status, the headers and the body in memory.
+//
+// It gives up recording, and turns into a pass-through to the client's
+// ResponseWriter, when the handler streams (Flush), when the body grows
+// past the size limit, or when the handler hijacks the connection: such a
+// response is sent as the handler makes it and never stored.
+type recorder struct {
+	w      http.ResponseWriter // the client's
+	header http.Header         // what the handler changes
+	sent   http.Header         // the headers as they were at WriteHeader
+	status int
+	body   bytes.Buffer
+	max    int
+
+	wroteHeader bool
+	passed      string // why the response went through ("stream", "too_large", "hijacked"); "" while recording
+	skip        func(name string) bool
+}
+
+func newRecorder(w http.ResponseWriter, max int, skip func(string) bool) *recorder {
+	return &recorder{w: w, header: make(http.Header), max: max, skip: skip}
+}
+
+func (r *recorder) Header() http.Header {
+	if r.passed != "" {
+		return r.w.Header()
+	}
+	return r.header
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.passed != "" {
+		r.w.WriteHeader(code)
+		return
+	}
+	if r.wroteHeader {
+		return
+	}
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		return // informational: not part of the stored response
+	}
+	if code < 100 || code > 999 {
+		panic("httpcache: invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	r.wroteHeader = true
+	r.status = code
+	r.sent = r.header.Clone() // later changes to the map do not count, as with net/http
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.passed != "" {
+		return r.w.Write(p)
+	}
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	if r.body.Len()+len(p) > r.max {
+		r.passThrough("too_large")
+		return r.w.Write(p)
+	}
+	return r.body.Write(p)
+}
+
+// passThrough sends what was recorded to the client and makes every later
+// call go straight to it.
+func (r *recorder) passThrough(why string) {
+	if r.passed != "" {
+		return
+	}
+	r.passed = why
+	dst := r.w.Header()
+	src := r.header
+	if r.wroteHeader {
+		src = r.sent
+	}
+	for k, vs := range src {
+		if !r.skip(k) {
+			dst[k] = vs
+		}
+	}
+	dst.Set(HeaderName, "miss")
+	dst.Set(ReasonHeader, why)
+	if r.wroteHeader {
+		r.w.WriteHeader(r.status)
+	}
+	if r.body.Len() > 0 {
+		_, _ = r.w.Write(r.body.Bytes())
+		r.body.Reset()
+	}
+}
+
+// Flush streams: the response is not stored.
+func (r *recorder) Flush() {
+	_ = r.FlushError()
+}
+
+// FlushError is what http.ResponseController calls.
+func (r *recorder) FlushError() error {
+	if !r.wroteHeader && r.passed == "" {
+		r.WriteHeader(http.StatusOK)
+	}
+	r.passThrough("stream")
+	return http.NewResponseController(r.w).Flush()
+}
+
+// Hijack hands the connection to the handler: the response is not stored.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := r.w.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("httpcache: the underlying ResponseWriter cannot hijack")
+	}
+	if r.passed == "" {
+		r.passed = "hijacked"
+	}
+	return h.Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the client's writer for what
+// the recorder does not handle itself (deadlines).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.w }
+
+func (r *recorder) result() record {
+	if !r.wroteHeader {
+		return record{status: http.StatusOK, header: r.header.Clone(), body: r.body.Bytes()}
+	}
+	return record{status: r.status, header: r.sent, body: r.body.Bytes()}
+}
