@@ -23,6 +23,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -85,6 +86,18 @@ func RunOptions(t *testing.T, o Options, open func(t *testing.T) querycache.Stor
 			r.run(t, c.name, c.fn)
 		}
 	})
+	r.run(t, "Leaser", func(t *testing.T, s *suite) {
+		l, ok := s.store.(querycache.Leaser)
+		if !ok {
+			t.Skip("the store does not implement querycache.Leaser")
+		}
+		if _, _, err := l.Lease(s.ctx(t), s.key("probe"), time.Minute); err != nil {
+			t.Skipf("the store grants no lease for a plain key: %v", err)
+		}
+		for _, c := range leaseCases {
+			r.run(t, c.name, c.fn)
+		}
+	})
 }
 
 type testCase struct {
@@ -118,6 +131,14 @@ var swapCases = []testCase{
 	{"NonPositiveTTL", testSwapNonPositiveTTL},
 	{"ExpiredIsAbsent", testSwapExpiredIsAbsent},
 	{"Versions", testSwapVersions},
+}
+
+var leaseCases = []testCase{
+	{"HeldOnce", testLeaseHeldOnce},
+	{"PutLeasedStoresAndReleases", testPutLeased},
+	{"Release", testLeaseRelease},
+	{"Lost", testLeaseLost},
+	{"ApartFromEntries", testLeaseApart},
 }
 
 type runner struct {
@@ -887,4 +908,153 @@ func testSwapVersions(t *testing.T, s *suite) {
 		t.Fatal("swap with the current bytes and a new version failed")
 	}
 	s.fetch(t, k, b)
+}
+
+// ---- Leaser ----
+
+func (s *suite) lease(t *testing.T, key string, ttl time.Duration) (string, bool) {
+	t.Helper()
+	tok, held, err := s.store.(querycache.Leaser).Lease(s.ctx(t), key, ttl)
+	if err != nil {
+		t.Fatalf("Lease(%q): %v", short(key), err)
+	}
+	return tok, held
+}
+
+func testLeaseHeldOnce(t *testing.T, s *suite) {
+	const rounds, n = 10, 16
+	l := s.store.(querycache.Leaser)
+	for r := range rounds {
+		key := s.key("lease" + strconv.Itoa(r))
+		held := make([]bool, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, held[i], errs[i] = l.Lease(s.ctx(t), key, long)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		count := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("round %d: Lease %d: %v", r, i, errs[i])
+			}
+			if held[i] {
+				count++
+			}
+		}
+		if count != 1 {
+			t.Fatalf("round %d: %d of %d racing Lease calls got the lease, want exactly 1", r, count, n)
+		}
+	}
+}
+
+func testPutLeased(t *testing.T, s *suite) {
+	l := s.store.(querycache.Leaser)
+	k := s.key("k")
+	tok, held := s.lease(t, k, long)
+	if !held {
+		t.Fatal("the first Lease of a key was not granted")
+	}
+	if _, again := s.lease(t, k, long); again {
+		t.Fatal("a second Lease was granted while the first is held")
+	}
+	if err := l.PutLeased(s.ctx(t), k, []byte("filled"), long, []string{s.ver("a")}, tok); err != nil {
+		t.Fatalf("PutLeased by the holder: %v", err)
+	}
+	if v, _ := s.fetch(t, k); string(v) != "filled" {
+		t.Fatalf("after PutLeased the key holds %q, want filled", v)
+	}
+	if _, held := s.lease(t, k, long); !held {
+		t.Fatal("PutLeased did not release the lease")
+	}
+}
+
+func testLeaseRelease(t *testing.T, s *suite) {
+	l := s.store.(querycache.Leaser)
+	k := s.key("k")
+	tok, _ := s.lease(t, k, long)
+	if err := l.ReleaseLease(s.ctx(t), k, tok); err != nil {
+		t.Fatalf("ReleaseLease: %v", err)
+	}
+	tok2, held := s.lease(t, k, long)
+	if !held {
+		t.Fatal("a Lease after ReleaseLease was not granted")
+	}
+	// Releasing with another token does nothing.
+	if err := l.ReleaseLease(s.ctx(t), k, tok); err != nil {
+		t.Fatalf("ReleaseLease with a stale token: %v", err)
+	}
+	if err := l.ReleaseLease(s.ctx(t), k, "not a token"); err != nil {
+		t.Fatalf("ReleaseLease with a foreign token: %v", err)
+	}
+	if _, held := s.lease(t, k, long); held {
+		t.Fatal("ReleaseLease with a token not holding the lease released it")
+	}
+	if err := l.ReleaseLease(s.ctx(t), k, tok2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testLeaseLost(t *testing.T, s *suite) {
+	l := s.store.(querycache.Leaser)
+	k := s.key("k")
+	mine, held := s.lease(t, k, 50*time.Millisecond)
+	if !held {
+		t.Fatal("the first Lease of a key was not granted")
+	}
+	// Ours expires; another filler takes over.
+	deadline := time.Now().Add(s.o.ExpiryWait)
+	var theirs string
+	for {
+		var ok bool
+		if theirs, ok = s.lease(t, k, long); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a 50ms lease still held after %v", s.o.ExpiryWait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	err := l.PutLeased(s.ctx(t), k, []byte("mine"), long, nil, mine)
+	if !errors.Is(err, querycache.ErrLeaseLost) {
+		t.Fatalf("PutLeased with a lease another filler took over: %v, want ErrLeaseLost", err)
+	}
+	if v, _ := s.fetch(t, k); v != nil {
+		t.Fatalf("a lost lease's PutLeased stored %q", v)
+	}
+	if err := l.ReleaseLease(s.ctx(t), k, mine); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := s.lease(t, k, long); held {
+		t.Fatal("releasing a lost lease released the new holder's")
+	}
+	if err := l.PutLeased(s.ctx(t), k, []byte("theirs"), long, nil, theirs); err != nil {
+		t.Fatalf("PutLeased by the new holder: %v", err)
+	}
+	if v, _ := s.fetch(t, k); string(v) != "theirs" {
+		t.Fatalf("the key holds %q, want theirs", v)
+	}
+}
+
+func testLeaseApart(t *testing.T, s *suite) {
+	l := s.store.(querycache.Leaser)
+	k := s.key("k")
+	s.put(t, k, []byte("entry"), long)
+	tok, _ := s.lease(t, k, long)
+	if v, _ := s.fetch(t, k); string(v) != "entry" {
+		t.Fatalf("taking a lease changed the entry to %q", v)
+	}
+	if err := l.ReleaseLease(s.ctx(t), k, tok); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.fetch(t, k); string(v) != "entry" {
+		t.Fatalf("releasing a lease changed the entry to %q", v)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -141,8 +142,76 @@ func (s *refStore) CompareAndSwap(_ context.Context, key string, old, value []by
 	return true, nil
 }
 
+// refLeaser is refStore with fill leases.
+type refLeaser struct {
+	*refStore
+	leases map[string]refLease
+}
+
+type refLease struct {
+	token    string
+	deadline time.Time
+}
+
+func newRefLeaser(broken string) *refLeaser {
+	return &refLeaser{refStore: newRef(broken), leases: map[string]refLease{}}
+}
+
+func (s *refLeaser) holder(key string) (string, bool) {
+	l, ok := s.leases[key]
+	if !ok || !time.Now().Before(l.deadline) {
+		return "", false
+	}
+	return l.token, true
+}
+
+func (s *refLeaser) Lease(_ context.Context, key string, ttl time.Duration) (string, bool, error) {
+	s.mu.Lock()
+	_, taken := s.holder(key)
+	if s.broken == "lease-racy" {
+		s.mu.Unlock()
+		time.Sleep(100 * time.Microsecond)
+		s.mu.Lock()
+	}
+	defer s.mu.Unlock()
+	if taken {
+		return "", false, nil
+	}
+	tok := strconv.FormatUint(querycache.NewToken(), 16)
+	s.leases[key] = refLease{tok, time.Now().Add(ttl)}
+	return tok, true, nil
+}
+
+func (s *refLeaser) PutLeased(ctx context.Context, key string, value []byte, ttl time.Duration, _ []string, token string) error {
+	s.mu.Lock()
+	h, held := s.holder(key)
+	if held && h != token && s.broken != "lease-put-ignores-holder" {
+		s.mu.Unlock()
+		return querycache.ErrLeaseLost
+	}
+	if held {
+		delete(s.leases, key)
+	}
+	s.mu.Unlock()
+	return s.Put(ctx, key, value, ttl)
+}
+
+func (s *refLeaser) ReleaseLease(_ context.Context, key, token string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h, held := s.holder(key); held && (h == token || s.broken == "lease-release-any") {
+		delete(s.leases, key)
+	}
+	return nil
+}
+
 func TestReferenceStorePasses(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) querycache.Store { return newRef("") })
+	t.Run("plain", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) querycache.Store { return newRef("") })
+	})
+	t.Run("leases", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) querycache.Store { return newRefLeaser("") })
+	})
 }
 
 // TestBrokenHelper runs the suite on the store broken as
@@ -154,21 +223,29 @@ func TestBrokenHelper(t *testing.T) {
 		t.Skip("run by TestBrokenStoresAreCaught")
 	}
 	// Only the broken store's own subtest needs to wait for expiry.
-	storetest.RunOptions(t, storetest.Options{ExpiryWait: 3 * time.Second}, func(t *testing.T) querycache.Store { return newRef(broken) })
+	storetest.RunOptions(t, storetest.Options{ExpiryWait: 3 * time.Second}, func(t *testing.T) querycache.Store {
+		if strings.HasPrefix(broken, "lease-") {
+			return newRefLeaser(broken)
+		}
+		return newRef(broken)
+	})
 }
 
 // TestBrokenStoresAreCaught: each broken promise fails the subtest that
 // pins it down.
 func TestBrokenStoresAreCaught(t *testing.T) {
 	cases := map[string]string{
-		"racy-create":      "VersionCreatedOnce",
-		"zero-token":       "FetchMissing",
-		"bump-keeps":       "BumpFreshTokens",
-		"truncated-keys":   "HostileKeys",
-		"one-keyspace":     "KeysAndVersionsDoNotMix",
-		"no-expiry":        "Expiry",
-		"racy-swap":        "Swapper/FromAbsentOnce",
-		"swap-ignores-ttl": "Swapper/NonPositiveTTL",
+		"racy-create":              "VersionCreatedOnce",
+		"zero-token":               "FetchMissing",
+		"bump-keeps":               "BumpFreshTokens",
+		"truncated-keys":           "HostileKeys",
+		"one-keyspace":             "KeysAndVersionsDoNotMix",
+		"no-expiry":                "Expiry",
+		"racy-swap":                "Swapper/FromAbsentOnce",
+		"swap-ignores-ttl":         "Swapper/NonPositiveTTL",
+		"lease-racy":               "Leaser/HeldOnce",
+		"lease-release-any":        "Leaser/Release",
+		"lease-put-ignores-holder": "Leaser/Lost",
 	}
 	for broken, subtest := range cases {
 		t.Run(broken, func(t *testing.T) {
