@@ -103,6 +103,9 @@ type txConn struct {
 	// so every lookup is fenced until it ends, and its end applies what it
 	// buffered even on Rollback.
 	unsure atomic.Bool
+	// sig holds the writes for OnChange subscribers until the end
+	// (signals.go); nil while there are none.
+	sig atomic.Pointer[txSignals]
 }
 
 // Commit commits the transaction, then applies its invalidations before
@@ -111,6 +114,7 @@ type txConn struct {
 func (t *txConn) Commit() error {
 	err := t.committer.Commit()
 	t.p.apply(context.Background(), t.buf.Commit())
+	t.p.signalTxEnd(t, err == nil || t.unsure.Load())
 	t.p.w.endManaged(t)
 	return err
 }
@@ -121,10 +125,12 @@ func (t *txConn) Rollback() error {
 	if t.unsure.Load() {
 		err := t.committer.Rollback()
 		t.p.apply(context.Background(), t.buf.Commit())
+		t.p.signalTxEnd(t, true) // the outcome is unknown: delivered
 		t.p.w.endManaged(t)
 		return err
 	}
 	t.buf.Rollback()
+	t.p.signalTxEnd(t, false)
 	return t.committer.Rollback()
 }
 

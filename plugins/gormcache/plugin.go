@@ -48,6 +48,7 @@ type Plugin struct {
 	mis        misconfig       // mistakes reported once (misconfig.go)
 	sampler    *sampler        // the freshness sampler, when on (sampler.go)
 	shapes     shapeRegistry   // per query shape counters and the decline rule (shapes.go)
+	sig        signals         // OnChange subscriptions and delivery (signals.go)
 }
 
 type modelTTL struct {
@@ -137,6 +138,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return errors.New("gormcache: this *gorm.DB already has a gormcache plugin")
 	}
 	if err := p.claim(db); err != nil {
+		return err
+	}
+	if err := p.signalsInit(db); err != nil { // models of OnChange subscriptions (signals.go)
 		return err
 	}
 	p.dialect = db.Dialector.Name()
@@ -243,6 +247,9 @@ func (p *Plugin) record(db *gorm.DB, source string, ch querycache.Change) {
 		return
 	}
 	p.recordScoped(db, ch)
+	if p.sig.active.Load() { // OnChange subscribers (signals.go)
+		p.signal(db, source, ch)
+	}
 }
 
 func (p *Plugin) apply(ctx context.Context, ch querycache.Change) {

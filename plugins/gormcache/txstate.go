@@ -152,6 +152,7 @@ func (p *Plugin) noteTxOps(db *gorm.DB, sc scope, info sqlinspect.Statement) {
 		// The *sql.Tx object's own end is watched; SQL text inside it can
 		// only end it early, which the watch covers too.
 	case scopeManaged:
+		p.signalTxOps(sc.tx, db, info, failed) // savepoints, for OnChange (signals.go)
 		for _, op := range info.TxOps {
 			if op == sqlinspect.TxBegin || op == sqlinspect.TxCommit || op == sqlinspect.TxRollback {
 				p.w.markUnsure(sc.tx)

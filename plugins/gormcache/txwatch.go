@@ -188,6 +188,7 @@ func (w *watch) stepConn(p *Plugin, db *gorm.DB, conn *sql.Conn, info sqlinspect
 		if !ch.Empty() {
 			p.apply(stmtContext(db), endCause(causeRawTxEnd, ch))
 		}
+		p.signalRelease(conn, info, failed) // OnChange (signals.go)
 		w.suspended.Add(-1)
 	default:
 		w.mu.Unlock()
@@ -238,6 +239,7 @@ func (w *watch) stepPool(p *Plugin, db *gorm.DB, info sqlinspect.Statement, fail
 		w.suspended.Add(1)
 	case was && !now:
 		p.apply(stmtContext(db), querycache.Change{All: true, Cause: causeRawTxEndPool})
+		p.signalRelease(poolTxKey{}, info, failed) // OnChange (signals.go)
 		w.suspended.Add(-1)
 	}
 }
@@ -549,6 +551,7 @@ func (w *watch) lift(p *Plugin, f *fence) {
 	if !ch.Empty() && !p.broken["unseen_second"] {
 		p.apply(context.Background(), endCause(causeUnseenTxEnd, ch))
 	}
+	p.sig.release(p, f.raw, true, false) // OnChange: commit or rollback, the plugin cannot tell (signals.go)
 	w.mu.Lock()
 	if w.fences[f.raw] == f {
 		delete(w.fences, f.raw)
@@ -576,6 +579,7 @@ func (w *watch) lostConn(p *Plugin, c *sql.Conn) {
 	if st == nil {
 		return
 	}
+	p.sig.release(p, c, false, true) // OnChange: the outcome is unknown (signals.go)
 	w.stop("raw_transaction_lost", "gormcache: a db.Connection ended with a transaction it opened by SQL text (BEGIN) still open, and its connection went back to the pool inside it; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_lost\"). End every BEGIN with COMMIT or ROLLBACK before the db.Connection function returns.")
 	w.suspended.Add(-1)
 }
