@@ -265,10 +265,12 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if r.Method == http.MethodHead {
 		if b, ok, err := l.pc.kv.Get(ctx, key); err == nil && ok {
-			if rec, err := decodeRecord(b); err == nil {
+			rec, err := decodeRecord(b)
+			if err == nil {
 				l.serve(w, r, rec, "hit", "")
 				return
 			}
+			_, _ = l.pc.kv.Delete(ctx, key) // garbage: a miss
 		}
 		// A HEAD response has no body to store: the handler answers it.
 		w.Header().Set(HeaderName, "miss")
@@ -295,6 +297,14 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kvOpts = append(kvOpts, querycache.WithTTL(l.cfg.ttl))
 	}
 	b, hit, err := l.pc.kv.GetOrSetCaptured(cctx, key, fill, kvOpts...)
+	if err == nil && hit {
+		if _, derr := decodeRecord(b); derr != nil {
+			// Garbage in the store (or a foreign value under the key): a
+			// miss, whose render replaces it.
+			_, _ = l.pc.kv.Delete(ctx, key)
+			b, hit, err = l.pc.kv.GetOrSetCaptured(cctx, key, fill, kvOpts...)
+		}
+	}
 	switch {
 	case mine != nil && mine.sent:
 		return // streamed, too large or hijacked: already with the client
@@ -310,7 +320,7 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, derr := decodeRecord(b)
 	if derr != nil {
-		// Garbage in the store (or a foreign value under the key): a miss.
+		// Garbage again (a store returning what it was not given).
 		_, _ = l.pc.kv.Delete(ctx, key)
 		if mine != nil {
 			l.serveUnstored(w, r, mine)
