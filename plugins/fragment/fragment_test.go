@@ -6,7 +6,9 @@ import (
 	"html/template"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -411,4 +413,101 @@ func TestKeyTellsArgumentsApart(t *testing.T) {
 			t.Errorf("Key accepted %#v", bad)
 		}
 	}
+}
+
+// Any string is a vary-on value: newlines, spaces, 10 kB, invalid UTF-8.
+// Each gets its own entry on every store, and is served from it.
+func TestHostileVaryOnValues(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		var loads atomic.Int32
+		tm := template.Must(template.New("p").Funcs(e.frags.FuncMap()).Parse(
+			`{{fragment .Ctx "echo" .Arg}}{{define "echo"}}[{{len .}}]{{end}}`))
+		must(t, e.frags.Register("echo", tm, func(ctx context.Context, args ...any) (any, error) {
+			loads.Add(1)
+			return args[0], nil
+		}))
+		values := []string{"", " ", "a b", "a\nb", "a\r\nb", "\x00", "\xff\xfe", strings.Repeat("k", 10<<10), strings.Repeat("k", 10<<10) + "x", "fragment\x00echo\x00"}
+		render := func(v string) string {
+			t.Helper()
+			var b strings.Builder
+			must(t, tm.Execute(&b, map[string]any{"Ctx": context.Background(), "Arg": v}))
+			return b.String()
+		}
+		for round := range 2 {
+			for i, v := range values {
+				want := "[" + strconv.Itoa(len(v)) + "]"
+				if got := render(v); got != want {
+					t.Fatalf("value %d: %q; want %q", i, got, want)
+				}
+			}
+			if n := loads.Load(); n != int32(len(values)) {
+				t.Fatalf("round %d: %d loads for %d distinct values; want one each", round, n, len(values))
+			}
+		}
+	})
+}
+
+// A fragment inside a fragment: the outer loader passes its context on in
+// the data, the inner fragment's reads become the outer's dependencies,
+// and a write to them re-renders both.
+func TestNestedFragments(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		var outer atomic.Int32
+		tm := template.Must(template.New("p").Funcs(e.frags.FuncMap()).Parse(
+			`{{define "layout"}}<div>{{.Title}}{{fragment .Ctx "sidebar" .UserID}}</div>{{end}}`))
+		must(t, e.frags.Register("layout", tm, func(ctx context.Context, args ...any) (any, error) {
+			outer.Add(1)
+			return map[string]any{"Ctx": ctx, "Title": "T", "UserID": args[0]}, nil
+		}))
+		// The sidebar's markup lives in e.page: a fragment may be
+		// registered on any template set.
+		html := func() string {
+			t.Helper()
+			h, err := e.frags.Render(context.Background(), "layout", uint(1))
+			must(t, err)
+			return string(h)
+		}
+		want := `<div>T<aside><h2>ann</h2><ul><li>first</li></ul></aside></div>`
+		for range 2 {
+			if got := html(); got != want || outer.Load() != 1 || e.loads.Load() != 1 {
+				t.Fatalf("got %q after %d outer and %d inner loads; want %q, 1 and 1", got, outer.Load(), e.loads.Load(), want)
+			}
+		}
+		must(t, e.db.Model(&User{ID: 1}).Update("name", "anne").Error)
+		want = `<div>T<aside><h2>anne</h2><ul><li>first</li></ul></aside></div>`
+		if got := html(); got != want || outer.Load() != 2 || e.loads.Load() != 2 {
+			t.Fatalf("after a write to the inner fragment's row: %q after %d outer and %d inner loads; want %q, 2 and 2", got, outer.Load(), e.loads.Load(), want)
+		}
+	})
+}
+
+// Concurrent renders of one page, cold then warm: every render gets the
+// same HTML (run under -race).
+func TestConcurrentRenders(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		var wg sync.WaitGroup
+		errs := make(chan string, 64)
+		for range 3 {
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var b strings.Builder
+					if err := e.page.ExecuteTemplate(&b, "page", pageData{Ctx: context.Background(), UserID: 1}); err != nil {
+						errs <- err.Error()
+					} else if b.String() != ann1 {
+						errs <- b.String()
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		close(errs)
+		for s := range errs {
+			t.Error(s)
+		}
+		if n := e.loads.Load(); n < 1 || n > 16 {
+			t.Fatalf("%d loads for 48 renders; want between 1 and the 16 of the cold round", n)
+		}
+	})
 }
