@@ -28,7 +28,10 @@
 // Entries and versions never share a key.
 //
 // Failures are errors, never panics: the engine fails open on them (the
-// query goes to the database). A value larger than the item limit
+// query goes to the database). After a few calls in a row get no answer a
+// circuit breaker opens, and calls fail at once with
+// querycache.ErrStoreUnavailable until a probe gets an answer
+// (Options.BreakerFailures). A value larger than the item limit
 // (Options.MaxItemBytes, 1 MiB by default as in Memcached's -I) is refused
 // with an error wrapping querycache.ErrTooLargeForStore, and what the key
 // held before is deleted, as Memcached itself does when a set fails, so
@@ -77,6 +80,18 @@ type Options struct {
 	// Default: 32 (gomemcache's own default of 2 makes concurrent callers
 	// dial and drop connections on every call).
 	MaxIdleConns int
+	// BreakerFailures is the number of consecutive failed calls (no
+	// answer: refused, timed out, cut) that opens the circuit breaker.
+	// While it is open every call fails at once with
+	// querycache.ErrStoreUnavailable, with no network call, so a server
+	// that does not answer costs the engine nothing per query instead of
+	// Timeout; every BreakerProbe one call goes through as a probe, and
+	// the first that gets an answer closes it. Default: 5; -1 turns the
+	// breaker off.
+	BreakerFailures int
+	// BreakerProbe is how often an open breaker lets one call through.
+	// Default: 500ms.
+	BreakerProbe time.Duration
 	// MaxItemBytes is the servers' item size limit (memcached -I),
 	// counting the key and Memcached's item header. A larger value is
 	// refused before it is sent. Default: 1 MiB, Memcached's default.
@@ -103,6 +118,7 @@ type Store struct {
 	opts   Options
 	err    error
 	closed atomic.Bool
+	brk    breaker
 }
 
 var (
@@ -132,7 +148,14 @@ func New(opts Options) *Store {
 	if opts.MaxItemBytes == 0 {
 		opts.MaxItemBytes = 1 << 20
 	}
+	if opts.BreakerFailures == 0 {
+		opts.BreakerFailures = 5
+	}
+	if opts.BreakerProbe == 0 {
+		opts.BreakerProbe = 500 * time.Millisecond
+	}
 	s.opts = opts
+	s.brk = breaker{threshold: int32(opts.BreakerFailures), probe: int64(opts.BreakerProbe)}
 	if opts.Client != nil {
 		s.client = opts.Client
 		return s
@@ -165,6 +188,12 @@ func (o *Options) check() error {
 	}
 	if o.MaxIdleConns < 0 {
 		return fmt.Errorf("memcached: Options.MaxIdleConns is %d; use a positive count, or 0 for 32", o.MaxIdleConns)
+	}
+	if o.BreakerFailures < -1 {
+		return fmt.Errorf("memcached: Options.BreakerFailures is %d; use a positive count, 0 for 5, or -1 for no breaker", o.BreakerFailures)
+	}
+	if o.BreakerProbe < 0 {
+		return fmt.Errorf("memcached: Options.BreakerProbe is %v; use a positive duration, or 0 for 500ms", o.BreakerProbe)
 	}
 	if o.MaxItemBytes < 0 || (o.MaxItemBytes > 0 && o.MaxItemBytes < 1024) {
 		return fmt.Errorf("memcached: Options.MaxItemBytes is %d; use the servers' -I limit in bytes (at least 1024), or 0 for 1 MiB", o.MaxItemBytes)
@@ -216,7 +245,84 @@ func (s *Store) ready(ctx context.Context) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.brk.allow() {
+		return querycache.ErrStoreUnavailable
+	}
+	return nil
+}
+
+// BreakerOpen reports whether the circuit breaker is open (see
+// Options.BreakerFailures).
+func (s *Store) BreakerOpen() bool { return s.brk.openUntil.Load() != 0 }
+
+// BreakerOpenings returns how many times the breaker has opened.
+func (s *Store) BreakerOpenings() int64 { return s.brk.opened.Load() }
+
+// breaker keeps a server that does not answer from adding Timeout to
+// every query. It needs no goroutine: once open, the first call after each
+// probe interval goes through as the probe.
+type breaker struct {
+	threshold int32 // <= 0: never opens
+	probe     int64 // nanoseconds
+	failures  atomic.Int32
+	openUntil atomic.Int64 // Unix nanoseconds of the next probe; 0 when closed
+	opened    atomic.Int64
+}
+
+// allow reports whether a call may go to the server.
+func (b *breaker) allow() bool {
+	u := b.openUntil.Load()
+	if u == 0 {
+		return true
+	}
+	now := time.Now().UnixNano()
+	if now < u {
+		return false
+	}
+	// One caller becomes the probe; the others wait for the next one.
+	return b.openUntil.CompareAndSwap(u, now+b.probe)
+}
+
+// record counts the outcome of one call: answered (even NOT_STORED, a
+// miss or a conflict) or not.
+func (b *breaker) record(answered bool) {
+	if answered {
+		if b.failures.Load() != 0 {
+			b.failures.Store(0)
+		}
+		if b.openUntil.Load() != 0 {
+			b.openUntil.Store(0)
+		}
+		return
+	}
+	if b.threshold <= 0 || b.failures.Add(1) < b.threshold {
+		return
+	}
+	if b.openUntil.CompareAndSwap(0, time.Now().UnixNano()+b.probe) {
+		b.opened.Add(1)
+	}
+}
+
+// answered reports whether err came with an answer from the server.
+func answered(err error) bool {
+	switch {
+	case err == nil,
+		errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored),
+		errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrMalformedKey),
+		serverTooLarge(err):
+		return true
+	}
+	return false
+}
+
+// do runs one client operation and records its outcome in the breaker.
+func (s *Store) do(fn func() error) error {
+	err := fn()
+	s.brk.record(answered(err))
+	return err
 }
 
 // expiration is Memcached's exptime for ttl: whole seconds rounded up
@@ -274,6 +380,7 @@ func (s *Store) retry(fn func() error) error {
 		s.dropIdle()
 		err = fn()
 	}
+	s.brk.record(answered(err))
 	return err
 }
 
@@ -375,7 +482,9 @@ func (s *Store) settle(ctx context.Context, vk string, it *memcache.Item) (uint6
 			// NOT_STORED the second time, and we read our own token.
 			err = s.retry(func() error { return s.client.Add(&memcache.Item{Key: vk, Value: tokenBytes(t)}) })
 		} else {
-			err = s.client.CompareAndSwap(&memcache.Item{Key: vk, Value: tokenBytes(t), CasID: it.CasID})
+			err = s.do(func() error {
+				return s.client.CompareAndSwap(&memcache.Item{Key: vk, Value: tokenBytes(t), CasID: it.CasID})
+			})
 		}
 		switch {
 		case err == nil:
@@ -441,7 +550,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 // drop deletes what mkey holds, best effort: after a refused Put the old
 // value must not be served in place of the new one.
 func (s *Store) drop(mkey string) {
-	_ = s.client.Delete(mkey)
+	_ = s.do(func() error { return s.client.Delete(mkey) })
 }
 
 // Bump implements querycache.Store: every version is set to a fresh
@@ -498,7 +607,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 		case !bytes.Equal(it.Value, old):
 			return false, nil
 		}
-		err = s.client.CompareAndSwap(&memcache.Item{Key: ek, Value: value, Expiration: exp, CasID: it.CasID})
+		err = s.do(func() error {
+			return s.client.CompareAndSwap(&memcache.Item{Key: ek, Value: value, Expiration: exp, CasID: it.CasID})
+		})
 	}
 	switch {
 	case err == nil:
@@ -518,7 +629,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 // ek holds a value.
 func (s *Store) swapFromNothing(ek string, value []byte, exp int32) error {
 	for range settleAttempts {
-		err := s.client.Add(&memcache.Item{Key: ek, Value: value, Expiration: exp})
+		err := s.do(func() error { return s.client.Add(&memcache.Item{Key: ek, Value: value, Expiration: exp}) })
 		if !errors.Is(err, memcache.ErrNotStored) {
 			return err
 		}
@@ -535,7 +646,9 @@ func (s *Store) swapFromNothing(ek string, value []byte, exp int32) error {
 		case len(it.Value) > 0:
 			return memcache.ErrNotStored
 		}
-		err = s.client.CompareAndSwap(&memcache.Item{Key: ek, Value: value, Expiration: exp, CasID: it.CasID})
+		err = s.do(func() error {
+			return s.client.CompareAndSwap(&memcache.Item{Key: ek, Value: value, Expiration: exp, CasID: it.CasID})
+		})
 		if !errors.Is(err, memcache.ErrCASConflict) && !errors.Is(err, memcache.ErrCacheMiss) && !errors.Is(err, memcache.ErrNotStored) {
 			return err
 		}

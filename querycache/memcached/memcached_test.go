@@ -293,6 +293,55 @@ func expectErrors(t *testing.T, s *memcached.Store) {
 	}
 }
 
+// TestBreaker: after BreakerFailures calls without an answer every call
+// fails at once with querycache.ErrStoreUnavailable; once the server
+// answers a probe, calls go through again.
+func TestBreaker(t *testing.T) {
+	srv := testenv.StartMemcached(t)
+	s := open(t, srv.Addr(), memcached.Options{Timeout: 500 * time.Millisecond, BreakerFailures: 3, BreakerProbe: 50 * time.Millisecond})
+	if _, _, err := s.Fetch(ctx(t), "k", []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	// Protocol answers (a miss, NOT_STORED, a conflict) are not failures.
+	for range 5 {
+		if ok, err := s.CompareAndSwap(ctx(t), "absent", []byte("x"), []byte("y"), time.Hour, nil); ok || err != nil {
+			t.Fatalf("swap on an absent key: %v, %v", ok, err)
+		}
+	}
+	if s.BreakerOpen() {
+		t.Fatal("misses opened the breaker")
+	}
+	srv.Kill()
+	var err error
+	for i := 0; i < 10 && !errors.Is(err, querycache.ErrStoreUnavailable); i++ {
+		_, _, err = s.Fetch(ctx(t), "k", []string{"a"})
+		if err == nil {
+			t.Fatal("Fetch on a killed server: no error")
+		}
+	}
+	if !errors.Is(err, querycache.ErrStoreUnavailable) || !s.BreakerOpen() || s.BreakerOpenings() != 1 {
+		t.Fatalf("after failures: %v, open %v, openings %d; want the breaker open once", err, s.BreakerOpen(), s.BreakerOpenings())
+	}
+	if err := s.Put(ctx(t), "k", []byte("v"), time.Hour); err == nil {
+		t.Fatal("Put with the breaker open: no error")
+	}
+	srv.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, err := s.Fetch(ctx(t), "k", []string{"a"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the breaker did not close after the server came back: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.BreakerOpen() {
+		t.Fatal("the breaker is open after a call went through")
+	}
+}
+
 // TestEngineFailsOpen: a cache on a dead server answers from the fill.
 func TestEngineFailsOpen(t *testing.T) {
 	s := memcached.New(memcached.Options{Servers: []string{"127.0.0.1:1"}, Timeout: 200 * time.Millisecond})
@@ -352,6 +401,8 @@ func TestConfigErrors(t *testing.T) {
 		{"timeout", memcached.Options{Timeout: -1}, "Timeout"},
 		{"idle", memcached.Options{MaxIdleConns: -1}, "MaxIdleConns"},
 		{"item limit", memcached.Options{MaxItemBytes: 100}, "MaxItemBytes"},
+		{"breaker", memcached.Options{BreakerFailures: -2}, "BreakerFailures"},
+		{"probe", memcached.Options{BreakerProbe: -1}, "BreakerProbe"},
 		{"servers", memcached.Options{Servers: []string{"no-port"}}, "Servers"},
 	}
 	for _, tc := range cases {
