@@ -34,8 +34,11 @@
 //     cacheable, one inside a transaction; or anything the loader reports
 //     with querycache.Untracked, e.g. a call to another service) still
 //     renders, but the fragment is not stored: no version stands for what
-//     it showed. Wrap such calls in querycache.Remember (with a TTL) to make
-//     them cacheable.
+//     it showed. A loader that calls another service can wrap the call in
+//     querycache.Remember instead: the fragment is then cached, and since
+//     such a value has only a TTL to make it expire, register the fragment
+//     with a TTL no longer than the value's (querycache.WithTTL), or the
+//     fragment shows it after it expired.
 //   - A loader or template that fails: the error is returned to the page's
 //     Execute (the page fails to render) and nothing is stored.
 //
