@@ -65,3 +65,13 @@ func rawValueKey(key string) bool {
 	}
 	return true
 }
+
+// ValueVersion names the version of one low-level value, given its name
+// (Value's result): the low-level API replaces it after every change of
+// the value (Set, Add, Incr, Delete), so that whatever showed the value
+// (a page that captured it) is invalidated. The value itself does not
+// depend on it. It is Value's name with "v:" after the prefix, so it
+// lives among the versions and never meets an entry key.
+func (n Namespace) ValueVersion(valueName string) string {
+	return n.prefix + "v:" + valueName[len(n.prefix):]
+}

@@ -92,8 +92,8 @@ func NewKV(c *Cache, opts KVOptions) (*KV, error) {
 		opts.Codec = CBOR()
 	}
 	kv := &KV{c: c, st: c.store, prefix: opts.Prefix, version: opts.Version, ttl: opts.TTL, codec: opts.Codec}
-	if t, ok := c.store.(*TieredStore); ok {
-		kv.st = t.l2
+	if t, ok := c.store.(sharedLeveler); ok {
+		kv.st = t.sharedLevel()
 	}
 	kv.sw, _ = kv.st.(Swapper)
 	if c.stamp.leaser != nil {
@@ -295,3 +295,12 @@ func decodeKV(b []byte) (kvValue, error) {
 	v.value = b
 	return v, nil
 }
+
+// sharedLeveler is a store with a level in process memory in front of a
+// shared one (TieredStore, and any store embedding it): the low-level
+// API keeps its values in the shared level only (see KV).
+type sharedLeveler interface {
+	sharedLevel() Store
+}
+
+func (t *TieredStore) sharedLevel() Store { return t.l2 }

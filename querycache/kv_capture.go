@@ -2,8 +2,16 @@ package querycache
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 )
+
+// ErrUntracked is returned by a call given DependsOnCapture of a capture
+// that saw reads made without the cache (Capture.Untracked): no version
+// stands for what they showed, so the value cannot be stored safely.
+var ErrUntracked = errors.New("querycache: the value was computed from reads the cache did not track")
 
 // DependsOnCapture declares that the value was computed by work that ran
 // with cap's context (WithCapture): it depends on every version cap
@@ -12,6 +20,12 @@ import (
 func DependsOnCapture(cap *Capture) KVOption {
 	return func(o *kvCall) {
 		if cap == nil {
+			return
+		}
+		if n, why := cap.Untracked(); n > 0 {
+			if o.err == nil {
+				o.err = fmt.Errorf("%w (%d reads: %s)", ErrUntracked, n, strings.Join(why, ", "))
+			}
 			return
 		}
 		names, tokens := cap.Versions()
@@ -80,6 +94,16 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 		return nil, false, ferr
 	}
 	f := res.(capturedFill)
+	if !leader && !kv.stillCurrent(ctx, f) {
+		// We joined a fill that read before a write we may have started
+		// after (the flight is keyed by name only: what the value depends
+		// on is known once it is filled). Render our own (C1).
+		f, ferr = kv.fillCaptured(ctx, name, o, fill)
+		if ferr != nil {
+			return nil, false, ferr
+		}
+		return slices.Clone(f.value), false, nil
+	}
 	if !leader {
 		// The leader's fill recorded into the leader's captures only.
 		record(ctx, f.names, f.tokens)
@@ -160,4 +184,14 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, fill func
 		}
 	}
 	return f, nil
+}
+
+// stillCurrent reports whether every version a captured fill read still has
+// the token it read. A fill that stored nothing for lack of them is not.
+func (kv *KV) stillCurrent(ctx context.Context, f capturedFill) bool {
+	if len(f.names) == 0 {
+		return false
+	}
+	_, tokens, err := kv.st.Fetch(ctx, "", f.names)
+	return err == nil && slices.Equal(tokens, f.tokens)
 }

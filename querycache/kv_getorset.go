@@ -23,14 +23,18 @@ import (
 // A value stored under key with other dependencies than this call's is a
 // miss here, and is replaced.
 func (kv *KV) GetOrSet(ctx context.Context, key string, fill func(ctx context.Context) ([]byte, error), opts ...KVOption) (value []byte, hit bool, err error) {
-	v, hit, err := kv.getOrSet(ctx, key, kindBytes, fill, opts)
+	v, hit, err := kv.getOrSet(ctx, key, kindBytes, fill, opts, nil)
 	if hit {
 		v.value = slices.Clone(v.value)
 	}
 	return v.value, hit, err
 }
 
-func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx context.Context) ([]byte, error), opts []KVOption) (kvValue, bool, error) {
+//
+// valid, when not nil, judges a stored value: one it refuses is a miss
+// (Remember's value of another type), refilled against the versions read
+// before the fill like any other.
+func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx context.Context) ([]byte, error), opts []KVOption, valid func(kvValue) bool) (kvValue, bool, error) {
 	o, err := kv.call(opts)
 	if err != nil {
 		return kvValue{}, false, err
@@ -42,9 +46,17 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	}
 	if kv.c.isClosed() {
 		kv.c.stats.bypasses.add("closed")
+		Untracked(ctx, "closed")
 		return run()
 	}
 	name := kv.name(key, o)
+	shown, err := kv.shownVersion(ctx, name)
+	if err != nil {
+		kv.failed(ctx, "get_or_set", err)
+		Untracked(ctx, "store_error")
+		return run()
+	}
+	shown.record(ctx) // served or filled here, the value may change after
 	names := make([]string, 0, 1+len(o.deps))
 	names = append(names, kv.c.ns.Epoch())
 	names = append(names, o.deps...)
@@ -62,7 +74,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	}
 	// Served or filled, the value depends on these tokens (capture.go).
 	record(ctx, names, tokens)
-	if v, ok := kv.serve(raw, tokens, o.deps, now); ok {
+	if v, ok := kv.serve(raw, tokens, o.deps, now); ok && (valid == nil || valid(v)) {
 		kv.c.stats.hits.Add(1)
 		return v, true, nil
 	}

@@ -26,6 +26,13 @@ type kvRead struct {
 // value recorded, which are the ones that count.
 func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, error) {
 	var r kvRead
+	// Whatever shows the value depends on its own version too, read first
+	// (before the value: a change of the value written after it was read
+	// is followed by a bump that makes the version read stale).
+	shown, err := kv.shownVersion(ctx, name)
+	if err != nil {
+		return r, err
+	}
 	epoch := kv.c.ns.Epoch()
 	names := make([]string, 0, 1+len(deps))
 	names = append(names, epoch)
@@ -61,8 +68,45 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 	r.alive = e.fresh(kv.c.now(), tokens) && !kv.c.pending.covers(names, epoch)
 	if r.alive {
 		record(ctx, names, tokens) // what is served depends on them (capture.go)
+		shown.record(ctx)
 	}
 	return r, nil
+}
+
+// shownVersion is the value version (keys.Namespace.ValueVersion) of the
+// value stored under name with its token, read when ctx carries a capture:
+// what captures the value must be invalidated when it changes.
+type shownVersion struct {
+	name  string
+	token uint64
+}
+
+func (kv *KV) shownVersion(ctx context.Context, name string) (shownVersion, error) {
+	if captureFrom(ctx) == nil {
+		return shownVersion{}, nil
+	}
+	v := kv.c.ns.ValueVersion(name)
+	_, tokens, err := kv.st.Fetch(ctx, "", []string{v})
+	if err != nil {
+		return shownVersion{}, err
+	}
+	return shownVersion{v, tokens[0]}, nil
+}
+
+func (s shownVersion) record(ctx context.Context) {
+	if s.name != "" {
+		record(ctx, []string{s.name}, []uint64{s.token})
+	}
+}
+
+// changed replaces the value version of name after the value changed. Its
+// failure is returned: a page that showed the old value could be served.
+func (kv *KV) changed(ctx context.Context, names ...string) error {
+	vs := make([]string, len(names))
+	for i, n := range names {
+		vs[i] = kv.c.ns.ValueVersion(n)
+	}
+	return kv.st.Bump(ctx, vs)
 }
 
 // entryFor encodes value as an entry depending on the epoch and deps,
@@ -177,12 +221,14 @@ func (kv *KV) set(ctx context.Context, key string, kind byte, value []byte, opts
 	if err := kv.check(value); err != nil {
 		return err
 	}
+	name := kv.name(key, o)
 	raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
 	if err == nil {
-		err = kv.put(ctx, kv.name(key, o), raw, o.ttl, names)
+		err = kv.put(ctx, name, raw, o.ttl, names)
 	}
 	if err == nil {
 		kv.c.stats.stores.Add(1)
+		err = kv.changed(ctx, name)
 	}
 	return kv.failed(ctx, "set", err)
 }
@@ -230,7 +276,7 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 		}
 		if ok {
 			kv.c.stats.stores.Add(1)
-			return true, nil
+			return true, kv.failed(ctx, "add", kv.changed(ctx, name))
 		}
 	}
 	return false, fmt.Errorf("querycache: Add of %q lost %d races in a row", key, kvRetries)
@@ -262,7 +308,7 @@ func (kv *KV) Delete(ctx context.Context, key string, opts ...KVOption) (bool, e
 	if err := kv.st.Put(ctx, name, tomb, tombstoneTTL); err != nil {
 		return false, kv.failed(ctx, "delete", err)
 	}
-	return r.alive, nil
+	return r.alive, kv.failed(ctx, "delete", kv.changed(ctx, name))
 }
 
 // DeleteMany deletes every key (Django's delete_many). It stops at the
@@ -368,7 +414,7 @@ func (kv *KV) Incr(ctx context.Context, key string, delta int64, opts ...KVOptio
 			return 0, kv.failed(ctx, "incr", err)
 		}
 		if ok {
-			return n, nil
+			return n, kv.failed(ctx, "incr", kv.changed(ctx, name))
 		}
 	}
 	return 0, fmt.Errorf("querycache: Incr of %q lost %d races in a row", key, kvRetries)
@@ -438,7 +484,8 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 	if ttl <= 0 {
 		return 0, ErrNotFound
 	}
-	if err := kv.put(ctx, kv.name(key, o), r.raw, ttl, r.names); err != nil {
+	moved := kv.name(key, o)
+	if err := kv.put(ctx, moved, r.raw, ttl, r.names); err != nil {
 		return 0, kv.failed(ctx, "incr_version", err)
 	}
 	if delta != 0 {
@@ -447,5 +494,5 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 			return 0, kv.failed(ctx, "incr_version", err)
 		}
 	}
-	return nv, nil
+	return nv, kv.failed(ctx, "incr_version", kv.changed(ctx, old, moved))
 }

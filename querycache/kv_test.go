@@ -660,7 +660,13 @@ func TestKVCaptureKeepsTheTokensRead(t *testing.T) {
 		if n, why := cp.Untracked(); n != 1 || why[0] != "test" {
 			t.Fatalf("Untracked = %d %v", n, why)
 		}
+		// DependsOnCapture of work with an untracked read is refused.
+		if err := kv.Set(bg, "set-captured", []byte("x"), querycache.DependsOnCapture(cp)); !errors.Is(err, querycache.ErrUntracked) {
+			t.Fatalf("Set with DependsOnCapture of untracked work: %v; want ErrUntracked", err)
+		}
 		// DependsOnCapture on Set.
+		ctx, cp = querycache.WithCapture(bg)
+		query(ctx, "users", "u")
 		must(t, kv.Set(bg, "set-captured", []byte("x"), querycache.DependsOnCapture(cp)))
 		kvMustGet(t, kv, "set-captured", "x")
 		must(t, c.InvalidateTables(bg, "users"))

@@ -99,6 +99,7 @@ func Remember[T any](ctx context.Context, kv *KV, key string, ttl time.Duration,
 		opts = append(opts[:len(opts):len(opts)], WithTTL(ttl))
 	}
 	var computed T
+	ran := false // fn ran in this call (as the flight's leader, or alone)
 	var kind byte = kindCodec
 	switch any(computed).(type) {
 	case []byte, string:
@@ -106,6 +107,7 @@ func Remember[T any](ctx context.Context, kv *KV, key string, ttl time.Duration,
 	}
 	fill := func(ctx context.Context) ([]byte, error) {
 		v, err := fn(ctx)
+		ran = true
 		if err != nil {
 			return nil, err
 		}
@@ -113,27 +115,25 @@ func Remember[T any](ctx context.Context, kv *KV, key string, ttl time.Duration,
 		_, b, err := encodeAs(kv, v)
 		return b, err
 	}
-	v, hit, err := kv.getOrSet(ctx, key, kind, fill, opts)
+	// A stored value of another type is a miss: refilled against the
+	// versions read before fn, as any miss.
+	valid := func(v kvValue) bool {
+		_, err := decodeAs[T](kv, v)
+		return err == nil
+	}
+	v, hit, err := kv.getOrSet(ctx, key, kind, fill, opts, valid)
 	if err != nil {
 		var zero T
 		return zero, err
 	}
-	if !hit && v.value != nil {
-		if out, err := decodeAs[T](kv, v); err == nil {
-			return out, nil // what the flight computed (maybe another caller's fn)
-		}
+	if ran {
 		return computed, nil
 	}
 	out, err := decodeAs[T](kv, v)
-	if err != nil {
-		// Another type's value: compute ours and replace it.
-		v, ferr := fn(ctx)
-		if ferr != nil {
-			var zero T
-			return zero, ferr
-		}
-		_ = SetAs(ctx, kv, key, v, opts...)
-		return v, nil
+	if err != nil && !hit {
+		// We joined the fill of a Remember of another type under this
+		// key: compute ours, and leave the stored value to its leader.
+		return fn(ctx)
 	}
-	return out, nil
+	return out, err
 }
