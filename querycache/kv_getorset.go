@@ -30,7 +30,6 @@ func (kv *KV) GetOrSet(ctx context.Context, key string, fill func(ctx context.Co
 	return v.value, hit, err
 }
 
-//
 // valid, when not nil, judges a stored value: one it refuses is a miss
 // (Remember's value of another type), refilled against the versions read
 // before the fill like any other.
