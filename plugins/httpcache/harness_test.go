@@ -235,6 +235,17 @@ func do(t *testing.T, method, url string, headers ...string) response {
 	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
 }
 
+// fetch is do without a *testing.T, for goroutines.
+func fetch(url string) (response, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, err
+}
+
 func get(t *testing.T, url string, headers ...string) response {
 	t.Helper()
 	return do(t, http.MethodGet, url, headers...)
