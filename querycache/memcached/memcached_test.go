@@ -1,12 +1,14 @@
 package memcached_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +63,58 @@ func TestContractLargeItems(t *testing.T) {
 	storetest.RunOptions(t, storetest.Options{}, func(t *testing.T) querycache.Store {
 		return open(t, srv.Addr(), memcached.Options{MaxItemBytes: 2 << 20})
 	})
+}
+
+// TestContractTwoServers runs the suite on a store spread over two
+// servers: entries and versions land on either, and a multi-get asks both.
+func TestContractTwoServers(t *testing.T) {
+	a, b := testenv.StartMemcached(t), testenv.StartMemcached(t)
+	storetest.Run(t, func(t *testing.T) querycache.Store {
+		s := memcached.New(memcached.Options{Servers: []string{a.Addr(), b.Addr()}, Prefix: testPrefix(), Timeout: 5 * time.Second})
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+	// Both servers hold some of the suite's keys.
+	for _, srv := range []*testenv.MemcachedServer{a, b} {
+		if n := currItems(t, srv.Addr()); n == 0 {
+			t.Fatalf("server %s holds no item: the keys were not spread", srv.Addr())
+		}
+	}
+}
+
+// currItems reads curr_items from a server's stats.
+func currItems(t *testing.T, addr string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("stats\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(line)
+		if len(f) == 1 && f[0] == "END" {
+			t.Fatal("no curr_items in stats")
+		}
+		if len(f) == 3 && f[1] == "curr_items" {
+			n, err := strconv.Atoi(f[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
 }
 
 func ctx(t *testing.T) context.Context {
