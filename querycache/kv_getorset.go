@@ -82,6 +82,13 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	leader := false
 	res, err, _ := kv.flight.Do(flightKey(name, tokens), func() (any, error) {
 		leader = true
+		// A flight of the same key and tokens may have stored between
+		// our read and this one's start: read once more before filling.
+		if raw, again, err := kv.st.Fetch(ctx, name, names); err == nil && slices.Equal(again, tokens) {
+			if v, ok := kv.serve(raw, again, o.deps, kv.c.now()); ok && (valid == nil || valid(v)) {
+				return kvFilled{v: v, cached: true}, nil
+			}
+		}
 		return kv.fill(ctx, name, kind, names, o, tokens, now, fill)
 	})
 	if err != nil && !leader {

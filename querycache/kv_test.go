@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"querycache.dev/internal/testenv"
 	"querycache.dev/querycache"
+	"querycache.dev/querycache/filestore"
+	"querycache.dev/querycache/memcached"
 )
 
 // kvStores are the stores the low-level API's tests run on: every store
@@ -32,6 +34,16 @@ var kvStores = []struct {
 	}},
 	{"tiered", func(t *testing.T) querycache.Store {
 		return querycache.NewTieredStore(querycache.NewRedisStore(kvRedisClient(t), querycache.RedisOptions{Timeout: 5 * time.Second}), querycache.TieredOptions{})
+	}},
+	{"memcached", func(t *testing.T) querycache.Store {
+		return memcached.New(memcached.Options{Servers: []string{testenv.Memcached(t)}, Prefix: "kv" + strings.ReplaceAll(testenv.TestPrefix(t), ":", ""), Timeout: 5 * time.Second})
+	}},
+	{"file", func(t *testing.T) querycache.Store {
+		s, err := filestore.New(filestore.Options{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}},
 	{"postgres", func(t *testing.T) querycache.Store {
 		dsn := testenv.PostgresSchema(t)
