@@ -724,3 +724,43 @@ func newTestCache(t *testing.T) *querycache.Cache {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestSignalUnseenTransaction: the writes of a transaction the plugin did
+// not begin (on a handle taken before db.Use) are held until the watch
+// confirms its end, then delivered once; the plugin cannot tell a commit
+// from a rollback there, so both deliver (the documented rule).
+func TestSignalUnseenTransaction(t *testing.T) {
+	t.Parallel()
+	for _, d := range databases {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			e, pre := newEnvPreUse(t, d, stores[0])
+			rec := &sigRec{}
+			defer e.plugin.OnChange(rec.fn)()
+			for _, commit := range []bool{true, false} {
+				tx := pre.ctx.Begin()
+				must(t, tx.Error)
+				must(t, tx.Create(&Counter{N: 1}).Error)
+				waitSignals(t, e)
+				expectSignals(t, "before the end", rec.take(), nil)
+				if commit {
+					must(t, tx.Commit().Error)
+				} else {
+					must(t, tx.Rollback().Error)
+				}
+				// The watch's sweep confirms the end in the background.
+				var got []gormcache.Change
+				for deadline := time.Now().Add(time.Minute); len(got) == 0 && time.Now().Before(deadline); {
+					waitSignals(t, e)
+					got = rec.take()
+					if len(got) == 0 {
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+				waitSignals(t, e)
+				got = append(got, rec.take()...)
+				expectSignals(t, fmt.Sprintf("after the end (commit %v)", commit), tablesOnly(got), []sigWant{{"counters", gormcache.ChangeCreate, nil}})
+			}
+		})
+	}
+}
