@@ -4,7 +4,6 @@ package filestore
 
 import (
 	"errors"
-	"io/fs"
 	"sync"
 )
 
@@ -22,5 +21,3 @@ func (s *Store) lock(int) (*stripe, error) {
 func (st *stripe) unlock() {}
 
 func (s *Store) closeLocks() {}
-
-func fileID(fs.FileInfo) (uint64, bool) { return 0, false }

@@ -4,10 +4,8 @@ package filestore
 
 import (
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,13 +75,4 @@ func (s *Store) closeLocks() {
 		st.fd = -2
 		st.mu.Unlock()
 	}
-}
-
-// fileID returns the inode number of a file the walk saw.
-func fileID(fi fs.FileInfo) (uint64, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return uint64(st.Ino), true
 }

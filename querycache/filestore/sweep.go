@@ -31,7 +31,7 @@ type SweepStats struct {
 
 // fileHeader is what the last walk read of a file.
 type fileHeader struct {
-	ino     uint64
+	id      fileIdent
 	expires int64
 	kind    byte
 	ok      bool
@@ -273,14 +273,14 @@ func (s *Store) walk(ctx context.Context, now time.Time) (files, temps []sweepFi
 				}
 				f := sweepFile{path: p, stripe: stripe, info: info, kind: sub[0]}
 				// Files are never written in place: a file seen by the
-				// last walk (same inode) has the header it had.
-				ino, hasIno := fileID(info)
+				// last walk (same inode, unchanged) has the header it had.
+				id, hasID := fileID(info)
 				h, known := s.headers[p]
-				if !known || !hasIno || h.ino != ino {
+				if !known || !hasID || h.id != id {
 					h.kind, h.expires, h.ok = readHeader(p, head, info.Size())
-					h.ino = ino
+					h.id = id
 				}
-				if hasIno {
+				if hasID {
 					seen[p] = h
 				}
 				f.expires = h.expires
@@ -314,6 +314,31 @@ func isHex62(n string) bool {
 	return true
 }
 
+// unchanged reports whether f's path still holds the file the walk saw:
+// the same inode, not changed since (the inode number of a removed file
+// may be reused by a new one at the same path).
+func unchanged(f sweepFile) bool {
+	now, err := os.Lstat(f.path)
+	if err != nil || !os.SameFile(now, f.info) {
+		return false
+	}
+	a, ok1 := fileID(now)
+	b, ok2 := fileID(f.info)
+	return ok1 == ok2 && a == b && now.Size() == f.info.Size()
+}
+
+// sameTimes reports whether f was not used (touched) since the walk.
+func sameTimes(f sweepFile) bool {
+	now, err := os.Lstat(f.path)
+	return err == nil && now.ModTime().Equal(f.info.ModTime())
+}
+
+// fileIdent: see fileID.
+type fileIdent struct {
+	ino   uint64
+	ctime int64
+}
+
 // removeAll removes files under their stripes' locks (one lock per
 // stripe), each only if it is still the file the sweep saw: the same
 // inode, and, when unused is set, not touched since. It returns those it
@@ -334,8 +359,7 @@ func (s *Store) removeAll(ctx context.Context, files []sweepFile, unused bool) (
 			return removed, err
 		}
 		for _, f := range files[i:j] {
-			now, err := os.Lstat(f.path)
-			if err != nil || !os.SameFile(now, f.info) || unused && !now.ModTime().Equal(f.info.ModTime()) {
+			if !unchanged(f) || unused && !sameTimes(f) {
 				continue
 			}
 			if os.Remove(f.path) == nil {
