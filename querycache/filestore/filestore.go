@@ -36,7 +36,8 @@
 //
 // The directory is meant for the processes of one host and one user, on a
 // local file system (flock is not reliable on NFS). Do not remove it, or
-// its locks directory, while processes use it.
+// its locks directory, while processes use it. A Store keeps the lock
+// files it has used open until Close: at most 513 descriptors.
 package filestore
 
 import (
