@@ -9,6 +9,10 @@ import (
 // Store is where entries and versions live: process memory (MemoryStore),
 // Redis, or both. Implementations must be safe for concurrent use.
 type Store interface {
+	// Entry keys and version names are chosen by the caller (package keys
+	// keeps them apart: entries q:, o:, kv:, versions v:); a store may keep
+	// both in one keyspace, so a name must never be used as both.
+	//
 	// Fetch returns the value stored under key (nil when there is none) and
 	// the current token of each named version, in order. A version that does
 	// not exist must be created with a fresh token from NewToken, atomically
@@ -17,6 +21,8 @@ type Store interface {
 	// "Versions must survive eviction").
 	Fetch(ctx context.Context, key string, versions []string) (value []byte, tokens []uint64, err error)
 	// Put stores value under key for ttl. The store may evict it sooner.
+	// It may keep value itself (the memory store does): the caller must
+	// not modify it afterwards.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Bump replaces every named version with a fresh token from NewToken.
 	Bump(ctx context.Context, versions []string) error

@@ -107,19 +107,10 @@ func TestStoreContractTieredPostgres(t *testing.T) {
 	})
 }
 
-// emptyValueFinding: Fetch reads an empty value as []byte{} (not nil, as
-// swap.go says the stores do), and CompareAndSwap treats an empty value as
-// nothing, so a swap from the []byte{} Fetch returned never matches: a
-// read-modify-swap loop (Incr) over a key holding an empty value never
-// ends unless the caller maps empty to nil. The PostgreSQL stores pass.
-const emptyValueFinding = "finding: Fetch reads an empty value as []byte{}, and CompareAndSwap never matches old []byte{} (an empty value counts as nothing): a read-modify-swap loop over an empty value never succeeds"
-
-// Findings: subtests these stores fail today, skipped so the build stays
-// green until the stores' owner decides (see each reason).
+// Subtests of promises these stores do not make (store.go says so).
 var (
 	memoryContractSkips = map[string]string{
-		"PutCopiesValue":            "finding: MemoryStore.Put keeps the caller's slice (a caller that reuses its buffer after Put changes the stored entry); store.go says nothing either way",
-		"Swapper/FromWhatFetchRead": emptyValueFinding,
+		"PutCopiesValue": "MemoryStore.Put keeps the caller's slice, as store.go allows (the engine never reuses a value it stored)",
 	}
 	// A name used both as an entry key and as a version name is one Redis
 	// key: creating the version over the entry replaces the entry with a
@@ -127,8 +118,7 @@ var (
 	// does this (keys.Namespace gives entries q:/o:/kv: and versions v:),
 	// but store.go does not say callers must keep them apart.
 	redisContractSkips = map[string]string{
-		"KeysAndVersionsDoNotMix":   "finding: RedisStore keeps entries and versions in one keyspace; a name used as both is mixed (the engine keeps them apart by naming)",
-		"Swapper/FromWhatFetchRead": emptyValueFinding,
+		"KeysAndVersionsDoNotMix": "RedisStore keeps entries and versions in one keyspace, as store.go allows (the engine keeps them apart by naming)",
 	}
 	postgresContractSkips = map[string]string{}
 )

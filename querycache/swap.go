@@ -11,8 +11,9 @@ import (
 // adding one key could both succeed, and two increments could count once.
 type Swapper interface {
 	// CompareAndSwap stores value under key for ttl if and only if the key
-	// holds exactly old now (old nil: the key holds nothing, an empty
-	// value, or a value that has expired: the stores return nil for all three), and reports whether it stored. Like PutFor it
+	// holds exactly old now (old nil or empty: the key holds nothing, an empty
+	// value, or a value that has expired; Fetch may read an empty value as
+	// nil or as an empty slice, and either matches it), and reports whether it stored. Like PutFor it
 	// extends each of versions to live at least as long as the value.
 	// A ttl <= 0 stores nothing and reports false.
 	CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration, versions []string) (swapped bool, err error)

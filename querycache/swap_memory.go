@@ -18,6 +18,9 @@ func (s *MemoryStore) CompareAndSwap(_ context.Context, key string, old, value [
 	if s.err != nil {
 		return false, s.err
 	}
+	if len(old) == 0 {
+		old = nil // an empty value is none (Swapper), as Fetch may read it
+	}
 	if ttl <= 0 {
 		return false, nil
 	}

@@ -32,6 +32,9 @@ return 1`
 // and sets the entry, and the versions are extended beside it in the same
 // pipeline (as PutFor does; on a cluster they may live in other slots).
 func (s *RedisStore) CompareAndSwap(ctx context.Context, key string, old, value []byte, ttl time.Duration, versions []string) (bool, error) {
+	if len(old) == 0 {
+		old = nil // an empty value is none (Swapper), as Fetch may read it
+	}
 	if ttl <= 0 {
 		return false, nil
 	}
