@@ -133,6 +133,10 @@ func signalWrites(t *testing.T, db *gorm.DB, base int) []sigWant {
 		sigWant{"counters", gormcache.ChangeCreate, pks(batch[4].ID)})
 	must(t, db.Delete(&batch[0]).Error)
 	w = append(w, sigWant{"counters", gormcache.ChangeDelete, pks(batch[0].ID)})
+	must(t, db.Delete(&Counter{}, batch[1].ID).Error) // by primary key
+	w = append(w, sigWant{"counters", gormcache.ChangeDelete, pks(batch[1].ID)})
+	must(t, db.Model(&Counter{}).Where("id = ?", batch[3].ID).UpdateColumn("n", 30).Error)
+	w = append(w, sigWant{"counters", gormcache.ChangeUpdate, pks(batch[3].ID)})
 	must(t, db.Where("n = ?", 12).Delete(&Counter{}).Error)
 	w = append(w, sigWant{"counters", gormcache.ChangeDelete, nil})
 
@@ -763,4 +767,42 @@ func TestSignalUnseenTransaction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSignalSeveralTables: a statement that writes two tables delivers one
+// Change per table (PostgreSQL's writing CTE), and a Create with
+// associations one delivery per statement GORM runs, each with its table.
+func TestSignalSeveralTables(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, e *env) {
+		rec := &sigRec{}
+		defer e.plugin.OnChange(rec.fn)()
+		a := Author{Name: "a", Posts: []Post{{Title: "p"}}, Languages: []Language{{Name: "go"}}}
+		must(t, e.db.Create(&a).Error)
+		waitSignals(t, e)
+		var tables []string
+		for _, ch := range rec.take() {
+			tables = append(tables, ch.Kind.String()+" "+ch.Table)
+		}
+		slices.Sort(tables)
+		if want := []string{"create author_languages", "create authors", "create languages", "create posts"}; !reflect.DeepEqual(tables, want) {
+			t.Fatalf("Create with associations: %v, want %v", tables, want)
+		}
+		if e.dialect != "postgres" {
+			return
+		}
+		must(t, e.db.Exec("WITH d AS (DELETE FROM comments WHERE body = 'none' RETURNING id) UPDATE counters SET n = n + 1 WHERE id IN (SELECT id FROM d)").Error)
+		waitSignals(t, e)
+		got := rec.take()
+		tables = nil
+		for _, ch := range got {
+			if ch.Kind != gormcache.ChangeRaw || !ch.AllRows {
+				t.Fatalf("writing CTE: %+v", ch)
+			}
+			tables = append(tables, ch.Table)
+		}
+		slices.Sort(tables)
+		if want := []string{"comments", "counters"}; !reflect.DeepEqual(tables, want) {
+			t.Fatalf("writing CTE: tables %v, want %v", tables, want)
+		}
+	})
 }
