@@ -24,6 +24,13 @@
 //
 //	go run ./examples/news -redis redis://127.0.0.1:6379/1 -l1 -two-processes
 //
+// With -serve it runs the demo as a web site instead of the script: the
+// homepage, each article and an edit form, behind the page cache
+// (plugins/httpcache), so a page is served from the cache until a title
+// changed through the form (a GORM write) re-renders it at once:
+//
+//	go run ./examples/news -serve 127.0.0.1:8080
+//
 // Every key the demo writes is under -prefix (by default one of its own,
 // "news-demo:<random>:"), and those keys are deleted when it exits.
 package main
@@ -83,6 +90,7 @@ type config struct {
 	prefix       string
 	twoProcesses bool
 	runs         int
+	serve        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -94,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.strict, "strict", false, "with -l1: check the versions in Redis on every L1 hit (the two-level store's strict mode)")
 	fs.StringVar(&c.prefix, "prefix", "", "key prefix in Redis; its keys are deleted at exit (default \"news-demo:<random>:\")")
 	fs.BoolVar(&c.twoProcesses, "two-processes", false, "start a second instance of the demo on the same SQLite file and Redis, and measure how long a write in one takes to reach the other's cached homepage; needs -redis")
+	fs.StringVar(&c.serve, "serve", "", "serve the demo as a web site on this address (host:port), its pages behind the page cache, instead of running the script")
 	fs.IntVar(&c.runs, "runs", 500, "how many times each read is timed for the latency comparison")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -115,6 +124,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	case prefixSet && c.prefix == "":
 		// The demo deletes prefix* at exit: an empty prefix is every key.
 		return c, errors.New("-prefix must not be empty: the demo deletes every key under it when it exits")
+	case c.serve != "" && c.twoProcesses:
+		return c, errors.New("-serve and -two-processes are two different demos: give one")
 	case c.runs < 1:
 		return c, fmt.Errorf("-runs is %d; use at least 1", c.runs)
 	}
@@ -173,6 +184,9 @@ func run(args []string, out io.Writer) (err error) {
 
 	if cfg.twoProcesses {
 		return twoProcesses(out, inst, shared, dbPath, cfg)
+	}
+	if cfg.serve != "" {
+		return serve(out, inst, cfg.serve)
 	}
 	script(out, inst, shared, cfg)
 	return nil
