@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,12 +55,43 @@ var databases = []dbKind{
 
 // stores lists the stores every plugin test runs on. A new store adds a
 // line here and gets the whole suite.
-var stores = []storeKind{
+//
+// QUERYCACHE_STORES (a comma-separated list of names, among these and
+// "memcached" and "file") replaces the table: the whole suite on the
+// Memcached or file-system store takes as long as on the others, which CI
+// does not spend on every run (their own tests and the contract suite run
+// there); `QUERYCACHE_STORES=memcached,file go test ./plugins/gormcache/`
+// runs it on them.
+var stores = storesFromEnv([]storeKind{
 	{name: "memory", open: func(t *testing.T) querycache.Store {
 		return querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 32 << 20})
 	}},
 	{name: "redis", open: openRedisStore, shared: true},
 	{name: "tiered", open: openTieredStore(false), shared: true},
+})
+
+// storesFromEnv is the table QUERYCACHE_STORES names, or def. An unknown
+// name panics: a typo must not run the suite on nothing.
+func storesFromEnv(def []storeKind) []storeKind {
+	list := os.Getenv("QUERYCACHE_STORES")
+	if list == "" {
+		return def
+	}
+	known := map[string]storeKind{}
+	for _, s := range def {
+		known[s.name] = s
+	}
+	known["memcached"] = memcachedStore
+	known["file"] = storeKind{name: "file", open: openFileStore}
+	var out []storeKind
+	for _, name := range strings.Split(list, ",") {
+		s, ok := known[strings.TrimSpace(name)]
+		if !ok {
+			panic(fmt.Sprintf("QUERYCACHE_STORES names %q; known: memory, redis, tiered, memcached, file", name))
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // strictStore is the two-level store in its strict mode. Within one
