@@ -34,6 +34,16 @@
 // used entries, and versions only when no entry is left to remove (see
 // Options.MaxBytes for what is guaranteed).
 //
+// # Cost
+//
+// A hit opens and reads one file per version and one for the entry (about
+// 30-50 µs for an entry and two versions on this loaded 2-core machine,
+// ext4 or tmpfs: BenchmarkFetchHit). A write
+// creates, writes and renames a file: 50-80 µs on tmpfs, 0.5-1.5 ms on
+// this machine's ext4 disk (the journal). On Linux a directory on tmpfs
+// (/dev/shm, /run/user/...) is the fast choice; it is emptied at reboot,
+// which the store does anyway without Sync.
+//
 // The directory is meant for the processes of one host and one user, on a
 // local file system (flock is not reliable on NFS). Do not remove it, or
 // its locks directory, while processes use it. A Store keeps the lock
