@@ -37,10 +37,10 @@
 // # Cost
 //
 // A hit opens and reads one file per version and one for the entry (about
-// 30-50 µs for an entry and two versions on this loaded 2-core machine,
-// ext4 or tmpfs: BenchmarkFetchHit). A write
-// creates, writes and renames a file: 50-80 µs on tmpfs, 0.5-1.5 ms on
-// this machine's ext4 disk (the journal). On Linux a directory on tmpfs
+// 30-50 µs for an entry and two versions on a loaded 2-core machine, ext4
+// or tmpfs: BenchmarkFetchHit). A write creates, writes and renames a
+// file: 50-80 µs on tmpfs, 0.5-1.5 ms on that machine's ext4 disk (the
+// journal). On Linux a directory on tmpfs
 // (/dev/shm, /run/user/...) is the fast choice; it is emptied at reboot,
 // which the store does anyway without Sync.
 //
