@@ -2,7 +2,9 @@ package querycache_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"querycache.dev/querycache"
 )
@@ -51,6 +53,53 @@ func TestHostileKVGetWithOtherDependsOnServes(t *testing.T) {
 		must(t, c.InvalidateTables(bg, "users"))
 		if v, ok, _ := kv.Get(bg, "count", querycache.DependsOn("users")); ok {
 			t.Fatalf("Get(DependsOn(users)) served %q, recorded before the last write to users", v)
+		}
+	})
+}
+
+// TestHostileKVOpsKeepDependencies: Touch, Incr and IncrVersion keep what
+// a value depends on, at the tokens it recorded; none of them revives a
+// value invalidated by a write. (An attack that failed.)
+func TestHostileKVOpsKeepDependencies(t *testing.T) {
+	forEachKVStore(t, func(t *testing.T, c *querycache.Cache) {
+		kv := c.KV()
+		dep := querycache.DependsOnObject("users", 7)
+		for _, op := range []string{"touch", "incr", "incrversion"} {
+			must(t, kv.Set(bg, op, []byte("1"), dep))
+			ver := 1
+			switch op {
+			case "touch":
+				if ok, err := kv.Touch(bg, op, time.Hour); err != nil || !ok {
+					t.Fatalf("Touch = %v, %v", ok, err)
+				}
+			case "incr":
+				if _, err := kv.Incr(bg, op, 5); err != nil {
+					t.Fatal(err)
+				}
+			case "incrversion":
+				v, err := kv.IncrVersion(bg, op, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ver = v
+			}
+			if _, ok := kvGet(t, kv, op, querycache.WithVersion(ver)); !ok {
+				t.Fatalf("%s: the value is gone", op)
+			}
+			must(t, c.InvalidateObject(bg, "users", 7))
+			kvMustMiss(t, kv, op, querycache.WithVersion(ver))
+			// Nothing revives it.
+			if ok, err := kv.Touch(bg, op, time.Hour, querycache.WithVersion(ver)); ok || err != nil {
+				t.Fatalf("%s: Touch of an invalidated value = %v, %v", op, ok, err)
+			}
+			if _, err := kv.Incr(bg, op, 1, querycache.WithVersion(ver)); !errors.Is(err, querycache.ErrNotFound) {
+				t.Fatalf("%s: Incr of an invalidated value: %v", op, err)
+			}
+			if _, err := kv.IncrVersion(bg, op, 1, querycache.WithVersion(ver)); !errors.Is(err, querycache.ErrNotFound) {
+				t.Fatalf("%s: IncrVersion of an invalidated value: %v", op, err)
+			}
+			kvMustMiss(t, kv, op, querycache.WithVersion(ver))
+			kvMustMiss(t, kv, op, querycache.WithVersion(ver+1))
 		}
 	})
 }
