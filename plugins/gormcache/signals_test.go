@@ -806,3 +806,32 @@ func TestSignalSeveralTables(t *testing.T) {
 		}
 	})
 }
+
+// TestSignalCallbackWrites: a callback may write through the same *gorm.DB
+// (rebuilding derived data), in and out of a transaction: its own writes
+// are delivered in turn, after the ones being handled, without deadlock.
+func TestSignalCallbackWrites(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, e *env) {
+		comments := &sigRec{}
+		defer e.plugin.OnChange(comments.fn, gormcache.ForModels(&Comment{}))()
+		defer e.plugin.OnChange(func(ctx context.Context, ch gormcache.Change) {
+			if ch.Kind != gormcache.ChangeCreate {
+				return
+			}
+			must(t, e.db.WithContext(ctx).Create(&Comment{Body: "derived"}).Error)
+			must(t, e.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+				return tx.Create(&Comment{Body: "derived in tx"}).Error
+			}))
+		}, gormcache.ForModels(&Counter{}))()
+		for i := range 3 {
+			must(t, e.db.Create(&Counter{N: i}).Error)
+		}
+		// The comments' deliveries are queued by the callbacks, so they are
+		// behind the marker of a first wait: wait twice.
+		waitSignals(t, e)
+		waitSignals(t, e)
+		if n := len(comments.take()); n != 6 {
+			t.Fatalf("%d comment changes delivered, want 6", n)
+		}
+	})
+}
