@@ -1,12 +1,6 @@
 // Package ginpage puts the page cache of querycache.dev/plugins/httpcache
 // in front of gin handlers: a gin.HandlerFunc for a route, a group or the
-// whole engine. It is a module of its own so that the library does not
-// depend on gin, and it is not in the repository's go.work: gin's
-// dependencies would raise golang.org/x/text, x/net and protobuf for every
-// module of the workspace, so the library's tests would no longer build
-// with the versions its users get. Test it on its own:
-//
-//	cd plugins/httpcache/ginpage && GOWORK=off go test -race ./...
+// whole engine.
 //
 //	pages, _ := httpcache.New(cache, httpcache.TTL(10*time.Minute))
 //	r := gin.New()
@@ -17,6 +11,14 @@
 // db.WithContext(c.Request.Context()) (gin.Context's own Done/Value do not
 // carry the page cache's capture unless the engine's ContextWithFallback
 // is set; c.Request.Context() always does).
+//
+// It is a module of its own so that the library does not depend on gin,
+// and it is not in the repository's go.work: gin's dependencies would
+// raise golang.org/x/text, x/net and protobuf for every module of the
+// workspace, so the library's tests would no longer build with the
+// versions its users get. Test it on its own:
+//
+//	cd plugins/httpcache/ginpage && GOWORK=off go test -race ./...
 package ginpage
 
 import (
