@@ -1,0 +1,168 @@
+package gormcache_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	"querycache.dev/internal/testenv"
+	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
+)
+
+// hkvHold holds back the pub/sub messages a Redis client receives while
+// it is on: the broadcast delay of a two-level store, made as long as a
+// test needs.
+type hkvHold struct {
+	mu      sync.Mutex
+	on      bool
+	release chan struct{}
+	held    int
+}
+
+func (h *hkvHold) start() {
+	h.mu.Lock()
+	h.on, h.release = true, make(chan struct{})
+	h.mu.Unlock()
+}
+
+func (h *hkvHold) stop() {
+	h.mu.Lock()
+	if h.on {
+		h.on = false
+		close(h.release)
+	}
+	h.mu.Unlock()
+}
+
+func (h *hkvHold) heldCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.held
+}
+
+type hkvHoldConn struct {
+	net.Conn
+	h *hkvHold
+}
+
+func (c *hkvHoldConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && bytes.Contains(p[:n], []byte("message")) {
+		c.h.mu.Lock()
+		on, rel := c.h.on, c.h.release
+		if on {
+			c.h.held++
+		}
+		c.h.mu.Unlock()
+		if on {
+			<-rel
+		}
+	}
+	return n, err
+}
+
+// TestHostileKVGetOrSetLaundersStaleL1Result: on a two-level store in the
+// default mode, another process's query results may be late by the
+// broadcast delay (DESIGN.md C1, the documented bound). GetOrSet and
+// Remember read the dependencies' versions from the shared level before
+// the fill, so they read the new token of a row another process has just
+// written, while the fill's cached query is still served from this
+// process's first level, from before the write. The old result is then
+// stored in the shared level against the new token: every process serves
+// it, long after the broadcast has arrived, until the next write to that
+// row. The stale window is no longer bounded by the broadcast delay.
+// GetOrSetCaptured is safe here (it records the tokens the query was
+// served with). Fix: run GetOrSet's fill under a capture too, and refuse
+// to store when a captured token of a declared dependency differs from
+// the one read before the fill (or store against the captured tokens).
+func TestHostileKVGetOrSetLaundersStaleL1Result(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.PostgresSchema(t)
+	prefix := testenv.TestPrefix(t)
+	open := func(client *redis.Client) (*gorm.DB, *querycache.Cache) {
+		db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard, DisableForeignKeyConstraintWhenMigrating: true})
+		must(t, err)
+		sqlDB, _ := db.DB()
+		t.Cleanup(func() { sqlDB.Close() })
+		st := querycache.NewTieredStore(querycache.NewRedisStore(client, tableRedisOptions), querycache.TieredOptions{PingInterval: time.Minute})
+		c, err := querycache.New(querycache.Options{Store: st, Prefix: prefix})
+		must(t, err)
+		t.Cleanup(func() { c.Close() })
+		must(t, db.Use(gormcache.New(c)))
+		return db, c
+	}
+	dbA, _ := open(redisClient(t))
+	hold := &hkvHold{}
+	opt, err := redis.ParseURL(testenv.SharedRedis(t))
+	must(t, err)
+	opt.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &hkvHoldConn{Conn: cn, h: hold}, nil
+	}
+	clientB := redis.NewClient(opt)
+	t.Cleanup(func() { clientB.Close() })
+	dbB, cacheB := open(clientB)
+	t.Cleanup(hold.stop)
+
+	must(t, dbA.AutoMigrate(models...))
+	au := Author{Name: "old"}
+	must(t, dbA.Create(&au).Error)
+	ctx := context.Background()
+	name := func() string {
+		var x Author
+		must(t, dbB.WithContext(ctx).Scopes(gormcache.Cacheable()).First(&x, au.ID).Error)
+		return x.Name
+	}
+	// B has the row in its first level (and its subscription is up).
+	deadline := time.Now().Add(10 * time.Second)
+	for name() != "old" || cacheB.Stats().Hits == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("B never served the row from its cache")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	hold.start()
+	must(t, dbA.Model(&Author{ID: au.ID}).Update("name", "new").Error)
+	if got := name(); got != "old" {
+		hold.stop()
+		t.Skipf("B saw the write at once (%q): the broadcast was not held, nothing to check", got)
+	}
+	kv := cacheB.KV()
+	v, _, err := kv.GetOrSet(ctx, "summary", func(ctx context.Context) ([]byte, error) {
+		return []byte("author: " + name()), nil
+	}, querycache.DependsOnObject("authors", au.ID))
+	must(t, err)
+	t.Logf("B computed %q within the broadcast delay (allowed); %d messages held", v, hold.heldCount())
+	hold.stop()
+
+	// The broadcast arrives: B's queries show the new row.
+	deadline = time.Now().Add(10 * time.Second)
+	for name() != "new" {
+		if time.Now().After(deadline) {
+			t.Fatal("B still serves the old row 10 s after the broadcast was released")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Now nothing may serve the old summary, in B or in any process.
+	if got, ok, _ := kv.Get(ctx, "summary"); ok && string(got) != "author: new" {
+		t.Errorf("after the broadcast, B's GetOrSet value is %q: a first-level result from before the write was stored in the shared level against the new version", got)
+	}
+	c3, err := querycache.New(querycache.Options{Store: querycache.NewRedisStore(redisClient(t), tableRedisOptions), Prefix: prefix})
+	must(t, err)
+	defer c3.Close()
+	if got, ok, _ := c3.KV().Get(ctx, "summary"); ok && string(got) != "author: new" {
+		t.Errorf("a third process serves %q for the summary of a row written before it started", got)
+	}
+}
