@@ -85,6 +85,52 @@ func (c *hkvHoldConn) Read(p []byte) (int, error) {
 // the one read before the fill (or store against the captured tokens).
 func TestHostileKVGetOrSetLaundersStaleL1Result(t *testing.T) {
 	t.Parallel()
+	hkvLaunder(t, func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error) {
+		v, _, err := kv.GetOrSet(ctx, "summary", func(ctx context.Context) ([]byte, error) {
+			return []byte("author: " + name(ctx)), nil
+		}, querycache.DependsOnObject("authors", id))
+		return v, err
+	})
+}
+
+// TestHostileKVCapturedWithDeclaredDepLaundersStaleL1Result: the same
+// with GetOrSetCaptured given the row as a declared dependency (a
+// caller's belt and braces): the declared versions are read from Redis
+// and recorded first, and "the first token read is kept", so the token
+// the first-level query was served with (older) is dropped, and the old
+// render is stored against the new token. "First read" is "oldest" only
+// when every read comes from one level. Fix: when a name is recorded
+// twice with different tokens, the value must not be stored (or keep
+// both and require both, which can never hold).
+func TestHostileKVCapturedWithDeclaredDepLaundersStaleL1Result(t *testing.T) {
+	t.Parallel()
+	hkvLaunder(t, func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error) {
+		v, _, err := kv.GetOrSetCaptured(ctx, "summary", func(ctx context.Context) ([]byte, error) {
+			return []byte("author: " + name(ctx)), nil
+		}, querycache.DependsOnObject("authors", id))
+		return v, err
+	})
+}
+
+// TestHostileKVCapturedWithoutDeclaredDepSafeAcrossL1: GetOrSetCaptured
+// with nothing declared records the token the first-level query was
+// served with, so the old render is never served after the broadcast.
+// (An attack that failed.)
+func TestHostileKVCapturedWithoutDeclaredDepSafeAcrossL1(t *testing.T) {
+	t.Parallel()
+	hkvLaunder(t, func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error) {
+		v, _, err := kv.GetOrSetCaptured(ctx, "summary", func(ctx context.Context) ([]byte, error) {
+			return []byte("author: " + name(ctx)), nil
+		})
+		return v, err
+	})
+}
+
+// hkvLaunder runs compute in process B while B's first level still holds
+// a row process A has just written (its broadcast held back), then
+// checks that once the broadcast has arrived no process serves what
+// compute stored from the old row.
+func hkvLaunder(t *testing.T, compute func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error)) {
 	dsn := testenv.PostgresSchema(t)
 	prefix := testenv.TestPrefix(t)
 	open := func(client *redis.Client) (*gorm.DB, *querycache.Cache) {
@@ -119,14 +165,14 @@ func TestHostileKVGetOrSetLaundersStaleL1Result(t *testing.T) {
 	au := Author{Name: "old"}
 	must(t, dbA.Create(&au).Error)
 	ctx := context.Background()
-	name := func() string {
+	name := func(ctx context.Context) string {
 		var x Author
 		must(t, dbB.WithContext(ctx).Scopes(gormcache.Cacheable()).First(&x, au.ID).Error)
 		return x.Name
 	}
 	// B has the row in its first level (and its subscription is up).
 	deadline := time.Now().Add(10 * time.Second)
-	for name() != "old" || cacheB.Stats().Hits == 0 {
+	for name(ctx) != "old" || cacheB.Stats().Hits == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("B never served the row from its cache")
 		}
@@ -135,21 +181,19 @@ func TestHostileKVGetOrSetLaundersStaleL1Result(t *testing.T) {
 
 	hold.start()
 	must(t, dbA.Model(&Author{ID: au.ID}).Update("name", "new").Error)
-	if got := name(); got != "old" {
+	if got := name(ctx); got != "old" {
 		hold.stop()
 		t.Skipf("B saw the write at once (%q): the broadcast was not held, nothing to check", got)
 	}
 	kv := cacheB.KV()
-	v, _, err := kv.GetOrSet(ctx, "summary", func(ctx context.Context) ([]byte, error) {
-		return []byte("author: " + name()), nil
-	}, querycache.DependsOnObject("authors", au.ID))
+	v, err := compute(ctx, kv, name, au.ID)
 	must(t, err)
 	t.Logf("B computed %q within the broadcast delay (allowed); %d messages held", v, hold.heldCount())
 	hold.stop()
 
 	// The broadcast arrives: B's queries show the new row.
 	deadline = time.Now().Add(10 * time.Second)
-	for name() != "new" {
+	for name(ctx) != "new" {
 		if time.Now().After(deadline) {
 			t.Fatal("B still serves the old row 10 s after the broadcast was released")
 		}
@@ -157,7 +201,7 @@ func TestHostileKVGetOrSetLaundersStaleL1Result(t *testing.T) {
 	}
 	// Now nothing may serve the old summary, in B or in any process.
 	if got, ok, _ := kv.Get(ctx, "summary"); ok && string(got) != "author: new" {
-		t.Errorf("after the broadcast, B's GetOrSet value is %q: a first-level result from before the write was stored in the shared level against the new version", got)
+		t.Errorf("after the broadcast, B's stored value is %q: a first-level result from before the write was stored in the shared level against the new version", got)
 	}
 	c3, err := querycache.New(querycache.Options{Store: querycache.NewRedisStore(redisClient(t), tableRedisOptions), Prefix: prefix})
 	must(t, err)
