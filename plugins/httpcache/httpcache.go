@@ -167,11 +167,11 @@ func Statuses(codes ...int) Option {
 }
 
 // CacheUntracked stores pages whose handler read something without the
-// cache (a query not marked cacheable, a query in a transaction, ...).
-// Such a page is still invalidated by writes to what its tracked reads
-// read, but a write to what its untracked reads read is NOT seen: the page
-// may be stale until its TTL ends. Use it only with a TTL you can accept
-// as staleness.
+// cache (a query not marked cacheable, a query in a transaction, ...) for
+// their TTL only, as Django's cache_page does: NO write invalidates such a
+// page, not even one to what its cached queries read, so it may be stale
+// until its TTL ends. Use it only with a TTL you can accept as staleness.
+// Pages whose reads were all tracked are unaffected.
 func CacheUntracked() Option {
 	return func(c *config) { c.cacheUntracked = true }
 }
@@ -343,7 +343,7 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if len(whys) > 0 {
 			reason += " (" + strings.Join(whys, ",") + ")"
 		}
-		if l.cfg.cacheUntracked && l.storeUntracked(ctx, key, b, capture, kvOpts) {
+		if l.cfg.cacheUntracked && l.storeUntracked(ctx, key, b, kvOpts) {
 			reason = ""
 		}
 	}
@@ -355,18 +355,12 @@ var (
 	errNotStored = errors.New("httpcache: the response may not be stored")
 )
 
-// storeUntracked stores a page that read something without the cache, for
-// its TTL (CacheUntracked), against what its tracked reads read. It is
-// stored only if the capture holds the epoch the fill read before the
-// handler ran, so a write the cache knew of while rendering still leaves
-// it stale.
-func (l *layer) storeUntracked(ctx context.Context, key string, b []byte, capture *querycache.Capture, kvOpts []querycache.KVOption) bool {
-	names, _ := capture.Versions()
-	if !slices.Contains(names, l.pc.qc.Namespace().Epoch()) {
-		return false
-	}
-	opts := append(slices.Clone(kvOpts), querycache.DependsOnCapture(capture))
-	return l.pc.kv.Set(ctx, key, b, opts...) == nil
+// storeUntracked stores a page that read something without the cache,
+// for its TTL only (CacheUntracked): no version stands for what its
+// untracked reads showed, so it depends on nothing a write replaces
+// (querycache refuses DependsOnCapture of such a capture).
+func (l *layer) storeUntracked(ctx context.Context, key string, b []byte, kvOpts []querycache.KVOption) bool {
+	return l.pc.kv.Set(ctx, key, b, kvOpts...) == nil
 }
 
 // eligible says whether r may be looked up: the user's id (PerUser), or

@@ -139,6 +139,14 @@ func TestOptionsWiden(t *testing.T) {
 		if r := get(t, srv.URL+"/missing"); r.status != 404 {
 			t.Fatalf("stored 404 served as %d", r.status)
 		}
+		// CacheUntracked is TTL-only, as documented: a write does not
+		// re-render such a page.
+		if err := e.db.Create(&Article{Title: "a fourth"}).Error; err != nil {
+			t.Fatal(err)
+		}
+		if r := get(t, srv.URL+"/untracked"); r.state() != "hit" || r.body != "3 articles" {
+			t.Fatalf("CacheUntracked page after a write: %s %q; want the TTL-only hit", r.state(), r.body)
+		}
 	})
 }
 
