@@ -141,7 +141,7 @@ func TestOptionsWiden(t *testing.T) {
 		}
 		// CacheUntracked is TTL-only, as documented: a write does not
 		// re-render such a page.
-		if err := e.db.Create(&Article{Title: "a fourth"}).Error; err != nil {
+		if err := e.db.Create(&Article{ID: 4, Title: "a fourth"}).Error; err != nil {
 			t.Fatal(err)
 		}
 		if r := get(t, srv.URL+"/untracked"); r.state() != "hit" || r.body != "3 articles" {
