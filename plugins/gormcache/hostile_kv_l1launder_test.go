@@ -210,3 +210,28 @@ func hkvLaunder(t *testing.T, compute func(ctx context.Context, kv *querycache.K
 		t.Errorf("a third process serves %q for the summary of a row written before it started", got)
 	}
 }
+
+// TestHostileKVCapturedPageMixingValueAndL1QueryLaunders: a captured page
+// that reads a low-level value depending on the row (checked in Redis:
+// the new token is recorded) and then the row through a cached query
+// (served from the first level, from before the write: its older token is
+// dropped as "not the first") is stored against the new token with the
+// old row in it. Same root cause and fix as
+// TestHostileKVCapturedWithDeclaredDepLaundersStaleL1Result.
+func TestHostileKVCapturedPageMixingValueAndL1QueryLaunders(t *testing.T) {
+	t.Parallel()
+	hkvLaunder(t, func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error) {
+		// Stored after the write: it records the row's new token.
+		if err := kv.Set(ctx, "badge", []byte("badge"), querycache.DependsOnObject("authors", id)); err != nil {
+			return nil, err
+		}
+		v, _, err := kv.GetOrSetCaptured(ctx, "summary", func(ctx context.Context) ([]byte, error) {
+			b, _, err := kv.Get(ctx, "badge")
+			if err != nil {
+				return nil, err
+			}
+			return []byte("author: " + name(ctx) + string(b[:0])), nil
+		})
+		return v, err
+	})
+}
