@@ -184,6 +184,17 @@ func (e *env) mux() *http.ServeMux {
 		e.articles(w, r)
 		io.WriteString(w, "user="+who)
 	})
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		e.renders.Add(1)
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		buf.Flush()
+	})
 	mux.HandleFunc("/update", func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.Atoi(r.FormValue("id"))
 		if err := e.db.WithContext(r.Context()).Model(&Article{ID: uint(id)}).Update("title", r.FormValue("title")).Error; err != nil {

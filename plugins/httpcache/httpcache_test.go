@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"querycache.dev/plugins/httpcache"
@@ -118,6 +119,17 @@ func TestRefusals(t *testing.T) {
 		}
 		if r := get(t, srv.URL+"/big"); len(r.body) != 5000 {
 			t.Fatalf("large body of %d bytes", len(r.body))
+		}
+		// A hijacked connection: the handler's bytes reach the client, and
+		// nothing is stored.
+		before := e.renders.Load()
+		for range 2 {
+			if r := get(t, srv.URL+"/hijack"); r.body != "hijacked" || r.state() != "" {
+				t.Fatalf("hijacked: %q %q", r.state(), r.body)
+			}
+		}
+		if e.renders.Load()-before != 2 {
+			t.Fatal("a hijacked response was served from the cache")
 		}
 		// A Cache-Control that allows storing does not prevent it.
 		get(t, srv.URL+"/public")
@@ -326,5 +338,34 @@ func TestPageNested(t *testing.T) {
 		if e.renders.Load() != 2 {
 			t.Fatalf("%d renders; want 2", e.renders.Load())
 		}
+	})
+}
+
+// TestWriteDuringRender: a write that commits while the handler renders,
+// after its query read the articles, leaves the page it stores stale at
+// once (it is stored against the tokens its query read, not those current
+// when it is stored): the next GET renders again and shows the write.
+func TestWriteDuringRender(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		var once sync.Once
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			e.articles(w, r)
+			once.Do(func() {
+				if err := e.db.Model(&Article{ID: 1}).Update("title", "Written mid-render").Error; err != nil {
+					t.Error(err)
+				}
+			})
+		})
+		srv := httpTestServer(t, e.pages.Middleware()(h))
+		r1 := get(t, srv.URL+"/")
+		if strings.Contains(r1.body, "Written mid-render") {
+			t.Fatalf("the first render read after the write: %q", r1.body)
+		}
+		r2 := get(t, srv.URL+"/")
+		expectState(t, r2, "miss", "GET after a write that committed mid-render")
+		if !strings.Contains(r2.body, "1: Written mid-render") {
+			t.Fatalf("after the mid-render write: %q", r2.body)
+		}
+		expectState(t, get(t, srv.URL+"/"), "hit", "then")
 	})
 }
