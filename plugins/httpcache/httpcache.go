@@ -54,6 +54,16 @@
 // header must not let any client send every request to the database.
 // HonorClientNoCache makes such requests render afresh, without storing.
 //
+// Per route and site-wide together: a Page (or a route's Middleware)
+// inside the site-wide Middleware keeps entries of its own (its TTL and
+// options), and the outer page depends on everything the inner one read,
+// hit or render, so one write invalidates both.
+//
+// Routers: Middleware has the standard signature, so it wraps a ServeMux
+// (site-wide), goes in chi's r.Use or r.With, or in any router taking
+// func(http.Handler) http.Handler. For gin, the module
+// querycache.dev/plugins/httpcache/ginpage adapts it to a gin.HandlerFunc.
+//
 // Concurrent misses of one page in a process run the handler once and
 // share its response; that is correct only because a page is keyed by
 // everything it may vary on (a response that varies on something else
