@@ -1,0 +1,62 @@
+package querycache_test
+
+import (
+	"context"
+	"testing"
+
+	"querycache.dev/querycache"
+)
+
+// TestHostileKVGetOrSetFillUndoesConcurrentSetOrDelete: a GetOrSet whose
+// fill started before a Set or a Delete of its key stores its result
+// after them with a plain Put: the Set is lost, and a Delete (the manual
+// invalidation of a value with no declared dependencies: "the data
+// changed, drop it") is undone by a value computed from before it. A
+// read after the Set or Delete returned then gets an older value (C1/C2
+// for values without DependsOn). Django's get_or_set stores with add for
+// this reason. Fix: store the fill's result with a compare-and-swap from
+// the bytes GetOrSet read before the fill (nil when absent), and give up
+// storing when it fails; Delete leaves a tombstone, which then also
+// blocks the stale fill.
+func TestHostileKVGetOrSetFillUndoesConcurrentSetOrDelete(t *testing.T) {
+	forEachKVStore(t, func(t *testing.T, c *querycache.Cache) {
+		kv := c.KV()
+		for _, op := range []string{"set", "delete"} {
+			key := "k-" + op
+			must(t, kv.Set(bg, key, []byte("v0"), querycache.WithVersion(9))) // another version: k is absent
+			entered := make(chan struct{})
+			release := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _, err := kv.GetOrSet(bg, key, func(context.Context) ([]byte, error) {
+					close(entered)
+					<-release
+					return []byte("computed before the " + op), nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+			<-entered
+			switch op {
+			case "set":
+				must(t, kv.Set(bg, key, []byte("set while the fill ran")))
+			case "delete":
+				must(t, kv.Set(bg, key, []byte("x")))
+				if _, err := kv.Delete(bg, key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(release)
+			<-done
+			got, ok := kvGet(t, kv, key)
+			switch {
+			case op == "set" && (!ok || got != "set while the fill ran"):
+				t.Errorf("after Set returned, Get = %q, %v: the concurrent fill overwrote it", got, ok)
+			case op == "delete" && ok:
+				t.Errorf("after Delete returned, Get = %q: a fill computed before the Delete was stored after it", got)
+			}
+		}
+	})
+}
