@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"querycache.dev/internal/testenv"
 	"querycache.dev/querycache"
 )
 
@@ -20,7 +21,22 @@ import (
 // blocks the stale fill.
 func TestHostileKVGetOrSetFillUndoesConcurrentSetOrDelete(t *testing.T) {
 	forEachKVStore(t, func(t *testing.T, c *querycache.Cache) {
-		kv := c.KV()
+		hkvFillUndoes(t, c.KV())
+	})
+}
+
+// TestHostileKVGetOrSetFillUndoesDeleteRedisLeaseOff: the same on Redis
+// with leases off (Options.Lease = LeaseOff): the fill is not fenced.
+func TestHostileKVGetOrSetFillUndoesDeleteRedisLeaseOff(t *testing.T) {
+	t.Parallel()
+	c, err := querycache.New(querycache.Options{Store: hkvRedis(t), Prefix: testenv.TestPrefix(t), Lease: querycache.LeaseOff})
+	must(t, err)
+	defer c.Close()
+	hkvFillUndoes(t, c.KV())
+}
+
+func hkvFillUndoes(t *testing.T, kv *querycache.KV) {
+	{
 		for _, op := range []string{"set", "delete"} {
 			key := "k-" + op
 			must(t, kv.Set(bg, key, []byte("v0"), querycache.WithVersion(9))) // another version: k is absent
@@ -58,5 +74,5 @@ func TestHostileKVGetOrSetFillUndoesConcurrentSetOrDelete(t *testing.T) {
 				t.Errorf("after Delete returned, Get = %q: a fill computed before the Delete was stored after it", got)
 			}
 		}
-	})
+	}
 }
