@@ -36,43 +36,41 @@ func TestHostileKVGetOrSetFillUndoesDeleteRedisLeaseOff(t *testing.T) {
 }
 
 func hkvFillUndoes(t *testing.T, kv *querycache.KV) {
-	{
-		for _, op := range []string{"set", "delete"} {
-			key := "k-" + op
-			must(t, kv.Set(bg, key, []byte("v0"), querycache.WithVersion(9))) // another version: k is absent
-			entered := make(chan struct{})
-			release := make(chan struct{})
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_, _, err := kv.GetOrSet(bg, key, func(context.Context) ([]byte, error) {
-					close(entered)
-					<-release
-					return []byte("computed before the " + op), nil
-				})
-				if err != nil {
-					t.Error(err)
-				}
-			}()
-			<-entered
-			switch op {
-			case "set":
-				must(t, kv.Set(bg, key, []byte("set while the fill ran")))
-			case "delete":
-				must(t, kv.Set(bg, key, []byte("x")))
-				if _, err := kv.Delete(bg, key); err != nil {
-					t.Fatal(err)
-				}
+	for _, op := range []string{"set", "delete"} {
+		key := "k-" + op
+		must(t, kv.Set(bg, key, []byte("v0"), querycache.WithVersion(9))) // another version: k is absent
+		entered := make(chan struct{})
+		release := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _, err := kv.GetOrSet(bg, key, func(context.Context) ([]byte, error) {
+				close(entered)
+				<-release
+				return []byte("computed before the " + op), nil
+			})
+			if err != nil {
+				t.Error(err)
 			}
-			close(release)
-			<-done
-			got, ok := kvGet(t, kv, key)
-			switch {
-			case op == "set" && (!ok || got != "set while the fill ran"):
-				t.Errorf("after Set returned, Get = %q, %v: the concurrent fill overwrote it", got, ok)
-			case op == "delete" && ok:
-				t.Errorf("after Delete returned, Get = %q: a fill computed before the Delete was stored after it", got)
+		}()
+		<-entered
+		switch op {
+		case "set":
+			must(t, kv.Set(bg, key, []byte("set while the fill ran")))
+		case "delete":
+			must(t, kv.Set(bg, key, []byte("x")))
+			if _, err := kv.Delete(bg, key); err != nil {
+				t.Fatal(err)
 			}
+		}
+		close(release)
+		<-done
+		got, ok := kvGet(t, kv, key)
+		switch {
+		case op == "set" && (!ok || got != "set while the fill ran"):
+			t.Errorf("after Set returned, Get = %q, %v: the concurrent fill overwrote it", got, ok)
+		case op == "delete" && ok:
+			t.Errorf("after Delete returned, Get = %q: a fill computed before the Delete was stored after it", got)
 		}
 	}
 }
