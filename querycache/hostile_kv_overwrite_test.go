@@ -74,3 +74,43 @@ func hkvFillUndoes(t *testing.T, kv *querycache.KV) {
 		}
 	}
 }
+
+// TestHostileKVCapturedFillUndoesConcurrentDelete: GetOrSetCaptured stores
+// its fill with a plain Put on every store (no lease, no compare-and-swap,
+// even on Redis): a Delete that returned while the page rendered is
+// undone by the page rendered before it. (Pages usually depend on
+// versions that a write replaces, but Delete is the manual purge of one
+// page: "drop the cached home page now".) Fix: as for GetOrSet.
+func TestHostileKVCapturedFillUndoesConcurrentDelete(t *testing.T) {
+	forEachKVStore(t, func(t *testing.T, c *querycache.Cache) {
+		kv := c.KV()
+		must(t, kv.Set(bg, "home", []byte("old page")))
+		if _, err := kv.Delete(bg, "home"); err != nil {
+			t.Fatal(err)
+		}
+		entered := make(chan struct{})
+		release := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _, err := kv.GetOrSetCaptured(bg, "home", func(context.Context) ([]byte, error) {
+				close(entered)
+				<-release
+				return []byte("rendered before the purge"), nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+		<-entered
+		must(t, kv.Set(bg, "home", []byte("x")))
+		if _, err := kv.Delete(bg, "home"); err != nil { // the purge
+			t.Fatal(err)
+		}
+		close(release)
+		<-done
+		if got, ok := kvGet(t, kv, "home"); ok {
+			t.Errorf("after the purge returned, the page rendered before it is served: %q", got)
+		}
+	})
+}
