@@ -62,13 +62,15 @@ var databases = []dbKind{
 // does not spend on every run (their own tests and the contract suite run
 // there); `QUERYCACHE_STORES=memcached,file go test ./plugins/gormcache/`
 // runs it on them.
-var stores = storesFromEnv([]storeKind{
-	{name: "memory", open: func(t *testing.T) querycache.Store {
+var stores = storesFromEnv([]storeKind{memoryStore, redisStore, tieredStore})
+
+var (
+	memoryStore = storeKind{name: "memory", open: func(t *testing.T) querycache.Store {
 		return querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 32 << 20})
-	}},
-	{name: "redis", open: openRedisStore, shared: true},
-	{name: "tiered", open: openTieredStore(false), shared: true},
-})
+	}}
+	redisStore  = storeKind{name: "redis", open: openRedisStore, shared: true}
+	tieredStore = storeKind{name: "tiered", open: openTieredStore(false), shared: true}
+)
 
 // storesFromEnv is the table QUERYCACHE_STORES names, or def. An unknown
 // name panics: a typo must not run the suite on nothing.

@@ -121,7 +121,7 @@ func TestHostile8CloseWhileInUse(t *testing.T) {
 // first levels learn of it by broadcast).
 func TestHostile8WriteAfterCloseSeenByOtherProcess(t *testing.T) {
 	t.Parallel()
-	for _, sk := range []storeKind{stores[1], stores[2]} {
+	for _, sk := range []storeKind{redisStore, tieredStore} {
 		t.Run(sk.name, func(t *testing.T) {
 			t.Parallel()
 			dsn := testenv.PostgresSchema(t)
