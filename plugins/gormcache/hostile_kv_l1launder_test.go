@@ -235,3 +235,22 @@ func TestHostileKVCapturedPageMixingValueAndL1QueryLaunders(t *testing.T) {
 		return v, err
 	})
 }
+
+// TestHostileKVCapturedPageNestingGetOrSetLaunders: a captured page whose
+// render calls GetOrSet for a fragment declared to depend on the row:
+// GetOrSet records the row's token read from Redis in the page's capture
+// before its fill's query (served from the stale first level) records the
+// older one, and the first token is kept: the page is stored with the old
+// row against the new token.
+func TestHostileKVCapturedPageNestingGetOrSetLaunders(t *testing.T) {
+	t.Parallel()
+	hkvLaunder(t, func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error) {
+		v, _, err := kv.GetOrSetCaptured(ctx, "summary", func(ctx context.Context) ([]byte, error) {
+			frag, _, err := kv.GetOrSet(ctx, "fragment", func(ctx context.Context) ([]byte, error) {
+				return []byte(name(ctx)), nil
+			}, querycache.DependsOnObject("authors", id))
+			return append([]byte("author: "), frag...), err
+		})
+		return v, err
+	})
+}
