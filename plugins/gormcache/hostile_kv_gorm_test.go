@@ -239,3 +239,42 @@ func TestHostileKVDependsOnEveryWritePath(t *testing.T) {
 		}
 	})
 }
+
+// TestHostileKVGetOrSetInRolledBackTxWithoutCtxLeavesDirtyValue: the same
+// as TestHostileKVGetOrSetInRolledBackTxLeavesDirtyValue with the fill
+// reading through the transaction as most code does, without passing the
+// fill's context (tx.Model(...).Count, not tx.WithContext(ctx)...): a
+// fix that relies on the fill's context carrying a capture does not see
+// the uncommitted read, and the rolled-back count is served after the
+// rollback (C3). A fix must key on the transaction (the connection) the
+// read went through, e.g. the plugin refusing, until the transaction
+// ends, low-level stores of values depending on tables it wrote, or the
+// rollback over-applying the transaction's invalidations.
+func TestHostileKVGetOrSetInRolledBackTxWithoutCtxLeavesDirtyValue(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		kv := e.cache.KV()
+		must(t, e.db.Create(&Author{Name: "ann"}).Error)
+		rollback := errors.New("roll back")
+		err := e.db.Transaction(func(tx *gorm.DB) error {
+			if err := tx.Create(&Author{Name: "never committed"}).Error; err != nil {
+				return err
+			}
+			_, _, err := kv.GetOrSet(ctx, "authors:count", func(context.Context) ([]byte, error) {
+				var n int64
+				err := tx.Model(&Author{}).Count(&n).Error // the fill's ctx not passed
+				return []byte(fmt.Sprint(n)), err
+			}, querycache.DependsOn("authors"))
+			if err != nil {
+				return err
+			}
+			return rollback
+		})
+		if !errors.Is(err, rollback) {
+			t.Fatal(err)
+		}
+		if v, ok, _ := kv.Get(ctx, "authors:count"); ok && string(v) != "1" {
+			t.Fatalf("after the rollback, the count computed inside the transaction is served: %q (C3)", v)
+		}
+	})
+}
