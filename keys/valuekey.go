@@ -31,7 +31,7 @@ func ValuePrefixOK(p string) bool {
 // Value is the store key of a value the application names itself (the
 // low-level API, Django's cache.set(key, value, version=...)): prefix (as
 // checked by ValuePrefixOK), version and key. Any string is a safe key: a
-// key of printable ASCII without spaces or '#', up to 128 bytes, is kept
+// key of printable ASCII without spaces, '#', '{' or '}', up to 128 bytes, is kept
 // as written, for people reading the store; any other (spaces, control
 // characters, invalid UTF-8, 10 kB) is replaced by '#' and the base64 of
 // its SHA-256, a form no kept key can take. Distinct (prefix, version,
@@ -59,7 +59,9 @@ func rawValueKey(key string) bool {
 		return false
 	}
 	for i := 0; i < len(key); i++ {
-		if c := key[i]; c <= ' ' || c >= 0x7f || c == '#' {
+		// '{' and '}' could spell a store's own key (RedisStore's lease
+		// of another entry is name + ":lease{" + name + "}").
+		if c := key[i]; c <= ' ' || c >= 0x7f || c == '#' || c == '{' || c == '}' {
 			return false
 		}
 	}

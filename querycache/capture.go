@@ -16,8 +16,11 @@ import (
 //
 // Why the tokens as read, not as they are when the page is stored: a write
 // that commits while the handler runs, after one of its queries read a
-// version, must leave the page stale (DESIGN.md, C1). Of two reads of one
-// version, the first token is kept: the older one.
+// version, must leave the page stale (DESIGN.md, C1). Two reads of one
+// version that saw different tokens make the work untracked
+// ("versions_changed"): it mixed two states (a write came between them, or
+// one read was served from a two-level store's memory before a broadcast
+// reached it, while another read the shared level).
 //
 // Reads that went to the database without the cache (a query not marked
 // cacheable, one inside a transaction, one made while an invalidation
@@ -36,6 +39,7 @@ type Capture struct {
 	tokens    []uint64
 	untracked []string // reasons, the first few
 	nUntrack  int
+	dirty     bool // a read inside a transaction (UncommittedRead)
 }
 
 type captureKey struct{}
@@ -84,8 +88,15 @@ func (c *Capture) add(names []string, tokens []uint64) {
 		if i >= len(tokens) {
 			break
 		}
-		if _, ok := c.index[n]; ok {
-			continue // the first token read is kept: the older one
+		if at, ok := c.index[n]; ok {
+			if c.tokens[at] != tokens[i] {
+				// Two reads saw two states of one version: a write came
+				// between them, or one read came from a process's memory
+				// a broadcast has not reached yet. The work mixed them;
+				// no set of tokens stands for what it showed.
+				c.untrackLocked("versions_changed")
+			}
+			continue
 		}
 		if len(c.names) >= maxCaptured {
 			c.untrackLocked("too_many_versions")
@@ -107,6 +118,33 @@ func Untracked(ctx context.Context, reason string) {
 		c.untrackLocked(reason)
 		c.mu.Unlock()
 	}
+}
+
+// UncommittedRead records, in every capture ctx carries, that something
+// was read inside a transaction: what the work computed may include writes
+// that are never committed, so it must not be cached at all, even by
+// GetOrSet and Remember, which store values computed from untracked reads
+// on the strength of their declared dependencies (DESIGN.md, C3). The
+// GORM plugin calls it for each read it makes inside a transaction.
+func UncommittedRead(ctx context.Context) {
+	for c := captureFrom(ctx); c != nil; c = c.parent {
+		c.mu.Lock()
+		c.dirty = true
+		c.untrackLocked("transaction")
+		c.mu.Unlock()
+	}
+}
+
+// Capturing reports whether ctx carries a Capture: callers skip the work
+// of saying what they read when nothing records it.
+func Capturing(ctx context.Context) bool { return captureFrom(ctx) != nil }
+
+// Uncommitted reports whether the work read inside a transaction
+// (UncommittedRead).
+func (c *Capture) Uncommitted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dirty
 }
 
 func (c *Capture) untrackLocked(reason string) {

@@ -23,7 +23,13 @@ import (
 // store (TieredStore), where they live in its shared level only, never in
 // process memory: a value changed by one process (Set, Incr, Delete) must
 // not go on being served by another process's copy. Each operation there
-// is one or two round trips to Redis (or PostgreSQL).
+// is one or two round trips to Redis (or PostgreSQL). The versions a value
+// is stored against are still read through the two-level store, as the
+// plugin's queries read them: a value computed from a query this process
+// served from memory before a write's broadcast reached it is stored
+// against the tokens that query saw, older than the shared level's, and is
+// never served (stored against the shared level's new tokens, the old
+// result would be served by every process until the next write).
 //
 // Get, Set, Delete and GetOrSet work on every store. Add, Incr, Decr,
 // Touch and IncrVersion change a value atomically across processes: they
@@ -34,6 +40,7 @@ import (
 type KV struct {
 	c       *Cache
 	st      Store   // where values live (see above)
+	view    Store   // where the versions a value is stored against are read: the cache's store
 	sw      Swapper // st, when it is one
 	lease   Leaser  // st, when it is one and the cache takes leases
 	prefix  string
@@ -91,7 +98,7 @@ func NewKV(c *Cache, opts KVOptions) (*KV, error) {
 	if opts.Codec == nil {
 		opts.Codec = CBOR()
 	}
-	kv := &KV{c: c, st: c.store, prefix: opts.Prefix, version: opts.Version, ttl: opts.TTL, codec: opts.Codec}
+	kv := &KV{c: c, st: c.store, view: c.store, prefix: opts.Prefix, version: opts.Version, ttl: opts.TTL, codec: opts.Codec}
 	if t, ok := c.store.(sharedLeveler); ok {
 		kv.st = t.sharedLevel()
 	}
@@ -206,6 +213,7 @@ func (kv *KV) call(opts []KVOption) (kvCall, error) {
 	if o.err != nil {
 		return o, o.err
 	}
+	o.ttl = min(o.ttl, maxKVTTL)
 	if len(o.deps) > 1 {
 		slices.Sort(o.deps)
 		o.deps = slices.Compact(o.deps)

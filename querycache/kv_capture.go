@@ -71,6 +71,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	}
 	name := kv.name(key, o)
 	r, err := kv.read(ctx, name, nil) // records what a hit depends on
+	before := r.raw
 	if err != nil {
 		kv.failed(ctx, "get_or_set", err)
 	}
@@ -83,7 +84,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	leader := false
 	res, ferr, _ := kv.flight.Do("\x00captured\x00"+name, func() (any, error) {
 		leader = true
-		return kv.fillCaptured(ctx, name, o, fill)
+		return kv.fillCaptured(ctx, name, o, before, fill)
 	})
 	if ferr != nil && !leader {
 		kv.c.stats.fills.Add(1)
@@ -98,7 +99,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 		// We joined a fill that read before a write we may have started
 		// after (the flight is keyed by name only: what the value depends
 		// on is known once it is filled). Render our own (C1).
-		f, ferr = kv.fillCaptured(ctx, name, o, fill)
+		f, ferr = kv.fillCaptured(ctx, name, o, before, fill)
 		if ferr != nil {
 			return nil, false, ferr
 		}
@@ -121,12 +122,14 @@ type capturedFill struct {
 	untracked []string
 }
 
-func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, fill func(ctx context.Context) ([]byte, error)) (capturedFill, error) {
+// fillCaptured renders and stores, like KV.fill: only if the key still
+// holds before (what it held when the caller read it).
+func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []byte, fill func(ctx context.Context) ([]byte, error)) (capturedFill, error) {
 	cctx, cp := WithCapture(ctx)
 	// The declared dependencies are read before the fill, like GetOrSet's.
 	epoch := kv.c.ns.Epoch()
 	declared := append([]string{epoch}, o.deps...)
-	if _, tokens, err := kv.st.Fetch(ctx, "", declared); err == nil {
+	if _, tokens, err := kv.view.Fetch(ctx, "", declared); err == nil {
 		record(cctx, declared, tokens)
 	} else {
 		kv.failed(ctx, "get_or_set", err)
@@ -177,10 +180,22 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, fill func
 		kv.c.stats.bypasses.add("undelivered_invalidation")
 	default:
 		raw := kv.encode(kindBytes, b, deps, f.tokens, kv.c.now(), o.ttl)
-		if err := kv.put(ctx, name, raw, o.ttl, f.names); err != nil {
-			kv.failed(ctx, "get_or_set", err)
+		var err error
+		stored := false
+		if kv.sw != nil {
+			if stored, err = kv.sw.CompareAndSwap(ctx, name, before, raw, o.ttl, f.names); err == nil && !stored {
+				kv.c.stats.refusals.add("overtaken")
+			}
 		} else {
+			err = kv.put(ctx, name, raw, o.ttl, f.names)
+			stored = err == nil
+		}
+		if stored {
 			kv.c.stats.stores.Add(1)
+			err = kv.changed(ctx, name)
+		}
+		if err != nil {
+			kv.failed(ctx, "get_or_set", err)
 		}
 	}
 	return f, nil

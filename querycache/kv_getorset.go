@@ -1,6 +1,7 @@
 package querycache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -78,18 +79,46 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		return v, true, nil
 	}
 	kv.c.stats.misses.Add(1)
+	if kv.view != kv.st {
+		// The fill's queries see the versions as the two-level store
+		// does (see KV): the value is stored against those.
+		_, viewed, err := kv.view.Fetch(ctx, "", names)
+		if err != nil {
+			kv.failed(ctx, "get_or_set", err)
+			Untracked(ctx, "store_error")
+			return run()
+		}
+		tokens = viewed
+		record(ctx, names, tokens)
+	}
+
+	// The value is stored against the tokens read now, except those a
+	// capture read earlier (DependsOnCapture).
+	stored := tokens
+	if len(o.fixed) > 0 {
+		stored = slices.Clone(tokens)
+		for i, n := range names {
+			if t, ok := o.fixed[n]; ok {
+				stored[i] = t
+			}
+		}
+	}
 
 	leader := false
 	res, err, _ := kv.flight.Do(flightKey(name, tokens), func() (any, error) {
 		leader = true
 		// A flight of the same key and tokens may have stored between
 		// our read and this one's start: read once more before filling.
-		if raw, again, err := kv.st.Fetch(ctx, name, names); err == nil && slices.Equal(again, tokens) {
-			if v, ok := kv.serve(raw, again, o.deps, kv.c.now()); ok && (valid == nil || valid(v)) {
-				return kvFilled{v: v, cached: true}, nil
+		before := raw
+		if again, current, err := kv.st.Fetch(ctx, name, names); err == nil {
+			before = again
+			if slices.Equal(current, tokens) {
+				if v, ok := kv.serve(again, current, o.deps, kv.c.now()); ok && (valid == nil || valid(v)) {
+					return kvFilled{v: v, cached: true}, nil
+				}
 			}
 		}
-		return kv.fill(ctx, name, kind, names, o, tokens, now, fill)
+		return kv.fill(ctx, name, kind, names, o, stored, now, before, fill)
 	})
 	if err != nil && !leader {
 		// Another caller's fill failed (its context may have been
@@ -132,7 +161,12 @@ func (kv *KV) serve(raw []byte, tokens []uint64, deps []string, now time.Time) (
 
 // fill runs the flight's fill: under the key's lease when the store grants
 // them, waiting for another process's value when it holds the lease.
-func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, o kvCall, tokens []uint64, read time.Time, fill func(ctx context.Context) ([]byte, error)) (kvFilled, error) {
+//
+// before is what the key held when the flight started (nil: nothing):
+// the value is stored only if the key still holds it, so a Set or a
+// Delete that returned while fill ran is not undone by a value computed
+// before it (a compare-and-swap, where the store has one).
+func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, o kvCall, tokens []uint64, read time.Time, before []byte, fill func(ctx context.Context) ([]byte, error)) (kvFilled, error) {
 	var token string
 	if kv.lease != nil {
 		t, held, err := kv.lease.Lease(ctx, name, kv.c.stamp.leaseTTL)
@@ -144,11 +178,14 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 			kv.c.stats.leaseAcquired.Add(1)
 		default:
 			kv.c.stats.leaseWaits.Add(1)
-			if v, ok := kv.waitLease(ctx, name, names, o.deps); ok {
+			v, ok, timedOut := kv.waitLease(ctx, name, names, o.deps, before)
+			if ok {
 				kv.c.stats.leaseWaitHits.Add(1)
 				return kvFilled{v: v, cached: true}, nil
 			}
-			kv.c.stats.leaseTimeouts.Add(1)
+			if timedOut {
+				kv.c.stats.leaseTimeouts.Add(1)
+			}
 		}
 	}
 	release := func() {
@@ -157,28 +194,48 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		}
 	}
 	kv.c.stats.fills.Add(1)
-	b, err := fill(ctx)
+	// The fill runs under a capture of its own, only to learn whether it
+	// read inside a transaction (C3: such a value is never stored).
+	fctx, fcap := WithCapture(ctx)
+	b, err := fill(fctx)
 	if err != nil {
 		release()
 		return kvFilled{}, err
 	}
 	v := kvValue{kind: kind, deps: o.deps, value: b}
+	if fcap.Uncommitted() {
+		release()
+		kv.c.stats.refusals.add("transaction")
+		return kvFilled{v: v}, nil
+	}
 	if kv.check(b) != nil || kv.c.pending.covers(names, names[0]) {
 		release()
 		return kvFilled{v: v}, nil
 	}
 	raw := kv.encode(kind, b, o.deps, tokens, read, o.ttl)
-	if token != "" {
+	stored := false
+	switch {
+	case kv.sw != nil:
+		stored, err = kv.sw.CompareAndSwap(ctx, name, before, raw, o.ttl, names)
+		release()
+		if err == nil && !stored {
+			kv.c.stats.refusals.add("overtaken") // set, deleted or filled meanwhile
+		}
+	case token != "":
 		err = kv.lease.PutLeased(ctx, name, raw, o.ttl, names, token)
+		stored = err == nil
 		if errors.Is(err, ErrLeaseLost) {
 			kv.c.stats.refusals.add("lease_lost")
 			err = nil
 		}
-	} else {
+	default:
 		err = kv.put(ctx, name, raw, o.ttl, names)
-		if err == nil {
-			kv.c.stats.stores.Add(1)
-		}
+		stored = err == nil
+	}
+	if stored {
+		kv.c.stats.stores.Add(1)
+		// Whatever showed the value it replaces must not outlive it.
+		err = kv.changed(ctx, name)
 	}
 	if err != nil {
 		kv.failed(ctx, "get_or_set", err)
@@ -188,7 +245,11 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 
 // waitLease polls for the value another process is filling under its
 // lease, up to Options.LeaseWait.
-func (kv *KV) waitLease(ctx context.Context, name string, names, deps []string) (kvValue, bool) {
+//
+// before is what the key held when the wait began: a poll that finds
+// something else there that it cannot serve (the holder filled from
+// versions older than ours) ends the wait at once.
+func (kv *KV) waitLease(ctx context.Context, name string, names, deps []string, before []byte) (v kvValue, ok, timedOut bool) {
 	deadline := time.Now().Add(kv.c.stamp.leaseWait)
 	wait := time.Millisecond
 	for time.Now().Before(deadline) {
@@ -196,17 +257,20 @@ func (kv *KV) waitLease(ctx context.Context, name string, names, deps []string) 
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return kvValue{}, false
+			return kvValue{}, false, false
 		case <-t.C:
 		}
 		wait = min(2*wait, 20*time.Millisecond)
 		raw, tokens, err := kv.st.Fetch(ctx, name, names)
 		if err != nil {
-			return kvValue{}, false
+			return kvValue{}, false, false
 		}
 		if v, ok := kv.serve(raw, tokens, deps, kv.c.now()); ok {
-			return v, true
+			return v, true, false
+		}
+		if raw != nil && !bytes.Equal(raw, before) {
+			return kvValue{}, false, false
 		}
 	}
-	return kvValue{}, false
+	return kvValue{}, false, true
 }

@@ -66,6 +66,11 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 	}
 	r.names = names
 	r.alive = e.fresh(kv.c.now(), tokens) && !kv.c.pending.covers(names, epoch)
+	if len(deps) > 0 && !slices.Equal(v.deps, deps) {
+		// The caller depends on versions the value did not record: it
+		// cannot know they are unchanged since (GetOrSet does the same).
+		r.alive = false
+	}
 	if r.alive {
 		record(ctx, names, tokens) // what is served depends on them (capture.go)
 		shown.record(ctx)
@@ -115,7 +120,7 @@ func (kv *KV) entryFor(ctx context.Context, kind byte, value []byte, deps []stri
 	names := make([]string, 0, 1+len(deps))
 	names = append(names, kv.c.ns.Epoch())
 	names = append(names, deps...)
-	_, tokens, err := kv.st.Fetch(ctx, "", names)
+	_, tokens, err := kv.view.Fetch(ctx, "", names)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -282,8 +287,15 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 	return false, fmt.Errorf("querycache: Add of %q lost %d races in a row", key, kvRetries)
 }
 
-// tombstoneTTL is how long a deleted key's marker stays in the store.
-const tombstoneTTL = time.Second
+// tombstoneTTL is how long a deleted key's marker stays in the store: as
+// long as it is there, a fill that read the key before the Delete cannot
+// store its value over it (its compare-and-swap from what it read fails).
+const tombstoneTTL = 10 * time.Minute
+
+// maxKVTTL is the longest lifetime of a value: a longer TTL ("forever",
+// time.Duration(math.MaxInt64)) is this one. Past about 236 years an
+// expiry in nanoseconds since 1970 overflows.
+const maxKVTTL = 10 * 365 * 24 * time.Hour
 
 // Delete removes the value under key, and reports whether one that could
 // be served was there. It works on every store: it overwrites the value
@@ -328,6 +340,7 @@ func (kv *KV) Touch(ctx context.Context, key string, ttl time.Duration, opts ...
 	if ttl <= 0 {
 		return false, fmt.Errorf("querycache: Touch with ttl %v; use a positive duration (Delete removes a value)", ttl)
 	}
+	ttl = min(ttl, maxKVTTL)
 	o, err := kv.call(opts)
 	if err != nil {
 		return false, err
@@ -436,11 +449,11 @@ func (kv *KV) integer(v kvValue) (int64, error) {
 		}
 		return n, nil
 	}
-	var n int64
-	if err := kv.codec.Unmarshal(v.value, &n); err != nil {
+	var n *int64 // a CBOR null or undefined leaves it nil: not an integer
+	if err := kv.codec.Unmarshal(v.value, &n); err != nil || n == nil {
 		return 0, ErrNotInteger
 	}
-	return n, nil
+	return *n, nil
 }
 
 func (kv *KV) encodeInteger(v kvValue, n int64) ([]byte, error) {
@@ -485,13 +498,37 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 		return 0, ErrNotFound
 	}
 	moved := kv.name(key, o)
-	if err := kv.put(ctx, moved, r.raw, ttl, r.names); err != nil {
-		return 0, kv.failed(ctx, "incr_version", err)
+	if delta == 0 {
+		return nv, nil
 	}
-	if delta != 0 {
-		tomb := encodeEntry(entry{created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
-		if err := kv.st.Put(ctx, old, tomb, tombstoneTTL); err != nil {
+	tomb := encodeEntry(entry{created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
+	for range kvRetries {
+		if err := kv.put(ctx, moved, r.raw, ttl, r.names); err != nil {
 			return 0, kv.failed(ctx, "incr_version", err)
+		}
+		if kv.sw == nil {
+			if err := kv.st.Put(ctx, old, tomb, tombstoneTTL); err != nil {
+				return 0, kv.failed(ctx, "incr_version", err)
+			}
+			break
+		}
+		// The old key is retired only if it still holds what was
+		// copied: an Incr that landed in between is copied again.
+		ok, err := kv.sw.CompareAndSwap(ctx, old, r.raw, tomb, tombstoneTTL, nil)
+		if err != nil {
+			return 0, kv.failed(ctx, "incr_version", err)
+		}
+		if ok {
+			break
+		}
+		if r, err = kv.read(ctx, old, o.deps); err != nil {
+			return 0, kv.failed(ctx, "incr_version", err)
+		}
+		if !r.alive {
+			return 0, ErrNotFound
+		}
+		if ttl = time.Duration(r.e.expires - kv.c.now().UnixNano()); ttl <= 0 {
+			return 0, ErrNotFound
 		}
 	}
 	return nv, kv.failed(ctx, "incr_version", kv.changed(ctx, old, moved))

@@ -45,7 +45,7 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	default:
 		// A read no version stands for: a page built from it must not be
 		// cached on the strength of the others (querycache.Capture).
-		querycache.Untracked(db.Statement.Context, "not_cached")
+		p.untracked(db)
 		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		if err != nil {
 			db.AddError(err)
@@ -168,11 +168,11 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 	case handled:
 		// error already added
 	case isRows:
-		querycache.Untracked(db.Statement.Context, "not_cached")
+		p.untracked(db)
 		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		p.recordRawWrite(db, raw, info, true)
 	default:
-		querycache.Untracked(db.Statement.Context, "not_cached")
+		p.untracked(db)
 		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		p.recordRawWrite(db, raw, info, true)
 	}
@@ -349,4 +349,19 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	o.payload = b
 	o.ev.Bytes, o.ev.payload = len(b), b
 	return o, true, info
+}
+
+// untracked tells the captures of the statement's context that it read
+// without the cache (querycache.Capture): inside a transaction, as an
+// uncommitted read, which nothing computed from may cache (C3).
+func (p *Plugin) untracked(db *gorm.DB) {
+	ctx := db.Statement.Context
+	if !querycache.Capturing(ctx) {
+		return
+	}
+	if _, inTx := p.inTransaction(db.Statement.ConnPool); inTx || p.connGuard(db) != "" {
+		querycache.UncommittedRead(ctx)
+		return
+	}
+	querycache.Untracked(ctx, "not_cached")
 }
