@@ -90,6 +90,8 @@ type Cache struct {
 	recent   recentRing  // the newest invalidations, for diagnostics (recent.go)
 	versions versionMemo // the version names of the tables written (versionmemo.go)
 
+	open openWrites // versions held by transactions not ended (openwrites.go)
+
 	kvOnce sync.Once
 	kv     *KV // the default low-level API (Cache.KV)
 }

@@ -228,6 +228,9 @@ func (kv *KV) set(ctx context.Context, key string, kind byte, value []byte, opts
 	}
 	name := kv.name(key, o)
 	raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
+	if err == nil && kv.c.open.covers(names) {
+		return ErrUncommitted
+	}
 	if err == nil {
 		err = kv.put(ctx, name, raw, o.ttl, names)
 	}
@@ -274,6 +277,9 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 		raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
 		if err != nil {
 			return false, kv.failed(ctx, "add", err)
+		}
+		if kv.c.open.covers(names) {
+			return false, ErrUncommitted
 		}
 		ok, err := kv.sw.CompareAndSwap(ctx, name, r.raw, raw, o.ttl, names)
 		if err != nil {
@@ -372,6 +378,12 @@ func (kv *KV) Touch(ctx context.Context, key string, ttl time.Duration, opts ...
 	}
 	return false, fmt.Errorf("querycache: Touch of %q lost %d races in a row", key, kvRetries)
 }
+
+// ErrUncommitted is returned by Set and Add of a value that depends on
+// what a transaction of this process has written and not committed yet
+// (Cache.OpenWrite): it may have been computed from rows that are never
+// committed. Store it after the transaction ends.
+var ErrUncommitted = errors.New("querycache: the value depends on writes of a transaction that has not ended")
 
 // ErrNotInteger is returned by Incr and Decr for a value that is not an
 // integer.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
 	"sync/atomic"
 
 	"gorm.io/gorm"
 	"querycache.dev/invalidation"
+	"querycache.dev/querycache"
 )
 
 // pool wraps the *gorm.DB's connection pool so that the plugin sees every
@@ -106,6 +108,33 @@ type txConn struct {
 	// sig holds the writes for OnChange subscribers until the end
 	// (signals.go); nil while there are none.
 	sig atomic.Pointer[txSignals]
+
+	// holds release what the transaction's writes hold in the cache until
+	// it ends (querycache.Cache.OpenWrite): low-level values computed
+	// meanwhile from its uncommitted rows must not be stored.
+	holdMu sync.Mutex
+	holds  []func()
+}
+
+// hold records a write of the transaction with the cache until it ends.
+func (t *txConn) hold(p *Plugin, ch querycache.Change) {
+	release := p.cache.OpenWrite(ch)
+	t.holdMu.Lock()
+	t.holds = append(t.holds, release)
+	t.holdMu.Unlock()
+}
+
+// releaseHolds ends what hold recorded: after a commit's invalidation is
+// applied (values stored from then on read the new versions), or after
+// a rollback.
+func (t *txConn) releaseHolds() {
+	t.holdMu.Lock()
+	holds := t.holds
+	t.holds = nil
+	t.holdMu.Unlock()
+	for _, release := range holds {
+		release()
+	}
 }
 
 // Commit commits the transaction, then applies its invalidations before
@@ -114,6 +143,7 @@ type txConn struct {
 func (t *txConn) Commit() error {
 	err := t.committer.Commit()
 	t.p.apply(context.Background(), t.buf.Commit())
+	t.releaseHolds()
 	t.p.signalTxEnd(t, err == nil || t.unsure.Load())
 	t.p.w.endManaged(t)
 	return err
@@ -125,13 +155,16 @@ func (t *txConn) Rollback() error {
 	if t.unsure.Load() {
 		err := t.committer.Rollback()
 		t.p.apply(context.Background(), t.buf.Commit())
+		t.releaseHolds()
 		t.p.signalTxEnd(t, true) // the outcome is unknown: delivered
 		t.p.w.endManaged(t)
 		return err
 	}
 	t.buf.Rollback()
 	t.p.signalTxEnd(t, false)
-	return t.committer.Rollback()
+	err := t.committer.Rollback()
+	t.releaseHolds() // after the rollback: its rows are gone
+	return err
 }
 
 // StmtContext makes txConn a gorm.Tx, so PrepareStmt sessions keep the
