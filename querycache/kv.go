@@ -131,6 +131,7 @@ type kvCall struct {
 	version int
 	hasVer  bool
 	deps    []string          // version names
+	tables  []string          // the tables of deps (DependsOn, DependsOnObject)
 	fixed   map[string]uint64 // tokens already read (DependsOnCapture)
 	err     error
 }
@@ -166,6 +167,7 @@ func DependsOn(tables ...string) KVOption {
 				continue
 			}
 			o.deps = append(o.deps, o.ns.TableVersion(name))
+			o.tables = append(o.tables, name)
 		}
 	}
 }
@@ -184,6 +186,7 @@ func DependsOnObject(table string, pk ...any) KVOption {
 			}
 			return
 		}
+		o.tables = append(o.tables, name)
 		parts := make([]string, len(pk))
 		canonical := len(pk) > 0
 		for i, v := range pk {

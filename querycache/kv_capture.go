@@ -176,7 +176,7 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 		kv.c.stats.refusals.add("too_many_versions")
 	case kv.check(b) != nil:
 		kv.c.stats.refusals.add("too_large")
-	case kv.c.open.covers(f.names):
+	case kv.c.open.covers(o.tables):
 		kv.c.stats.refusals.add("transaction")
 	case kv.c.pending.covers(f.names, epoch):
 		kv.c.stats.bypasses.add("undelivered_invalidation")

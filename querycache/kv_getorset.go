@@ -203,7 +203,7 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		return kvFilled{}, err
 	}
 	v := kvValue{kind: kind, deps: o.deps, value: b}
-	if fcap.Uncommitted() || kv.c.open.covers(names) {
+	if fcap.Uncommitted() || kv.c.open.covers(o.tables) {
 		release()
 		kv.c.stats.refusals.add("transaction")
 		return kvFilled{v: v}, nil

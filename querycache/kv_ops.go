@@ -228,7 +228,7 @@ func (kv *KV) set(ctx context.Context, key string, kind byte, value []byte, opts
 	}
 	name := kv.name(key, o)
 	raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
-	if err == nil && kv.c.open.covers(names) {
+	if err == nil && kv.c.open.covers(o.tables) {
 		return ErrUncommitted
 	}
 	if err == nil {
@@ -278,7 +278,7 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 		if err != nil {
 			return false, kv.failed(ctx, "add", err)
 		}
-		if kv.c.open.covers(names) {
+		if kv.c.open.covers(o.tables) {
 			return false, ErrUncommitted
 		}
 		ok, err := kv.sw.CompareAndSwap(ctx, name, r.raw, raw, o.ttl, names)
@@ -381,7 +381,7 @@ func (kv *KV) Touch(ctx context.Context, key string, ttl time.Duration, opts ...
 
 // ErrUncommitted is returned by Set and Add of a value that depends on
 // what a transaction of this process has written and not committed yet
-// (Cache.OpenWrite): it may have been computed from rows that are never
+// (Cache.HoldWrites): it may have been computed from rows that are never
 // committed. Store it after the transaction ends.
 var ErrUncommitted = errors.New("querycache: the value depends on writes of a transaction that has not ended")
 

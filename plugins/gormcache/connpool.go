@@ -4,12 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"sync"
 	"sync/atomic"
 
 	"gorm.io/gorm"
 	"querycache.dev/invalidation"
-	"querycache.dev/querycache"
 )
 
 // pool wraps the *gorm.DB's connection pool so that the plugin sees every
@@ -109,31 +107,29 @@ type txConn struct {
 	// (signals.go); nil while there are none.
 	sig atomic.Pointer[txSignals]
 
-	// holds release what the transaction's writes hold in the cache until
-	// it ends (querycache.Cache.OpenWrite): low-level values computed
-	// meanwhile from its uncommitted rows must not be stored.
-	holdMu sync.Mutex
-	holds  []func()
+	// held: the cache knows the transaction has written
+	// (querycache.Cache.HoldWrites): low-level values computed meanwhile
+	// from its uncommitted rows must not be stored.
+	held atomic.Bool
 }
 
-// hold records a write of the transaction with the cache until it ends.
-func (t *txConn) hold(p *Plugin, ch querycache.Change) {
-	release := p.cache.OpenWrite(ch)
-	t.holdMu.Lock()
-	t.holds = append(t.holds, release)
-	t.holdMu.Unlock()
+// Wrote implements querycache.WriteHolder.
+func (t *txConn) Wrote(tables []string) bool { return t.buf.Wrote(tables) }
+
+// hold tells the cache, at the transaction's first write, that it has
+// written.
+func (t *txConn) hold() {
+	if !t.held.Load() && t.held.CompareAndSwap(false, true) {
+		t.p.cache.HoldWrites(t)
+	}
 }
 
-// releaseHolds ends what hold recorded: after a commit's invalidation is
-// applied (values stored from then on read the new versions), or after
-// a rollback.
+// releaseHolds ends hold: after a commit's invalidation is applied
+// (values stored from then on read the new versions), or after a
+// rollback (its rows are gone).
 func (t *txConn) releaseHolds() {
-	t.holdMu.Lock()
-	holds := t.holds
-	t.holds = nil
-	t.holdMu.Unlock()
-	for _, release := range holds {
-		release()
+	if t.held.Load() {
+		t.p.cache.ReleaseWrites(t)
 	}
 }
 
@@ -160,9 +156,11 @@ func (t *txConn) Rollback() error {
 		t.p.w.endManaged(t)
 		return err
 	}
+	// The buffer is dropped after the database's rollback: until then it
+	// tells the cache what the transaction wrote (Wrote).
+	err := t.committer.Rollback()
 	t.buf.Rollback()
 	t.p.signalTxEnd(t, false)
-	err := t.committer.Rollback()
 	t.releaseHolds() // after the rollback: its rows are gone
 	return err
 }

@@ -175,7 +175,7 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 	case scopeManaged:
 		if !p.broken["commit"] {
 			sc.tx.buf.Add(ch)
-			sc.tx.hold(p, ch)
+			sc.tx.hold()
 		}
 	case scopeRawTx:
 		p.cache.CountBypass("unmanaged_transaction")
