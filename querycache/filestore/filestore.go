@@ -593,7 +593,16 @@ func (s *Store) PutFor(ctx context.Context, key string, value []byte, ttl time.D
 	if err := s.wait(ctx); err != nil {
 		return err
 	}
-	dir, p, stripe := s.path(kindEntry, key)
+	if err := s.replace(kindEntry, key, data); err != nil {
+		return err
+	}
+	return s.extend(versions, now, ttl)
+}
+
+// replace writes data as the file of (kind, name): a temporary file, then
+// a rename over the old one under its stripe's lock.
+func (s *Store) replace(kind byte, name string, data []byte) error {
+	dir, p, stripe := s.path(kind, name)
 	tmp, err := s.writeTemp(dir, data)
 	if err != nil {
 		return err
@@ -609,7 +618,7 @@ func (s *Store) PutFor(ctx context.Context, key string, value []byte, ttl time.D
 		return err
 	}
 	s.wrote(int64(len(data)))
-	return s.extend(versions, now, ttl)
+	return nil
 }
 
 // entryFile encodes an entry, refusing one larger than MaxEntryBytes.
@@ -659,23 +668,10 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 	}
 	now := time.Now()
 	for _, name := range versions {
-		dir, p, stripe := s.path(kindVersion, name)
 		data := encode(record{kind: kindVersion, expires: deadline(now, s.opts.VersionTTL), name: []byte(name), value: tokenBytes(querycache.NewToken())})
-		tmp, err := s.writeTemp(dir, data)
-		if err != nil {
+		if err := s.replace(kindVersion, name, data); err != nil {
 			return err
 		}
-		lk, err := s.lock(stripe)
-		if err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		err = s.install(dir, tmp, p)
-		lk.unlock()
-		if err != nil {
-			return err
-		}
-		s.wrote(int64(len(data)))
 	}
 	return nil
 }
