@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -126,25 +125,10 @@ func TestWebPageCache(t *testing.T) {
 	}
 }
 
-// chromium finds a headless-capable Chromium (Debian's chromium package,
-// which CI installs, or CHROMIUM naming another binary); without one the
-// test is skipped, or fails under QUERYCACHE_REQUIRE_SERVICES=1.
+// chromium finds a headless-capable Chromium (testenv.Chromium).
 func chromium(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no Chromium found (chromium, chromium-browser or google-chrome on PATH, or CHROMIUM=/path): install Debian's chromium package (apt-get install -y chromium) to run the news site's browser test"
-	if testenv.Required() {
-		t.Fatal(msg + "; QUERYCACHE_REQUIRE_SERVICES=1 makes this a failure")
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Chromium(t, "the news site's browser test")
 }
 
 // dumpDOM loads url in headless Chromium and returns the DOM it built

@@ -18,24 +18,10 @@ import (
 	"querycache.dev/plugins/debugpage"
 )
 
-// chromium finds a headless-capable Chromium: Debian's chromium package
-// (which .ci/run installs), or CHROMIUM naming another binary.
+// chromium finds a headless-capable Chromium (testenv.Chromium).
 func chromium(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no Chromium found (chromium, chromium-browser or google-chrome on PATH, or CHROMIUM=/path): install Debian's chromium package (apt-get install -y chromium) to run the debug page's browser test"
-	if testenv.Required() {
-		t.Fatal(msg + "; QUERYCACHE_REQUIRE_SERVICES=1 makes this a failure")
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Chromium(t, "the debug page's browser test")
 }
 
 // runChromium runs headless Chromium with args and returns its stdout.
