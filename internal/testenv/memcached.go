@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,9 +61,7 @@ type MemcachedServer struct {
 	port  int
 	extra []string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc // the running server, if any
 }
 
 // StartMemcached starts a private memcached on a free loopback port (TCP
@@ -232,35 +229,6 @@ func memcachedStat(addr, field string) (string, error) {
 // Addr returns "127.0.0.1:port".
 func (s *MemcachedServer) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-}
-
-// Pid returns the process id of the running server, or 0 after Kill.
-func (s *MemcachedServer) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Kill sends SIGKILL to the server (by pid) and waits for it to exit.
-// Killing a stopped server does nothing.
-func (s *MemcachedServer) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.killLocked()
-}
-
-func (s *MemcachedServer) killLocked() {
-	if s.cmd == nil {
-		return
-	}
-	pid := s.cmd.Process.Pid
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	<-s.done
-	s.cmd, s.done = nil, nil
 }
 
 // Restart kills the server if it runs and starts it again, empty, on the

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,9 +43,7 @@ type RedisServer struct {
 	cluster bool     // adds --cluster-enabled and a nodes.conf in dir
 	extra   []string // caller's arguments, appended after the defaults
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd     // nil when not running
-	done chan struct{} // closed when cmd has been waited for
+	proc // the running server, if any
 }
 
 // StartRedis starts a private redis-server on a free loopback port with
@@ -364,35 +361,6 @@ func (s *RedisServer) URL(db int) string {
 
 // Dir returns the server's working directory (AOF, RDB, log, nodes.conf).
 func (s *RedisServer) Dir() string { return s.dir }
-
-// Pid returns the process id of the running server, or 0 after Kill/Stop.
-func (s *RedisServer) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Kill sends SIGKILL to the server's process group (by pid) and waits for
-// the server to exit. Killing a stopped server does nothing.
-func (s *RedisServer) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.killLocked()
-}
-
-func (s *RedisServer) killLocked() {
-	if s.cmd == nil {
-		return
-	}
-	pid := s.cmd.Process.Pid
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	_ = syscall.Kill(pid, syscall.SIGKILL) // in case the group was not set up
-	<-s.done
-	s.cmd, s.done = nil, nil
-}
 
 // Stop shuts the server down gracefully (SIGTERM: redis flushes its AOF
 // and exits) and waits for it; after readyTimeout it is killed instead.
