@@ -82,10 +82,21 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	kv.c.stats.misses.Add(1)
 
 	leader := false
-	res, ferr, _ := kv.flight.Do("\x00captured\x00"+name, func() (any, error) {
+	res, ferr, _ := kv.flight.Do("\x00captured\x00"+name, func() (r any, err error) {
 		leader = true
+		defer recoverFill(&err)
 		return kv.fillCaptured(ctx, name, o, before, fill)
 	})
+	if p, ok := ferr.(*fillPanic); ok && leader {
+		panic(p.value) // ours alone: the callers that joined render their own
+	}
+	if ferr == nil && !leader && !res.(capturedFill).shareable {
+		// The leader's render read something without the cache, or its
+		// request was cancelled (a handler that shows "temporarily
+		// unavailable" when its query fails): it was not stored, and it
+		// is not ours to show either.
+		ferr = errNotShared
+	}
 	if ferr != nil && !leader {
 		kv.c.stats.fills.Add(1)
 		b, err := fill(ctx) // our own: another caller's failure is not ours
@@ -116,6 +127,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 }
 
 type capturedFill struct {
+	shareable bool // no untracked read, the leader's context not cancelled
 	value     []byte
 	names     []string // the epoch first
 	tokens    []uint64
@@ -142,7 +154,7 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 	}
 	names, tokens := cp.Versions()
 	n, why := cp.Untracked()
-	f := capturedFill{value: b, untracked: why}
+	f := capturedFill{value: b, untracked: why, shareable: n == 0 && ctx.Err() == nil}
 	if n > 0 && len(why) == 0 {
 		f.untracked = []string{"untracked"}
 	}
@@ -211,4 +223,24 @@ func (kv *KV) stillCurrent(ctx context.Context, f capturedFill) bool {
 	}
 	_, tokens, err := kv.st.Fetch(ctx, "", f.names)
 	return err == nil && slices.Equal(tokens, f.tokens)
+}
+
+// errNotShared makes the callers that joined a flight compute their own.
+var errNotShared = errors.New("querycache: the shared fill is not for its followers")
+
+// fillPanic is a panic of a shared fill, caught so that only its own
+// caller panics: singleflight would hand it to every caller that joined.
+type fillPanic struct{ value any }
+
+func (p *fillPanic) Error() string {
+	return fmt.Sprintf("querycache: a shared fill panicked: %v", p.value)
+}
+
+// recoverFill turns a panic of a flight's function into a *fillPanic
+// error; the flight's leader panics again with the original value (so
+// http.ErrAbortHandler stays itself), the others fill on their own.
+func recoverFill(err *error) {
+	if v := recover(); v != nil {
+		*err = &fillPanic{value: v}
+	}
 }

@@ -105,8 +105,9 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	}
 
 	leader := false
-	res, err, _ := kv.flight.Do(flightKey(name, tokens), func() (any, error) {
+	res, err, _ := kv.flight.Do(flightKey(name, tokens), func() (r any, ferr error) {
 		leader = true
+		defer recoverFill(&ferr)
 		// A flight of the same key and tokens may have stored between
 		// our read and this one's start: read once more before filling.
 		before := raw
@@ -120,9 +121,13 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		}
 		return kv.fill(ctx, name, kind, names, o, stored, now, before, fill)
 	})
+	if p, ok := err.(*fillPanic); ok && leader {
+		panic(p.value) // ours alone: the callers that joined fill their own
+	}
 	if err != nil && !leader {
 		// Another caller's fill failed (its context may have been
-		// cancelled): compute our own rather than share its failure.
+		// cancelled, or it panicked): compute our own rather than share
+		// its failure.
 		return run()
 	}
 	if err != nil {

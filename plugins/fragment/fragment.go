@@ -65,6 +65,13 @@
 // dependencies to the page's, on a hit as on a miss, so the page is
 // invalidated by a write to what the fragment showed even when the
 // fragment came from the cache.
+//
+// # Deploys
+//
+// A fragment's key is its name and vary-on arguments, not its template:
+// after a deploy that changes a fragment's markup, the old HTML is served
+// until a write or its TTL, as with Django's tag. Give the new template a
+// new version (querycache.WithVersion among Register's options) or name.
 package fragment
 
 import (

@@ -27,7 +27,10 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	defer p.done(db, &o)
 	switch {
 	case handled && o.failed:
-		return // the error has been added
+		// The error has been added. What the caller renders instead
+		// ("temporarily unavailable") stands for no version.
+		querycache.Untracked(db.Statement.Context, "query_failed")
+		return
 	case handled && o.live != nil:
 		// A miss past the bound: the database's rows, scanned as they come.
 		rows, err := o.live.open()
@@ -163,10 +166,12 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 	case handled && !isRows:
 		// The fill failed and its error is on db; a *sql.Row can only carry
 		// an error the driver gave it, so ask the database again.
+		p.untracked(db)
 		db.Error = nil
 		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 	case handled:
-		// error already added
+		// error already added; what is shown instead stands for no version
+		querycache.Untracked(db.Statement.Context, "query_failed")
 	case isRows:
 		p.untracked(db)
 		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)

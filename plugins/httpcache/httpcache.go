@@ -67,7 +67,14 @@
 // Concurrent misses of one page in a process run the handler once and
 // share its response; that is correct only because a page is keyed by
 // everything it may vary on (a response that varies on something else
-// must say so in Vary, or carry Cache-Control: private).
+// must say so in Vary, or carry Cache-Control: private). Headers a proxy
+// sets, such as X-Forwarded-Host and X-Forwarded-Proto, are not in the
+// key either: a handler that builds links from them must name them in
+// Vary, or a client that sends its own would have its page stored for
+// everyone. A render whose query failed, that read without the cache, or
+// whose request was cancelled is not stored and not shared with the
+// requests that joined it (each renders its own), and neither is a
+// render that panicked: only its own request sees the panic.
 package httpcache
 
 import (
@@ -491,9 +498,17 @@ func (l *layer) refuse(rec record) string {
 		return "status_" + strconv.Itoa(rec.status)
 	}
 	h := rec.header
+	for k := range h {
+		// A handler may write map keys of any case (h["set-cookie"]):
+		// judged by their canonical names, never by the case written.
+		if c := http.CanonicalHeaderKey(k); c != k && (c == "Set-Cookie" || c == "Cache-Control" || c == "Expires" || c == "Vary") {
+			return "header"
+		}
+	}
 	if len(h.Values("Set-Cookie")) > 0 {
 		return "set_cookie"
 	}
+	maxAge := false
 	for _, d := range directives(h.Values("Cache-Control")) {
 		switch {
 		case d.name == "private":
@@ -502,8 +517,20 @@ func (l *layer) refuse(rec record) string {
 			return "no_store"
 		case d.name == "no-cache":
 			return "no_cache"
-		case d.name == "max-age" && strings.Trim(d.value, `"`) == "0":
-			return "max_age_0"
+		case d.name == "max-age" || d.name == "s-maxage":
+			// Any spelling of "no lifetime" (0, 00, -1, garbage) means
+			// the response must not be reused.
+			maxAge = true
+			if n, err := strconv.ParseInt(strings.Trim(d.value, `"`), 10, 64); err != nil || n <= 0 {
+				return "max_age_0"
+			}
+		}
+	}
+	if e := h.Get("Expires"); e != "" && !maxAge {
+		// Without max-age, Expires says how long the response may be
+		// reused: an invalid or past date means not at all (RFC 9111).
+		if t, err := http.ParseTime(e); err != nil || !t.After(time.Now()) {
+			return "expired"
 		}
 	}
 	if len(h.Values("Trailer")) > 0 {
