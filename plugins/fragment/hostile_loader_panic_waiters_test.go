@@ -1,9 +1,5 @@
 package fragment_test
 
-// Belongs in querycache.dev/plugins/fragment (directory plugins/fragment),
-// next to fragment_test.go and hostile_helpers_test.go (uses forEachStore,
-// userTmpl, must, sidebar).
-
 import (
 	"context"
 	"fmt"

@@ -1,9 +1,5 @@
 package httpcache_test
 
-// Belongs in querycache.dev/plugins/httpcache (directory plugins/httpcache),
-// next to harness_test.go and hostile_pages_test.go (uses sqliteEnv, fetch,
-// httpTestServer).
-
 import (
 	"net/http"
 	"sync"
