@@ -680,20 +680,9 @@ func testSwapFromAbsentOnce(t *testing.T, s *suite) {
 	sw := s.store.(querycache.Swapper)
 	for r := range rounds {
 		key := s.key("absent" + strconv.Itoa(r))
-		won := make([]bool, n)
-		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				won[i], errs[i] = sw.CompareAndSwap(s.ctx(t), key, nil, []byte("g"+strconv.Itoa(i)), long, nil)
-			}()
-		}
-		close(start)
-		wg.Wait()
+		won, errs := race(n, func(i int) (bool, error) {
+			return sw.CompareAndSwap(s.ctx(t), key, nil, []byte("g"+strconv.Itoa(i)), long, nil)
+		})
 		winner := -1
 		for i := range n {
 			if errs[i] != nil {
@@ -926,20 +915,10 @@ func testLeaseHeldOnce(t *testing.T, s *suite) {
 	l := s.store.(querycache.Leaser)
 	for r := range rounds {
 		key := s.key("lease" + strconv.Itoa(r))
-		held := make([]bool, n)
-		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, held[i], errs[i] = l.Lease(s.ctx(t), key, long)
-			}()
-		}
-		close(start)
-		wg.Wait()
+		held, errs := race(n, func(int) (bool, error) {
+			_, held, err := l.Lease(s.ctx(t), key, long)
+			return held, err
+		})
 		count := 0
 		for i := range n {
 			if errs[i] != nil {
@@ -1057,4 +1036,25 @@ func testLeaseApart(t *testing.T, s *suite) {
 	if v, _ := s.fetch(t, k); string(v) != "entry" {
 		t.Fatalf("releasing a lease changed the entry to %q", v)
 	}
+}
+
+// race runs call(0) to call(n-1) on n goroutines released at once, and
+// returns what each reported: the subtests where exactly one of n racers
+// may win (a swap from absent, a lease).
+func race(n int, call func(i int) (bool, error)) ([]bool, []error) {
+	won := make([]bool, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			won[i], errs[i] = call(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return won, errs
 }
