@@ -148,14 +148,8 @@ func (kv *KV) serve(raw []byte, tokens []uint64, deps []string, now time.Time) (
 	if raw == nil {
 		return kvValue{}, false
 	}
-	e, err := decodeEntry(raw)
-	if err != nil {
-		kv.c.stats.corrupt.Add(1)
-		return kvValue{}, false
-	}
-	v, err := decodeKV(e.payload)
-	if err != nil {
-		kv.c.stats.corrupt.Add(1)
+	e, v, ok := kv.decode(raw)
+	if !ok {
 		return kvValue{}, false
 	}
 	if !slices.Equal(v.deps, deps) || !e.fresh(now, tokens) {

@@ -42,14 +42,8 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 		return r, err // an empty value is none, for a swap too (Swapper)
 	}
 	r.raw = raw
-	e, err := decodeEntry(raw)
-	if err != nil {
-		kv.c.stats.corrupt.Add(1)
-		return r, nil
-	}
-	v, err := decodeKV(e.payload)
-	if err != nil {
-		kv.c.stats.corrupt.Add(1)
+	e, v, ok := kv.decode(raw)
+	if !ok {
 		return r, nil
 	}
 	r.e, r.v = e, v
@@ -76,6 +70,28 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 		shown.record(ctx)
 	}
 	return r, nil
+}
+
+// decode parses a stored value (the entry, then its payload), counting
+// one that does not decode as corrupt: a miss.
+func (kv *KV) decode(raw []byte) (entry, kvValue, bool) {
+	e, err := decodeEntry(raw)
+	if err != nil {
+		kv.c.stats.corrupt.Add(1)
+		return entry{}, kvValue{}, false
+	}
+	v, err := decodeKV(e.payload)
+	if err != nil {
+		kv.c.stats.corrupt.Add(1)
+		return entry{}, kvValue{}, false
+	}
+	return e, v, true
+}
+
+// tombstone is what Delete (and IncrVersion, for the old version) leaves
+// under a key: an entry expired from the start, read as absent.
+func (kv *KV) tombstone() []byte {
+	return encodeEntry(entry{expires: 0, created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
 }
 
 // shownVersion is the value version (keys.Namespace.ValueVersion) of the
@@ -322,7 +338,7 @@ func (kv *KV) Delete(ctx context.Context, key string, opts ...KVOption) (bool, e
 	if r.raw == nil {
 		return false, nil
 	}
-	tomb := encodeEntry(entry{expires: 0, created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
+	tomb := kv.tombstone()
 	if err := kv.st.Put(ctx, name, tomb, tombstoneTTL); err != nil {
 		return false, kv.failed(ctx, "delete", err)
 	}
@@ -513,7 +529,7 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 	if delta == 0 {
 		return nv, nil
 	}
-	tomb := encodeEntry(entry{created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
+	tomb := kv.tombstone()
 	for range kvRetries {
 		if err := kv.put(ctx, moved, r.raw, ttl, r.names); err != nil {
 			return 0, kv.failed(ctx, "incr_version", err)
