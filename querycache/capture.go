@@ -44,9 +44,12 @@ type Capture struct {
 
 type captureKey struct{}
 
-// captures counts the captures ever made: while it is zero, the read path
-// does not look for one in the context (one atomic load instead of a
-// context walk per hit).
+// captures counts the captures made by WithCapture (ever) and the ones
+// the low-level API's fills hold now (scopedCapture): while it is zero,
+// the read path does not look for one in the context (one atomic load
+// instead of a context walk per hit). A fill's own capture must not open
+// the gate for good: every hit of the process would pay the walk after
+// the first GetOrSet miss.
 var captures atomic.Int64
 
 // maxCaptured bounds what one capture records: past it, the work read so
@@ -60,6 +63,16 @@ func WithCapture(ctx context.Context) (context.Context, *Capture) {
 	captures.Add(1)
 	c := &Capture{parent: captureFrom(ctx)}
 	return context.WithValue(ctx, captureKey{}, c), c
+}
+
+// scopedCapture is WithCapture for work whose end the caller knows (a
+// fill): done closes the gate it opened. Reads made with the context after
+// done are not recorded, which nothing needs: the work has ended.
+func scopedCapture(ctx context.Context) (context.Context, *Capture, func()) {
+	captures.Add(1)
+	c := &Capture{parent: captureFrom(ctx)}
+	var once sync.Once
+	return context.WithValue(ctx, captureKey{}, c), c, func() { once.Do(func() { captures.Add(-1) }) }
 }
 
 func captureFrom(ctx context.Context) *Capture {

@@ -137,7 +137,8 @@ type capturedFill struct {
 // fillCaptured renders and stores, like KV.fill: only if the key still
 // holds before (what it held when the caller read it).
 func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []byte, fill func(ctx context.Context) ([]byte, error)) (capturedFill, error) {
-	cctx, cp := WithCapture(ctx)
+	cctx, cp, done := scopedCapture(ctx)
+	defer done()
 	// The declared dependencies are read before the fill, like GetOrSet's.
 	epoch := kv.c.ns.Epoch()
 	declared := append([]string{epoch}, o.deps...)

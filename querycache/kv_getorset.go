@@ -195,7 +195,8 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 	kv.c.stats.fills.Add(1)
 	// The fill runs under a capture of its own, only to learn whether it
 	// read inside a transaction (C3: such a value is never stored).
-	fctx, fcap := WithCapture(ctx)
+	fctx, fcap, done := scopedCapture(ctx)
+	defer done() // also when fill panics
 	b, err := fill(fctx)
 	if err != nil {
 		release()
