@@ -2,6 +2,8 @@ package querycache_test
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,6 +99,79 @@ func TestHostileKVCapturedPageMissesRefill(t *testing.T) {
 		}
 		if got := page(); got != "rate 2" {
 			t.Errorf("after the value was computed again by GetOrSet the page shows %q", got)
+		}
+	})
+}
+
+// TestKVRefillStoredWhenOldValueVanishes: the value GetOrSet read before
+// its fill had expired by its own clock but was still in the store (a
+// store's own expiry starts when it stored, a little after the entry's
+// clock); the store dropped it while fill ran. The fill's compare-and-swap
+// from the old bytes then failed, the value was not stored and its value
+// version not replaced, and a page that showed the old value kept showing
+// it (the CI failure of TestHostileKVCapturedPageMissesRefill under load).
+// Here the cache's clock runs a second ahead of the store's once the value
+// is stored, and the refill waits until the store has dropped it.
+func TestKVRefillStoredWhenOldValueVanishes(t *testing.T) {
+	for _, captured := range []bool{false, true} {
+		t.Run(map[bool]string{false: "GetOrSet", true: "GetOrSetCaptured"}[captured], func(t *testing.T) {
+			testRefillStoredWhenOldValueVanishes(t, captured)
+		})
+	}
+}
+
+func testRefillStoredWhenOldValueVanishes(t *testing.T, captured bool) {
+	var clocks sync.Map // a store's subtest name: how far its cache's clock runs ahead
+	clock := func(t *testing.T, o *querycache.Options) {
+		ahead := new(atomic.Int64)
+		clocks.Store(t.Name(), ahead)
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	}
+	forEachKVStoreWith(t, clock, func(t *testing.T, c *querycache.Cache) {
+		a, _ := clocks.Load(t.Name())
+		ahead := a.(*atomic.Int64)
+		kv := c.KV()
+		gen := 0
+		var waitUntil time.Time
+		rate := func(ttl time.Duration) string {
+			getOrSet := kv.GetOrSet
+			if captured {
+				getOrSet = kv.GetOrSetCaptured
+			}
+			v, _, err := getOrSet(bg, "rate", func(context.Context) ([]byte, error) {
+				time.Sleep(time.Until(waitUntil))
+				gen++
+				return []byte{byte('0' + gen)}, nil
+			}, querycache.WithTTL(ttl))
+			must(t, err)
+			return string(v)
+		}
+		page := func() string {
+			v, _, err := kv.GetOrSetCaptured(bg, "page", func(ctx context.Context) ([]byte, error) {
+				b, _, err := kv.Get(ctx, "rate")
+				return append([]byte("rate "), b...), err
+			}, querycache.WithTTL(time.Hour))
+			must(t, err)
+			return string(v)
+		}
+		rate(time.Second)
+		stored := time.Now() // the store drops "rate" before stored+1s
+		if got := page(); got != "rate 1" {
+			t.Fatalf("page = %q", got)
+		}
+		ahead.Store(int64(time.Second)) // expired by the entry's clock, still in the store
+		if got, ok := kvGet(t, kv, "rate"); ok {
+			t.Fatalf("an expired value is served: %q", got)
+		}
+		waitUntil = stored.Add(1500 * time.Millisecond)
+		if got := rate(time.Minute); got != "2" {
+			t.Fatalf("rate after the refill = %q", got)
+		}
+		if got, ok := kvGet(t, kv, "rate"); !ok || got != "2" {
+			t.Errorf("the refilled value was not stored: %q %v", got, ok)
+		}
+		if got := page(); got != "rate 2" {
+			t.Errorf("after the value was computed again the page shows %q", got)
 		}
 	})
 }

@@ -198,7 +198,7 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 		var err error
 		stored := false
 		if kv.sw != nil {
-			if stored, err = kv.sw.CompareAndSwap(ctx, name, before, raw, o.ttl, f.names); err == nil && !stored {
+			if stored, err = kv.swapFilled(ctx, name, before, raw, o.ttl, f.names); err == nil && !stored {
 				kv.c.stats.refusals.add("overtaken")
 			}
 		} else {

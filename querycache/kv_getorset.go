@@ -216,7 +216,7 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 	stored := false
 	switch {
 	case kv.sw != nil:
-		stored, err = kv.sw.CompareAndSwap(ctx, name, before, raw, o.ttl, names)
+		stored, err = kv.swapFilled(ctx, name, before, raw, o.ttl, names)
 		release()
 		if err == nil && !stored {
 			kv.c.stats.refusals.add("overtaken") // set, deleted or filled meanwhile
@@ -241,6 +241,33 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		kv.failed(ctx, "get_or_set", err)
 	}
 	return kvFilled{v: v}, nil
+}
+
+// swapFilled stores a fill's value if the key still holds before, what
+// it held when the fill began. Before may be an entry already expired by
+// its own clock that the store has dropped since (a store's expiry starts
+// when it stored, a little later): that is no write to lose, so the swap
+// is tried once more from absent. Without this second try the refill of
+// an expired value could fail to store, and its value version stay, with
+// a page that showed the old value still served (the CI failure of
+// TestHostileKVCapturedPageMissesRefill under load).
+func (kv *KV) swapFilled(ctx context.Context, name string, before, raw []byte, ttl time.Duration, names []string) (bool, error) {
+	stored, err := kv.sw.CompareAndSwap(ctx, name, before, raw, ttl, names)
+	if err == nil && !stored && kv.expired(before) {
+		stored, err = kv.sw.CompareAndSwap(ctx, name, nil, raw, ttl, names)
+	}
+	return stored, err
+}
+
+// expired reports whether raw holds an entry the store may drop by itself
+// at any moment: expired, or bytes that do not decode. A tombstone left by
+// Delete is one too; dropping it only ends its watch.
+func (kv *KV) expired(raw []byte) bool {
+	if len(raw) == 0 {
+		return false // the swap was from absent already
+	}
+	e, err := decodeEntry(raw)
+	return err != nil || kv.c.now().UnixNano() >= e.expires
 }
 
 // waitLease polls for the value another process is filling under its

@@ -75,11 +75,21 @@ func kvRedisClient(t *testing.T) *redis.Client {
 // forEachKVStore runs fn on a cache (a prefix of its own) on every store.
 func forEachKVStore(t *testing.T, fn func(t *testing.T, c *querycache.Cache)) {
 	t.Helper()
+	forEachKVStoreWith(t, func(*testing.T, *querycache.Options) {}, fn)
+}
+
+// forEachKVStoreWith is forEachKVStore with options of the test's own
+// (set adjusts them for the store's subtest t; the store and prefix are
+// set already).
+func forEachKVStoreWith(t *testing.T, set func(t *testing.T, o *querycache.Options), fn func(t *testing.T, c *querycache.Cache)) {
+	t.Helper()
 	t.Parallel()
 	for _, s := range kvStores {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := querycache.New(querycache.Options{Store: s.open(t), Prefix: testenv.TestPrefix(t)})
+			o := querycache.Options{Store: s.open(t), Prefix: testenv.TestPrefix(t)}
+			set(t, &o)
+			c, err := querycache.New(o)
 			if err != nil {
 				t.Fatal(err)
 			}
