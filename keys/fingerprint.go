@@ -46,6 +46,14 @@ func (b *Builder) String(s string) {
 	b.buf = append(b.buf, s...)
 }
 
+// Digest adds a fingerprint as a fixed-width part: the digest of parts
+// that recur unchanged (a statement's text and its context), computed once
+// and reused, so that each use hashes only what varies. A collision of the
+// result would need one of SHA-256 itself.
+func (b *Builder) Digest(f Fingerprint) {
+	b.buf = append(b.buf, f[:]...)
+}
+
 // Value adds a bound value, tagged with its type. It reports false when the
 // value cannot be encoded faithfully (see AppendValue); the fingerprint must
 // then not be used.

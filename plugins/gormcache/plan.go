@@ -38,8 +38,9 @@ func (pl plan) refuse(p *Plugin, reason string) (plan, bool) {
 // planFor decides whether the statement may use the cache and under which
 // key; ok is false when it must go straight to the database (the reason, if
 // any, has been counted). sh is the statement's query shape, if known.
-func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Statement, sh *shape) (pl plan, ok bool) {
+func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *shape) (pl plan, ok bool) {
 	stmt := db.Statement
+	info := &in.st
 	if r := p.connGuard(db); r != "" {
 		return pl.bypass(p, r)
 	}
@@ -65,7 +66,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 		return pl.refuse(p, "undetermined_tables")
 	}
 	if !opts.AllowNondeterministic {
-		if r := p.purityRefusal(db, info); r != "" {
+		if r := p.purityRefusal(db, *info); r != "" {
 			return pl.refuse(p, r)
 		}
 	}
@@ -108,16 +109,12 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	if !known {
 		return pl.bypass(p, "settings_unknown")
 	}
-	b := keys.NewBuilder()
-	b.String(p.dialect)
-	b.String(p.dbID)
-	b.String(sets)
+	tenant := ""
 	if p.tenant != nil {
-		b.String(p.tenant(stmtContext(db)))
-	} else {
-		b.String("")
+		tenant = p.tenant(stmtContext(db))
 	}
-	b.String(stmt.SQL.String())
+	b := keys.NewBuilder()
+	b.Digest(p.keyPrefix(in, sets, tenant, stmt.SQL.String()))
 	valid := true
 	for _, v := range stmt.Vars {
 		valid = b.Value(v) && valid
@@ -151,6 +148,30 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, info sqlinspect.Stateme
 	pl.key.Name = p.ns.Query(p.dbID, fp)
 	pl.key.Versions = p.tableVersions(sh, tables)
 	return pl, true
+}
+
+// keyPrefix is the digest of what a read is keyed by besides its bound
+// values: the dialect, the database, the session settings, the tenant and
+// the SQL text. The inspection of the text keeps the last one made, for
+// the next statement of the text under the same settings and tenant.
+type keyPrefix struct {
+	sets, tenant string
+	fp           keys.Fingerprint
+}
+
+func (p *Plugin) keyPrefix(in *inspection, sets, tenant, sql string) keys.Fingerprint {
+	if k := in.prefix.Load(); k != nil && k.sets == sets && k.tenant == tenant {
+		return k.fp // the inspection is of this text: only these vary
+	}
+	b := keys.NewBuilder()
+	b.String(p.dialect)
+	b.String(p.dbID)
+	b.String(sets)
+	b.String(tenant)
+	b.String(sql)
+	fp := b.Sum()
+	in.prefix.Store(&keyPrefix{sets: sets, tenant: tenant, fp: fp})
+	return fp
 }
 
 // tableVersions returns the table version names of tables, kept on the

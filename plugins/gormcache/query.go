@@ -289,13 +289,14 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		}
 		return o, false, nil
 	}
-	st, sh := p.inspectShape(db.Statement.SQL.String())
+	in, sh := p.inspectShape(db.Statement.SQL.String())
 	if timeHit(sh) {
 		o.start = time.Now()
 	}
+	st := &in.st
 	info = st // the memo's own value: shared, never modified
 	o.ev.shape = sh
-	pl, ok := p.planFor(db, opts, *st, sh)
+	pl, ok := p.planFor(db, opts, in, sh)
 	o.ev.SQL = db.Statement.SQL.String()
 	o.ev.Tables = pl.key.Tables
 	if !ok {
