@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	"querycache.dev/keys"
 )
 
@@ -47,7 +46,7 @@ type KV struct {
 	version int
 	ttl     time.Duration
 	codec   Codec
-	flight  singleflight.Group
+	flight  fillGroup // one fill per key in this process
 }
 
 // KVOptions configures a KV. The zero value is usable.

@@ -81,9 +81,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	}
 	kv.c.stats.misses.Add(1)
 
-	leader := false
-	res, ferr, _ := kv.flight.Do("\x00captured\x00"+name, func() (r any, err error) {
-		leader = true
+	res, ferr, leader := kv.flight.do(ctx, "\x00captured\x00"+name, func() (r any, err error) {
 		defer recoverFill(&err)
 		return kv.fillCaptured(ctx, name, o, before, fill)
 	})
@@ -96,6 +94,9 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 		// unavailable" when its query fails): it was not stored, and it
 		// is not ours to show either.
 		ferr = errNotShared
+	}
+	if ferr != nil && !leader && ctx.Err() != nil {
+		return nil, false, ctx.Err() // we stopped waiting: our caller has gone
 	}
 	if ferr != nil && !leader {
 		kv.c.stats.fills.Add(1)

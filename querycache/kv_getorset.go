@@ -104,9 +104,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		}
 	}
 
-	leader := false
-	res, err, _ := kv.flight.Do(flightKey(name, tokens), func() (r any, ferr error) {
-		leader = true
+	res, err, leader := kv.flight.do(ctx, flightKey(name, tokens), func() (r any, ferr error) {
 		defer recoverFill(&ferr)
 		// A flight of the same key and tokens may have stored between
 		// our read and this one's start: read once more before filling.
@@ -125,6 +123,9 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		panic(p.value) // ours alone: the callers that joined fill their own
 	}
 	if err != nil && !leader {
+		if ctx.Err() != nil {
+			return kvValue{}, false, ctx.Err() // we stopped waiting: our caller has gone
+		}
 		// Another caller's fill failed (its context may have been
 		// cancelled, or it panicked): compute our own rather than share
 		// its failure.

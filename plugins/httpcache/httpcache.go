@@ -328,6 +328,10 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case mine != nil && err != nil:
 		l.serveUnstored(w, r, mine)
 		return
+	case err != nil && ctx.Err() != nil:
+		// The client left while waiting for another request's render
+		// of the page: there is no one to answer.
+		return
 	case err != nil:
 		// The cache failed before running the handler: answer uncached.
 		w.Header().Set(HeaderName, "bypass")

@@ -1,0 +1,61 @@
+package querycache
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// fillGroup runs one fill per key at a time, like singleflight.Group,
+// except that a caller who joined another's fill stops waiting when its
+// own context ends. With singleflight, a page whose render hung held every
+// request for that page until it finished, those whose clients had left
+// too (a goroutine and its connection's buffers each).
+//
+// The order of events it allows: the leader runs fn on its own goroutine;
+// a follower whose context ends returns ctx.Err() at once, and fn goes on
+// for the others. fn must not panic (recoverFill turns a panic into an
+// error); if it does anyway, the followers get errFillAborted.
+type fillGroup struct {
+	mu sync.Mutex
+	m  map[string]*fillCall
+}
+
+type fillCall struct {
+	done chan struct{}
+	val  any
+	err  error
+}
+
+// do runs fn for key if no call of key is in flight, or waits for the one
+// that is. leader reports whether fn ran in this call.
+func (g *fillGroup) do(ctx context.Context, key string, fn func() (any, error)) (v any, err error, leader bool) {
+	g.mu.Lock()
+	if c, ok := g.m[key]; ok {
+		g.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.val, c.err, false
+		case <-ctx.Done():
+			return nil, ctx.Err(), false
+		}
+	}
+	if g.m == nil {
+		g.m = map[string]*fillCall{}
+	}
+	c := &fillCall{done: make(chan struct{}), err: errFillAborted}
+	g.m[key] = c
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.m, key)
+		g.mu.Unlock()
+		close(c.done)
+	}()
+	c.val, c.err = fn()
+	return c.val, c.err, true
+}
+
+// errFillAborted is what followers get when the leader's fill panicked
+// past recoverFill.
+var errFillAborted = errors.New("querycache: the fill this call waited for was aborted")
