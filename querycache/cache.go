@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	"querycache.dev/keys"
 )
 
@@ -73,8 +72,8 @@ type Cache struct {
 	now     func() time.Time
 	retry   time.Duration
 
-	flight  singleflight.Group
-	fills   fills // fills led by Lookup (lookup.go)
+	flight  fillGroup // GetOrSet's fills: one per key and versions in this process
+	fills   fills     // fills led by Lookup (lookup.go)
 	stats   counters
 	pending pendingSet
 	stamp   stampede // leases and early refresh (lease.go, xfetch.go)

@@ -81,9 +81,8 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 	// The flight key carries the tokens: a caller that read newer versions
 	// (after a write committed) must not be handed a value computed before.
 	flightKey := flightKey(k.Name, p.tokens)
-	leader := false
-	v, err, shared := c.flight.Do(flightKey, func() (any, error) {
-		leader = true
+	v, err, leader := c.flight.do(ctx, flightKey, func() (r any, ferr error) {
+		defer recoverFill(&ferr)
 		// Only the leader asks for the lease: the callers that joined it
 		// wait here, in process, and one request per process reaches the
 		// store.
@@ -93,9 +92,16 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		}
 		return c.runFill(ctx, k, names, l, fill)
 	})
+	if fp, ok := err.(*fillPanic); ok && leader {
+		panic(fp.value) // ours alone: the callers that joined fill their own
+	}
+	if err != nil && !leader && ctx.Err() != nil {
+		return nil, false, ctx.Err() // we stopped waiting: our caller has gone
+	}
 	if err != nil && !leader {
-		// Another caller's fill failed (its context may have been cancelled):
-		// compute our own rather than share its failure.
+		// Another caller's fill failed (its context may have been
+		// cancelled, or it panicked): compute our own rather than share
+		// its failure.
 		c.stats.fills.Add(1)
 		f, err := fill(ctx)
 		if err == nil {
@@ -106,7 +112,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 	if err != nil {
 		return nil, false, err
 	}
-	if shared && !leader {
+	if !leader {
 		c.stats.shared.Add(1)
 	}
 	r := v.(filled)

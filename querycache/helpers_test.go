@@ -3,15 +3,12 @@ package querycache
 import (
 	"context"
 	"errors"
-	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sync/singleflight"
 	"querycache.dev/keys"
 )
 
@@ -169,31 +166,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// flightWaiters returns how many callers are waiting on another caller's
-// in-flight fill (the dups of golang.org/x/sync/singleflight's calls), or
-// -1 if the Group's internals are not what this helper expects. Reading
-// them lets the singleflight tests wait until every goroutine has joined
-// the flight, without sleeping.
-func flightWaiters(g *singleflight.Group) int {
-	v := reflect.ValueOf(g).Elem()
-	mu, m := v.FieldByName("mu"), v.FieldByName("m")
-	if !mu.IsValid() || mu.Type() != reflect.TypeFor[sync.Mutex]() || !m.IsValid() || m.Kind() != reflect.Map {
-		return -1
-	}
-	lock := (*sync.Mutex)(unsafe.Pointer(mu.UnsafeAddr()))
-	lock.Lock()
-	defer lock.Unlock()
+// flightWaiters returns how many callers joined another caller's fill
+// still in flight, so that tests can wait until every goroutine has joined
+// without sleeping.
+func flightWaiters(g *fillGroup) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	n := 0
-	for it := m.MapRange(); it.Next(); {
-		call := it.Value()
-		if call.Kind() != reflect.Pointer || call.IsNil() {
-			return -1
-		}
-		dups := call.Elem().FieldByName("dups")
-		if !dups.IsValid() || dups.Kind() != reflect.Int {
-			return -1
-		}
-		n += int(dups.Int())
+	for _, c := range g.m {
+		n += c.dups
 	}
 	return n
 }
@@ -208,15 +189,6 @@ func waitJoined(t *testing.T, c *Cache, missesBefore uint64, callers int) {
 			t.Fatalf("only %d of %d callers missed", c.Stats().Misses-missesBefore, callers)
 		}
 		runtime.Gosched()
-	}
-	if flightWaiters(&c.flight) < 0 {
-		// Unknown singleflight internals: give the callers that counted
-		// their miss a moment to reach the flight.
-		t.Log("singleflight internals changed; falling back to yielding")
-		for range 1000 {
-			runtime.Gosched()
-		}
-		return
 	}
 	for flightWaiters(&c.flight) < callers-1 {
 		if time.Now().After(deadline) {

@@ -229,20 +229,3 @@ func (kv *KV) stillCurrent(ctx context.Context, f capturedFill) bool {
 
 // errNotShared makes the callers that joined a flight compute their own.
 var errNotShared = errors.New("querycache: the shared fill is not for its followers")
-
-// fillPanic is a panic of a shared fill, caught so that only its own
-// caller panics: singleflight would hand it to every caller that joined.
-type fillPanic struct{ value any }
-
-func (p *fillPanic) Error() string {
-	return fmt.Sprintf("querycache: a shared fill panicked: %v", p.value)
-}
-
-// recoverFill turns a panic of a flight's function into a *fillPanic
-// error; the flight's leader panics again with the original value (so
-// http.ErrAbortHandler stays itself), the others fill on their own.
-func recoverFill(err *error) {
-	if v := recover(); v != nil {
-		*err = &fillPanic{value: v}
-	}
-}

@@ -204,16 +204,18 @@ func (c *Cache) refreshNow(ctx context.Context, k Key, names []string, p probed,
 		return newer, true, true
 	}
 	defer c.stamp.leaveRefresh(k.Name)
-	ran := false
-	// Through the singleflight: a miss of the same key and versions (the
-	// entry expired meanwhile for another caller) shares this fill.
-	v, err, _ := c.flight.Do(flightKey(k.Name, l.tokens), func() (any, error) {
-		ran = true
+	// Through the flight: a miss of the same key and versions (the entry
+	// expired meanwhile for another caller) shares this fill.
+	v, err, ran := c.flight.do(ctx, flightKey(k.Name, l.tokens), func() (r any, ferr error) {
+		defer recoverFill(&ferr)
 		c.stats.earlyRefreshes.Add(1)
 		return c.runFill(ctx, k, names, l, fill)
 	})
 	if !ran {
 		c.releaseLease(ctx, k, l.token)
+	}
+	if fp, ok := err.(*fillPanic); ok && ran {
+		panic(fp.value) // our own fill's: the callers that joined serve the entry
 	}
 	if err != nil {
 		// The entry we found is still fresh: serve it.

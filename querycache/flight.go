@@ -3,6 +3,7 @@ package querycache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -10,7 +11,8 @@ import (
 // except that a caller who joined another's fill stops waiting when its
 // own context ends. With singleflight, a page whose render hung held every
 // request for that page until it finished, those whose clients had left
-// too (a goroutine and its connection's buffers each).
+// too (a goroutine and its connection's buffers each). Cache.GetOrSet and
+// the low-level API (KV) fill through one.
 //
 // The order of events it allows: the leader runs fn on its own goroutine;
 // a follower whose context ends returns ctx.Err() at once, and fn goes on
@@ -25,6 +27,7 @@ type fillCall struct {
 	done chan struct{}
 	val  any
 	err  error
+	dups int // callers that joined (under the group's mutex; read by tests)
 }
 
 // do runs fn for key if no call of key is in flight, or waits for the one
@@ -32,6 +35,7 @@ type fillCall struct {
 func (g *fillGroup) do(ctx context.Context, key string, fn func() (any, error)) (v any, err error, leader bool) {
 	g.mu.Lock()
 	if c, ok := g.m[key]; ok {
+		c.dups++
 		g.mu.Unlock()
 		select {
 		case <-c.done:
@@ -59,3 +63,20 @@ func (g *fillGroup) do(ctx context.Context, key string, fn func() (any, error)) 
 // errFillAborted is what followers get when the leader's fill panicked
 // past recoverFill.
 var errFillAborted = errors.New("querycache: the fill this call waited for was aborted")
+
+// fillPanic is a panic of a shared fill, caught so that only its own
+// caller panics: singleflight handed it to every caller that joined.
+type fillPanic struct{ value any }
+
+func (p *fillPanic) Error() string {
+	return fmt.Sprintf("querycache: a shared fill panicked: %v", p.value)
+}
+
+// recoverFill turns a panic of a flight's function into a *fillPanic
+// error; the flight's leader panics again with the original value (so
+// http.ErrAbortHandler stays itself), the others fill on their own.
+func recoverFill(err *error) {
+	if v := recover(); v != nil {
+		*err = &fillPanic{value: v}
+	}
+}
