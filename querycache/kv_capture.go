@@ -80,6 +80,10 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 		return slices.Clone(r.v.value), true, nil
 	}
 	kv.c.stats.misses.Add(1)
+	// Whatever shows what is filled here depends on the value's own
+	// version as read before the fill (a Set or Delete of it after must
+	// invalidate a page that nests it), as GetOrSet's callers do.
+	r.shown.record(ctx)
 
 	res, ferr, leader := kv.flight.do(ctx, "\x00captured\x00"+name, func() (r any, err error) {
 		defer recoverFill(&err)

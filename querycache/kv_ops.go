@@ -15,8 +15,9 @@ type kvRead struct {
 	raw   []byte // the bytes stored (nil: none), for a compare-and-swap
 	e     entry
 	v     kvValue
-	names []string // the epoch and v.deps: the versions e's tokens are of
-	alive bool     // decoded, unexpired, every version current, none pending
+	names []string     // the epoch and v.deps: the versions e's tokens are of
+	alive bool         // decoded, unexpired, every version current, none pending
+	shown shownVersion // the value's own version, read before the value
 }
 
 // read fetches the value stored under name and says whether it may be
@@ -33,6 +34,7 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 	if err != nil {
 		return r, err
 	}
+	r.shown = shown
 	epoch := kv.c.ns.Epoch()
 	names := make([]string, 0, 1+len(deps))
 	names = append(names, epoch)
@@ -335,9 +337,11 @@ func (kv *KV) Delete(ctx context.Context, key string, opts ...KVOption) (bool, e
 	if err != nil {
 		return false, kv.failed(ctx, "delete", err)
 	}
-	if r.raw == nil {
-		return false, nil
-	}
+	// The marker is written even when the key holds nothing: a GetOrSet
+	// that found it absent may be computing a value from data the caller
+	// has just changed (write, then Delete: the cache-aside purge); its
+	// swap from absent must fail. The value version is replaced for the
+	// same reason: a page that showed that fill's value was not stored.
 	tomb := kv.tombstone()
 	if err := kv.st.Put(ctx, name, tomb, tombstoneTTL); err != nil {
 		return false, kv.failed(ctx, "delete", err)

@@ -25,6 +25,11 @@ func TestChi(t *testing.T) {
 
 	for _, path := range []string{"/a/7", "/articles"} {
 		expectState(t, get(t, srv.URL+path), "miss", path)
+		if path == "/a/7" {
+			// Two page caches, nested: the outer one is stored from the
+			// second request (TestPageNested).
+			expectState(t, get(t, srv.URL+path), "miss", path+", second")
+		}
 		h := get(t, srv.URL+path)
 		expectState(t, h, "hit", path)
 		if path == "/a/7" && !strings.HasSuffix(h.body, "id=7") {

@@ -329,8 +329,15 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.serveUnstored(w, r, mine)
 		return
 	case err != nil && ctx.Err() != nil:
-		// The client left while waiting for another request's render
-		// of the page: there is no one to answer.
+		// The request's context ended while it waited for another
+		// request's render of the page: its client left, or a timeout in
+		// front of us passed. Running the handler now would run it with
+		// a dead context; writing nothing would answer a client still
+		// there 200 with an empty body. A client that left reads nothing.
+		w.Header().Set(HeaderName, "bypass")
+		w.Header().Set(ReasonHeader, "wait_ended")
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "the page was not ready in time", http.StatusServiceUnavailable)
 		return
 	case err != nil:
 		// The cache failed before running the handler: answer uncached.
