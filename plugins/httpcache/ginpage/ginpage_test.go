@@ -99,6 +99,12 @@ func TestGin(t *testing.T) {
 		if !strings.Contains(first, `"Title":"Gin news"`) {
 			t.Fatalf("%s: %q", path, first)
 		}
+		if path == "/route" {
+			// Two page caches, nested: the inner one serves the second
+			// request without rendering and the outer one is stored from
+			// it (httpcache's TestPageNested).
+			expect("GET", path, "miss", n, 1)
+		}
 		if body := expect("GET", path, "hit", n, 1); body != first {
 			t.Fatalf("%s hit: %q, first %q", path, body, first)
 		}
