@@ -2,7 +2,6 @@ package querycache_test
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,15 +120,7 @@ func TestKVRefillStoredWhenOldValueVanishes(t *testing.T) {
 }
 
 func testRefillStoredWhenOldValueVanishes(t *testing.T, captured bool) {
-	var clocks sync.Map // a store's subtest name: how far its cache's clock runs ahead
-	clock := func(t *testing.T, o *querycache.Options) {
-		ahead := new(atomic.Int64)
-		clocks.Store(t.Name(), ahead)
-		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
-	}
-	forEachKVStoreWith(t, clock, func(t *testing.T, c *querycache.Cache) {
-		a, _ := clocks.Load(t.Name())
-		ahead := a.(*atomic.Int64)
+	forEachKVStoreAhead(t, func(t *testing.T, c *querycache.Cache, ahead *atomic.Int64) {
 		kv := c.KV()
 		gen := 0
 		var waitUntil time.Time

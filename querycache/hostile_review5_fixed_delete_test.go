@@ -2,7 +2,6 @@ package querycache_test
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,15 +71,7 @@ func TestHostileReview5DeleteOfAbsentKeyDuringFill(t *testing.T) {
 // Fixed: as above (Delete always leaves its tombstone); then the swap from
 // absent fails on it.
 func TestHostileReview5ExpiredRefillUndoesDelete(t *testing.T) {
-	var clocks sync.Map
-	clock := func(t *testing.T, o *querycache.Options) {
-		ahead := new(atomic.Int64)
-		clocks.Store(t.Name(), ahead)
-		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
-	}
-	forEachKVStoreWith(t, clock, func(t *testing.T, c *querycache.Cache) {
-		a, _ := clocks.Load(t.Name())
-		ahead := a.(*atomic.Int64)
+	forEachKVStoreAhead(t, func(t *testing.T, c *querycache.Cache, ahead *atomic.Int64) {
 		kv := c.KV()
 		must(t, kv.Set(bg, "k", []byte("first"), querycache.WithTTL(time.Second)))
 		stored := time.Now() // the store drops "k" before stored+1s

@@ -99,6 +99,24 @@ func forEachKVStoreWith(t *testing.T, set func(t *testing.T, o *querycache.Optio
 	}
 }
 
+// forEachKVStoreAhead is forEachKVStore with a cache whose clock runs
+// ahead of its store's by what the test stores in ahead (zero at first):
+// an entry can then be expired by its own clock while the store, whose
+// expiry runs on the real clock, still holds it.
+func forEachKVStoreAhead(t *testing.T, fn func(t *testing.T, c *querycache.Cache, ahead *atomic.Int64)) {
+	t.Helper()
+	var clocks sync.Map // a store's subtest name: its cache's offset
+	clock := func(t *testing.T, o *querycache.Options) {
+		ahead := new(atomic.Int64)
+		clocks.Store(t.Name(), ahead)
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	}
+	forEachKVStoreWith(t, clock, func(t *testing.T, c *querycache.Cache) {
+		a, _ := clocks.Load(t.Name())
+		fn(t, c, a.(*atomic.Int64))
+	})
+}
+
 var bg = context.Background()
 
 func kvGet(t *testing.T, kv *querycache.KV, key string, opts ...querycache.KVOption) (string, bool) {
