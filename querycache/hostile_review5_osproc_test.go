@@ -1,13 +1,10 @@
 package querycache_test
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,46 +45,9 @@ func r5Cache(t *testing.T, url, prefix string) *querycache.Cache {
 	return c
 }
 
-type r5Child struct {
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	done chan error
-}
-
-func r5Start(t *testing.T, role, url, prefix, dir string) *r5Child {
+func r5Start(t *testing.T, role, url, prefix, dir string) *testenv.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHostileReview5OSProcChild$", "-test.count=1", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), r5RoleEnv+"="+role, r5RedisEnv+"="+url, r5PrefixEnv+"="+prefix, r5DirEnv+"="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	c := &r5Child{cmd: cmd, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = &c.out, &c.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case err := <-c.done:
-			c.done <- err
-		default:
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-			c.done <- <-c.done
-		}
-	})
-	return c
-}
-
-func (c *r5Child) wait(t *testing.T) {
-	t.Helper()
-	select {
-	case err := <-c.done:
-		c.done <- err
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, c.out.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("child still running\n%s", c.out.String())
-	}
+	return testenv.StartChild(t, "TestHostileReview5OSProcChild", r5RoleEnv+"="+role, r5RedisEnv+"="+url, r5PrefixEnv+"="+prefix, r5DirEnv+"="+dir)
 }
 
 func r5WaitFile(t *testing.T, path string) {
@@ -175,7 +135,7 @@ func TestHostileReview5OSProcPageSeesOtherProcessWrite(t *testing.T) {
 		if got, hit := page(); got != "page:41" || !hit {
 			t.Fatalf("page = %q hit %v; want a hit", got, hit)
 		}
-		r5Start(t, op, url, prefix, t.TempDir()).wait(t)
+		r5Start(t, op, url, prefix, t.TempDir()).Wait(t, op, 60*time.Second)
 		want := map[string]string{"set": "page:from-b", "incr": "page:42", "delete": "page:none"}[op]
 		if got, _ := page(); got != want {
 			t.Errorf("after process B's %s returned, process A's page = %q; want %q", op, got, want)
@@ -197,9 +157,7 @@ func TestHostileReview5OSProcFillerKilled(t *testing.T) {
 		dir := t.TempDir()
 		c := r5Start(t, role, url, prefix, dir)
 		r5WaitFile(t, filepath.Join(dir, "filling"))
-		must(t, syscall.Kill(c.cmd.Process.Pid, syscall.SIGKILL))
-		err := <-c.done
-		c.done <- err
+		c.Kill()
 		a := r5Cache(t, url, prefix).KV()
 		get := a.GetOrSet
 		if role == "hang-fill-captured" {
@@ -235,7 +193,7 @@ func TestHostileReview5OSProcFillRace(t *testing.T) {
 			return []byte("a"), nil
 		})
 		must(t, err)
-		c.wait(t)
+		c.Wait(t, "fill-race", 60*time.Second)
 		bv, err := os.ReadFile(filepath.Join(dir, "b-got"))
 		must(t, err)
 		stored, ok := kvGet(t, a, "race")

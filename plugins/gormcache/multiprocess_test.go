@@ -2,19 +2,16 @@ package gormcache_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,10 +61,8 @@ func sqliteSharedDSN(path string) string {
 
 // mpChild is a child process started by the parent.
 type mpChild struct {
-	id   string
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	done chan error
+	id string
+	*testenv.Child
 }
 
 // startChildren starts one child per id running the test named run, with
@@ -77,29 +72,11 @@ func startChildren(t *testing.T, run string, env map[string]string, ids []string
 	t.Helper()
 	var kids []*mpChild
 	for i, id := range ids {
-		cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.count=1", "-test.timeout=2m")
-		cmd.Env = append(os.Environ(), mpIDEnv+"="+id, mpRoleEnv+"="+roles[i])
+		vars := []string{mpIDEnv + "=" + id, mpRoleEnv + "=" + roles[i]}
 		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
+			vars = append(vars, k+"="+v)
 		}
-		// A child must not outlive the test binary (a timeout panic).
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		c := &mpChild{id: id, cmd: cmd, done: make(chan error, 1)}
-		cmd.Stdout, cmd.Stderr = &c.out, &c.out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting child %s: %v", id, err)
-		}
-		go func() { c.done <- cmd.Wait() }()
-		t.Cleanup(func() {
-			select {
-			case err := <-c.done:
-				c.done <- err
-			default:
-				_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-				c.done <- <-c.done
-			}
-		})
-		kids = append(kids, c)
+		kids = append(kids, &mpChild{id: id, Child: testenv.StartChild(t, run, vars...)})
 	}
 	return kids
 }
@@ -108,17 +85,9 @@ func startChildren(t *testing.T, run string, env map[string]string, ids []string
 // child's output, for any that failed.
 func waitChildren(t *testing.T, kids []*mpChild, bound time.Duration) {
 	t.Helper()
-	deadline := time.After(bound)
+	deadline := time.Now().Add(bound)
 	for _, c := range kids {
-		select {
-		case err := <-c.done:
-			c.done <- err
-			if err != nil {
-				t.Fatalf("child %s: %v\n%s", c.id, err, c.out.String())
-			}
-		case <-deadline:
-			t.Fatalf("child %s still running after %v", c.id, bound)
-		}
+		c.Wait(t, c.id, time.Until(deadline))
 	}
 }
 
@@ -135,9 +104,8 @@ func releaseChildren(t *testing.T, dir string, kids []*mpChild, lead time.Durati
 				break
 			}
 			select {
-			case err := <-c.done:
-				c.done <- err
-				t.Fatalf("child %s exited before it was ready (%v):\n%s", c.id, err, c.out.String())
+			case <-c.Done():
+				t.Fatalf("child %s exited before it was ready (%v):\n%s", c.id, c.Err(), c.Output())
 			default:
 			}
 			if time.Now().After(deadline) {
