@@ -21,8 +21,31 @@ func (n Namespace) ObjectNames(db, table string) ObjectNames {
 // the same strings, sharing one allocation.
 func (o ObjectNames) Names(pk string, fp Fingerprint) (key, version string) {
 	p := part(pk, maxPKPart)
+	return o.fill(make([]byte, 0, o.size(p)), p, fp)
+}
+
+// Lookup returns Names(pk, fp) as key and the version list a read of that
+// object depends on, {ObjectVersion(table, pk), also}: on a cache hit these
+// are the only values that change between calls, and Lookup makes them in
+// one allocation (names and list) where Names and a list take two. The
+// list must not be modified.
+func (o ObjectNames) Lookup(pk string, fp Fingerprint, also string) (key string, versions []string) {
+	p := part(pk, maxPKPart)
+	b, vs := lookupBuffer(o.size(p))
+	key, vs[0] = o.fill(b, p, fp)
+	vs[1] = also
+	return key, vs
+}
+
+// size is the length of both names of the primary key part p.
+func (o ObjectNames) size(p string) int {
+	return len(o.version) + len(p) + len(o.key) + len(p) + 1 + fingerprintLen
+}
+
+// fill writes both names into b, which has capacity o.size(p) and is not
+// used afterwards, and returns them.
+func (o ObjectNames) fill(b []byte, p string, fp Fingerprint) (key, version string) {
 	n := len(o.version) + len(p)
-	b := make([]byte, 0, n+len(o.key)+len(p)+1+fingerprintLen)
 	b = append(b, o.version...)
 	b = append(b, p...)
 	b = append(b, o.key...)

@@ -1,6 +1,9 @@
 package keys
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestObjectNamesMatch: the per-table builder names exactly what Object and
 // ObjectVersion name (the write path bumps ObjectVersion's name; a read
@@ -33,9 +36,40 @@ func FuzzObjectNamesMatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, prefix, db, table, pk string) {
 		ns := NewNamespace(prefix)
 		fp := Sum([]byte(pk))
-		key, ver := ns.ObjectNames(db, table).Names(pk, fp)
+		on := ns.ObjectNames(db, table)
+		key, ver := on.Names(pk, fp)
 		if key != ns.Object(db, table, pk, fp) || ver != ns.ObjectVersion(table, pk) {
 			t.Fatalf("names differ for %q %q %q %q", prefix, db, table, pk)
 		}
+		lk, vs := on.Lookup(pk, fp, table)
+		if lk != key || len(vs) != 2 || vs[0] != ver || vs[1] != table {
+			t.Fatalf("Lookup(%q) = %q %q, want %q [%q %q]", pk, lk, vs, key, ver, table)
+		}
 	})
+}
+
+// TestObjectLookup: Lookup names what Names names, for primary keys whose
+// names fall in every size class of its one-allocation buffer and beyond,
+// and each call's list is its own.
+func TestObjectLookup(t *testing.T) {
+	ns := NewNamespace("app:")
+	on := ns.ObjectNames("main", "users")
+	var prev []string
+	for n := 0; n <= 2*maxPKPart+10; n++ {
+		pk := strings.Repeat("k", n)
+		fp := Sum([]byte(pk))
+		key, ver := on.Names(pk, fp)
+		lk, vs := on.Lookup(pk, fp, "bulk")
+		if lk != key || len(vs) != 2 || vs[0] != ver || vs[1] != "bulk" {
+			t.Fatalf("pk of %d bytes: Lookup = %q %q, want %q [%q bulk]", n, lk, vs, key, ver)
+		}
+		if prev != nil && &prev[0] == &vs[0] {
+			t.Fatalf("pk of %d bytes: two lookups share their list", n)
+		}
+		prev = vs
+	}
+	fp := Sum([]byte("42"))
+	if a := testing.AllocsPerRun(100, func() { on.Lookup("42", fp, "bulk") }); a != 1 {
+		t.Fatalf("Lookup of a short key: %v allocations, want 1", a)
+	}
 }

@@ -139,9 +139,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		var pkBuf [1]string // the key's list on the stack: a hit allocates none
 		if pks, ok := rowsAppend(stmt, f, pkBuf[:0]); ok && len(pks) == 1 {
 			names := p.tableNames(table)
-			var obj string
-			pl.key.Name, obj = names.obj.Names(pks[0], fp)
-			pl.key.Versions = []string{obj, names.Bulk}
+			pl.key.Name, pl.key.Versions = names.obj.Lookup(pks[0], fp, names.Bulk)
 			return pl, true
 		}
 	}
