@@ -134,7 +134,9 @@ func (p *Plugin) initVisibility(db *gorm.DB) error {
 // recordVisit is the observer that keeps the statement's outcome on it and
 // writes it into the statement's SQL.
 func (p *Plugin) recordVisit(db *gorm.DB, ev *Event) {
-	markSQL(db.Statement, ev.Outcome, ev.Reason)
+	if !markUnread(db) {
+		markSQL(db.Statement, ev.Outcome, ev.Reason)
+	}
 	v := servedFor(db)
 	v.outcome, v.reason, v.statements, v.hits = ev.Outcome, ev.Reason, 1, 0
 	if ev.Outcome == OutcomeHit {
