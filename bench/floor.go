@@ -21,6 +21,10 @@ import (
 // covers every table): it is the floor the plugin's hit is measured
 // against.
 type floor struct {
+	// shared hands out the kept slice itself instead of a copy: wrong (a
+	// caller that modifies its rows modifies the cache), measured only to
+	// show what the copy of a list hit costs.
+	shared  bool
 	seed    maphash.Seed
 	m       sync.Map // uint64 -> *floorEntry
 	version atomic.Uint64
@@ -88,7 +92,7 @@ func (f *floor) read(db *gorm.DB) {
 	rv := db.Statement.ReflectValue
 	if e, ok := f.m.Load(key); ok && e.(*floorEntry).version == ver {
 		e := e.(*floorEntry)
-		if e.value.Kind() == reflect.Slice {
+		if e.value.Kind() == reflect.Slice && !f.shared {
 			s := reflect.MakeSlice(e.value.Type(), e.value.Len(), e.value.Len())
 			reflect.Copy(s, e.value)
 			rv.Set(s)

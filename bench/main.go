@@ -19,7 +19,9 @@
 //
 // Configurations: uncached GORM on SQLite; GORM's DryRun; go-gorm/caches
 // with the memory Cacher of its README; "floor", the least a cache can do
-// on a hit (floor.go); querycache's plugin on its memory store. Shapes:
+// on a hit (floor.go), and for the list "floor-shared", the floor without
+// the copy of the rows it hands out (wrong: it shows what the copy costs);
+// querycache's plugin on its memory store. Shapes:
 // First(&u, id) over 1000 ids in a shuffled order ("pk"), a 50-row
 // Where/Order/Limit/Find ("list"), and an Update of one row of another
 // table, alone ("update") and in a transaction ("update-tx"), with and
@@ -92,6 +94,7 @@ func main() {
 	only := flag.String("only", "", "measure only the configurations whose shape/name matches")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed rounds to this file")
 	memprofile := flag.String("memprofile", "", "write a profile of every allocation of the timed rounds to this file")
+	nids := flag.Int("ids", 1000, "how many different ids the pk shape reads (at most 1000): fewer keep its entries in the CPU's caches")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "qcbench")
@@ -124,6 +127,8 @@ func main() {
 	must(peer.Use(&caches.Caches{Conf: &caches.Config{Cacher: newMemoryCacher()}}))
 	fl := open()
 	must(fl.Use(&floor{}))
+	flShared := open()
+	must(flShared.Use(&floor{shared: true}))
 	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 64 << 20})})
 	must(err)
 	defer cache.Close()
@@ -136,12 +141,16 @@ func main() {
 	must(peerW.Use(&caches.Caches{Conf: &caches.Config{Cacher: newMemoryCacher()}}))
 
 	ids := rand.New(rand.NewPCG(7, 8)).Perm(1000)
+	if *nids < 1 || *nids > 1000 {
+		log.Fatalf("-ids %d: want 1 to 1000", *nids)
+	}
 	pk := func(db *gorm.DB, check bool) func(int) error {
 		return func(i int) error {
 			var u User
-			err := db.First(&u, ids[i%1000]+1).Error
-			if check && err == nil && u.ID != uint(ids[i%1000]+1) {
-				err = fmt.Errorf("got user %d, want %d", u.ID, ids[i%1000]+1)
+			id := ids[i%*nids] + 1
+			err := db.First(&u, id).Error
+			if check && err == nil && u.ID != uint(id) {
+				err = fmt.Errorf("got user %d, want %d", u.ID, id)
 			}
 			return err
 		}
@@ -178,6 +187,7 @@ func main() {
 		{shape: "list", name: "dryrun", op: list(dry, false)},
 		{shape: "list", name: "go-gorm/caches", op: list(peer, true)},
 		{shape: "list", name: "floor", op: list(fl, true)},
+		{shape: "list", name: "floor-shared", op: list(flShared, true)},
 		{shape: "list", name: "querycache", op: list(qc, true)},
 		{shape: "update", name: "uncached", op: update(plain)},
 		{shape: "update", name: "go-gorm/caches", op: update(peerW)},

@@ -24,3 +24,19 @@ func BenchmarkFingerprint(b *testing.B) {
 		_ = f.Sum()
 	}
 }
+
+func BenchmarkObjectLookup(b *testing.B) {
+	ns := NewNamespace("app:")
+	obj := ns.ObjectNames("db", "users")
+	bulk := ns.TableVersions("users").Bulk
+	fp := NewBuilder()
+	fp.String("select")
+	sum := fp.Sum()
+	b.ReportAllocs()
+	for b.Loop() {
+		k, v := obj.Lookup("742", sum, bulk)
+		if len(k) == 0 || len(v) != 2 {
+			b.Fatal("empty")
+		}
+	}
+}
