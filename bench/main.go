@@ -29,6 +29,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -257,7 +258,9 @@ func main() {
 			c := cs[i]
 			runtime.GC() // each slice starts from the same heap state
 			start, cpu0 := time.Now(), cpuTime()
-			run(c, c.slice)
+			// Labelled, so that a CPU profile of several configurations
+			// separates them (go tool pprof -tagfocus config=update/querycache).
+			pprof.Do(context.Background(), pprof.Labels("config", c.shape+"/"+c.name), func(context.Context) { run(c, c.slice) })
 			c.ns += time.Since(start)
 			d := cpuTime() - cpu0
 			c.cpu += d
