@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,5 +72,38 @@ func TestObjectLookup(t *testing.T) {
 	fp := Sum([]byte("42"))
 	if a := testing.AllocsPerRun(100, func() { on.Lookup("42", fp, "bulk") }); a != 1 {
 		t.Fatalf("Lookup of a short key: %v allocations, want 1", a)
+	}
+}
+
+// TestTableVersionsRow: a row's two version names, built in one
+// allocation, are ObjectVersion and TableVersion, sorted, for keys of every
+// length (within and past the buffer's size classes, and past the length a
+// key part is hashed at) and tables of several lengths; no two calls share
+// a list.
+func TestTableVersionsRow(t *testing.T) {
+	ns := NewNamespace("app:")
+	for _, table := range []string{"users", `"a.b"`, strings.Repeat("t", 150)} {
+		tv := ns.TableVersions(table)
+		var prev []string
+		for n := 0; n <= 2*maxPKPart+10; n++ {
+			pk := strings.Repeat("k", n)
+			if n%3 == 0 {
+				pk = strings.Repeat("%:\n", n/3) // bytes a key part escapes
+			}
+			want := []string{ns.ObjectVersion(table, pk), ns.TableVersion(table)}
+			slices.Sort(want)
+			vs := tv.Row(pk)
+			if !slices.Equal(vs, want) {
+				t.Fatalf("table %q, pk of %d bytes: Row = %q, want %q", table, n, vs, want)
+			}
+			if prev != nil && &prev[0] == &vs[0] {
+				t.Fatalf("pk of %d bytes: two rows share their list", n)
+			}
+			prev = vs
+		}
+	}
+	tv := ns.TableVersions("users")
+	if a := testing.AllocsPerRun(100, func() { tv.Row("42") }); a != 1 {
+		t.Fatalf("Row of a short key: %v allocations, want 1", a)
 	}
 }

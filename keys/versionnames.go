@@ -26,3 +26,21 @@ func (n Namespace) TableVersions(table string) TableVersions {
 // Object returns ObjectVersion(table, pk): the same string, built with one
 // concatenation.
 func (v TableVersions) Object(pk string) string { return v.object + part(pk, maxPKPart) }
+
+// Row returns the versions a write of the one row pk replaces,
+// {Object(pk), Table} in sorted order, in one allocation (the list and the
+// object name's bytes, as ObjectNames.Lookup): they are the names of the
+// commonest write. The list must not be modified.
+func (v TableVersions) Row(pk string) []string {
+	p := part(pk, maxPKPart)
+	b, vs := lookupBuffer(len(v.object) + len(p))
+	b = append(b, v.object...)
+	b = append(b, p...)
+	obj := stringOf(b)
+	if obj < v.Table {
+		vs[0], vs[1] = obj, v.Table
+	} else {
+		vs[0], vs[1] = v.Table, obj
+	}
+	return vs
+}

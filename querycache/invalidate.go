@@ -70,6 +70,11 @@ func (ch Change) VersionNames(ns keys.Namespace) []string {
 // versionNames is VersionNames with each table's names from names (the
 // cache's memo, or built on the spot).
 func (ch Change) versionNames(ns keys.Namespace, names func(table string) keys.TableVersions) []string {
+	if !ch.All && len(ch.Tables) == 0 && len(ch.Rows) == 1 {
+		// The commonest write, of one row: its two names, sorted, in one
+		// allocation.
+		return names(ch.Rows[0].Table).Row(ch.Rows[0].PK)
+	}
 	n := 2*len(ch.Tables) + 2*len(ch.Rows)
 	if ch.All {
 		n++
@@ -287,15 +292,21 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 	if c.isClosed() {
 		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
 	}
-	names := ch.versionNames(c.ns, c.memoVersions)
-	var tables []string
+	var names, tables []string
 	if t, one := ch.oneTable(); one {
-		tables = c.tableVersions(t).only // shared: the common write's record allocates nothing
+		// One table: its memo is looked up once, for its names, its
+		// record's list (shared: the common write's record allocates
+		// nothing) and its counters.
+		tv := c.tableVersions(t)
+		names = ch.versionNames(c.ns, func(string) keys.TableVersions { return tv.TableVersions })
+		tables = tv.only
+		c.countersOf(tv, t).invalidations.Add(1)
 	} else {
+		names = ch.versionNames(c.ns, c.memoVersions)
 		tables = ch.tables()
-	}
-	for _, t := range tables {
-		c.stats.table(t).invalidations.Add(1)
+		for _, t := range tables {
+			c.stats.table(t).invalidations.Add(1)
+		}
 	}
 	c.stats.invalidations.Add(1)
 	// Remembered for RecentInvalidations (recent.go): the slice of tables

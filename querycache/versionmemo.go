@@ -23,6 +23,20 @@ type tableVersions struct {
 	// this table alone. Shared by every such record: never modified
 	// (RecentInvalidations hands out copies).
 	only []string
+	// counters are the table's statistics (Stats), found on its first
+	// invalidation: an invalidation of the table counts itself without
+	// looking them up by name. The counters of a name are never replaced.
+	counters atomic.Pointer[tableCounters]
+}
+
+// countersOf returns the statistics counters of table, whose memo is tv.
+func (c *Cache) countersOf(tv *tableVersions, table string) *tableCounters {
+	if tc := tv.counters.Load(); tc != nil {
+		return tc
+	}
+	tc := c.stats.table(table)
+	tv.counters.Store(tc)
+	return tc
 }
 
 const (
