@@ -13,6 +13,8 @@ import (
 
 	"gorm.io/gorm"
 	"querycache.dev/internal/testenv"
+	"querycache.dev/invalidation"
+	"querycache.dev/migrations"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 )
@@ -307,6 +309,59 @@ func TestHostileMPPGCrashMidFill(t *testing.T) {
 			must(t, p.db.Scopes(gormcache.Cacheable()).First(&it, 1).Error)
 			if it.N != 3 {
 				t.Fatalf("after B's write: n=%d, want 3", it.N)
+			}
+		})
+	}
+}
+
+// TestHostileMPPGCrashAfterCommitWithListener (the workaround, which held):
+// the same crash as TestHostileMPPGCrashAfterCommit, with the PostgreSQL
+// triggers installed on the tables (migrations.InstallPostgresTriggers)
+// and a listener (invalidation.Listener) running in the reading process,
+// invalidating into the shared store. The trigger's NOTIFY is part of
+// the writer's COMMIT, so the killed writer's write reaches the cache
+// anyway: reads in the reading process see it within the listener's
+// delay.
+func TestHostileMPPGCrashAfterCommitWithListener(t *testing.T) {
+	for _, kind := range mppgCrashStores {
+		t.Run(kind, func(t *testing.T) {
+			p := mppgOpenParent(t, kind)
+			channel := "qc_mppg_" + owRandom()
+			conn, err := sql.Open("pgx", p.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := migrations.InstallPostgresTriggers(context.Background(), conn, migrations.Options{
+				Schema: owSchemaOf(t, p.dsn), Tables: []string{"mppg_items", "mppg_owners"}, Channel: channel,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			l, err := invalidation.NewListener(p.cache, p.dsn, invalidation.ListenerOptions{
+				Channel: channel, Tables: []string{"mppg_items", "mppg_owners"}, Logger: owQuiet,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			must(t, l.Start())
+			t.Cleanup(func() { l.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			must(t, l.Ready(ctx))
+			p.reads(t)
+			p.reads(t)
+			p.crash(t, "commit")
+			died := time.Now()
+			for {
+				pk, list, pre := p.reads(t)
+				if pk == 1 && list == 1 && pre == 1 {
+					t.Logf("fresh %v after the writer's death was seen", time.Since(died))
+					break
+				}
+				if time.Since(died) > time.Second {
+					t.Fatalf("still stale 1 s after the writer died, with the listener: %d %d %d", pk, list, pre)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 		})
 	}
