@@ -3,6 +3,7 @@ package gormcache
 import (
 	"context"
 	"gorm.io/gorm/schema"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -328,20 +329,21 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 }
 
 func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
-	// The relation the name resolves to on the search_path, as an
-	// unqualified lower-case name does. When there is none, the statement
-	// named a relation the normalised name no longer finds: one with
-	// capitals ("Parents", created quoted) or one in a schema that is not
-	// on the search_path (other.parents); every relation of any schema
-	// whose name normalises to table is then a candidate, and the facts
-	// are theirs together (a write's edges the union: over-invalidating is
-	// harmless; reading them as missing served their cascades stale).
-	// to_regclass returns NULL for a missing table instead of raising an
-	// error, which would abort the caller's transaction.
-	kr, err := cp.QueryContext(ctx, `SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c WHERE c.oid = to_regclass(quote_ident($1))
-UNION ALL
-SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c
-WHERE to_regclass(quote_ident($1)) IS NULL AND lower(c.relname) = lower($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`, unquotedTable(table))
+	// Every relation, in any schema, whose name normalises to table: the
+	// cache names tables without their schema (other.t and t share their
+	// versions), and which of them a statement names depends on its
+	// search_path and its quoting ("T" next to t). The facts are theirs
+	// together: a view among them refuses the reads, a write's edges are
+	// the union (over-invalidating is harmless), and the primary key is
+	// kept only when every one of them has the same one. The system's
+	// schemas are left out: a read of information_schema.attributes is a
+	// catalog read (sqlinspect), and their views must not make a user's
+	// table "attributes" a view.
+	kr, err := cp.QueryContext(ctx, `SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE lower(c.relname) = lower($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+	AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+ORDER BY c.oid`, unquotedTable(table))
 	if err != nil {
 		return nil, err
 	}
@@ -374,42 +376,57 @@ WHERE to_regclass(quote_ident($1)) IS NULL AND lower(c.relname) = lower($1) AND 
 		return &tableFacts{}, nil
 	}
 	f := &tableFacts{exists: true, relkind: kind[0]}
-	if len(oids) > 1 {
-		// Which of them a statement names is not known: no primary key
-		// (no object shortcut), the edges of all.
-		if err := learnPostgresDeps(ctx, cp, oids, f); err != nil {
+	for i, oid := range oids {
+		pk, kinds, err := learnPostgresPK(ctx, cp, oid)
+		if err != nil {
 			return nil, err
 		}
-		return f, nil
+		if i == 0 {
+			f.pk, f.kinds = pk, kinds
+			continue
+		}
+		if !slices.Equal(f.pk, pk) {
+			// Same-named relations keyed differently: which one a lookup
+			// reads is not known, so none is a lookup by primary key.
+			f.pk, f.kinds = nil, nil
+			break
+		}
+		for j := range kinds {
+			if kinds[j] != f.kinds[j] {
+				f.kinds[j] = pkUnsafe // equalities that differ: follow neither
+			}
+		}
 	}
+	if err := learnPostgresDeps(ctx, cp, oids, f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// learnPostgresPK returns the primary-key columns of the relation oid, in
+// key order and lower-cased, and how each column's equality is keyed.
+func learnPostgresPK(ctx context.Context, cp gorm.ConnPool, oid int64) (pk []string, kinds []pkKind, err error) {
 	rows, err := cp.QueryContext(ctx, `SELECT a.attname, t.typname, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
 FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
 WHERE i.indrelid = $1::int8::oid AND i.indisprimary
-ORDER BY array_position(i.indkey::int2[], a.attnum)`, oids[0])
+ORDER BY array_position(i.indkey::int2[], a.attnum)`, oid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name, typ, coll string
 		var deterministic bool
 		if err := rows.Scan(&name, &typ, &deterministic, &coll); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		f.pk = append(f.pk, strings.ToLower(name))
-		f.kinds = append(f.kinds, postgresKind(typ, deterministic, coll))
+		pk = append(pk, strings.ToLower(name))
+		kinds = append(kinds, postgresKind(typ, deterministic, coll))
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows.Close()
-	if err := learnPostgresDeps(ctx, cp, oids, f); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return pk, kinds, rows.Err()
 }
 
 // unquotedTable returns the relation name a normalised table name stands

@@ -1,0 +1,37 @@
+package gormcache_test
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestPgnUserTableNamedLikeInformationSchemaView: the catalog's facts of a
+// name are those of every relation so named in the user's schemas, not in
+// the system's: a user's table "attributes" (information_schema has a view
+// of that name) is cached, and invalidated, as the table it is.
+func TestPgnUserTableNamedLikeInformationSchemaView(t *testing.T) {
+	w := pgnNew(t)
+	w.exec(t, `CREATE TABLE attributes (n integer);
+INSERT INTO attributes VALUES (1)`)
+	if o := w.mustNotBeStale(t, pgnScalar("SELECT count(*) FROM attributes"), pgnExec("INSERT INTO attributes VALUES (2)")); o != pgnFresh {
+		t.Errorf("a user's table named like an information_schema view: %s, want it cached and invalidated", o)
+	}
+}
+
+// TestPgnSameNamedTablesSameKeyStayCached: same-named tables in two schemas
+// (a schema per tenant) keyed alike are still cached, and a write to either
+// invalidates the reads of both names.
+func TestPgnSameNamedTablesSameKeyStayCached(t *testing.T) {
+	w := pgnNew(t)
+	b := w.schema(t, "b")
+	w.exec(t, fmt.Sprintf(`CREATE TABLE pgn_acct (id integer PRIMARY KEY, n integer);
+INSERT INTO pgn_acct VALUES (1, 1);
+CREATE TABLE %[1]s.pgn_acct (id integer PRIMARY KEY, n integer);
+INSERT INTO %[1]s.pgn_acct VALUES (1, 10)`, b))
+	if o := w.mustNotBeStale(t, pgnScalar("SELECT n FROM pgn_acct WHERE id = 1"), pgnExec("UPDATE pgn_acct SET n = 2 WHERE id = 1")); o != pgnFresh {
+		t.Errorf("home schema's table: %s, want it cached and invalidated", o)
+	}
+	if o := w.mustNotBeStale(t, pgnScalar("SELECT n FROM "+b+".pgn_acct WHERE id = 1"), pgnExec("UPDATE "+b+".pgn_acct SET n = 20 WHERE id = 1")); o != pgnFresh {
+		t.Errorf("other schema's table: %s, want it cached and invalidated", o)
+	}
+}
