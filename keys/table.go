@@ -11,6 +11,14 @@ import (
 // longer name is a mistake or an attack, and names end up in store keys.
 const MaxTableLen = 1024
 
+// MaxIdentLen is the longest table name, in bytes, that names a table as
+// written: PostgreSQL truncates a longer identifier to at most this many
+// bytes (NAMEDATALEN - 1, at a character boundary), so a 70-byte name and
+// its first 63 bytes are one table. Table truncates alike, for every
+// dialect: on SQLite, two long names that share their first 63 bytes then
+// share their versions, which only over-invalidates.
+const MaxIdentLen = 63
+
 // maxTableParts is database.schema.table, the most any dialect qualifies.
 const maxTableParts = 3
 
@@ -18,7 +26,8 @@ const maxTableParts = 3
 // dotted part of name, quotes ("", “, ” and []) removed, ASCII letters
 // lower-cased, so that `"public"."Users"`, "main.users", "USERS" and
 // "[users]" are all "users". A system catalog (see IsCatalog) becomes
-// CatalogTable.
+// CatalogTable. A name longer than MaxIdentLen bytes is cut to it, as
+// PostgreSQL cuts it.
 //
 // The result is a fixed point: Table(Table(x)) == Table(x). So when the
 // last part's text would read differently unquoted (it holds a dot, a
@@ -56,6 +65,7 @@ func Table(name string) (string, error) {
 	if IsCatalog(schema, last) {
 		return CatalogTable, nil
 	}
+	last = truncateIdent(last)
 	out := last
 	if !bareSafe(last) {
 		out = `"` + strings.ReplaceAll(last, `"`, `""`) + `"`
@@ -64,6 +74,19 @@ func Table(name string) (string, error) {
 		return "", fmt.Errorf("keys: table name %s normalises to %d bytes: at most %d", quoteShort(name), len(out), MaxTableLen)
 	}
 	return out, nil
+}
+
+// truncateIdent cuts an identifier to at most MaxIdentLen bytes without
+// splitting a character, as PostgreSQL does (truncate_identifier).
+func truncateIdent(s string) string {
+	if len(s) <= MaxIdentLen {
+		return s
+	}
+	n := MaxIdentLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // NormalizeTable is Table without the error: "" for a name that does not
@@ -80,7 +103,7 @@ func NormalizeTable(name string) string {
 // parsing: lower-case ASCII letters, digits, '_' and '$', and not a
 // catalog. It is the common case and allocates nothing.
 func isPlainTable(name string) bool {
-	if name == "" || len(name) > MaxTableLen {
+	if name == "" || len(name) > MaxIdentLen {
 		return false
 	}
 	for i := 0; i < len(name); i++ {

@@ -215,9 +215,10 @@ func (a *analyzer) relation(schema, name string) string {
 }
 
 // plainName reports whether name is made only of lower-case ASCII letters,
-// digits, '_' and '$': keys.Table's normal form of itself.
+// digits, '_' and '$', and no longer than an identifier: keys.Table's
+// normal form of itself.
 func plainName(name string) bool {
-	if name == "" || len(name) > keys.MaxTableLen {
+	if name == "" || len(name) > keys.MaxIdentLen {
 		return false
 	}
 	for i := 0; i < len(name); i++ {

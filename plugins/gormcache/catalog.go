@@ -485,7 +485,7 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 	}
 	rows.Close()
 	if !found {
-		return &tableFacts{}, nil
+		return learnSQLiteLongName(ctx, cp, table)
 	}
 	if typ == "view" {
 		// A SQLite view is written only through its INSTEAD OF triggers.
@@ -521,6 +521,40 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 		return nil, err
 	}
 	return f, nil
+}
+
+// learnSQLiteLongName returns the facts of a normalised name no table has
+// under that name: SQLite keeps names longer than keys.MaxIdentLen whole,
+// and the cache knows them by their first 63 bytes (as PostgreSQL does).
+// The tables whose names are cut to this one are found by reading every
+// name (rare: only for names at the cut's length); their edges are not
+// learned, so a write to them invalidates everything.
+func learnSQLiteLongName(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
+	if len(unquotedTable(table)) < keys.MaxIdentLen-3 { // a cut name is 60 to 63 bytes
+		return &tableFacts{}, nil
+	}
+	rows, err := cp.QueryContext(ctx, `SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view') AND length(CAST(name AS BLOB)) > ?`, keys.MaxIdentLen)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	f := &tableFacts{}
+	for rows.Next() {
+		var typ, name string
+		if err := rows.Scan(&typ, &name); err != nil {
+			return nil, err
+		}
+		if catalogName(name) != table {
+			continue
+		}
+		f.exists, f.deps.unknown = true, true
+		if typ == "view" {
+			f.relkind = 'v'
+		} else if f.relkind == 0 {
+			f.relkind = 'r'
+		}
+	}
+	return f, rows.Err()
 }
 
 // sqliteKind follows SQLite's type affinity rules (datatype3.html, 3.1):
