@@ -512,6 +512,12 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 			continue
 		}
 		d := &f.deps
+		if o&opUpdate != 0 && (len(d.parents) > 0 || len(d.inherits) > 0) {
+			// PostgreSQL runs an UPDATE that moves a row to another
+			// partition as a DELETE from its partition and an INSERT into
+			// the other: their DELETE and INSERT triggers fire.
+			o |= opInsert | opDelete
+		}
 		if f.replaces && o&(opInsert|opUpdate) != 0 {
 			o |= opDelete // ON CONFLICT REPLACE deletes the conflicting rows
 		}
