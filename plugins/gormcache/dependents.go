@@ -85,7 +85,9 @@ func catalogName(rel string) string {
 // the project's migration (querycache_*, which only notify), with their
 // function's language and source. Rules other than a view's _RETURN.
 // Inheritance both ways (partitions are inheritance too). A view's
-// relations from the dependencies of its _RETURN rule.
+// relations from the dependencies of its _RETURN rule. The user's
+// functions its column defaults call (the system's are pinned: pg_depend
+// does not list them), with their volatility.
 const postgresDepsQuery = `WITH r AS (SELECT unnest($1::text::int8[])::oid AS oid)
 SELECT 'f', c.relname::text, con.confupdtype::text, con.confdeltype::text,
 	COALESCE((SELECT string_agg(a.attname::text, ',') FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey)), '')
@@ -105,7 +107,12 @@ UNION ALL
 SELECT DISTINCT 'v', c.relname::text, '', '', ''
 FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_class'::regclass
 JOIN pg_class c ON c.oid = d.refobjid
-WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND d.refobjid <> r.oid`
+WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND d.refobjid <> r.oid
+UNION ALL
+SELECT DISTINCT 'd', p.proname::text, p.provolatile::text, l.lanname::text, ''
+FROM r, pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_proc'::regclass
+JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
+WHERE ad.adrelid = r.oid`
 
 func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *tableFacts) error {
 	ids := make([]string, len(oids))
@@ -124,7 +131,7 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			return err
 		}
 		rel := catalogName(name)
-		if rel == "" && tag != "t" && tag != "r" {
+		if rel == "" && tag != "t" && tag != "r" && tag != "d" {
 			d.unknown = true
 			continue
 		}
@@ -150,6 +157,17 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			d.triggers = append(d.triggers, postgresTrigger(tgtype, b, c))
 		case "r":
 			d.rules = true
+		case "d":
+			// A column default calling a volatile function of the user's
+			// (an invoice number taken from a counter table) may write
+			// anything when a row is inserted, or set to DEFAULT: as a
+			// trigger whose writes are not known. Stable and immutable
+			// functions cannot write; nor, here, C functions (an
+			// extension's, as uuid-ossp's uuid_generate_v4: a row's key,
+			// not a write).
+			if a == "v" && b != "c" && b != "internal" {
+				d.triggers = append(d.triggers, trigger{events: opInsert | opUpdate, all: true})
+			}
 		case "p":
 			d.parents = append(d.parents, rel)
 		case "c":

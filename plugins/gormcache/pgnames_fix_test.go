@@ -3,6 +3,8 @@ package gormcache_test
 import (
 	"fmt"
 	"testing"
+
+	"querycache.dev/plugins/gormcache"
 )
 
 // TestPgnUserTableNamedLikeInformationSchemaView: the catalog's facts of a
@@ -33,5 +35,25 @@ INSERT INTO %[1]s.pgn_acct VALUES (1, 10)`, b))
 	}
 	if o := w.mustNotBeStale(t, pgnScalar("SELECT n FROM "+b+".pgn_acct WHERE id = 1"), pgnExec("UPDATE "+b+".pgn_acct SET n = 20 WHERE id = 1")); o != pgnFresh {
 		t.Errorf("other schema's table: %s, want it cached and invalidated", o)
+	}
+}
+
+// TestPgnDefaultOfStableFunctionKeepsRows: a column default calling a
+// function that cannot write (STABLE) does not make an insert invalidate
+// everything: a cached read of another table stays a hit.
+func TestPgnDefaultOfStableFunctionKeepsRows(t *testing.T) {
+	w := pgnNew(t)
+	w.exec(t, `CREATE TABLE pgn_other (n integer);
+INSERT INTO pgn_other VALUES (1);
+CREATE FUNCTION pgn_stable_default() RETURNS integer LANGUAGE sql STABLE AS $$ SELECT 7 $$;
+CREATE TABLE pgn_withdef (id serial PRIMARY KEY, k integer DEFAULT pgn_stable_default())`)
+	read := pgnScalar("SELECT count(*) FROM pgn_other")
+	cached := w.e.db.Scopes(gormcache.Cacheable())
+	if _, err := read(cached); err != nil {
+		t.Fatal(err)
+	}
+	must(t, w.e.db.Exec("INSERT INTO pgn_withdef (id) VALUES (DEFAULT)").Error)
+	if n := w.e.statements(func() { read(cached) }); n != 0 {
+		t.Errorf("an insert into a table whose default calls a STABLE function invalidated an unrelated read (%d statements sent)", n)
 	}
 }
