@@ -65,11 +65,17 @@ type depFacts struct {
 	inherits []string  // its partitions and inheritance children
 	bases    []string  // a view's relations
 	unknown  bool      // a related relation could not be named
+	// PostgreSQL: functions of the user's that take the table's row (or
+	// any row) as their one argument, which SQL calls by attribute
+	// notation (o.f, (o).f) as if they were columns: one that is not
+	// immutable may read other tables (rowFuncs), a volatile one may
+	// write them (rowWriter).
+	rowFuncs, rowWriter bool
 }
 
 func (d *depFacts) empty() bool {
 	return len(d.children) == 0 && len(d.triggers) == 0 && !d.rules && len(d.parents) == 0 &&
-		len(d.inherits) == 0 && len(d.bases) == 0 && !d.unknown
+		len(d.inherits) == 0 && len(d.bases) == 0 && !d.unknown && !d.rowFuncs
 }
 
 // catalogName normalises a relation name read from the catalog (exact
@@ -87,7 +93,9 @@ func catalogName(rel string) string {
 // Inheritance both ways (partitions are inheritance too). A view's
 // relations from the dependencies of its _RETURN rule. The user's
 // functions its column defaults call (the system's are pinned: pg_depend
-// does not list them), with their volatility.
+// does not list them), with their volatility. The user's functions SQL may
+// call on its rows by attribute notation (not immutable, not C: an
+// extension's), with theirs.
 const postgresDepsQuery = `WITH r AS (SELECT unnest($1::text::int8[])::oid AS oid)
 SELECT 'f', c.relname::text, con.confupdtype::text, con.confdeltype::text,
 	COALESCE((SELECT string_agg(a.attname::text, ',') FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey)), '')
@@ -112,7 +120,14 @@ UNION ALL
 SELECT DISTINCT 'd', p.proname::text, p.provolatile::text, l.lanname::text, ''
 FROM r, pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
-WHERE ad.adrelid = r.oid`
+WHERE ad.adrelid = r.oid
+UNION ALL
+SELECT DISTINCT 'a', p.proname::text, p.provolatile::text, '', ''
+FROM r JOIN pg_class c ON c.oid = r.oid, pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.oid >= 16384 AND p.provolatile <> 'i' AND l.lanname NOT IN ('c', 'internal')
+	AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
+	AND p.proargtypes[0] IN (c.reltype, 'record'::regtype, 'anyelement'::regtype, 'anynonarray'::regtype,
+		'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)`
 
 func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *tableFacts) error {
 	ids := make([]string, len(oids))
@@ -131,7 +146,7 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			return err
 		}
 		rel := catalogName(name)
-		if rel == "" && tag != "t" && tag != "r" && tag != "d" {
+		if rel == "" && tag != "t" && tag != "r" && tag != "d" && tag != "a" {
 			d.unknown = true
 			continue
 		}
@@ -157,6 +172,9 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			d.triggers = append(d.triggers, postgresTrigger(tgtype, b, c))
 		case "r":
 			d.rules = true
+		case "a":
+			d.rowFuncs = true
+			d.rowWriter = d.rowWriter || a == "v"
 		case "d":
 			// A column default calling a volatile function of the user's
 			// (an invoice number taken from a counter table) may write

@@ -57,3 +57,16 @@ CREATE TABLE pgn_withdef (id serial PRIMARY KEY, k integer DEFAULT pgn_stable_de
 		t.Errorf("an insert into a table whose default calls a STABLE function invalidated an unrelated read (%d statements sent)", n)
 	}
 }
+
+// TestPgnImmutableRowFunctionKeepsCaching: an IMMUTABLE function on a
+// table's rows reads no table, so attribute notation cannot hide a
+// dependency: the table's reads stay cached (and invalidated).
+func TestPgnImmutableRowFunctionKeepsCaching(t *testing.T) {
+	w := pgnNew(t)
+	w.exec(t, `CREATE TABLE pgn_rowfn (id integer PRIMARY KEY, n integer);
+INSERT INTO pgn_rowfn VALUES (1, 1);
+CREATE FUNCTION pgn_double(pgn_rowfn) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT $1.n * 2 $$`)
+	if o := w.mustNotBeStale(t, pgnScalar("SELECT r.pgn_double FROM pgn_rowfn r WHERE id = 1"), pgnExec("UPDATE pgn_rowfn SET n = 5 WHERE id = 1")); o != pgnFresh {
+		t.Errorf("reads of a table with an immutable row function: %s, want cached and invalidated", o)
+	}
+}

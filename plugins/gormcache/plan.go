@@ -90,6 +90,11 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 			if r := f.derivedRefusal(); r != "" {
 				return pl.refuse(p, r)
 			}
+			if f.deps.rowFuncs {
+				// o.f may call a function that reads other tables: the text
+				// does not say which names are columns.
+				return pl.refuse(p, "row_function")
+			}
 			if len(tables) == 1 {
 				only = f
 			}

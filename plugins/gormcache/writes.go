@@ -104,12 +104,31 @@ var rawCauses = []struct{ word, cause string }{
 func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) querycache.Change {
 	sql := db.Statement.SQL.String()
 	ch, cascade := rawBase(info, sql)
-	if !ch.All && p.mayWrite(db, info, learn) {
+	if !ch.All && (p.mayWrite(db, info, learn) || p.readsRowWriter(db, info, learn)) {
 		return querycache.Change{All: true}
 	}
 	// What the schema carries further: foreign-key actions, triggers,
 	// partitions, views (dependents.go).
 	return p.withDependents(db, ch, &info, sql, learn, cascade, knownFacts{})
+}
+
+// readsRowWriter reports whether a statement reads a table on whose rows
+// SQL may call a volatile function of the user's by attribute notation
+// (SELECT o.f FROM t o): the text does not show the call, which may write
+// anything.
+func (p *Plugin) readsRowWriter(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
+	if p.dialect != "postgres" {
+		return false
+	}
+	for _, t := range info.Reads {
+		if t == keys.CatalogTable {
+			continue
+		}
+		if f := p.depFactsOf(db, t, learn); f != nil && f.deps.rowWriter {
+			return true
+		}
+	}
+	return false
 }
 
 // writeChange builds the change of a GORM-built write. What it invalidates
