@@ -37,6 +37,12 @@ type Served struct {
 // statement you keep (q := db.Model(&T{}).Scopes(...).Where(...); q.Rows();
 // FromCache(q)). A statement not marked, inside a transaction (bypass) or
 // refused gives false; CacheResult tells which.
+//
+// Known limit: a *gorm.DB made reusable with Session runs each call on a
+// copy of its statement, which the *gorm.DB does not see: after
+// s := q.Session(&gorm.Session{}); s.Rows(), FromCache(s) reports what q's
+// own last call did, or nothing, not what s.Rows() did. Ask the *gorm.DB a
+// finisher returns, or call Rows and Row on a chain without Session.
 func FromCache(tx *gorm.DB) bool {
 	s := CacheResult(tx)
 	return s.Statements > 0 && s.Hits == s.Statements
@@ -122,6 +128,10 @@ func (p *Plugin) initVisibility(db *gorm.DB) error {
 	err := errors.Join(
 		cb.Query().Before("*").Register("querycache:visit", p.beginVisit),
 		cb.Row().Before("*").Register("querycache:visit", p.beginVisit),
+		cb.Create().Before("*").Register("querycache:visit", endVisit),
+		cb.Update().Before("*").Register("querycache:visit", endVisit),
+		cb.Delete().Before("*").Register("querycache:visit", endVisit),
+		cb.Raw().Before("*").Register("querycache:visit", endVisit),
 		cb.Query().After("gorm:query").Before("gorm:preload").Register("querycache:preload_open", openPreload),
 		cb.Query().After("gorm:preload").Register("querycache:preload_close", closePreload),
 	)
@@ -175,6 +185,18 @@ func (p *Plugin) beginVisit(db *gorm.DB) {
 	}
 	if p.mayVisit(db) {
 		servedFor(db)
+	}
+}
+
+// endVisit runs first for every write (Create, Update, Delete, Exec): a
+// statement a read ran on, used again for a write, no longer stands for
+// that read, which CacheResult must not report for the write.
+func endVisit(db *gorm.DB) {
+	if db.Statement.Context == nil {
+		return
+	}
+	if v := servedOf(db.Statement.Context); v != nil && !v.open && v.stmt == db.Statement {
+		v.outcome, v.reason, v.statements, v.hits = OutcomeNone, "", 0, 0
 	}
 }
 
