@@ -93,6 +93,11 @@ func (v *servedCtx) Value(key any) any {
 // String implements fmt.Stringer, as context.WithValue's contexts do.
 func (v *servedCtx) String() string { return fmt.Sprintf("%v.WithValue(gormcache.served)", v.Context) }
 
+// reset forgets what an earlier call of the statement recorded.
+func (v *servedCtx) reset() {
+	v.outcome, v.reason, v.statements, v.hits = OutcomeNone, "", 0, 0
+}
+
 func servedOf(ctx context.Context) *servedCtx {
 	v, _ := ctx.Value(servedKey{}).(*servedCtx)
 	return v
@@ -181,7 +186,7 @@ func (p *Plugin) beginVisit(db *gorm.DB) {
 			a.statements++
 		}
 	case v.stmt == db.Statement:
-		v.outcome, v.reason, v.statements, v.hits = OutcomeNone, "", 0, 0
+		v.reset()
 	}
 	if p.mayVisit(db) {
 		servedFor(db)
@@ -196,7 +201,7 @@ func endVisit(db *gorm.DB) {
 		return
 	}
 	if v := servedOf(db.Statement.Context); v != nil && !v.open && v.stmt == db.Statement {
-		v.outcome, v.reason, v.statements, v.hits = OutcomeNone, "", 0, 0
+		v.reset()
 	}
 }
 
