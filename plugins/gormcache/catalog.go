@@ -4,6 +4,7 @@ import (
 	"context"
 	"gorm.io/gorm/schema"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,23 +377,24 @@ ORDER BY c.oid`, unquotedTable(table))
 		return &tableFacts{}, nil
 	}
 	f := &tableFacts{exists: true, relkind: kind[0]}
+	pks, err := learnPostgresPKs(ctx, cp, oids)
+	if err != nil {
+		return nil, err
+	}
 	for i, oid := range oids {
-		pk, kinds, err := learnPostgresPK(ctx, cp, oid)
-		if err != nil {
-			return nil, err
-		}
+		pk := pks[oid]
 		if i == 0 {
-			f.pk, f.kinds = pk, kinds
+			f.pk, f.kinds = pk.cols, pk.kinds
 			continue
 		}
-		if !slices.Equal(f.pk, pk) {
+		if !slices.Equal(f.pk, pk.cols) {
 			// Same-named relations keyed differently: which one a lookup
 			// reads is not known, so none is a lookup by primary key.
 			f.pk, f.kinds = nil, nil
 			break
 		}
-		for j := range kinds {
-			if kinds[j] != f.kinds[j] {
+		for j := range pk.kinds {
+			if pk.kinds[j] != f.kinds[j] {
 				f.kinds[j] = pkUnsafe // equalities that differ: follow neither
 			}
 		}
@@ -403,30 +405,46 @@ ORDER BY c.oid`, unquotedTable(table))
 	return f, nil
 }
 
-// learnPostgresPK returns the primary-key columns of the relation oid, in
-// key order and lower-cased, and how each column's equality is keyed.
-func learnPostgresPK(ctx context.Context, cp gorm.ConnPool, oid int64) (pk []string, kinds []pkKind, err error) {
-	rows, err := cp.QueryContext(ctx, `SELECT a.attname, t.typname, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
+// relationPK is one relation's primary key: its columns in key order,
+// lower-cased, and how each column's equality is keyed.
+type relationPK struct {
+	cols  []string
+	kinds []pkKind
+}
+
+// learnPostgresPKs returns the primary keys of the relations oids (none
+// for one that has none), in one round trip however many there are (a
+// schema per tenant names one table in each).
+func learnPostgresPKs(ctx context.Context, cp gorm.ConnPool, oids []int64) (map[int64]relationPK, error) {
+	ids := make([]string, len(oids))
+	for i, o := range oids {
+		ids[i] = strconv.FormatInt(o, 10)
+	}
+	rows, err := cp.QueryContext(ctx, `SELECT i.indrelid::int8, a.attname, t.typname, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
 FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
-WHERE i.indrelid = $1::int8::oid AND i.indisprimary
-ORDER BY array_position(i.indkey::int2[], a.attnum)`, oid)
+WHERE i.indrelid = ANY($1::text::int8[]::oid[]) AND i.indisprimary
+ORDER BY i.indrelid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(ids, ",")+"}")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer rows.Close()
+	pks := make(map[int64]relationPK, len(oids))
 	for rows.Next() {
+		var oid int64
 		var name, typ, coll string
 		var deterministic bool
-		if err := rows.Scan(&name, &typ, &deterministic, &coll); err != nil {
-			return nil, nil, err
+		if err := rows.Scan(&oid, &name, &typ, &deterministic, &coll); err != nil {
+			return nil, err
 		}
-		pk = append(pk, strings.ToLower(name))
-		kinds = append(kinds, postgresKind(typ, deterministic, coll))
+		pk := pks[oid]
+		pk.cols = append(pk.cols, strings.ToLower(name))
+		pk.kinds = append(pk.kinds, postgresKind(typ, deterministic, coll))
+		pks[oid] = pk
 	}
-	return pk, kinds, rows.Err()
+	return pks, rows.Err()
 }
 
 // unquotedTable returns the relation name a normalised table name stands
