@@ -63,12 +63,23 @@ func (b *Builder) Value(v any) bool {
 	return ok
 }
 
+// Bytes returns what was written so far, the input Sum digests: equal
+// Bytes are equal fingerprints, and comparing them needs no digest. It is
+// valid until Sum or Release.
+func (b *Builder) Bytes() []byte { return b.buf }
+
+// Release returns the Builder without digesting it; it must not be used
+// again.
+func (b *Builder) Release() {
+	if cap(b.buf) <= 64<<10 {
+		builderPool.Put(b)
+	}
+}
+
 // Sum returns the fingerprint of the parts added so far and returns the
 // Builder to its pool; the Builder must not be used afterwards.
 func (b *Builder) Sum() Fingerprint {
 	f := Fingerprint(sha256.Sum256(b.buf))
-	if cap(b.buf) <= 64<<10 {
-		builderPool.Put(b)
-	}
+	b.Release()
 	return f
 }

@@ -20,6 +20,14 @@ type memDeps struct {
 	inline  [4]heldVersion // held, for up to 4 versions (a row's: the epoch, the row, the table's bulk)
 
 	attach Attachment
+	// named is the first element of the last Versions list found to be its
+	// names (memHit): the same list again (a caller's memo of the key, a
+	// query shape's list) is known by its address, without digesting the
+	// names. The engine never modifies a Key's Versions; callers must not
+	// either once they have passed them.
+	named atomic.Pointer[string]
+	// valid: a lookup with ValidOnce found the payload valid.
+	valid  atomic.Bool
 	stats  *counters
 	tables []*tableCounters
 	weight uint64 // heap bytes, counted by weigh

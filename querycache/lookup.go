@@ -18,6 +18,11 @@ type LookupOptions struct {
 	// it rejects is counted as corrupt and treated as a miss, so that the
 	// fill replaces it.
 	Valid func(value []byte) bool
+	// ValidOnce says Valid depends on the value's bytes alone and is the
+	// same for every lookup of the key: a memory store's entry found valid
+	// once is not checked again (reading its bytes costs a hit a cache
+	// miss; an entry's bytes never change).
+	ValidOnce bool
 	// CallerLogs says the caller logs the lookup's outcome itself (the GORM
 	// plugin writes one Debug line per statement, with its SQL and reason):
 	// the cache writes no "querycache hit" / "querycache miss" line for it.

@@ -27,9 +27,19 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 		return nil, nil, false
 	}
 	raw, d := c.mem.entry(k.Name)
-	if raw == nil || d == nil || len(d.held) != len(k.Versions)+1 ||
-		d.names != c.mem.versions.namesDigest(c.ns.Epoch(), k.Versions) {
+	if raw == nil || d == nil || len(d.held) != len(k.Versions)+1 {
 		return nil, nil, false
+	}
+	// The names' digest includes the epoch's name, which is this Cache's:
+	// an entry another Cache on the store filled is always digested.
+	own := d.stats == &c.stats
+	if len(k.Versions) == 0 || !own || d.named.Load() != &k.Versions[0] {
+		if d.names != c.mem.versions.namesDigest(c.ns.Epoch(), k.Versions) {
+			return nil, nil, false
+		}
+		if len(k.Versions) > 0 && own {
+			d.named.Store(&k.Versions[0])
+		}
 	}
 	// The entry as decoded when it was stored, and its recorded tokens
 	// beside their cells: its bytes are not read (only the payload's
@@ -44,8 +54,16 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 		}
 	}
 	e := entry{expires: d.expires, created: d.created, delta: d.delta}
-	if _, _, due := c.mayBeDueEarly(e, now); due || (opts.Valid != nil && !opts.Valid(d.payload)) {
+	if _, _, due := c.mayBeDueEarly(e, now); due {
 		return nil, nil, false
+	}
+	if opts.Valid != nil && !(opts.ValidOnce && d.valid.Load()) {
+		if !opts.Valid(d.payload) {
+			return nil, nil, false
+		}
+		if opts.ValidOnce {
+			d.valid.Store(true)
+		}
 	}
 	var tables []*tableCounters
 	if d.stats == &c.stats && sameTables(d.tables, k.Tables) {

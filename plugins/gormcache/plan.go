@@ -14,6 +14,14 @@ type plan struct {
 	key      querycache.Key
 	readOnly bool // inside a transaction (opt-in): read the cache, never fill it
 
+	// The hit memo (hitmemo.go): memo is the entry key was taken from, if
+	// any; a hit under key may be recorded for the fingerprint fp (what it
+	// digests; "": none) with facts, the one table's facts (nil for
+	// several tables).
+	memo  *hitMemoEntry
+	fp    string
+	facts *tableFacts
+
 	// Why the statement does not use the cache, when it does not.
 	skip   Outcome // OutcomeBypass or OutcomeRefused
 	reason string
@@ -124,12 +132,26 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 	for _, v := range stmt.Vars {
 		valid = b.Value(v) && valid
 	}
-	fp := b.Sum()
 	if !valid {
+		b.Release()
 		return pl.refuse(p, "unkeyable_value")
 	}
 
 	pl.key = querycache.Key{TTL: opts.TTL, Tables: tables}
+	if len(opts.Tables) == 0 {
+		// The key of this fingerprint's last hit, if planFor would derive
+		// it again (hitmemo.go).
+		pl.facts = only
+		if e := p.hits.get(b.Bytes()); e != nil && e.matches(tables, only) {
+			b.Release()
+			pl.key.Name, pl.key.Versions, pl.memo, pl.fp = e.name, e.vers, e, e.fp
+			return pl, true
+		}
+		if len(b.Bytes()) <= hitMemoMaxFP {
+			pl.fp = string(b.Bytes())
+		}
+	}
+	fp := b.Sum()
 	table := sqlinspect.NormalizeTable(stmt.Table)
 	if len(opts.Tables) == 0 && len(tables) == 1 && tables[0] == table &&
 		info.TableRefs == 1 && info.Subqueries == 0 && !info.Undetermined {

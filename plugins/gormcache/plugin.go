@@ -37,6 +37,7 @@ type Plugin struct {
 	snaps      *snapshots
 	inspected  *otter.Cache[string, *inspection]
 	names      sync.Map // table -> versionNames
+	hits       hitMemo  // a fingerprint's key (hitmemo.go)
 	cat        catalog
 	sets       settings
 	namesCount atomic.Int64

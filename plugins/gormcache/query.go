@@ -326,8 +326,13 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
 	}
-	b, at, hit, m := p.cache.LookupAttached(ctx, pl.key, querycache.LookupOptions{Lead: !stream, Valid: validResult, CallerLogs: true}) // one Debug line per statement: ours (visibility_log.go)
+	// ValidOnce: validResult reads the format's two bytes only.
+	lo := querycache.LookupOptions{Lead: !stream, Valid: validResult, ValidOnce: true, CallerLogs: true} // one Debug line per statement: ours (visibility_log.go)
+	b, at, hit, m := p.cache.LookupAttached(ctx, pl.key, lo)
 	if hit {
+		if pl.fp != "" && pl.memo == nil {
+			p.hits.put(pl.fp, pl.key, pl.facts)
+		}
 		o.payload, o.attach = b, at
 		o.ev.Outcome, o.ev.Bytes, o.ev.payload = OutcomeHit, len(b), b
 		return o, true, info
