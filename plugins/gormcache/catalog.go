@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"context"
+	"database/sql"
 	"gorm.io/gorm/schema"
 	"slices"
 	"strconv"
@@ -381,10 +382,18 @@ ORDER BY c.oid`, unquotedTable(table))
 	if err != nil {
 		return nil, err
 	}
-	for i, oid := range oids {
-		pk := pks[oid]
-		if i == 0 {
-			f.pk, f.kinds = pk.cols, pk.kinds
+	first := true
+	for _, oid := range oids {
+		pk, exists := pks[oid]
+		if !exists {
+			// Dropped since the first query (a tenant's schema, another
+			// test's): it has no key to differ by. Taken for a relation
+			// without one, it made the table's rows unkeyable, and every
+			// write to it an invalidation of all rows.
+			continue
+		}
+		if first {
+			f.pk, f.kinds, first = pk.cols, pk.kinds, false
 			continue
 		}
 		if !slices.Equal(f.pk, pk.cols) {
@@ -412,21 +421,25 @@ type relationPK struct {
 	kinds []pkKind
 }
 
-// learnPostgresPKs returns the primary keys of the relations oids (none
-// for one that has none), in one round trip however many there are (a
-// schema per tenant names one table in each).
+// learnPostgresPKs returns the primary keys of the relations oids that
+// still exist (an empty key for one that has none; no entry for one
+// dropped since its oid was read), in one round trip however many there
+// are (a schema per tenant names one table in each).
 func learnPostgresPKs(ctx context.Context, cp gorm.ConnPool, oids []int64) (map[int64]relationPK, error) {
 	ids := make([]string, len(oids))
 	for i, o := range oids {
 		ids[i] = strconv.FormatInt(o, 10)
 	}
-	rows, err := cp.QueryContext(ctx, `SELECT i.indrelid::int8, a.attname, t.typname, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
-FROM pg_index i
-JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-JOIN pg_type t ON t.oid = a.atttypid
+	// From pg_class: a relation without a primary key still gives a row
+	// (its columns NULL), a dropped one none.
+	rows, err := cp.QueryContext(ctx, `SELECT c.oid::int8, a.attname::text, t.typname::text, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
+FROM pg_class c
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+LEFT JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
-WHERE i.indrelid = ANY($1::text::int8[]::oid[]) AND i.indisprimary
-ORDER BY i.indrelid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(ids, ",")+"}")
+WHERE c.oid = ANY($1::text::int8[]::oid[])
+ORDER BY c.oid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(ids, ",")+"}")
 	if err != nil {
 		return nil, err
 	}
@@ -434,14 +447,17 @@ ORDER BY i.indrelid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Jo
 	pks := make(map[int64]relationPK, len(oids))
 	for rows.Next() {
 		var oid int64
-		var name, typ, coll string
+		var name, typ sql.NullString
+		var coll string
 		var deterministic bool
 		if err := rows.Scan(&oid, &name, &typ, &deterministic, &coll); err != nil {
 			return nil, err
 		}
 		pk := pks[oid]
-		pk.cols = append(pk.cols, strings.ToLower(name))
-		pk.kinds = append(pk.kinds, postgresKind(typ, deterministic, coll))
+		if name.Valid {
+			pk.cols = append(pk.cols, strings.ToLower(name.String))
+			pk.kinds = append(pk.kinds, postgresKind(typ.String, deterministic, coll))
+		}
 		pks[oid] = pk
 	}
 	return pks, rows.Err()
