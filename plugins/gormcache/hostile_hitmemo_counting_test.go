@@ -30,8 +30,7 @@ func TestHostileHitMemoCountsLikeALookup(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, e *env) {
 		s := seedData(t, e.db)
 		id := s.p1.ID
-		stmt := e.db.Session(&gorm.Session{DryRun: true}).First(&Post{}, id).Statement
-		text, vars := stmt.SQL.String(), stmt.Vars
+		text, vars := firstText(e, id)
 		first := func() *gorm.DB { var p Post; return e.db.Scopes(gormcache.Cacheable()).First(&p, id) }
 		raw := func() *gorm.DB { var p Post; return e.db.Scopes(gormcache.Cacheable()).Raw(text, vars...).Find(&p) }
 		// Fill, then a first hit by lookup that records the memo.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"gorm.io/gorm"
 	"querycache.dev/plugins/gormcache"
 )
 
@@ -18,8 +17,7 @@ func TestHostileHitMemoSurvivesNothing(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, e *env) {
 		s := seedData(t, e.db)
 		id := s.p1.ID
-		stmt := e.db.Session(&gorm.Session{DryRun: true}).First(&Post{}, id).Statement
-		text, vars := stmt.SQL.String(), stmt.Vars
+		text, vars := firstText(e, id)
 		first := func() (Post, error) {
 			var p Post
 			err := e.db.Scopes(gormcache.Cacheable()).First(&p, id).Error

@@ -22,8 +22,7 @@ func TestHostileHitMemoPKReadersRaceWriters(t *testing.T) {
 		s := seedData(t, e.db)
 		id := s.p1.ID
 		must(t, e.db.Model(&Post{ID: id}).Update("views", 0).Error)
-		stmt := e.db.Session(&gorm.Session{DryRun: true}).First(&Post{}, id).Statement
-		text, vars := stmt.SQL.String(), stmt.Vars
+		text, vars := firstText(e, id)
 
 		var committed atomic.Int64
 		var stop atomic.Bool
