@@ -77,3 +77,11 @@ func rawValueKey(key string) bool {
 func (n Namespace) ValueVersion(valueName string) string {
 	return n.prefix + "v:" + valueName[len(n.prefix):]
 }
+
+// IsValueVersion reports whether name is a ValueVersion of n: "v:" and
+// then a Value name ("kv:...") after the prefix, which no version of a
+// table, an object or the epoch begins with.
+func (n Namespace) IsValueVersion(name string) bool {
+	p := len(n.prefix)
+	return len(name) > p+5 && name[:p] == n.prefix && name[p:p+5] == "v:kv:"
+}

@@ -40,6 +40,11 @@ type Capture struct {
 	untracked []string // reasons, the first few
 	nUntrack  int
 	dirty     bool // a read inside a transaction (UncommittedRead)
+	// The names read again with another token (versions_changed), and
+	// whether a version went unrecorded (too_many_versions): what
+	// KV.readCurrent checks besides Versions.
+	laterNames []string
+	overflow   bool
 }
 
 type captureKey struct{}
@@ -108,11 +113,17 @@ func (c *Capture) add(names []string, tokens []uint64) {
 				// a broadcast has not reached yet. The work mixed them;
 				// no set of tokens stands for what it showed.
 				c.untrackLocked("versions_changed")
+				if len(c.laterNames) < maxCaptured {
+					c.laterNames = append(c.laterNames, n)
+				} else {
+					c.overflow = true
+				}
 			}
 			continue
 		}
 		if len(c.names) >= maxCaptured {
 			c.untrackLocked("too_many_versions")
+			c.overflow = true
 			return
 		}
 		c.index[n] = len(c.names)
@@ -181,6 +192,15 @@ func (c *Capture) Versions() (names []string, tokens []uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.names...), append([]uint64(nil), c.tokens...)
+}
+
+// everyRead returns the versions recorded with the token each was first
+// read with, the names also read with another token (versions_changed),
+// and false when a version went unrecorded (too many).
+func (c *Capture) everyRead() (names []string, tokens []uint64, twice []string, complete bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.names...), append([]uint64(nil), c.tokens...), append([]string(nil), c.laterNames...), !c.overflow
 }
 
 // Len returns the number of versions recorded.

@@ -213,6 +213,11 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		release()
 		return kvFilled{v: v}, nil
 	}
+	if kv.view != kv.st && !kv.readCurrent(ctx, fcap) {
+		release()
+		kv.c.stats.refusals.add("first_level_behind")
+		return kvFilled{v: v}, nil
+	}
 	raw := kv.encode(kind, b, o.deps, tokens, read, o.ttl)
 	stored := false
 	switch {
@@ -242,6 +247,63 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		kv.failed(ctx, "get_or_set", err)
 	}
 	return kvFilled{v: v}, nil
+}
+
+// readCurrent reports, on a two-level store, whether every version the
+// fill's reads recorded (fcap: its cached queries, the values it read) was
+// read with the token the shared level holds now. A fill refused here read
+// something from this process's first level that another process's write
+// has already replaced (its broadcast has not arrived): it is returned,
+// not stored. The ordering this prevents, in the default mode:
+//
+//  1. process A writes row r: r's versions are replaced in Redis, the
+//     broadcast is on its way to us
+//  2. GetOrSet reads the declared versions through the two-level store
+//     (view.Fetch, above): a name our first level does not hold is read
+//     from Redis, with its new token
+//  3. the fill's query is served from our first level under other names,
+//     whose old tokens it still holds: the row before the write
+//  4. the old result is stored against the new tokens of step 2, and every
+//     process serves it until the next write to r, long after the
+//     broadcast has arrived
+//
+// The declaration and the query name different versions whenever the
+// query is keyed otherwise than declared: a lookup by primary key
+// (obj:, bulk:) under DependsOn(table) (tbl:), or a query keyed by the
+// table (a table whose rows the plugin cannot key, a declared table, a
+// WHERE on other columns) under DependsOnObject. A write after this check
+// replaces the declared versions after the ones the value is stored
+// against, as without a first level. One versions-only round trip, for
+// fills that read through the cache; a fill that read a version with two
+// tokens, or more versions than a capture records, is not stored. Value
+// versions are skipped: they are read from the shared level, and a
+// nested GetOrSet replaces its own after storing.
+func (kv *KV) readCurrent(ctx context.Context, fcap *Capture) bool {
+	all, seen, twice, complete := fcap.everyRead()
+	if !complete {
+		return false
+	}
+	for _, n := range twice {
+		if !kv.c.ns.IsValueVersion(n) {
+			return false // two states of one version: one is not current
+		}
+	}
+	var names []string
+	var tokens []uint64
+	for i, n := range all {
+		if !kv.c.ns.IsValueVersion(n) {
+			names, tokens = append(names, n), append(tokens, seen[i])
+		}
+	}
+	if len(names) == 0 {
+		return true
+	}
+	_, current, err := kv.st.Fetch(ctx, "", names)
+	if err != nil {
+		kv.failed(ctx, "get_or_set", err)
+		return false
+	}
+	return slices.Equal(current, tokens)
 }
 
 // swapFilled stores a fill's value if the key still holds before, what

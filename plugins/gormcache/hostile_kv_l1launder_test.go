@@ -131,6 +131,12 @@ func TestHostileKVCapturedWithoutDeclaredDepSafeAcrossL1(t *testing.T) {
 // checks that once the broadcast has arrived no process serves what
 // compute stored from the old row.
 func hkvLaunder(t *testing.T, compute func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error)) {
+	hkvLaunderReading(t, gormcache.Cacheable(), compute)
+}
+
+// hkvLaunderReading is hkvLaunder with B's query of the row marked by
+// mark (gormcache.CacheWith: keyed otherwise than by the row).
+func hkvLaunderReading(t *testing.T, mark func(*gorm.DB) *gorm.DB, compute func(ctx context.Context, kv *querycache.KV, name func(context.Context) string, id uint) ([]byte, error)) {
 	dsn := testenv.PostgresSchema(t)
 	prefix := testenv.TestPrefix(t)
 	open := func(client *redis.Client) (*gorm.DB, *querycache.Cache) {
@@ -167,7 +173,7 @@ func hkvLaunder(t *testing.T, compute func(ctx context.Context, kv *querycache.K
 	ctx := context.Background()
 	name := func(ctx context.Context) string {
 		var x Author
-		must(t, dbB.WithContext(ctx).Scopes(gormcache.Cacheable()).First(&x, au.ID).Error)
+		must(t, dbB.WithContext(ctx).Scopes(mark).First(&x, au.ID).Error)
 		return x.Name
 	}
 	// B has the row in its first level (and its subscription is up).
