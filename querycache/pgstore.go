@@ -112,8 +112,9 @@ type PostgresStore struct {
 	lifeMu     sync.Mutex // orders the prober's wg.Add before Close's Wait
 	wg         sync.WaitGroup
 
-	nsMu sync.Mutex
-	nss  []keys.Namespace
+	nsMu  sync.Mutex
+	nss   []keys.Namespace
+	chans atomic.Pointer[[]string] // the namespaces' broadcast channels (bumpChans)
 
 	maxValue  atomic.Int64 // see bindMaxEntry
 	boundMu   sync.Mutex
@@ -414,7 +415,18 @@ func (s *PostgresStore) bindNamespace(ns keys.Namespace) {
 	defer s.nsMu.Unlock()
 	if !slices.Contains(s.nss, ns) {
 		s.nss = append(s.nss, ns)
+		chans := append(slices.Clone(s.bumpChans()), s.channelFor(ns.Prefix()+tieredChannel))
+		s.chans.Store(&chans)
 	}
+}
+
+// bumpChans returns the broadcast channels of the namespaces bound, on
+// which Bump announces the versions it replaced.
+func (s *PostgresStore) bumpChans() []string {
+	if p := s.chans.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (s *PostgresStore) namespaces() []keys.Namespace {
@@ -667,6 +679,13 @@ func (s *PostgresStore) PutFor(ctx context.Context, key string, value []byte, tt
 func (s *PostgresStore) Bump(ctx context.Context, versions []string) error {
 	if len(versions) == 0 {
 		return nil
+	}
+	if chans := s.bumpChans(); len(chans) > 0 {
+		// Other processes' two-level stores on this schema and prefix keep
+		// versions in their memory and drop them when a notification names
+		// them: a write made through a plain store is announced as theirs
+		// are (without it they served their copies until L1VersionTTL).
+		return s.bumpAndBroadcast(ctx, versions, chans)
 	}
 	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		return s.bumpNotify(ctx, versions, nil, nil)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +95,11 @@ type RedisStore struct {
 	wg         sync.WaitGroup
 
 	ident identity
+
+	// chans are the broadcast channels of the namespaces bound
+	// (bindNamespace), on which Bump announces the versions it replaced.
+	chansMu sync.Mutex
+	chans   atomic.Pointer[[]string]
 
 	fetches   coalescer[fetched]
 	coalesced atomic.Int64
@@ -188,7 +194,21 @@ func (o *RedisOptions) fill() error {
 // bindNamespace tells the store the namespace of a Cache using it: a
 // server change (identity.go) and a recovery replace its epoch. The Cache
 // calls it from New.
-func (s *RedisStore) bindNamespace(ns keys.Namespace) { s.ident.bind(ns) }
+func (s *RedisStore) bindNamespace(ns keys.Namespace) {
+	s.ident.bind(ns)
+	ch := s.channelFor(ns.Prefix() + tieredChannel)
+	s.chansMu.Lock()
+	defer s.chansMu.Unlock()
+	var chans []string
+	if p := s.chans.Load(); p != nil {
+		if slices.Contains(*p, ch) {
+			return
+		}
+		chans = slices.Clone(*p)
+	}
+	chans = append(chans, ch)
+	s.chans.Store(&chans)
+}
 
 // Err reports a configuration error of NewRedisStore, or nil.
 func (s *RedisStore) Err() error { return s.err }
@@ -475,8 +495,19 @@ func (s *RedisStore) extend(ctx context.Context, p redis.Pipeliner, ttl time.Dur
 	}
 }
 
-// Bump implements Store: one pipelined round trip replaces every version.
+// Bump implements Store: one pipelined round trip replaces every version,
+// and announces them on the broadcast channel of the cache's namespace:
+// other processes' two-level stores on the same prefix keep versions in
+// their memory and drop them when a broadcast names them, so a write made
+// through a plain Redis store must be announced as theirs are (without
+// it they served their copies until L1VersionTTL).
 func (s *RedisStore) Bump(ctx context.Context, versions []string) error {
+	if len(versions) == 0 {
+		return nil
+	}
+	if p := s.chans.Load(); p != nil {
+		return s.bumpAndBroadcast(ctx, versions, *p)
+	}
 	return s.bump(ctx, versions, "", nil)
 }
 
