@@ -34,10 +34,9 @@ import (
 // serve them.
 //
 // The memo is bounded in bytes (what it holds: the fingerprint's bytes,
-// the key's and versions' names), and
-// keeps only fingerprints of a few hundred bytes: a read bound to large
-// values is keyed as without it. It is sharded so that hits on two cores
-// do not share a lock's cache line.
+// the key's and versions' names), and keeps only fingerprints of a few
+// hundred bytes: a read bound to large values is keyed as without it. It
+// is sharded so that hits on two cores do not share a lock's cache line.
 type hitMemo struct {
 	shards [hitMemoShards]hitMemoShard
 }
