@@ -19,11 +19,7 @@ func TestHitMemoSharedTextSeesEveryWrite(t *testing.T) {
 		s := seedData(t, e.db)
 		id := s.p1.ID
 		text, vars := firstText(e, id)
-		first := func() (Post, error) {
-			var p Post
-			err := e.db.Scopes(gormcache.Cacheable()).First(&p, id).Error
-			return p, err
-		}
+		first := cachedFirst(e, id)
 		raw := func() (Post, error) {
 			var p Post
 			err := e.db.Scopes(gormcache.Cacheable()).Raw(text, vars...).Scan(&p).Error
@@ -90,4 +86,13 @@ func TestHitMemoSharedTextSeesEveryWrite(t *testing.T) {
 func firstText(e *env, id uint) (string, []any) {
 	stmt := e.db.Session(&gorm.Session{DryRun: true}).First(&Post{}, id).Statement
 	return stmt.SQL.String(), stmt.Vars
+}
+
+// cachedFirst reads Post id through First, marked cacheable.
+func cachedFirst(e *env, id uint) func() (Post, error) {
+	return func() (Post, error) {
+		var p Post
+		err := e.db.Scopes(gormcache.Cacheable()).First(&p, id).Error
+		return p, err
+	}
 }

@@ -8,8 +8,7 @@ import (
 )
 
 // TestHostileHitMemoSurvivesNothing: with a fingerprint's key in the hit
-// memo (First, then Raw with First's text, both
-// hit), the memo must not serve across what invalidates or clears entries
+// memo (First, then Raw with First's text, both hit), the memo must not serve across what invalidates or clears entries
 // without a row write: InvalidateAll, a DDL statement sent through Exec
 // (the same SELECT * text now returns another column), and Close (nothing
 // is served after it).
@@ -18,11 +17,7 @@ func TestHostileHitMemoSurvivesNothing(t *testing.T) {
 		s := seedData(t, e.db)
 		id := s.p1.ID
 		text, vars := firstText(e, id)
-		first := func() (Post, error) {
-			var p Post
-			err := e.db.Scopes(gormcache.Cacheable()).First(&p, id).Error
-			return p, err
-		}
+		first := cachedFirst(e, id)
 		rawMap := func() (map[string]any, error) {
 			m := map[string]any{}
 			err := e.db.Scopes(gormcache.Cacheable()).Raw(text, vars...).Take(&m).Error
