@@ -66,7 +66,7 @@ func (c *Cache) memHit(ctx context.Context, k Key, opts LookupOptions) ([]byte, 
 		}
 	}
 	var tables []*tableCounters
-	if d.stats == &c.stats && sameTables(d.tables, k.Tables) {
+	if own && sameTables(d.tables, k.Tables) {
 		tables = d.tables // the counters of k's tables, found when it was filled
 	}
 	if !c.countHit(ctx, k, opts, tables) { // closed meanwhile: probe reports it

@@ -14,11 +14,10 @@ type plan struct {
 	key      querycache.Key
 	readOnly bool // inside a transaction (opt-in): read the cache, never fill it
 
-	// The hit memo (hitmemo.go): memo is the entry key was taken from, if
-	// any; a hit under key may be recorded for the fingerprint fp (what it
-	// digests; "": none) with facts, the one table's facts (nil for
+	// The hit memo (hitmemo.go): a hit under key is recorded for the
+	// fingerprint fp (what it digests; "": nothing to record, as when the
+	// key came from the memo) with facts, the one table's facts (nil for
 	// several tables).
-	memo  *hitMemoEntry
 	fp    string
 	facts *tableFacts
 
@@ -144,10 +143,10 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		pl.facts = only
 		if e := p.hits.get(b.Bytes()); e != nil && e.matches(tables, only) {
 			b.Release()
-			pl.key.Name, pl.key.Versions, pl.memo, pl.fp = e.name, e.vers, e, e.fp
+			pl.key.Name, pl.key.Versions = e.name, e.vers
 			return pl, true
 		}
-		if len(b.Bytes()) <= hitMemoMaxFP {
+		if !pl.readOnly && len(b.Bytes()) <= hitMemoMaxFP { // a transaction's reads record no hit
 			pl.fp = string(b.Bytes())
 		}
 	}

@@ -330,7 +330,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	lo := querycache.LookupOptions{Lead: !stream, Valid: validResult, ValidOnce: true, CallerLogs: true} // one Debug line per statement: ours (visibility_log.go)
 	b, at, hit, m := p.cache.LookupAttached(ctx, pl.key, lo)
 	if hit {
-		if pl.fp != "" && pl.memo == nil {
+		if pl.fp != "" {
 			p.hits.put(pl.fp, pl.key, pl.facts)
 		}
 		o.payload, o.attach = b, at
