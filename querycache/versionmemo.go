@@ -1,6 +1,7 @@
 package querycache
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -11,9 +12,14 @@ import (
 // (keys.TableVersions) and a one-table list for their records, so that an
 // invalidation builds only its rows' names. It is bounded in tables and in
 // name length; a table beyond the bounds gets its names built on each use.
+//
+// It is a map replaced whole on each new table (copy on write): a write
+// looks its table up with one plain map read, where a sync.Map hashed an
+// interface and walked its trie (about 5% of a write's own work, cold).
+// Tables are few and bounded, so the copies are too.
 type versionMemo struct {
-	m sync.Map // normalised table -> *tableVersions
-	n atomic.Int64
+	m  atomic.Pointer[map[string]*tableVersions] // normalised table -> names; never modified once stored
+	mu sync.Mutex                                // serialises the copies
 }
 
 // tableVersions is what versionMemo keeps of one table.
@@ -48,21 +54,31 @@ const (
 
 // tableVersions returns the version names of a normalised table.
 func (c *Cache) tableVersions(table string) *tableVersions {
-	if v, ok := c.versions.m.Load(table); ok {
-		return v.(*tableVersions)
+	if m := c.versions.m.Load(); m != nil {
+		if tv, ok := (*m)[table]; ok {
+			return tv
+		}
 	}
 	tv := &tableVersions{TableVersions: c.ns.TableVersions(table), only: []string{table}}
 	if len(table) > maxVersionMemoName {
 		return tv
 	}
-	if c.versions.n.Add(1) > maxVersionMemo {
-		c.versions.n.Add(-1)
+	c.versions.mu.Lock()
+	defer c.versions.mu.Unlock()
+	var old map[string]*tableVersions
+	if m := c.versions.m.Load(); m != nil {
+		old = *m
+	}
+	if v, ok := old[table]; ok {
+		return v // remembered by another write meanwhile
+	}
+	if len(old) >= maxVersionMemo {
 		return tv
 	}
-	if v, loaded := c.versions.m.LoadOrStore(table, tv); loaded {
-		c.versions.n.Add(-1)
-		return v.(*tableVersions)
-	}
+	m := make(map[string]*tableVersions, len(old)+1)
+	maps.Copy(m, old)
+	m[table] = tv
+	c.versions.m.Store(&m)
 	return tv
 }
 
