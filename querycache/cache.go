@@ -134,6 +134,7 @@ func New(opts Options) (*Cache, error) {
 	if c.maxSize == 0 {
 		c.maxSize = 1 << 20
 	}
+	c.recent.start(c.now) // before the default: the ring reads the monotonic clock alone under it
 	if c.now == nil {
 		c.now = time.Now
 	}

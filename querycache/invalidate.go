@@ -308,14 +308,16 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 			c.stats.table(t).invalidations.Add(1)
 		}
 	}
-	c.stats.invalidations.Add(1)
+	// Counted by the ring's record below (Stats adds the ring's total):
+	// a counter of its own was one more cold atomic on every write.
+	//
 	// Remembered for RecentInvalidations (recent.go): the slice of tables
 	// is shared, not copied; nothing here allocates.
 	rec := InvalidationRecord{Cause: ch.Cause, Tables: tables, Rows: len(ch.Rows), All: ch.All, Versions: len(names)}
 	if err := c.store.Bump(withoutCancel(ctx), names); err != nil {
 		c.pending.add(names, c.ns.Epoch())
 		rec.Pending, rec.Retried, rec.Error = true, true, truncateCause(err.Error())
-		c.recent.add(c.now, rec, names)
+		c.recent.add(rec, names)
 		c.startRetry()
 		if errors.Is(err, ErrStoreUnavailable) {
 			c.stats.bypasses.add("store_unavailable")
@@ -326,7 +328,7 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 		c.warn(ctx, "querycache: invalidation not delivered; bypassing the cache for it until it is", err, "versions", len(names))
 		return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
 	}
-	c.recent.add(c.now, rec, nil)
+	c.recent.add(rec, nil)
 	if c.debugOn(ctx) { // the arguments cost an allocation even when nothing is logged
 		c.debug(ctx, "querycache invalidate", "versions", names)
 	}

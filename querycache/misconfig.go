@@ -38,7 +38,7 @@ func (c *Cache) closedLookup() { c.stats.bypasses.add("closed") }
 // once, since other processes may serve what the write changed until it
 // expires.
 func (c *Cache) closedInvalidation(ctx context.Context, ch Change) error {
-	c.stats.invalidations.Add(1)
+	c.stats.invalidations.Add(1) // not recorded by the ring: counted here
 	err := c.store.Bump(context.WithoutCancel(ctx), ch.VersionNames(c.ns))
 	if err == nil {
 		return nil

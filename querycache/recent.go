@@ -1,6 +1,7 @@
 package querycache
 
 import (
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -49,28 +50,88 @@ type InvalidationRecord struct {
 }
 
 // recentRing keeps the newest invalidations. Recording one takes the
-// mutex and copies a few words into a fixed slot: no allocation (the
-// tables slice is the one apply has already built).
+// mutex and writes one compact slot: no allocation (the tables slice is
+// the one apply has already built), and on the write path no more memory
+// than it must touch (a slot of the whole record spanned three cache
+// lines, cold after the database's statement; this one spans one or two).
 type recentRing struct {
-	mu    sync.Mutex
-	next  uint64 // total recorded; the slot of the next one is next % len
+	mu   sync.Mutex
+	next uint64 // total recorded; the slot of the next one is next % len
+	// base is when the ring started, by the cache's clock. A slot keeps
+	// its record's time as an offset from it, read from the monotonic
+	// clock alone under the default clock (time.Now reads the wall clock
+	// too): a record's Time is base plus that offset, so a wall clock
+	// set back or forward later does not move the records.
+	base time.Time
+	// clock is the cache's clock when it is not the default (Options.Now,
+	// tests' fake clocks): offsets are read from it instead.
+	clock func() time.Time
 	slots [RecentInvalidationsKept]recentSlot
 }
 
 type recentSlot struct {
-	rec InvalidationRecord
-	// names are the version names of a change not delivered at once, to
-	// tell at read time whether they are still pending. Nil otherwise.
+	at       time.Duration // since base
+	cause    string
+	tables   []string
+	rows     int
+	versions int32 // saturated: a record says "at least" past 2^31-1
+	all      bool
+	// failed is the rest of a record whose change was not delivered at
+	// once (rare): its error, and the version names to tell at read time
+	// whether they are still pending.
+	failed *recentFailure
+}
+
+type recentFailure struct {
+	err   string
 	names []string
 }
 
-func (r *recentRing) add(now func() time.Time, rec InvalidationRecord, names []string) {
+// start sets the ring's base and clock (nil: the default clock).
+func (r *recentRing) start(clock func() time.Time) {
+	r.clock = clock
+	if clock == nil {
+		r.base = time.Now()
+	} else {
+		r.base = clock()
+	}
+}
+
+func (r *recentRing) add(rec InvalidationRecord, names []string) {
+	var fail *recentFailure
+	if rec.Retried {
+		fail = &recentFailure{err: rec.Error, names: names}
+	}
 	r.mu.Lock()
-	rec.Time = now() // under the lock: the ring is in time order
+	// The time is read under the lock: the ring is in time order.
+	var at time.Duration
+	if r.clock == nil {
+		at = time.Since(r.base) // the monotonic clock alone
+	} else {
+		at = r.clock().Sub(r.base)
+	}
 	s := &r.slots[r.next%RecentInvalidationsKept]
-	s.rec, s.names = rec, names
+	*s = recentSlot{at: at, cause: rec.Cause, tables: rec.Tables, rows: rec.Rows,
+		versions: int32(min(rec.Versions, math.MaxInt32)), all: rec.All, failed: fail}
 	r.next++
 	r.mu.Unlock()
+}
+
+// total is how many records the ring took: every change the cache applied
+// while open (Stats.Invalidations).
+func (r *recentRing) total() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next
+}
+
+// record is the InvalidationRecord of slot s.
+func (r *recentRing) record(s *recentSlot) InvalidationRecord {
+	rec := InvalidationRecord{Time: r.base.Add(s.at), Cause: s.cause, Tables: s.tables, Rows: s.rows, All: s.all, Versions: int(s.versions)}
+	if s.failed != nil {
+		rec.Pending, rec.Retried, rec.Error = true, true, s.failed.err
+	}
+	return rec
 }
 
 // RecentInvalidations returns the newest changes the cache applied, up to
@@ -88,16 +149,16 @@ func (c *Cache) RecentInvalidations() []InvalidationRecord {
 	var names [][]string
 	for i := uint64(0); i < k; i++ {
 		s := &c.recent.slots[(n-1-i)%RecentInvalidationsKept]
-		rec := s.rec
+		rec := c.recent.record(s)
 		// A copy: the ring's list of one table is shared with the
 		// version memo and with other records (versionmemo.go).
 		rec.Tables = append([]string(nil), rec.Tables...)
 		out = append(out, rec)
-		if s.names != nil {
+		if s.failed != nil {
 			if names == nil {
 				names = make([][]string, k)
 			}
-			names[i] = s.names
+			names[i] = s.failed.names
 		}
 	}
 	c.recent.mu.Unlock()

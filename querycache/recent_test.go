@@ -56,6 +56,32 @@ func TestRecentInvalidations(t *testing.T) {
 	}
 }
 
+// TestRecentInvalidationTimes: a record's Time is when the change was
+// applied, by the cache's clock: the real one (whose records keep an
+// offset from the monotonic clock) or Options.Now's.
+func TestRecentInvalidationTimes(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	before := time.Now()
+	if err := c.InvalidateTables(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	if got := c.RecentInvalidations(); len(got) != 1 || got[0].Time.Before(before) || got[0].Time.After(after) {
+		t.Fatalf("record %+v; want its time between %v and %v", got, before, after)
+	}
+	clock := &fakeClock{now: time.Date(2031, 2, 3, 4, 5, 6, 7, time.UTC)}
+	fc := newTestCache(t, Options{Now: clock.Now})
+	clock.Advance(90 * time.Minute)
+	if err := fc.InvalidateTables(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2031, 2, 3, 5, 35, 6, 7, time.UTC)
+	if got := fc.RecentInvalidations(); len(got) != 1 || !got[0].Time.Equal(want) {
+		t.Fatalf("record %+v under a fake clock; want its time %v", got, want)
+	}
+}
+
 // TestRecentInvalidationsBounded: the ring keeps the newest
 // RecentInvalidationsKept changes, under concurrent writers (-race).
 func TestRecentInvalidationsBounded(t *testing.T) {
@@ -154,10 +180,11 @@ func TestMergeCause(t *testing.T) {
 // one: the ring's lock and a clock read.
 func BenchmarkRecentAdd(b *testing.B) {
 	var r recentRing
+	r.start(nil)
 	rec := InvalidationRecord{Cause: "gorm update", Tables: []string{"users"}, Rows: 1, Versions: 2}
 	b.ReportAllocs()
 	for b.Loop() {
-		r.add(time.Now, rec, nil)
+		r.add(rec, nil)
 	}
 }
 

@@ -229,7 +229,7 @@ func (c *Cache) Stats() Stats {
 		Fills:          c.stats.fills.Load(),
 		Stores:         c.stats.stores.Load(),
 		Shared:         c.stats.shared.Load(),
-		Invalidations:  c.stats.invalidations.Load(),
+		Invalidations:  c.stats.invalidations.Load() + c.recent.total(), // the ring counts the changes applied while open
 		Corrupt:        c.stats.corrupt.Load(),
 		Errors:         c.stats.errors.Load(),
 		LeaseAcquired:  c.stats.leaseAcquired.Load(),
