@@ -1,7 +1,9 @@
 package gormcache
 
 import (
+	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"sync/atomic"
 
@@ -21,14 +23,37 @@ const (
 	inspectMaxSQL = 4096
 	// inspectOverhead is otter's and the map's cost per remembered text.
 	inspectOverhead = 96
+	// inspectFrontSlots is the size of the front of the remembered
+	// inspections (inspectionFront); inspectFrontMaxSQL the longest text
+	// it keeps.
+	inspectFrontSlots  = 256
+	inspectFrontMaxSQL = 1024
+	// inspectFrontTell is how often (one front hit in it) the front tells
+	// otter of a read, so that its eviction policy still sees the hot texts.
+	inspectFrontTell = 16
 )
+
+// inspectionFront is a direct-mapped array of the last inspections looked
+// up, one per slot of the text's hash, in front of the otter cache: a text
+// seen just before is found with one hash, one slot and one comparison
+// (otter's lookup, cold after the database's statement, was a tenth of a
+// write's own work and as much of a hit's). It keeps at most
+// inspectFrontSlots inspections alive beyond otter's budget. A text otter
+// has evicted meanwhile is still served here: an inspection depends on
+// its text alone, and what it remembers besides (plans, verdicts) is
+// checked on each use.
+type inspectionFront struct {
+	seed  maphash.Seed
+	slots [inspectFrontSlots]atomic.Pointer[inspection]
+}
 
 // inspection is a remembered inspection, and the text's query shape once a
 // marked statement used it (shapes.go): statements find their shape's
 // counters here, with no second lookup.
 type inspection struct {
-	st sqlinspect.Statement
-	sh atomic.Pointer[shape]
+	sql string // the text inspected (the front's slots compare it)
+	st  sqlinspect.Statement
+	sh  atomic.Pointer[shape]
 	// assigned is an UPDATE's SET list, once a write asked (writes.go):
 	// parsing it again on every write cost about a quarter of the plugin's
 	// share of an update. (Not weighed: a few column names per text.)
@@ -44,6 +69,9 @@ type inspection struct {
 	// its bound values (plan.go, keyPrefix): hashing the text again on
 	// every hit cost about a fifth of the plugin's share of a PK hit.
 	prefix atomic.Pointer[keyPrefix]
+	// cond is the reading of the first raw condition of the text's WHERE
+	// (rows.go, condMemo).
+	cond atomic.Pointer[condMemo]
 }
 
 // keyFreeVerdict is updatedRows' judgement of a SET list against the
@@ -110,12 +138,25 @@ func (p *Plugin) inspectShape(sql string) (*inspection, *shape) {
 // needed (a text too long to remember gets one of its own).
 func (p *Plugin) inspection(sql string) *inspection {
 	if len(sql) > inspectMaxSQL {
-		return &inspection{st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+		return &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
 	}
-	if in, ok := p.inspected.GetIfPresent(sql); ok {
-		return in
+	var slot *atomic.Pointer[inspection]
+	if p.front != nil && len(sql) <= inspectFrontMaxSQL {
+		slot = &p.front.slots[maphash.String(p.front.seed, sql)&(inspectFrontSlots-1)]
+		if in := slot.Load(); in != nil && in.sql == sql {
+			if rand.Uint32()%inspectFrontTell == 0 {
+				p.inspected.GetIfPresent(sql) // a read otter's policy counts
+			}
+			return in
+		}
 	}
-	in := &inspection{st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
-	p.inspected.Set(sql, in)
+	in, ok := p.inspected.GetIfPresent(sql)
+	if !ok {
+		in = &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+		p.inspected.Set(sql, in)
+	}
+	if slot != nil {
+		slot.Store(in)
+	}
 	return in
 }

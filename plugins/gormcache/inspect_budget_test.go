@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"strings"
 	"testing"
@@ -19,7 +20,8 @@ func liveHeap() int64 {
 
 // TestInspectionsStayWithinTheirBudget remembers thousands of long,
 // distinct SQL texts (each just under the length limit, some naming many
-// tables) and checks the live heap they keep stays within inspectBytes.
+// tables, some short enough for the front of the memo) and checks the
+// live heap they keep stays within inspectBytes (and the front's share).
 func TestInspectionsStayWithinTheirBudget(t *testing.T) {
 	for _, shape := range []struct {
 		name string
@@ -27,6 +29,9 @@ func TestInspectionsStayWithinTheirBudget(t *testing.T) {
 	}{
 		{"long texts", func(i int) string {
 			return fmt.Sprintf("SELECT * FROM posts WHERE id = %d AND title = '%s'", i, strings.Repeat("x", inspectMaxSQL-80))
+		}},
+		{"texts the front keeps", func(i int) string {
+			return fmt.Sprintf("SELECT * FROM posts WHERE id = %d AND title = '%s'", i, strings.Repeat("x", inspectFrontMaxSQL-80))
 		}},
 		{"many tables", func(i int) string {
 			var b strings.Builder
@@ -38,7 +43,7 @@ func TestInspectionsStayWithinTheirBudget(t *testing.T) {
 		}},
 	} {
 		t.Run(strings.ReplaceAll(shape.name, " ", "_"), func(t *testing.T) {
-			p := &Plugin{inspected: newInspections(), sqlDialect: sqlinspect.DialectOf("postgres")}
+			p := &Plugin{inspected: newInspections(), front: &inspectionFront{seed: maphash.MakeSeed()}, sqlDialect: sqlinspect.DialectOf("postgres")}
 			base := liveHeap()
 			const texts = 5000
 			for i := 0; i < texts; i++ {

@@ -163,7 +163,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 			f = p.facts(db, table)
 		}
 		var pkBuf [1]string // the key's list on the stack: a hit allocates none
-		if pks, ok := rowsAppend(stmt, f, pkBuf[:0]); ok && len(pks) == 1 {
+		if pks, ok := rowsAppend(stmt, f, pkBuf[:0], in); ok && len(pks) == 1 {
 			names := p.tableNames(table)
 			pl.key.Name, pl.key.Versions = names.obj.Lookup(pks[0], fp, names.Bulk)
 			return pl, true

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"reflect"
 	"strings"
 	"sync"
@@ -36,8 +37,9 @@ type Plugin struct {
 	snapBytes  int64
 	snaps      *snapshots
 	inspected  *otter.Cache[string, *inspection]
-	names      sync.Map // table -> versionNames
-	hits       hitMemo  // a fingerprint's key (hitmemo.go)
+	front      *inspectionFront // the last inspections looked up (inspect.go)
+	names      sync.Map         // table -> versionNames
+	hits       hitMemo          // a fingerprint's key (hitmemo.go)
 	cat        catalog
 	sets       settings
 	namesCount atomic.Int64
@@ -153,6 +155,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		p.snaps = newSnapshots(p.snapBytes)
 	}
 	p.inspected = newInspections()
+	p.front = &inspectionFront{seed: maphash.MakeSeed()}
 	p.observers = append([]observer{p.recordShape}, p.observers...) // per query shape counters (shapes.go)
 	if p.dbID == "" {
 		p.dbID = defaultDatabaseID(db.Dialector)

@@ -30,15 +30,17 @@ import (
 // rows. Composite keys are joined in the catalog's column order, so two
 // models listing the columns in another order still agree.
 func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
-	return rowsAppend(stmt, f, nil)
+	return rowsAppend(stmt, f, nil, nil)
 }
 
 // rowsAppend is rowsOf appending the keys to dst: a write hands it a
 // buffer of its own, so that a write of one row allocates no list of keys.
 // Each conjunct is looked at once: whether it is safe (structured) and
 // whether it pins a key column (pkCondition) are answered together, and a
-// raw condition's text is parsed once per text (exprConds).
-func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string) ([]string, bool) {
+// raw condition's text is parsed once per text (exprConds). in is the
+// inspection of the statement's text, if in hand: the reading of its
+// first raw condition is remembered there (condMemo).
+func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string, in *inspection) ([]string, bool) {
 	s := stmt.Schema
 	if s == nil || len(s.PrimaryFields) == 0 || !f.keyable() || !f.matchesFields(s.PrimaryFields) {
 		return nil, false
@@ -59,7 +61,7 @@ func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string) ([]string, bo
 	var condBuf [4]pkCond
 	conds := condBuf[:0]
 	for _, e := range conj {
-		pc, isPK, safe := conjunct(stmt, e)
+		pc, isPK, safe := conjunct(stmt, e, in)
 		if !safe {
 			return nil, false
 		}
@@ -177,7 +179,7 @@ func conjuncts(exprs []clause.Expression, out []clause.Expression) ([]clause.Exp
 // structured GORM clause with bound values, a plain "column op ?" text, or
 // NOT of those) and whether it pins a primary-key column, with the column
 // and the values it allows.
-func conjunct(stmt *gorm.Statement, e clause.Expression) (pc pkCond, isPK, safe bool) {
+func conjunct(stmt *gorm.Statement, e clause.Expression, in *inspection) (pc pkCond, isPK, safe bool) {
 	var field *schema.Field
 	switch v := e.(type) {
 	case clause.NotConditions:
@@ -202,14 +204,14 @@ func conjunct(stmt *gorm.Statement, e clause.Expression) (pc pkCond, isPK, safe 
 		}
 		field, pc = pkField(stmt, v.Column), pkCond{many: v.Values}
 	case clause.Expr:
-		ec := exprCondOf(v.SQL)
+		ec, named := exprField(in, stmt, v.SQL)
 		if !ec.simple || len(v.Vars) > 1 || !allBound(v.Vars) {
 			return pkCond{}, false, false
 		}
 		if !ec.eq || len(v.Vars) != 1 {
 			return pkCond{}, false, true
 		}
-		field, pc = pkFieldNamed(stmt, ec.table, ec.name, ec.trimmed), pkCond{many: v.Vars}
+		field, pc = named, pkCond{many: v.Vars}
 	default:
 		return pkCond{}, false, structured(e)
 	}
@@ -218,6 +220,42 @@ func conjunct(stmt *gorm.Statement, e clause.Expression) (pc pkCond, isPK, safe 
 	}
 	pc.col = field.DBName
 	return pc, true, true
+}
+
+// condMemo is a raw condition's reading (exprCondOf) and the primary-key
+// field its column names (pkFieldNamed, when it reads "column = ?"), for
+// the schema and table name they were found for. It is remembered with
+// the inspection of a statement's text, whose WHERE holds the same
+// conditions on every call: a write of one row by Where("id = ?", id)
+// hashed the condition's text and looked its column up in the schema's
+// maps every time. Only the text's first raw condition is remembered
+// (the first stored stays): a WHERE of several does not thrash it.
+type condMemo struct {
+	sql    string
+	schema *schema.Schema
+	table  string
+	ec     *exprCond
+	field  *schema.Field
+}
+
+// exprField returns the exprCond of a raw condition's text sql, and the
+// primary-key field it names when it reads "column = ?" (nil otherwise),
+// remembered with in (which may be nil).
+func exprField(in *inspection, stmt *gorm.Statement, sql string) (*exprCond, *schema.Field) {
+	if in != nil {
+		if m := in.cond.Load(); m != nil && m.sql == sql && m.schema == stmt.Schema && m.table == stmt.Table {
+			return m.ec, m.field
+		}
+	}
+	ec := exprCondOf(sql)
+	var field *schema.Field
+	if ec.eq {
+		field = pkFieldNamed(stmt, ec.table, ec.name, ec.trimmed)
+	}
+	if in != nil && in.cond.Load() == nil {
+		in.cond.Store(&condMemo{sql: sql, schema: stmt.Schema, table: stmt.Table, ec: ec, field: field})
+	}
+	return ec, field
 }
 
 // pkCond is a conjunct pinning a primary-key column to values: one (a

@@ -158,8 +158,13 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 	if info.Undetermined && !info.WritesKnown || info.Cascade || len(info.Writes) != 1 || info.Replace {
 		return invalidation.FromInspected(*info), knownFacts{}
 	}
-	if _, upsert := db.Statement.Clauses["ON CONFLICT"]; upsert {
-		return invalidation.FromInspected(*info), knownFacts{}
+	// An upsert may update rows other than the ones passed in. Only an
+	// INSERT can be one: an UPDATE's or DELETE's text is not looked up in
+	// the clauses (a map lookup, cold, on every write).
+	if !updated || !isUpdateOrDelete(db.Statement.SQL.String()) {
+		if _, upsert := db.Statement.Clauses["ON CONFLICT"]; upsert {
+			return invalidation.FromInspected(*info), knownFacts{}
+		}
 	}
 	table := info.Writes[0]
 	if db.Statement.Schema == nil {
@@ -272,7 +277,7 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 // read from the SET list with the tokenizer, so a subquery or a string in
 // an earlier assignment cannot hide one. The keys are appended to dst.
 func (p *Plugin) updatedRows(db *gorm.DB, in *inspection, f *tableFacts, dst []string) ([]string, bool) {
-	pks, ok := rowsAppend(db.Statement, f, dst)
+	pks, ok := rowsAppend(db.Statement, f, dst, in)
 	if !ok {
 		return nil, false
 	}
@@ -312,8 +317,31 @@ func (p *Plugin) assignsNoKey(in *inspection, sql string, f *tableFacts) bool {
 
 // isDelete reports whether GORM built a DELETE (which assigns nothing).
 // Anything else, a soft delete's UPDATE included, has its SET list read.
-func isDelete(sql string) bool {
-	return len(sql) >= 7 && strings.EqualFold(sql[:7], "DELETE ")
+func isDelete(sql string) bool { return hasPrefixFold(sql, "DELETE ") }
+
+// isUpdateOrDelete reports whether sql is an UPDATE or a DELETE (which
+// no ON CONFLICT clause turns into an upsert).
+func isUpdateOrDelete(sql string) bool {
+	return hasPrefixFold(sql, "UPDATE ") || isDelete(sql)
+}
+
+// hasPrefixFold is strings.HasPrefix with ASCII letters' case ignored, for
+// an upper-case ASCII prefix (strings.EqualFold handles Unicode: slower,
+// and on every write).
+func hasPrefixFold(s, upper string) bool {
+	if len(s) < len(upper) {
+		return false
+	}
+	for i := 0; i < len(upper); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != upper[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isRowidAlias reports whether a SQLite column name may be the rowid, which
