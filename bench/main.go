@@ -250,6 +250,7 @@ func main() {
 			must(f.Close())
 		}()
 	}
+	before := cache.Stats()
 	rng := rand.New(rand.NewPCG(1, 2))
 	timed := make([]int, len(cs))
 	for r := 0; r < *rounds; r++ {
@@ -291,6 +292,11 @@ func main() {
 			ratio(ns, per(c.shape, "dryrun")), ratio(ns, per(c.shape, "uncached")), ratio(ns, per(c.shape, "go-gorm/caches")))
 	}
 	printSpread(cs, *rounds)
+	// What querycache did during the timed rounds: a hit shape's numbers
+	// are those of hits only if nothing missed.
+	after := cache.Stats()
+	fmt.Printf("\nquerycache during the rounds: %d hits, %d misses, %d fills, %d invalidations\n",
+		after.Hits-before.Hits, after.Misses-before.Misses, after.Fills-before.Fills, after.Invalidations-before.Invalidations)
 	must(writeRounds(cs))
 }
 
