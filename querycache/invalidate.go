@@ -272,6 +272,14 @@ func (c *Cache) Invalidate(ctx context.Context, ch Change) error {
 	if ch.Empty() {
 		return nil
 	}
+	// The commonest change, of one table the version memo holds, is
+	// normalised already: the memo holds only names apply was given, all
+	// normalised (normalising scanned the name again on every write).
+	if t, one := ch.oneTable(); one {
+		if tv := c.versions.get(t); tv != nil {
+			return c.applyTo(ctx, ch, t, tv)
+		}
+	}
 	norm, nerr := ch.normalized()
 	if nerr != nil {
 		norm.All = true
@@ -286,6 +294,15 @@ func (c *Cache) Invalidate(ctx context.Context, ch Change) error {
 
 // apply replaces the versions of a normalised change.
 func (c *Cache) apply(ctx context.Context, ch Change) error {
+	if t, one := ch.oneTable(); one {
+		return c.applyTo(ctx, ch, t, c.tableVersions(t))
+	}
+	return c.applyTo(ctx, ch, "", nil)
+}
+
+// applyTo is apply of a change whose one table t has the memo tv (nil:
+// a change of several tables, or of none).
+func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersions) error {
 	if ch.Empty() {
 		return nil
 	}
@@ -293,11 +310,10 @@ func (c *Cache) apply(ctx context.Context, ch Change) error {
 		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
 	}
 	var names, tables []string
-	if t, one := ch.oneTable(); one {
+	if tv != nil {
 		// One table: its memo is looked up once, for its names, its
 		// record's list (shared: the common write's record allocates
 		// nothing) and its counters.
-		tv := c.tableVersions(t)
 		names = ch.versionNames(c.ns, func(string) keys.TableVersions { return tv.TableVersions })
 		tables = tv.only
 		c.countersOf(tv, t).invalidations.Add(1)

@@ -105,6 +105,41 @@ func TestInvalidateChangeSpellings(t *testing.T) {
 	}
 }
 
+// TestInvalidateChangeSpellingsAfterTheMemo: once the version memo holds
+// users (a write normalised it), a change naming users by any spelling
+// still invalidates its entries, and a bad name still invalidates all:
+// only a name the memo holds as given skips normalising.
+func TestInvalidateChangeSpellingsAfterTheMemo(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	if err := c.Invalidate(ctx, Change{Rows: []Row{{Table: "users", PK: "1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if c.versions.get("users") == nil {
+		t.Fatal("the memo does not hold users after a write of it")
+	}
+	for _, name := range usersSpellings {
+		for _, ch := range []Change{{Tables: []string{name}}, {Rows: []Row{{Table: name, PK: "7"}}}} {
+			tbl, row := usersEntries(t, c)
+			if err := c.Invalidate(ctx, ch); err != nil {
+				t.Errorf("Invalidate(%+v): %v", ch, err)
+			}
+			if isHit(c, tbl) || isHit(c, row) {
+				t.Errorf("Invalidate(%+v) left users entries valid", ch)
+			}
+		}
+	}
+	for name := range badTableNames {
+		tbl, row := usersEntries(t, c)
+		if err := c.Invalidate(ctx, Change{Rows: []Row{{Table: name, PK: "7"}}}); err == nil {
+			t.Errorf("Invalidate of the bad name %q: no error", name)
+		}
+		if isHit(c, tbl) || isHit(c, row) {
+			t.Errorf("Invalidate of the bad name %q left users entries valid (it invalidates everything)", name)
+		}
+	}
+}
+
 func TestInvalidateBadNames(t *testing.T) {
 	ctx := context.Background()
 	for name, want := range badTableNames {

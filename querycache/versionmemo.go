@@ -54,10 +54,8 @@ const (
 
 // tableVersions returns the version names of a normalised table.
 func (c *Cache) tableVersions(table string) *tableVersions {
-	if m := c.versions.m.Load(); m != nil {
-		if tv, ok := (*m)[table]; ok {
-			return tv
-		}
+	if tv := c.versions.get(table); tv != nil {
+		return tv
 	}
 	tv := &tableVersions{TableVersions: c.ns.TableVersions(table), only: []string{table}}
 	if len(table) > maxVersionMemoName {
@@ -80,6 +78,15 @@ func (c *Cache) tableVersions(table string) *tableVersions {
 	m[table] = tv
 	c.versions.m.Store(&m)
 	return tv
+}
+
+// get returns what the memo holds of table, or nil. A name it holds is
+// normalised.
+func (m *versionMemo) get(table string) *tableVersions {
+	if mm := m.m.Load(); mm != nil {
+		return (*mm)[table]
+	}
+	return nil
 }
 
 // memoVersions is tableVersions as versionNames asks for it.
