@@ -95,7 +95,7 @@ func (f *tableFacts) matchesFields(fields []*schema.Field) bool {
 	for _, fl := range fields {
 		found := false
 		for _, k := range f.pk {
-			if strings.EqualFold(fl.DBName, k) {
+			if fl.DBName == k || strings.EqualFold(fl.DBName, k) { // equal: the common case, without folding
 				found = true
 				break
 			}
@@ -130,7 +130,7 @@ func (f *tableFacts) derivedRefusal() string {
 // column returns the index of a key column, or -1.
 func (f *tableFacts) column(name string) int {
 	for i, k := range f.pk {
-		if strings.EqualFold(k, name) {
+		if k == name || strings.EqualFold(k, name) {
 			return i
 		}
 	}
