@@ -28,6 +28,11 @@ const (
 	// it keeps.
 	inspectFrontSlots  = 256
 	inspectFrontMaxSQL = 1024
+	// inspectFrontMaxWeight is the heaviest inspection the front keeps
+	// (its text and what the inspection holds, as otter weighs it): the
+	// front keeps at most inspectFrontSlots of them beyond otter's budget,
+	// 0.5 MiB. (A text of 1 KiB can hold an inspection of 10 KiB.)
+	inspectFrontMaxWeight = 2048
 	// inspectFrontTell is how often (one front hit in it) the front tells
 	// otter of a read, so that its eviction policy still sees the hot texts.
 	inspectFrontTell = 16
@@ -38,7 +43,8 @@ const (
 // seen just before is found with one hash, one slot and one comparison
 // (otter's lookup, cold after the database's statement, was a tenth of a
 // write's own work and as much of a hit's). It keeps at most
-// inspectFrontSlots inspections alive beyond otter's budget. A text otter
+// inspectFrontSlots inspections alive beyond otter's budget, none heavier
+// than inspectFrontMaxWeight. A text otter
 // has evicted meanwhile is still served here: an inspection depends on
 // its text alone, and what it remembers besides (plans, verdicts) is
 // checked on each use.
@@ -51,9 +57,10 @@ type inspectionFront struct {
 // marked statement used it (shapes.go): statements find their shape's
 // counters here, with no second lookup.
 type inspection struct {
-	sql string // the text inspected (the front's slots compare it)
-	st  sqlinspect.Statement
-	sh  atomic.Pointer[shape]
+	sql    string // the text inspected (the front's slots compare it)
+	weight uint32 // what it weighs (inspectionWeight), weighed once
+	st     sqlinspect.Statement
+	sh     atomic.Pointer[shape]
 	// assigned is an UPDATE's SET list, once a write asked (writes.go):
 	// parsing it again on every write cost about a quarter of the plugin's
 	// share of an update. (Not weighed: a few column names per text.)
@@ -106,13 +113,19 @@ func (p *Plugin) assignedIn(in *inspection, sql string) ([]string, bool) {
 func newInspections() *otter.Cache[string, *inspection] {
 	return otter.Must(&otter.Options[string, *inspection]{
 		MaximumWeight: inspectBytes,
-		Weigher: func(sql string, in *inspection) uint32 {
-			// The shape itself is bounded by the shape registry.
-			w := int64(len(sql)) + memSize(reflect.ValueOf(in.st)) + inspectOverhead + 16
-			return uint32(min(w, math.MaxUint32))
-		},
-		Executor: inline,
+		Weigher:       func(_ string, in *inspection) uint32 { return in.weight },
+		Executor:      inline,
 	})
+}
+
+// newInspection inspects sql and weighs the result once: otter's weigher
+// and the front's bound read the weight. (The shape is bounded by the
+// shape registry, not weighed here.)
+func (p *Plugin) newInspection(sql string) *inspection {
+	in := &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+	w := int64(len(sql)) + memSize(reflect.ValueOf(in.st)) + inspectOverhead + 16
+	in.weight = uint32(min(w, math.MaxUint32))
+	return in
 }
 
 // inspect is sqlinspect.InspectDialect, remembered per SQL text.
@@ -138,7 +151,7 @@ func (p *Plugin) inspectShape(sql string) (*inspection, *shape) {
 // needed (a text too long to remember gets one of its own).
 func (p *Plugin) inspection(sql string) *inspection {
 	if len(sql) > inspectMaxSQL {
-		return &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+		return p.newInspection(sql)
 	}
 	var slot *atomic.Pointer[inspection]
 	if p.front != nil && len(sql) <= inspectFrontMaxSQL {
@@ -152,10 +165,10 @@ func (p *Plugin) inspection(sql string) *inspection {
 	}
 	in, ok := p.inspected.GetIfPresent(sql)
 	if !ok {
-		in = &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+		in = p.newInspection(sql)
 		p.inspected.Set(sql, in)
 	}
-	if slot != nil {
+	if slot != nil && in.weight <= inspectFrontMaxWeight {
 		slot.Store(in)
 	}
 	return in
