@@ -148,9 +148,9 @@ type catalog struct {
 	// timerAge is the age a state's timer marks it old at: catalogMaxAge,
 	// unless a test set it before the first state.
 	timerAge time.Duration
-	gen    atomic.Uint64
-	state  atomic.Pointer[catalogState]
-	flight singleflight.Group
+	gen      atomic.Uint64
+	state    atomic.Pointer[catalogState]
+	flight   singleflight.Group
 }
 
 // catalogState is replaced whole when the schema changes, so readers need
@@ -299,9 +299,13 @@ func (p *Plugin) facts(db *gorm.DB, table string) *tableFacts {
 // facts' age limit) or any fact stored since makes the plan stale.
 type writePlan struct {
 	stmtTable string
-	st        *catalogState
-	stored    uint64
-	f         *tableFacts
+	// gen is st's generation, not st: a plan held by a text written once
+	// kept its whole state alive, every table's facts and the functions'
+	// map (about 260 KB on PostgreSQL), after the state was replaced.
+	// Generations are unique to a state.
+	gen    uint64
+	stored uint64
+	f      *tableFacts
 }
 
 // plannedFacts returns the facts of in's write plan when it holds for a
@@ -311,7 +315,7 @@ func (p *Plugin) plannedFacts(in *inspection, stmtTable string) (*tableFacts, bo
 	if pl == nil || pl.stmtTable != stmtTable {
 		return nil, false
 	}
-	if st := p.cat.current(); pl.st != st || st.stored.Load() != pl.stored {
+	if st := p.cat.current(); pl.gen != st.gen || st.stored.Load() != pl.stored {
 		return nil, false
 	}
 	return pl.f, true
@@ -325,7 +329,7 @@ func (p *Plugin) writeFacts(db *gorm.DB, in *inspection, stmtTable, table string
 	stored := st.stored.Load() // before the lookup: a store after it is seen
 	if f, ok := st.tables.Load(table); ok {
 		tf := f.(*tableFacts)
-		in.plan.Store(&writePlan{stmtTable: stmtTable, st: st, stored: stored, f: tf})
+		in.plan.Store(&writePlan{stmtTable: stmtTable, gen: st.gen, stored: stored, f: tf})
 		return tf
 	}
 	return p.learnFacts(db, st, p.learnConn(db), table)
@@ -345,7 +349,10 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 	if cp == nil || table == "" || table == keys.CatalogTable {
 		return nil
 	}
-	v, err, _ := p.cat.flight.Do("t\x00"+table, func() (any, error) {
+	// The state's generation is in the flight's key: a learn begun before
+	// a DDL (on the state the DDL replaced) must not hand its facts to a
+	// statement that began after it.
+	v, err, _ := p.cat.flight.Do("t\x00"+strconv.FormatUint(st.gen, 10)+"\x00"+table, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
 		defer cancel()
 		var (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
@@ -111,7 +112,9 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]fnFlags {
 	if cp == nil {
 		return nil
 	}
-	v, err, _ := p.cat.flight.Do("funcs", func() (any, error) {
+	// By generation, as learnFacts' flight: a reading begun before a DDL
+	// (CREATE OR REPLACE FUNCTION) is not handed to a statement after it.
+	v, err, _ := p.cat.flight.Do("funcs\x00"+strconv.FormatUint(st.gen, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
 		defer cancel()
 		q := `SELECT proname, bool_and(provolatile = 'i'),
