@@ -45,7 +45,7 @@ func (pl plan) refuse(p *Plugin, reason string) (plan, bool) {
 // planFor decides whether the statement may use the cache and under which
 // key; ok is false when it must go straight to the database (the reason, if
 // any, has been counted). sh is the statement's query shape, if known.
-func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *shape) (pl plan, ok bool) {
+func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *shape, raw bool) (pl plan, ok bool) {
 	stmt := db.Statement
 	info := &in.st
 	if r := p.connGuard(db); r != "" {
@@ -152,12 +152,16 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 	}
 	fp := b.Sum()
 	table := sqlinspect.NormalizeTable(stmt.Table)
-	if len(opts.Tables) == 0 && len(tables) == 1 && tables[0] == table &&
+	if !raw && len(opts.Tables) == 0 && len(tables) == 1 && tables[0] == table &&
 		info.TableRefs == 1 && info.Subqueries == 0 && !info.Undetermined {
 		// A lookup by primary key reads one row of one table reference, and
 		// nothing else (no self-join, no subquery, no second relation): it
 		// depends on that object and the table's bulk version, not on every
-		// write to the table.
+		// write to the table. Never for SQL the user wrote (raw): GORM's
+		// Raw keeps the clauses an earlier Where or scope added, which the
+		// SQL that runs does not contain (Where("id = ?", 1).Raw("SELECT *
+		// FROM authors") reads every author; keyed by author 1, a write of
+		// author 2 left it valid: TestHostile9RawKeepsEarlierWhere).
 		f := only
 		if f == nil {
 			f = p.facts(db, table)

@@ -296,7 +296,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	st := &in.st
 	info = st // the memo's own value: shared, never modified
 	o.ev.shape = sh
-	pl, ok := p.planFor(db, opts, in, sh)
+	pl, ok := p.planFor(db, opts, in, sh, raw)
 	o.ev.SQL = db.Statement.SQL.String()
 	o.ev.Tables = pl.key.Tables
 	if !ok {
