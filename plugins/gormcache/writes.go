@@ -20,12 +20,49 @@ func executed(db *gorm.DB) bool {
 
 func writeTable(db *gorm.DB) string { return sqlinspect.NormalizeTable(db.Statement.Table) }
 
+// presetSQL is the key, in a statement's Settings, of a write whose SQL
+// was set before GORM's create, update or delete callback ran: GORM then
+// runs that SQL as it is (db.Raw("DELETE FROM authors").Where("id = ?",
+// 1).Delete(&a) deletes every author), and the clauses and the model the
+// statement also carries do not say what it wrote.
+type presetSQL struct{}
+
+// notePresetSQL runs just before GORM's create, update and delete
+// callbacks: SQL already there is the statement's own, not GORM's.
+func notePresetSQL(db *gorm.DB) {
+	if db.Statement.SQL.Len() > 0 {
+		db.Statement.Settings.Store(presetSQL{}, true)
+	}
+}
+
+// wasPreset reports (once) whether notePresetSQL saw the statement's SQL
+// set before GORM's callback; such a write is invalidated as the SQL the
+// user wrote is (afterPreset), never narrowed by the statement's clauses
+// or model (TestHostile9PresetSQLWriteKeepsEarlierWhere).
+func wasPreset(db *gorm.DB) bool {
+	_, preset := db.Statement.Settings.LoadAndDelete(presetSQL{})
+	return preset
+}
+
+// afterPreset invalidates what a write of preset SQL wrote, as afterRaw
+// does for db.Exec.
+func (p *Plugin) afterPreset(db *gorm.DB, source string) {
+	info := p.inspect(db.Statement.SQL.String())
+	p.observeRaw(db, info)
+	p.record(db, source, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))
+}
+
 // afterCreate invalidates inserted rows: each by primary key when all are
 // known (so a cached "not found" for that key is dropped), otherwise the
 // table's rows in bulk. Upserts may update rows other than the ones passed
 // in, so they always invalidate in bulk.
 func (p *Plugin) afterCreate(db *gorm.DB) {
+	preset := wasPreset(db)
 	if !executed(db) {
+		return
+	}
+	if preset {
+		p.afterPreset(db, "create")
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
@@ -36,7 +73,12 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 // afterUpdate invalidates updated rows: by primary key when the WHERE
 // clause provably confines the update to known keys, in bulk otherwise.
 func (p *Plugin) afterUpdate(db *gorm.DB) {
+	preset := wasPreset(db)
 	if !executed(db) {
+		return
+	}
+	if preset {
+		p.afterPreset(db, "update")
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
@@ -47,7 +89,12 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 // afterDelete handles hard and soft deletes alike (a soft delete is an
 // UPDATE built by the delete callbacks).
 func (p *Plugin) afterDelete(db *gorm.DB) {
+	preset := wasPreset(db)
 	if !executed(db) {
+		return
+	}
+	if preset {
+		p.afterPreset(db, "delete")
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
