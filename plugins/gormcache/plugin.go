@@ -38,6 +38,7 @@ type Plugin struct {
 	snaps      *snapshots
 	inspected  *otter.Cache[string, *inspection]
 	front      *inspectionFront // the last inspections looked up (inspect.go)
+	presets    atomic.Int64     // writes of preset SQL under way (writes.go, notePresetSQL)
 	names      sync.Map         // table -> versionNames
 	hits       hitMemo          // a fingerprint's key (hitmemo.go)
 	cat        catalog
@@ -176,9 +177,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	steps := []error{
 		cb.Query().Replace("gorm:query", p.queryCallback),
 		cb.Row().Replace("gorm:row", p.rowCallback),
-		cb.Create().Before("gorm:create").Register("querycache:preset_sql", notePresetSQL),
-		cb.Update().Before("gorm:update").Register("querycache:preset_sql", notePresetSQL),
-		cb.Delete().Before("gorm:delete").Register("querycache:preset_sql", notePresetSQL),
+		cb.Create().Before("gorm:create").Register("querycache:preset_sql", p.notePresetSQL),
+		cb.Update().Before("gorm:update").Register("querycache:preset_sql", p.notePresetSQL),
+		cb.Delete().Before("gorm:delete").Register("querycache:preset_sql", p.notePresetSQL),
 		cb.Create().After("gorm:create").Register("querycache:after_create", p.afterCreate),
 		cb.Update().After("gorm:update").Register("querycache:after_update", p.afterUpdate),
 		cb.Delete().After("gorm:delete").Register("querycache:after_delete", p.afterDelete),

@@ -29,8 +29,9 @@ type presetSQL struct{}
 
 // notePresetSQL runs just before GORM's create, update and delete
 // callbacks: SQL already there is the statement's own, not GORM's.
-func notePresetSQL(db *gorm.DB) {
+func (p *Plugin) notePresetSQL(db *gorm.DB) {
 	if db.Statement.SQL.Len() > 0 {
+		p.presets.Add(1)
 		db.Statement.Settings.Store(presetSQL{}, true)
 	}
 }
@@ -38,10 +39,18 @@ func notePresetSQL(db *gorm.DB) {
 // wasPreset reports (once) whether notePresetSQL saw the statement's SQL
 // set before GORM's callback; such a write is invalidated as the SQL the
 // user wrote is (afterPreset), never narrowed by the statement's clauses
-// or model (TestHostile9PresetSQLWriteKeepsEarlierWhere).
-func wasPreset(db *gorm.DB) bool {
-	_, preset := db.Statement.Settings.LoadAndDelete(presetSQL{})
-	return preset
+// or model (TestHostile9PresetSQLWriteKeepsEarlierWhere). While no such
+// write is under way the statement's settings are not read (a lookup in
+// a sync.Map hashed its key on every write).
+func (p *Plugin) wasPreset(db *gorm.DB) bool {
+	if p.presets.Load() == 0 {
+		return false
+	}
+	if _, preset := db.Statement.Settings.LoadAndDelete(presetSQL{}); preset {
+		p.presets.Add(-1)
+		return true
+	}
+	return false
 }
 
 // afterPreset invalidates what a write of preset SQL wrote, as afterRaw
@@ -57,7 +66,7 @@ func (p *Plugin) afterPreset(db *gorm.DB, source string) {
 // table's rows in bulk. Upserts may update rows other than the ones passed
 // in, so they always invalidate in bulk.
 func (p *Plugin) afterCreate(db *gorm.DB) {
-	preset := wasPreset(db)
+	preset := p.wasPreset(db)
 	if !executed(db) {
 		return
 	}
@@ -73,7 +82,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 // afterUpdate invalidates updated rows: by primary key when the WHERE
 // clause provably confines the update to known keys, in bulk otherwise.
 func (p *Plugin) afterUpdate(db *gorm.DB) {
-	preset := wasPreset(db)
+	preset := p.wasPreset(db)
 	if !executed(db) {
 		return
 	}
@@ -89,7 +98,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 // afterDelete handles hard and soft deletes alike (a soft delete is an
 // UPDATE built by the delete callbacks).
 func (p *Plugin) afterDelete(db *gorm.DB) {
-	preset := wasPreset(db)
+	preset := p.wasPreset(db)
 	if !executed(db) {
 		return
 	}
