@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"golang.org/x/sync/singleflight"
 	"gorm.io/gorm"
@@ -224,7 +225,16 @@ func (c *catalog) newState(gen uint64) *catalogState {
 		if age == 0 {
 			age = catalogMaxAge
 		}
-		s.timer = time.AfterFunc(age, func() { s.aged.Store(true) })
+		// The timer holds the state weakly: a closed *gorm.DB's plugin, and
+		// the state with every fact it learned (the functions' map alone
+		// is ~200 KB), are collected without waiting for it to fire
+		// (TestClosedHandlesAreCollected).
+		w := weak.Make(s)
+		s.timer = time.AfterFunc(age, func() {
+			if s := w.Value(); s != nil {
+				s.aged.Store(true)
+			}
+		})
 	}
 	return s
 }
