@@ -44,10 +44,9 @@ const (
 // (otter's lookup, cold after the database's statement, was a tenth of a
 // write's own work and as much of a hit's). It keeps at most
 // inspectFrontSlots inspections alive beyond otter's budget, none heavier
-// than inspectFrontMaxWeight. A text otter
-// has evicted meanwhile is still served here: an inspection depends on
-// its text alone, and what it remembers besides (plans, verdicts) is
-// checked on each use.
+// than inspectFrontMaxWeight. A text otter has evicted meanwhile is still
+// served here: an inspection depends on its text alone, and what it
+// remembers besides (plans, verdicts) is checked on each use.
 type inspectionFront struct {
 	seed  maphash.Seed
 	slots [inspectFrontSlots]atomic.Pointer[inspection]
@@ -58,7 +57,7 @@ type inspectionFront struct {
 // counters here, with no second lookup.
 type inspection struct {
 	sql    string // the text inspected (the front's slots compare it)
-	weight uint32 // what it weighs (inspectionWeight), weighed once
+	weight uint32 // what it weighs, weighed once (newInspection)
 	st     sqlinspect.Statement
 	sh     atomic.Pointer[shape]
 	// assigned is an UPDATE's SET list, once a write asked (writes.go):
@@ -151,7 +150,8 @@ func (p *Plugin) inspectShape(sql string) (*inspection, *shape) {
 // needed (a text too long to remember gets one of its own).
 func (p *Plugin) inspection(sql string) *inspection {
 	if len(sql) > inspectMaxSQL {
-		return p.newInspection(sql)
+		// Not remembered: not weighed either.
+		return &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
 	}
 	var slot *atomic.Pointer[inspection]
 	if p.front != nil && len(sql) <= inspectFrontMaxSQL {
