@@ -3,6 +3,7 @@ package gormcache_test
 import (
 	"testing"
 
+	"gorm.io/gorm"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 )
@@ -27,6 +28,47 @@ func TestHostile9PresetSQLWriteKeepsEarlierWhere(t *testing.T) {
 				}},
 				{"Raw then Model.Where then Update", func(e *env) error {
 					return e.db.Raw("UPDATE authors SET name = 'everyone'").Model(&Author{}).Where("id = ?", 1).Update("name", "ignored").Error
+				}},
+				// The forms below were suspected in the ninth session's
+				// review and had no test: the same preset SQL reached
+				// through Create (keyed by the new row's key), Updates,
+				// UpdateColumn, a Delete whose key is inline, a
+				// Where written before Raw, and each inside a transaction
+				// (buffered, applied at commit). (Save, and Updates of a
+				// model with its key and no Where, GORM refuses with preset
+				// SQL: "WHERE conditions required".)
+				{"Raw then Create", func(e *env) error {
+					return e.db.Raw("UPDATE authors SET name = 'everyone'").Create(&Author{ID: 3, Name: "three"}).Error
+				}},
+				{"Raw then Model.Create from a map", func(e *env) error {
+					return e.db.Raw("UPDATE authors SET name = 'everyone'").Model(&Author{}).Create(map[string]any{"id": 3, "name": "three"}).Error
+				}},
+				{"Raw then Model.Where then Updates", func(e *env) error {
+					return e.db.Raw("UPDATE authors SET name = 'everyone'").Model(&Author{}).Where("id = ?", 1).Updates(map[string]any{"name": "ignored"}).Error
+				}},
+				{"Raw then Model.Where then UpdateColumn", func(e *env) error {
+					return e.db.Raw("UPDATE authors SET name = 'everyone'").Model(&Author{}).Where("id = ?", 1).UpdateColumn("name", "ignored").Error
+				}},
+				{"Raw then Delete with an inline key", func(e *env) error {
+					return e.db.Raw("DELETE FROM authors WHERE id > 0").Delete(&Author{}, 1).Error
+				}},
+				{"Where then Raw then Delete", func(e *env) error {
+					return e.db.Where("id = ?", 1).Raw("DELETE FROM authors WHERE id > 0").Delete(&Author{}).Error
+				}},
+				{"in a transaction: Raw then Where then Delete", func(e *env) error {
+					return e.db.Transaction(func(tx *gorm.DB) error {
+						return tx.Raw("DELETE FROM authors WHERE id > 0").Where("id = ?", 1).Delete(&Author{}).Error
+					})
+				}},
+				{"in a transaction: Raw then Create", func(e *env) error {
+					return e.db.Transaction(func(tx *gorm.DB) error {
+						return tx.Raw("UPDATE authors SET name = 'everyone'").Create(&Author{ID: 3, Name: "three"}).Error
+					})
+				}},
+				{"in a transaction: Raw then Model.Where then Updates", func(e *env) error {
+					return e.db.Transaction(func(tx *gorm.DB) error {
+						return tx.Raw("UPDATE authors SET name = 'everyone'").Model(&Author{}).Where("id = ?", 1).Updates(map[string]any{"name": "ignored"}).Error
+					})
 				}},
 			} {
 				t.Run(form.name, func(t *testing.T) {
