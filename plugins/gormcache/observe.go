@@ -14,6 +14,10 @@ const (
 	// OutcomeNone: the statement was not marked; the plugin did not look.
 	OutcomeNone Outcome = iota
 	// OutcomeHit: the rows came from the cache; the database was not asked.
+	// That includes a statement that waited for another caller's fill of
+	// the same key and took its rows (stampede control): it sent no query,
+	// so FromCache reports true, while querycache.Stats counts it in
+	// Shared, not in Hits (the engine's counters say what the store did).
 	OutcomeHit
 	// OutcomeMiss: the cache had no fresh entry; the statement ran on the
 	// database and its result was stored (or shared with waiting callers).
