@@ -100,11 +100,23 @@ type panicValuer struct{}
 
 func (*panicValuer) Value() (driver.Value, error) { panic("boom") }
 
+type valueValuer struct{}
+
+func (valueValuer) Value() (driver.Value, error) { return "v", nil }
+
 func TestValuerPanicIsRefused(t *testing.T) {
 	if _, ok := fp(&panicValuer{}); ok {
 		t.Error("a panicking Valuer must be refused")
 	}
-	if _, ok := fp((*panicValuer)(nil)); !ok {
-		t.Error("a nil pointer Valuer is NULL")
+	// Value is on the pointer: database/sql calls it on a nil pointer
+	// too, and it panics.
+	if _, ok := fp((*panicValuer)(nil)); ok {
+		t.Error("a nil pointer whose Value (on the pointer) panics must be refused")
+	}
+	// Value on the value: a nil pointer cannot call it and is sent as
+	// NULL.
+	null, _ := fp(any(nil))
+	if got, ok := fp((*valueValuer)(nil)); !ok || got != null {
+		t.Error("a nil pointer to a type whose Value has a value receiver is NULL")
 	}
 }

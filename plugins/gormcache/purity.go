@@ -243,7 +243,7 @@ func sqliteLocalTime(info sqlinspect.Statement, sql string, vars []any) bool {
 		return true
 	}
 	for _, v := range vars {
-		if s, ok := v.(string); ok {
+		if s, ok := boundText(v); ok {
 			switch strings.ToLower(strings.TrimSpace(s)) {
 			case "localtime", "utc":
 				return true
@@ -295,58 +295,100 @@ var sqliteBuiltins = func() map[string]struct{} {
 // when they are converted to a date or time.
 var timeWords = []string{"now", "today", "tomorrow", "yesterday"}
 
-// timeWord reports whether a bound value is (or starts with, as in
-// 'today 12:00') a special time word.
+// timeWord reports whether a bound value's text holds a special time
+// word anywhere, as a word of its own: PostgreSQL reads one in any place
+// of a date or time ('12:00 tomorrow', 'z yesterday', 'allballs today'),
+// and in each element of an array or range literal ('{now}',
+// '[today,2100-01-01)'), however much space pads it; SQLite reads 'now'.
+// A text that merely contains such a word ("Buy now") is refused too:
+// which type the database reads a parameter as is not known here, and a
+// refusal costs a query, a cached clock reading stale results
+// (TestHostile10TimeWordNotFirstPostgres).
 func timeWord(v any) bool {
-	var s string
+	if b, ok := v.([]byte); ok { // not copied: a blob may be large
+		return hasTimeWord(b)
+	}
+	s, ok := boundText(v)
+	return ok && hasTimeWord(s)
+}
+
+// boundText returns the text a bound value sends the database, when it
+// sends text: a string or bytes, of a named type too, through pointers,
+// or what a driver.Valuer's Value returns. A nil pointer to a type whose
+// Value has a value receiver sends NULL, as database/sql and pgx do; a
+// Value declared on the pointer is called, nil receiver included.
+func boundText(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
-		s = x
+		return x, true
 	case []byte:
-		if len(x) > 256 {
-			return false
-		}
-		s = string(x)
+		return string(x), true
 	case driver.Valuer:
 		rv := reflect.ValueOf(x)
-		if rv.Kind() == reflect.Pointer && rv.IsNil() {
-			return false
+		if rv.Kind() == reflect.Pointer && rv.IsNil() && rv.Type().Elem().Implements(driverValuerType) {
+			return "", false
 		}
 		dv, err := safeDriverValue(x)
 		if err != nil {
-			return false
+			return "", false
 		}
 		switch d := dv.(type) {
 		case string:
-			s = d
+			return d, true
 		case []byte:
-			s = string(d)
-		default:
+			return string(d), true
+		}
+		return "", false
+	}
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
+	switch rv.Kind() {
+	case reflect.String:
+		return rv.String(), true
+	case reflect.Slice:
+		if rv.Type().Elem().Kind() == reflect.Uint8 {
+			return string(rv.Bytes()), true
+		}
+	}
+	return "", false
+}
+
+var driverValuerType = reflect.TypeFor[driver.Valuer]()
+
+// equalFoldASCII reports whether s equals the lower-case ASCII word w
+// but for case.
+func equalFoldASCII[T string | []byte](s T, w string) bool {
+	for i := 0; i < len(w); i++ {
+		if s[i]|0x20 != w[i] {
 			return false
 		}
-	default:
-		rv := reflect.ValueOf(v)
-		for rv.Kind() == reflect.Pointer && !rv.IsNil() {
-			rv = rv.Elem()
-		}
-		if rv.Kind() != reflect.String {
-			return false
-		}
-		s = rv.String()
 	}
-	if len(s) > 256 {
-		return false
-	}
-	// Each element of an array or row literal ('{now,today}') counts.
-	for _, e := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
-		return r == ',' || r == '{' || r == '}' || r == '(' || r == ')' || r == '"' || r == '\''
-	}) {
-		e = strings.TrimSpace(e)
-		for _, w := range timeWords {
-			if strings.HasPrefix(e, w) && (len(e) == len(w) || !isLetter(e[len(w)])) {
-				return true
+	return true
+}
+
+// hasTimeWord reports whether s holds one of timeWords as a run of
+// letters of its own, in any case. It allocates nothing: it runs for the
+// text values of every read.
+func hasTimeWord[T string | []byte](s T) bool {
+	for i := 0; i < len(s); {
+		if !isLetter(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isLetter(s[j]) {
+			j++
+		}
+		if n := j - i; n >= 3 && n <= 9 {
+			for _, t := range timeWords {
+				if len(t) == n && equalFoldASCII(s[i:j], t) {
+					return true
+				}
 			}
 		}
+		i = j
 	}
 	return false
 }

@@ -134,6 +134,9 @@ func canonicalPK(v any, k pkKind) (string, bool) {
 			}
 		}
 	}
+	if !boundValue(v) { // a gorm.Valuer's expression, a column: not the value compared
+		return "", false
+	}
 	s, ok := keys.PK(v)
 	if !ok {
 		return "", false
@@ -326,7 +329,11 @@ func boundValue(v any) bool {
 	switch x := v.(type) {
 	case nil, string, []byte, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
 		return true
-	case clause.Expression, *gorm.DB:
+	case clause.Expression, *gorm.DB, clause.Column, clause.Table, gorm.Valuer:
+		// GORM writes these into the text: an expression or sub-query as
+		// it is, a column or table quoted (or raw), a gorm.Valuer's
+		// GormValue expression in place of the placeholder: a Lower("ABC")
+		// whose GormValue is LOWER(?) compares with "abc", not "ABC".
 		return false
 	case []any:
 		return allBound(x)
@@ -401,11 +408,41 @@ func pkFieldNamed(stmt *gorm.Statement, table, name, trimmed string) *schema.Fie
 	if table != "" && table != clause.CurrentTable && sqlinspect.NormalizeTable(table) != sqlinspect.NormalizeTable(stmt.Table) {
 		return nil
 	}
-	f := s.LookUpField(trimmed)
+	f := fieldOfColumn(s, trimmed)
 	if f == nil || !f.PrimaryKey {
 		return nil
 	}
 	return f
+}
+
+// fieldOfColumn returns the field of s whose column the database reads
+// for the column name name, or nil when that is not certain. Only column
+// names count, never Go field names: schema.LookUpField also finds a
+// field by its Go name, so Where("ID = ?", 5) on a model whose key field
+// ID is the column code was keyed as code 5, while the database read the
+// column id (both fold the unquoted ID to id): a write of that row left
+// the lookup cached (TestHostile10ColumnNamedLikeGoField). The database
+// compares names without case (SQLite) or folds an unquoted one to lower
+// case (PostgreSQL), so a name matches a column spelled alike but for
+// case only when that column is in lower case and no other column of s
+// differs from it but for case.
+func fieldOfColumn(s *schema.Schema, name string) *schema.Field {
+	if f := s.FieldsByDBName[name]; f != nil && f.DBName == strings.ToLower(f.DBName) {
+		return f // the common case: GORM's names are lower case
+	}
+	var found *schema.Field
+	for _, n := range s.DBNames {
+		if strings.EqualFold(n, name) {
+			if found != nil {
+				return nil // id and ID: which one is read depends on quoting
+			}
+			found = s.FieldsByDBName[n]
+		}
+	}
+	if found == nil || found.DBName != strings.ToLower(found.DBName) {
+		return nil
+	}
+	return found
 }
 
 // exprCond is what the text of a raw condition (a clause.Expr's SQL, such

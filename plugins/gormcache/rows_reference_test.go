@@ -190,8 +190,19 @@ func pkFieldRef(stmt *gorm.Statement, column any) *schema.Field {
 	if table != "" && table != clause.CurrentTable && sqlinspect.NormalizeTable(table) != sqlinspect.NormalizeTable(stmt.Table) {
 		return nil
 	}
-	f := s.LookUpField(strings.Trim(name, "`\" "))
-	if f == nil || !f.PrimaryKey {
+	// By column name only (never a Go field name), as the database
+	// resolves it: the one column spelled alike but for case, in lower
+	// case.
+	var f *schema.Field
+	for _, c := range s.Fields {
+		if c.DBName != "" && strings.EqualFold(c.DBName, strings.Trim(name, "`\" ")) {
+			if f != nil {
+				return nil
+			}
+			f = c
+		}
+	}
+	if f == nil || f.DBName != strings.ToLower(f.DBName) || !f.PrimaryKey {
 		return nil
 	}
 	return f
