@@ -38,7 +38,8 @@ type pkKind uint8
 
 const (
 	// pkUnsafe: an equality keys.PK cannot follow (citext, char(n),
-	// numeric, a non-deterministic or NOCASE collation, REAL affinity...):
+	// numeric, a non-deterministic or NOCASE collation, SQLite's REAL
+	// affinity or any COLLATE...):
 	// no object shortcut.
 	pkUnsafe pkKind = iota
 	// pkExact: text compared byte for byte, and SQLite's affinities
@@ -47,8 +48,9 @@ const (
 	// form is the database's equality.
 	pkExact
 	// pkInt: a PostgreSQL integer, which also reads '0x10', '1_000' and
-	// ' 042 ' as numbers: only values whose canonical form is a decimal
-	// integer are keyed.
+	// ' 042 ' as numbers, or a SQLite column of INTEGER or NUMERIC
+	// affinity (numeric text beyond int64 becomes a REAL): only values
+	// whose canonical form is a decimal integer within int64 are keyed.
 	pkInt
 	// pkUUID: PostgreSQL uuid, whose every input spelling keys.PK
 	// canonicalises.
@@ -601,6 +603,7 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 		return nil, err
 	}
 	defer rows.Close()
+	var types []string
 	for rows.Next() {
 		var name, typ string
 		var pos int
@@ -608,12 +611,18 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 			return nil, err
 		}
 		f.pk = append(f.pk, strings.ToLower(name))
-		f.kinds = append(f.kinds, sqliteKind(typ, collated))
+		types = append(types, typ)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	rows.Close()
+	// The rowid: a single key column declared INTEGER, in a table with
+	// rowids (lang_createtable.html#rowid). It holds integers only.
+	rowid := len(types) == 1 && strings.EqualFold(strings.TrimSpace(types[0]), "INTEGER") && !strings.Contains(upper, "WITHOUT ROWID")
+	for _, typ := range types {
+		f.kinds = append(f.kinds, sqliteKind(typ, collated, rowid))
+	}
 	if err := learnSQLiteDeps(ctx, cp, table, f); err != nil {
 		return nil, err
 	}
@@ -654,15 +663,35 @@ func learnSQLiteLongName(ctx context.Context, cp gorm.ConnPool, table string) (*
 	return f, rows.Err()
 }
 
-// sqliteKind follows SQLite's type affinity rules (datatype3.html, 3.1):
-// INTEGER, REAL and NUMERIC affinity convert only well-formed numeric
-// text, which keys.PK keys only in canonical integer form, and BLOB
-// affinity converts nothing (two spellings are two rows, and sharing a
-// version only over-invalidates). Text is exact under BINARY collation.
-func sqliteKind(typ string, collated bool) pkKind {
-	t := strings.ToUpper(typ)
-	if strings.Contains(t, "INT") || !collated {
-		return pkExact
+// sqliteKind follows SQLite's type affinity rules (datatype3.html, 3.1)
+// for a key column declared typ. The rowid holds integers only: keyed as
+// an integer. Otherwise a COLLATE anywhere in the table may change the
+// key's equality, text stored in an INTEGER column included (an INT
+// COLLATE NOCASE key reads 'abc' and 'ABC' as one row): no shortcut.
+// INTEGER and NUMERIC affinity store numeric text as an integer, but text
+// beyond an integer's range as a REAL ('9223372036854775808' and
+// '...809' are one row): keyed only in a canonical decimal within int64
+// (pkInt). REAL affinity rounds integers beyond 2^53: no shortcut. TEXT
+// and BLOB affinity convert nothing and compare bytes under BINARY (two
+// spellings are two rows, and sharing a version only over-invalidates).
+// (TestHostile10BigIntegerTextKeySQLite, TestHostile10RealKeyCreateRoundsSQLite,
+// TestHostile10IntegerAffinityNocaseKeySQLite.)
+func sqliteKind(typ string, collated, rowid bool) pkKind {
+	if rowid {
+		return pkInt
 	}
-	return pkUnsafe
+	if collated {
+		return pkUnsafe
+	}
+	t := strings.ToUpper(typ)
+	switch {
+	case strings.Contains(t, "INT"):
+		return pkInt
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"),
+		strings.Contains(t, "BLOB"), strings.TrimSpace(t) == "":
+		return pkExact
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return pkUnsafe
+	}
+	return pkInt // NUMERIC affinity
 }
