@@ -497,7 +497,10 @@ func learnPostgresPKs(ctx context.Context, cp gorm.ConnPool, oids []int64) (map[
 	}
 	// From pg_class: a relation without a primary key still gives a row
 	// (its columns NULL), a dropped one none.
-	rows, err := cp.QueryContext(ctx, `SELECT c.oid::int8, a.attname::text, t.typname::text, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, '')
+	// A generated key column (PostgreSQL 12's attgenerated) changes with
+	// the columns it is computed from: a write naming one key may move
+	// the row to another (TestHostile10GeneratedKeyPostgres).
+	rows, err := cp.QueryContext(ctx, `SELECT c.oid::int8, a.attname::text, t.typname::text, COALESCE(co.collisdeterministic, true), COALESCE(co.collname, ''), COALESCE(a.attgenerated::text, '')
 FROM pg_class c
 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
 LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
@@ -513,15 +516,19 @@ ORDER BY c.oid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(id
 	for rows.Next() {
 		var oid int64
 		var name, typ sql.NullString
-		var coll string
+		var coll, generated string
 		var deterministic bool
-		if err := rows.Scan(&oid, &name, &typ, &deterministic, &coll); err != nil {
+		if err := rows.Scan(&oid, &name, &typ, &deterministic, &coll, &generated); err != nil {
 			return nil, err
 		}
 		pk := pks[oid]
 		if name.Valid {
+			kind := postgresKind(typ.String, deterministic, coll)
+			if generated != "" {
+				kind = pkUnsafe
+			}
 			pk.cols = append(pk.cols, strings.ToLower(name.String))
-			pk.kinds = append(pk.kinds, postgresKind(typ.String, deterministic, coll))
+			pk.kinds = append(pk.kinds, kind)
 		}
 		pks[oid] = pk
 	}

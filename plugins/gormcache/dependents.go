@@ -3,6 +3,7 @@ package gormcache
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -525,6 +526,7 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 	for _, t := range start {
 		startSet[t] = true
 	}
+	var moved []string // written tables whose rows a trigger may move to other keys
 	for len(queue) > 0 {
 		t := queue[0]
 		queue = queue[1:]
@@ -587,6 +589,9 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 				if tr.events&o == 0 {
 					continue
 				}
+				if startSet[t] && tr.movesKey(o, f.pk) && !slices.Contains(moved, t) {
+					moved = append(moved, t) // its rows may be stored under other keys
+				}
 				if tr.all || len(tr.calls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: tr.calls}, learn) {
 					return all
 				}
@@ -621,6 +626,17 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 		if v.reached && t != keys.CatalogTable {
 			extra = append(extra, t)
 		}
+	}
+	if len(moved) > 0 {
+		// A row written under one key may be stored under another: the
+		// table's rows in bulk, not those the statement named.
+		rows := make([]querycache.Row, 0, len(ch.Rows))
+		for _, r := range ch.Rows {
+			if !slices.Contains(moved, r.Table) {
+				rows = append(rows, r)
+			}
+		}
+		ch = querycache.Change{Rows: rows, Tables: append(append([]string(nil), ch.Tables...), moved...), Cause: ch.Cause}
 	}
 	if len(extra) == 0 {
 		return ch

@@ -24,6 +24,91 @@ type trigger struct {
 	ops    opSet             // what the body does to them
 	calls  []sqlinspect.Func // functions its body calls
 	all    bool              // the body is not understood: everything
+	// PostgreSQL: a BEFORE ROW trigger on INSERT or UPDATE may change the
+	// row being written, its key included, before it is stored: the
+	// columns of NEW its body assigns (lower-cased), or newWhole when it
+	// may replace NEW whole (newAssigns). A write naming one key may then
+	// store another (TestHostile10TriggerRewritesKeyPostgres).
+	before   bool
+	newCols  []string
+	newWhole bool
+}
+
+// movesKey reports whether the trigger, fired by o, may change a key
+// column of pk in the row being written.
+func (tr *trigger) movesKey(o opSet, pk []string) bool {
+	if !tr.before || tr.events&o&(opInsert|opUpdate) == 0 {
+		return false
+	}
+	if tr.newWhole {
+		return true
+	}
+	for _, c := range tr.newCols {
+		for _, k := range pk {
+			if strings.EqualFold(c, k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newAssigns reads what a PL/pgSQL trigger body may do to NEW, the row
+// being written: the columns it assigns (NEW.col := or =, NEW.col[i] :=,
+// NEW.col.f :=; a comparison NEW.col = x reads as one too, which only
+// over-invalidates), or whole when it may replace the record: NEW := or
+// NEW = ..., SELECT ... INTO NEW, an ALIAS FOR NEW, or a RETURN of
+// anything but NEW, OLD or NULL (the row returned is the row stored).
+// Text the lexer cannot read is whole.
+func newAssigns(src string) (cols []string, whole bool) {
+	toks, ok := lexSQL(src)
+	if !ok {
+		return nil, true
+	}
+	isNew := func(t lexTok) bool { return t.word == "NEW" || t.name == `"new"` }
+	for i, t := range toks {
+		if t.word == "RETURN" {
+			j := i + 1
+			for j < len(toks) && toks[j].punct != ';' {
+				j++
+			}
+			if j != i+2 || !(isNew(toks[i+1]) || toks[i+1].word == "OLD" || toks[i+1].word == "NULL") {
+				return nil, true
+			}
+			continue
+		}
+		if !isNew(t) || i > 0 && toks[i-1].punct == '.' {
+			continue // not NEW, or a field called new of another record
+		}
+		j := i - 1
+		if j >= 0 && toks[j].word == "STRICT" {
+			j--
+		}
+		if j >= 0 && (toks[j].word == "INTO" || toks[j].word == "FOR" && j > 0 && toks[j-1].word == "ALIAS") {
+			return nil, true
+		}
+		k := i + 1
+		if k+1 < len(toks) && toks[k].punct == '.' {
+			// After the column: an assignment, a field, or a subscript
+			// (which the lexer reads as a SQLite [name]).
+			if m := k + 2; m < len(toks) && (toks[m].punct == ':' || toks[m].punct == '=' || toks[m].punct == '.' || src[toks[m].start] == '[') {
+				c := toks[k+1]
+				switch {
+				case c.word != "":
+					cols = append(cols, strings.ToLower(c.name))
+				case len(c.name) >= 2 && c.name[0] == '"':
+					cols = append(cols, strings.ReplaceAll(c.name[1:len(c.name)-1], `""`, `"`))
+				default:
+					return nil, true // NEW.* or what the lexer did not name
+				}
+			}
+			continue
+		}
+		if k < len(toks) && (toks[k].punct == ':' || toks[k].punct == '=') {
+			return nil, true
+		}
+	}
+	return cols, false
 }
 
 // lexTok is one token of a trigger's text.
@@ -376,10 +461,17 @@ var harmlessInternalTriggers = map[string]bool{
 // postgresTrigger is what one pg_trigger row writes.
 func postgresTrigger(tgtype int, lang, src string) trigger {
 	events := postgresTriggerEvents(tgtype)
+	// tgtype's ROW (1) and BEFORE (2) bits: it runs on each row before
+	// it is stored, and may change it.
+	before := tgtype&1 != 0 && tgtype&2 != 0 && events&(opInsert|opUpdate) != 0
 	switch {
 	case lang == "plpgsql":
 		tr := scanPLpgSQL(src)
 		tr.events = events
+		if before && !tr.all {
+			tr.before = true
+			tr.newCols, tr.newWhole = newAssigns(src)
+		}
 		return tr
 	case lang == "internal" && harmlessInternalTriggers[src]:
 		return trigger{events: events}

@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	"querycache.dev/sqlinspect"
@@ -127,4 +128,41 @@ func FuzzTriggerBodies(f *testing.F) {
 		}
 		headWords(s)
 	})
+}
+
+// TestNewAssigns: what a PL/pgSQL BEFORE ROW trigger may do to the row
+// being written, as newAssigns reads it, and whether that moves a key.
+func TestNewAssigns(t *testing.T) {
+	for _, c := range []struct {
+		src   string
+		cols  []string
+		whole bool
+	}{
+		{"BEGIN NEW.updated_at = now(); RETURN NEW; END", []string{"updated_at"}, false},
+		{"BEGIN NEW.slug := lower(NEW.slug); RETURN NEW; END", []string{"slug"}, false},
+		{`BEGIN NEW."Slug" := 'x'; RETURN NEW; END`, []string{"Slug"}, false},
+		{"BEGIN NEW.tags[1] := 'a'; RETURN NEW; END", []string{"tags"}, false},
+		{"BEGIN IF NEW.id > 0 THEN RETURN NEW; END IF; RETURN NULL; END", nil, false},
+		{"BEGIN IF TG_OP = 'UPDATE' THEN RETURN OLD; END IF; RETURN NEW; END", nil, false},
+		{"BEGIN NEW := jsonb_populate_record(NEW, '{}'); RETURN NEW; END", nil, true},
+		{"BEGIN SELECT 1 INTO NEW.id; RETURN NEW; END", nil, true},
+		{"BEGIN SELECT * INTO STRICT NEW FROM t; RETURN NEW; END", nil, true},
+		{"DECLARE r ALIAS FOR NEW; BEGIN r.id := 1; RETURN r; END", nil, true},
+		{"BEGIN RETURN jsonb_populate_record(NEW, '{}'); END", nil, true},
+		{"BEGIN RETURN (NEW); END", nil, true},
+		{"BEGIN NEW.id := 'unclosed; END", nil, true},
+	} {
+		cols, whole := newAssigns(c.src)
+		if whole != c.whole || !slices.Equal(cols, c.cols) {
+			t.Errorf("%q: cols %q whole %v, want %q %v", c.src, cols, whole, c.cols, c.whole)
+		}
+	}
+	tr := postgresTrigger(1|2|16, "plpgsql", "BEGIN NEW.slug := lower(NEW.slug); RETURN NEW; END")
+	if !tr.movesKey(opUpdate, []string{"slug"}) || tr.movesKey(opUpdate, []string{"id"}) || tr.movesKey(opDelete, []string{"slug"}) {
+		t.Errorf("a BEFORE UPDATE trigger assigning NEW.slug: movesKey wrong (%+v)", tr)
+	}
+	after := postgresTrigger(1|16, "plpgsql", "BEGIN NEW.slug := 'x'; RETURN NEW; END")
+	if after.movesKey(opUpdate, []string{"slug"}) {
+		t.Error("an AFTER trigger cannot change the row stored")
+	}
 }
