@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"database/sql/driver"
 	"encoding/binary"
 	"math"
@@ -104,7 +105,23 @@ func appendValuer(buf []byte, x driver.Valuer, depth int) (out []byte, ok bool) 
 		return buf, false
 	}
 	buf = appendString(append(buf, tagValuer), rv.Type().String())
-	return appendValue(buf, dv, depth+1)
+	n := len(buf)
+	if buf, ok = appendValue(buf, dv, depth+1); !ok {
+		return buf, false
+	}
+	// A Valuer whose Value changes from call to call (a sequence, the
+	// clock) may send the driver another value than the one keyed: the
+	// result read for one value would be kept under another's key. Keyed
+	// only if a second call encodes the same.
+	again, err := x.Value()
+	if err != nil {
+		return buf, false
+	}
+	m := len(buf)
+	if buf, ok = appendValue(buf, again, depth+1); !ok || !bytes.Equal(buf[n:m], buf[m:]) {
+		return buf, false
+	}
+	return buf[:m], true
 }
 
 func appendReflect(buf []byte, rv reflect.Value, depth int) ([]byte, bool) {
