@@ -194,12 +194,12 @@ func conjunct(stmt *gorm.Statement, e clause.Expression, in *inspection) (pc pkC
 		}
 		return pkCond{}, false, true
 	case clause.Eq:
-		if !boundValue(v.Value) {
+		if !boundValue(v.Value) || !plainColumn(v.Column) {
 			return pkCond{}, false, false
 		}
 		field, pc = pkField(stmt, v.Column), pkCond{one: v.Value, single: true}
 	case clause.IN:
-		if !allBound(v.Values) {
+		if !allBound(v.Values) || !plainColumn(v.Column) {
 			return pkCond{}, false, false
 		}
 		if len(v.Values) == 0 {
@@ -295,21 +295,21 @@ var quotedIdent = strings.NewReplacer("`", "", `"`, "")
 func structured(e clause.Expression) bool {
 	switch v := e.(type) {
 	case clause.Eq:
-		return boundValue(v.Value)
+		return boundValue(v.Value) && plainColumn(v.Column)
 	case clause.Neq:
-		return boundValue(v.Value)
+		return boundValue(v.Value) && plainColumn(v.Column)
 	case clause.Gt:
-		return boundValue(v.Value)
+		return boundValue(v.Value) && plainColumn(v.Column)
 	case clause.Gte:
-		return boundValue(v.Value)
+		return boundValue(v.Value) && plainColumn(v.Column)
 	case clause.Lt:
-		return boundValue(v.Value)
+		return boundValue(v.Value) && plainColumn(v.Column)
 	case clause.Lte:
-		return boundValue(v.Value)
+		return boundValue(v.Value) && plainColumn(v.Column)
 	case clause.Like:
-		return boundValue(v.Value)
+		return boundValue(v.Value) && plainColumn(v.Column)
 	case clause.IN:
-		return allBound(v.Values)
+		return allBound(v.Values) && plainColumn(v.Column)
 	case clause.Expr:
 		return exprCondOf(v.SQL).simple && len(v.Vars) <= 1 && allBound(v.Vars)
 	case clause.NamedExpr:
@@ -351,6 +351,52 @@ func boundValue(v any) bool {
 		}
 	case reflect.Pointer, reflect.Interface:
 		if !rv.IsNil() && (rv.Type().Implements(expressionType) || rv.Type().Elem().Implements(expressionType)) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainColumn reports whether a structured clause's Column is written as
+// a quoted identifier and nothing else: a clause.Column that is not Raw,
+// or a string of one or two plain identifiers. GORM writes an expression
+// (clause.Expr{SQL: "name = 'x' OR id"}) or a Raw column into the text as
+// it is, unparenthesised, and a string with quotes in it may close the
+// dialect's own: clause.Eq{Column: clause.Expr{...}, Value: 2} next to
+// id = 1 reads author 2 (TestHostile11StructuredClauseColumnWidens).
+func plainColumn(c any) bool {
+	switch x := c.(type) {
+	case clause.Column:
+		if x.Raw { // written as it is: safe only as a bare name
+			return plainIdent(x.Name)
+		}
+		return (x.Name == clause.PrimaryKey || plainIdent(x.Name)) &&
+			(x.Table == "" || x.Table == clause.CurrentTable || plainIdent(x.Table)) &&
+			(x.Alias == "" || plainIdent(x.Alias))
+	case string:
+		table, name := splitColumn(x)
+		return plainIdent(unquoteIdent(name)) && (table == "" || plainIdent(unquoteIdent(table)))
+	}
+	return false
+}
+
+// unquoteIdent is s without one pair of backticks or double quotes
+// around it (GORM keeps a name quoted so as it is).
+func unquoteIdent(s string) string {
+	if len(s) >= 2 && (s[0] == '`' || s[0] == '"') && s[len(s)-1] == s[0] {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+// plainIdent reports whether s is an identifier of letters, digits and
+// underscores, not starting with a digit.
+func plainIdent(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
 			return false
 		}
 	}
