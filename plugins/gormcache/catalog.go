@@ -602,6 +602,12 @@ func learnSQLiteTable(ctx context.Context, cp gorm.ConnPool, table string) (*tab
 		return f, nil
 	}
 	upper := strings.ToUpper(ddl)
+	if strings.HasPrefix(strings.Join(strings.Fields(upper), " "), "CREATE VIRTUAL TABLE") {
+		// A module's rows (FTS with external content, rtree, csv...) may
+		// be another table's or anything: refused as a foreign table is
+		// (TestHostile11SQLiteExternalContentVirtualTable).
+		return &tableFacts{exists: true, relkind: 'f'}, nil
+	}
 	f := &tableFacts{exists: true, relkind: 'r', replaces: strings.Contains(upper, "REPLACE")}
 	// A COLLATE anywhere may change a text key's equality: be safe.
 	collated := strings.Contains(upper, "COLLATE")
