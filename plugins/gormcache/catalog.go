@@ -69,6 +69,11 @@ type tableFacts struct {
 	pk       []string // primary-key columns in key order, lower-cased
 	kinds    []pkKind
 	replaces bool // SQLite: a constraint resolves conflicts with REPLACE
+	// rowSecurity: PostgreSQL row-level security is enabled on the table:
+	// its policies may read other tables and the session (current_user,
+	// current_setting), which no statement's text shows: its reads are
+	// refused (TestHostile11RowSecurityPolicyReadsOtherTable).
+	rowSecurity bool
 	// deps is what a write to the table changes beyond it (foreign-key
 	// actions, triggers, rules, inheritance, a view's base tables); see
 	// dependents.go.
@@ -118,6 +123,9 @@ func (f *tableFacts) matchesFields(fields []*schema.Field) bool {
 func (f *tableFacts) derivedRefusal() string {
 	if f == nil {
 		return ""
+	}
+	if f.rowSecurity {
+		return "row_security"
 	}
 	switch f.relkind {
 	case 'v':
@@ -406,7 +414,7 @@ func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*t
 	// schemas are left out: a read of information_schema.attributes is a
 	// catalog read (sqlinspect), and their views must not make a user's
 	// table "attributes" a view.
-	kr, err := cp.QueryContext(ctx, `SELECT c.oid::int8, c.relkind::text, c.relname::text FROM pg_class c
+	kr, err := cp.QueryContext(ctx, `SELECT c.oid::int8, c.relkind::text, c.relname::text, c.relrowsecurity FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE lower(c.relname) = lower($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
 	AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
@@ -415,13 +423,15 @@ ORDER BY c.oid`, unquotedTable(table))
 		return nil, err
 	}
 	var (
-		oids []int64
-		kind string
+		oids   []int64
+		kind   string
+		rowSec bool
 	)
 	for kr.Next() {
 		var oid int64
 		var k, name string
-		if err := kr.Scan(&oid, &k, &name); err != nil {
+		var rls bool
+		if err := kr.Scan(&oid, &k, &name, &rls); err != nil {
 			kr.Close()
 			return nil, err
 		}
@@ -429,6 +439,7 @@ ORDER BY c.oid`, unquotedTable(table))
 			continue
 		}
 		oids = append(oids, oid)
+		rowSec = rowSec || rls
 		// Several candidates: the one whose reads must be refused wins.
 		if kind == "" || (&tableFacts{relkind: k[0]}).derivedRefusal() != "" {
 			kind = k
@@ -442,7 +453,7 @@ ORDER BY c.oid`, unquotedTable(table))
 	if kind == "" {
 		return &tableFacts{}, nil
 	}
-	f := &tableFacts{exists: true, relkind: kind[0]}
+	f := &tableFacts{exists: true, relkind: kind[0], rowSecurity: rowSec}
 	pks, err := learnPostgresPKs(ctx, cp, oids)
 	if err != nil {
 		return nil, err
