@@ -14,7 +14,13 @@ import (
 // test (private loopback ports, stopped by pid): entries, versions and
 // leases spread over the masters, and every invalidation still reaches
 // them.
+//
+// It runs beside the other parallel tests: the cluster, its key prefixes
+// and the SQLite environments are its own, and its stores get the table's
+// generous timeouts (tableRedisOptions), so a slow moment of a loaded
+// machine does not turn a cached read into a miss.
 func TestPluginOnRedisCluster(t *testing.T) {
+	t.Parallel()
 	cl := testenv.StartRedisCluster(t, 3)
 	for _, tiered := range []bool{false, true} {
 		name := "redis-cluster"
@@ -22,7 +28,7 @@ func TestPluginOnRedisCluster(t *testing.T) {
 			name = "tiered-cluster"
 		}
 		kind := storeKind{name: name, open: func(t *testing.T) querycache.Store {
-			s := querycache.NewRedisStore(cl.Client(), querycache.RedisOptions{})
+			s := querycache.NewRedisStore(cl.Client(), tableRedisOptions)
 			if tiered {
 				return querycache.NewTieredStore(s, querycache.TieredOptions{})
 			}

@@ -69,7 +69,12 @@ func TestFenceNote(t *testing.T) {
 // TestPositionRounds: every caller gets a position read after it asked
 // (at least the position it saw itself just before), and concurrent
 // callers share reads. Run with -race.
+//
+// It runs beside the other parallel tests: its schema, pool and plugin are
+// its own, and their writes only move the server's WAL position forward,
+// which a caller's check (a position at least the one it saw) allows.
 func TestPositionRounds(t *testing.T) {
+	t.Parallel()
 	db, err := sql.Open("pgx", testenv.PostgresSchema(t))
 	if err != nil {
 		t.Fatal(err)

@@ -149,13 +149,21 @@ var unseenPaths = []unseenPath{
 }
 
 // forEachUnseen runs fn for every path on every database it applies to.
+// The calling test and the paths run beside the other parallel tests, as
+// forEachEnv's do: every path has an environment of its own (a database
+// file or schema, a memory store, a plugin whose watch and fences are its
+// own). Other tests' transactions on the PostgreSQL server can only delay
+// a fence's lifting (postgresEndVisible waits for every transaction that
+// was running when the end was seen), never make it wrong; settle waits.
 func forEachUnseen(t *testing.T, fn func(t *testing.T, e *env, pre *preUse, path unseenPath)) {
+	t.Parallel()
 	for _, path := range unseenPaths {
 		for _, d := range databases {
 			if path.dialect != "" && path.dialect != d.name {
 				continue
 			}
 			t.Run(path.name+"/"+d.name, func(t *testing.T) {
+				t.Parallel()
 				e, pre := newEnvPreUse(t, d, stores[0])
 				if path.oneConn {
 					sqlDB, err := e.db.DB()
