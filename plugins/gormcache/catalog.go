@@ -69,10 +69,10 @@ type tableFacts struct {
 	pk       []string // primary-key columns in key order, lower-cased
 	kinds    []pkKind
 	replaces bool // SQLite: a constraint resolves conflicts with REPLACE
-	// rowSecurity: PostgreSQL row-level security is enabled on the table:
-	// its policies may read other tables and the session (current_user,
-	// current_setting), which no statement's text shows: its reads are
-	// refused (TestHostile11RowSecurityPolicyReadsOtherTable).
+	// rowSecurity: PostgreSQL row-level security is enabled on the table
+	// and a policy reads another relation or calls a user's function,
+	// which no statement's text shows: its reads are refused
+	// (postgresPoliciesReadElsewhere).
 	rowSecurity bool
 	// deps is what a write to the table changes beyond it (foreign-key
 	// actions, triggers, rules, inheritance, a view's base tables); see
@@ -453,7 +453,12 @@ ORDER BY c.oid`, unquotedTable(table))
 	if kind == "" {
 		return &tableFacts{}, nil
 	}
-	f := &tableFacts{exists: true, relkind: kind[0], rowSecurity: rowSec}
+	f := &tableFacts{exists: true, relkind: kind[0]}
+	if rowSec {
+		if f.rowSecurity, err = postgresPoliciesReadElsewhere(ctx, cp, oids); err != nil {
+			return nil, err
+		}
+	}
 	pks, err := learnPostgresPKs(ctx, cp, oids)
 	if err != nil {
 		return nil, err
@@ -544,6 +549,37 @@ ORDER BY c.oid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(id
 		pks[oid] = pk
 	}
 	return pks, rows.Err()
+}
+
+// postgresPoliciesReadElsewhere reports whether a row-level security
+// policy on one of oids reads another relation or calls a function of the
+// user's (pg_depend records both for a policy's expressions; the
+// system's own functions, as current_user or current_setting, are pinned
+// and not recorded). Which rows such a table shows then depends on data
+// no statement names: a policy EXISTS (SELECT 1 FROM grants ...) makes a
+// grant change a read of the table (TestHostile11RowSecurityPolicyReadsOtherTable).
+// A policy on the session only (owner = current_user, a tenant setting)
+// is the session state the key may hold (SessionStateInKey).
+func postgresPoliciesReadElsewhere(ctx context.Context, cp gorm.ConnPool, oids []int64) (bool, error) {
+	ids := make([]string, len(oids))
+	for i, o := range oids {
+		ids[i] = strconv.FormatInt(o, 10)
+	}
+	rows, err := cp.QueryContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_policy pol
+JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+WHERE pol.polrelid = ANY($1::text::int8[]::oid[])
+	AND (d.refclassid = 'pg_class'::regclass AND d.refobjid <> pol.polrelid OR d.refclassid = 'pg_proc'::regclass))`, "{"+strings.Join(ids, ",")+"}")
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	var elsewhere bool
+	for rows.Next() {
+		if err := rows.Scan(&elsewhere); err != nil {
+			return false, err
+		}
+	}
+	return elsewhere, rows.Err()
 }
 
 // unquotedTable returns the relation name a normalised table name stands

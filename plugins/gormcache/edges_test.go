@@ -436,7 +436,13 @@ func TestCatalogQueriesUnderContextMark(t *testing.T) {
 		// Asked for explicitly: cached, and DDL invalidates it.
 		var q string
 		if e.dialect == "postgres" {
-			q = "SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'employees' ORDER BY column_name"
+			// Its own schema only: another test's employees table in
+			// another schema, created meanwhile, is not this test's DDL
+			// (a CI run saw both tables' columns).
+			// (current_schema() is not immutable: named as a literal.)
+			var schema string
+			must(t, e.db.Raw("SELECT current_schema()").Scan(&schema).Error)
+			q = "SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'employees' AND table_schema = '" + schema + "' ORDER BY column_name"
 		} else {
 			q = "SELECT name FROM pragma_table_info('employees') ORDER BY name"
 		}
