@@ -84,9 +84,18 @@ func appendValue(buf []byte, v any, depth int) (out []byte, ok bool) {
 // valuerType is driver.Valuer's type, as database/sql tests it.
 var valuerType = reflect.TypeFor[driver.Valuer]()
 
+// ValuerIsNull reports whether database/sql (callValuerValue), and pgx,
+// send NULL for x without calling its Value: x is a nil pointer to a type
+// whose Value has a value receiver. A Value declared on the pointer is
+// called, nil receiver included, and what it returns is sent.
+func ValuerIsNull(x driver.Valuer) bool {
+	rv := reflect.ValueOf(x)
+	return rv.Kind() == reflect.Pointer && rv.IsNil() && rv.Type().Elem().Implements(valuerType)
+}
+
 func appendValuer(buf []byte, x driver.Valuer, depth int) (out []byte, ok bool) {
 	rv := reflect.ValueOf(x)
-	if rv.Kind() == reflect.Pointer && rv.IsNil() && rv.Type().Elem().Implements(valuerType) {
+	if ValuerIsNull(x) {
 		// database/sql (callValuerValue) and pgx send NULL for a nil
 		// pointer to a type whose Value has a value receiver: it cannot
 		// be called. A Value declared on the pointer is called, nil

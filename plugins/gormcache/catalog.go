@@ -507,10 +507,6 @@ type relationPK struct {
 // dropped since its oid was read), in one round trip however many there
 // are (a schema per tenant names one table in each).
 func learnPostgresPKs(ctx context.Context, cp gorm.ConnPool, oids []int64) (map[int64]relationPK, error) {
-	ids := make([]string, len(oids))
-	for i, o := range oids {
-		ids[i] = strconv.FormatInt(o, 10)
-	}
 	// From pg_class: a relation without a primary key still gives a row
 	// (its columns NULL), a dropped one none.
 	// A generated key column (PostgreSQL 12's attgenerated) changes with
@@ -523,7 +519,7 @@ LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
 LEFT JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
 WHERE c.oid = ANY($1::text::int8[]::oid[])
-ORDER BY c.oid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(ids, ",")+"}")
+ORDER BY c.oid, array_position(i.indkey::int2[], a.attnum)`, oidArray(oids))
 	if err != nil {
 		return nil, err
 	}
@@ -551,6 +547,16 @@ ORDER BY c.oid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(id
 	return pks, rows.Err()
 }
 
+// oidArray is oids as a PostgreSQL array literal, bound as text: the
+// catalog queries take every relation of a name in one round trip.
+func oidArray(oids []int64) string {
+	ids := make([]string, len(oids))
+	for i, o := range oids {
+		ids[i] = strconv.FormatInt(o, 10)
+	}
+	return "{" + strings.Join(ids, ",") + "}"
+}
+
 // postgresPoliciesReadElsewhere reports whether a row-level security
 // policy on one of oids reads another relation or calls a function of the
 // user's (pg_depend records both for a policy's expressions; the
@@ -561,14 +567,10 @@ ORDER BY c.oid, array_position(i.indkey::int2[], a.attnum)`, "{"+strings.Join(id
 // A policy on the session only (owner = current_user, a tenant setting)
 // is the session state the key may hold (SessionStateInKey).
 func postgresPoliciesReadElsewhere(ctx context.Context, cp gorm.ConnPool, oids []int64) (bool, error) {
-	ids := make([]string, len(oids))
-	for i, o := range oids {
-		ids[i] = strconv.FormatInt(o, 10)
-	}
 	rows, err := cp.QueryContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_policy pol
 JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
 WHERE pol.polrelid = ANY($1::text::int8[]::oid[])
-	AND (d.refclassid = 'pg_class'::regclass AND d.refobjid <> pol.polrelid OR d.refclassid = 'pg_proc'::regclass))`, "{"+strings.Join(ids, ",")+"}")
+	AND (d.refclassid = 'pg_class'::regclass AND d.refobjid <> pol.polrelid OR d.refclassid = 'pg_proc'::regclass))`, oidArray(oids))
 	if err != nil {
 		return false, err
 	}

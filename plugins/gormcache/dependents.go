@@ -131,11 +131,7 @@ WHERE p.oid >= 16384 AND p.provolatile <> 'i' AND l.lanname NOT IN ('c', 'intern
 		'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)`
 
 func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *tableFacts) error {
-	ids := make([]string, len(oids))
-	for i, o := range oids {
-		ids[i] = strconv.FormatInt(o, 10)
-	}
-	rows, err := cp.QueryContext(ctx, postgresDepsQuery, "{"+strings.Join(ids, ",")+"}")
+	rows, err := cp.QueryContext(ctx, postgresDepsQuery, oidArray(oids))
 	if err != nil {
 		return err
 	}

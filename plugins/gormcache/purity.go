@@ -3,6 +3,7 @@ package gormcache
 import (
 	"context"
 	"database/sql/driver"
+	"querycache.dev/keys"
 	"reflect"
 	"strconv"
 	"strings"
@@ -324,8 +325,7 @@ func boundText(v any) (string, bool) {
 	case []byte:
 		return string(x), true
 	case driver.Valuer:
-		rv := reflect.ValueOf(x)
-		if rv.Kind() == reflect.Pointer && rv.IsNil() && rv.Type().Elem().Implements(driverValuerType) {
+		if keys.ValuerIsNull(x) {
 			return "", false
 		}
 		dv, err := safeDriverValue(x)
@@ -354,8 +354,6 @@ func boundText(v any) (string, bool) {
 	}
 	return "", false
 }
-
-var driverValuerType = reflect.TypeFor[driver.Valuer]()
 
 // equalFoldASCII reports whether s equals the lower-case ASCII word w
 // but for case.
