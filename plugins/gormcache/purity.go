@@ -3,12 +3,12 @@ package gormcache
 import (
 	"context"
 	"database/sql/driver"
-	"querycache.dev/keys"
 	"reflect"
 	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
+	"querycache.dev/keys"
 	"querycache.dev/sqlinspect"
 )
 
