@@ -96,12 +96,8 @@ func ValuerIsNull(x driver.Valuer) bool {
 func appendValuer(buf []byte, x driver.Valuer, depth int) (out []byte, ok bool) {
 	rv := reflect.ValueOf(x)
 	if ValuerIsNull(x) {
-		// database/sql (callValuerValue) and pgx send NULL for a nil
-		// pointer to a type whose Value has a value receiver: it cannot
-		// be called. A Value declared on the pointer is called, nil
-		// receiver and all, and what it returns is sent: a nil *Level
-		// whose Value returns "basic" is not NULL
-		// (TestHostile10NilPointerValuerIsNotNull).
+		// Only then: a nil *Level whose Value (on the pointer) returns
+		// "basic" is not NULL (TestHostile10NilPointerValuerIsNotNull).
 		return append(buf, tagNil), true
 	}
 	defer func() {

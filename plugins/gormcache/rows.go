@@ -358,8 +358,9 @@ func boundValue(v any) bool {
 }
 
 // plainColumn reports whether a structured clause's Column is written as
-// a quoted identifier and nothing else: a clause.Column that is not Raw,
-// or a string of one or two plain identifiers. GORM writes an expression
+// an identifier and nothing else: a clause.Column of plain names (a Raw
+// one only as a bare name), or a string of one or two plain identifiers,
+// each possibly quoted. GORM writes an expression
 // (clause.Expr{SQL: "name = 'x' OR id"}) or a Raw column into the text as
 // it is, unparenthesised, and a string with quotes in it may close the
 // dialect's own: clause.Eq{Column: clause.Expr{...}, Value: 2} next to
