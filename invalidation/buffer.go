@@ -3,6 +3,7 @@ package invalidation
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"querycache.dev/keys"
 	"querycache.dev/querycache"
@@ -27,6 +28,10 @@ type Buffer struct {
 	// a transaction that writes one or two tables allocates no list.
 	firstWritten [2]string
 	done         bool
+	// all mirrors change.All and catalog whether the catalog is among
+	// the tables written: WroteCatalog reads them without the lock or a
+	// list (it runs on every write in a transaction).
+	all, catalog atomic.Bool
 }
 
 // smallWritten is how many written tables a Buffer searches in a list.
@@ -53,6 +58,7 @@ func (b *Buffer) Add(ch querycache.Change) {
 	} else {
 		b.change.Merge(ch)
 	}
+	b.all.Store(b.change.All)
 	for _, t := range ch.Tables {
 		b.note(sqlinspect.NormalizeTable(t))
 	}
@@ -76,6 +82,9 @@ func clipped[E any](s []E) []E {
 
 // note adds a normalised table to the written ones.
 func (b *Buffer) note(t string) {
+	if t == keys.CatalogTable {
+		b.catalog.Store(true)
+	}
 	if b.writtenMap != nil {
 		b.writtenMap[t] = struct{}{}
 		return
@@ -127,6 +136,11 @@ func (b *Buffer) Wrote(tables []string) bool {
 	return false
 }
 
+// WroteCatalog is Wrote([]string{keys.CatalogTable}) without its lock or
+// list: whether the transaction has changed the schema, or written
+// something it could not attribute to a table.
+func (b *Buffer) WroteCatalog() bool { return b.all.Load() || b.catalog.Load() }
+
 // Commit returns everything collected, once; later calls return nothing.
 func (b *Buffer) Commit() querycache.Change {
 	b.mu.Lock()
@@ -137,6 +151,7 @@ func (b *Buffer) Commit() querycache.Change {
 	b.done = true
 	ch := b.change
 	b.change = querycache.Change{}
+	b.all.Store(false)
 	return ch
 }
 
@@ -146,4 +161,5 @@ func (b *Buffer) Rollback() {
 	defer b.mu.Unlock()
 	b.done = true
 	b.change = querycache.Change{}
+	b.all.Store(false)
 }

@@ -3,6 +3,7 @@ package invalidation
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"querycache.dev/keys"
@@ -99,4 +100,36 @@ func TestBufferKeepsTheFirstChange(t *testing.T) {
 	if got := one.Commit(); len(got.Rows) != 1 || &got.Rows[0] != &rows[0] || got.Tables != nil {
 		t.Fatalf("one change: committed %+v, want its rows as given and no tables", got)
 	}
+}
+
+// TestBufferWroteCatalogAgrees: WroteCatalog, read without the lock, says
+// what Wrote([]string{keys.CatalogTable}) says after every step: a table,
+// a catalog table, a change of everything, commit and rollback.
+func TestBufferWroteCatalogAgrees(t *testing.T) {
+	steps := []func(b *Buffer){
+		func(b *Buffer) { b.Add(querycache.Change{Tables: []string{"users"}}) },
+		func(b *Buffer) { b.Add(querycache.Change{Rows: []querycache.Row{{Table: "users", PK: "1"}}}) },
+		func(b *Buffer) { b.Add(querycache.Change{Tables: []string{"sqlite_master"}}) },
+		func(b *Buffer) { b.Add(querycache.Change{All: true}) },
+		func(b *Buffer) { b.Commit() },
+		func(b *Buffer) { b.Rollback() },
+	}
+	// Every sequence of up to four steps.
+	var walk func(b *Buffer, seq []int)
+	walk = func(b *Buffer, seq []int) {
+		if got, want := b.WroteCatalog(), b.Wrote([]string{keys.CatalogTable}); got != want {
+			t.Fatalf("after steps %v: WroteCatalog %v, Wrote(catalog) %v", seq, got, want)
+		}
+		if len(seq) == 4 {
+			return
+		}
+		for i := range steps {
+			nb := NewBuffer()
+			for _, s := range append(seq, i) {
+				steps[s](nb)
+			}
+			walk(nb, append(slices.Clone(seq), i))
+		}
+	}
+	walk(NewBuffer(), nil)
 }

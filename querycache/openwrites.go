@@ -28,10 +28,20 @@ type WriteHolder interface {
 // next write to users. While a transaction has written a table, values
 // depending on it are not stored.
 type openWrites struct {
-	n       atomic.Int64 // holders: the fast path reads only this
-	mu      sync.Mutex
-	holders map[WriteHolder]struct{}
+	n  atomic.Int64 // holders: the fast path reads only this
+	mu sync.Mutex
+	// The holders: a list while they are few, searched by comparing
+	// interface words (a map hashed the interface's dynamic type and
+	// pointer on every transaction's first write and again at its end,
+	// ~800 instructions of a write in a transaction); a map beyond
+	// smallHolders, so that thousands of open transactions do not make
+	// each hold a long scan.
+	list []WriteHolder
+	big  map[WriteHolder]struct{}
 }
+
+// smallHolders is how many holders openWrites keeps in a list.
+const smallHolders = 32
 
 // HoldWrites records that h, a transaction, has written and not ended.
 // Until ReleaseWrites(h), the low-level API stores no value that depends
@@ -43,14 +53,10 @@ type openWrites struct {
 func (c *Cache) HoldWrites(h WriteHolder) {
 	w := &c.open
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.holders == nil {
-		w.holders = map[WriteHolder]struct{}{}
-	}
-	if _, ok := w.holders[h]; !ok {
-		w.holders[h] = struct{}{}
+	if w.add(h) {
 		w.n.Add(1)
 	}
+	w.mu.Unlock()
 }
 
 // ReleaseWrites ends what HoldWrites(h) started. Releasing h when it is
@@ -58,11 +64,60 @@ func (c *Cache) HoldWrites(h WriteHolder) {
 func (c *Cache) ReleaseWrites(h WriteHolder) {
 	w := &c.open
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, ok := w.holders[h]; ok {
-		delete(w.holders, h)
+	if w.remove(h) {
 		w.n.Add(-1)
 	}
+	w.mu.Unlock()
+}
+
+// add adds h, under mu, and reports whether it was not held.
+func (w *openWrites) add(h WriteHolder) bool {
+	if w.big != nil {
+		if _, ok := w.big[h]; ok {
+			return false
+		}
+		w.big[h] = struct{}{}
+		return true
+	}
+	for _, x := range w.list {
+		if x == h {
+			return false
+		}
+	}
+	if len(w.list) < smallHolders {
+		w.list = append(w.list, h)
+		return true
+	}
+	w.big = make(map[WriteHolder]struct{}, 2*smallHolders)
+	for _, x := range w.list {
+		w.big[x] = struct{}{}
+	}
+	w.big[h] = struct{}{}
+	w.list = nil
+	return true
+}
+
+// remove removes h, under mu, and reports whether it was held. The map,
+// once made, stays: a process that had that many open transactions at
+// once is likely to again.
+func (w *openWrites) remove(h WriteHolder) bool {
+	if w.big != nil {
+		if _, ok := w.big[h]; !ok {
+			return false
+		}
+		delete(w.big, h)
+		return true
+	}
+	for i, x := range w.list {
+		if x == h {
+			last := len(w.list) - 1
+			w.list[i] = w.list[last]
+			w.list[last] = nil // the holder is not kept alive by the list
+			w.list = w.list[:last]
+			return true
+		}
+	}
+	return false
 }
 
 // covers reports whether an open transaction has written any of tables.
@@ -72,7 +127,12 @@ func (w *openWrites) covers(tables []string) bool {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for h := range w.holders {
+	for _, h := range w.list {
+		if h.Wrote(tables) {
+			return true
+		}
+	}
+	for h := range w.big {
 		if h.Wrote(tables) {
 			return true
 		}

@@ -292,7 +292,7 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 		return nil
 	}
 	tx, inTx := p.inTransaction(cp)
-	if inTx && (tx == nil || tx.buf.Wrote([]string{keys.CatalogTable})) {
+	if inTx && (tx == nil || tx.buf.WroteCatalog()) {
 		return nil
 	}
 	return cp

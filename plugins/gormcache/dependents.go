@@ -393,7 +393,7 @@ outer:
 // key it created, and what it sees may be rolled back.
 func (p *Plugin) schemaPending(db *gorm.DB) bool {
 	tx, inTx := managedTx(db.Statement.ConnPool)
-	return inTx && tx != nil && tx.buf.Wrote([]string{keys.CatalogTable})
+	return inTx && tx != nil && tx.buf.WroteCatalog()
 }
 
 // depFactsOf returns the facts of a table reached by a write: remembered,
