@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 	"querycache.dev/invalidation"
 	"querycache.dev/keys"
 	"querycache.dev/querycache"
@@ -278,6 +279,11 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 	if stmt.Schema == nil || len(stmt.Schema.PrimaryFields) == 0 || db.Error != nil || !f.matchesFields(stmt.Schema.PrimaryFields) {
 		return nil, false
 	}
+	for _, field := range stmt.Schema.PrimaryFields {
+		if !keyFromDatabase(stmt, field.DBName) {
+			return nil, false
+		}
+	}
 	rv := reflect.Indirect(stmt.ReflectValue)
 	var (
 		one   [1]reflect.Value
@@ -325,6 +331,39 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 		pks = append(pks, keys.JoinPK(parts))
 	}
 	return pks, len(pks) > 0
+}
+
+// keyFromDatabase reports whether the struct's value of the key column col
+// is the row's key after an INSERT: the statement wrote that value (the
+// column is among its VALUES' columns) or read the row's value back
+// (RETURNING it, as GORM does for a key the database generates). An INSERT
+// that leaves the column out (Omit, Select without it, a field GORM may
+// not write) stores the column's default, while the struct keeps the value
+// it held: narrowed to that value, a cached "not found" of the row's real
+// key stayed (TestHostile12CreateOmittingKeyColumn).
+func keyFromDatabase(stmt *gorm.Statement, col string) bool {
+	if c, ok := stmt.Clauses["VALUES"]; ok {
+		if v, ok := c.Expression.(clause.Values); ok {
+			for _, vc := range v.Columns {
+				if !vc.Raw && vc.Name == col {
+					return true
+				}
+			}
+		}
+	}
+	if c, ok := stmt.Clauses["RETURNING"]; ok {
+		if r, ok := c.Expression.(clause.Returning); ok {
+			if len(r.Columns) == 0 {
+				return true // RETURNING *
+			}
+			for _, rc := range r.Columns {
+				if !rc.Raw && rc.Name == col {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // updatedRows returns the keys an UPDATE or DELETE is confined to. An
