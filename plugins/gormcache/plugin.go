@@ -39,6 +39,7 @@ type Plugin struct {
 	inspected  *otter.Cache[string, *inspection]
 	front      *inspectionFront // the last inspections looked up (inspect.go)
 	presets    atomic.Int64     // writes of preset SQL under way (writes.go, notePresetSQL)
+	lates      atomic.Int64     // writes left to the chain's end (writes.go, writeEarly)
 	names      sync.Map         // table -> versionNames
 	hits       hitMemo          // a fingerprint's key (hitmemo.go)
 	cat        catalog
@@ -180,9 +181,22 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		cb.Create().Before("gorm:create").Register("querycache:preset_sql", p.notePresetSQL),
 		cb.Update().Before("gorm:update").Register("querycache:preset_sql", p.notePresetSQL),
 		cb.Delete().Before("gorm:delete").Register("querycache:preset_sql", p.notePresetSQL),
-		cb.Create().After("gorm:create").Register("querycache:after_create", p.afterCreate),
-		cb.Update().After("gorm:update").Register("querycache:after_update", p.afterUpdate),
-		cb.Delete().After("gorm:delete").Register("querycache:after_delete", p.afterDelete),
+		// Right after GORM's write, before the associations it saves next
+		// and the model's After hooks: a hook reading what its write
+		// changed must find the change applied (auto-commit) or buffered
+		// in the transaction (TestHostile12HookReadsBeforeInvalidation).
+		// After("gorm:create") alone put them at the chain's end, after
+		// the hooks and the default transaction's commit. Inside GORM's
+		// default transaction the change is buffered and applied when it
+		// commits, or dropped when a hook's error rolls it back. A write
+		// in a transaction the plugin does not manage is recorded at the
+		// chain's end, as before (writeLate).
+		cb.Create().After("gorm:create").Before("gorm:save_after_associations").Register("querycache:after_create", p.writeEarly(p.afterCreate)),
+		cb.Update().After("gorm:update").Before("gorm:save_after_associations").Register("querycache:after_update", p.writeEarly(p.afterUpdate)),
+		cb.Delete().After("gorm:delete").Before("gorm:after_delete").Register("querycache:after_delete", p.writeEarly(p.afterDelete)),
+		cb.Create().After("gorm:create").Register("querycache:after_create_late", p.writeLate(p.afterCreate)),
+		cb.Update().After("gorm:update").Register("querycache:after_update_late", p.writeLate(p.afterUpdate)),
+		cb.Delete().After("gorm:delete").Register("querycache:after_delete_late", p.writeLate(p.afterDelete)),
 		cb.Raw().After("gorm:raw").Register("querycache:after_raw", p.afterRaw),
 	}
 	if err := errors.Join(steps...); err != nil {

@@ -62,6 +62,45 @@ func (p *Plugin) afterPreset(db *gorm.DB, source string) {
 	p.record(db, source, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))
 }
 
+// lateWrite is the key, in a statement's Settings, of a write whose change
+// writeEarly left to writeLate.
+type lateWrite struct{}
+
+// writeEarly runs a write's after-callback right after GORM's write, except
+// in a transaction the plugin does not manage (a *sql.Tx begun on a pool
+// taken before db.Use, or through another plugin's connection pool, such
+// as dbresolver's): GORM's default transaction there commits at the end of
+// the chain, after which the statement is back on its pool and writeLate
+// applies the change as committed. Recorded before that commit, it would
+// take the path of an unseen transaction, whose end is noticed later (reads
+// are fenced meanwhile, and a fenced read under dbresolver went to the
+// lagging standby: TestHostileReplicaWriteDuringActivation).
+func (p *Plugin) writeEarly(after func(*gorm.DB)) func(*gorm.DB) {
+	return func(db *gorm.DB) {
+		if scopeOf(db.Statement.ConnPool).kind == scopeRawTx {
+			p.lates.Add(1)
+			db.Statement.Settings.Store(lateWrite{}, true)
+			return
+		}
+		after(db)
+	}
+}
+
+// writeLate runs, at the end of the write's chain, the after-callback
+// writeEarly left to it. While no write is left, statements' settings are
+// not read.
+func (p *Plugin) writeLate(after func(*gorm.DB)) func(*gorm.DB) {
+	return func(db *gorm.DB) {
+		if p.lates.Load() == 0 {
+			return
+		}
+		if _, late := db.Statement.Settings.LoadAndDelete(lateWrite{}); late {
+			p.lates.Add(-1)
+			after(db)
+		}
+	}
+}
+
 // afterCreate invalidates inserted rows: each by primary key when all are
 // known (so a cached "not found" for that key is dropped), otherwise the
 // table's rows in bulk. Upserts may update rows other than the ones passed
