@@ -184,18 +184,29 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 	db.RowsAffected = -1
 }
 
-// recordRawWrite invalidates what a user's raw statement run through a read
-// path wrote (db.Raw("UPDATE ... RETURNING ...").Scan(&x)).
+// recordRawWrite invalidates what a statement run through a read path,
+// that went to the database, wrote: a user's raw statement
+// (db.Raw("UPDATE ... RETURNING ...").Scan(&x)), or one GORM built that
+// calls a function (Select("id, claim(id)"), Where("bump(id) > ?"),
+// Pluck("bump(id)")): a function that may write invalidates everything,
+// and set_config changes the connection's settings (observeRaw), whoever
+// wrote the text (TestHostile12GormBuiltStatementCallingWriter,
+// TestHostile12GormBuiltSetConfig).
 //
 // rowsOpen is true when the statement's rows are still open (Row, Rows):
 // its connection is busy, so the catalog must not be read on it now.
 func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement, rowsOpen bool) {
-	if !raw {
-		return
-	}
 	if info == nil {
-		st := p.inspect(db.Statement.SQL.String())
-		info = &st
+		if raw {
+			st := p.inspect(db.Statement.SQL.String())
+			info = &st
+		} else {
+			// GORM's text: remembered per text, as its reads' are.
+			info = &p.inspection(db.Statement.SQL.String()).st
+		}
+	}
+	if !raw && len(info.Functions) == 0 && !info.SessionState {
+		return // the common read GORM built: it calls nothing, changes nothing
 	}
 	p.observeRaw(db, *info)
 	p.record(db, "read_write", withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String())))

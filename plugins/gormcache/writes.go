@@ -115,6 +115,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
+	p.observeBuilt(db, in)
 	ch, known := p.writeChange(db, in, false)
 	p.record(db, "create", withCause(p.gormDependents(db, in, ch, known), "gorm create"))
 }
@@ -131,6 +132,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
+	p.observeBuilt(db, in)
 	ch, known := p.writeChange(db, in, true)
 	p.record(db, "update", withCause(p.gormDependents(db, in, ch, known), "gorm update"))
 }
@@ -147,8 +149,18 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
+	p.observeBuilt(db, in)
 	ch, known := p.writeChange(db, in, true)
 	p.record(db, "delete", withCause(p.gormDependents(db, in, ch, known), "gorm delete"))
+}
+
+// observeBuilt tells observeRaw of a write GORM built that calls a
+// function or changes session state (Update("x", gorm.Expr("set_config(
+// ...)"))): what the text does to the connection counts whoever wrote it.
+func (p *Plugin) observeBuilt(db *gorm.DB, in *inspection) {
+	if len(in.st.Functions) > 0 || in.st.SessionState {
+		p.observeRaw(db, in.st)
+	}
 }
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
@@ -244,6 +256,11 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 	if info.Kind != sqlinspect.KindWrite {
 		// GORM built something it does not write with (a dialect's odd
 		// form?): whatever it is, invalidate everything.
+		return querycache.Change{All: true}, knownFacts{}
+	}
+	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) {
+		// Update("no", gorm.Expr("next_invoice_no()")): what the function
+		// writes is not in the text (TestHostile12GormBuiltStatementCallingWriter).
 		return querycache.Change{All: true}, knownFacts{}
 	}
 	// The written tables, in bulk (invalidation.FromInspected), built only
