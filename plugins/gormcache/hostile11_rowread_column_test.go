@@ -15,6 +15,7 @@ import (
 // case, structured), and keys the read by author 1: a write of author 2
 // leaves it cached.
 func TestHostile11StructuredClauseColumnWidens(t *testing.T) {
+	t.Parallel() // an environment of its own per case, on the shared models only
 	cases := map[string]func() clause.Expression{
 		"Eq Column clause.Expr": func() clause.Expression {
 			return clause.Eq{Column: clause.Expr{SQL: "name = 'nobody' OR id"}, Value: 2}
@@ -55,6 +56,7 @@ func TestHostile11StructuredClauseColumnWidens(t *testing.T) {
 // taken for a write of author 1 only, and the cached lookup of author 2
 // survives it.
 func TestHostile11StructuredClauseColumnWidensWrite(t *testing.T) {
+	t.Parallel() // an environment of its own per case, on the shared models only
 	for _, d := range databases {
 		t.Run(d.name, func(t *testing.T) {
 			e := newEnv(t, d, memoryStore, querycache.Options{})

@@ -17,6 +17,7 @@ import (
 // cached lookup of author 2 by primary key (obj:authors:2, bulk:authors)
 // survives it. (Pre-existing, not introduced by today's commits.)
 func TestHostile9PresetSQLWriteKeepsEarlierWhere(t *testing.T) {
+	t.Parallel() // an environment of its own per case, on the shared models only (6 s of the serial phase under -race)
 	for _, d := range databases {
 		t.Run(d.name, func(t *testing.T) {
 			for _, form := range []struct {

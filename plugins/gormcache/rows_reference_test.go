@@ -232,6 +232,7 @@ type refCompositeItem struct {
 // SQLite REPLACE table). The raw conditions' memo is exercised past its
 // slots (collisions replace entries).
 func TestRowsOfMatchesReference(t *testing.T) {
+	t.Parallel() // no database, no shared state: pure functions on its own memo
 	cacheStore := &sync.Map{}
 	keyed, err := schema.Parse(&refKeyedItem{}, cacheStore, schema.NamingStrategy{})
 	if err != nil {
