@@ -85,6 +85,12 @@ func (c *copiers) build(t reflect.Type, building map[reflect.Type]*copierEntry) 
 		case reflect.Array:
 			elem := c.build(t.Elem(), building)
 			e.ok = elem.ok
+			if elem.done && elem.fn == nil {
+				// Plain data ([16]byte of a uuid, [8192]byte): assignment
+				// copies it whole. Element by element, through reflection,
+				// it cost every hit a call per byte.
+				break
+			}
 			e.fn = func(dst, src reflect.Value) {
 				for i := 0; i < src.Len(); i++ {
 					copyWith(elem, dst.Index(i), src.Index(i))
