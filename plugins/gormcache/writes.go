@@ -33,8 +33,21 @@ type presetSQL struct{}
 func (p *Plugin) notePresetSQL(db *gorm.DB) {
 	if db.Statement.SQL.Len() > 0 {
 		p.presets.Add(1)
-		db.Statement.Settings.Store(presetSQL{}, true)
+		db.Statement.Settings.Store(presetSQL{}, db.Statement)
 	}
+}
+
+// takeMark deletes key from the statement's settings and reports whether
+// it was this statement's own mark. GORM copies a statement's settings
+// into the statements that save its associations (saveAssociations ranges
+// over them), so a copy of the mark reaches a child statement that never
+// counted it: the child deletes it uncounted, and the parent's mark and
+// count stay for the parent (TestHostile13PresetSQLWithAssociationsLatePath:
+// the child took the parent's count, and the parent's preset SQL was then
+// narrowed to its clauses' row).
+func takeMark(db *gorm.DB, key any) bool {
+	v, ok := db.Statement.Settings.LoadAndDelete(key)
+	return ok && v == any(db.Statement)
 }
 
 // wasPreset reports (once) whether notePresetSQL saw the statement's SQL
@@ -47,7 +60,7 @@ func (p *Plugin) wasPreset(db *gorm.DB) bool {
 	if p.presets.Load() == 0 {
 		return false
 	}
-	if _, preset := db.Statement.Settings.LoadAndDelete(presetSQL{}); preset {
+	if takeMark(db, presetSQL{}) {
 		p.presets.Add(-1)
 		return true
 	}
@@ -79,7 +92,7 @@ func (p *Plugin) writeEarly(after func(*gorm.DB)) func(*gorm.DB) {
 	return func(db *gorm.DB) {
 		if scopeOf(db.Statement.ConnPool).kind == scopeRawTx {
 			p.lates.Add(1)
-			db.Statement.Settings.Store(lateWrite{}, true)
+			db.Statement.Settings.Store(lateWrite{}, db.Statement)
 			return
 		}
 		after(db)
@@ -94,7 +107,7 @@ func (p *Plugin) writeLate(after func(*gorm.DB)) func(*gorm.DB) {
 		if p.lates.Load() == 0 {
 			return
 		}
-		if _, late := db.Statement.Settings.LoadAndDelete(lateWrite{}); late {
+		if takeMark(db, lateWrite{}) {
 			p.lates.Add(-1)
 			after(db)
 		}
