@@ -179,8 +179,17 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 	}
 	switch p.dialect {
 	case "postgres":
-		funcs := p.functionsLearning(db, learn)
+		var (
+			funcs   map[string]fnFlags
+			learned bool
+		)
 		for _, f := range info.Functions {
+			if (f.Schema == "" || f.Schema == "pg_catalog") && pgCatalogReaders[f.Name] {
+				continue
+			}
+			if !learned {
+				funcs, learned = p.functionsLearning(db, learn), true
+			}
 			if funcs == nil {
 				return true
 			}
@@ -215,6 +224,43 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 	}
 	return false
 }
+
+// pgCatalogReaders are PostgreSQL built-ins that write nothing, which
+// statements GORM builds call all the time (Count, Select("lower(name)"),
+// gorm.Expr("gen_random_uuid()")). Unqualified, a call resolves to
+// pg_catalog's function first, since pg_catalog is searched before the
+// search_path's schemas (unless the path names it later: not supported).
+// So a same-named function elsewhere (other.count(point), pgcrypto's
+// gen_random_uuid in public), which the function list, keyed by name
+// alone, marks as one that may write, does not make each of these calls
+// invalidate everything, and neither does a function list not read yet
+// (every connection busy: TestHostile13RowCountInvalidatesAll,
+// TestHostile13SameNamedFunctionElsewhereInvalidatesAll). Functions that
+// change state (nextval, setval, set_config, advisory locks, large
+// objects) are not listed.
+var pgCatalogReaders = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(`
+		count sum avg min max bool_and bool_or every array_agg string_agg json_agg jsonb_agg
+		json_object_agg jsonb_object_agg stddev variance percentile_cont percentile_disc mode
+		row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
+		lower upper length char_length character_length octet_length bit_length substr substring
+		trim btrim ltrim rtrim concat concat_ws replace position strpos left right lpad rpad
+		reverse initcap split_part regexp_replace regexp_match regexp_matches regexp_split_to_array
+		translate format quote_ident quote_literal quote_nullable md5 encode decode to_hex ascii chr
+		starts_with abs round trunc floor ceil ceiling sign mod power sqrt exp ln log greatest least
+		nullif coalesce random gen_random_uuid now date_trunc date_part extract age to_char to_date
+		to_timestamp to_number make_date make_timestamp make_interval
+		array_length array_position array_remove array_append array_cat cardinality unnest
+		array_to_string string_to_array generate_series
+		json_build_object jsonb_build_object json_build_array jsonb_build_array to_json to_jsonb
+		jsonb_set jsonb_extract_path jsonb_extract_path_text json_extract_path json_extract_path_text
+		jsonb_array_length json_array_length jsonb_typeof json_typeof row_to_json
+	`) {
+		m[n] = true
+	}
+	return m
+}()
 
 // functionsLearning is functions, learning on the statement's connection
 // only when learn is set, and otherwise on a spare one.
