@@ -184,7 +184,7 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 			learned bool
 		)
 		for _, f := range info.Functions {
-			if (f.Schema == "" || f.Schema == "pg_catalog") && pgCatalogReaders[f.Name] {
+			if (f.Schema == "" || f.Schema == "pg_catalog") && isPgCatalogReader(f.Name) {
 				continue
 			}
 			if !learned {
@@ -238,9 +238,7 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 // TestHostile13SameNamedFunctionElsewhereInvalidatesAll). Functions that
 // change state (nextval, setval, set_config, advisory locks, large
 // objects) are not listed.
-var pgCatalogReaders = func() map[string]bool {
-	m := map[string]bool{}
-	for _, n := range strings.Fields(`
+var pgCatalogReaders = nameSet(`
 		count sum avg min max bool_and bool_or every array_agg string_agg json_agg jsonb_agg
 		json_object_agg jsonb_object_agg stddev variance percentile_cont percentile_disc mode
 		row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
@@ -255,12 +253,18 @@ var pgCatalogReaders = func() map[string]bool {
 		array_to_string string_to_array generate_series
 		json_build_object jsonb_build_object json_build_array jsonb_build_array to_json to_jsonb
 		jsonb_set jsonb_extract_path jsonb_extract_path_text json_extract_path json_extract_path_text
-		jsonb_array_length json_array_length jsonb_typeof json_typeof row_to_json
-	`) {
-		m[n] = true
+		jsonb_array_length json_array_length jsonb_typeof json_typeof row_to_json`)
+
+func isPgCatalogReader(name string) bool { _, ok := pgCatalogReaders[name]; return ok }
+
+// nameSet is the set of the space-separated names in words.
+func nameSet(words string) map[string]struct{} {
+	m := map[string]struct{}{}
+	for _, n := range strings.Fields(words) {
+		m[n] = struct{}{}
 	}
 	return m
-}()
+}
 
 // functionsLearning is functions, learning on the statement's connection
 // only when learn is set, and otherwise on a spare one.
@@ -318,9 +322,7 @@ func sqliteDeterministic(f sqlinspect.Func) bool {
 	return ok
 }
 
-var sqliteBuiltins = func() map[string]struct{} {
-	m := map[string]struct{}{}
-	for _, n := range strings.Fields(`
+var sqliteBuiltins = nameSet(`
 		abs char coalesce concat concat_ws format glob hex ifnull iif instr length like
 		likelihood likely lower ltrim max min nullif octet_length printf quote replace round
 		rtrim sign soundex substr substring trim typeof unhex unicode unlikely upper zeroblob
@@ -332,11 +334,7 @@ var sqliteBuiltins = func() map[string]struct{} {
 		jsonb_extract json_insert jsonb_insert json_object jsonb_object json_patch jsonb_patch
 		json_pretty json_remove jsonb_remove json_replace jsonb_replace json_set jsonb_set json_type
 		json_valid json_quote json_group_array jsonb_group_array json_group_object jsonb_group_object
-		json_each json_tree jsonb_each jsonb_tree generate_series`) {
-		m[n] = struct{}{}
-	}
-	return m
-}()
+		json_each json_tree jsonb_each jsonb_tree generate_series`)
 
 // timeWords are the strings SQLite or PostgreSQL read as the current time
 // when they are converted to a date or time.
