@@ -80,23 +80,37 @@ func (p *Plugin) afterPreset(db *gorm.DB, source string) {
 type lateWrite struct{}
 
 // writeEarly runs a write's after-callback right after GORM's write, except
-// in a transaction the plugin does not manage (a *sql.Tx begun on a pool
-// taken before db.Use, or through another plugin's connection pool, such
-// as dbresolver's): GORM's default transaction there commits at the end of
-// the chain, after which the statement is back on its pool and writeLate
-// applies the change as committed. Recorded before that commit, it would
-// take the path of an unseen transaction, whose end is noticed later (reads
-// are fenced meanwhile, and a fenced read under dbresolver went to the
-// lagging standby: TestHostileReplicaWriteDuringActivation).
+// in GORM's default transaction begun on a pool the plugin does not manage
+// (a pool taken before db.Use, or another plugin's, such as dbresolver's):
+// that transaction commits at the end of the chain, after which the
+// statement is back on its pool and writeLate applies the change as
+// committed. Recorded before that commit, it would take the path of an
+// unseen transaction, whose end is noticed later (reads are fenced
+// meanwhile, and a fenced read under dbresolver went to the lagging
+// standby: TestHostileReplicaWriteDuringActivation).
+//
+// In the caller's own transaction on such a pool the write is recorded
+// here, as an unseen transaction's: its commit comes after the chain
+// anyway, and a panic in a later callback (an After hook's, recovered by
+// the caller, who then commits) skips the late callback, which lost the
+// write (TestHostile14PanicAfterWriteInUnmanagedTransaction).
 func (p *Plugin) writeEarly(after func(*gorm.DB)) func(*gorm.DB) {
 	return func(db *gorm.DB) {
-		if scopeOf(db.Statement.ConnPool).kind == scopeRawTx {
+		if scopeOf(db.Statement.ConnPool).kind == scopeRawTx && startedDefaultTx(db) {
 			p.lates.Add(1)
 			db.Statement.Settings.Store(lateWrite{}, db.Statement)
 			return
 		}
 		after(db)
 	}
+}
+
+// startedDefaultTx reports whether GORM's default transaction was begun by
+// this statement's chain (gorm:begin_transaction), to be committed at its
+// end (gorm:commit_or_rollback_transaction).
+func startedDefaultTx(db *gorm.DB) bool {
+	_, ok := db.InstanceGet("gorm:started_transaction")
+	return ok
 }
 
 // writeLate runs, at the end of the write's chain, the after-callback
