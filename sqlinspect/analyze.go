@@ -170,6 +170,26 @@ func (a *analyzer) tokName(i int) string {
 	return ""
 }
 
+// caseKept reports whether toks[i] is a quoted identifier with an
+// upper-case letter, whose case a PostgreSQL name keeps ("Lower" is not
+// lower).
+func (a *analyzer) caseKept(i int) bool {
+	t := a.toks[i]
+	switch t.kind {
+	case tkQuoted, tkUQuoted:
+		s := a.src[t.start:t.end]
+		if t.kind == tkUQuoted {
+			s = s[2:] // U&"..."
+		}
+		for j := 0; j < len(s); j++ {
+			if 'A' <= s[j] && s[j] <= 'Z' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // qualifiedName reads a name [part.]*part starting at toks[j]. It returns
 // the normalised last part and the index after the name; ok is false (and
 // nothing is consumed) when toks[j] cannot start a name, and false with the

@@ -163,7 +163,7 @@ func (a *analyzer) funcList() []Func {
 		if r.drop {
 			continue
 		}
-		f := Func{Name: a.tokName(int(r.name)), Args: r.args}
+		f := Func{Name: a.tokName(int(r.name)), Args: r.args, Quoted: a.caseKept(int(r.name))}
 		if r.schema >= 0 {
 			f.Schema = a.tokName(int(r.schema))
 		}

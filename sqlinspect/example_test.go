@@ -50,7 +50,7 @@ func ExampleInspectDialect() {
 	// Select [] false
 	// Unknown [] true
 	// [users] 2 0
-	// [!catalog] true [{ count 1} { lower 1}]
+	// [!catalog] true [{ count 1 false} { lower 1 false}]
 }
 
 func ExampleAssignedColumns() {

@@ -62,6 +62,10 @@ type Func struct {
 	Schema string // the qualifier just before the name, unquoted, lower-cased; "" when unqualified
 	Name   string // unquoted, ASCII lower-cased
 	Args   int    // number of arguments; -1 when not known (the call is not closed)
+	// Quoted is set when the name was a quoted identifier with an
+	// upper-case letter ("Lower"(x)): PostgreSQL keeps its case, so it is
+	// not the function Name spells (lower), though Name is lower-cased.
+	Quoted bool
 }
 
 // TxOp is a transaction-control statement (Statement.TxOps).

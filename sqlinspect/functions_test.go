@@ -25,10 +25,12 @@ func TestFunctions(t *testing.T) {
 		{"within group", `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM t`, DialectPostgres, []Func{fn("percentile_cont", 1)}},
 		{"aggregate order by", `SELECT string_agg(x, ',' ORDER BY a, b) FROM t`, DialectPostgres, []Func{fn("string_agg", 2)}},
 		{"quoted and qualified", `SELECT "myfunc"(x), public.f(x, y), pg_catalog.now(), "Sch"."G"(1), db.s.h() FROM t`, DialectPostgres,
-			[]Func{fn("myfunc", 1), {"pg_catalog", "now", 0}, {"public", "f", 2}, {"s", "h", 0}, {"sch", "g", 1}}},
+			[]Func{fn("myfunc", 1), {"pg_catalog", "now", 0, false}, {"public", "f", 2, false}, {"s", "h", 0, false}, {"sch", "g", 1, true}}},
+		{"quoted names keep their case", `SELECT "Lower"(x), "lower"(y), U&"Upper"(z), "count"(*) FROM t`, DialectPostgres,
+			[]Func{fn("count", 1), {"", "lower", 1, true}, fn("lower", 1), {"", "upper", 1, true}}},
 		{"sqlite quoted calls", "SELECT `random`(), [f](1) FROM t", DialectSQLite, []Func{fn("f", 1), fn("random", 0)}},
 		{"keyword named functions", `SELECT left(s, 2), right(s, 3), replace(s, 'a', 'b'), date('now'), "coalesce"(a, b), public.coalesce(a) FROM t`,
-			DialectAny, []Func{fn("coalesce", 2), fn("date", 1), fn("left", 2), fn("replace", 3), fn("right", 2), {"public", "coalesce", 1}}},
+			DialectAny, []Func{fn("coalesce", 2), fn("date", 1), fn("left", 2), fn("replace", 3), fn("right", 2), {"public", "coalesce", 1, false}}},
 		{"sqlite functions", `SELECT like('a%', x), glob('*', y), substr(s, 1, 2), ifnull(a, b) FROM t`, DialectSQLite,
 			[]Func{fn("glob", 2), fn("ifnull", 2), fn("like", 2), fn("substr", 3)}},
 		{"nested", `SELECT f(g(h(1), 2), (3, 4)) FROM t`, DialectAny, []Func{fn("f", 2), fn("g", 2), fn("h", 1)}},
@@ -94,7 +96,7 @@ func TestFunctionsDoNotAlias(t *testing.T) {
 	b := []byte(`SELECT myfunc(1), s.other(2)`)
 	st := Inspect(string(b))
 	copy(b, strings.Repeat("x", len(b)))
-	if fmt.Sprint(st.Functions) != "[{ myfunc 1} {s other 1}]" {
+	if fmt.Sprint(st.Functions) != "[{ myfunc 1 false} {s other 1 false}]" {
 		t.Errorf("got %v", st.Functions)
 	}
 }

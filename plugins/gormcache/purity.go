@@ -94,6 +94,16 @@ const (
 	// SQLite: some registration is not deterministic), so calling it may
 	// write (a user's function called by a SELECT).
 	fnMayWrite
+	// fnMayWriteOnPath: PostgreSQL, some VOLATILE overload outside
+	// pg_catalog is in a schema of the search_path (of the connection the
+	// list was read on), where an unqualified call may resolve to it:
+	// lower(bigint) in public is what lower(id) calls for a bigint id,
+	// pg_catalog having no lower of an integer.
+	fnMayWriteOnPath
+	// fnRowWriter: PostgreSQL, some VOLATILE overload outside pg_catalog
+	// (not C) takes one row (a table's type, record, anyelement ...):
+	// SQL calls it by attribute notation, o.f, as if it were a column.
+	fnRowWriter
 )
 
 // functions returns what the catalog says of function names; nil when it
@@ -118,12 +128,36 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]fnFlags {
 	v, err, _ := p.cat.flight.Do("funcs\x00"+strconv.FormatUint(st.gen, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
 		defer cancel()
-		q := `SELECT proname, bool_and(provolatile = 'i'),
-	bool_or(provolatile = 'v' AND pronamespace <> 'pg_catalog'::regnamespace)
-FROM pg_proc GROUP BY proname`
+		// An aggregate's own volatility is always IMMUTABLE in pg_proc
+		// ("not needed for agg"): a user's takes that of its support
+		// functions (a VOLATILE transition function writes once per row:
+		// TestHostile14CatalogReaderNameOverloadedOnSearchPath).
+		q := `WITH agg AS (
+	SELECT a.aggfnoid, CASE WHEN bool_or(s.provolatile = 'v') THEN 'v' WHEN bool_or(s.provolatile = 's') THEN 's' ELSE 'i' END AS vol
+	FROM pg_aggregate a JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
+		a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
+	WHERE a.aggfnoid IN (SELECT oid FROM pg_proc WHERE prokind = 'a' AND pronamespace <> 'pg_catalog'::regnamespace)
+	GROUP BY a.aggfnoid),
+f AS (
+	SELECT p.proname, p.pronamespace <> 'pg_catalog'::regnamespace AS usr,
+		p.pronamespace <> 'pg_catalog'::regnamespace
+			AND p.pronamespace = ANY (ARRAY(SELECT oid FROM pg_namespace WHERE nspname = ANY (current_schemas(false))))
+			AND NOT EXISTS (SELECT 1 FROM pg_proc c WHERE c.proname = p.proname
+				AND c.pronamespace = 'pg_catalog'::regnamespace AND c.proargtypes = p.proargtypes) AS on_path,
+		p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND l.lanname NOT IN ('c', 'internal')
+			AND (t.typtype = 'c' OR t.oid IN ('record'::regtype, 'anyelement'::regtype, 'anynonarray'::regtype,
+				'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)) AS row_arg,
+		COALESCE(agg.vol, p.provolatile::text) AS vol
+	FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+	LEFT JOIN pg_type t ON t.oid = p.proargtypes[0]
+	LEFT JOIN agg ON agg.aggfnoid = p.oid)
+SELECT proname, bool_and(vol = 'i'), bool_or(vol = 'v' AND usr), bool_or(vol = 'v' AND usr AND on_path),
+	COALESCE(bool_or(vol = 'v' AND usr AND row_arg), false)
+FROM f GROUP BY proname`
 		if p.dialect == "sqlite" {
-			// 0x800 is SQLITE_DETERMINISTIC.
-			q = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0)
+			// 0x800 is SQLITE_DETERMINISTIC. (Names are not searched by
+			// schema: the fourth column is the third; no attribute notation.)
+			q = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0
 FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 		}
 		rows, err := cp.QueryContext(ctx, q)
@@ -134,8 +168,8 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 		m := make(map[string]fnFlags, 4096)
 		for rows.Next() {
 			var name string
-			var immutable, mayWrite bool
-			if err := rows.Scan(&name, &immutable, &mayWrite); err != nil {
+			var immutable, mayWrite, onPath, rowWriter bool
+			if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter); err != nil {
 				return nil, err
 			}
 			var f fnFlags
@@ -145,7 +179,22 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 			if mayWrite {
 				f |= fnMayWrite
 			}
-			m[strings.ToLower(name)] |= f
+			if onPath {
+				f |= fnMayWriteOnPath
+			}
+			if rowWriter {
+				f |= fnRowWriter
+			}
+			// Calls are looked up lower-cased: "Lower" and lower share an
+			// entry, immutable only if both are (ORed, pg_catalog's
+			// immutable lower made a volatile "Lower" cacheable:
+			// TestHostile14QuotedMixedCaseFunctionTakenForBuiltin).
+			key := strings.ToLower(name)
+			if old, seen := m[key]; seen {
+				f = f&^fnImmutable | old&^fnImmutable | f&old&fnImmutable
+			}
+			m[key] = f
+			m[anyUserWriter] |= f & (fnMayWrite | fnRowWriter)
 		}
 		if err := rows.Err(); err != nil {
 			return nil, err
@@ -161,6 +210,11 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 	}
 	return v.(map[string]fnFlags)
 }
+
+// anyUserWriter is the function list's entry (no function's name: it
+// holds a NUL) whose fnMayWrite says whether any function may write
+// (readsRowWriter).
+const anyUserWriter = "\x00any"
 
 // mayWrite reports whether a statement that does not look like a write
 // calls a function that might write: on PostgreSQL a VOLATILE function
@@ -184,11 +238,30 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 			learned bool
 		)
 		for _, f := range info.Functions {
-			if (f.Schema == "" || f.Schema == "pg_catalog") && isPgCatalogReader(f.Name) {
+			reader := !f.Quoted && isPgCatalogReader(f.Name)
+			if reader && f.Schema == "pg_catalog" {
 				continue
 			}
 			if !learned {
 				funcs, learned = p.functionsLearning(db, learn), true
+			}
+			if reader && f.Schema == "" {
+				// pg_catalog's, unless an overload on the search_path is a
+				// better match for its arguments' types
+				// (TestHostile14CatalogReaderNameOverloadedOnSearchPath).
+				// In a transaction that changed its settings (SET LOCAL
+				// search_path) the path is not the list's: an overload in
+				// any schema counts
+				// (TestHostile15TransactionLocalSearchPathReachesWriterOverload).
+				// Not known now (every connection busy): pg_catalog's.
+				onPath := fnMayWriteOnPath
+				if sc := scopeOf(db.Statement.ConnPool); sc.kind == scopeManaged && sc.tx.session.Load() {
+					onPath = fnMayWrite
+				}
+				if funcs != nil && funcs[f.Name]&onPath != 0 {
+					return true
+				}
+				continue
 			}
 			if funcs == nil {
 				return true
@@ -227,17 +300,20 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 
 // pgCatalogReaders are PostgreSQL built-ins that write nothing, which
 // statements GORM builds call all the time (Count, Select("lower(name)"),
-// gorm.Expr("gen_random_uuid()")). Unqualified, a call resolves to
-// pg_catalog's function first, since pg_catalog is searched before the
-// search_path's schemas (unless the path names it later: not supported).
-// So a same-named function elsewhere (other.count(point), pgcrypto's
-// gen_random_uuid in public), which the function list, keyed by name
-// alone, marks as one that may write, does not make each of these calls
-// invalidate everything, and neither does a function list not read yet
-// (every connection busy: TestHostile13RowCountInvalidatesAll,
-// TestHostile13SameNamedFunctionElsewhereInvalidatesAll). Functions that
-// change state (nextval, setval, set_config, advisory locks, large
-// objects) are not listed.
+// gorm.Expr("gen_random_uuid()")). Called as pg_catalog.f they are that
+// built-in. Unqualified, a call resolves to pg_catalog's function unless
+// an overload in a schema of the search_path matches its arguments'
+// types better (lower(bigint) in public for lower(id)): only a VOLATILE
+// one there makes the call one that may write (fnMayWriteOnPath). So a
+// same-named function in a schema off the path (other.count(point)),
+// which the function list, keyed by name alone, marks as one that may
+// write, does not make each of these calls invalidate everything, and
+// neither does a function list not read yet (every connection busy:
+// TestHostile13RowCountInvalidatesAll,
+// TestHostile13SameNamedFunctionElsewhereInvalidatesAll). A quoted name
+// with capitals ("Lower") is not one of them. Functions that change state
+// (nextval, setval, set_config, advisory locks, large objects) are not
+// listed.
 var pgCatalogReaders = nameSet(`
 		count sum avg min max bool_and bool_or every array_agg string_agg json_agg jsonb_agg
 		json_object_agg jsonb_object_agg stddev variance percentile_cont percentile_disc mode
