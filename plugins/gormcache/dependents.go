@@ -69,9 +69,16 @@ type depFacts struct {
 	// PostgreSQL: functions of the user's that take the table's row (or
 	// any row) as their one argument, which SQL calls by attribute
 	// notation (o.f, (o).f) as if they were columns: one that is not
-	// immutable may read other tables (rowFuncs), a volatile one may
-	// write them (rowWriter).
-	rowFuncs, rowWriter bool
+	// immutable may read other tables (rowFuncs). (Whether a statement
+	// calls a volatile one is read from its text by name: callsHiddenWriter.)
+	rowFuncs bool
+	// readWriter: PostgreSQL, reading the relation calls a volatile
+	// function of the user's that no text shows: a view's query calls one,
+	// or a row-security policy of the table does.
+	readWriter bool
+	// refreshWriter: PostgreSQL, a materialized view whose query calls a
+	// volatile function of the user's, which REFRESH runs.
+	refreshWriter bool
 }
 
 func (d *depFacts) empty() bool {
@@ -123,12 +130,28 @@ FROM r, pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
 WHERE ad.adrelid = r.oid
 UNION ALL
+SELECT DISTINCT 'd', p.proname::text, p.provolatile::text, l.lanname::text, ''
+FROM r, pg_constraint con JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
+JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
+WHERE con.contype = 'c' AND (con.conrelid = r.oid OR con.contypid IN (
+	SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped))
+UNION ALL
 SELECT DISTINCT 'a', p.proname::text, p.provolatile::text, '', ''
 FROM r JOIN pg_class c ON c.oid = r.oid, pg_proc p JOIN pg_language l ON l.oid = p.prolang
 WHERE p.oid >= 16384 AND p.provolatile <> 'i' AND l.lanname NOT IN ('c', 'internal')
 	AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
 	AND p.proargtypes[0] IN (c.reltype, 'record'::regtype, 'anyelement'::regtype, 'anynonarray'::regtype,
-		'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)`
+		'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)
+UNION ALL
+SELECT DISTINCT 'w', p.proname::text, p.provolatile::text, l.lanname::text, ''
+FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_proc'::regclass
+JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
+WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND p.pronamespace <> 'pg_catalog'::regnamespace
+UNION ALL
+SELECT DISTINCT 'q', p.proname::text, p.provolatile::text, l.lanname::text, ''
+FROM r, pg_policy pol JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid AND d.refclassid = 'pg_proc'::regclass
+JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
+WHERE pol.polrelid = r.oid AND p.pronamespace <> 'pg_catalog'::regnamespace`
 
 func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *tableFacts) error {
 	rows, err := cp.QueryContext(ctx, postgresDepsQuery, oidArray(oids))
@@ -143,7 +166,7 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			return err
 		}
 		rel := catalogName(name)
-		if rel == "" && tag != "t" && tag != "r" && tag != "d" && tag != "a" {
+		if rel == "" && tag != "t" && tag != "r" && tag != "d" && tag != "a" && tag != "w" && tag != "q" {
 			d.unknown = true
 			continue
 		}
@@ -171,12 +194,30 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			d.rules = true
 		case "a":
 			d.rowFuncs = true
-			d.rowWriter = d.rowWriter || a == "v"
+		case "w":
+			// A view calling a volatile function of the user's writes
+			// whenever it is read (TestHostile14ViewCallingWriterFunction),
+			// a materialized view's query runs only on REFRESH
+			// (TestHostile15MaterializedViewReadInvalidatesAll). Views are
+			// never cached (derivedRefusal): only this matters.
+			writer := a == "v" && b != "c" && b != "internal"
+			switch f.relkind {
+			case 'v':
+				d.readWriter = d.readWriter || writer
+			case 'm':
+				d.refreshWriter = d.refreshWriter || writer
+			}
+		case "q":
+			// A row-security policy calling one writes whenever the
+			// table is read (TestHostile15RowSecurityPolicyCallsWriter).
+			d.readWriter = d.readWriter || a == "v" && b != "c" && b != "internal"
 		case "d":
 			// A column default calling a volatile function of the user's
-			// (an invoice number taken from a counter table) may write
-			// anything when a row is inserted, or set to DEFAULT: as a
-			// trigger whose writes are not known. Stable and immutable
+			// (an invoice number taken from a counter table), or a CHECK
+			// constraint or a column's domain's CHECK calling one
+			// (TestHostile15HiddenCallConstraintsAndViews), may write
+			// anything when a row is inserted or updated: as a trigger
+			// whose writes are not known. Stable and immutable
 			// functions cannot write; nor, here, C functions (an
 			// extension's, as uuid-ossp's uuid_generate_v4: a row's key,
 			// not a write).

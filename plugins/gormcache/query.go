@@ -206,7 +206,15 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		}
 	}
 	if !raw && len(info.Functions) == 0 && !info.SessionState {
-		return // the common read GORM built: it calls nothing, changes nothing
+		// The common read GORM built: it calls nothing, changes nothing,
+		// unless it reads a volatile function by attribute notation
+		// (Pluck("authors.claim")) or a view calling one
+		// (TestHostile14AttributeNotationWriterInGormBuiltStatement,
+		// TestHostile14ViewCallingWriterFunction).
+		if p.readsRowWriter(db, *info, !rowsOpen) {
+			p.record(db, "read_write", withCause(querycache.Change{All: true}, "a read calling a volatile function on its rows"))
+		}
+		return
 	}
 	p.observeRaw(db, *info)
 	p.record(db, "read_write", withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String())))
