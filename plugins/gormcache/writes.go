@@ -240,7 +240,7 @@ var rawCauses = []struct{ word, cause string }{
 func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) querycache.Change {
 	sql := db.Statement.SQL.String()
 	ch, cascade := rawBase(info, sql)
-	if !ch.All && (p.mayWrite(db, info, learn) || p.readsRowWriter(db, info, learn)) {
+	if !ch.All && (p.mayWrite(db, info, learn) || p.readsRowWriter(db, &info, learn)) {
 		return querycache.Change{All: true}
 	}
 	// What the schema carries further: foreign-key actions, triggers,
@@ -259,7 +259,7 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // of this is looked up: the check is on every write and on every read GORM
 // built that goes to the database. A relation whose facts cannot be
 // learned now (every connection busy) counts as one that may write.
-func (p *Plugin) readsRowWriter(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
+func (p *Plugin) readsRowWriter(db *gorm.DB, info *sqlinspect.Statement, learn bool) bool {
 	if p.dialect != "postgres" {
 		return false
 	}
@@ -374,7 +374,7 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 		// form?): whatever it is, invalidate everything.
 		return querycache.Change{All: true}, knownFacts{}
 	}
-	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.readsRowWriter(db, *info, true) {
+	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.dialect == "postgres" && p.readsRowWriter(db, info, true) {
 		// Update("no", gorm.Expr("next_invoice_no()")): what the function
 		// writes is not in the text (TestHostile12GormBuiltStatementCallingWriter);
 		// nor when it is called by attribute notation, authors.claim
