@@ -104,6 +104,10 @@ const (
 	// (not C) takes one row (a table's type, record, anyelement ...):
 	// SQL calls it by attribute notation, o.f, as if it were a column.
 	fnRowWriter
+	// fnRelWriter: PostgreSQL, some VOLATILE overload outside pg_catalog
+	// is called by a view's query, a row-security policy or a CHECK
+	// constraint (pg_depend): reading or writing a relation may call it.
+	fnRelWriter
 )
 
 // functions returns what the catalog says of function names; nil when it
@@ -139,7 +143,7 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]fnFlags {
 	WHERE a.aggfnoid IN (SELECT oid FROM pg_proc WHERE prokind = 'a' AND pronamespace <> 'pg_catalog'::regnamespace)
 	GROUP BY a.aggfnoid),
 f AS (
-	SELECT p.proname, p.pronamespace <> 'pg_catalog'::regnamespace AS usr,
+	SELECT p.oid, p.proname, p.pronamespace <> 'pg_catalog'::regnamespace AS usr,
 		p.pronamespace <> 'pg_catalog'::regnamespace
 			AND p.pronamespace = ANY (ARRAY(SELECT oid FROM pg_namespace WHERE nspname = ANY (current_schemas(false))))
 			AND NOT EXISTS (SELECT 1 FROM pg_proc c WHERE c.proname = p.proname
@@ -152,12 +156,14 @@ f AS (
 	LEFT JOIN pg_type t ON t.oid = p.proargtypes[0]
 	LEFT JOIN agg ON agg.aggfnoid = p.oid)
 SELECT proname, bool_and(vol = 'i'), bool_or(vol = 'v' AND usr), bool_or(vol = 'v' AND usr AND on_path),
-	COALESCE(bool_or(vol = 'v' AND usr AND row_arg), false)
+	COALESCE(bool_or(vol = 'v' AND usr AND row_arg), false),
+	bool_or(vol = 'v' AND usr AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_proc'::regclass
+		AND d.refobjid = f.oid AND d.classid IN ('pg_rewrite'::regclass, 'pg_policy'::regclass, 'pg_constraint'::regclass)))
 FROM f GROUP BY proname`
 		if p.dialect == "sqlite" {
 			// 0x800 is SQLITE_DETERMINISTIC. (Names are not searched by
 			// schema: the fourth column is the third; no attribute notation.)
-			q = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0
+			q = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0, 0
 FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 		}
 		rows, err := cp.QueryContext(ctx, q)
@@ -168,8 +174,8 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 		m := make(map[string]fnFlags, 4096)
 		for rows.Next() {
 			var name string
-			var immutable, mayWrite, onPath, rowWriter bool
-			if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter); err != nil {
+			var immutable, mayWrite, onPath, rowWriter, relWriter bool
+			if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter); err != nil {
 				return nil, err
 			}
 			var f fnFlags
@@ -185,6 +191,9 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 			if rowWriter {
 				f |= fnRowWriter
 			}
+			if relWriter {
+				f |= fnRelWriter
+			}
 			// Calls are looked up lower-cased: "Lower" and lower share an
 			// entry, immutable only if both are (ORed, pg_catalog's
 			// immutable lower made a volatile "Lower" cacheable:
@@ -194,7 +203,7 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 				f = f&^fnImmutable | old&^fnImmutable | f&old&fnImmutable
 			}
 			m[key] = f
-			m[anyUserWriter] |= f & (fnMayWrite | fnRowWriter)
+			m[anyUserWriter] |= f & (fnMayWrite | fnRowWriter | fnRelWriter)
 		}
 		if err := rows.Err(); err != nil {
 			return nil, err

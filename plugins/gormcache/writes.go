@@ -255,9 +255,9 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // query calls one or a table whose row-security policy does (directly or
 // through the views it reads).
 //
-// While the function list shows no volatile function of the user's, none
-// of this is looked up: the check is on every write and on every read GORM
-// built that goes to the database. A relation whose facts cannot be
+// While the function list shows no volatile function of the user's called
+// that way (fnRowWriter, fnRelWriter), nothing else is looked up: the check
+// is on every write and on every read GORM built that goes to the database. A relation whose facts cannot be
 // learned now (every connection busy) counts as one that may write.
 func (p *Plugin) readsRowWriter(db *gorm.DB, info *sqlinspect.Statement, learn bool) bool {
 	if p.dialect != "postgres" {
@@ -276,11 +276,13 @@ func (p *Plugin) readsRowWriter(db *gorm.DB, info *sqlinspect.Statement, learn b
 	}
 	funcs := p.functionsOn(db, cp)
 	if funcs != nil {
-		if funcs[anyUserWriter]&(fnMayWrite|fnRowWriter) == 0 {
-			return false
-		}
 		if funcs[anyUserWriter]&fnRowWriter != 0 && attributeCall(db.Statement.SQL.String(), funcs) {
 			return true
+		}
+		if funcs[anyUserWriter]&fnRelWriter == 0 {
+			// No view, policy or constraint calls a writer: the relations'
+			// facts need not be looked up (nor learned, on every read).
+			return false
 		}
 	}
 	var seen []string // views walked, for a view reading another
