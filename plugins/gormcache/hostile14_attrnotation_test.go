@@ -10,13 +10,13 @@ import (
 
 // BUG (stale read, C1): on PostgreSQL a function taking a table's row is
 // called by attribute notation, a.claim, as if it were a column: the text
-// shows no call. For SQL the user wrote, rawChange asks readsRowWriter
+// shows no call. For SQL the user wrote, rawChange asks callsHiddenWriter
 // (a volatile such function on a table the statement reads may write
 // anything: invalidate everything), and the raw control case below passes.
 // For statements GORM built, the check added in d60228c looks only at
 // calls the text shows: recordRawWrite (query.go) returns at once for a
 // GORM-built read with no function call in its text, and writeChange
-// (writes.go) asks mayWrite, never readsRowWriter. So a Pluck, a
+// (writes.go) asks mayWrite, never callsHiddenWriter. So a Pluck, a
 // Select(...).Find or an Update whose text reads authors.claim runs the
 // user's volatile claim(authors), which wrote languages, and nothing is
 // invalidated (the Update is narrowed to its own author row).
@@ -62,7 +62,7 @@ BEGIN UPDATE languages SET name = 'claimed by author ' || a.id WHERE id = 7; RET
 				t.Fatalf("claim(authors) did not run: the probe proves nothing")
 			}
 			if got := lookup(); got != inDB {
-				t.Errorf("First(&Language{}, 7) served %q; the database holds %q: the statement GORM built read authors.claim, i.e. called the volatile claim(authors) by attribute notation, which wrote languages; readsRowWriter is only consulted for SQL the user wrote", got, inDB)
+				t.Errorf("First(&Language{}, 7) served %q; the database holds %q: the statement GORM built read authors.claim, i.e. called the volatile claim(authors) by attribute notation, which wrote languages; callsHiddenWriter is only consulted for SQL the user wrote", got, inDB)
 			}
 		})
 	}
@@ -71,7 +71,7 @@ BEGIN UPDATE languages SET name = 'claimed by author ' || a.id WHERE id = 7; RET
 // BUG (stale read, C1): a PostgreSQL view whose definition calls a
 // volatile function of the user's writes whenever it is read. Neither
 // path looks into it: for SQL the user wrote, rawChange asks mayWrite
-// (calls the text shows: none) and readsRowWriter (functions on the
+// (calls the text shows: none) and callsHiddenWriter (functions on the
 // view's row type: none); for a statement GORM built, recordRawWrite
 // returns at once (no call in the text). The view's relations are
 // learned (depFacts.bases) but not the functions its _RETURN rule calls.

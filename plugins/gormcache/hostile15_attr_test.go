@@ -7,7 +7,7 @@ import (
 )
 
 // BUG (stale read, C1): attribute notation reaches a function on a row
-// type the statement never reads as a relation. readsRowWriter
+// type the statement never reads as a relation. callsHiddenWriter
 // (writes.go) looks for volatile functions on the row types of the
 // relations the statement reads (dependents.go 'a' rows: proargtypes[0]
 // = the relation's own reltype, or record/anyelement), and follows only

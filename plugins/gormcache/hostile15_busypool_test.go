@@ -8,7 +8,7 @@ import (
 	"querycache.dev/querycache"
 )
 
-// BUG (stale read, C1): readsRowWriter (writes.go) counts a relation
+// BUG (stale read, C1): callsHiddenWriter (writes.go) counts a relation
 // whose facts cannot be learned now as one that calls nothing
 // (depFactsOf returns nil: "continue"). A read GORM built through Row()
 // or Rows() keeps its connection busy (recordRawWrite: learn=false), and
@@ -74,7 +74,7 @@ func TestHostile15ViewWriterReadByRowOnBusyPool(t *testing.T) {
 					t.Fatalf("the view's function did not run: the probe proves nothing")
 				}
 				if got := lookup(); got != inDB {
-					t.Errorf("First(&Language{}, 7) served %q; the database holds %q: %s read the view h15_claims, whose query calls the volatile h15_w, on a pool of one busy connection; readsRowWriter could not learn the view's facts and took it for one that calls nothing", got, inDB, c.name)
+					t.Errorf("First(&Language{}, 7) served %q; the database holds %q: %s read the view h15_claims, whose query calls the volatile h15_w, on a pool of one busy connection; callsHiddenWriter could not learn the view's facts and took it for one that calls nothing", got, inDB, c.name)
 				}
 			})
 		}

@@ -68,7 +68,7 @@ func h15RunHidden(t *testing.T, cases []h15Hidden) {
 // never shows as calls: the function of a user-defined operator (a ==> b),
 // of a cast (x::t, CAST(x AS t)) and a domain's CHECK (x::d). mayWrite
 // (purity.go) looks only at sqlinspect's calls (name followed by "("),
-// readsRowWriter at row-typed functions and views: none sees these. A
+// callsHiddenWriter at row-typed functions and views: none sees these. A
 // read GORM built (Where("id ==> ?", 1).Find) or SQL the user wrote
 // (Exec / Raw) runs the volatile function, which wrote languages, and the
 // cached language stays.

@@ -111,7 +111,7 @@ CREATE FUNCTION h15_name(a authors) RETURNS text LANGUAGE sql STABLE AS $$ SELEC
 }
 
 // BUG (over-invalidation: the cache is useless for the table, and for
-// every table when the function is generic): readsRowWriter (writes.go)
+// every table when the function is generic): callsHiddenWriter (writes.go)
 // counts a statement as calling a volatile function by attribute
 // notation (authors.h15_archive) whenever it reads or writes a table on
 // whose row type such a function exists (depFacts.rowWriter), whether or
@@ -145,7 +145,7 @@ CREATE FUNCTION h15_log_row(x anyelement) RETURNS void LANGUAGE plpgsql VOLATILE
 			e := newEnv(t, pg, memoryStore, querycache.Options{})
 			h15Setup(t, e, c.ddl)
 			for _, b := range h15Ordinary(t, e) {
-				t.Errorf("%s: readsRowWriter took the table's row-typed volatile function, which the statement does not name, for a call", b)
+				t.Errorf("%s: callsHiddenWriter took the table's row-typed volatile function, which the statement does not name, for a call", b)
 			}
 		})
 	}
@@ -153,7 +153,7 @@ CREATE FUNCTION h15_log_row(x anyelement) RETURNS void LANGUAGE plpgsql VOLATILE
 
 // BUG (over-invalidation): a materialized view's _RETURN rule depends on
 // the functions its query calls, so dependents.go gives it a 'w' row and
-// readsRowWriter (writes.go) takes every read of it for a call: reading a
+// callsHiddenWriter (writes.go) takes every read of it for a call: reading a
 // materialized view runs no function (the rows are stored; only REFRESH
 // runs the query, and it is a write of its own). A helper left unlabeled
 // (VOLATILE is PostgreSQL's default, the usual case for a SQL function
@@ -184,7 +184,7 @@ CREATE MATERIALIZED VIEW h15_initials AS SELECT id, h15_initial(name) AS initial
 	for _, s := range steps {
 		desc, all := h15Invalidations(t, e, func() { must(t, s.run()) })
 		if all {
-			t.Errorf("%s invalidated everything (%s): a read of a materialized view runs none of its query's functions, but its _RETURN rule's dependency on the unlabeled (VOLATILE) h15_initial made readsRowWriter take it for a writer", s.name, desc)
+			t.Errorf("%s invalidated everything (%s): a read of a materialized view runs none of its query's functions, but its _RETURN rule's dependency on the unlabeled (VOLATILE) h15_initial made callsHiddenWriter take it for a writer", s.name, desc)
 		}
 	}
 }

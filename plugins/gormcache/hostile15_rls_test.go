@@ -25,7 +25,7 @@ func (H15Doc) TableName() string { return "h15_docs" }
 // every read, and no text shows the call. Reads of such a table are
 // refused for caching (row_security), so each goes to the database, but
 // nothing looks for the policy's function: dependents.go learns no
-// policies, readsRowWriter finds no row-typed function or view, and the
+// policies, callsHiddenWriter finds no row-typed function or view, and the
 // read, which wrote languages, invalidates nothing.
 func TestHostile15RowSecurityPolicyCallsWriter(t *testing.T) {
 	admin := pgAdmin(t)

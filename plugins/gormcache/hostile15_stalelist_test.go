@@ -8,7 +8,7 @@ import (
 )
 
 // BUG (stale read, C1, within the documented minute, but needlessly):
-// readsRowWriter (writes.go) returns false at once when the function
+// callsHiddenWriter (writes.go) returns false at once when the function
 // list shows no volatile function of the user's (anyUserWriter), before
 // it looks at the relations' facts. The function list is kept for the
 // catalog state's life (up to catalogMaxAge) and is not reread on DDL
@@ -52,6 +52,6 @@ BEGIN UPDATE `+home+`.languages SET name = 'written by h15_w(' || x || ')' WHERE
 		t.Fatalf("the view's function did not run: the probe proves nothing")
 	}
 	if got := lookup(); got != inDB {
-		t.Errorf("First(&Language{}, 7) served %q; the database holds %q: the view h15_claims, never seen before the migration, calls the volatile h15_w; readsRowWriter returned early on the function list read before the migration (no user function may write) instead of learning the view's facts", got, inDB)
+		t.Errorf("First(&Language{}, 7) served %q; the database holds %q: the view h15_claims, never seen before the migration, calls the volatile h15_w; callsHiddenWriter returned early on the function list read before the migration (no user function may write) instead of learning the view's facts", got, inDB)
 	}
 }

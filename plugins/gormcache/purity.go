@@ -222,7 +222,7 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 
 // anyUserWriter is the function list's entry (no function's name: it
 // holds a NUL) whose fnMayWrite says whether any function may write
-// (readsRowWriter).
+// (callsHiddenWriter).
 const anyUserWriter = "\x00any"
 
 // mayWrite reports whether a statement that does not look like a write

@@ -211,7 +211,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		// (Pluck("authors.claim")) or a view calling one
 		// (TestHostile14AttributeNotationWriterInGormBuiltStatement,
 		// TestHostile14ViewCallingWriterFunction).
-		if p.dialect == "postgres" && p.readsRowWriter(db, info, !rowsOpen) {
+		if p.dialect == "postgres" && p.callsHiddenWriter(db, info, !rowsOpen) {
 			p.record(db, "read_write", withCause(querycache.Change{All: true}, "a read calling a volatile function on its rows"))
 		}
 		return

@@ -240,7 +240,7 @@ var rawCauses = []struct{ word, cause string }{
 func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) querycache.Change {
 	sql := db.Statement.SQL.String()
 	ch, cascade := rawBase(info, sql)
-	if !ch.All && (p.mayWrite(db, info, learn) || p.readsRowWriter(db, &info, learn)) {
+	if !ch.All && (p.mayWrite(db, info, learn) || p.callsHiddenWriter(db, &info, learn)) {
 		return querycache.Change{All: true}
 	}
 	// What the schema carries further: foreign-key actions, triggers,
@@ -248,18 +248,20 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 	return p.withDependents(db, ch, &info, sql, learn, cascade, knownFacts{})
 }
 
-// readsRowWriter reports whether a statement calls a volatile function of
-// the user's that its text does not show as a call, which may write
+// callsHiddenWriter reports whether a statement calls a volatile function
+// of the user's that its text does not show as a call, which may write
 // anything: by attribute notation (SELECT o.claim FROM t o, UPDATE t SET n
 // = t.claim, (ROW(1)::t).claim: attributeCall), or by reading a view whose
 // query calls one or a table whose row-security policy does (directly or
-// through the views it reads).
+// through the views it reads), or by refreshing a materialized view whose
+// query does.
 //
 // While the function list shows no volatile function of the user's called
-// that way (fnRowWriter, fnRelWriter), nothing else is looked up: the check
-// is on every write and on every read GORM built that goes to the database. A relation whose facts cannot be
-// learned now (every connection busy) counts as one that may write.
-func (p *Plugin) readsRowWriter(db *gorm.DB, info *sqlinspect.Statement, learn bool) bool {
+// that way (fnRowWriter, fnRelWriter), nothing else is looked up: the
+// check is on every write and on every read GORM built that goes to the
+// database. A relation whose facts cannot be learned now (every connection
+// busy) counts as one that may write.
+func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, learn bool) bool {
 	if p.dialect != "postgres" {
 		return false
 	}
@@ -376,7 +378,7 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 		// form?): whatever it is, invalidate everything.
 		return querycache.Change{All: true}, knownFacts{}
 	}
-	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.dialect == "postgres" && p.readsRowWriter(db, info, true) {
+	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.dialect == "postgres" && p.callsHiddenWriter(db, info, true) {
 		// Update("no", gorm.Expr("next_invoice_no()")): what the function
 		// writes is not in the text (TestHostile12GormBuiltStatementCallingWriter);
 		// nor when it is called by attribute notation, authors.claim
