@@ -200,7 +200,7 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			// a materialized view's query runs only on REFRESH
 			// (TestHostile15MaterializedViewReadInvalidatesAll). Views are
 			// never cached (derivedRefusal): only this matters.
-			writer := a == "v" && b != "c" && b != "internal"
+			writer := volatileUserFunc(a, b)
 			switch f.relkind {
 			case 'v':
 				d.readWriter = d.readWriter || writer
@@ -210,7 +210,7 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 		case "q":
 			// A row-security policy calling one writes whenever the
 			// table is read (TestHostile15RowSecurityPolicyCallsWriter).
-			d.readWriter = d.readWriter || a == "v" && b != "c" && b != "internal"
+			d.readWriter = d.readWriter || volatileUserFunc(a, b)
 		case "d":
 			// A column default calling a volatile function of the user's
 			// (an invoice number taken from a counter table), or a CHECK
@@ -221,7 +221,7 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 			// functions cannot write; nor, here, C functions (an
 			// extension's, as uuid-ossp's uuid_generate_v4: a row's key,
 			// not a write).
-			if a == "v" && b != "c" && b != "internal" {
+			if volatileUserFunc(a, b) {
 				d.triggers = append(d.triggers, trigger{events: opInsert | opUpdate, all: true})
 			}
 		case "p":
@@ -235,6 +235,13 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, f *t
 		}
 	}
 	return rows.Err()
+}
+
+// volatileUserFunc reports whether a function of the catalog's rows, of
+// volatility vol (provolatile) and language lang, may write: VOLATILE and
+// not C or internal (an extension's, as uuid-ossp's uuid_generate_v4).
+func volatileUserFunc(vol, lang string) bool {
+	return vol == "v" && lang != "c" && lang != "internal"
 }
 
 func learnSQLiteDeps(ctx context.Context, cp gorm.ConnPool, table string, f *tableFacts) error {

@@ -162,7 +162,8 @@ SELECT proname, bool_and(vol = 'i'), bool_or(vol = 'v' AND usr), bool_or(vol = '
 FROM f GROUP BY proname`
 		if p.dialect == "sqlite" {
 			// 0x800 is SQLITE_DETERMINISTIC. (Names are not searched by
-			// schema: the fourth column is the third; no attribute notation.)
+			// schema: the fourth column repeats the third. No attribute
+			// notation, views or policies calling functions: 0, 0.)
 			q = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0, 0
 FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 		}
@@ -221,8 +222,8 @@ FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 }
 
 // anyUserWriter is the function list's entry (no function's name: it
-// holds a NUL) whose fnMayWrite says whether any function may write
-// (callsHiddenWriter).
+// holds a NUL) whose fnMayWrite, fnRowWriter and fnRelWriter say whether
+// any function is one (callsHiddenWriter).
 const anyUserWriter = "\x00any"
 
 // mayWrite reports whether a statement that does not look like a write

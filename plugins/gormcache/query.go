@@ -207,12 +207,13 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 	}
 	if !raw && len(info.Functions) == 0 && !info.SessionState {
 		// The common read GORM built: it calls nothing, changes nothing,
-		// unless it reads a volatile function by attribute notation
-		// (Pluck("authors.claim")) or a view calling one
+		// unless it calls a volatile function its text does not show as a
+		// call: by attribute notation (Pluck("authors.claim")), or through
+		// a view or a row-security policy
 		// (TestHostile14AttributeNotationWriterInGormBuiltStatement,
 		// TestHostile14ViewCallingWriterFunction).
 		if p.dialect == "postgres" && p.callsHiddenWriter(db, info, !rowsOpen) {
-			p.record(db, "read_write", withCause(querycache.Change{All: true}, "a read calling a volatile function on its rows"))
+			p.record(db, "read_write", withCause(querycache.Change{All: true}, "a read calling a volatile function its text does not show"))
 		}
 		return
 	}
