@@ -96,6 +96,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed rounds to this file")
 	memprofile := flag.String("memprofile", "", "write a profile of every allocation of the timed rounds to this file")
 	nids := flag.Int("ids", 1000, "how many different ids the pk shape reads (at most 1000): fewer keep its entries in the CPU's caches")
+	iters := flag.Int("iters", 0, "count instead of time: run each chosen configuration this many times after the warm-up, then exit (for valgrind --tool=callgrind; see README)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "qcbench")
@@ -220,6 +221,15 @@ func main() {
 	// measured, then each slice calibrated to about -slice of work.
 	for _, c := range cs {
 		run(c, 1000)
+	}
+	if *iters > 0 {
+		// Instruction counts do not drift with the machine's load: two
+		// runs with different -iters, diffed per function, give a
+		// configuration's cost per operation exactly.
+		for _, c := range cs {
+			run(c, *iters)
+		}
+		return
 	}
 	for _, c := range cs {
 		var m0, m1 runtime.MemStats
