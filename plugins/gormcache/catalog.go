@@ -181,7 +181,7 @@ type catalogState struct {
 	// holding facts it read when the count was c still holds what tables
 	// holds while the count is c.
 	stored atomic.Uint64
-	funcs  atomic.Pointer[map[string]fnFlags] // PostgreSQL: what pg_proc says of each function name
+	funcs  atomic.Pointer[fnList] // what pg_proc (SQLite: pragma_function_list) says of function names
 }
 
 // catalogMaxAge bounds how long learned facts are trusted. The plugin

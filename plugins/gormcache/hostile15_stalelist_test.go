@@ -9,7 +9,7 @@ import (
 
 // BUG (stale read, C1, within the documented minute, but needlessly):
 // callsHiddenWriter (writes.go) returns false at once when the function
-// list shows no volatile function of the user's (anyUserWriter), before
+// list shows no volatile function of the user's (fnList.any), before
 // it looks at the relations' facts. The function list is kept for the
 // catalog state's life (up to catalogMaxAge) and is not reread on DDL
 // another program runs, while the facts of a relation not used yet would

@@ -1,10 +1,8 @@
 package gormcache
 
 import (
-	"context"
 	"database/sql/driver"
 	"reflect"
-	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
@@ -53,7 +51,7 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 				// unless asked for, and then invalidated by DDL.
 				continue
 			}
-			if fl, user := funcs[f.Name]; user {
+			if fl, user := funcs.lookup(f.Name); user {
 				if fl&fnImmutable == 0 {
 					return "volatile_function"
 				}
@@ -73,7 +71,7 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 			return "function_volatility_unknown"
 		}
 		for _, f := range info.Functions {
-			if funcs[f.Name]&fnImmutable == 0 {
+			if funcs.flags(f.Name)&fnImmutable == 0 {
 				return "volatile_function"
 			}
 		}
@@ -81,150 +79,6 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 	}
 	return "volatile_function"
 }
-
-// fnFlags is what the catalog says of every overload of one function name:
-// pg_proc on PostgreSQL; on SQLite pragma_function_list, and only for the
-// functions the application registered.
-type fnFlags uint8
-
-const (
-	// fnImmutable: every overload, in every schema, is IMMUTABLE.
-	fnImmutable fnFlags = 1 << iota
-	// fnMayWrite: some overload outside pg_catalog is VOLATILE (on
-	// SQLite: some registration is not deterministic), so calling it may
-	// write (a user's function called by a SELECT).
-	fnMayWrite
-	// fnMayWriteOnPath: PostgreSQL, some VOLATILE overload outside
-	// pg_catalog is in a schema of the search_path (of the connection the
-	// list was read on), where an unqualified call may resolve to it:
-	// lower(bigint) in public is what lower(id) calls for a bigint id,
-	// pg_catalog having no lower of an integer.
-	fnMayWriteOnPath
-	// fnRowWriter: PostgreSQL, some VOLATILE overload outside pg_catalog
-	// (not C) takes one row (a table's type, record, anyelement ...):
-	// SQL calls it by attribute notation, o.f, as if it were a column.
-	fnRowWriter
-	// fnRelWriter: PostgreSQL, some VOLATILE overload outside pg_catalog
-	// is called by a view's query, a row-security policy or a CHECK
-	// constraint (pg_depend): reading or writing a relation may call it.
-	fnRelWriter
-)
-
-// functions returns what the catalog says of function names; nil when it
-// is not known and cannot be learned now (inside a transaction that
-// changed the schema, say).
-func (p *Plugin) functions(db *gorm.DB) map[string]fnFlags {
-	return p.functionsOn(db, p.learnConn(db))
-}
-
-// functionsOn is functions reading the catalog on cp, if needed and cp is
-// not nil.
-func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) map[string]fnFlags {
-	st := p.cat.current()
-	if m := st.funcs.Load(); m != nil {
-		return *m
-	}
-	if cp == nil {
-		return nil
-	}
-	// By generation, as learnFacts' flight: a reading begun before a DDL
-	// (CREATE OR REPLACE FUNCTION) is not handed to a statement after it.
-	v, err, _ := p.cat.flight.Do("funcs\x00"+strconv.FormatUint(st.gen, 10), func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
-		defer cancel()
-		// An aggregate's own volatility is always IMMUTABLE in pg_proc
-		// ("not needed for agg"): a user's takes that of its support
-		// functions (a VOLATILE transition function writes once per row:
-		// TestHostile14CatalogReaderNameOverloadedOnSearchPath).
-		q := `WITH agg AS (
-	SELECT a.aggfnoid, CASE WHEN bool_or(s.provolatile = 'v') THEN 'v' WHEN bool_or(s.provolatile = 's') THEN 's' ELSE 'i' END AS vol
-	FROM pg_aggregate a JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
-		a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
-	WHERE a.aggfnoid IN (SELECT oid FROM pg_proc WHERE prokind = 'a' AND pronamespace <> 'pg_catalog'::regnamespace)
-	GROUP BY a.aggfnoid),
-f AS (
-	SELECT p.oid, p.proname, p.pronamespace <> 'pg_catalog'::regnamespace AS usr,
-		p.pronamespace <> 'pg_catalog'::regnamespace
-			AND p.pronamespace = ANY (ARRAY(SELECT oid FROM pg_namespace WHERE nspname = ANY (current_schemas(false))))
-			AND NOT EXISTS (SELECT 1 FROM pg_proc c WHERE c.proname = p.proname
-				AND c.pronamespace = 'pg_catalog'::regnamespace AND c.proargtypes = p.proargtypes) AS on_path,
-		p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND l.lanname NOT IN ('c', 'internal')
-			AND (t.typtype = 'c' OR t.oid IN ('record'::regtype, 'anyelement'::regtype, 'anynonarray'::regtype,
-				'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)) AS row_arg,
-		COALESCE(agg.vol, p.provolatile::text) AS vol
-	FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-	LEFT JOIN pg_type t ON t.oid = p.proargtypes[0]
-	LEFT JOIN agg ON agg.aggfnoid = p.oid)
-SELECT proname, bool_and(vol = 'i'), bool_or(vol = 'v' AND usr), bool_or(vol = 'v' AND usr AND on_path),
-	COALESCE(bool_or(vol = 'v' AND usr AND row_arg), false),
-	bool_or(vol = 'v' AND usr AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_proc'::regclass
-		AND d.refobjid = f.oid AND d.classid IN ('pg_rewrite'::regclass, 'pg_policy'::regclass, 'pg_constraint'::regclass)))
-FROM f GROUP BY proname`
-		if p.dialect == "sqlite" {
-			// 0x800 is SQLITE_DETERMINISTIC. (Names are not searched by
-			// schema: the fourth column repeats the third. No attribute
-			// notation, views or policies calling functions: 0, 0.)
-			q = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0, 0
-FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
-		}
-		rows, err := cp.QueryContext(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		m := make(map[string]fnFlags, 4096)
-		for rows.Next() {
-			var name string
-			var immutable, mayWrite, onPath, rowWriter, relWriter bool
-			if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter); err != nil {
-				return nil, err
-			}
-			var f fnFlags
-			if immutable {
-				f |= fnImmutable
-			}
-			if mayWrite {
-				f |= fnMayWrite
-			}
-			if onPath {
-				f |= fnMayWriteOnPath
-			}
-			if rowWriter {
-				f |= fnRowWriter
-			}
-			if relWriter {
-				f |= fnRelWriter
-			}
-			// Calls are looked up lower-cased: "Lower" and lower share an
-			// entry, immutable only if both are (ORed, pg_catalog's
-			// immutable lower made a volatile "Lower" cacheable:
-			// TestHostile14QuotedMixedCaseFunctionTakenForBuiltin).
-			key := strings.ToLower(name)
-			if old, seen := m[key]; seen {
-				f = f&^fnImmutable | old&^fnImmutable | f&old&fnImmutable
-			}
-			m[key] = f
-			m[anyUserWriter] |= f & (fnMayWrite | fnRowWriter | fnRelWriter)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		if st.gen == p.cat.current().gen {
-			st.funcs.Store(&m)
-		}
-		return m, nil
-	})
-	if err != nil {
-		p.cache.CountBypass("catalog_unavailable")
-		return nil
-	}
-	return v.(map[string]fnFlags)
-}
-
-// anyUserWriter is the function list's entry (no function's name: it
-// holds a NUL) whose fnMayWrite, fnRowWriter and fnRelWriter say whether
-// any function is one (callsHiddenWriter).
-const anyUserWriter = "\x00any"
 
 // mayWrite reports whether a statement that does not look like a write
 // calls a function that might write: on PostgreSQL a VOLATILE function
@@ -244,7 +98,7 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 	switch p.dialect {
 	case "postgres":
 		var (
-			funcs   map[string]fnFlags
+			funcs   *fnList
 			learned bool
 		)
 		for _, f := range info.Functions {
@@ -268,7 +122,7 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 				if sc := scopeOf(db.Statement.ConnPool); sc.kind == scopeManaged && sc.tx.session.Load() {
 					onPath = fnMayWrite
 				}
-				if funcs != nil && funcs[f.Name]&onPath != 0 {
+				if funcs != nil && funcs.flags(f.Name)&onPath != 0 {
 					return true
 				}
 				continue
@@ -276,14 +130,14 @@ func (p *Plugin) mayWrite(db *gorm.DB, info sqlinspect.Statement, learn bool) bo
 			if funcs == nil {
 				return true
 			}
-			if fl, known := funcs[f.Name]; !known || fl&fnMayWrite != 0 {
+			if fl, known := funcs.lookup(f.Name); !known || fl&fnMayWrite != 0 {
 				return true
 			}
 		}
 	case "sqlite":
 		funcs := p.functionsLearning(db, learn)
 		for _, f := range info.Functions {
-			if fl, user := funcs[f.Name]; user {
+			if fl, user := funcs.lookup(f.Name); user {
 				if fl&fnMayWrite != 0 {
 					return true
 				}
@@ -350,15 +204,6 @@ func nameSet(words string) map[string]struct{} {
 		m[n] = struct{}{}
 	}
 	return m
-}
-
-// functionsLearning is functions, learning on the statement's connection
-// only when learn is set, and otherwise on a spare one.
-func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) map[string]fnFlags {
-	if learn {
-		return p.functions(db)
-	}
-	return p.functionsOn(db, p.spareConn())
 }
 
 // sqliteLocalTime reports whether a SQLite statement calling a date and

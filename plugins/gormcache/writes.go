@@ -278,10 +278,10 @@ func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, lear
 	}
 	funcs := p.functionsOn(db, cp)
 	if funcs != nil {
-		if funcs[anyUserWriter]&fnRowWriter != 0 && attributeCall(db.Statement.SQL.String(), funcs) {
+		if funcs.any&fnRowWriter != 0 && attributeCall(db.Statement.SQL.String(), funcs) {
 			return true
 		}
-		if funcs[anyUserWriter]&fnRelWriter == 0 {
+		if funcs.any&fnRelWriter == 0 {
 			// No view, policy or constraint calls a writer: the relations'
 			// facts need not be looked up (nor learned, on every read).
 			return false
@@ -319,7 +319,7 @@ func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, lear
 // authors.name as well), strings and comments included: a name found
 // there only costs an invalidation. Quoted names are looked up lower-cased,
 // as the list keys them.
-func attributeCall(sql string, funcs map[string]fnFlags) bool {
+func attributeCall(sql string, funcs *fnList) bool {
 	for i := 0; i < len(sql); i++ {
 		if sql[i] != '.' {
 			continue
@@ -352,7 +352,7 @@ func attributeCall(sql string, funcs map[string]fnFlags) bool {
 		default:
 			continue
 		}
-		if funcs[name]&fnRowWriter != 0 {
+		if funcs.flags(name)&fnRowWriter != 0 {
 			return true
 		}
 	}

@@ -1,0 +1,306 @@
+package gormcache
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gorm.io/gorm"
+)
+
+// fnFlags is what the catalog says of every overload of one function name:
+// pg_proc on PostgreSQL; on SQLite pragma_function_list, and only for the
+// functions the application registered.
+type fnFlags uint8
+
+const (
+	// fnImmutable: every overload, in every schema, is IMMUTABLE.
+	fnImmutable fnFlags = 1 << iota
+	// fnMayWrite: some overload outside pg_catalog is VOLATILE (on
+	// SQLite: some registration is not deterministic), so calling it may
+	// write (a user's function called by a SELECT).
+	fnMayWrite
+	// fnMayWriteOnPath: PostgreSQL, some VOLATILE overload outside
+	// pg_catalog is in a schema of the search_path (of the connection the
+	// list was read on), where an unqualified call may resolve to it:
+	// lower(bigint) in public is what lower(id) calls for a bigint id,
+	// pg_catalog having no lower of an integer.
+	fnMayWriteOnPath
+	// fnRowWriter: PostgreSQL, some VOLATILE overload outside pg_catalog
+	// (not C) takes one row (a table's type, record, anyelement ...):
+	// SQL calls it by attribute notation, o.f, as if it were a column.
+	fnRowWriter
+	// fnRelWriter: PostgreSQL, some VOLATILE overload outside pg_catalog
+	// is called by a view's query, a row-security policy or a CHECK
+	// constraint (pg_depend): reading or writing a relation may call it.
+	fnRelWriter
+)
+
+// fnList is what the catalog says of function names, keyed lower-cased.
+// On PostgreSQL it is two lists: pg_catalog's, which is the same for every
+// database of a server version and is read once per process
+// (builtinFunctions), and the rest (the user's, extensions',
+// information_schema's), read again after every DDL. Reading all of
+// pg_proc with the user's columns after every DDL cost 10-20 ms of the
+// server's time, and as long again to scan its 3,000 names.
+type fnList struct {
+	builtin map[string]fnFlags // shared, never written after it is built
+	user    map[string]fnFlags
+	// any ORs the user's functions' fnMayWrite, fnRowWriter and
+	// fnRelWriter: whether any function is one (callsHiddenWriter).
+	any fnFlags
+}
+
+// lookup returns what the list says of name (lower-cased, as SQL compares
+// unquoted names) and whether any function has that name.
+func (l *fnList) lookup(name string) (fnFlags, bool) {
+	u, inUser := l.user[name]
+	b, inBuiltin := l.builtin[name]
+	switch {
+	case inUser && inBuiltin:
+		return mergeFlags(u, b), true
+	case inUser:
+		return u, true
+	default:
+		return b, inBuiltin
+	}
+}
+
+// flags is lookup's flags alone (none for a name no function has).
+func (l *fnList) flags(name string) fnFlags {
+	f, _ := l.lookup(name)
+	return f
+}
+
+// mergeFlags joins what two lists say of one name: immutable only if both
+// are, any writer flag of either. A quoted "Lower" and lower share an
+// entry: pg_catalog's immutable lower made a volatile "Lower" cacheable
+// (TestHostile14QuotedMixedCaseFunctionTakenForBuiltin).
+func mergeFlags(a, b fnFlags) fnFlags {
+	return a&^fnImmutable | b&^fnImmutable | a&b&fnImmutable
+}
+
+// add records one row of the catalog's list under its lower-cased name.
+func (l *fnList) add(name string, f fnFlags) {
+	key := strings.ToLower(name)
+	if old, seen := l.user[key]; seen {
+		f = mergeFlags(f, old)
+	}
+	l.user[key] = f
+	l.any |= f & (fnMayWrite | fnRowWriter | fnRelWriter)
+}
+
+// functions returns what the catalog says of function names; nil when it
+// is not known and cannot be learned now (inside a transaction that
+// changed the schema, say).
+func (p *Plugin) functions(db *gorm.DB) *fnList {
+	return p.functionsOn(db, p.learnConn(db))
+}
+
+// functionsLearning is functions when learn is set; otherwise what is
+// known, or what can be read on a spare connection of the pool.
+func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
+	if learn {
+		return p.functions(db)
+	}
+	return p.functionsOn(db, p.spareConn())
+}
+
+// postgresUserFunctionsQuery reads what the plugin needs of every function
+// outside pg_catalog, grouped by name, and, in a last row with an empty
+// name, a fingerprint of pg_catalog's functions (builtinFunctions).
+//
+// An aggregate's own volatility is always IMMUTABLE in pg_proc ("not
+// needed for agg"): a user's takes that of its support functions (a
+// VOLATILE transition function writes once per row:
+// TestHostile14CatalogReaderNameOverloadedOnSearchPath). An overload on
+// the search_path that ties with pg_catalog's (same argument types) is
+// not on_path: pg_catalog, searched first, wins (pgcrypto's
+// gen_random_uuid() in public).
+const postgresUserFunctionsQuery = `WITH agg AS (
+	SELECT a.aggfnoid, CASE WHEN bool_or(s.provolatile = 'v') THEN 'v' WHEN bool_or(s.provolatile = 's') THEN 's' ELSE 'i' END AS vol
+	FROM pg_aggregate a JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
+		a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
+	WHERE a.aggfnoid IN (SELECT oid FROM pg_proc WHERE prokind = 'a' AND pronamespace <> 'pg_catalog'::regnamespace)
+	GROUP BY a.aggfnoid),
+f AS (
+	SELECT p.oid, p.proname,
+		p.pronamespace = ANY (ARRAY(SELECT oid FROM pg_namespace WHERE nspname = ANY (current_schemas(false))))
+			AND NOT EXISTS (SELECT 1 FROM pg_proc c WHERE c.proname = p.proname
+				AND c.pronamespace = 'pg_catalog'::regnamespace AND c.proargtypes = p.proargtypes) AS on_path,
+		p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND l.lanname NOT IN ('c', 'internal')
+			AND (t.typtype = 'c' OR t.oid IN ('record'::regtype, 'anyelement'::regtype, 'anynonarray'::regtype,
+				'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)) AS row_arg,
+		COALESCE(agg.vol, p.provolatile::text) AS vol
+	FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+	LEFT JOIN pg_type t ON t.oid = p.proargtypes[0]
+	LEFT JOIN agg ON agg.aggfnoid = p.oid
+	WHERE p.pronamespace <> 'pg_catalog'::regnamespace)
+SELECT proname::text, bool_and(vol = 'i'), bool_or(vol = 'v'), bool_or(vol = 'v' AND on_path),
+	COALESCE(bool_or(vol = 'v' AND row_arg), false),
+	bool_or(vol = 'v' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_proc'::regclass
+		AND d.refobjid = f.oid AND d.classid IN ('pg_rewrite'::regclass, 'pg_policy'::regclass, 'pg_constraint'::regclass))),
+	''
+FROM f GROUP BY proname
+UNION ALL
+SELECT '', false, false, false, false, false,
+	count(*)::text || '/' || COALESCE(sum(oid::int8), 0)::text || '/' || COALESCE(sum(oid::int8 * ascii(provolatile::text)), 0)::text
+FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace`
+
+// postgresBuiltinFunctionsQuery reads pg_catalog's function names and
+// whether every overload of each is IMMUTABLE. None counts as one that
+// may write: pgCatalogReaders and the catalog's rules say which of them
+// matter.
+const postgresBuiltinFunctionsQuery = `SELECT proname::text, bool_and(provolatile = 'i') FROM pg_proc
+WHERE pronamespace = 'pg_catalog'::regnamespace GROUP BY proname`
+
+// sqliteFunctionsQuery reads the functions the application registered.
+// 0x800 is SQLITE_DETERMINISTIC. (Names are not searched by schema: the
+// fourth column repeats the third. No attribute notation, views or
+// policies calling functions: 0, 0.)
+const sqliteFunctionsQuery = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0, 0, ''
+FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
+
+// functionsOn is functions reading the catalog on cp, if needed and cp is
+// not nil.
+func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
+	st := p.cat.current()
+	if l := st.funcs.Load(); l != nil {
+		return l
+	}
+	if cp == nil {
+		return nil
+	}
+	// By generation, as learnFacts' flight: a reading begun before a DDL
+	// (CREATE OR REPLACE FUNCTION) is not handed to a statement after it.
+	v, err, _ := p.cat.flight.Do("funcs\x00"+strconv.FormatUint(st.gen, 10), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
+		defer cancel()
+		q := postgresUserFunctionsQuery
+		if p.dialect == "sqlite" {
+			q = sqliteFunctionsQuery
+		}
+		l, fingerprint, err := readFunctions(ctx, cp, q)
+		if err != nil {
+			return nil, err
+		}
+		if p.dialect == "postgres" {
+			if l.builtin, err = builtinFunctions(ctx, cp, fingerprint); err != nil {
+				return nil, err
+			}
+		}
+		if st.gen == p.cat.current().gen {
+			st.funcs.Store(l)
+		}
+		return l, nil
+	})
+	if err != nil {
+		p.cache.CountBypass("catalog_unavailable")
+		return nil
+	}
+	return v.(*fnList)
+}
+
+// readFunctions reads a list of function names and their flags: name,
+// immutable, may write, on the path, row writer, relation writer, and an
+// empty name's last column is pg_catalog's fingerprint.
+func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, string, error) {
+	rows, err := cp.QueryContext(ctx, q)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	l := &fnList{user: make(map[string]fnFlags, 16)}
+	var fingerprint string
+	for rows.Next() {
+		var name, fp string
+		var immutable, mayWrite, onPath, rowWriter, relWriter bool
+		if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter, &fp); err != nil {
+			return nil, "", err
+		}
+		if name == "" {
+			fingerprint = fp
+			continue
+		}
+		var f fnFlags
+		if immutable {
+			f |= fnImmutable
+		}
+		if mayWrite {
+			f |= fnMayWrite
+		}
+		if onPath {
+			f |= fnMayWriteOnPath
+		}
+		if rowWriter {
+			f |= fnRowWriter
+		}
+		if relWriter {
+			f |= fnRelWriter
+		}
+		l.add(name, f)
+	}
+	return l, fingerprint, rows.Err()
+}
+
+// builtinLists holds pg_catalog's function lists by fingerprint (the
+// count of its functions, and sums of their oids and volatilities): a
+// process talks to one server or a few, whose pg_catalog changes only
+// with the server's version or an extension installed into it.
+var builtinLists struct {
+	mu    sync.Mutex
+	lists map[string]map[string]fnFlags
+}
+
+// maxBuiltinLists bounds builtinLists: past it a list is read for every
+// catalog generation, as for a fingerprint not seen yet.
+const maxBuiltinLists = 8
+
+// builtinFunctions returns pg_catalog's function list of fingerprint,
+// read on cp unless an earlier reading had the same fingerprint.
+func builtinFunctions(ctx context.Context, cp gorm.ConnPool, fingerprint string) (map[string]fnFlags, error) {
+	builtinLists.mu.Lock()
+	m, ok := builtinLists.lists[fingerprint]
+	builtinLists.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	rows, err := cp.QueryContext(ctx, postgresBuiltinFunctionsQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m = make(map[string]fnFlags, 4096)
+	for rows.Next() {
+		var name string
+		var immutable sql.NullBool
+		if err := rows.Scan(&name, &immutable); err != nil {
+			return nil, err
+		}
+		var f fnFlags
+		if immutable.Bool {
+			f = fnImmutable
+		}
+		key := strings.ToLower(name)
+		if old, seen := m[key]; seen {
+			f = mergeFlags(f, old)
+		}
+		m[key] = f
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if fingerprint != "" {
+		builtinLists.mu.Lock()
+		if builtinLists.lists == nil {
+			builtinLists.lists = make(map[string]map[string]fnFlags)
+		}
+		if len(builtinLists.lists) < maxBuiltinLists {
+			builtinLists.lists[fingerprint] = m
+		}
+		builtinLists.mu.Unlock()
+	}
+	return m, nil
+}
