@@ -381,7 +381,14 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 		)
 		switch p.dialect {
 		case "postgres":
-			f, err = learnPostgresTable(ctx, cp, table)
+			// The catalog's questions about the table's functions are
+			// asked only when the list of this state shows functions of
+			// their kind (or is not known).
+			need := fnMayWrite | fnRelWriter | fnRowFunc
+			if l := st.funcs.Load(); l != nil {
+				need = l.any
+			}
+			f, err = learnPostgresTable(ctx, cp, table, need)
 		case "sqlite":
 			f, err = learnSQLiteTable(ctx, cp, table)
 		default:
@@ -403,7 +410,7 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 	return v.(*tableFacts)
 }
 
-func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string) (*tableFacts, error) {
+func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string, need fnFlags) (*tableFacts, error) {
 	// Every relation, in any schema, whose name normalises to table: the
 	// cache names tables without their schema (other.t and t share their
 	// versions), and which of them a statement names depends on its
@@ -489,7 +496,7 @@ ORDER BY c.oid`, unquotedTable(table))
 			}
 		}
 	}
-	if err := learnPostgresDeps(ctx, cp, oids, f); err != nil {
+	if err := learnPostgresDeps(ctx, cp, oids, need, f); err != nil {
 		return nil, err
 	}
 	return f, nil

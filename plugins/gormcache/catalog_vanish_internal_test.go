@@ -57,7 +57,7 @@ func TestPgnSameNamedTableDroppedWhileLearning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}}
-	f, err := learnPostgresTable(context.Background(), cp, "vanish_items")
+	f, err := learnPostgresTable(context.Background(), cp, "vanish_items", fnMayWrite|fnRelWriter|fnRowFunc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,10 @@ const (
 	// is called by a view's query, a row-security policy or a CHECK
 	// constraint (pg_depend): reading or writing a relation may call it.
 	fnRelWriter
+	// fnRowFunc: PostgreSQL, some overload outside pg_catalog that is not
+	// IMMUTABLE (nor C) takes one row: attribute notation may call it on
+	// a table's rows (depFacts.rowFuncs), and it may read other tables.
+	fnRowFunc
 )
 
 // fnList is what the catalog says of function names, keyed lower-cased.
@@ -48,8 +52,10 @@ const (
 type fnList struct {
 	builtin map[string]fnFlags // shared, never written after it is built
 	user    map[string]fnFlags
-	// any ORs the user's functions' fnMayWrite, fnRowWriter and
-	// fnRelWriter: whether any function is one (callsHiddenWriter).
+	// any ORs the user's functions' flags but fnImmutable and
+	// fnMayWriteOnPath: whether any function is one (callsHiddenWriter),
+	// and which of the catalog's questions about a table's functions
+	// need asking (postgresDepsQuery).
 	any fnFlags
 }
 
@@ -89,7 +95,7 @@ func (l *fnList) add(name string, f fnFlags) {
 		f = mergeFlags(f, old)
 	}
 	l.user[key] = f
-	l.any |= f & (fnMayWrite | fnRowWriter | fnRelWriter)
+	l.any |= f & (fnMayWrite | fnRowWriter | fnRelWriter | fnRowFunc)
 }
 
 // functions returns what the catalog says of function names; nil when it
@@ -142,10 +148,10 @@ SELECT proname::text, bool_and(vol = 'i'), bool_or(vol = 'v'), bool_or(vol = 'v'
 	COALESCE(bool_or(vol = 'v' AND row_arg), false),
 	bool_or(vol = 'v' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_proc'::regclass
 		AND d.refobjid = f.oid AND d.classid IN ('pg_rewrite'::regclass, 'pg_policy'::regclass, 'pg_constraint'::regclass))),
-	''
+	COALESCE(bool_or(vol <> 'i' AND row_arg), false), ''
 FROM f GROUP BY proname
 UNION ALL
-SELECT '', false, false, false, false, false,
+SELECT '', false, false, false, false, false, false,
 	count(*)::text || '/' || COALESCE(sum(oid::int8), 0)::text || '/' || COALESCE(sum(oid::int8 * ascii(provolatile::text)), 0)::text
 FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace`
 
@@ -159,8 +165,8 @@ WHERE pronamespace = 'pg_catalog'::regnamespace GROUP BY proname`
 // sqliteFunctionsQuery reads the functions the application registered.
 // 0x800 is SQLITE_DETERMINISTIC. (Names are not searched by schema: the
 // fourth column repeats the third. No attribute notation, views or
-// policies calling functions: 0, 0.)
-const sqliteFunctionsQuery = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0, 0, ''
+// policies calling functions: 0, 0, 0.)
+const sqliteFunctionsQuery = `SELECT name, min((flags & 2048) <> 0), max((flags & 2048) = 0), max((flags & 2048) = 0), 0, 0, 0, ''
 FROM pragma_function_list WHERE builtin = 0 GROUP BY name`
 
 // functionsOn is functions reading the catalog on cp, if needed and cp is
@@ -204,8 +210,8 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 }
 
 // readFunctions reads a list of function names and their flags: name,
-// immutable, may write, on the path, row writer, relation writer, and an
-// empty name's last column is pg_catalog's fingerprint.
+// immutable, may write, on the path, row writer, relation writer, row
+// function; and an empty name's last column is pg_catalog's fingerprint.
 func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, string, error) {
 	rows, err := cp.QueryContext(ctx, q)
 	if err != nil {
@@ -216,8 +222,8 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 	var fingerprint string
 	for rows.Next() {
 		var name, fp string
-		var immutable, mayWrite, onPath, rowWriter, relWriter bool
-		if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter, &fp); err != nil {
+		var immutable, mayWrite, onPath, rowWriter, relWriter, rowFunc bool
+		if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter, &rowFunc, &fp); err != nil {
 			return nil, "", err
 		}
 		if name == "" {
@@ -239,6 +245,9 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 		}
 		if relWriter {
 			f |= fnRelWriter
+		}
+		if rowFunc {
+			f |= fnRowFunc
 		}
 		l.add(name, f)
 	}
