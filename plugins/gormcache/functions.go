@@ -60,8 +60,12 @@ type fnList struct {
 }
 
 // lookup returns what the list says of name (lower-cased, as SQL compares
-// unquoted names) and whether any function has that name.
+// unquoted names) and whether any function has that name. A nil list (not
+// known) knows no name.
 func (l *fnList) lookup(name string) (fnFlags, bool) {
+	if l == nil {
+		return 0, false
+	}
 	u, inUser := l.user[name]
 	b, inBuiltin := l.builtin[name]
 	switch {

@@ -61,3 +61,13 @@ func TestFunctionListReadsBuiltinsOncePerFingerprint(t *testing.T) {
 		t.Error("an unknown name is known")
 	}
 }
+
+// TestFunctionListNilKnowsNothing: a list not known (nil) answers every
+// name as unknown instead of panicking: SQLite's mayWrite asks it so
+// (the CI run that found it: TestDemoRuns, AutoMigrate's HasTable).
+func TestFunctionListNilKnowsNothing(t *testing.T) {
+	var l *fnList
+	if f, ok := l.lookup("lower"); ok || f != 0 || l.flags("x") != 0 {
+		t.Errorf("nil list: %b, %v", f, ok)
+	}
+}
