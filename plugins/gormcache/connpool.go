@@ -43,7 +43,9 @@ func (w *pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool,
 	if !ok {
 		return nil, gorm.ErrInvalidTransaction
 	}
-	return w.p.newTx(inner, committer), nil
+	t := w.p.newTx(inner, committer)
+	t.snapshot = opts != nil && opts.Isolation >= sql.LevelRepeatableRead
+	return t, nil
 }
 
 // newTx wraps a transaction the plugin began.
@@ -94,6 +96,10 @@ type txConn struct {
 	committer gorm.TxCommitter
 	p         *Plugin
 	buf       invalidation.Buffer // held by value: one allocation fewer per transaction
+	// snapshot: begun REPEATABLE READ or stricter, so its reads of the
+	// catalog may be of a snapshot older than DDL committed since
+	// (learnConn).
+	snapshot bool
 	// session is set when a statement in the transaction may have changed
 	// connection state (SET LOCAL, set_config): its reads never use the
 	// cache.

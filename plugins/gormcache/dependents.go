@@ -105,8 +105,9 @@ func catalogName(rel string) string {
 // function's language and source. Rules other than a view's _RETURN.
 // Inheritance both ways (partitions are inheritance too). A view's
 // relations from the dependencies of its _RETURN rule. The user's
-// functions its column defaults call (the system's are pinned: pg_depend
-// does not list them), with their volatility (fnMayWrite). The user's
+// functions its column defaults and its columns' domains' defaults call
+// (the system's are pinned: pg_depend does not list them), with their
+// volatility (fnMayWrite). The user's
 // functions SQL may call on its rows by attribute notation (not
 // immutable, not C: an extension's), with theirs (fnRowFunc). The user's
 // functions a CHECK constraint of it or of a column's domain, its view's
@@ -168,23 +169,42 @@ FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND 
 JOIN pg_class c ON c.oid = d.refobjid
 WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND d.refobjid <> r.oid`
 
-const depsDefaults = `SELECT DISTINCT 'd', p.proname::text, p.provolatile::text, l.lanname::text, ''
+// depsVolLang is a called function's volatility and language, as
+// volatileUserFunc reads them. An aggregate's own are always IMMUTABLE and
+// internal in pg_proc: a user's is volatile ('v', in a language of its
+// own name) when a support function is a volatile one of the user's (a
+// view computing it runs that function on every read:
+// TestHostile16ViewCallingAggregateWithVolatileTransition).
+const depsVolLang = `CASE WHEN p.prokind = 'a' AND EXISTS (SELECT 1 FROM pg_aggregate ag
+	JOIN pg_proc s ON s.oid IN (ag.aggtransfn, ag.aggfinalfn, ag.aggcombinefn, ag.aggserialfn,
+		ag.aggdeserialfn, ag.aggmtransfn, ag.aggminvtransfn, ag.aggmfinalfn)
+	JOIN pg_language sl ON sl.oid = s.prolang
+	WHERE ag.aggfnoid = p.oid AND s.provolatile = 'v' AND sl.lanname NOT IN ('c', 'internal')) THEN 'v'
+	ELSE p.provolatile::text END,
+	CASE WHEN p.prokind = 'a' THEN 'aggregate' ELSE l.lanname::text END`
+
+const depsDefaults = `SELECT DISTINCT 'd', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
-WHERE ad.adrelid = r.oid`
+WHERE ad.adrelid = r.oid
+UNION ALL
+SELECT DISTINCT 'd', p.proname::text, ` + depsVolLang + `, ''
+FROM r, pg_attribute a JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = a.atttypid AND d.refclassid = 'pg_proc'::regclass
+JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
+WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped`
 
-const depsRelWriters = `SELECT DISTINCT 'd', p.proname::text, p.provolatile::text, l.lanname::text, ''
+const depsRelWriters = `SELECT DISTINCT 'd', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_constraint con JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
 WHERE con.contype = 'c' AND (con.conrelid = r.oid OR con.contypid IN (
 	SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped))
 UNION ALL
-SELECT DISTINCT 'w', p.proname::text, p.provolatile::text, l.lanname::text, ''
+SELECT DISTINCT 'w', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
 WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND p.pronamespace <> 'pg_catalog'::regnamespace
 UNION ALL
-SELECT DISTINCT 'q', p.proname::text, p.provolatile::text, l.lanname::text, ''
+SELECT DISTINCT 'q', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_policy pol JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
 WHERE pol.polrelid = r.oid AND p.pronamespace <> 'pg_catalog'::regnamespace`

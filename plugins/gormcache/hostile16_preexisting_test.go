@@ -121,3 +121,38 @@ ALTER TABLE h16_invoices ALTER COLUMN no SET DEFAULT h16_next()`)
 		return e.db.Exec("INSERT INTO h16_invoices (id, note) VALUES (1, 'x')").Error
 	})
 }
+
+// BUG (stale read, C1), pre-existing: the function list itself is read
+// on a REPEATABLE READ transaction's snapshot and stored in the state
+// that began after DDL the snapshot does not show. CREATE OR REPLACE
+// turning an IMMUTABLE function into a VOLATILE writer keeps its name
+// (and oid): the list from the old snapshot says "known, immutable", so
+// mayWrite lets a SELECT calling it invalidate nothing.
+//
+// Order of events:
+//  1. h16_counters (n = 0); h16_f() IMMUTABLE (SELECT 1).
+//  2. tx := Begin(REPEATABLE READ); tx reads h16_counters (snapshot).
+//  3. outside: CREATE OR REPLACE FUNCTION h16_f() VOLATILE plpgsql,
+//     updating h16_counters: new state S2.
+//  4. tx: Raw(...).Find: callsHiddenWriter(learn) reads the list on the
+//     tx (h16_f immutable) into S2. tx rolls back.
+//  5. marked read of h16_counters cached; db.Exec("SELECT h16_f()"):
+//     mayWrite: lookup(h16_f) known, no fnMayWrite -> nothing.
+//  6. the read is stale.
+func TestHostile16RepeatableReadTxListHidesReplacedWriter(t *testing.T) {
+	e := h16Env(t, h16Database(t))
+	h16Exec(t, e, `CREATE TABLE h16_counters (id integer PRIMARY KEY, n integer NOT NULL);
+INSERT INTO h16_counters VALUES (1, 0);
+CREATE FUNCTION public.h16_f() RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT 1'`)
+	tx := e.db.Begin(&sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+	must(t, tx.Error)
+	var n int
+	must(t, tx.Raw("SELECT n FROM h16_counters WHERE id = 1").Scan(&n).Error)
+	h16Exec(t, e, `CREATE OR REPLACE FUNCTION public.h16_f() RETURNS integer LANGUAGE plpgsql VOLATILE AS $$ BEGIN UPDATE public.h16_counters SET n = n + 1 WHERE id = 1; RETURN 1; END $$`)
+	var rows []map[string]any
+	must(t, tx.Raw("SELECT n FROM h16_counters WHERE id = 1").Find(&rows).Error)
+	must(t, tx.Rollback().Error)
+	h16Probe(t, e, "SELECT n FROM h16_counters WHERE id = 1", func() error {
+		return e.db.Exec("SELECT h16_f()").Error
+	})
+}
