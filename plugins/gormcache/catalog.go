@@ -295,13 +295,15 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 	if inTx && (tx == nil || tx.buf.WroteCatalog()) {
 		return nil
 	}
-	if inTx {
+	if inTx && p.dialect == "postgres" {
 		// What is learned is stored in the catalog state current now, for
 		// every statement: read on another connection when one is free. A
 		// REPEATABLE READ transaction reads the catalog of its snapshot,
 		// which may predate DDL the plugin has seen since (a function
 		// list without the function a new column default calls, stored in
 		// the state after that DDL: TestHostile16RepeatableReadTxListGatesFacts).
+		// (Not on SQLite: another connection to ":memory:" is another,
+		// empty database.)
 		if spare := p.spareConn(); spare != nil {
 			return spare
 		}
