@@ -151,6 +151,18 @@ func (t *versionTable) bump(name string) {
 	}
 }
 
+// bumpJoined is bump(a + b) without building the name: maphash of the
+// two parts written in turn is that of their concatenation.
+func (t *versionTable) bumpJoined(a, b string) {
+	var h maphash.Hash
+	h.SetSeed(t.seed)
+	h.WriteString(a)
+	h.WriteString(b)
+	if v, ok := t.m.Load(h.Sum64()); ok {
+		v.(*verCell).bump()
+	}
+}
+
 // bump gives a live cell a new token; a swept cell stays swept.
 func (c *verCell) bump() {
 	tok := NewToken()
