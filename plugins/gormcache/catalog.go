@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"context"
+	"errors"
 	"database/sql"
 	"gorm.io/gorm/schema"
 	"slices"
@@ -314,6 +315,32 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 	return cp
 }
 
+// errSnapshotCatalog: the catalog would be read in a transaction whose
+// snapshot may predate DDL committed since.
+var errSnapshotCatalog = errors.New("gormcache: the transaction reads the catalog of its snapshot")
+
+// freshCatalog returns errSnapshotCatalog when cp is a transaction of the
+// plugin's on PostgreSQL that runs REPEATABLE READ or SERIALIZABLE, by
+// its options or not (the database's, the role's or the connection's
+// default_transaction_isolation, SET TRANSACTION): what it reads of the
+// catalog may predate DDL the plugin has seen, and would be stored in the
+// state after that DDL (TestHostile17DefaultIsolationRepeatableReadBusyPool).
+// Asked only when a transaction's own connection is to be read, which
+// learnConn avoids while the pool has another free.
+func (p *Plugin) freshCatalog(ctx context.Context, cp gorm.ConnPool) error {
+	if p.dialect != "postgres" || scopeOf(cp).kind != scopeManaged {
+		return nil
+	}
+	var iso string
+	if err := cp.QueryRowContext(ctx, "SELECT current_setting('transaction_isolation')").Scan(&iso); err != nil {
+		return err
+	}
+	if iso != "read committed" && iso != "read uncommitted" {
+		return errSnapshotCatalog
+	}
+	return nil
+}
+
 // facts returns what the catalog says about table, learning it if needed;
 // nil when it is not known and cannot be learned now.
 func (p *Plugin) facts(db *gorm.DB, table string) *tableFacts {
@@ -395,6 +422,9 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 			f   *tableFacts
 			err error
 		)
+		if err := p.freshCatalog(ctx, cp); err != nil {
+			return nil, err
+		}
 		switch p.dialect {
 		case "postgres":
 			// The catalog's questions about the table's functions are

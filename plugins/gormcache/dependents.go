@@ -171,17 +171,24 @@ WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND d.refobjid <> r.oid`
 
 // depsVolLang is a called function's volatility and language, as
 // volatileUserFunc reads them. An aggregate's own are always IMMUTABLE and
-// internal in pg_proc: a user's is volatile ('v', in a language of its
-// own name) when a support function is a volatile one of the user's (a
+// internal in pg_proc: a user's is volatile ('v', in a language named for
+// the case) when a support function is a volatile one of the user's (a
 // view computing it runs that function on every read:
-// TestHostile16ViewCallingAggregateWithVolatileTransition).
+// TestHostile16ViewCallingAggregateWithVolatileTransition). So is a
+// function a default of whose arguments calls one: the default runs at
+// every call that leaves the argument out
+// (TestHostile17DefaultArgumentCallsWriter).
 const depsVolLang = `CASE WHEN p.prokind = 'a' AND EXISTS (SELECT 1 FROM pg_aggregate ag
 	JOIN pg_proc s ON s.oid IN (ag.aggtransfn, ag.aggfinalfn, ag.aggcombinefn, ag.aggserialfn,
 		ag.aggdeserialfn, ag.aggmtransfn, ag.aggminvtransfn, ag.aggmfinalfn)
 	JOIN pg_language sl ON sl.oid = s.prolang
 	WHERE ag.aggfnoid = p.oid AND s.provolatile = 'v' AND sl.lanname NOT IN ('c', 'internal')) THEN 'v'
+	WHEN p.proargdefaults IS NOT NULL AND EXISTS (SELECT 1 FROM pg_depend dd JOIN pg_proc s ON s.oid = dd.refobjid
+		JOIN pg_language sl ON sl.oid = s.prolang
+		WHERE dd.classid = 'pg_proc'::regclass AND dd.objid = p.oid AND dd.refclassid = 'pg_proc'::regclass
+			AND s.provolatile = 'v' AND sl.lanname NOT IN ('c', 'internal')) THEN 'v'
 	ELSE p.provolatile::text END,
-	CASE WHEN p.prokind = 'a' THEN 'aggregate' ELSE l.lanname::text END`
+	CASE WHEN p.prokind = 'a' OR p.proargdefaults IS NOT NULL THEN 'with defaults' ELSE l.lanname::text END`
 
 const depsDefaults = `SELECT DISTINCT 'd', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_proc'::regclass
@@ -202,12 +209,12 @@ UNION ALL
 SELECT DISTINCT 'w', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
-WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND p.pronamespace <> 'pg_catalog'::regnamespace
+WHERE w.ev_class = r.oid AND w.rulename = '_RETURN' AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.oid >= 16384)
 UNION ALL
 SELECT DISTINCT 'q', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_policy pol JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
-WHERE pol.polrelid = r.oid AND p.pronamespace <> 'pg_catalog'::regnamespace`
+WHERE pol.polrelid = r.oid AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.oid >= 16384)`
 
 const depsRowFuncs = `SELECT DISTINCT 'a', p.proname::text, p.provolatile::text, '', ''
 FROM r JOIN pg_class c ON c.oid = r.oid, pg_proc p JOIN pg_language l ON l.oid = p.prolang

@@ -146,7 +146,10 @@ f AS (
 		p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND l.lanname NOT IN ('c', 'internal')
 			AND (t.typtype = 'c' OR t.oid IN ('record'::regtype, 'anyelement'::regtype, 'anynonarray'::regtype,
 				'anycompatible'::regtype, 'anycompatiblenonarray'::regtype)) AS row_arg,
-		COALESCE(agg.vol, p.provolatile::text) AS vol
+		CASE WHEN p.proargdefaults IS NOT NULL AND EXISTS (SELECT 1 FROM pg_depend dd JOIN pg_proc s ON s.oid = dd.refobjid
+			WHERE dd.classid = 'pg_proc'::regclass AND dd.objid = p.oid AND dd.refclassid = 'pg_proc'::regclass
+				AND s.provolatile = 'v') THEN 'v'
+			ELSE COALESCE(agg.vol, p.provolatile::text) END AS vol
 	FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 	LEFT JOIN pg_type t ON t.oid = p.proargtypes[0]
 	LEFT JOIN agg ON agg.aggfnoid = p.oid
@@ -158,16 +161,21 @@ SELECT proname::text, bool_and(vol = 'i'), bool_or(vol = 'v'), bool_or(vol = 'v'
 	COALESCE(bool_or(vol <> 'i' AND row_arg), false), ''
 FROM f GROUP BY proname
 UNION ALL
-SELECT '', false, COALESCE(bool_or(oid >= 16384 AND provolatile <> 'i'), false), false, false, false, false,
+SELECT '', false, COALESCE(bool_or(oid >= 16384 AND (provolatile <> 'i' OR prokind = 'a' OR proargdefaults IS NOT NULL)), false),
+	false, false, false, false,
 	count(*)::text || '/' || COALESCE(sum(hashtextextended(oid::text || ' ' || proname::text || ' ' || provolatile::text, 0)), 0)::text
 FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace`
 
-// postgresBuiltinFunctionsQuery reads pg_catalog's function names and
-// whether every overload of each is IMMUTABLE. None counts as one that
-// may write: pgCatalogReaders and the catalog's rules say which of them
-// matter.
-const postgresBuiltinFunctionsQuery = `SELECT proname::text, bool_and(provolatile = 'i') FROM pg_proc
-WHERE pronamespace = 'pg_catalog'::regnamespace GROUP BY proname`
+// postgresBuiltinFunctionsQuery reads pg_catalog's function names,
+// whether every overload of each is IMMUTABLE, and whether one may write:
+// only a function added after initdb (oid 16384 and up, by an extension
+// or a superuser) that is VOLATILE, an aggregate (whose support functions
+// may be) or has argument defaults (which may call one) counts
+// (TestHostile17PgCatalogViewWriter).
+const postgresBuiltinFunctionsQuery = `SELECT proname::text,
+	bool_and(provolatile = 'i' AND NOT (oid >= 16384 AND (prokind = 'a' OR proargdefaults IS NOT NULL))),
+	bool_or(oid >= 16384 AND (provolatile = 'v' OR prokind = 'a' OR proargdefaults IS NOT NULL))
+FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace GROUP BY proname`
 
 // sqliteFunctionsQuery reads the functions the application registered.
 // 0x800 is SQLITE_DETERMINISTIC. (Names are not searched by schema: the
@@ -191,6 +199,9 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 	v, err, _ := p.cat.flight.Do("funcs\x00"+strconv.FormatUint(st.gen, 10), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
 		defer cancel()
+		if err := p.freshCatalog(ctx, cp); err != nil {
+			return nil, err
+		}
 		q := postgresUserFunctionsQuery
 		if p.dialect == "sqlite" {
 			q = sqliteFunctionsQuery
@@ -301,13 +312,16 @@ func builtinFunctions(ctx context.Context, cp gorm.ConnPool, fingerprint string)
 	m = make(map[string]fnFlags, 4096)
 	for rows.Next() {
 		var name string
-		var immutable sql.NullBool
-		if err := rows.Scan(&name, &immutable); err != nil {
+		var immutable, mayWrite sql.NullBool
+		if err := rows.Scan(&name, &immutable, &mayWrite); err != nil {
 			return nil, err
 		}
 		var f fnFlags
 		if immutable.Bool {
 			f = fnImmutable
+		}
+		if mayWrite.Bool {
+			f |= fnMayWrite
 		}
 		key := strings.ToLower(name)
 		if old, seen := m[key]; seen {
