@@ -2,8 +2,8 @@ package gormcache
 
 import (
 	"context"
-	"errors"
 	"database/sql"
+	"errors"
 	"gorm.io/gorm/schema"
 	"slices"
 	"strconv"
