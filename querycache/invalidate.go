@@ -310,7 +310,7 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
 	}
 	if tv != nil && !ch.All && len(ch.Tables) == 0 && len(ch.Rows) == 1 {
-		if ms, ok := c.store.(*MemoryStore); ok && ms.err == nil && !c.debugOn(ctx) {
+		if ms, ok := c.store.(*MemoryStore); ok && ms != nil && ms.err == nil && !c.debugOn(ctx) {
 			// The commonest write, of one row, on the memory store, which
 			// only hashes version names: bumped without building them
 			// (their allocation was a quarter of the engine's share of
