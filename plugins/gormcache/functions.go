@@ -18,9 +18,12 @@ type fnFlags uint8
 const (
 	// fnImmutable: every overload, in every schema, is IMMUTABLE.
 	fnImmutable fnFlags = 1 << iota
-	// fnMayWrite: some overload outside pg_catalog is VOLATILE (on
-	// SQLite: some registration is not deterministic), so calling it may
-	// write (a user's function called by a SELECT).
+	// fnMayWrite: some overload outside pg_catalog is VOLATILE (or an
+	// aggregate with a volatile support function, or a function whose
+	// argument defaults call one), or one added to pg_catalog after
+	// initdb may be (postgresBuiltinFunctionsQuery); on SQLite some
+	// registration is not deterministic. Calling it may write (a user's
+	// function called by a SELECT).
 	fnMayWrite
 	// fnMayWriteOnPath: PostgreSQL, some VOLATILE overload outside
 	// pg_catalog is in a schema of the search_path (of the connection the
@@ -122,8 +125,9 @@ func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
 // outside pg_catalog, grouped by name, and, in a last row with an empty
 // name, a fingerprint of pg_catalog's functions (builtinFunctions: their
 // count and the sum of a 64-bit hash of each one's oid, name and
-// volatility; an md5 of them all took three times as long) and whether one added after initdb
-// is not IMMUTABLE (its third column).
+// volatility; an md5 of them all took three times as long) and whether
+// one added after initdb is not IMMUTABLE, is an aggregate or has
+// argument defaults (its third column: every gate opens).
 //
 // An aggregate's own volatility is always IMMUTABLE in pg_proc ("not
 // needed for agg"): a user's takes that of its support functions (a
