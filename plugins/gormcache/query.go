@@ -88,43 +88,47 @@ func scanRows(db *gorm.DB, rows *sql.Rows) {
 }
 
 // fromSnapshot fills the destination from a snapshot of the entry, building
-// it if needed; false when the destination does not allow it.
+// it if needed; false when the destination does not allow it, or the
+// snapshot's shared rows were modified (SharedResults): the entry is then
+// replayed.
 func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if p.snaps == nil || o.payload == nil {
 		return false
 	}
-	t, cp, ok := p.snaps.target(db)
-	if !ok {
+	t, tg := p.snaps.target(db)
+	if !tg.ok {
 		return false
 	}
+	share := tg.flat && p.shares(db)
 	joins := joinsKey(db)
 	if snap := attached(o.attach, t, db.Statement.Schema, joins, o.payload); snap != nil {
-		snap.apply(db)
-		return true
+		return p.useSnapshot(db, snap, share)
 	}
 	key := snapshotKey{name: snapshotName(o.key), dest: t, schema: db.Statement.Schema, joins: joins}
 	if snap := p.snaps.get(key, o.payload); snap != nil {
 		p.snaps.attach(o.attach, snap, o.payload)
-		snap.apply(db)
-		return true
+		return p.useSnapshot(db, snap, share)
 	}
 	res, err := o.result()
 	if err != nil {
 		return false
 	}
-	snap := scanSnapshot(db, res, o.payload, t, cp)
+	snap := scanSnapshot(db, res, o.payload, t, tg.cp)
 	if snap == nil {
 		return false
+	}
+	if tg.flat && p.share.on.Load() {
+		snap.keepPristine()
+		snap.weigh()
 	}
 	if !p.snaps.put(key, snap) {
 		// Too large to keep: hand over the value itself; nothing else
 		// references it.
-		snap.copy = nil
+		snap.copy, snap.pristine = nil, nil
 	} else {
 		p.snaps.attach(o.attach, snap, o.payload)
 	}
-	snap.apply(db)
-	return true
+	return p.useSnapshot(db, snap, share)
 }
 
 // rowCallback replaces "gorm:row" (Row, Rows, Scan, Raw(...).Scan).

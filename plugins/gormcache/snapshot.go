@@ -44,6 +44,11 @@ type snapshot struct {
 	copy    copier
 	weight  int64 // the memory the snapshot keeps (see weigh)
 	adopted bool  // payload is the bytes a hit read (see get), not the fill's
+	// pristine, for a snapshot built to be shared (SharedResults), is a
+	// byte copy of value's elements, checked before every use (shared.go);
+	// broken is set once they were found modified.
+	pristine []byte
+	broken   atomic.Bool
 
 	// key is what the snapshot is kept under; an attached snapshot is
 	// checked against it (attached).
@@ -73,6 +78,9 @@ type targetKey struct {
 type target struct {
 	cp copier
 	ok bool
+	// flat: a slice of structs that assignment copies whole, whose rows
+	// SharedResults may share (shared.go).
+	flat bool
 }
 
 // maxTargets bounds the destination types and schemas remembered.
@@ -112,7 +120,7 @@ func newSnapshots(maxBytes int64) *snapshots {
 // memory it references (a struct's large array field, a Scanner's buffer,
 // a map), the payload it holds alive, and a fixed overhead.
 func (snap *snapshot) weigh() {
-	snap.weight = memSize(snap.value) + int64(cap(snap.payload)) + snapshotOverhead
+	snap.weight = memSize(snap.value) + int64(cap(snap.payload)) + int64(cap(snap.pristine)) + snapshotOverhead
 }
 
 // inline runs otter's maintenance on the calling goroutine rather than a
@@ -120,14 +128,15 @@ func (snap *snapshot) weigh() {
 func inline(fn func()) { fn() }
 
 // target returns the destination type when the statement can be served
-// from a snapshot: a query (not Row/Rows) scanning into a zero struct or a
-// nil slice of structs (or of pointers to structs), of a schema whose scan
-// does not depend on the caller's context, of a type the copier can copy.
-func (s *snapshots) target(db *gorm.DB) (reflect.Type, copier, bool) {
+// from a snapshot (tg.ok): a query (not Row/Rows) scanning into a zero
+// struct or a nil slice of structs (or of pointers to structs), of a schema
+// whose scan does not depend on the caller's context, of a type the copier
+// can copy.
+func (s *snapshots) target(db *gorm.DB) (reflect.Type, target) {
 	rv := db.Statement.ReflectValue
 	sch := db.Statement.Schema
 	if !rv.IsValid() || !rv.CanSet() || sch == nil || len(db.Statement.ColumnMapping) > 0 {
-		return nil, nil, false
+		return nil, target{}
 	}
 	t := rv.Type()
 	switch t.Kind() {
@@ -138,22 +147,26 @@ func (s *snapshots) target(db *gorm.DB) (reflect.Type, copier, bool) {
 			elem = elem.Elem()
 		}
 		if elem.Kind() != reflect.Struct {
-			return nil, nil, false
+			return nil, target{}
 		}
 	default:
-		return nil, nil, false
+		return nil, target{}
 	}
 	if !rv.IsZero() {
-		return nil, nil, false // GORM merges into existing values; replay instead
+		return nil, target{} // GORM merges into existing values; replay instead
 	}
 	k := targetKey{t, sch}
 	tg, ok := s.targets.load(k)
 	if !ok {
 		tg.cp, tg.ok = s.copiers.copierFor(t)
 		tg.ok = tg.ok && contextFree(sch)
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
+			ecp, eok := s.copiers.copierFor(t.Elem())
+			tg.flat = tg.ok && eok && ecp == nil
+		}
 		s.targets.store(k, tg)
 	}
-	return t, tg.cp, tg.ok
+	return t, tg
 }
 
 // contextFree reports whether scanning into s (and the schemas of its
@@ -225,7 +238,7 @@ func (s *snapshots) get(key snapshotKey, payload []byte) *snapshot {
 		// second copy alive. The first hit swaps in the stored bytes, once
 		// (a shared store returns new bytes on every read: those keep
 		// comparing).
-		adopted := &snapshot{payload: payload, value: snap.value, rows: snap.rows, copy: snap.copy, weight: snap.weight, adopted: true, key: snap.key}
+		adopted := &snapshot{payload: payload, value: snap.value, rows: snap.rows, copy: snap.copy, weight: snap.weight, adopted: true, key: snap.key, pristine: snap.pristine}
 		s.c.Set(key, adopted)
 		return adopted
 	}
