@@ -23,6 +23,15 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	if db.DryRun || db.Error != nil {
 		return
 	}
+	if p.share.opt {
+		if old, ok := unshareDest(db); ok {
+			defer func() {
+				if db.Error != nil && db.Statement.ReflectValue.IsNil() {
+					db.Statement.ReflectValue.Set(old)
+				}
+			}()
+		}
+	}
 	o, handled, info := p.cached(db, raw, false)
 	defer p.done(db, &o)
 	switch {

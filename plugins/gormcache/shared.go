@@ -36,12 +36,39 @@ import (
 // time.Time, arrays of those) are shared, read by a statement without
 // Preload into a model without an AfterFind hook (both write into the
 // rows GORM returns). Other destinations are copied as without the option.
-func SharedResults() Option { return func(p *Plugin) { p.share.on.Store(true) } }
+//
+// GORM scans into a non-empty destination slice's own memory. Under this
+// option the plugin's queries (Find, First, FindInBatches...) give such a
+// destination a new slice instead, so reusing a variable is safe there;
+// Scan, ScanRows and queries on a *gorm.DB without this plugin cannot be
+// seen: never pass them a slice a hit returned.
+func SharedResults() Option {
+	return func(p *Plugin) {
+		p.share.opt = true
+		p.share.on.Store(true)
+	}
+}
 
 // sharing is the state of SharedResults.
 type sharing struct {
+	opt    bool        // the option was given: slices handed out may be shared
 	on     atomic.Bool // the option, until a caller was seen to break the promise
 	warned sync.Once
+}
+
+// unshareDest gives a query scanning into a non-empty slice of structs a
+// nil slice instead: GORM would scan into the slice's own array, which may
+// be rows a hit shared (TestSharedResultsReusedDestination). It returns
+// the slice replaced, to put back if the query fails before scanning.
+func unshareDest(db *gorm.DB) (reflect.Value, bool) {
+	rv := db.Statement.ReflectValue
+	if rv.Kind() != reflect.Slice || rv.Cap() == 0 || rv.Type().Elem().Kind() != reflect.Struct || !rv.CanSet() {
+		return reflect.Value{}, false
+	}
+	old := reflect.New(rv.Type()).Elem()
+	old.Set(rv)
+	rv.SetZero()
+	return old, true
 }
 
 // sharedModifiedWarning is logged once when a hit finds shared rows changed.

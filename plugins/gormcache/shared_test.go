@@ -282,3 +282,60 @@ func TestSharedResultsConcurrentReadersAndWriter(t *testing.T) {
 		}
 	}, gormcache.SharedResults())
 }
+
+// GORM scans into a non-empty destination's own array: reusing a variable
+// a hit filled with shared rows, for Find or FindInBatches, must not write
+// into the cache.
+func TestSharedResultsReusedDestination(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		seedFlatRows(t, e)
+		want := readFlatUncached(t, e)
+		e.mustBeCached(t, "flat list", func() error { readFlat(t, e); return nil })
+		rs := readFlat(t, e) // shared
+		must(t, e.db.Scopes(gormcache.Cacheable()).Where("id > ?", 2).Order("id desc").Find(&rs).Error)
+		must(t, e.db.Scopes(gormcache.NoCache()).Where("id > ?", 3).Order("id desc").Find(&rs).Error)
+		if len(rs) != 2 || rs[0].ID != 5 {
+			t.Fatalf("the reused destination holds %+v", rs)
+		}
+		var batches int
+		var batch []flatRow
+		must(t, e.db.Scopes(gormcache.Cacheable()).Order("id").FindInBatches(&batch, 2, func(*gorm.DB, int) error { batches++; return nil }).Error)
+		must(t, e.db.Scopes(gormcache.Cacheable()).Order("id").FindInBatches(&batch, 2, func(*gorm.DB, int) error { batches++; return nil }).Error)
+		if batches != 6 {
+			t.Fatalf("%d batches, want 6", batches)
+		}
+		if err := sameValue(readFlat(t, e), want); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.cache.Stats().Refusals["shared_result_modified"]; n != 0 {
+			t.Fatalf("reusing a destination modified shared rows (%d)", n)
+		}
+		// A failing query leaves the destination as it was.
+		keep := readFlat(t, e)
+		if err := e.db.Scopes(gormcache.Cacheable()).Where("no_such_column = 1").Find(&keep).Error; err == nil {
+			t.Fatal("a query on a missing column did not fail")
+		}
+		if err := sameValue(keep, want); err != nil {
+			t.Fatalf("a failed query changed its destination: %v", err)
+		}
+	}, gormcache.SharedResults())
+}
+
+// Scan and ScanRows cannot be seen by the plugin (the destination is given
+// after its callbacks ran): scanning into shared rows is the documented
+// misuse, and the next hit catches it.
+func TestSharedResultsScanIntoSharedRowsIsCaught(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, e *env) {
+		seedFlatRows(t, e)
+		want := readFlatUncached(t, e)
+		e.mustBeCached(t, "flat list", func() error { readFlat(t, e); return nil })
+		rs := readFlat(t, e)
+		must(t, e.db.Raw("SELECT * FROM flat_rows WHERE id > 3 ORDER BY id DESC").Scan(&rs).Error)
+		if err := sameValue(readFlat(t, e), want); err != nil {
+			t.Fatalf("the hit after Scan wrote into shared rows: %v", err)
+		}
+		if n := e.cache.Stats().Refusals["shared_result_modified"]; n != 1 {
+			t.Fatalf("refusal shared_result_modified counted %d times, want 1", n)
+		}
+	}, gormcache.SharedResults())
+}
