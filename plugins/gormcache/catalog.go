@@ -178,7 +178,7 @@ type catalogState struct {
 	timer  *time.Timer
 	tables sync.Map // normalised table -> *tableFacts
 	n      atomic.Int64
-	// stored counts the facts stored in tables, once stored: a writePlan
+	// stored counts the facts stored in tables, once stored: a factsPlan
 	// holding facts it read when the count was c still holds what tables
 	// holds while the count is c.
 	stored atomic.Uint64
@@ -351,16 +351,19 @@ func (p *Plugin) facts(db *gorm.DB, table string) *tableFacts {
 	return p.learnFacts(db, st, p.learnConn(db), table)
 }
 
-// writePlan is what a GORM write of one statement text learned of its
-// table (writeChange): the statement's table name (db.Statement.Table),
-// which normalises to the one table the text writes, and that table's
-// facts as the catalog state st held them when st had stored facts
-// stored times. A later write of the text with the same table name, while
-// st is current and has stored nothing since, would find the same facts:
-// it takes them from the plan, without normalising the name again or
-// looking the facts up. A new state (a DDL, a schema-changing commit, the
-// facts' age limit) or any fact stored since makes the plan stale.
-type writePlan struct {
+// factsPlan is what a statement text learned of its one table: for a
+// GORM write (writeChange), the statement's table name
+// (db.Statement.Table), which normalises to the one table the text
+// writes; for a read of one table (planFor), that table's normalised
+// name. With it, the table's facts as the catalog state st held them when
+// st had stored facts stored times. A later statement of the text with the
+// same table name, while st is current and has stored nothing since, would
+// find the same facts: it takes them from the plan, without normalising
+// the name again or looking the facts up (a sync.Map's hashing and
+// comparing of the name: about 1% of a primary-key hit). A new state (a
+// DDL, a schema-changing commit, the facts' age limit) or any fact stored
+// since makes the plan stale.
+type factsPlan struct {
 	stmtTable string
 	// gen is st's generation, not st: a plan held by a text written once
 	// kept its whole state alive, every table's facts and the functions'
@@ -374,14 +377,35 @@ type writePlan struct {
 // plannedFacts returns the facts of in's write plan when it holds for a
 // statement naming stmtTable now.
 func (p *Plugin) plannedFacts(in *inspection, stmtTable string) (*tableFacts, bool) {
-	pl := in.plan.Load()
+	return p.cat.planned(in.plan.Load(), stmtTable)
+}
+
+// planned returns pl's facts when pl holds for a statement naming
+// stmtTable in the current state.
+func (c *catalog) planned(pl *factsPlan, stmtTable string) (*tableFacts, bool) {
 	if pl == nil || pl.stmtTable != stmtTable {
 		return nil, false
 	}
-	if st := p.cat.current(); pl.gen != st.gen || st.stored.Load() != pl.stored {
+	if st := c.current(); pl.gen != st.gen || st.stored.Load() != pl.stored {
 		return nil, false
 	}
 	return pl.f, true
+}
+
+// readFacts is facts for a read of in's text whose one table is table:
+// facts found are remembered for the text's next read.
+func (p *Plugin) readFacts(db *gorm.DB, in *inspection, table string) *tableFacts {
+	if f, ok := p.cat.planned(in.read.Load(), table); ok {
+		return f
+	}
+	st := p.cat.current()
+	stored := st.stored.Load() // before the lookup: a store after it is seen
+	if f, ok := st.tables.Load(table); ok {
+		tf := f.(*tableFacts)
+		in.read.Store(&factsPlan{stmtTable: table, gen: st.gen, stored: stored, f: tf})
+		return tf
+	}
+	return p.learnFacts(db, st, p.learnConn(db), table)
 }
 
 // writeFacts is facts for a GORM write of in's text naming stmtTable,
@@ -392,7 +416,7 @@ func (p *Plugin) writeFacts(db *gorm.DB, in *inspection, stmtTable, table string
 	stored := st.stored.Load() // before the lookup: a store after it is seen
 	if f, ok := st.tables.Load(table); ok {
 		tf := f.(*tableFacts)
-		in.plan.Store(&writePlan{stmtTable: stmtTable, gen: st.gen, stored: stored, f: tf})
+		in.plan.Store(&factsPlan{stmtTable: stmtTable, gen: st.gen, stored: stored, f: tf})
 		return tf
 	}
 	return p.learnFacts(db, st, p.learnConn(db), table)

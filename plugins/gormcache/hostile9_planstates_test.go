@@ -10,7 +10,7 @@ import (
 )
 
 // TestHostile9WritePlansPinOldCatalogStates: a GORM write's plan
-// (writePlan, kept on its text's inspection) holds the catalog state it
+// (factsPlan, kept on its text's inspection) holds the catalog state it
 // was made in, and so everything that state learned: every table's facts
 // and, on PostgreSQL, what pg_proc says of every function name (about
 // 2,700 names on a stock server). A state is replaced on every DDL the

@@ -69,8 +69,10 @@ type inspection struct {
 	// statement text writes the same table on every call.
 	keyFree atomic.Pointer[keyFreeVerdict]
 	// plan is what a GORM write of the text learned of its table, for
-	// the catalog state it was learned in (catalog.go, writePlan).
-	plan atomic.Pointer[writePlan]
+	// the catalog state it was learned in (catalog.go, factsPlan); read,
+	// what a read of one table learned of it.
+	plan atomic.Pointer[factsPlan]
+	read atomic.Pointer[factsPlan]
 	// prefix is the digest of what a read of the text is keyed by besides
 	// its bound values (plan.go, keyPrefix): hashing the text again on
 	// every hit cost about a fifth of the plugin's share of a PK hit.

@@ -90,7 +90,12 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 			if t == keys.CatalogTable {
 				continue
 			}
-			f := p.facts(db, t)
+			var f *tableFacts
+			if len(tables) == 1 {
+				f = p.readFacts(db, in, t) // remembered by the text (one plan a text)
+			} else {
+				f = p.facts(db, t)
+			}
 			if f == nil {
 				return pl.refuse(p, "relation_unknown")
 			}

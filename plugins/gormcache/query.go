@@ -104,14 +104,21 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if p.snaps == nil || o.payload == nil {
 		return false
 	}
-	t, tg := p.snaps.target(db)
-	if !tg.ok {
+	t, ok := destType(db)
+	if !ok {
 		return false
 	}
-	share := tg.flat && p.shares(db)
+	share := p.shares(db) // only a snapshot built to be shared is (useSnapshot)
 	joins := joinsKey(db)
+	// An attached snapshot was built for this type and schema, so targetOf
+	// allowed them: its memo (a sync.Map keyed by an interface, about 1%
+	// of a primary-key hit) is not asked again.
 	if snap := attached(o.attach, t, db.Statement.Schema, joins, o.payload); snap != nil {
 		return p.useSnapshot(db, snap, share)
+	}
+	tg := p.snaps.targetOf(t, db.Statement.Schema)
+	if !tg.ok {
+		return false
 	}
 	key := snapshotKey{name: snapshotName(o.key), dest: t, schema: db.Statement.Schema, joins: joins}
 	if snap := p.snaps.get(key, o.payload); snap != nil {

@@ -127,16 +127,14 @@ func (snap *snapshot) weigh() {
 // new goroutine per drain (cheaper on the hit path).
 func inline(fn func()) { fn() }
 
-// target returns the destination type when the statement can be served
-// from a snapshot (tg.ok): a query (not Row/Rows) scanning into a zero
-// struct or a nil slice of structs (or of pointers to structs), of a schema
-// whose scan does not depend on the caller's context, of a type the copier
-// can copy.
-func (s *snapshots) target(db *gorm.DB) (reflect.Type, target) {
+// destType returns the destination type when the statement's destination
+// allows a snapshot: a query (not Row/Rows) scanning into a zero struct or
+// a nil slice of structs (or of pointers to structs), with a schema and no
+// column mapping. What the type and schema allow is targetOf's.
+func destType(db *gorm.DB) (reflect.Type, bool) {
 	rv := db.Statement.ReflectValue
-	sch := db.Statement.Schema
-	if !rv.IsValid() || !rv.CanSet() || sch == nil || len(db.Statement.ColumnMapping) > 0 {
-		return nil, target{}
+	if !rv.IsValid() || !rv.CanSet() || db.Statement.Schema == nil || len(db.Statement.ColumnMapping) > 0 {
+		return nil, false
 	}
 	t := rv.Type()
 	switch t.Kind() {
@@ -147,14 +145,22 @@ func (s *snapshots) target(db *gorm.DB) (reflect.Type, target) {
 			elem = elem.Elem()
 		}
 		if elem.Kind() != reflect.Struct {
-			return nil, target{}
+			return nil, false
 		}
 	default:
-		return nil, target{}
+		return nil, false
 	}
 	if !rv.IsZero() {
-		return nil, target{} // GORM merges into existing values; replay instead
+		return nil, false // GORM merges into existing values; replay instead
 	}
+	return t, true
+}
+
+// targetOf says whether values of t scanned with schema sch can be kept
+// as snapshots (tg.ok: sch's scan does not depend on the caller's context,
+// and the copier can copy t), how to copy them, and whether SharedResults
+// may share them. Remembered per type and schema.
+func (s *snapshots) targetOf(t reflect.Type, sch *schema.Schema) target {
 	k := targetKey{t, sch}
 	tg, ok := s.targets.load(k)
 	if !ok {
@@ -166,7 +172,7 @@ func (s *snapshots) target(db *gorm.DB) (reflect.Type, target) {
 		}
 		s.targets.store(k, tg)
 	}
-	return t, tg
+	return tg
 }
 
 // contextFree reports whether scanning into s (and the schemas of its
