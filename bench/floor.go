@@ -21,10 +21,10 @@ import (
 // covers every table): it is the floor the plugin's hit is measured
 // against.
 type floor struct {
-	// shared hands out the kept slice itself instead of a copy: correct
-	// only if no caller modifies its rows (it would modify the cache), the
-	// promise of querycache's SharedResults, whose floor it is; beside the
-	// copying floor it shows what the copy of a list hit costs.
+	// shared hands out the kept slice itself instead of a copy: wrong (a
+	// caller that modifies its rows modifies the cache, and GORM's own
+	// writes do: Model(&rows[i]).Update, Delete(&rows), Find(&rows).Update),
+	// measured only to show what the copy of a list hit costs.
 	shared  bool
 	seed    maphash.Seed
 	m       sync.Map // uint64 -> *floorEntry

@@ -36,7 +36,6 @@ type Plugin struct {
 	txReads    bool
 	snapBytes  int64
 	snaps      *snapshots
-	share      sharing // SharedResults (shared.go)
 	inspected  *otter.Cache[string, *inspection]
 	front      *inspectionFront // the last inspections looked up (inspect.go)
 	presets    atomic.Int64     // writes of preset SQL under way (writes.go, notePresetSQL)

@@ -23,15 +23,6 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	if db.DryRun || db.Error != nil {
 		return
 	}
-	if p.share.opt {
-		if old, ok := unshareDest(db); ok {
-			defer func() {
-				if db.Error != nil && db.Statement.ReflectValue.IsNil() {
-					db.Statement.ReflectValue.Set(old)
-				}
-			}()
-		}
-	}
 	o, handled, info := p.cached(db, raw, false)
 	defer p.done(db, &o)
 	switch {
@@ -97,9 +88,7 @@ func scanRows(db *gorm.DB, rows *sql.Rows) {
 }
 
 // fromSnapshot fills the destination from a snapshot of the entry, building
-// it if needed; false when the destination does not allow it, or the
-// snapshot's shared rows were modified (SharedResults): the entry is then
-// replayed.
+// it if needed; false when the destination does not allow it.
 func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if p.snaps == nil || o.payload == nil {
 		return false
@@ -108,13 +97,13 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if !ok {
 		return false
 	}
-	share := p.shares(db) // only a snapshot built to be shared is (useSnapshot)
 	joins := joinsKey(db)
 	// An attached snapshot was built for this type and schema, so targetOf
 	// allowed them: its memo (a sync.Map keyed by an interface, about 1%
 	// of a primary-key hit) is not asked again.
 	if snap := attached(o.attach, t, db.Statement.Schema, joins, o.payload); snap != nil {
-		return p.useSnapshot(db, snap, share)
+		snap.apply(db)
+		return true
 	}
 	tg := p.snaps.targetOf(t, db.Statement.Schema)
 	if !tg.ok {
@@ -123,7 +112,8 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	key := snapshotKey{name: snapshotName(o.key), dest: t, schema: db.Statement.Schema, joins: joins}
 	if snap := p.snaps.get(key, o.payload); snap != nil {
 		p.snaps.attach(o.attach, snap, o.payload)
-		return p.useSnapshot(db, snap, share)
+		snap.apply(db)
+		return true
 	}
 	res, err := o.result()
 	if err != nil {
@@ -133,18 +123,15 @@ func (p *Plugin) fromSnapshot(db *gorm.DB, o *outcome) bool {
 	if snap == nil {
 		return false
 	}
-	if tg.flat && p.share.on.Load() {
-		snap.keepPristine()
-		snap.weigh()
-	}
 	if !p.snaps.put(key, snap) {
 		// Too large to keep: hand over the value itself; nothing else
 		// references it.
-		snap.copy, snap.pristine = nil, nil
+		snap.copy = nil
 	} else {
 		p.snaps.attach(o.attach, snap, o.payload)
 	}
-	return p.useSnapshot(db, snap, share)
+	snap.apply(db)
+	return true
 }
 
 // rowCallback replaces "gorm:row" (Row, Rows, Scan, Raw(...).Scan).

@@ -44,11 +44,6 @@ type snapshot struct {
 	copy    copier
 	weight  int64 // the memory the snapshot keeps (see weigh)
 	adopted bool  // payload is the bytes a hit read (see get), not the fill's
-	// pristine, for a snapshot built to be shared (SharedResults), is a
-	// byte copy of value's elements, checked before every use (shared.go);
-	// broken is set once they were found modified.
-	pristine []byte
-	broken   atomic.Bool
 
 	// key is what the snapshot is kept under; an attached snapshot is
 	// checked against it (attached).
@@ -78,9 +73,6 @@ type targetKey struct {
 type target struct {
 	cp copier
 	ok bool
-	// flat: a slice of structs that assignment copies whole, whose rows
-	// SharedResults may share (shared.go).
-	flat bool
 }
 
 // maxTargets bounds the destination types and schemas remembered.
@@ -120,7 +112,7 @@ func newSnapshots(maxBytes int64) *snapshots {
 // memory it references (a struct's large array field, a Scanner's buffer,
 // a map), the payload it holds alive, and a fixed overhead.
 func (snap *snapshot) weigh() {
-	snap.weight = memSize(snap.value) + int64(cap(snap.payload)) + int64(cap(snap.pristine)) + snapshotOverhead
+	snap.weight = memSize(snap.value) + int64(cap(snap.payload)) + snapshotOverhead
 }
 
 // inline runs otter's maintenance on the calling goroutine rather than a
@@ -158,18 +150,14 @@ func destType(db *gorm.DB) (reflect.Type, bool) {
 
 // targetOf says whether values of t scanned with schema sch can be kept
 // as snapshots (tg.ok: sch's scan does not depend on the caller's context,
-// and the copier can copy t), how to copy them, and whether SharedResults
-// may share them. Remembered per type and schema.
+// and the copier can copy t), and how to copy them. Remembered per type
+// and schema.
 func (s *snapshots) targetOf(t reflect.Type, sch *schema.Schema) target {
 	k := targetKey{t, sch}
 	tg, ok := s.targets.load(k)
 	if !ok {
 		tg.cp, tg.ok = s.copiers.copierFor(t)
 		tg.ok = tg.ok && contextFree(sch)
-		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
-			ecp, eok := s.copiers.copierFor(t.Elem())
-			tg.flat = tg.ok && eok && ecp == nil
-		}
 		s.targets.store(k, tg)
 	}
 	return tg
@@ -244,7 +232,7 @@ func (s *snapshots) get(key snapshotKey, payload []byte) *snapshot {
 		// second copy alive. The first hit swaps in the stored bytes, once
 		// (a shared store returns new bytes on every read: those keep
 		// comparing).
-		adopted := &snapshot{payload: payload, value: snap.value, rows: snap.rows, copy: snap.copy, weight: snap.weight, adopted: true, key: snap.key, pristine: snap.pristine}
+		adopted := &snapshot{payload: payload, value: snap.value, rows: snap.rows, copy: snap.copy, weight: snap.weight, adopted: true, key: snap.key}
 		s.c.Set(key, adopted)
 		return adopted
 	}
