@@ -50,7 +50,7 @@ func (w *pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool,
 
 // newTx wraps a transaction the plugin began.
 func (p *Plugin) newTx(inner gorm.ConnPool, committer gorm.TxCommitter) *txConn {
-	return &txConn{ConnPool: inner, committer: committer, p: p}
+	return &txConn{ConnPool: inner, committer: committer, p: p, catGen: p.cat.current().gen}
 }
 
 // GetDBConn returns the underlying *sql.DB, so db.DB() keeps working.
@@ -100,6 +100,10 @@ type txConn struct {
 	// catalog may be of a snapshot older than DDL committed since
 	// (learnConn).
 	snapshot bool
+	// catGen is the plugin's catalog generation when it began: a SQLite
+	// transaction's reads are of a snapshot taken at its first read, no
+	// older than this generation's DDL (learnConn).
+	catGen uint64
 	// session is set when a statement in the transaction may have changed
 	// connection state (SET LOCAL, set_config): its reads never use the
 	// cache.
