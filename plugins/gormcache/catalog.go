@@ -296,7 +296,8 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 	if inTx && (tx == nil || tx.buf.WroteCatalog()) {
 		return nil
 	}
-	if inTx && p.dialect != "postgres" && tx.catGen != p.cat.current().gen {
+	moved := inTx && tx.catGen != p.cat.current().gen // DDL seen since it began
+	if moved && p.dialect != "postgres" {
 		// SQLite: a transaction reads one snapshot from its first read on
 		// (WAL), which may predate DDL the plugin has seen since it began;
 		// what it read of the catalog was stored in the state after that
@@ -317,7 +318,14 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 		if spare := p.spareConn(); spare != nil {
 			return spare
 		}
-		if tx.snapshot || tx.session.Load() {
+		// Its own connection, then: a snapshot taken after it began is no
+		// older than the state's DDL, so only a transaction that may hold
+		// a snapshot and has seen the state change since must not be read
+		// (a REPEATABLE READ transaction on a full pool learned nothing,
+		// and its writes invalidated everything:
+		// TestHostile17TxWriteNarrowedToRows). One whose statements
+		// changed its settings (SET LOCAL search_path) is never read.
+		if tx.session.Load() || tx.snapshot && moved {
 			return nil
 		}
 	}
@@ -335,9 +343,14 @@ var errSnapshotCatalog = errors.New("gormcache: the transaction reads the catalo
 // catalog may predate DDL the plugin has seen, and would be stored in the
 // state after that DDL (TestHostile17DefaultIsolationRepeatableReadBusyPool).
 // Asked only when a transaction's own connection is to be read, which
-// learnConn avoids while the pool has another free.
+// learnConn avoids while the pool has another free, and only when the
+// plugin has seen DDL since the transaction began: a snapshot taken after
+// it began is no older than the current state's DDL.
 func (p *Plugin) freshCatalog(ctx context.Context, cp gorm.ConnPool) error {
 	if p.dialect != "postgres" || scopeOf(cp).kind != scopeManaged {
+		return nil
+	}
+	if tx, _ := p.inTransaction(cp); tx != nil && tx.catGen == p.cat.current().gen {
 		return nil
 	}
 	var iso string

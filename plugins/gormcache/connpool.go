@@ -100,9 +100,10 @@ type txConn struct {
 	// catalog may be of a snapshot older than DDL committed since
 	// (learnConn).
 	snapshot bool
-	// catGen is the plugin's catalog generation when it began: a SQLite
-	// transaction's reads are of a snapshot taken at its first read, no
-	// older than this generation's DDL (learnConn).
+	// catGen is the plugin's catalog generation when it began: its reads
+	// are of snapshots taken after that (SQLite's from its first read on,
+	// a REPEATABLE READ one's from its first statement), no older than
+	// this generation's DDL (learnConn, freshCatalog).
 	catGen uint64
 	// session is set when a statement in the transaction may have changed
 	// connection state (SET LOCAL, set_config): its reads never use the

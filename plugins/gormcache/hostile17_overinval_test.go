@@ -41,14 +41,6 @@ func TestHostile17TxWriteNarrowedToRows(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.opts != nil && c.busy {
-				// Kept, skipped: a known over-invalidation (README "What it
-				// guarantees", docs/DESIGN.md). Facts read on the
-				// transaction's snapshot may predate a DDL (a new column
-				// default calling a writer) and would make the write stale;
-				// unknown facts invalidate everything instead.
-				t.Skip("known limitation: a REPEATABLE READ transaction on a full pool learns no catalog facts; its writes invalidate everything until a statement elsewhere learns them")
-			}
 			e := h16Env(t, h16Database(t))
 			sqlDB, _ := e.db.DB()
 			sqlDB.SetMaxOpenConns(2)
