@@ -296,6 +296,9 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 	if inTx && (tx == nil || tx.buf.WroteCatalog()) {
 		return nil
 	}
+	if p.w.catalogFenced() {
+		return nil // DDL not known to have committed (txwatch.go)
+	}
 	moved := inTx && tx.catGen != p.cat.current().gen // DDL seen since it began
 	if moved && p.dialect != "postgres" {
 		// SQLite: a transaction reads one snapshot from its first read on
@@ -330,6 +333,38 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 		}
 	}
 	return cp
+}
+
+// catalogRead runs read, a reading of the catalog on cp, bounded by
+// catalogTimeout. On a PostgreSQL transaction's own connection (learnConn
+// found no other) it runs inside a savepoint rolled back afterwards, and
+// the bound is the server's (statement_timeout, undone with the
+// savepoint), not the context's: an error there would abort the
+// application's transaction, and pgx closes a connection whose query
+// outlives its context, and the transaction with it (a catalog lock held
+// past the bound made the application's next Commit fail:
+// TestHostile19OwnConnCatalogWaitKillsTx).
+func (p *Plugin) catalogRead(ctx context.Context, cp gorm.ConnPool, read func(context.Context) error) error {
+	if p.dialect != "postgres" || scopeOf(cp).kind != scopeManaged {
+		ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+		defer cancel()
+		return read(ctx)
+	}
+	if _, err := cp.ExecContext(ctx, "SAVEPOINT gormcache_catalog"); err != nil {
+		return err
+	}
+	_, err := cp.ExecContext(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(catalogTimeout.Milliseconds(), 10))
+	if err == nil {
+		err = read(ctx)
+	}
+	// Undone whatever happened: the reading changed nothing but the bound.
+	if _, rerr := cp.ExecContext(ctx, "ROLLBACK TO SAVEPOINT gormcache_catalog"); rerr != nil && err == nil {
+		err = rerr
+	}
+	if _, rerr := cp.ExecContext(ctx, "RELEASE SAVEPOINT gormcache_catalog"); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // errSnapshotCatalog: the catalog would be read in a transaction whose
@@ -462,30 +497,29 @@ func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, tab
 	// a DDL (on the state the DDL replaced) must not hand its facts to a
 	// statement that began after it.
 	v, err, _ := p.cat.flight.Do("t\x00"+strconv.FormatUint(st.gen, 10)+"\x00"+table, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
-		defer cancel()
-		var (
-			f   *tableFacts
-			err error
-		)
-		if err := p.freshCatalog(ctx, cp); err != nil {
-			return nil, err
-		}
-		switch p.dialect {
-		case "postgres":
-			// The catalog's questions about the table's functions are
-			// asked only when the list of this state shows functions of
-			// their kind (or is not known).
-			need := fnMayWrite | fnRelWriter | fnRowFunc
-			if l := st.funcs.Load(); l != nil {
-				need = l.any
+		var f *tableFacts
+		err := p.catalogRead(context.WithoutCancel(stmtContext(db)), cp, func(ctx context.Context) error {
+			if err := p.freshCatalog(ctx, cp); err != nil {
+				return err
 			}
-			f, err = learnPostgresTable(ctx, cp, table, need)
-		case "sqlite":
-			f, err = learnSQLiteTable(ctx, cp, table)
-		default:
-			f = &tableFacts{}
-		}
+			var err error
+			switch p.dialect {
+			case "postgres":
+				// The catalog's questions about the table's functions are
+				// asked only when the list of this state shows functions
+				// of their kind (or is not known).
+				need := fnMayWrite | fnRelWriter | fnRowFunc
+				if l := st.funcs.Load(); l != nil {
+					need = l.any
+				}
+				f, err = learnPostgresTable(ctx, cp, table, need)
+			case "sqlite":
+				f, err = learnSQLiteTable(ctx, cp, table)
+			default:
+				f = &tableFacts{}
+			}
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

@@ -201,23 +201,29 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 	// By generation, as learnFacts' flight: a reading begun before a DDL
 	// (CREATE OR REPLACE FUNCTION) is not handed to a statement after it.
 	v, err, _ := p.cat.flight.Do("funcs\x00"+strconv.FormatUint(st.gen, 10), func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(stmtContext(db)), catalogTimeout)
-		defer cancel()
-		if err := p.freshCatalog(ctx, cp); err != nil {
-			return nil, err
-		}
-		q := postgresUserFunctionsQuery
-		if p.dialect == "sqlite" {
-			q = sqliteFunctionsQuery
-		}
-		l, fingerprint, err := readFunctions(ctx, cp, q)
+		var l *fnList
+		err := p.catalogRead(context.WithoutCancel(stmtContext(db)), cp, func(ctx context.Context) error {
+			if err := p.freshCatalog(ctx, cp); err != nil {
+				return err
+			}
+			q := postgresUserFunctionsQuery
+			if p.dialect == "sqlite" {
+				q = sqliteFunctionsQuery
+			}
+			var (
+				fingerprint string
+				err         error
+			)
+			if l, fingerprint, err = readFunctions(ctx, cp, q); err != nil {
+				return err
+			}
+			if p.dialect == "postgres" {
+				l.builtin, err = builtinFunctions(ctx, cp, fingerprint)
+			}
+			return err
+		})
 		if err != nil {
 			return nil, err
-		}
-		if p.dialect == "postgres" {
-			if l.builtin, err = builtinFunctions(ctx, cp, fingerprint); err != nil {
-				return nil, err
-			}
 		}
 		if st.gen == p.cat.current().gen {
 			st.funcs.Store(l)

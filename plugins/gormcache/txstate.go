@@ -177,6 +177,14 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 			sc.tx.buf.Add(ch)
 			sc.tx.hold()
 		}
+		if sc.tx.unsure.Load() {
+			// COMMIT sent as text inside it: this DDL may have committed
+			// already. The facts learned before it go now, and nothing is
+			// learned until the transaction ends (catalogFenced): the
+			// buffered change is applied again then
+			// (TestHostile19UnsureTxDDLCommittedEarlyKeepsOldFacts).
+			p.schemaChanged(ch)
+		}
 	case scopeRawTx:
 		p.cache.CountBypass("unmanaged_transaction")
 		if !p.broken["unseen"] {

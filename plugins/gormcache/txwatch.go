@@ -12,6 +12,7 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"querycache.dev/keys"
 	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
 )
@@ -291,6 +292,26 @@ func (f *fence) covers(tables []string) bool {
 	}
 	for _, t := range tables {
 		if _, ok := f.tables[t]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// catalogFenced reports whether a fence is up over the catalog: DDL in a
+// transaction the plugin did not begin, or any statement of a managed one
+// made unsure, whose commit the plugin has not seen applied. The current
+// catalog state was made when the DDL ran, before it committed: what is
+// read of the catalog now may lack it, and would stay in that state after
+// the commit until the fence lifts (TestHostile19RawTxDDLRepeatableReadOwnConnFacts).
+func (w *watch) catalogFenced() bool {
+	if w.fenceCount.Load() == 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range w.fences {
+		if f.covers([]string{keys.CatalogTable}) {
 			return true
 		}
 	}
