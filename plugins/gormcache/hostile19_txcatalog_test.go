@@ -389,9 +389,11 @@ func TestHostile19OwnConnLearnWithOpenRows(t *testing.T) {
 //  6. Expected: the update and tx's commit succeed (learning gives up
 //     without touching tx). Got: an error, the transaction lost.
 func TestHostile19OwnConnCatalogWaitKillsTx(t *testing.T) {
+	t.Parallel() // each case waits ~6 s for a lock, in a database of its own
 	// READ COMMITTED: the same on a full pool before the change too.
 	for _, iso := range []sql.IsolationLevel{sql.LevelRepeatableRead, sql.LevelSerializable, sql.LevelReadCommitted} {
 		t.Run(iso.String(), func(t *testing.T) {
+			t.Parallel()
 			dsn := h16Database(t)
 			e, _ := h19PGEnv(t, dsn, 2)
 			h16Exec(t, e, h19PGSchema)
