@@ -48,8 +48,10 @@ func Unavailable(t testing.TB, service string, err error) {
 
 // PostgresSchema creates a fresh schema on the test PostgreSQL server,
 // drops it when t ends, and returns a DSN whose search_path is that schema,
-// so tests never see each other's tables.
-func PostgresSchema(t testing.TB) string {
+// so tests never see each other's tables. params ("name=value" each, e.g.
+// "plan_cache_mode=force_generic_plan") are added to the DSN as run-time
+// parameters of every connection opened with it.
+func PostgresSchema(t testing.TB, params ...string) string {
 	t.Helper()
 	base := PostgresDSN()
 	db, err := sql.Open("pgx", base)
@@ -73,13 +75,13 @@ func PostgresSchema(t testing.TB) string {
 		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
 		db.Close()
 	})
-	sep := " "
+	params = append([]string{"search_path=" + schema}, params...)
 	if strings.Contains(base, "://") {
-		sep = "&"
+		sep := "&"
 		if !strings.Contains(base, "?") {
 			sep = "?"
 		}
-		return base + sep + "search_path=" + schema
+		return base + sep + strings.Join(params, "&")
 	}
-	return base + sep + "search_path=" + schema
+	return base + " " + strings.Join(params, " ")
 }

@@ -500,7 +500,7 @@ func diffSeed() (seed uint64, steps int) {
 // cache. Every mismatch is reported (the cache is emptied after one, so
 // each is the write's own).
 func TestDifferentialFixedOrder(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, stores, func(t *testing.T, e *env) {
 		w := newDiffWorld(t, e, 1)
 		shapes, seq, _ := diffFor(e.dialect)
 		if err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "fixed order", true); err != nil {
@@ -517,7 +517,7 @@ func TestDifferentialFixedOrder(t *testing.T) {
 func TestDifferentialRandom(t *testing.T) {
 	seed, steps := diffSeed()
 	t.Logf("QUERYCACHE_DIFF_SEED=%d QUERYCACHE_DIFF_STEPS=%d", seed, steps)
-	forEachEnv(t, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, stores, func(t *testing.T, e *env) {
 		w := newDiffWorld(t, e, seed)
 		shapes, seq, _ := diffFor(e.dialect)
 		pick := rand.New(rand.NewPCG(seed, 11))
@@ -559,7 +559,7 @@ func TestDifferentialAlone(t *testing.T) {
 // shapes expected to be cached are served on a second run, and impure
 // ones (class 12) and catalog reads (class 7) never are.
 func TestDifferentialExpectations(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, stores, func(t *testing.T, e *env) {
 		w := newDiffWorld(t, e, 1)
 		shapes, _, _ := diffFor(e.dialect)
 		var uncached []string
@@ -585,7 +585,7 @@ func TestDifferentialExpectations(t *testing.T) {
 // TestDifferentialCatchesBrokenInvalidation shows the differential test
 // has teeth: with invalidation switched off it finds a mismatch.
 func TestDifferentialCatchesBrokenInvalidation(t *testing.T) {
-	forEachDatabase(t, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, stores[:1], func(t *testing.T, e *env) {
 		for _, src := range []string{"create", "update", "delete", "raw", "commit"} {
 			gormcache.BreakForTest(e.plugin, src)
 		}
@@ -606,7 +606,7 @@ func TestDifferentialCatchesBrokenInvalidation(t *testing.T) {
 // inside them read the cache too (a transaction must see its own writes,
 // aliased or raw).
 func TestDifferentialReadsInTransactions(t *testing.T) {
-	forEachEnv(t, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, stores, func(t *testing.T, e *env) {
 		w := newDiffWorld(t, e, 1)
 		shapes, seq, _ := diffFor(e.dialect)
 		var txs []diffWrite

@@ -40,7 +40,7 @@ func TestFileStoreWritePaths(t *testing.T) {
 }
 
 func TestFileStoreDifferential(t *testing.T) {
-	eachEnvOf(t, true, fileStores, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, fileStores, func(t *testing.T, e *env) {
 		w := newDiffWorld(t, e, 1)
 		shapes, seq, _ := diffFor(e.dialect)
 		if err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "fixed order", true); err != nil {

@@ -84,7 +84,7 @@ func TestPostgresStoreWritePaths(t *testing.T) {
 }
 
 func TestPostgresStoreDifferential(t *testing.T) {
-	eachEnvOf(t, true, pgStores, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, pgStores, func(t *testing.T, e *env) {
 		w := newDiffWorld(t, e, 1)
 		shapes, seq, _ := diffFor(e.dialect)
 		if err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "fixed order", true); err != nil {
