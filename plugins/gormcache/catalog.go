@@ -490,8 +490,8 @@ func (p *Plugin) cachedFacts(table string) *tableFacts {
 // learnFacts reads the catalog about table on cp (nil: it cannot be read)
 // and remembers the answer in st unless the schema changed meanwhile.
 func (p *Plugin) learnFacts(db *gorm.DB, st *catalogState, cp gorm.ConnPool, table string) *tableFacts {
-	if cp == nil || table == "" || table == keys.CatalogTable {
-		return nil
+	if cp == nil || table == "" || table == keys.CatalogTable || p.w.catalogFenced() {
+		return nil // (a spare connection too: DDL not known to have committed)
 	}
 	// The state's generation is in the flight's key: a learn begun before
 	// a DDL (on the state the DDL replaced) must not hand its facts to a

@@ -195,7 +195,7 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 	if l := st.funcs.Load(); l != nil {
 		return l
 	}
-	if cp == nil {
+	if cp == nil || p.w.catalogFenced() {
 		return nil
 	}
 	// By generation, as learnFacts' flight: a reading begun before a DDL
