@@ -265,6 +265,11 @@ func TestHostile19RawTxDDLReadCommittedOwnConnFacts(t *testing.T) {
 //  4. d.Rollback(): the buffer (catalog, h19_src) is applied; the fence
 //     lifts.
 //  5. Expected: the cached read of h19_log gives 1. Got: 0 (stale, C1).
+//
+// Fixed by recordScoped (txstate.go): DDL in an unsure managed transaction
+// drops the catalog state at once. Fails without that drop (checked: step
+// 3 then invalidates h19_src only); catalogFenced alone does not stop the
+// old facts, which are used, not learned.
 func TestHostile19UnsureTxDDLCommittedEarlyKeepsOldFacts(t *testing.T) {
 	e := h16Env(t, h16Database(t))
 	h16Exec(t, e, h19PGSchema)
