@@ -227,6 +227,15 @@ type diffShape struct {
 	// mayErr: the database refuses it on the seed data (a spelling it
 	// cannot read), which is compared like any answer.
 	mayErr bool
+	// writes: every run of it is a write of everything (it calls a
+	// VOLATILE function of the user's): it is checked by
+	// TestDifferentialExpectations, never compared after a write. Run
+	// in every comparison it invalidated every entry, and forgot the
+	// catalog, at its place in the list: the shapes before it were never
+	// cached when the next write ran, so no write's invalidation of them
+	// was tested (on PostgreSQL, a third of the shapes), and the catalog
+	// was read again ~6,000 times per environment.
+	writes bool
 	run    func(db *gorm.DB) (any, error)
 }
 
@@ -803,7 +812,7 @@ func diffShapes() []diffShape {
 			err := db.Raw("SELECT id, diff_user_count() AS n FROM diff_tags ORDER BY id").Scan(&r).Error
 			return r, err
 		}},
-		diffShape{name: "VOLATILE user function in WHERE", only: "postgres", expect: "refuse", run: func(db *gorm.DB) (any, error) {
+		diffShape{name: "VOLATILE user function in WHERE", only: "postgres", expect: "refuse", writes: true, run: func(db *gorm.DB) (any, error) {
 			var ns []string
 			err := db.Raw("SELECT name FROM diff_users WHERE diff_tick() > 0 ORDER BY id").Scan(&ns).Error
 			return ns, err
