@@ -509,8 +509,12 @@ func TestDifferentialFixedOrder(t *testing.T) {
 		if err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "fixed order", true); err != nil {
 			t.Fatal(err)
 		}
-		if e.cache.Stats().Hits == 0 {
-			t.Fatal("no cache hits: the differential test compared nothing cached")
+		// About two lookups in three are hits (each write invalidates a
+		// few shapes). Far fewer means something in the comparisons
+		// invalidates everything, and the writes' own invalidations are
+		// not being tested (a shape that writes: diffShape.writes).
+		if st := e.cache.Stats(); st.Hits < st.Misses {
+			t.Fatalf("%d hits, %d misses: the comparisons found too little cached to test the writes' invalidations", st.Hits, st.Misses)
 		}
 	})
 }
