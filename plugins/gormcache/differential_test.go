@@ -48,6 +48,11 @@ type diffWorld struct {
 	schema  string              // the current schema: PostgreSQL's test schema, SQLite's "main"
 	sqlDB   *sql.DB             // the database past the plugin, for writes it must not see
 	sent    map[string][]string // per shape, the statements its last uncached run sent
+	// readsMayWrite: the shapes compared may invalidate (checkReadsWroteNothing
+	// is not asked): the SQLite user functions' test, whose shapes call
+	// functions the plugin must take for writers, and the test that
+	// breaks invalidation on purpose.
+	readsMayWrite bool
 }
 
 func newDiffWorld(t *testing.T, e *env, seed uint64) *diffWorld {
@@ -285,6 +290,9 @@ func (w *diffWorld) compareAll(shapes []diffShape) []diffMismatch {
 		w.sent = map[string][]string{}
 	}
 	var out []diffMismatch
+	if !w.readsMayWrite {
+		defer w.checkReadsWroteNothing(w.e.cache.Stats().Invalidations)
+	}
 	for _, s := range shapes {
 		if s.writes {
 			continue
@@ -300,6 +308,33 @@ func (w *diffWorld) compareAll(shapes []diffShape) []diffMismatch {
 		}
 	}
 	return out
+}
+
+// checkReadsWroteNothing fails the test if the comparison that began when
+// the cache had counted inv0 invalidations invalidated anything itself.
+// A comparison reads: what it invalidates empties the cache that the next
+// write's invalidation is to be tested on (a shape that writes is marked
+// diffShape.writes and skipped). A raw transaction's changes applied again
+// once its end is confirmed (txwatch.go) arrive whenever that is, during
+// a comparison too: they belong to the write before it.
+func (w *diffWorld) checkReadsWroteNothing(inv0 uint64) {
+	n := w.e.cache.Stats().Invalidations - inv0
+	if n == 0 {
+		return
+	}
+	recs := w.e.cache.RecentInvalidations()
+	if uint64(len(recs)) > n {
+		recs = recs[:n]
+	}
+	var causes []string
+	for _, r := range recs {
+		if !strings.HasPrefix(r.Cause, "unseen transaction end") {
+			causes = append(causes, fmt.Sprintf("%s (all=%v tables=%v)", r.Cause, r.All, r.Tables))
+		}
+	}
+	if len(causes) > 0 {
+		w.t.Errorf("comparing the shapes invalidated: %s; a shape that writes must be marked diffShape.writes", strings.Join(causes, "; "))
+	}
 }
 
 // recorded runs s and returns its answer and the statements that reached
@@ -597,6 +632,7 @@ func TestDifferentialCatchesBrokenInvalidation(t *testing.T) {
 			gormcache.BreakForTest(e.plugin, src)
 		}
 		w := newDiffWorld(t, e, 1)
+		w.readsMayWrite = true
 		shapes, seq, _ := diffFor(e.dialect)
 		err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "broken", false)
 		if err == nil {
@@ -752,6 +788,7 @@ func TestDifferentialSQLiteUserFunctions(t *testing.T) {
 	}}
 	e := newEnv(t, d, stores[0], querycache.Options{})
 	w := newDiffWorld(t, e, 1)
+	w.readsMayWrite = true
 	// In this order: a statement calling an unknown function may write, so
 	// the plugin empties the cache when it sees one; lower() comes first.
 	shapes := []diffShape{
