@@ -49,9 +49,7 @@ type diffWorld struct {
 	sqlDB   *sql.DB             // the database past the plugin, for writes it must not see
 	sent    map[string][]string // per shape, the statements its last uncached run sent
 	// readsMayWrite: the shapes compared may invalidate (checkReadsWroteNothing
-	// is not asked): the SQLite user functions' test, whose shapes call
-	// functions the plugin must take for writers, and the test that
-	// breaks invalidation on purpose.
+	// is not asked): the test that breaks invalidation on purpose.
 	readsMayWrite bool
 }
 
@@ -788,21 +786,23 @@ func TestDifferentialSQLiteUserFunctions(t *testing.T) {
 	}}
 	e := newEnv(t, d, stores[0], querycache.Options{})
 	w := newDiffWorld(t, e, 1)
-	w.readsMayWrite = true
-	// In this order: a statement calling an unknown function may write, so
-	// the plugin empties the cache when it sees one; lower() comes first.
+	// A statement calling a function the application registered as not
+	// deterministic may write: the plugin empties the cache when it sees
+	// one. Those shapes are checked for refusal, not compared after the
+	// writes (diffShape.writes), where they would empty the cache before
+	// the deterministic function's shape is compared.
 	shapes := []diffShape{
-		{name: "built-in lower() overridden by the application", run: func(db *gorm.DB) (any, error) {
+		{name: "built-in lower() overridden by the application", expect: "refuse", writes: true, run: func(db *gorm.DB) (any, error) {
 			var r []map[string]any
 			err := db.Raw("SELECT lower(name) AS n FROM diff_users WHERE id = ?", 2).Scan(&r).Error
 			return r, err
 		}},
-		{name: "user function reading outside state", expect: "refuse", run: func(db *gorm.DB) (any, error) {
+		{name: "user function reading outside state", expect: "refuse", writes: true, run: func(db *gorm.DB) (any, error) {
 			var r []map[string]any
 			err := db.Raw("SELECT name, diff_flag() AS f FROM diff_users WHERE id = ?", 2).Scan(&r).Error
 			return r, err
 		}},
-		{name: "user function counting its calls, in WHERE", expect: "refuse", run: func(db *gorm.DB) (any, error) {
+		{name: "user function counting its calls, in WHERE", expect: "refuse", writes: true, run: func(db *gorm.DB) (any, error) {
 			var ns []string
 			err := db.Model(&DiffUser{}).Where("diff_ticks() > 0").Order("id").Pluck("name", &ns).Error
 			return ns, err
@@ -834,6 +834,9 @@ func TestDifferentialSQLiteUserFunctions(t *testing.T) {
 	}
 	if err := diffSequence(t, w, shapes, len(writes), func(i int) diffWrite { return writes[i] }, "sqlite user functions", true); err != nil {
 		t.Fatal(err)
+	}
+	if e.cache.Stats().Hits == 0 {
+		t.Fatal("no cache hits: the deterministic function's shape was never compared cached")
 	}
 }
 
