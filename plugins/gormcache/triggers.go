@@ -292,7 +292,16 @@ func scanPLpgSQL(src string) trigger {
 		}
 		return ""
 	}
+	// mergeAction: toks[i] follows THEN inside a MERGE statement (WHEN
+	// MATCHED THEN UPDATE), whose target is named after MERGE INTO. THEN
+	// elsewhere (IF ... THEN UPDATE, CASE WHEN ... THEN, EXCEPTION WHEN
+	// ... THEN) begins a statement of its own: a MERGE ends at its ';'.
+	inMerge := false
+	mergeAction := func(i int) bool { return inMerge && prev(i) == "THEN" }
 	for i := 0; i < len(toks) && !tr.all; i++ {
+		if toks[i].punct == ';' {
+			inMerge = false
+		}
 		switch toks[i].word {
 		case "EXECUTE", "CALL", "COPY", "CREATE", "ALTER", "DROP", "GRANT", "REVOKE",
 			"COMMENT", "SECURITY", "IMPORT", "REINDEX", "CLUSTER", "VACUUM", "REFRESH", "DISCARD", "DO":
@@ -301,7 +310,7 @@ func scanPLpgSQL(src string) trigger {
 			}
 			tr.all = true
 		case "INSERT":
-			if prev(i) == "THEN" {
+			if mergeAction(i) {
 				continue // MERGE ... WHEN NOT MATCHED THEN INSERT: the target is named
 			}
 			if i+1 >= len(toks) || toks[i+1].word != "INTO" {
@@ -312,13 +321,16 @@ func scanPLpgSQL(src string) trigger {
 			add(t, opInsert|opUpdate)
 		case "UPDATE":
 			switch prev(i) {
-			case "FOR", "KEY", "DO", "OF", "THEN":
-				continue // a locking clause, ON CONFLICT DO UPDATE, MERGE's action
+			case "FOR", "KEY", "DO", "OF":
+				continue // a locking clause, ON CONFLICT DO UPDATE
+			}
+			if mergeAction(i) {
+				continue // MERGE's action
 			}
 			t, _ := tableAt(toks, i+1)
 			add(t, opUpdate)
 		case "DELETE":
-			if prev(i) == "THEN" {
+			if mergeAction(i) {
 				continue // MERGE ... WHEN MATCHED THEN DELETE
 			}
 			if i+1 >= len(toks) || toks[i+1].word != "FROM" {
@@ -334,6 +346,7 @@ func scanPLpgSQL(src string) trigger {
 			}
 			t, _ := tableAt(toks, i+2)
 			add(t, opInsert|opUpdate|opDelete)
+			inMerge = true
 		case "TRUNCATE":
 			j := i + 1
 			if j < len(toks) && toks[j].word == "TABLE" {

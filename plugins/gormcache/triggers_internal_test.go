@@ -25,6 +25,13 @@ func TestScanPLpgSQL(t *testing.T) {
 		{src: `BEGIN INSERT INTO a VALUES (1) ON CONFLICT DO NOTHING; RETURN NEW; END`, writes: []string{"a"}},
 		{src: `BEGIN DELETE FROM ONLY "Foo" WHERE id = OLD.id; TRUNCATE TABLE b, ONLY c; RETURN OLD; END`, writes: []string{"foo", "b", "c"}},
 		{src: `BEGIN MERGE INTO m USING s ON m.id = s.id WHEN MATCHED THEN DELETE; RETURN NULL; END`, writes: []string{"m"}},
+		{src: `BEGIN MERGE INTO m USING s ON m.id = s.id WHEN MATCHED THEN UPDATE SET v = 1 WHEN NOT MATCHED THEN INSERT VALUES (1); RETURN NULL; END`, writes: []string{"m"}},
+		// THEN outside a MERGE begins a statement (TestHostile20TriggerBodyConditionalWrites).
+		{src: `BEGIN IF NEW.v <> OLD.v THEN UPDATE l SET n = n + 1; END IF; RETURN NEW; END`, writes: []string{"l"}},
+		{src: `BEGIN IF TG_OP = 'X' THEN NULL; ELSIF NEW.a THEN INSERT INTO i VALUES (1); END IF; RETURN NEW; END`, writes: []string{"i"}},
+		{src: `BEGIN CASE WHEN NEW.a THEN DELETE FROM d WHERE id = 1; END CASE; RETURN NEW; END`, writes: []string{"d"}},
+		{src: `BEGIN x := 1 / 0; EXCEPTION WHEN division_by_zero THEN UPDATE e SET n = 1; RETURN NEW; END`, writes: []string{"e"}},
+		{src: `BEGIN MERGE INTO m USING s ON true WHEN MATCHED THEN DELETE; IF NEW.a THEN UPDATE l SET n = 1; END IF; RETURN NULL; END`, writes: []string{"m", "l"}},
 		{src: `BEGIN RAISE NOTICE 'INSERT INTO x %', E'it\'s DELETE FROM y'; -- UPDATE z SET a = 1
 /* DELETE FROM w /* nested */ */ RETURN NEW; END`},
 		{src: `BEGIN PERFORM archive(NEW.id); RETURN NEW; END`, calls: []string{"archive"}},
