@@ -532,6 +532,27 @@ func (p *Plugin) depFactsOf(db *gorm.DB, table string, learn bool) *tableFacts {
 	return p.learnFacts(db, st, cp, table)
 }
 
+// beforeAssigns reports whether a BEFORE UPDATE row trigger of the table
+// may change one of cols in the row being written (NEW.code := ...): an
+// UPDATE whose SET list names none of them may still fire the ON UPDATE
+// actions of a foreign key referencing them
+// (TestHostile20BeforeTriggerChangesReferencedColumn).
+func beforeAssigns(triggers []trigger, cols []string) bool {
+	for i := range triggers {
+		tr := &triggers[i]
+		if tr.events&opUpdate == 0 {
+			continue
+		}
+		if tr.all {
+			return true
+		}
+		if tr.before && tr.movesKey(opUpdate, cols) {
+			return true
+		}
+	}
+	return false
+}
+
 // visit is how far the walk has carried writes to one table.
 type visit struct {
 	ops     opSet
@@ -573,7 +594,7 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 			if f == nil || t != known.table {
 				f = p.depFactsOf(db, t, learn)
 			}
-			if f == nil || f.exists && (f.replaces || !f.deps.empty()) {
+			if f == nil || f.exists && (f.replaces || !f.deps.empty() || f.relkind == 'f') {
 				plain = false
 				break
 			}
@@ -676,6 +697,12 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 		if d.rules && o&(opDML|opTruncate) != 0 {
 			return all // a rule rewrites the statement into anything
 		}
+		if f.relkind == 'f' && o&(opDML|opTruncate) != 0 {
+			// A foreign table's rows are another server's, which may be
+			// this database (postgres_fdw on a loopback server:
+			// TestHostile20LoopbackWriters).
+			return all
+		}
 		for _, fk := range d.children {
 			var co opSet
 			if o&(opDelete|opDrop) != 0 {
@@ -686,7 +713,7 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 					co |= opUpdate
 				}
 			}
-			if o&opUpdate != 0 && (!assignedKnown || !startSet[t] || v.reached || assigns(assigned, fk.cols)) {
+			if o&opUpdate != 0 && (!assignedKnown || !startSet[t] || v.reached || assigns(assigned, fk.cols) || beforeAssigns(d.triggers, fk.cols)) {
 				switch fk.onUpdate {
 				case 'c', 'n', 'd':
 					co |= opUpdate
