@@ -624,6 +624,7 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 		}
 	}
 
+	movesPartition := ops&opAlter != 0 && (containsFold(sql, "ATTACH") || containsFold(sql, "DETACH"))
 	seen := map[string]*visit{}
 	var queue []string
 	push := func(t string, o opSet, down, edge bool) {
@@ -748,10 +749,15 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 		}
 		// The parent shows the partition's rows: it changes as they do,
 		// loses them when the partition is dropped, and is not altered
-		// by an ALTER of the partition.
+		// by an ALTER of the partition, unless the ALTER attaches or
+		// detaches a partition of its own: its rows come or go, and so
+		// do its parent's (TestHostile20AttachDetachUnderSubpartition).
 		up := o &^ (opDrop | opAlter)
 		if o&opDrop != 0 {
 			up |= opDelete
+		}
+		if o&opAlter != 0 && movesPartition {
+			up |= opInsert | opDelete
 		}
 		for _, a := range d.parents {
 			push(a, up, false, true)
