@@ -1583,6 +1583,15 @@ func diffHostileWrites() []diffWrite {
 			}
 			sqlDB.SetMaxOpenConns(1)
 			defer sqlDB.SetMaxOpenConns(0)
+			// A connection in use elsewhere when the limit drops (the
+			// plugin confirming the end of the last write's transaction,
+			// say) is closed only when it is returned; if it is returned
+			// after BEGIN's, BEGIN's is the one closed, and ROLLBACK runs
+			// on the other ("no transaction is active"). One connection
+			// from the start, as an application with this pool has.
+			for deadline := time.Now().Add(5 * time.Second); sqlDB.Stats().OpenConnections > 1 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
 			id := w.user()
 			if err := db.Exec("BEGIN").Error; err != nil {
 				return err
