@@ -228,8 +228,9 @@ type diffShape struct {
 	// cannot read), which is compared like any answer.
 	mayErr bool
 	// writes: every run of it is a write of everything (it calls a
-	// VOLATILE function of the user's): it is checked by
-	// TestDifferentialExpectations, never compared after a write. Run
+	// function the plugin must take for a writer: a VOLATILE function of
+	// the user's, a SQLite function registered as not deterministic): it
+	// is checked for refusal, never compared after a write. Run
 	// in every comparison it invalidated every entry, and forgot the
 	// catalog, at its place in the list: the shapes before it were never
 	// cached when the next write ran, so no write's invalidation of them

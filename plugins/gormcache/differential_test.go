@@ -316,16 +316,11 @@ func (w *diffWorld) compareAll(shapes []diffShape) []diffMismatch {
 // once its end is confirmed (txwatch.go) arrive whenever that is, during
 // a comparison too: they belong to the write before it.
 func (w *diffWorld) checkReadsWroteNothing(inv0 uint64) {
-	n := w.e.cache.Stats().Invalidations - inv0
-	if n == 0 {
+	if w.e.cache.Stats().Invalidations == inv0 {
 		return
 	}
-	recs := w.e.cache.RecentInvalidations()
-	if uint64(len(recs)) > n {
-		recs = recs[:n]
-	}
 	var causes []string
-	for _, r := range recs {
+	for _, r := range invalidationsSince(w.e, inv0) {
 		if !strings.HasPrefix(r.Cause, "unseen transaction end") {
 			causes = append(causes, fmt.Sprintf("%s (all=%v tables=%v)", r.Cause, r.All, r.Tables))
 		}

@@ -15,18 +15,23 @@ func h15Invalidations(t *testing.T, e *env, fn func()) (string, bool) {
 	t.Helper()
 	n0 := e.cache.Stats().Invalidations
 	fn()
-	recs := e.cache.RecentInvalidations()
-	n := int(e.cache.Stats().Invalidations - n0)
-	if n > len(recs) {
-		n = len(recs)
-	}
 	var b strings.Builder
 	all := false
-	for _, r := range recs[:n] {
+	for _, r := range invalidationsSince(e, n0) {
 		fmt.Fprintf(&b, "[%s tables=%v rows=%d all=%v] ", r.Cause, r.Tables, r.Rows, r.All)
 		all = all || r.All
 	}
 	return b.String(), all
+}
+
+// invalidationsSince returns the invalidations the cache applied since
+// its Stats counted n0, newest first (as many as its ring still holds).
+func invalidationsSince(e *env, n0 uint64) []querycache.InvalidationRecord {
+	recs := e.cache.RecentInvalidations()
+	if n := e.cache.Stats().Invalidations - n0; uint64(len(recs)) > n {
+		recs = recs[:n]
+	}
+	return recs
 }
 
 // h15Ordinary runs an ordinary app's statements (an Update by primary
