@@ -99,10 +99,13 @@ func catalogName(rel string) string {
 // server's time per table learned.
 //
 // Foreign keys: each constraint referencing it (partitions' clones
-// included), with its actions and the referenced columns. Triggers:
+// included), with its actions and the referenced columns (none listed
+// when one is generated: an UPDATE of any column may change it,
+// TestHostile20GeneratedColumnReferencedByCascade). Triggers:
 // those not made by the system (foreign keys' own triggers are) nor by
 // the project's migration (querycache_*, which only notify), with their
-// function's language and source. Rules other than a view's _RETURN.
+// function's language and source, and their definition when they have a
+// WHEN condition. Rules other than a view's _RETURN.
 // Inheritance both ways (partitions are inheritance too). A view's
 // relations from the dependencies of its _RETURN rule. The user's
 // functions its column defaults and its columns' domains' defaults call
@@ -150,11 +153,13 @@ var depsQueries = func() (qs [8]string) {
 
 const depsAlways = `WITH r AS (SELECT unnest($1::text::int8[])::oid AS oid)
 SELECT 'f', c.relname::text, con.confupdtype::text, con.confdeltype::text,
-	COALESCE((SELECT string_agg(a.attname::text, ',') FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey)), '')
+	CASE WHEN EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey) AND a.attgenerated <> '') THEN ''
+	ELSE COALESCE((SELECT string_agg(a.attname::text, ',') FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey)), '') END
 FROM r, pg_constraint con JOIN pg_class c ON c.oid = con.conrelid
 WHERE con.contype = 'f' AND con.confrelid = r.oid
 UNION ALL
-SELECT 't', t.tgname::text, t.tgtype::text, l.lanname::text, p.prosrc
+SELECT 't', t.tgname::text, t.tgtype::text || CASE WHEN t.tgqual IS NULL THEN '' ELSE ' ' || pg_get_triggerdef(t.oid) END,
+	l.lanname::text, p.prosrc
 FROM r, pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
 WHERE t.tgrelid = r.oid AND NOT t.tgisinternal AND t.tgname NOT LIKE 'querycache\_%'
 UNION ALL
@@ -254,12 +259,20 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, need
 			}
 			d.children = append(d.children, fk)
 		case "t":
-			tgtype, err := strconv.Atoi(a)
+			// tgtype, and the trigger's definition when it has a WHEN
+			// condition (which may call a function that writes:
+			// TestHostile20TriggerWhenCallsWriter).
+			typ, def, _ := strings.Cut(a, " ")
+			tgtype, err := strconv.Atoi(typ)
 			if err != nil {
 				d.triggers = append(d.triggers, trigger{events: opDML | opTruncate, all: true})
 				continue
 			}
-			d.triggers = append(d.triggers, postgresTrigger(tgtype, b, c))
+			tr := postgresTrigger(tgtype, b, c)
+			if def != "" {
+				tr.addWhen(postgresWhen(def))
+			}
+			d.triggers = append(d.triggers, tr)
 		case "r":
 			d.rules = true
 		case "a":
@@ -320,16 +333,20 @@ func learnSQLiteDeps(ctx context.Context, cp gorm.ConnPool, table string, f *tab
 		// SQLite enforces foreign keys only with PRAGMA foreign_keys=ON,
 		// which the plugin cannot see per connection: the actions count
 		// either way (over-invalidating is harmless).
-		rows, err := cp.QueryContext(ctx, `SELECT m.name, f."to", f.on_update, f.on_delete
+		// A referenced column that is generated (pragma_table_xinfo's
+		// hidden 2 or 3) changes with the columns it is computed from.
+		rows, err := cp.QueryContext(ctx, `SELECT m.name, f."to", f.on_update, f.on_delete,
+	COALESCE((SELECT x.hidden IN (2, 3) FROM pragma_table_xinfo(?) x WHERE x.name = f."to" COLLATE NOCASE), 0)
 FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f
-WHERE m.type = 'table' AND f."table" = ? COLLATE NOCASE`, table)
+WHERE m.type = 'table' AND f."table" = ? COLLATE NOCASE`, table, table)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var name, onUpdate, onDelete string
 			var to sql.NullString
-			if err := rows.Scan(&name, &to, &onUpdate, &onDelete); err != nil {
+			var generated bool
+			if err := rows.Scan(&name, &to, &onUpdate, &onDelete, &generated); err != nil {
 				rows.Close()
 				return err
 			}
@@ -339,9 +356,13 @@ WHERE m.type = 'table' AND f."table" = ? COLLATE NOCASE`, table)
 				continue
 			}
 			fk := fkChild{table: rel, onUpdate: sqliteAction(onUpdate), onDelete: sqliteAction(onDelete)}
-			if to.Valid && to.String != "" {
+			switch {
+			case generated:
+				// No columns: any UPDATE may change it
+				// (TestHostile21SQLiteGeneratedColumnReferencedByCascade).
+			case to.Valid && to.String != "":
 				fk.cols = []string{strings.ToLower(to.String)}
-			} else if len(f.pk) > 0 {
+			case len(f.pk) > 0:
 				fk.cols = f.pk // a key naming no column references the primary key
 			}
 			d.children = append(d.children, fk)

@@ -60,6 +60,22 @@ type fnList struct {
 	// and which of the catalog's questions about a table's functions
 	// need asking (postgresDepsQuery).
 	any fnFlags
+	// Calls a statement's text does not show as calls (PostgreSQL;
+	// callsHiddenWriter, ddlCallsWriter):
+	//   - ops are the operators (outside pg_catalog, or added to it after
+	//     initdb) whose function is VOLATILE: v #+# 1 calls it;
+	//   - castWriter: some cast added after initdb has a VOLATILE
+	//     function (not in C: an extension's, which writes no table);
+	//     an assignment or implicit cast is called where no
+	//     text names it (INSERT of a numeric into a column of the cast's
+	//     type), so every statement may call it;
+	//   - ddlWriter: an enabled event trigger runs a function on DDL
+	//     (one that is not VOLATILE cannot write, but the function of an
+	//     event trigger must be plpgsql or C, and both are VOLATILE unless
+	//     declared otherwise: any counts).
+	ops        []string
+	castWriter bool
+	ddlWriter  bool
 }
 
 // lookup returns what the list says of name (lower-cased, as SQL compares
@@ -127,7 +143,10 @@ func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
 // count and the sum of a 64-bit hash of each one's oid, name and
 // volatility; an md5 of them all took three times as long) and whether
 // one added after initdb is not IMMUTABLE, is an aggregate or has
-// argument defaults (its third column: every gate opens).
+// argument defaults (its third column: every gate opens). Rows whose last
+// column is a tag rather than a fingerprint say what runs a VOLATILE
+// function where no call is written (fnList.ops, castWriter, ddlWriter):
+// 'operator' (one row per operator name), 'cast', 'event trigger'.
 //
 // An aggregate's own volatility is always IMMUTABLE in pg_proc ("not
 // needed for agg"): a user's takes that of its support functions (a
@@ -164,6 +183,19 @@ SELECT proname::text, bool_and(vol = 'i'), bool_or(vol = 'v'), bool_or(vol = 'v'
 		AND d.refobjid = f.oid AND d.classid IN ('pg_rewrite'::regclass, 'pg_policy'::regclass, 'pg_constraint'::regclass))),
 	COALESCE(bool_or(vol <> 'i' AND row_arg), false), ''
 FROM f GROUP BY proname
+UNION ALL
+SELECT o.oprname::text, false, true, false, false, false, false, 'operator'
+FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
+WHERE (o.oprnamespace <> 'pg_catalog'::regnamespace OR o.oid >= 16384) AND p.provolatile = 'v'
+GROUP BY o.oprname
+UNION ALL
+SELECT '', false, true, false, false, false, false, 'cast'
+FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_language l ON l.oid = p.prolang
+WHERE c.oid >= 16384 AND p.provolatile = 'v' AND l.lanname NOT IN ('c', 'internal')
+HAVING count(*) > 0
+UNION ALL
+SELECT '', false, true, false, false, false, false, 'event trigger'
+FROM pg_event_trigger WHERE evtenabled <> 'D' HAVING count(*) > 0
 UNION ALL
 SELECT '', false, COALESCE(bool_or(oid >= 16384 AND (provolatile <> 'i' OR prokind = 'a' OR proargdefaults IS NOT NULL)), false),
 	false, false, false, false,
@@ -253,6 +285,17 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 		var immutable, mayWrite, onPath, rowWriter, relWriter, rowFunc bool
 		if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter, &rowFunc, &fp); err != nil {
 			return nil, "", err
+		}
+		switch fp {
+		case "operator":
+			l.ops = append(l.ops, name)
+			continue
+		case "cast":
+			l.castWriter = true
+			continue
+		case "event trigger":
+			l.ddlWriter = true
+			continue
 		}
 		if name == "" {
 			fingerprint = fp

@@ -431,6 +431,12 @@ func parseSQLiteTrigger(ddl string) trigger {
 	if on < 0 || begin < 0 || end < 0 || tr.events == 0 {
 		return trigger{events: opInsert | opUpdate | opDelete, all: true}
 	}
+	for i := on + 1; i < begin; i++ {
+		if toks[i].word == "WHEN" {
+			tr.addWhen(sqlinspect.InspectDialect("SELECT "+ddl[toks[i].end:toks[begin].start], sqlinspect.DialectSQLite), true)
+			break
+		}
+	}
 	body := ddl[toks[begin].end:toks[end].start]
 	st := sqlinspect.InspectDialect(body, sqlinspect.DialectSQLite)
 	if st.Undetermined || st.Kind == sqlinspect.KindUnknown || st.Kind == sqlinspect.KindDDL ||
@@ -440,8 +446,43 @@ func parseSQLiteTrigger(ddl string) trigger {
 	}
 	tr.writes = st.Writes
 	tr.ops = opInsert | opUpdate | opDelete
-	tr.calls = st.Functions
+	tr.calls = append(tr.calls, st.Functions...)
 	return tr
+}
+
+// addWhen adds the calls of a trigger's WHEN condition, inspected as
+// SELECT <condition> (ok false: the condition could not be found in the
+// trigger's definition), to what the trigger calls: the condition runs
+// for every row, before the trigger's function, whether or not it then
+// runs. What cannot be read counts as anything.
+func (tr *trigger) addWhen(st sqlinspect.Statement, ok bool) {
+	if !ok || st.Undetermined || st.Kind != sqlinspect.KindSelect || len(st.Writes) > 0 || st.SessionState {
+		tr.all = true
+		return
+	}
+	tr.calls = append(tr.calls, st.Functions...)
+}
+
+// postgresWhen inspects the WHEN condition of pg_get_triggerdef's text
+// def: between " WHEN (" after FOR EACH and the last " EXECUTE FUNCTION "
+// or " EXECUTE PROCEDURE " (a trigger's arguments are string constants;
+// one holding those words makes the condition unreadable, which counts as
+// anything).
+func postgresWhen(def string) (sqlinspect.Statement, bool) {
+	each := strings.Index(def, " FOR EACH ")
+	if each < 0 {
+		return sqlinspect.Statement{}, false
+	}
+	w := strings.Index(def[each:], " WHEN (")
+	if w < 0 {
+		return sqlinspect.Statement{}, false
+	}
+	start := each + w + len(" WHEN ")
+	end := max(strings.LastIndex(def, " EXECUTE FUNCTION "), strings.LastIndex(def, " EXECUTE PROCEDURE "))
+	if end < start {
+		return sqlinspect.Statement{}, false
+	}
+	return sqlinspect.InspectDialect("SELECT "+def[start:end], sqlinspect.DialectPostgres), true
 }
 
 // postgresTriggerEvents maps pg_trigger.tgtype's event bits (INSERT 4,

@@ -240,7 +240,7 @@ var rawCauses = []struct{ word, cause string }{
 func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) querycache.Change {
 	sql := db.Statement.SQL.String()
 	ch, cascade := rawBase(info, sql)
-	if !ch.All && (p.mayWrite(db, info, learn) || p.callsHiddenWriter(db, &info, learn)) {
+	if !ch.All && (p.mayWrite(db, info, learn) || p.callsHiddenWriter(db, &info, learn) || p.ddlCallsWriter(db, &info, sql, learn)) {
 		return querycache.Change{All: true}
 	}
 	// What the schema carries further: foreign-key actions, triggers,
@@ -254,7 +254,9 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // = t.claim, (ROW(1)::t).claim: attributeCall), or by reading a view whose
 // query calls one or a table whose row-security policy does (directly or
 // through the views it reads), or by refreshing a materialized view whose
-// query does.
+// query does; or by an operator whose function is one (v #+# 1), or by a
+// cast whose function is one (any statement, while such a cast exists:
+// an assignment cast runs where no text names it).
 //
 // While the function list shows no volatile function of the user's called
 // that way (fnRowWriter, fnRelWriter), nothing else is looked up: the
@@ -278,6 +280,12 @@ func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, lear
 	}
 	funcs := p.functionsOn(db, cp)
 	if funcs != nil {
+		if funcs.castWriter || len(funcs.ops) > 0 && operatorCall(db.Statement.SQL.String(), funcs.ops) {
+			// An operator's function is called where its symbol is; a
+			// cast's by any value converted to its type, which the text
+			// need not show (TestHostile20ImplicitFunctionCalls).
+			return true
+		}
 		if funcs.any&fnRowWriter != 0 && attributeCall(db.Statement.SQL.String(), funcs) {
 			return true
 		}
@@ -311,6 +319,18 @@ func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, lear
 		return false
 	}
 	return walk(info.Reads, false, 0) || walk(info.Writes, true, 0)
+}
+
+// operatorCall reports whether sql holds one of the operator names ops
+// anywhere (strings and comments included, and inside a longer run of
+// operator characters: a name found there only costs an invalidation).
+func operatorCall(sql string, ops []string) bool {
+	for _, op := range ops {
+		if strings.Contains(sql, op) {
+			return true
+		}
+	}
+	return false
 }
 
 // attributeCall reports whether sql names, after a dot, a function the

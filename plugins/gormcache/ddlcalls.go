@@ -1,0 +1,125 @@
+package gormcache
+
+import (
+	"slices"
+	"strings"
+
+	"gorm.io/gorm"
+	"querycache.dev/keys"
+	"querycache.dev/sqlinspect"
+)
+
+// This file decides whether DDL runs a function of the user's that may
+// write, which sqlinspect does not list: it lists no calls in DDL's
+// definitions, since most do not run when the statement does (a column's
+// DEFAULT for rows inserted later, a trigger's function). Some do, on
+// every row the table holds:
+//
+//	ALTER TABLE t ADD COLUMN n integer DEFAULT next_invoice_no()
+//	ALTER TABLE t ALTER COLUMN v TYPE bigint USING convert(v)
+//	ALTER TABLE t ADD CONSTRAINT c CHECK (audit(v))
+//
+// and on PostgreSQL an event trigger runs its function on (almost) any
+// DDL. What such a function writes is not in the text: everything is
+// invalidated (TestHostile20DDLRunsWriter, TestHostile20EventTriggerWritesOnDDL).
+
+// ddlCallsWriter reports whether info, a statement that changes the
+// catalog, may run a function that writes: a name followed by '(' in its
+// text that the function list marks as one that may write, or any DDL
+// while an event trigger is enabled. Definitions of routines, triggers,
+// rules, types, operators and casts run nothing now, nor do DROP and
+// COMMENT; their text is not read. With the list not known now (a
+// transaction that changed the schema), an ALTER whose text has an
+// expression that runs over the rows (DEFAULT, USING, CHECK, EXPRESSION)
+// counts as one. VALIDATE CONSTRAINT counts while any constraint, view or
+// policy calls a function that may write (fnRelWriter).
+func (p *Plugin) ddlCallsWriter(db *gorm.DB, info *sqlinspect.Statement, sql string, learn bool) bool {
+	if !slices.Contains(info.Writes, keys.CatalogTable) {
+		return false
+	}
+	funcs := p.functionsLearning(db, learn)
+	if funcs != nil && funcs.ddlWriter {
+		return true
+	}
+	toks, ok := lexSQL(sql)
+	if !ok {
+		return true
+	}
+	if !ddlRunsExpressions(toks) {
+		return false
+	}
+	for _, t := range toks {
+		switch t.word {
+		case "DEFAULT", "USING", "CHECK", "EXPRESSION":
+			if funcs == nil {
+				return true
+			}
+		case "VALIDATE":
+			// VALIDATE CONSTRAINT runs a CHECK added NOT VALID on every
+			// row, and its text does not name what the CHECK calls
+			// (TestHostile21ConstraintsRunWriter): any constraint calling
+			// a writer counts.
+			if funcs == nil || funcs.any&fnRelWriter != 0 {
+				return true
+			}
+		}
+	}
+	if funcs == nil {
+		return false
+	}
+	for i, t := range toks {
+		if t.name == "" || i+1 >= len(toks) || toks[i+1].punct != '(' {
+			continue
+		}
+		if funcs.flags(lookupName(t))&fnMayWrite != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ddlRunsExpressions reports whether the DDL statement toks may evaluate
+// an expression as it runs: anything but the definitions and removals
+// listed in ddlCallsWriter.
+func ddlRunsExpressions(toks []lexTok) bool {
+	i := 0
+	word := func() string {
+		if i < len(toks) {
+			return toks[i].word
+		}
+		return ""
+	}
+	switch word() {
+	case "DROP", "COMMENT":
+		return false
+	case "CREATE":
+		i++
+		if word() == "OR" { // OR REPLACE
+			i += 2
+		}
+		for word() == "CONSTRAINT" || word() == "EVENT" || word() == "TRUSTED" || word() == "PROCEDURAL" {
+			i++
+		}
+	case "ALTER":
+		i++
+	default:
+		return true
+	}
+	switch word() {
+	case "FUNCTION", "PROCEDURE", "ROUTINE", "TRIGGER", "RULE", "TYPE", "OPERATOR", "CAST", "AGGREGATE", "LANGUAGE":
+		return false
+	}
+	return true
+}
+
+// lookupName is the key of the name token t in a function list: bare
+// names lower-cased, as SQL compares them; quoted ones unquoted and
+// lower-cased too, as the list keys them (attributeCall).
+func lookupName(t lexTok) string {
+	n := t.name
+	if len(n) >= 2 && (n[0] == '"' || n[0] == '`') {
+		q := n[:1]
+		n = strings.ReplaceAll(n[1:len(n)-1], q+q, q)
+	}
+	return strings.ToLower(n)
+}
