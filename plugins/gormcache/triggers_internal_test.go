@@ -121,6 +121,9 @@ func FuzzTriggerBodies(f *testing.F) {
 		`CREATE TRIGGER t AFTER INSERT ON x BEGIN INSERT INTO y VALUES (1); END`,
 		`$a$ x $a$ $1 E'\'' "q""x" [b] /* /* */ */ -- c`,
 		`TRUNCATE ONLY a *, b`,
+		`CREATE TRIGGER t AFTER UPDATE ON x FOR EACH ROW WHEN f(new.v) > 0 BEGIN SELECT 1; END`,
+		`CREATE TRIGGER h BEFORE UPDATE ON public.s FOR EACH ROW WHEN (w(new.id)) EXECUTE FUNCTION noop('a')`,
+		`ALTER TABLE t ADD COLUMN n integer DEFAULT f()`,
 	} {
 		f.Add(s)
 	}
@@ -134,6 +137,12 @@ func FuzzTriggerBodies(f *testing.F) {
 			t.Fatal("an unreadable trigger fires on no event")
 		}
 		headWords(s)
+		// The WHEN condition of a PostgreSQL trigger's definition, and
+		// whether DDL runs expressions (ddlcalls.go): no panic.
+		postgresWhen(s)
+		if toks, ok := lexSQL(s); ok {
+			ddlRunsExpressions(toks)
+		}
 	})
 }
 
