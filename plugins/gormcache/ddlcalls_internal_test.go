@@ -68,13 +68,10 @@ func TestPostgresWhen(t *testing.T) {
 	}
 }
 
-func TestLookupNameAndOperatorCall(t *testing.T) {
+func TestLookupName(t *testing.T) {
 	for in, want := range map[string]string{"Next_No": "next_no", `"Next""No"`: `next"no`, "`x`": "x"} {
 		if got := lookupName(lexTok{name: in}); got != want {
 			t.Errorf("lookupName(%s) = %q, want %q", in, got, want)
 		}
-	}
-	if !operatorCall("UPDATE t SET v = v OPERATOR(public.#+#) 1", []string{"#+#"}) || operatorCall("UPDATE t SET v = v + 1", []string{"#+#"}) {
-		t.Error("operatorCall")
 	}
 }

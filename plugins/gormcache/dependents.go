@@ -79,6 +79,10 @@ type depFacts struct {
 	// refreshWriter: PostgreSQL, a materialized view whose query calls a
 	// volatile function of the user's, which REFRESH runs.
 	refreshWriter bool
+	// viewCalls: SQLite, the functions a view's query calls, judged when
+	// it is read (callsHiddenWriter): one the application registered as
+	// not deterministic may write.
+	viewCalls []sqlinspect.Func
 }
 
 func (d *depFacts) empty() bool {
@@ -113,7 +117,9 @@ func catalogName(rel string) string {
 // volatility (fnMayWrite). The user's
 // functions SQL may call on its rows by attribute notation (not
 // immutable, not C: an extension's), with theirs (fnRowFunc). The user's
-// functions a CHECK constraint of it or of a column's domain, its view's
+// functions a CHECK constraint of it or of a column's domain (or of a
+// domain the column's type reaches: its base domains, an array's element,
+// a composite's fields, TestHostile22IndirectDomain), its view's
 // query or its row-security policies call (fnRelWriter).
 func postgresDepsQuery(need fnFlags) string {
 	return depsQueries[depsIndex(need)]
@@ -208,8 +214,15 @@ WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped`
 const depsRelWriters = `SELECT DISTINCT 'd', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_constraint con JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
 JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
-WHERE con.contype = 'c' AND (con.conrelid = r.oid OR con.contypid IN (
-	SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped))
+WHERE con.contype = 'c' AND (con.conrelid = r.oid OR con.contypid IN (WITH RECURSIVE ty(oid, depth) AS (
+	SELECT a.atttypid, 0 FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+	UNION
+	SELECT x.oid, ty.depth + 1 FROM ty JOIN pg_type t ON t.oid = ty.oid CROSS JOIN LATERAL (
+		SELECT t.typbasetype AS oid WHERE t.typbasetype <> 0
+		UNION ALL SELECT t.typelem WHERE t.typelem <> 0 AND t.typcategory = 'A'
+		UNION ALL SELECT a2.atttypid FROM pg_attribute a2 WHERE t.typtype = 'c' AND a2.attrelid = t.typrelid AND a2.attnum > 0 AND NOT a2.attisdropped) x
+	WHERE ty.depth < 8)
+	SELECT oid FROM ty))
 UNION ALL
 SELECT DISTINCT 'w', p.proname::text, ` + depsVolLang + `, ''
 FROM r, pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_proc'::regclass
@@ -387,6 +400,39 @@ UNION ALL SELECT sql FROM sqlite_temp_master WHERE type = 'trigger' AND tbl_name
 			return err
 		}
 		d.triggers = append(d.triggers, parseSQLiteTrigger(ddl.String))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	return learnSQLiteDefaults(ctx, cp, table, d)
+}
+
+// learnSQLiteDefaults adds what the table's column defaults call as a
+// trigger of INSERT and UPDATE (an ON DELETE|UPDATE SET DEFAULT action is
+// an UPDATE of the child): SQLite allows DEFAULT (f()) for any function,
+// one the application registered included, which runs on every row that
+// takes the default (TestHostile22SQLiteDefaultCallsWriter). A default
+// that cannot be read counts as anything.
+func learnSQLiteDefaults(ctx context.Context, cp gorm.ConnPool, table string, d *depFacts) error {
+	rows, err := cp.QueryContext(ctx, `SELECT dflt_value FROM pragma_table_xinfo(?) WHERE dflt_value IS NOT NULL AND instr(dflt_value, '(') > 0`, table)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var dflt string
+		if err := rows.Scan(&dflt); err != nil {
+			return err
+		}
+		st := sqlinspect.InspectDialect("SELECT "+dflt, sqlinspect.DialectSQLite)
+		tr := trigger{events: opInsert | opUpdate, calls: st.Functions}
+		if st.Undetermined || st.Kind != sqlinspect.KindSelect || len(st.Writes) > 0 {
+			tr.all = true
+		}
+		if tr.all || len(tr.calls) > 0 {
+			d.triggers = append(d.triggers, tr)
+		}
 	}
 	return rows.Err()
 }
@@ -755,7 +801,8 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 				if startSet[t] && tr.movesKey(o, f.pk) && !slices.Contains(moved, t) {
 					moved = append(moved, t) // its rows may be stored under other keys
 				}
-				if tr.all || len(tr.calls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: tr.calls}, learn) {
+				if tr.all || len(tr.calls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: tr.calls}, learn) ||
+					len(tr.reads) > 0 && p.readsHiddenWriter(db, tr.reads, learn) {
 					return all
 				}
 				for _, w := range tr.writes {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"gorm.io/gorm"
+	"querycache.dev/sqlinspect"
 )
 
 // fnFlags is what the catalog says of every overload of one function name:
@@ -62,20 +63,88 @@ type fnList struct {
 	any fnFlags
 	// Calls a statement's text does not show as calls (PostgreSQL;
 	// callsHiddenWriter, ddlCallsWriter):
-	//   - ops are the operators (outside pg_catalog, or added to it after
-	//     initdb) whose function is VOLATILE: v #+# 1 calls it;
-	//   - castWriter: some cast added after initdb has a VOLATILE
-	//     function (not in C: an extension's, which writes no table);
-	//     an assignment or implicit cast is called where no
-	//     text names it (INSERT of a numeric into a column of the cast's
-	//     type), so every statement may call it;
+	//   - hiddenWriter: an operator (outside pg_catalog, or added to it
+	//     after initdb) or a cast (added after initdb) has a VOLATILE
+	//     function whose body may write (hiddenBodyMayWrite). Syntax calls
+	//     operators where no symbol is written (IN and = , LIKE and ~~,
+	//     BETWEEN, a negator the planner picks), so do a column's default,
+	//     a CHECK, a view, a trigger's WHEN; an assignment cast runs where
+	//     no text names it. Any statement may then write anything: while
+	//     one exists, every statement invalidates everything and no read
+	//     is cached (TestHostile22ImplicitOperatorSyntax), with a warning
+	//     naming them (hiddenWriters);
 	//   - ddlWriter: an enabled event trigger runs a function on DDL
 	//     (one that is not VOLATILE cannot write, but the function of an
 	//     event trigger must be plpgsql or C, and both are VOLATILE unless
 	//     declared otherwise: any counts).
-	ops        []string
-	castWriter bool
-	ddlWriter  bool
+	hiddenWriter  bool
+	hiddenWriters []string // what makes hiddenWriter true, for the warning
+	ddlWriter     bool
+	//   - writerDomains are the domains whose DEFAULT or CHECK (or a base
+	//     domain's) calls a VOLATILE function of the user's: DDL naming
+	//     one (ADD COLUMN z d, ALTER COLUMN v TYPE d) runs it on every row
+	//     (ddlCallsWriter, TestHostile22DomainDDL).
+	writerDomains []string
+	// hidden are the operators' and casts' VOLATILE functions read with
+	// the list, judged by resolveHidden once the built-ins are known.
+	hidden []hiddenFunc
+}
+
+// hiddenFunc is the VOLATILE function of an operator or a cast.
+type hiddenFunc struct {
+	what       string // "operator #+#", "cast"
+	lang, body string
+}
+
+// resolveHidden sets hiddenWriter from the operators' and casts'
+// functions, once the list (built-ins included) can judge the functions
+// their bodies call.
+func (l *fnList) resolveHidden() {
+	for _, h := range l.hidden {
+		if hiddenBodyMayWrite(h.lang, h.body, l) {
+			l.hiddenWriter = true
+			l.hiddenWriters = append(l.hiddenWriters, h.what)
+		}
+	}
+	l.hidden = nil
+}
+
+// hiddenBodyMayWrite reports whether a VOLATILE function of language lang
+// and source body may write. VOLATILE is the default: a LANGUAGE sql
+// operator function that only computes (SELECT a.v * b) is VOLATILE unless
+// declared otherwise, and counting it would make every statement
+// invalidate everything (TestHostile22VolatileLabelOverInvalidates). A sql
+// body that is one plain SELECT, and a plpgsql body with no write, no
+// dynamic SQL and no statement it does not understand, may write only
+// through the functions they call: none may be one that may write (or
+// unknown). C and internal functions are an extension's, trusted to write
+// no table (as volatileUserFunc); any other language may do anything.
+func hiddenBodyMayWrite(lang, body string, l *fnList) bool {
+	var calls []sqlinspect.Func
+	switch lang {
+	case "c", "internal":
+		return false
+	case "sql":
+		st := sqlinspect.InspectDialect(body, sqlinspect.DialectPostgres)
+		if st.Undetermined || st.Kind != sqlinspect.KindSelect || len(st.Writes) > 0 || st.SessionState || len(st.TxOps) > 0 || st.Catalog {
+			return true
+		}
+		calls = st.Functions
+	case "plpgsql":
+		tr := scanPLpgSQL(body)
+		if tr.all || len(tr.writes) > 0 {
+			return true
+		}
+		calls = tr.calls
+	default:
+		return true
+	}
+	for _, f := range calls {
+		if fl, known := l.lookup(f.Name); !known || fl&fnMayWrite != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // lookup returns what the list says of name (lower-cased, as SQL compares
@@ -125,12 +194,18 @@ func (l *fnList) add(name string, f fnFlags) {
 // is not known and cannot be learned now (inside a transaction that
 // changed the schema, say).
 func (p *Plugin) functions(db *gorm.DB) *fnList {
+	if l := p.cat.current().funcs.Load(); l != nil {
+		return l // known: no connection to choose (a hit asks, purityRefusal)
+	}
 	return p.functionsOn(db, p.learnConn(db))
 }
 
 // functionsLearning is functions when learn is set; otherwise what is
 // known, or what can be read on a spare connection of the pool.
 func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
+	if l := p.cat.current().funcs.Load(); l != nil {
+		return l
+	}
 	if learn {
 		return p.functions(db)
 	}
@@ -146,7 +221,9 @@ func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
 // argument defaults (its third column: every gate opens). Rows whose last
 // column is a tag rather than a fingerprint say what runs a VOLATILE
 // function where no call is written (fnList.ops, castWriter, ddlWriter):
-// 'operator' (one row per operator name), 'cast', 'event trigger'.
+// 'operator <language>\n<source>' (one row per operator), 'cast
+// <language>\n<source>', 'domain' (a writer domain's name), 'event
+// trigger'.
 //
 // An aggregate's own volatility is always IMMUTABLE in pg_proc ("not
 // needed for agg"): a user's takes that of its support functions (a
@@ -184,15 +261,23 @@ SELECT proname::text, bool_and(vol = 'i'), bool_or(vol = 'v'), bool_or(vol = 'v'
 	COALESCE(bool_or(vol <> 'i' AND row_arg), false), ''
 FROM f GROUP BY proname
 UNION ALL
-SELECT o.oprname::text, false, true, false, false, false, false, 'operator'
-FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
+SELECT o.oprname::text, false, true, false, false, false, false, 'operator ' || l.lanname::text || E'\n' || p.prosrc
+FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode JOIN pg_language l ON l.oid = p.prolang
 WHERE (o.oprnamespace <> 'pg_catalog'::regnamespace OR o.oid >= 16384) AND p.provolatile = 'v'
-GROUP BY o.oprname
 UNION ALL
-SELECT '', false, true, false, false, false, false, 'cast'
+SELECT '', false, true, false, false, false, false, 'cast ' || l.lanname::text || E'\n' || p.prosrc
 FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_language l ON l.oid = p.prolang
-WHERE c.oid >= 16384 AND p.provolatile = 'v' AND l.lanname NOT IN ('c', 'internal')
-HAVING count(*) > 0
+WHERE c.oid >= 16384 AND p.provolatile = 'v'
+UNION ALL
+SELECT t.typname::text, false, true, false, false, false, false, 'domain'
+FROM pg_type t WHERE t.typtype = 'd' AND EXISTS (
+	WITH RECURSIVE base(oid, depth) AS (SELECT t.oid, 0
+		UNION ALL SELECT b.typbasetype, base.depth + 1 FROM base JOIN pg_type b ON b.oid = base.oid WHERE b.typtype = 'd' AND base.depth < 8)
+	SELECT 1 FROM base JOIN pg_depend d ON d.refclassid = 'pg_proc'::regclass
+		AND (d.classid = 'pg_type'::regclass AND d.objid = base.oid
+			OR d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT c.oid FROM pg_constraint c WHERE c.contypid = base.oid))
+	JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
+	WHERE p.provolatile = 'v' AND l.lanname NOT IN ('c', 'internal') AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.oid >= 16384))
 UNION ALL
 SELECT '', false, true, false, false, false, false, 'event trigger'
 FROM pg_event_trigger WHERE evtenabled <> 'D' HAVING count(*) > 0
@@ -250,7 +335,9 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 				return err
 			}
 			if p.dialect == "postgres" {
-				l.builtin, err = builtinFunctions(ctx, cp, fingerprint)
+				if l.builtin, err = builtinFunctions(ctx, cp, fingerprint); err == nil {
+					l.resolveHidden()
+				}
 			}
 			return err
 		})
@@ -260,6 +347,7 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 		if st.gen == p.cat.current().gen {
 			st.funcs.Store(l)
 		}
+		p.warnHiddenWriters(l)
 		return l, nil
 	})
 	if err != nil {
@@ -286,15 +374,21 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 		if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter, &rowFunc, &fp); err != nil {
 			return nil, "", err
 		}
+		if kind, rest, tagged := strings.Cut(fp, " "); tagged && (kind == "operator" || kind == "cast") {
+			lang, body, _ := strings.Cut(rest, "\n")
+			what := kind
+			if kind == "operator" {
+				what += " " + name
+			}
+			l.hidden = append(l.hidden, hiddenFunc{what: what, lang: lang, body: body})
+			continue
+		}
 		switch fp {
-		case "operator":
-			l.ops = append(l.ops, name)
-			continue
-		case "cast":
-			l.castWriter = true
-			continue
 		case "event trigger":
 			l.ddlWriter = true
+			continue
+		case "domain":
+			l.writerDomains = append(l.writerDomains, strings.ToLower(name))
 			continue
 		}
 		if name == "" {
@@ -396,4 +490,19 @@ func builtinFunctions(ctx context.Context, cp gorm.ConnPool, fingerprint string)
 		builtinLists.mu.Unlock()
 	}
 	return m, nil
+}
+
+// warnHiddenWriters logs, once for each set, the operators and casts that
+// make every statement invalidate everything and no read cacheable
+// (fnList.hiddenWriter): loud, since the cache then does nothing.
+func (p *Plugin) warnHiddenWriters(l *fnList) {
+	what := strings.Join(l.hiddenWriters, ", ")
+	if prev := p.hiddenWarned.Load(); prev != nil && *prev == what || prev == nil && what == "" {
+		return
+	}
+	p.hiddenWarned.Store(&what)
+	if what != "" {
+		p.w.log.Warn(context.Background(), "gormcache: an operator or a cast runs a VOLATILE function that may write (%s), which any statement may call without naming it: "+
+			"every statement now invalidates everything and no read is cached; declare the function IMMUTABLE or STABLE if it writes nothing", what)
+	}
 }

@@ -45,15 +45,18 @@ type Plugin struct {
 	cat        catalog
 	sets       settings
 	namesCount atomic.Int64
-	err        error
-	broken     map[string]bool // tests only: invalidation sources switched off
-	w          watch           // transactions and connection state the plugin cannot see (txwatch.go)
-	rf         replicaFence    // reads routed to replicas (replica.go)
-	observers  []observer      // see every marked statement's event (observe.go)
-	mis        misconfig       // mistakes reported once (misconfig.go)
-	sampler    *sampler        // the freshness sampler, when on (sampler.go)
-	shapes     shapeRegistry   // per query shape counters and the decline rule (shapes.go)
-	sig        signals         // OnChange subscriptions and delivery (signals.go)
+	// hiddenWarned is the last set of hidden writers warned of
+	// (functions.go, warnHiddenWriters).
+	hiddenWarned atomic.Pointer[string]
+	err          error
+	broken       map[string]bool // tests only: invalidation sources switched off
+	w            watch           // transactions and connection state the plugin cannot see (txwatch.go)
+	rf           replicaFence    // reads routed to replicas (replica.go)
+	observers    []observer      // see every marked statement's event (observe.go)
+	mis          misconfig       // mistakes reported once (misconfig.go)
+	sampler      *sampler        // the freshness sampler, when on (sampler.go)
+	shapes       shapeRegistry   // per query shape counters and the decline rule (shapes.go)
+	sig          signals         // OnChange subscriptions and delivery (signals.go)
 }
 
 type modelTTL struct {

@@ -219,7 +219,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		// a view or a row-security policy
 		// (TestHostile14AttributeNotationWriterInGormBuiltStatement,
 		// TestHostile14ViewCallingWriterFunction).
-		if p.dialect == "postgres" && p.callsHiddenWriter(db, info, !rowsOpen) {
+		if p.callsHiddenWriter(db, info, !rowsOpen) {
 			p.record(db, "read_write", withCause(querycache.Change{All: true}, "a read calling a volatile function its text does not show"))
 		}
 		return

@@ -23,6 +23,7 @@ type trigger struct {
 	writes []string          // tables its body writes
 	ops    opSet             // what the body does to them
 	calls  []sqlinspect.Func // functions its body calls
+	reads  []string          // SQLite: relations its body and WHEN read (a view may call a writer)
 	all    bool              // the body is not understood: everything
 	// PostgreSQL: a BEFORE ROW trigger on INSERT or UPDATE may change the
 	// row being written, its key included, before it is stored: the
@@ -447,6 +448,7 @@ func parseSQLiteTrigger(ddl string) trigger {
 	tr.writes = st.Writes
 	tr.ops = opInsert | opUpdate | opDelete
 	tr.calls = append(tr.calls, st.Functions...)
+	tr.reads = append(tr.reads, st.Reads...)
 	return tr
 }
 
@@ -461,6 +463,7 @@ func (tr *trigger) addWhen(st sqlinspect.Statement, ok bool) {
 		return
 	}
 	tr.calls = append(tr.calls, st.Functions...)
+	tr.reads = append(tr.reads, st.Reads...)
 }
 
 // postgresWhen inspects the WHEN condition of pg_get_triggerdef's text

@@ -254,9 +254,8 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // = t.claim, (ROW(1)::t).claim: attributeCall), or by reading a view whose
 // query calls one or a table whose row-security policy does (directly or
 // through the views it reads), or by refreshing a materialized view whose
-// query does; or by an operator whose function is one (v #+# 1), or by a
-// cast whose function is one (any statement, while such a cast exists:
-// an assignment cast runs where no text names it).
+// query does; or, while an operator or a cast has a function that may
+// write (fnList.hiddenWriter), any statement.
 //
 // While the function list shows no volatile function of the user's called
 // that way (fnRowWriter, fnRelWriter), nothing else is looked up: the
@@ -264,6 +263,9 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 // database. A relation whose facts cannot be learned now (every connection
 // busy) counts as one that may write.
 func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, learn bool) bool {
+	if p.dialect == "sqlite" {
+		return p.readsHiddenWriter(db, info.Reads, learn) || p.readsHiddenWriter(db, info.Writes, learn)
+	}
 	if p.dialect != "postgres" {
 		return false
 	}
@@ -280,10 +282,10 @@ func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, lear
 	}
 	funcs := p.functionsOn(db, cp)
 	if funcs != nil {
-		if funcs.castWriter || len(funcs.ops) > 0 && operatorCall(db.Statement.SQL.String(), funcs.ops) {
-			// An operator's function is called where its symbol is; a
-			// cast's by any value converted to its type, which the text
-			// need not show (TestHostile20ImplicitFunctionCalls).
+		if funcs.hiddenWriter {
+			// An operator's or a cast's function may write, and any
+			// statement may call it without naming it
+			// (TestHostile20ImplicitFunctionCalls, TestHostile22ImplicitOperatorSyntax).
 			return true
 		}
 		if funcs.any&fnRowWriter != 0 && attributeCall(db.Statement.SQL.String(), funcs) {
@@ -321,16 +323,41 @@ func (p *Plugin) callsHiddenWriter(db *gorm.DB, info *sqlinspect.Statement, lear
 	return walk(info.Reads, false, 0) || walk(info.Writes, true, 0)
 }
 
-// operatorCall reports whether sql holds one of the operator names ops
-// anywhere (strings and comments included, and inside a longer run of
-// operator characters: a name found there only costs an invalidation).
-func operatorCall(sql string, ops []string) bool {
-	for _, op := range ops {
-		if strings.Contains(sql, op) {
-			return true
-		}
+// readsHiddenWriter reports whether reading one of the SQLite relations
+// tables runs a function that may write: a view whose query calls one
+// the application registered as not deterministic, directly or through
+// the views it reads. While no such function is registered, nothing is
+// looked up. A relation whose facts cannot be learned now counts.
+func (p *Plugin) readsHiddenWriter(db *gorm.DB, tables []string, learn bool) bool {
+	if p.dialect != "sqlite" || len(tables) == 0 {
+		return false
 	}
-	return false
+	funcs := p.functionsLearning(db, learn)
+	if funcs != nil && funcs.any&fnMayWrite == 0 {
+		return false
+	}
+	var seen []string
+	var walk func(tables []string, depth int) bool
+	walk = func(tables []string, depth int) bool {
+		for _, t := range tables {
+			if t == keys.CatalogTable || slices.Contains(seen, t) {
+				continue
+			}
+			seen = append(seen, t)
+			f := p.depFactsOf(db, t, learn)
+			if f == nil || f.deps.readWriter {
+				return true
+			}
+			if len(f.deps.viewCalls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: f.deps.viewCalls}, learn) {
+				return true
+			}
+			if f.relkind == 'v' && len(f.deps.bases) > 0 && depth < 16 && walk(f.deps.bases, depth+1) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(tables, 0)
 }
 
 // attributeCall reports whether sql names, after a dot, a function the
@@ -398,7 +425,7 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 		// form?): whatever it is, invalidate everything.
 		return querycache.Change{All: true}, knownFacts{}
 	}
-	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.dialect == "postgres" && p.callsHiddenWriter(db, info, true) {
+	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.callsHiddenWriter(db, info, true) {
 		// Update("no", gorm.Expr("next_invoice_no()")): what the function
 		// writes is not in the text (TestHostile12GormBuiltStatementCallingWriter);
 		// nor when it is called by attribute notation, authors.claim
