@@ -802,7 +802,7 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 					moved = append(moved, t) // its rows may be stored under other keys
 				}
 				if tr.all || len(tr.calls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: tr.calls}, learn) ||
-					len(tr.reads) > 0 && p.readsHiddenWriter(db, tr.reads, learn) {
+					len(tr.reads) > 0 && p.readsHiddenWriter(db, tr.reads, learn) || p.namesWriterDomain(db, tr.names, learn) {
 					return all
 				}
 				for _, w := range tr.writes {

@@ -1,6 +1,7 @@
 package gormcache
 
 import (
+	"slices"
 	"strings"
 
 	"querycache.dev/keys"
@@ -23,7 +24,8 @@ type trigger struct {
 	writes []string          // tables its body writes
 	ops    opSet             // what the body does to them
 	calls  []sqlinspect.Func // functions its body calls
-	reads  []string          // SQLite: relations its body and WHEN read (a view may call a writer)
+	reads  []string          // relations its body and WHEN read (a view may call a writer)
+	names  []string          // PostgreSQL: the names a PL/pgSQL body holds, lower-cased (a domain's, say)
 	all    bool              // the body is not understood: everything
 	// PostgreSQL: a BEFORE ROW trigger on INSERT or UPDATE may change the
 	// row being written, its key included, before it is stored: the
@@ -372,15 +374,24 @@ func scanPLpgSQL(src string) trigger {
 	if tr.all {
 		return trigger{all: true}
 	}
-	tr.calls = bodyCalls(src, toks)
+	st := bodyInspect(src, toks)
+	tr.calls, tr.reads = st.Functions, st.Reads
+	for _, t := range toks {
+		if t.name != "" {
+			if n := lookupName(t); !slices.Contains(tr.names, n) {
+				tr.names = append(tr.names, n)
+			}
+		}
+	}
 	return tr
 }
 
-// bodyCalls lists the functions a PL/pgSQL body calls, read by sqlinspect
+// bodyInspect is what sqlinspect reads of a PL/pgSQL body: the functions
+// it calls and the relations it reads, read
 // with the block's BEGIN and END blanked out: sqlinspect reads them as
 // transaction control and skips the rest of that statement, which would
 // hide a call right after BEGIN.
-func bodyCalls(src string, toks []lexTok) []sqlinspect.Func {
+func bodyInspect(src string, toks []lexTok) sqlinspect.Statement {
 	b := []byte(src)
 	for _, t := range toks {
 		switch t.word {
@@ -390,7 +401,7 @@ func bodyCalls(src string, toks []lexTok) []sqlinspect.Func {
 			}
 		}
 	}
-	return sqlinspect.InspectDialect(string(b), sqlinspect.DialectPostgres).Functions
+	return sqlinspect.InspectDialect(string(b), sqlinspect.DialectPostgres)
 }
 
 // parseSQLiteTrigger reads a CREATE TRIGGER statement from sqlite_master:
