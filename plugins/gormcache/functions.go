@@ -270,14 +270,14 @@ FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc JOIN pg_language l ON l.oid 
 WHERE c.oid >= 16384 AND p.provolatile = 'v'
 UNION ALL
 SELECT t.typname::text, false, true, false, false, false, false, 'domain'
-FROM pg_type t WHERE t.typtype = 'd' AND EXISTS (
-	WITH RECURSIVE base(oid, depth) AS (SELECT t.oid, 0
-		UNION ALL SELECT b.typbasetype, base.depth + 1 FROM base JOIN pg_type b ON b.oid = base.oid WHERE b.typtype = 'd' AND base.depth < 8)
-	SELECT 1 FROM base JOIN pg_depend d ON d.refclassid = 'pg_proc'::regclass
-		AND (d.classid = 'pg_type'::regclass AND d.objid = base.oid
-			OR d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT c.oid FROM pg_constraint c WHERE c.contypid = base.oid))
-	JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_language l ON l.oid = p.prolang
-	WHERE p.provolatile = 'v' AND l.lanname NOT IN ('c', 'internal') AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.oid >= 16384))
+FROM pg_type t WHERE t.typtype = 'd' AND t.oid IN (WITH RECURSIVE w(oid) AS (
+	SELECT COALESCE(c.contypid, d.objid) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+	JOIN pg_depend d ON d.refclassid = 'pg_proc'::regclass AND d.refobjid = p.oid AND d.classid IN ('pg_type'::regclass, 'pg_constraint'::regclass)
+	LEFT JOIN pg_constraint c ON d.classid = 'pg_constraint'::regclass AND c.oid = d.objid
+	WHERE p.provolatile = 'v' AND l.lanname NOT IN ('c', 'internal') AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.oid >= 16384)
+	UNION
+	SELECT b.oid FROM pg_type b JOIN w ON b.typbasetype = w.oid WHERE b.typtype = 'd')
+	SELECT oid FROM w)
 UNION ALL
 SELECT '', false, true, false, false, false, false, 'event trigger'
 FROM pg_event_trigger WHERE evtenabled <> 'D' HAVING count(*) > 0
