@@ -24,17 +24,20 @@ import (
 // invalidated (TestHostile20DDLRunsWriter, TestHostile20EventTriggerWritesOnDDL).
 
 // ddlCallsWriter reports whether info, a statement that changes the
-// catalog, may run a function that writes: a name followed by '(' in its
-// text that the function list marks as one that may write, or any DDL
-// while an event trigger is enabled. Definitions of routines, triggers,
-// rules, types, operators and casts run nothing now, nor do DROP and
-// COMMENT; their text is not read. Naming a domain whose DEFAULT or CHECK
-// calls a writer counts (fnList.writerDomains), and on PostgreSQL REFRESH
-// MATERIALIZED VIEW counts while an event trigger is enabled. With the list not known now (a
-// transaction that changed the schema), an ALTER whose text has an
-// expression that runs over the rows (DEFAULT, USING, CHECK, EXPRESSION)
-// counts as one. VALIDATE CONSTRAINT counts while any constraint, view or
-// policy calls a function that may write (fnRelWriter).
+// catalog, may run a function that writes:
+//   - a name followed by '(' that the function list marks as one that
+//     may write, or a domain whose DEFAULT or CHECK calls one
+//     (fnList.writerDomains: a column of it added or retyped);
+//   - VALIDATE CONSTRAINT while any constraint, view or policy calls a
+//     function that may write (fnRelWriter);
+//   - any of it, and REFRESH MATERIALIZED VIEW, while an event trigger is
+//     enabled (PostgreSQL).
+//
+// Definitions of routines, triggers, rules, types, operators and casts
+// run nothing now, nor do DROP and COMMENT: their text is not read. With
+// the list not known now (a transaction that changed the schema), DDL
+// with an expression that runs over the rows (DEFAULT, USING, CHECK,
+// EXPRESSION) counts.
 func (p *Plugin) ddlCallsWriter(db *gorm.DB, info *sqlinspect.Statement, sql string, learn bool) bool {
 	catalog := slices.Contains(info.Writes, keys.CatalogTable)
 	// REFRESH MATERIALIZED VIEW fires event triggers too

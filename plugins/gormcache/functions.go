@@ -220,7 +220,8 @@ func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
 // one added after initdb is not IMMUTABLE, is an aggregate or has
 // argument defaults (its third column: every gate opens). Rows whose last
 // column is a tag rather than a fingerprint say what runs a VOLATILE
-// function where no call is written (fnList.ops, castWriter, ddlWriter):
+// function where no call is written (fnList.hidden, writerDomains,
+// ddlWriter):
 // 'operator <language>\n<source>' (one row per operator), 'cast
 // <language>\n<source>', 'domain' (a writer domain's name), 'event
 // trigger'.
