@@ -12,18 +12,22 @@ import (
 	"querycache.dev/querycache"
 )
 
-// h21Register registers, once per process, a SQLite driver whose
-// connections have h21_bump(), a function the application declares not
-// deterministic that writes: it runs an UPDATE on the connection calling
-// it (SQLite lets a function run statements on its own connection).
-var h21Register sync.Once
+// sqliteWriterDrivers holds, by driver name, the sync.Once registering it.
+var sqliteWriterDrivers sync.Map
 
-func h21SQLiteWriterEnv(t *testing.T) *env {
+// sqliteWriterEnv is an env on SQLite (foreign keys enforced) whose
+// connections have fn(), a function the application declares not
+// deterministic that writes: it runs UPDATE <log> SET n = n + 1 WHERE id
+// = 1 on the connection calling it (SQLite lets a function run statements
+// on its own connection). The driver is registered once per process.
+func sqliteWriterEnv(t *testing.T, fn, log string) *env {
 	t.Helper()
-	h21Register.Do(func() {
-		sql.Register("sqlite3_h21", &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-			return c.RegisterFunc("h21_bump", func() (int64, error) {
-				if _, err := c.Exec("UPDATE h21_log SET n = n + 1 WHERE id = 1", nil); err != nil {
+	driver := "sqlite3_" + fn
+	once, _ := sqliteWriterDrivers.LoadOrStore(driver, new(sync.Once))
+	once.(*sync.Once).Do(func() {
+		sql.Register(driver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+			return c.RegisterFunc(fn, func() (int64, error) {
+				if _, err := c.Exec("UPDATE "+log+" SET n = n + 1 WHERE id = 1", nil); err != nil {
 					return 0, err
 				}
 				return 1, nil
@@ -31,11 +35,14 @@ func h21SQLiteWriterEnv(t *testing.T) *env {
 		}})
 	})
 	d := dbKind{"sqlite", func(t *testing.T) gorm.Dialector {
-		dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
-		return sqlite.New(sqlite.Config{DriverName: "sqlite3_h21", DSN: dsn})
+		dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate&_foreign_keys=1"
+		return sqlite.New(sqlite.Config{DriverName: driver, DSN: dsn})
 	}}
 	return newEnv(t, d, stores[0], querycache.Options{})
 }
+
+// h21SQLiteWriterEnv has h21_bump(), which bumps h21_log's n.
+func h21SQLiteWriterEnv(t *testing.T) *env { return sqliteWriterEnv(t, "h21_bump", "h21_log") }
 
 // A SQLite trigger's WHEN condition runs for every row the statement
 // touches, before (and whether or not) its body does; parseSQLiteTrigger

@@ -1,44 +1,16 @@
 package gormcache_test
 
 import (
-	"database/sql"
-	"path/filepath"
-	"sync"
 	"testing"
-
-	"github.com/mattn/go-sqlite3"
-	"gorm.io/driver/sqlite"
-	"gorm.io/gorm"
-	"querycache.dev/querycache"
 )
 
 // Hostile review, session 22 (SQLite): a function the application
 // registered as not deterministic, that writes, run by SQLite where the
 // statement's text does not call it.
 
-// h22Register registers, once per process, a SQLite driver whose
-// connections have h22_bump(), which updates h22_log on the connection
-// calling it (as h21_bump does h21_log).
-var h22Register sync.Once
-
-func h22SQLiteWriterEnv(t *testing.T) *env {
-	t.Helper()
-	h22Register.Do(func() {
-		sql.Register("sqlite3_h22", &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-			return c.RegisterFunc("h22_bump", func() (int64, error) {
-				if _, err := c.Exec("UPDATE h22_log SET n = n + 1 WHERE id = 1", nil); err != nil {
-					return 0, err
-				}
-				return 1, nil
-			}, false)
-		}})
-	})
-	d := dbKind{"sqlite", func(t *testing.T) gorm.Dialector {
-		dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate&_foreign_keys=1"
-		return sqlite.New(sqlite.Config{DriverName: "sqlite3_h22", DSN: dsn})
-	}}
-	return newEnv(t, d, stores[0], querycache.Options{})
-}
+// h22SQLiteWriterEnv has h22_bump(), which bumps h22_log's n
+// (sqliteWriterEnv).
+func h22SQLiteWriterEnv(t *testing.T) *env { return sqliteWriterEnv(t, "h22_bump", "h22_log") }
 
 const h22SQLiteLog = `CREATE TABLE h22_log (id integer PRIMARY KEY, n integer NOT NULL);
 INSERT INTO h22_log VALUES (1, 0)`
