@@ -269,15 +269,9 @@ func (c *catalog) forget() {
 
 // schemaChanged forgets the catalog when ch may have changed the schema.
 func (p *Plugin) schemaChanged(ch querycache.Change) {
-	if ch.All {
+	if ch.All || slices.Contains(ch.Tables, keys.CatalogTable) {
 		p.cat.forget()
-		return
-	}
-	for _, t := range ch.Tables {
-		if t == keys.CatalogTable {
-			p.cat.forget()
-			return
-		}
+		p.forgetSiblings() // other plugins on the cache (catalogwatch.go)
 	}
 }
 

@@ -1,6 +1,16 @@
 package gormcache_test
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
+)
 
 // Session 21: more instances of the class of TestHostile20DDLRunsWriter
 // and TestHostile20ImplicitFunctionCalls, a function of the user's that
@@ -73,4 +83,47 @@ func TestHostile21AutoMigrateDefaultCallsWriter(t *testing.T) {
 	e := h20Env(t, h21Writer+`;
 CREATE FUNCTION h21_next() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$ BEGIN UPDATE h21_log SET n = n + 1 WHERE id = 1; RETURN 7; END $$`)
 	h16Probe(t, e, "SELECT n FROM h21_log WHERE id = 1", func() error { return e.db.AutoMigrate(&h21Invoice{}) })
+}
+
+// DDL run by another process on a shared store: two caches on one Redis
+// (one prefix), as two processes of the application have, each with its
+// plugin on one PostgreSQL database. The process that did not run the DDL
+// reads the store's catalog version every catalogPoll (catalogwatch.go)
+// and forgets its facts when it changed: before, it attributed its writes
+// by the old schema until the facts aged out (a minute).
+//
+// Order of events:
+//  1. A writes h21_src (learns its facts: no trigger).
+//  2. B: CREATE TRIGGER on h21_src that updates h21_log.
+//  3. A second, ten polls (the poll runs off every statement's path).
+//  4. h21_log's n cached through A; A: UPDATE h21_src (the trigger runs).
+//  5. Expected: n = 1 through A.
+func TestHostile21OtherProcessDDLOnSharedStore(t *testing.T) {
+	dsn := h16Database(t)
+	prefix := fmt.Sprintf("h21-%d:", time.Now().UnixNano())
+	open := func() *env {
+		cache, err := querycache.New(querycache.Options{Store: openRedisStore(t), Prefix: prefix})
+		must(t, err)
+		t.Cleanup(func() { cache.Close() })
+		db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+		must(t, err)
+		sqlDB, _ := db.DB()
+		t.Cleanup(func() { sqlDB.Close() })
+		counter := &countingPool{ConnPool: db.ConnPool}
+		db.ConnPool, db.Statement.ConnPool = counter, counter
+		plugin := gormcache.New(cache)
+		must(t, db.Use(plugin))
+		return &env{name: "postgres(h21)/redis", dialect: "postgres", db: db, cache: cache, plugin: plugin, counter: counter}
+	}
+	a := open()
+	h16Exec(t, a, `CREATE TABLE h21_src (id integer PRIMARY KEY, v integer NOT NULL);
+CREATE TABLE h21_log (id integer PRIMARY KEY, n integer NOT NULL);
+INSERT INTO h21_src VALUES (1, 0);
+INSERT INTO h21_log VALUES (1, 0);
+CREATE FUNCTION h21_tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE h21_log SET n = n + 1 WHERE id = 1; RETURN NEW; END $$`)
+	must(t, a.db.Exec("UPDATE h21_src SET v = v + 1 WHERE id = 1").Error)
+	b := open()
+	must(t, b.db.Exec("CREATE TRIGGER h21_t AFTER UPDATE ON h21_src FOR EACH ROW EXECUTE FUNCTION h21_tf()").Error)
+	time.Sleep(time.Second)
+	h16Probe(t, a, "SELECT n FROM h21_log WHERE id = 1", h20Exec(a, "UPDATE h21_src SET v = v + 1 WHERE id = 1"))
 }

@@ -217,6 +217,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		db.Statement.ConnPool = w
 	}
 	p.learnSettings(p.inner)
+	p.joinSiblings() // DDL through other plugins on the cache (catalogwatch.go)
 	return nil
 }
 
