@@ -85,20 +85,22 @@ CREATE FUNCTION h21_next() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$ BEGIN 
 	h16Probe(t, e, "SELECT n FROM h21_log WHERE id = 1", func() error { return e.db.AutoMigrate(&h21Invoice{}) })
 }
 
-// DDL run by another process on a shared store: two caches on one Redis
-// (one prefix), as two processes of the application have, each with its
-// plugin on one PostgreSQL database. The process that did not run the DDL
-// reads the store's catalog version every catalogPoll (catalogwatch.go)
-// and forgets its facts when it changed: before, it attributed its writes
-// by the old schema until the facts aged out (a minute).
+// FINDING (stale read, C1, within catalogMaxAge; known): DDL run by
+// another process on a shared store: two caches on one Redis (one prefix),
+// as two processes of the application have, each with its plugin on one
+// PostgreSQL database. The process that did not run the DDL attributes its
+// writes by the old schema until its facts age out (a minute). A poll of
+// the store's catalog version every 100 ms made it pass, and was not kept
+// (catalogwatch.go says why).
 //
 // Order of events:
 //  1. A writes h21_src (learns its facts: no trigger).
 //  2. B: CREATE TRIGGER on h21_src that updates h21_log.
-//  3. A second, ten polls (the poll runs off every statement's path).
+//  3. A second.
 //  4. h21_log's n cached through A; A: UPDATE h21_src (the trigger runs).
 //  5. Expected: n = 1 through A.
 func TestHostile21OtherProcessDDLOnSharedStore(t *testing.T) {
+	h20Known(t, "another process's DDL is followed only when the facts age out (a poll of the store's catalog version, tried, made every process relearn its catalog at any other's DDL or change of everything)")
 	dsn := h16Database(t)
 	prefix := fmt.Sprintf("h21-%d:", time.Now().UnixNano())
 	open := func() *env {
