@@ -341,6 +341,25 @@ func (p *Plugin) readsHiddenWriter(db *gorm.DB, tables []string, learn bool) boo
 		p.dialect != "sqlite" && p.dialect != "postgres":
 		return false
 	}
+	// The tables themselves first, allocating nothing: on SQLite the
+	// driver's FTS and R*Tree functions are registered as not
+	// deterministic, so this runs on every write; only a view (rare in a
+	// write) is walked further.
+	views := false
+	for _, t := range tables {
+		if t == keys.CatalogTable {
+			continue
+		}
+		f := p.depFactsOf(db, t, learn)
+		if f == nil || f.deps.readWriter ||
+			len(f.deps.viewCalls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: f.deps.viewCalls}, learn) {
+			return true
+		}
+		views = views || f.relkind == 'v' && len(f.deps.bases) > 0
+	}
+	if !views {
+		return false
+	}
 	var seen []string
 	var walk func(tables []string, depth int) bool
 	walk = func(tables []string, depth int) bool {
