@@ -342,17 +342,16 @@ func (p *Plugin) readsHiddenWriter(db *gorm.DB, tables []string, learn bool) boo
 		return false
 	}
 	// The tables themselves first, allocating nothing: on SQLite the
-	// driver's FTS and R*Tree functions are registered as not
-	// deterministic, so this runs on every write; only a view (rare in a
-	// write) is walked further.
+	// driver's FTS3 and R*Tree functions are registered as not
+	// deterministic, so this runs on every write; only a view's relations
+	// (rare in a write) are walked further.
 	views := false
 	for _, t := range tables {
 		if t == keys.CatalogTable {
 			continue
 		}
 		f := p.depFactsOf(db, t, learn)
-		if f == nil || f.deps.readWriter ||
-			len(f.deps.viewCalls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: f.deps.viewCalls}, learn) {
+		if p.relRunsWriter(db, f, learn) {
 			return true
 		}
 		views = views || f.relkind == 'v' && len(f.deps.bases) > 0
@@ -360,7 +359,7 @@ func (p *Plugin) readsHiddenWriter(db *gorm.DB, tables []string, learn bool) boo
 	if !views {
 		return false
 	}
-	var seen []string
+	seen := slices.Clone(tables)
 	var walk func(tables []string, depth int) bool
 	walk = func(tables []string, depth int) bool {
 		for _, t := range tables {
@@ -369,19 +368,32 @@ func (p *Plugin) readsHiddenWriter(db *gorm.DB, tables []string, learn bool) boo
 			}
 			seen = append(seen, t)
 			f := p.depFactsOf(db, t, learn)
-			if f == nil || f.deps.readWriter {
-				return true
-			}
-			if len(f.deps.viewCalls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: f.deps.viewCalls}, learn) {
-				return true
-			}
-			if f.relkind == 'v' && len(f.deps.bases) > 0 && depth < 16 && walk(f.deps.bases, depth+1) {
+			if p.relRunsWriter(db, f, learn) ||
+				f.relkind == 'v' && len(f.deps.bases) > 0 && depth < 16 && walk(f.deps.bases, depth+1) {
 				return true
 			}
 		}
 		return false
 	}
-	return walk(tables, 0)
+	for _, t := range tables {
+		if t == keys.CatalogTable {
+			continue
+		}
+		f := p.depFactsOf(db, t, learn)
+		if f == nil || f.relkind == 'v' && walk(f.deps.bases, 1) {
+			return true // nil: forgotten since the first look, not known now
+		}
+	}
+	return false
+}
+
+// relRunsWriter reports whether reading the relation of facts f (nil:
+// not known now) may run a function that writes: its view's query or a
+// policy calls one (readWriter), or, on SQLite, a view's query calls one
+// the application registered as not deterministic.
+func (p *Plugin) relRunsWriter(db *gorm.DB, f *tableFacts, learn bool) bool {
+	return f == nil || f.deps.readWriter ||
+		len(f.deps.viewCalls) > 0 && p.mayWrite(db, sqlinspect.Statement{Functions: f.deps.viewCalls}, learn)
 }
 
 // namesWriterDomain reports whether names (a PL/pgSQL trigger body's)
