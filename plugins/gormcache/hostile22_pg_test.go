@@ -8,10 +8,6 @@ import (
 	"querycache.dev/plugins/gormcache"
 )
 
-var gormcacheCacheable = gormcache.Cacheable
-
-type gormDB = gorm.DB
-
 // Hostile review, session 22: more functions PostgreSQL runs where a
 // statement's text calls none (the class of commit 17528df: trigger WHEN,
 // DDL expressions, operators, casts, event triggers), each in a scratch
@@ -400,14 +396,14 @@ func TestHostile22DDLCallSpellings(t *testing.T) {
 		},
 		"add column default in a gorm transaction": {
 			write: func(e *env) error {
-				return e.db.Transaction(func(tx *gormDB) error {
+				return e.db.Transaction(func(tx *gorm.DB) error {
 					return tx.Exec(`ALTER TABLE h22_t ADD COLUMN z integer DEFAULT h22_next()`).Error
 				})
 			},
 		},
 		"schema change then default in a gorm transaction": {
 			write: func(e *env) error {
-				return e.db.Transaction(func(tx *gormDB) error {
+				return e.db.Transaction(func(tx *gorm.DB) error {
 					if err := tx.Exec(`CREATE TABLE h22_x (id integer)`).Error; err != nil {
 						return err
 					}
@@ -417,7 +413,7 @@ func TestHostile22DDLCallSpellings(t *testing.T) {
 		},
 		"raw begin commit": {
 			write: func(e *env) error {
-				return e.db.Connection(func(tx *gormDB) error {
+				return e.db.Connection(func(tx *gorm.DB) error {
 					for _, s := range []string{"BEGIN", `CREATE TABLE h22_x (id integer)`, `ALTER TABLE h22_t ADD COLUMN z h22_dd`, "COMMIT"} {
 						if err := tx.Exec(s).Error; err != nil {
 							return err
@@ -491,7 +487,7 @@ func TestHostile22DefaultChangedLater(t *testing.T) {
 				return err
 			}
 			var n *string
-			if err := e.db.Scopes(gormcacheCacheable()).Raw("SELECT CAST((" + h22LogRead + ") AS text)").Scan(&n).Error; err != nil {
+			if err := e.db.Scopes(gormcache.Cacheable()).Raw("SELECT CAST((" + h22LogRead + ") AS text)").Scan(&n).Error; err != nil {
 				return err
 			}
 			return insert(e)
