@@ -25,6 +25,8 @@ type breaker struct {
 	mu       sync.Mutex
 	openedAt time.Time
 	opened   atomic.Int64 // times it opened, for statistics and tests
+
+	probing atomic.Bool // a prober is running (startProber)
 }
 
 // allow reports whether a call may go to the store.
@@ -66,20 +68,29 @@ func (b *breaker) close() time.Duration {
 }
 
 // startProber runs probe every interval on a goroutine of its own until it
-// returns true or closed is closed; at most one runs at a time (probing).
+// returns true or closed is closed; at most one runs at a time.
 // The goroutine is added to wg under lifeMu, never after Close has begun
 // waiting: a call failing while Close runs would otherwise Add to a
 // WaitGroup being waited on at zero (a misuse the race detector reports,
 // and the runtime may panic on). Close must close closed under lifeMu.
-func startProber(probing *atomic.Bool, lifeMu *sync.Mutex, wg *sync.WaitGroup, closed <-chan struct{}, interval time.Duration, probe func() bool) {
-	if !probing.CompareAndSwap(false, true) {
+//
+// A successful probe closes the breaker and then runs the recovery
+// functions, still as the prober. The breaker can open again in between
+// (a call on a connection the outage broke fails threshold times): the
+// failure that reopens it calls startProber, which finds a prober running
+// and returns. So the prober, once it has stepped down, looks at the
+// breaker again and carries on if it is open; without that look the
+// breaker stayed open with nobody probing, and the cache was bypassed
+// until the process restarted.
+func startProber(b *breaker, lifeMu *sync.Mutex, wg *sync.WaitGroup, closed <-chan struct{}, interval time.Duration, probe func() bool) {
+	if !b.probing.CompareAndSwap(false, true) {
 		return
 	}
 	lifeMu.Lock()
 	select {
 	case <-closed:
 		lifeMu.Unlock()
-		probing.Store(false)
+		b.probing.Store(false)
 		return
 	default:
 	}
@@ -87,16 +98,23 @@ func startProber(probing *atomic.Bool, lifeMu *sync.Mutex, wg *sync.WaitGroup, c
 	lifeMu.Unlock()
 	go func() {
 		defer wg.Done()
-		defer probing.Store(false)
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
 			case <-closed:
+				b.probing.Store(false)
 				return
 			case <-t.C:
 			}
-			if probe() {
+			if !probe() {
+				continue
+			}
+			// Step down, then look: a failure that opened the breaker
+			// before the Store saw probing true and left it to us; one
+			// after it starts a prober of its own (and our CAS fails).
+			b.probing.Store(false)
+			if !b.open.Load() || !b.probing.CompareAndSwap(false, true) {
 				return
 			}
 		}

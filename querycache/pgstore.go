@@ -104,7 +104,6 @@ type PostgresStore struct {
 	sql  pgStatements
 
 	brk        breaker
-	probing    atomic.Bool
 	recoverFns []func()
 	recoverMu  sync.Mutex
 	closed     chan struct{}
@@ -494,7 +493,7 @@ func (s *PostgresStore) logWarn(msg string, args ...any) {
 
 // startProbe starts the prober if it is not running.
 func (s *PostgresStore) startProbe() {
-	startProber(&s.probing, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
+	startProber(&s.brk, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
 }
 
 // probe replaces the epoch of every bound namespace (a write, so a store

@@ -86,7 +86,6 @@ type RedisStore struct {
 	err     error
 
 	brk        breaker
-	probing    atomic.Bool
 	recoverFns []func()
 	recoverMu  sync.Mutex
 	closed     chan struct{}
@@ -269,7 +268,7 @@ func (s *RedisStore) logWarn(msg string, args ...any) {
 
 // startProbe starts the prober if it is not running.
 func (s *RedisStore) startProbe() {
-	startProber(&s.probing, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
+	startProber(&s.brk, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
 }
 
 // probe checks that Redis answers a write (a replica answers PING but

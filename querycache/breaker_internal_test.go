@@ -1,0 +1,58 @@
+package querycache
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestProberCarriesOnWhenBreakerReopensDuringRecovery is the ordering of
+// events CI's TestRedisFaultPartition met once (the breaker still open 30 s
+// after the heal): the probe succeeds and closes the breaker; while it runs
+// the recovery functions, calls on connections the outage broke fail
+// threshold times and open the breaker again; the failure that opens it
+// calls startProber, which finds the prober still running and returns; the
+// prober then stops. Nobody probes, and the store is bypassed for good.
+func TestProberCarriesOnWhenBreakerReopensDuringRecovery(t *testing.T) {
+	b := &breaker{threshold: 3}
+	var lifeMu sync.Mutex
+	var wg sync.WaitGroup
+	closed := make(chan struct{})
+	defer func() {
+		lifeMu.Lock()
+		close(closed)
+		lifeMu.Unlock()
+		wg.Wait()
+	}()
+
+	var probes atomic.Int32
+	var probe func() bool
+	probe = func() bool {
+		b.close()
+		if probes.Add(1) == 1 {
+			// Recovery, first time: the breaker opens again under it.
+			for i := 0; i < 3; i++ {
+				if b.failure() {
+					startProber(b, &lifeMu, &wg, closed, time.Millisecond, probe)
+				}
+			}
+		}
+		return true
+	}
+	for i := 0; i < 3; i++ {
+		if b.failure() {
+			startProber(b, &lifeMu, &wg, closed, time.Millisecond, probe)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.open.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the breaker reopened during recovery stays open with no prober (%d probes ran)", probes.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := probes.Load(); n < 2 {
+		t.Fatalf("%d probes; want a second one after the reopening", n)
+	}
+}
