@@ -27,6 +27,71 @@ type breaker struct {
 	opened   atomic.Int64 // times it opened, for statistics and tests
 
 	probing atomic.Bool // a prober is running (startProber)
+
+	// probeSem lets one probe run at a time, the prober's or an
+	// invalidation's (heal): a probe replaces the epoch and runs the
+	// recovery functions, which two at once would do twice.
+	probeSem  chan struct{}
+	probeOnce sync.Once
+}
+
+func (b *breaker) sem() chan struct{} {
+	b.probeOnce.Do(func() { b.probeSem = make(chan struct{}, 1) })
+	return b.probeSem
+}
+
+// heal gives an invalidation that finds the breaker open one probe of its
+// own, run now, waiting at most wait in all; it reports whether the
+// breaker is closed afterwards. A lookup may skip a store the breaker
+// thinks down (that costs a miss), an invalidation may not wait for the
+// prober's next tick: the ordering it prevents, with two processes,
+//
+//  1. Redis comes back; reader R's breaker closes at its probe and R
+//     fills row 1's entry from the database
+//  2. writer W, whose breaker is still open (its probe is up to
+//     BreakerProbe away), updates row 1: the invalidation fails at once
+//     and is kept pending in W
+//  3. R reads row 1 from its entry, stale, until W's probe delivers
+//
+// With heal, W's invalidation in 2 probes Redis itself, finds it back and
+// is delivered before the write returns. While the store is really down
+// each invalidation waits up to wait for the attempt (concurrent ones
+// share it, in turn).
+func (b *breaker) heal(wait time.Duration, probe func(timeout time.Duration) bool) bool {
+	if !b.open.Load() {
+		return true
+	}
+	if wait <= 0 {
+		return false
+	}
+	deadline := time.Now().Add(wait)
+	t := time.NewTimer(wait)
+	select {
+	case b.sem() <- struct{}{}:
+		t.Stop()
+	case <-t.C:
+		return false
+	}
+	defer func() { <-b.sem() }()
+	if !b.open.Load() {
+		return true // the probe we waited for closed it
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		return false
+	}
+	return probe(left)
+}
+
+// probeTurn runs the prober's probe in its turn (heal may be probing):
+// a breaker closed meanwhile counts as a successful probe.
+func (b *breaker) probeTurn(probe func() bool) bool {
+	b.sem() <- struct{}{}
+	defer func() { <-b.sem() }()
+	if !b.open.Load() {
+		return true
+	}
+	return probe()
 }
 
 // allow reports whether a call may go to the store.
@@ -107,7 +172,7 @@ func startProber(b *breaker, lifeMu *sync.Mutex, wg *sync.WaitGroup, closed <-ch
 				return
 			case <-t.C:
 			}
-			if !probe() {
+			if !b.probeTurn(probe) {
 				continue
 			}
 			// Step down, then look: a failure that opened the breaker

@@ -451,6 +451,14 @@ func (c *Cache) retryNow() {
 	c.deliverPending()
 }
 
+// retryDelivery marks the context of deliverPending's Bump: a store whose
+// breaker is open does not probe for it (breaker.heal). The probe's
+// recovery runs retryNow, which takes deliverMu, held here: the retry
+// loop healing the breaker itself waited for its own lock for good (the
+// fault tests hung). The prober delivers what is pending when it closes
+// the breaker, and the epoch it replaces covers it for other processes.
+type retryDelivery struct{}
+
 // deliverPending tries once to deliver every pending invalidation.
 func (c *Cache) deliverPending() {
 	c.deliverMu.Lock()
@@ -463,7 +471,7 @@ func (c *Cache) deliverPending() {
 	for n := range snap {
 		names = append(names, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*c.retry)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), retryDelivery{}, true), 5*c.retry)
 	err := c.store.Bump(ctx, names)
 	cancel()
 	if err == nil {

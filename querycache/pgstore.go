@@ -49,6 +49,10 @@ type PostgresOptions struct {
 	BreakerFailures int
 	// BreakerProbe is how often an open breaker probes. Default: 500ms.
 	BreakerProbe time.Duration
+	// HealWait is how long an invalidation that finds the breaker open
+	// waits for a probe of its own before it is kept pending (see
+	// RedisOptions.HealWait). Default: 20ms; -1 turns it off.
+	HealWait time.Duration
 
 	// SweepInterval is how often expired rows are deleted in the
 	// background. Each tick deletes at most SweepBatches statements of
@@ -170,6 +174,7 @@ func (o *PostgresOptions) fill() error {
 		neg("VersionTTL", o.VersionTTL, false),
 		neg("VersionMargin", o.VersionMargin, false),
 		neg("BreakerProbe", o.BreakerProbe, false),
+		neg("HealWait", o.HealWait, true),
 		neg("SweepInterval", o.SweepInterval, true),
 	); err != nil {
 		return err
@@ -205,6 +210,9 @@ func (o *PostgresOptions) fill() error {
 	}
 	if o.BreakerProbe == 0 {
 		o.BreakerProbe = 500 * time.Millisecond
+	}
+	if o.HealWait == 0 {
+		o.HealWait = 20 * time.Millisecond
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = time.Minute
@@ -501,8 +509,11 @@ func (s *PostgresStore) startProbe() {
 // breaker and runs the recovery functions. The epoch is replaced because
 // an outage may have hidden invalidations this process never saw fail
 // (another process's, undelivered), as the Redis store does.
-func (s *PostgresStore) probe() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.InvalidateTimeout)
+func (s *PostgresStore) probe() bool { return s.probeWithin(s.opts.InvalidateTimeout) }
+
+// probeWithin is probe with the time its statement may take.
+func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	names := []string{"querycache:probe"}
 	if nss := s.namespaces(); len(nss) > 0 {
@@ -523,6 +534,16 @@ func (s *PostgresStore) probe() bool {
 	}
 	s.logWarn("querycache: PostgreSQL store answers again; cache back in use", "bypassed_for", d)
 	return true
+}
+
+// heal gives an invalidation that finds the breaker open a probe of its
+// own (breaker.heal): a write made just after PostgreSQL answers again
+// does not wait for the prober's next tick while other processes, back
+// already, serve what it changed.
+func (s *PostgresStore) heal(ctx context.Context) {
+	if s.err == nil && !s.brk.allow() && ctx.Value(retryDelivery{}) == nil {
+		s.brk.heal(s.opts.HealWait, s.probeWithin)
+	}
 }
 
 // micros is d in microseconds, the unit the statements take.
@@ -679,6 +700,7 @@ func (s *PostgresStore) Bump(ctx context.Context, versions []string) error {
 	if len(versions) == 0 {
 		return nil
 	}
+	s.heal(ctx)
 	if chans := s.bumpChans(); len(chans) > 0 {
 		// Other processes' two-level stores on this schema and prefix keep
 		// versions in their memory and drop them when a notification names

@@ -492,3 +492,69 @@ func expectHitEventually(t *testing.T, c *Cache, k Key, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPostgresInvalidationAfterHealDoesNotWaitForTheProbe is
+// TestInvalidationAfterHealDoesNotWaitForTheProbe on the PostgreSQL
+// store: writer W was cut off (breaker open, next probe an hour away),
+// reader R was not; back, R caches a result of users and W writes users.
+// W's invalidation must reach the store before it returns. The control
+// (HealWait -1) serves the stale entry.
+func TestPostgresInvalidationAfterHealDoesNotWaitForTheProbe(t *testing.T) {
+	for _, control := range []bool{false, true} {
+		name := "heal"
+		if control {
+			name = "control-no-heal"
+		}
+		t.Run(name, func(t *testing.T) {
+			schema := pgTestSchema(t)
+			direct := pgTestPool(t, "", 2)
+			rst := newPgTestStore(t, direct, schema, PostgresOptions{})
+			cfg, err := pgx.ParseConfig(testenv.PostgresDSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy := testenv.StartProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+			dsn := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable&connect_timeout=2", cfg.User, proxy.Addr(), cfg.Database)
+			wopts := PostgresOptions{Timeout: 300 * time.Millisecond, InvalidateTimeout: 300 * time.Millisecond, BreakerFailures: 1, BreakerProbe: time.Hour, HealWait: 2 * time.Second}
+			if control {
+				wopts.HealWait = -1
+			}
+			wst := newPgTestStore(t, pgTestPool(t, dsn, 2), schema, wopts)
+			w, err := New(Options{Store: wst, Prefix: "h:", RetryInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			r, err := New(Options{Store: rst, Prefix: "h:"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+
+			proxy.Cut()
+			lookup(t, w, tableKey(w, "orders", "SELECT 1"), fillValue("db"))
+			if !wst.BreakerOpen() {
+				t.Fatal("W's breaker did not open")
+			}
+			proxy.Restore()
+
+			k := tableKey(r, "users", "SELECT * FROM users")
+			expectMiss(t, r, k, "old")
+			expectHit(t, r, k, "old")
+			err = w.InvalidateTables(context.Background(), "users")
+			v, stale := lookup(t, r, k, fillValue("new"))
+			if control {
+				if !stale {
+					t.Fatalf("control: W's invalidation (err %v) reached R although W's breaker was left open; the test cannot fail", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Errorf("W's invalidation after the heal: %v", err)
+			}
+			if stale {
+				t.Fatalf("R served %q after W's write returned: W's invalidation waited for its probe", v)
+			}
+		})
+	}
+}

@@ -107,6 +107,7 @@ func (s *PostgresStore) bumpAndBroadcast(ctx context.Context, versions, channels
 	if len(versions) == 0 {
 		return nil
 	}
+	s.heal(ctx)
 	payloads := notifyPayloads(versions)
 	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		return s.bumpNotify(ctx, versions, channels, payloads)

@@ -50,6 +50,13 @@ type RedisOptions struct {
 	// BreakerProbe is how often an open breaker probes Redis. Default:
 	// 500ms.
 	BreakerProbe time.Duration
+	// HealWait is how long an invalidation that finds the breaker open
+	// waits for a probe of its own before it is kept pending: without it,
+	// a write made just after Redis came back waited for the next probe
+	// (up to BreakerProbe) while other processes, already back, served
+	// what it changed. It is what a write can cost while Redis is down.
+	// Default: 20ms; -1 turns it off (writes wait for the prober).
+	HealWait time.Duration
 
 	// Logger receives breaker transitions and server changes at Warn
 	// level. nil logs nothing.
@@ -163,6 +170,7 @@ func (o *RedisOptions) fill() error {
 		neg("VersionTTL", o.VersionTTL, false),
 		neg("VersionMargin", o.VersionMargin, false),
 		neg("BreakerProbe", o.BreakerProbe, false),
+		neg("HealWait", o.HealWait, true),
 	); err != nil {
 		return err
 	}
@@ -186,6 +194,9 @@ func (o *RedisOptions) fill() error {
 	}
 	if o.BreakerProbe == 0 {
 		o.BreakerProbe = 500 * time.Millisecond
+	}
+	if o.HealWait == 0 {
+		o.HealWait = 20 * time.Millisecond
 	}
 	return nil
 }
@@ -274,8 +285,11 @@ func (s *RedisStore) startProbe() {
 // probe checks that Redis answers a write (a replica answers PING but
 // refuses writes) and, when it does, runs the recovery functions and
 // closes the breaker.
-func (s *RedisStore) probe() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.InvalidateTimeout)
+func (s *RedisStore) probe() bool { return s.probeWithin(s.opts.InvalidateTimeout) }
+
+// probeWithin is probe with the time its round trips may take.
+func (s *RedisStore) probeWithin(timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := s.ident.probe(ctx, s); err != nil {
 		return false
@@ -519,6 +533,9 @@ func (s *RedisStore) Bump(ctx context.Context, versions []string) error {
 func (s *RedisStore) bump(ctx context.Context, versions []string, channel string, msg []byte) error {
 	if len(versions) == 0 {
 		return nil
+	}
+	if s.err == nil && !s.brk.allow() && ctx.Value(retryDelivery{}) == nil {
+		s.brk.heal(s.opts.HealWait, s.probeWithin) // breaker.heal: a write does not wait for the next probe
 	}
 	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		p := s.client.Pipeline()
