@@ -700,14 +700,14 @@ func (s *PostgresStore) Bump(ctx context.Context, versions []string) error {
 	if len(versions) == 0 {
 		return nil
 	}
-	s.heal(ctx)
 	if chans := s.bumpChans(); len(chans) > 0 {
 		// Other processes' two-level stores on this schema and prefix keep
 		// versions in their memory and drop them when a notification names
 		// them: a write made through a plain store is announced as theirs
 		// are (without it they served their copies until L1VersionTTL).
-		return s.bumpAndBroadcast(ctx, versions, chans)
+		return s.bumpAndBroadcast(ctx, versions, chans) // heals as below
 	}
+	s.heal(ctx)
 	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		return s.bumpNotify(ctx, versions, nil, nil)
 	})
