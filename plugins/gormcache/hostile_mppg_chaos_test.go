@@ -110,3 +110,40 @@ func TestHostileMPPGRedisRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileMPPGWriterProbesLate: TestHostileMPPGRedisRestart with the
+// writer's breaker probing every 3 s while the readers' probe every
+// 500 ms, as when processes opened their breakers at different moments.
+// The readers are back in use long before the writer's probe; every
+// write the writer commits meanwhile must still reach Redis before it
+// returns (breaker.heal). Without healing (QUERYCACHE_MPPG_NOHEAL=1) the
+// readers of the redis kind served 13,252 stale reads in one run, up to
+// 1.8 s late. The writer's breaker opens at its first failure: a failing
+// invalidation waits for go-redis's dial retries, so few fail in an
+// outage and the default five might not be reached.
+func TestHostileMPPGWriterProbesLate(t *testing.T) {
+	if os.Getenv(mpRoleEnv) != "" {
+		t.Skip("in a child process")
+	}
+	for _, kind := range []string{"redis", "tiered-strict"} {
+		t.Run(kind, func(t *testing.T) {
+			srv := testenv.StartRedis(t, "--appendonly", "yes")
+			writerOpts := "slowprobe"
+			if os.Getenv("QUERYCACHE_MPPG_NOHEAL") != "" {
+				writerOpts += ",noheal" // to see the test fail
+			}
+			r := mppgRun{redisURL: srv.URL(10), dur: 4 * time.Second, procs: []mppgProc{
+				{"writer", "mppg-writer", kind, writerOpts},
+				{"reader1", "mppg-reader", kind, ""},
+				{"reader2", "mppg-reader", kind, "models,appname"},
+			}}
+			r.chaos = func(t *testing.T, start time.Time, _, _ string) {
+				time.Sleep(time.Until(start.Add(1200 * time.Millisecond)))
+				srv.Kill()
+				time.Sleep(500 * time.Millisecond)
+				srv.Restart()
+			}
+			mppgExecute(t, r)
+		})
+	}
+}

@@ -224,6 +224,15 @@ func openChildStore(t *testing.T, kind string) querycache.Store {
 		// to the database (tested by the fault tests).
 		ropts.Timeout = 2 * time.Second
 	}
+	if opts := os.Getenv(mppgOptsEnv); mppgHas(opts, "slowprobe") {
+		// A writer whose breaker probes long after the others' (its
+		// processes opened theirs at other moments): TestHostileMPPGWriterProbesLate.
+		ropts.BreakerProbe = 3 * time.Second
+		ropts.BreakerFailures = 1 // a failing invalidation waits for its dial: few fail in an outage
+		if mppgHas(opts, "noheal") {
+			ropts.HealWait = -1
+		}
+	}
 	rs := querycache.NewRedisStore(client, ropts)
 	switch kind {
 	case "redis":
