@@ -270,6 +270,7 @@ type breaker struct {
 	failures  atomic.Int32
 	openUntil atomic.Int64 // Unix nanoseconds of the next probe; 0 when closed
 	opened    atomic.Int64
+	healing   atomic.Bool // an invalidation is going through the open breaker (Bump)
 }
 
 // allow reports whether a call may go to the server.
@@ -556,8 +557,23 @@ func (s *Store) drop(mkey string) {
 // Bump implements querycache.Store: every version is set to a fresh
 // token, one round trip per version (the client does not pipeline).
 func (s *Store) Bump(ctx context.Context, versions []string) error {
+	healing := false
+	defer func() {
+		if healing {
+			s.brk.healing.Store(false)
+		}
+	}()
 	for _, v := range versions {
-		if err := s.ready(ctx); err != nil {
+		err := s.ready(ctx)
+		if errors.Is(err, querycache.ErrStoreUnavailable) && (healing || s.brk.healing.CompareAndSwap(false, true)) {
+			// An invalidation does not wait for the breaker's next probe:
+			// another process, back in use already, would serve what this
+			// write changed until then. It goes through as the probe (one
+			// at a time; Timeout bounds it) and an answer closes the
+			// breaker (querycache's breaker.heal is the same rule).
+			healing, err = true, nil
+		}
+		if err != nil {
 			return err
 		}
 		item := &memcache.Item{Key: s.mkey('v', v), Value: tokenBytes(querycache.NewToken())}

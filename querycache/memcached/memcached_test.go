@@ -498,3 +498,53 @@ func TestKeysAreSafeAndDistinct(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidationAfterHealDoesNotWaitForTheProbe: writer W was cut off
+// from the server (its breaker open, its next probe an hour away), reader
+// R was not. Back, R caches a value of users and W writes users: W's
+// invalidation goes through the open breaker as its probe, so R's next
+// lookup misses. Before, it failed at once, was kept pending in W, and R
+// served the stale value until W's probe.
+func TestInvalidationAfterHealDoesNotWaitForTheProbe(t *testing.T) {
+	srv := testenv.StartMemcached(t)
+	proxy := testenv.StartProxy(t, srv.Addr())
+	prefix := testPrefix()
+	ws := open(t, proxy.Addr(), memcached.Options{Prefix: prefix, Timeout: 300 * time.Millisecond, BreakerFailures: 1, BreakerProbe: time.Hour})
+	rs := open(t, srv.Addr(), memcached.Options{Prefix: prefix})
+	w, err := querycache.New(querycache.Options{Store: ws, RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := querycache.New(querycache.Options{Store: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	proxy.Cut()
+	if _, _, err := w.KV().Get(ctx(t), "warm"); err == nil {
+		t.Fatal("a lookup through the cut proxy succeeded")
+	}
+	if !ws.BreakerOpen() {
+		t.Fatal("W's breaker did not open")
+	}
+	proxy.Restore()
+
+	if err := r.KV().Set(ctx(t), "page", []byte("old"), querycache.DependsOn("users")); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := r.KV().Get(ctx(t), "page"); !ok || err != nil || string(v) != "old" {
+		t.Fatalf("R's value before the write: %q %v %v", v, ok, err)
+	}
+	err = w.InvalidateTables(ctx(t), "users")
+	if v, stale, _ := r.KV().Get(ctx(t), "page"); stale {
+		t.Fatalf("R served %q after W's write returned (its invalidation: %v): it waited for W's probe", v, err)
+	}
+	if err != nil {
+		t.Errorf("W's invalidation after the heal: %v", err)
+	}
+	if ws.BreakerOpen() {
+		t.Error("W's breaker is still open after an invalidation got an answer")
+	}
+}
