@@ -66,6 +66,7 @@ func TestRedisStoreConfigErrors(t *testing.T) {
 		{"timeout", querycache.NewRedisStore(redis.NewClient(&redis.Options{}), querycache.RedisOptions{Timeout: -2}), "RedisOptions.Timeout"},
 		{"failures", querycache.NewRedisStore(redis.NewClient(&redis.Options{}), querycache.RedisOptions{BreakerFailures: -1}), "RedisOptions.BreakerFailures"},
 		{"version ttl", querycache.NewRedisStore(redis.NewClient(&redis.Options{}), querycache.RedisOptions{VersionTTL: -time.Second}), "RedisOptions.VersionTTL"},
+		{"heal wait", querycache.NewRedisStore(redis.NewClient(&redis.Options{}), querycache.RedisOptions{HealWait: -time.Millisecond}), "RedisOptions.HealWait"},
 	}
 	for _, tc := range cases {
 		_, err := querycache.New(querycache.Options{Store: tc.store})
