@@ -1,6 +1,7 @@
 package querycache
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -57,11 +58,14 @@ func (b *breaker) sem() chan struct{} {
 // is delivered before the write returns. While the store is really down
 // each invalidation waits up to wait for the attempt (concurrent ones
 // share it, in turn).
-func (b *breaker) heal(wait time.Duration, probe func(timeout time.Duration) bool) bool {
+//
+// The retry loop's delivery (ctx marked retryDelivery) does not heal: the
+// probe's recovery takes the delivery lock that loop holds.
+func (b *breaker) heal(ctx context.Context, wait time.Duration, probe func(timeout time.Duration) bool) bool {
 	if !b.open.Load() {
 		return true
 	}
-	if wait <= 0 {
+	if wait <= 0 || ctx.Value(retryDelivery{}) != nil {
 		return false
 	}
 	deadline := time.Now().Add(wait)

@@ -541,8 +541,8 @@ func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
 // does not wait for the prober's next tick while other processes, back
 // already, serve what it changed.
 func (s *PostgresStore) heal(ctx context.Context) {
-	if s.err == nil && !s.brk.allow() && ctx.Value(retryDelivery{}) == nil {
-		s.brk.heal(s.opts.HealWait, s.probeWithin)
+	if s.err == nil {
+		s.brk.heal(ctx, s.opts.HealWait, s.probeWithin)
 	}
 }
 

@@ -534,8 +534,8 @@ func (s *RedisStore) bump(ctx context.Context, versions []string, channel string
 	if len(versions) == 0 {
 		return nil
 	}
-	if s.err == nil && !s.brk.allow() && ctx.Value(retryDelivery{}) == nil {
-		s.brk.heal(s.opts.HealWait, s.probeWithin) // breaker.heal: a write does not wait for the next probe
+	if s.err == nil {
+		s.brk.heal(ctx, s.opts.HealWait, s.probeWithin) // a write does not wait for the next probe
 	}
 	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		p := s.client.Pipeline()
