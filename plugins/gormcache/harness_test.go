@@ -24,6 +24,7 @@ import (
 type env struct {
 	name    string
 	dialect string
+	store   string // the storeKind's name ("" for a test's own environment)
 	db      *gorm.DB
 	cache   *querycache.Cache
 	plugin  *gormcache.Plugin
@@ -238,7 +239,7 @@ func newEnvBeforeUse(t *testing.T, d dbKind, s storeKind, copts querycache.Optio
 	if err := db.AutoMigrate(models...); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return &env{name: d.name + "/" + s.name, dialect: d.name, db: db, cache: cache, plugin: plugin, counter: counter}
+	return &env{name: d.name + "/" + s.name, dialect: d.name, store: s.name, db: db, cache: cache, plugin: plugin, counter: counter}
 }
 
 // statements returns how many statements reached the database while fn ran.

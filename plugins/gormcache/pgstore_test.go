@@ -85,11 +85,7 @@ func TestPostgresStoreWritePaths(t *testing.T) {
 
 func TestPostgresStoreDifferential(t *testing.T) {
 	eachEnvIn(t, true, diffDatabases, pgStores, func(t *testing.T, e *env) {
-		w := newDiffWorld(t, e, 1)
-		shapes, seq, _ := diffFor(e.dialect)
-		if err := diffSequence(t, w, shapes, len(seq), func(i int) diffWrite { return seq[i] }, "fixed order", true); err != nil {
-			t.Fatal(err)
-		}
+		diffFixedOrder(t, e)
 		if e.cache.Stats().Hits == 0 {
 			t.Fatal("no cache hits: the differential test compared nothing cached")
 		}
