@@ -91,6 +91,9 @@ type Cache struct {
 
 	open openWrites // versions held by transactions not ended (openwrites.go)
 
+	watchMu sync.Mutex                      // adds and removes watches (watch.go)
+	watches atomic.Pointer[[]*versionWatch] // the watches of versions, copied on write; nil: none
+
 	kvOnce sync.Once
 	kv     *KV // the default low-level API (Cache.KV)
 }

@@ -310,11 +310,12 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
 	}
 	if tv != nil && !ch.All && len(ch.Tables) == 0 && len(ch.Rows) == 1 {
-		if ms, ok := c.store.(*MemoryStore); ok && ms != nil && ms.err == nil && !c.debugOn(ctx) {
+		if ms, ok := c.store.(*MemoryStore); ok && ms != nil && ms.err == nil && !c.debugOn(ctx) && c.watches.Load() == nil {
 			// The commonest write, of one row, on the memory store, which
 			// only hashes version names: bumped without building them
 			// (their allocation was a quarter of the engine's share of
-			// an update). Memory bumps cannot fail.
+			// an update). Memory bumps cannot fail. Not with a watch of
+			// versions (watch.go), which must follow every bump.
 			c.countersOf(tv, t).invalidations.Add(1)
 			prefix, key := tv.ObjectParts(ch.Rows[0].PK)
 			ms.versions.bumpJoined(prefix, key)
@@ -344,7 +345,15 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 	// Remembered for RecentInvalidations (recent.go): the slice of tables
 	// is shared, not copied; nothing here allocates.
 	rec := InvalidationRecord{Cause: ch.Cause, Tables: tables, Rows: len(ch.Rows), All: ch.All, Versions: len(names)}
-	if err := c.store.Bump(withoutCancel(ctx), names); err != nil {
+	var watched []*versionWatch
+	if c.watches.Load() != nil {
+		watched = c.lockWatches(names) // watch.go
+	}
+	err := c.store.Bump(withoutCancel(ctx), names)
+	if watched != nil {
+		c.bumped(watched, err == nil)
+	}
+	if err != nil {
 		c.pending.add(names, c.ns.Epoch())
 		rec.Pending, rec.Retried, rec.Error = true, true, truncateCause(err.Error())
 		c.recent.add(rec, names)

@@ -1,0 +1,186 @@
+package querycache
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+)
+
+// This file follows a few versions that other processes bump in a store
+// they share with this one (WatchVersions). The GORM plugin watches the
+// catalog's version and the epoch, so that DDL another process applied
+// makes it forget what it learned of the schema within a poll rather than
+// when its facts age out.
+//
+// The watch cannot tell a bump made by another process from one made by
+// this Cache from the tokens alone, and treating this Cache's own bumps
+// as foreign calls changed at some later poll, in the middle of whatever
+// the process does next (the plugin's tests on Redis saw hits lost at
+// random moments after their own migrations). So an own bump of a watched
+// name is followed at once, in the order that keeps the watch exact:
+//
+//  1. the watch's lock is taken, so that no poll reads in between;
+//  2. the bump reaches the store;
+//  3. the watch reads the tokens, and lets go of the lock;
+//  4. changed is called.
+//
+// Another process's bump that reached the store before 3 is in the tokens
+// read at 3, and changed (4) comes after it; one after 3 changes the
+// tokens the next poll compares with. Either way it is followed, and the
+// own bump calls changed once.
+
+// versionWatch is one WatchVersions.
+type versionWatch struct {
+	c       *Cache
+	names   []string
+	changed func()
+
+	mu      sync.Mutex // one read of the tokens at a time: a poll's or an own bump's
+	last    []uint64   // the tokens last read; nil: not known (changed is called at the next read)
+	stop    chan struct{}
+	stopped sync.Once
+}
+
+// WatchVersions calls changed whenever one of the named versions (full
+// names, as keys.Namespace makes them) is bumped by anyone: another
+// process sharing the store, seen by a read of the tokens every period;
+// or this Cache (Invalidate, InvalidateAll...), at once, after the bump.
+// Polls are off every statement's path: one Store.Fetch per period; the
+// first read is made before WatchVersions returns (up to a second). A
+// poll that fails changes nothing; when the read that follows one of this
+// Cache's own bumps fails, the next read that succeeds calls changed,
+// since what happened in between cannot be told. changed must not block:
+// it runs on the watch's goroutine, or on the goroutine that invalidated.
+//
+// The watch stops when stop is called (idempotent) or the Cache is
+// closed. It is meant for stores other processes share; on a MemoryStore
+// only this Cache bumps, and the poll finds nothing it had not been told.
+func (c *Cache) WatchVersions(names []string, period time.Duration, changed func()) (stop func(), err error) {
+	switch {
+	case len(names) == 0:
+		return nil, errors.New("querycache: WatchVersions needs at least one version name")
+	case period <= 0:
+		return nil, errors.New("querycache: WatchVersions needs a positive period")
+	case changed == nil:
+		return nil, errors.New("querycache: WatchVersions needs a changed function")
+	}
+	w := &versionWatch{c: c, names: slices.Clone(names), changed: changed, stop: make(chan struct{})}
+	w.read(watchRead) // the first tokens, before anything is learned from them
+	c.watchMu.Lock()
+	ws := append(slices.Clone(c.watchList()), w)
+	c.watches.Store(&ws)
+	c.watchMu.Unlock()
+	go w.poll(period)
+	return w.close, nil
+}
+
+// watchList is the watches now (nil for none); the list is copied on write.
+func (c *Cache) watchList() []*versionWatch {
+	if p := c.watches.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (w *versionWatch) close() {
+	w.stopped.Do(func() {
+		close(w.stop)
+		c := w.c
+		c.watchMu.Lock()
+		ws := slices.DeleteFunc(slices.Clone(c.watchList()), func(o *versionWatch) bool { return o == w })
+		if len(ws) == 0 {
+			c.watches.Store(nil)
+		} else {
+			c.watches.Store(&ws)
+		}
+		c.watchMu.Unlock()
+	})
+}
+
+// poll reads the tokens every period until the watch or the Cache stops.
+func (w *versionWatch) poll(period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.c.closed:
+			return
+		case <-t.C:
+		}
+		if w.read(period) {
+			w.changed()
+		}
+	}
+}
+
+// read reads the tokens and reports whether they differ from the last
+// ones read (or the last ones are not known). A failed read keeps them.
+func (w *versionWatch) read(timeout time.Duration) (changed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	tokens, err := w.fetch(timeout)
+	if err != nil {
+		return false
+	}
+	changed = w.last == nil || !slices.Equal(w.last, tokens)
+	w.last = tokens
+	return changed
+}
+
+func (w *versionWatch) fetch(timeout time.Duration) ([]uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// The key is never stored: only the tokens are read.
+	_, tokens, err := w.c.store.Fetch(ctx, w.c.ns.Prefix()+"q:version-watch", w.names)
+	if err == nil && len(tokens) != len(w.names) {
+		err = errors.New("querycache: the store returned the wrong number of tokens")
+	}
+	return tokens, err
+}
+
+// lockWatches returns the watches that hold one of names, locked, or nil.
+// The caller is about to bump names and calls bumped after: a poll that
+// read the tokens between the bump and the watch's own read would call
+// changed too, a second time, after the invalidation returned.
+func (c *Cache) lockWatches(names []string) []*versionWatch {
+	var held []*versionWatch
+	for _, w := range c.watchList() {
+		if slices.ContainsFunc(names, func(n string) bool { return slices.Contains(w.names, n) }) {
+			w.mu.Lock() // in the list's order, whoever locks: no deadlock
+			held = append(held, w)
+		}
+	}
+	return held
+}
+
+// bumped follows this Cache's bump of versions that the watches held
+// (lockWatches) hold: when it reached the store, each reads the tokens,
+// then calls changed. When it did not, it is kept pending and delivered
+// later, and the polls see it then.
+func (c *Cache) bumped(held []*versionWatch, delivered bool) {
+	for _, w := range held {
+		if delivered {
+			tokens, err := w.fetch(watchRead)
+			if err != nil {
+				tokens = nil // not known: the next read that succeeds calls changed
+			}
+			w.last = tokens
+		}
+		w.mu.Unlock()
+	}
+	if delivered {
+		for _, w := range held {
+			w.changed()
+		}
+	}
+}
+
+// watchRead bounds the reads made on a caller's path: the first one (in
+// WatchVersions), and the one that follows an own bump of a watched
+// version (a DDL statement, a change of everything), on the writer's. A
+// poll's read is bounded by the period.
+const watchRead = time.Second
