@@ -4,8 +4,10 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 	"weak"
 
+	"querycache.dev/keys"
 	"querycache.dev/querycache"
 )
 
@@ -17,13 +19,13 @@ import (
 // schema (a trigger just created through the other, unseen) for up to a
 // minute (TestHostile20SharedCacheDDLFromOtherPlugin).
 //
-// Another process's DDL on a shared store is still followed only when the
-// facts age out. Polling the store's catalog version (tried: every
-// 100 ms, TestHostile21OtherProcessDDLOnSharedStore passed) made every
-// process sharing a prefix relearn its catalog at every DDL and every
-// change of everything any of them made (the epoch), which the test
-// suite, all of it on one Redis and one prefix, showed as lookups that
-// were not hits; not kept.
+// Another process's DDL on a shared store is followed by a watch of the
+// store's catalog version (watchCatalog), within catalogPoll. A first poll
+// (bbdfe5a) was taken out (407a5fd): it could not tell the plugin's own
+// DDL from another process's, so every plugin forgot its facts again at
+// some poll after its own migrations, at a random moment of what followed
+// (the suite's tests on Redis lost hits they expected). The watch now
+// hears of its own bumps at once (querycache's watch.go).
 
 // siblings are the plugins registered on one cache, held weakly: a
 // closed *gorm.DB's plugin is collected as before
@@ -70,4 +72,32 @@ func (p *Plugin) forgetSiblings() {
 	for _, o := range others {
 		o.cat.forget()
 	}
+}
+
+// catalogPoll is how often a plugin on a store other processes may share
+// reads the catalog's and the epoch's version tokens (watchCatalog).
+const catalogPoll = 100 * time.Millisecond
+
+// watchCatalog follows DDL applied by other processes sharing the store:
+// their plugins bump the catalog's version (or the epoch, for a change of
+// everything, which may have been DDL); this plugin forgets its facts
+// when it sees that, within catalogPoll (querycache.Cache.WatchVersions).
+// Its own bumps are told to it at once, not at a later poll. Not on the
+// memory store, which no other process shares. The watch holds the plugin
+// weakly and stops when it is collected, or when the cache is closed.
+func (p *Plugin) watchCatalog() {
+	if _, local := p.cache.Store().(*querycache.MemoryStore); local {
+		return
+	}
+	ns := p.cache.Namespace()
+	wp := weak.Make(p)
+	stop, err := p.cache.WatchVersions([]string{ns.TableVersions(keys.CatalogTable).Table, ns.Epoch()}, catalogPoll, func() {
+		if p := wp.Value(); p != nil {
+			p.cat.forget()
+		}
+	})
+	if err != nil {
+		return // not reached: the names, period and function are given
+	}
+	runtime.AddCleanup(p, func(stop func()) { stop() }, stop)
 }

@@ -15,3 +15,7 @@ func BreakForTest(p *Plugin, source string) {
 // SetCatalogMaxAgeForTest shortens how long learned catalog facts are
 // trusted (catalogMaxAge).
 func SetCatalogMaxAgeForTest(p *Plugin, d time.Duration) { p.cat.maxAge.Store(int64(d)) }
+
+// CatalogGenForTest is the plugin's catalog generation: it moves each time
+// the plugin forgets what it learned of the schema.
+func CatalogGenForTest(p *Plugin) uint64 { return p.cat.gen.Load() }

@@ -218,6 +218,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	}
 	p.learnSettings(p.inner)
 	p.joinSiblings() // DDL through other plugins on the cache (catalogwatch.go)
+	p.watchCatalog() // and through other processes sharing the store
 	return nil
 }
 
