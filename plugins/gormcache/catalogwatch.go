@@ -99,5 +99,6 @@ func (p *Plugin) watchCatalog() {
 	if err != nil {
 		return // not reached: the names, period and function are given
 	}
+	p.stopWatch = stop
 	runtime.AddCleanup(p, func(stop func()) { stop() }, stop)
 }

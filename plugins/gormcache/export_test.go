@@ -19,3 +19,12 @@ func SetCatalogMaxAgeForTest(p *Plugin, d time.Duration) { p.cat.maxAge.Store(in
 // CatalogGenForTest is the plugin's catalog generation: it moves each time
 // the plugin forgets what it learned of the schema.
 func CatalogGenForTest(p *Plugin) uint64 { return p.cat.gen.Load() }
+
+// StopCatalogWatchForTest stops the plugin's catalog watch: its polls
+// reach the store every 100 ms, which a test of what the store does on
+// its first call after a restart must not have happen first.
+func StopCatalogWatchForTest(p *Plugin) {
+	if p.stopWatch != nil {
+		p.stopWatch()
+	}
+}

@@ -57,6 +57,8 @@ type Plugin struct {
 	sampler      *sampler        // the freshness sampler, when on (sampler.go)
 	shapes       shapeRegistry   // per query shape counters and the decline rule (shapes.go)
 	sig          signals         // OnChange subscriptions and delivery (signals.go)
+
+	stopWatch func() // stops the catalog watch (catalogwatch.go); nil without one
 }
 
 type modelTTL struct {
