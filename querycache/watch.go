@@ -67,11 +67,13 @@ func (c *Cache) WatchVersions(names []string, period time.Duration, changed func
 		return nil, errors.New("querycache: WatchVersions needs a changed function")
 	}
 	w := &versionWatch{c: c, names: slices.Clone(names), changed: changed, stop: make(chan struct{})}
-	w.read(watchRead) // the first tokens, before anything is learned from them
+	// Listed first, so that an own bump from now on is told (lockWatches);
+	// then the first tokens, before anything is learned from them.
 	c.watchMu.Lock()
 	ws := append(slices.Clone(c.watchList()), w)
 	c.watches.Store(&ws)
 	c.watchMu.Unlock()
+	w.read(watchRead)
 	go w.poll(period)
 	return w.close, nil
 }
