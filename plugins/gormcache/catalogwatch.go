@@ -1,6 +1,7 @@
 package gormcache
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -20,7 +21,8 @@ import (
 // minute (TestHostile20SharedCacheDDLFromOtherPlugin).
 //
 // Another process's DDL on a shared store is followed by a watch of the
-// store's catalog version (watchCatalog), within catalogPoll. A first poll
+// store's catalog version (watchCatalog), within a period (CatalogWatch,
+// 100 ms by default). A first poll
 // (bbdfe5a) was taken out (407a5fd): it could not tell the plugin's own
 // DDL from another process's, so every plugin forgot its facts again at
 // some poll after its own migrations, at a random moment of what followed
@@ -74,24 +76,49 @@ func (p *Plugin) forgetSiblings() {
 	}
 }
 
-// catalogPoll is how often a plugin on a store other processes may share
-// reads the catalog's and the epoch's version tokens (watchCatalog).
-const catalogPoll = 100 * time.Millisecond
+// defaultCatalogPoll is how often a plugin on a store other processes may
+// share reads the catalog's and the epoch's version tokens (watchCatalog),
+// unless CatalogWatch says otherwise.
+const defaultCatalogPoll = 100 * time.Millisecond
+
+// CatalogWatch sets how often the plugin, on a store other processes may
+// share (every store but the memory store), reads the two version tokens
+// through which their plugins announce DDL: another process's migration
+// run through its plugin is followed within this period. Default 100 ms:
+// one small read of the store per period and process (a fleet of 1,000
+// processes on one Redis adds 10,000 reads a second). A negative period
+// turns the watch off: another process's DDL is then followed when the
+// catalog's facts expire (a minute), as a migration by a program without
+// the plugin always is. Zero is an error.
+func CatalogWatch(period time.Duration) Option {
+	return func(p *Plugin) {
+		if period == 0 {
+			p.optionError(fmt.Errorf("gormcache.CatalogWatch(0): give a positive period, a negative one to turn the watch off, or leave the option out for %v", defaultCatalogPoll))
+			return
+		}
+		p.catalogPoll = period
+	}
+}
 
 // watchCatalog follows DDL applied by other processes sharing the store:
 // their plugins bump the catalog's version (or the epoch, for a change of
 // everything, which may have been DDL); this plugin forgets its facts
-// when it sees that, within catalogPoll (querycache.Cache.WatchVersions).
+// when it sees that, within the period (CatalogWatch; querycache's
+// Cache.WatchVersions).
 // Its own bumps are told to it at once, not at a later poll. Not on the
 // memory store, which no other process shares. The watch holds the plugin
 // weakly and stops when it is collected, or when the cache is closed.
 func (p *Plugin) watchCatalog() {
-	if _, local := p.cache.Store().(*querycache.MemoryStore); local {
+	if _, local := p.cache.Store().(*querycache.MemoryStore); local || p.catalogPoll < 0 {
 		return
+	}
+	period := p.catalogPoll
+	if period == 0 {
+		period = defaultCatalogPoll
 	}
 	ns := p.cache.Namespace()
 	wp := weak.Make(p)
-	stop, err := p.cache.WatchVersions([]string{ns.TableVersions(keys.CatalogTable).Table, ns.Epoch()}, catalogPoll, func() {
+	stop, err := p.cache.WatchVersions([]string{ns.TableVersions(keys.CatalogTable).Table, ns.Epoch()}, period, func() {
 		if p := wp.Value(); p != nil {
 			p.cat.forget()
 		}

@@ -92,3 +92,19 @@ func ExampleWithCache() {
 	fmt.Println(n, "article;", cache.Stats().Hits, "hit")
 	// Output: 1 article; 1 hit
 }
+
+// On a store other processes share, each plugin reads every 100 ms the
+// two version tokens through which the others announce their DDL.
+// CatalogWatch changes the period, or turns the watch off.
+func ExampleCatalogWatch() {
+	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+	if err != nil {
+		panic(err)
+	}
+	defer cache.Close()
+	db, _ := gorm.Open(sqlite.Open("file::memory:"), &gorm.Config{Logger: logger.Discard})
+	// Another process's migration followed within a second (on the memory
+	// store, which no other process shares, there is nothing to watch).
+	fmt.Println(db.Use(gormcache.New(cache, gormcache.CatalogWatch(time.Second))))
+	// Output: <nil>
+}

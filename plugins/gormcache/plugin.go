@@ -58,7 +58,8 @@ type Plugin struct {
 	shapes       shapeRegistry   // per query shape counters and the decline rule (shapes.go)
 	sig          signals         // OnChange subscriptions and delivery (signals.go)
 
-	stopWatch func() // stops the catalog watch (catalogwatch.go); nil without one
+	catalogPoll time.Duration // CatalogWatch's period: 0 the default, negative off
+	stopWatch   func()        // stops the catalog watch (catalogwatch.go); nil without one
 }
 
 type modelTTL struct {
