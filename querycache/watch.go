@@ -47,8 +47,9 @@ type versionWatch struct {
 // names, as keys.Namespace makes them) is bumped by anyone: another
 // process sharing the store, seen by a read of the tokens every period;
 // or this Cache (Invalidate, InvalidateAll...), at once, after the bump.
-// Polls are off every statement's path: one Store.Fetch per period; the
-// first read is made before WatchVersions returns (up to a second). A
+// Polls are off every statement's path: one Store.Fetch per period (each
+// bounded by the store's own timeout); the first read is made before
+// WatchVersions returns. A
 // poll that fails changes nothing; when the read that follows one of this
 // Cache's own bumps fails, the next read that succeeds calls changed,
 // since what happened in between cannot be told. changed must not block:
@@ -73,7 +74,7 @@ func (c *Cache) WatchVersions(names []string, period time.Duration, changed func
 	ws := append(slices.Clone(c.watchList()), w)
 	c.watches.Store(&ws)
 	c.watchMu.Unlock()
-	w.read(watchRead)
+	w.read()
 	go w.poll(period)
 	return w.close, nil
 }
@@ -113,7 +114,7 @@ func (w *versionWatch) poll(period time.Duration) {
 			return
 		case <-t.C:
 		}
-		if w.read(period) {
+		if w.read() {
 			w.changed()
 		}
 	}
@@ -121,10 +122,10 @@ func (w *versionWatch) poll(period time.Duration) {
 
 // read reads the tokens and reports whether they differ from the last
 // ones read (or the last ones are not known). A failed read keeps them.
-func (w *versionWatch) read(timeout time.Duration) (changed bool) {
+func (w *versionWatch) read() (changed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	tokens, err := w.fetch(timeout)
+	tokens, err := w.fetch()
 	if err != nil {
 		return false
 	}
@@ -133,11 +134,16 @@ func (w *versionWatch) read(timeout time.Duration) (changed bool) {
 	return changed
 }
 
-func (w *versionWatch) fetch(timeout time.Duration) ([]uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
+// fetch reads the tokens, bounded by the store's own timeout only: a
+// deadline of the watch's (its period, 100 ms, was one) that a slow
+// moment of the store outlives is a failed call to the PostgreSQL store,
+// and five in a row opened its breaker, sending the process's lookups to
+// the database while the store answered every one of them within its
+// Timeout (TestHostile23WatchPostgresStoreBreaker). A poll slower than
+// the period only drops ticks.
+func (w *versionWatch) fetch() ([]uint64, error) {
 	// The key is never stored: only the tokens are read.
-	_, tokens, err := w.c.store.Fetch(ctx, w.c.ns.Prefix()+"q:version-watch", w.names)
+	_, tokens, err := w.c.store.Fetch(context.Background(), w.c.ns.Prefix()+"q:version-watch", w.names)
 	if err == nil && len(tokens) != len(w.names) {
 		err = errors.New("querycache: the store returned the wrong number of tokens")
 	}
@@ -166,7 +172,7 @@ func (c *Cache) lockWatches(names []string) []*versionWatch {
 func (c *Cache) bumped(held []*versionWatch, delivered bool) {
 	for _, w := range held {
 		if delivered {
-			tokens, err := w.fetch(watchRead)
+			tokens, err := w.fetch()
 			if err != nil {
 				tokens = nil // not known: the next read that succeeds calls changed
 			}
@@ -180,9 +186,3 @@ func (c *Cache) bumped(held []*versionWatch, delivered bool) {
 		}
 	}
 }
-
-// watchRead bounds the reads made on a caller's path: the first one (in
-// WatchVersions), and the one that follows an own bump of a watched
-// version (a DDL statement, a change of everything), on the writer's. A
-// poll's read is bounded by the period.
-const watchRead = time.Second
