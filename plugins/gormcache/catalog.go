@@ -327,6 +327,17 @@ func (p *Plugin) learnConn(db *gorm.DB) gorm.ConnPool {
 			return nil
 		}
 	}
+	if !inTx {
+		if rp := p.replicaPoolOf(cp); rp != nil && rp.primaryUntil.Load() <= int64(monoNow()) && p.rf.outer != nil {
+			// Routed to a standby (dbresolver), whose catalog may be behind
+			// DDL the plugin was just told of: its facts, learned there
+			// without a new trigger, stood until they aged out, while the
+			// trigger ran on the primary at every write
+			// (TestHostile23WatchRelearnsOnLaggingStandby). The primary's
+			// catalog is the one writes run under.
+			return p.rf.outer
+		}
+	}
 	return cp
 }
 
