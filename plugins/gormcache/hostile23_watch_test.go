@@ -274,10 +274,7 @@ func TestHostile23WatchDDLInSQLTextTx(t *testing.T) {
 // begun on a handle taken before db.Use.
 func TestHostile23WatchDDLInUnseenTx(t *testing.T) {
 	t.Parallel()
-	dsn := h16Database(t)
-	prefix := h23Prefix()
-	a := h23Open(t, postgres.Open(dsn), openRedisStore(t), prefix, "A")
-	h16Exec(t, a, h23Setup)
+	dsn, prefix, a := h23OnRedis(t, h23Setup)
 	h23WriteBoth(t, a)
 	// B: its handle taken before db.Use.
 	cache, err := querycache.New(querycache.Options{Store: openRedisStore(t), Prefix: prefix})
@@ -321,10 +318,7 @@ CREATE TRIGGER h23_t2 AFTER UPDATE ON h23_src FOR EACH ROW EXECUTE FUNCTION h23_
 // through A; A updates h23_src; A reads h23_log2.
 func TestHostile23WatchReplaceTriggerFunction(t *testing.T) {
 	t.Parallel()
-	dsn := h16Database(t)
-	prefix := h23Prefix()
-	a := h23Open(t, postgres.Open(dsn), openRedisStore(t), prefix, "A")
-	h16Exec(t, a, h23Setup+`;
+	dsn, prefix, a := h23OnRedis(t, h23Setup+`;
 CREATE TABLE h23_log2 (id integer PRIMARY KEY, n integer NOT NULL);
 INSERT INTO h23_log2 VALUES (1, 0);
 `+h23Trigger)
@@ -391,10 +385,7 @@ func (h23Child) TableName() string { return "h23_children" }
 // count must drop.
 func TestHostile23WatchAutoMigrateCascade(t *testing.T) {
 	t.Parallel()
-	dsn := h16Database(t)
-	prefix := h23Prefix()
-	a := h23Open(t, postgres.Open(dsn), openRedisStore(t), prefix, "A")
-	h16Exec(t, a, `CREATE TABLE h23_parents (id bigserial PRIMARY KEY, name text);
+	dsn, prefix, a := h23OnRedis(t, `CREATE TABLE h23_parents (id bigserial PRIMARY KEY, name text);
 CREATE TABLE h23_children (id bigserial PRIMARY KEY, parent_id bigint, name text);
 INSERT INTO h23_parents (id, name) VALUES (1, 'p1'), (2, 'p2'), (3, 'p3');
 INSERT INTO h23_children (id, parent_id, name) VALUES (1, 1, 'c1'), (2, 2, 'c2'), (3, 3, 'c3')`)
@@ -1038,10 +1029,7 @@ func TestHostile23WatchSQLiteTxOpen(t *testing.T) {
 // 2; A's cached read must too.
 func TestHostile23WatchDatabaseSettingsChanged(t *testing.T) {
 	t.Parallel()
-	dsn := h16Database(t)
-	prefix := h23Prefix()
-	a := h23Open(t, postgres.Open(dsn), openRedisStore(t), prefix, "A")
-	h16Exec(t, a, `CREATE SCHEMA s2;
+	dsn, prefix, a := h23OnRedis(t, `CREATE SCHEMA s2;
 CREATE TABLE public.h23_t (id integer PRIMARY KEY, v integer NOT NULL);
 CREATE TABLE s2.h23_t (id integer PRIMARY KEY, v integer NOT NULL);
 INSERT INTO public.h23_t VALUES (1, 1);
@@ -1070,10 +1058,7 @@ INSERT INTO s2.h23_t VALUES (1, 2)`)
 // TimeZone and a timestamptz read as text.
 func TestHostile23WatchDatabaseTimeZoneChanged(t *testing.T) {
 	t.Parallel()
-	dsn := h16Database(t)
-	prefix := h23Prefix()
-	a := h23Open(t, postgres.Open(dsn), openRedisStore(t), prefix, "A")
-	h16Exec(t, a, `CREATE TABLE h23_ts (id integer PRIMARY KEY, at timestamptz NOT NULL);
+	dsn, prefix, a := h23OnRedis(t, `CREATE TABLE h23_ts (id integer PRIMARY KEY, at timestamptz NOT NULL);
 INSERT INTO h23_ts VALUES (1, '2020-01-01 00:00:00+00')`)
 	const q = "SELECT CAST(at AS text) FROM h23_ts WHERE id = 1"
 	a.mustBeCached(t, "at", func() error { var v string; return a.db.Scopes(gormcache.Cacheable()).Raw(q).Scan(&v).Error })
@@ -1299,4 +1284,14 @@ func h23LaggingStandby(t *testing.T, r *testenv.PGReplica, opts []gormcache.Opti
 	if got := readN(cached()); got != want {
 		t.Errorf("STALE: A served n = %d from the cache; the database holds %d (A's facts of h23_src were relearned on the lagging standby) %+v", got, want, aplugin.ReplicaStats())
 	}
+}
+
+// h23OnRedis opens A on a new database, with its plugin on Redis under a
+// new prefix, and runs setup through it.
+func h23OnRedis(t *testing.T, setup string) (dsn, prefix string, a *env) {
+	t.Helper()
+	dsn, prefix = h16Database(t), h23Prefix()
+	a = h23Open(t, postgres.Open(dsn), openRedisStore(t), prefix, "A")
+	h16Exec(t, a, setup)
+	return dsn, prefix, a
 }
