@@ -49,15 +49,15 @@ type versionWatch struct {
 // or this Cache (Invalidate, InvalidateAll...), at once, after the bump.
 // Polls are off every statement's path: one Store.Fetch per period (each
 // bounded by the store's own timeout); the first read is made before
-// WatchVersions returns. A
-// poll that fails changes nothing; when the read that follows one of this
-// Cache's own bumps fails, the next read that succeeds calls changed,
-// since what happened in between cannot be told. changed must not block:
-// it runs on the watch's goroutine, or on the goroutine that invalidated.
+// WatchVersions returns. A poll that fails changes nothing; when the read
+// that follows one of this Cache's own bumps fails, the next read that
+// succeeds calls changed, since what happened in between cannot be told.
+// changed must not block: it runs on the watch's goroutine, or on the
+// goroutine that invalidated.
 //
 // The watch stops when stop is called (idempotent) or the Cache is
 // closed. It is meant for stores other processes share; on a MemoryStore
-// only this Cache bumps, and the poll finds nothing it had not been told.
+// that no other Cache uses, the poll finds nothing it had not been told.
 func (c *Cache) WatchVersions(names []string, period time.Duration, changed func()) (stop func(), err error) {
 	switch {
 	case len(names) == 0:
