@@ -22,12 +22,12 @@ import (
 //
 // Another process's DDL on a shared store is followed by a watch of the
 // store's catalog version (watchCatalog), within a period (CatalogWatch,
-// 100 ms by default). A first poll
-// (bbdfe5a) was taken out (407a5fd): it could not tell the plugin's own
-// DDL from another process's, so every plugin forgot its facts again at
-// some poll after its own migrations, at a random moment of what followed
-// (the suite's tests on Redis lost hits they expected). The watch now
-// hears of its own bumps at once (querycache's watch.go).
+// 100 ms by default). A first poll (bbdfe5a) was taken out (407a5fd): it
+// could not tell the plugin's own DDL from another process's, so every
+// plugin forgot its facts again at some poll after its own migrations, at
+// a random moment of what followed (the suite's tests on Redis lost hits
+// they expected). The watch now hears of its own bumps at once
+// (querycache's watch.go).
 
 // siblings are the plugins registered on one cache, held weakly: a
 // closed *gorm.DB's plugin is collected as before
