@@ -558,19 +558,7 @@ func TestHostile23WatchTiming(t *testing.T) {
 // file.
 func TestHostile23WatchSQLite(t *testing.T) {
 	t.Parallel()
-	path := "file:" + t.TempDir() + "/h23.db?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
-	prefix := h23Prefix()
-	a := h23Open(t, sqlite.Open(path), openRedisStore(t), prefix, "A")
-	for _, s := range []string{
-		"CREATE TABLE h23_src (id integer PRIMARY KEY, v integer NOT NULL)",
-		"CREATE TABLE h23_log (id integer PRIMARY KEY, n integer NOT NULL)",
-		"INSERT INTO h23_src VALUES (1, 0)",
-		"INSERT INTO h23_log VALUES (1, 0)",
-	} {
-		must(t, a.db.Exec(s).Error)
-	}
-	h23WriteBoth(t, a)
-	b := h23Open(t, sqlite.Open(path), openRedisStore(t), prefix, "B")
+	a, b := h23SQLitePair(t, "_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate")
 	must(t, b.db.Exec("CREATE TRIGGER h23_t AFTER UPDATE ON h23_src BEGIN UPDATE h23_log SET n = n + 1 WHERE id = 1; END").Error)
 	time.Sleep(h23Settle)
 	h23ProbeBoth(t, a)
@@ -975,19 +963,7 @@ CREATE FUNCTION h23_next() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$ BEGIN 
 // the transaction): UPDATE h23_src; A commits; A's cached read of n.
 func TestHostile23WatchSQLiteTxOpen(t *testing.T) {
 	t.Parallel()
-	path := "file:" + t.TempDir() + "/h23.db?_busy_timeout=10000&_journal_mode=WAL"
-	prefix := h23Prefix()
-	a := h23Open(t, sqlite.Open(path), openRedisStore(t), prefix, "A")
-	for _, s := range []string{
-		"CREATE TABLE h23_src (id integer PRIMARY KEY, v integer NOT NULL)",
-		"CREATE TABLE h23_log (id integer PRIMARY KEY, n integer NOT NULL)",
-		"INSERT INTO h23_src VALUES (1, 0)",
-		"INSERT INTO h23_log VALUES (1, 0)",
-	} {
-		must(t, a.db.Exec(s).Error)
-	}
-	h23WriteBoth(t, a)
-	b := h23Open(t, sqlite.Open(path), openRedisStore(t), prefix, "B")
+	a, b := h23SQLitePair(t, "_busy_timeout=10000&_journal_mode=WAL")
 	for _, form := range []string{"raw", "gorm"} {
 		t.Run(form, func(t *testing.T) {
 			h16Probe(t, a, h23LogRead, func() error {
@@ -1294,4 +1270,24 @@ func h23OnRedis(t *testing.T, setup string) (dsn, prefix string, a *env) {
 	a = h23Open(t, postgres.Open(dsn), openRedisStore(t), prefix, "A")
 	h16Exec(t, a, setup)
 	return dsn, prefix, a
+}
+
+// h23SQLitePair opens A and B on one new SQLite file (its DSN's options
+// given), their plugins on Redis under one new prefix; A creates h23_src
+// and h23_log and writes both (learning their facts) before B opens.
+func h23SQLitePair(t *testing.T, dsnOptions string) (a, b *env) {
+	t.Helper()
+	path := "file:" + t.TempDir() + "/h23.db?" + dsnOptions
+	prefix := h23Prefix()
+	a = h23Open(t, sqlite.Open(path), openRedisStore(t), prefix, "A")
+	for _, s := range []string{
+		"CREATE TABLE h23_src (id integer PRIMARY KEY, v integer NOT NULL)",
+		"CREATE TABLE h23_log (id integer PRIMARY KEY, n integer NOT NULL)",
+		"INSERT INTO h23_src VALUES (1, 0)",
+		"INSERT INTO h23_log VALUES (1, 0)",
+	} {
+		must(t, a.db.Exec(s).Error)
+	}
+	h23WriteBoth(t, a)
+	return a, h23Open(t, sqlite.Open(path), openRedisStore(t), prefix, "B")
 }
