@@ -104,10 +104,10 @@ func CatalogWatch(period time.Duration) Option {
 // their plugins bump the catalog's version (or the epoch, for a change of
 // everything, which may have been DDL); this plugin forgets its facts
 // when it sees that, within the period (CatalogWatch; querycache's
-// Cache.WatchVersions).
-// Its own bumps are told to it at once, not at a later poll. Not on the
-// memory store, which no other process shares. The watch holds the plugin
-// weakly and stops when it is collected, or when the cache is closed.
+// Cache.WatchVersions). Its own bumps are told to it at once, not at a
+// later poll. Not on the memory store, which no other process shares. The
+// watch holds the plugin weakly and stops when it is collected, or when
+// the cache is closed.
 func (p *Plugin) watchCatalog() {
 	if _, local := p.cache.Store().(*querycache.MemoryStore); local || p.catalogPoll < 0 {
 		return
