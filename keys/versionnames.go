@@ -27,10 +27,6 @@ func (n Namespace) TableVersions(table string) TableVersions {
 // concatenation.
 func (v TableVersions) Object(pk string) string { return v.object + part(pk, maxPKPart) }
 
-// Row returns the versions a write of the one row pk replaces,
-// {Object(pk), Table} in sorted order, in one allocation (the list and the
-// object name's bytes, as ObjectNames.Lookup): they are the names of the
-// commonest write. The list must not be modified.
 // ObjectParts returns Object(pk) in two parts, the table's object prefix
 // and the key's part, whose concatenation is Object(pk): a store that
 // only hashes a name (the memory store's version table) need not build it.
@@ -38,6 +34,10 @@ func (v TableVersions) ObjectParts(pk string) (prefix, key string) {
 	return v.object, part(pk, maxPKPart)
 }
 
+// Row returns the versions a write of the one row pk replaces,
+// {Object(pk), Table} in sorted order, in one allocation (the list and the
+// object name's bytes, as ObjectNames.Lookup): they are the names of the
+// commonest write. The list must not be modified.
 func (v TableVersions) Row(pk string) []string {
 	p := part(pk, maxPKPart)
 	b, vs := lookupBuffer(len(v.object) + len(p))

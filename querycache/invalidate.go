@@ -34,6 +34,8 @@ type Change struct {
 
 // Row is one row, by table and canonical primary key.
 type Row struct {
+	// Table is the table's name, as keys.Table normalises it.
+	// PK is the row's canonical primary key (keys.PK, keys.JoinPK).
 	Table, PK string
 }
 

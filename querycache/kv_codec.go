@@ -6,7 +6,9 @@ import (
 
 // Codec encodes the values of the low-level API's typed helpers.
 type Codec interface {
+	// Marshal encodes v.
 	Marshal(v any) ([]byte, error)
+	// Unmarshal decodes data, as Marshal made it, into the pointer v.
 	Unmarshal(data []byte, v any) error
 }
 

@@ -35,9 +35,11 @@ const (
 	exitUsage = 2
 )
 
-const usage = `querycache installs the PostgreSQL triggers that notify querycache's
-listener of writes made outside the application (psql, other services,
-cron jobs, triggers, foreign-key cascades).
+const usage = `querycache installs (migrate) and removes (uninstall) the PostgreSQL
+triggers that notify querycache's listener of writes made outside the
+application (psql, other services, cron jobs, triggers, foreign-key
+cascades), and load-tests an application's queries without and with the
+cache (bench).
 
 Usage:
   querycache migrate   --dsn DSN [--schema S] [--tables a,b] [--channel C] [--dry-run]

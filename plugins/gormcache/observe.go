@@ -50,6 +50,7 @@ func (o Outcome) String() string {
 // plugin reuses nothing in it after the observers return, but observers
 // must not modify Tables.
 type Event struct {
+	// Outcome is what the plugin did: a hit, a miss, a bypass or a refusal.
 	Outcome Outcome
 	// Reason says why, for a miss ("absent", "stale", "expired",
 	// "corrupt", "early_refresh": querycache.Miss.Reason), a bypass or a

@@ -67,6 +67,7 @@ type ShapeStats struct {
 	// first statement.
 	Tables []string
 
+	// The shape's statements by outcome (each counted once).
 	Hits, Misses, Bypasses, Refusals uint64
 	// Reasons counts the shape's bypasses and refusals by reason
 	// ("transaction", "does_not_pay", ...), at most 8 reasons (the rest
