@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned by the methods of a Cache that has been closed
@@ -190,4 +191,19 @@ func releaseStore(s Store) (last bool) {
 	}
 	storeUsers.n[s] = n
 	return false
+}
+
+// badDuration is the error of a negative duration option: opt is its name
+// (RedisOptions.Timeout). -1 is accepted where allowMinus1 says it means
+// "none"; the message says which Duration that is, since -1*time.Second is
+// a common misreading of it.
+func badDuration(opt string, d time.Duration, allowMinus1 bool) error {
+	switch {
+	case d >= 0 || (allowMinus1 && d == -1):
+		return nil
+	case allowMinus1:
+		return fmt.Errorf("querycache: %s is %v; use a positive duration, 0 for the default, or -1 (the Duration -1, not -1*time.Second) for none", opt, d)
+	default:
+		return fmt.Errorf("querycache: %s is %v; use a positive duration, or 0 for the default", opt, d)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -40,6 +41,16 @@ func captureLogger() (*slog.Logger, *syncBuffer) {
 // Every error New returns names its origin once ("querycache.New: ..."),
 // however many layers (store, second level) it went through, and says how
 // to fix it.
+// unreachablePool is a pool that never connects (pgxpool connects lazily).
+func unreachablePool(t *testing.T) *pgxpool.Pool {
+	p, err := pgxpool.New(context.Background(), "postgres://127.0.0.1:1/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 func TestMisconfigNewErrorsHaveOnePrefix(t *testing.T) {
 	unreachable := func() *redis.Client { return redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) }
 	cases := []struct {
@@ -51,6 +62,8 @@ func TestMisconfigNewErrorsHaveOnePrefix(t *testing.T) {
 		{"memory MaxBytes in MiB", Options{Store: NewMemoryStore(MemoryOptions{MaxBytes: 64})}, "MemoryOptions.MaxBytes is 64 bytes"},
 		{"memory MaxVersions negative", Options{Store: NewMemoryStore(MemoryOptions{MaxVersions: -1})}, "MemoryOptions.MaxVersions is -1"},
 		{"redis option", Options{Store: NewRedisStore(unreachable(), RedisOptions{VersionTTL: -time.Second})}, "RedisOptions.VersionTTL is -1s"},
+		{"redis Timeout -1s", Options{Store: NewRedisStore(unreachable(), RedisOptions{Timeout: -time.Second})}, "or -1 (the Duration -1, not -1*time.Second) for none"},
+		{"postgres HealWait -1s", Options{Store: NewPostgresStore(unreachablePool(t), PostgresOptions{HealWait: -time.Second})}, "PostgresOptions.HealWait is -1s; use a positive duration, 0 for the default, or -1"},
 		{"redis nil client", Options{Store: NewRedisStore(nil, RedisOptions{})}, "NewRedisStore got a nil client"},
 		{"tiered second level", Options{Store: NewTieredStore(NewRedisStore(unreachable(), RedisOptions{BreakerFailures: -1}), TieredOptions{})}, "NewTieredStore's second level: RedisOptions.BreakerFailures is -1"},
 		{"tiered L1", Options{Store: NewTieredStore(NewRedisStore(unreachable(), RedisOptions{}), TieredOptions{PingInterval: -1})}, "TieredOptions.PingInterval"},

@@ -163,10 +163,7 @@ func NewPostgresStore(pool *pgxpool.Pool, opts PostgresOptions) *PostgresStore {
 
 func (o *PostgresOptions) fill() error {
 	neg := func(name string, d time.Duration, allowMinus1 bool) error {
-		if d < 0 && !(allowMinus1 && d == -1) {
-			return fmt.Errorf("querycache: PostgresOptions.%s is %v; use a positive duration, or 0 for the default", name, d)
-		}
-		return nil
+		return badDuration("PostgresOptions."+name, d, allowMinus1)
 	}
 	if err := errors.Join(
 		neg("Timeout", o.Timeout, true),

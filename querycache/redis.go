@@ -159,10 +159,7 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore 
 
 func (o *RedisOptions) fill() error {
 	neg := func(name string, d time.Duration, allowMinus1 bool) error {
-		if d < 0 && !(allowMinus1 && d == -1) {
-			return fmt.Errorf("querycache: RedisOptions.%s is %v; use a positive duration, or 0 for the default", name, d)
-		}
-		return nil
+		return badDuration("RedisOptions."+name, d, allowMinus1)
 	}
 	if err := errors.Join(
 		neg("Timeout", o.Timeout, true),
