@@ -93,6 +93,8 @@ type TableStats struct {
 
 // TableMissReasons counts one table's misses by why (see Miss.Reason).
 type TableMissReasons struct {
+	// The misses by reason: MissAbsent, MissStale, MissExpired and
+	// MissCorrupt.
 	Absent, Stale, Expired, Corrupt uint64
 }
 

@@ -202,6 +202,7 @@ type ShapeRow struct {
 	SQL         string        `json:"sql"`
 	Truncated   bool          `json:"truncated,omitempty"`
 	Tables      []string      `json:"tables"`
+	MoreTables  int           `json:"more_tables,omitempty"` // tables left out (gormcache.MaxShapeTables)
 	Hits        uint64        `json:"hits"`
 	Misses      uint64        `json:"misses"`
 	Bypasses    uint64        `json:"bypasses"`
@@ -370,7 +371,7 @@ func (h *handler) shapeRow(s gormcache.ShapeStats) ShapeRow {
 		sql = sqlinspect.MaskLiterals(sql, s.Dialect)
 	}
 	r := ShapeRow{
-		ID: s.ID, SQL: sql, Truncated: s.Truncated, Tables: s.Tables,
+		ID: s.ID, SQL: sql, Truncated: s.Truncated, Tables: s.Tables, MoreTables: s.MoreTables,
 		Hits: s.Hits, Misses: s.Misses, Bypasses: s.Bypasses, Refusals: s.Refusals, HitRatio: s.HitRatio(),
 		MissTime: s.MissTime, HitCost: s.HitCost, Saved: s.Saved,
 		Bytes: s.Bytes, AvgBytes: s.AvgBytes, MaxBytes: s.MaxBytes,

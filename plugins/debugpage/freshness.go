@@ -33,6 +33,7 @@ type Finding struct {
 	Time         time.Time `json:"time"`
 	SQL          string    `json:"sql"`
 	Tables       []string  `json:"tables"`
+	MoreTables   int       `json:"more_tables,omitempty"` // tables left out (gormcache.MaxShapeTables)
 	CachedRows   int       `json:"cached_rows"`
 	DatabaseRows int       `json:"database_rows"`
 	// DatabaseRowsAtLeast: DatabaseRows is a lower bound (the check
@@ -67,7 +68,7 @@ func (h *handler) freshness() FreshnessSection {
 			s := r.Recent[i]
 			// The plugin masked the finding's literals already, in its
 			// own dialect (it never keeps them).
-			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: s.SQL, Tables: s.Tables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows, DatabaseRowsAtLeast: s.DatabaseRowsAtLeast})
+			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: s.SQL, Tables: s.Tables, MoreTables: s.MoreTables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows, DatabaseRowsAtLeast: s.DatabaseRowsAtLeast})
 		}
 	}
 	if !f.Enabled {
@@ -91,6 +92,6 @@ var _ = template.Must(pageTemplate.New("freshness").Parse(`{{if not .Available}}
 <div class="card"><div class="v" data-k="fresh_in_flight">{{.InFlight}}</div><div class="k">in flight</div></div>
 </div>
 {{if .Recent}}<h3>Stale hits found (newest first)</h3><table><tr><th>time</th><th>query shape</th><th>tables</th><th class="n">cached rows</th><th class="n">database rows</th></tr>
-{{range .Recent}}<tr><td class="n"><time datetime="{{iso .Time}}">{{clock .Time}}</time></td><td><code class="sql">{{.SQL}}</code></td><td>{{join .Tables}}</td><td class="n">{{rows .CachedRows}}</td><td class="n">{{if .DatabaseRowsAtLeast}}≥ {{end}}{{rows .DatabaseRows}}</td></tr>
+{{range .Recent}}<tr><td class="n"><time datetime="{{iso .Time}}">{{clock .Time}}</time></td><td><code class="sql">{{.SQL}}</code></td><td>{{join .Tables}}{{if .MoreTables}} <span class="mute">(+{{.MoreTables}} more)</span>{{end}}</td><td class="n">{{rows .CachedRows}}</td><td class="n">{{if .DatabaseRowsAtLeast}}≥ {{end}}{{rows .DatabaseRows}}</td></tr>
 {{end}}</table>{{else}}<p class="mute">no stale hit found</p>{{end}}
 {{end}}`))

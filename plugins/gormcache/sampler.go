@@ -139,8 +139,10 @@ type StaleFinding struct {
 	// SQL is the statement's shape, with its placeholders, truncated to
 	// 512 bytes.
 	SQL string
-	// Tables are the tables the entry depends on.
-	Tables []string
+	// Tables are the tables the entry depends on: the first ones, up to
+	// MaxShapeTables bytes of names; MoreTables counts those left out.
+	Tables     []string
+	MoreTables int
 	// Key is the entry's store key (a digest: no values).
 	Key string
 	// CachedRows and DatabaseRows are the row counts of the entry and of
@@ -436,10 +438,12 @@ func (p *Plugin) check(s *sampler, job *sampleJob) {
 // reportStale keeps, logs and hands on a stale finding.
 func (p *Plugin) reportStale(s *sampler, job *sampleJob, first sampled) {
 	shape := loggedSQL(job.sql, maxFindingSQL, p.sqlDialect) // literals masked: a raw statement may spell values
+	tables, more := firstTables(job.tables, MaxShapeTables)
 	f := StaleFinding{
 		Time:                time.Now(),
 		SQL:                 strings.Clone(shape),
-		Tables:              slices.Clone(job.tables),
+		Tables:              tables,
+		MoreTables:          more,
 		Key:                 job.key.Name,
 		CachedRows:          resultRows(job.payload),
 		DatabaseRows:        first.rows,
@@ -456,8 +460,8 @@ func (p *Plugin) reportStale(s *sampler, job *sampleJob, first sampled) {
 		if f.DatabaseRowsAtLeast {
 			atLeast = "at least "
 		}
-		p.w.log.Warn(context.Background(), "gormcache: stale cache hit: the database disagrees with a cached result %v after the read and no write invalidated it (an invalidation path is missing); tables %v, %d cached rows, %s%d in the database, query: %s",
-			s.opts.Grace, f.Tables, f.CachedRows, atLeast, f.DatabaseRows, f.SQL)
+		p.w.log.Warn(context.Background(), "gormcache: stale cache hit: the database disagrees with a cached result %v after the read and no write invalidated it (an invalidation path is missing); tables %s, %d cached rows, %s%d in the database, query: %s",
+			s.opts.Grace, joinTables(job.tables, MaxShapeTables), f.CachedRows, atLeast, f.DatabaseRows, f.SQL)
 	}
 	if s.opts.OnStale != nil {
 		s.opts.OnStale(f)

@@ -64,8 +64,10 @@ type ShapeStats struct {
 	// what sqlinspect.MaskLiterals should read it as.
 	Dialect sqlinspect.Dialect
 	// Tables are the tables the shape's results depend on, as seen on its
-	// first statement.
-	Tables []string
+	// first statement: the first ones, up to MaxShapeTables bytes of names;
+	// MoreTables counts those left out.
+	Tables     []string
+	MoreTables int
 
 	// The shape's statements by outcome (each counted once).
 	Hits, Misses, Bypasses, Refusals uint64
@@ -242,7 +244,7 @@ type shape struct {
 	reg       *shapeRegistry
 	id, sql   string
 	truncated bool
-	tables    atomic.Pointer[[]string]
+	tables    atomic.Pointer[shapeTables]
 	versions  atomic.Pointer[shapeVersions] // plan.go: tableVersions
 
 	hits, misses, bypasses, refusals atomic.Uint64
@@ -277,6 +279,13 @@ func (s *shape) missReason(r string) {
 	s.missReasons[i].Add(1)
 }
 
+// shapeTables are the tables a shape keeps (ShapeStats.Tables) and how
+// many it left out (MoreTables).
+type shapeTables struct {
+	names []string
+	more  int
+}
+
 // recordShape is the observer that counts every marked statement on its
 // shape (registered first, in Initialize).
 func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
@@ -285,8 +294,8 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 		return
 	}
 	if s.tables.Load() == nil && ev.Tables != nil {
-		t := slices.Clone(ev.Tables)
-		s.tables.CompareAndSwap(nil, &t)
+		t, more := firstTables(ev.Tables, MaxShapeTables)
+		s.tables.CompareAndSwap(nil, &shapeTables{t, more})
 	}
 	switch ev.Outcome {
 	case OutcomeHit:
@@ -397,7 +406,7 @@ func (s *shape) stats(opts DeclineOptions) ShapeStats {
 		Declined: s.declined.Load(),
 	}
 	if t := s.tables.Load(); t != nil {
-		st.Tables = slices.Clone(*t)
+		st.Tables, st.MoreTables = slices.Clone(t.names), t.more
 	}
 	for i := range s.reasons {
 		sl := &s.reasons[i]

@@ -2,7 +2,6 @@ package gormcache
 
 import (
 	"log/slog"
-	"strings"
 	"unicode/utf8"
 
 	"gorm.io/gorm"
@@ -30,7 +29,7 @@ func logEventTo(l *slog.Logger) observer {
 		}
 		attrs = append(attrs,
 			slog.String("sql", loggedSQL(ev.SQL, maxLoggedSQL, sqlinspect.DialectOf(db.Dialector.Name()))),
-			slog.String("tables", strings.Join(ev.Tables, ",")),
+			slog.String("tables", joinTables(ev.Tables, maxLoggedTables)),
 		)
 		if ev.Key != "" {
 			attrs = append(attrs, slog.String("key", ev.Key))
