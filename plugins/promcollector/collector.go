@@ -26,12 +26,26 @@
 // A statement that reads several tables counts once for each of them in the
 // per-table metrics: summing those over tables counts it several times. The
 // metrics without a table label count it once.
+//
+// Label values are valid UTF-8 whatever the names: a table or reason given
+// through the engine's API may hold any bytes, and client_golang refuses an
+// invalid label (the registry's collect goroutine would panic, ending the
+// process serving /metrics); invalid bytes become U+FFFD.
+//
+// The plugins given Observe also export their freshness sampler's counters
+// (gormcache.SampleFreshness): querycache_freshness_sampled_total,
+// querycache_freshness_checks_total by result, and
+// querycache_freshness_in_flight; alert on
+// querycache_freshness_checks_total{result="stale"} above 0.
 package promcollector
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
+	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"querycache.dev/plugins/gormcache"
@@ -93,6 +107,12 @@ type Collector struct {
 
 	tables  boundedSet[tableMetrics]
 	reasons boundedSet[string]
+
+	// The plugins Observe was given, for their freshness counters; held
+	// weakly, so that a closed *gorm.DB's plugin is still collected.
+	pluginsMu                            sync.Mutex
+	plugins                              []weak.Pointer[gormcache.Plugin]
+	freshSampled, freshChecks, freshBusy *prometheus.Desc
 }
 
 // engineMetric is one of the engine's overall counters or gauges.
@@ -168,6 +188,9 @@ func New(cache *querycache.Cache, opts Options) *Collector {
 		func(s *querycache.Stats) uint64 { return uint64(max(s.Pending, 0)) },
 	})
 
+	c.freshSampled = desc("freshness_sampled_total", "Hits the freshness sampler chose to compare with the database (gormcache.SampleFreshness).")
+	c.freshChecks = desc("freshness_checks_total", "The freshness sampler's checks by result: matched, stale (a stale hit no write explains: should stay 0), explained, unconfirmed, skipped, dropped, error.", "result")
+	c.freshBusy = desc("freshness_in_flight", "The freshness sampler's checks running now.")
 	c.bypasses = desc("bypasses_total", "Lookups that skipped the cache, by reason.", "reason")
 	c.refusals = desc("refusals_total", "Results that were not cached, by reason.", "reason")
 	c.missReasons = desc("miss_reasons_total", "Lookups that found no fresh entry, by why: absent, stale (a dependency was written), expired, corrupt.", "reason")
@@ -198,7 +221,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.engine {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{c.bypasses, c.refusals, c.missReasons, c.tableHits, c.tableMisses, c.tableInvalidations, c.tableMissReasons, c.tableErrors, c.tableEvictions} {
+	for _, d := range []*prometheus.Desc{c.freshSampled, c.freshChecks, c.freshBusy, c.bypasses, c.refusals, c.missReasons, c.tableHits, c.tableMisses, c.tableInvalidations, c.tableMissReasons, c.tableErrors, c.tableEvictions} {
 		ch <- d
 	}
 	c.tableBypasses.Describe(ch)
@@ -211,17 +234,17 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.cache.Stats()
 	for _, m := range c.engine {
-		ch <- prometheus.MustNewConstMetric(m.desc, m.typ, float64(m.get(&st)))
+		ch <- constMetric(m.desc, m.typ, float64(m.get(&st)))
 	}
-	for r, n := range st.Bypasses {
-		ch <- prometheus.MustNewConstMetric(c.bypasses, prometheus.CounterValue, float64(n), r)
+	for _, by := range []struct {
+		desc *prometheus.Desc
+		m    map[string]uint64
+	}{{c.bypasses, st.Bypasses}, {c.refusals, st.Refusals}, {c.missReasons, st.MissReasons}} {
+		for r, n := range byLabelValue(by.m) {
+			ch <- constMetric(by.desc, prometheus.CounterValue, float64(n), r)
+		}
 	}
-	for r, n := range st.Refusals {
-		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.CounterValue, float64(n), r)
-	}
-	for r, n := range st.MissReasons {
-		ch <- prometheus.MustNewConstMetric(c.missReasons, prometheus.CounterValue, float64(n), r)
-	}
+	c.collectFreshness(ch)
 	// The engine bounds its tables too, by its own limit: fold them into
 	// this collector's labels so that every per-table metric names the
 	// same tables.
@@ -244,13 +267,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		byLabel[label] = sum
 	}
 	for label, ts := range byLabel {
-		ch <- prometheus.MustNewConstMetric(c.tableHits, prometheus.CounterValue, float64(ts.Hits), label)
-		ch <- prometheus.MustNewConstMetric(c.tableMisses, prometheus.CounterValue, float64(ts.Misses), label)
-		ch <- prometheus.MustNewConstMetric(c.tableInvalidations, prometheus.CounterValue, float64(ts.Invalidations), label)
-		ch <- prometheus.MustNewConstMetric(c.tableErrors, prometheus.CounterValue, float64(ts.Errors), label)
-		ch <- prometheus.MustNewConstMetric(c.tableEvictions, prometheus.CounterValue, float64(ts.Evictions), label)
+		ch <- constMetric(c.tableHits, prometheus.CounterValue, float64(ts.Hits), label)
+		ch <- constMetric(c.tableMisses, prometheus.CounterValue, float64(ts.Misses), label)
+		ch <- constMetric(c.tableInvalidations, prometheus.CounterValue, float64(ts.Invalidations), label)
+		ch <- constMetric(c.tableErrors, prometheus.CounterValue, float64(ts.Errors), label)
+		ch <- constMetric(c.tableEvictions, prometheus.CounterValue, float64(ts.Evictions), label)
 		for reason, n := range ts.MissReasons.Map() {
-			ch <- prometheus.MustNewConstMetric(c.tableMissReasons, prometheus.CounterValue, float64(n), label, reason)
+			ch <- constMetric(c.tableMissReasons, prometheus.CounterValue, float64(n), label, reason)
 		}
 	}
 	c.tableBypasses.Collect(ch)
@@ -260,9 +283,100 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Observe returns the GORM plugin option that feeds the collector's
-// per-table metrics: pass it to gormcache.New for every plugin using the
-// collector's cache.
-func (c *Collector) Observe() gormcache.Option { return gormcache.Observe(c.ObserveEvent) }
+// per-table metrics, and lets it export the plugin's freshness sampler:
+// pass it to gormcache.New for every plugin using the collector's cache.
+func (c *Collector) Observe() gormcache.Option {
+	observe := gormcache.Observe(c.ObserveEvent)
+	return func(p *gormcache.Plugin) {
+		observe(p)
+		c.pluginsMu.Lock()
+		c.plugins = append(c.plugins, weak.Make(p))
+		c.pluginsMu.Unlock()
+	}
+}
+
+// collectFreshness exports the freshness counters summed over the live
+// plugins that sample; nothing when none does (an absent series, not a 0
+// that would read as "checked, all fresh").
+func (c *Collector) collectFreshness(ch chan<- prometheus.Metric) {
+	c.pluginsMu.Lock()
+	var ps []*gormcache.Plugin
+	live := c.plugins[:0]
+	for _, w := range c.plugins {
+		if p := w.Value(); p != nil {
+			ps = append(ps, p)
+			live = append(live, w)
+		}
+	}
+	clear(c.plugins[len(live):])
+	c.plugins = live
+	c.pluginsMu.Unlock()
+	var sum gormcache.FreshnessReport
+	for _, p := range ps {
+		r := p.Freshness()
+		if !r.Enabled {
+			continue
+		}
+		sum.Enabled = true
+		sum.Sampled += r.Sampled
+		sum.Matched += r.Matched
+		sum.Stale += r.Stale
+		sum.Explained += r.Explained
+		sum.Unconfirmed += r.Unconfirmed
+		sum.Skipped += r.Skipped
+		sum.Dropped += r.Dropped
+		sum.Errors += r.Errors
+		sum.InFlight += r.InFlight
+	}
+	if !sum.Enabled {
+		return
+	}
+	ch <- constMetric(c.freshSampled, prometheus.CounterValue, float64(sum.Sampled))
+	for _, r := range []struct {
+		result string
+		n      uint64
+	}{{"matched", sum.Matched}, {"stale", sum.Stale}, {"explained", sum.Explained}, {"unconfirmed", sum.Unconfirmed},
+		{"skipped", sum.Skipped}, {"dropped", sum.Dropped}, {"error", sum.Errors}} {
+		ch <- constMetric(c.freshChecks, prometheus.CounterValue, float64(r.n), r.result)
+	}
+	ch <- constMetric(c.freshBusy, prometheus.GaugeValue, float64(sum.InFlight))
+}
+
+// labelValue returns s as a valid label value: invalid UTF-8 bytes become
+// U+FFFD (client_golang refuses them).
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// byLabelValue returns counts by their names' label values, summing the
+// names that differ only in invalid bytes (two series with one label would
+// fail the scrape).
+func byLabelValue(m map[string]uint64) map[string]uint64 {
+	for name := range m {
+		if !utf8.ValidString(name) {
+			out := make(map[string]uint64, len(m))
+			for name, n := range m {
+				out[labelValue(name)] += n
+			}
+			return out
+		}
+	}
+	return m
+}
+
+// constMetric is prometheus.MustNewConstMetric without the panic: an
+// invalid metric fails its scrape (promhttp reports it) instead of ending
+// the process. Label values are made valid before, so it is not expected.
+func constMetric(desc *prometheus.Desc, typ prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(desc, typ, v, labels...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(desc, err)
+	}
+	return m
+}
 
 // ObserveEvent counts one statement's event; Observe installs it. It is
 // exported for callers that combine several observers in one.
@@ -314,13 +428,16 @@ func (t *tableMetrics) count(m *sync.Map, vec *prometheus.CounterVec, reason str
 // table returns the metrics of table name, or of OtherLabel past the bound.
 func (c *Collector) table(name string) *tableMetrics {
 	return c.tables.get(name, c.maxTables, maxTableName, func(label string) *tableMetrics {
-		return &tableMetrics{label: label}
+		return &tableMetrics{label: labelValue(label)}
 	})
 }
 
 // reason returns reason's label value, or OtherLabel past the bound.
 func (c *Collector) reason(r string) string {
-	return *c.reasons.get(r, querycache.MaxStatsReasons, maxReason, func(label string) *string { return &label })
+	return *c.reasons.get(r, querycache.MaxStatsReasons, maxReason, func(label string) *string {
+		v := labelValue(label)
+		return &v
+	})
 }
 
 // boundedSet maps names to values for at most max names (plus OtherLabel,
