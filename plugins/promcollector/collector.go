@@ -41,6 +41,7 @@ package promcollector
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,7 +304,7 @@ func (c *Collector) collectFreshness(ch chan<- prometheus.Metric) {
 	var ps []*gormcache.Plugin
 	live := c.plugins[:0]
 	for _, w := range c.plugins {
-		if p := w.Value(); p != nil {
+		if p := w.Value(); p != nil && !slices.Contains(ps, p) { // a plugin given Observe twice counts once
 			ps = append(ps, p)
 			live = append(live, w)
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -464,4 +465,42 @@ func TestCollectorTableEvictions(t *testing.T) {
 	if ev == 0 || ev > all {
 		t.Errorf("users' evictions %v; want some, at most the store's %v", ev, all)
 	}
+}
+
+// The freshness counters are exported for the plugins given Observe that
+// sample, summed, each plugin once; absent when none samples.
+func TestCollectorFreshness(t *testing.T) {
+	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	col := promcollector.New(cache, promcollector.Options{})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(col)
+	families := func() map[string]bool {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, mf := range mfs {
+			m[mf.GetName()] = true
+		}
+		return m
+	}
+	quiet := gormcache.New(cache, col.Observe())
+	_ = quiet
+	if families()["querycache_freshness_sampled_total"] {
+		t.Errorf("freshness exported with no plugin sampling")
+	}
+	obs := col.Observe()
+	sampling := gormcache.New(cache, obs, obs, gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1}))
+	fams := families()
+	for _, name := range []string{"querycache_freshness_sampled_total", "querycache_freshness_checks_total", "querycache_freshness_in_flight"} {
+		if !fams[name] {
+			t.Errorf("%s not exported with a sampling plugin", name)
+		}
+	}
+	runtime.KeepAlive(sampling)
 }
