@@ -368,7 +368,7 @@ const (
 // read reads the file p of name. touch refreshes its modification time
 // when it is live and was not refreshed in the last touchAfter.
 func (s *Store) read(p string, kind byte, name string, now time.Time, touch bool) (record, state, error) {
-	f, err := os.Open(p)
+	f, err := openRead(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return record{}, absent, nil
@@ -661,7 +661,14 @@ func (s *Store) extend(versions []string, now time.Time, ttl time.Duration) erro
 }
 
 // Bump implements querycache.Store: each version is replaced by a file
-// with a fresh token (temp + rename under the stripe's lock).
+// with a fresh token (temp + rename under the stripe's lock). When the new
+// file cannot be written (a full disk, a quota), the version's file is
+// removed instead, which needs no space: a missing version is read as a
+// new random token, so the entries that recorded the old one stop being
+// served in every process, as after a replacement. Before, a full disk
+// left the old token in place and another process went on serving what
+// the write changed for as long as the disk stayed full
+// (TestHostile25FileDiskFullBumpStopsOtherProcess).
 func (s *Store) Bump(ctx context.Context, versions []string) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -670,8 +677,25 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 	for _, name := range versions {
 		data := encode(record{kind: kindVersion, expires: deadline(now, s.opts.VersionTTL), name: []byte(name), value: tokenBytes(querycache.NewToken())})
 		if err := s.replace(kindVersion, name, data); err != nil {
-			return err
+			if s.removeVersion(name) != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+// removeVersion removes the file of the version name under its stripe's
+// lock; a file already gone is removed.
+func (s *Store) removeVersion(name string) error {
+	_, p, stripe := s.path(kindVersion, name)
+	lk, err := s.lock(stripe)
+	if err != nil {
+		return err
+	}
+	defer lk.unlock()
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	return nil
 }

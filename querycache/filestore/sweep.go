@@ -293,7 +293,7 @@ func (s *Store) walk(ctx context.Context, now time.Time) (files, temps []sweepFi
 }
 
 func readHeader(p string, buf []byte, size int64) (kind byte, expires int64, ok bool) {
-	f, err := os.Open(p)
+	f, err := openRead(p)
 	if err != nil {
 		return 0, 0, false
 	}
