@@ -147,6 +147,11 @@ func New(opts Options) (*Cache, error) {
 	if b, ok := opts.Store.(interface{ bindNamespace(keys.Namespace) }); ok {
 		b.bindNamespace(c.ns)
 	}
+	// A store of another package learns the namespace (its epoch, which
+	// its recovery replaces) the same way, by an exported method.
+	if b, ok := opts.Store.(interface{ BindNamespace(keys.Namespace) }); ok {
+		b.BindNamespace(c.ns)
+	}
 	if b, ok := opts.Store.(interface{ bindMaxEntry(int) }); ok {
 		b.bindMaxEntry(c.maxSize)
 	}

@@ -8,6 +8,16 @@ import (
 
 // Store is where entries and versions live: process memory (MemoryStore),
 // Redis, or both. Implementations must be safe for concurrent use.
+//
+// A store shared by processes, which may stop answering, should also
+// implement BindNamespace(keys.Namespace) and OnRecover(func()), which New
+// calls: when it answers again it replaces each bound namespace's epoch
+// (ns.Epoch(), a version: Bump it) before any lookup reaches it, and then
+// runs the functions (New's delivers the invalidations kept meanwhile).
+// Another process's invalidation may have been lost while this one could
+// not see the store; the epoch is what makes everything cached before the
+// outage stop being served (RedisStore, PostgresStore and the Memcached
+// store do this).
 type Store interface {
 	// Entry keys and version names are chosen by the caller (package keys
 	// keeps them apart: entries q:, o:, kv:, versions v:); a store may keep

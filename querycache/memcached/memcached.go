@@ -49,11 +49,13 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
+	"querycache.dev/keys"
 	"querycache.dev/querycache"
 )
 
@@ -119,6 +121,10 @@ type Store struct {
 	err    error
 	closed atomic.Bool
 	brk    breaker
+
+	recMu      sync.Mutex
+	nss        []keys.Namespace // the caches' namespaces: their epochs, replaced by recover
+	recoverFns []func()
 }
 
 var (
@@ -248,7 +254,8 @@ func (s *Store) ready(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !s.brk.allow() {
+	ok, probe := s.brk.allow()
+	if !ok || (probe && !s.recover()) {
 		return querycache.ErrStoreUnavailable
 	}
 	return nil
@@ -263,7 +270,9 @@ func (s *Store) BreakerOpenings() int64 { return s.brk.opened.Load() }
 
 // breaker keeps a server that does not answer from adding Timeout to
 // every query. It needs no goroutine: once open, the first call after each
-// probe interval goes through as the probe.
+// probe interval runs the probe (recover) before its own work. Only the
+// probe closes it: an answer to a call that was already under way when it
+// opened does not (the epochs must be replaced first).
 type breaker struct {
 	threshold int32 // <= 0: never opens
 	probe     int64 // nanoseconds
@@ -273,29 +282,34 @@ type breaker struct {
 	healing   atomic.Bool // an invalidation is going through the open breaker (Bump)
 }
 
-// allow reports whether a call may go to the server.
-func (b *breaker) allow() bool {
+// allow reports whether a call may go to the server, and whether it must
+// probe first (the breaker is open and due for a probe).
+func (b *breaker) allow() (ok, probe bool) {
 	u := b.openUntil.Load()
 	if u == 0 {
-		return true
+		return true, false
 	}
 	now := time.Now().UnixNano()
 	if now < u {
-		return false
+		return false, false
 	}
 	// One caller becomes the probe; the others wait for the next one.
-	return b.openUntil.CompareAndSwap(u, now+b.probe)
+	ok = b.openUntil.CompareAndSwap(u, now+b.probe)
+	return ok, ok
+}
+
+// close closes the breaker: the probe got its answers.
+func (b *breaker) close() {
+	b.failures.Store(0)
+	b.openUntil.Store(0)
 }
 
 // record counts the outcome of one call: answered (even NOT_STORED, a
 // miss or a conflict) or not.
 func (b *breaker) record(answered bool) {
 	if answered {
-		if b.failures.Load() != 0 {
+		if b.failures.Load() != 0 && b.openUntil.Load() == 0 {
 			b.failures.Store(0)
-		}
-		if b.openUntil.Load() != 0 {
-			b.openUntil.Store(0)
 		}
 		return
 	}
@@ -313,10 +327,18 @@ func answered(err error) bool {
 	case err == nil,
 		errors.Is(err, memcache.ErrCacheMiss), errors.Is(err, memcache.ErrNotStored),
 		errors.Is(err, memcache.ErrCASConflict), errors.Is(err, memcache.ErrMalformedKey),
-		serverTooLarge(err):
+		serverTooLarge(err), serverRefused(err):
 		return true
 	}
 	return false
+}
+
+// serverRefused reports an error line the server sent: SERVER_ERROR (out
+// of memory under -M, say), which the client reports as an unexpected
+// response line. The server answered: the breaker stays closed, and the
+// calls it would answer are made (TestHostile25MemcachedOutOfMemoryIsAnAnswer).
+func serverRefused(err error) bool {
+	return err != nil && (errors.Is(err, memcache.ErrServerError) || strings.Contains(err.Error(), "memcache: unexpected response line"))
 }
 
 // do runs one client operation and records its outcome in the breaker.
@@ -330,7 +352,10 @@ func (s *Store) do(fn func() error) error {
 // (never 0, which means "never expires"), and beyond 30 days an absolute
 // Unix time, as the protocol requires.
 func expiration(ttl time.Duration) int32 {
-	secs := int64((ttl + time.Second - 1) / time.Second)
+	secs := int64(ttl / time.Second)
+	if ttl%time.Second != 0 {
+		secs++ // rounded up without adding to ttl first: a ttl near MaxInt64 overflowed to 1 s
+	}
 	if secs < 1 {
 		secs = 1
 	}
@@ -568,10 +593,13 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 		if errors.Is(err, querycache.ErrStoreUnavailable) && (healing || s.brk.healing.CompareAndSwap(false, true)) {
 			// An invalidation does not wait for the breaker's next probe:
 			// another process, back in use already, would serve what this
-			// write changed until then. It goes through as the probe (one
-			// at a time; Timeout bounds it) and an answer closes the
-			// breaker (querycache's breaker.heal is the same rule).
-			healing, err = true, nil
+			// write changed until then. It runs the probe itself (one at a
+			// time; Timeout bounds it), which closes the breaker when the
+			// server answers (querycache's breaker.heal is the same rule).
+			healing = true
+			if s.recover() {
+				err = nil
+			}
 		}
 		if err != nil {
 			return err

@@ -1,0 +1,74 @@
+package memcached
+
+import (
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// BindNamespace tells the store the namespace of a querycache.Cache using
+// it (querycache.New calls it): a recovery replaces that namespace's epoch.
+func (s *Store) BindNamespace(ns keys.Namespace) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	for _, n := range s.nss {
+		if n == ns {
+			return
+		}
+	}
+	s.nss = append(s.nss, ns)
+}
+
+// OnRecover registers fn to run each time the breaker closes again (on a
+// goroutine of its own): querycache.New registers the delivery, first
+// thing, of the invalidations the cache could not deliver meanwhile.
+func (s *Store) OnRecover(fn func()) {
+	s.recMu.Lock()
+	s.recoverFns = append(s.recoverFns, fn)
+	s.recMu.Unlock()
+}
+
+// probeVersion is the version a probe replaces when no cache is bound.
+const probeVersion = "querycache:probe"
+
+// recover is the breaker's probe: it replaces the epoch of every bound
+// namespace (a write: a server that answers is one that stores) and, when
+// every one is replaced, closes the breaker and starts the recovery
+// functions. The epochs are replaced before any lookup reaches the server
+// again because an outage may have hidden invalidations this process never
+// saw fail: another process's, which stayed pending while it was cut off
+// and this one was not, would otherwise be served stale here until that
+// process's retry (its RetryInterval, a second), as the Redis store does.
+// Before, the breaker closed on any answer and a reader served a value
+// another process's write had changed for about that second after a
+// partition healed (TestHostile25MemcachedAllCutOffThenHealed).
+func (s *Store) recover() bool {
+	s.recMu.Lock()
+	names := make([]string, 0, len(s.nss))
+	for _, ns := range s.nss {
+		names = append(names, ns.Epoch())
+	}
+	fns := append([]func(){}, s.recoverFns...)
+	s.recMu.Unlock()
+	if len(names) == 0 {
+		names = append(names, probeVersion)
+	}
+	for _, n := range names {
+		item := &memcache.Item{Key: s.mkey('v', n), Value: tokenBytes(querycache.NewToken())}
+		err := s.client.Set(item)
+		if err != nil && stale(err) {
+			s.dropIdle()
+			err = s.client.Set(item)
+		}
+		if err != nil {
+			s.brk.record(false)
+			return false
+		}
+	}
+	s.brk.close()
+	for _, fn := range fns {
+		go fn()
+	}
+	return true
+}
