@@ -298,6 +298,9 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 	if ttl <= 0 {
 		ttl = c.ttl
 	}
+	// As the KV API's: a TTL of centuries ("forever") put the expiry past
+	// 2262, where UnixNano is undefined, and the entry never hit.
+	ttl = min(ttl, maxKVTTL)
 	raw := encodeEntry(entry{
 		expires: created.Add(ttl).UnixNano(),
 		created: created.UnixNano(),

@@ -316,7 +316,8 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 // store its value over it (its compare-and-swap from what it read fails).
 const tombstoneTTL = 10 * time.Minute
 
-// maxKVTTL is the longest lifetime of a value: a longer TTL ("forever",
+// maxKVTTL is the longest lifetime of a value, and of a query's entry
+// (Key.TTL, Options.DefaultTTL): a longer TTL ("forever",
 // time.Duration(math.MaxInt64)) is this one. Past about 236 years an
 // expiry in nanoseconds since 1970 overflows.
 const maxKVTTL = 10 * 365 * 24 * time.Hour
