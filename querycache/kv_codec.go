@@ -21,7 +21,9 @@ type Codec interface {
 // value), and its decoder is made for untrusted bytes: it bounds nesting,
 // array and map sizes, and rejects duplicate map keys and invalid UTF-8
 // text, so garbage in a shared store is an error (a miss), never a panic
-// or a huge allocation. Like encoding/json it sees only exported fields.
+// or a huge allocation. Like encoding/json it sees only exported fields;
+// unlike it, a map field the struct does not have is an error (a value of
+// another type, or of an older version of the type, is computed again).
 func CBOR() Codec { return cborCodec }
 
 var cborCodec = func() Codec {
@@ -38,6 +40,10 @@ var cborCodec = func() Codec {
 		MaxMapPairs:      1 << 20,
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
 		UTF8:             cbor.UTF8RejectInvalid,
+		// A struct stored by another type (its fields not T's) does not
+		// decode into T: an error, so Remember computes T again and GetAs
+		// reports it, where it was a zero T served as a hit.
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 	}.DecMode()
 	if err != nil {
 		panic(err)

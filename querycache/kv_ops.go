@@ -15,9 +15,14 @@ type kvRead struct {
 	raw   []byte // the bytes stored (nil: none), for a compare-and-swap
 	e     entry
 	v     kvValue
-	names []string     // the epoch and v.deps: the versions e's tokens are of
-	alive bool         // decoded, unexpired, every version current, none pending
-	shown shownVersion // the value's own version, read before the value
+	names []string // the epoch and v.deps: the versions e's tokens are of
+	// present: a value that may be served is there (decoded, unexpired,
+	// every version it recorded current, none pending); alive: and it may
+	// be served to this caller, whose DependsOn names no other versions.
+	// Add and Delete ask whether a value is there, Get whether it is
+	// theirs to serve.
+	present, alive bool
+	shown          shownVersion // the value's own version, read before the value
 }
 
 // read fetches the value stored under name and says whether it may be
@@ -51,7 +56,7 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 	r.e, r.v = e, v
 	if !slices.Equal(v.deps, deps) {
 		names = append(names[:1], v.deps...)
-		tokens = tokens[:1]
+		tokens = append(make([]uint64, 0, 1+len(v.deps)), tokens[0]) // not the store's slice: it may share it
 		if len(v.deps) > 0 {
 			_, more, err := kv.st.Fetch(ctx, "", v.deps)
 			if err != nil {
@@ -61,7 +66,8 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 		}
 	}
 	r.names = names
-	r.alive = e.fresh(kv.c.now(), tokens) && !kv.c.pending.covers(names, epoch)
+	r.present = e.fresh(kv.c.now(), tokens) && !kv.c.pending.covers(names, epoch)
+	r.alive = r.present
 	if len(deps) > 0 && !slices.Equal(v.deps, deps) {
 		// The caller depends on versions the value did not record: it
 		// cannot know they are unchanged since (GetOrSet does the same).
@@ -289,7 +295,7 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 		if err != nil {
 			return false, kv.failed(ctx, "add", err)
 		}
-		if r.alive {
+		if r.present { // whatever it depends on: Add never replaces a value that may be served
 			return false, nil
 		}
 		raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
@@ -347,7 +353,7 @@ func (kv *KV) Delete(ctx context.Context, key string, opts ...KVOption) (bool, e
 	if err := kv.st.Put(ctx, name, tomb, tombstoneTTL); err != nil {
 		return false, kv.failed(ctx, "delete", err)
 	}
-	return r.alive, kv.failed(ctx, "delete", kv.changed(ctx, name))
+	return r.present, kv.failed(ctx, "delete", kv.changed(ctx, name))
 }
 
 // DeleteMany deletes every key (Django's delete_many). It stops at the
@@ -516,53 +522,66 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 	if delta > 0 && o.version > math.MaxInt-delta || delta < 0 && o.version < math.MinInt-delta {
 		return 0, fmt.Errorf("querycache: IncrVersion of %q: version %d + %d overflows", key, o.version, delta)
 	}
+	if kv.sw == nil {
+		return 0, ErrNotAtomic
+	}
 	old := kv.name(key, o)
-	r, err := kv.read(ctx, old, o.deps)
-	if err != nil {
-		return 0, kv.failed(ctx, "incr_version", err)
-	}
-	if !r.alive {
-		return 0, ErrNotFound
-	}
 	nv := o.version + delta
 	o.version = nv
-	ttl := time.Duration(r.e.expires - kv.c.now().UnixNano())
-	if ttl <= 0 {
-		return 0, ErrNotFound
-	}
 	moved := kv.name(key, o)
-	if delta == 0 {
-		return nv, nil
-	}
-	tomb := kv.tombstone()
+	// The old version is retired first, by a compare-and-swap from what
+	// was read (an Incr that landed in between makes it fail: read again),
+	// and only then is the value installed under the new one. Copying
+	// first, as before, let a retry copy the old value again over the new
+	// version after another caller's Incr of the new version had returned
+	// (TestHostile26IncrVersionLosesNoIncrement). Between the two
+	// steps the key is briefly absent under both versions: an Incr then
+	// reports ErrNotFound, never a count that is later lost.
 	for range kvRetries {
-		if err := kv.put(ctx, moved, r.raw, ttl, r.names); err != nil {
-			return 0, kv.failed(ctx, "incr_version", err)
-		}
-		if kv.sw == nil {
-			if err := kv.st.Put(ctx, old, tomb, tombstoneTTL); err != nil {
-				return 0, kv.failed(ctx, "incr_version", err)
-			}
-			break
-		}
-		// The old key is retired only if it still holds what was
-		// copied: an Incr that landed in between is copied again.
-		ok, err := kv.sw.CompareAndSwap(ctx, old, r.raw, tomb, tombstoneTTL, nil)
+		r, err := kv.read(ctx, old, o.deps)
 		if err != nil {
-			return 0, kv.failed(ctx, "incr_version", err)
-		}
-		if ok {
-			break
-		}
-		if r, err = kv.read(ctx, old, o.deps); err != nil {
 			return 0, kv.failed(ctx, "incr_version", err)
 		}
 		if !r.alive {
 			return 0, ErrNotFound
 		}
-		if ttl = time.Duration(r.e.expires - kv.c.now().UnixNano()); ttl <= 0 {
+		ttl := time.Duration(r.e.expires - kv.c.now().UnixNano())
+		if ttl <= 0 {
 			return 0, ErrNotFound
 		}
+		if delta == 0 {
+			return nv, nil
+		}
+		ok, err := kv.sw.CompareAndSwap(ctx, old, r.raw, kv.tombstone(), tombstoneTTL, nil)
+		if err != nil {
+			return 0, kv.failed(ctx, "incr_version", err)
+		}
+		if !ok {
+			continue
+		}
+		// Over whatever the new version holds, as Django's incr_version
+		// sets it: a write to it that lands before this swap is ordered
+		// before the move, and the swap is tried again from it (after
+		// kvRetries lost races, a plain put: the value must not be lost).
+		installed := false
+		for range kvRetries {
+			m, err := kv.read(ctx, moved, nil)
+			if err != nil {
+				return 0, kv.failed(ctx, "incr_version", err)
+			}
+			if installed, err = kv.sw.CompareAndSwap(ctx, moved, m.raw, r.raw, ttl, r.names); err != nil {
+				return 0, kv.failed(ctx, "incr_version", err)
+			}
+			if installed {
+				break
+			}
+		}
+		if !installed {
+			if err := kv.put(ctx, moved, r.raw, ttl, r.names); err != nil {
+				return 0, kv.failed(ctx, "incr_version", err)
+			}
+		}
+		return nv, kv.failed(ctx, "incr_version", kv.changed(ctx, old, moved))
 	}
-	return nv, kv.failed(ctx, "incr_version", kv.changed(ctx, old, moved))
+	return 0, fmt.Errorf("querycache: IncrVersion of %q lost %d races in a row", key, kvRetries)
 }

@@ -379,9 +379,12 @@ func (s *RedisStore) Fetch(ctx context.Context, key string, versions []string) (
 	}
 	if shared {
 		s.coalesced.Add(1)
-		return r.value, append([]uint64(nil), r.tokens...), nil
 	}
-	return r.value, r.tokens, nil
+	// Every caller gets tokens of its own, the leader too: the callers
+	// who joined copy the batch's tokens when they wake, which may be
+	// after the leader returned and reused its slice (KV.read did, a data
+	// race under TestHostile26ConcurrentAddsWithOtherDependenciesOneWinner).
+	return r.value, append([]uint64(nil), r.tokens...), nil
 }
 
 type fetched struct {
