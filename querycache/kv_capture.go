@@ -58,6 +58,7 @@ func DependsOnCapture(cap *Capture) KVOption {
 // The captures of the caller's context record what the value depends on,
 // on a hit as on a fill, so captured values nest.
 func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx context.Context) ([]byte, error), opts ...KVOption) (value []byte, hit bool, err error) {
+	defer untrackFailure(ctx, &err)
 	o, err := kv.call(opts)
 	if err != nil {
 		return nil, false, err
@@ -190,6 +191,11 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 	switch {
 	case n > 0:
 		kv.c.stats.refusals.add("untracked")
+	case ctx.Err() != nil:
+		// The caller's request ended while it rendered: what it made may
+		// be a fallback ("the rest timed out"), not the page
+		// (TestHostile27CancelledRenderNotStored).
+		kv.c.stats.refusals.add("cancelled")
 	case len(deps) > maxKVDeps:
 		kv.c.stats.refusals.add("too_many_versions")
 	case kv.check(b) != nil:
@@ -233,3 +239,15 @@ func (kv *KV) stillCurrent(ctx context.Context, f capturedFill) bool {
 
 // errNotShared makes the callers that joined a flight compute their own.
 var errNotShared = errors.New("querycache: the shared fill is not for its followers")
+
+// untrackFailure marks the captures ctx carries untracked when a
+// GetOrSet-like call fails: its caller shows something else in its place
+// (an error message, a fallback), which no version describes. A page that
+// nests a fragment whose loader failed was stored, the fragment's error in
+// it, and served after the failure had ended
+// (TestHostile27FailedFragmentPageStored).
+func untrackFailure(ctx context.Context, err *error) {
+	if *err != nil {
+		Untracked(ctx, "fill_error")
+	}
+}

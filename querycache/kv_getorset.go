@@ -24,6 +24,7 @@ import (
 // A value stored under key with other dependencies than this call's is a
 // miss here, and is replaced.
 func (kv *KV) GetOrSet(ctx context.Context, key string, fill func(ctx context.Context) ([]byte, error), opts ...KVOption) (value []byte, hit bool, err error) {
+	defer untrackFailure(ctx, &err)
 	v, hit, err := kv.getOrSet(ctx, key, kindBytes, fill, opts, nil)
 	if hit {
 		v.value = slices.Clone(v.value)

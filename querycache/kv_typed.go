@@ -94,7 +94,8 @@ func AddAs[T any](ctx context.Context, kv *KV, key string, v T, opts ...KVOption
 // A value under key that does not decode into a T (stored by another type)
 // is computed again and replaced. An error of fn is returned and nothing
 // is cached.
-func Remember[T any](ctx context.Context, kv *KV, key string, ttl time.Duration, fn func(ctx context.Context) (T, error), opts ...KVOption) (T, error) {
+func Remember[T any](ctx context.Context, kv *KV, key string, ttl time.Duration, fn func(ctx context.Context) (T, error), opts ...KVOption) (_ T, err error) {
+	defer untrackFailure(ctx, &err)
 	if ttl > 0 {
 		opts = append(opts[:len(opts):len(opts)], WithTTL(ttl))
 	}
