@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // recorder is the ResponseWriter a handler writes to while its page is
@@ -135,5 +136,44 @@ func (r *recorder) result() record {
 	if !r.wroteHeader {
 		return record{status: http.StatusOK, header: r.header.Clone(), body: r.body.Bytes()}
 	}
-	return record{status: r.status, header: r.sent, body: r.body.Bytes()}
+	h := r.sent
+	if late := r.lateTrailers(); len(late) > 0 {
+		// Kept under http.TrailerPrefix: the response is then not stored
+		// (it has trailers), and sent as the handler made it, trailers
+		// included. Before, values set after the body were dropped with
+		// the map they were set in (TestHostile27UndeclaredTrailerStored,
+		// TestHostile27DeclaredTrailerDropped).
+		h = h.Clone()
+		for k, vs := range late {
+			h[http.TrailerPrefix+k] = vs
+		}
+	}
+	return record{status: r.status, header: h, body: r.body.Bytes()}
+}
+
+// lateTrailers returns the trailers the handler set after WriteHeader: the
+// keys with http.TrailerPrefix, and the values of the names its Trailer
+// header declared.
+func (r *recorder) lateTrailers() http.Header {
+	var t http.Header
+	add := func(k string, vs []string) {
+		if t == nil {
+			t = make(http.Header)
+		}
+		t[k] = vs
+	}
+	for k, vs := range r.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			add(name, vs)
+		}
+	}
+	for _, decl := range r.sent.Values("Trailer") {
+		for name := range strings.SplitSeq(decl, ",") {
+			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
+			if vs := r.header[name]; name != "" && len(vs) > 0 {
+				add(name, vs)
+			}
+		}
+	}
+	return t
 }
