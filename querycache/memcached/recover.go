@@ -56,13 +56,9 @@ func (s *Store) recover() bool {
 	}
 	for _, n := range names {
 		item := &memcache.Item{Key: s.mkey('v', n), Value: tokenBytes(querycache.NewToken())}
-		err := s.client.Set(item)
-		if err != nil && stale(err) {
-			s.dropIdle()
-			err = s.client.Set(item)
-		}
-		if err != nil {
-			s.brk.record(false)
+		// retry feeds the breaker; an answer does not close it (only
+		// close below does), so the epochs are all replaced first.
+		if err := s.retry(func() error { return s.client.Set(item) }); err != nil {
 			return false
 		}
 	}
