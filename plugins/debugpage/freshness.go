@@ -3,6 +3,8 @@ package debugpage
 import (
 	"html/template"
 	"time"
+
+	"querycache.dev/plugins/gormcache"
 )
 
 // FreshnessSection is the freshness sampler's report
@@ -46,24 +48,13 @@ func (h *handler) freshness() FreshnessSection {
 		return FreshnessSection{Note: "no gormcache plugin was given to the handler: debugpage.Handler(cache, plugin)", Recent: []Finding{}}
 	}
 	f := FreshnessSection{Available: true, Recent: []Finding{}}
+	var sum gormcache.FreshnessReport
 	for _, p := range h.plugins {
 		r := p.Freshness()
 		if !r.Enabled {
 			continue
 		}
-		f.Enabled = true
-		if f.Rate == 0 || r.Rate < f.Rate {
-			f.Rate = r.Rate
-		}
-		f.Sampled += r.Sampled
-		f.Matched += r.Matched
-		f.Stale += r.Stale
-		f.Explained += r.Explained
-		f.Unconfirmed += r.Unconfirmed
-		f.Skipped += r.Skipped
-		f.Dropped += r.Dropped
-		f.Errors += r.Errors
-		f.InFlight += r.InFlight
+		sum.Add(r)
 		for i := len(r.Recent) - 1; i >= 0; i-- {
 			s := r.Recent[i]
 			// The plugin masked the finding's literals already, in its
@@ -71,6 +62,9 @@ func (h *handler) freshness() FreshnessSection {
 			f.Recent = append(f.Recent, Finding{Time: s.Time, SQL: s.SQL, Tables: s.Tables, MoreTables: s.MoreTables, CachedRows: s.CachedRows, DatabaseRows: s.DatabaseRows, DatabaseRowsAtLeast: s.DatabaseRowsAtLeast})
 		}
 	}
+	f.Enabled, f.Rate, f.InFlight = sum.Enabled, sum.Rate, sum.InFlight
+	f.Sampled, f.Matched, f.Stale, f.Explained = sum.Sampled, sum.Matched, sum.Stale, sum.Explained
+	f.Unconfirmed, f.Skipped, f.Dropped, f.Errors = sum.Unconfirmed, sum.Skipped, sum.Dropped, sum.Errors
 	if !f.Enabled {
 		f.Note = "off: enable it with gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 100}) to re-run 1 hit in 100 on the database and compare"
 	}

@@ -132,6 +132,28 @@ type FreshnessReport struct {
 	Recent []StaleFinding
 }
 
+// Add adds the counters of o, when it is enabled, to r: the report of
+// several plugins (the debug page, the Prometheus collector). Rate becomes
+// the lowest rate of those enabled; Recent is left as it is.
+func (r *FreshnessReport) Add(o FreshnessReport) {
+	if !o.Enabled {
+		return
+	}
+	if !r.Enabled || o.Rate < r.Rate {
+		r.Rate = o.Rate
+	}
+	r.Enabled = true
+	r.Sampled += o.Sampled
+	r.Matched += o.Matched
+	r.Stale += o.Stale
+	r.Explained += o.Explained
+	r.Unconfirmed += o.Unconfirmed
+	r.Skipped += o.Skipped
+	r.Dropped += o.Dropped
+	r.Errors += o.Errors
+	r.InFlight += o.InFlight
+}
+
 // StaleFinding describes one stale hit. It never holds bound values.
 type StaleFinding struct {
 	// Time is when the staleness was confirmed.
@@ -461,7 +483,7 @@ func (p *Plugin) reportStale(s *sampler, job *sampleJob, first sampled) {
 			atLeast = "at least "
 		}
 		p.w.log.Warn(context.Background(), "gormcache: stale cache hit: the database disagrees with a cached result %v after the read and no write invalidated it (an invalidation path is missing); tables %s, %d cached rows, %s%d in the database, query: %s",
-			s.opts.Grace, joinTables(job.tables, MaxShapeTables), f.CachedRows, atLeast, f.DatabaseRows, f.SQL)
+			s.opts.Grace, formatTables(f.Tables, f.MoreTables), f.CachedRows, atLeast, f.DatabaseRows, f.SQL)
 	}
 	if s.opts.OnStale != nil {
 		s.opts.OnStale(f)

@@ -40,7 +40,11 @@ func firstTables(tables []string, max int) (kept []string, more int) {
 // joinTables joins tables with commas, up to about max bytes; the names
 // left out are counted at the end ("a,b,(+298 more)").
 func joinTables(tables []string, max int) string {
-	kept, more := firstTables(tables, max)
+	return formatTables(firstTables(tables, max))
+}
+
+// formatTables is joinTables of a list already cut: kept, and more left out.
+func formatTables(kept []string, more int) string {
 	s := strings.Join(kept, ",")
 	if more > 0 {
 		if s != "" {

@@ -314,20 +314,7 @@ func (c *Collector) collectFreshness(ch chan<- prometheus.Metric) {
 	c.pluginsMu.Unlock()
 	var sum gormcache.FreshnessReport
 	for _, p := range ps {
-		r := p.Freshness()
-		if !r.Enabled {
-			continue
-		}
-		sum.Enabled = true
-		sum.Sampled += r.Sampled
-		sum.Matched += r.Matched
-		sum.Stale += r.Stale
-		sum.Explained += r.Explained
-		sum.Unconfirmed += r.Unconfirmed
-		sum.Skipped += r.Skipped
-		sum.Dropped += r.Dropped
-		sum.Errors += r.Errors
-		sum.InFlight += r.InFlight
+		sum.Add(p.Freshness())
 	}
 	if !sum.Enabled {
 		return
