@@ -321,7 +321,10 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 			c.countersOf(tv, t).invalidations.Add(1)
 			prefix, key := tv.ObjectParts(ch.Rows[0].PK)
 			ms.versions.bumpJoined(prefix, key)
-			ms.versions.bump(tv.Table)
+			was := tv.cell.Load()
+			if c := ms.versions.bumpVia(was, tv.Table); c != was && c != nil {
+				tv.cell.Store(c)
+			}
 			c.recent.add(InvalidationRecord{Cause: ch.Cause, Tables: tv.only, Rows: 1, Versions: 2}, nil)
 			return nil
 		}

@@ -61,3 +61,90 @@ func TestOneRowInvalidationOnMemoryStore(t *testing.T) {
 		t.Errorf("row 2 after row 1's invalidation: %q, want the cached one", got)
 	}
 }
+
+// TestBumpViaReachesTheNamesNewCell: bumpVia through a cell remembered
+// from an earlier bump bumps that cell while it lives, and once it is
+// swept (a read then creates the name's new cell), the new one: bumping
+// only the swept cell would leave what was filled under the new one valid.
+func TestBumpViaReachesTheNamesNewCell(t *testing.T) {
+	vt := newVersionTable(1 << 20)
+	const name = "qc:t:items"
+	if got := vt.bumpVia(nil, name); got != nil {
+		t.Fatalf("no version yet: bumpVia returned a cell %p", got)
+	}
+	c1 := vt.cell(name)
+	tok := c1.token.Load()
+	if got := vt.bumpVia(nil, name); got != c1 || c1.token.Load() == tok {
+		t.Fatalf("bumpVia(nil) returned %p (want %p) and left the token %v", got, c1, c1.token.Load() == tok)
+	}
+	tok = c1.token.Load()
+	if got := vt.bumpVia(c1, name); got != c1 || c1.token.Load() == tok {
+		t.Fatalf("bumpVia(c1) returned %p (want %p) and left the token %v", got, c1, c1.token.Load() == tok)
+	}
+	vt.sweep() // read since the last sweep: kept, marked unread
+	vt.sweep() // unread, held by no entry: swept
+	if c1.refs.Load() >= 0 {
+		t.Fatal("the cell was not swept: the test tests nothing")
+	}
+	c2 := vt.cell(name)
+	if c2 == c1 {
+		t.Fatal("a swept cell was handed out again")
+	}
+	tok2 := c2.token.Load()
+	if got := vt.bumpVia(c1, name); got != c2 || c2.token.Load() == tok2 {
+		t.Fatalf("bumpVia(swept c1) returned %p (want the new %p) and left its token %v", got, c2, c2.token.Load() == tok2)
+	}
+}
+
+// TestOneRowInvalidationAfterTableCellSwept: through the Cache, the one-row
+// path remembers the table version's cell (tableVersions.cell); after that
+// cell is swept and a value is filled under the table's new cell, a
+// one-row invalidation of the table makes that value stale.
+//
+// Order of events:
+//  1. A fill that stores nothing reads the table's version: its cell c1.
+//  2. A one-row invalidation of the table: c1 bumped, and remembered.
+//  3. c1 is swept (no entry holds it, unread for a round).
+//  4. A value depending on the table is filled: the new cell c2.
+//  5. A one-row invalidation of the table.
+//  6. Expected: the value is refilled, not served.
+func TestOneRowInvalidationAfterTableCellSwept(t *testing.T) {
+	ctx := context.Background()
+	ms := NewMemoryStore(MemoryOptions{})
+	c, err := New(Options{Store: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k := Key{Name: "list", Versions: []string{c.Namespace().TableVersion("items")}, Tables: []string{"items"}}
+	fill := func(v string, store bool) string {
+		b, _, err := c.GetOrSet(ctx, k, func(context.Context) (Fill, error) {
+			f := Fill{Value: []byte(v)}
+			if !store {
+				f.NoStore = "test"
+			}
+			return f, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	row := Change{Rows: []Row{{Table: "items", PK: "1"}}}
+	fill("none", false)
+	if err := c.Invalidate(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+	ms.versions.sweep()
+	ms.versions.sweep()
+	fill("old", true)
+	if got := fill("unused", true); got != "old" {
+		t.Fatalf("the value was not cached (%q): the test tests nothing", got)
+	}
+	if err := c.Invalidate(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+	if got := fill("new", true); got != "new" {
+		t.Errorf("after the table's invalidation: %q served, want the refill", got)
+	}
+}
