@@ -80,6 +80,9 @@ type inspection struct {
 	// cond is the reading of the first raw condition of the text's WHERE
 	// (rows.go, condMemo).
 	cond atomic.Pointer[condMemo]
+	// keys is how the key of a statement of the text was proven, when its
+	// WHERE is one raw condition on a primary key (rows.go, keyPlan).
+	keys atomic.Pointer[keyPlan]
 }
 
 // keyFreeVerdict is updatedRows' judgement of a SET list against the

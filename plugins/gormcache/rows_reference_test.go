@@ -216,6 +216,15 @@ type refKeyedItem struct {
 	Name string
 }
 
+// refCodeKeyedItem is keyed by its code: with ref_keyed_items' facts, a
+// text that proves refKeyedItem's key proves none of it (a plan proven
+// for one schema must not serve another, keyPlan).
+type refCodeKeyedItem struct {
+	ID   uint
+	Code string `gorm:"primaryKey"`
+	Name string
+}
+
 type refCompositeItem struct {
 	ID   int    `gorm:"primaryKey"`
 	Code string `gorm:"primaryKey"`
@@ -239,6 +248,10 @@ func TestRowsOfMatchesReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	composite, err := schema.Parse(&refCompositeItem{}, cacheStore, schema.NamingStrategy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codeKeyed, err := schema.Parse(&refCodeKeyedItem{}, cacheStore, schema.NamingStrategy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,11 +412,19 @@ func TestRowsOfMatchesReference(t *testing.T) {
 		n = 20000
 	}
 	for i := range n {
+		friendly = rnd.IntN(5) < 3
 		s, table := keyed, "ref_keyed_items"
-		if rnd.IntN(3) == 0 {
+		switch r := rnd.IntN(24); {
+		case r < 8:
 			s, table = composite, "ref_composite_items"
+		case r < 11:
+			s = codeKeyed
 		}
-		friendly = rnd.IntN(2) == 0
+		if !friendly && rnd.IntN(4) == 0 {
+			// Another statement table name, under which a qualified
+			// condition (ref_keyed_items.id = ?) names no key.
+			table = "ref_other_items"
+		}
 		exprs := make([]clause.Expression, 1+rnd.IntN(3))
 		for j := range exprs {
 			exprs[j] = expr(0)
@@ -422,6 +443,9 @@ func TestRowsOfMatchesReference(t *testing.T) {
 			if s == composite {
 				f = facts[6+rnd.IntN(2)]
 			}
+			if s == codeKeyed && rnd.IntN(2) == 0 {
+				f = facts[5]
+			}
 		}
 		want, wantOK := rowsOfRef(stmt, f)
 		got, ok := rowsOf(stmt, f)
@@ -429,6 +453,13 @@ func TestRowsOfMatchesReference(t *testing.T) {
 		// With an inspection shared by random cases: its memo of a raw
 		// condition (condMemo) is read by statements of other schemas,
 		// tables and conditions, and must answer as the reference does.
+		//
+		// The first plan of a key stays with its inspection (keyPlan): one
+		// is replaced now and then, so that plans of many texts, schemas
+		// and facts meet statements they must not serve.
+		if i%64 == 0 {
+			shared[rnd.IntN(len(shared)-1)] = &inspection{}
+		}
 		got2, ok2 := rowsAppend(stmt, f, buf[:0], shared[rnd.IntN(len(shared))])
 		if ok != wantOK || ok2 != wantOK || wantOK && (!slices.Equal(got, want) || !slices.Equal(got2, want)) {
 			t.Fatalf("case %d: %#v with facts %+v: rowsOf %q %v, rowsAppend %q %v, the reference %q %v",
@@ -447,4 +478,53 @@ func TestRowsOfMatchesReference(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d cases proved keys", proved, n)
+}
+
+// A text's keyPlan follows its table's facts when they are learned again
+// (every catalogMaxAge: a new object, equal to the old): a plan kept for
+// the old facts would never serve again. A statement of another schema
+// sharing the text does not replace it.
+func TestKeyPlanFollowsRelearnedFacts(t *testing.T) {
+	t.Parallel()
+	cacheStore := &sync.Map{}
+	keyed, err := schema.Parse(&refKeyedItem{}, cacheStore, schema.NamingStrategy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	composite, err := schema.Parse(&refCompositeItem{}, cacheStore, schema.NamingStrategy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt := func(s *schema.Schema, v any) *gorm.Statement {
+		return &gorm.Statement{Schema: s, Table: "ref_keyed_items", Clauses: map[string]clause.Clause{
+			"WHERE": {Expression: clause.Where{Exprs: []clause.Expression{clause.Expr{SQL: "id = ?", Vars: []any{v}}}}},
+		}}
+	}
+	facts := func() *tableFacts {
+		return &tableFacts{exists: true, relkind: 'r', pk: []string{"id"}, kinds: []pkKind{pkInt}}
+	}
+	in := &inspection{}
+	f1, f2 := facts(), facts()
+	for _, step := range []struct {
+		s    *schema.Schema
+		f    *tableFacts
+		v    any
+		want string // the key ("" none)
+		plan *tableFacts
+	}{
+		{keyed, f1, 7, "7", f1},
+		{keyed, f1, 8, "8", f1},    // by the plan
+		{keyed, f2, 9, "9", f2},    // facts learned again: the plan follows
+		{keyed, f2, "042", "", f2}, // no canonical form: no key, the plan stays
+		{composite, f2, 5, "", f2}, // another schema: no key (composite), the plan stays
+		{keyed, f2, uint64(10), "10", f2},
+	} {
+		got, ok := rowsAppend(stmt(step.s, step.v), step.f, nil, in)
+		if ok != (step.want != "") || ok && got[0] != step.want {
+			t.Fatalf("%v: got %q %v, want %q", step.v, got, ok, step.want)
+		}
+		if kp := in.keys.Load(); kp == nil || kp.f != step.plan {
+			t.Fatalf("%v: the plan is %+v, want one for facts %p", step.v, kp, step.plan)
+		}
+	}
 }
