@@ -179,9 +179,10 @@ type catalogState struct {
 	timer  *time.Timer
 	tables sync.Map // normalised table -> *tableFacts
 	n      atomic.Int64
-	// stored counts the facts stored in tables, once stored: a factsPlan
-	// holding facts it read when the count was c still holds what tables
-	// holds while the count is c.
+	// stored counts what was stored in the state (facts in tables, the
+	// function list), once stored: a factsPlan holding facts it read when
+	// the count was c still holds what tables holds while the count is c,
+	// and a hiddenVerdict judged then is still the judgement.
 	stored atomic.Uint64
 	funcs  atomic.Pointer[fnList] // what pg_proc (SQLite: pragma_function_list) says of function names
 }

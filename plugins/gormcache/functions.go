@@ -347,6 +347,7 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 		}
 		if st.gen == p.cat.current().gen {
 			st.funcs.Store(l)
+			st.stored.Add(1) // after: a plan judged on no list is stale now
 		}
 		p.warnHiddenWriters(l)
 		return l, nil

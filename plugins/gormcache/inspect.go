@@ -83,6 +83,9 @@ type inspection struct {
 	// keys is how the key of a statement of the text was proven, when its
 	// WHERE is one raw condition on a primary key (rows.go, keyPlan).
 	keys atomic.Pointer[keyPlan]
+	// noHidden is when a GORM write of the text was found to call no
+	// hidden writer (writes.go, hiddenVerdict).
+	noHidden atomic.Pointer[hiddenVerdict]
 }
 
 // keyFreeVerdict is updatedRows' judgement of a SET list against the

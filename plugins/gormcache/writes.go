@@ -248,6 +248,48 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 	return p.withDependents(db, ch, &info, sql, learn, cascade, knownFacts{})
 }
 
+// hiddenVerdict says that a GORM write of a text calls no hidden writer
+// (callsHiddenWriter) in the catalog state of generation gen while it has
+// stored stored things: what that judgement read (the facts of the tables
+// the text names, the function list) is what the state still holds.
+type hiddenVerdict struct {
+	gen, stored uint64
+}
+
+// writeCallsHiddenWriter is callsHiddenWriter for a GORM write of in's
+// text, whose "no" is remembered with the text on SQLite. There the
+// driver's FTS3 and R*Tree functions are registered as not deterministic,
+// so every write looked up the facts of each table it names and asked
+// whether each runs a writer: about a tenth of the plugin's share of an
+// update, for the same answer until the catalog state changes. On
+// PostgreSQL the function list answers at once in the common case, and
+// the answer also depends on the transaction's search_path (mayWrite):
+// not remembered.
+//
+// The generation and count are read before the judgement and compared
+// after it: a fact or list stored meanwhile (learned by the judgement
+// itself, say) leaves nothing remembered, so what is remembered was
+// judged on exactly what the state holds while the count is unchanged.
+// A judgement that met facts learned but not stored (past
+// maxCatalogTables) is not remembered either.
+func (p *Plugin) writeCallsHiddenWriter(db *gorm.DB, in *inspection) bool {
+	if p.dialect != "sqlite" {
+		return p.callsHiddenWriter(db, &in.st, true)
+	}
+	st := p.cat.current()
+	stored := st.stored.Load()
+	if v := in.noHidden.Load(); v != nil && v.gen == st.gen && v.stored == stored {
+		return false
+	}
+	if p.callsHiddenWriter(db, &in.st, true) {
+		return true
+	}
+	if p.cat.current() == st && st.stored.Load() == stored && st.n.Load() <= maxCatalogTables {
+		in.noHidden.Store(&hiddenVerdict{gen: st.gen, stored: stored})
+	}
+	return false
+}
+
 // callsHiddenWriter reports whether a statement calls a volatile function
 // of the user's that its text does not show as a call, which may write
 // anything: by attribute notation (SELECT o.claim FROM t o, UPDATE t SET n
@@ -481,7 +523,7 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 		// form?): whatever it is, invalidate everything.
 		return querycache.Change{All: true}, knownFacts{}
 	}
-	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.callsHiddenWriter(db, info, true) {
+	if len(info.Functions) > 0 && p.mayWrite(db, *info, true) || p.writeCallsHiddenWriter(db, in) {
 		// Update("no", gorm.Expr("next_invoice_no()")): what the function
 		// writes is not in the text (TestHostile12GormBuiltStatementCallingWriter);
 		// nor when it is called by attribute notation, authors.claim
@@ -730,11 +772,17 @@ func (p *Plugin) assignsNoKey(in *inspection, sql string, f *tableFacts) bool {
 
 // isDelete reports whether GORM built a DELETE (which assigns nothing).
 // Anything else, a soft delete's UPDATE included, has its SET list read.
-func isDelete(sql string) bool { return hasPrefixFold(sql, "DELETE ") }
+func isDelete(sql string) bool {
+	return len(sql) >= 7 && sql[:7] == "DELETE " || hasPrefixFold(sql, "DELETE ")
+}
 
 // isUpdateOrDelete reports whether sql is an UPDATE or a DELETE (which
-// no ON CONFLICT clause turns into an upsert).
+// no ON CONFLICT clause turns into an upsert). GORM's own spelling is
+// compared first, in one comparison.
 func isUpdateOrDelete(sql string) bool {
+	if len(sql) >= 7 && (sql[:7] == "UPDATE " || sql[:7] == "DELETE ") {
+		return true
+	}
 	return hasPrefixFold(sql, "UPDATE ") || isDelete(sql)
 }
 
