@@ -70,6 +70,7 @@ type analyzer struct {
 	session      bool
 	funcs        []funcRec
 	temps        []string
+	tempTrigs    []string // tables of temporary triggers (Statement.TempTriggers)
 	txops        []TxOp
 	inBody       bool // scanning a trigger or function body: it does not run now
 

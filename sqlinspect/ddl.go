@@ -73,7 +73,8 @@ func (a *analyzer) writeList(j int) int {
 // or procedure may change what every query calling it returns, and a new
 // one may capture calls of an overloaded name. TEMP or TEMPORARY tables, views and
 // sequences (or ones created in SQLite's temp or PostgreSQL's pg_temp
-// schema) are recorded in a.temps.
+// schema) are recorded in a.temps, the tables of temporary triggers in
+// a.tempTrigs.
 func (a *analyzer) create(j int) int {
 	temp := false
 	for {
@@ -133,9 +134,17 @@ func (a *analyzer) create(j int) int {
 		return next
 	case a.isKw(j, kwTrigger):
 		// Its body runs when it fires, not now: a SQLite body is scanned
-		// as such, a PostgreSQL trigger executes a function.
+		// as such, a PostgreSQL trigger executes a function. A temporary
+		// one (TEMP, or named in SQLite's temp schema) fires on its
+		// connection only: its table is recorded in a.tempTrigs.
+		if trigSchema, _, _, ok := a.schemaName(a.skipIfExists(j + 1)); ok && trigSchema == "temp" {
+			temp = true
+		}
 		if on := a.findKw(j+1, kwOn); on >= 0 {
-			next, _ := a.writeTarget(on + 1)
+			_, name, next, ok := a.writeTargetName(on + 1)
+			if ok && temp && name != "" && name != CatalogTable {
+				a.tempTrigs = append(a.tempTrigs, name)
+			}
 			return next
 		}
 		a.undetermined = true

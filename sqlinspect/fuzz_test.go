@@ -165,6 +165,14 @@ func checkInvariants(t *testing.T, sql string, st Statement) {
 	if !slices.IsSorted(st.TempTables) || len(slices.Compact(slices.Clone(st.TempTables))) != len(st.TempTables) {
 		t.Fatalf("%.200q: temporary tables not sorted and unique: %q", sql, st.TempTables)
 	}
+	for _, name := range st.TempTriggers {
+		if !slices.Contains(st.Writes, name) {
+			t.Fatalf("%.200q: %q, with a temporary trigger, is not written: %s", sql, name, show(st))
+		}
+	}
+	if !slices.IsSorted(st.TempTriggers) || len(slices.Compact(slices.Clone(st.TempTriggers))) != len(st.TempTriggers) {
+		t.Fatalf("%.200q: tables of temporary triggers not sorted and unique: %q", sql, st.TempTriggers)
+	}
 	if st.TableRefs < 0 || st.Subqueries < 0 {
 		t.Fatalf("%.200q: negative counts: %s", sql, show(st))
 	}

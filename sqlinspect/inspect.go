@@ -156,6 +156,13 @@ type Statement struct {
 	// pg_temp schema: they shadow other relations on one connection only.
 	// Each is in Writes too. Sorted, without duplicates.
 	TempTables []string
+	// TempTriggers lists, as NormalizeTable spells them, the tables a
+	// trigger was created on TEMP or TEMPORARY, or in SQLite's temp schema
+	// (CREATE TEMP TRIGGER t ... ON items): it fires for writes on the
+	// connection that created it only, where another connection's reading
+	// of the catalog does not show it. Each is in Writes too. Sorted,
+	// without duplicates.
+	TempTriggers []string
 	// TxOps lists the transaction-control statements of the text, in
 	// order (see TxOp). Statements in a trigger or function body are not
 	// listed.
@@ -211,14 +218,16 @@ func (a *analyzer) reset() {
 	clear(a.reads)
 	clear(a.writes)
 	clear(a.temps)
+	clear(a.tempTrigs)
 	*a = analyzer{
-		toks:   a.toks[:0],
-		frames: a.frames[:0],
-		reads:  a.reads[:0],
-		writes: a.writes[:0],
-		temps:  a.temps[:0],
-		funcs:  a.funcs[:0],
-		txops:  a.txops[:0],
+		toks:      a.toks[:0],
+		frames:    a.frames[:0],
+		reads:     a.reads[:0],
+		writes:    a.writes[:0],
+		temps:     a.temps[:0],
+		tempTrigs: a.tempTrigs[:0],
+		funcs:     a.funcs[:0],
+		txops:     a.txops[:0],
 	}
 	if cap(a.toks) > maxPooledTokens {
 		a.toks = nil
@@ -280,9 +289,9 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 	if len(a.txops) > 0 {
 		st.TxOps = slices.Clone(a.txops)
 	}
-	r, w, tt := sortDedup(a.reads), sortDedup(a.writes), sortDedup(a.temps)
+	r, w, tt, trg := sortDedup(a.reads), sortDedup(a.writes), sortDedup(a.temps), sortDedup(a.tempTrigs)
 	size := 0
-	for _, list := range [][]string{r, w, tt} {
+	for _, list := range [][]string{r, w, tt, trg} {
 		for _, s := range list {
 			size += len(s)
 		}
@@ -290,13 +299,13 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 	for _, f := range st.Functions {
 		size += len(f.Schema) + len(f.Name)
 	}
-	if size == 0 && len(r)+len(w)+len(tt) == 0 {
+	if size == 0 && len(r)+len(w)+len(tt)+len(trg) == 0 {
 		return st
 	}
 	var b strings.Builder
 	b.Grow(size)
-	names := make([]string, 0, len(r)+len(w)+len(tt))
-	for _, list := range [][]string{r, w, tt} {
+	names := make([]string, 0, len(r)+len(w)+len(tt)+len(trg))
+	for _, list := range [][]string{r, w, tt, trg} {
 		for _, s := range list {
 			names = append(names, copyInto(&b, s))
 		}
@@ -312,7 +321,10 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 		st.Writes = names[len(r) : len(r)+len(w) : len(r)+len(w)]
 	}
 	if len(tt) > 0 {
-		st.TempTables = names[len(r)+len(w):]
+		st.TempTables = names[len(r)+len(w) : len(r)+len(w)+len(tt) : len(r)+len(w)+len(tt)]
+	}
+	if len(trg) > 0 {
+		st.TempTriggers = names[len(r)+len(w)+len(tt):]
 	}
 	return st
 }

@@ -132,6 +132,33 @@ func TestTempTables(t *testing.T) {
 	}
 }
 
+func TestTempTriggers(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want []string
+	}{
+		{`CREATE TEMP TRIGGER tr AFTER UPDATE ON items BEGIN UPDATE log SET n = n + 1; END`, l("items")},
+		{`CREATE TEMPORARY TRIGGER IF NOT EXISTS tr BEFORE DELETE ON main.Items BEGIN SELECT 1; END`, l("items")},
+		{`CREATE TRIGGER temp.tr AFTER INSERT ON items BEGIN SELECT 1; END`, l("items")},
+		{`CREATE TRIGGER IF NOT EXISTS temp.tr AFTER INSERT ON "Items" BEGIN SELECT 1; END`, l("items")}, // SQLite folds quoted names too
+		{`CREATE TEMP TRIGGER a AFTER UPDATE ON x BEGIN SELECT 1; END; CREATE TEMP TRIGGER b AFTER UPDATE ON x BEGIN SELECT 1; END`, l("x")},
+		{`CREATE TRIGGER tr AFTER UPDATE ON items BEGIN SELECT 1; END`, nil},
+		{`CREATE TRIGGER main.tr AFTER UPDATE ON items BEGIN SELECT 1; END`, nil},
+		{`CREATE TRIGGER tr AFTER UPDATE ON items FOR EACH ROW EXECUTE FUNCTION f()`, nil},
+		{`CREATE TEMP TABLE t (id int)`, nil},
+	} {
+		st := InspectDialect(c.sql, DialectSQLite)
+		if !slices.Equal(st.TempTriggers, c.want) {
+			t.Errorf("Inspect(%q).TempTriggers = %q; want %q", c.sql, st.TempTriggers, c.want)
+		}
+		for _, name := range st.TempTriggers {
+			if !slices.Contains(st.Writes, name) {
+				t.Errorf("Inspect(%q): %q, with a temporary trigger, not written: %q", c.sql, name, st.Writes)
+			}
+		}
+	}
+}
+
 func TestTxOps(t *testing.T) {
 	for _, c := range []struct {
 		sql  string
