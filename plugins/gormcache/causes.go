@@ -9,6 +9,9 @@ const (
 	// causeTempTable: a name was created as a temporary table; entries
 	// filled from it on its connection are dropped (session.go).
 	causeTempTable = "temporary table created"
+	// causeTempTrigger: a temporary trigger was created; what writes on
+	// its connection fired before the plugin noted it is not known.
+	causeTempTrigger = "temporary trigger created"
 	// causeRawTxEnd: a transaction opened by SQL text (BEGIN sent with
 	// db.Exec inside a db.Connection) ended: what it wrote is invalidated
 	// again, after the end (txwatch.go). The writes' own causes follow.

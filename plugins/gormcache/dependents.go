@@ -642,6 +642,9 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 	if p.schemaPending(db) {
 		return querycache.Change{All: true}
 	}
+	if p.w.tempTrigCount.Load() > 0 && p.w.writesTempTriggered(ch) {
+		return querycache.Change{All: true} // a temporary trigger may fire (noteTempTriggers)
+	}
 	var startBuf [4]string // the common write names one table: no allocation
 	start := startBuf[:0]
 	for _, t := range ch.Tables {

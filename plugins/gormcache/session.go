@@ -241,6 +241,47 @@ func (p *Plugin) noteTempTables(db *gorm.DB, names []string) {
 	}
 }
 
+// noteTempTriggers remembers the tables temporary triggers were created
+// on. Such a trigger fires for writes on the connection that created it
+// only, and the catalog's facts, read on whichever connection is free,
+// may not show it (TestHostile28TempTriggerOnOneConnection): every later
+// write of such a table invalidates everything (withDependents). What a
+// write on that connection fired between the trigger's creation and now
+// is not known either: everything is invalidated now, once.
+func (p *Plugin) noteTempTriggers(db *gorm.DB, tables []string) {
+	if p.broken["temp"] {
+		return
+	}
+	for _, n := range tables {
+		n = sqlinspect.NormalizeTable(n)
+		if n == "" {
+			continue
+		}
+		if _, loaded := p.w.tempTrigs.LoadOrStore(n, struct{}{}); !loaded {
+			if p.w.tempTrigCount.Add(1) > maxTempNames {
+				p.w.stop("temp_tables", "gormcache: temporary triggers were created on more than 1024 tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+			}
+		}
+	}
+	p.apply(stmtContext(db), querycache.Change{All: true, Cause: causeTempTrigger})
+}
+
+// writesTempTriggered reports whether ch names a table a temporary trigger
+// was created on.
+func (w *watch) writesTempTriggered(ch querycache.Change) bool {
+	for _, t := range ch.Tables {
+		if _, ok := w.tempTrigs.Load(t); ok {
+			return true
+		}
+	}
+	for _, r := range ch.Rows {
+		if _, ok := w.tempTrigs.Load(r.Table); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // readsTemp reports whether any of tables was ever created as a temporary
 // table.
 func (w *watch) readsTemp(tables []string) bool {

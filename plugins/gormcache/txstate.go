@@ -112,6 +112,9 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
 	if len(info.TempTables) > 0 {
 		p.noteTempTables(db, info.TempTables)
 	}
+	if len(info.TempTriggers) > 0 {
+		p.noteTempTriggers(db, info.TempTriggers)
+	}
 	p.noteSession(db, sc, info)
 	if len(info.TxOps) > 0 {
 		p.noteTxOps(db, sc, info)
@@ -122,7 +125,7 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
 // nor connection state: one read, write or DDL statement without calls
 // that set configuration.
 func plainRaw(info sqlinspect.Statement) bool {
-	if len(info.TxOps) > 0 || info.SessionState || len(info.TempTables) > 0 || info.Statements > 1 {
+	if len(info.TxOps) > 0 || info.SessionState || len(info.TempTables) > 0 || len(info.TempTriggers) > 0 || info.Statements > 1 {
 		return false
 	}
 	switch info.Kind {

@@ -43,6 +43,10 @@ type watch struct {
 	fenceCount atomic.Int32           // live fences
 	tempCount  atomic.Int32           // names created as temporary tables
 	temps      sync.Map               // name -> struct{}
+	// tempTrigs are the tables temporary triggers were created on
+	// (noteTempTriggers), counted by tempTrigCount.
+	tempTrigCount atomic.Int32
+	tempTrigs     sync.Map // name -> struct{}
 
 	mu      sync.Mutex
 	conns   map[*sql.Conn]*sqlTxState // open transactions by SQL text on a db.Connection
