@@ -38,7 +38,8 @@ INSERT INTO h28t_items VALUES (1, 0);
 INSERT INTO h28t_log VALUES (1, 0)`)
 			must(t, e.db.Table("h28t_items").Where("id = ?", 1).Update("v", 1).Error)
 			// The trigger on one connection; facts learned on another.
-			err = e.db.Connection(func(tx *gorm.DB) error {
+			err = e.db.Connection(func(conn *gorm.DB) error {
+				tx := conn.Session(&gorm.Session{}) // each chain from the connection
 				if err := tx.Exec(`CREATE TEMP TRIGGER h28t_t AFTER UPDATE ON h28t_items BEGIN UPDATE h28t_log SET n = n + 1 WHERE id = 1; END`).Error; err != nil {
 					return err
 				}
