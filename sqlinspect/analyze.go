@@ -71,6 +71,7 @@ type analyzer struct {
 	funcs        []funcRec
 	temps        []string
 	tempTrigs    []string // tables of temporary triggers (Statement.TempTriggers)
+	tempViews    []string // temporary views (Statement.TempViews)
 	txops        []TxOp
 	inBody       bool // scanning a trigger or function body: it does not run now
 

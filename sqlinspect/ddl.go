@@ -97,7 +97,9 @@ func (a *analyzer) create(j int) int {
 	case a.isKw(j, kwTable), a.isKw(j, kwView):
 		schema, name, next, ok := a.writeTargetName(a.skipIfExists(j + 1))
 		if ok {
-			a.noteTemp(temp, schema, name)
+			if a.noteTemp(temp, schema, name) && a.isKw(j, kwView) {
+				a.tempViews = append(a.tempViews, name)
+			}
 		}
 		if a.findKw(next, kwExecute) >= 0 {
 			a.undetermined = true // CREATE TABLE t AS EXECUTE p: p's tables are unknown

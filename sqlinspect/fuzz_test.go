@@ -165,6 +165,14 @@ func checkInvariants(t *testing.T, sql string, st Statement) {
 	if !slices.IsSorted(st.TempTables) || len(slices.Compact(slices.Clone(st.TempTables))) != len(st.TempTables) {
 		t.Fatalf("%.200q: temporary tables not sorted and unique: %q", sql, st.TempTables)
 	}
+	for _, name := range st.TempViews {
+		if !slices.Contains(st.TempTables, name) {
+			t.Fatalf("%.200q: temporary view %q is not a temporary relation: %s", sql, name, show(st))
+		}
+	}
+	if !slices.IsSorted(st.TempViews) || len(slices.Compact(slices.Clone(st.TempViews))) != len(st.TempViews) {
+		t.Fatalf("%.200q: temporary views not sorted and unique: %q", sql, st.TempViews)
+	}
 	for _, name := range st.TempTriggers {
 		if !slices.Contains(st.Writes, name) {
 			t.Fatalf("%.200q: %q, with a temporary trigger, is not written: %s", sql, name, show(st))

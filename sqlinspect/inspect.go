@@ -163,6 +163,11 @@ type Statement struct {
 	// of the catalog does not show it. Each is in Writes too. Sorted,
 	// without duplicates.
 	TempTriggers []string
+	// TempViews lists, as NormalizeTable spells them, the TempTables that
+	// are views: reading one runs its query (which may call a function
+	// that writes) on the connection that created it only. Sorted,
+	// without duplicates.
+	TempViews []string
 	// TxOps lists the transaction-control statements of the text, in
 	// order (see TxOp). Statements in a trigger or function body are not
 	// listed.
@@ -219,6 +224,7 @@ func (a *analyzer) reset() {
 	clear(a.writes)
 	clear(a.temps)
 	clear(a.tempTrigs)
+	clear(a.tempViews)
 	*a = analyzer{
 		toks:      a.toks[:0],
 		frames:    a.frames[:0],
@@ -226,6 +232,7 @@ func (a *analyzer) reset() {
 		writes:    a.writes[:0],
 		temps:     a.temps[:0],
 		tempTrigs: a.tempTrigs[:0],
+		tempViews: a.tempViews[:0],
 		funcs:     a.funcs[:0],
 		txops:     a.txops[:0],
 	}
@@ -289,9 +296,9 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 	if len(a.txops) > 0 {
 		st.TxOps = slices.Clone(a.txops)
 	}
-	r, w, tt, trg := sortDedup(a.reads), sortDedup(a.writes), sortDedup(a.temps), sortDedup(a.tempTrigs)
+	r, w, tt, trg, tv := sortDedup(a.reads), sortDedup(a.writes), sortDedup(a.temps), sortDedup(a.tempTrigs), sortDedup(a.tempViews)
 	size := 0
-	for _, list := range [][]string{r, w, tt, trg} {
+	for _, list := range [][]string{r, w, tt, trg, tv} {
 		for _, s := range list {
 			size += len(s)
 		}
@@ -299,13 +306,13 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 	for _, f := range st.Functions {
 		size += len(f.Schema) + len(f.Name)
 	}
-	if size == 0 && len(r)+len(w)+len(tt)+len(trg) == 0 {
+	if size == 0 && len(r)+len(w)+len(tt)+len(trg)+len(tv) == 0 {
 		return st
 	}
 	var b strings.Builder
 	b.Grow(size)
-	names := make([]string, 0, len(r)+len(w)+len(tt)+len(trg))
-	for _, list := range [][]string{r, w, tt, trg} {
+	names := make([]string, 0, len(r)+len(w)+len(tt)+len(trg)+len(tv))
+	for _, list := range [][]string{r, w, tt, trg, tv} {
 		for _, s := range list {
 			names = append(names, copyInto(&b, s))
 		}
@@ -323,8 +330,12 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 	if len(tt) > 0 {
 		st.TempTables = names[len(r)+len(w) : len(r)+len(w)+len(tt) : len(r)+len(w)+len(tt)]
 	}
+	at := len(r) + len(w) + len(tt)
 	if len(trg) > 0 {
-		st.TempTriggers = names[len(r)+len(w)+len(tt):]
+		st.TempTriggers = names[at : at+len(trg) : at+len(trg)]
+	}
+	if at += len(trg); len(tv) > 0 {
+		st.TempViews = names[at:]
 	}
 	return st
 }

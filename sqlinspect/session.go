@@ -122,14 +122,16 @@ func (a *analyzer) pragma(j int) {
 
 // noteTemp records the relation name created by a statement as temporary
 // when temp (TEMP or TEMPORARY was written) or when its schema is SQLite's
-// temp or PostgreSQL's pg_temp.
-func (a *analyzer) noteTemp(temp bool, schema, name string) {
+// temp or PostgreSQL's pg_temp, and reports whether it did.
+func (a *analyzer) noteTemp(temp bool, schema, name string) bool {
 	if name == "" || name == CatalogTable {
-		return // not usable, or not a table of the session's own
+		return false // not usable, or not a table of the session's own
 	}
 	if temp || schema == "temp" || strings.HasPrefix(schema, "pg_temp") {
 		a.temps = append(a.temps, name)
+		return true
 	}
+	return false
 }
 
 // txStmt reads the transaction-control statement at toks[i] into a.txops

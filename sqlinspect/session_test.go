@@ -159,6 +159,32 @@ func TestTempTriggers(t *testing.T) {
 	}
 }
 
+func TestTempViews(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want []string
+	}{
+		{`CREATE TEMP VIEW v AS SELECT 1`, l("v")},
+		{`CREATE OR REPLACE TEMPORARY VIEW v2 AS SELECT f()`, l("v2")},
+		{`CREATE VIEW temp.v3 AS SELECT 1`, l("v3")},
+		{`CREATE VIEW pg_temp.v4 AS SELECT 1`, l("v4")},
+		{`CREATE TEMP VIEW IF NOT EXISTS items AS SELECT * FROM base`, l("items")},
+		{`CREATE VIEW v AS SELECT 1`, nil},
+		{`CREATE TEMP TABLE t (id int)`, nil},
+		{`CREATE TEMP SEQUENCE s`, nil},
+	} {
+		st := inspect(c.sql)
+		if !slices.Equal(st.TempViews, c.want) {
+			t.Errorf("Inspect(%q).TempViews = %q; want %q", c.sql, st.TempViews, c.want)
+		}
+		for _, name := range st.TempViews {
+			if !slices.Contains(st.TempTables, name) {
+				t.Errorf("Inspect(%q): temporary view %q not among the temporary relations %q", c.sql, name, st.TempTables)
+			}
+		}
+	}
+}
+
 func TestTxOps(t *testing.T) {
 	for _, c := range []struct {
 		sql  string

@@ -89,3 +89,46 @@ INSERT INTO h28_log VALUES (1, 0)`)
 		})
 	}
 }
+
+// A read of a temporary view whose query calls a function that writes is a
+// write: with no temporary trigger in the way, only the view's name says so
+// (the facts, read from sqlite_master, describe the main schema's table of
+// that name).
+//
+// Order of events (one connection in the pool):
+//  1. h28v_items (id 1, v 0), h28v_base (id 1, v 0), h28v_log (id 1, n 0);
+//     h28v_bump() bumps h28v_log's n.
+//  2. A read of h28v_items learns its facts: a table.
+//  3. CREATE TEMP VIEW h28v_items over h28v_base calling h28v_bump().
+//  4. h28v_log's n is cached.
+//  5. A read of h28v_items (built by GORM, or by text): the view's query
+//     runs h28v_bump().
+//  6. Expected: the read of h28v_log gives the new n.
+func TestHostile28TempViewReadCallsWriter(t *testing.T) {
+	for name, read := range map[string]func(db *gorm.DB) error{
+		"gorm": func(db *gorm.DB) error {
+			var rows []map[string]any
+			return db.Table("h28v_items").Where("id = ?", 1).Find(&rows).Error
+		},
+		"raw": func(db *gorm.DB) error {
+			var n int
+			return db.Raw("SELECT count(*) FROM h28v_items WHERE b > 0").Scan(&n).Error
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := sqliteWriterEnv(t, "h28v_bump", "h28v_log")
+			sqlDB, err := e.db.DB()
+			must(t, err)
+			sqlDB.SetMaxOpenConns(1)
+			h16Exec(t, e, `CREATE TABLE h28v_items (id integer PRIMARY KEY, v integer NOT NULL, b integer NOT NULL DEFAULT 0);
+CREATE TABLE h28v_base (id integer PRIMARY KEY, v integer NOT NULL);
+CREATE TABLE h28v_log (id integer PRIMARY KEY, n integer NOT NULL);
+INSERT INTO h28v_items (id, v) VALUES (1, 0);
+INSERT INTO h28v_base VALUES (1, 0);
+INSERT INTO h28v_log VALUES (1, 0)`)
+			must(t, read(e.db))
+			h16Exec(t, e, `CREATE TEMP VIEW h28v_items AS SELECT id, v, h28v_bump() AS b FROM h28v_base`)
+			h16Probe(t, e, "SELECT n FROM h28v_log WHERE id = 1", func() error { return read(e.db) })
+		})
+	}
+}

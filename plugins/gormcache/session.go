@@ -266,6 +266,37 @@ func (p *Plugin) noteTempTriggers(db *gorm.DB, tables []string) {
 	p.apply(stmtContext(db), querycache.Change{All: true, Cause: causeTempTrigger})
 }
 
+// noteTempViews remembers names created as temporary views (noteTempTables
+// has remembered them as temporary relations): a view shadowing a table on
+// its connection runs its query when read or written through, which may
+// call a function that writes, and the catalog's facts describe the main
+// schema's relation (callsHiddenWriter).
+func (p *Plugin) noteTempViews(names []string) {
+	if p.broken["temp"] {
+		return
+	}
+	for _, n := range names {
+		n = sqlinspect.NormalizeTable(n)
+		if n == "" {
+			continue
+		}
+		if _, loaded := p.w.tempViews.LoadOrStore(n, struct{}{}); !loaded {
+			p.w.tempViewCount.Add(1) // bounded by the temporary names' limit (noteTempTables)
+		}
+	}
+}
+
+// readsTempView reports whether any of tables was ever created as a
+// temporary view.
+func (w *watch) readsTempView(tables []string) bool {
+	for _, t := range tables {
+		if _, ok := w.tempViews.Load(t); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // writesTempTriggered reports whether ch names a table a temporary trigger
 // was created on.
 func (w *watch) writesTempTriggered(ch querycache.Change) bool {

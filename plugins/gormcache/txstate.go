@@ -109,6 +109,9 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
 		return
 	}
 	sc := scopeOf(db.Statement.ConnPool)
+	if len(info.TempViews) > 0 {
+		p.noteTempViews(info.TempViews) // first: the invalidation of the names below follows it
+	}
 	if len(info.TempTables) > 0 {
 		p.noteTempTables(db, info.TempTables)
 	}

@@ -47,6 +47,10 @@ type watch struct {
 	// (noteTempTriggers), counted by tempTrigCount.
 	tempTrigCount atomic.Int32
 	tempTrigs     sync.Map // name -> struct{}
+	// tempViews are the names created as temporary views (a subset of
+	// temps), counted by tempViewCount: reading one runs its query.
+	tempViewCount atomic.Int32
+	tempViews     sync.Map // name -> struct{}
 
 	mu      sync.Mutex
 	conns   map[*sql.Conn]*sqlTxState // open transactions by SQL text on a db.Connection
