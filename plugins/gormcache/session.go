@@ -1,6 +1,7 @@
 package gormcache
 
 import (
+	"querycache.dev/keys"
 	"strconv"
 	"strings"
 
@@ -283,6 +284,53 @@ func (p *Plugin) noteTempViews(names []string) {
 		if _, loaded := p.w.tempViews.LoadOrStore(n, struct{}{}); !loaded {
 			p.w.tempViewCount.Add(1) // bounded by the temporary names' limit (noteTempTables)
 		}
+	}
+}
+
+// followTempNames carries what is remembered of temporary names across DDL
+// that writes one of them with other names: ALTER TABLE x RENAME TO items
+// makes items the temporary table x was (shadowing the main schema's items
+// on its connection: TestHostile29TempTableRenamedOverMain,
+// TestHostile29TempRenamedShadows), and renaming a table a temporary
+// trigger is on moves the trigger (TestHostile29TempTriggerTableRenamed).
+// The inspector does not say which name is the rename's target: every
+// other name the statement writes is marked (over-marking costs only
+// bypasses and invalidations).
+func (p *Plugin) followTempNames(db *gorm.DB, info sqlinspect.Statement) {
+	if info.Kind != sqlinspect.KindDDL || len(info.Writes) < 2 {
+		return
+	}
+	var temp, view, trig bool
+	for _, t := range info.Writes {
+		if p.w.tempCount.Load() > 0 && p.w.readsTemp([]string{t}) {
+			temp = true
+		}
+		if p.w.tempViewCount.Load() > 0 && p.w.readsTempView([]string{t}) {
+			view = true
+		}
+		if p.w.tempTrigCount.Load() > 0 {
+			if _, ok := p.w.tempTrigs.Load(t); ok {
+				trig = true
+			}
+		}
+	}
+	if !temp && !view && !trig {
+		return
+	}
+	names := make([]string, 0, len(info.Writes))
+	for _, t := range info.Writes {
+		if t != keys.CatalogTable {
+			names = append(names, t)
+		}
+	}
+	if view {
+		p.noteTempViews(names)
+	}
+	if temp {
+		p.noteTempTables(db, names)
+	}
+	if trig {
+		p.noteTempTriggers(db, names)
 	}
 }
 

@@ -105,6 +105,9 @@ func (p *Plugin) fenced(tables []string) string {
 // observeRaw is told of every statement written by the user (db.Exec,
 // db.Raw) after it ran: transaction control and session state changes.
 func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
+	if p.w.tempCount.Load() > 0 || p.w.tempTrigCount.Load() > 0 {
+		p.followTempNames(db, info) // a rename of a temporary name (session.go)
+	}
 	if plainRaw(info) {
 		return
 	}
