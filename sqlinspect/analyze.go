@@ -72,6 +72,7 @@ type analyzer struct {
 	temps        []string
 	tempTrigs    []string // tables of temporary triggers (Statement.TempTriggers)
 	tempViews    []string // temporary views (Statement.TempViews)
+	attached     bool     // a relation of an attached SQLite database (Statement.Attached)
 	txops        []TxOp
 	inBody       bool // scanning a trigger or function body: it does not run now
 
@@ -224,6 +225,9 @@ func (a *analyzer) relation(schema, name string) string {
 	if keys.IsCatalog(schema, name) {
 		a.catalog = true
 		return CatalogTable
+	}
+	if a.dialect == DialectSQLite && schema != "" && schema != "main" && schema != "temp" {
+		a.attached = true
 	}
 	if plainName(name) {
 		return name

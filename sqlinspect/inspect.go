@@ -65,6 +65,10 @@ type Statement struct {
 	// Locking is true for a locking read: FOR UPDATE, FOR NO KEY UPDATE,
 	// FOR SHARE or FOR KEY SHARE.
 	Locking bool
+	// Attached is true, on SQLite, when a relation is named in a schema
+	// other than main and temp: an attached database's (aux.items). Its
+	// name is reported without the schema, as every name is.
+	Attached bool
 	// NonDeterministic lists the non-deterministic functions and keywords
 	// found (NOW, RANDOM, CURRENT_TIMESTAMP, NEXTVAL, ...), upper-case,
 	// sorted, without duplicates; "'NOW'" stands for a string literal read as
@@ -284,6 +288,7 @@ func (a *analyzer) result(kind Kind, n int) Statement {
 		WritesKnown:      kind != KindUnknown && !a.undetermined,
 		Cascade:          a.cascade,
 		Locking:          a.locking,
+		Attached:         a.attached,
 		NonDeterministic: nondetList(a.nondet),
 		Statements:       n,
 		TableRefs:        a.tableRefs,

@@ -185,6 +185,31 @@ func TestTempViews(t *testing.T) {
 	}
 }
 
+func TestAttached(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want bool
+	}{
+		{`UPDATE aux.items SET v = 1 WHERE id = 1`, true},
+		{`SELECT n FROM "AUX".log WHERE id = 1`, true},
+		{`INSERT INTO items SELECT * FROM aux.items`, true},
+		{`DELETE FROM x.t WHERE id IN (SELECT id FROM main.t)`, true},
+		{`UPDATE main.items SET v = 1`, false},
+		{`DELETE FROM temp.items`, false},
+		{`SELECT * FROM items`, false},
+		{`SELECT * FROM aux.sqlite_master`, false}, // a catalog: read as the catalog
+	} {
+		if got := InspectDialect(c.sql, DialectSQLite).Attached; got != c.want {
+			t.Errorf("Inspect(%q).Attached = %v; want %v", c.sql, got, c.want)
+		}
+	}
+	// Schemas are PostgreSQL's own namespaces, read by its catalog: never
+	// an attached database.
+	if InspectDialect(`UPDATE tenant_a.items SET v = 1`, DialectPostgres).Attached {
+		t.Error("a PostgreSQL schema counted as an attached database")
+	}
+}
+
 func TestTxOps(t *testing.T) {
 	for _, c := range []struct {
 		sql  string
