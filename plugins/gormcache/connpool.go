@@ -114,6 +114,9 @@ type txConn struct {
 	// so every lookup is fenced until it ends, and its end applies what it
 	// buffered even on Rollback.
 	unsure atomic.Bool
+	// hiddenCode is set when a statement in it ran code its text does not
+	// show (runsHiddenCode): at its commit, temporary tables are looked for.
+	hiddenCode atomic.Bool
 	// sig holds the writes for OnChange subscribers until the end
 	// (signals.go); nil while there are none.
 	sig atomic.Pointer[txSignals]
@@ -149,6 +152,9 @@ func (t *txConn) releaseHolds() {
 // may have reached the database, and over-invalidating is safe.
 func (t *txConn) Commit() error {
 	err := t.committer.Commit()
+	if t.hiddenCode.Load() {
+		t.p.discoverTemps(context.Background())
+	}
 	t.p.apply(context.Background(), t.buf.Commit())
 	t.releaseHolds()
 	t.p.signalTxEnd(t, err == nil || t.unsure.Load())
@@ -161,6 +167,9 @@ func (t *txConn) Commit() error {
 func (t *txConn) Rollback() error {
 	if t.unsure.Load() {
 		err := t.committer.Rollback()
+		if t.hiddenCode.Load() {
+			t.p.discoverTemps(context.Background())
+		}
 		t.p.apply(context.Background(), t.buf.Commit())
 		t.releaseHolds()
 		t.p.signalTxEnd(t, true) // the outcome is unknown: delivered

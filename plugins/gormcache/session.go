@@ -1,11 +1,12 @@
 package gormcache
 
 import (
-	"querycache.dev/keys"
+	"context"
 	"strconv"
 	"strings"
 
 	"gorm.io/gorm"
+	"querycache.dev/keys"
 	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
 )
@@ -221,6 +222,11 @@ func changesState(info sqlinspect.Statement) bool {
 // are also invalidated, for an entry filled from the temporary table on
 // that connection between its creation and now.
 func (p *Plugin) noteTempTables(db *gorm.DB, names []string) {
+	p.noteTempTablesCtx(stmtContext(db), names)
+}
+
+// noteTempTablesCtx is noteTempTables with the context of its invalidation.
+func (p *Plugin) noteTempTablesCtx(ctx context.Context, names []string) {
 	if p.broken["temp"] {
 		return
 	}
@@ -238,7 +244,7 @@ func (p *Plugin) noteTempTables(db *gorm.DB, names []string) {
 		ch.Tables = append(ch.Tables, n)
 	}
 	if len(ch.Tables) > 0 {
-		p.apply(stmtContext(db), ch)
+		p.apply(ctx, ch)
 	}
 }
 
@@ -331,6 +337,72 @@ func (p *Plugin) followTempNames(db *gorm.DB, info sqlinspect.Statement) {
 	}
 	if trig {
 		p.noteTempTriggers(db, names)
+	}
+}
+
+// runsHiddenCode reports whether a PostgreSQL statement ran code its text
+// does not show, which may have created temporary relations (CREATE TEMP
+// TABLE in a DO block or a function's body): a statement the inspector
+// cannot classify, or a call of a function that may write.
+func (p *Plugin) runsHiddenCode(db *gorm.DB, info sqlinspect.Statement) bool {
+	return p.dialect == "postgres" && (info.Kind == sqlinspect.KindUnknown ||
+		len(info.Functions) > 0 && p.mayWrite(db, info, false))
+}
+
+// tempShadowsQuery lists the temporary relations of every session whose
+// name a permanent relation also has (pg_class shows other sessions'
+// temporary relations, once committed): the names a connection may read
+// differently from the others. A temporary name no permanent relation has
+// shadows nothing.
+const tempShadowsQuery = `SELECT DISTINCT t.relname, t.relkind = 'v' FROM pg_catalog.pg_class t
+WHERE t.relpersistence = 't' AND t.relkind IN ('r', 'v', 'p', 'f', 'm')
+AND EXISTS (SELECT 1 FROM pg_catalog.pg_class o WHERE o.relname = t.relname AND o.relpersistence <> 't' AND o.relkind IN ('r', 'v', 'p', 'f', 'm'))`
+
+// discoverTemps notes the temporary relations that shadow permanent ones
+// (tempShadowsQuery) after code the text does not show ran (runsHiddenCode):
+// a temporary table made by a DO block is otherwise never known, and its
+// rows, read on its connection, were served to every connection
+// (TestHostile29PostgresTempFromDOShadows). Read on the pool (waiting for
+// a connection up to catalogTimeout); when the read fails, caching stops
+// for the database (what shadows what cannot be known).
+func (p *Plugin) discoverTemps(ctx context.Context) {
+	cp := p.inner
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catalogTimeout)
+	defer cancel()
+	rows, err := cp.QueryContext(ctx, tempShadowsQuery)
+	if err != nil {
+		p.w.stop("temp_tables", "gormcache: looking for temporary tables made by code the SQL text does not show failed ("+err.Error()+"); this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+		return
+	}
+	defer rows.Close()
+	var names, views []string
+	for rows.Next() {
+		var name string
+		var view bool
+		if err := rows.Scan(&name, &view); err != nil {
+			break
+		}
+		n, err := keys.Table(`"` + strings.ReplaceAll(name, `"`, `""`) + `"`)
+		if err != nil {
+			continue
+		}
+		if _, known := p.w.temps.Load(n); known {
+			continue
+		}
+		names = append(names, n)
+		if view {
+			views = append(views, n)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		p.w.stop("temp_tables", "gormcache: looking for temporary tables made by code the SQL text does not show failed ("+err.Error()+"); this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+		return
+	}
+	if len(views) > 0 {
+		p.noteTempViews(views)
+	}
+	if len(names) > 0 {
+		p.noteTempTablesCtx(ctx, names)
 	}
 }
 

@@ -90,14 +90,14 @@ func (p *Plugin) connGuard(db *gorm.DB) string {
 // whose commit the plugin cannot see yet, or may be shadowed by a temporary
 // table on some connection.
 func (p *Plugin) fenced(tables []string) string {
+	// The fences first: a lookup that confirms a transaction's end lifts
+	// its fence, which may find temporary tables its code made
+	// (markHiddenCode), and the names are then asked about below.
+	if p.w.fenceCount.Load() != 0 && p.w.fencedSlow(tables) {
+		return "unseen_commit"
+	}
 	if p.w.tempCount.Load() > 0 && p.w.readsTemp(tables) {
 		return "temp_table"
-	}
-	if p.w.fenceCount.Load() == 0 {
-		return ""
-	}
-	if p.w.fencedSlow(tables) {
-		return "unseen_commit"
 	}
 	return ""
 }
@@ -107,6 +107,20 @@ func (p *Plugin) fenced(tables []string) string {
 func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
 	if p.w.tempCount.Load() > 0 || p.w.tempTrigCount.Load() > 0 {
 		p.followTempNames(db, info) // a rename of a temporary name (session.go)
+	}
+	if p.runsHiddenCode(db, info) && !p.broken["temp"] {
+		// Temporary tables it may have made are looked for once they are
+		// visible to other connections: now, or at its transaction's end
+		// (connpool.go; txwatch.go for a transaction the plugin did not
+		// begin).
+		switch sc := scopeOf(db.Statement.ConnPool); sc.kind {
+		case scopeManaged:
+			sc.tx.hiddenCode.Store(true)
+		case scopeRawTx:
+			p.w.markHiddenCode(p, sc.raw) // at its confirmed end (txwatch.go)
+		default:
+			p.discoverTemps(stmtContext(db))
+		}
 	}
 	if plainRaw(info) {
 		return

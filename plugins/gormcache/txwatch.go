@@ -272,6 +272,9 @@ type fence struct {
 	change querycache.Change // applied again when the fence lifts
 	ended  atomic.Bool       // the transaction object reports its end
 	gone   bool              // lifting: writes start a new fence
+	// hiddenCode: code its text does not show ran in the transaction
+	// (runsHiddenCode): temporary tables are looked for when it lifts.
+	hiddenCode bool
 
 	// Owned by the sweep (sweepMu).
 	xip    []int64 // PostgreSQL: transactions running when the end was seen
@@ -346,6 +349,21 @@ func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) 
 	f.add(ch)
 	w.mu.Unlock()
 	w.kick(p)
+}
+
+// markHiddenCode notes that code its text does not show ran in the unseen
+// transaction raw: the temporary tables it may have made are visible to
+// other connections from its commit, so they are looked for
+// (discoverTemps) when its end is confirmed and its fence lifts. The fence
+// covers every lookup meanwhile: one that meets it confirms the end (and
+// looks) before it reads.
+func (w *watch) markHiddenCode(p *Plugin, raw gorm.TxCommitter) {
+	w.fenceRaw(p, raw, querycache.Change{All: true})
+	w.mu.Lock()
+	if f := w.fences[raw]; f != nil && !f.gone {
+		f.hiddenCode = true
+	}
+	w.mu.Unlock()
 }
 
 // markUnsure notes that transaction control sent as SQL text ran inside a
@@ -575,8 +593,11 @@ func (w *watch) sweep(p *Plugin) bool {
 func (w *watch) lift(p *Plugin, f *fence) {
 	w.mu.Lock()
 	f.gone = true
-	ch := f.change
+	ch, hidden := f.change, f.hiddenCode
 	w.mu.Unlock()
+	if hidden {
+		p.discoverTemps(context.Background())
+	}
 	if !ch.Empty() && !p.broken["unseen_second"] {
 		p.apply(context.Background(), endCause(causeUnseenTxEnd, ch))
 	}
