@@ -350,13 +350,16 @@ func (p *Plugin) runsHiddenCode(db *gorm.DB, info sqlinspect.Statement) bool {
 }
 
 // tempShadowsQuery lists the temporary relations of every session whose
-// name a permanent relation also has (pg_class shows other sessions'
-// temporary relations, once committed): the names a connection may read
-// differently from the others. A temporary name no permanent relation has
-// shadows nothing.
+// name a permanent relation on the search_path also has (pg_class shows
+// other sessions' temporary relations, once committed): the names a
+// connection may read differently from the others. A temporary name no
+// such permanent relation has shadows nothing the application reads
+// unqualified. (Other sessions' may be another application's: marking
+// their names costs bypasses only.)
 const tempShadowsQuery = `SELECT DISTINCT t.relname, t.relkind = 'v' FROM pg_catalog.pg_class t
 WHERE t.relpersistence = 't' AND t.relkind IN ('r', 'v', 'p', 'f', 'm')
-AND EXISTS (SELECT 1 FROM pg_catalog.pg_class o WHERE o.relname = t.relname AND o.relpersistence <> 't' AND o.relkind IN ('r', 'v', 'p', 'f', 'm'))`
+AND EXISTS (SELECT 1 FROM pg_catalog.pg_class o WHERE o.relname = t.relname AND o.relpersistence <> 't'
+  AND o.relkind IN ('r', 'v', 'p', 'f', 'm') AND pg_catalog.pg_table_is_visible(o.oid))`
 
 // discoverTemps notes the temporary relations that shadow permanent ones
 // (tempShadowsQuery) after code the text does not show ran (runsHiddenCode):
