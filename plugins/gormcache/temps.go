@@ -1,0 +1,251 @@
+package gormcache
+
+import (
+	"context"
+	"strings"
+
+	"gorm.io/gorm"
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
+)
+
+// Temporary relations and triggers live on the connection that made them:
+// the names the plugin saw made temporary (or found made by code the text
+// does not show) are remembered here, and decide what reads bypass and
+// what writes invalidate (DESIGN.md, session state).
+
+// maxTempNames bounds the names remembered as temporary tables; beyond it
+// caching stops.
+const maxTempNames = 1024
+
+// noteTempTables remembers names created as temporary tables: on the
+// connection that created one, it shadows the permanent relation of that
+// name, so no lookup reading the name uses the cache any more. The names
+// are also invalidated, for an entry filled from the temporary table on
+// that connection between its creation and now.
+func (p *Plugin) noteTempTables(db *gorm.DB, names []string) {
+	p.noteTempTablesCtx(stmtContext(db), names)
+}
+
+// noteTempTablesCtx is noteTempTables with the context of its invalidation.
+func (p *Plugin) noteTempTablesCtx(ctx context.Context, names []string) {
+	if p.broken["temp"] {
+		return
+	}
+	ch := querycache.Change{Cause: causeTempTable}
+	for _, n := range names {
+		n = sqlinspect.NormalizeTable(n)
+		if n == "" {
+			continue
+		}
+		if _, loaded := p.w.temps.LoadOrStore(n, struct{}{}); !loaded {
+			if p.w.tempCount.Add(1) > maxTempNames {
+				p.w.stop("temp_tables", "gormcache: more than 1024 names were created as temporary tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+			}
+		}
+		ch.Tables = append(ch.Tables, n)
+	}
+	if len(ch.Tables) > 0 {
+		p.apply(ctx, ch)
+	}
+}
+
+// noteTempTriggers remembers the tables temporary triggers were created
+// on. Such a trigger fires for writes on the connection that created it
+// only, and the catalog's facts, read on whichever connection is free,
+// may not show it (TestHostile28TempTriggerOnOneConnection): every later
+// write of such a table invalidates everything (withDependents). What a
+// write on that connection fired between the trigger's creation and now
+// is not known either: everything is invalidated now, once.
+func (p *Plugin) noteTempTriggers(db *gorm.DB, tables []string) {
+	if p.broken["temp"] {
+		return
+	}
+	for _, n := range tables {
+		n = sqlinspect.NormalizeTable(n)
+		if n == "" {
+			continue
+		}
+		if _, loaded := p.w.tempTrigs.LoadOrStore(n, struct{}{}); !loaded {
+			if p.w.tempTrigCount.Add(1) > maxTempNames {
+				p.w.stop("temp_tables", "gormcache: temporary triggers were created on more than 1024 tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+			}
+		}
+	}
+	p.apply(stmtContext(db), querycache.Change{All: true, Cause: causeTempTrigger})
+}
+
+// noteTempViews remembers names created as temporary views (noteTempTables
+// has remembered them as temporary relations): a view shadowing a table on
+// its connection runs its query when read or written through, which may
+// call a function that writes, and the catalog's facts describe the main
+// schema's relation (callsHiddenWriter).
+func (p *Plugin) noteTempViews(names []string) {
+	if p.broken["temp"] {
+		return
+	}
+	for _, n := range names {
+		n = sqlinspect.NormalizeTable(n)
+		if n == "" {
+			continue
+		}
+		if _, loaded := p.w.tempViews.LoadOrStore(n, struct{}{}); !loaded {
+			p.w.tempViewCount.Add(1) // bounded by the temporary names' limit (noteTempTables)
+		}
+	}
+}
+
+// followTempNames carries what is remembered of temporary names across DDL
+// that writes one of them with other names: ALTER TABLE x RENAME TO items
+// makes items the temporary table x was (shadowing the main schema's items
+// on its connection: TestHostile29TempTableRenamedOverMain,
+// TestHostile29TempRenamedShadows), and renaming a table a temporary
+// trigger is on moves the trigger (TestHostile29TempTriggerTableRenamed).
+// The inspector does not say which name is the rename's target: every
+// other name the statement writes is marked (over-marking costs only
+// bypasses and invalidations).
+func (p *Plugin) followTempNames(db *gorm.DB, info sqlinspect.Statement) {
+	if info.Kind != sqlinspect.KindDDL || len(info.Writes) < 2 {
+		return
+	}
+	var temp, view, trig bool
+	for _, t := range info.Writes {
+		_, isTemp := p.w.temps.Load(t)
+		_, isView := p.w.tempViews.Load(t)
+		_, isTrig := p.w.tempTrigs.Load(t)
+		temp, view, trig = temp || isTemp, view || isView, trig || isTrig
+	}
+	if !temp && !view && !trig {
+		return
+	}
+	names := make([]string, 0, len(info.Writes))
+	for _, t := range info.Writes {
+		if t != keys.CatalogTable {
+			names = append(names, t)
+		}
+	}
+	if view {
+		p.noteTempViews(names)
+	}
+	if temp {
+		p.noteTempTables(db, names)
+	}
+	if trig {
+		p.noteTempTriggers(db, names)
+	}
+}
+
+// runsHiddenCode reports whether a PostgreSQL statement ran code its text
+// does not show, which may have created temporary relations (CREATE TEMP
+// TABLE in a DO block or a function's body): a statement the inspector
+// cannot classify, or a call of a function that may write.
+func (p *Plugin) runsHiddenCode(db *gorm.DB, info sqlinspect.Statement) bool {
+	return p.dialect == "postgres" && (info.Kind == sqlinspect.KindUnknown ||
+		len(info.Functions) > 0 && p.mayWrite(db, info, false))
+}
+
+// tempShadowsQuery lists the temporary relations of every session whose
+// name a permanent relation on the search_path also has (pg_class shows
+// other sessions' temporary relations, once committed): the names a
+// connection may read differently from the others. A temporary name no
+// such permanent relation has shadows nothing the application reads
+// unqualified. (Other sessions' may be another application's: marking
+// their names costs bypasses only.)
+const tempShadowsQuery = `SELECT DISTINCT t.relname, t.relkind = 'v' FROM pg_catalog.pg_class t
+WHERE t.relpersistence = 't' AND t.relkind IN ('r', 'v', 'p', 'f', 'm')
+AND EXISTS (SELECT 1 FROM pg_catalog.pg_class o WHERE o.relname = t.relname AND o.relpersistence <> 't'
+  AND o.relkind IN ('r', 'v', 'p', 'f', 'm') AND pg_catalog.pg_table_is_visible(o.oid))`
+
+// discoverTemps notes the temporary relations that shadow permanent ones
+// (tempShadowsQuery) after code the text does not show ran (runsHiddenCode):
+// a temporary table made by a DO block is otherwise never known, and its
+// rows, read on its connection, were served to every connection
+// (TestHostile29PostgresTempFromDOShadows). Read on the pool (waiting for
+// a connection up to catalogTimeout); when the read fails, caching stops
+// for the database (what shadows what cannot be known).
+func (p *Plugin) discoverTemps(ctx context.Context) {
+	cp := p.inner
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catalogTimeout)
+	defer cancel()
+	rows, err := cp.QueryContext(ctx, tempShadowsQuery)
+	if err != nil {
+		p.tempsUnknown(err)
+		return
+	}
+	defer rows.Close()
+	var names, views []string
+	for rows.Next() {
+		var name string
+		var view bool
+		if err := rows.Scan(&name, &view); err != nil {
+			p.tempsUnknown(err)
+			return
+		}
+		n, err := keys.Table(`"` + strings.ReplaceAll(name, `"`, `""`) + `"`)
+		if err != nil {
+			continue
+		}
+		if _, known := p.w.temps.Load(n); known {
+			continue
+		}
+		names = append(names, n)
+		if view {
+			views = append(views, n)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		p.tempsUnknown(err)
+		return
+	}
+	if len(views) > 0 {
+		p.noteTempViews(views)
+	}
+	if len(names) > 0 {
+		p.noteTempTablesCtx(ctx, names)
+	}
+}
+
+// tempsUnknown stops caching for the database when the look for temporary
+// relations failed: what shadows what cannot be known.
+func (p *Plugin) tempsUnknown(err error) {
+	p.w.stop("temp_tables", "gormcache: looking for temporary tables made by code the SQL text does not show failed ("+err.Error()+"); this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+}
+
+// readsTempView reports whether any of tables was ever created as a
+// temporary view.
+func (w *watch) readsTempView(tables []string) bool {
+	for _, t := range tables {
+		if _, ok := w.tempViews.Load(t); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// writesTempTriggered reports whether ch names a table a temporary trigger
+// was created on.
+func (w *watch) writesTempTriggered(ch querycache.Change) bool {
+	for _, t := range ch.Tables {
+		if _, ok := w.tempTrigs.Load(t); ok {
+			return true
+		}
+	}
+	for _, r := range ch.Rows {
+		if _, ok := w.tempTrigs.Load(r.Table); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// readsTemp reports whether any of tables was ever created as a temporary
+// table.
+func (w *watch) readsTemp(tables []string) bool {
+	for _, t := range tables {
+		if _, ok := w.temps.Load(t); ok {
+			return true
+		}
+	}
+	return false
+}
