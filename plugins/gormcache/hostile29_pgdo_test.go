@@ -61,3 +61,25 @@ INSERT INTO h29d_items VALUES (1, 0)`)
 		}
 	}
 }
+
+// On a pool of one connection, held by db.Connection, the look for
+// temporary tables after a DO block runs on that connection: on the pool
+// it waited for the held connection until it timed out, and caching
+// stopped for the database.
+func TestHostile29PostgresTempLookOnHeldConnection(t *testing.T) {
+	e := newEnv(t, databases[1], stores[0], querycache.Options{})
+	h16Exec(t, e, `CREATE TABLE h29h_items (id integer PRIMARY KEY, v integer NOT NULL);
+INSERT INTO h29h_items VALUES (1, 0)`)
+	sqlDB, err := e.db.DB()
+	must(t, err)
+	sqlDB.SetMaxOpenConns(1)
+	err = e.db.Connection(func(conn *gorm.DB) error {
+		tx := conn.Session(&gorm.Session{})
+		return tx.Exec(`DO $$BEGIN CREATE TEMP TABLE h29h_x (id integer); END$$`).Error
+	})
+	must(t, err)
+	e.mustBeCached(t, "a read after the look", func() error {
+		var n int
+		return e.db.Scopes(gormcache.Cacheable()).Raw("SELECT count(*) FROM h29h_items").Scan(&n).Error
+	})
+}

@@ -146,16 +146,19 @@ func (p *Plugin) runsHiddenCode(db *gorm.DB, info sqlinspect.Statement) bool {
 }
 
 // tempShadowsQuery lists the temporary relations of every session whose
-// name a permanent relation on the search_path also has (pg_class shows
-// other sessions' temporary relations, once committed): the names a
-// connection may read differently from the others. A temporary name no
-// such permanent relation has shadows nothing the application reads
-// unqualified. (Other sessions' may be another application's: marking
-// their names costs bypasses only.)
+// name a permanent relation in a schema of the search_path also has
+// (pg_class shows other sessions' temporary relations, once committed):
+// the names a connection may read differently from the others. A
+// temporary name no such permanent relation has shadows nothing the
+// application reads unqualified. (Other sessions' may be another
+// application's: marking their names costs bypasses only.) The path's
+// schemas are compared, not pg_table_is_visible: on the connection with
+// the temporary table, that one hides the permanent one.
 const tempShadowsQuery = `SELECT DISTINCT t.relname, t.relkind = 'v' FROM pg_catalog.pg_class t
 WHERE t.relpersistence = 't' AND t.relkind IN ('r', 'v', 'p', 'f', 'm')
 AND EXISTS (SELECT 1 FROM pg_catalog.pg_class o WHERE o.relname = t.relname AND o.relpersistence <> 't'
-  AND o.relkind IN ('r', 'v', 'p', 'f', 'm') AND pg_catalog.pg_table_is_visible(o.oid))`
+  AND o.relkind IN ('r', 'v', 'p', 'f', 'm')
+  AND o.relnamespace IN (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY (pg_catalog.current_schemas(false))))`
 
 // discoverTemps notes the temporary relations that shadow permanent ones
 // (tempShadowsQuery) after code the text does not show ran (runsHiddenCode):
@@ -165,7 +168,13 @@ AND EXISTS (SELECT 1 FROM pg_catalog.pg_class o WHERE o.relname = t.relname AND 
 // a connection up to catalogTimeout); when the read fails, caching stops
 // for the database (what shadows what cannot be known).
 func (p *Plugin) discoverTemps(ctx context.Context) {
-	cp := p.inner
+	p.discoverTempsOn(ctx, p.inner)
+}
+
+// discoverTempsOn is discoverTemps read on cp: a db.Connection's statement
+// looks on its own connection, which its caller holds (on the pool, with
+// every other connection busy, the look waited for it until it timed out).
+func (p *Plugin) discoverTempsOn(ctx context.Context, cp gorm.ConnPool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catalogTimeout)
 	defer cancel()
 	rows, err := cp.QueryContext(ctx, tempShadowsQuery)

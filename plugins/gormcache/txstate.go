@@ -118,6 +118,8 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
 			sc.tx.hiddenCode.Store(true)
 		case scopeRawTx:
 			p.w.markHiddenCode(p, sc.raw) // at its confirmed end (txwatch.go)
+		case scopeConn:
+			p.discoverTempsOn(stmtContext(db), db.Statement.ConnPool)
 		default:
 			p.discoverTemps(stmtContext(db))
 		}
