@@ -186,6 +186,7 @@ func (a *analyzer) alter(j int) int {
 		j++
 	}
 	if !a.isKw(j, kwTable) && !a.isKw(j, kwView) {
+		a.alterDefaults(j)
 		a.undetermined = true
 		return j
 	}
@@ -457,4 +458,26 @@ func (a *analyzer) refresh(j int) int {
 	}
 	next, _ := a.writeTarget(j)
 	return next
+}
+
+// alterDefaults reads PostgreSQL's ALTER DATABASE|ROLE|USER|SYSTEM ...
+// SET name ... | RESET name at toks[j]: it changes the settings the
+// connections opened from then on start with, so that connections opened
+// before and after it return different rows for the same SQL (a
+// search_path, a TimeZone): session state, as SET is, unless the setting
+// is harmless. ALTER DATABASE ... SET TABLESPACE moves the database.
+func (a *analyzer) alterDefaults(j int) {
+	if !a.wordAt(j, "database") && !a.wordAt(j, "role") && !a.wordAt(j, "user") && !a.wordAt(j, "system") {
+		return
+	}
+	for k := j + 1; k < a.end; k++ {
+		switch {
+		case a.isKw(k, kwSet) && !a.wordAt(k+1, "tablespace"):
+			a.setStmt(k + 1)
+			return
+		case a.isKw(k, kwReset):
+			a.resetStmt(k + 1)
+			return
+		}
+	}
 }

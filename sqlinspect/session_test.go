@@ -41,6 +41,22 @@ func TestSessionState(t *testing.T) {
 		{`SELECT * FROM t WHERE x = (SELECT set_config('a', 'b', false))`, true},
 		{`UPDATE t SET a = set_config('a', 'b', false)`, true},
 		{`SELECT 1; SET search_path TO x`, true},
+		// The defaults of connections opened from then on
+		// (TestHostile30AlterDatabaseSetDefaults).
+		{`ALTER DATABASE test SET search_path = tenant, public`, true},
+		{`ALTER DATABASE test SET TimeZone = 'Asia/Tokyo'`, true},
+		{`ALTER DATABASE test RESET ALL`, true},
+		{`ALTER ROLE CURRENT_USER IN DATABASE test SET search_path = a`, true},
+		{`ALTER ROLE ALL SET DateStyle TO ISO`, true},
+		{`ALTER USER bob RESET search_path`, true},
+		{`ALTER SYSTEM SET TimeZone = 'UTC'`, true},
+		{`ALTER ROLE bob SET search_path FROM CURRENT`, true},
+		{`ALTER DATABASE test SET statement_timeout = 5000`, false},
+		{`ALTER ROLE bob SET work_mem = '64MB'`, false},
+		{`ALTER DATABASE test SET TABLESPACE fast`, false},
+		{`ALTER ROLE bob WITH PASSWORD 'x'`, false},
+		{`ALTER ROLE bob RENAME TO carol`, false},
+		{`ALTER TABLE items SET (fillfactor = 70)`, false},
 		// Transaction-scoped or harmless.
 		{`SET LOCAL search_path TO x`, false},
 		{`SET LOCAL ROLE x`, false},
