@@ -24,6 +24,13 @@ const (
 	// were fenced) is confirmed ended: what it wrote is invalidated again.
 	// The writes' own causes follow.
 	causeUnseenTxEnd = "unseen transaction end"
+	// causeStopped: the plugin stopped serving and filling the cache for
+	// the database (Plugin.stop); what was filled just before it may have
+	// read a connection in the state that made it stop.
+	causeStopped = "caching stopped for this database"
+	// causeDuringDDL: a write ran while a schema change was running; the
+	// facts it would be narrowed by may be the old schema's (ddlwindow.go).
+	causeDuringDDL = "a write while a schema change was running (everything)"
 )
 
 // endCause returns the change of a transaction's second invalidation,

@@ -151,6 +151,12 @@ func (t *txConn) releaseHolds() {
 // returning. They are applied even if Commit reports an error: the commit
 // may have reached the database, and over-invalidating is safe.
 func (t *txConn) Commit() error {
+	if t.buf.WroteCatalog() {
+		// Its DDL is visible from the commit on, before the facts are
+		// forgotten below: a running schema change (ddlwindow.go).
+		t.p.w.ddlRunning.Add(1)
+		defer t.p.w.ddlRunning.Add(-1)
+	}
 	err := t.committer.Commit()
 	if t.hiddenCode.Load() {
 		t.p.discoverTemps(context.Background())
@@ -166,6 +172,10 @@ func (t *txConn) Commit() error {
 // a COMMIT sent as SQL text inside it may have committed some of them.
 func (t *txConn) Rollback() error {
 	if t.unsure.Load() {
+		if t.buf.WroteCatalog() {
+			t.p.w.ddlRunning.Add(1) // as in Commit: some of it may have committed
+			defer t.p.w.ddlRunning.Add(-1)
+		}
 		err := t.committer.Rollback()
 		if t.hiddenCode.Load() {
 			t.p.discoverTemps(context.Background())

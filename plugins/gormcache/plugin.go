@@ -203,6 +203,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		cb.Create().After("gorm:create").Register("querycache:after_create_late", p.writeLate(p.afterCreate)),
 		cb.Update().After("gorm:update").Register("querycache:after_update_late", p.writeLate(p.afterUpdate)),
 		cb.Delete().After("gorm:delete").Register("querycache:after_delete_late", p.writeLate(p.afterDelete)),
+		cb.Raw().Before("gorm:raw").Register("querycache:before_raw", p.beforeRaw), // a schema change's window (ddlwindow.go)
 		cb.Raw().After("gorm:raw").Register("querycache:after_raw", p.afterRaw),
 	}
 	if err := errors.Join(steps...); err != nil {

@@ -203,6 +203,7 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 // rowsOpen is true when the statement's rows are still open (Row, Rows):
 // its connection is busy, so the catalog must not be read on it now.
 func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement, rowsOpen bool) {
+	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
 	if info == nil {
 		if raw {
 			st := p.inspect(db.Statement.SQL.String())
@@ -225,7 +226,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		return
 	}
 	p.observeRaw(db, *info)
-	p.record(db, "read_write", withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String())))
+	p.record(db, "read_write", duringDDL(busy, withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String()))))
 }
 
 // outcome is what the cache gave a statement.
@@ -375,7 +376,10 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool) (o outcome, handled bool,
 	if o.start.IsZero() {
 		o.start = filling
 	}
-	b, live, err := p.fill(db, m, stream)
+	b, live, bypass, err := p.fill(db, m, stream, pl.key.Tables)
+	if bypass != "" {
+		o.ev.Outcome, o.ev.Reason = OutcomeBypass, bypass
+	}
 	if err != nil {
 		db.AddError(err)
 		return outcome{failed: true, ev: o.ev, start: o.start}, true, info

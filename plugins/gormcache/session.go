@@ -42,8 +42,11 @@ func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement) {
 	if sc.kind == scopeManaged && changesState(info) {
 		sc.tx.session.Store(true)
 	}
-	if info.SessionState && !p.w.stateInKey && !localConfigOnly(db, info) {
-		p.w.stop("session_state", sessionWarning)
+	if p.w.stateInKey {
+		return
+	}
+	if info.SessionState && !localConfigOnly(db, info) {
+		p.stop("session_state", sessionWarning)
 	}
 }
 

@@ -60,7 +60,11 @@ type liveRows struct {
 // fill queries the database for a miss. When recording first it returns
 // the payload of a complete result (already stored), or rows that replay a
 // result past the bound; when streaming, it returns rows at once.
-func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool) (payload []byte, rows *liveRows, err error) {
+//
+// A non-empty bypass says the result is not stored after all: what the
+// lookup checked before it read the versions changed before the query ran
+// (fillGuard).
+func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool, tables []string) (payload []byte, rows *liveRows, bypass string, err error) {
 	defer func() {
 		if rows == nil {
 			m.Abandon("") // an error or a panic; a stored miss is already ended
@@ -69,9 +73,40 @@ func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool) (payload []b
 	stmt := db.Statement
 	real, err := stmt.ConnPool.QueryContext(stmt.Context, stmt.SQL.String(), stmt.Vars...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	return startFill(real, m, stream, p.cache.MaxEntryBytes())
+	if bypass = p.fillGuard(tables); bypass != "" {
+		m.Abandon("") // the rows are still read and handed out; nothing is stored
+		p.cache.CountBypass(bypass)
+	}
+	payload, rows, err = startFill(real, m, stream, p.cache.MaxEntryBytes())
+	return payload, rows, bypass, err
+}
+
+// fillGuard asks again, once the query has run, what a lookup asks before
+// it reads the versions (connGuard, fenced): whether caching stopped, or a
+// name it reads became a temporary table or got a fence. Each of those is
+// noted before its invalidation (Plugin.stop is followed by one of
+// everything, a temporary name's by one of the name), so a fill either
+// sees it here or read versions that the invalidation replaces after it.
+// Without this, a temporary table made on the fill's connection between
+// the lookup's check and its read of the versions was stored for every
+// connection (TestHostile30TempTableMarkedDuringLookup), as were rows read
+// under session state set in that window
+// (TestHostile30SessionStateDuringLookup).
+//
+// Facts the plan read that DDL in that window changed need no second
+// look: the entry is only ever served to a lookup planned from the new
+// facts, which refuses what they no longer allow
+// (TestHostile30SequenceReplacedDuringLookup).
+func (p *Plugin) fillGuard(tables []string) string {
+	if r := p.w.stopped.Load(); r != nil {
+		return *r
+	}
+	if p.w.suspended.Load() > 0 {
+		return "raw_transaction"
+	}
+	return p.fenced(tables)
 }
 
 // startFill reads real for m, recording at most max bytes (see fill).

@@ -41,7 +41,7 @@ func (p *Plugin) noteTempTablesCtx(ctx context.Context, names []string) {
 		}
 		if _, loaded := p.w.temps.LoadOrStore(n, struct{}{}); !loaded {
 			if p.w.tempCount.Add(1) > maxTempNames {
-				p.w.stop("temp_tables", "gormcache: more than 1024 names were created as temporary tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+				p.stop("temp_tables", "gormcache: more than 1024 names were created as temporary tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
 			}
 		}
 		ch.Tables = append(ch.Tables, n)
@@ -69,7 +69,7 @@ func (p *Plugin) noteTempTriggers(db *gorm.DB, tables []string) {
 		}
 		if _, loaded := p.w.tempTrigs.LoadOrStore(n, struct{}{}); !loaded {
 			if p.w.tempTrigCount.Add(1) > maxTempNames {
-				p.w.stop("temp_tables", "gormcache: temporary triggers were created on more than 1024 tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+				p.stop("temp_tables", "gormcache: temporary triggers were created on more than 1024 tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
 			}
 		}
 	}
@@ -218,7 +218,7 @@ func (p *Plugin) discoverTempsOn(ctx context.Context, cp gorm.ConnPool) {
 // tempsUnknown stops caching for the database when the look for temporary
 // relations failed: what shadows what cannot be known.
 func (p *Plugin) tempsUnknown(err error) {
-	p.w.stop("temp_tables", "gormcache: looking for temporary tables made by code the SQL text does not show failed ("+err.Error()+"); this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+	p.stop("temp_tables", "gormcache: looking for temporary tables made by code the SQL text does not show failed ("+err.Error()+"); this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
 }
 
 // readsTempView reports whether any of tables was ever created as a

@@ -40,6 +40,7 @@ type watch struct {
 
 	stopped    atomic.Pointer[string] // why caching stopped for good; nil while it has not
 	suspended  atomic.Int32           // transactions opened by SQL text and not yet ended
+	ddlRunning atomic.Int32           // schema changes sent and not yet seen through (ddlwindow.go)
 	fenceCount atomic.Int32           // live fences
 	tempCount  atomic.Int32           // names created as temporary tables
 	temps      sync.Map               // name -> struct{}
@@ -71,12 +72,24 @@ const sweepInterval = 200 * time.Millisecond
 const maxTrackedChange = 4096
 
 // stop makes the plugin stop serving and filling the cache for this
-// database, for good, and logs why once.
-func (w *watch) stop(reason, msg string) {
+// database, for good, logs why once, and then invalidates everything once.
+//
+// The invalidation is for the fill that passed its checks before the stop
+// and read a connection already in the state that caused it (a SET sent
+// as text runs, its connection goes back to the pool, and only then does
+// the plugin see the statement): either the fill sees the stop when it
+// asks again after its query (fillGuard), or it read versions that this
+// invalidation replaces. Other processes sharing the store stop being
+// served what it stored (TestHostile30SessionStateFillBeforeStop).
+func (p *Plugin) stop(reason, msg string) {
 	r := reason
-	if w.stopped.CompareAndSwap(nil, &r) && w.log != nil {
-		w.log.Warn(context.Background(), "%s", msg)
+	if !p.w.stopped.CompareAndSwap(nil, &r) {
+		return
 	}
+	if p.w.log != nil {
+		p.w.log.Warn(context.Background(), "%s", msg)
+	}
+	p.apply(context.Background(), querycache.Change{All: true, Cause: causeStopped})
 }
 
 // sqlTxState follows the transaction that SQL text opened on one
@@ -237,7 +250,7 @@ func (w *watch) stepPool(p *Plugin, db *gorm.DB, info sqlinspect.Statement, fail
 	}
 	if maxOpenConns(p) != 1 {
 		w.mu.Unlock()
-		w.stop("raw_transaction_pool", "gormcache: BEGIN sent as SQL text on a pool of several connections leaves one of them, unknown, inside a transaction that later statements may join; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_pool\"). Use db.Transaction or db.Begin, or send BEGIN and COMMIT inside one db.Connection.")
+		p.stop("raw_transaction_pool", "gormcache: BEGIN sent as SQL text on a pool of several connections leaves one of them, unknown, inside a transaction that later statements may join; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_pool\"). Use db.Transaction or db.Begin, or send BEGIN and COMMIT inside one db.Connection.")
 		return
 	}
 	w.pool = next
@@ -332,7 +345,7 @@ func (w *watch) catalogFenced() bool {
 // fenceRaw fences what ch touches until the raw transaction ends.
 func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) {
 	if t := reflect.TypeOf(raw); t == nil || !t.Comparable() {
-		w.stop("unseen_transaction_untracked", "gormcache: a write ran in a transaction the plugin cannot follow; this plugin no longer serves or fills the cache for this database (bypass \"unseen_transaction_untracked\"). Begin transactions on a *gorm.DB the plugin is registered on.")
+		p.stop("unseen_transaction_untracked", "gormcache: a write ran in a transaction the plugin cannot follow; this plugin no longer serves or fills the cache for this database (bypass \"unseen_transaction_untracked\"). Begin transactions on a *gorm.DB the plugin is registered on.")
 		return
 	}
 	w.mu.Lock()
@@ -644,7 +657,7 @@ func (w *watch) lostConn(p *Plugin, c *sql.Conn) {
 		return
 	}
 	p.sig.release(p, c, false, true) // OnChange: the outcome is unknown (signals.go)
-	w.stop("raw_transaction_lost", "gormcache: a db.Connection ended with a transaction it opened by SQL text (BEGIN) still open, and its connection went back to the pool inside it; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_lost\"). End every BEGIN with COMMIT or ROLLBACK before the db.Connection function returns.")
+	p.stop("raw_transaction_lost", "gormcache: a db.Connection ended with a transaction it opened by SQL text (BEGIN) still open, and its connection went back to the pool inside it; this plugin no longer serves or fills the cache for this database (bypass \"raw_transaction_lost\"). End every BEGIN with COMMIT or ROLLBACK before the db.Connection function returns.")
 	w.suspended.Add(-1)
 }
 
@@ -664,7 +677,7 @@ func (p *Plugin) confirmEnd(f *fence) bool {
 	case "postgres":
 		return postgresEndVisible(ctx, d, f)
 	}
-	p.w.stop("unseen_transaction_unconfirmed", "gormcache: a write ran in a transaction the plugin did not begin, and on "+p.dialect+" it cannot confirm when that commit is visible; this plugin no longer serves or fills the cache for this database. Begin transactions on the *gorm.DB the plugin is registered on (not inside db.Connection, nor on a handle taken before db.Use).")
+	p.stop("unseen_transaction_unconfirmed", "gormcache: a write ran in a transaction the plugin did not begin, and on "+p.dialect+" it cannot confirm when that commit is visible; this plugin no longer serves or fills the cache for this database. Begin transactions on the *gorm.DB the plugin is registered on (not inside db.Connection, nor on a handle taken before db.Use).")
 	return false
 }
 

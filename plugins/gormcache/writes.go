@@ -70,10 +70,10 @@ func (p *Plugin) wasPreset(db *gorm.DB) bool {
 
 // afterPreset invalidates what a write of preset SQL wrote, as afterRaw
 // does for db.Exec.
-func (p *Plugin) afterPreset(db *gorm.DB, source string) {
+func (p *Plugin) afterPreset(db *gorm.DB, source string, busy bool) {
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info)
-	p.record(db, source, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))
+	p.record(db, source, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
 }
 
 // lateWrite is the key, in a statement's Settings, of a write whose change
@@ -138,14 +138,15 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
+	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
 	if preset {
-		p.afterPreset(db, "create")
+		p.afterPreset(db, "create", busy)
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
 	p.observeBuilt(db, in)
 	ch, known := p.writeChange(db, in, false)
-	p.record(db, "create", withCause(p.gormDependents(db, in, ch, known), "gorm create"))
+	p.record(db, "create", duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), "gorm create")))
 }
 
 // afterUpdate invalidates updated rows: by primary key when the WHERE
@@ -155,14 +156,15 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
+	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
 	if preset {
-		p.afterPreset(db, "update")
+		p.afterPreset(db, "update", busy)
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
 	p.observeBuilt(db, in)
 	ch, known := p.writeChange(db, in, true)
-	p.record(db, "update", withCause(p.gormDependents(db, in, ch, known), "gorm update"))
+	p.record(db, "update", duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), "gorm update")))
 }
 
 // afterDelete handles hard and soft deletes alike (a soft delete is an
@@ -172,14 +174,15 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
+	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
 	if preset {
-		p.afterPreset(db, "delete")
+		p.afterPreset(db, "delete", busy)
 		return
 	}
 	in := p.inspection(db.Statement.SQL.String())
 	p.observeBuilt(db, in)
 	ch, known := p.writeChange(db, in, true)
-	p.record(db, "delete", withCause(p.gormDependents(db, in, ch, known), "gorm delete"))
+	p.record(db, "delete", duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), "gorm delete")))
 }
 
 // observeBuilt tells observeRaw of a write GORM built that calls a
@@ -193,12 +196,20 @@ func (p *Plugin) observeBuilt(db *gorm.DB, in *inspection) {
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
 func (p *Plugin) afterRaw(db *gorm.DB) {
+	own := p.ownDDL(db)
+	if own {
+		// Uncounted once its change is recorded: the facts are forgotten
+		// then (or, inside a managed transaction, at its commit, which
+		// counts it again: connpool.go).
+		defer p.w.ddlRunning.Add(-1)
+	}
 	if !executed(db) {
 		return
 	}
+	busy := p.ddlBusy(own) // before any facts are read (ddlwindow.go)
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info)
-	p.record(db, "raw", withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))
+	p.record(db, "raw", duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
 }
 
 // withCause sets the change's Cause (querycache.Change.Cause, shown by

@@ -1,0 +1,127 @@
+package gormcache
+
+import (
+	"slices"
+	"strings"
+
+	"gorm.io/gorm"
+	"querycache.dev/keys"
+	"querycache.dev/querycache"
+	"querycache.dev/sqlinspect"
+)
+
+// A schema change is seen by the plugin after the database has made it:
+// the statement runs, its connection goes back to the pool, and only then
+// does the after-callback forget the catalog facts (schemaChanged). A
+// write that runs on another connection in between already runs under the
+// new schema (a trigger just created fires), yet its after-callback would
+// judge it by the facts from before, narrowing it to its row
+// (TestHostile30TriggerCreatedWriteBeforeCallback).
+//
+// So a schema change is counted as running from before it is sent
+// (beforeRaw; a managed transaction's commit, for DDL inside it) until
+// its after-callback has forgotten the facts. A write asks at the start
+// of its after-callback, before it reads any facts: if a schema change is
+// running it invalidates everything. Otherwise every schema change that
+// ran before the write has been seen through, and the facts it reads
+// are learned from the new schema. The order, for a write W and DDL D:
+//
+//	D counted -> D runs -> W runs (fires D's trigger) -> W asks: counted
+//	D runs -> D forgets, uncounted -> W asks: not counted -> W reads new facts
+//
+// A read planned from the old facts needs nothing more: its entry is
+// served only to lookups planned from the current facts.
+//
+// A panic between the two callbacks (in the driver) leaves the change
+// counted: every write then invalidates everything, which is safe.
+
+// ddlMark is the key, in a statement's Settings, of a schema change
+// beforeRaw counted: its own after-callback uncounts it.
+type ddlMark struct{}
+
+// beforeRaw counts a statement the user wrote as a running schema change
+// when it may change the catalog.
+func (p *Plugin) beforeRaw(db *gorm.DB) {
+	if db.Error != nil || db.DryRun {
+		return
+	}
+	sql := db.Statement.SQL.String()
+	if len(sql) > inspectMaxSQL {
+		// Not remembered by the inspection memo: afterRaw reads it once
+		// more. A long text (a batch, a migration script) counts when it
+		// names a statement that may change the schema.
+		if !namesSchemaChange(sql) {
+			return
+		}
+	} else if !changesSchema(&p.inspection(sql).st) {
+		return
+	}
+	p.w.ddlRunning.Add(1)
+	db.Statement.Settings.Store(ddlMark{}, db.Statement)
+}
+
+// changesSchema reports whether a statement may change what the catalog
+// facts say: DDL (it writes the catalog), or code the text does not show.
+// A lone statement that only makes a temporary relation or trigger is
+// not counted: it changes nothing other connections see, and its own
+// connection's writes are handled apart (temps.go).
+func changesSchema(info *sqlinspect.Statement) bool {
+	if info.Kind == sqlinspect.KindUnknown {
+		return true
+	}
+	if !slices.Contains(info.Writes, keys.CatalogTable) {
+		return false
+	}
+	temp := len(info.TempTables) > 0 || len(info.TempViews) > 0 || len(info.TempTriggers) > 0
+	return !(temp && info.Statements == 1)
+}
+
+// namesSchemaChange reports whether sql holds, as a word, the head of a
+// statement that may change the schema or run code the text does not
+// show (over-counting only widens the writes that run meanwhile).
+func namesSchemaChange(sql string) bool {
+	for i := 0; i < len(sql); {
+		if !identChar(sql[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(sql) && identChar(sql[j]) {
+			j++
+		}
+		if j-i <= 7 {
+			switch strings.ToLower(sql[i:j]) {
+			case "create", "alter", "drop", "rename", "comment", "grant", "revoke", "do", "call", "attach", "detach", "pragma":
+				return true
+			}
+		}
+		i = j
+	}
+	return false
+}
+
+// ownDDL takes the statement's mark, if beforeRaw counted it: the caller
+// uncounts it once its change has been recorded (the facts forgotten).
+func (p *Plugin) ownDDL(db *gorm.DB) bool {
+	return p.w.ddlRunning.Load() > 0 && takeMark(db, ddlMark{})
+}
+
+// ddlBusy reports whether a schema change other than the statement's own
+// (own: counted by beforeRaw for it) is running. A write asks before it
+// reads any catalog facts.
+func (p *Plugin) ddlBusy(own bool) bool {
+	n := p.w.ddlRunning.Load()
+	if own {
+		n--
+	}
+	return n > 0
+}
+
+// duringDDL widens a write's change to everything when a schema change was
+// running as it began to be recorded (ddlBusy).
+func duringDDL(busy bool, ch querycache.Change) querycache.Change {
+	if !busy || ch.Empty() || ch.All {
+		return ch
+	}
+	return querycache.Change{All: true, Cause: causeDuringDDL}
+}
