@@ -45,9 +45,22 @@ func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement) {
 	if p.w.stateInKey {
 		return
 	}
-	if info.SessionState && !localConfigOnly(db, info) {
+	if info.SessionState && !localConfigOnly(db, info) || p.doSession(db, info) {
 		p.stop("session_state", sessionWarning)
 	}
+}
+
+// doSession reports whether a PostgreSQL statement is a DO block whose body
+// may change session state (dosession.go).
+func (p *Plugin) doSession(db *gorm.DB, info sqlinspect.Statement) bool {
+	if p.dialect != "postgres" || info.Kind != sqlinspect.KindUnknown {
+		return false
+	}
+	sql := strings.TrimLeft(db.Statement.SQL.String(), " \t\r\n")
+	if len(sql) < 3 || !strings.EqualFold(sql[:2], "do") || identChar(sql[2]) {
+		return false
+	}
+	return doChangesSession(sql)
 }
 
 // localConfigOnly reports whether a statement's only session change is

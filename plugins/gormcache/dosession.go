@@ -1,0 +1,160 @@
+package gormcache
+
+import (
+	"strings"
+
+	"querycache.dev/sqlinspect"
+)
+
+// A PostgreSQL DO block runs PL/pgSQL the inspector does not read
+// (KindUnknown): its writes invalidate everything, and the temporary
+// tables it may make are looked for (temps.go). A SET in it that is not
+// LOCAL outlives the block on its connection, as one sent alone does:
+// doChangesSession reads the block's body for the session changes its
+// text shows (TestHostile30DOBlockChangesSessionSetting). What dynamic SQL
+// built at run time does (EXECUTE format(...)) is not seen, as for the
+// bodies of functions.
+
+// doChangesSession reports whether sql, a DO block, may change its
+// connection's session state: its body holds SET or RESET as a statement
+// (not SET LOCAL or a harmless setting), a set_config call that is not
+// transaction-local, or a string literal (the text of an EXECUTE) that
+// does one of those. A body it cannot read counts as a change.
+func doChangesSession(sql string) bool {
+	body, ok := doBody(sql)
+	if !ok {
+		return true
+	}
+	toks, ok := lexSQL(body)
+	if !ok {
+		return true
+	}
+	for _, lit := range stringLiterals(body) {
+		if sqlinspect.InspectDialect(lit, sqlinspect.DialectPostgres).SessionState && !localSetConfig(lit, nil) {
+			return true
+		}
+	}
+	// The body's statements, split at ';': each is judged from its head,
+	// which follows the PL/pgSQL words that begin a block or a branch.
+	start := 0
+	for i := 0; i <= len(toks); i++ {
+		if i < len(toks) && toks[i].punct != ';' {
+			continue
+		}
+		if plStatementChangesSession(body, toks[start:i]) {
+			return true
+		}
+		start = i + 1
+	}
+	return false
+}
+
+// plStatementChangesSession judges one PL/pgSQL statement of body (its
+// tokens, without the ';').
+func plStatementChangesSession(body string, toks []lexTok) bool {
+	if len(toks) == 0 {
+		return false
+	}
+	end := toks[len(toks)-1].end
+	for _, t := range toks {
+		if t.word == "SET_CONFIG" {
+			// x := set_config(...), PERFORM set_config(...): local only
+			// with a literal true as its third argument.
+			return !localSetConfig(body[toks[0].start:end], nil)
+		}
+	}
+	for h, t := range toks {
+		if t.word != "SET" && t.word != "RESET" {
+			continue
+		}
+		if h > 0 && !plHead(toks[h-1]) {
+			continue // UPDATE ... SET, ALTER ... SET DEFAULT, DO UPDATE SET
+		}
+		return sqlinspect.InspectDialect(body[t.start:end], sqlinspect.DialectPostgres).SessionState
+	}
+	return false
+}
+
+// plHead reports whether a statement may begin after t: a PL/pgSQL word
+// that opens a block or a branch, or the end of a <<label>>.
+func plHead(t lexTok) bool {
+	switch t.word {
+	case "BEGIN", "THEN", "ELSE", "LOOP", "DECLARE":
+		return true
+	}
+	return t.punct == '>'
+}
+
+// doBody returns the body of a DO block: DO [LANGUAGE name] body, the
+// body a dollar-quoted or standard string. false when the text is not
+// read with certainty.
+func doBody(sql string) (string, bool) {
+	s := strings.TrimSpace(sql)
+	if len(s) < 2 || !strings.EqualFold(s[:2], "do") {
+		return "", false
+	}
+	s = strings.TrimSpace(s[2:])
+	if len(s) >= 8 && strings.EqualFold(s[:8], "language") {
+		s = strings.TrimSpace(s[8:])
+		i := 0
+		for i < len(s) && identChar(s[i]) {
+			i++
+		}
+		s = strings.TrimSpace(s[i:])
+	}
+	lits := stringLiterals(s)
+	if len(lits) == 0 || !strings.HasPrefix(s, "$") && !strings.HasPrefix(s, "'") {
+		return "", false
+	}
+	return lits[0], true
+}
+
+// stringLiterals returns the contents of the standard ('...', quotes
+// doubled) and dollar-quoted string literals of s, in order, skipping
+// comments. A literal that does not close ends the list.
+func stringLiterals(s string) []string {
+	var out []string
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '-' && i+1 < len(s) && s[i+1] == '-':
+			for i < len(s) && s[i] != '\n' {
+				i++
+			}
+		case c == '\'':
+			var b strings.Builder
+			j := i + 1
+			for ; j < len(s); j++ {
+				if s[j] == '\'' {
+					if j+1 < len(s) && s[j+1] == '\'' {
+						b.WriteByte('\'')
+						j++
+						continue
+					}
+					break
+				}
+				b.WriteByte(s[j])
+			}
+			if j >= len(s) {
+				return out
+			}
+			out = append(out, b.String())
+			i = j
+		case c == '$':
+			j := i + 1
+			for j < len(s) && (identChar(s[j])) {
+				j++
+			}
+			if j >= len(s) || s[j] != '$' || j > i+1 && s[i+1] >= '0' && s[i+1] <= '9' {
+				continue // $1, or not a tag
+			}
+			tag := s[i : j+1]
+			k := strings.Index(s[j+1:], tag)
+			if k < 0 {
+				return out
+			}
+			out = append(out, s[j+1:j+1+k])
+			i = j + 1 + k + len(tag) - 1
+		}
+	}
+	return out
+}

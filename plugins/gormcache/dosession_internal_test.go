@@ -1,0 +1,60 @@
+package gormcache
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDoChangesSession(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want bool
+	}{
+		{`DO $$BEGIN SET search_path = a; END$$`, true},
+		{`do $$ begin set search_path to a, public; end $$`, true},
+		{`DO $$ BEGIN IF true THEN SET ROLE bob; END IF; END $$`, true},
+		{`DO $$ <<blk>> BEGIN SET TimeZone = 'UTC'; END $$`, true},
+		{`DO LANGUAGE plpgsql $$BEGIN RESET ALL; END$$`, true},
+		{`DO $$BEGIN NULL; END$$ LANGUAGE plpgsql`, false},
+		{`DO 'BEGIN SET search_path = x; END'`, true},
+		{`DO 'BEGIN UPDATE t SET v = ''a''; END'`, false},
+		{`DO $$BEGIN PERFORM set_config('a', 'b', false); END$$`, true},
+		{`DO $$ DECLARE x text; BEGIN x := set_config('a', 'b', false); END $$`, true},
+		{`DO $$BEGIN EXECUTE 'SET search_path = x'; END$$`, true},
+		{`DO $$BEGIN EXECUTE $q$RESET ROLE$q$; END$$`, true},
+		{`DO $body$ BEGIN EXECUTE 'SELECT set_config(''a'', ''b'', false)'; END $body$`, true},
+		{`DO $$BEGIN SET search_path`, true}, // not closed: not read
+		{`DO`, true},
+		// No change that outlives the block.
+		{`DO $$BEGIN SET LOCAL search_path = a; END$$`, false},
+		{`DO $$BEGIN PERFORM set_config('app.tenant', '42', true); END$$`, false},
+		{`DO $$BEGIN SET statement_timeout = 5000; END$$`, false},
+		{`DO $$BEGIN UPDATE t SET x = 1 WHERE id = 2; END$$`, false},
+		{`DO $$BEGIN ALTER TABLE t ALTER COLUMN c SET DEFAULT 0; END$$`, false},
+		{`DO $$BEGIN INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET v = 2; END$$`, false},
+		{`DO $$BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN c int', 't'); END$$`, false},
+		{`DO $$ BEGIN CREATE TEMP TABLE x (id int); END $$`, false},
+	} {
+		if got := doChangesSession(c.sql); got != c.want {
+			t.Errorf("%q: %v, want %v", c.sql, got, c.want)
+		}
+	}
+}
+
+func FuzzDoChangesSession(f *testing.F) {
+	for _, s := range []string{
+		`DO $$BEGIN SET search_path = a; END$$`,
+		`DO LANGUAGE plpgsql $t$BEGIN EXECUTE 'RESET ALL'; END$t$`,
+		`DO 'BEGIN UPDATE t SET v = ''a''; END'`,
+		`DO $$ DECLARE x text; BEGIN x := set_config('a', 'b', false); END $$`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		got := doChangesSession(sql) // must not panic
+		if !got && strings.Contains(strings.ToUpper(sql), "SET SEARCH_PATH") && !strings.Contains(strings.ToUpper(sql), "LOCAL") &&
+			!strings.ContainsAny(sql, "-/\"") && strings.Count(sql, "$$") == 2 && strings.HasPrefix(sql, "DO $$BEGIN SET SEARCH_PATH") {
+			t.Fatalf("%q: a SET search_path heading the body not seen", sql)
+		}
+	})
+}
