@@ -292,6 +292,9 @@ type fence struct {
 	// Owned by the sweep (sweepMu).
 	xip    []int64 // PostgreSQL: transactions running when the end was seen
 	xipSet bool
+	// xipFrom, xipTo: the ids from the first snapshot's xmax up to the
+	// look's own, which may have been running unlisted (postgresEndVisible).
+	xipFrom, xipTo int64
 }
 
 func newFence() *fence { return &fence{tables: map[string]struct{}{}} }
@@ -700,24 +703,42 @@ func sqliteWriterGone(ctx context.Context, d *sql.DB) bool {
 	return true
 }
 
-// postgresEndVisible reports whether every transaction that was running
-// when the end was first seen (the fencing one among them, if its commit
-// was still in flight) has left the snapshot of running transactions: a
-// new snapshot then sees its commit. A long transaction that was running
-// at that moment delays the answer; it never makes it wrong.
+// postgresEndVisible reports whether every transaction that may have been
+// running when the end was first seen (the fencing one among them, if its
+// commit was still in flight) has since ended: a new snapshot then sees
+// its commit. A long transaction that was running at that moment delays
+// the answer; it never makes it wrong.
+//
+// A snapshot lists as running only the transactions below its xmax (the
+// latest completed one, plus one): one that took its id after that, the
+// fencing transaction included when nothing completed after it, is
+// running without being listed (a snapshot "146798:146798:" while 146798
+// had not committed). The first look therefore also takes an id of its
+// own (txid_current): every id from the snapshot's xmax up to it may have
+// been running, and is waited for as well. Listing only the snapshot's
+// running ids lifted the fence before the commit was visible, and a
+// temporary table the transaction made was not found
+// (TestHostile29PostgresTempFromDOShadows, 1 run in 3 under load).
 func postgresEndVisible(ctx context.Context, d *sql.DB, f *fence) bool {
-	rows, err := d.QueryContext(ctx, "SELECT txid_snapshot_xip(txid_current_snapshot())")
+	q := postgresSnapshotQuery
+	if !f.xipSet {
+		q = postgresFirstSnapshotQuery
+	}
+	rows, err := d.QueryContext(ctx, q)
 	if err != nil {
 		return false
 	}
 	defer rows.Close()
 	running := map[int64]struct{}{}
+	var xmax, own int64
 	for rows.Next() {
-		var x int64
-		if err := rows.Scan(&x); err != nil {
+		var x sql.NullInt64
+		if err := rows.Scan(&xmax, &own, &x); err != nil {
 			return false
 		}
-		running[x] = struct{}{}
+		if x.Valid {
+			running[x.Int64] = struct{}{}
+		}
 	}
 	if rows.Err() != nil {
 		return false
@@ -727,14 +748,42 @@ func postgresEndVisible(ctx context.Context, d *sql.DB, f *fence) bool {
 		for x := range running {
 			f.xip = append(f.xip, x)
 		}
-		return len(f.xip) == 0
+		// Ids taken between the snapshot and the look's own: bounded, as
+		// a range when there are many.
+		f.xipFrom, f.xipTo = xmax, own
+		return len(f.xip) == 0 && f.xipFrom >= f.xipTo
+	}
+	stillRunning := func(x int64) bool {
+		_, listed := running[x]
+		return listed || x >= xmax
 	}
 	still := f.xip[:0]
 	for _, x := range f.xip {
-		if _, ok := running[x]; ok {
+		if stillRunning(x) {
 			still = append(still, x)
 		}
 	}
 	f.xip = still
-	return len(still) == 0
+	// The range [xipFrom, xipTo): the ids below this snapshot's xmax that it
+	// does not list have ended; the ones it lists stay, one by one.
+	if f.xipFrom < f.xipTo {
+		for x := range running {
+			if x >= f.xipFrom && x < f.xipTo && x < xmax {
+				f.xip = append(f.xip, x)
+			}
+		}
+		f.xipFrom = max(f.xipFrom, xmax)
+	}
+	return len(f.xip) == 0 && f.xipFrom >= f.xipTo
 }
+
+// postgresFirstSnapshotQuery reads the running transactions of a new
+// snapshot, its xmax and an id of the look's own, one row per running id
+// (a NULL one when none); postgresSnapshotQuery the same without taking
+// an id.
+const (
+	postgresFirstSnapshotQuery = `SELECT txid_snapshot_xmax(s), txid_current(), x
+FROM txid_current_snapshot() s LEFT JOIN LATERAL txid_snapshot_xip(s) x ON true`
+	postgresSnapshotQuery = `SELECT txid_snapshot_xmax(s), 0::bigint, x
+FROM txid_current_snapshot() s LEFT JOIN LATERAL txid_snapshot_xip(s) x ON true`
+)
