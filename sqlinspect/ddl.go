@@ -470,7 +470,20 @@ func (a *analyzer) alterDefaults(j int) {
 	if !a.wordAt(j, "database") && !a.wordAt(j, "role") && !a.wordAt(j, "user") && !a.wordAt(j, "system") {
 		return
 	}
+	if a.wordAt(j+1, "mapping") {
+		return // ALTER USER MAPPING ... OPTIONS (SET password ...): a foreign server's
+	}
+	depth := 0
 	for k := j + 1; k < a.end; k++ {
+		switch a.kindAt(k) {
+		case tkLParen:
+			depth++
+		case tkRParen:
+			depth--
+		}
+		if depth != 0 {
+			continue
+		}
 		switch {
 		case a.isKw(k, kwSet) && !a.wordAt(k+1, "tablespace"):
 			a.setStmt(k + 1)

@@ -57,6 +57,8 @@ func TestSessionState(t *testing.T) {
 		{`ALTER ROLE bob WITH PASSWORD 'x'`, false},
 		{`ALTER ROLE bob RENAME TO carol`, false},
 		{`ALTER TABLE items SET (fillfactor = 70)`, false},
+		{`ALTER USER MAPPING FOR CURRENT_USER SERVER s OPTIONS (SET password 'new')`, false},
+		{`ALTER ROLE bob WITH CONNECTION LIMIT 5`, false},
 		// Transaction-scoped or harmless.
 		{`SET LOCAL search_path TO x`, false},
 		{`SET LOCAL ROLE x`, false},

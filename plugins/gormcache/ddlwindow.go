@@ -18,9 +18,10 @@ import (
 // judge it by the facts from before, narrowing it to its row
 // (TestHostile30TriggerCreatedWriteBeforeCallback).
 //
-// So a schema change is counted as running from before it is sent
-// (beforeRaw; a managed transaction's commit, for DDL inside it) until
-// its after-callback has forgotten the facts. A write asks at the start
+// So a schema change is counted as running from before it is sent until
+// its facts are forgotten, right after it ran (schemaWindow, around
+// db.Exec's gorm:raw and the plugin's own query and row callbacks; a
+// managed transaction's commit, for DDL inside it). A write asks at the start
 // of its after-callback, before it reads any facts: if a schema change is
 // running it invalidates everything. Otherwise every schema change that
 // ran before the write has been seen through, and the facts it reads
@@ -31,33 +32,56 @@ import (
 //
 // A read planned from the old facts needs nothing more: its entry is
 // served only to lookups planned from the current facts.
-//
-// A panic between the two callbacks (in the driver) leaves the change
-// counted: every write then invalidates everything, which is safe.
 
-// ddlMark is the key, in a statement's Settings, of a schema change
-// beforeRaw counted: its own after-callback uncounts it.
-type ddlMark struct{}
-
-// beforeRaw counts a statement the user wrote as a running schema change
-// when it may change the catalog.
-func (p *Plugin) beforeRaw(db *gorm.DB) {
+// schemaWindow counts the statement db is about to run as a running
+// schema change when it may be one (changesSchema, or a call of a
+// function that may write: its body may run DDL), and returns what ends
+// the window once the statement has run: the catalog's facts are
+// forgotten, then the change is uncounted. The caller defers it, so that
+// a panic in the driver or in a later callback cannot leave it counted
+// (which made every later write invalidate everything:
+// TestHostile31DDLCountStuckAfterPanic). The after-callback still applies
+// the statement's invalidation (and forgets again).
+func (p *Plugin) schemaWindow(db *gorm.DB, info *sqlinspect.Statement) func() {
 	if db.Error != nil || db.DryRun {
-		return
+		return func() {}
 	}
 	sql := db.Statement.SQL.String()
-	if len(sql) > inspectMaxSQL {
-		// Not remembered by the inspection memo: afterRaw reads it once
-		// more. A long text (a batch, a migration script) counts when it
-		// names a statement that may change the schema.
-		if !namesSchemaChange(sql) {
-			return
+	if info == nil {
+		if len(sql) > inspectMaxSQL {
+			// Not remembered by the inspection memo: the after-callback
+			// reads it once more. A long text (a batch, a migration
+			// script) counts when it names a statement that may change
+			// the schema.
+			if !namesSchemaChange(sql) {
+				return func() {}
+			}
+			return p.openSchemaWindow()
 		}
-	} else if !changesSchema(&p.inspection(sql).st) {
-		return
+		info = &p.inspection(sql).st
 	}
+	if !changesSchema(info) && !(len(info.Functions) > 0 && p.mayWrite(db, *info, false)) {
+		return func() {}
+	}
+	return p.openSchemaWindow()
+}
+
+func (p *Plugin) openSchemaWindow() func() {
 	p.w.ddlRunning.Add(1)
-	db.Statement.Settings.Store(ddlMark{}, db.Statement)
+	return func() {
+		p.cat.forget()
+		p.forgetSiblings()
+		p.w.ddlRunning.Add(-1)
+	}
+}
+
+// rawWithWindow wraps GORM's gorm:raw (db.Exec) in schemaWindow.
+func (p *Plugin) rawWithWindow(run func(*gorm.DB)) func(*gorm.DB) {
+	return func(db *gorm.DB) {
+		end := p.schemaWindow(db, nil)
+		defer end()
+		run(db)
+	}
 }
 
 // changesSchema reports whether a statement may change what the catalog
@@ -100,22 +124,9 @@ func namesSchemaChange(sql string) bool {
 	return false
 }
 
-// ownDDL takes the statement's mark, if beforeRaw counted it: the caller
-// uncounts it once its change has been recorded (the facts forgotten).
-func (p *Plugin) ownDDL(db *gorm.DB) bool {
-	return p.w.ddlRunning.Load() > 0 && takeMark(db, ddlMark{})
-}
-
-// ddlBusy reports whether a schema change other than the statement's own
-// (own: counted by beforeRaw for it) is running. A write asks before it
-// reads any catalog facts.
-func (p *Plugin) ddlBusy(own bool) bool {
-	n := p.w.ddlRunning.Load()
-	if own {
-		n--
-	}
-	return n > 0
-}
+// ddlBusy reports whether a schema change is running. A write asks at
+// the start of its after-callback, before it reads any facts.
+func (p *Plugin) ddlBusy() bool { return p.w.ddlRunning.Load() > 0 }
 
 // duringDDL widens a write's change to everything when a schema change was
 // running as it began to be recorded (ddlBusy).

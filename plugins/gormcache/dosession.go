@@ -57,15 +57,15 @@ func plStatementChangesSession(body string, toks []lexTok) bool {
 	}
 	end := toks[len(toks)-1].end
 	for _, t := range toks {
-		if t.word == "SET_CONFIG" {
+		if t.word == "SET_CONFIG" || strings.EqualFold(t.name, `"set_config"`) {
 			// x := set_config(...), PERFORM set_config(...): local only
 			// with a literal true as its third argument.
 			return !localSetConfig(body[toks[0].start:end], nil)
 		}
 	}
 	for h, t := range toks {
-		if t.word != "SET" && t.word != "RESET" {
-			continue
+		if t.word != "SET" && t.word != "RESET" && t.word != "ALTER" {
+			continue // ALTER DATABASE|ROLE ... SET (TestHostile31AlterSetInsideDOBlock)
 		}
 		if h > 0 && !plHead(toks[h-1]) {
 			continue // UPDATE ... SET, ALTER ... SET DEFAULT, DO UPDATE SET
@@ -121,9 +121,15 @@ func stringLiterals(s string) []string {
 				i++
 			}
 		case c == '\'':
+			escapes := i > 0 && (s[i-1] == 'e' || s[i-1] == 'E') && (i < 2 || !identChar(s[i-2]))
 			var b strings.Builder
 			j := i + 1
 			for ; j < len(s); j++ {
+				if escapes && s[j] == '\\' && j+1 < len(s) {
+					j++ // E'\'': the quote is the string's
+					b.WriteByte(s[j])
+					continue
+				}
 				if s[j] == '\'' {
 					if j+1 < len(s) && s[j+1] == '\'' {
 						b.WriteByte('\'')

@@ -25,6 +25,9 @@ func TestDoChangesSession(t *testing.T) {
 		{`DO $body$ BEGIN EXECUTE 'SELECT set_config(''a'', ''b'', false)'; END $body$`, true},
 		{`DO $$BEGIN SET search_path`, true}, // not closed: not read
 		{`DO`, true},
+		{`DO $$BEGIN ALTER DATABASE test SET search_path = a; END$$`, true},
+		{`DO $$BEGIN PERFORM "set_config"('search_path', 'a', false); END$$`, true},
+		{`DO $$BEGIN PERFORM E'\''; EXECUTE 'SET search_path = a'; PERFORM E'\''; END$$`, true},
 		// No change that outlives the block.
 		{`DO $$BEGIN SET LOCAL search_path = a; END$$`, false},
 		{`DO $$BEGIN PERFORM set_config('app.tenant', '42', true); END$$`, false},

@@ -181,7 +181,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return err
 	}
 	cb := db.Callback()
+	raw := cb.Raw().Get("gorm:raw")
+	if raw == nil {
+		return errors.New("gormcache: GORM's gorm:raw callback is missing; register the plugin on a *gorm.DB with GORM's default callbacks")
+	}
 	steps := []error{
+		cb.Raw().Replace("gorm:raw", p.rawWithWindow(raw)), // a schema change's window (ddlwindow.go)
 		cb.Query().Replace("gorm:query", p.queryCallback),
 		cb.Row().Replace("gorm:row", p.rowCallback),
 		cb.Create().Before("gorm:create").Register("querycache:preset_sql", p.notePresetSQL),
@@ -203,7 +208,6 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		cb.Create().After("gorm:create").Register("querycache:after_create_late", p.writeLate(p.afterCreate)),
 		cb.Update().After("gorm:update").Register("querycache:after_update_late", p.writeLate(p.afterUpdate)),
 		cb.Delete().After("gorm:delete").Register("querycache:after_delete_late", p.writeLate(p.afterDelete)),
-		cb.Raw().Before("gorm:raw").Register("querycache:before_raw", p.beforeRaw), // a schema change's window (ddlwindow.go)
 		cb.Raw().After("gorm:raw").Register("querycache:after_raw", p.afterRaw),
 	}
 	if err := errors.Join(steps...); err != nil {

@@ -49,13 +49,20 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 		// A read no version stands for: a page built from it must not be
 		// cached on the strength of the others (querycache.Capture).
 		p.untracked(db)
+		// DDL through db.Raw(...).Scan: counted until its rows are read
+		// (SQLite runs a statement as its rows are read; ddlwindow.go).
+		end := p.schemaWindow(db, info)
 		rows, err := db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		if err != nil {
+			end()
 			db.AddError(err)
 			p.recordRawWrite(db, raw, info, false)
 			return
 		}
-		scanRows(db, rows)
+		func() {
+			defer end()
+			scanRows(db, rows)
+		}()
 		p.recordRawWrite(db, raw, info, false)
 	}
 	if db.Statement.Result != nil {
@@ -181,11 +188,15 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		querycache.Untracked(db.Statement.Context, "query_failed")
 	case isRows:
 		p.untracked(db)
+		end := p.schemaWindow(db, info) // DDL through Rows() (ddlwindow.go)
 		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
+		end()
 		p.recordRawWrite(db, raw, info, true)
 	default:
 		p.untracked(db)
+		end := p.schemaWindow(db, info) // DDL through Row() (ddlwindow.go)
 		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
+		end()
 		p.recordRawWrite(db, raw, info, true)
 	}
 	db.RowsAffected = -1
@@ -203,7 +214,7 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 // rowsOpen is true when the statement's rows are still open (Row, Rows):
 // its connection is busy, so the catalog must not be read on it now.
 func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement, rowsOpen bool) {
-	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
+	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
 	if info == nil {
 		if raw {
 			st := p.inspect(db.Statement.SQL.String())

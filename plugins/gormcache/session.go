@@ -56,11 +56,19 @@ func (p *Plugin) doSession(db *gorm.DB, info sqlinspect.Statement) bool {
 	if p.dialect != "postgres" || info.Kind != sqlinspect.KindUnknown {
 		return false
 	}
-	sql := strings.TrimLeft(db.Statement.SQL.String(), " \t\r\n")
-	if len(sql) < 3 || !strings.EqualFold(sql[:2], "do") || identChar(sql[2]) {
-		return false
+	sql := db.Statement.SQL.String()
+	toks, ok := lexSQL(sql)
+	if !ok {
+		return true // not read with certainty
 	}
-	return doChangesSession(sql)
+	for i, t := range toks {
+		// A DO heading a statement, after comments or other statements
+		// (TestHostile31DOBlockSessionChangeHidden).
+		if t.word == "DO" && (i == 0 || toks[i-1].punct == ';') && doChangesSession(sql[t.start:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // localConfigOnly reports whether a statement's only session change is

@@ -138,7 +138,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
+	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "create", busy)
 		return
@@ -156,7 +156,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
+	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "update", busy)
 		return
@@ -174,7 +174,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy(false) // before any facts are read (ddlwindow.go)
+	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "delete", busy)
 		return
@@ -196,17 +196,10 @@ func (p *Plugin) observeBuilt(db *gorm.DB, in *inspection) {
 
 // afterRaw invalidates what db.Exec's SQL writes (migrations included).
 func (p *Plugin) afterRaw(db *gorm.DB) {
-	own := p.ownDDL(db)
-	if own {
-		// Uncounted once its change is recorded: the facts are forgotten
-		// then (or, inside a managed transaction, at its commit, which
-		// counts it again: connpool.go).
-		defer p.w.ddlRunning.Add(-1)
-	}
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy(own) // before any facts are read (ddlwindow.go)
+	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info)
 	p.record(db, "raw", duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
