@@ -163,7 +163,11 @@ type catalog struct {
 	timerAge time.Duration
 	gen      atomic.Uint64
 	state    atomic.Pointer[catalogState]
-	flight   singleflight.Group
+	// beforeDDL is the state a schema window replaced (ddlwindow.go): what
+	// was known of a table a DROP removed, for its after-callback
+	// (cachedFacts), the facts being forgotten as soon as the DROP ran.
+	beforeDDL atomic.Pointer[catalogState]
+	flight    singleflight.Group
 }
 
 // catalogState is replaced whole when the schema changes, so readers need
@@ -487,8 +491,17 @@ func (p *Plugin) writeFacts(db *gorm.DB, in *inspection, stmtTable, table string
 }
 
 // cachedFacts returns what is known of table without reading the catalog.
+//
+// The schema window forgets the facts as soon as a DROP ran (ddlwindow.go):
+// what was known before it is in the state it replaced, asked first; the
+// current state may hold the facts learned after it (the table gone).
 func (p *Plugin) cachedFacts(table string) *tableFacts {
-	if f, ok := p.cat.current().tables.Load(table); ok {
+	if st := p.cat.beforeDDL.Load(); st != nil {
+		if f, ok := st.tables.Load(table); ok {
+			return f.(*tableFacts)
+		}
+	}
+	if f, ok := p.cat.current().tables.Load(table); ok && f.(*tableFacts).exists {
 		return f.(*tableFacts)
 	}
 	return nil

@@ -68,7 +68,9 @@ func (p *Plugin) schemaWindow(db *gorm.DB, info *sqlinspect.Statement) func() {
 
 func (p *Plugin) openSchemaWindow() func() {
 	p.w.ddlRunning.Add(1)
+	before := p.cat.current()
 	return func() {
+		p.cat.beforeDDL.Store(before) // what a DROP's after-callback asks (cachedFacts)
 		p.cat.forget()
 		p.forgetSiblings()
 		p.w.ddlRunning.Add(-1)
