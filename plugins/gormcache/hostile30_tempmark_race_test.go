@@ -54,24 +54,8 @@ func (s *fetchHookStore) Fetch(ctx context.Context, key string, versions []strin
 //  5. Expected: 'main'. It served 'temp' from the cache before the fill
 //     checked the temporary names again after reading the versions.
 func TestHostile30TempTableMarkedDuringLookup(t *testing.T) {
-	dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL"
 	store := &fetchHookStore{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})}
-	cache, err := querycache.New(querycache.Options{Store: store})
-	must(t, err)
-	t.Cleanup(func() { cache.Close() })
-	open := func() *gorm.DB {
-		db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{Logger: logger.Discard})
-		must(t, err)
-		sqlDB, err := db.DB()
-		must(t, err)
-		t.Cleanup(func() { sqlDB.Close() })
-		must(t, db.Use(gormcache.New(cache)))
-		return db
-	}
-	a, b := open(), open()
-	sqlA, err := a.DB()
-	must(t, err)
-	sqlA.SetMaxOpenConns(1)
+	a, b := h30Pools(t, store)
 	must(t, a.Exec("CREATE TABLE h30m_items (id integer PRIMARY KEY, name text NOT NULL)").Error)
 	must(t, a.Exec("INSERT INTO h30m_items VALUES (1, 'main')").Error)
 
@@ -97,7 +81,7 @@ func TestHostile30TempTableMarkedDuringLookup(t *testing.T) {
 
 // h30Pools opens two pools on one SQLite file, each with the plugin,
 // sharing one cache on store (two processes sharing a store); the first
-// has one connection. The table h30s_names holds 'Abc'.
+// has one connection.
 func h30Pools(t *testing.T, store querycache.Store) (a, b *gorm.DB) {
 	t.Helper()
 	dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL"
@@ -117,6 +101,13 @@ func h30Pools(t *testing.T, store querycache.Store) (a, b *gorm.DB) {
 	sqlA, err := a.DB()
 	must(t, err)
 	sqlA.SetMaxOpenConns(1)
+	return a, b
+}
+
+// h30NamePools is h30Pools with the table h30s_names holding 'Abc'.
+func h30NamePools(t *testing.T, store querycache.Store) (a, b *gorm.DB) {
+	t.Helper()
+	a, b = h30Pools(t, store)
 	must(t, a.Exec("CREATE TABLE h30s_names (id integer PRIMARY KEY, name text NOT NULL)").Error)
 	must(t, a.Exec("INSERT INTO h30s_names VALUES (1, 'Abc')").Error)
 	return a, b
@@ -138,7 +129,7 @@ func h30Like(t *testing.T, db *gorm.DB) int {
 // the changed connection returned for every process sharing the store.
 //
 // Order of events:
-//  1. Two pools on one file sharing a cache (h30Pools); A has one
+//  1. Two pools on one file sharing a cache (h30NamePools); A has one
 //     connection.
 //  2. On A, a cached count of names LIKE 'a%' passes its checks; before it
 //     reads its versions, PRAGMA case_sensitive_like = 1 runs on A's only
@@ -148,7 +139,7 @@ func h30Like(t *testing.T, db *gorm.DB) int {
 //  5. Expected: 1 (from B's database). It was served 0 from the cache.
 func TestHostile30SessionStateDuringLookup(t *testing.T) {
 	store := &fetchHookStore{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})}
-	a, b := h30Pools(t, store)
+	a, b := h30NamePools(t, store)
 	store.mu.Lock()
 	store.onFetch = func() {
 		done := make(chan error, 1)
@@ -171,14 +162,14 @@ func TestHostile30SessionStateDuringLookup(t *testing.T) {
 // was served to the other process.
 //
 // Order of events:
-//  1. Two pools sharing a cache (h30Pools); A has one connection.
+//  1. Two pools sharing a cache (h30NamePools); A has one connection.
 //  2. PRAGMA case_sensitive_like = 1 on A; between its execution and the
 //     plugin's callback (a callback placed there), a cached count of
 //     names LIKE 'a%' on A: filled from the changed connection, 0.
 //  3. The plugin stops caching for A.
 //  4. On B, the same count. Expected 1; it was served 0.
 func TestHostile30SessionStateFillBeforeStop(t *testing.T) {
-	a, b := h30Pools(t, querycache.NewMemoryStore(querycache.MemoryOptions{}))
+	a, b := h30NamePools(t, querycache.NewMemoryStore(querycache.MemoryOptions{}))
 	var armed sync.Once
 	must(t, a.Callback().Raw().After("gorm:raw").Before("querycache:after_raw").Register("test:h30_between", func(db *gorm.DB) {
 		if !strings.Contains(db.Statement.SQL.String(), "case_sensitive_like") {
