@@ -151,40 +151,14 @@ func (t *txConn) releaseHolds() {
 // returning. They are applied even if Commit reports an error: the commit
 // may have reached the database, and over-invalidating is safe.
 func (t *txConn) Commit() error {
-	if t.buf.WroteCatalog() {
-		// Its DDL is visible from the commit on, before the facts are
-		// forgotten below: a running schema change (ddlwindow.go).
-		t.p.w.ddlRunning.Add(1)
-		defer t.p.w.ddlRunning.Add(-1)
-	}
-	err := t.committer.Commit()
-	if t.hiddenCode.Load() {
-		t.p.discoverTemps(context.Background())
-	}
-	t.p.apply(context.Background(), t.buf.Commit())
-	t.releaseHolds()
-	t.p.signalTxEnd(t, err == nil || t.unsure.Load())
-	t.p.w.endManaged(t)
-	return err
+	return t.endApplied(t.committer.Commit, t.unsure.Load())
 }
 
 // Rollback rolls the transaction back and drops its invalidations, unless
 // a COMMIT sent as SQL text inside it may have committed some of them.
 func (t *txConn) Rollback() error {
 	if t.unsure.Load() {
-		if t.buf.WroteCatalog() {
-			t.p.w.ddlRunning.Add(1) // as in Commit: some of it may have committed
-			defer t.p.w.ddlRunning.Add(-1)
-		}
-		err := t.committer.Rollback()
-		if t.hiddenCode.Load() {
-			t.p.discoverTemps(context.Background())
-		}
-		t.p.apply(context.Background(), t.buf.Commit())
-		t.releaseHolds()
-		t.p.signalTxEnd(t, true) // the outcome is unknown: delivered
-		t.p.w.endManaged(t)
-		return err
+		return t.endApplied(t.committer.Rollback, true) // the outcome is unknown: delivered
 	}
 	// The buffer is dropped after the database's rollback: until then it
 	// tells the cache what the transaction wrote (Wrote).
@@ -192,6 +166,28 @@ func (t *txConn) Rollback() error {
 	t.buf.Rollback()
 	t.p.signalTxEnd(t, false)
 	t.releaseHolds() // after the rollback: its rows are gone
+	return err
+}
+
+// endApplied ends the transaction with end (the database's commit, or
+// the rollback of one that may have committed early), then applies what
+// it buffered. OnChange subscribers are told the writes were delivered
+// when end succeeded or delivered says so.
+func (t *txConn) endApplied(end func() error, delivered bool) error {
+	if t.buf.WroteCatalog() {
+		// Its DDL is visible from the end on, before the facts are
+		// forgotten below: a running schema change (ddlwindow.go).
+		t.p.w.ddlRunning.Add(1)
+		defer t.p.w.ddlRunning.Add(-1)
+	}
+	err := end()
+	if t.hiddenCode.Load() {
+		t.p.discoverTemps(context.Background())
+	}
+	t.p.apply(context.Background(), t.buf.Commit())
+	t.releaseHolds()
+	t.p.signalTxEnd(t, err == nil || delivered)
+	t.p.w.endManaged(t)
 	return err
 }
 
