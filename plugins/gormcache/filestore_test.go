@@ -19,25 +19,11 @@ func openFileStore(t *testing.T) querycache.Store {
 
 // fileStores is the file-system store (package filestore). It is not in
 // the stores table (the whole suite per store costs CI minutes); it runs
-// the invalidation scenarios below: every write path, the fixed-order
-// differential sequence and concurrent read-your-writes.
+// the invalidation scenarios below: every write path (storeWriteCases),
+// the fixed-order differential sequence and concurrent read-your-writes.
 var fileStores = []storeKind{{name: "file", open: openFileStore}}
 
-func TestFileStoreWritePaths(t *testing.T) {
-	t.Parallel()
-	for _, c := range writeCases {
-		t.Run(c.name, func(t *testing.T) {
-			eachEnvOf(t, true, fileStores, func(t *testing.T, e *env) {
-				if c.dialect != "" && c.dialect != e.dialect {
-					t.Skipf("%s only", c.dialect)
-				}
-				if err := runWriteCase(t, e, c); err != nil {
-					t.Fatal(err)
-				}
-			})
-		})
-	}
-}
+func TestFileStoreWritePaths(t *testing.T) { storeWriteCases(t, fileStores) }
 
 func TestFileStoreDifferential(t *testing.T) {
 	eachEnvIn(t, true, diffDatabases, fileStores, func(t *testing.T, e *env) {
