@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"querycache.dev/internal/testenv"
 )
 
 // heapAfterGC returns the live heap. Two collections: the first may leave
@@ -42,7 +44,7 @@ func TestMemoryBudgetHoldsUnderRowWrites(t *testing.T) {
 	// budget; under the race detector 50,000 (5 MiB; 18 s of CI's CPU
 	// at 200,000).
 	rows := 200_000
-	if raceEnabled {
+	if testenv.Race {
 		rows = 50_000
 	}
 	for _, tc := range []struct {

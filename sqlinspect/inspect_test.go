@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"querycache.dev/internal/testenv"
 )
 
 // l is shorthand for a list of names.
@@ -599,8 +601,8 @@ func TestInspectHostile(t *testing.T) {
 // quadratic; each is about a megabyte (a quarter of one under the race detector).
 func TestInspectLinear(t *testing.T) {
 	n := 1 << 20
-	if raceEnabled {
-		n = 1 << 18 // 27 s of CI's CPU at 1 MiB (race_on_test.go)
+	if testenv.Race {
+		n = 1 << 18 // 27 s of CI's CPU at 1 MiB (testenv.Race)
 	}
 	for name, unit := range map[string]string{
 		"open parens":        "(",

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"querycache.dev/internal/testenv"
 )
 
 // TestLinearDialects feeds every dialect and AssignedColumns inputs built
@@ -15,8 +17,8 @@ func TestLinearDialects(t *testing.T) {
 		t.Skip("large inputs")
 	}
 	n := 1 << 18
-	if raceEnabled {
-		n = 1 << 16 // 62 s of CI's CPU at 256 KiB (race_on_test.go)
+	if testenv.Race {
+		n = 1 << 16 // 62 s of CI's CPU at 256 KiB (testenv.Race)
 	}
 	units := map[string]string{
 		"nested calls":        "f(",

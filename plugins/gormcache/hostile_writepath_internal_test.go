@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"querycache.dev/internal/testenv"
 )
 
 // TestHostileSimpleConditionBytes: the hand-written matcher (224d655)
@@ -29,8 +31,8 @@ func TestHostileSimpleConditionBytes(t *testing.T) {
 		"\"", ";", "\x00", "\v", "\x7f", "\xff", "\xc3", "\u212a", "\u017f", "\u0130", "\u0131", "ＯＲ", "\u00a0", ".", "1", "#"}
 	var b strings.Builder
 	n := 300_000
-	if raceEnabled {
-		n = 100_000 // see race_on_test.go
+	if testenv.Race {
+		n = 100_000 // see testenv.Race
 	}
 	if testing.Short() {
 		n = 30_000

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"querycache.dev/internal/testenv"
 )
 
 // TestSimpleConditionMatchesExpression: the hand-written matcher answers
@@ -34,7 +36,7 @@ func TestSimpleConditionMatchesExpression(t *testing.T) {
 	n := 1_000_000
 	if testing.Short() {
 		n = 100_000
-	} else if raceEnabled {
+	} else if testenv.Race {
 		n = 100_000 // 35 s of CI's CPU at 250,000; FuzzSimpleCondition explores further
 	}
 	for range n {
