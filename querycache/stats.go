@@ -14,7 +14,7 @@ type Stats struct {
 	Shared        uint64 // misses that waited for another caller's fill instead of querying
 	Invalidations uint64 // changes applied (one per non-empty Invalidate call, delivered or pending)
 	Corrupt       uint64 // entries that could not be decoded (served as misses)
-	Errors        uint64 // store errors (each one a fallback to the database)
+	Errors        uint64 // store errors (each a fallback to the database, an undelivered invalidation, or a failed read of watched versions)
 
 	// LeaseAcquired counts fill leases this cache took in a shared store
 	// (a miss, or an early refresh, that will query the database while

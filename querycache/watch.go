@@ -127,11 +127,31 @@ func (w *versionWatch) read() (changed bool) {
 	defer w.mu.Unlock()
 	tokens, err := w.fetch()
 	if err != nil {
+		w.failed(err)
 		return false
 	}
 	changed = w.last == nil || !slices.Equal(w.last, tokens)
 	w.last = tokens
 	return changed
+}
+
+// failed counts and logs a read of the tokens that failed, as every other
+// store error is: the watch follows no bump until a read succeeds, and if
+// it had none yet (the first read, made before WatchVersions returned,
+// timed out on a loaded machine), that read calls changed, which makes the
+// plugin learn its catalog again at some later statement. Without the
+// count, that statement's extra catalog reads came with no store error to
+// explain them (the news demo's "4. homepage (invalidated by A) B miss 1"
+// read 6 statements once in a saturated CI run). A store its breaker has
+// opened is neither: the breaker logged its opening, the statements it
+// sends to the database count their bypasses, and a poll is no statement.
+func (w *versionWatch) failed(err error) {
+	c := w.c
+	if errors.Is(err, ErrStoreUnavailable) {
+		return
+	}
+	c.stats.errors.Add(1)
+	c.warn(context.Background(), "querycache: reading the watched versions failed; their bumps by other processes are followed once a read succeeds", err, "versions", len(w.names))
 }
 
 // fetch reads the tokens, bounded by the store's own timeout only: a
