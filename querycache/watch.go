@@ -136,10 +136,10 @@ func (w *versionWatch) read() (changed bool) {
 }
 
 // failed counts and logs a read of the tokens that failed, as every other
-// store error is: the watch follows no bump until a read succeeds, and if
-// it had none yet (the first read, made before WatchVersions returned,
-// timed out on a loaded machine), that read calls changed, which makes the
-// plugin learn its catalog again at some later statement. Without the
+// store error is: the watch follows no bump until a read succeeds, and
+// when no read has succeeded yet (the first one, made before WatchVersions
+// returned, timed out on a loaded machine), the first that does calls
+// changed, which makes the plugin learn its catalog again. Without the
 // count, that statement's extra catalog reads came with no store error to
 // explain them (the news demo's "4. homepage (invalidated by A) B miss 1"
 // read 6 statements once in a saturated CI run). A store its breaker has
