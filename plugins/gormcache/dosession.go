@@ -25,6 +25,13 @@ func doChangesSession(sql string) bool {
 	if !ok {
 		return true
 	}
+	return bodyChangesSession(body)
+}
+
+// bodyChangesSession is doChangesSession of a body already taken out of
+// its DO block or read from pg_proc (a PL/pgSQL or SQL function's source,
+// functions.go): the same statements change the session either way.
+func bodyChangesSession(body string) bool {
 	toks, ok := lexSQL(body)
 	if !ok {
 		return true

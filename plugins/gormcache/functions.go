@@ -44,6 +44,14 @@ const (
 	// IMMUTABLE (nor C) takes one row: attribute notation may call it on
 	// a table's rows (depFacts.rowFuncs), and it may read other tables.
 	fnRowFunc
+	// fnSessionSetter: PostgreSQL, the body of some overload outside
+	// pg_catalog may change its connection's session state (a SET that is
+	// not LOCAL, set_config(..., false)), as a DO block's may
+	// (bodyChangesSession; any body of a language other than PL/pgSQL,
+	// SQL, C or internal that mentions set or set_config): a call of it
+	// changes what that connection's unqualified names mean afterwards
+	// (callsSessionSetter, TestHostile32FunctionBodyChangesSession).
+	fnSessionSetter
 )
 
 // fnList is what the catalog says of function names, keyed lower-cased.
@@ -187,7 +195,7 @@ func (l *fnList) add(name string, f fnFlags) {
 		f = mergeFlags(f, old)
 	}
 	l.user[key] = f
-	l.any |= f & (fnMayWrite | fnRowWriter | fnRelWriter | fnRowFunc)
+	l.any |= f & (fnMayWrite | fnRowWriter | fnRelWriter | fnRowFunc | fnSessionSetter)
 }
 
 // functions returns what the catalog says of function names; nil when it
@@ -224,7 +232,8 @@ func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
 // ddlWriter):
 // 'operator <language>\n<source>' (one row per operator), 'cast
 // <language>\n<source>', 'domain' (a writer domain's name), 'event
-// trigger'.
+// trigger'; and 'session <language>\n<source>' is the source of a
+// function whose body mentions SET or set_config (fnSessionSetter).
 //
 // An aggregate's own volatility is always IMMUTABLE in pg_proc ("not
 // needed for agg"): a user's takes that of its support functions (a
@@ -279,6 +288,11 @@ FROM pg_type t WHERE t.typtype = 'd' AND t.oid IN (WITH RECURSIVE w(oid) AS (
 	UNION
 	SELECT b.oid FROM pg_type b JOIN w ON b.typbasetype = w.oid WHERE b.typtype = 'd')
 	SELECT oid FROM w)
+UNION ALL
+SELECT p.proname::text, false, false, false, false, false, false, 'session ' || l.lanname::text || E'\n' || p.prosrc
+FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND l.lanname NOT IN ('c', 'internal')
+	AND p.prosrc ~* '(set_config|\m(re)?set\M)'
 UNION ALL
 SELECT '', false, true, false, false, false, false, 'event trigger'
 FROM pg_event_trigger WHERE evtenabled <> 'D' HAVING count(*) > 0
@@ -376,7 +390,15 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 		if err := rows.Scan(&name, &immutable, &mayWrite, &onPath, &rowWriter, &relWriter, &rowFunc, &fp); err != nil {
 			return nil, "", err
 		}
-		if kind, rest, tagged := strings.Cut(fp, " "); tagged && (kind == "operator" || kind == "cast") {
+		if kind, rest, tagged := strings.Cut(fp, " "); tagged && kind == "session" {
+			// A body that mentions SET or set_config (the query's filter):
+			// read as a DO block's is; another language's counts as it is.
+			lang, body, _ := strings.Cut(rest, "\n")
+			if (lang != "plpgsql" && lang != "sql") || bodyChangesSession(body) {
+				l.add(name, fnSessionSetter)
+			}
+			continue
+		} else if tagged && (kind == "operator" || kind == "cast") {
 			lang, body, _ := strings.Cut(rest, "\n")
 			what := kind
 			if kind == "operator" {

@@ -188,12 +188,14 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		querycache.Untracked(db.Statement.Context, "query_failed")
 	case isRows:
 		p.untracked(db)
+		info = p.beforeOpenRows(db, raw, info)
 		end := p.schemaWindow(db, info) // DDL through Rows() (ddlwindow.go)
 		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		end()
 		p.recordRawWrite(db, raw, info, true)
 	default:
 		p.untracked(db)
+		info = p.beforeOpenRows(db, raw, info)
 		end := p.schemaWindow(db, info) // DDL through Row() (ddlwindow.go)
 		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		end()
@@ -215,15 +217,7 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 // its connection is busy, so the catalog must not be read on it now.
 func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement, rowsOpen bool) {
 	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
-	if info == nil {
-		if raw {
-			st := p.inspect(db.Statement.SQL.String())
-			info = &st
-		} else {
-			// GORM's text: remembered per text, as its reads' are.
-			info = &p.inspection(db.Statement.SQL.String()).st
-		}
-	}
+	info = p.statementInfo(db, raw, info)
 	if !raw && len(info.Functions) == 0 && !info.SessionState {
 		// The common read GORM built: it calls nothing, changes nothing,
 		// unless it calls a volatile function its text does not show as a
@@ -236,8 +230,41 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		}
 		return
 	}
-	p.observeRaw(db, *info)
+	p.observeRaw(db, *info, !rowsOpen)
 	p.record(db, "read_write", duringDDL(busy, withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String()))))
+}
+
+// statementInfo returns info, or when it is nil the inspection of the
+// statement's text: a raw text's, or GORM's, remembered per text as its
+// reads' are.
+func (p *Plugin) statementInfo(db *gorm.DB, raw bool, info *sqlinspect.Statement) *sqlinspect.Statement {
+	if info != nil {
+		return info
+	}
+	if raw {
+		st := p.inspect(db.Statement.SQL.String())
+		return &st
+	}
+	return &p.inspection(db.Statement.SQL.String()).st
+}
+
+// beforeOpenRows judges, before it runs, a statement run through Row() or
+// Rows() that calls functions on PostgreSQL: whether one of them may
+// change the session (callsSessionSetter). recordRawWrite judges it again
+// once it ran, but then its rows are open (its connection cannot read the
+// catalog) and, as the call may have run DDL, the function list is
+// forgotten: db.Raw("SELECT use_tenant(?)", t).Scan(&x) in a transaction,
+// whose connection is the only one it may use, was not judged at all
+// (TestHostile32FunctionBodyChangesSession). It returns the statement's
+// inspection.
+func (p *Plugin) beforeOpenRows(db *gorm.DB, raw bool, info *sqlinspect.Statement) *sqlinspect.Statement {
+	info = p.statementInfo(db, raw, info)
+	if p.dialect == "postgres" && len(info.Functions) > 0 {
+		if p.callsSessionSetter(db, *info, true) {
+			p.noteSession(db, scopeOf(db.Statement.ConnPool), *info, true)
+		}
+	}
+	return info
 }
 
 // outcome is what the cache gave a statement.

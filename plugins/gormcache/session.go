@@ -35,19 +35,66 @@ const sessionWarning = "gormcache: a statement changed connection state (SET, SE
 //   - a change that outlives the transaction or is made outside one
 //     (sqlinspect's SessionState: not SET LOCAL nor set_config(..., true))
 //     stops caching for the database, unless SessionStateInKey.
-func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement) {
+//
+// setter is callsSessionSetter's verdict: the statement calls a function
+// whose body may make such a change, which counts as one.
+func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement, setter bool) {
 	if p.broken["session"] {
 		return
 	}
-	if sc.kind == scopeManaged && changesState(info) {
+	if sc.kind == scopeManaged && (setter || changesState(info)) {
 		sc.tx.session.Store(true)
 	}
 	if p.w.stateInKey {
 		return
 	}
-	if info.SessionState && !localConfigOnly(db, info) || p.doSession(db, info) {
+	if setter || info.SessionState && !localConfigOnly(db, info) || p.doSession(db, info) {
 		p.stop("session_state", sessionWarning)
 	}
+}
+
+// callsSessionSetter reports whether a PostgreSQL statement calls a
+// function of the user's whose body may change its connection's session
+// state (fnSessionSetter): SELECT use_tenant('acme') running SET
+// search_path = acme in PL/pgSQL changes what the connection's
+// unqualified names mean after it returns, as the SET sent alone does,
+// and reads filled there were served to every connection
+// (TestHostile32FunctionBodyChangesSession). Names are matched in every
+// schema (an overload anywhere counts); pg_catalog's own functions are
+// judged by the text (set_config). learn says whether the catalog may be
+// read on the statement's connection. When it may and the function list
+// still cannot be read, a call counts, as a DO block's body not read
+// does; when it may not (Rows() still open) and no spare connection can
+// read it, the call is not judged (the list is known in the common case:
+// it is kept until the next DDL, and the statement's purity check read
+// it). Calls the text does not show (a trigger's, a default's, a view's)
+// are not followed, nor calls from one body to another function.
+func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
+	if p.dialect != "postgres" || len(info.Functions) == 0 || p.broken["session"] {
+		return false
+	}
+	var (
+		funcs   *fnList
+		learned bool
+	)
+	for _, f := range info.Functions {
+		if f.Schema == "pg_catalog" {
+			continue
+		}
+		if !learned {
+			funcs, learned = p.functionsLearning(db, learn), true
+			if funcs == nil {
+				return learn
+			}
+			if funcs.any&fnSessionSetter == 0 {
+				return false
+			}
+		}
+		if funcs.flags(f.Name)&fnSessionSetter != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // doSession reports whether a PostgreSQL statement is a DO block whose body

@@ -104,7 +104,7 @@ func (p *Plugin) fenced(tables []string) string {
 
 // observeRaw is told of every statement written by the user (db.Exec,
 // db.Raw) after it ran: transaction control and session state changes.
-func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
+func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement, learn bool) {
 	if p.w.tempCount.Load() > 0 || p.w.tempTrigCount.Load() > 0 {
 		p.followTempNames(db, info) // a rename of a temporary name (session.go)
 	}
@@ -124,7 +124,8 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
 			p.discoverTemps(stmtContext(db))
 		}
 	}
-	if plainRaw(info) {
+	setter := p.callsSessionSetter(db, info, learn)
+	if plainRaw(info) && !setter {
 		return
 	}
 	sc := scopeOf(db.Statement.ConnPool)
@@ -137,7 +138,7 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement) {
 	if len(info.TempTriggers) > 0 {
 		p.noteTempTriggers(db, info.TempTriggers)
 	}
-	p.noteSession(db, sc, info)
+	p.noteSession(db, sc, info, setter)
 	if len(info.TxOps) > 0 {
 		p.noteTxOps(db, sc, info)
 	}

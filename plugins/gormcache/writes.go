@@ -72,7 +72,7 @@ func (p *Plugin) wasPreset(db *gorm.DB) bool {
 // does for db.Exec.
 func (p *Plugin) afterPreset(db *gorm.DB, source string, busy bool) {
 	info := p.inspect(db.Statement.SQL.String())
-	p.observeRaw(db, info)
+	p.observeRaw(db, info, true)
 	p.record(db, source, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
 }
 
@@ -190,7 +190,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 // ...)"))): what the text does to the connection counts whoever wrote it.
 func (p *Plugin) observeBuilt(db *gorm.DB, in *inspection) {
 	if len(in.st.Functions) > 0 || in.st.SessionState {
-		p.observeRaw(db, in.st)
+		p.observeRaw(db, in.st, true)
 	}
 }
 
@@ -201,7 +201,7 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	}
 	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
 	info := p.inspect(db.Statement.SQL.String())
-	p.observeRaw(db, info)
+	p.observeRaw(db, info, true)
 	p.record(db, "raw", duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
 }
 

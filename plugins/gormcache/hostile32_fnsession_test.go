@@ -1,0 +1,166 @@
+package gormcache_test
+
+import (
+	"database/sql"
+	"fmt"
+	"testing"
+
+	"gorm.io/gorm"
+	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
+)
+
+// BUG (wrong rows served, C5/C1): a session-level setting changed inside
+// the body of a PostgreSQL function the application calls. The plugin
+// stops caching for a statement whose text changes session state (SET,
+// set_config(..., false)) and for a DO block whose body does
+// (dosession.go), but SELECT use_tenant('acme') shows only a call: the
+// SET search_path in the function's body outlives the call on its
+// connection, which then fills the cache with the other schema's rows for
+// every connection. It is the common way to switch tenants by schema.
+//
+// Order of events (a pool of two connections; Y held by db.Connection,
+// so X is the pool's only free one):
+//  1. <home>.h32_items (1, 'home'), <tenant>.h32_items (1, 'tenant'); a
+//     function h32_use() whose body sets search_path to <tenant>, <home>.
+//  2. On X: SELECT h32_use(), by Exec, by Raw().Scan or by Raw().Row(),
+//     auto-committed or in a db.Transaction that commits. X now reads
+//     <tenant>.h32_items.
+//  3. On the pool (X): a marked read of another shape (the table's
+//     facts), then SELECT v FROM h32_items WHERE id = 1, marked:
+//     'tenant', stored.
+//  4. On Y (the DSN's search_path): the same marked read.
+//  5. Expected 'home' (an unmarked read on Y says so); served 'tenant'.
+func TestHostile32FunctionBodyChangesSession(t *testing.T) {
+	t.Parallel() // an environment, schemas and functions of its own
+	bodies := []struct{ name, lang, body string }{
+		{"plpgsql-SET", "plpgsql", "BEGIN SET search_path = %s; END"},
+		{"plpgsql-set_config", "plpgsql", "BEGIN IF true THEN PERFORM set_config('search_path', '%s', false); END IF; END"},
+		{"plpgsql-EXECUTE", "plpgsql", "BEGIN EXECUTE 'SET search_path = %s'; END"},
+		{"sql-set_config", "sql", "SELECT set_config('search_path', '%s', false)"},
+	}
+	calls := []struct {
+		name string
+		run  func(db *gorm.DB) error
+	}{
+		{"Exec", func(db *gorm.DB) error { return db.Exec("SELECT h32_use()").Error }},
+		{"Scan", func(db *gorm.DB) error {
+			var s sql.NullString
+			return db.Raw("SELECT h32_use()::text").Scan(&s).Error
+		}},
+		{"Row", func(db *gorm.DB) error {
+			var s sql.NullString
+			return db.Raw("SELECT h32_use()::text").Row().Scan(&s)
+		}},
+	}
+	for _, b := range bodies {
+		for _, c := range calls {
+			for _, inTx := range []bool{false, true} {
+				sub := b.name + "/" + c.name + "/autocommit"
+				if inTx {
+					sub = b.name + "/" + c.name + "/transaction"
+				}
+				t.Run(sub, func(t *testing.T) {
+					t.Parallel()
+					e := newEnv(t, databases[1], stores[0], querycache.Options{})
+					home := h15Home(t, e)
+					tenant := h15Schema(t, e, "h32_tenant_")
+					h16Exec(t, e, `CREATE TABLE h32_items (id integer PRIMARY KEY, v text NOT NULL);
+INSERT INTO h32_items VALUES (1, 'home');
+CREATE TABLE `+tenant+`.h32_items (id integer PRIMARY KEY, v text NOT NULL);
+INSERT INTO `+tenant+`.h32_items VALUES (1, 'tenant')`)
+					body := fmt.Sprintf(b.body, tenant+", "+home)
+					must(t, e.db.Exec("CREATE FUNCTION h32_use() RETURNS void LANGUAGE "+b.lang+" AS $f$"+body+"$f$").Error)
+					sqlDB, err := e.db.DB()
+					must(t, err)
+					sqlDB.SetMaxOpenConns(2)
+					sqlDB.SetMaxIdleConns(2)
+					const q = "SELECT v FROM h32_items WHERE id = 1"
+					must(t, e.db.Connection(func(conn *gorm.DB) error {
+						y := conn.Session(&gorm.Session{})
+						if inTx {
+							must(t, e.db.Transaction(func(tx *gorm.DB) error { return c.run(tx) }))
+						} else {
+							must(t, c.run(e.db))
+						}
+						h16Scalar(t, e.db.Scopes(gormcache.Cacheable()), "SELECT count(*) FROM h32_items")
+						onX := h16Scalar(t, e.db.Scopes(gormcache.Cacheable()), q)
+						if onX != "tenant" {
+							t.Fatalf("X read %q after the call: the probe proves nothing", onX)
+						}
+						want := h16Scalar(t, y.Scopes(gormcache.NoCache()), q)
+						if want != "home" {
+							t.Fatalf("Y read %q", want)
+						}
+						if got := h16Scalar(t, y.Scopes(gormcache.Cacheable()), q); got != want {
+							t.Errorf("WRONG ROWS: %q on Y served %q from the cache; the database gives Y %q (the other schema's row, filled on the connection whose search_path the function %q changed)", q, got, want, body)
+						}
+						return nil
+					}))
+				})
+			}
+		}
+	}
+}
+
+// The control: bodies that mention SET without changing the session (an
+// UPDATE's SET list, SET LOCAL, set_config(..., true), a function's own
+// SET clause) leave caching on: a cached read after the call is a hit.
+func TestHostile32FunctionBodyWithoutSessionChangeKeepsCaching(t *testing.T) {
+	t.Parallel() // environments of their own
+	fns := map[string]string{
+		"update-set":      "LANGUAGE plpgsql AS $f$BEGIN UPDATE h32c_items SET v = v WHERE id = 0; END$f$",
+		"set-local":       "LANGUAGE plpgsql AS $f$BEGIN SET LOCAL statement_timeout = 0; END$f$",
+		"set_config-true": "LANGUAGE plpgsql AS $f$BEGIN PERFORM set_config('search_path', 'x', true); END$f$",
+		"set-clause":      "LANGUAGE sql SET search_path = pg_catalog AS $f$SELECT 1$f$",
+	}
+	calls := map[string]func(db *gorm.DB) error{
+		"Exec": func(db *gorm.DB) error { return db.Exec("SELECT h32c_fn()").Error },
+		"Scan": func(db *gorm.DB) error {
+			var s sql.NullString
+			return db.Raw("SELECT h32c_fn()::text").Scan(&s).Error
+		},
+		"Row": func(db *gorm.DB) error {
+			var s sql.NullString
+			return db.Raw("SELECT h32c_fn()::text").Row().Scan(&s)
+		},
+	}
+	for name, fn := range fns {
+		for call, run := range calls {
+			for _, inTx := range []bool{false, true} {
+				sub := name + "/" + call + "/autocommit"
+				if inTx {
+					sub = name + "/" + call + "/transaction"
+				}
+				t.Run(sub, func(t *testing.T) {
+					t.Parallel()
+					h32Control(t, name, fn, run, inTx)
+				})
+			}
+		}
+	}
+}
+
+func h32Control(t *testing.T, name, fn string, run func(db *gorm.DB) error, inTx bool) {
+	e := newEnv(t, databases[1], stores[0], querycache.Options{})
+	h16Exec(t, e, `CREATE TABLE h32c_items (id integer PRIMARY KEY, v text NOT NULL);
+INSERT INTO h32c_items VALUES (1, 'one')`)
+	ret := "void"
+	if name == "set-clause" {
+		ret = "integer"
+	}
+	must(t, e.db.Exec("CREATE FUNCTION h32c_fn() RETURNS "+ret+" "+fn).Error)
+	if inTx {
+		must(t, e.db.Transaction(func(tx *gorm.DB) error { return run(tx) }))
+	} else {
+		must(t, run(e.db))
+	}
+	const q = "SELECT v FROM h32c_items WHERE id = 1"
+	e.mustBeCached(t, q, func() error {
+		var v string
+		return e.db.Scopes(gormcache.Cacheable()).Raw(q).Scan(&v).Error
+	})
+	if n := e.cache.Stats().Bypasses["session_state"]; n != 0 {
+		t.Errorf("caching stopped (%d session_state bypasses) after a function whose body changes no session state", n)
+	}
+}
