@@ -77,9 +77,8 @@ func TestHostile31DOBlockSessionChangeHidden(t *testing.T) {
 
 // A procedure or function whose body sets the session's search_path.
 func TestHostile31RoutineBodySessionChange(t *testing.T) {
-	// Held: the bodies of functions and procedures are read for writes,
-	// not for session changes (docs/DESIGN.md, Known limits); not fixed.
-	t.Skip("held: a SET in a function's or procedure's body is not seen (known limit)")
+	// Fixed: a routine's body is read for session changes as a DO block's
+	// is (fnSessionSetter; TestHostile32FunctionBodyChangesSession).
 	t.Run("CALL", func(t *testing.T) {
 		h31SessionProbe(t, "CREATE PROCEDURE h31s_p() LANGUAGE plpgsql AS $p$ BEGIN SET search_path = %s; END $p$", "CALL h31s_p()")
 	})
