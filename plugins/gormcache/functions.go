@@ -3,6 +3,7 @@ package gormcache
 import (
 	"context"
 	"database/sql"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,6 +350,11 @@ func (p *Plugin) functionsOn(db *gorm.DB, cp gorm.ConnPool) *fnList {
 			if l, fingerprint, err = readFunctions(ctx, cp, q); err != nil {
 				return err
 			}
+			if l.any&fnSessionSetter != 0 {
+				if err = l.addSessionCallers(ctx, cp); err != nil {
+					return err
+				}
+			}
 			if p.dialect == "postgres" {
 				if l.builtin, err = builtinFunctions(ctx, cp, fingerprint); err == nil {
 					l.resolveHidden()
@@ -450,6 +456,72 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 		l.add(name, f)
 	}
 	return l, fingerprint, rows.Err()
+}
+
+// sessionCallersQuery lists the functions outside pg_catalog whose source
+// names one of the functions matched by the regular expression $1: a body
+// that calls a function which changes the session changes it too (a name
+// in a body is taken for a call; any language but C and internal).
+const sessionCallersQuery = `SELECT DISTINCT p.proname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND l.lanname NOT IN ('c', 'internal') AND p.prosrc ~* $1`
+
+// maxSessionCallerRounds bounds addSessionCallers' rounds (the depth of
+// the calls it follows): past it, every function that names a function
+// of the user's counts.
+const maxSessionCallerRounds = 8
+
+// addSessionCallers marks as fnSessionSetter the functions whose bodies
+// call one that is, to any depth: set_tenant(t) calling _apply_path(t)
+// whose body runs SET search_path changes the session as much
+// (TestHostile32FunctionBodyChangesSession/nested). One query per level of calls,
+// only while some function changes the session.
+func (l *fnList) addSessionCallers(ctx context.Context, cp gorm.ConnPool) error {
+	var frontier []string
+	for name, f := range l.user {
+		if f&fnSessionSetter != 0 {
+			frontier = append(frontier, name)
+		}
+	}
+	for round := 0; len(frontier) > 0; round++ {
+		pattern := `\m(` + strings.Join(quoteRegexps(frontier), "|") + `)\M`
+		if round == maxSessionCallerRounds {
+			pattern = `\m\w+\s*\(` // any call: the rest is not followed
+		}
+		rows, err := cp.QueryContext(ctx, sessionCallersQuery, pattern)
+		if err != nil {
+			return err
+		}
+		var next []string
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return err
+			}
+			if l.flags(strings.ToLower(name))&fnSessionSetter == 0 {
+				l.add(name, fnSessionSetter)
+				next = append(next, strings.ToLower(name))
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if round == maxSessionCallerRounds {
+			return nil
+		}
+		frontier = next
+	}
+	return nil
+}
+
+// quoteRegexps escapes names for a PostgreSQL regular expression.
+func quoteRegexps(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = regexp.QuoteMeta(n)
+	}
+	return out
 }
 
 // builtinLists holds pg_catalog's function lists by fingerprint (hashes

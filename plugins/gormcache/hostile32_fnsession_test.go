@@ -33,11 +33,14 @@ import (
 //  5. Expected 'home' (an unmarked read on Y says so); served 'tenant'.
 func TestHostile32FunctionBodyChangesSession(t *testing.T) {
 	t.Parallel() // an environment, schemas and functions of its own
-	bodies := []struct{ name, lang, body string }{
-		{"plpgsql-SET", "plpgsql", "BEGIN SET search_path = %s; END"},
-		{"plpgsql-set_config", "plpgsql", "BEGIN IF true THEN PERFORM set_config('search_path', '%s', false); END IF; END"},
-		{"plpgsql-EXECUTE", "plpgsql", "BEGIN EXECUTE 'SET search_path = %s'; END"},
-		{"sql-set_config", "sql", "SELECT set_config('search_path', '%s', false)"},
+	bodies := []struct{ name, lang, body, callee string }{
+		{"plpgsql-SET", "plpgsql", "BEGIN SET search_path = %s; END", ""},
+		{"plpgsql-set_config", "plpgsql", "BEGIN IF true THEN PERFORM set_config('search_path', '%s', false); END IF; END", ""},
+		{"plpgsql-EXECUTE", "plpgsql", "BEGIN EXECUTE 'SET search_path = %s'; END", ""},
+		{"sql-set_config", "sql", "SELECT set_config('search_path', '%s', false)", ""},
+		// The body calls functions that change the session, two levels
+		// down (addSessionCallers).
+		{"nested", "plpgsql", "BEGIN PERFORM h32_middle(); END", "BEGIN SET search_path = %s; END"},
 	}
 	calls := []struct {
 		name string
@@ -70,6 +73,11 @@ INSERT INTO h32_items VALUES (1, 'home');
 CREATE TABLE `+tenant+`.h32_items (id integer PRIMARY KEY, v text NOT NULL);
 INSERT INTO `+tenant+`.h32_items VALUES (1, 'tenant')`)
 					body := fmt.Sprintf(b.body, tenant+", "+home)
+					if b.callee != "" {
+						body = b.body
+						must(t, e.db.Exec("CREATE FUNCTION h32_apply() RETURNS void LANGUAGE plpgsql AS $f$"+fmt.Sprintf(b.callee, tenant+", "+home)+"$f$").Error)
+						must(t, e.db.Exec("CREATE FUNCTION h32_middle() RETURNS void LANGUAGE sql AS $f$SELECT h32_apply()$f$").Error)
+					}
 					must(t, e.db.Exec("CREATE FUNCTION h32_use() RETURNS void LANGUAGE "+b.lang+" AS $f$"+body+"$f$").Error)
 					sqlDB, err := e.db.DB()
 					must(t, err)
