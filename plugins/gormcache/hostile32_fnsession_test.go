@@ -41,6 +41,9 @@ func TestHostile32FunctionBodyChangesSession(t *testing.T) {
 		// The body calls functions that change the session, two levels
 		// down (addSessionCallers).
 		{"nested", "plpgsql", "BEGIN PERFORM h32_middle(); END", "BEGIN SET search_path = %s; END"},
+		// Declared STABLE (PostgreSQL does not stop a STABLE function from
+		// calling set_config): a marked read calling it was cacheable.
+		{"stable", "plpgsql STABLE", "BEGIN PERFORM set_config('search_path', '%s', false); END", ""},
 	}
 	calls := []struct {
 		name string
@@ -54,6 +57,10 @@ func TestHostile32FunctionBodyChangesSession(t *testing.T) {
 		{"Row", func(db *gorm.DB) error {
 			var s sql.NullString
 			return db.Raw("SELECT h32_use()::text").Row().Scan(&s)
+		}},
+		{"MarkedScan", func(db *gorm.DB) error {
+			var s sql.NullString
+			return db.Scopes(gormcache.Cacheable()).Raw("SELECT h32_use()::text FROM h32_items WHERE id = 1").Scan(&s).Error
 		}},
 	}
 	for _, b := range bodies {
