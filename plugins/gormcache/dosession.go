@@ -63,11 +63,18 @@ func plStatementChangesSession(body string, toks []lexTok) bool {
 		return false
 	}
 	end := toks[len(toks)-1].end
+	// The statement proper starts after the words that open a block or a
+	// branch: a comment between BEGIN and it is not its text (which
+	// localSetConfig, finding a comment, cannot read with certainty).
+	head := 0
+	for head < len(toks)-1 && plHead(toks[head]) {
+		head++
+	}
 	for _, t := range toks {
 		if t.word == "SET_CONFIG" || strings.EqualFold(t.name, `"set_config"`) {
 			// x := set_config(...), PERFORM set_config(...): local only
 			// with a literal true as its third argument.
-			return !localSetConfig(body[toks[0].start:end], nil)
+			return !localSetConfig(body[toks[head].start:end], nil)
 		}
 	}
 	for h, t := range toks {
@@ -126,6 +133,25 @@ func stringLiterals(s string) []string {
 		case c == '-' && i+1 < len(s) && s[i+1] == '-':
 			for i < len(s) && s[i] != '\n' {
 				i++
+			}
+		case c == '/' && i+1 < len(s) && s[i+1] == '*':
+			// A block comment, nested as PostgreSQL nests them: a quote in
+			// it ("the tenant's path") opened a literal that ran on.
+			depth := 0
+			for ; i+1 < len(s); i++ {
+				if s[i] == '/' && s[i+1] == '*' {
+					depth++
+					i++
+				} else if s[i] == '*' && s[i+1] == '/' {
+					depth--
+					i++
+					if depth == 0 {
+						break
+					}
+				}
+			}
+			if depth > 0 {
+				return out // not closed: nothing after it is read
 			}
 		case c == '\'':
 			escapes := i > 0 && (s[i-1] == 'e' || s[i-1] == 'E') && (i < 2 || !identChar(s[i-2]))

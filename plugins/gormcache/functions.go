@@ -234,7 +234,12 @@ func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
 // 'operator <language>\n<source>' (one row per operator), 'cast
 // <language>\n<source>', 'domain' (a writer domain's name), 'event
 // trigger'; and 'session <language>\n<source>' is the source of a
-// function whose body mentions SET or set_config (fnSessionSetter).
+// function whose body mentions SET or set_config (fnSessionSetter). A
+// SQL-standard body (BEGIN ATOMIC ... END, RETURN expr; PostgreSQL 14 and
+// later) is not in prosrc, which is empty: its source is then the whole
+// CREATE FUNCTION text pg_get_functiondef gives (in every version, where
+// pg_get_function_sqlbody is 14's), whose header's SET clause follows no
+// statement head and is not read as a SET.
 //
 // An aggregate's own volatility is always IMMUTABLE in pg_proc ("not
 // needed for agg"): a user's takes that of its support functions (a
@@ -290,10 +295,11 @@ FROM pg_type t WHERE t.typtype = 'd' AND t.oid IN (WITH RECURSIVE w(oid) AS (
 	SELECT b.oid FROM pg_type b JOIN w ON b.typbasetype = w.oid WHERE b.typtype = 'd')
 	SELECT oid FROM w)
 UNION ALL
-SELECT p.proname::text, false, false, false, false, false, false, 'session ' || l.lanname::text || E'\n' || p.prosrc
-FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+SELECT p.proname::text, false, false, false, false, false, false, 'session ' || l.lanname::text || E'\n' || s.src
+FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang,
+	LATERAL (SELECT CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_get_functiondef(p.oid) END AS src) s
 WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND l.lanname NOT IN ('c', 'internal')
-	AND p.prosrc ~* '(set_config|\m(re)?set\M)'
+	AND s.src ~* '(set_config|\m(re)?set\M)'
 UNION ALL
 SELECT '', false, true, false, false, false, false, 'event trigger'
 FROM pg_event_trigger WHERE evtenabled <> 'D' HAVING count(*) > 0

@@ -16,6 +16,26 @@ import (
 // must not be served on Y, whose search_path is the DSN's.
 func h31SessionProbe(t *testing.T, setup, stmt string) {
 	t.Helper()
+	sessionProbe(t, func(e *env, path string) {
+		if setup != "" {
+			must(t, e.db.Exec(fmt.Sprintf(setup, path)).Error)
+		}
+	}, func(db *gorm.DB, path string) (string, error) {
+		s := stmt
+		if strings.Contains(s, "%") {
+			s = fmt.Sprintf(s, path)
+		}
+		return s, db.Exec(s).Error
+	})
+}
+
+// sessionProbe is h31SessionProbe's probe with code: setup(e, path) runs
+// first (through the plugin, path the search_path to switch to), then
+// run(db, path) on connection X, which must switch X's search_path to path
+// and returns what it ran, for the message; a read filled on X must not
+// be served on Y, whose search_path is the DSN's.
+func sessionProbe(t *testing.T, setup func(e *env, path string), run func(db *gorm.DB, path string) (string, error)) {
+	t.Helper()
 	e := newEnv(t, h31Postgres(t), stores[0], querycache.Options{})
 	home := h15Home(t, e)
 	tenant := h15Schema(t, e, "h31s_tenant_")
@@ -24,9 +44,7 @@ INSERT INTO h31s_items VALUES (1, 'home');
 CREATE TABLE `+tenant+`.h31s_items (id integer PRIMARY KEY, v text NOT NULL);
 INSERT INTO `+tenant+`.h31s_items VALUES (1, 'tenant')`)
 	path := tenant + ", " + home
-	if setup != "" {
-		must(t, e.db.Exec(fmt.Sprintf(setup, path)).Error)
-	}
+	setup(e, path)
 	sqlDB, err := e.db.DB()
 	must(t, err)
 	sqlDB.SetMaxOpenConns(2)
@@ -34,10 +52,8 @@ INSERT INTO `+tenant+`.h31s_items VALUES (1, 'tenant')`)
 	const q = "SELECT v FROM h31s_items WHERE id = 1"
 	must(t, e.db.Connection(func(conn *gorm.DB) error {
 		y := conn.Session(&gorm.Session{})
-		if strings.Contains(stmt, "%") {
-			stmt = fmt.Sprintf(stmt, path)
-		}
-		must(t, e.db.Exec(stmt).Error)
+		stmt, err := run(e.db, path)
+		must(t, err)
 		h16Scalar(t, e.db.Scopes(gormcache.Cacheable()), "SELECT count(*) FROM h31s_items")
 		onX := h16Scalar(t, e.db.Scopes(gormcache.Cacheable()), q)
 		if onX != "tenant" {
