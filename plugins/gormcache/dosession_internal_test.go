@@ -50,6 +50,8 @@ func FuzzDoChangesSession(f *testing.F) {
 		`DO LANGUAGE plpgsql $t$BEGIN EXECUTE 'RESET ALL'; END$t$`,
 		`DO 'BEGIN UPDATE t SET v = ''a''; END'`,
 		`DO $$ DECLARE x text; BEGIN x := set_config('a', 'b', false); END $$`,
+		`DO $$BEGIN /* it's /* nested */ here */ PERFORM set_config('a', 'b', true); EXECUTE 'SET role x'; END$$`,
+		`DO $$BEGIN /* unclosed 'SET search_path = a'; END$$`,
 	} {
 		f.Add(s)
 	}
