@@ -822,6 +822,9 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 				if tr.events&o == 0 {
 					continue
 				}
+				if tr.session || len(tr.calls) > 0 && p.callsSessionSetter(db, sqlinspect.Statement{Functions: tr.calls}, learn) {
+					p.firedSessionChange(db)
+				}
 				if startSet[t] && tr.movesKey(o, f.pk) && !slices.Contains(moved, t) {
 					moved = append(moved, t) // its rows may be stored under other keys
 				}

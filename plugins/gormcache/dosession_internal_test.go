@@ -63,3 +63,21 @@ func FuzzDoChangesSession(f *testing.F) {
 		}
 	})
 }
+
+// mentionsSet is the filter for bodies of languages the plugin does not
+// read (a trigger in PL/Python, say): the word set or reset, or set_config.
+func TestMentionsSet(t *testing.T) {
+	for src, want := range map[string]bool{
+		"plpy.execute('SET search_path = a')": true,
+		"RESET ALL":                           true,
+		"x = set_config('a', 'b', False)":     true,
+		"s = set()":                           true,
+		"SELECT 1 OFFSET 2":                   false,
+		"settings = upset + reset_count":      false,
+		"":                                    false,
+	} {
+		if got := mentionsSet(src); got != want {
+			t.Errorf("mentionsSet(%q) = %v, want %v", src, got, want)
+		}
+	}
+}

@@ -133,6 +133,70 @@ func TestHostile32SQLStandardBody(t *testing.T) {
 	}
 }
 
+// A trigger whose function changes the session of the connection whose
+// write fires it: the write's text shows no call at all.
+func TestHostile32TriggerChangesSession(t *testing.T) {
+	t.Parallel() // environments of their own
+	bodies := map[string]string{
+		"set_config": "BEGIN PERFORM set_config('search_path', '%s', false); RETURN NEW; END",
+		"SET":        "BEGIN SET search_path = %s; RETURN NEW; END",
+		"calls":      "BEGIN PERFORM h32t_apply(); RETURN NEW; END",
+	}
+	writes := map[string]func(db *gorm.DB) error{
+		"Exec":   func(db *gorm.DB) error { return db.Exec("INSERT INTO h32t_log (id) VALUES (1)").Error },
+		"Create": func(db *gorm.DB) error { return db.Table("h32t_log").Create(map[string]any{"id": 1}).Error },
+	}
+	for name, body := range bodies {
+		for write, run := range writes {
+			for _, inTx := range []bool{false, true} {
+				sub := name + "/" + write + "/autocommit"
+				if inTx {
+					sub = name + "/" + write + "/transaction"
+				}
+				t.Run(sub, func(t *testing.T) {
+					t.Parallel()
+					sessionProbe(t, func(e *env, path string) {
+						must(t, e.db.Exec("CREATE FUNCTION h32t_apply() RETURNS void LANGUAGE plpgsql AS $f$BEGIN SET search_path = "+path+"; END$f$").Error)
+						b := body
+						if strings.Contains(b, "%s") {
+							b = fmt.Sprintf(b, path)
+						}
+						must(t, e.db.Exec("CREATE TABLE h32t_log (id integer PRIMARY KEY)").Error)
+						must(t, e.db.Exec("CREATE FUNCTION h32t_fire() RETURNS trigger LANGUAGE plpgsql AS $f$"+b+"$f$").Error)
+						must(t, e.db.Exec("CREATE TRIGGER h32t_trg AFTER INSERT ON h32t_log FOR EACH ROW EXECUTE FUNCTION h32t_fire()").Error)
+					}, func(db *gorm.DB, path string) (string, error) {
+						if inTx {
+							return write + " in a transaction firing " + body, db.Transaction(func(tx *gorm.DB) error { return run(tx) })
+						}
+						return write + " firing " + body, run(db)
+					})
+				})
+			}
+		}
+	}
+}
+
+// The control for triggers: a body that mentions SET without changing the
+// session (an UPDATE's SET list, set_config(..., true)) leaves caching on.
+func TestHostile32TriggerWithoutSessionChangeKeepsCaching(t *testing.T) {
+	t.Parallel() // an environment of its own
+	e := newEnv(t, databases[1], stores[0], querycache.Options{})
+	h16Exec(t, e, `CREATE TABLE h32tc_items (id integer PRIMARY KEY, v text NOT NULL);
+INSERT INTO h32tc_items VALUES (1, 'one');
+CREATE TABLE h32tc_log (id integer PRIMARY KEY)`)
+	must(t, e.db.Exec("CREATE FUNCTION h32tc_fire() RETURNS trigger LANGUAGE plpgsql AS $f$BEGIN UPDATE h32tc_items SET v = v WHERE id = 0; PERFORM set_config('app.who', 'x', true); RETURN NEW; END$f$").Error)
+	must(t, e.db.Exec("CREATE TRIGGER h32tc_trg AFTER INSERT ON h32tc_log FOR EACH ROW EXECUTE FUNCTION h32tc_fire()").Error)
+	must(t, e.db.Table("h32tc_log").Create(map[string]any{"id": 1}).Error)
+	const q = "SELECT v FROM h32tc_items WHERE id = 1"
+	e.mustBeCached(t, q, func() error {
+		var v string
+		return e.db.Scopes(gormcache.Cacheable()).Raw(q).Scan(&v).Error
+	})
+	if n := e.cache.Stats().Bypasses["session_state"]; n != 0 {
+		t.Errorf("caching stopped (%d session_state bypasses) after a trigger whose body changes no session state", n)
+	}
+}
+
 // The control: bodies that mention SET without changing the session (an
 // UPDATE's SET list, SET LOCAL, set_config(..., true), a function's own
 // SET clause) leave caching on: a cached read after the call is a hit.

@@ -67,8 +67,9 @@ func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement, s
 // does; when it may not (Rows() still open) and no spare connection can
 // read it, the call is not judged (the list is known in the common case:
 // it is kept until the next DDL, and the statement's purity check read
-// it). Calls the text does not show (a trigger's, a default's, a view's)
-// are not followed, nor calls from one body to another function.
+// it). Calls the text does not show are not followed here: a trigger's
+// are (firedSessionChange); a default's, a view's are not. A body calling
+// another function that changes the session counts (addSessionCallers).
 func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
 	if p.dialect != "postgres" || len(info.Functions) == 0 || p.broken["session"] {
 		return false
@@ -95,6 +96,14 @@ func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, lear
 		}
 	}
 	return false
+}
+
+// firedSessionChange applies the session-state rule to a write that fires
+// a trigger whose body may change the session of the writing connection
+// (trigger.session, or a call of a fnSessionSetter): as a SET sent by the
+// application would.
+func (p *Plugin) firedSessionChange(db *gorm.DB) {
+	p.noteSession(db, scopeOf(db.Statement.ConnPool), sqlinspect.Statement{Kind: sqlinspect.KindWrite, Statements: 1}, true)
 }
 
 // doSession reports whether a PostgreSQL statement is a DO block whose body

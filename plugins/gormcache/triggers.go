@@ -35,6 +35,12 @@ type trigger struct {
 	before   bool
 	newCols  []string
 	newWhole bool
+	// session: PostgreSQL, its body may change the session state of the
+	// connection whose write fires it (SET search_path, set_config(...,
+	// false)), as a DO block's may (bodyChangesSession): that connection
+	// then reads other rows for the same SQL
+	// (TestHostile32TriggerChangesSession).
+	session bool
 }
 
 // movesKey reports whether the trigger, fired by o, may change a key
@@ -536,6 +542,7 @@ func postgresTrigger(tgtype int, lang, src string) trigger {
 	case lang == "plpgsql":
 		tr := scanPLpgSQL(src)
 		tr.events = events
+		tr.session = bodyChangesSession(src)
 		if before && !tr.all {
 			tr.before = true
 			tr.newCols, tr.newWhole = newAssigns(src)
@@ -543,6 +550,35 @@ func postgresTrigger(tgtype int, lang, src string) trigger {
 		return tr
 	case lang == "internal" && harmlessInternalTriggers[src]:
 		return trigger{events: events}
+	case lang == "c" || lang == "internal":
+		return trigger{events: events, all: true}
 	}
-	return trigger{events: events, all: true}
+	// Another language's body is not read: one that mentions set or
+	// set_config counts as changing the session, as fnSessionSetter's.
+	return trigger{events: events, all: true, session: mentionsSet(src)}
+}
+
+// mentionsSet reports whether src has the word set or reset, or
+// set_config, in any case: what the function list's filter looks for in
+// a body it does not read (postgresUserFunctionsQuery).
+func mentionsSet(src string) bool {
+	l := strings.ToLower(src)
+	if strings.Contains(l, "set_config") {
+		return true
+	}
+	for _, w := range []string{"set", "reset"} {
+		for i := 0; ; {
+			j := strings.Index(l[i:], w)
+			if j < 0 {
+				break
+			}
+			j += i
+			end := j + len(w)
+			if (j == 0 || !identChar(l[j-1])) && (end == len(l) || !identChar(l[end])) {
+				return true
+			}
+			i = j + 1
+		}
+	}
+	return false
 }
