@@ -59,6 +59,17 @@ func TestHostile32FunctionBodyChangesSession(t *testing.T) {
 			var s sql.NullString
 			return db.Raw("SELECT h32_use()::text").Row().Scan(&s)
 		}},
+		// Statements GORM builds, calling it (observeBuilt).
+		{"Pluck", func(db *gorm.DB) error {
+			var vs []string
+			return db.Table("h32_side").Where("COALESCE(h32_use()::text, '') = ''").Pluck("v", &vs).Error
+		}},
+		{"UpdateExpr", func(db *gorm.DB) error {
+			return db.Table("h32_side").Where("id = 1").Update("v", gorm.Expr("COALESCE(h32_use()::text, '') || 'x'")).Error
+		}},
+		{"CreateExpr", func(db *gorm.DB) error {
+			return db.Table("h32_side").Create(map[string]any{"id": 2, "v": gorm.Expr("COALESCE(h32_use()::text, '')")}).Error
+		}},
 		{"MarkedScan", func(db *gorm.DB) error {
 			var s sql.NullString
 			return db.Scopes(gormcache.Cacheable()).Raw("SELECT h32_use()::text FROM h31s_items WHERE id = 1").Scan(&s).Error
@@ -74,6 +85,7 @@ func TestHostile32FunctionBodyChangesSession(t *testing.T) {
 				t.Run(sub, func(t *testing.T) {
 					t.Parallel()
 					sessionProbe(t, func(e *env, path string) {
+						h16Exec(t, e, "CREATE TABLE h32_side (id integer PRIMARY KEY, v text NOT NULL);\nINSERT INTO h32_side VALUES (1, 'x')")
 						if b.callee != "" {
 							must(t, e.db.Exec("CREATE FUNCTION h32_apply() RETURNS void LANGUAGE plpgsql AS $f$"+fmt.Sprintf(b.callee, path)+"$f$").Error)
 							must(t, e.db.Exec("CREATE FUNCTION h32_middle() RETURNS void LANGUAGE sql AS $f$SELECT h32_apply()$f$").Error)
