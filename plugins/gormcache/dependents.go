@@ -318,7 +318,10 @@ func learnPostgresDeps(ctx context.Context, cp gorm.ConnPool, oids []int64, need
 			// extension's, as uuid-ossp's uuid_generate_v4: a row's key,
 			// not a write).
 			if volatileUserFunc(a, b) {
-				d.triggers = append(d.triggers, trigger{events: opInsert | opUpdate, all: true})
+				// The call is kept: one whose body changes the session
+				// changes the writing connection's (firedSessionChange).
+				d.triggers = append(d.triggers, trigger{events: opInsert | opUpdate, all: true,
+					calls: []sqlinspect.Func{{Name: strings.ToLower(name)}}})
 			}
 		case "p":
 			d.parents = append(d.parents, rel)

@@ -188,6 +188,36 @@ func TestHostile32TriggerChangesSession(t *testing.T) {
 	}
 }
 
+// A column default calling a function that changes the session: the
+// INSERT's text shows no call.
+func TestHostile32DefaultChangesSession(t *testing.T) {
+	t.Parallel() // environments of their own
+	writes := map[string]func(db *gorm.DB) error{
+		"Exec":   func(db *gorm.DB) error { return db.Exec("INSERT INTO h32d_log (id) VALUES (1)").Error },
+		"Create": func(db *gorm.DB) error { return db.Table("h32d_log").Create(map[string]any{"id": 1}).Error },
+	}
+	for write, run := range writes {
+		for _, inTx := range []bool{false, true} {
+			sub := write + "/autocommit"
+			if inTx {
+				sub = write + "/transaction"
+			}
+			t.Run(sub, func(t *testing.T) {
+				t.Parallel()
+				sessionProbe(t, func(e *env, path string) {
+					must(t, e.db.Exec("CREATE FUNCTION h32d_who() RETURNS text LANGUAGE plpgsql AS $f$BEGIN SET search_path = "+path+"; RETURN 'x'; END$f$").Error)
+					must(t, e.db.Exec("CREATE TABLE h32d_log (id integer PRIMARY KEY, who text DEFAULT h32d_who())").Error)
+				}, func(db *gorm.DB, path string) (string, error) {
+					if inTx {
+						return write + " in a transaction", db.Transaction(func(tx *gorm.DB) error { return run(tx) })
+					}
+					return write, run(db)
+				})
+			})
+		}
+	}
+}
+
 // The control for triggers: a body that mentions SET without changing the
 // session (an UPDATE's SET list, set_config(..., true)) leaves caching on.
 func TestHostile32TriggerWithoutSessionChangeKeepsCaching(t *testing.T) {

@@ -67,8 +67,9 @@ func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement, s
 // does; when it may not (Rows() still open) and no spare connection can
 // read it, the call is not judged (the list is known in the common case:
 // it is kept until the next DDL, and the statement's purity check read
-// it). Calls the text does not show are not followed here: a trigger's
-// are (firedSessionChange); a default's, a view's are not. A body calling
+// it). Calls the text does not show are not followed here: a trigger's, a
+// default's and a CHECK's are (firedSessionChange); a view's and a
+// policy's are not. A body calling
 // another function that changes the session counts (addSessionCallers).
 func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
 	if p.dialect != "postgres" || len(info.Functions) == 0 || p.broken["session"] {
