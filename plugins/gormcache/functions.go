@@ -468,8 +468,10 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 // names one of the functions matched by the regular expression $1: a body
 // that calls a function which changes the session changes it too (a name
 // in a body is taken for a call; any language but C and internal).
+// A SQL-standard body is read as postgresUserFunctionsQuery reads it.
 const sessionCallersQuery = `SELECT DISTINCT p.proname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND l.lanname NOT IN ('c', 'internal') AND p.prosrc ~* $1`
+WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND l.lanname NOT IN ('c', 'internal')
+	AND (CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_get_functiondef(p.oid) END) ~* $1`
 
 // maxSessionCallerRounds bounds addSessionCallers' rounds (the depth of
 // the calls it follows): past it, every function that names a function
@@ -479,8 +481,8 @@ const maxSessionCallerRounds = 8
 // addSessionCallers marks as fnSessionSetter the functions whose bodies
 // call one that is, to any depth: set_tenant(t) calling _apply_path(t)
 // whose body runs SET search_path changes the session as much
-// (TestHostile32FunctionBodyChangesSession/nested). One query per level of calls,
-// only while some function changes the session.
+// (TestHostile32FunctionBodyChangesSession/nested). One query per level of
+// calls, only while some function changes the session.
 func (l *fnList) addSessionCallers(ctx context.Context, cp gorm.ConnPool) error {
 	var frontier []string
 	for name, f := range l.user {

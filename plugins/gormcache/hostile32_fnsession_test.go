@@ -94,7 +94,8 @@ func TestHostile32FunctionBodyChangesSession(t *testing.T) {
 						h16Exec(t, e, "CREATE TABLE h32_side (id integer PRIMARY KEY, v text NOT NULL);\nINSERT INTO h32_side VALUES (1, 'x')")
 						if b.callee != "" {
 							must(t, e.db.Exec("CREATE FUNCTION h32_apply() RETURNS void LANGUAGE plpgsql AS $f$"+fmt.Sprintf(b.callee, path)+"$f$").Error)
-							must(t, e.db.Exec("CREATE FUNCTION h32_middle() RETURNS void LANGUAGE sql AS $f$SELECT h32_apply()$f$").Error)
+							// A SQL-standard body between them: its source is not in prosrc.
+							must(t, e.db.Exec("CREATE FUNCTION h32_middle() RETURNS void LANGUAGE sql BEGIN ATOMIC SELECT h32_apply(); END").Error)
 						}
 						body := b.body
 						if strings.Contains(body, "%s") {
@@ -221,6 +222,26 @@ func TestHostile32DefaultChangesSession(t *testing.T) {
 				})
 			})
 		}
+	}
+}
+
+// The control for definitions: making a function whose SQL-standard body
+// calls one that changes the session runs neither (its text lists the
+// call, as a statement's would).
+func TestHostile32DefiningACallerKeepsCaching(t *testing.T) {
+	t.Parallel() // an environment of its own
+	e := newEnv(t, databases[1], stores[0], querycache.Options{})
+	h16Exec(t, e, `CREATE TABLE h32k_items (id integer PRIMARY KEY, v text NOT NULL);
+INSERT INTO h32k_items VALUES (1, 'one')`)
+	must(t, e.db.Exec("CREATE FUNCTION h32k_set() RETURNS void LANGUAGE plpgsql AS $f$BEGIN SET search_path = pg_catalog; END$f$").Error)
+	must(t, e.db.Exec("CREATE FUNCTION h32k_caller() RETURNS void LANGUAGE sql BEGIN ATOMIC SELECT h32k_set(); END").Error)
+	const q = "SELECT v FROM h32k_items WHERE id = 1"
+	e.mustBeCached(t, q, func() error {
+		var v string
+		return e.db.Scopes(gormcache.Cacheable()).Raw(q).Scan(&v).Error
+	})
+	if n := e.cache.Stats().Bypasses["session_state"]; n != 0 {
+		t.Errorf("caching stopped (%d session_state bypasses) by a function's definition, which runs nothing", n)
 	}
 }
 

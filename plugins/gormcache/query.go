@@ -259,10 +259,8 @@ func (p *Plugin) statementInfo(db *gorm.DB, raw bool, info *sqlinspect.Statement
 // inspection.
 func (p *Plugin) beforeOpenRows(db *gorm.DB, raw bool, info *sqlinspect.Statement) *sqlinspect.Statement {
 	info = p.statementInfo(db, raw, info)
-	if p.dialect == "postgres" && len(info.Functions) > 0 {
-		if p.callsSessionSetter(db, *info, true) {
-			p.noteSession(db, scopeOf(db.Statement.ConnPool), *info, true)
-		}
+	if p.callsSessionSetter(db, *info, true) {
+		p.noteSession(db, scopeOf(db.Statement.ConnPool), *info, true)
 	}
 	return info
 }

@@ -69,11 +69,19 @@ func (p *Plugin) noteSession(db *gorm.DB, sc scope, info sqlinspect.Statement, s
 // it is kept until the next DDL, and the statement's purity check read
 // it). Calls the text does not show are not followed here: a trigger's, a
 // default's and a CHECK's are (firedSessionChange); a view's and a
-// policy's are not. A body calling
-// another function that changes the session counts (addSessionCallers).
+// policy's are not. A body calling another function that changes the
+// session counts (addSessionCallers).
 func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, learn bool) bool {
 	if p.dialect != "postgres" || len(info.Functions) == 0 || p.broken["session"] {
 		return false
+	}
+	if info.Kind == sqlinspect.KindDDL {
+		// A definition names the functions it will call, and runs none:
+		// CREATE FUNCTION f() ... BEGIN ATOMIC SELECT use_tenant(); END
+		// stopped caching when made.
+		if toks, ok := lexSQL(db.Statement.SQL.String()); ok && !ddlRunsExpressions(toks) {
+			return false
+		}
 	}
 	var (
 		funcs   *fnList
