@@ -45,6 +45,12 @@ CREATE TABLE `+tenant+`.h31s_items (id integer PRIMARY KEY, v text NOT NULL);
 INSERT INTO `+tenant+`.h31s_items VALUES (1, 'tenant')`)
 	path := tenant + ", " + home
 	setup(e, path)
+	// Caching is still on: a setup that stopped it would make the probe
+	// pass whatever the statement does.
+	e.mustBeCached(t, "a read after the setup", func() error {
+		var n int64
+		return e.db.Scopes(gormcache.Cacheable()).Raw("SELECT count(*) FROM h31s_items WHERE id > 0").Scan(&n).Error
+	})
 	sqlDB, err := e.db.DB()
 	must(t, err)
 	sqlDB.SetMaxOpenConns(2)
