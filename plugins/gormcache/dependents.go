@@ -640,12 +640,17 @@ type visit struct {
 // facts the caller has read already (writeChange's).
 func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinspect.Statement, sql string, learn, cascade bool, known knownFacts) querycache.Change {
 	if ch.All || ch.Empty() || p.broken["dependents"] {
+		if ch.All {
+			p.noteFiredSession(db, info, learn) // everything, yet the session too
+		}
 		return ch
 	}
 	if p.schemaPending(db) {
+		p.noteFiredSession(db, info, learn)
 		return querycache.Change{All: true}
 	}
 	if p.w.tempTrigCount.Load() > 0 && p.w.writesTempTriggered(ch) {
+		p.noteFiredSession(db, info, learn)
 		return querycache.Change{All: true} // a temporary trigger may fire (noteTempTriggers)
 	}
 	if info.Attached && info.Kind != sqlinspect.KindSelect {
@@ -820,13 +825,16 @@ func (p *Plugin) withDependents(db *gorm.DB, ch querycache.Change, info *sqlinsp
 			push(fk.table, co, true, true)
 		}
 		if o&(opDML|opTruncate) != 0 {
+			// Every trigger that fires is asked first: one that may do
+			// anything returns below before the triggers after it are
+			// read (TestHostile33AllTriggerHidesSetter).
+			if triggersChangeSession(p, db, d.triggers, o, learn) {
+				p.firedSessionChange(db)
+			}
 			for i := range d.triggers {
 				tr := &d.triggers[i]
 				if tr.events&o == 0 {
 					continue
-				}
-				if tr.session || len(tr.calls) > 0 && p.callsSessionSetter(db, sqlinspect.Statement{Functions: tr.calls}, learn) {
-					p.firedSessionChange(db)
 				}
 				if startSet[t] && tr.movesKey(o, f.pk) && !slices.Contains(moved, t) {
 					moved = append(moved, t) // its rows may be stored under other keys

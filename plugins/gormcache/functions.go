@@ -110,7 +110,10 @@ type hiddenFunc struct {
 // their bodies call.
 func (l *fnList) resolveHidden() {
 	for _, h := range l.hidden {
-		if hiddenBodyMayWrite(h.lang, h.body, l) {
+		// One whose body changes the session counts too: while it
+		// exists no read is cached, so no connection's change is served
+		// to another (TestHostile33OperatorSetter).
+		if hiddenBodyMayWrite(h.lang, h.body, l) || (h.lang == "plpgsql" || h.lang == "sql") && bodyChangesSession(h.body) {
 			l.hiddenWriter = true
 			l.hiddenWriters = append(l.hiddenWriters, h.what)
 		}
@@ -469,9 +472,14 @@ func readFunctions(ctx context.Context, cp gorm.ConnPool, q string) (*fnList, st
 // that calls a function which changes the session changes it too (a name
 // in a body is taken for a call; any language but C and internal).
 // A SQL-standard body is read as postgresUserFunctionsQuery reads it.
+// So is an aggregate whose support function is one of them (an aggregate
+// has no body: TestHostile33AggregateSetter).
 const sessionCallersQuery = `SELECT DISTINCT p.proname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND l.lanname NOT IN ('c', 'internal')
-	AND (CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_get_functiondef(p.oid) END) ~* $1`
+WHERE p.pronamespace <> 'pg_catalog'::regnamespace AND (l.lanname NOT IN ('c', 'internal')
+	AND (CASE WHEN p.prosrc <> '' THEN p.prosrc ELSE pg_get_functiondef(p.oid) END) ~* $1
+	OR p.prokind = 'a' AND EXISTS (SELECT 1 FROM pg_aggregate a JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn,
+		a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
+		WHERE a.aggfnoid = p.oid AND s.proname ~* $1))`
 
 // maxSessionCallerRounds bounds addSessionCallers' rounds (the depth of
 // the calls it follows): past it, every function that names a function

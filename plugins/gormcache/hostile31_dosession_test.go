@@ -36,6 +36,14 @@ func h31SessionProbe(t *testing.T, setup, stmt string) {
 // be served on Y, whose search_path is the DSN's.
 func sessionProbe(t *testing.T, setup func(e *env, path string), run func(db *gorm.DB, path string) (string, error)) {
 	t.Helper()
+	sessionProbeOpt(t, true, setup, run)
+}
+
+// sessionProbeOpt is sessionProbe; precheck false skips the check that
+// caching is on after the setup, for a setup after which no read is cached
+// by design.
+func sessionProbeOpt(t *testing.T, precheck bool, setup func(e *env, path string), run func(db *gorm.DB, path string) (string, error)) {
+	t.Helper()
 	e := newEnv(t, h31Postgres(t), stores[0], querycache.Options{})
 	home := h15Home(t, e)
 	tenant := h15Schema(t, e, "h31s_tenant_")
@@ -47,10 +55,12 @@ INSERT INTO `+tenant+`.h31s_items VALUES (1, 'tenant')`)
 	setup(e, path)
 	// Caching is still on: a setup that stopped it would make the probe
 	// pass whatever the statement does.
-	e.mustBeCached(t, "a read after the setup", func() error {
-		var n int64
-		return e.db.Scopes(gormcache.Cacheable()).Raw("SELECT count(*) FROM h31s_items WHERE id > 0").Scan(&n).Error
-	})
+	if precheck {
+		e.mustBeCached(t, "a read after the setup", func() error {
+			var n int64
+			return e.db.Scopes(gormcache.Cacheable()).Raw("SELECT count(*) FROM h31s_items WHERE id > 0").Scan(&n).Error
+		})
+	}
 	sqlDB, err := e.db.DB()
 	must(t, err)
 	sqlDB.SetMaxOpenConns(2)

@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
+	"querycache.dev/keys"
 	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
 )
@@ -261,6 +262,16 @@ func (p *Plugin) beforeOpenRows(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 	info = p.statementInfo(db, raw, info)
 	if p.callsSessionSetter(db, *info, true) {
 		p.noteSession(db, scopeOf(db.Statement.ConnPool), *info, true)
+	}
+	if p.dialect == "postgres" && info.Kind == sqlinspect.KindWrite {
+		// INSERT ... RETURNING through Row(): the facts of the tables it
+		// writes (their triggers) are learned while the connection is
+		// free (TestHostile33RowReturningFiresSetter).
+		for _, t := range info.Writes {
+			if t != keys.CatalogTable {
+				p.depFactsOf(db, t, true)
+			}
+		}
 	}
 	return info
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"gorm.io/gorm"
+	"querycache.dev/keys"
 	"querycache.dev/sqlinspect"
 )
 
@@ -79,7 +80,7 @@ func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, lear
 		// A definition names the functions it will call, and runs none:
 		// CREATE FUNCTION f() ... BEGIN ATOMIC SELECT use_tenant(); END
 		// stopped caching when made.
-		if toks, ok := lexSQL(db.Statement.SQL.String()); ok && !ddlRunsExpressions(toks) {
+		if toks, ok := lexSQL(db.Statement.SQL.String()); ok && (!ddlRunsExpressions(toks) || createsView(toks)) {
 			return false
 		}
 	}
@@ -105,6 +106,60 @@ func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, lear
 		}
 	}
 	return false
+}
+
+// createsView reports whether toks are CREATE [OR REPLACE] [TEMP] VIEW,
+// which defines a query and runs none (a materialized view's is run).
+func createsView(toks []lexTok) bool {
+	i := 0
+	word := func() string {
+		if i < len(toks) {
+			return toks[i].word
+		}
+		return ""
+	}
+	if word() != "CREATE" {
+		return false
+	}
+	i++
+	if word() == "OR" {
+		i += 2
+	}
+	for word() == "TEMP" || word() == "TEMPORARY" || word() == "RECURSIVE" {
+		i++
+	}
+	return word() == "VIEW"
+}
+
+// triggersChangeSession reports whether one of triggers that o fires may
+// change the session of the connection whose write fires it.
+func triggersChangeSession(p *Plugin, db *gorm.DB, triggers []trigger, o opSet, learn bool) bool {
+	for i := range triggers {
+		tr := &triggers[i]
+		if tr.events&o != 0 && (tr.session || len(tr.calls) > 0 && p.callsSessionSetter(db, sqlinspect.Statement{Functions: tr.calls}, learn)) {
+			return true
+		}
+	}
+	return false
+}
+
+// noteFiredSession is the trigger walk's session rule for a write that
+// invalidates everything without walking (a function it calls may write,
+// its schema is pending): the triggers of the tables its text writes are
+// still asked (TestHostile33WriterValueHidesSetterTrigger).
+func (p *Plugin) noteFiredSession(db *gorm.DB, info *sqlinspect.Statement, learn bool) {
+	if p.dialect != "postgres" || info.Kind != sqlinspect.KindWrite || p.broken["session"] {
+		return
+	}
+	for _, t := range info.Writes {
+		if t == keys.CatalogTable {
+			continue
+		}
+		if f := p.depFactsOf(db, t, learn); f != nil && triggersChangeSession(p, db, f.deps.triggers, opDML|opTruncate, learn) {
+			p.firedSessionChange(db)
+			return
+		}
+	}
 }
 
 // firedSessionChange applies the session-state rule to a write that fires

@@ -245,6 +245,7 @@ func (p *Plugin) rawChange(db *gorm.DB, info sqlinspect.Statement, learn bool) q
 	sql := db.Statement.SQL.String()
 	ch, cascade := rawBase(info, sql)
 	if !ch.All && (p.mayWrite(db, info, learn) || p.callsHiddenWriter(db, &info, learn) || p.ddlCallsWriter(db, &info, sql, learn)) {
+		p.noteFiredSession(db, &info, learn)
 		return querycache.Change{All: true}
 	}
 	// What the schema carries further: foreign-key actions, triggers,
