@@ -96,34 +96,47 @@ func (p *Plugin) ddlCallsWriter(db *gorm.DB, info *sqlinspect.Statement, sql str
 // an expression as it runs: anything but the definitions and removals
 // listed in ddlCallsWriter.
 func ddlRunsExpressions(toks []lexTok) bool {
-	i := 0
-	word := func() string {
-		if i < len(toks) {
-			return toks[i].word
-		}
-		return ""
+	if len(toks) == 0 {
+		return true
 	}
-	switch word() {
+	var kind string
+	switch toks[0].word {
 	case "DROP", "COMMENT":
 		return false
 	case "CREATE":
-		i++
-		if word() == "OR" { // OR REPLACE
-			i += 2
-		}
-		for word() == "CONSTRAINT" || word() == "EVENT" || word() == "TRUSTED" || word() == "PROCEDURAL" {
-			i++
-		}
+		kind = createdKind(toks, "CONSTRAINT", "EVENT", "TRUSTED", "PROCEDURAL")
 	case "ALTER":
-		i++
+		if len(toks) > 1 {
+			kind = toks[1].word
+		}
 	default:
 		return true
 	}
-	switch word() {
+	switch kind {
 	case "FUNCTION", "PROCEDURE", "ROUTINE", "TRIGGER", "RULE", "TYPE", "OPERATOR", "CAST", "AGGREGATE", "LANGUAGE":
 		return false
 	}
 	return true
+}
+
+// createdKind returns the word naming what CREATE [OR REPLACE] toks make,
+// after any of the modifiers given (CREATE OR REPLACE TEMP VIEW: VIEW);
+// "" when toks are not a CREATE.
+func createdKind(toks []lexTok, modifiers ...string) string {
+	if len(toks) == 0 || toks[0].word != "CREATE" {
+		return ""
+	}
+	i := 1
+	if i < len(toks) && toks[i].word == "OR" { // OR REPLACE
+		i += 2
+	}
+	for i < len(toks) && slices.Contains(modifiers, toks[i].word) {
+		i++
+	}
+	if i < len(toks) {
+		return toks[i].word
+	}
+	return ""
 }
 
 // lookupName is the key of the name token t in a function list: bare

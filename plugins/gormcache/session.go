@@ -111,24 +111,7 @@ func (p *Plugin) callsSessionSetter(db *gorm.DB, info sqlinspect.Statement, lear
 // createsView reports whether toks are CREATE [OR REPLACE] [TEMP] VIEW,
 // which defines a query and runs none (a materialized view's is run).
 func createsView(toks []lexTok) bool {
-	i := 0
-	word := func() string {
-		if i < len(toks) {
-			return toks[i].word
-		}
-		return ""
-	}
-	if word() != "CREATE" {
-		return false
-	}
-	i++
-	if word() == "OR" {
-		i += 2
-	}
-	for word() == "TEMP" || word() == "TEMPORARY" || word() == "RECURSIVE" {
-		i++
-	}
-	return word() == "VIEW"
+	return createdKind(toks, "TEMP", "TEMPORARY", "RECURSIVE") == "VIEW"
 }
 
 // triggersChangeSession reports whether one of triggers that o fires may
