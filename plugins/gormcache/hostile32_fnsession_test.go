@@ -83,33 +83,23 @@ func TestHostile32FunctionBodyChangesSession(t *testing.T) {
 			if c.name != "Exec" && b.name != "plpgsql-set_config" {
 				continue
 			}
-			for _, inTx := range []bool{false, true} {
-				sub := b.name + "/" + c.name + "/autocommit"
-				if inTx {
-					sub = b.name + "/" + c.name + "/transaction"
-				}
-				t.Run(sub, func(t *testing.T) {
-					t.Parallel()
-					sessionProbe(t, func(e *env, path string) {
-						h16Exec(t, e, "CREATE TABLE h32_side (id integer PRIMARY KEY, v text NOT NULL);\nINSERT INTO h32_side VALUES (1, 'x')")
-						if b.callee != "" {
-							must(t, e.db.Exec("CREATE FUNCTION h32_apply() RETURNS void LANGUAGE plpgsql AS $f$"+fmt.Sprintf(b.callee, path)+"$f$").Error)
-							// A SQL-standard body between them: its source is not in prosrc.
-							must(t, e.db.Exec("CREATE FUNCTION h32_middle() RETURNS void LANGUAGE sql BEGIN ATOMIC SELECT h32_apply(); END").Error)
-						}
-						body := b.body
-						if strings.Contains(body, "%s") {
-							body = fmt.Sprintf(body, path)
-						}
-						must(t, e.db.Exec("CREATE FUNCTION h32_use() RETURNS void LANGUAGE "+b.lang+" AS $f$"+body+"$f$").Error)
-					}, func(db *gorm.DB, path string) (string, error) {
-						if inTx {
-							return c.name + " in a transaction", db.Transaction(func(tx *gorm.DB) error { return c.run(tx) })
-						}
-						return c.name, c.run(db)
-					})
+			inEachMode(t, b.name+"/"+c.name, func(t *testing.T, inTx bool) {
+				sessionProbe(t, func(e *env, path string) {
+					h16Exec(t, e, "CREATE TABLE h32_side (id integer PRIMARY KEY, v text NOT NULL);\nINSERT INTO h32_side VALUES (1, 'x')")
+					if b.callee != "" {
+						must(t, e.db.Exec("CREATE FUNCTION h32_apply() RETURNS void LANGUAGE plpgsql AS $f$"+fmt.Sprintf(b.callee, path)+"$f$").Error)
+						// A SQL-standard body between them: its source is not in prosrc.
+						must(t, e.db.Exec("CREATE FUNCTION h32_middle() RETURNS void LANGUAGE sql BEGIN ATOMIC SELECT h32_apply(); END").Error)
+					}
+					body := b.body
+					if strings.Contains(body, "%s") {
+						body = fmt.Sprintf(body, path)
+					}
+					must(t, e.db.Exec("CREATE FUNCTION h32_use() RETURNS void LANGUAGE "+b.lang+" AS $f$"+body+"$f$").Error)
+				}, func(db *gorm.DB, path string) (string, error) {
+					return c.name, runMaybeInTx(db, inTx, c.run)
 				})
-			}
+			})
 		}
 	}
 }
@@ -127,28 +117,17 @@ func TestHostile32SQLStandardBody(t *testing.T) {
 		"return":       "CREATE FUNCTION h32_std() RETURNS text LANGUAGE sql RETURN set_config('search_path', '%s', false)",
 	}
 	for name, ddl := range ddls {
-		for _, inTx := range []bool{false, true} {
-			sub := name + "/autocommit"
-			if inTx {
-				sub = name + "/transaction"
-			}
-			t.Run(sub, func(t *testing.T) {
-				t.Parallel()
-				sessionProbe(t, func(e *env, path string) {
-					sqlDB, err := e.db.DB()
-					must(t, err)
-					_, err = sqlDB.Exec(fmt.Sprintf(ddl, path))
-					must(t, err)
-					must(t, e.db.Exec("CREATE FUNCTION h32_noop() RETURNS integer LANGUAGE sql AS 'SELECT 1'").Error)
-				}, func(db *gorm.DB, path string) (string, error) {
-					call := func(db *gorm.DB) error { return db.Exec("SELECT h32_std()").Error }
-					if inTx {
-						return ddl, db.Transaction(func(tx *gorm.DB) error { return call(tx) })
-					}
-					return ddl, call(db)
-				})
+		inEachMode(t, name, func(t *testing.T, inTx bool) {
+			sessionProbe(t, func(e *env, path string) {
+				sqlDB, err := e.db.DB()
+				must(t, err)
+				_, err = sqlDB.Exec(fmt.Sprintf(ddl, path))
+				must(t, err)
+				must(t, e.db.Exec("CREATE FUNCTION h32_noop() RETURNS integer LANGUAGE sql AS 'SELECT 1'").Error)
+			}, func(db *gorm.DB, path string) (string, error) {
+				return ddl, runMaybeInTx(db, inTx, func(db *gorm.DB) error { return db.Exec("SELECT h32_std()").Error })
 			})
-		}
+		})
 	}
 }
 
@@ -167,30 +146,20 @@ func TestHostile32TriggerChangesSession(t *testing.T) {
 	}
 	for name, body := range bodies {
 		for write, run := range writes {
-			for _, inTx := range []bool{false, true} {
-				sub := name + "/" + write + "/autocommit"
-				if inTx {
-					sub = name + "/" + write + "/transaction"
-				}
-				t.Run(sub, func(t *testing.T) {
-					t.Parallel()
-					sessionProbe(t, func(e *env, path string) {
-						must(t, e.db.Exec("CREATE FUNCTION h32t_apply() RETURNS void LANGUAGE plpgsql AS $f$BEGIN SET search_path = "+path+"; END$f$").Error)
-						b := body
-						if strings.Contains(b, "%s") {
-							b = fmt.Sprintf(b, path)
-						}
-						must(t, e.db.Exec("CREATE TABLE h32t_log (id integer PRIMARY KEY)").Error)
-						must(t, e.db.Exec("CREATE FUNCTION h32t_fire() RETURNS trigger LANGUAGE plpgsql AS $f$"+b+"$f$").Error)
-						must(t, e.db.Exec("CREATE TRIGGER h32t_trg AFTER INSERT ON h32t_log FOR EACH ROW EXECUTE FUNCTION h32t_fire()").Error)
-					}, func(db *gorm.DB, path string) (string, error) {
-						if inTx {
-							return write + " in a transaction firing " + body, db.Transaction(func(tx *gorm.DB) error { return run(tx) })
-						}
-						return write + " firing " + body, run(db)
-					})
+			inEachMode(t, name+"/"+write, func(t *testing.T, inTx bool) {
+				sessionProbe(t, func(e *env, path string) {
+					must(t, e.db.Exec("CREATE FUNCTION h32t_apply() RETURNS void LANGUAGE plpgsql AS $f$BEGIN SET search_path = "+path+"; END$f$").Error)
+					b := body
+					if strings.Contains(b, "%s") {
+						b = fmt.Sprintf(b, path)
+					}
+					must(t, e.db.Exec("CREATE TABLE h32t_log (id integer PRIMARY KEY)").Error)
+					must(t, e.db.Exec("CREATE FUNCTION h32t_fire() RETURNS trigger LANGUAGE plpgsql AS $f$"+b+"$f$").Error)
+					must(t, e.db.Exec("CREATE TRIGGER h32t_trg AFTER INSERT ON h32t_log FOR EACH ROW EXECUTE FUNCTION h32t_fire()").Error)
+				}, func(db *gorm.DB, path string) (string, error) {
+					return write + " firing " + body, runMaybeInTx(db, inTx, run)
 				})
-			}
+			})
 		}
 	}
 }
@@ -204,24 +173,14 @@ func TestHostile32DefaultChangesSession(t *testing.T) {
 		"Create": func(db *gorm.DB) error { return db.Table("h32d_log").Create(map[string]any{"id": 1}).Error },
 	}
 	for write, run := range writes {
-		for _, inTx := range []bool{false, true} {
-			sub := write + "/autocommit"
-			if inTx {
-				sub = write + "/transaction"
-			}
-			t.Run(sub, func(t *testing.T) {
-				t.Parallel()
-				sessionProbe(t, func(e *env, path string) {
-					must(t, e.db.Exec("CREATE FUNCTION h32d_who() RETURNS text LANGUAGE plpgsql AS $f$BEGIN SET search_path = "+path+"; RETURN 'x'; END$f$").Error)
-					must(t, e.db.Exec("CREATE TABLE h32d_log (id integer PRIMARY KEY, who text DEFAULT h32d_who())").Error)
-				}, func(db *gorm.DB, path string) (string, error) {
-					if inTx {
-						return write + " in a transaction", db.Transaction(func(tx *gorm.DB) error { return run(tx) })
-					}
-					return write, run(db)
-				})
+		inEachMode(t, write, func(t *testing.T, inTx bool) {
+			sessionProbe(t, func(e *env, path string) {
+				must(t, e.db.Exec("CREATE FUNCTION h32d_who() RETURNS text LANGUAGE plpgsql AS $f$BEGIN SET search_path = "+path+"; RETURN 'x'; END$f$").Error)
+				must(t, e.db.Exec("CREATE TABLE h32d_log (id integer PRIMARY KEY, who text DEFAULT h32d_who())").Error)
+			}, func(db *gorm.DB, path string) (string, error) {
+				return write, runMaybeInTx(db, inTx, run)
 			})
-		}
+		})
 	}
 }
 
@@ -314,11 +273,7 @@ INSERT INTO h32c_items VALUES (1, 'one')`)
 	_, err = sqlDB.Exec("CREATE FUNCTION h32c_fn() RETURNS " + ret + " " + fn)
 	must(t, err)
 	must(t, e.db.Exec("CREATE FUNCTION h32c_noop() RETURNS integer LANGUAGE sql AS 'SELECT 1'").Error)
-	if inTx {
-		must(t, e.db.Transaction(func(tx *gorm.DB) error { return run(tx) }))
-	} else {
-		must(t, run(e.db))
-	}
+	must(t, runMaybeInTx(e.db, inTx, run))
 	keepsCaching(t, e, "h32c_items")
 }
 
@@ -335,4 +290,28 @@ func keepsCaching(t *testing.T, e *env, table string) {
 	if n := e.cache.Stats().Bypasses["session_state"]; n != 0 {
 		t.Errorf("caching stopped (%d session_state bypasses) by a statement that changes no session state", n)
 	}
+}
+
+// inEachMode runs body as the parallel subtests name/autocommit and
+// name/transaction, telling it which.
+func inEachMode(t *testing.T, name string, body func(t *testing.T, inTx bool)) {
+	for _, inTx := range []bool{false, true} {
+		sub := name + "/autocommit"
+		if inTx {
+			sub = name + "/transaction"
+		}
+		t.Run(sub, func(t *testing.T) {
+			t.Parallel()
+			body(t, inTx)
+		})
+	}
+}
+
+// runMaybeInTx runs run on db, inside a db.Transaction that commits when
+// inTx.
+func runMaybeInTx(db *gorm.DB, inTx bool, run func(*gorm.DB) error) error {
+	if inTx {
+		return db.Transaction(func(tx *gorm.DB) error { return run(tx) })
+	}
+	return run(db)
 }
