@@ -320,9 +320,10 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 			// versions (watch.go), which must follow every bump.
 			c.countersOf(tv, t).invalidations.Add(1)
 			prefix, key := tv.ObjectParts(ch.Rows[0].PK)
-			ms.versions.bumpJoined(prefix, key)
+			tok := NewToken() // one for both versions (verCell.bumpTo)
+			ms.versions.bumpJoined(prefix, key, tok)
 			was := tv.cell.Load()
-			if c := ms.versions.bumpVia(was, tv.Table); c != was && c != nil {
+			if c := ms.versions.bumpVia(was, tv.Table, tok); c != was && c != nil {
 				tv.cell.Store(c)
 			}
 			c.recent.add(InvalidationRecord{Cause: ch.Cause, Tables: tv.only, Rows: 1, Versions: 2}, nil)

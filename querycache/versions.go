@@ -152,14 +152,15 @@ func (t *versionTable) bump(name string) {
 }
 
 // bumpVia is bump(name) through c, the cell the caller found for name
-// before (nil: none): it returns the cell bumped (nil: no version), for
-// the caller's next bump. A live cell (refs >= 0) is the name's cell: a
-// cell is replaced in m only once swept. So while c is live no lookup is
-// needed (hashing the name and the map's lookup were a tenth of the
-// engine's share of a write). Checked after the write committed, a live c
-// means no cell replaced it before the commit: a fill that read another
-// cell's token began after that check, and reads what was committed.
-func (t *versionTable) bumpVia(c *verCell, name string) *verCell {
+// before (nil: none), to tok: it returns the cell bumped (nil: no
+// version), for the caller's next bump. A live cell (refs >= 0) is the
+// name's cell: a cell is replaced in m only once swept. So while c is live
+// no lookup is needed (hashing the name and the map's lookup were a tenth
+// of the engine's share of a write). Checked after the write committed, a
+// live c means no cell replaced it before the commit: a fill that read
+// another cell's token began after that check, and reads what was
+// committed.
+func (t *versionTable) bumpVia(c *verCell, name string, tok uint64) *verCell {
 	if c == nil || c.refs.Load() < 0 {
 		v, ok := t.m.Load(t.nameKey(name))
 		if !ok {
@@ -167,25 +168,44 @@ func (t *versionTable) bumpVia(c *verCell, name string) *verCell {
 		}
 		c = v.(*verCell)
 	}
-	c.bump()
+	c.bumpTo(tok)
 	return c
 }
 
-// bumpJoined is bump(a + b) without building the name: maphash of the
-// two parts written in turn is that of their concatenation.
-func (t *versionTable) bumpJoined(a, b string) {
-	var h maphash.Hash
-	h.SetSeed(t.seed)
-	h.WriteString(a)
-	h.WriteString(b)
-	if v, ok := t.m.Load(h.Sum64()); ok {
-		v.(*verCell).bump()
+// joinedMax is the longest a+b bumpJoined hashes from a copy on the stack
+// (one hash of the bytes, where writing the parts in turn into a
+// maphash.Hash cost twice as much); longer names are hashed in parts.
+const joinedMax = 128
+
+// bumpJoined is bump(a + b), to tok, without building the name on the
+// heap: maphash of the bytes of a then b is that of the string a + b.
+func (t *versionTable) bumpJoined(a, b string, tok uint64) {
+	var key uint64
+	if len(a)+len(b) <= joinedMax {
+		var buf [joinedMax]byte
+		n := copy(buf[:], a)
+		n += copy(buf[n:], b)
+		key = maphash.Bytes(t.seed, buf[:n])
+	} else {
+		var h maphash.Hash
+		h.SetSeed(t.seed)
+		h.WriteString(a)
+		h.WriteString(b)
+		key = h.Sum64()
+	}
+	if v, ok := t.m.Load(key); ok {
+		v.(*verCell).bumpTo(tok)
 	}
 }
 
 // bump gives a live cell a new token; a swept cell stays swept.
-func (c *verCell) bump() {
-	tok := NewToken()
+func (c *verCell) bump() { c.bumpTo(NewToken()) }
+
+// bumpTo gives a live cell the new token tok (never 0); a swept cell stays
+// swept. Cells compare tokens one by one, never combined, so the versions
+// of one change may share a token: each still differs from what its cell
+// held (a repeat is as likely as any two random tokens agreeing).
+func (c *verCell) bumpTo(tok uint64) {
 	for {
 		old := c.token.Load()
 		if old == 0 || c.token.CompareAndSwap(old, tok) {

@@ -2,6 +2,7 @@ package querycache
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"querycache.dev/keys"
@@ -13,15 +14,24 @@ import (
 // table's; a cell of another row is left alone.
 func TestBumpJoinedIsBumpOfTheName(t *testing.T) {
 	vt := newVersionTable(1 << 20)
-	tv := keys.NewNamespace("qc").TableVersions("items")
-	for _, pk := range []string{"42", "a b/c", string(make([]byte, 300))} {
+	// Names on either side of joinedMax: hashed from a copy on the stack,
+	// or in parts.
+	long := keys.NewNamespace(strings.Repeat("n", joinedMax)).TableVersions("items")
+	for i, pk := range []string{"42", "a b/c", string(make([]byte, 300)), "7", "8"} {
+		tv := keys.NewNamespace("qc").TableVersions("items")
+		if i >= 3 {
+			tv = long
+		}
 		obj, other := vt.cell(tv.Object(pk)), vt.cell(tv.Object(pk+"0"))
 		before, otherBefore := obj.token.Load(), other.token.Load()
 		prefix, key := tv.ObjectParts(pk)
 		if prefix+key != tv.Object(pk) {
 			t.Fatalf("ObjectParts(%q) = %q + %q; Object is %q", pk, prefix, key, tv.Object(pk))
 		}
-		vt.bumpJoined(prefix, key)
+		if long := len(prefix)+len(key) > joinedMax; long != (i >= 3) {
+			t.Fatalf("pk %q: name of %d bytes, want it longer than joinedMax only for the long namespace", pk, len(prefix)+len(key))
+		}
+		vt.bumpJoined(prefix, key, NewToken())
 		if obj.token.Load() == before {
 			t.Errorf("pk %q: bumpJoined left the object's version as it was", pk)
 		}
@@ -69,16 +79,16 @@ func TestOneRowInvalidationOnMemoryStore(t *testing.T) {
 func TestBumpViaReachesTheNamesNewCell(t *testing.T) {
 	vt := newVersionTable(1 << 20)
 	const name = "qc:t:items"
-	if got := vt.bumpVia(nil, name); got != nil {
+	if got := vt.bumpVia(nil, name, NewToken()); got != nil {
 		t.Fatalf("no version yet: bumpVia returned a cell %p", got)
 	}
 	c1 := vt.cell(name)
 	tok := c1.token.Load()
-	if got := vt.bumpVia(nil, name); got != c1 || c1.token.Load() == tok {
+	if got := vt.bumpVia(nil, name, NewToken()); got != c1 || c1.token.Load() == tok {
 		t.Fatalf("bumpVia(nil) returned %p (want %p) and left the token %v", got, c1, c1.token.Load() == tok)
 	}
 	tok = c1.token.Load()
-	if got := vt.bumpVia(c1, name); got != c1 || c1.token.Load() == tok {
+	if got := vt.bumpVia(c1, name, NewToken()); got != c1 || c1.token.Load() == tok {
 		t.Fatalf("bumpVia(c1) returned %p (want %p) and left the token %v", got, c1, c1.token.Load() == tok)
 	}
 	vt.sweep() // read since the last sweep: kept, marked unread
@@ -91,7 +101,7 @@ func TestBumpViaReachesTheNamesNewCell(t *testing.T) {
 		t.Fatal("a swept cell was handed out again")
 	}
 	tok2 := c2.token.Load()
-	if got := vt.bumpVia(c1, name); got != c2 || c2.token.Load() == tok2 {
+	if got := vt.bumpVia(c1, name, NewToken()); got != c2 || c2.token.Load() == tok2 {
 		t.Fatalf("bumpVia(swept c1) returned %p (want the new %p) and left its token %v", got, c2, c2.token.Load() == tok2)
 	}
 }
