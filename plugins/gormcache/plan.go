@@ -73,7 +73,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		return pl.refuse(p, "undetermined_tables")
 	}
 	if !opts.AllowNondeterministic {
-		if r := p.purityRefusal(db, *info); r != "" {
+		if r := p.purityRefusal(db, info); r != "" {
 			return pl.refuse(p, r)
 		}
 	}

@@ -27,7 +27,7 @@ import (
 
 // purityRefusal returns the reason a statement may not be cached because
 // of what it calls or is bound to, or "".
-func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
+func (p *Plugin) purityRefusal(db *gorm.DB, info *sqlinspect.Statement) string {
 	for _, v := range db.Statement.Vars {
 		if timeWord(v) {
 			return "time_word"
@@ -70,7 +70,7 @@ func (p *Plugin) purityRefusal(db *gorm.DB, info sqlinspect.Statement) string {
 				return "volatile_function"
 			}
 		}
-		if sqliteLocalTime(info, db.Statement.SQL.String(), db.Statement.Vars) {
+		if sqliteLocalTime(*info, db.Statement.SQL.String(), db.Statement.Vars) {
 			return "time_word"
 		}
 		return ""
