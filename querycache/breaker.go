@@ -41,11 +41,12 @@ func (b *breaker) sem() chan struct{} {
 	return b.probeSem
 }
 
-// heal gives an invalidation that finds the breaker open one probe of its
-// own, run now, waiting at most wait in all; it reports whether the
-// breaker is closed afterwards. A lookup may skip a store the breaker
-// thinks down (that costs a miss), an invalidation may not wait for the
-// prober's next tick: the ordering it prevents, with two processes,
+// heal gives an invalidation that finds the breaker open probes of its
+// own, run now, until one closes the breaker or wait has passed; it
+// reports whether the breaker is closed afterwards. A lookup may skip a
+// store the breaker thinks down (that costs a miss), an invalidation may
+// not wait for the prober's next tick: the ordering it prevents, with two
+// processes,
 //
 //  1. Redis comes back; reader R's breaker closes at its probe and R
 //     fills row 1's entry from the database
@@ -55,13 +56,33 @@ func (b *breaker) sem() chan struct{} {
 //  3. R reads row 1 from its entry, stale, until W's probe delivers
 //
 // With heal, W's invalidation in 2 probes Redis itself, finds it back and
-// is delivered before the write returns. While the store is really down
-// each invalidation waits up to wait for the attempt (concurrent ones
-// share it, in turn).
+// is delivered before the write returns.
+//
+// How long it waits: wait (HealWait) once the outage is old, but while
+// the breaker opened less than young (the store's InvalidateTimeout) ago,
+// until young has passed since it opened, as an invalidation waits for an
+// answer with the breaker closed. A stall (a fork, a slow command, a
+// paused VM) opens the breaker of a busy process in a few timeouts and
+// not that of an idle one; the ordering a young outage's short wait let
+// through (TestHostile35PausedRedisWriteServedStaleByIdleProcess):
+//
+//  1. Redis stalls; W's lookups time out and open W's breaker; R is idle,
+//     its breaker stays closed (nothing of its own failed)
+//  2. W updates row 1: one probe of HealWait fails, the invalidation is
+//     kept pending and the write returns
+//  3. Redis resumes; R reads row 1 from its entry (same server, same
+//     tokens), stale, until W's prober delivers (up to BreakerProbe)
+//
+// Waiting out the young outage, W's write returns once its invalidation
+// is delivered, or after young: by then every process that polls the
+// store (the plugin's catalog watch) has had its own calls fail too, and
+// a process whose breaker opened replaces the epoch before it uses the
+// store again. While the store is really down each invalidation waits up
+// to wait (concurrent ones share the probes, in turn).
 //
 // The retry loop's delivery (ctx marked retryDelivery) does not heal: the
 // probe's recovery takes the delivery lock that loop holds.
-func (b *breaker) heal(ctx context.Context, wait time.Duration, probe func(timeout time.Duration) bool) bool {
+func (b *breaker) heal(ctx context.Context, wait, young time.Duration, probe func(timeout time.Duration) bool) bool {
 	if !b.open.Load() {
 		return true
 	}
@@ -69,18 +90,56 @@ func (b *breaker) heal(ctx context.Context, wait time.Duration, probe func(timeo
 		return false
 	}
 	deadline := time.Now().Add(wait)
-	t := time.NewTimer(wait)
+	b.mu.Lock()
+	if end := b.openedAt.Add(young); end.After(deadline) {
+		deadline = end
+	}
+	b.mu.Unlock()
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for {
+		if b.healOnce(deadline, probe) {
+			return true
+		}
+		// A probe refused at once (nothing listening) is tried again
+		// after a pause, not in a spin.
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		t := time.NewTimer(min(left, healPause))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// healPause is the least time between two of heal's probes.
+const healPause = 10 * time.Millisecond
+
+// healOnce is one probe of heal's, in turn with the prober's and other
+// invalidations', before deadline.
+func (b *breaker) healOnce(deadline time.Time, probe func(timeout time.Duration) bool) bool {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return !b.open.Load()
+	}
+	t := time.NewTimer(left)
 	select {
 	case b.sem() <- struct{}{}:
 		t.Stop()
 	case <-t.C:
-		return false
+		return !b.open.Load()
 	}
 	defer func() { <-b.sem() }()
 	if !b.open.Load() {
 		return true // the probe we waited for closed it
 	}
-	left := time.Until(deadline)
+	left = time.Until(deadline)
 	if left <= 0 {
 		return false
 	}

@@ -51,7 +51,8 @@ type PostgresOptions struct {
 	BreakerProbe time.Duration
 	// HealWait is how long an invalidation that finds the breaker open
 	// waits for a probe of its own before it is kept pending (see
-	// RedisOptions.HealWait). Default: 20ms; -1 turns it off.
+	// RedisOptions.HealWait, with InvalidateTimeout for a young outage).
+	// Default: 20ms; -1 turns it off.
 	HealWait time.Duration
 
 	// SweepInterval is how often expired rows are deleted in the
@@ -539,7 +540,7 @@ func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
 // already, serve what it changed.
 func (s *PostgresStore) heal(ctx context.Context) {
 	if s.err == nil {
-		s.brk.heal(ctx, s.opts.HealWait, s.probeWithin)
+		s.brk.heal(ctx, s.opts.HealWait, s.opts.InvalidateTimeout, s.probeWithin)
 	}
 }
 

@@ -54,8 +54,12 @@ type RedisOptions struct {
 	// waits for a probe of its own before it is kept pending: without it,
 	// a write made just after Redis came back waited for the next probe
 	// (up to BreakerProbe) while other processes, already back, served
-	// what it changed. It is what a write can cost while Redis is down.
-	// Default: 20ms; -1 turns it off (writes wait for the prober).
+	// what it changed. It is what a write can cost while Redis is down,
+	// once the breaker has been open for InvalidateTimeout; before that
+	// (a stall that may end any moment), an invalidation keeps probing
+	// until InvalidateTimeout has passed since the breaker opened, as it
+	// would wait for an answer with the breaker closed (breaker.heal).
+	// Default: 20ms; -1 turns both off (writes wait for the prober).
 	HealWait time.Duration
 
 	// Logger receives breaker transitions and server changes at Warn
@@ -535,7 +539,7 @@ func (s *RedisStore) bump(ctx context.Context, versions []string, channel string
 		return nil
 	}
 	if s.err == nil {
-		s.brk.heal(ctx, s.opts.HealWait, s.probeWithin) // a write does not wait for the next probe
+		s.brk.heal(ctx, s.opts.HealWait, s.opts.InvalidateTimeout, s.probeWithin) // a write does not wait for the next probe
 	}
 	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		p := s.client.Pipeline()

@@ -1,6 +1,7 @@
 package gormcache_test
 
 import (
+	"math/rand/v2"
 	"sync"
 	"syscall"
 	"testing"
@@ -11,27 +12,24 @@ import (
 	"querycache.dev/querycache"
 )
 
-// TestHostile35PausedRedisWriteServedStaleByIdleProcess: Redis freezes
-// for a few hundred milliseconds (SIGSTOP/SIGCONT of a private
-// redis-server: a fork stall, a slow command, a VM pause). Process B is
-// busy: its calls fail, its breaker opens; it then commits an UPDATE of
-// row 1, whose invalidation finds the breaker open and is kept pending
-// (never sent: nothing of it is waiting in a socket for Redis to resume).
-// B's Update returns nil. Process A was idle during the freeze (its
-// catalog watch polls failed fewer than BreakerFailures times), so its
-// breaker never opened, and nothing tells it that a write was lost: no
-// server change (same run_id), no recovery of its own. When Redis
-// resumes, A reads row 1: Redis still holds the version tokens from
-// before B's write, and A serves the cached row B's committed write
-// changed, until B's prober delivers (up to BreakerProbe, 500 ms, later).
+// TestHostile35PausedRedisWriteServedStaleByIdleProcess: Redis stalls for
+// 150 to 450 ms (SIGSTOP, then SIGCONT of a private redis-server on a
+// timer: a fork stall, a slow command, a VM pause). Process B is busy: its
+// calls fail, its breaker opens; it then commits an UPDATE of row 1, whose
+// invalidation finds the breaker open. Process A was idle during the
+// stall (its catalog watch polls failed fewer than BreakerFailures times),
+// so its breaker never opened, and nothing tells it that a write was lost:
+// no server change (same run_id), no recovery of its own. Every read A
+// starts after B's Update returned must see N=1 (C1).
 //
-// DESIGN's answer to "Redis unreachable while another process writes"
-// relies on this process's breaker closing again; README's "remaining
-// window" names only a partition of one host. Here Redis itself was away
-// for every process.
+// It failed when the invalidation gave up after one probe of HealWait:
+// B's Update returned during the stall with the invalidation pending, and
+// from the resume A served the old row until B's prober delivered (up to
+// BreakerProbe, 500 ms). Now, while the breaker is younger than
+// InvalidateTimeout, the invalidation keeps probing (breaker.heal): the
+// Update returns a few ms after the stall ends, delivered.
 //
-// The control waits until B has delivered before A reads, and sees the
-// new row: the staleness is the window between the resume and B's probe.
+// The control waits until B has delivered before A reads.
 func TestHostile35PausedRedisWriteServedStaleByIdleProcess(t *testing.T) {
 	for _, dbk := range h35Databases() {
 		for _, kind := range []string{"redis", "tiered-strict"} {
@@ -63,12 +61,13 @@ func h35PausedWrite(t *testing.T, d h35DB, kind string, control bool) {
 
 	pid := srv.Pid()
 	must(t, syscall.Kill(pid, syscall.SIGSTOP))
-	resumed := false
+	var once sync.Once
+	var resumedAt time.Time
 	resume := func() {
-		if !resumed {
-			resumed = true
+		once.Do(func() {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
+			resumedAt = time.Now()
+		})
 	}
 	defer resume()
 	paused := time.Now()
@@ -89,14 +88,19 @@ func h35PausedWrite(t *testing.T, d h35DB, kind string, control bool) {
 		resume()
 		t.Skipf("B's breaker did not open in %v (machine too slow?)", time.Since(paused))
 	}
-	// B's committed write: its invalidation is kept pending.
+	// The stall ends by itself, 150 to 450 ms after it began, whatever
+	// B is doing then.
+	stall := 150*time.Millisecond + time.Duration(rand.Int64N(int64(300*time.Millisecond)))
+	timer := time.AfterFunc(max(0, stall-time.Since(paused)), resume)
+	defer timer.Stop()
+	// B's committed write, made while Redis is stalled and B's breaker
+	// open.
 	must(t, b.db.Model(&H35Item{ID: 1}).Update("n", 1).Error)
-	if p := b.cache.Stats().Pending; p == 0 {
-		t.Logf("B has no pending invalidation after its write (delivered?)")
-	}
+	returned := time.Now()
 	aOpen := a.rs.BreakerOpen()
-	resume()
-	t.Logf("Redis frozen %v; A's breaker open: %v, A's openings %d; B's pending %d", time.Since(paused), aOpen, a.rs.BreakerOpenings(), b.cache.Stats().Pending)
+	resume() // (a no-op unless B's write outlasted the stall's end)
+	t.Logf("Redis stalled %v; B's Update returned %v after the stall ended; A's breaker open: %v, A's openings %d; B's pending %d",
+		resumedAt.Sub(paused).Round(time.Millisecond), returned.Sub(resumedAt).Round(time.Millisecond), aOpen, a.rs.BreakerOpenings(), b.cache.Stats().Pending)
 
 	if control {
 		deadline := time.Now().Add(10 * time.Second)
@@ -108,22 +112,22 @@ func h35PausedWrite(t *testing.T, d h35DB, kind string, control bool) {
 		}
 	}
 
-	// A reads until B has delivered (and at least 20 times).
+	// A reads, every read starting after B's Update returned (C1), until
+	// B has nothing pending (and at least 20 times).
 	stale, reads := 0, 0
 	var firstStale, lastStale time.Duration
-	resumedAt := time.Now()
 	for i := 0; i < 20 || b.cache.Stats().Pending != 0; i++ {
-		if time.Since(resumedAt) > 10*time.Second {
+		if time.Since(returned) > 10*time.Second {
 			break
 		}
 		n, _ := a.read(t, 1)
 		reads++
 		if n != 1 {
 			if stale == 0 {
-				firstStale = time.Since(resumedAt)
+				firstStale = time.Since(returned)
 			}
 			stale++
-			lastStale = time.Since(resumedAt)
+			lastStale = time.Since(returned)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -131,7 +135,7 @@ func h35PausedWrite(t *testing.T, d h35DB, kind string, control bool) {
 		t.Fatalf("the database holds N=%d for row 1; B committed 1", truth)
 	}
 	if stale > 0 {
-		t.Errorf("A read row 1 as N=0 %d times out of %d (from %v to %v after Redis resumed); B's Update(n=1) had returned before Redis resumed",
+		t.Errorf("A read row 1 as N=0 %d times out of %d (from %v to %v after B's Update(n=1) returned)",
 			stale, reads, firstStale.Round(time.Millisecond), lastStale.Round(time.Millisecond))
 	}
 }
