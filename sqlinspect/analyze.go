@@ -315,18 +315,38 @@ func (a *analyzer) writeTarget(j int) (next int, ok bool) {
 // writeTargetName is writeTarget that also returns the target's schema and
 // the name recorded.
 func (a *analyzer) writeTargetName(j int) (schema, name string, next int, ok bool) {
+	return a.writeTargetOf(j, false)
+}
+
+// dmlTarget is writeTarget for the target of INSERT, UPDATE, DELETE or
+// MERGE, whose write of a system catalog may be session state
+// (dmlCatalogTarget).
+func (a *analyzer) dmlTarget(j int) (next int, ok bool) {
+	_, _, next, ok = a.writeTargetOf(j, true)
+	return next, ok
+}
+
+// writeTargetOf is writeTargetName; dml tells that the target is a DML
+// statement's.
+func (a *analyzer) writeTargetOf(j int, dml bool) (schema, name string, next int, ok bool) {
 	j, closed := a.skipOnly(j)
 	schema, name, next, ok = a.schemaName(j)
 	if !ok {
 		a.undetermined = true
+		if dml && next > j && a.toks[next-1].kind == tkUQuoted {
+			a.dmlCatalogTarget("", "") // U&"..." not decoded: it may spell pg_settings
+		}
 		return schema, name, next, false
 	}
 	if closed {
 		next++ // DELETE FROM ONLY (t) writes t, not a table named only
 	}
-	name = a.relation(schema, name)
-	a.addWrite(name)
-	return schema, name, next, true
+	rel := a.relation(schema, name)
+	if dml && rel == CatalogTable {
+		a.dmlCatalogTarget(schema, name) // only then: a common write pays nothing
+	}
+	a.addWrite(rel)
+	return schema, rel, next, true
 }
 
 // tableRef reads the table reference at a table position toks[j] (after

@@ -190,7 +190,7 @@ func (a *analyzer) queryHead(i, fi int) int {
 			a.undetermined = true
 			return j
 		}
-		next, _ := a.writeTarget(j + 1)
+		next, _ := a.dmlTarget(j + 1)
 		if a.kindAt(next) == tkLParen {
 			a.notCallParen = next // the column list
 		}
@@ -198,7 +198,7 @@ func (a *analyzer) queryHead(i, fi int) int {
 	case kwUpdate:
 		f.verb = vUpdate
 		a.dml = true
-		next, _ := a.writeTarget(a.orConflict(i + 1))
+		next, _ := a.dmlTarget(a.orConflict(i + 1))
 		a.checkSingleTarget(next)
 		return next
 	case kwDelete, kwMerge:
@@ -212,7 +212,7 @@ func (a *analyzer) queryHead(i, fi int) int {
 			a.undetermined = true
 			return i + 1
 		}
-		next, _ := a.writeTarget(i + 2)
+		next, _ := a.dmlTarget(i + 2)
 		a.checkSingleTarget(next)
 		return next
 	}

@@ -139,8 +139,14 @@ type Statement struct {
 	// that later statements' results can depend on:
 	//   - PostgreSQL: SET [SESSION] name (unless name is harmless, below),
 	//     SET ROLE, SET SESSION AUTHORIZATION, SET TIME ZONE, RESET name,
-	//     RESET ALL, DISCARD, LOAD, and any call of set_config (qualified or
-	//     not, anywhere, is_local or not: the caller tells the local form);
+	//     RESET ALL, DISCARD, LOAD, any call of set_config (qualified or
+	//     not, anywhere, is_local or not: the caller tells the local form),
+	//     and an INSERT, UPDATE, DELETE or MERGE of the pg_settings view
+	//     (unqualified or in pg_catalog, quoted or not, in a WITH query
+	//     too; a U&"..." target with escapes, not decoded, counts; not in
+	//     a BEGIN ATOMIC body, which does not run now): an UPDATE of it
+	//     runs set_config(name, setting, false), PostgreSQL refuses the
+	//     others;
 	//   - SQLite: ATTACH, DETACH, load_extension(...), and assigning one of
 	//     the PRAGMAs case_sensitive_like, reverse_unordered_selects,
 	//     full_column_names, short_column_names, read_uncommitted,

@@ -47,6 +47,25 @@ func (a *analyzer) setStmt(j int) {
 	}
 }
 
+// dmlCatalogTarget notes the target schema.name (unquoted, lower-cased;
+// "" when it could not be decoded) of an INSERT, UPDATE, DELETE or MERGE,
+// a system catalog. PostgreSQL's pg_settings view is session state: an
+// UPDATE of it runs set_config(name, setting, false) for each row (the
+// view's rule pg_settings_u), a SET with no transaction-local form. The
+// other verbs are refused by PostgreSQL, and count all the same. Named
+// unqualified it is pg_catalog's unless the search_path lists pg_catalog
+// after a schema holding another pg_settings: it counts. A statement in a
+// body (BEGIN ATOMIC ... END) does not run now: a call of its function is
+// the caller's to judge.
+func (a *analyzer) dmlCatalogTarget(schema, name string) {
+	if a.dialect == DialectSQLite || a.inBody {
+		return
+	}
+	if (schema == "" || schema == "pg_catalog") && (name == "" || name == "pg_settings") {
+		a.session = true
+	}
+}
+
 // resetStmt reads RESET name | ALL | ROLE | SESSION AUTHORIZATION after the
 // RESET at toks[j-1].
 func (a *analyzer) resetStmt(j int) {

@@ -41,6 +41,32 @@ func TestSessionState(t *testing.T) {
 		{`SELECT * FROM t WHERE x = (SELECT set_config('a', 'b', false))`, true},
 		{`UPDATE t SET a = set_config('a', 'b', false)`, true},
 		{`SELECT 1; SET search_path TO x`, true},
+		// Writing PostgreSQL's pg_settings view: an UPDATE of it is a SET
+		// (its rule runs set_config(name, setting, false)); the other
+		// verbs are refused by PostgreSQL and count all the same.
+		{`UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'`, true},
+		{`UPDATE pg_catalog.pg_settings SET setting = 'x' WHERE name = 'search_path'`, true},
+		{`UPDATE "pg_settings" SET setting = 'x' WHERE name = 'search_path'`, true},
+		{`UPDATE "pg_catalog"."pg_settings" AS s SET "setting" = 'x' WHERE s.name = 'search_path'`, true},
+		{`update only PG_SETTINGS s set setting = 'x' from (select 'search_path' as n) x where s.name = x.n`, true},
+		{`/* tenant */ UPDATE pg_settings SET setting = $1 WHERE name = $2`, true},
+		{`WITH s AS (UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path') SELECT 1`, true},
+		{`WITH s AS (SELECT 1) UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'`, true},
+		{`SELECT 1; UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'`, true},
+		{`INSERT INTO pg_settings (name, setting) VALUES ('search_path', 'x')`, true},
+		{`DELETE FROM pg_catalog.pg_settings WHERE name = 'search_path'`, true},
+		{`MERGE INTO pg_settings s USING (SELECT 1) x ON true WHEN MATCHED THEN UPDATE SET setting = 'x'`, true},
+		{`SELECT * FROM pg_settings WHERE name = 'search_path'`, false},
+		{`SELECT setting FROM pg_settings s JOIN t ON t.n = s.name FOR UPDATE OF t`, false},
+		{`INSERT INTO t SELECT name, setting FROM pg_settings`, false},
+		{`UPDATE my_pg_settings_log SET note = 'x' WHERE id = 0`, false},
+		{`UPDATE "my_pg_settings" SET note = 'x'`, false},
+		{`UPDATE tenant_a.pg_settings SET setting = 'x'`, false},
+		{`UPDATE pg_class SET relname = relname WHERE false`, false},
+		{`UPDATE t SET note = 'UPDATE pg_settings SET setting = 1' WHERE id = 0`, false},
+		{`UPDATE t SET note = x.setting FROM pg_settings x WHERE x.name = 'search_path'`, false},
+		// A body does not run now: a call of the function is judged.
+		{`CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'; END`, false},
 		// The defaults of connections opened from then on
 		// (TestHostile30AlterDatabaseSetDefaults).
 		{`ALTER DATABASE test SET search_path = tenant, public`, true},
@@ -111,6 +137,30 @@ func TestSessionState(t *testing.T) {
 	} {
 		if got := inspect(c.sql); got.SessionState != c.want {
 			t.Errorf("Inspect(%q).SessionState = %v; want %v", c.sql, got.SessionState, c.want)
+		}
+	}
+}
+
+// The pg_settings view is PostgreSQL's: SQLite has none, and a table of
+// that name is the user's. A target PostgreSQL reads as a U&"..." name with
+// escapes, which is not decoded, may spell it.
+func TestSessionStatePgSettingsDialects(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		d    Dialect
+		want bool
+	}{
+		{`UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'`, DialectPostgres, true},
+		{`UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'`, DialectSQLite, false},
+		{`UPDATE U&"pg_setting\0073" SET setting = 'x' WHERE name = 'search_path'`, DialectPostgres, true},
+		{`UPDATE pg_catalog.U&"pg_setting\0073" SET setting = 'x'`, DialectPostgres, true},
+		{`UPDATE U&"pg_c\0061talog".pg_settings SET setting = 'x'`, DialectPostgres, true},
+		{`UPDATE U&"item\0073" SET v = 1`, DialectPostgres, true}, // not decoded: it counts
+		{`UPDATE U&"items" SET v = 1`, DialectPostgres, false},
+		{`SELECT * FROM U&"pg_setting\0073"`, DialectPostgres, false},
+	} {
+		if got := InspectDialect(c.sql, c.d); got.SessionState != c.want {
+			t.Errorf("InspectDialect(%q, %v).SessionState = %v; want %v", c.sql, c.d, got.SessionState, c.want)
 		}
 	}
 }
