@@ -18,8 +18,9 @@ import (
 // doChangesSession reports whether sql, a DO block, may change its
 // connection's session state: its body holds SET or RESET as a statement
 // (not SET LOCAL or a harmless setting), a set_config call that is not
-// transaction-local, or a string literal (the text of an EXECUTE) that
-// does one of those. A body it cannot read counts as a change.
+// transaction-local, an UPDATE of pg_settings (a SET by another name), or
+// a string literal (the text of an EXECUTE) that does one of those. A
+// body it cannot read counts as a change.
 func doChangesSession(sql string) bool {
 	body, ok := doBody(sql)
 	if !ok {
@@ -70,6 +71,9 @@ func plStatementChangesSession(body string, toks []lexTok) bool {
 	for head < len(toks)-1 && plHead(toks[head]) {
 		head++
 	}
+	if updatesSettings(body, toks) {
+		return true
+	}
 	for _, t := range toks {
 		if t.word == "SET_CONFIG" || strings.EqualFold(t.name, `"set_config"`) {
 			// x := set_config(...), PERFORM set_config(...): local only
@@ -85,6 +89,42 @@ func plStatementChangesSession(body string, toks []lexTok) bool {
 			continue // UPDATE ... SET, ALTER ... SET DEFAULT, DO UPDATE SET
 		}
 		return sqlinspect.InspectDialect(body[t.start:end], sqlinspect.DialectPostgres).SessionState
+	}
+	return false
+}
+
+// updatesSettings reports whether toks, one statement of body, update
+// PostgreSQL's pg_settings view, which is a SET (sqlinspect's
+// SessionState): each UPDATE in it (after a branch's words, a WITH, in a
+// CTE's parentheses) is given to the inspector from UPDATE to its SET,
+// where the target ends and no set_config (judged apart) may be. Only a
+// statement naming pg_settings, or a quoted name that may spell it
+// ("pg_settings", U&"..."), is read.
+func updatesSettings(body string, toks []lexTok) bool {
+	named := false
+	for _, t := range toks {
+		if t.word == "PG_SETTINGS" || t.word == "" && strings.HasPrefix(t.name, `"`) {
+			named = true
+			break
+		}
+	}
+	if !named {
+		return false
+	}
+	for i, t := range toks {
+		if t.word != "UPDATE" {
+			continue
+		}
+		end := toks[len(toks)-1].end
+		for _, u := range toks[i+1:] {
+			if u.word == "SET" {
+				end = u.start
+				break
+			}
+		}
+		if sqlinspect.InspectDialect(body[t.start:end], sqlinspect.DialectPostgres).SessionState {
+			return true
+		}
 	}
 	return false
 }

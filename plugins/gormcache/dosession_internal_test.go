@@ -28,7 +28,25 @@ func TestDoChangesSession(t *testing.T) {
 		{`DO $$BEGIN ALTER DATABASE test SET search_path = a; END$$`, true},
 		{`DO $$BEGIN PERFORM "set_config"('search_path', 'a', false); END$$`, true},
 		{`DO $$BEGIN PERFORM E'\''; EXECUTE 'SET search_path = a'; PERFORM E'\''; END$$`, true},
+		// An UPDATE of pg_settings is a SET (sqlinspect's SessionState).
+		{`DO $$BEGIN UPDATE pg_settings SET setting = 'a' WHERE name = 'search_path'; END$$`, true},
+		{`DO $$BEGIN UPDATE pg_catalog.pg_settings SET setting = 'a' WHERE name = 'search_path'; END$$`, true},
+		{`DO $$BEGIN UPDATE "pg_catalog"."pg_settings" s SET setting = 'a' WHERE s.name = 'search_path'; END$$`, true},
+		{`DO $$BEGIN IF true THEN update only Pg_Settings set setting = 'a' where name = 'search_path'; END IF; END$$`, true},
+		{`DO $$DECLARE p text := 'a'; BEGIN UPDATE pg_settings SET setting = p WHERE name = 'search_path'; END$$`, true},
+		{`DO $$BEGIN PERFORM 1; WITH s AS (SELECT 1) UPDATE pg_settings SET setting = 'a' WHERE name = 'search_path'; END$$`, true},
+		{`DO $$BEGIN WITH s AS (UPDATE pg_settings SET setting = 'a' WHERE name = 'search_path') SELECT 1 INTO x; END$$`, true},
+		{`DO $$BEGIN UPDATE U&"pg_setting\0073" SET setting = 'a' WHERE name = 'search_path'; END$$`, true},
+		{`DO $$BEGIN UPDATE pg_settings SET setting = set_config('app.x', 'y', true) WHERE name = 'search_path'; END$$`, true},
+		{`DO $$BEGIN EXECUTE 'UPDATE pg_settings SET setting = ''a'' WHERE name = ''search_path'''; END$$`, true},
 		// No change that outlives the block.
+		{`DO $$BEGIN PERFORM setting FROM pg_settings WHERE name = 'search_path'; END$$`, false},
+		{`DO $$BEGIN UPDATE my_pg_settings_log SET note = 'a' WHERE id = 0; END$$`, false},
+		{`DO $$BEGIN UPDATE "my_pg_settings" SET note = 'a'; END$$`, false},
+		{`DO $$BEGIN UPDATE tenant.pg_settings SET setting = 'a'; END$$`, false},
+		{`DO $$BEGIN UPDATE t SET v = (SELECT setting FROM pg_settings WHERE name = 'search_path'); END$$`, false},
+		{`DO $$BEGIN PERFORM 1 FROM pg_settings FOR UPDATE; UPDATE t SET v = set_config('app.x', 'y', true); END$$`, false},
+		{`DO $$BEGIN INSERT INTO "t" VALUES (1) ON CONFLICT (id) DO UPDATE SET v = (SELECT setting FROM pg_settings LIMIT 1); END$$`, false},
 		{`DO $$BEGIN SET LOCAL search_path = a; END$$`, false},
 		{`DO $$BEGIN PERFORM set_config('app.tenant', '42', true); END$$`, false},
 		{`DO $$BEGIN SET statement_timeout = 5000; END$$`, false},
@@ -52,6 +70,7 @@ func FuzzDoChangesSession(f *testing.F) {
 		`DO $$ DECLARE x text; BEGIN x := set_config('a', 'b', false); END $$`,
 		`DO $$BEGIN /* it's /* nested */ here */ PERFORM set_config('a', 'b', true); EXECUTE 'SET role x'; END$$`,
 		`DO $$BEGIN /* unclosed 'SET search_path = a'; END$$`,
+		`DO $$BEGIN IF true THEN UPDATE "pg_catalog".pg_settings SET setting = 'a' WHERE name = 'search_path'; END IF; END$$`,
 	} {
 		f.Add(s)
 	}
@@ -62,6 +81,23 @@ func FuzzDoChangesSession(f *testing.F) {
 			t.Fatalf("%q: a SET search_path heading the body not seen", sql)
 		}
 	})
+}
+
+// A function's source as the function list reads it: a SQL-standard body
+// is pg_get_functiondef's whole CREATE text.
+func TestBodyChangesSessionPgSettings(t *testing.T) {
+	for body, want := range map[string]bool{
+		"CREATE OR REPLACE FUNCTION public.f()\n RETURNS void\n LANGUAGE sql\nBEGIN ATOMIC\n UPDATE pg_settings SET setting = 'a'::text\n   WHERE (pg_settings.name = 'search_path'::text);\nEND": true,
+		"UPDATE pg_settings SET setting = $1 WHERE name = 'search_path'":                         true,
+		"SELECT 1; UPDATE pg_catalog.pg_settings SET setting = 'a' WHERE name = 'x'":             true,
+		"BEGIN UPDATE pg_settings SET setting = 'a' WHERE name = 'search_path'; RETURN NEW; END": true,
+		"SELECT setting FROM pg_settings WHERE name = 'search_path'":                             false,
+		"BEGIN UPDATE h_log SET note = (SELECT setting FROM pg_settings LIMIT 1); END":           false,
+	} {
+		if got := bodyChangesSession(body); got != want {
+			t.Errorf("bodyChangesSession(%q) = %v, want %v", body, got, want)
+		}
+	}
 }
 
 // mentionsSet is the filter for bodies of languages the plugin does not

@@ -47,7 +47,8 @@ const (
 	fnRowFunc
 	// fnSessionSetter: PostgreSQL, the body of some overload outside
 	// pg_catalog may change its connection's session state (a SET that is
-	// not LOCAL, set_config(..., false)), as a DO block's may
+	// not LOCAL, set_config(..., false), an UPDATE of pg_settings), as a
+	// DO block's may
 	// (bodyChangesSession; any body of a language other than PL/pgSQL,
 	// SQL, C or internal that mentions set or set_config): a call of it
 	// changes what that connection's unqualified names mean afterwards
@@ -237,7 +238,8 @@ func (p *Plugin) functionsLearning(db *gorm.DB, learn bool) *fnList {
 // 'operator <language>\n<source>' (one row per operator), 'cast
 // <language>\n<source>', 'domain' (a writer domain's name), 'event
 // trigger'; and 'session <language>\n<source>' is the source of a
-// function whose body mentions SET or set_config (fnSessionSetter). A
+// function whose body mentions SET or set_config (fnSessionSetter; an
+// UPDATE of pg_settings, a SET by another name, has its SET). A
 // SQL-standard body (BEGIN ATOMIC ... END, RETURN expr; PostgreSQL 14 and
 // later) is not in prosrc, which is empty: its source is then the whole
 // CREATE FUNCTION text pg_get_functiondef gives (in every version, where

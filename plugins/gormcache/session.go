@@ -26,16 +26,18 @@ import (
 func SessionStateInKey() Option { return func(p *Plugin) { p.w.stateInKey = true } }
 
 // sessionWarning explains the stop for session state.
-const sessionWarning = "gormcache: a statement changed connection state (SET, SET ROLE, set_config, RESET, ATTACH, a PRAGMA that changes results) outside a transaction-local scope; connections may now return different rows for the same SQL, so this plugin no longer serves or fills the cache for this database (bypass \"session_state\"). To keep caching: qualify table names with their schema instead of SET search_path; give every connection the same state in the DSN or connection setup; or put the state in the cache key with gormcache.Tenant and declare it with gormcache.SessionStateInKey()."
+const sessionWarning = "gormcache: a statement changed connection state (SET, SET ROLE, set_config, UPDATE pg_settings, RESET, ATTACH, a PRAGMA that changes results) outside a transaction-local scope; connections may now return different rows for the same SQL, so this plugin no longer serves or fills the cache for this database (bypass \"session_state\"). To keep caching: qualify table names with their schema instead of SET search_path; give every connection the same state in the DSN or connection setup; or put the state in the cache key with gormcache.Tenant and declare it with gormcache.SessionStateInKey()."
 
 // noteSession applies the session-state rule to a raw statement:
 //   - inside a managed transaction, any statement that may change
-//     connection state (SET, SET LOCAL, set_config, anything but one plain
-//     read, write or DDL statement) marks the transaction: its reads never
-//     use the cache, even with ReadsInTransactions;
+//     connection state (SET, SET LOCAL, set_config, UPDATE pg_settings,
+//     anything but one plain read, write or DDL statement) marks the
+//     transaction: its reads never use the cache, even with
+//     ReadsInTransactions;
 //   - a change that outlives the transaction or is made outside one
-//     (sqlinspect's SessionState: not SET LOCAL nor set_config(..., true))
-//     stops caching for the database, unless SessionStateInKey.
+//     (sqlinspect's SessionState: not SET LOCAL nor set_config(..., true);
+//     an UPDATE of pg_settings is a SET, never transaction-local) stops
+//     caching for the database, unless SessionStateInKey.
 //
 // setter is callsSessionSetter's verdict: the statement calls a function
 // whose body may make such a change, which counts as one.
