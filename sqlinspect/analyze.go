@@ -333,8 +333,8 @@ func (a *analyzer) writeTargetOf(j int, dml bool) (schema, name string, next int
 	schema, name, next, ok = a.schemaName(j)
 	if !ok {
 		a.undetermined = true
-		if dml && next > j && a.toks[next-1].kind == tkUQuoted {
-			a.dmlCatalogTarget("", "") // U&"..." not decoded: it may spell pg_settings
+		if dml && next > j && a.toks[next-1].kind == tkUQuoted && a.maySpellSettings(next-1) {
+			a.dmlCatalogTarget(schema, "pg_settings")
 		}
 		return schema, name, next, false
 	}

@@ -142,10 +142,10 @@ type Statement struct {
 	//     RESET ALL, DISCARD, LOAD, any call of set_config (qualified or
 	//     not, anywhere, is_local or not: the caller tells the local form),
 	//     and an INSERT, UPDATE, DELETE or MERGE of the pg_settings view
-	//     (unqualified or in pg_catalog, quoted or not, in a WITH query
-	//     too; a U&"..." target with escapes, not decoded, counts; not in
-	//     a BEGIN ATOMIC body, which does not run now): an UPDATE of it
-	//     runs set_config(name, setting, false), PostgreSQL refuses the
+	//     (unqualified or in pg_catalog, quoted or not, a U&"..." name
+	//     decoded for it (with UESCAPE it counts), in a WITH query too;
+	//     not in a BEGIN ATOMIC body, which does not run now): an UPDATE of
+	//     it runs set_config(name, setting, false), PostgreSQL refuses the
 	//     others;
 	//   - SQLite: ATTACH, DETACH, load_extension(...), and assigning one of
 	//     the PRAGMAs case_sensitive_like, reverse_unordered_selects,

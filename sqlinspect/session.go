@@ -47,9 +47,8 @@ func (a *analyzer) setStmt(j int) {
 	}
 }
 
-// dmlCatalogTarget notes the target schema.name (unquoted, lower-cased;
-// "" when it could not be decoded) of an INSERT, UPDATE, DELETE or MERGE,
-// a system catalog. PostgreSQL's pg_settings view is session state: an
+// dmlCatalogTarget notes the target schema.name (unquoted, lower-cased)
+// of an INSERT, UPDATE, DELETE or MERGE, a system catalog. PostgreSQL's pg_settings view is session state: an
 // UPDATE of it runs set_config(name, setting, false) for each row (the
 // view's rule pg_settings_u), a SET with no transaction-local form. The
 // other verbs are refused by PostgreSQL, and count all the same. Named
@@ -61,9 +60,25 @@ func (a *analyzer) dmlCatalogTarget(schema, name string) {
 	if a.dialect == DialectSQLite || a.inBody {
 		return
 	}
-	if (schema == "" || schema == "pg_catalog") && (name == "" || name == "pg_settings") {
+	if (schema == "" || schema == "pg_catalog") && name == "pg_settings" {
 		a.session = true
 	}
+}
+
+// maySpellSettings reports whether the U&"..." name at toks[i], which
+// tokName does not decode, may spell pg_settings: decoded here with the
+// default escape character (an escape PostgreSQL refuses fails the
+// statement); one with UESCAPE counts.
+func (a *analyzer) maySpellSettings(i int) bool {
+	if a.isKw(i+1, kwUescape) {
+		return true
+	}
+	t := a.toks[i]
+	s := a.src[t.start+2 : t.end] // "..." after U&
+	if len(s) < 2 {
+		return true
+	}
+	return decodeEscapes(strings.ReplaceAll(s[1:len(s)-1], `""`, `"`), true) == "pg_settings"
 }
 
 // resetStmt reads RESET name | ALL | ROLE | SESSION AUTHORIZATION after the

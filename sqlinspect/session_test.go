@@ -142,8 +142,8 @@ func TestSessionState(t *testing.T) {
 }
 
 // The pg_settings view is PostgreSQL's: SQLite has none, and a table of
-// that name is the user's. A target PostgreSQL reads as a U&"..." name with
-// escapes, which is not decoded, may spell it.
+// that name is the user's. A U&"..." name with escapes, which names are
+// not decoded from, is decoded to ask whether it spells pg_settings.
 func TestSessionStatePgSettingsDialects(t *testing.T) {
 	for _, c := range []struct {
 		sql  string
@@ -154,8 +154,17 @@ func TestSessionStatePgSettingsDialects(t *testing.T) {
 		{`UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'`, DialectSQLite, false},
 		{`UPDATE U&"pg_setting\0073" SET setting = 'x' WHERE name = 'search_path'`, DialectPostgres, true},
 		{`UPDATE pg_catalog.U&"pg_setting\0073" SET setting = 'x'`, DialectPostgres, true},
+		{`UPDATE tenant.U&"pg_setting\0073" SET setting = 'x'`, DialectPostgres, false},
 		{`UPDATE U&"pg_c\0061talog".pg_settings SET setting = 'x'`, DialectPostgres, true},
-		{`UPDATE U&"item\0073" SET v = 1`, DialectPostgres, true}, // not decoded: it counts
+		{`UPDATE U&"pg_setting\+000073" SET setting = 'x'`, DialectPostgres, true},
+		{`UPDATE U&"\0070\0067\005f\0073\0065\0074\0074\0069\006e\0067\0073" SET setting = 'x'`, DialectPostgres, true},
+		{`UPDATE U&"pg_setting!0073" UESCAPE '!' SET setting = 'x'`, DialectPostgres, true}, // not decoded: it counts
+		{`UPDATE U&"pg_setting\007" SET setting = 'x'`, DialectPostgres, false},             // refused by PostgreSQL
+		{`UPDATE U&"item\0073" SET v = 1`, DialectPostgres, false},
+		{`UPDATE U&"PG_SETTING\0073" SET v = 1`, DialectPostgres, false}, // another name: case is kept
+		{`UPDATE U&"pg_setting\0073x" SET v = 1`, DialectPostgres, false},
+		{`UPDATE U&"pg_settin\00e9" SET v = 1`, DialectPostgres, false},
+		{`INSERT INTO U&"diff\005fusers" VALUES (1)`, DialectPostgres, false},
 		{`UPDATE U&"items" SET v = 1`, DialectPostgres, false},
 		{`SELECT * FROM U&"pg_setting\0073"`, DialectPostgres, false},
 	} {
