@@ -27,3 +27,25 @@ func ExampleCache_WatchVersions() {
 	_ = cache.InvalidateTables(context.Background(), "orders") // not watched
 	// Output: users changed
 }
+
+// WatchVersionsEach tells which watched version changed, and whether the
+// bump was this cache's own (told at once) or another process's (seen by
+// a poll).
+func ExampleCache_WatchVersionsEach() {
+	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+	if err != nil {
+		panic(err)
+	}
+	defer cache.Close()
+	ns := cache.Namespace()
+	names := []string{ns.TableVersions("users").Table, ns.Epoch()}
+	stop, err := cache.WatchVersionsEach(names, time.Second, func(ch querycache.VersionChange) {
+		fmt.Println("users:", ch.Changed[0], "epoch:", ch.Changed[1], "own:", ch.Own)
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer stop()
+	_ = cache.InvalidateTables(context.Background(), "users")
+	// Output: users: true epoch: false own: true
+}

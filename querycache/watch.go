@@ -35,7 +35,7 @@ import (
 type versionWatch struct {
 	c       *Cache
 	names   []string
-	changed func()
+	changed func(VersionChange)
 
 	mu      sync.Mutex // one read of the tokens at a time: a poll's or an own bump's
 	last    []uint64   // the tokens last read; nil: not known (changed is called at the next read)
@@ -59,6 +59,27 @@ type versionWatch struct {
 // closed. It is meant for stores other processes share; on a MemoryStore
 // that no other Cache uses, the poll finds nothing it had not been told.
 func (c *Cache) WatchVersions(names []string, period time.Duration, changed func()) (stop func(), err error) {
+	if changed == nil {
+		return nil, errors.New("querycache: WatchVersions needs a changed function")
+	}
+	return c.WatchVersionsEach(names, period, func(VersionChange) { changed() })
+}
+
+// VersionChange is what WatchVersionsEach tells of one change it follows.
+type VersionChange struct {
+	// Changed[i] reports whether the token of names[i] changed. All are
+	// set when what happened in between cannot be told (the tokens before
+	// were not known).
+	Changed []bool
+	// Own is set when the change follows this Cache's own bump (the
+	// tokens read right after it may include another process's bump made
+	// just before).
+	Own bool
+}
+
+// WatchVersionsEach is WatchVersions, telling which of the names changed
+// and whether the change follows this Cache's own bump.
+func (c *Cache) WatchVersionsEach(names []string, period time.Duration, changed func(VersionChange)) (stop func(), err error) {
 	switch {
 	case len(names) == 0:
 		return nil, errors.New("querycache: WatchVersions needs at least one version name")
@@ -114,25 +135,41 @@ func (w *versionWatch) poll(period time.Duration) {
 			return
 		case <-t.C:
 		}
-		if w.read() {
-			w.changed()
+		if which := w.read(); which != nil {
+			w.changed(VersionChange{Changed: which})
 		}
 	}
 }
 
-// read reads the tokens and reports whether they differ from the last
-// ones read (or the last ones are not known). A failed read keeps them.
-func (w *versionWatch) read() (changed bool) {
+// read reads the tokens and reports which differ from the last ones read
+// (all when the last ones are not known), nil when none does. A failed
+// read keeps them.
+func (w *versionWatch) read() (which []bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	tokens, err := w.fetch()
 	if err != nil {
 		w.failed(err)
-		return false
+		return nil
 	}
-	changed = w.last == nil || !slices.Equal(w.last, tokens)
+	which = differ(w.last, tokens)
 	w.last = tokens
-	return changed
+	return which
+}
+
+// differ reports which of now differ from was (all when was is not known),
+// nil when none does.
+func differ(was, now []uint64) []bool {
+	var which []bool
+	for i := range now {
+		if was == nil || len(was) != len(now) || was[i] != now[i] {
+			if which == nil {
+				which = make([]bool, len(now))
+			}
+			which[i] = true
+		}
+	}
+	return which
 }
 
 // failed counts and logs a read of the tokens that failed, as every other
@@ -190,19 +227,25 @@ func (c *Cache) lockWatches(names []string) []*versionWatch {
 // then calls changed. When it did not, it is kept pending and delivered
 // later, and the polls see it then.
 func (c *Cache) bumped(held []*versionWatch, delivered bool) {
+	var changes []VersionChange
 	for _, w := range held {
 		if delivered {
 			tokens, err := w.fetch()
 			if err != nil {
 				tokens = nil // not known: the next read that succeeds calls changed
 			}
+			which := differ(w.last, tokens)
+			if which == nil {
+				which = make([]bool, len(w.names)) // the bump did reach the store
+			}
+			changes = append(changes, VersionChange{Changed: which, Own: true})
 			w.last = tokens
 		}
 		w.mu.Unlock()
 	}
 	if delivered {
-		for _, w := range held {
-			w.changed()
+		for i, w := range held {
+			w.changed(changes[i])
 		}
 	}
 }

@@ -153,3 +153,41 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestWatchVersionsEachTellsWhichAndWhose: WatchVersionsEach reports
+// which watched name another cache's bump changed (a poll, Own unset),
+// and marks a bump of the watching cache's own as Own (told at once).
+func TestWatchVersionsEachTellsWhichAndWhose(t *testing.T) {
+	t.Parallel()
+	prefix := testenv.TestPrefix(t)
+	a := watchCache(t, hkvRedis(t), prefix)
+	b := watchCache(t, hkvRedis(t), prefix)
+	users, orders := a.Namespace().TableVersions("users").Table, a.Namespace().TableVersions("orders").Table
+	got := make(chan querycache.VersionChange, 8)
+	stop, err := a.WatchVersionsEach([]string{users, orders}, watchPeriod, func(ch querycache.VersionChange) { got <- ch })
+	must(t, err)
+	defer stop()
+	next := func(what string) querycache.VersionChange {
+		t.Helper()
+		select {
+		case ch := <-got:
+			return ch
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no change told for %s", what)
+		}
+		return querycache.VersionChange{}
+	}
+	must(t, b.InvalidateTables(context.Background(), "orders"))
+	if ch := next("B's invalidation of orders"); ch.Own || len(ch.Changed) != 2 || ch.Changed[0] || !ch.Changed[1] {
+		t.Errorf("B's invalidation of orders told as %+v, want Changed [false true], not Own", ch)
+	}
+	must(t, a.InvalidateTables(context.Background(), "users"))
+	if ch := next("A's own invalidation of users"); !ch.Own || len(ch.Changed) != 2 || !ch.Changed[0] || ch.Changed[1] {
+		t.Errorf("A's own invalidation of users told as %+v, want Changed [true false], Own", ch)
+	}
+	select {
+	case ch := <-got:
+		t.Errorf("a change told twice, or none made: %+v", ch)
+	case <-time.After(3 * watchPeriod):
+	}
+}

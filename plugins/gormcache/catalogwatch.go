@@ -1,7 +1,9 @@
 package gormcache
 
 import (
+	"context"
 	"fmt"
+	"querycache.dev/sqlinspect"
 	"runtime"
 	"slices"
 	"sync"
@@ -118,9 +120,12 @@ func (p *Plugin) watchCatalog() {
 	}
 	ns := p.cache.Namespace()
 	wp := weak.Make(p)
-	stop, err := p.cache.WatchVersions([]string{ns.TableVersions(keys.CatalogTable).Table, ns.Epoch()}, period, func() {
+	stop, err := p.cache.WatchVersionsEach([]string{ns.TableVersions(keys.CatalogTable).Table, ns.Epoch()}, period, func(ch querycache.VersionChange) {
 		if p := wp.Value(); p != nil {
 			p.cat.forget()
+			if !ch.Own && ch.Changed[0] {
+				p.otherDDL()
+			}
 		}
 	})
 	if err != nil {
@@ -128,4 +133,52 @@ func (p *Plugin) watchCatalog() {
 	}
 	p.stopWatch = stop
 	runtime.AddCleanup(p, func(stop func()) { stop() }, stop)
+}
+
+// announced makes a change of everything by a statement that may change
+// the schema also replace the catalog's version: other processes' watches
+// answer a change of the catalog's version (otherDDL), not one of the
+// epoch alone, which every change of everything replaces. A multi-statement
+// migration, or CREATE TRIGGER whose body writes, invalidates everything
+// and was announced as an epoch change only
+// (TestHostile35OtherProcessDDLWindowLeavesPermanentStale, trigger cases).
+func announced(info *sqlinspect.Statement, ch querycache.Change) querycache.Change {
+	if ch.All && changesSchema(info) && !slices.Contains(ch.Tables, keys.CatalogTable) {
+		ch.Tables = append(slices.Clip(ch.Tables), keys.CatalogTable)
+	}
+	return ch
+}
+
+// otherDDLCause is the cause of the invalidations otherDDL makes.
+const otherDDLCause = "another process changed the schema"
+
+// otherDDL follows another process's DDL, seen by the watch a period
+// after it ran, once the facts are forgotten. The writes this process
+// made in between were judged by the facts from before: a trigger or an
+// ON DELETE CASCADE just added changed rows their invalidations did not
+// name, and those entries stayed stale after the watch caught up
+// (TestHostile35OtherProcessDDLWindowLeavesPermanentStale). What they
+// missed is not known, so when a write began reading facts since the
+// previous such change (factsUsed), everything is invalidated. The order,
+// for a write W of this process and the watch's call:
+//
+//	W: beforeFacts marks factsUsed (n+1) -> W reads facts
+//	watch: forget -> otherDDLs becomes n+1 -> factsUsed >= n+1: invalidate everything
+//
+// W either marked before the count rose, and is covered by the
+// invalidation (its statement ran before its after-callback; a managed
+// transaction's commit compares the count instead: txConn.otherDDLs), or
+// marked after the facts were forgotten, and reads the new ones. A write
+// in the moment between the other process's DDL and its bump of the
+// catalog (its after-callback) is marked with the count before, and is
+// covered the same way. Only another process's catalog change: the
+// invalidation bumps the epoch, which other processes' watches follow by
+// forgetting only (a response to every epoch change would answer each
+// other's without end), and this process's own DDL has its window
+// (ddlwindow.go).
+func (p *Plugin) otherDDL() {
+	n := p.otherDDLs.Add(1)
+	if p.factsUsed.Load() >= n {
+		p.apply(context.Background(), querycache.Change{All: true, Cause: otherDDLCause})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"querycache.dev/querycache"
 	"sync/atomic"
 
 	"gorm.io/gorm"
@@ -50,7 +51,7 @@ func (w *pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool,
 
 // newTx wraps a transaction the plugin began.
 func (p *Plugin) newTx(inner gorm.ConnPool, committer gorm.TxCommitter) *txConn {
-	return &txConn{ConnPool: inner, committer: committer, p: p, catGen: p.cat.current().gen}
+	return &txConn{ConnPool: inner, committer: committer, p: p, catGen: p.cat.current().gen, otherDDLs: p.otherDDLs.Load()}
 }
 
 // GetDBConn returns the underlying *sql.DB, so db.DB() keeps working.
@@ -105,6 +106,10 @@ type txConn struct {
 	// a REPEATABLE READ one's from its first statement), no older than
 	// this generation's DDL (learnConn, freshCatalog).
 	catGen uint64
+	// otherDDLs is Plugin.otherDDLs when it began: another process's DDL
+	// followed since may have changed what its writes did at the commit
+	// (catalogwatch.go).
+	otherDDLs uint64
 	// session is set when a statement in the transaction may have changed
 	// connection state (SET LOCAL, set_config): its reads never use the
 	// cache.
@@ -184,7 +189,11 @@ func (t *txConn) endApplied(end func() error, delivered bool) error {
 	if t.hiddenCode.Load() {
 		t.p.discoverTemps(context.Background())
 	}
-	t.p.apply(context.Background(), t.buf.Commit())
+	ch := t.buf.Commit()
+	if !ch.Empty() && t.p.otherDDLs.Load() != t.otherDDLs {
+		ch = querycache.Change{All: true, Cause: otherDDLCause} // catalogwatch.go
+	}
+	t.p.apply(context.Background(), ch)
 	t.releaseHolds()
 	t.p.signalTxEnd(t, err == nil || delivered)
 	t.p.w.endManaged(t)

@@ -130,6 +130,23 @@ func namesSchemaChange(sql string) bool {
 // the start of its after-callback, before it reads any facts.
 func (p *Plugin) ddlBusy() bool { return p.w.ddlRunning.Load() > 0 }
 
+// beforeFacts is called by a write's after-callback before it reads any
+// facts: it notes that a write is about to use them (factsUsed, for
+// otherDDL in catalogwatch.go), then reports ddlBusy.
+func (p *Plugin) beforeFacts() bool {
+	if n := p.otherDDLs.Load() + 1; p.factsUsed.Load() < n {
+		// Raised, never lowered: a write that read otherDDLs before
+		// another's raise leaves the higher mark.
+		for {
+			old := p.factsUsed.Load()
+			if old >= n || p.factsUsed.CompareAndSwap(old, n) {
+				break
+			}
+		}
+	}
+	return p.ddlBusy()
+}
+
 // duringDDL widens a write's change to everything when a schema change was
 // running as it began to be recorded (ddlBusy).
 func duringDDL(busy bool, ch querycache.Change) querycache.Change {

@@ -25,26 +25,31 @@ type H35Child struct {
 
 func (H35Child) TableName() string { return "h35_children" }
 
-// TestHostile35OtherProcessDDLWindowLeavesPermanentStale: README says DDL
-// run through the plugin in another process sharing the store "is followed
-// within 100 ms" (the catalog watch). What a write made inside those
-// 100 ms does is not a delay, though: process A attributes it by the
-// schema it learned before, the invalidation it sends misses what the new
-// schema makes the database change, and the entry that covers it stays
-// stale after the watch has caught up (here: 1.5 s later, still served).
+// TestHostile35OtherProcessDDLWindowLeavesPermanentStale: DDL run through
+// the plugin in another process sharing the store is followed within the
+// catalog watch's period (100 ms). A write made inside that period was
+// attributed by the schema learned before: the invalidation it sent missed
+// what the new schema made the database change, and the entry that covers
+// it stayed stale after the watch caught up (1.5 s later, still served),
+// until its TTL. Now the watch, seeing another process's catalog change
+// after a write of this process began reading facts, invalidates
+// everything (otherDDL), and a managed transaction open across it commits
+// as a change of everything.
 //
 // Order of events:
 //  1. A updates h35_parents (learns its facts: no dependents) and caches
 //     the children of parent 1 (two rows).
 //  2. B (its own *gorm.DB, plugin and store on the same Redis and prefix)
 //     migrates: ON DELETE CASCADE foreign key (PostgreSQL), or an AFTER
-//     DELETE trigger deleting the children (both databases).
-//  3. A deletes parent 1 at once (within the watch period).
-//  4. 1.5 s later (the watch has polled ~15 times), A lists the children
-//     of parent 1: the database has none.
+//     DELETE trigger deleting the children (both databases; the PostgreSQL
+//     one is two statements, which invalidate everything: announced).
+//  3. A deletes parent 1 at once (within the watch period); in-transaction:
+//     in a transaction that commits 400 ms later, after A cached the
+//     children again outside it.
+//  4. 1.5 s later, A lists the children of parent 1: the database has none.
 //
 // The control waits 1.5 s between 2 and 3 (what TestHostile21OtherProcess
-// DDLOnSharedStore does) and reads no child.
+// DDLOnSharedStore does).
 func TestHostile35OtherProcessDDLWindowLeavesPermanentStale(t *testing.T) {
 	type ddl struct {
 		name, db, sql string
@@ -60,10 +65,11 @@ CREATE TRIGGER h35_cascade AFTER DELETE ON h35_parents FOR EACH ROW EXECUTE FUNC
 			if c.db != dbk.name {
 				continue
 			}
-			for _, control := range []bool{false, true} {
+			for _, mode := range []string{"", "control-wait", "in-transaction"} {
+				control, inTx := mode == "control-wait", mode == "in-transaction"
 				name := dbk.name + "/" + c.name
-				if control {
-					name += "/control-wait"
+				if mode != "" {
+					name += "/" + mode
 				}
 				t.Run(name, func(t *testing.T) {
 					d := dbk.make(t)
@@ -102,7 +108,22 @@ CREATE TRIGGER h35_cascade AFTER DELETE ON h35_parents FOR EACH ROW EXECUTE FUNC
 					}
 					// 3. A deletes parent 1.
 					t.Logf("A deletes parent 1 %v after B's migration returned", time.Since(ddlDone))
-					must(t, a.db.Delete(&H35Parent{ID: 1}).Error)
+					if !inTx {
+						must(t, a.db.Delete(&H35Parent{ID: 1}).Error)
+					} else {
+						// In a transaction that commits after the watch
+						// followed B's migration: what A cached meanwhile
+						// (the children, as the database still shows them
+						// outside the transaction) is stale at the commit.
+						tx := a.db.Begin()
+						must(t, tx.Error)
+						must(t, tx.Delete(&H35Parent{ID: 1}).Error)
+						time.Sleep(400 * time.Millisecond)
+						if cs := children(); len(cs) != 2 {
+							t.Fatalf("outside the open transaction, A lists %d children of parent 1, want the 2 not yet deleted", len(cs))
+						}
+						must(t, tx.Commit().Error)
+					}
 					var truth int64
 					must(t, a.db.Scopes(gormcache.NoCache()).Model(&H35Child{}).Where("parent_id = ?", 1).Count(&truth).Error)
 					if truth != 0 {

@@ -60,6 +60,10 @@ type Plugin struct {
 
 	catalogPoll time.Duration // CatalogWatch's period: 0 the default, negative off
 	stopWatch   func()        // stops the catalog watch (catalogwatch.go); nil without one
+	// otherDDLs counts the catalog changes of other processes the watch
+	// followed; factsUsed is one more than its value when a write last
+	// began reading facts (0: never). See otherDDL (catalogwatch.go).
+	otherDDLs, factsUsed atomic.Uint64
 }
 
 type modelTTL struct {

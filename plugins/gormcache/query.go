@@ -219,7 +219,7 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 // rowsOpen is true when the statement's rows are still open (Row, Rows):
 // its connection is busy, so the catalog must not be read on it now.
 func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement, rowsOpen bool) {
-	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
 	info = p.statementInfo(db, raw, info)
 	if !raw && len(info.Functions) == 0 && !info.SessionState {
 		// The common read GORM built: it calls nothing, changes nothing,
@@ -234,7 +234,7 @@ func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statemen
 		return
 	}
 	p.observeRaw(db, *info, !rowsOpen)
-	p.record(db, "read_write", duringDDL(busy, withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String()))))
+	p.record(db, "read_write", announced(info, duringDDL(busy, withCause(p.rawChange(db, *info, !rowsOpen), rawCause(db.Statement.SQL.String())))))
 }
 
 // statementInfo returns info, or when it is nil the inspection of the

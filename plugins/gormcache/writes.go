@@ -73,7 +73,7 @@ func (p *Plugin) wasPreset(db *gorm.DB) bool {
 func (p *Plugin) afterPreset(db *gorm.DB, source string, busy bool) {
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info, true)
-	p.record(db, source, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
+	p.record(db, source, announced(&info, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))))
 }
 
 // lateWrite is the key, in a statement's Settings, of a write whose change
@@ -138,7 +138,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "create", busy)
 		return
@@ -156,7 +156,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "update", busy)
 		return
@@ -174,7 +174,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "delete", busy)
 		return
@@ -199,10 +199,10 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.ddlBusy() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info, true)
-	p.record(db, "raw", duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
+	p.record(db, "raw", announced(&info, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))))
 }
 
 // withCause sets the change's Cause (querycache.Change.Cause, shown by
