@@ -41,9 +41,9 @@ func (b *breaker) sem() chan struct{} {
 	return b.probeSem
 }
 
-// heal gives an invalidation that finds the breaker open probes of its
-// own, run now, until one closes the breaker or wait has passed; it
-// reports whether the breaker is closed afterwards. A lookup may skip a
+// heal gives an invalidation that finds the breaker open a probe of its
+// own, run now, waiting at most until a deadline; it reports whether the
+// breaker is closed afterwards. A lookup may skip a
 // store the breaker thinks down (that costs a miss), an invalidation may
 // not wait for the prober's next tick: the ordering it prevents, with two
 // processes,
@@ -58,7 +58,7 @@ func (b *breaker) sem() chan struct{} {
 // With heal, W's invalidation in 2 probes Redis itself, finds it back and
 // is delivered before the write returns.
 //
-// How long it waits: wait (HealWait) once the outage is old, but while
+// How long: wait (HealWait) once the outage is old, but while
 // the breaker opened less than young (the store's InvalidateTimeout) ago,
 // until young has passed since it opened, as an invalidation waits for an
 // answer with the breaker closed. A stall (a fork, a slow command, a
@@ -77,8 +77,11 @@ func (b *breaker) sem() chan struct{} {
 // is delivered, or after young: by then every process that polls the
 // store (the plugin's catalog watch) has had its own calls fail too, and
 // a process whose breaker opened replaces the epoch before it uses the
-// store again. While the store is really down each invalidation waits up
-// to wait (concurrent ones share the probes, in turn).
+// store again. It waits in one probe, which blocks only while the store
+// holds the request unanswered (a stall); a store that refuses it (no
+// server: one that comes back is another server, whose first connection
+// replaces the epoch) fails the probe at once, and the write goes on.
+// Concurrent invalidations share the probes, in turn.
 //
 // The retry loop's delivery (ctx marked retryDelivery) does not heal: the
 // probe's recovery takes the delivery lock that loop holds.
@@ -98,35 +101,9 @@ func (b *breaker) heal(ctx context.Context, wait, young time.Duration, probe fun
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	for {
-		if b.healOnce(deadline, probe) {
-			return true
-		}
-		// A probe refused at once (nothing listening) is tried again
-		// after a pause, not in a spin.
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
-		}
-		t := time.NewTimer(min(left, healPause))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-	}
-}
-
-// healPause is the least time between two of heal's probes.
-const healPause = 10 * time.Millisecond
-
-// healOnce is one probe of heal's, in turn with the prober's and other
-// invalidations', before deadline.
-func (b *breaker) healOnce(deadline time.Time, probe func(timeout time.Duration) bool) bool {
 	left := time.Until(deadline)
 	if left <= 0 {
-		return !b.open.Load()
+		return false
 	}
 	t := time.NewTimer(left)
 	select {

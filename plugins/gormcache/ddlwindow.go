@@ -131,10 +131,13 @@ func namesSchemaChange(sql string) bool {
 func (p *Plugin) ddlBusy() bool { return p.w.ddlRunning.Load() > 0 }
 
 // beforeFacts is called by a write's after-callback before it reads any
-// facts: it notes that a write is about to use them (factsUsed, for
-// otherDDL in catalogwatch.go), then reports ddlBusy.
-func (p *Plugin) beforeFacts() bool {
-	if n := p.otherDDLs.Load() + 1; p.factsUsed.Load() < n {
+// facts: unless the statement may change the schema, it notes that a
+// write is about to use them (factsUsed, for otherDDL in catalogwatch.go;
+// a migration's own statements are judged by its DDL window, and marked
+// they made every other process's plugin answer the migration with an
+// invalidation of everything), then reports ddlBusy.
+func (p *Plugin) beforeFacts(mark bool) bool {
+	if n := p.otherDDLs.Load() + 1; mark && p.factsUsed.Load() < n {
 		// Raised, never lowered: a write that read otherDDLs before
 		// another's raise leaves the higher mark.
 		for {

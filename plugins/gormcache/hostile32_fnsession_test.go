@@ -227,17 +227,7 @@ func TestHostile32FunctionBodyWithoutSessionChangeKeepsCaching(t *testing.T) {
 		// A SQL-standard body with a SET clause in its header.
 		"sql-standard-set-clause": "LANGUAGE sql SET search_path = pg_catalog RETURN 1",
 	}
-	calls := map[string]func(db *gorm.DB) error{
-		"Exec": func(db *gorm.DB) error { return db.Exec("SELECT h32c_fn()").Error },
-		"Scan": func(db *gorm.DB) error {
-			var s sql.NullString
-			return db.Raw("SELECT h32c_fn()::text").Scan(&s).Error
-		},
-		"Row": func(db *gorm.DB) error {
-			var s sql.NullString
-			return db.Raw("SELECT h32c_fn()::text").Row().Scan(&s)
-		},
-	}
+	calls := callPaths("h32c_fn")
 	for name, fn := range fns {
 		for call, run := range calls {
 			for _, inTx := range []bool{false, true} {
@@ -314,4 +304,20 @@ func runMaybeInTx(db *gorm.DB, inTx bool, run func(*gorm.DB) error) error {
 		return db.Transaction(func(tx *gorm.DB) error { return run(tx) })
 	}
 	return run(db)
+}
+
+// callPaths are the ways the session tests call fn(): Exec, Raw().Scan
+// and Row().
+func callPaths(fn string) map[string]func(db *gorm.DB) error {
+	return map[string]func(db *gorm.DB) error{
+		"Exec": func(db *gorm.DB) error { return db.Exec("SELECT " + fn + "()").Error },
+		"Scan": func(db *gorm.DB) error {
+			var s sql.NullString
+			return db.Raw("SELECT " + fn + "()::text").Scan(&s).Error
+		},
+		"Row": func(db *gorm.DB) error {
+			var s sql.NullString
+			return db.Raw("SELECT " + fn + "()::text").Row().Scan(&s)
+		},
+	}
 }

@@ -140,17 +140,7 @@ func TestHostile34PgSettingsInFunctionBody(t *testing.T) {
 		{"sql", "sql", "UPDATE pg_catalog.pg_settings SET setting = '%[1]s' WHERE name = 'search_path'"},
 		{"sql-after-select", "sql", "SELECT 1; " + h34Set},
 	}
-	calls := map[string]func(db *gorm.DB) error{
-		"Exec": func(db *gorm.DB) error { return db.Exec("SELECT h34_use()").Error },
-		"Scan": func(db *gorm.DB) error {
-			var s sql.NullString
-			return db.Raw("SELECT h34_use()::text").Scan(&s).Error
-		},
-		"Row": func(db *gorm.DB) error {
-			var s sql.NullString
-			return db.Raw("SELECT h34_use()::text").Row().Scan(&s)
-		},
-	}
+	calls := callPaths("h34_use")
 	for _, b := range bodies {
 		for call, run := range calls {
 			if call != "Exec" && b.name != "plpgsql" {

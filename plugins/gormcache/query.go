@@ -219,8 +219,8 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 // rowsOpen is true when the statement's rows are still open (Row, Rows):
 // its connection is busy, so the catalog must not be read on it now.
 func (p *Plugin) recordRawWrite(db *gorm.DB, raw bool, info *sqlinspect.Statement, rowsOpen bool) {
-	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
-	info = p.statementInfo(db, raw, info)
+	info = p.statementInfo(db, raw, info)       // the text only: no facts
+	busy := p.beforeFacts(!changesSchema(info)) // before any facts are read (ddlwindow.go)
 	if !raw && len(info.Functions) == 0 && !info.SessionState {
 		// The common read GORM built: it calls nothing, changes nothing,
 		// unless it calls a volatile function its text does not show as a

@@ -138,7 +138,7 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts(true) // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "create", busy)
 		return
@@ -156,7 +156,7 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts(true) // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "update", busy)
 		return
@@ -174,7 +174,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
+	busy := p.beforeFacts(true) // before any facts are read (ddlwindow.go)
 	if preset {
 		p.afterPreset(db, "delete", busy)
 		return
@@ -199,8 +199,8 @@ func (p *Plugin) afterRaw(db *gorm.DB) {
 	if !executed(db) {
 		return
 	}
-	busy := p.beforeFacts() // before any facts are read (ddlwindow.go)
-	info := p.inspect(db.Statement.SQL.String())
+	info := p.inspect(db.Statement.SQL.String()) // the text only: no facts
+	busy := p.beforeFacts(!changesSchema(&info)) // before any facts are read (ddlwindow.go)
 	p.observeRaw(db, info, true)
 	p.record(db, "raw", announced(&info, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))))
 }
