@@ -188,24 +188,16 @@ func canonicalPK(v any, k pkKind) (string, bool) {
 	if k == pkInt {
 		// keys.PK writes a Go integer in canonical decimal: the round trip
 		// below is for strings and Valuers.
-		// Formatted here: keys.PK would switch on the kind again, through
-		// every case, interfaces included.
 		switch x := v.(type) {
-		case int:
-			return strconv.FormatInt(int64(x), 10), true
-		case int64:
-			return strconv.FormatInt(x, 10), true
-		case int32:
-			return strconv.FormatInt(int64(x), 10), true
-		case uint32:
-			return strconv.FormatUint(uint64(x), 10), true
+		case int, int64, int32, uint32:
+			return keys.PK(v)
 		case uint:
 			if uint64(x) <= math.MaxInt64 {
-				return strconv.FormatUint(uint64(x), 10), true
+				return keys.PK(v)
 			}
 		case uint64:
 			if x <= math.MaxInt64 {
-				return strconv.FormatUint(x, 10), true
+				return keys.PK(v)
 			}
 		}
 	}
