@@ -197,27 +197,20 @@ func TestHostile34PgSettingsControlsKeepCaching(t *testing.T) {
 		"call-reader":          "SELECT h34c_reader()",
 	}
 	for name, stmt := range statements {
-		for _, inTx := range []bool{false, true} {
-			sub := name + "/autocommit"
-			if inTx {
-				sub = name + "/transaction"
-			}
-			t.Run(sub, func(t *testing.T) {
-				t.Parallel()
-				e := newEnv(t, databases[1], stores[0], querycache.Options{})
-				var schema string
-				must(t, e.db.Raw("SELECT current_schema()").Scan(&schema).Error)
-				h16Exec(t, e, `CREATE TABLE h34c_items (id integer PRIMARY KEY, v text NOT NULL);
+		inEachMode(t, name, func(t *testing.T, inTx bool) {
+			e := newEnv(t, databases[1], stores[0], querycache.Options{})
+			var schema string
+			must(t, e.db.Raw("SELECT current_schema()").Scan(&schema).Error)
+			h16Exec(t, e, `CREATE TABLE h34c_items (id integer PRIMARY KEY, v text NOT NULL);
 INSERT INTO h34c_items VALUES (1, 'one');
 CREATE TABLE h34c_my_pg_settings_log (id integer PRIMARY KEY, note text);
 INSERT INTO h34c_my_pg_settings_log VALUES (0, 'search_path');
 CREATE TABLE pg_settings (name text PRIMARY KEY, setting text)`)
-				must(t, e.db.Exec("CREATE FUNCTION h34c_reader() RETURNS void LANGUAGE plpgsql AS $f$BEGIN UPDATE h34c_my_pg_settings_log SET note = (SELECT setting FROM pg_settings WHERE name = 'search_path') WHERE id = 0; END$f$").Error)
-				must(t, runMaybeInTx(e.db, inTx, func(db *gorm.DB) error {
-					return db.Exec(strings.ReplaceAll(stmt, "$SCHEMA", schema)).Error
-				}))
-				keepsCaching(t, e, "h34c_items")
-			})
-		}
+			must(t, e.db.Exec("CREATE FUNCTION h34c_reader() RETURNS void LANGUAGE plpgsql AS $f$BEGIN UPDATE h34c_my_pg_settings_log SET note = (SELECT setting FROM pg_settings WHERE name = 'search_path') WHERE id = 0; END$f$").Error)
+			must(t, runMaybeInTx(e.db, inTx, func(db *gorm.DB) error {
+				return db.Exec(strings.ReplaceAll(stmt, "$SCHEMA", schema)).Error
+			}))
+			keepsCaching(t, e, "h34c_items")
+		})
 	}
 }
