@@ -157,7 +157,14 @@ func h35Stress(t *testing.T, d h35DB, kind string, dur time.Duration) {
 			}()
 		}
 	}
+	// The load runs for dur, then on until the processes have hit the
+	// cache a few times (at most 4*dur more): on a loaded machine a read
+	// takes tens of ms and the writers' table-wide invalidations leave
+	// few hits in dur (6 in a CI run), which says nothing about the cache.
 	time.Sleep(dur)
+	for deadline := time.Now().Add(4 * dur); h35Hits(ps) < 20 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	for _, e := range errs {
@@ -200,11 +207,9 @@ func h35Stress(t *testing.T, d h35DB, kind string, dur time.Duration) {
 			}
 		}
 	}
-	var hits, misses uint64
+	hits, misses := h35Hits(ps), uint64(0)
 	for _, p := range ps {
-		st := p.cache.Stats()
-		hits += st.Hits
-		misses += st.Misses
+		misses += p.cache.Stats().Misses
 	}
 	t.Logf("%d reads, %d stale; hits %d, misses %d", len(reads), stale, hits, misses)
 	for _, e := range examples {
@@ -261,6 +266,15 @@ var errH35Rollback = errors.New("h35: rolled back on purpose")
 
 // h35Writer writes rows first..first+n-1 until stopped, appending each
 // committed state to commits after the commit returned.
+// h35Hits is the processes' cache hits so far.
+func h35Hits(ps []*h35Proc) uint64 {
+	var n uint64
+	for _, p := range ps {
+		n += p.cache.Stats().Hits
+	}
+	return n
+}
+
 func h35Writer(db *gorm.DB, first, n, seedv int, mu *sync.Mutex, commits map[int][]h35Commit, fail func(string, ...any), stopped func() bool) {
 	rng := rand.New(rand.NewPCG(uint64(seedv), 3))
 	present := map[int]bool{}
