@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +95,17 @@ type Options struct {
 	// BreakerProbe is how often an open breaker lets one call through.
 	// Default: 500ms.
 	BreakerProbe time.Duration
+	// InvalidateTimeout bounds how long an invalidation waits for the
+	// servers to answer. A version replacement that times out (a stalled
+	// server: a fork, a paused VM, a slow command) is sent again until
+	// InvalidateTimeout has passed since the invalidation began, or, while
+	// the breaker is open, since it opened; a server that refuses the
+	// connection fails it at once. Without the wait, the write would
+	// return with its invalidation pending while another process, whose
+	// own calls did not fail, went on reading the same server after the
+	// stall and served what the write changed until the engine's retry.
+	// Default: 1s (the Redis store's InvalidateTimeout).
+	InvalidateTimeout time.Duration
 	// MaxItemBytes is the servers' item size limit (memcached -I),
 	// counting the key and Memcached's item header. A larger value is
 	// refused before it is sent. Default: 1 MiB, Memcached's default.
@@ -160,6 +172,9 @@ func New(opts Options) *Store {
 	if opts.BreakerProbe == 0 {
 		opts.BreakerProbe = 500 * time.Millisecond
 	}
+	if opts.InvalidateTimeout == 0 {
+		opts.InvalidateTimeout = time.Second
+	}
 	s.opts = opts
 	s.brk = breaker{threshold: int32(opts.BreakerFailures), probe: int64(opts.BreakerProbe)}
 	if opts.Client != nil {
@@ -200,6 +215,9 @@ func (o *Options) check() error {
 	}
 	if o.BreakerProbe < 0 {
 		return fmt.Errorf("memcached: Options.BreakerProbe is %v; use a positive duration, or 0 for 500ms", o.BreakerProbe)
+	}
+	if o.InvalidateTimeout < 0 {
+		return fmt.Errorf("memcached: Options.InvalidateTimeout is %v; use a positive duration, or 0 for 1s", o.InvalidateTimeout)
 	}
 	if o.MaxItemBytes < 0 || (o.MaxItemBytes > 0 && o.MaxItemBytes < 1024) {
 		return fmt.Errorf("memcached: Options.MaxItemBytes is %d; use the servers' -I limit in bytes (at least 1024), or 0 for 1 MiB", o.MaxItemBytes)
@@ -255,7 +273,7 @@ func (s *Store) ready(ctx context.Context) error {
 		return err
 	}
 	ok, probe := s.brk.allow()
-	if !ok || (probe && !s.recover()) {
+	if !ok || (probe && s.recover() != nil) {
 		return querycache.ErrStoreUnavailable
 	}
 	return nil
@@ -278,6 +296,7 @@ type breaker struct {
 	probe     int64 // nanoseconds
 	failures  atomic.Int32
 	openUntil atomic.Int64 // Unix nanoseconds of the next probe; 0 when closed
+	openedAt  atomic.Int64 // Unix nanoseconds of the last opening
 	opened    atomic.Int64
 	healing   atomic.Bool // an invalidation is going through the open breaker (Bump)
 }
@@ -316,7 +335,9 @@ func (b *breaker) record(answered bool) {
 	if b.threshold <= 0 || b.failures.Add(1) < b.threshold {
 		return
 	}
-	if b.openUntil.CompareAndSwap(0, time.Now().UnixNano()+b.probe) {
+	now := time.Now().UnixNano()
+	if b.openUntil.CompareAndSwap(0, now+b.probe) {
+		b.openedAt.Store(now)
 		b.opened.Add(1)
 	}
 }
@@ -580,8 +601,11 @@ func (s *Store) drop(mkey string) {
 }
 
 // Bump implements querycache.Store: every version is set to a fresh
-// token, one round trip per version (the client does not pipeline).
+// token, one round trip per version (the client does not pipeline). A
+// replacement the server does not answer in Timeout is sent again until
+// the invalidation's deadline (Options.InvalidateTimeout, invalidateBy).
 func (s *Store) Bump(ctx context.Context, versions []string) error {
+	deadline := s.invalidateBy(time.Now())
 	healing := false
 	defer func() {
 		if healing {
@@ -594,22 +618,62 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 			// An invalidation does not wait for the breaker's next probe:
 			// another process, back in use already, would serve what this
 			// write changed until then. It runs the probe itself (one at a
-			// time; Timeout bounds it), which closes the breaker when the
-			// server answers (querycache's breaker.heal is the same rule).
+			// time), which closes the breaker when the server answers
+			// (querycache's breaker.heal is the same rule).
 			healing = true
-			if s.recover() {
-				err = nil
-			}
+			err = s.untilAnswered(ctx, deadline, s.recover)
 		}
 		if err != nil {
 			return err
 		}
 		item := &memcache.Item{Key: s.mkey('v', v), Value: tokenBytes(querycache.NewToken())}
-		if err := s.retry(func() error { return s.client.Set(item) }); err != nil {
+		if err := s.untilAnswered(ctx, deadline, func() error { return s.retry(func() error { return s.client.Set(item) }) }); err != nil {
 			return wrap("replacing a version", err)
 		}
 	}
 	return nil
+}
+
+// invalidateBy is the deadline of an invalidation that begins at now:
+// InvalidateTimeout later, as a Redis invalidation waits for its answer;
+// while the breaker is open, InvalidateTimeout after it opened, so that an
+// old outage costs a write one probe (of Timeout) and a young one, which
+// may be a stall that ends in a moment, is waited out. The ordering the
+// wait prevents (TestHostile36MemcachedStallWriteServedStaleByIdleProcess):
+//
+//  1. the server stalls; W's calls time out (and its breaker may open,
+//     a busy W's does); R is idle and its breaker stays closed
+//  2. W writes a row: the version's replacement times out, the
+//     invalidation is kept pending and the write returns
+//  3. the server resumes; R reads the row's entry (same server, same
+//     versions), stale, until W's engine retries (RetryInterval, 1 s)
+func (s *Store) invalidateBy(now time.Time) time.Time {
+	if s.brk.openUntil.Load() != 0 {
+		return time.Unix(0, s.brk.openedAt.Load()).Add(s.opts.InvalidateTimeout)
+	}
+	return now.Add(s.opts.InvalidateTimeout)
+}
+
+// untilAnswered runs call, and again while it times out (the server
+// holds the request unanswered) before deadline. Any other outcome, an
+// answer, a refused connection or ctx ending, is returned at once.
+func (s *Store) untilAnswered(ctx context.Context, deadline time.Time, call func() error) error {
+	for {
+		err := call()
+		if err == nil || !timedOut(err) || ctx.Err() != nil || !time.Now().Before(deadline) {
+			return err
+		}
+	}
+}
+
+// timedOut reports an error of a call the server did not answer in
+// Timeout: it may be stalled, and may answer the next one.
+func timedOut(err error) bool {
+	if errors.As(err, new(*memcache.ConnectTimeoutError)) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // CompareAndSwap implements querycache.Swapper with Memcached's own

@@ -457,6 +457,7 @@ func TestConfigErrors(t *testing.T) {
 		{"item limit", memcached.Options{MaxItemBytes: 100}, "MaxItemBytes"},
 		{"breaker", memcached.Options{BreakerFailures: -2}, "BreakerFailures"},
 		{"probe", memcached.Options{BreakerProbe: -1}, "BreakerProbe"},
+		{"invalidate timeout", memcached.Options{InvalidateTimeout: -1}, "InvalidateTimeout"},
 		{"servers", memcached.Options{Servers: []string{"no-port"}}, "Servers"},
 	}
 	for _, tc := range cases {

@@ -43,7 +43,7 @@ const probeVersion = "querycache:probe"
 // Before, the breaker closed on any answer and a reader served a value
 // another process's write had changed for about that second after a
 // partition healed (TestHostile25MemcachedAllCutOffThenHealed).
-func (s *Store) recover() bool {
+func (s *Store) recover() error {
 	s.recMu.Lock()
 	names := make([]string, 0, len(s.nss))
 	for _, ns := range s.nss {
@@ -59,12 +59,12 @@ func (s *Store) recover() bool {
 		// retry feeds the breaker; an answer does not close it (only
 		// close below does), so the epochs are all replaced first.
 		if err := s.retry(func() error { return s.client.Set(item) }); err != nil {
-			return false
+			return err
 		}
 	}
 	s.brk.close()
 	for _, fn := range fns {
 		go fn()
 	}
-	return true
+	return nil
 }

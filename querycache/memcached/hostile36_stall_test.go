@@ -1,0 +1,127 @@
+package memcached_test
+
+import (
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"querycache.dev/internal/testenv"
+	"querycache.dev/querycache"
+	"querycache.dev/querycache/memcached"
+)
+
+// TestHostile36MemcachedStallWriteServedStaleByIdleProcess: Memcached
+// stalls for 150 to 450 ms (SIGSTOP, as a paused VM or a swapped-out
+// server would). W writes during the stall; R, idle, read the value before
+// the stall and reads it again after W's write returned (C1 across
+// processes). With every call bounded by Timeout (100 ms), W's version
+// replacement timed out, stayed pending in W's engine, and R, whose own
+// breaker stayed closed, read the old value from the resumed server until
+// W's retry a second later. Now W's invalidation is sent again until
+// InvalidateTimeout (from its start, or from the breaker's opening when
+// W was busy and its breaker opened): it returns a few ms after the stall,
+// delivered.
+//
+// "busy": W's own lookups time out first and open its breaker (the
+// invalidation goes through the open breaker as its probe). The control
+// waits for W's pending invalidation to be delivered before R reads.
+func TestHostile36MemcachedStallWriteServedStaleByIdleProcess(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		for _, control := range []bool{false, true} {
+			name := "idle-writer"
+			if busy {
+				name = "busy-writer"
+			}
+			if control {
+				name += "/control-wait-for-delivery"
+			}
+			t.Run(name, func(t *testing.T) {
+				h36Stall(t, busy, control)
+			})
+		}
+	}
+}
+
+func h36Stall(t *testing.T, busy, control bool) {
+	srv := testenv.StartMemcached(t)
+	prefix := testPrefix()
+	o := memcached.Options{Prefix: prefix, Timeout: 100 * time.Millisecond} // the defaults otherwise
+	ws, rs := open(t, srv.Addr(), o), open(t, srv.Addr(), o)
+	w := h25Cache(t, ws, querycache.Options{})
+	r := h25Cache(t, rs, querycache.Options{})
+	ctx := ctx(t)
+	if err := r.KV().Set(ctx, "page", []byte("old"), querycache.DependsOn("users")); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := r.KV().Get(ctx, "page"); !ok || string(v) != "old" {
+		t.Fatalf("R before: %q %v", v, ok)
+	}
+
+	pid := srv.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	var resumedAt time.Time
+	resume := func() {
+		once.Do(func() {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+			resumedAt = time.Now()
+		})
+	}
+	defer resume()
+	paused := time.Now()
+	if busy {
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, _ = w.KV().Get(ctx, "other"+string(rune('a'+i)))
+			}()
+		}
+		wg.Wait()
+		if !ws.BreakerOpen() {
+			resume()
+			t.Skipf("W's breaker did not open in %v (machine too slow?)", time.Since(paused))
+		}
+	}
+	stall := 150*time.Millisecond + time.Duration(rand.Int64N(int64(300*time.Millisecond)))
+	timer := time.AfterFunc(max(0, stall-time.Since(paused)), resume)
+	defer timer.Stop()
+	werr := w.InvalidateTables(ctx, "users")
+	returned := time.Now()
+	resume() // (a no-op unless W's invalidation outlasted the stall)
+	t.Logf("stalled %v; W's invalidation returned %v after the stall ended (%v); W's pending %d; R's breaker open %v",
+		resumedAt.Sub(paused).Round(time.Millisecond), returned.Sub(resumedAt).Round(time.Millisecond), werr, w.Stats().Pending, rs.BreakerOpen())
+
+	if control {
+		deadline := time.Now().Add(10 * time.Second)
+		for w.Stats().Pending != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("W never delivered its invalidation")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	stale, reads := 0, 0
+	for i := 0; i < 20 || w.Stats().Pending != 0; i++ {
+		if time.Since(returned) > 10*time.Second {
+			break
+		}
+		v, ok, _ := r.KV().Get(ctx, "page")
+		reads++
+		if ok && string(v) == "old" {
+			stale++
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if stale > 0 {
+		t.Errorf("R served the value W's invalidation replaced %d times out of %d reads, all begun after W's invalidation returned (%v)", stale, reads, werr)
+	}
+	if werr != nil && resumedAt.Before(returned) {
+		t.Errorf("W's invalidation failed although the stall ended %v before it returned: %v", returned.Sub(resumedAt), werr)
+	}
+}
