@@ -357,7 +357,7 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 	}
 	err := c.store.Bump(withoutCancel(ctx), names)
 	if watched != nil {
-		c.bumped(watched, err == nil)
+		c.bumped(watched, names, err == nil)
 	}
 	if err != nil {
 		c.pending.add(names, c.ns.Epoch())

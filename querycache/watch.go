@@ -39,6 +39,7 @@ type versionWatch struct {
 
 	mu      sync.Mutex // one read of the tokens at a time: a poll's or an own bump's
 	last    []uint64   // the tokens last read; nil: not known (changed is called at the next read)
+	before  []bool     // under an own bump (lockWatches to bumped): what changed before it, by others
 	stop    chan struct{}
 	stopped sync.Once
 }
@@ -71,9 +72,12 @@ type VersionChange struct {
 	// set when what happened in between cannot be told (the tokens before
 	// were not known).
 	Changed []bool
-	// Own is set when the change follows this Cache's own bump (the
-	// tokens read right after it may include another process's bump made
-	// just before).
+	// Own is set when the change follows this Cache's own bump. The
+	// tokens are read right before it too: what changed since the last
+	// read is told first, as a change of its own (not Own), and so is a
+	// watched name the bump did not replace that changed meanwhile. Only
+	// another process's bump of a name this one replaces, landing in the
+	// round trip between that read and the bump, is told as Own.
 	Own bool
 }
 
@@ -211,41 +215,84 @@ func (w *versionWatch) fetch() ([]uint64, error) {
 // The caller is about to bump names and calls bumped after: a poll that
 // read the tokens between the bump and the watch's own read would call
 // changed too, a second time, after the invalidation returned.
+//
+// Each watch reads the tokens first: a change since its last read is
+// another process's, which the own change would hide (told as Own, the
+// plugin takes it for its own DDL). The ordering this prevents
+// (TestHostile36OtherProcessDDLHiddenByOwnBump), within one period:
+//
+//  1. process B adds a trigger and bumps the catalog's version
+//  2. A writes, judged by the schema from before (its watch has not
+//     polled): the invalidation misses what the trigger changed
+//  3. A runs DDL of its own and bumps the catalog: its watch reads the
+//     new token and tells it as Own; B's migration is never answered,
+//     and what A wrote in 2 stays stale
+//
+// A bump of another process's that lands between this read and the own
+// bump, of a name both replace, is still told as Own: the window is one
+// round trip of the store instead of the watch's period.
 func (c *Cache) lockWatches(names []string) []*versionWatch {
 	var held []*versionWatch
 	for _, w := range c.watchList() {
 		if slices.ContainsFunc(names, func(n string) bool { return slices.Contains(w.names, n) }) {
 			w.mu.Lock() // in the list's order, whoever locks: no deadlock
+			w.before = nil
+			if tokens, err := w.fetch(); err == nil {
+				w.before = differ(w.last, tokens)
+				w.last = tokens
+			}
 			held = append(held, w)
 		}
 	}
 	return held
 }
 
-// bumped follows this Cache's bump of versions that the watches held
-// (lockWatches) hold: when it reached the store, each reads the tokens,
-// then calls changed. When it did not, it is kept pending and delivered
-// later, and the polls see it then.
-func (c *Cache) bumped(held []*versionWatch, delivered bool) {
-	var changes []VersionChange
+// bumped follows this Cache's bump of names, which the watches held
+// (lockWatches) hold: first what others changed before it; then, when it
+// reached the store, each reads the tokens and calls changed with the
+// own change, and with another one for the watched names the bump did
+// not replace that changed meanwhile. An own bump that did not reach the
+// store is kept pending and delivered later, and the polls see it then.
+func (c *Cache) bumped(held []*versionWatch, names []string, delivered bool) {
+	type call struct {
+		w  *versionWatch
+		ch VersionChange
+	}
+	var calls []call
 	for _, w := range held {
+		if w.before != nil {
+			calls = append(calls, call{w, VersionChange{Changed: w.before}})
+			w.before = nil
+		}
 		if delivered {
 			tokens, err := w.fetch()
 			if err != nil {
 				tokens = nil // not known: the next read that succeeds calls changed
 			}
 			which := differ(w.last, tokens)
+			var others []bool
+			if w.last != nil {
+				for i, changed := range which {
+					if changed && !slices.Contains(names, w.names[i]) {
+						if others == nil {
+							others = make([]bool, len(w.names))
+						}
+						others[i] = true
+					}
+				}
+			}
 			if which == nil {
 				which = make([]bool, len(w.names)) // the bump did reach the store
 			}
-			changes = append(changes, VersionChange{Changed: which, Own: true})
+			calls = append(calls, call{w, VersionChange{Changed: which, Own: true}})
+			if others != nil {
+				calls = append(calls, call{w, VersionChange{Changed: others}})
+			}
 			w.last = tokens
 		}
 		w.mu.Unlock()
 	}
-	if delivered {
-		for i, w := range held {
-			w.changed(changes[i])
-		}
+	for _, cl := range calls {
+		cl.w.changed(cl.ch)
 	}
 }
