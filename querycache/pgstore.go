@@ -706,9 +706,62 @@ func (s *PostgresStore) Bump(ctx context.Context, versions []string) error {
 		return s.bumpAndBroadcast(ctx, versions, chans) // heals as below
 	}
 	s.heal(ctx)
-	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
-		return s.bumpNotify(ctx, versions, nil, nil)
+	return s.bumpOrEpochs(ctx, versions, nil)
+}
+
+// bumpOrEpochs replaces versions (announcing them on channels, if any)
+// within InvalidateTimeout. When the statement times out, the epochs of
+// the bound namespaces are replaced instead, in a statement of their own,
+// and the error is returned (the cache keeps the versions pending). A lock
+// another session holds on a version's row (a stalled backend that was
+// replacing it, a transaction that locked it) blocks writers of the row and
+// no reader: without the epochs, the ordering was
+//
+//  1. another session holds the row of version V
+//  2. W's write commits; its replacement of V waits for the row, times
+//     out after InvalidateTimeout, is kept pending, and the write returns
+//  3. R in another process reads V's committed token, the old one (its
+//     lookups are answered, so nothing opens its breaker), and serves
+//     what W changed until the lock goes and W's retry delivers
+//
+// (TestHostile37PgLockedVersionWriteServedStale). Every entry records its
+// namespace's epoch, whose row the lock does not hold (unless the stalled
+// replacement was of everything: then the write's invalidation stays
+// pending as before). The retry loop's deliveries do not fall back: the
+// first attempt's epochs already cover the write.
+func (s *PostgresStore) bumpOrEpochs(ctx context.Context, versions, channels []string) error {
+	var payloads []string
+	if channels != nil {
+		payloads = notifyPayloads(versions)
+	}
+	err := s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
+		return s.bumpNotify(ctx, versions, channels, payloads)
 	})
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Value(retryDelivery{}) != nil {
+		return err
+	}
+	nss := s.namespaces()
+	if len(nss) == 0 {
+		return err
+	}
+	epochs := make([]string, len(nss))
+	for i, ns := range nss {
+		epochs[i] = ns.Epoch()
+	}
+	if channels != nil {
+		payloads = notifyPayloads(epochs)
+	}
+	timeout := s.opts.Timeout
+	if timeout <= 0 {
+		timeout = s.opts.InvalidateTimeout
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if eerr := s.bumpNotify(ectx, epochs, channels, payloads); eerr != nil {
+		return err
+	}
+	s.logWarn("querycache: replacing versions timed out (a lock held on their rows?); replaced the epoch instead, which every entry records", "versions", len(versions), "err", err)
+	return err
 }
 
 // bumpNotify replaces versions and, in the same transaction, sends every

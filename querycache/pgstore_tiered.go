@@ -108,10 +108,7 @@ func (s *PostgresStore) bumpAndBroadcast(ctx context.Context, versions, channels
 		return nil
 	}
 	s.heal(ctx)
-	payloads := notifyPayloads(versions)
-	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
-		return s.bumpNotify(ctx, versions, channels, payloads)
-	})
+	return s.bumpOrEpochs(ctx, versions, channels)
 }
 
 // listen implements tieredL2: a dedicated connection LISTENs on chans,
