@@ -1,6 +1,7 @@
 package memcached_test
 
 import (
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"syscall"
@@ -25,26 +26,31 @@ import (
 // delivered.
 //
 // "busy": W's own lookups time out first and open its breaker (the
-// invalidation goes through the open breaker as its probe). The control
-// waits for W's pending invalidation to be delivered before R reads.
+// invalidation goes through the open breaker as its probe). "concurrent":
+// W, busy, makes several invalidations at once: one probes, the others
+// wait for its probe (they failed at once, pending, and R served what they
+// changed). The control waits for W's pending invalidations to be
+// delivered before R reads.
 func TestHostile36MemcachedStallWriteServedStaleByIdleProcess(t *testing.T) {
-	for _, busy := range []bool{false, true} {
+	for _, mode := range []string{"idle-writer", "busy-writer", "concurrent-writes"} {
 		for _, control := range []bool{false, true} {
-			name := "idle-writer"
-			if busy {
-				name = "busy-writer"
-			}
+			name := mode
 			if control {
 				name += "/control-wait-for-delivery"
 			}
 			t.Run(name, func(t *testing.T) {
-				h36Stall(t, busy, control)
+				h36Stall(t, mode, control)
 			})
 		}
 	}
 }
 
-func h36Stall(t *testing.T, busy, control bool) {
+func h36Stall(t *testing.T, mode string, control bool) {
+	busy := mode != "idle-writer"
+	tables := []string{"users"}
+	if mode == "concurrent-writes" {
+		tables = []string{"users", "orders", "items", "tags"}
+	}
 	srv := testenv.StartMemcached(t)
 	prefix := testPrefix()
 	o := memcached.Options{Prefix: prefix, Timeout: 100 * time.Millisecond} // the defaults otherwise
@@ -52,11 +58,13 @@ func h36Stall(t *testing.T, busy, control bool) {
 	w := h25Cache(t, ws, querycache.Options{})
 	r := h25Cache(t, rs, querycache.Options{})
 	ctx := ctx(t)
-	if err := r.KV().Set(ctx, "page", []byte("old"), querycache.DependsOn("users")); err != nil {
-		t.Fatal(err)
-	}
-	if v, ok, _ := r.KV().Get(ctx, "page"); !ok || string(v) != "old" {
-		t.Fatalf("R before: %q %v", v, ok)
+	for _, tb := range tables {
+		if err := r.KV().Set(ctx, "page-"+tb, []byte("old"), querycache.DependsOn(tb)); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, _ := r.KV().Get(ctx, "page-"+tb); !ok || string(v) != "old" {
+			t.Fatalf("R before: %q %v", v, ok)
+		}
 	}
 
 	pid := srv.Pid()
@@ -91,7 +99,17 @@ func h36Stall(t *testing.T, busy, control bool) {
 	stall := 150*time.Millisecond + time.Duration(rand.Int64N(int64(300*time.Millisecond)))
 	timer := time.AfterFunc(max(0, stall-time.Since(paused)), resume)
 	defer timer.Stop()
-	werr := w.InvalidateTables(ctx, "users")
+	werrs := make([]error, len(tables))
+	var wg sync.WaitGroup
+	for i, tb := range tables {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			werrs[i] = w.InvalidateTables(ctx, tb)
+		}()
+	}
+	wg.Wait()
+	werr := errors.Join(werrs...)
 	returned := time.Now()
 	resume() // (a no-op unless W's invalidation outlasted the stall)
 	t.Logf("stalled %v; W's invalidation returned %v after the stall ended (%v); W's pending %d; R's breaker open %v",
@@ -111,10 +129,12 @@ func h36Stall(t *testing.T, busy, control bool) {
 		if time.Since(returned) > 10*time.Second {
 			break
 		}
-		v, ok, _ := r.KV().Get(ctx, "page")
-		reads++
-		if ok && string(v) == "old" {
-			stale++
+		for _, tb := range tables {
+			v, ok, _ := r.KV().Get(ctx, "page-"+tb)
+			reads++
+			if ok && string(v) == "old" {
+				stale++
+			}
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -614,14 +614,23 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 	}()
 	for _, v := range versions {
 		err := s.ready(ctx)
-		if errors.Is(err, querycache.ErrStoreUnavailable) && (healing || s.brk.healing.CompareAndSwap(false, true)) {
+		for errors.Is(err, querycache.ErrStoreUnavailable) {
 			// An invalidation does not wait for the breaker's next probe:
 			// another process, back in use already, would serve what this
-			// write changed until then. It runs the probe itself (one at a
-			// time), which closes the breaker when the server answers
-			// (querycache's breaker.heal is the same rule).
-			healing = true
-			err = s.untilAnswered(ctx, deadline, s.recover)
+			// write changed until then. It runs the probe itself, one at
+			// a time (querycache's breaker.heal is the same rule): the
+			// first closes the breaker when the server answers, the others
+			// wait for it until their deadline.
+			if healing || s.brk.healing.CompareAndSwap(false, true) {
+				healing = true
+				err = s.untilAnswered(ctx, deadline, s.recover)
+				break
+			}
+			if ctx.Err() != nil || !time.Now().Before(deadline) {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+			err = s.ready(ctx)
 		}
 		if err != nil {
 			return err
