@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"querycache.dev/keys"
 )
@@ -544,6 +545,26 @@ func (s *PostgresStore) heal(ctx context.Context) {
 	}
 }
 
+// lockWaitEnded reports an error of a version replacement that may have
+// waited for a row lock until it was stopped: the store's own deadline,
+// or the server's lock_timeout, statement_timeout (or a cancel) or
+// deadlock detector (TestHostile38PgLockTimeoutSkipsEpochFallback: with
+// lock_timeout set on the pool's connections, only the deadline was
+// recognised).
+func lockWaitEnded(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "55P03", "57014", "40P01": // lock_not_available, query_canceled, deadlock_detected
+			return true
+		}
+	}
+	return false
+}
+
 // micros is d in microseconds, the unit the statements take.
 func micros(d time.Duration) int64 { return d.Microseconds() }
 
@@ -737,7 +758,7 @@ func (s *PostgresStore) bumpOrEpochs(ctx context.Context, versions, channels []s
 	err := s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		return s.bumpNotify(ctx, versions, channels, payloads)
 	})
-	if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Value(retryDelivery{}) != nil {
+	if err == nil || !lockWaitEnded(err) || ctx.Value(retryDelivery{}) != nil {
 		return err
 	}
 	nss := s.namespaces()
@@ -751,13 +772,14 @@ func (s *PostgresStore) bumpOrEpochs(ctx context.Context, versions, channels []s
 	if channels != nil {
 		payloads = notifyPayloads(epochs)
 	}
-	timeout := s.opts.Timeout
-	if timeout <= 0 {
-		timeout = s.opts.InvalidateTimeout
-	}
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	// InvalidateTimeout again, not the lookups' Timeout: the timed-out
+	// statement's connection is discarded, and a new one may take longer
+	// than 100 ms to open (TLS, a remote server:
+	// TestHostile38PgEpochFallbackNeedsFreshConnection).
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.InvalidateTimeout)
 	defer cancel()
 	if eerr := s.bumpNotify(ectx, epochs, channels, payloads); eerr != nil {
+		s.logWarn("querycache: replacing versions timed out, and replacing the epoch instead failed too; other processes may serve what the write changed until it is delivered", "versions", len(versions), "err", err, "epoch_err", eerr)
 		return err
 	}
 	s.logWarn("querycache: replacing versions timed out (a lock held on their rows?); replaced the epoch instead, which every entry records", "versions", len(versions), "err", err)

@@ -40,6 +40,7 @@ type versionWatch struct {
 	mu      sync.Mutex // one read of the tokens at a time: a poll's or an own bump's
 	last    []uint64   // the tokens last read; nil: not known (changed is called at the next read)
 	before  []bool     // under an own bump (lockWatches to bumped): what changed before it, by others
+	blind   bool       // under an own bump: the read before it failed, so what changed is not known
 	stop    chan struct{}
 	stopped sync.Once
 }
@@ -236,10 +237,15 @@ func (c *Cache) lockWatches(names []string) []*versionWatch {
 	for _, w := range c.watchList() {
 		if slices.ContainsFunc(names, func(n string) bool { return slices.Contains(w.names, n) }) {
 			w.mu.Lock() // in the list's order, whoever locks: no deadlock
-			w.before = nil
+			w.before, w.blind = nil, false
 			if tokens, err := w.fetch(); err == nil {
 				w.before = differ(w.last, tokens)
 				w.last = tokens
+			} else {
+				// (A stalled store: the bump may still get through, and
+				// the read after it then shows another process's change
+				// and this one's together.)
+				w.blind = true
 			}
 			held = append(held, w)
 		}
@@ -284,12 +290,19 @@ func (c *Cache) bumped(held []*versionWatch, names []string, delivered bool) {
 			if which == nil {
 				which = make([]bool, len(w.names)) // the bump did reach the store
 			}
-			calls = append(calls, call{w, VersionChange{Changed: which, Own: true}})
-			if others != nil {
+			// When the read before the bump failed, what changed may be
+			// another process's too: told as not Own (the plugin then
+			// answers a catalog change, at worst by invalidating more)
+			// (TestHostile38OtherProcessDDLHiddenWhenPreReadStalls).
+			calls = append(calls, call{w, VersionChange{Changed: which, Own: !w.blind}})
+			if others != nil && !w.blind {
 				calls = append(calls, call{w, VersionChange{Changed: others}})
 			}
 			w.last = tokens
+		} else if w.blind {
+			w.last = nil // not known: the next read that succeeds tells every name, not Own
 		}
+		w.blind = false
 		w.mu.Unlock()
 	}
 	for _, cl := range calls {
