@@ -218,6 +218,9 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 			// reads the versions this first invalidation replaces, or newer
 			// ones, which the second invalidation (after the commit) replaces.
 			p.w.fenceRaw(p, sc.raw, ch)
+			if p.dialect == "postgres" {
+				p.w.noteXid(db, sc.raw)
+			}
 		}
 		p.apply(ctx, ch)
 	case scopeConn:

@@ -289,6 +289,11 @@ type fence struct {
 	// (runsHiddenCode): temporary tables are looked for when it lifts.
 	hiddenCode bool
 
+	// xid is the PostgreSQL transaction's own id, read inside it after
+	// its first write (noteXid); 0 when not known. Known, its commit's
+	// visibility is asked of it alone (postgresEndVisible).
+	xid atomic.Int64
+
 	// Owned by the sweep (sweepMu).
 	xip    []int64 // PostgreSQL: transactions running when the end was seen
 	xipSet bool
@@ -365,6 +370,30 @@ func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) 
 	f.add(ch)
 	w.mu.Unlock()
 	w.kick(p)
+}
+
+// noteXid reads, inside the unseen transaction raw whose statement db
+// just wrote, the transaction's own id, once: its fence's end is then
+// confirmed by that id's visibility alone. Without it, the confirmation
+// waits until none of the transactions running when the end was seen
+// still runs, in the whole database, and an unrelated long transaction
+// (a report, a pg_dump) held the fence's second invalidation back for as
+// long as it ran. Other processes, which refilled the old rows while the
+// transaction was open, served them after its commit until then
+// (TestHostile36UnseenTxFenceHeldByUnrelatedTx). The statement runs on the
+// transaction's own connection, outside GORM's callbacks; one that fails
+// (an aborted transaction) leaves the id unknown.
+func (w *watch) noteXid(db *gorm.DB, raw gorm.TxCommitter) {
+	w.mu.Lock()
+	f := w.fences[raw]
+	w.mu.Unlock()
+	if f == nil || f.xid.Load() != 0 {
+		return
+	}
+	var xid sql.NullInt64
+	if err := db.Statement.ConnPool.QueryRowContext(stmtContext(db), "SELECT txid_current_if_assigned()").Scan(&xid); err == nil && xid.Valid && xid.Int64 > 0 {
+		f.xid.CompareAndSwap(0, xid.Int64)
+	}
 }
 
 // markHiddenCode notes that code its text does not show ran in the unseen
@@ -720,6 +749,17 @@ func sqliteWriterGone(ctx context.Context, d *sql.DB) bool {
 // temporary table the transaction made was not found
 // (TestHostile29PostgresTempFromDOShadows, 1 run in 3 under load).
 func postgresEndVisible(ctx context.Context, d *sql.DB, f *fence) bool {
+	if xid := f.xid.Load(); xid != 0 {
+		// Its own id known: ended once a new snapshot sees its commit
+		// (committed and no longer running), or once it aborted. A status
+		// no longer kept (NULL: the id is older than the commit log kept)
+		// is long over.
+		var visible bool
+		if err := d.QueryRowContext(ctx, postgresXidEndedQuery, xid).Scan(&visible); err != nil {
+			return false
+		}
+		return visible
+	}
 	q := postgresSnapshotQuery
 	if !f.xipSet {
 		q = postgresFirstSnapshotQuery
@@ -782,6 +822,7 @@ func postgresEndVisible(ctx context.Context, d *sql.DB, f *fence) bool {
 // (a NULL one when none); postgresSnapshotQuery the same without taking
 // an id.
 const (
+	postgresXidEndedQuery      = `SELECT txid_visible_in_snapshot($1, txid_current_snapshot()) OR coalesce(txid_status($1) = 'aborted', true)`
 	postgresFirstSnapshotQuery = `SELECT txid_snapshot_xmax(s), txid_current(), x
 FROM txid_current_snapshot() s LEFT JOIN LATERAL txid_snapshot_xip(s) x ON true`
 	postgresSnapshotQuery = `SELECT txid_snapshot_xmax(s), 0::bigint, x
