@@ -158,11 +158,11 @@ func h35Stress(t *testing.T, d h35DB, kind string, dur time.Duration) {
 		}
 	}
 	// The load runs for dur, then on until the processes have hit the
-	// cache a few times (at most 4*dur more): on a loaded machine a read
+	// cache a few times (at most 2*dur more): on a loaded machine a read
 	// takes tens of ms and the writers' table-wide invalidations leave
 	// few hits in dur (6 in a CI run), which says nothing about the cache.
 	time.Sleep(dur)
-	for deadline := time.Now().Add(4 * dur); h35Hits(ps) < 20 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(2 * dur); h35Hits(ps) < 20 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
 	close(stop)

@@ -58,12 +58,20 @@ func h36Stall(t *testing.T, mode string, control bool) {
 	w := h25Cache(t, ws, querycache.Options{})
 	r := h25Cache(t, rs, querycache.Options{})
 	ctx := ctx(t)
+	// Set-up, with the 100 ms Timeout: on a loaded machine (CI, under
+	// -race) a call may take longer, so each is tried again for a while.
 	for _, tb := range tables {
-		if err := r.KV().Set(ctx, "page-"+tb, []byte("old"), querycache.DependsOn(tb)); err != nil {
-			t.Fatal(err)
-		}
-		if v, ok, _ := r.KV().Get(ctx, "page-"+tb); !ok || string(v) != "old" {
-			t.Fatalf("R before: %q %v", v, ok)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := r.KV().Set(ctx, "page-"+tb, []byte("old"), querycache.DependsOn(tb))
+			v, ok, _ := r.KV().Get(ctx, "page-"+tb)
+			if err == nil && ok && string(v) == "old" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("R could not cache page-%s in 10 s: %v, %q %v", tb, err, v, ok)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 
