@@ -514,12 +514,9 @@ func (s *PostgresStore) probe() bool { return s.probeWithin(s.opts.InvalidateTim
 func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	names := []string{"querycache:probe"}
-	if nss := s.namespaces(); len(nss) > 0 {
-		names = names[:0]
-		for _, ns := range nss {
-			names = append(names, ns.Epoch())
-		}
+	names := s.epochNames()
+	if len(names) == 0 {
+		names = []string{"querycache:probe"}
 	}
 	if err := s.bumpNotify(ctx, names, nil, nil); err != nil {
 		return false
@@ -533,6 +530,15 @@ func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
 	}
 	s.logWarn("querycache: PostgreSQL store answers again; cache back in use", "bypassed_for", d)
 	return true
+}
+
+// epochNames returns the epochs of the bound namespaces (none: nil).
+func (s *PostgresStore) epochNames() []string {
+	var names []string
+	for _, ns := range s.namespaces() {
+		names = append(names, ns.Epoch())
+	}
+	return names
 }
 
 // heal gives an invalidation that finds the breaker open a probe of its
@@ -761,13 +767,9 @@ func (s *PostgresStore) bumpOrEpochs(ctx context.Context, versions, channels []s
 	if err == nil || !lockWaitEnded(err) || ctx.Value(retryDelivery{}) != nil {
 		return err
 	}
-	nss := s.namespaces()
-	if len(nss) == 0 {
+	epochs := s.epochNames()
+	if len(epochs) == 0 {
 		return err
-	}
-	epochs := make([]string, len(nss))
-	for i, ns := range nss {
-		epochs[i] = ns.Epoch()
 	}
 	if channels != nil {
 		payloads = notifyPayloads(epochs)
