@@ -217,9 +217,9 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 			// Fence first: a lookup that passed the fence before it went up
 			// reads the versions this first invalidation replaces, or newer
 			// ones, which the second invalidation (after the commit) replaces.
-			p.w.fenceRaw(p, sc.raw, ch)
+			f := p.w.fenceRaw(p, sc.raw, ch)
 			if p.dialect == "postgres" {
-				p.w.noteXid(db, sc.raw)
+				noteXid(db, f)
 			}
 		}
 		p.apply(ctx, ch)

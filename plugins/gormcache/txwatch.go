@@ -350,11 +350,12 @@ func (w *watch) catalogFenced() bool {
 	return false
 }
 
-// fenceRaw fences what ch touches until the raw transaction ends.
-func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) {
+// fenceRaw fences what ch touches until the raw transaction ends, and
+// returns the fence (nil when the plugin cannot follow raw).
+func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) *fence {
 	if t := reflect.TypeOf(raw); t == nil || !t.Comparable() {
 		p.stop("unseen_transaction_untracked", "gormcache: a write ran in a transaction the plugin cannot follow; this plugin no longer serves or fills the cache for this database (bypass \"unseen_transaction_untracked\"). Begin transactions on a *gorm.DB the plugin is registered on.")
-		return
+		return nil
 	}
 	w.mu.Lock()
 	f := w.fences[raw]
@@ -370,10 +371,11 @@ func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) 
 	f.add(ch)
 	w.mu.Unlock()
 	w.kick(p)
+	return f
 }
 
-// noteXid reads, inside the unseen transaction raw whose statement db
-// just wrote, the transaction's own id, once: its fence's end is then
+// noteXid reads, inside the unseen transaction whose statement db just
+// wrote and whose fence is f, the transaction's own id, once: its end is then
 // confirmed by that id's visibility alone. Without it, the confirmation
 // waits until none of the transactions running when the end was seen
 // still runs, in the whole database, and an unrelated long transaction
@@ -383,10 +385,7 @@ func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) 
 // (TestHostile36UnseenTxFenceHeldByUnrelatedTx). The statement runs on the
 // transaction's own connection, outside GORM's callbacks; one that fails
 // (an aborted transaction) leaves the id unknown.
-func (w *watch) noteXid(db *gorm.DB, raw gorm.TxCommitter) {
-	w.mu.Lock()
-	f := w.fences[raw]
-	w.mu.Unlock()
+func noteXid(db *gorm.DB, f *fence) {
 	if f == nil || f.xid.Load() != 0 {
 		return
 	}
