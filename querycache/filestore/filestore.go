@@ -25,6 +25,14 @@
 // take the lock and read again, so they get the same token, and a
 // compare-and-swap is atomic across processes. Readers take no lock.
 //
+// A process stopped (SIGSTOP, a debugger, a frozen container) while it
+// holds a lock holds it until it is continued or dies. The calls of the
+// other processes that need that lock give up after Options.LockTimeout
+// with a *LockTimeoutError (the cache falls back to the database), except
+// Bump: it cannot invalidate around the holder, so it waits, logging a
+// warning every LockTimeout, and the write it serves does not return
+// while another process could still serve what that write changed.
+//
 // # Expiry and the size bound
 //
 // Files carry their expiry (wall clock). An expired file is a miss; the
@@ -134,6 +142,15 @@ type Options struct {
 	// directory at boot yourself). A crash of a process loses nothing.
 	Sync bool
 
+	// LockTimeout bounds how long a call waits for the lock of the files
+	// it reads or writes while another process holds it. Locks are held
+	// for a rename or a removal, so a long wait means the holder is
+	// stopped (SIGSTOP, a debugger, a frozen container): the call then
+	// fails with a *LockTimeoutError rather than hang, and the cache falls
+	// back to the database. A sweep, and New, wait for another process's
+	// sweep for at least a minute. Default: 2s.
+	LockTimeout time.Duration
+
 	// Logger receives the sweep's failures at Warn level. nil logs
 	// nothing.
 	Logger *slog.Logger
@@ -212,12 +229,12 @@ func New(opts Options) (*Store, error) {
 		closed:   make(chan struct{}),
 	}
 	for i := range s.stripes {
-		s.stripes[i].fd = -1
+		s.stripes[i].init()
 	}
 	if err := os.MkdirAll(filepath.Join(s.dir, "locks"), 0o700); err != nil {
 		return nil, fmt.Errorf("filestore: cannot create %s: %w; give the process write permission on Options.Dir", filepath.Join(s.dir, "locks"), err)
 	}
-	if st, err := s.lock(sweepStripe); err != nil {
+	if st, err := s.lock(sweepStripe, sweepLockWait(s.opts.LockTimeout)); err != nil {
 		s.closeLocks()
 		return nil, err
 	} else {
@@ -301,6 +318,12 @@ func (o *Options) fill() error {
 	case o.SweepInterval == 0:
 		o.SweepInterval = time.Minute
 	}
+	switch {
+	case o.LockTimeout < 0:
+		return fmt.Errorf("filestore: Options.LockTimeout is %v; use a positive duration, or 0 for the %v default", o.LockTimeout, defaultLockTimeout)
+	case o.LockTimeout == 0:
+		o.LockTimeout = defaultLockTimeout
+	}
 	return nil
 }
 
@@ -314,7 +337,7 @@ func (s *Store) checkBoot() error {
 		return nil // not Linux: documented
 	}
 	id = bytes.TrimSpace(id)
-	st, err := s.lock(sweepStripe)
+	st, err := s.lock(sweepStripe, sweepLockWait(s.opts.LockTimeout))
 	if err != nil {
 		return err
 	}
@@ -407,7 +430,7 @@ func (s *Store) read(p string, kind byte, name string, now time.Time, touch bool
 // dropDead removes the file p of name if it is still dead (expired or
 // garbage), under its stripe's lock.
 func (s *Store) dropDead(p string, stripe int, kind byte, name string) {
-	st, err := s.lock(stripe)
+	st, err := s.lock(stripe, s.opts.LockTimeout)
 	if err != nil {
 		return
 	}
@@ -548,7 +571,7 @@ func (s *Store) token(name string, now time.Time) (uint64, error) {
 	if st == live {
 		return binary.BigEndian.Uint64(r.value), nil
 	}
-	lk, err := s.lock(stripe)
+	lk, err := s.lock(stripe, s.opts.LockTimeout)
 	if err != nil {
 		return 0, err
 	}
@@ -593,7 +616,7 @@ func (s *Store) PutFor(ctx context.Context, key string, value []byte, ttl time.D
 	if err := s.wait(ctx); err != nil {
 		return err
 	}
-	if err := s.replace(kindEntry, key, data); err != nil {
+	if err := s.replace(kindEntry, key, data, s.opts.LockTimeout); err != nil {
 		return err
 	}
 	return s.extend(versions, now, ttl)
@@ -601,13 +624,13 @@ func (s *Store) PutFor(ctx context.Context, key string, value []byte, ttl time.D
 
 // replace writes data as the file of (kind, name): a temporary file, then
 // a rename over the old one under its stripe's lock.
-func (s *Store) replace(kind byte, name string, data []byte) error {
+func (s *Store) replace(kind byte, name string, data []byte, wait time.Duration) error {
 	dir, p, stripe := s.path(kind, name)
 	tmp, err := s.writeTemp(dir, data)
 	if err != nil {
 		return err
 	}
-	lk, err := s.lock(stripe)
+	lk, err := s.lock(stripe, wait)
 	if err != nil {
 		os.Remove(tmp)
 		return err
@@ -643,7 +666,7 @@ func (s *Store) extend(versions []string, now time.Time, ttl time.Duration) erro
 		if st != live || r.expires >= need {
 			continue
 		}
-		lk, err := s.lock(stripe)
+		lk, err := s.lock(stripe, s.opts.LockTimeout)
 		if err != nil {
 			return err
 		}
@@ -676,7 +699,7 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 	now := time.Now()
 	for _, name := range versions {
 		data := encode(record{kind: kindVersion, expires: deadline(now, s.opts.VersionTTL), name: []byte(name), value: tokenBytes(querycache.NewToken())})
-		if err := s.replace(kindVersion, name, data); err != nil {
+		if err := s.replace(kindVersion, name, data, lockForBump); err != nil {
 			if s.removeVersion(name) != nil {
 				return err
 			}
@@ -689,7 +712,7 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 // lock; a file already gone is removed.
 func (s *Store) removeVersion(name string) error {
 	_, p, stripe := s.path(kindVersion, name)
-	lk, err := s.lock(stripe)
+	lk, err := s.lock(stripe, lockForBump)
 	if err != nil {
 		return err
 	}
@@ -724,7 +747,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	if err != nil {
 		return false, err
 	}
-	lk, err := s.lock(stripe)
+	lk, err := s.lock(stripe, s.opts.LockTimeout)
 	if err != nil {
 		os.Remove(tmp)
 		return false, err

@@ -49,6 +49,7 @@ func TestNewErrors(t *testing.T) {
 		{filestore.Options{Dir: dir, VersionTTL: -time.Second}, "use a positive duration"},
 		{filestore.Options{Dir: dir, VersionMargin: -time.Second}, "use a positive duration"},
 		{filestore.Options{Dir: dir, SweepInterval: -2}, "or -1 to sweep only"},
+		{filestore.Options{Dir: dir, LockTimeout: -time.Second}, "use a positive duration, or 0 for the 2s default"},
 	}
 	for _, c := range cases {
 		s, err := filestore.New(c.opts)

@@ -4,17 +4,16 @@ package filestore
 
 import (
 	"errors"
-	"sync"
+	"time"
 )
 
 // stripe: see lock_unix.go. Without flock(2) the store cannot lock across
 // processes, and New's first lock fails.
-type stripe struct {
-	mu sync.Mutex
-	fd int
-}
+type stripe struct{}
 
-func (s *Store) lock(int) (*stripe, error) {
+func (st *stripe) init() {}
+
+func (s *Store) lock(int, time.Duration) (*stripe, error) {
 	return nil, errors.New("filestore: this operating system has no flock(2); the file store needs a Unix system")
 }
 

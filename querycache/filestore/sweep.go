@@ -136,7 +136,7 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 
 func (s *Store) sweep(ctx context.Context) (SweepStats, error) {
 	var out SweepStats
-	lk, err := s.lock(sweepStripe)
+	lk, err := s.lock(sweepStripe, sweepLockWait(s.opts.LockTimeout))
 	if err != nil {
 		return out, err
 	}
@@ -354,7 +354,7 @@ func (s *Store) removeAll(ctx context.Context, files []sweepFile, unused bool) (
 		for j < len(files) && files[j].stripe == files[i].stripe {
 			j++
 		}
-		lk, err := s.lock(files[i].stripe)
+		lk, err := s.lock(files[i].stripe, s.opts.LockTimeout)
 		if err != nil {
 			return removed, err
 		}

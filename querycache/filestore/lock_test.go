@@ -1,0 +1,258 @@
+//go:build linux
+
+package filestore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"querycache.dev/querycache"
+)
+
+// holderEnv makes the test binary TestLockHolderChild: it takes every
+// stripe's lock file of the directory it names, says "held", and stops
+// itself (SIGSTOP) holding them.
+const holderEnv = "QUERYCACHE_FILESTORE_HOLDER"
+
+// TestLockHolderChild is the stopped process of TestLockHeldByStoppedProcess;
+// run alone it skips.
+func TestLockHolderChild(t *testing.T) {
+	dir := os.Getenv(holderEnv)
+	if dir == "" {
+		t.Skip("the child of TestLockHeldByStoppedProcess, run by it")
+	}
+	for i := range 2*nStripes + 1 {
+		fd, err := unix.Open(filepath.Join(dir, "locks", lockName(i)), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fmt.Println("held")
+	_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	time.Sleep(time.Minute) // continued: still holding, until killed
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestLockHeldByStoppedProcess: another process stopped (SIGSTOP) while it
+// holds the store's lock files. Before, every call that takes a lock
+// blocked in flock(2) for as long as that process stayed stopped: a read of
+// a version not yet created, a fill, a compare-and-swap all hung, and with
+// them the requests that made them. Now they fail with a *LockTimeoutError
+// after LockTimeout (the cache falls back to the database). A Bump, which
+// cannot invalidate around the holder, waits, warning in the log, and
+// completes once the holder dies: the write it serves never returns as if
+// invalidated while another process could still serve what it changed.
+func TestLockHeldByStoppedProcess(t *testing.T) {
+	if os.Getenv(holderEnv) != "" {
+		t.Skip("in the child")
+	}
+	dir := t.TempDir()
+	var logs syncBuffer
+	const lockTimeout = 300 * time.Millisecond
+	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: lockTimeout,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	// A version created and an entry filled before the holder stops.
+	if err := s.PutFor(ctx, "page", []byte("old"), time.Hour, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, before, err := s.Fetch(ctx, "page", []string{"users"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderChild$", "-test.count=1", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), holderEnv+"="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	kill := func() {
+		if !killed {
+			killed = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	defer kill()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "held" {
+	}
+	if sc.Err() != nil || sc.Text() != "held" {
+		t.Fatalf("the holder did not take the locks: %v %s", sc.Err(), stderr.String())
+	}
+
+	// Each call that takes a lock, bounded.
+	timedOut := func(what string, call func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			var lte *LockTimeoutError
+			if !errors.As(err, &lte) {
+				t.Errorf("%s with the lock held by a stopped process: %v, want a *LockTimeoutError", what, err)
+			} else if !strings.Contains(err.Error(), "stopped") {
+				t.Errorf("%s: the error does not say what to do: %v", what, err)
+			}
+		case <-time.After(lockTimeout + 20*time.Second):
+			t.Fatalf("%s hung with the lock held by a stopped process", what)
+		}
+	}
+	timedOut("Fetch of a version not yet created", func() error {
+		_, _, err := s.Fetch(ctx, "page", []string{"orders"})
+		return err
+	})
+	timedOut("Put", func() error { return s.Put(ctx, "page", []byte("new"), time.Hour) })
+	timedOut("CompareAndSwap", func() error {
+		_, err := s.CompareAndSwap(ctx, "page", []byte("old"), []byte("new"), time.Hour, nil)
+		return err
+	})
+	// Goroutines of this process queued behind a waiting one give up too.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			timedOut("a queued Put", func() error { return s.Put(ctx, "page", []byte("new"), time.Hour) })
+		}()
+	}
+	wg.Wait()
+	// What needs no lock still works: the entry and its existing version.
+	if v, toks, err := s.Fetch(ctx, "page", []string{"users"}); err != nil || string(v) != "old" || toks[0] != before[0] {
+		t.Errorf("a hit with the locks held: %q %v %v", v, toks, err)
+	}
+
+	// Through the cache: a fill is skipped (an error, counted), a read
+	// of a key filled before still hits, nothing hangs.
+	c, err := querycache.New(querycache.Options{Store: s, Prefix: "lk:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kvDone := make(chan error, 1)
+	go func() {
+		err := c.KV().Set(ctx, "k", []byte("v"))
+		_, _, _ = c.KV().Get(ctx, "k")
+		kvDone <- err
+	}()
+	select {
+	case err := <-kvDone:
+		if err == nil {
+			t.Error("KV().Set with every lock held by a stopped process returned nil")
+		}
+	case <-time.After(lockTimeout*10 + 20*time.Second):
+		t.Fatal("the cache hung with the lock held by a stopped process")
+	}
+
+	// Bump waits for the holder, warns, and completes once it dies.
+	bumped := make(chan error, 1)
+	go func() { bumped <- s.Bump(ctx, []string{"users"}) }()
+	select {
+	case err := <-bumped:
+		t.Fatalf("Bump returned (%v) with the version's lock held by a stopped process: another process would serve what the write changed", err)
+	case <-time.After(3 * lockTimeout):
+	}
+	if !strings.Contains(logs.String(), "an invalidation waits for a lock") {
+		t.Errorf("no warning while Bump waits; log:\n%s", logs.String())
+	}
+	kill()
+	select {
+	case err := <-bumped:
+		if err != nil {
+			t.Fatalf("Bump after the holder died: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Bump still waits 20s after the holder died")
+	}
+	if _, toks, err := s.Fetch(ctx, "page", []string{"users"}); err != nil || toks[0] == before[0] {
+		t.Errorf("after the Bump: token %v (before %v), %v", toks, before, err)
+	}
+	if err := s.Put(ctx, "page", []byte("new"), time.Hour); err != nil {
+		t.Errorf("Put after the holder died: %v", err)
+	}
+}
+
+// TestCloseEndsAWaitingBump: a Bump waiting for a stopped holder ends with
+// ErrClosed when the store is closed, and Close does not hang.
+func TestCloseEndsAWaitingBump(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test holds the version's lock file through a descriptor of
+	// its own: flock(2) locks belong to the open file, so the store's
+	// own descriptor waits as another process's would.
+	_, _, stripe := s.path(kindVersion, "users")
+	fd, err := unix.Open(filepath.Join(dir, "locks", lockName(stripe)), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	bumped := make(chan error, 1)
+	go func() { bumped <- s.Bump(context.Background(), []string{"users"}) }()
+	time.Sleep(300 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-bumped:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("the waiting Bump after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a waiting Bump did not end at Close")
+	}
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close hung behind a waiting Bump")
+	}
+}
