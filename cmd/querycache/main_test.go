@@ -62,7 +62,7 @@ func TestCommandEndToEnd(t *testing.T) {
 	}
 
 	bin := filepath.Join(t.TempDir(), "querycache")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", append(append([]string{"build"}, testenv.GoBuildFlags()...), "-o", bin, ".")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -266,7 +266,7 @@ func TestInstallAsDependency(t *testing.T) {
 				}
 			}
 			if c.build {
-				if out, err := goCmd(ctx, dir, "build", "-o", os.DevNull, "."); err != nil {
+				if out, err := goCmd(ctx, dir, append(append([]string{"build"}, testenv.GoBuildFlags()...), "-o", os.DevNull, ".")...); err != nil {
 					t.Fatalf("go build: %v\n%s", err, out)
 				}
 			}
