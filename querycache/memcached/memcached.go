@@ -623,7 +623,12 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 			// wait for it until their deadline.
 			if healing || s.brk.healing.CompareAndSwap(false, true) {
 				healing = true
-				err = s.untilAnswered(ctx, deadline, s.recover)
+				if err = s.untilAnswered(ctx, deadline, s.recover); err != nil {
+					// Still down: unavailable, as a lookup would be told
+					// (the cache counts a bypass, not a store error, and
+					// keeps the invalidation pending).
+					err = fmt.Errorf("memcached: the server did not answer the probe of the open breaker: %w (%w)", querycache.ErrStoreUnavailable, err)
+				}
 				break
 			}
 			if ctx.Err() != nil || !time.Now().Before(deadline) {

@@ -549,3 +549,30 @@ func TestInvalidationAfterHealDoesNotWaitForTheProbe(t *testing.T) {
 		t.Error("W's breaker is still open after an invalidation got an answer")
 	}
 }
+
+// TestBumpOnDownServerIsUnavailable: with the breaker open on a server
+// that refuses connections, a Bump runs the breaker's probe itself; when
+// the probe fails too, its error is querycache.ErrStoreUnavailable, as a
+// lookup's is, so the cache counts a bypass and keeps the invalidation
+// pending. Before, the probe's own error (connection refused) came back
+// bare, and the cache counted and logged a store error for an outage it
+// already knew of.
+func TestBumpOnDownServerIsUnavailable(t *testing.T) {
+	gone := open(t, "127.0.0.1:1", memcached.Options{Timeout: 100 * time.Millisecond, InvalidateTimeout: 300 * time.Millisecond})
+	for i := 0; ; i++ {
+		_, _, err := gone.Fetch(ctx(t), "k", []string{"a"})
+		if errors.Is(err, querycache.ErrStoreUnavailable) {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("the breaker never opened on a refused server: %v", err)
+		}
+	}
+	err := gone.Bump(ctx(t), []string{"a"})
+	if !errors.Is(err, querycache.ErrStoreUnavailable) {
+		t.Fatalf("Bump with the breaker open on a refused server: %v, want querycache.ErrStoreUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), "refused") {
+		t.Errorf("the error lost its cause: %v", err)
+	}
+}
