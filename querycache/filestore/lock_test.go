@@ -256,3 +256,57 @@ func TestCloseEndsAWaitingBump(t *testing.T) {
 		t.Fatal("Close hung behind a waiting Bump")
 	}
 }
+
+// TestSweepSkipsAStripeHeldByAStoppedProcess: a sweep that cannot take one
+// stripe's lock (another process stopped holding it) removes the expired
+// files of every other stripe and reports the held one, instead of
+// hanging (as it did) or stopping at it.
+func TestSweepSkipsAStripeHeldByAStoppedProcess(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const n = 20
+	for i := range n {
+		if err := s.Put(ctx, fmt.Sprint("k", i), []byte("v"), time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // all expired
+	_, held, stripe := s.path(kindEntry, "k0")
+	fd, err := unix.Open(filepath.Join(dir, "locks", lockName(stripe)), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var st SweepStats
+	go func() { st, err = s.Sweep(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sweep hung on a stripe held by a stopped process")
+	}
+	var lte *LockTimeoutError
+	if !errors.As(err, &lte) {
+		t.Errorf("Sweep: %v, want the held stripe's *LockTimeoutError", err)
+	}
+	sameStripe := 0
+	for i := range n {
+		if _, _, st := s.path(kindEntry, fmt.Sprint("k", i)); st == stripe {
+			sameStripe++
+		}
+	}
+	if st.Expired != n-sameStripe {
+		t.Errorf("the sweep removed %d expired files, want %d (all but the held stripe's %d)", st.Expired, n-sameStripe, sameStripe)
+	}
+	if _, err := os.Stat(held); err != nil {
+		t.Errorf("the held stripe's file was removed: %v", err)
+	}
+}

@@ -184,10 +184,12 @@ func (s *Store) sweep(ctx context.Context) (SweepStats, error) {
 	s.stats.expired.Add(uint64(out.Expired))
 	s.stats.garbage.Add(uint64(out.Garbage))
 	s.stats.temps.Add(uint64(out.Temps))
-	if err != nil {
+	var lte *LockTimeoutError
+	if err != nil && !errors.As(err, &lte) {
 		out.BytesAfter = total
 		return out, err
 	}
+	skipped := err
 	// The size bound: entries first, least recently used first, then
 	// versions, down to 3/4 of MaxBytes, leaving the other quarter for
 	// the writes of every process until their next sweeps.
@@ -222,7 +224,7 @@ func (s *Store) sweep(ctx context.Context) (SweepStats, error) {
 		s.stats.evictedVersions.Add(uint64(nv))
 	}
 	out.BytesAfter = total
-	return out, err
+	return out, cmp.Or(err, skipped)
 }
 
 // walk lists the store's files and temporary files.
@@ -342,10 +344,14 @@ type fileIdent struct {
 // removeAll removes files under their stripes' locks (one lock per
 // stripe), each only if it is still the file the sweep saw: the same
 // inode, and, when unused is set, not touched since. It returns those it
-// removed.
+// removed. A stripe whose lock it cannot take within LockTimeout is
+// skipped, and its *LockTimeoutError returned after the others.
 func (s *Store) removeAll(ctx context.Context, files []sweepFile, unused bool) ([]sweepFile, error) {
 	slices.SortStableFunc(files, func(a, b sweepFile) int { return cmp.Compare(a.stripe, b.stripe) })
-	var removed []sweepFile
+	var (
+		removed []sweepFile
+		skipped error // the first stripe's LockTimeoutError
+	)
 	for i := 0; i < len(files); {
 		if err := ctx.Err(); err != nil {
 			return removed, err
@@ -355,6 +361,16 @@ func (s *Store) removeAll(ctx context.Context, files []sweepFile, unused bool) (
 			j++
 		}
 		lk, err := s.lock(files[i].stripe, s.opts.LockTimeout)
+		var lte *LockTimeoutError
+		if errors.As(err, &lte) {
+			// A stopped process holds this stripe: its files wait for a
+			// later sweep, the others are removed now (a sweep that
+			// stopped here let the directory grow past MaxBytes for as
+			// long as the holder stayed stopped).
+			skipped = cmp.Or(skipped, err)
+			i = j
+			continue
+		}
 		if err != nil {
 			return removed, err
 		}
@@ -369,7 +385,7 @@ func (s *Store) removeAll(ctx context.Context, files []sweepFile, unused bool) (
 		lk.unlock()
 		i = j
 	}
-	return removed, nil
+	return removed, skipped
 }
 
 // Usage walks the directory and returns the number and bytes of the
