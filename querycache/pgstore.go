@@ -608,13 +608,22 @@ func pgName(n string) []byte {
 // maxFetchAttempts bounds the repetitions of a lookup that met versions
 // created by concurrent transactions (each repetition is a new snapshot,
 // which sees them: one is nearly always enough). Repetitions after the
-// first wait a little longer each (fetchBackoff): on a loaded machine the
-// creating transaction may not have committed yet (4 immediate attempts
-// failed once in TestHostilePostgresFillBumpDeadlock under load).
-const maxFetchAttempts = 8
+// first wait longer each (fetchBackoff): on a loaded machine the creating
+// transaction may not have committed yet. 4 immediate attempts failed
+// once in TestHostilePostgresFillBumpDeadlock under load, and 8 within
+// 14 ms twice (CI-like run with the tests' packages side by side); 16
+// wait up to about 115 ms in all, and the call's Timeout (100 ms by
+// default) ends them first.
+const maxFetchAttempts = 16
 
-// fetchBackoff is the wait before a lookup's attempt+1-th repetition.
-func fetchBackoff(attempt int) time.Duration { return time.Duration(attempt) * 500 * time.Microsecond }
+// fetchBackoff is the wait before a lookup's attempt+1-th repetition:
+// none, then 0.5 ms doubling up to 10 ms.
+func fetchBackoff(attempt int) time.Duration {
+	if attempt == 0 {
+		return 0
+	}
+	return min(500*time.Microsecond<<(attempt-1), 10*time.Millisecond)
+}
 
 // Fetch implements Store: one statement reads the entry and reads or
 // creates every version.
