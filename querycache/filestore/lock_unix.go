@@ -5,24 +5,22 @@ package filestore
 import (
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// stripe is one lock: a semaphore for this process's goroutines (a
-// channel, so that a wait can be given up), and flock(2) on a lock file
-// for the other processes. The lock file stays open until Close; fd is -1
-// before its first use and -2 after Close. sem guards fd.
+// stripe is one lock: a mutex for this process's goroutines, and flock(2)
+// on a lock file for the other processes. The lock file stays open until
+// Close; fd is -1 before its first use and -2 after Close. Whoever holds
+// mu owns fd.
 type stripe struct {
-	sem chan struct{}
-	fd  int
+	mu sync.Mutex
+	fd int
 }
 
-func (st *stripe) init() {
-	st.sem = make(chan struct{}, 1)
-	st.fd = -1
-}
+func (st *stripe) init() { st.fd = -1 }
 
 // lock takes stripe i, in this process and across processes, waiting at
 // most wait for it (forever: waitForever), and fails with a
@@ -37,97 +35,141 @@ func (st *stripe) init() {
 // that dies releases its locks: only a living, stopped one needs this.
 //
 // Bump alone waits forever (lockForBump says why), logging a warning
-// every LockTimeout.
+// every LockTimeout, until Close.
 func (s *Store) lock(i int, wait time.Duration) (*stripe, error) {
 	st := &s.stripes[i]
 	var deadline time.Time
-	select {
-	case st.sem <- struct{}{}:
-	default:
-		// Another goroutine holds it (for a rename, or waiting for
-		// another process).
+	if wait != waitForever {
 		deadline = time.Now().Add(wait)
-		if !s.acquire(st, i, wait) {
-			if s.isClosed() {
-				return nil, ErrClosed
-			}
-			return nil, s.timedOut(i, wait)
+	}
+	if !st.mu.TryLock() {
+		// Another goroutine holds it, for a rename or waiting for
+		// another process.
+		err := s.waitFor(i, wait, deadline,
+			func() error { st.mu.Lock(); return nil },
+			func(error) { st.mu.Unlock() })
+		if err != nil {
+			return nil, err
 		}
 	}
 	if st.fd == -2 {
-		<-st.sem
+		st.mu.Unlock()
 		return nil, ErrClosed
 	}
 	if st.fd == -1 {
 		fd, err := unix.Open(filepath.Join(s.dir, "locks", lockName(i)), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			<-st.sem
+			st.mu.Unlock()
 			return nil, fmt.Errorf("filestore: open lock file: %w", err)
 		}
 		st.fd = fd
 	}
-	// flock is polled without blocking: another process's critical
-	// sections are a rename or a removal (with Sync, an fsync), so the
-	// pause starts short and grows to a millisecond, the longest a
-	// release goes unnoticed.
-	pause := 20 * time.Microsecond
-	warned := time.Time{}
-	for {
-		err := unix.Flock(st.fd, unix.LOCK_EX|unix.LOCK_NB)
+	err := flock(st.fd, unix.LOCK_EX|unix.LOCK_NB)
+	if err == unix.EWOULDBLOCK {
+		// Another process holds it.
+		fd := st.fd
+		err = s.waitFor(i, wait, deadline,
+			func() error { return flock(fd, unix.LOCK_EX) },
+			func(err error) {
+				if err == nil {
+					_ = unix.Flock(fd, unix.LOCK_UN)
+				}
+				if s.isClosed() && st.fd >= 0 { // closeLocks left it to us
+					unix.Close(st.fd)
+					st.fd = -2
+				}
+				st.mu.Unlock()
+			})
 		if err == nil {
 			return st, nil
 		}
-		if err == unix.EINTR {
-			continue
+		if _, given := err.(*LockTimeoutError); given || err == ErrClosed {
+			return nil, err // the mutex is left to the abandoned wait
 		}
-		if err != unix.EWOULDBLOCK {
-			<-st.sem
-			return nil, fmt.Errorf("filestore: flock %s: %w", lockName(i), err)
-		}
-		now := time.Now()
-		if deadline.IsZero() {
-			deadline, warned = now.Add(wait), now
-		}
-		if wait == waitForever {
-			if s.isClosed() {
-				<-st.sem
-				return nil, ErrClosed
-			}
-			if now.Sub(warned) >= s.opts.LockTimeout {
-				warned = now
-				s.warnWaiting(i)
-			}
-		} else if now.After(deadline) {
-			<-st.sem
-			return nil, s.timedOut(i, wait)
-		}
-		time.Sleep(pause)
-		pause = min(2*pause, time.Millisecond)
 	}
+	if err != nil {
+		st.mu.Unlock()
+		return nil, fmt.Errorf("filestore: flock %s: %w", lockName(i), err)
+	}
+	return st, nil
 }
 
-// acquire takes the semaphore of st, stripe i, within wait (forever:
-// waitForever, with the warnings of lock, until Close), and reports
-// whether it did.
-func (s *Store) acquire(st *stripe, i int, wait time.Duration) bool {
-	step := wait
-	if wait == waitForever {
-		step = s.opts.LockTimeout
+// waitFor runs acquire, a blocking call, in a goroutine of its own and
+// waits for it until deadline (wait waitForever: until Close, warning
+// every LockTimeout). It returns acquire's error when acquire returned
+// in time, and a *LockTimeoutError or ErrClosed when the caller gave up;
+// the goroutine then calls release with acquire's error once acquire
+// returns (when a stopped holder is continued or dies).
+//
+// The blocking calls keep their wake-ups: the kernel wakes a blocked
+// flock(2) when the holder lets go, and a sync.Mutex lets a goroutine
+// that just read a value take the lock ahead of older waiters. A poll
+// with LOCK_NB noticed a release late, and a channel handed the lock to
+// the oldest waiter, whose compare-and-swap read was the stalest: either
+// way TestKVIncrAtomic/file lost 64 compare-and-swap races in a row.
+func (s *Store) waitFor(i int, wait time.Duration, deadline time.Time, acquire func() error, release func(error)) error {
+	w := &blockedCall{done: make(chan struct{})}
+	go func() {
+		err := acquire()
+		w.mu.Lock()
+		if !w.abandoned {
+			// Closed under the lock: the caller, deciding to give up
+			// under it too, either sees done or leaves release to us.
+			w.err = err
+			close(w.done)
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		release(err)
+	}()
+	step := s.opts.LockTimeout
+	if wait != waitForever {
+		step = time.Until(deadline)
 	}
 	t := time.NewTimer(step)
 	defer t.Stop()
 	for {
+		var giveUp error
 		select {
-		case st.sem <- struct{}{}:
-			return true
+		case <-w.done:
 		case <-s.closed:
-			return false
+			giveUp = ErrClosed
 		case <-t.C:
-			if wait != waitForever {
-				return false
+			if wait == waitForever {
+				s.warnWaiting(i)
+				t.Reset(step)
+				continue
 			}
-			s.warnWaiting(i)
-			t.Reset(step)
+			giveUp = s.timedOut(i, wait)
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		select {
+		case <-w.done:
+			return w.err // returned meanwhile: taken after all
+		default:
+			w.abandoned = true
+			return giveUp
+		}
+	}
+}
+
+// blockedCall is the call of waitFor's goroutine and whether its caller
+// gave up on it.
+type blockedCall struct {
+	mu        sync.Mutex
+	abandoned bool
+	err       error
+	done      chan struct{} // closed when err is set (never, if abandoned)
+}
+
+// flock is flock(2), again while it is interrupted by a signal.
+func flock(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if err != unix.EINTR {
+			return err
 		}
 	}
 }
@@ -135,19 +177,30 @@ func (s *Store) acquire(st *stripe, i int, wait time.Duration) bool {
 // unlock releases a stripe taken by lock.
 func (st *stripe) unlock() {
 	_ = unix.Flock(st.fd, unix.LOCK_UN)
-	<-st.sem
+	st.mu.Unlock()
 }
 
 // closeLocks closes every lock file; later locks fail with ErrClosed.
-// It waits for the stripes' holders, Bumps waiting forever included.
+// A stripe still held after LockTimeout (by the goroutine of a wait given
+// up on a stopped process's lock) is left to that goroutine, which
+// closes its file when its flock returns.
 func (s *Store) closeLocks() {
 	for i := range s.stripes {
 		st := &s.stripes[i]
-		st.sem <- struct{}{}
+		if !st.mu.TryLock() {
+			deadline, held := time.Now().Add(s.opts.LockTimeout), false
+			for !held && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+				held = st.mu.TryLock()
+			}
+			if !held {
+				continue
+			}
+		}
 		if st.fd >= 0 {
 			unix.Close(st.fd)
 		}
 		st.fd = -2
-		<-st.sem
+		st.mu.Unlock()
 	}
 }
