@@ -147,8 +147,9 @@ type Options struct {
 	// for a rename or a removal, so a long wait means the holder is
 	// stopped (SIGSTOP, a debugger, a frozen container): the call then
 	// fails with a *LockTimeoutError rather than hang, and the cache falls
-	// back to the database. A sweep, and New, wait for another process's
-	// sweep for at least a minute. Default: 2s.
+	// back to the database. A sweep (or New) that cannot take the lock of
+	// sweeps within it sweeps (or checks the boot ID) without it. Each
+	// call also gives up when its context ends. Default: 2s.
 	LockTimeout time.Duration
 
 	// Logger receives the sweep's failures at Warn level. nil logs
@@ -229,25 +230,27 @@ func New(opts Options) (*Store, error) {
 		closed:   make(chan struct{}),
 	}
 	for i := range s.stripes {
-		s.stripes[i].init()
+		s.stripes[i].init(s.closed)
 	}
 	if err := os.MkdirAll(filepath.Join(s.dir, "locks"), 0o700); err != nil {
 		return nil, fmt.Errorf("filestore: cannot create %s: %w; give the process write permission on Options.Dir", filepath.Join(s.dir, "locks"), err)
 	}
-	if st, err := s.lock(sweepStripe, sweepLockWait(s.opts.LockTimeout)); err != nil {
-		s.closeLocks()
+	// A first lock checks that flock(2) works here; held by another
+	// process (a sweep), it does.
+	if st, err := s.lock(context.Background(), sweepStripe, s.opts.LockTimeout); err != nil && !isLockTimeout(err) {
+		s.abandon()
 		return nil, err
-	} else {
+	} else if err == nil {
 		st.unlock()
 	}
 	if err := s.checkBoot(); err != nil {
-		s.closeLocks()
+		s.abandon()
 		return nil, err
 	}
 	// The fan-out directories are made by the first write into each.
 	for _, sub := range []string{"e", "v"} {
 		if err := os.MkdirAll(filepath.Join(s.dir, sub), 0o700); err != nil {
-			s.closeLocks()
+			s.abandon()
 			return nil, fmt.Errorf("filestore: cannot create the store's directories in %s: %w; give the process write permission on Options.Dir", s.dir, err)
 		}
 	}
@@ -337,11 +340,15 @@ func (s *Store) checkBoot() error {
 		return nil // not Linux: documented
 	}
 	id = bytes.TrimSpace(id)
-	st, err := s.lock(sweepStripe, sweepLockWait(s.opts.LockTimeout))
-	if err != nil {
+	// Without the lock when a stopped process holds it: emptying twice
+	// only costs misses.
+	st, err := s.lock(context.Background(), sweepStripe, s.opts.LockTimeout)
+	if err != nil && !isLockTimeout(err) {
 		return err
 	}
-	defer st.unlock()
+	if err == nil {
+		defer st.unlock()
+	}
 	p := filepath.Join(s.dir, "boot-id")
 	old, err := os.ReadFile(p)
 	if err == nil && bytes.Equal(bytes.TrimSpace(old), id) {
@@ -429,8 +436,8 @@ func (s *Store) read(p string, kind byte, name string, now time.Time, touch bool
 
 // dropDead removes the file p of name if it is still dead (expired or
 // garbage), under its stripe's lock.
-func (s *Store) dropDead(p string, stripe int, kind byte, name string) {
-	st, err := s.lock(stripe, s.opts.LockTimeout)
+func (s *Store) dropDead(ctx context.Context, p string, stripe int, kind byte, name string) {
+	st, err := s.lock(ctx, stripe, s.opts.LockTimeout)
 	if err != nil {
 		return
 	}
@@ -539,7 +546,7 @@ func (s *Store) Fetch(ctx context.Context, key string, versions []string) (value
 	now := time.Now()
 	tokens = make([]uint64, len(versions))
 	for i, name := range versions {
-		if tokens[i], err = s.token(name, now); err != nil {
+		if tokens[i], err = s.token(ctx, name, now); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -552,7 +559,7 @@ func (s *Store) Fetch(ctx context.Context, key string, versions []string) (value
 	case err != nil:
 		return nil, nil, err
 	case st == dead:
-		s.dropDead(p, stripe, kindEntry, key)
+		s.dropDead(ctx, p, stripe, kindEntry, key)
 	case st == live && len(r.value) > 0:
 		// An empty value is reported as nil, as the other stores do
 		// (querycache.Swapper: it counts as nothing).
@@ -562,7 +569,7 @@ func (s *Store) Fetch(ctx context.Context, key string, versions []string) (value
 }
 
 // token reads the version name, creating it when it is missing.
-func (s *Store) token(name string, now time.Time) (uint64, error) {
+func (s *Store) token(ctx context.Context, name string, now time.Time) (uint64, error) {
 	dir, p, stripe := s.path(kindVersion, name)
 	r, st, err := s.read(p, kindVersion, name, now, true)
 	if err != nil {
@@ -571,7 +578,7 @@ func (s *Store) token(name string, now time.Time) (uint64, error) {
 	if st == live {
 		return binary.BigEndian.Uint64(r.value), nil
 	}
-	lk, err := s.lock(stripe, s.opts.LockTimeout)
+	lk, err := s.lock(ctx, stripe, s.opts.LockTimeout)
 	if err != nil {
 		return 0, err
 	}
@@ -616,21 +623,21 @@ func (s *Store) PutFor(ctx context.Context, key string, value []byte, ttl time.D
 	if err := s.wait(ctx); err != nil {
 		return err
 	}
-	if err := s.replace(kindEntry, key, data, s.opts.LockTimeout); err != nil {
+	if err := s.replace(ctx, kindEntry, key, data, s.opts.LockTimeout); err != nil {
 		return err
 	}
-	return s.extend(versions, now, ttl)
+	return s.extend(ctx, versions, now, ttl)
 }
 
 // replace writes data as the file of (kind, name): a temporary file, then
 // a rename over the old one under its stripe's lock.
-func (s *Store) replace(kind byte, name string, data []byte, wait time.Duration) error {
+func (s *Store) replace(ctx context.Context, kind byte, name string, data []byte, wait time.Duration) error {
 	dir, p, stripe := s.path(kind, name)
 	tmp, err := s.writeTemp(dir, data)
 	if err != nil {
 		return err
 	}
-	lk, err := s.lock(stripe, wait)
+	lk, err := s.lock(ctx, stripe, wait)
 	if err != nil {
 		os.Remove(tmp)
 		return err
@@ -655,7 +662,7 @@ func (s *Store) entryFile(key string, value []byte, now time.Time, ttl time.Dura
 
 // extend makes every live version of versions live until at least
 // now+ttl+VersionMargin.
-func (s *Store) extend(versions []string, now time.Time, ttl time.Duration) error {
+func (s *Store) extend(ctx context.Context, versions []string, now time.Time, ttl time.Duration) error {
 	need := deadline(now, ttl+s.opts.VersionMargin)
 	for _, name := range versions {
 		dir, p, stripe := s.path(kindVersion, name)
@@ -666,7 +673,7 @@ func (s *Store) extend(versions []string, now time.Time, ttl time.Duration) erro
 		if st != live || r.expires >= need {
 			continue
 		}
-		lk, err := s.lock(stripe, s.opts.LockTimeout)
+		lk, err := s.lock(ctx, stripe, s.opts.LockTimeout)
 		if err != nil {
 			return err
 		}
@@ -699,8 +706,8 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 	now := time.Now()
 	for _, name := range versions {
 		data := encode(record{kind: kindVersion, expires: deadline(now, s.opts.VersionTTL), name: []byte(name), value: tokenBytes(querycache.NewToken())})
-		if err := s.replace(kindVersion, name, data, lockForBump); err != nil {
-			if s.removeVersion(name) != nil {
+		if err := s.replace(ctx, kindVersion, name, data, lockForBump); err != nil {
+			if s.removeVersion(ctx, name) != nil {
 				return err
 			}
 		}
@@ -710,9 +717,9 @@ func (s *Store) Bump(ctx context.Context, versions []string) error {
 
 // removeVersion removes the file of the version name under its stripe's
 // lock; a file already gone is removed.
-func (s *Store) removeVersion(name string) error {
+func (s *Store) removeVersion(ctx context.Context, name string) error {
 	_, p, stripe := s.path(kindVersion, name)
-	lk, err := s.lock(stripe, lockForBump)
+	lk, err := s.lock(ctx, stripe, lockForBump)
 	if err != nil {
 		return err
 	}
@@ -747,7 +754,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 	if err != nil {
 		return false, err
 	}
-	lk, err := s.lock(stripe, s.opts.LockTimeout)
+	lk, err := s.lock(ctx, stripe, s.opts.LockTimeout)
 	if err != nil {
 		os.Remove(tmp)
 		return false, err
@@ -765,7 +772,14 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, value []byt
 		return false, err
 	}
 	s.wrote(int64(len(data)))
-	return true, s.extend(versions, now, ttl)
+	return true, s.extend(ctx, versions, now, ttl)
+}
+
+// abandon releases what a New that fails has taken: its lock files, now
+// or when the waits it gave up on end.
+func (s *Store) abandon() {
+	close(s.closed)
+	s.closeLocks()
 }
 
 // Close implements querycache.Store: it stops the sweeper (an unfinished

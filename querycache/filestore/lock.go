@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -13,15 +14,6 @@ const defaultLockTimeout = 2 * time.Second
 
 // waitForever is the wait of a lock that is never given up (Bump's).
 const waitForever time.Duration = -1
-
-// sweepLockWait is how long a sweep (or New, which takes the sweep's lock
-// to check the boot ID and may empty the directory under it) waits for
-// another process's sweep: a sweep lists and removes a whole directory,
-// which takes far longer than an entry's critical section, and waiting
-// for it costs no request anything.
-func sweepLockWait(lockTimeout time.Duration) time.Duration {
-	return max(lockTimeout, time.Minute)
-}
 
 // LockTimeoutError is returned by a call that waited Options.LockTimeout
 // for a stripe's lock file that another process held all along: most
@@ -36,6 +28,12 @@ type LockTimeoutError struct {
 
 func (e *LockTimeoutError) Error() string {
 	return fmt.Sprintf("filestore: lock %s held by another process for over %v: a process stopped while holding it? (continue or kill it; a process that dies releases its locks)", e.Lock, e.Waited)
+}
+
+// isLockTimeout reports whether err is a *LockTimeoutError.
+func isLockTimeout(err error) bool {
+	var lte *LockTimeoutError
+	return errors.As(err, &lte)
 }
 
 // timedOut is the error of a wait of stripe i given up after wait.

@@ -3,6 +3,7 @@
 package filestore
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -11,9 +12,9 @@ import (
 // processes, and New's first lock fails.
 type stripe struct{}
 
-func (st *stripe) init() {}
+func (st *stripe) init(<-chan struct{}) {}
 
-func (s *Store) lock(int, time.Duration) (*stripe, error) {
+func (s *Store) lock(context.Context, int, time.Duration) (*stripe, error) {
 	return nil, errors.New("filestore: this operating system has no flock(2); the file store needs a Unix system")
 }
 

@@ -310,3 +310,50 @@ func TestSweepSkipsAStripeHeldByAStoppedProcess(t *testing.T) {
 		t.Errorf("the held stripe's file was removed: %v", err)
 	}
 }
+
+// TestLockWaitEndsWithContext: a call waiting for a lock another process
+// holds gives up when its context ends, before LockTimeout.
+func TestLockWaitEndsWithContext(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _, stripe := s.path(kindEntry, "k")
+	fd, err := unix.Open(filepath.Join(dir, "locks", lockName(stripe)), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Put(ctx, "k", []byte("v"), time.Hour) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Put whose context ended while it waited for a lock: %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Put waited on after its context ended")
+	}
+	// Once the holder lets go, the stripe works again.
+	if err := unix.Flock(fd, unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.Put(context.Background(), "k", []byte("v"), time.Hour)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Put after the holder let go: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -3,9 +3,11 @@
 package filestore
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,13 +20,21 @@ import (
 type stripe struct {
 	mu sync.Mutex
 	fd int
+	// stuck is set while a wait for the lock file has lasted LockTimeout
+	// (another process holds it, most likely stopped): the stripe's other
+	// callers fail at once instead of each waiting LockTimeout behind it,
+	// and each leaving a goroutine blocked on mu until the holder goes on
+	// (TestHostile27TimedOutCallsLeakGoroutines: one per call).
+	stuck  atomic.Bool
+	closed <-chan struct{} // the store's: the last holder after Close closes fd
 }
 
-func (st *stripe) init() { st.fd = -1 }
+func (st *stripe) init(closed <-chan struct{}) { st.fd, st.closed = -1, closed }
 
 // lock takes stripe i, in this process and across processes, waiting at
 // most wait for it (forever: waitForever), and fails with a
-// *LockTimeoutError after that.
+// *LockTimeoutError after that (at once while the stripe is stuck), or
+// with ctx's error when ctx ends first.
 //
 // The wait is bounded because a process stopped (SIGSTOP, a debugger, a
 // frozen container) while it held a stripe's lock file holds it until it
@@ -36,8 +46,11 @@ func (st *stripe) init() { st.fd = -1 }
 //
 // Bump alone waits forever (lockForBump says why), logging a warning
 // every LockTimeout, until Close.
-func (s *Store) lock(i int, wait time.Duration) (*stripe, error) {
+func (s *Store) lock(ctx context.Context, i int, wait time.Duration) (*stripe, error) {
 	st := &s.stripes[i]
+	if wait != waitForever && st.stuck.Load() {
+		return nil, s.timedOut(i, wait)
+	}
 	var deadline time.Time
 	if wait != waitForever {
 		deadline = time.Now().Add(wait)
@@ -45,11 +58,11 @@ func (s *Store) lock(i int, wait time.Duration) (*stripe, error) {
 	if !st.mu.TryLock() {
 		// Another goroutine holds it, for a rename or waiting for
 		// another process.
-		err := s.waitFor(i, wait, deadline,
+		err := s.waitFor(ctx, st, i, wait, deadline, false,
 			func() error { st.mu.Lock(); return nil },
-			func(error) { st.mu.Unlock() })
+			func(error) { st.release() })
 		if err != nil {
-			return nil, err
+			return nil, err.(*givenUp).err // acquire (Lock) fails never
 		}
 	}
 	if st.fd == -2 {
@@ -59,7 +72,7 @@ func (s *Store) lock(i int, wait time.Duration) (*stripe, error) {
 	if st.fd == -1 {
 		fd, err := unix.Open(filepath.Join(s.dir, "locks", lockName(i)), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			st.mu.Unlock()
+			st.release()
 			return nil, fmt.Errorf("filestore: open lock file: %w", err)
 		}
 		st.fd = fd
@@ -68,38 +81,43 @@ func (s *Store) lock(i int, wait time.Duration) (*stripe, error) {
 	if err == unix.EWOULDBLOCK {
 		// Another process holds it.
 		fd := st.fd
-		err = s.waitFor(i, wait, deadline,
+		err = s.waitFor(ctx, st, i, wait, deadline, true,
 			func() error { return flock(fd, unix.LOCK_EX) },
 			func(err error) {
+				st.stuck.Store(false)
 				if err == nil {
 					_ = unix.Flock(fd, unix.LOCK_UN)
 				}
-				if s.isClosed() && st.fd >= 0 { // closeLocks left it to us
-					unix.Close(st.fd)
-					st.fd = -2
-				}
-				st.mu.Unlock()
+				st.release()
 			})
 		if err == nil {
 			return st, nil
 		}
-		if _, given := err.(*LockTimeoutError); given || err == ErrClosed {
-			return nil, err // the mutex is left to the abandoned wait
+		if _, given := err.(*givenUp); given {
+			return nil, err.(*givenUp).err // mu is left to the abandoned wait
 		}
 	}
 	if err != nil {
-		st.mu.Unlock()
+		st.release()
 		return nil, fmt.Errorf("filestore: flock %s: %w", lockName(i), err)
 	}
 	return st, nil
 }
 
+// givenUp wraps the error of a wait its caller gave up (the abandoned
+// call releases what it takes): lock tells it from acquire's own errors.
+type givenUp struct{ err error }
+
+func (g *givenUp) Error() string { return g.err.Error() }
+
 // waitFor runs acquire, a blocking call, in a goroutine of its own and
 // waits for it until deadline (wait waitForever: until Close, warning
-// every LockTimeout). It returns acquire's error when acquire returned
-// in time, and a *LockTimeoutError or ErrClosed when the caller gave up;
-// the goroutine then calls release with acquire's error once acquire
-// returns (when a stopped holder is continued or dies).
+// every LockTimeout) or until ctx ends. It returns acquire's error when
+// acquire returned in time, and a *givenUp (of a *LockTimeoutError,
+// ErrClosed or ctx's error) when the caller gave up; the goroutine then
+// calls release with acquire's error once acquire returns (when a
+// stopped holder is continued or dies). A wait of the lock file (file
+// set) marks the stripe stuck once it has lasted LockTimeout.
 //
 // The blocking calls keep their wake-ups: the kernel wakes a blocked
 // flock(2) when the holder lets go, and a sync.Mutex lets a goroutine
@@ -107,7 +125,7 @@ func (s *Store) lock(i int, wait time.Duration) (*stripe, error) {
 // with LOCK_NB noticed a release late, and a channel handed the lock to
 // the oldest waiter, whose compare-and-swap read was the stalest: either
 // way TestKVIncrAtomic/file lost 64 compare-and-swap races in a row.
-func (s *Store) waitFor(i int, wait time.Duration, deadline time.Time, acquire func() error, release func(error)) error {
+func (s *Store) waitFor(ctx context.Context, st *stripe, i int, wait time.Duration, deadline time.Time, file bool, acquire func() error, release func(error)) error {
 	w := &blockedCall{done: make(chan struct{})}
 	go func() {
 		err := acquire()
@@ -125,7 +143,7 @@ func (s *Store) waitFor(i int, wait time.Duration, deadline time.Time, acquire f
 	}()
 	step := s.opts.LockTimeout
 	if wait != waitForever {
-		step = time.Until(deadline)
+		step = min(time.Until(deadline), step)
 	}
 	t := time.NewTimer(step)
 	defer t.Stop()
@@ -135,10 +153,19 @@ func (s *Store) waitFor(i int, wait time.Duration, deadline time.Time, acquire f
 		case <-w.done:
 		case <-s.closed:
 			giveUp = ErrClosed
+		case <-ctx.Done():
+			giveUp = ctx.Err()
 		case <-t.C:
+			if file {
+				st.stuck.Store(true)
+			}
 			if wait == waitForever {
 				s.warnWaiting(i)
 				t.Reset(step)
+				continue
+			}
+			if left := time.Until(deadline); left > 0 {
+				t.Reset(left)
 				continue
 			}
 			giveUp = s.timedOut(i, wait)
@@ -147,10 +174,13 @@ func (s *Store) waitFor(i int, wait time.Duration, deadline time.Time, acquire f
 		defer w.mu.Unlock()
 		select {
 		case <-w.done:
+			if file {
+				st.stuck.Store(false)
+			}
 			return w.err // returned meanwhile: taken after all
 		default:
 			w.abandoned = true
-			return giveUp
+			return &givenUp{giveUp}
 		}
 	}
 }
@@ -177,30 +207,40 @@ func flock(fd, how int) error {
 // unlock releases a stripe taken by lock.
 func (st *stripe) unlock() {
 	_ = unix.Flock(st.fd, unix.LOCK_UN)
-	st.mu.Unlock()
+	st.release()
 }
 
-// closeLocks closes every lock file; later locks fail with ErrClosed.
-// A stripe still held after LockTimeout (by the goroutine of a wait given
-// up on a stopped process's lock) is left to that goroutine, which
-// closes its file when its flock returns.
-func (s *Store) closeLocks() {
-	for i := range s.stripes {
-		st := &s.stripes[i]
-		if !st.mu.TryLock() {
-			deadline, held := time.Now().Add(s.opts.LockTimeout), false
-			for !held && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-				held = st.mu.TryLock()
-			}
-			if !held {
-				continue
-			}
-		}
+// release unlocks mu, first closing the lock file if the store is closed
+// (closeLocks leaves the file of a stripe it could not take to its
+// holder).
+func (st *stripe) release() {
+	select {
+	case <-st.closed:
 		if st.fd >= 0 {
 			unix.Close(st.fd)
 		}
 		st.fd = -2
-		st.mu.Unlock()
+	default:
+	}
+	st.mu.Unlock()
+}
+
+// closeLocks closes every lock file; later locks fail with ErrClosed.
+// It waits at most LockTimeout in all for the stripes' holders; the file
+// of a stripe still held then (by a wait given up on a stopped process's
+// lock, or a long sweep) is closed by its holder when it lets go
+// (release). s.closed must be closed first.
+func (s *Store) closeLocks() {
+	deadline := time.Now().Add(s.opts.LockTimeout)
+	for i := range s.stripes {
+		st := &s.stripes[i]
+		held := st.mu.TryLock()
+		for !held && !st.stuck.Load() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+			held = st.mu.TryLock()
+		}
+		if held {
+			st.release() // closes the file
+		}
 	}
 }

@@ -107,8 +107,9 @@ func (s *Store) sweepLoop() {
 // Sweep removes expired, garbage and abandoned temporary files, then, if
 // the directory holds more than 3/4 of MaxBytes, the least recently used
 // entries (and versions, if entries were not enough) until it holds 3/4
-// of MaxBytes (Options.MaxBytes says why). One process sweeps at a time (a lock file): a Sweep waits for
-// another process's. The background sweeper calls it; call it yourself
+// of MaxBytes (Options.MaxBytes says why). One process sweeps at a time
+// (a lock file): a Sweep waits for another process's, up to LockTimeout,
+// then sweeps anyway. The background sweeper calls it; call it yourself
 // with SweepInterval -1 if you want sweeps at times of your choosing.
 //
 // Every removal takes the file's stripe lock and checks that the file is
@@ -136,11 +137,20 @@ func (s *Store) Sweep(ctx context.Context) (SweepStats, error) {
 
 func (s *Store) sweep(ctx context.Context) (SweepStats, error) {
 	var out SweepStats
-	lk, err := s.lock(sweepStripe, sweepLockWait(s.opts.LockTimeout))
-	if err != nil {
+	// One process sweeps at a time. When another has held the lock of
+	// sweeps for LockTimeout it is likely stopped (or sweeping a huge
+	// directory): this sweep runs anyway, since every removal takes its
+	// file's stripe lock and looks again, and two sweeps at once only
+	// evict more. Waiting on (a minute, as it did) held this process's
+	// writers, which wait for the next sweep once they have written
+	// MaxBytes/16 (TestHostile27FillHangsBehindStoppedSweeper).
+	lk, err := s.lock(ctx, sweepStripe, s.opts.LockTimeout)
+	if err != nil && !isLockTimeout(err) {
 		return out, err
 	}
-	defer lk.unlock()
+	if err == nil {
+		defer lk.unlock()
+	}
 	now := time.Now()
 	files, temps, err := s.walk(ctx, now)
 	if err != nil {
@@ -184,8 +194,7 @@ func (s *Store) sweep(ctx context.Context) (SweepStats, error) {
 	s.stats.expired.Add(uint64(out.Expired))
 	s.stats.garbage.Add(uint64(out.Garbage))
 	s.stats.temps.Add(uint64(out.Temps))
-	var lte *LockTimeoutError
-	if err != nil && !errors.As(err, &lte) {
+	if err != nil && !isLockTimeout(err) {
 		out.BytesAfter = total
 		return out, err
 	}
@@ -360,9 +369,8 @@ func (s *Store) removeAll(ctx context.Context, files []sweepFile, unused bool) (
 		for j < len(files) && files[j].stripe == files[i].stripe {
 			j++
 		}
-		lk, err := s.lock(files[i].stripe, s.opts.LockTimeout)
-		var lte *LockTimeoutError
-		if errors.As(err, &lte) {
+		lk, err := s.lock(ctx, files[i].stripe, s.opts.LockTimeout)
+		if isLockTimeout(err) {
 			// A stopped process holds this stripe: its files wait for a
 			// later sweep, the others are removed now (a sweep that
 			// stopped here let the directory grow past MaxBytes for as
