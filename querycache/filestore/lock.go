@@ -27,6 +27,9 @@ type LockTimeoutError struct {
 }
 
 func (e *LockTimeoutError) Error() string {
+	if e.Waited <= 0 {
+		return fmt.Sprintf("filestore: lock %s is busy, held by another process for long: a process stopped while holding it? (continue or kill it; a process that dies releases its locks)", e.Lock)
+	}
 	return fmt.Sprintf("filestore: lock %s held by another process for over %v: a process stopped while holding it? (continue or kill it; a process that dies releases its locks)", e.Lock, e.Waited)
 }
 

@@ -55,7 +55,11 @@ func (s *Store) lock(ctx context.Context, i int, wait time.Duration) (*stripe, e
 	if wait != waitForever {
 		deadline = time.Now().Add(wait)
 	}
+	try := wait != waitForever && wait <= 0 // a sweep out of time: no wait at all
 	if !st.mu.TryLock() {
+		if try {
+			return nil, s.timedOut(i, wait)
+		}
 		// Another goroutine holds it, for a rename or waiting for
 		// another process.
 		err := s.waitFor(ctx, st, i, wait, deadline, false,
@@ -78,13 +82,16 @@ func (s *Store) lock(ctx context.Context, i int, wait time.Duration) (*stripe, e
 		st.fd = fd
 	}
 	err := flock(st.fd, unix.LOCK_EX|unix.LOCK_NB)
+	if err == unix.EWOULDBLOCK && try {
+		st.release()
+		return nil, s.timedOut(i, wait)
+	}
 	if err == unix.EWOULDBLOCK {
 		// Another process holds it.
 		fd := st.fd
 		err = s.waitFor(ctx, st, i, wait, deadline, true,
 			func() error { return flock(fd, unix.LOCK_EX) },
 			func(err error) {
-				st.stuck.Store(false)
 				if err == nil {
 					_ = unix.Flock(fd, unix.LOCK_UN)
 				}
@@ -127,9 +134,32 @@ func (g *givenUp) Error() string { return g.err.Error() }
 // way TestKVIncrAtomic/file lost 64 compare-and-swap races in a row.
 func (s *Store) waitFor(ctx context.Context, st *stripe, i int, wait time.Duration, deadline time.Time, file bool, acquire func() error, release func(error)) error {
 	w := &blockedCall{done: make(chan struct{})}
+	if file {
+		// Stuck once the lock file has been waited for LockTimeout,
+		// whether or not the caller still waits (one that gave up on its
+		// context first left the wait, and mu, to the goroutine: the
+		// stripe's later callers, waiting on mu, never got to mark it,
+		// and each waited LockTimeout: TestHostile28ShortContextDefeatsStuck).
+		// Counted from this wait's start, not the caller's: a wait on mu
+		// before it is no sign of a stopped process
+		// (TestHostile28StuckAfterAShortFileWait).
+		mark := time.AfterFunc(s.opts.LockTimeout, func() {
+			w.mu.Lock()
+			if !w.returned {
+				st.stuck.Store(true)
+			}
+			w.mu.Unlock()
+		})
+		w.mark = mark // stopped by the goroutine below
+	}
 	go func() {
 		err := acquire()
 		w.mu.Lock()
+		w.returned = true
+		if w.mark != nil {
+			w.mark.Stop()
+			st.stuck.Store(false)
+		}
 		if !w.abandoned {
 			// Closed under the lock: the caller, deciding to give up
 			// under it too, either sees done or leaves release to us.
@@ -156,9 +186,6 @@ func (s *Store) waitFor(ctx context.Context, st *stripe, i int, wait time.Durati
 		case <-ctx.Done():
 			giveUp = ctx.Err()
 		case <-t.C:
-			if file {
-				st.stuck.Store(true)
-			}
 			if wait == waitForever {
 				s.warnWaiting(i)
 				t.Reset(step)
@@ -174,9 +201,6 @@ func (s *Store) waitFor(ctx context.Context, st *stripe, i int, wait time.Durati
 		defer w.mu.Unlock()
 		select {
 		case <-w.done:
-			if file {
-				st.stuck.Store(false)
-			}
 			return w.err // returned meanwhile: taken after all
 		default:
 			w.abandoned = true
@@ -189,6 +213,8 @@ func (s *Store) waitFor(ctx context.Context, st *stripe, i int, wait time.Durati
 // gave up on it.
 type blockedCall struct {
 	mu        sync.Mutex
+	returned  bool        // acquire returned
+	mark      *time.Timer // marks the stripe stuck (a wait of the lock file)
 	abandoned bool
 	err       error
 	done      chan struct{} // closed when err is set (never, if abandoned)
