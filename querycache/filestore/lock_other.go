@@ -5,12 +5,15 @@ package filestore
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
 // stripe: see lock_unix.go. Without flock(2) the store cannot lock across
 // processes, and New's first lock fails.
-type stripe struct{}
+type stripe struct {
+	stuck atomic.Bool // never set: read by the sweep
+}
 
 func (st *stripe) init(<-chan struct{}) {}
 
