@@ -41,7 +41,7 @@ func isLockTimeout(err error) bool {
 
 // timedOut is the error of a wait of stripe i given up after wait.
 func (s *Store) timedOut(i int, wait time.Duration) error {
-	return &LockTimeoutError{Lock: filepath.Join(s.dir, "locks", lockName(i)), Waited: wait}
+	return &LockTimeoutError{Lock: s.lockPath(i), Waited: wait}
 }
 
 // warnWaiting logs that a Bump has waited another LockTimeout for stripe
@@ -49,7 +49,7 @@ func (s *Store) timedOut(i int, wait time.Duration) error {
 func (s *Store) warnWaiting(i int) {
 	if s.opts.Logger != nil {
 		s.opts.Logger.Warn("querycache filestore: an invalidation waits for a lock another process has held for long: a process stopped while holding it? The write does not return until it is released (continue or kill that process)",
-			"lock", filepath.Join(s.dir, "locks", lockName(i)), "each", s.opts.LockTimeout)
+			"lock", s.lockPath(i), "each", s.opts.LockTimeout)
 	}
 }
 
@@ -61,6 +61,9 @@ func (s *Store) warnWaiting(i int) {
 // write waits instead, with a warning every LockTimeout; Close ends the
 // wait with ErrClosed.
 const lockForBump = waitForever
+
+// lockPath is the lock file of stripe i.
+func (s *Store) lockPath(i int) string { return filepath.Join(s.dir, "locks", lockName(i)) }
 
 // lockName is the file of stripe i in Dir/locks.
 func lockName(i int) string {

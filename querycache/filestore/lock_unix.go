@@ -5,7 +5,6 @@ package filestore
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +54,7 @@ func (s *Store) lock(ctx context.Context, i int, wait time.Duration) (*stripe, e
 	if wait != waitForever {
 		deadline = time.Now().Add(wait)
 	}
-	try := wait != waitForever && wait <= 0 // a sweep out of time: no wait at all
+	try := wait != waitForever && wait <= 0 // no wait at all: a sweep only tries
 	if !st.mu.TryLock() {
 		if try {
 			return nil, s.timedOut(i, wait)
@@ -74,7 +73,7 @@ func (s *Store) lock(ctx context.Context, i int, wait time.Duration) (*stripe, e
 		return nil, ErrClosed
 	}
 	if st.fd == -1 {
-		fd, err := unix.Open(filepath.Join(s.dir, "locks", lockName(i)), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		fd, err := unix.Open(s.lockPath(i), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			st.release()
 			return nil, fmt.Errorf("filestore: open lock file: %w", err)
@@ -100,8 +99,8 @@ func (s *Store) lock(ctx context.Context, i int, wait time.Duration) (*stripe, e
 		if err == nil {
 			return st, nil
 		}
-		if _, given := err.(*givenUp); given {
-			return nil, err.(*givenUp).err // mu is left to the abandoned wait
+		if g, given := err.(*givenUp); given {
+			return nil, g.err // mu is left to the abandoned wait
 		}
 	}
 	if err != nil {
