@@ -16,8 +16,9 @@ var ErrStoreUnavailable = errors.New("querycache: store unavailable (circuit bre
 
 // breaker keeps a dead store from adding a timeout to every query. After
 // threshold consecutive failures it opens: calls fail at once with
-// ErrStoreUnavailable, and a single prober (started by the caller of
-// trip) tries the store every cooldown until it answers, then closes it.
+// ErrStoreUnavailable, and a single prober (guarded.startProbe, started
+// by the failure that opened it) tries the store until it answers, then
+// closes it.
 type breaker struct {
 	threshold int32
 	open      atomic.Bool
@@ -27,7 +28,7 @@ type breaker struct {
 	openedAt time.Time
 	opened   atomic.Int64 // times it opened, for statistics and tests
 
-	probing atomic.Bool // a prober is running (startProber)
+	probing atomic.Bool // a prober is running (guarded.startProbe)
 
 	// probeSem lets one probe run at a time, the prober's or an
 	// invalidation's (heal): a probe replaces the epoch and runs the
@@ -170,58 +171,4 @@ func (b *breaker) close() time.Duration {
 	b.mu.Unlock()
 	b.open.Store(false)
 	return d
-}
-
-// startProber runs probe every interval on a goroutine of its own until it
-// returns true or closed is closed; at most one runs at a time.
-// The goroutine is added to wg under lifeMu, never after Close has begun
-// waiting: a call failing while Close runs would otherwise Add to a
-// WaitGroup being waited on at zero (a misuse the race detector reports,
-// and the runtime may panic on). Close must close closed under lifeMu.
-//
-// A successful probe closes the breaker and then runs the recovery
-// functions, still as the prober. The breaker can open again in between
-// (a call on a connection the outage broke fails threshold times): the
-// failure that reopens it calls startProber, which finds a prober running
-// and returns. So the prober, once it has stepped down, looks at the
-// breaker again and carries on if it is open; without that look the
-// breaker stayed open with nobody probing, and the cache was bypassed
-// until the process restarted.
-func startProber(b *breaker, lifeMu *sync.Mutex, wg *sync.WaitGroup, closed <-chan struct{}, interval time.Duration, probe func() bool) {
-	if !b.probing.CompareAndSwap(false, true) {
-		return
-	}
-	lifeMu.Lock()
-	select {
-	case <-closed:
-		lifeMu.Unlock()
-		b.probing.Store(false)
-		return
-	default:
-	}
-	wg.Add(1)
-	lifeMu.Unlock()
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-closed:
-				b.probing.Store(false)
-				return
-			case <-t.C:
-			}
-			if !b.probeTurn(probe) {
-				continue
-			}
-			// Step down, then look: a failure that opened the breaker
-			// before the Store saw probing true and left it to us; one
-			// after it starts a prober of its own (and our CAS fails).
-			b.probing.Store(false)
-			if !b.open.Load() || !b.probing.CompareAndSwap(false, true) {
-				return
-			}
-		}
-	}()
 }

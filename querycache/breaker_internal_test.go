@@ -1,7 +1,6 @@
 package querycache
 
 import (
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,37 +11,30 @@ import (
 // after the heal): the probe succeeds and closes the breaker; while it runs
 // the recovery functions, calls on connections the outage broke fail
 // threshold times and open the breaker again; the failure that opens it
-// calls startProber, which finds the prober still running and returns; the
+// calls startProbe, which finds the prober still running and returns; the
 // prober then stops. Nobody probes, and the store is bypassed for good.
 func TestProberCarriesOnWhenBreakerReopensDuringRecovery(t *testing.T) {
-	b := &breaker{threshold: 3}
-	var lifeMu sync.Mutex
-	var wg sync.WaitGroup
-	closed := make(chan struct{})
-	defer func() {
-		lifeMu.Lock()
-		close(closed)
-		lifeMu.Unlock()
-		wg.Wait()
-	}()
+	g := newGuarded()
+	b := &g.brk
+	defer g.close()
 
 	var probes atomic.Int32
-	var probe func() bool
-	probe = func() bool {
+	probe := func() bool {
 		b.close()
 		if probes.Add(1) == 1 {
 			// Recovery, first time: the breaker opens again under it.
 			for i := 0; i < 3; i++ {
 				if b.failure() {
-					startProber(b, &lifeMu, &wg, closed, time.Millisecond, probe)
+					g.startProbe()
 				}
 			}
 		}
 		return true
 	}
+	g.setup("test store", nil, 3, time.Millisecond, probe, nil)
 	for i := 0; i < 3; i++ {
 		if b.failure() {
-			startProber(b, &lifeMu, &wg, closed, time.Millisecond, probe)
+			g.startProbe()
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -109,13 +109,7 @@ type PostgresStore struct {
 	err  error
 	sql  pgStatements
 
-	brk        breaker
-	recoverFns []func()
-	recoverMu  sync.Mutex
-	closed     chan struct{}
-	closeOnce  sync.Once
-	lifeMu     sync.Mutex // orders the prober's wg.Add before Close's Wait
-	wg         sync.WaitGroup
+	guarded // the breaker, its prober, the recovery functions, Close
 
 	nsMu  sync.Mutex
 	nss   []keys.Namespace
@@ -144,7 +138,7 @@ type PostgresStore struct {
 // Unless SweepInterval is -1, a sweeper deletes expired rows in the
 // background until Close.
 func NewPostgresStore(pool *pgxpool.Pool, opts PostgresOptions) *PostgresStore {
-	s := &PostgresStore{pool: pool, closed: make(chan struct{})}
+	s := &PostgresStore{pool: pool, guarded: newGuarded()}
 	if pool == nil {
 		s.err = errors.New("querycache: NewPostgresStore got a nil *pgxpool.Pool; pass pgxpool.New(ctx, \"postgres://...\")")
 		return s
@@ -154,11 +148,10 @@ func NewPostgresStore(pool *pgxpool.Pool, opts PostgresOptions) *PostgresStore {
 		return s
 	}
 	s.opts = opts
-	s.brk.threshold = int32(opts.BreakerFailures)
+	s.setup("PostgreSQL store", opts.Logger, opts.BreakerFailures, opts.BreakerProbe, s.probe, nil)
 	s.sql = pgStatementsFor(opts.Schema)
 	if opts.SweepInterval > 0 {
-		s.wg.Add(1)
-		go s.sweepLoop()
+		s.goLive(s.sweepLoop)
 	}
 	return s
 }
@@ -457,50 +450,14 @@ func (s *PostgresStore) bindMaxEntry(n int) {
 
 // OnRecover registers fn to run (on the prober's goroutine) each time the
 // breaker closes again.
-func (s *PostgresStore) OnRecover(fn func()) {
-	s.recoverMu.Lock()
-	s.recoverFns = append(s.recoverFns, fn)
-	s.recoverMu.Unlock()
-}
+func (s *PostgresStore) OnRecover(fn func()) { s.onRecover(fn) }
 
 // call runs fn with the store's timeout and feeds the breaker.
 func (s *PostgresStore) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
 	if s.err != nil {
 		return s.err
 	}
-	if !s.brk.allow() {
-		return ErrStoreUnavailable
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	err := fn(ctx)
-	if err == nil {
-		s.brk.success()
-		return nil
-	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-		// The caller gave up; that says nothing about PostgreSQL.
-		return err
-	}
-	if s.brk.failure() {
-		s.logWarn("querycache: PostgreSQL store failing; bypassing the cache until it answers", "err", err)
-		s.startProbe()
-	}
-	return err
-}
-
-func (s *PostgresStore) logWarn(msg string, args ...any) {
-	if s.opts.Logger != nil {
-		s.opts.Logger.Warn(msg, args...)
-	}
-}
-
-// startProbe starts the prober if it is not running.
-func (s *PostgresStore) startProbe() {
-	startProber(&s.brk, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
+	return s.guarded.call(ctx, timeout, fn)
 }
 
 // probe replaces the epoch of every bound namespace (a write, so a store
@@ -521,14 +478,7 @@ func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
 	if err := s.bumpNotify(ctx, names, nil, nil); err != nil {
 		return false
 	}
-	d := s.brk.close()
-	s.recoverMu.Lock()
-	fns := append([]func(){}, s.recoverFns...)
-	s.recoverMu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-	s.logWarn("querycache: PostgreSQL store answers again; cache back in use", "bypassed_for", d)
+	s.recovered()
 	return true
 }
 
@@ -850,7 +800,6 @@ func (s *PostgresStore) Sweep(ctx context.Context) (int64, error) {
 // logged (the first, then at powers of two) and counted, and do not feed
 // the breaker: a sweeper that cannot delete costs disk, not correctness.
 func (s *PostgresStore) sweepLoop() {
-	defer s.wg.Done()
 	t := time.NewTicker(s.opts.SweepInterval)
 	defer t.Stop()
 	var fails int64
@@ -882,12 +831,7 @@ func (s *PostgresStore) sweepLoop() {
 // Close implements Store. It stops the sweeper and the prober; the pool
 // stays open (it belongs to the caller).
 func (s *PostgresStore) Close() error {
-	s.closeOnce.Do(func() {
-		s.lifeMu.Lock()
-		close(s.closed)
-		s.lifeMu.Unlock()
-		s.wg.Wait()
-	})
+	s.close()
 	return nil
 }
 

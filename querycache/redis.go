@@ -96,13 +96,7 @@ type RedisStore struct {
 	opts    RedisOptions
 	err     error
 
-	brk        breaker
-	recoverFns []func()
-	recoverMu  sync.Mutex
-	closed     chan struct{}
-	closeOnce  sync.Once
-	lifeMu     sync.Mutex // orders the prober's wg.Add before Close's Wait
-	wg         sync.WaitGroup
+	guarded // the breaker, its prober, the recovery functions, Close
 
 	ident identity
 
@@ -128,13 +122,13 @@ type RedisStore struct {
 // ContextTimeoutEnabled so that Timeout applies. Pass a client that has
 // not started serving other goroutines yet.
 func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
-	s := &RedisStore{client: client, closed: make(chan struct{})}
+	s := &RedisStore{client: client, guarded: newGuarded()}
 	if err := opts.fill(); err != nil {
 		s.err = err
 		return s
 	}
 	s.opts = opts
-	s.brk.threshold = int32(opts.BreakerFailures)
+	s.setup("Redis", opts.Logger, opts.BreakerFailures, opts.BreakerProbe, s.probe, isRedisNil)
 	switch c := client.(type) {
 	case nil:
 		s.err = errors.New("querycache: NewRedisStore got a nil client; pass redis.NewClient(&redis.Options{Addr: \"127.0.0.1:6379\"}), redis.NewFailoverClient(...) or redis.NewClusterClient(...)")
@@ -237,50 +231,14 @@ func (s *RedisStore) BreakerOpenings() int64 { return s.brk.opened.Load() }
 // OnRecover registers fn to run (on the prober's goroutine) each time the
 // breaker closes again: the cache uses it to deliver, first thing, the
 // invalidations it could not deliver while Redis was away.
-func (s *RedisStore) OnRecover(fn func()) {
-	s.recoverMu.Lock()
-	s.recoverFns = append(s.recoverFns, fn)
-	s.recoverMu.Unlock()
-}
+func (s *RedisStore) OnRecover(fn func()) { s.onRecover(fn) }
 
 // call runs fn with the store's timeout and feeds the breaker.
 func (s *RedisStore) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
 	if s.err != nil {
 		return s.err
 	}
-	if !s.brk.allow() {
-		return ErrStoreUnavailable
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	err := fn(ctx)
-	if err == nil || errors.Is(err, redis.Nil) {
-		s.brk.success()
-		return nil
-	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-		// The caller gave up; that says nothing about Redis.
-		return err
-	}
-	if s.brk.failure() {
-		s.logWarn("querycache: Redis failing; bypassing the cache until it answers", "err", err)
-		s.startProbe()
-	}
-	return err
-}
-
-func (s *RedisStore) logWarn(msg string, args ...any) {
-	if s.opts.Logger != nil {
-		s.opts.Logger.Warn(msg, args...)
-	}
-}
-
-// startProbe starts the prober if it is not running.
-func (s *RedisStore) startProbe() {
-	startProber(&s.brk, &s.lifeMu, &s.wg, s.closed, s.opts.BreakerProbe, s.probe)
+	return s.guarded.call(ctx, timeout, fn)
 }
 
 // probe checks that Redis answers a write (a replica answers PING but
@@ -306,14 +264,7 @@ func (s *RedisStore) probeWithin(timeout time.Duration) bool {
 	}
 	// Close, then deliver what was kept: the cache's own lookups of
 	// anything pending keep bypassing until it is delivered.
-	d := s.brk.close()
-	s.recoverMu.Lock()
-	fns := append([]func(){}, s.recoverFns...)
-	s.recoverMu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-	s.logWarn("querycache: Redis answers again; cache back in use", "bypassed_for", d)
+	s.recovered()
 	return true
 }
 
@@ -557,14 +508,12 @@ func (s *RedisStore) bump(ctx context.Context, versions []string, channel string
 // Close implements Store. It stops the prober; the client stays open (it
 // belongs to the caller).
 func (s *RedisStore) Close() error {
-	s.closeOnce.Do(func() {
-		s.lifeMu.Lock()
-		close(s.closed)
-		s.lifeMu.Unlock()
-		s.wg.Wait()
-	})
+	s.close()
 	return nil
 }
+
+// isRedisNil reports redis.Nil: an answer (no such key), not a failure.
+func isRedisNil(err error) bool { return errors.Is(err, redis.Nil) }
 
 // isWrongType reports Redis's WRONGTYPE error: a key of ours holds a list,
 // hash or set written by someone else.

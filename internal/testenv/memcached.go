@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -55,13 +54,8 @@ func Memcached(t testing.TB) string {
 // MemcachedServer is a private memcached process bound to 127.0.0.1, owned
 // by one test. It is killed by pid when the test ends.
 type MemcachedServer struct {
-	t     testing.TB
-	bin   string
-	dir   string
-	port  int
+	server
 	extra []string
-
-	proc // the running server, if any
 }
 
 // StartMemcached starts a private memcached on a free loopback port (TCP
@@ -71,27 +65,14 @@ type MemcachedServer struct {
 // skipped (or fails under QUERYCACHE_REQUIRE_SERVICES=1) via Unavailable.
 func StartMemcached(t testing.TB, extraArgs ...string) *MemcachedServer {
 	t.Helper()
-	bin, err := exec.LookPath("memcached")
-	if err != nil {
-		Unavailable(t, "memcached binary", err)
+	s := &MemcachedServer{extra: extraArgs}
+	s.kind = serverKind{
+		name: "memcached", argv: s.argv, out: "memcached.log", log: "memcached.log",
+		inUse: "in use", tail: s.logTail, ready: waitMemcached,
 	}
-	s := &MemcachedServer{t: t, bin: bin, dir: t.TempDir(), extra: extraArgs}
-	t.Cleanup(s.Kill)
-	for attempt := 1; ; attempt++ {
-		port, err := freePort(false)
-		if err != nil {
-			t.Fatalf("finding a free loopback port: %v", err)
-		}
-		s.port = port
-		err = s.start()
-		if err == nil {
-			return s
-		}
-		if errors.Is(err, errAddrInUse) && attempt < portAttempts {
-			continue
-		}
-		t.Fatalf("starting memcached on %s: %v\n%s", s.Addr(), err, s.logTail())
-	}
+	s.init(t)
+	s.launch(false)
+	return s
 }
 
 func (s *MemcachedServer) argv() []string {
@@ -106,45 +87,6 @@ func (s *MemcachedServer) argv() []string {
 		a = append(a, "-u", "root") // memcached refuses to run as root without it
 	}
 	return append(a, s.extra...)
-}
-
-func (s *MemcachedServer) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return errors.New("already running")
-	}
-	logPath := filepath.Join(s.dir, "memcached.log")
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	var logStart int64
-	if fi, err := out.Stat(); err == nil {
-		logStart = fi.Size()
-	}
-	cmd := exec.Command(s.bin, s.argv()...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
-	if err := waitMemcached(s.Addr(), cmd.Process.Pid, done); err != nil {
-		s.killLocked()
-		if logSince(logPath, logStart, "in use") {
-			return fmt.Errorf("%w: %v", errAddrInUse, err)
-		}
-		return err
-	}
-	return nil
 }
 
 // waitMemcached polls until the server at addr reports pid in its stats
@@ -224,22 +166,6 @@ func memcachedStat(addr, field string) (string, error) {
 		return "", fmt.Errorf("no STAT %s from %s", field, addr)
 	}
 	return val, nil
-}
-
-// Addr returns "127.0.0.1:port".
-func (s *MemcachedServer) Addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-}
-
-// Restart kills the server if it runs and starts it again, empty, on the
-// same port: everything it held is gone, as after a crash or an eviction
-// of everything.
-func (s *MemcachedServer) Restart() {
-	s.t.Helper()
-	s.Kill()
-	if err := s.start(); err != nil {
-		s.t.Fatalf("restarting memcached on %s: %v\n%s", s.Addr(), err, s.logTail())
-	}
 }
 
 func (s *MemcachedServer) logTail() string {

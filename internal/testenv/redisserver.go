@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,14 +35,9 @@ var errAddrInUse = errors.New("address already in use")
 // Kill, Stop and Pid may be called from any goroutine; StartRedis, Restart
 // and Client call t.Fatal on failure and so belong to the test goroutine.
 type RedisServer struct {
-	t       testing.TB
-	bin     string
-	dir     string
-	port    int
+	server
 	cluster bool     // adds --cluster-enabled and a nodes.conf in dir
 	extra   []string // caller's arguments, appended after the defaults
-
-	proc // the running server, if any
 }
 
 // StartRedis starts a private redis-server on a free loopback port with
@@ -75,29 +69,14 @@ func StartRedisReplica(t testing.TB, master *RedisServer, extraArgs ...string) *
 
 func startRedis(t testing.TB, cluster bool, extra []string) *RedisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		Unavailable(t, "redis-server binary", err)
+	s := &RedisServer{cluster: cluster, extra: extra}
+	s.kind = serverKind{
+		name: "redis-server", argv: s.argv, out: "redis.stderr", log: "redis.log",
+		inUse: "Address already in use", tail: s.logTail, ready: waitReady,
 	}
-	// TempDir before the kill cleanup: cleanups run last-in first-out, so
-	// the process is dead before its directory is removed.
-	s := &RedisServer{t: t, bin: bin, dir: t.TempDir(), cluster: cluster, extra: extra}
-	t.Cleanup(s.Kill)
-	for attempt := 1; ; attempt++ {
-		port, err := freePort(cluster)
-		if err != nil {
-			t.Fatalf("finding a free loopback port: %v", err)
-		}
-		s.port = port
-		err = s.start()
-		if err == nil {
-			return s
-		}
-		if errors.Is(err, errAddrInUse) && attempt < portAttempts {
-			continue
-		}
-		t.Fatalf("starting redis-server on %s: %v\n%s", s.Addr(), err, s.logTail())
-	}
+	s.init(t)
+	s.launch(cluster)
+	return s
 }
 
 // freePort returns a loopback port that was free a moment ago. With bus set
@@ -150,65 +129,6 @@ func (s *RedisServer) argv() []string {
 			"--cluster-node-timeout", "2000")
 	}
 	return append(a, s.extra...)
-}
-
-// start runs the process on s.port and waits until it is ready. On failure
-// the process is killed and reaped before start returns.
-func (s *RedisServer) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return errors.New("already running")
-	}
-	// Output before the logfile is open (bad options, for instance) goes to
-	// stderr; keep it where logTail finds it.
-	out, err := os.OpenFile(filepath.Join(s.dir, "redis.stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close() // the child has its own copy of the descriptor
-	logPath := filepath.Join(s.dir, "redis.log")
-	var logStart int64 // this run's part of the log, which earlier runs share
-	if fi, err := os.Stat(logPath); err == nil {
-		logStart = fi.Size()
-	}
-	cmd := exec.Command(s.bin, s.argv()...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Own process group, so Kill also reaches children redis forks
-		// (AOF rewrite, replication sync) and none outlives the test.
-		Setpgid: true,
-		// If the test binary dies (timeout panic, ^C) the server goes too.
-		Pdeathsig: syscall.SIGKILL,
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
-
-	if err := waitReady(s.Addr(), cmd.Process.Pid, done); err != nil {
-		s.killLocked()
-		if logSince(logPath, logStart, "Address already in use") {
-			return fmt.Errorf("%w: %v", errAddrInUse, err)
-		}
-		return err
-	}
-	return nil
-}
-
-// logSince reports whether the log at path contains needle after offset.
-func logSince(path string, offset int64, needle string) bool {
-	data, err := os.ReadFile(path)
-	if err != nil || int64(len(data)) < offset {
-		return false
-	}
-	return strings.Contains(string(data[offset:]), needle)
 }
 
 // waitReady polls until the server answers PING, INFO server shows our
@@ -349,11 +269,6 @@ func (s *RedisServer) exited() <-chan struct{} {
 	return s.done
 }
 
-// Addr returns "127.0.0.1:port".
-func (s *RedisServer) Addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-}
-
 // URL returns "redis://127.0.0.1:port/db".
 func (s *RedisServer) URL(db int) string {
 	return fmt.Sprintf("redis://%s/%d", s.Addr(), db)
@@ -377,18 +292,6 @@ func (s *RedisServer) Stop() {
 		s.cmd, s.done = nil, nil
 	case <-time.After(readyTimeout):
 		s.killLocked()
-	}
-}
-
-// Restart kills the server if it runs, then starts it again on the same
-// port, with the same dir and arguments (so with --appendonly yes the data
-// comes back), and waits until it answers PING and has finished loading.
-// Clients made with Client reconnect by themselves.
-func (s *RedisServer) Restart() {
-	s.t.Helper()
-	s.Kill()
-	if err := s.start(); err != nil {
-		s.t.Fatalf("restarting redis-server on %s: %v\n%s", s.Addr(), err, s.logTail())
 	}
 }
 

@@ -250,18 +250,12 @@ func defaultDatabaseID(d gorm.Dialector) string {
 // dsnOf finds a DSN field in a dialector (sqlite.Dialector.DSN,
 // postgres.Dialector.Config.DSN) without importing the drivers.
 func dsnOf(d gorm.Dialector) string {
-	v := reflect.ValueOf(d)
-	for i := 0; i < 3 && (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface); i++ {
-		if v.IsNil() {
-			return ""
-		}
-		v = v.Elem()
+	if s := dialectorField(d, "DSN"); s != "" {
+		return s
 	}
-	if v.Kind() != reflect.Struct {
+	v, ok := dialectorStruct(d)
+	if !ok {
 		return ""
-	}
-	if f := v.FieldByName("DSN"); f.IsValid() && f.Kind() == reflect.String {
-		return f.String()
 	}
 	if f := v.FieldByName("Config"); f.IsValid() {
 		for f.Kind() == reflect.Pointer && !f.IsNil() {
@@ -272,6 +266,32 @@ func dsnOf(d gorm.Dialector) string {
 				return g.String()
 			}
 		}
+	}
+	return ""
+}
+
+// dialectorStruct is the struct a dialector is, or points to (through
+// at most three pointers or interfaces).
+func dialectorStruct(d gorm.Dialector) (reflect.Value, bool) {
+	v := reflect.ValueOf(d)
+	for i := 0; i < 3 && (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface); i++ {
+		if v.IsNil() {
+			return v, false
+		}
+		v = v.Elem()
+	}
+	return v, v.Kind() == reflect.Struct
+}
+
+// dialectorField reads the string field name of a dialector's struct
+// without importing its driver; "" when there is none.
+func dialectorField(d gorm.Dialector, name string) string {
+	v, ok := dialectorStruct(d)
+	if !ok {
+		return ""
+	}
+	if f := v.FieldByName(name); f.IsValid() && f.Kind() == reflect.String {
+		return f.String()
 	}
 	return ""
 }

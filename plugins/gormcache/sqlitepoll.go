@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 
 	"gorm.io/gorm"
 	"querycache.dev/invalidation"
@@ -60,19 +59,4 @@ func WatchSQLite(ctx context.Context, db *gorm.DB, opts invalidation.SQLitePollO
 
 // driverNameOf reads sqlite.Dialector.DriverName without importing the
 // driver; "" lets the poller use its default.
-func driverNameOf(d gorm.Dialector) string {
-	v := reflect.ValueOf(d)
-	for i := 0; i < 3 && (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface); i++ {
-		if v.IsNil() {
-			return ""
-		}
-		v = v.Elem()
-	}
-	if v.Kind() != reflect.Struct {
-		return ""
-	}
-	if f := v.FieldByName("DriverName"); f.IsValid() && f.Kind() == reflect.String {
-		return f.String()
-	}
-	return ""
-}
+func driverNameOf(d gorm.Dialector) string { return dialectorField(d, "DriverName") }
