@@ -75,20 +75,7 @@ func TestHostileReplicaWriteDuringActivation(t *testing.T) {
 // standby that has replayed A but not B, and caches the old row.
 func TestHostileReplicaUnknownFenceResolvedByOlderRead(t *testing.T) {
 	r := testenv.StartPostgresReplica(t)
-	pdsn, sdsn := r.Schema(t)
-	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AutoMigrate(&replicaItem{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Create([]replicaItem{{ID: 1, Name: "old"}, {ID: 2, Name: "a0"}}).Error; err != nil {
-		t.Fatal(err)
-	}
-	r.WaitReplayed(t)
-	plugin := gormcache.New(newReplicaCache(t))
-	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	db, plugin := openReplicated(t, r, "dbresolver first", []replicaItem{{ID: 1, Name: "old"}, {ID: 2, Name: "a0"}}, nil)
 	sqlDB, err := db.DB()
 	if err != nil {
 		t.Fatal(err)
@@ -144,21 +131,7 @@ func TestHostileReplicaUnknownFenceResolvedByOlderRead(t *testing.T) {
 // must not be cached where a plain read after the write finds it.
 func TestHostileReplicaTransactionOnStandby(t *testing.T) {
 	r := testenv.StartPostgresReplica(t)
-	pdsn, sdsn := r.Schema(t)
-	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AutoMigrate(&replicaItem{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
-		t.Fatal(err)
-	}
-	r.WaitReplayed(t)
-	cache := newReplicaCache(t)
-	plugin := gormcache.New(cache)
-	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	db, plugin := openReplicated(t, r, "dbresolver first", &replicaItem{ID: 1, Name: "old"}, nil)
 	if got := readItem(t, db); got != "old" {
 		t.Fatalf("first read: %q", got)
 	}
@@ -198,21 +171,7 @@ func TestHostileReplicaTransactionOnStandby(t *testing.T) {
 // reads) the old row as if it came from the primary.
 func TestHostileReplicaDedicatedConnection(t *testing.T) {
 	r := testenv.StartPostgresReplica(t)
-	pdsn, sdsn := r.Schema(t)
-	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AutoMigrate(&replicaItem{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
-		t.Fatal(err)
-	}
-	r.WaitReplayed(t)
-	cache := newReplicaCache(t)
-	plugin := gormcache.New(cache)
-	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	db, plugin := openReplicated(t, r, "dbresolver first", &replicaItem{ID: 1, Name: "old"}, nil)
 	if got := readItem(t, db); got != "old" {
 		t.Fatalf("first read: %q", got)
 	}

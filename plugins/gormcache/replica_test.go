@@ -61,6 +61,33 @@ func readItem(t *testing.T, db *gorm.DB) string {
 	return it.Name
 }
 
+// openReplicated opens a new schema of r's primary holding rows (created
+// with GORM), waits until the standby has replayed them, and registers a
+// plugin on a fresh memory cache together with dbresolver reading from the
+// standby, in order (useInOrder). configure, when not nil, sees the
+// plugin before it is registered.
+func openReplicated(t *testing.T, r *testenv.PGReplica, order string, rows any, configure func(*gormcache.Plugin)) (*gorm.DB, *gormcache.Plugin) {
+	t.Helper()
+	pdsn, sdsn := r.Schema(t)
+	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(&replicaItem{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Create(rows).Error; err != nil {
+		t.Fatal(err)
+	}
+	r.WaitReplayed(t)
+	plugin := gormcache.New(newReplicaCache(t))
+	if configure != nil {
+		configure(plugin)
+	}
+	useInOrder(t, db, order, dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	return db, plugin
+}
+
 // TestReplicaPostgres is the replica test: GORM with dbresolver
 // (reads to a real streaming standby whose replay is paused, so it
 // certainly lags), a cached query, a write through GORM: the read after the
@@ -97,24 +124,12 @@ func TestReplicaPostgres(t *testing.T) {
 		}
 		write := writes[tc.write]
 		t.Run(name, func(t *testing.T) {
-			pdsn, sdsn := r.Schema(t)
-			db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := db.AutoMigrate(&replicaItem{}); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
-				t.Fatal(err)
-			}
-			r.WaitReplayed(t)
-			cache := newReplicaCache(t)
-			plugin := gormcache.New(cache)
-			if tc.broken != "" {
-				gormcache.BreakForTest(plugin, tc.broken)
-			}
-			useInOrder(t, db, tc.order, dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+			db, plugin := openReplicated(t, r, tc.order, &replicaItem{ID: 1, Name: "old"}, func(p *gormcache.Plugin) {
+				if tc.broken != "" {
+					gormcache.BreakForTest(p, tc.broken)
+				}
+			})
+			cache := plugin.Cache()
 
 			if got := readItem(t, db); got != "old" {
 				t.Fatalf("first read: %q", got)
@@ -144,7 +159,7 @@ func TestReplicaPostgres(t *testing.T) {
 				}
 			}
 			var onStandby string
-			if err := r.Standby().QueryRow("SELECT name FROM " + schemaOf(sdsn) + ".replica_items WHERE id = 1").Scan(&onStandby); err != nil || onStandby != "old" {
+			if err := r.Standby().QueryRow("SELECT name FROM " + schemaOf(db.Dialector.(*postgres.Dialector).DSN) + ".replica_items WHERE id = 1").Scan(&onStandby); err != nil || onStandby != "old" {
 				t.Fatalf("the paused standby reads %q (%v): the lag is not certain", onStandby, err)
 			}
 			st := plugin.ReplicaStats()
@@ -415,21 +430,7 @@ func BenchmarkReplicaWrite(b *testing.B) {
 // primary). Run with -race.
 func TestReplicaConcurrent(t *testing.T) {
 	r := testenv.StartPostgresReplica(t)
-	pdsn, sdsn := r.Schema(t)
-	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AutoMigrate(&replicaItem{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Create(&replicaItem{ID: 1, Name: "0"}).Error; err != nil {
-		t.Fatal(err)
-	}
-	r.WaitReplayed(t)
-	cache := newReplicaCache(t)
-	plugin := gormcache.New(cache)
-	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	db, plugin := openReplicated(t, r, "dbresolver first", &replicaItem{ID: 1, Name: "0"}, nil)
 
 	var committed atomic.Int64 // the last value whose write has returned
 	stop := make(chan struct{})
@@ -480,7 +481,7 @@ func TestReplicaConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	st := plugin.ReplicaStats()
-	t.Logf("%d reads, %d stale; %+v; cache %d hits", reads.Load(), stale.Load(), st, cache.Stats().Hits)
+	t.Logf("%d reads, %d stale; %+v; cache %d hits", reads.Load(), stale.Load(), st, plugin.Cache().Stats().Hits)
 	if st.ReplicaFills == 0 || st.PrimaryFills == 0 {
 		t.Errorf("both paths should have been taken: %+v", st)
 	}
@@ -492,20 +493,7 @@ func TestReplicaConcurrent(t *testing.T) {
 // own), it fences the table until a later position is read.
 func TestReplicaBusyPool(t *testing.T) {
 	r := testenv.StartPostgresReplica(t)
-	pdsn, sdsn := r.Schema(t)
-	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AutoMigrate(&replicaItem{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Create(&replicaItem{ID: 1, Name: "old"}).Error; err != nil {
-		t.Fatal(err)
-	}
-	r.WaitReplayed(t)
-	plugin := gormcache.New(newReplicaCache(t))
-	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
+	db, plugin := openReplicated(t, r, "dbresolver first", &replicaItem{ID: 1, Name: "old"}, nil)
 	sqlDB, err := db.DB()
 	if err != nil {
 		t.Fatal(err)
