@@ -24,6 +24,9 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	if db.DryRun || db.Error != nil {
 		return
 	}
+	// The Valuers' values, taken once: the key and the driver see the same
+	// (pin.go).
+	pinValuers(db.Statement.Vars)
 	var o outcome // filled in place (returned, the copy cost about 150 instructions a hit)
 	handled, info := p.cached(db, raw, false, &o)
 	defer p.done(db, &o)

@@ -1,0 +1,164 @@
+package gormcache
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"reflect"
+	"time"
+
+	"querycache.dev/keys"
+)
+
+// A driver.Valuer bound to a statement is called by the driver when the
+// statement runs, and by the plugin when it keys a read or names the rows
+// a write changed. A Valuer whose Value changes from call to call (the
+// clock, a counter, a global another goroutine sets) could then give the
+// plugin another value than the database saw. Calling it twice and
+// comparing (keys.PK) does not catch it: the driver's call is not one of
+// the two. The ordering of events it allowed (TestValuerPinnedForTheDriver):
+//
+//  1. Where("id = ?", v).Update(...): the driver calls v.Value(), 2, and
+//     row 2 is updated
+//  2. the after-update callback calls v.Value() twice: 1, 1, and names row
+//     1 as changed; row 2's cached reads stay valid, stale
+//
+// and, on a read, the rows of one value stored under the key of another.
+//
+// So each Valuer is called once per statement, just before the statement
+// runs, and its value pinned in the statement's Vars (pinned): the driver,
+// the key and the row names all see that one value. Reads are pinned by
+// the query callback before they are keyed; writes by the plugin's
+// connection pool (pool, txConn), to which GORM hands the statement's Vars
+// themselves (args... passes the slice unchanged), so the after-callbacks
+// find the pins. A Valuer in a clause (the WHERE's value, a created row's
+// key field) names a row through its pin only (canonicalPK): a write that
+// reached the database without going through the pool (a PrepareStmt
+// session prepares on the pool, then runs the *sql.Stmt itself) has no
+// pins, and invalidates its tables in bulk.
+
+// pinned is a driver.Valuer's value taken once for a statement.
+type pinned struct {
+	of driver.Valuer // the value the statement was given
+	v  driver.Value  // what its Value returned, the one time it was called
+}
+
+// Value returns the value taken when the statement was pinned.
+func (p pinned) Value() (driver.Value, error) { return p.v, nil }
+
+// pinValuers replaces, in place, each driver.Valuer of vars by its value
+// taken now (a pinned). A Valuer that fails (an error, a panic) is left as
+// it is, for the driver to report; so is one the driver sends as NULL
+// without calling it (keys.ValuerIsNull), and one whose Value is another
+// Valuer.
+func pinValuers(vars []any) {
+	for i, v := range vars {
+		switch v.(type) {
+		case nil, int, int64, int32, uint, uint64, uint32, string, []byte, bool, float64, time.Time, pinned:
+			continue // the common values, without an interface assertion
+		}
+		x, ok := v.(driver.Valuer)
+		if !ok || keys.ValuerIsNull(x) {
+			continue
+		}
+		dv, err := safeDriverValue(x)
+		if err != nil {
+			continue
+		}
+		if _, nested := dv.(driver.Valuer); nested {
+			continue
+		}
+		vars[i] = pinned{of: x, v: dv}
+	}
+}
+
+// boundFor returns what the statement bound for v, a value taken from one
+// of its clauses (or a created row's field): for a driver.Valuer, the
+// value pinned for it in stmtVars; v itself otherwise. ok is false for a
+// Valuer with no pin there (the statement was not pinned) or with pins of
+// different values (two occurrences of an unstable Valuer): which value
+// named the rows is not known.
+func boundFor(stmtVars []any, v any) (any, bool) {
+	x, isValuer := v.(driver.Valuer)
+	if !isValuer {
+		return v, true
+	}
+	if p, ok := x.(pinned); ok {
+		return p.v, true
+	}
+	var found any
+	n := 0
+	for _, sv := range stmtVars {
+		p, ok := sv.(pinned)
+		if !ok || !sameValuer(p.of, x) {
+			continue
+		}
+		if n > 0 && !sameBound(found, p.v) {
+			return nil, false
+		}
+		found = p.v
+		n++
+	}
+	return found, n > 0
+}
+
+// sameValuer reports whether a and b are the same Valuer: equal values of
+// one comparable type (a pointer is equal only to itself). Values that
+// cannot be compared (a slice type, an interface field holding a map) are
+// not the same.
+func sameValuer(a, b driver.Valuer) (same bool) {
+	ta := reflect.TypeOf(a)
+	if ta != reflect.TypeOf(b) || !ta.Comparable() {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
+
+// sameBound reports whether two driver values are the same value: the
+// canonical encoding the keys use.
+func sameBound(a, b any) bool {
+	ea, oka := keys.AppendValue(nil, a)
+	eb, okb := keys.AppendValue(nil, b)
+	return oka && okb && string(ea) == string(eb)
+}
+
+// ExecContext pins the statement's Valuers (pinValuers), then runs it.
+func (w *pool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	pinValuers(args)
+	return w.ConnPool.ExecContext(ctx, query, args...)
+}
+
+// QueryContext pins the statement's Valuers (pinValuers), then runs it.
+func (w *pool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	pinValuers(args)
+	return w.ConnPool.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext pins the statement's Valuers (pinValuers), then runs it.
+func (w *pool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	pinValuers(args)
+	return w.ConnPool.QueryRowContext(ctx, query, args...)
+}
+
+// ExecContext pins the statement's Valuers (pinValuers), then runs it.
+func (t *txConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	pinValuers(args)
+	return t.ConnPool.ExecContext(ctx, query, args...)
+}
+
+// QueryContext pins the statement's Valuers (pinValuers), then runs it.
+func (t *txConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	pinValuers(args)
+	return t.ConnPool.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext pins the statement's Valuers (pinValuers), then runs it.
+func (t *txConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	pinValuers(args)
+	return t.ConnPool.QueryRowContext(ctx, query, args...)
+}
