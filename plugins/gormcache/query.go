@@ -26,7 +26,7 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 	}
 	// The Valuers' values, taken once: the key and the driver see the same
 	// (pin.go).
-	pinValuers(db.Statement.Vars)
+	pinValuers(p.dialect, db.Statement.Vars)
 	var o outcome // filled in place (returned, the copy cost about 150 instructions a hit)
 	handled, info := p.cached(db, raw, false, &o)
 	defer p.done(db, &o)
@@ -156,6 +156,7 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 	if db.DryRun || db.Error != nil {
 		return
 	}
+	pinValuers(p.dialect, db.Statement.Vars) // before the key is derived (pin.go)
 	isRows := false
 	if v, ok := db.Get("rows"); ok {
 		isRows, _ = v.(bool)

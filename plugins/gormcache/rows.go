@@ -67,7 +67,7 @@ func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string, in *inspectio
 		// the way is remembered (keyPlan).
 		if x, raw := where.Exprs[0].(clause.Expr); raw && len(x.Vars) == 1 {
 			if ec, field := exprField(in, stmt, x.SQL); ec.simple && ec.eq && field != nil && f.column(field.DBName) == 0 {
-				v, ok := canonicalPK(stmt.Vars, x.Vars[0], f.kinds[0])
+				v, ok := canonicalPK(stmt, x.Vars[0], f.kinds[0])
 				if ok && (kp == nil || kp.schema == s && kp.stmtTable == stmt.Table) {
 					// (A plan of the same statement whose facts were
 					// learned again, as they are every catalogMaxAge, is
@@ -122,7 +122,7 @@ func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string, in *inspectio
 		// column's single value (composite).
 		keep := !composite && ci == 0
 		for j := 0; j < pc.len(); j++ {
-			v, ok := canonicalPK(stmt.Vars, pc.at(j), f.kinds[i])
+			v, ok := canonicalPK(stmt, pc.at(j), f.kinds[i])
 			if !ok {
 				return nil, false
 			}
@@ -180,14 +180,14 @@ func (kp *keyPlan) key(stmt *gorm.Statement) (string, bool) {
 	if !raw || len(x.Vars) != 1 || x.SQL != kp.cond {
 		return "", false
 	}
-	return canonicalPK(stmt.Vars, x.Vars[0], kp.kind)
+	return canonicalPK(stmt, x.Vars[0], kp.kind)
 }
 
 // canonicalPK is keys.PK under the equality of a column of kind k, of v,
-// a value of the statement's clauses (or a created row's field) whose
-// bound values are vars: a driver.Valuer is taken as the statement pinned
-// it there (boundFor, pin.go), and names no row without its pin.
-func canonicalPK(vars []any, v any, k pkKind) (string, bool) {
+// a value of stmt's clauses (or a created row's field): a driver.Valuer
+// the driver sends as its Value is taken as the statement pinned it in its
+// Vars (boundFor, pin.go), and names no row without its pin.
+func canonicalPK(stmt *gorm.Statement, v any, k pkKind) (string, bool) {
 	if k == pkInt {
 		// keys.PK writes a Go integer in canonical decimal: the round trip
 		// below is for strings and Valuers.
@@ -207,7 +207,7 @@ func canonicalPK(vars []any, v any, k pkKind) (string, bool) {
 	if !boundValue(v) { // a gorm.Valuer's expression, a column: not the value compared
 		return "", false
 	}
-	v, bound := boundFor(vars, v)
+	v, bound := boundFor(stmt, v)
 	if !bound {
 		return "", false
 	}

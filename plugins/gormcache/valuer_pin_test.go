@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/driver/postgres"
@@ -316,5 +317,127 @@ func TestValuerPinnedOnPostgres(t *testing.T) {
 	var d PinDoc
 	if err := db.Scopes(gormcache.Cacheable()).Where("id = ?", id(1)).Take(&d).Error; !errors.Is(err, gorm.ErrRecordNotFound) {
 		t.Errorf("doc 1 after its delete: %+v, %v", d, err)
+	}
+}
+
+// TestValuerPinnedForScanAndRow: reads through GORM's row callback (Scan,
+// Row, Rows) are keyed too: pinned before their key like Find's.
+func TestValuerPinnedForScanAndRow(t *testing.T) {
+	for n := int64(0); n <= 4; n++ {
+		t.Run(fmt.Sprintf("changes after %d calls", n), func(t *testing.T) {
+			db, oracle := openPinWorld(t)
+			var c1, c2 int64
+			var first, got, want []PinAcct
+			if err := db.Scopes(gormcache.Cacheable()).Model(&PinAcct{}).Where("name = ?", flipValuer{calls: &c1, n: n, first: "one", then: "two"}).Scan(&first).Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Scopes(gormcache.Cacheable()).Model(&PinAcct{}).Where("name = ?", flipValuer{calls: &c2, n: 1 << 30, first: "one"}).Scan(&got).Error; err != nil {
+				t.Fatal(err)
+			}
+			oracle.Where("name = ?", "one").Find(&want)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("Scan of name = 'one' from the cache %+v, in the database %+v", got, want)
+			}
+		})
+	}
+}
+
+// failingOnce is a Valuer whose calls return vals in turn (an error
+// value fails that call), the last one from then on.
+type failingOnce struct {
+	calls *int64
+	vals  []any
+}
+
+func (v *failingOnce) Value() (driver.Value, error) {
+	i := min(atomic.AddInt64(v.calls, 1)-1, int64(len(v.vals)-1))
+	if e, ok := v.vals[i].(error); ok {
+		return nil, e
+	}
+	return v.vals[i], nil
+}
+
+// TestValuerFailedPinNamesNoRow: a Valuer bound twice whose Value failed
+// for one pin (and not for the driver's later call) must not name the
+// row by its other pin: the driver bound another value there.
+func TestValuerFailedPinNamesNoRow(t *testing.T) {
+	db, oracle := openPinWorld(t)
+	pinCheck(t, db, oracle, "before the write")
+	var calls int64
+	v := &failingOnce{calls: &calls, vals: []any{int64(1), errors.New("not ready"), int64(2)}}
+	if err := db.Where("id >= ?", v).Delete(&PinAcct{}, "id = ?", v).Error; err != nil {
+		t.Fatal(err)
+	}
+	pinCheck(t, db, oracle, "after the delete")
+}
+
+// PinEvent holds pgx's own date and timestamp types.
+type PinEvent struct {
+	ID  int64
+	Day pgtype.Date      `gorm:"type:date"`
+	At  pgtype.Timestamp `gorm:"type:timestamp"`
+}
+
+// pinCode has a pgx encoder (TextValue) that pgx prefers to its Value.
+type pinCode struct{ s string }
+
+func (c pinCode) Value() (driver.Value, error)    { return "V:" + c.s, nil }
+func (c pinCode) TextValue() (pgtype.Text, error) { return pgtype.Text{String: c.s, Valid: true}, nil }
+
+// TestValuerNativeToPgxNotPinned: pgx encodes its own types, and types
+// with its encoders, without calling Value; pinned, they were sent as
+// their Value: a pgtype.Date in the simple protocol as a timestamptz of
+// the day before, a TextValuer as its Value's text.
+func TestValuerNativeToPgxNotPinned(t *testing.T) {
+	for _, simple := range []bool{false, true} {
+		t.Run(fmt.Sprintf("simple protocol %v", simple), func(t *testing.T) {
+			dsn := testenv.PostgresSchema(t)
+			open := func(cached bool) *gorm.DB {
+				d, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn, PreferSimpleProtocol: simple}), &gorm.Config{Logger: logger.Discard})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cached {
+					cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { cache.Close() })
+					if err := d.Use(gormcache.New(cache)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return d
+			}
+			db, oracle := open(true), open(false)
+			if err := oracle.AutoMigrate(&PinEvent{}); err != nil {
+				t.Fatal(err)
+			}
+			loc := time.FixedZone("UTC+9", 9*3600)
+			day := pgtype.Date{Time: time.Date(2024, 3, 10, 0, 0, 0, 0, loc), Valid: true}
+			at := pgtype.Timestamp{Time: time.Date(2024, 3, 10, 8, 30, 0, 0, loc), Valid: true}
+			if err := db.Create(&PinEvent{ID: 1, Day: day, At: at}).Error; err != nil {
+				t.Fatal(err)
+			}
+			var s string
+			oracle.Raw("SELECT day::text || ' ' || at::text FROM pin_events").Scan(&s)
+			if s != "2024-03-10 2024-03-10 08:30:00" {
+				t.Errorf("stored through the plugin: %q", s)
+			}
+			var n int64
+			if err := db.Scopes(gormcache.Cacheable()).Model(&PinEvent{}).Where("id = 1 AND day = ?", day).Count(&n).Error; err != nil || n != 1 {
+				t.Errorf("count by the day: %d, %v; want 1", n, err)
+			}
+			if err := oracle.Exec("CREATE TABLE pin_codes (id int primary key, c text)").Error; err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Exec("INSERT INTO pin_codes VALUES (1, ?)", pinCode{"x"}).Error; err != nil {
+				t.Fatal(err)
+			}
+			oracle.Raw("SELECT c FROM pin_codes").Scan(&s)
+			if s != "x" {
+				t.Errorf("a TextValuer stored through the plugin: %q; want its TextValue", s)
+			}
+		})
 	}
 }

@@ -670,7 +670,7 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 			if zero {
 				return nil, false
 			}
-			s, ok := canonicalPK(stmt.Vars, v, f.kinds[i])
+			s, ok := canonicalPK(stmt, v, f.kinds[i])
 			if !ok {
 				return nil, false
 			}
