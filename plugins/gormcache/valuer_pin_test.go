@@ -55,6 +55,19 @@ func openPinWorld(t *testing.T) (db, oracle *gorm.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	usePinCache(t, db)
+	if err := db.AutoMigrate(&PinAcct{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Create(&[]PinAcct{{ID: 1, Name: "one"}, {ID: 2, Name: "two"}}).Error; err != nil {
+		t.Fatal(err)
+	}
+	return db, oracle
+}
+
+// usePinCache registers the plugin on db, with a memory cache of its own.
+func usePinCache(t *testing.T, db *gorm.DB) {
+	t.Helper()
 	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
 	if err != nil {
 		t.Fatal(err)
@@ -63,13 +76,6 @@ func openPinWorld(t *testing.T) (db, oracle *gorm.DB) {
 	if err := db.Use(gormcache.New(cache)); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AutoMigrate(&PinAcct{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Create(&[]PinAcct{{ID: 1, Name: "one"}, {ID: 2, Name: "two"}}).Error; err != nil {
-		t.Fatal(err)
-	}
-	return db, oracle
 }
 
 // pinCheck reads accounts 1 to 3 through the cache (twice: a fill, then a
@@ -268,23 +274,16 @@ type PinDoc struct {
 	Name string
 }
 
-// TestValuerPinnedOnPostgres: pgx encodes some Valuers natively
-// (pgtype.UUID in binary); pinned, it is sent as its Value. Writes and
-// reads bound to one still reach their row, and a write names its row
-// only.
+// TestValuerPinnedOnPostgres: pgtype.UUID, which pgx encodes itself and
+// is therefore not pinned (driverCallsValue): writes and reads bound to
+// one still reach their row, and a write names its row only (two calls of
+// its Value agree).
 func TestValuerPinnedOnPostgres(t *testing.T) {
 	db, err := gorm.Open(postgres.Open(testenv.PostgresSchema(t)), &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	if err := db.Use(gormcache.New(cache)); err != nil {
-		t.Fatal(err)
-	}
+	usePinCache(t, db)
 	if err := db.AutoMigrate(&PinDoc{}); err != nil {
 		t.Fatal(err)
 	}
@@ -398,14 +397,7 @@ func TestValuerNativeToPgxNotPinned(t *testing.T) {
 					t.Fatal(err)
 				}
 				if cached {
-					cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { cache.Close() })
-					if err := d.Use(gormcache.New(cache)); err != nil {
-						t.Fatal(err)
-					}
+					usePinCache(t, d)
 				}
 				return d
 			}
