@@ -48,6 +48,19 @@ func TestHostile27HolderChild(t *testing.T) {
 
 // h27StoppedHolder starts a process that takes the named locks of dir and
 // stops itself holding them. The returned function kills it (the locks
+// h27Store opens a store on dir with sweeps off and LockTimeout lt,
+// closed when the test ends (after the stopped holders it starts are
+// killed: cleanups run last first).
+func h27Store(t *testing.T, dir string, lt time.Duration) *Store {
+	t.Helper()
+	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: lt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // are released); it is also called at the end of the test.
 func h27StoppedHolder(t *testing.T, dir string, names ...string) (kill func()) {
 	t.Helper()
@@ -140,11 +153,7 @@ func TestHostile27FillHangsBehindStoppedSweeper(t *testing.T) {
 func TestHostile27TimedOutCallsLeakGoroutines(t *testing.T) {
 	dir := t.TempDir()
 	const lockTimeout = 20 * time.Millisecond
-	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: lockTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := h27Store(t, dir, lockTimeout)
 	_, _, stripe := s.path(kindEntry, "hot")
 	kill := h27StoppedHolder(t, dir, lockName(stripe))
 	ctx := context.Background()

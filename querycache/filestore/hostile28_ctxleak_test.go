@@ -26,17 +26,13 @@ import (
 func TestHostile28ShortContextDefeatsStuck(t *testing.T) {
 	dir := t.TempDir()
 	const lockTimeout = 20 * time.Millisecond
-	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: lockTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := h27Store(t, dir, lockTimeout)
 	_, _, stripe := s.path(kindEntry, "hot")
 	kill := h27StoppedHolder(t, dir, lockName(stripe))
 	defer kill()
 	// One request with a short deadline.
 	short, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
-	err = s.Put(short, "hot", []byte("v"), time.Hour)
+	err := s.Put(short, "hot", []byte("v"), time.Hour)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Put with a 2ms context: %v", err)
@@ -97,15 +93,11 @@ func TestHostile28ShortContextDefeatsStuck(t *testing.T) {
 func TestHostile28ShortSweepContextLeaksPerSweep(t *testing.T) {
 	dir := t.TempDir()
 	const lockTimeout = 20 * time.Millisecond
-	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: lockTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := h27Store(t, dir, lockTimeout)
 	kill := h27StoppedHolder(t, dir, "sweep")
 	defer kill()
 	short, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
-	_, err = s.Sweep(short)
+	_, err := s.Sweep(short)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Sweep with a 2ms context: %v", err)

@@ -35,16 +35,8 @@ import (
 func TestHostile28StuckAfterAShortFileWait(t *testing.T) {
 	dir := t.TempDir()
 	const lt = 400 * time.Millisecond
-	s1, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: lt})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s1.Close()
-	s2, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: lt})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s1 := h27Store(t, dir, lt)
+	s2 := h27Store(t, dir, lt)
 	ctx := context.Background()
 	_, _, stripe := s1.path(kindEntry, "hot")
 	at := func(f float64) time.Duration { return time.Duration(f * float64(lt)) }

@@ -213,11 +213,7 @@ func TestCloseEndsAWaitingBump(t *testing.T) {
 // at it.
 func TestSweepSkipsAStripeHeldByAStoppedProcess(t *testing.T) {
 	dir := t.TempDir()
-	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := h27Store(t, dir, 100*time.Millisecond)
 	ctx := context.Background()
 	const n = 20
 	for i := range n {
@@ -229,7 +225,10 @@ func TestSweepSkipsAStripeHeldByAStoppedProcess(t *testing.T) {
 	_, held, stripe := s.path(kindEntry, "k0")
 	holdLockFile(t, dir, stripe)
 	done := make(chan struct{})
-	var st SweepStats
+	var (
+		st  SweepStats
+		err error
+	)
 	go func() { st, err = s.Sweep(ctx); close(done) }()
 	select {
 	case <-done:
@@ -258,11 +257,7 @@ func TestSweepSkipsAStripeHeldByAStoppedProcess(t *testing.T) {
 // holds gives up when its context ends, before LockTimeout.
 func TestLockWaitEndsWithContext(t *testing.T) {
 	dir := t.TempDir()
-	s, err := New(Options{Dir: dir, SweepInterval: -1, LockTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := h27Store(t, dir, time.Minute)
 	_, _, stripe := s.path(kindEntry, "k")
 	fd := holdLockFile(t, dir, stripe)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
