@@ -250,12 +250,12 @@ func defaultDatabaseID(d gorm.Dialector) string {
 // dsnOf finds a DSN field in a dialector (sqlite.Dialector.DSN,
 // postgres.Dialector.Config.DSN) without importing the drivers.
 func dsnOf(d gorm.Dialector) string {
-	if s := dialectorField(d, "DSN"); s != "" {
-		return s
-	}
 	v, ok := dialectorStruct(d)
 	if !ok {
 		return ""
+	}
+	if s := stringField(v, "DSN"); s != "" {
+		return s
 	}
 	if f := v.FieldByName("Config"); f.IsValid() {
 		for f.Kind() == reflect.Pointer && !f.IsNil() {
@@ -290,6 +290,11 @@ func dialectorField(d gorm.Dialector, name string) string {
 	if !ok {
 		return ""
 	}
+	return stringField(v, name)
+}
+
+// stringField is the string field name of the struct v, or "".
+func stringField(v reflect.Value, name string) string {
 	if f := v.FieldByName(name); f.IsValid() && f.Kind() == reflect.String {
 		return f.String()
 	}
