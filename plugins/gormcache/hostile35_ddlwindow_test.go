@@ -72,6 +72,7 @@ CREATE TRIGGER h35_cascade AFTER DELETE ON h35_parents FOR EACH ROW EXECUTE FUNC
 					name += "/" + mode
 				}
 				t.Run(name, func(t *testing.T) {
+					t.Parallel() // own database, prefix and processes; it mostly sleeps
 					d := dbk.make(t)
 					prefix := testenv.TestPrefix(t)
 					a := h35Open(t, d, redisClient(t), prefix, false, false, tableRedisOptions)

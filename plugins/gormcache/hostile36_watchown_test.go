@@ -39,6 +39,7 @@ func TestHostile36OtherProcessDDLHiddenByOwnBump(t *testing.T) {
 				name += "/control-no-own-ddl"
 			}
 			t.Run(name, func(t *testing.T) {
+				t.Parallel() // own database and prefix; it mostly sleeps
 				d := dbk.make(t)
 				prefix := testenv.TestPrefix(t)
 				watch := gormcache.CatalogWatch(time.Second)

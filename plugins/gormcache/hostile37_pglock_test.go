@@ -39,7 +39,10 @@ func TestHostile37PluginPgStoreLockedVersionsWriteServedStale(t *testing.T) {
 			if control {
 				name += "/control-wait-for-delivery"
 			}
-			t.Run(name, func(t *testing.T) { h37PluginLocked(t, kind, control) })
+			t.Run(name, func(t *testing.T) {
+				t.Parallel() // own schema and store; it mostly waits for a lock
+				h37PluginLocked(t, kind, control)
+			})
 		}
 	}
 }

@@ -31,6 +31,7 @@ func TestHostile38OtherProcessDDLHiddenWhenPreReadStalls(t *testing.T) {
 				name += "/control-no-stall"
 			}
 			t.Run(name, func(t *testing.T) {
+				t.Parallel() // own Redis server, database and prefix; it mostly sleeps
 				srv := testenv.StartRedis(t)
 				d := dbk.make(t)
 				prefix := testenv.TestPrefix(t)
