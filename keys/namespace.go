@@ -58,6 +58,38 @@ func (n Namespace) ObjectVersion(table, pk string) string {
 	return n.prefix + "v:obj:" + part(table, maxTablePart) + ":" + part(pk, maxPKPart)
 }
 
+// Redact returns name, a key or version name of this namespace, with the
+// primary key an object's key or version carries replaced by "?": the
+// form for logs, traces and pages, which must not spell bound values (a
+// table keyed by session tokens or e-mail addresses would put them
+// there). The rest (database, table, fingerprint) is kept, to tell
+// entries apart. A query key or table version carries no value and is
+// returned as it is; so is a name outside the namespace. An object name
+// that does not parse loses everything after "o:" or "v:obj:".
+func (n Namespace) Redact(name string) string {
+	rest, ok := strings.CutPrefix(name, n.prefix)
+	if !ok {
+		return name
+	}
+	if obj, ok := strings.CutPrefix(rest, "o:"); ok {
+		// o:<db>:<table>:<pk>:<fingerprint>; no part holds ':' (part).
+		f := strings.SplitN(obj, ":", 4)
+		if len(f) != 4 {
+			return n.prefix + "o:?"
+		}
+		return n.prefix + "o:" + f[0] + ":" + f[1] + ":?:" + f[3]
+	}
+	if obj, ok := strings.CutPrefix(rest, "v:obj:"); ok {
+		// v:obj:<table>:<pk>
+		table, _, ok := strings.Cut(obj, ":")
+		if !ok {
+			return n.prefix + "v:obj:?"
+		}
+		return n.prefix + "v:obj:" + table + ":?"
+	}
+	return name
+}
+
 // Epoch names the global version every entry depends on; replacing it
 // invalidates everything under the prefix.
 func (n Namespace) Epoch() string {

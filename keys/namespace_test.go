@@ -70,3 +70,41 @@ func TestNamePartsAreInjective(t *testing.T) {
 		t.Errorf("ObjectVersion allocates %v times", a)
 	}
 }
+
+// Redact hides the primary key of every object key and object version,
+// whatever the key holds (separators, a digest for a long one), keeps the
+// rest, and leaves names that carry no value alone.
+func TestRedactHidesPrimaryKeys(t *testing.T) {
+	fp := Sum([]byte("statement"))
+	for _, prefix := range []string{"", "qc:", "app:o:v:obj:"} {
+		ns := NewNamespace(prefix)
+		for _, pk := range []string{"42", "alice@example.com", "a:b:c", "tok%3A#1", strings.Repeat("s", 500), ""} {
+			for _, name := range []string{ns.Object("main:db", "users", pk, fp), ns.ObjectVersion("users", pk)} {
+				got := ns.Redact(name)
+				if pk != "" && strings.Contains(got, pk) {
+					t.Errorf("prefix %q: Redact(%q) = %q still holds the key %q", prefix, name, got, pk)
+				}
+				if !strings.HasPrefix(got, prefix) || !strings.Contains(got, "users") || !strings.Contains(got, ":?") {
+					t.Errorf("prefix %q: Redact(%q) = %q lost the table or the mark", prefix, name, got)
+				}
+			}
+			if got, want := ns.Redact(ns.Object("main", "users", pk, fp)), ns.Redact(ns.Object("main", "users", "other", fp)); got != want {
+				t.Errorf("two keys of one statement and table redact differently: %q, %q", got, want)
+			}
+			if got := ns.Redact(ns.Object("main", "users", pk, fp)); !strings.HasSuffix(got, fp.String()) {
+				t.Errorf("Redact dropped the fingerprint: %q", got)
+			}
+		}
+		for _, name := range []string{ns.Query("main", fp), ns.TableVersion("users"), ns.BulkVersion("users"), ns.Epoch(), "other:o:main:users:42:x"} {
+			if prefix != "" && strings.HasPrefix(name, "other:") {
+				continue
+			}
+			if got := ns.Redact(name); got != name {
+				t.Errorf("prefix %q: Redact(%q) = %q; it holds no value", prefix, name, got)
+			}
+		}
+		if got := ns.Redact(prefix + "o:broken"); got != prefix+"o:?" {
+			t.Errorf("an object key that does not parse: %q", got)
+		}
+	}
+}

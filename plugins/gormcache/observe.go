@@ -62,7 +62,10 @@ type Event struct {
 	SQL string
 	// Tables are the tables the result depends on, when known.
 	Tables []string
-	// Key is the store key of the entry (hits and misses).
+	// Key is the store key of the entry (hits and misses). A lookup by
+	// primary key's key spells the key's value; the plugin's own log
+	// lines, span attributes and stale findings show it hidden
+	// (keys.Namespace.Redact), and so should an observer that exports it.
 	Key string
 	// Duration is the time the plugin spent on the statement, from the
 	// decision to the destination filled: for a hit, the whole cost of the

@@ -20,12 +20,13 @@ import (
 //   - querycache.db_time_ms: a miss's time on the database (the query,
 //     reading its rows, storing the entry), when all rows were read; 0 on a
 //     hit
-//   - querycache.tables, querycache.key (hits and misses), querycache.bytes
+//   - querycache.tables, querycache.key (hits and misses; an object's
+//     primary key hidden: keys.Namespace.Redact), querycache.bytes
 //
 // The tracing plugin's own db.query.text then starts with the comment
 // markSQL wrote ("/* querycache: hit, not run on the database */").
 // Without a recording span it costs one context lookup.
-func spanEvent(db *gorm.DB, ev *Event) {
+func (p *Plugin) spanEvent(db *gorm.DB, ev *Event) {
 	span := trace.SpanFromContext(stmtContext(db))
 	if !span.IsRecording() {
 		return
@@ -47,7 +48,7 @@ func spanEvent(db *gorm.DB, ev *Event) {
 		attrs = append(attrs, attribute.StringSlice("querycache.tables", ev.Tables))
 	}
 	if ev.Key != "" {
-		attrs = append(attrs, attribute.String("querycache.key", ev.Key))
+		attrs = append(attrs, attribute.String("querycache.key", p.ns.Redact(ev.Key)))
 	}
 	if ev.Bytes > 0 {
 		attrs = append(attrs, attribute.Int("querycache.bytes", ev.Bytes))

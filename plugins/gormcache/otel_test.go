@@ -2,6 +2,7 @@ package gormcache_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -96,6 +97,11 @@ func TestVisibilitySpanAttributes(t *testing.T) {
 	}
 	if a := spanAttrs(spans[1]); a["querycache.key"].AsString() == "" || a["querycache.bytes"].AsInt64() == 0 {
 		t.Fatalf("hit span %v: want the key and size", a)
+	}
+	// First(&a, 1) is keyed by the primary key's value: the attribute
+	// hides it (keys.Namespace.Redact).
+	if k := spanAttrs(spans[1])["querycache.key"].AsString(); !strings.Contains(k, ":vis_authors:?:") {
+		t.Fatalf("hit span's key %q: want the primary key hidden", k)
 	}
 	if a := spanAttrs(spans[1]); !a["querycache.db_skipped"].AsBool() || a["querycache.db_time_ms"].AsFloat64() != 0 || a["querycache.reason"].Type() != attribute.INVALID {
 		t.Fatalf("hit span %v: want db_skipped, no database time, no reason", a)

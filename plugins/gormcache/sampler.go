@@ -165,7 +165,8 @@ type StaleFinding struct {
 	// MaxShapeTables bytes of names; MoreTables counts those left out.
 	Tables     []string
 	MoreTables int
-	// Key is the entry's store key (a digest: no values).
+	// Key is the entry's store key, with an object's primary key hidden
+	// (keys.Namespace.Redact): findings are logged and shown.
 	Key string
 	// CachedRows and DatabaseRows are the row counts of the entry and of
 	// the database's first read.
@@ -466,7 +467,7 @@ func (p *Plugin) reportStale(s *sampler, job *sampleJob, first sampled) {
 		SQL:                 strings.Clone(shape),
 		Tables:              tables,
 		MoreTables:          more,
-		Key:                 job.key.Name,
+		Key:                 p.ns.Redact(job.key.Name),
 		CachedRows:          resultRows(job.payload),
 		DatabaseRows:        first.rows,
 		DatabaseRowsAtLeast: first.more,

@@ -43,6 +43,9 @@ type Served struct {
 // s := q.Session(&gorm.Session{}); s.Rows(), FromCache(s) reports what q's
 // own last call did, or nothing, not what s.Rows() did. Ask the *gorm.DB a
 // finisher returns, or call Rows and Row on a chain without Session.
+// FirstOrCreate and FindInBatches run their reads on such copies
+// themselves (GORM's finisher_api.go): what they return reports nothing
+// (the zero Served, FromCache false) even when every read was a hit.
 func FromCache(tx *gorm.DB) bool {
 	s := CacheResult(tx)
 	return s.Statements > 0 && s.Hits == s.Statements
@@ -126,9 +129,9 @@ func servedFor(db *gorm.DB) *servedCtx {
 func (p *Plugin) initVisibility(db *gorm.DB) error {
 	p.observers = append(p.observers, p.recordVisit)
 	if l := p.cache.Logger(); l != nil {
-		p.observers = append(p.observers, logEventTo(l))
+		p.observers = append(p.observers, logEventTo(l, p.ns))
 	}
-	p.observers = append(p.observers, spanEvent)
+	p.observers = append(p.observers, p.spanEvent)
 	cb := db.Callback()
 	err := errors.Join(
 		cb.Query().Before("*").Register("querycache:visit", p.beginVisit),

@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
+	"querycache.dev/keys"
 	"querycache.dev/sqlinspect"
 )
 
@@ -14,9 +15,10 @@ const maxLoggedSQL = 200
 // logEventTo returns the observer that logs every marked statement's
 // outcome to l at Debug level: outcome, reason, the SQL's text (with its
 // placeholders, literals masked, cut at maxLoggedSQL bytes: never a
-// value), tables, key, duration (when measured) and size. When Debug is
-// disabled it costs one Enabled call.
-func logEventTo(l *slog.Logger) observer {
+// value), tables, key (an object's primary key hidden: ns.Redact),
+// duration (when measured) and size. When Debug is disabled it costs one
+// Enabled call.
+func logEventTo(l *slog.Logger, ns keys.Namespace) observer {
 	return func(db *gorm.DB, ev *Event) {
 		ctx := stmtContext(db)
 		if !l.Enabled(ctx, slog.LevelDebug) {
@@ -32,7 +34,7 @@ func logEventTo(l *slog.Logger) observer {
 			slog.String("tables", joinTables(ev.Tables, maxLoggedTables)),
 		)
 		if ev.Key != "" {
-			attrs = append(attrs, slog.String("key", ev.Key))
+			attrs = append(attrs, slog.String("key", ns.Redact(ev.Key)))
 		}
 		if ev.Duration > 0 { // hits are timed by sampling (Event.Duration)
 			attrs = append(attrs, slog.Duration("duration", ev.Duration))

@@ -294,6 +294,18 @@ func TestFromCache(t *testing.T) {
 	check("Count miss", cached().Model(&VisPost{}).Count(&n), miss)
 	check("Count hit", cached().Model(&VisPost{}).Count(&n), hit)
 
+	// FirstOrInit reads on the statement it returns. FirstOrCreate and
+	// FindInBatches read on copies made with Session (GORM's
+	// finisher_api.go), which what they return does not see: they report
+	// nothing, never another call's outcome (FromCache's known limit).
+	cached().FirstOrInit(&a, VisAuthor{ID: 1})
+	check("FirstOrInit hit", cached().FirstOrInit(&a, VisAuthor{ID: 1}), hit)
+	cached().FirstOrCreate(&a, VisAuthor{ID: 1})
+	check("FirstOrCreate, its read a hit", cached().FirstOrCreate(&a, VisAuthor{ID: 1}), gormcache.Served{})
+	batches := func(*gorm.DB, int) error { return nil }
+	cached().FindInBatches(&as, 10, batches)
+	check("FindInBatches, its reads hits", cached().FindInBatches(&as, 10, batches), gormcache.Served{})
+
 	// Rows and Row return no *gorm.DB: ask the statement they ran on.
 	for i, want := range []gormcache.Served{miss, hit} {
 		q := cached().Model(&VisPost{}).Where("author_id = ?", 1)
@@ -438,6 +450,23 @@ func TestVisibilitySlog(t *testing.T) {
 	}
 	if recs[2]["reason"] != "nondeterministic" {
 		t.Fatalf("refusal %v: want its reason", recs[2])
+	}
+
+	// A lookup by primary key is keyed by the key's value: the line's key
+	// hides it (keys.Namespace.Redact).
+	if err := db.Create(&VisAuthor{ID: 7314159, Name: "pk"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	h.statementRecords()
+	for i := 0; i < 2; i++ {
+		if err := db.Scopes(gormcache.Cacheable()).First(&VisAuthor{}, 7314159).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range h.statementRecords() {
+		if strings.Contains(r["key"], "7314159") || !strings.Contains(r["key"], ":vis_authors:?:") {
+			t.Fatalf("%v: the key logs the primary key's value", r)
+		}
 	}
 
 	// Above Debug: no line.
