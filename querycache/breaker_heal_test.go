@@ -28,7 +28,7 @@ func TestInvalidationAfterHealDoesNotWaitForTheProbe(t *testing.T) {
 			srv := testenv.StartRedis(t)
 			proxy := testenv.StartProxy(t, srv.Addr())
 			open := func(addr string, ropts querycache.RedisOptions) (*querycache.Cache, *querycache.RedisStore) {
-				client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 300 * time.Millisecond})
+				client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 				t.Cleanup(func() { client.Close() })
 				st := querycache.NewRedisStore(client, ropts)
 				c, err := querycache.New(querycache.Options{Store: st, RetryInterval: time.Hour})
@@ -36,7 +36,10 @@ func TestInvalidationAfterHealDoesNotWaitForTheProbe(t *testing.T) {
 				t.Cleanup(func() { c.Close() })
 				return c, st
 			}
-			wopts := querycache.RedisOptions{Timeout: 300 * time.Millisecond, BreakerFailures: 1, BreakerProbe: time.Hour, HealWait: time.Second}
+			// Timeouts generous for a loaded machine (see
+			// TestRetryLoopAndHealDoNotDeadlock): the order of events is
+			// tested, not the heal's speed.
+			wopts := querycache.RedisOptions{Timeout: time.Second, BreakerFailures: 1, BreakerProbe: time.Hour, HealWait: 5 * time.Second}
 			if control {
 				wopts.HealWait = -1
 			}
@@ -86,9 +89,14 @@ func TestRetryLoopAndHealDoNotDeadlock(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedis(t)
 	proxy := testenv.StartProxy(t, srv.Addr())
-	client := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, DialTimeout: 300 * time.Millisecond})
+	// Timeouts generous for a loaded machine: what is tested is that the
+	// retry loop and a heal do not wait for each other, not how fast a
+	// heal is. With 300 ms and a 1 s heal, CI's load (and a helper's
+	// tests beside it) once failed the heal: the write below found the
+	// breaker still open.
+	client := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { client.Close() })
-	st := querycache.NewRedisStore(client, querycache.RedisOptions{Timeout: 300 * time.Millisecond, BreakerFailures: 1, BreakerProbe: time.Hour, HealWait: time.Second})
+	st := querycache.NewRedisStore(client, querycache.RedisOptions{Timeout: time.Second, BreakerFailures: 1, BreakerProbe: time.Hour, HealWait: 5 * time.Second})
 	c, err := querycache.New(querycache.Options{Store: st, RetryInterval: 10 * time.Millisecond})
 	must(t, err)
 
