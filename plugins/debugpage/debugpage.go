@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"querycache.dev/keys"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
@@ -341,22 +342,16 @@ func (h *handler) fillCache(s *Snapshot) {
 	}
 	s.Pending.Count = st.Pending
 	s.Pending.Held = h.cache.HeldInvalidations()
-	s.Pending.Versions = pendingVersions(h.cache.PendingInvalidations(), h.cache.Namespace().Prefix())
+	s.Pending.Versions = pendingVersions(h.cache.PendingInvalidations(), h.cache.Namespace())
 }
 
-// pendingVersions groups pending version names with an object version's
-// primary key hidden: "v:obj:users:42" is shown as "v:obj:users:…".
-func pendingVersions(names []string, prefix string) []Count {
+// pendingVersions groups pending version names, without the namespace's
+// prefix, with an object version's primary key hidden as logs hide it
+// (keys.Namespace.Redact): "v:obj:users:42" is shown as "v:obj:users:?".
+func pendingVersions(names []string, ns keys.Namespace) []Count {
 	seen := map[string]uint64{}
 	for _, n := range names {
-		n = strings.TrimPrefix(n, prefix)
-		if rest, ok := strings.CutPrefix(n, "v:obj:"); ok {
-			// The table part comes first and is cut at its first colon:
-			// a table name holding one loses its end, a key never shows.
-			table, _, _ := strings.Cut(rest, ":")
-			n = "v:obj:" + table + ":…"
-		}
-		seen[n]++
+		seen[strings.TrimPrefix(ns.Redact(n), ns.Prefix())]++
 	}
 	out, _ := counts(seen)
 	if len(out) > 100 {
