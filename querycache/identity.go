@@ -36,6 +36,40 @@ type identity struct {
 	nss []keys.Namespace
 	// changes counts the server changes seen, for tests and statistics.
 	changes int64
+	// unsure holds the markers (key and run_id) this process sent an
+	// update for without reading the reply: a read timeout on a loaded
+	// machine loses the reply of a script the server ran. The epoch was
+	// replaced then, and the next check finds the marker already current;
+	// unsure lets it count and log the change nobody heard of.
+	unsure map[string]struct{}
+}
+
+// maxUnsure bounds unsure: each entry is one server run whose check
+// failed, so it stays tiny; past the bound it is cleared (a change then
+// goes uncounted, never unhandled: the epoch was replaced either way).
+const maxUnsure = 64
+
+// sent records that the update of marker to runID may have run unheard.
+func (id *identity) sent(marker, runID string) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if id.unsure == nil || len(id.unsure) >= maxUnsure {
+		id.unsure = make(map[string]struct{})
+	}
+	id.unsure[marker+"\x00"+runID] = struct{}{}
+}
+
+// heard reports whether marker's update to runID was one of ours whose
+// reply was lost, and forgets it: the caller counts it now.
+func (id *identity) heard(marker, runID string) bool {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	k := marker + "\x00" + runID
+	if _, ok := id.unsure[k]; ok {
+		delete(id.unsure, k)
+		return true
+	}
+	return false
 }
 
 // markerScript replaces the epoch and records the server when the marker
@@ -103,11 +137,13 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 	ttl := strconv.FormatInt(s.opts.VersionTTL.Milliseconds(), 10)
 	if !s.cluster {
 		for _, ns := range nss {
-			changed, err := markerScript.Run(ctx, cn, []string{ns.Prefix() + "v:server", ns.Epoch()}, runID, tokenString(NewToken()), ttl).Int()
+			marker := ns.Prefix() + "v:server"
+			changed, err := markerScript.Run(ctx, cn, []string{marker, ns.Epoch()}, runID, tokenString(NewToken()), ttl).Int()
 			if err != nil {
+				id.sent(marker, runID)
 				return err
 			}
-			if changed == 1 {
+			if changed == 1 || id.heard(marker, runID) {
 				id.changed(s, runID)
 			}
 		}
@@ -133,12 +169,16 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 		// A marker of another type (another program's hash) is no marker:
 		// the epoch is replaced and SET overwrites it.
 		if cur == runID {
+			if id.heard(marker, runID) {
+				id.changed(s, runID)
+			}
 			continue
 		}
 		if err := replaceEpoch(ctx, s, cn, me, slots, ns.Epoch()); err != nil {
 			return err
 		}
 		if err := cn.Set(ctx, marker, runID, s.opts.VersionTTL).Err(); err != nil {
+			id.sent(marker, runID)
 			return err
 		}
 		id.changed(s, runID)

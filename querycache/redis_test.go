@@ -3,8 +3,10 @@ package querycache_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -267,6 +269,99 @@ func TestRedisRestartWithOldDataIsAnEpochChange(t *testing.T) {
 	}
 }
 
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// loseMarkerReply is a client hook that lets the identity check's marker
+// script run on the server once armed, then reports a timeout instead of
+// its reply: what a read timeout on a loaded machine does.
+type loseMarkerReply struct{ armed *atomic.Bool }
+
+func (h loseMarkerReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h loseMarkerReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h loseMarkerReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err != nil || cmd.Name() == "get" {
+			return err
+		}
+		// The script (standalone) or the SET (cluster) of a marker key.
+		marker := false
+		for _, a := range cmd.Args() {
+			if s, ok := a.(string); ok && strings.Contains(s, "v:server") {
+				marker = true
+			}
+		}
+		if marker && h.armed.CompareAndSwap(true, false) {
+			cmd.SetErr(context.DeadlineExceeded)
+			return context.DeadlineExceeded
+		}
+		return err
+	}
+}
+
+// The server runs the marker script of a restarted Redis (the epoch is
+// replaced), but the reply is lost: that connection is refused, and the
+// next one finds the marker already current. The change must still be
+// counted and logged once, or an operator never learns that every entry
+// was invalidated.
+func TestRedisServerChangeCountedWhenTheCheckReplyIsLost(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	defer client.Close()
+	var lose atomic.Bool
+	client.AddHook(loseMarkerReply{armed: &lose})
+	var logs strings.Builder
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	store := querycache.NewRedisStore(client, querycache.RedisOptions{BreakerProbe: 20 * time.Millisecond, Logger: logger})
+	c, err := querycache.New(querycache.Options{Store: store, Prefix: "lost:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	k := querycache.Key{Name: "lost:q:1", Versions: []string{c.Namespace().ObjectVersion("t", "1")}}
+	if _, _, err := c.GetOrSet(ctx, k, valueFill("v", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := store.ServerChanges(); n != 1 {
+		t.Fatalf("server changes after the first connection: %d, want 1", n)
+	}
+	lose.Store(true)
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, hit, err := c.GetOrSet(ctx, k, valueFill("v", nil)); err != nil {
+			t.Fatal(err)
+		} else if hit && !lose.Load() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no hit after the restart (reply lost yet: %v)", !lose.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := store.ServerChanges(); n != 2 {
+		t.Errorf("server changes: %d, want 2 (the first server and the restarted one, whose check reply was lost)", n)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if n := strings.Count(logs.String(), "a Redis server without our marker"); n != 2 {
+		t.Errorf("server change warnings: %d, want 2\n%s", n, logs.String())
+	}
+}
+
 // Under allkeys-lru with a tiny maxmemory, Redis evicts versions and
 // entries alike: that must cost misses, never a stale hit.
 func TestRedisEvictionNeverStale(t *testing.T) {
@@ -453,7 +548,19 @@ func TestRedisCluster(t *testing.T) {
 	}
 	// A restarted master (its data gone) is a server change: the epoch is
 	// replaced before the new server serves anything.
+	// The reply of its marker's update is lost (a read timeout): the
+	// change still counts once the next connection finds the marker set.
 	before := store.ServerChanges()
+	var lose atomic.Bool
+	// A node client's OnConnect runs that node client's hooks, not the
+	// cluster client's.
+	if err := client.ForEachShard(ctx, func(_ context.Context, shard *redis.Client) error {
+		shard.AddHook(loseMarkerReply{armed: &lose})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	lose.Store(true)
 	n := cl.Nodes()[0]
 	n.Kill()
 	n.Restart()
@@ -466,5 +573,8 @@ func TestRedisCluster(t *testing.T) {
 			_, _, _ = c.GetOrSet(ctx, querycache.Key{Name: fmt.Sprintf("cl:q:%d", i), Versions: []string{ns.TableVersion("t0")}}, valueFill("y", nil))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if lose.Load() {
+		t.Error("the marker update's reply was never lost: the test did not exercise the lost reply")
 	}
 }
