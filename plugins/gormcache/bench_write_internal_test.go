@@ -97,17 +97,18 @@ func inNopTx(tb testing.TB, p *Plugin, stmt *gorm.DB, raw gorm.TxCommitter, writ
 // as a write's overhead is this plus what its allocations cost the GC.
 func BenchmarkWritePath(b *testing.B) {
 	p, stmt, cache := writePathFixture(b)
+	afterUpdate := p.writeEarly(gormUpdate)
 	before := cache.Stats().Invalidations
 	b.Run("update", func(b *testing.B) {
 		b.ReportAllocs()
 		defer reportCPU(b)()
 		for b.Loop() {
-			p.afterUpdate(stmt)
+			afterUpdate(stmt)
 		}
 	})
 	b.Run("update-tx", func(b *testing.B) {
 		var raw gorm.TxCommitter = nopCommitter{p.inner}
-		write := func() { p.afterUpdate(stmt) }
+		write := func() { afterUpdate(stmt) }
 		b.ReportAllocs()
 		defer reportCPU(b)()
 		for b.Loop() {
@@ -148,10 +149,11 @@ func processCPU() time.Duration {
 // two per version, and in a transaction the wrapper.
 func TestWritePathAllocations(t *testing.T) {
 	p, stmt, cache := writePathFixture(t)
+	afterUpdate := p.writeEarly(gormUpdate)
 	before := cache.Stats().Invalidations
-	alone := testing.AllocsPerRun(200, func() { p.afterUpdate(stmt) })
+	alone := testing.AllocsPerRun(200, func() { afterUpdate(stmt) })
 	var raw gorm.TxCommitter = nopCommitter{p.inner}
-	write := func() { p.afterUpdate(stmt) }
+	write := func() { afterUpdate(stmt) }
 	inTx := testing.AllocsPerRun(200, func() { inNopTx(t, p, stmt, raw, write) })
 	if got := cache.Stats().Invalidations - before; got < 400 {
 		t.Fatalf("%d invalidations applied, want one per write", got)
@@ -169,13 +171,14 @@ func TestWritePathAllocations(t *testing.T) {
 // without a plan. Planned or not, a write invalidates the same.
 func TestWritePlanFollowsTheCatalog(t *testing.T) {
 	p, stmt, _ := writePathFixture(t)
+	afterUpdate := p.writeEarly(gormUpdate)
 	in := p.inspection(stmt.Statement.SQL.String())
 	table := in.st.Writes[0]
 	name := stmt.Statement.Table
 	planned := func(when string) *tableFacts {
 		t.Helper()
-		p.afterUpdate(stmt) // learns the facts if needed
-		p.afterUpdate(stmt) // plans them
+		afterUpdate(stmt) // learns the facts if needed
+		afterUpdate(stmt) // plans them
 		f, ok := p.plannedFacts(in, name)
 		if !ok || f == nil || f != p.facts(stmt, table) {
 			t.Fatalf("%s: planned %v (%p), the catalog's facts %p", when, ok, f, p.facts(stmt, table))
@@ -186,7 +189,7 @@ func TestWritePlanFollowsTheCatalog(t *testing.T) {
 		if !reflect.DeepEqual(withPlan, without) || len(without.Rows) != 1 {
 			t.Fatalf("%s: with the plan %+v, without %+v", when, withPlan, without)
 		}
-		p.afterUpdate(stmt)
+		afterUpdate(stmt)
 		return f
 	}
 	stale := func(when string) {

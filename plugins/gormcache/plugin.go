@@ -206,12 +206,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		// commits, or dropped when a hook's error rolls it back. A write
 		// in a transaction the plugin does not manage is recorded at the
 		// chain's end, as before (writeLate).
-		cb.Create().After("gorm:create").Before("gorm:save_after_associations").Register("querycache:after_create", p.writeEarly(p.afterCreate)),
-		cb.Update().After("gorm:update").Before("gorm:save_after_associations").Register("querycache:after_update", p.writeEarly(p.afterUpdate)),
-		cb.Delete().After("gorm:delete").Before("gorm:after_delete").Register("querycache:after_delete", p.writeEarly(p.afterDelete)),
-		cb.Create().After("gorm:create").Register("querycache:after_create_late", p.writeLate(p.afterCreate)),
-		cb.Update().After("gorm:update").Register("querycache:after_update_late", p.writeLate(p.afterUpdate)),
-		cb.Delete().After("gorm:delete").Register("querycache:after_delete_late", p.writeLate(p.afterDelete)),
+		cb.Create().After("gorm:create").Before("gorm:save_after_associations").Register("querycache:after_create", p.writeEarly(gormCreate)),
+		cb.Update().After("gorm:update").Before("gorm:save_after_associations").Register("querycache:after_update", p.writeEarly(gormUpdate)),
+		cb.Delete().After("gorm:delete").Before("gorm:after_delete").Register("querycache:after_delete", p.writeEarly(gormDelete)),
+		cb.Create().After("gorm:create").Register("querycache:after_create_late", p.writeLate),
+		cb.Update().After("gorm:update").Register("querycache:after_update_late", p.writeLate),
+		cb.Delete().After("gorm:delete").Register("querycache:after_delete_late", p.writeLate),
 		cb.Raw().After("gorm:raw").Register("querycache:after_raw", p.afterRaw),
 	}
 	if err := errors.Join(steps...); err != nil {

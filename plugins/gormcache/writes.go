@@ -53,7 +53,7 @@ func takeMark(db *gorm.DB, key any) bool {
 
 // wasPreset reports (once) whether notePresetSQL saw the statement's SQL
 // set before GORM's callback; such a write is invalidated as the SQL the
-// user wrote is (afterPreset), never narrowed by the statement's clauses
+// user wrote is (presetChange), never narrowed by the statement's clauses
 // or model (TestHostile9PresetSQLWriteKeepsEarlierWhere). While no such
 // write is under way the statement's settings are not read (a lookup in
 // a sync.Map hashed its key on every write).
@@ -68,41 +68,56 @@ func (p *Plugin) wasPreset(db *gorm.DB) bool {
 	return false
 }
 
-// afterPreset invalidates what a write of preset SQL wrote, as afterRaw
-// does for db.Exec.
-func (p *Plugin) afterPreset(db *gorm.DB, source string, busy bool) {
+// presetChange is what a write of preset SQL wrote, judged as afterRaw
+// judges db.Exec's SQL.
+func (p *Plugin) presetChange(db *gorm.DB, busy bool) querycache.Change {
 	info := p.inspect(db.Statement.SQL.String())
 	p.observeRaw(db, info, true)
-	p.record(db, source, announced(&info, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String())))))
+	return announced(&info, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
 }
 
 // lateWrite is the key, in a statement's Settings, of a write whose change
-// writeEarly left to writeLate.
+// writeEarly left to writeLate; its value is a *deferredWrite.
 type lateWrite struct{}
 
-// writeEarly runs a write's after-callback right after GORM's write, except
-// in GORM's default transaction begun on a pool the plugin does not manage
-// (a pool taken before db.Use, or another plugin's, such as dbresolver's):
-// that transaction commits at the end of the chain, after which the
-// statement is back on its pool and writeLate applies the change as
-// committed. Recorded before that commit, it would take the path of an
-// unseen transaction, whose end is noticed later (reads are fenced
-// meanwhile, and a fenced read under dbresolver went to the lagging
-// standby: TestHostileReplicaWriteDuringActivation).
+// deferredWrite is a change computed by writeEarly and recorded by
+// writeLate. stmt tells the statement's own mark from the copy GORM puts
+// in the statements that save its associations (see takeMark).
+type deferredWrite struct {
+	stmt   *gorm.Statement
+	source string
+	ch     querycache.Change
+}
+
+// writeEarly computes a write's change right after GORM's write and
+// records it there, except in GORM's default transaction begun on a pool
+// the plugin does not manage (a pool taken before db.Use, or another
+// plugin's, such as dbresolver's): that transaction commits at the end of
+// the chain, after which the statement is back on its pool and writeLate
+// records the change as committed. Recorded before that commit, it would
+// take the path of an unseen transaction, whose end is noticed later
+// (reads are fenced meanwhile, and a fenced read under dbresolver went to
+// the lagging standby: TestHostileReplicaWriteDuringActivation). Computed
+// there too, after the model's After hooks, it named the rows a hook had
+// left in the model (TestHostile39AfterCreateHookChangesKey).
 //
 // In the caller's own transaction on such a pool the write is recorded
 // here, as an unseen transaction's: its commit comes after the chain
 // anyway, and a panic in a later callback (an After hook's, recovered by
 // the caller, who then commits) skips the late callback, which lost the
 // write (TestHostile14PanicAfterWriteInUnmanagedTransaction).
-func (p *Plugin) writeEarly(after func(*gorm.DB)) func(*gorm.DB) {
+func (p *Plugin) writeEarly(w gormWrite) func(*gorm.DB) {
 	return func(db *gorm.DB) {
-		if scopeOf(db.Statement.ConnPool).kind == scopeRawTx && startedDefaultTx(db) {
-			p.lates.Add(1)
-			db.Statement.Settings.Store(lateWrite{}, db.Statement)
+		ch, ok := p.change(db, w)
+		if !ok {
 			return
 		}
-		after(db)
+		if scopeOf(db.Statement.ConnPool).kind == scopeRawTx && startedDefaultTx(db) {
+			p.lates.Add(1)
+			db.Statement.Settings.Store(lateWrite{}, &deferredWrite{stmt: db.Statement, source: w.source, ch: ch})
+			return
+		}
+		p.record(db, w.source, ch)
 	}
 }
 
@@ -114,75 +129,56 @@ func startedDefaultTx(db *gorm.DB) bool {
 	return ok
 }
 
-// writeLate runs, at the end of the write's chain, the after-callback
+// writeLate records, at the end of the write's chain, the change
 // writeEarly left to it. While no write is left, statements' settings are
 // not read.
-func (p *Plugin) writeLate(after func(*gorm.DB)) func(*gorm.DB) {
-	return func(db *gorm.DB) {
-		if p.lates.Load() == 0 {
-			return
-		}
-		if takeMark(db, lateWrite{}) {
-			p.lates.Add(-1)
-			after(db)
-		}
+func (p *Plugin) writeLate(db *gorm.DB) {
+	if p.lates.Load() == 0 {
+		return
+	}
+	v, _ := db.Statement.Settings.LoadAndDelete(lateWrite{})
+	if w, ok := v.(*deferredWrite); ok && w.stmt == db.Statement {
+		p.lates.Add(-1)
+		p.record(db, w.source, w.ch)
 	}
 }
 
-// afterCreate invalidates inserted rows: each by primary key when all are
-// known (so a cached "not found" for that key is dropped), otherwise the
-// table's rows in bulk. Upserts may update rows other than the ones passed
-// in, so they always invalidate in bulk.
-func (p *Plugin) afterCreate(db *gorm.DB) {
-	preset := p.wasPreset(db)
-	if !executed(db) {
-		return
-	}
-	busy := p.beforeFacts(true) // before any facts are read (ddlwindow.go)
-	if preset {
-		p.afterPreset(db, "create", busy)
-		return
-	}
-	in := p.inspection(db.Statement.SQL.String())
-	p.observeBuilt(db, in)
-	ch, known := p.writeChange(db, in, false)
-	p.record(db, "create", duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), "gorm create")))
+// A gormWrite is one of GORM's write callbacks: create, update or delete.
+type gormWrite struct {
+	source string // "create", "update" or "delete": for record and OnChange
+	cause  string // the change's cause
+	// where is writeChange's argument: the WHERE clause confines the rows
+	// (an update, a delete; a soft delete is an UPDATE the delete
+	// callbacks build). A create's rows are the model's: each by primary
+	// key when all are known (so a cached "not found" for that key is
+	// dropped), otherwise the table's rows in bulk; an upsert may update
+	// rows other than the ones passed in, so it always invalidates in bulk.
+	where bool
 }
 
-// afterUpdate invalidates updated rows: by primary key when the WHERE
-// clause provably confines the update to known keys, in bulk otherwise.
-func (p *Plugin) afterUpdate(db *gorm.DB) {
-	preset := p.wasPreset(db)
-	if !executed(db) {
-		return
-	}
-	busy := p.beforeFacts(true) // before any facts are read (ddlwindow.go)
-	if preset {
-		p.afterPreset(db, "update", busy)
-		return
-	}
-	in := p.inspection(db.Statement.SQL.String())
-	p.observeBuilt(db, in)
-	ch, known := p.writeChange(db, in, true)
-	p.record(db, "update", duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), "gorm update")))
-}
+var (
+	gormCreate = gormWrite{source: "create", cause: "gorm create"}
+	gormUpdate = gormWrite{source: "update", cause: "gorm update", where: true}
+	gormDelete = gormWrite{source: "delete", cause: "gorm delete", where: true}
+)
 
-// afterDelete handles hard and soft deletes alike (a soft delete is an
-// UPDATE built by the delete callbacks).
-func (p *Plugin) afterDelete(db *gorm.DB) {
+// change returns what the write changed; ok is false when it ran nothing
+// (a dry run). It reads the statement as GORM's write left it, before the
+// associations are saved and the model's After hooks run: a hook may
+// change the model, its primary key too.
+func (p *Plugin) change(db *gorm.DB, w gormWrite) (querycache.Change, bool) {
 	preset := p.wasPreset(db)
 	if !executed(db) {
-		return
+		return querycache.Change{}, false
 	}
 	busy := p.beforeFacts(true) // before any facts are read (ddlwindow.go)
 	if preset {
-		p.afterPreset(db, "delete", busy)
-		return
+		return p.presetChange(db, busy), true
 	}
 	in := p.inspection(db.Statement.SQL.String())
 	p.observeBuilt(db, in)
-	ch, known := p.writeChange(db, in, true)
-	p.record(db, "delete", duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), "gorm delete")))
+	ch, known := p.writeChange(db, in, w.where)
+	return duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), w.cause)), true
 }
 
 // observeBuilt tells observeRaw of a write GORM built that calls a
