@@ -40,6 +40,15 @@ func TestMaskLiterals(t *testing.T) {
 		{DialectAny, "SELECT a -- x\r'v'\nFROM t", "SELECT a -- x\r'?'\nFROM t"},
 		{DialectAny, `SELECT $q$it's$q$, a FROM t`, `SELECT '?'`},      // SQLite: a variable, then an unclosed string
 		{DialectAny, "SELECT [col 2] FROM t", "SELECT [col ?] FROM t"}, // PostgreSQL: a subscript holding a number
+		// SQLite reads a double-quoted word that names no column as a
+		// string: where a value goes, it is masked; where a name goes, or
+		// qualified, it is kept.
+		{DialectSQLite, `SELECT "t"."a", "b" FROM "t" WHERE "t"."c" = "ann" AND "d" LIKE "x%"`, `SELECT "t"."a", "b" FROM "t" WHERE "t"."c" = '?' AND "d" LIKE '?'`},
+		{DialectSQLite, `INSERT INTO "t" ("a", "b") VALUES ("x", 1), ("y", 2)`, `INSERT INTO "t" ("a", "b") VALUES ('?', ?), ('?', ?)`},
+		{DialectSQLite, `SELECT a FROM t WHERE b IN ("x", "y") AND c BETWEEN "l" AND "h" AND d IN (SELECT "e" FROM u)`, `SELECT a FROM t WHERE b IN ('?', '?') AND c BETWEEN '?' AND '?' AND d IN (SELECT "e" FROM u)`},
+		{DialectSQLite, `UPDATE "t" SET "a" = "new", b = CASE WHEN c THEN "y" ELSE "n" END`, `UPDATE "t" SET "a" = '?', b = CASE WHEN c THEN '?' ELSE '?' END`},
+		{DialectPostgres, `SELECT a FROM t WHERE "b" = "c"`, `SELECT a FROM t WHERE "b" = "c"`}, // PostgreSQL: always a name
+		{DialectAny, `SELECT a FROM t WHERE "b" = "c"`, `SELECT a FROM t WHERE "b" = '?'`},
 	} {
 		if got := MaskLiterals(c.in, c.d); got != c.out {
 			t.Errorf("MaskLiterals(%q, %d)\n = %q\nwant %q", c.in, c.d, got, c.out)
@@ -69,6 +78,9 @@ func TestMaskLiteralsHidesValues(t *testing.T) {
 		{DialectSQLite, `SELECT id FROM t WHERE name <> 'secret-unclosed`},
 		{DialectPostgres, `SELECT id FROM t WHERE name <> $q$secret-unclosed`},
 		{DialectPostgres, `SELECT id FROM t /* secret-unclosed-comment`},
+		{DialectSQLite, `SELECT id FROM t WHERE email = "secret@example.com"`},
+		{DialectSQLite, `SELECT id FROM t WHERE email IN ("secret-1", "secret-2")`},
+		{DialectSQLite, `SELECT id FROM t WHERE a || "secret-concat" = b`},
 	} {
 		for _, d := range []Dialect{c.d, DialectAny} {
 			got := MaskLiterals(c.sql, d)
