@@ -97,7 +97,7 @@ func inNopTx(tb testing.TB, p *Plugin, stmt *gorm.DB, raw gorm.TxCommitter, writ
 // as a write's overhead is this plus what its allocations cost the GC.
 func BenchmarkWritePath(b *testing.B) {
 	p, stmt, cache := writePathFixture(b)
-	afterUpdate := p.writeEarly(gormUpdate)
+	afterUpdate := func(db *gorm.DB) { p.written(db, gormUpdate) }
 	before := cache.Stats().Invalidations
 	b.Run("update", func(b *testing.B) {
 		b.ReportAllocs()
@@ -149,7 +149,7 @@ func processCPU() time.Duration {
 // two per version, and in a transaction the wrapper.
 func TestWritePathAllocations(t *testing.T) {
 	p, stmt, cache := writePathFixture(t)
-	afterUpdate := p.writeEarly(gormUpdate)
+	afterUpdate := func(db *gorm.DB) { p.written(db, gormUpdate) }
 	before := cache.Stats().Invalidations
 	alone := testing.AllocsPerRun(200, func() { afterUpdate(stmt) })
 	var raw gorm.TxCommitter = nopCommitter{p.inner}
@@ -171,7 +171,7 @@ func TestWritePathAllocations(t *testing.T) {
 // without a plan. Planned or not, a write invalidates the same.
 func TestWritePlanFollowsTheCatalog(t *testing.T) {
 	p, stmt, _ := writePathFixture(t)
-	afterUpdate := p.writeEarly(gormUpdate)
+	afterUpdate := func(db *gorm.DB) { p.written(db, gormUpdate) }
 	in := p.inspection(stmt.Statement.SQL.String())
 	table := in.st.Writes[0]
 	name := stmt.Statement.Table

@@ -39,7 +39,8 @@ type Plugin struct {
 	inspected  *otter.Cache[string, *inspection]
 	front      *inspectionFront // the last inspections looked up (inspect.go)
 	presets    atomic.Int64     // writes of preset SQL under way (writes.go, notePresetSQL)
-	lates      atomic.Int64     // writes left to the chain's end (writes.go, writeEarly)
+	lates      atomic.Int64     // writes left to the default transaction's end (writechain.go, written)
+	wc         writeChain       // whether GORM's write callbacks are still wrapped (writechain.go)
 	names      sync.Map         // table -> versionNames
 	hits       hitMemo          // a fingerprint's key (hitmemo.go)
 	cat        catalog
@@ -185,34 +186,13 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return err
 	}
 	cb := db.Callback()
-	raw := cb.Raw().Get("gorm:raw")
-	if raw == nil {
-		return errors.New("gormcache: GORM's gorm:raw callback is missing; register the plugin on a *gorm.DB with GORM's default callbacks")
-	}
 	steps := []error{
-		cb.Raw().Replace("gorm:raw", p.rawWithWindow(raw)), // a schema change's window (ddlwindow.go)
 		cb.Query().Replace("gorm:query", p.queryCallback),
 		cb.Row().Replace("gorm:row", p.rowCallback),
 		cb.Create().Before("gorm:create").Register("querycache:preset_sql", p.notePresetSQL),
 		cb.Update().Before("gorm:update").Register("querycache:preset_sql", p.notePresetSQL),
 		cb.Delete().Before("gorm:delete").Register("querycache:preset_sql", p.notePresetSQL),
-		// Right after GORM's write, before the associations it saves next
-		// and the model's After hooks: a hook reading what its write
-		// changed must find the change applied (auto-commit) or buffered
-		// in the transaction (TestHostile12HookReadsBeforeInvalidation).
-		// After("gorm:create") alone put them at the chain's end, after
-		// the hooks and the default transaction's commit. Inside GORM's
-		// default transaction the change is buffered and applied when it
-		// commits, or dropped when a hook's error rolls it back. A write
-		// in a transaction the plugin does not manage is recorded at the
-		// chain's end, as before (writeLate).
-		cb.Create().After("gorm:create").Before("gorm:save_after_associations").Register("querycache:after_create", p.writeEarly(gormCreate)),
-		cb.Update().After("gorm:update").Before("gorm:save_after_associations").Register("querycache:after_update", p.writeEarly(gormUpdate)),
-		cb.Delete().After("gorm:delete").Before("gorm:after_delete").Register("querycache:after_delete", p.writeEarly(gormDelete)),
-		cb.Create().After("gorm:create").Register("querycache:after_create_late", p.writeLate),
-		cb.Update().After("gorm:update").Register("querycache:after_update_late", p.writeLate),
-		cb.Delete().After("gorm:delete").Register("querycache:after_delete_late", p.writeLate),
-		cb.Raw().After("gorm:raw").Register("querycache:after_raw", p.afterRaw),
+		p.wrapWrites(db), // GORM's writes, db.Exec and the commit, wrapped (writechain.go)
 	}
 	if err := errors.Join(steps...); err != nil {
 		return fmt.Errorf("gormcache: registering callbacks: %w", err)

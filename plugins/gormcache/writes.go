@@ -76,75 +76,10 @@ func (p *Plugin) presetChange(db *gorm.DB, busy bool) querycache.Change {
 	return announced(&info, duringDDL(busy, withCause(p.rawChange(db, info, true), rawCause(db.Statement.SQL.String()))))
 }
 
-// lateWrite is the key, in a statement's Settings, of a write whose change
-// writeEarly left to writeLate; its value is a *deferredWrite.
-type lateWrite struct{}
-
-// deferredWrite is a change computed by writeEarly and recorded by
-// writeLate. stmt tells the statement's own mark from the copy GORM puts
-// in the statements that save its associations (see takeMark).
-type deferredWrite struct {
-	stmt   *gorm.Statement
-	source string
-	ch     querycache.Change
-}
-
-// writeEarly computes a write's change right after GORM's write and
-// records it there, except in GORM's default transaction begun on a pool
-// the plugin does not manage (a pool taken before db.Use, or another
-// plugin's, such as dbresolver's): that transaction commits at the end of
-// the chain, after which the statement is back on its pool and writeLate
-// records the change as committed. Recorded before that commit, it would
-// take the path of an unseen transaction, whose end is noticed later
-// (reads are fenced meanwhile, and a fenced read under dbresolver went to
-// the lagging standby: TestHostileReplicaWriteDuringActivation). Computed
-// there too, after the model's After hooks, it named the rows a hook had
-// left in the model (TestHostile39AfterCreateHookChangesKey).
-//
-// In the caller's own transaction on such a pool the write is recorded
-// here, as an unseen transaction's: its commit comes after the chain
-// anyway, and a panic in a later callback (an After hook's, recovered by
-// the caller, who then commits) skips the late callback, which lost the
-// write (TestHostile14PanicAfterWriteInUnmanagedTransaction).
-func (p *Plugin) writeEarly(w gormWrite) func(*gorm.DB) {
-	return func(db *gorm.DB) {
-		ch, ok := p.change(db, w)
-		if !ok {
-			return
-		}
-		if scopeOf(db.Statement.ConnPool).kind == scopeRawTx && startedDefaultTx(db) {
-			p.lates.Add(1)
-			db.Statement.Settings.Store(lateWrite{}, &deferredWrite{stmt: db.Statement, source: w.source, ch: ch})
-			return
-		}
-		p.record(db, w.source, ch)
-	}
-}
-
-// startedDefaultTx reports whether GORM's default transaction was begun by
-// this statement's chain (gorm:begin_transaction), to be committed at its
-// end (gorm:commit_or_rollback_transaction).
-func startedDefaultTx(db *gorm.DB) bool {
-	_, ok := db.InstanceGet("gorm:started_transaction")
-	return ok
-}
-
-// writeLate records, at the end of the write's chain, the change
-// writeEarly left to it. While no write is left, statements' settings are
-// not read.
-func (p *Plugin) writeLate(db *gorm.DB) {
-	if p.lates.Load() == 0 {
-		return
-	}
-	v, _ := db.Statement.Settings.LoadAndDelete(lateWrite{})
-	if w, ok := v.(*deferredWrite); ok && w.stmt == db.Statement {
-		p.lates.Add(-1)
-		p.record(db, w.source, w.ch)
-	}
-}
-
 // A gormWrite is one of GORM's write callbacks: create, update or delete.
 type gormWrite struct {
+	op     int    // index in writeChain.wrapped
+	name   string // GORM's callback: "gorm:create", "gorm:update" or "gorm:delete"
 	source string // "create", "update" or "delete": for record and OnChange
 	cause  string // the change's cause
 	// where is writeChange's argument: the WHERE clause confines the rows
@@ -157,9 +92,9 @@ type gormWrite struct {
 }
 
 var (
-	gormCreate = gormWrite{source: "create", cause: "gorm create"}
-	gormUpdate = gormWrite{source: "update", cause: "gorm update", where: true}
-	gormDelete = gormWrite{source: "delete", cause: "gorm delete", where: true}
+	gormCreate = gormWrite{op: 0, name: "gorm:create", source: "create", cause: "gorm create"}
+	gormUpdate = gormWrite{op: 1, name: "gorm:update", source: "update", cause: "gorm update", where: true}
+	gormDelete = gormWrite{op: 2, name: "gorm:delete", source: "delete", cause: "gorm delete", where: true}
 )
 
 // change returns what the write changed; ok is false when it ran nothing
