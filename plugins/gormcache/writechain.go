@@ -117,6 +117,21 @@ func (p *Plugin) writeAt(w gormWrite, orig func(*gorm.DB)) func(*gorm.DB) {
 	return func(db *gorm.DB) {
 		orig(db)
 		p.written(db, w)
+		p.noteWrapped(db, w.op)
+	}
+}
+
+// notedWrite is the key, in a statement's Settings, of a write a wrapper
+// noted while another plugin's callback stands in its place (wrapping it):
+// the fallback then leaves the write alone instead of noting it twice.
+type notedWrite struct{}
+
+// noteWrapped leaves the mark for the fallback when the wrapper of op runs
+// though it is no longer GORM's callback itself (another plugin's wrapper
+// calls it). While the chains hold the wrappers, two atomic loads.
+func (p *Plugin) noteWrapped(db *gorm.DB, op int) {
+	if !p.stillWrapped(db, op) {
+		db.Statement.Settings.Store(notedWrite{}, db.Statement)
 	}
 }
 
@@ -127,6 +142,7 @@ func (p *Plugin) rawAt(orig func(*gorm.DB)) func(*gorm.DB) {
 	return func(db *gorm.DB) {
 		run(db)
 		p.afterRaw(db)
+		p.noteWrapped(db, opRaw)
 	}
 }
 
@@ -142,11 +158,12 @@ func (p *Plugin) commitAt(orig func(*gorm.DB)) func(*gorm.DB) {
 
 // writeFallback notes a write where the plugin's callback was registered,
 // only when GORM's write callback is no longer the plugin's wrapper
-// (another plugin replaced it after db.Use). While the chains are
-// unchanged it costs two atomic loads.
+// (another plugin replaced it after db.Use) and the wrapper did not run
+// (the replacement did not call it). While the chains are unchanged it
+// costs two atomic loads.
 func (p *Plugin) writeFallback(w gormWrite) func(*gorm.DB) {
 	return func(db *gorm.DB) {
-		if !p.stillWrapped(db, w.op) {
+		if !p.stillWrapped(db, w.op) && !takeMark(db, notedWrite{}) {
 			p.written(db, w)
 		}
 	}
@@ -154,7 +171,7 @@ func (p *Plugin) writeFallback(w gormWrite) func(*gorm.DB) {
 
 // rawFallback is writeFallback for db.Exec.
 func (p *Plugin) rawFallback(db *gorm.DB) {
-	if !p.stillWrapped(db, opRaw) {
+	if !p.stillWrapped(db, opRaw) && !takeMark(db, notedWrite{}) {
 		p.afterRaw(db)
 	}
 }
@@ -179,11 +196,25 @@ func (p *Plugin) stillWrapped(db *gorm.DB, op int) bool {
 // written left to writeLate; its value is a *deferredWrite.
 type lateWrite struct{}
 
-// deferredWrite is a change computed by written and recorded by writeLate.
-// stmt tells the statement's own mark from the copy GORM puts in the
-// statements that save its associations (see takeMark).
+// deferredWrite holds the changes written computed for writeLate to
+// record. stmt tells the statement's own mark from the copy GORM puts in
+// the statements that save its associations (see takeMark).
+//
+// A statement may be noted more than once before its transaction ends,
+// and every note is kept: a plugin that wraps GORM's write callback after
+// db.Use, calling the plugin's wrapper, makes the fallback note the write
+// again, with less to go on (the preset SQL's mark taken, the key changed
+// by a callback since); a chain reused after a recovered panic in a hook
+// keeps GORM's default transaction open, and its next write's change joins
+// the first's. One slot lost the first note
+// (TestHostile41WrappedDeleteAfterUsePresetSQL, TestHostile41ReusedChainPanicThenWrite).
 type deferredWrite struct {
-	stmt   *gorm.Statement
+	stmt    *gorm.Statement
+	changes []sourcedChange
+}
+
+// sourcedChange is a change and the write callback that computed it.
+type sourcedChange struct {
 	source string
 	ch     querycache.Change
 }
@@ -211,8 +242,17 @@ func (p *Plugin) written(db *gorm.DB, w gormWrite) {
 		return
 	}
 	if scopeOf(db.Statement.ConnPool).kind == scopeRawTx && startedDefaultTx(db) {
+		sc := sourcedChange{source: w.source, ch: ch}
+		if p.lates.Load() > 0 {
+			if v, ok := db.Statement.Settings.Load(lateWrite{}); ok {
+				if d, ok := v.(*deferredWrite); ok && d.stmt == db.Statement {
+					d.changes = append(d.changes, sc)
+					return
+				}
+			}
+		}
 		p.lates.Add(1)
-		db.Statement.Settings.Store(lateWrite{}, &deferredWrite{stmt: db.Statement, source: w.source, ch: ch})
+		db.Statement.Settings.Store(lateWrite{}, &deferredWrite{stmt: db.Statement, changes: []sourcedChange{sc}})
 		return
 	}
 	p.record(db, w.source, ch)
@@ -235,8 +275,10 @@ func (p *Plugin) writeLate(db *gorm.DB) {
 		return
 	}
 	v, _ := db.Statement.Settings.LoadAndDelete(lateWrite{})
-	if w, ok := v.(*deferredWrite); ok && w.stmt == db.Statement {
+	if d, ok := v.(*deferredWrite); ok && d.stmt == db.Statement {
 		p.lates.Add(-1)
-		p.record(db, w.source, w.ch)
+		for _, c := range d.changes {
+			p.record(db, c.source, c.ch)
+		}
 	}
 }

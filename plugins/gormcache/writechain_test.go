@@ -86,3 +86,32 @@ func TestWriteCallbacksReplacedAfterUse(t *testing.T) {
 		}
 	}
 }
+
+// A plugin that wraps GORM's write callbacks after db.Use, calling what it
+// found (the plugin's wrappers), as tracing plugins do: every write is
+// noted once, by the wrapper, not again by the fallback.
+func TestWriteCallbacksWrappedAfterUseNoteOnce(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, e *env) {
+		cb := e.db.Callback()
+		for _, c := range []struct {
+			proc interface {
+				Get(string) func(*gorm.DB)
+				Replace(string, func(*gorm.DB)) error
+			}
+			name string
+		}{{cb.Create(), "gorm:create"}, {cb.Update(), "gorm:update"}, {cb.Delete(), "gorm:delete"}, {cb.Raw(), "gorm:raw"}} {
+			inner := c.proc.Get(c.name)
+			must(t, c.proc.Replace(c.name, func(db *gorm.DB) { inner(db) }))
+		}
+		rec := &sigRec{}
+		defer e.plugin.OnChange(rec.fn, gormcache.ForModels(&Author{}))()
+		must(t, e.db.Create(&Author{ID: 5, Name: "five"}).Error)
+		must(t, e.db.Model(&Author{ID: 5}).Update("name", "cinq").Error)
+		must(t, e.db.Exec("UPDATE authors SET name = ? WHERE id = ?", "fünf", 5).Error)
+		must(t, e.db.Delete(&Author{ID: 5}).Error)
+		waitSignals(t, e)
+		if n := len(rec.take()); n != 4 {
+			t.Fatalf("%d changes delivered for 4 writes, want 4 (each noted once)", n)
+		}
+	})
+}
