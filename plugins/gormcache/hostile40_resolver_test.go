@@ -28,47 +28,57 @@ func TestHostile40AfterCommitCallbackDBResolverSourceControl(t *testing.T) {
 	h40ResolverSource(t, true)
 }
 
-func h40ResolverSource(t *testing.T, callbackLate bool) {
-	dialectors := map[string]func(t *testing.T) func() gorm.Dialector{
-		"sqlite": func(t *testing.T) func() gorm.Dialector {
-			dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
-			return func() gorm.Dialector { return sqlite.Open(dsn) }
-		},
-		"postgres": func(t *testing.T) func() gorm.Dialector {
-			dsn := testenv.PostgresSchema(t)
-			return func() gorm.Dialector { return postgres.Open(dsn) }
-		},
+// resolverSource opens a database of dname ("sqlite" or "postgres") whose
+// writes dbresolver routes to a source pool of its own (a pool the plugin
+// does not manage, with no handle taken before db.Use), runs setup on it
+// (models, rows, callbacks the application registers first), then
+// registers dbresolver and a querycache plugin on a memory store, in the
+// given order (useInOrder).
+func resolverSource(t *testing.T, dname, order string, setup func(db *gorm.DB)) *gorm.DB {
+	t.Helper()
+	var open func() gorm.Dialector
+	if dname == "sqlite" {
+		dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
+		open = func() gorm.Dialector { return sqlite.Open(dsn) }
+	} else {
+		dsn := testenv.PostgresSchema(t)
+		open = func() gorm.Dialector { return postgres.Open(dsn) }
 	}
+	db, err := gorm.Open(open(), &gorm.Config{Logger: logger.Discard})
+	must(t, err)
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	setup(db)
+	cache, err := querycache.New(querycache.Options{Store: memoryStore.open(t)})
+	must(t, err)
+	t.Cleanup(func() { cache.Close() })
+	resolver := dbresolver.Register(dbresolver.Config{Sources: []gorm.Dialector{open()}})
+	useInOrder(t, db, order, resolver, gormcache.New(cache))
+	return db
+}
+
+func h40ResolverSource(t *testing.T, callbackLate bool) {
 	for _, dname := range []string{"sqlite", "postgres"} {
 		for _, order := range []string{"dbresolver first", "gormcache first"} {
 			for _, mode := range []string{"read in callback", "callback panics"} {
 				t.Run(dname+"/"+order+"/"+mode, func(t *testing.T) {
-					open := dialectors[dname](t)
-					db, err := gorm.Open(open(), &gorm.Config{Logger: logger.Discard})
-					must(t, err)
-					sqlDB, _ := db.DB()
-					t.Cleanup(func() { sqlDB.Close() })
-					must(t, db.AutoMigrate(&H40Item{}))
-					must(t, db.Create(&H40Item{ID: 1, Name: "old"}).Error)
 					var hook func(tx *gorm.DB)
-					cache, err := querycache.New(querycache.Options{Store: memoryStore.open(t)})
-					must(t, err)
-					t.Cleanup(func() { cache.Close() })
-					resolver := dbresolver.Register(dbresolver.Config{Sources: []gorm.Dialector{open()}})
-					if !callbackLate {
+					afterCommit := func(db *gorm.DB) {
 						must(t, db.Callback().Update().After("gorm:commit_or_rollback_transaction").Register("app:after_commit", func(tx *gorm.DB) {
 							if hook != nil {
 								hook(tx)
 							}
 						}))
 					}
-					useInOrder(t, db, order, resolver, gormcache.New(cache))
+					db := resolverSource(t, dname, order, func(db *gorm.DB) {
+						must(t, db.AutoMigrate(&H40Item{}))
+						must(t, db.Create(&H40Item{ID: 1, Name: "old"}).Error)
+						if !callbackLate {
+							afterCommit(db)
+						}
+					})
 					if callbackLate {
-						must(t, db.Callback().Update().After("gorm:commit_or_rollback_transaction").Register("app:after_commit", func(tx *gorm.DB) {
-							if hook != nil {
-								hook(tx)
-							}
-						}))
+						afterCommit(db)
 					}
 
 					read := func() string {

@@ -3,15 +3,9 @@ package gormcache_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
-	"gorm.io/driver/postgres"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
-	"gorm.io/plugin/dbresolver"
-	"querycache.dev/internal/testenv"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 )
@@ -135,25 +129,10 @@ func TestHostile41WrappedDeleteAfterUsePresetSQLDBResolver(t *testing.T) {
 					name += "/no tracing plugin (control)"
 				}
 				t.Run(name, func(t *testing.T) {
-					var open func() gorm.Dialector
-					if dname == "sqlite" {
-						dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
-						open = func() gorm.Dialector { return sqlite.Open(dsn) }
-					} else {
-						dsn := testenv.PostgresSchema(t)
-						open = func() gorm.Dialector { return postgres.Open(dsn) }
-					}
-					db, err := gorm.Open(open(), &gorm.Config{Logger: logger.Discard})
-					must(t, err)
-					sqlDB, _ := db.DB()
-					t.Cleanup(func() { sqlDB.Close() })
-					must(t, db.AutoMigrate(&H41Item{}))
-					must(t, db.Create(&[]H41Item{{ID: 1, Name: "one"}, {ID: 2, Name: "two"}}).Error)
-					cache, err := querycache.New(querycache.Options{Store: memoryStore.open(t)})
-					must(t, err)
-					t.Cleanup(func() { cache.Close() })
-					resolver := dbresolver.Register(dbresolver.Config{Sources: []gorm.Dialector{open()}})
-					useInOrder(t, db, order, resolver, gormcache.New(cache))
+					db := resolverSource(t, dname, order, func(db *gorm.DB) {
+						must(t, db.AutoMigrate(&H41Item{}))
+						must(t, db.Create(&[]H41Item{{ID: 1, Name: "one"}, {ID: 2, Name: "two"}}).Error)
+					})
 					if tracing {
 						prev := db.Callback().Delete().Get("gorm:delete")
 						must(t, db.Callback().Delete().Replace("gorm:delete", func(db *gorm.DB) { prev(db) }))

@@ -1,19 +1,11 @@
 package gormcache_test
 
 import (
-	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
-	"gorm.io/driver/postgres"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
-	"gorm.io/plugin/dbresolver"
-	"querycache.dev/internal/testenv"
 	"querycache.dev/plugins/gormcache"
-	"querycache.dev/querycache"
 )
 
 type H41Item struct {
@@ -110,29 +102,12 @@ func TestHostile41ReusedChainPanicThenWriteDBResolver(t *testing.T) {
 	for _, dname := range []string{"sqlite", "postgres"} {
 		for _, order := range []string{"dbresolver first", "gormcache first"} {
 			t.Run(dname+"/"+order, func(t *testing.T) {
-				var open func() gorm.Dialector
-				if dname == "sqlite" {
-					dsn := "file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
-					open = func() gorm.Dialector { return sqlite.Open(dsn) }
-				} else {
-					dsn := testenv.PostgresSchema(t)
-					open = func() gorm.Dialector { return postgres.Open(dsn) }
-				}
-				db, err := gorm.Open(open(), &gorm.Config{Logger: logger.Discard})
-				must(t, err)
-				sqlDB, _ := db.DB()
-				t.Cleanup(func() { sqlDB.Close() })
-				must(t, db.AutoMigrate(&H41Item{}))
-				must(t, db.Create(&[]H41Item{{ID: 1, Grp: "g", Name: "old1"}, {ID: 2, Grp: "g", Name: "old2"}}).Error)
-				cache, err := querycache.New(querycache.Options{Store: memoryStore.open(t)})
-				must(t, err)
-				t.Cleanup(func() { cache.Close() })
-				resolver := dbresolver.Register(dbresolver.Config{Sources: []gorm.Dialector{open()}})
-				useInOrder(t, db, order, resolver, gormcache.New(cache))
+				db := resolverSource(t, dname, order, func(db *gorm.DB) {
+					must(t, db.AutoMigrate(&H41Item{}))
+					must(t, db.Create(&[]H41Item{{ID: 1, Grp: "g", Name: "old1"}, {ID: 2, Grp: "g", Name: "old2"}}).Error)
+				})
 				h41Check(t, db, db)
 			})
 		}
 	}
 }
-
-var _ = fmt.Sprint
