@@ -36,40 +36,68 @@ type identity struct {
 	nss []keys.Namespace
 	// changes counts the server changes seen, for tests and statistics.
 	changes int64
-	// unsure holds the markers (key and run_id) this process sent an
-	// update for without reading the reply: a read timeout on a loaded
-	// machine loses the reply of a script the server ran. The epoch was
-	// replaced then, and the next check finds the marker already current;
-	// unsure lets it count and log the change nobody heard of.
-	unsure map[string]struct{}
+	// unsure holds, by marker key and run_id, the epoch token this
+	// process sent in a marker script whose reply it never read: a read
+	// timeout on a loaded machine loses the reply of a script the server
+	// ran, and the next check finds the marker already current. If the
+	// epoch then holds that token, the script ran: the change is counted
+	// and logged then. (A script that failed on a server whose marker was
+	// current changed nothing, and its token is not in the epoch.)
+	unsure map[string]string
+	// counted holds, by marker key and run_id, the cluster changes already
+	// counted (the epoch replaced) whose marker update failed: the next
+	// check replaces the epoch again, but the change is one.
+	counted map[string]bool
 }
 
-// maxUnsure bounds unsure: each entry is one server run whose check
-// failed, so it stays tiny; past the bound it is cleared (a change then
-// goes uncounted, never unhandled: the epoch was replaced either way).
+// maxUnsure bounds unsure and counted: each entry is one server run whose
+// check failed, so they stay tiny; past the bound they are cleared (a
+// change then goes uncounted or counted twice, never unhandled).
 const maxUnsure = 64
 
-// sent records that the update of marker to runID may have run unheard.
-func (id *identity) sent(marker, runID string) {
+// sent records the epoch token of a marker script whose reply was lost.
+func (id *identity) sent(marker, runID, token string) {
 	id.mu.Lock()
 	defer id.mu.Unlock()
 	if id.unsure == nil || len(id.unsure) >= maxUnsure {
-		id.unsure = make(map[string]struct{})
+		id.unsure = make(map[string]string)
 	}
-	id.unsure[marker+"\x00"+runID] = struct{}{}
+	id.unsure[marker+"\x00"+runID] = token
 }
 
-// heard reports whether marker's update to runID was one of ours whose
-// reply was lost, and forgets it: the caller counts it now.
-func (id *identity) heard(marker, runID string) bool {
+// lost returns, and forgets, the epoch token of a script on marker for
+// runID whose reply was lost, or "".
+func (id *identity) lost(marker, runID string) string {
 	id.mu.Lock()
 	defer id.mu.Unlock()
 	k := marker + "\x00" + runID
-	if _, ok := id.unsure[k]; ok {
-		delete(id.unsure, k)
-		return true
+	tok := id.unsure[k]
+	delete(id.unsure, k)
+	return tok
+}
+
+// firstCount reports whether the change of marker to runID is counted for
+// the first time, and remembers it until its marker update succeeds
+// (forget).
+func (id *identity) firstCount(marker, runID string) bool {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	k := marker + "\x00" + runID
+	if id.counted[k] {
+		return false
 	}
-	return false
+	if id.counted == nil || len(id.counted) >= maxUnsure {
+		id.counted = make(map[string]bool)
+	}
+	id.counted[k] = true
+	return true
+}
+
+// forget drops what firstCount remembers of marker and runID.
+func (id *identity) forget(marker, runID string) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	delete(id.counted, marker+"\x00"+runID)
 }
 
 // markerScript replaces the epoch and records the server when the marker
@@ -138,12 +166,22 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 	if !s.cluster {
 		for _, ns := range nss {
 			marker := ns.Prefix() + "v:server"
-			changed, err := markerScript.Run(ctx, cn, []string{marker, ns.Epoch()}, runID, tokenString(NewToken()), ttl).Int()
+			tok := tokenString(NewToken())
+			changed, err := markerScript.Run(ctx, cn, []string{marker, ns.Epoch()}, runID, tok, ttl).Int()
 			if err != nil {
-				id.sent(marker, runID)
+				id.sent(marker, runID, tok)
 				return err
 			}
-			if changed == 1 || id.heard(marker, runID) {
+			if changed == 0 {
+				// A script of ours whose reply was lost, and which did run:
+				// its token is the epoch (unless replaced again since).
+				if lostTok := id.lost(marker, runID); lostTok != "" {
+					if cur, err := cn.Get(ctx, ns.Epoch()).Result(); err == nil && cur == lostTok {
+						changed = 1
+					}
+				}
+			}
+			if changed == 1 {
 				id.changed(s, runID)
 			}
 		}
@@ -169,19 +207,21 @@ func (id *identity) checkConn(ctx context.Context, s *RedisStore, cn *redis.Conn
 		// A marker of another type (another program's hash) is no marker:
 		// the epoch is replaced and SET overwrites it.
 		if cur == runID {
-			if id.heard(marker, runID) {
-				id.changed(s, runID)
-			}
 			continue
 		}
 		if err := replaceEpoch(ctx, s, cn, me, slots, ns.Epoch()); err != nil {
 			return err
 		}
+		// The epoch is new: that is the change, counted once even when
+		// the marker's update below fails (its reply lost, say) and the
+		// next connection replaces the epoch again.
+		if id.firstCount(marker, runID) {
+			id.changed(s, runID)
+		}
 		if err := cn.Set(ctx, marker, runID, s.opts.VersionTTL).Err(); err != nil {
-			id.sent(marker, runID)
 			return err
 		}
-		id.changed(s, runID)
+		id.forget(marker, runID)
 	}
 	return nil
 }

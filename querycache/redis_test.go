@@ -338,20 +338,36 @@ func TestRedisServerChangeCountedWhenTheCheckReplyIsLost(t *testing.T) {
 	if n := store.ServerChanges(); n != 1 {
 		t.Fatalf("server changes after the first connection: %d, want 1", n)
 	}
+	// The same server, its marker current: a check whose reply is lost
+	// changed nothing, and the next connection must not count it.
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer other.Close()
+	lose.Store(true)
+	if err := other.ClientKillByFilter(ctx, "TYPE", "normal").Err(); err != nil {
+		t.Fatal(err)
+	}
+	untilHit := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, hit, err := c.GetOrSet(ctx, k, valueFill("v", nil)); err != nil {
+				t.Fatal(err)
+			} else if hit && !lose.Load() {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no hit (reply lost yet: %v)", what, !lose.Load())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	untilHit("after the connections were killed")
+	if n := store.ServerChanges(); n != 1 {
+		t.Fatalf("server changes after a lost reply on an unchanged server: %d, want 1", n)
+	}
 	lose.Store(true)
 	srv.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, hit, err := c.GetOrSet(ctx, k, valueFill("v", nil)); err != nil {
-			t.Fatal(err)
-		} else if hit && !lose.Load() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no hit after the restart (reply lost yet: %v)", !lose.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	untilHit("after the restart")
 	if n := store.ServerChanges(); n != 2 {
 		t.Errorf("server changes: %d, want 2 (the first server and the restarted one, whose check reply was lost)", n)
 	}
