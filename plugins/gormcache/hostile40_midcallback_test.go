@@ -17,16 +17,24 @@ type H40Shifted struct {
 	Name string
 }
 
+// shiftKeysBeforeAssociations migrates H40Shifted and registers, on db
+// (before db.Use), the application callback that adds 1000 to its key
+// after the INSERT, before GORM saves the associations.
+func shiftKeysBeforeAssociations(t *testing.T, db *gorm.DB) {
+	t.Helper()
+	must(t, db.AutoMigrate(&H40Shifted{}))
+	must(t, db.Callback().Create().Before("gorm:save_after_associations").Register("app:shift", func(tx *gorm.DB) {
+		if s, ok := tx.Statement.Dest.(*H40Shifted); ok {
+			s.ID += 1000
+		}
+	}))
+}
+
 func TestHostile40CallbackBeforeAssociationsChangesKey(t *testing.T) {
 	for _, d := range databases {
 		t.Run(d.name, func(t *testing.T) {
 			e := newEnvBeforeUse(t, d, memoryStore, querycache.Options{}, func(db *gorm.DB) {
-				must(t, db.AutoMigrate(&H40Shifted{}))
-				must(t, db.Callback().Create().Before("gorm:save_after_associations").Register("app:shift", func(tx *gorm.DB) {
-					if s, ok := tx.Statement.Dest.(*H40Shifted); ok {
-						s.ID += 1000
-					}
-				}))
+				shiftKeysBeforeAssociations(t, db)
 			})
 			lookup := func() (string, error) {
 				var k H40Shifted

@@ -10,14 +10,6 @@ import (
 	"querycache.dev/querycache"
 )
 
-// H41Shifted: as H40Shifted, its key is rewritten after the INSERT by an
-// application callback registered before db.Use to run before GORM saves
-// the associations.
-type H41Shifted struct {
-	ID   uint
-	Name string
-}
-
 // A tracing-style plugin registered after db.Use wraps gorm:create,
 // calling the callback it found (the querycache wrapper). The fallback
 // then sees a gorm:create that is not the wrapper and notes the write a
@@ -31,12 +23,7 @@ func TestHostile41WrappedCreateAfterUseDeferredOverwrite(t *testing.T) {
 			t.Run(d.name+"/"+path, func(t *testing.T) {
 				var pre *gorm.DB
 				e := newEnvBeforeUse(t, d, memoryStore, querycache.Options{}, func(db *gorm.DB) {
-					must(t, db.AutoMigrate(&H41Shifted{}))
-					must(t, db.Callback().Create().Before("gorm:save_after_associations").Register("app:shift", func(tx *gorm.DB) {
-						if s, ok := tx.Statement.Dest.(*H41Shifted); ok {
-							s.ID += 1000
-						}
-					}))
+					shiftKeysBeforeAssociations(t, db) // H40Shifted's key moves after its INSERT
 					pre = db.WithContext(context.Background())
 				})
 				// The tracing plugin, after db.Use.
@@ -51,7 +38,7 @@ func TestHostile41WrappedCreateAfterUseDeferredOverwrite(t *testing.T) {
 					w = pre
 				}
 				lookup := func() (string, error) {
-					var k H41Shifted
+					var k H40Shifted
 					err := e.db.Scopes(gormcache.Cacheable()).First(&k, 5).Error
 					return k.Name, err
 				}
@@ -61,7 +48,7 @@ func TestHostile41WrappedCreateAfterUseDeferredOverwrite(t *testing.T) {
 					}
 					return nil
 				})
-				k := &H41Shifted{ID: 5, Name: "five"}
+				k := &H40Shifted{ID: 5, Name: "five"}
 				must(t, w.Create(k).Error)
 				if k.ID != 1005 {
 					t.Fatalf("the callback did not run: %d", k.ID)
@@ -70,7 +57,7 @@ func TestHostile41WrappedCreateAfterUseDeferredOverwrite(t *testing.T) {
 					t.Logf("invalidation: %+v", r)
 				}
 				var n int64
-				must(t, e.db.Raw("SELECT count(*) FROM h41_shifteds WHERE id = 5").Scan(&n).Error)
+				must(t, e.db.Raw("SELECT count(*) FROM h40_shifteds WHERE id = 5").Scan(&n).Error)
 				if got, err := lookup(); n != 1 || err != nil || got != "five" {
 					t.Errorf("First(5) after inserting row 5 (rows with id 5 in the database: %d): %q, %v", n, got, err)
 				}
