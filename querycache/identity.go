@@ -55,6 +55,9 @@ type identity struct {
 // change then goes uncounted or counted twice, never unhandled).
 const maxUnsure = 64
 
+// unsureKey is the key of unsure and counted.
+func unsureKey(marker, runID string) string { return marker + "\x00" + runID }
+
 // sent records the epoch token of a marker script whose reply was lost.
 func (id *identity) sent(marker, runID, token string) {
 	id.mu.Lock()
@@ -62,7 +65,7 @@ func (id *identity) sent(marker, runID, token string) {
 	if id.unsure == nil || len(id.unsure) >= maxUnsure {
 		id.unsure = make(map[string]string)
 	}
-	id.unsure[marker+"\x00"+runID] = token
+	id.unsure[unsureKey(marker, runID)] = token
 }
 
 // lost returns, and forgets, the epoch token of a script on marker for
@@ -70,7 +73,7 @@ func (id *identity) sent(marker, runID, token string) {
 func (id *identity) lost(marker, runID string) string {
 	id.mu.Lock()
 	defer id.mu.Unlock()
-	k := marker + "\x00" + runID
+	k := unsureKey(marker, runID)
 	tok := id.unsure[k]
 	delete(id.unsure, k)
 	return tok
@@ -82,7 +85,7 @@ func (id *identity) lost(marker, runID string) string {
 func (id *identity) firstCount(marker, runID string) bool {
 	id.mu.Lock()
 	defer id.mu.Unlock()
-	k := marker + "\x00" + runID
+	k := unsureKey(marker, runID)
 	if id.counted[k] {
 		return false
 	}
@@ -97,7 +100,7 @@ func (id *identity) firstCount(marker, runID string) bool {
 func (id *identity) forget(marker, runID string) {
 	id.mu.Lock()
 	defer id.mu.Unlock()
-	delete(id.counted, marker+"\x00"+runID)
+	delete(id.counted, unsureKey(marker, runID))
 }
 
 // markerScript replaces the epoch and records the server when the marker
