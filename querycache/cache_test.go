@@ -517,11 +517,11 @@ func TestCorruptEntry(t *testing.T) {
 func TestEntryWithForeignTokensIsMiss(t *testing.T) {
 	c := newTestCache(t, Options{})
 	k := tableKey(c, "users", "SELECT 1")
-	raw := encodeEntry(entry{expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{1, 2}, payload: []byte("foreign")})
+	raw := encodeEntry(entry{key: k.Name, expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{1, 2}, payload: []byte("foreign")})
 	c.Store().Put(context.Background(), k.Name, raw, time.Minute)
 	expectMiss(t, c, k, "mine")
 	// Recorded against zero tokens: never served.
-	raw = encodeEntry(entry{expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{0, 0}, payload: []byte("zero")})
+	raw = encodeEntry(entry{key: k.Name, expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{0, 0}, payload: []byte("zero")})
 	c.Store().Put(context.Background(), k.Name, raw, time.Minute)
 	expectMiss(t, c, k, "mine")
 }

@@ -24,8 +24,17 @@ func sampleEntries() []entry {
 		// Format 2, as written by the previous version: no delta.
 		{format: entryFormat2, expires: 42, created: 7, tokens: []uint64{1, 2}, payload: []byte("v2")},
 		{format: entryFormat2},
+		// Format 3: a checksum of the envelope alone.
+		{format: entryFormat3, expires: 42, created: 7, delta: 3, tokens: []uint64{1, 2}, payload: []byte("v3")},
+		// Format 4, sealed with the key it is stored under.
+		{key: "app:q:users:42", expires: 42, created: 7, delta: 3, tokens: []uint64{1, 2}, payload: []byte("keyed")},
+		{key: "\x00\xff é", tokens: []uint64{9}},
 	}
 }
+
+// decodeEntry is decodeEntryAt for an entry stored under the empty key
+// (the tests' entries built without one).
+func decodeEntry(b []byte) (entry, error) { return decodeEntryAt("", b) }
 
 func entriesEqual(a, b entry) bool {
 	return a.formatOrDefault() == b.formatOrDefault() && a.delta == b.delta &&
@@ -36,7 +45,7 @@ func entriesEqual(a, b entry) bool {
 func TestEntryRoundTrip(t *testing.T) {
 	for i, e := range sampleEntries() {
 		raw := encodeEntry(e)
-		got, err := decodeEntry(raw)
+		got, err := decodeEntryAt(e.key, raw)
 		if err != nil {
 			t.Fatalf("entry %d: decodeEntry(encodeEntry(e)) error: %v", i, err)
 		}
@@ -61,7 +70,7 @@ func (e entry) formatOrDefault() byte {
 
 func TestEntryLayout(t *testing.T) {
 	raw := encodeEntry(entry{expires: 0x0102030405060708, created: 0x1112131415161718, delta: 300, tokens: []uint64{0xaabbccdd}, payload: []byte("P")})
-	want := []byte{'q', 'c', 3,
+	want := []byte{'q', 'c', 4,
 		1, 2, 3, 4, 5, 6, 7, 8,
 		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
 		0xac, 0x02, // delta 300 as a uvarint
@@ -105,10 +114,10 @@ func TestEntryFormat2StillDecodes(t *testing.T) {
 	if again := encodeEntry(e); !bytes.Equal(again, raw) {
 		t.Fatalf("format 2 entry re-encodes as %x; want %x", again, raw)
 	}
-	// The same fields in format 3 are different bytes: the format byte
+	// The same fields in format 4 are different bytes: the format byte
 	// decides how the rest is read.
 	if bytes.Equal(encodeEntry(entry{expires: e.expires, created: e.created, tokens: []uint64{7, 8}, payload: e.payload}), raw) {
-		t.Fatal("format 3 encoding equals format 2")
+		t.Fatal("format 4 encoding equals format 2")
 	}
 }
 
@@ -153,13 +162,13 @@ func TestEntryEveryTruncationIsCorrupt(t *testing.T) {
 		// Every prefix, including cuts inside the payload (the envelope
 		// carries the payload's length), must be rejected.
 		for n := 0; n < len(raw); n++ {
-			got, err := decodeNoPanic(t, raw[:n])
+			got, err := decodeNoPanicAt(t, e.key, raw[:n])
 			if !errors.Is(err, errCorruptEntry) {
 				t.Errorf("entry %d cut to %d of %d bytes: err = %v, entry %+v; want errCorruptEntry", i, n, len(raw), err, got)
 			}
 		}
 		// So must trailing garbage.
-		if _, err := decodeNoPanic(t, append(bytes.Clone(raw), 'x')); !errors.Is(err, errCorruptEntry) {
+		if _, err := decodeNoPanicAt(t, e.key, append(bytes.Clone(raw), 'x')); !errors.Is(err, errCorruptEntry) {
 			t.Errorf("entry %d with a trailing byte: err = %v; want errCorruptEntry", i, err)
 		}
 	}
@@ -167,12 +176,56 @@ func TestEntryEveryTruncationIsCorrupt(t *testing.T) {
 
 func decodeNoPanic(t *testing.T, b []byte) (e entry, err error) {
 	t.Helper()
+	return decodeNoPanicAt(t, "", b)
+}
+
+func decodeNoPanicAt(t *testing.T, key string, b []byte) (e entry, err error) {
+	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			t.Fatalf("decodeEntry(%x) panicked: %v", b, r)
+			t.Fatalf("decodeEntryAt(%q, %x) panicked: %v", key, b, r)
 		}
 	}()
-	return decodeEntry(b)
+	return decodeEntryAt(key, b)
+}
+
+// TestEntryBoundToItsKey: a format 4 entry decodes only under the key it
+// was sealed with, so that its bytes copied under another key (another
+// query's, another prefix's) are a miss (TestHostile43REntryUnderAnotherKey
+// served one query's rows as another's). Format 2 and 3 entries, written
+// by older versions, are not bound; bytes this process keeps in its own
+// memory are not checked at all (trusted).
+func TestEntryBoundToItsKey(t *testing.T) {
+	e := entry{key: "app:q:authors:1", expires: 1 << 62, created: 1, tokens: []uint64{7, 8}, payload: []byte("ann")}
+	raw := encodeEntry(e)
+	if got, err := decodeEntryAt(e.key, raw); err != nil || string(got.payload) != "ann" || got.key != e.key {
+		t.Fatalf("under its own key: %+v, %v", got, err)
+	}
+	for _, other := range []string{"app:q:authors:2", "", "app:q:authors:1\x00", "app:q:authors:", "APP:q:authors:1", "x" + e.key} {
+		if got, err := decodeNoPanicAt(t, other, raw); !errors.Is(err, errCorruptEntry) {
+			t.Errorf("under key %q: %+v, %v; want errCorruptEntry", other, got, err)
+		}
+	}
+	// The key's length is in the checksum: a key and the start of the
+	// envelope cannot trade bytes.
+	if entrySum(entryFormat, "ab", []byte("cd")) == entrySum(entryFormat, "abc", []byte("d")) {
+		t.Error("the checksum of key ab, envelope cd equals that of key abc, envelope d")
+	}
+	if got, err := decodeEntryFrom("another key", raw, true); err != nil || string(got.payload) != "ann" {
+		t.Errorf("trusted decode: %+v, %v", got, err)
+	}
+	old := encodeEntry(entry{format: entryFormat3, expires: 1 << 62, tokens: []uint64{7}, payload: []byte("v3")})
+	for _, k := range []string{"", "app:q:authors:1", "anything"} {
+		if got, err := decodeEntryAt(k, old); err != nil || got.format != entryFormat3 || string(got.payload) != "v3" {
+			t.Errorf("format 3 under %q: %+v, %v", k, got, err)
+		}
+	}
+	// A format 3 entry relabelled format 4 fails: its checksum is not sealed with a key.
+	relabelled := bytes.Clone(old)
+	relabelled[2] = entryFormat
+	if _, err := decodeEntryAt("", relabelled); !errors.Is(err, errCorruptEntry) {
+		t.Errorf("format 3 relabelled as 4: %v; want errCorruptEntry", err)
+	}
 }
 
 func TestEntryBadMagicOrFormat(t *testing.T) {
@@ -186,7 +239,8 @@ func TestEntryBadMagicOrFormat(t *testing.T) {
 		{"magic1", 1, 'C'},
 		{"format0", 2, 0},
 		{"format1", 2, 1},
-		{"format4", 2, 4},
+		{"format3", 2, 3},
+		{"format5", 2, 5},
 		{"format255", 2, 255},
 		{"formatAscii1", 2, '1'},
 	} {
@@ -203,10 +257,13 @@ func TestEntryBadMagicOrFormat(t *testing.T) {
 	}
 }
 
-// sealed appends the checksum a valid entry ends with, so that a test
-// reaches the checks behind it.
+// sealed appends the checksum a valid entry of its format stored under
+// the empty key ends with, so that a test reaches the checks behind it.
 func sealed(b []byte) []byte {
-	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	if len(b) < 3 {
+		return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	}
+	return binary.BigEndian.AppendUint32(b, entrySum(b[2], "", b))
 }
 
 // TestEntryEveryFlippedByteIsCorrupt: the checksum turns any single-byte
@@ -217,7 +274,7 @@ func TestEntryEveryFlippedByteIsCorrupt(t *testing.T) {
 		for j := range raw {
 			b := bytes.Clone(raw)
 			b[j] ^= 0x20
-			if _, err := decodeNoPanic(t, b); !errors.Is(err, errCorruptEntry) {
+			if _, err := decodeNoPanicAt(t, e.key, b); !errors.Is(err, errCorruptEntry) {
 				t.Fatalf("entry %d with byte %d flipped: err = %v", i, j, err)
 			}
 		}
@@ -233,7 +290,7 @@ func header(count []byte) []byte {
 	return append(b, count...)
 }
 
-// header3 returns a valid format 3 header followed by the raw bytes of
+// header3 returns a valid header of the current format (format 3's layout: a delta) followed by the raw bytes of
 // the delta (and whatever the caller adds after them).
 func header3(delta []byte) []byte {
 	b := []byte{'q', 'c', entryFormat}

@@ -202,7 +202,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 	p.usable, p.tokens, p.now = true, tokens, c.now()
 	p.miss = MissAbsent
 	if raw != nil {
-		e, derr := decodeEntryFrom(raw, c.mem != nil) // bytes only this process wrote
+		e, derr := decodeEntryFrom(k.Name, raw, c.mem != nil) // bytes only this process wrote
 		switch {
 		case derr != nil:
 			p.miss = MissCorrupt
@@ -302,6 +302,7 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 	// 2262, where UnixNano is undefined, and the entry never hit.
 	ttl = min(ttl, maxKVTTL)
 	raw := encodeEntry(entry{
+		key:     k.Name,
 		expires: created.Add(ttl).UnixNano(),
 		created: created.UnixNano(),
 		delta:   int64(c.now().Sub(created)),
@@ -356,7 +357,7 @@ func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err erro
 	if err != nil || raw == nil {
 		return nil, false, err
 	}
-	e, err := decodeEntry(raw)
+	e, err := decodeEntryAt(k.Name, raw)
 	if err != nil {
 		c.stats.corrupt.Add(1)
 		return nil, false, nil

@@ -19,13 +19,25 @@ import (
 var h26Castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // h26Recrc gives b (an entry: body then CRC-32C) a valid checksum again.
-func h26Recrc(b []byte) []byte {
+func h26Recrc(key string, b []byte) []byte {
 	b = append([]byte(nil), b...)
 	if len(b) < 4 {
 		return b
 	}
-	binary.BigEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], h26Castagnoli))
+	binary.BigEndian.PutUint32(b[len(b)-4:], h26Sum(key, b[:len(b)-4]))
 	return b
+}
+
+// h26Sum is the entry's checksum as a writer that knows the layout
+// computes it: since format 4, of the key the entry is stored under (its
+// length as a uvarint, then its bytes), then of the envelope.
+func h26Sum(key string, b []byte) uint32 {
+	if len(b) < 3 || b[2] != 4 {
+		return crc32.Checksum(b, h26Castagnoli)
+	}
+	sum := crc32.Update(0, h26Castagnoli, binary.AppendUvarint(nil, uint64(len(key))))
+	sum = crc32.Update(sum, h26Castagnoli, []byte(key))
+	return crc32.Update(sum, h26Castagnoli, b)
 }
 
 // h26Shared returns the store the KV's values live in (the shared level
@@ -136,7 +148,7 @@ func TestHostile26KVChecksummedMutationsNeverPanic(t *testing.T) {
 						continue
 					}
 					m[pos] = val
-					m = h26Recrc(m)
+					m = h26Recrc(n, m)
 					count++
 					put := func() { must(t, shared.Put(ctx, n, m, time.Minute)) }
 					put()
@@ -155,7 +167,7 @@ func TestHostile26KVChecksummedMutationsNeverPanic(t *testing.T) {
 			}
 			// Truncated then re-checksummed.
 			for cut := 20; cut < body; cut++ {
-				m := h26Recrc(append(append([]byte(nil), valid[:cut]...), 0, 0, 0, 0))
+				m := h26Recrc(n, append(append([]byte(nil), valid[:cut]...), 0, 0, 0, 0))
 				must(t, shared.Put(ctx, n, m, time.Minute))
 				if v, ok, err := kv.Get(ctx, key); ok || err != nil {
 					t.Errorf("cut %d: Get = %q, %v, %v; want a miss", cut, v, ok, err)
@@ -169,7 +181,7 @@ func TestHostile26KVChecksummedMutationsNeverPanic(t *testing.T) {
 // h26Rebuild returns valid (an entry with no delta issues) with its
 // payload replaced by payload, lengths and checksum made consistent, so
 // that it passes every check of the entry layer (entry.go).
-func h26Rebuild(t *testing.T, valid, payload []byte) []byte {
+func h26Rebuild(t *testing.T, key string, valid, payload []byte) []byte {
 	t.Helper()
 	b := valid[:len(valid)-4]
 	rest := b[19:]
@@ -180,7 +192,7 @@ func h26Rebuild(t *testing.T, valid, payload []byte) []byte {
 	out := append([]byte(nil), b[:head]...)
 	out = binary.AppendUvarint(out, uint64(len(payload)))
 	out = append(out, payload...)
-	return binary.BigEndian.AppendUint32(out, crc32.Checksum(out, h26Castagnoli))
+	return binary.BigEndian.AppendUint32(out, h26Sum(key, out))
 }
 
 // TestHostile26KVHostileCBORPayloads: a value whose entry is intact but
@@ -234,9 +246,9 @@ func TestHostile26KVHostileCBORPayloads(t *testing.T) {
 			}
 			for name, cb := range cbors {
 				payload := append([]byte{'K', 1, 1, 0}, cb...)
-				raw := h26Rebuild(t, valid, payload)
 				key := "c-" + name
 				kn := c.Namespace().Value("", 1, key)
+				raw := h26Rebuild(t, kn, valid, payload)
 				put := func() { must(t, st.Put(ctx, kn, raw, time.Minute)) }
 				put()
 				if v, ok, _ := kv.Get(ctx, key); !ok {

@@ -46,8 +46,9 @@ func hkvPlant(t testing.TB, kv *KV, key string, payload []byte, deps ...string) 
 		t.Fatal(err)
 	}
 	now := time.Now()
-	raw := encodeEntry(entry{expires: now.Add(time.Hour).UnixNano(), created: now.UnixNano(), tokens: tokens, payload: payload})
-	if err := kv.st.Put(context.Background(), kv.c.ns.Value("", 1, key), raw, time.Hour); err != nil {
+	name := kv.c.ns.Value("", 1, key)
+	raw := encodeEntry(entry{key: name, expires: now.Add(time.Hour).UnixNano(), created: now.UnixNano(), tokens: tokens, payload: payload})
+	if err := kv.st.Put(context.Background(), name, raw, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -96,7 +96,7 @@ func TestHostileSWStaleUnderSweepAside(t *testing.T) {
 					fills.Add(1)
 				}
 				if rnd.IntN(50) == 0 {
-					store.Put(ctx, q.k.Name, encodeEntry(entry{expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{1}, payload: []byte("x")}), time.Hour)
+					store.Put(ctx, q.k.Name, encodeEntry(entry{key: q.k.Name, expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{1}, payload: []byte("x")}), time.Hour)
 				}
 			}
 		})

@@ -163,7 +163,7 @@ func TestHostileVTStaleUnderEviction(t *testing.T) {
 						}
 						switch rnd.IntN(40) {
 						case 0:
-							store.Put(ctx, q.k.Name, encodeEntry(entry{expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{1}, payload: []byte("x")}), time.Hour)
+							store.Put(ctx, q.k.Name, encodeEntry(entry{key: q.k.Name, expires: time.Now().Add(time.Hour).UnixNano(), tokens: []uint64{1}, payload: []byte("x")}), time.Hour)
 						case 1:
 							for j := range 8 {
 								store.Fetch(ctx, "", []string{"noise:" + strconv.Itoa(rnd.IntN(1<<20)) + ":" + strconv.Itoa(j)})

@@ -205,7 +205,7 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 	case kv.c.pending.covers(f.names, epoch):
 		kv.c.stats.bypasses.add("undelivered_invalidation")
 	default:
-		raw := kv.encode(kindBytes, b, deps, f.tokens, kv.c.now(), o.ttl)
+		raw := kv.encode(name, kindBytes, b, deps, f.tokens, kv.c.now(), o.ttl)
 		var err error
 		stored := false
 		if kv.sw != nil {

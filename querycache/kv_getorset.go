@@ -75,7 +75,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	}
 	// Served or filled, the value depends on these tokens (capture.go).
 	record(ctx, names, tokens)
-	if v, ok := kv.serve(raw, tokens, o.deps, now); ok && (valid == nil || valid(v)) {
+	if v, ok := kv.serve(name, raw, tokens, o.deps, now); ok && (valid == nil || valid(v)) {
 		kv.c.stats.hits.Add(1)
 		return v, true, nil
 	}
@@ -113,7 +113,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		if again, current, err := kv.st.Fetch(ctx, name, names); err == nil {
 			before = again
 			if slices.Equal(current, tokens) {
-				if v, ok := kv.serve(again, current, o.deps, kv.c.now()); ok && (valid == nil || valid(v)) {
+				if v, ok := kv.serve(name, again, current, o.deps, kv.c.now()); ok && (valid == nil || valid(v)) {
 					return kvFilled{v: v, cached: true}, nil
 				}
 			}
@@ -146,11 +146,11 @@ type kvFilled struct {
 
 // serve decodes raw and reports whether it may be served against tokens,
 // the current tokens of the epoch and deps.
-func (kv *KV) serve(raw []byte, tokens []uint64, deps []string, now time.Time) (kvValue, bool) {
+func (kv *KV) serve(name string, raw []byte, tokens []uint64, deps []string, now time.Time) (kvValue, bool) {
 	if raw == nil {
 		return kvValue{}, false
 	}
-	e, v, ok := kv.decode(raw)
+	e, v, ok := kv.decode(name, raw)
 	if !ok {
 		return kvValue{}, false
 	}
@@ -219,7 +219,7 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		kv.c.stats.refusals.add("first_level_behind")
 		return kvFilled{v: v}, nil
 	}
-	raw := kv.encode(kind, b, o.deps, tokens, read, o.ttl)
+	raw := kv.encode(name, kind, b, o.deps, tokens, read, o.ttl)
 	stored := false
 	switch {
 	case kv.sw != nil:
@@ -317,7 +317,7 @@ func (kv *KV) readCurrent(ctx context.Context, fcap *Capture) bool {
 // TestHostileKVCapturedPageMissesRefill under load).
 func (kv *KV) swapFilled(ctx context.Context, name string, before, raw []byte, ttl time.Duration, names []string) (bool, error) {
 	stored, err := kv.sw.CompareAndSwap(ctx, name, before, raw, ttl, names)
-	if err == nil && !stored && kv.expired(before) {
+	if err == nil && !stored && kv.expired(name, before) {
 		stored, err = kv.sw.CompareAndSwap(ctx, name, nil, raw, ttl, names)
 	}
 	return stored, err
@@ -326,11 +326,11 @@ func (kv *KV) swapFilled(ctx context.Context, name string, before, raw []byte, t
 // expired reports whether raw holds an entry the store may drop by itself
 // at any moment: expired, or bytes that do not decode. A tombstone left by
 // Delete is one too; dropping it only ends its watch.
-func (kv *KV) expired(raw []byte) bool {
+func (kv *KV) expired(name string, raw []byte) bool {
 	if len(raw) == 0 {
 		return false // the swap was from absent already
 	}
-	e, err := decodeEntry(raw)
+	e, err := decodeEntryAt(name, raw)
 	return err != nil || kv.c.now().UnixNano() >= e.expires
 }
 
@@ -356,7 +356,7 @@ func (kv *KV) waitLease(ctx context.Context, name string, names, deps []string, 
 		if err != nil {
 			return kvValue{}, false, false
 		}
-		if v, ok := kv.serve(raw, tokens, deps, kv.c.now()); ok {
+		if v, ok := kv.serve(name, raw, tokens, deps, kv.c.now()); ok {
 			return v, true, false
 		}
 		if raw != nil && !bytes.Equal(raw, before) {

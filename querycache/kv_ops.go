@@ -49,7 +49,7 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 		return r, err // an empty value is none, for a swap too (Swapper)
 	}
 	r.raw = raw
-	e, v, ok := kv.decode(raw)
+	e, v, ok := kv.decode(name, raw)
 	if !ok {
 		return r, nil
 	}
@@ -82,8 +82,8 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 
 // decode parses a stored value (the entry, then its payload), counting
 // one that does not decode as corrupt: a miss.
-func (kv *KV) decode(raw []byte) (entry, kvValue, bool) {
-	e, err := decodeEntry(raw)
+func (kv *KV) decode(name string, raw []byte) (entry, kvValue, bool) {
+	e, err := decodeEntryAt(name, raw)
 	if err != nil {
 		kv.c.stats.corrupt.Add(1)
 		return entry{}, kvValue{}, false
@@ -98,8 +98,8 @@ func (kv *KV) decode(raw []byte) (entry, kvValue, bool) {
 
 // tombstone is what Delete (and IncrVersion, for the old version) leaves
 // under a key: an entry expired from the start, read as absent.
-func (kv *KV) tombstone() []byte {
-	return encodeEntry(entry{expires: 0, created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
+func (kv *KV) tombstone(name string) []byte {
+	return encodeEntry(entry{key: name, expires: 0, created: kv.c.now().UnixNano(), payload: encodeKV(kindBytes, nil, nil)})
 }
 
 // shownVersion is the value version (keys.Namespace.ValueVersion) of the
@@ -140,7 +140,7 @@ func (kv *KV) changed(ctx context.Context, names ...string) error {
 
 // entryFor encodes value as an entry depending on the epoch and deps,
 // against their tokens read now, or given in fixed. It returns the entry and the names.
-func (kv *KV) entryFor(ctx context.Context, kind byte, value []byte, deps []string, fixed map[string]uint64, ttl time.Duration) ([]byte, []string, error) {
+func (kv *KV) entryFor(ctx context.Context, name string, kind byte, value []byte, deps []string, fixed map[string]uint64, ttl time.Duration) ([]byte, []string, error) {
 	names := make([]string, 0, 1+len(deps))
 	names = append(names, kv.c.ns.Epoch())
 	names = append(names, deps...)
@@ -154,11 +154,12 @@ func (kv *KV) entryFor(ctx context.Context, kind byte, value []byte, deps []stri
 		}
 	}
 	now := kv.c.now()
-	return kv.encode(kind, value, deps, tokens, now, ttl), names, nil
+	return kv.encode(name, kind, value, deps, tokens, now, ttl), names, nil
 }
 
-func (kv *KV) encode(kind byte, value []byte, deps []string, tokens []uint64, created time.Time, ttl time.Duration) []byte {
+func (kv *KV) encode(name string, kind byte, value []byte, deps []string, tokens []uint64, created time.Time, ttl time.Duration) []byte {
 	return encodeEntry(entry{
+		key:     name,
 		expires: created.Add(ttl).UnixNano(),
 		created: created.UnixNano(),
 		tokens:  tokens,
@@ -251,7 +252,7 @@ func (kv *KV) set(ctx context.Context, key string, kind byte, value []byte, opts
 		return err
 	}
 	name := kv.name(key, o)
-	raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
+	raw, names, err := kv.entryFor(ctx, name, kind, value, o.deps, o.fixed, o.ttl)
 	if err == nil && kv.c.open.covers(o.tables) {
 		return ErrUncommitted
 	}
@@ -298,7 +299,7 @@ func (kv *KV) add(ctx context.Context, key string, kind byte, value []byte, opts
 		if r.present { // whatever it depends on: Add never replaces a value that may be served
 			return false, nil
 		}
-		raw, names, err := kv.entryFor(ctx, kind, value, o.deps, o.fixed, o.ttl)
+		raw, names, err := kv.entryFor(ctx, name, kind, value, o.deps, o.fixed, o.ttl)
 		if err != nil {
 			return false, kv.failed(ctx, "add", err)
 		}
@@ -349,7 +350,7 @@ func (kv *KV) Delete(ctx context.Context, key string, opts ...KVOption) (bool, e
 	// has just changed (write, then Delete: the cache-aside purge); its
 	// swap from absent must fail. The value version is replaced for the
 	// same reason: a page that showed that fill's value was not stored.
-	tomb := kv.tombstone()
+	tomb := kv.tombstone(name)
 	if err := kv.st.Put(ctx, name, tomb, tombstoneTTL); err != nil {
 		return false, kv.failed(ctx, "delete", err)
 	}
@@ -552,13 +553,18 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 		if delta == 0 {
 			return nv, nil
 		}
-		ok, err := kv.sw.CompareAndSwap(ctx, old, r.raw, kv.tombstone(), tombstoneTTL, nil)
+		ok, err := kv.sw.CompareAndSwap(ctx, old, r.raw, kv.tombstone(old), tombstoneTTL, nil)
 		if err != nil {
 			return 0, kv.failed(ctx, "incr_version", err)
 		}
 		if !ok {
 			continue
 		}
+		// The value under its new name is sealed with that name: an
+		// entry's checksum covers the key it is stored under (entry.go).
+		e := r.e
+		e.key = moved
+		raw := encodeEntry(e)
 		// Over whatever the new version holds, as Django's incr_version
 		// sets it: a write to it that lands before this swap is ordered
 		// before the move, and the swap is tried again from it (after
@@ -569,7 +575,7 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 			if err != nil {
 				return 0, kv.failed(ctx, "incr_version", err)
 			}
-			if installed, err = kv.sw.CompareAndSwap(ctx, moved, m.raw, r.raw, ttl, r.names); err != nil {
+			if installed, err = kv.sw.CompareAndSwap(ctx, moved, m.raw, raw, ttl, r.names); err != nil {
 				return 0, kv.failed(ctx, "incr_version", err)
 			}
 			if installed {
@@ -577,7 +583,7 @@ func (kv *KV) IncrVersion(ctx context.Context, key string, delta int, opts ...KV
 			}
 		}
 		if !installed {
-			if err := kv.put(ctx, moved, r.raw, ttl, r.names); err != nil {
+			if err := kv.put(ctx, moved, raw, ttl, r.names); err != nil {
 				return 0, kv.failed(ctx, "incr_version", err)
 			}
 		}

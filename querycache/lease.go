@@ -242,7 +242,7 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 		}
 		at := c.now()
 		if raw != nil {
-			if e, derr := decodeEntry(raw); derr == nil && e.fresh(at, cur) && (valid == nil || valid(e.payload)) {
+			if e, derr := decodeEntryAt(k.Name, raw); derr == nil && e.fresh(at, cur) && (valid == nil || valid(e.payload)) {
 				c.stats.leaseWaitHits.Add(1)
 				c.stats.shared.Add(1)
 				r.found, r.value = true, e.payload
@@ -278,7 +278,7 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 func (c *Cache) leaseTaken(ctx context.Context, k Key, r leased, token string, raw []byte, valid func([]byte) bool, waited bool) leased {
 	c.leaseHeld(k.Name)
 	if raw != nil {
-		if e, derr := decodeEntry(raw); derr == nil && e.fresh(c.now(), r.tokens) && (valid == nil || valid(e.payload)) {
+		if e, derr := decodeEntryAt(k.Name, raw); derr == nil && e.fresh(c.now(), r.tokens) && (valid == nil || valid(e.payload)) {
 			c.releaseLease(ctx, k, token)
 			if waited {
 				c.stats.leaseWaitHits.Add(1)

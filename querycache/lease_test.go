@@ -91,7 +91,7 @@ func storedPayload(t *testing.T, rdb *redis.Client, key string) string {
 	if err != nil {
 		t.Fatalf("GET %s: %v", key, err)
 	}
-	e, err := decodeEntry(raw)
+	e, err := decodeEntryAt(key, raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -242,7 +242,7 @@ func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, names 
 	if len(tables) > 0 {
 		d.weight += allocSize(8 * len(tables))
 	}
-	if e, err := decodeEntryFrom(value, true); err == nil && len(names) > 0 {
+	if e, err := decodeEntryFrom(key, value, true); err == nil && len(names) > 0 {
 		var w uint64
 		if d.held, w = s.versions.hold(names, tokens, d.inline[:]); d.held != nil {
 			d.weight += w

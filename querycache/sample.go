@@ -46,7 +46,7 @@ func (c *Cache) CurrentEntry(ctx context.Context, k Key, payload []byte) (EntryI
 	if err != nil || raw == nil {
 		return EntryID{}, false, err
 	}
-	e, err := decodeEntry(raw)
+	e, err := decodeEntryAt(k.Name, raw)
 	if err != nil {
 		return EntryID{}, false, nil // a lookup would not serve it either
 	}

@@ -516,7 +516,7 @@ func (t *TieredStore) fillVersions(versions []string, tokens, gens []uint64, st 
 // tokens it recorded are the current ones, which L1's versions (checked
 // as above) or Redis's (Strict) decide.
 func (t *TieredStore) fillEntry(key string, raw []byte, ttl time.Duration) {
-	e, err := decodeEntry(raw)
+	e, err := decodeEntryAt(key, raw)
 	if err != nil {
 		return
 	}

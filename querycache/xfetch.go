@@ -145,7 +145,7 @@ func (c *Cache) beginRefresh(ctx context.Context, k Key, names []string, p probe
 			return l, nil, false
 		}
 		at := c.now()
-		if newer := c.refreshedMeanwhile(raw, p.created, at, cur, valid); newer != nil {
+		if newer := c.refreshedMeanwhile(k.Name, raw, p.created, at, cur, valid); newer != nil {
 			c.stamp.leaveRefresh(k.Name)
 			return l, newer, true
 		}
@@ -169,7 +169,7 @@ func (c *Cache) beginRefresh(ctx context.Context, k Key, names []string, p probe
 	// and released its lease: raw, read after the lease was taken, then
 	// holds its entry, and the key is refreshed once, not once more by
 	// every hit that probed the old entry.
-	if newer := c.refreshedMeanwhile(raw, p.created, c.now(), p.tokens, valid); newer != nil {
+	if newer := c.refreshedMeanwhile(k.Name, raw, p.created, c.now(), p.tokens, valid); newer != nil {
 		c.releaseLease(ctx, k, token)
 		c.stamp.leaveRefresh(k.Name)
 		return l, newer, true
@@ -181,11 +181,11 @@ func (c *Cache) beginRefresh(ctx context.Context, k Key, names []string, p probe
 // refreshedMeanwhile returns the payload of raw if it is an entry other
 // than the one we found (created differs: someone refilled it) and fresh
 // against tokens at now.
-func (c *Cache) refreshedMeanwhile(raw []byte, created int64, now time.Time, tokens []uint64, valid func([]byte) bool) []byte {
+func (c *Cache) refreshedMeanwhile(key string, raw []byte, created int64, now time.Time, tokens []uint64, valid func([]byte) bool) []byte {
 	if raw == nil {
 		return nil
 	}
-	e, err := decodeEntry(raw)
+	e, err := decodeEntryAt(key, raw)
 	if err != nil || e.created == created || !e.fresh(now, tokens) || (valid != nil && !valid(e.payload)) {
 		return nil
 	}

@@ -213,9 +213,9 @@ func TestXFetchRecordsFillDuration(t *testing.T) {
 	k := tableKey(c, "posts", "SELECT * FROM posts")
 	lookup(t, c, k, xfetchFill(clock, 250*time.Millisecond, "v", nil))
 	raw, _, _ := store.Fetch(context.Background(), k.Name, nil)
-	e, err := decodeEntry(raw)
+	e, err := decodeEntryAt(k.Name, raw)
 	if err != nil || e.delta != int64(250*time.Millisecond) || e.format != entryFormat {
-		t.Fatalf("stored entry %+v, %v; want format 3 with delta 250ms", e, err)
+		t.Fatalf("stored entry %+v, %v; want format %d with delta 250ms", e, err, entryFormat)
 	}
 }
 
