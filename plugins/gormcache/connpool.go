@@ -119,6 +119,10 @@ type txConn struct {
 	// so every lookup is fenced until it ends, and its end applies what it
 	// buffered even on Rollback.
 	unsure atomic.Bool
+	// gone is set when the database ended the transaction by itself
+	// (SQLite, after some failed statements): its later statements commit
+	// one by one, and their writes are applied at once too (txgone.go).
+	gone atomic.Bool
 	// hiddenCode is set when a statement in it ran code its text does not
 	// show (runsHiddenCode): at its commit, temporary tables are looked for.
 	hiddenCode atomic.Bool
@@ -168,6 +172,15 @@ func (t *txConn) Rollback() error {
 	// The buffer is dropped after the database's rollback: until then it
 	// tells the cache what the transaction wrote (Wrote).
 	err := t.committer.Rollback()
+	if err != nil {
+		// A rollback that fails may have found no transaction to roll
+		// back: one the database ended by itself, whose later writes
+		// committed one by one, and not every such end is seen when it
+		// happens (an error read from rows the application iterates:
+		// txgone.go). Applying what it buffered is safe; dropping it
+		// could leave committed rows stale until they expire.
+		return t.endApplied(func() error { return err }, false)
+	}
 	t.buf.Rollback()
 	t.p.signalTxEnd(t, false)
 	t.releaseHolds() // after the rollback: its rows are gone

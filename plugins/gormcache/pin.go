@@ -223,13 +223,21 @@ func (w *pool) QueryRowContext(ctx context.Context, query string, args ...any) *
 // ExecContext pins the statement's Valuers (pinValuers), then runs it.
 func (t *txConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	pinValuers(t.p.dialect, args)
-	return t.ConnPool.ExecContext(ctx, query, args...)
+	res, err := t.ConnPool.ExecContext(ctx, query, args...)
+	if err != nil {
+		t.statementFailed(err) // txgone.go
+	}
+	return res, err
 }
 
 // QueryContext pins the statement's Valuers (pinValuers), then runs it.
 func (t *txConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	pinValuers(t.p.dialect, args)
-	return t.ConnPool.QueryContext(ctx, query, args...)
+	rows, err := t.ConnPool.QueryContext(ctx, query, args...)
+	if err != nil {
+		t.statementFailed(err) // txgone.go
+	}
+	return rows, err
 }
 
 // QueryRowContext pins the statement's Valuers (pinValuers), then runs it.

@@ -56,6 +56,9 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		if !p.txReads || tx == nil {
 			return pl.bypass(p, "transaction")
 		}
+		if p.readsOwnSnapshot(tx) {
+			return pl.bypass(p, "transaction_snapshot") // txsnapshot.go
+		}
 		pl.readOnly = true
 	}
 	switch {

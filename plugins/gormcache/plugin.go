@@ -34,6 +34,7 @@ type Plugin struct {
 	models     map[string]time.Duration
 	modelList  []modelTTL
 	txReads    bool
+	beginLock  bool // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
 	snapBytes  int64
 	snaps      *snapshots
 	inspected  *otter.Cache[string, *inspection]
@@ -111,7 +112,12 @@ func Tenant(f func(ctx context.Context) string) Option {
 
 // ReadsInTransactions lets marked queries inside a transaction read the
 // cache for tables the transaction has not written (never fill it). Off by
-// default: a transaction usually expects its own snapshot.
+// default: a transaction usually expects its own snapshot. A transaction
+// that reads one snapshot, which the cache's latest rows may have passed,
+// still bypasses it (reason "transaction_snapshot"): on PostgreSQL one at
+// REPEATABLE READ or SERIALIZABLE; on SQLite one that does not hold the
+// write lock (begun DEFERRED, the driver's default, and not yet written;
+// a DSN with _txlock=immediate begins every transaction with it).
 func ReadsInTransactions() Option { return func(p *Plugin) { p.txReads = true } }
 
 // SnapshotBytes bounds the process memory kept for snapshots: the scanned
@@ -160,6 +166,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return err
 	}
 	p.dialect = db.Dialector.Name()
+	p.beginLock = p.dialect == "sqlite" && sqliteLocksAtBegin(dsnOf(db.Dialector))
 	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
 	switch {
 	case p.snapBytes == 0:

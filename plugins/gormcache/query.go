@@ -68,6 +68,7 @@ func (p *Plugin) queryCallback(db *gorm.DB) {
 			defer end()
 			scanRows(db, rows)
 		}()
+		p.failedIn(db) // an error read from the rows may have ended a SQLite transaction (txgone.go)
 		p.recordRawWrite(db, raw, info, false)
 	}
 	if db.Statement.Result != nil {

@@ -21,12 +21,13 @@ import (
 // share an entry.
 
 // settingsQuery reads the settings PostgreSQL reports to clients as
-// result-changing (GUC_REPORT), plus the role and search_path.
+// result-changing (GUC_REPORT), plus the role and search_path, and last
+// the isolation transactions begin with (txsnapshot.go).
 const settingsQuery = `SELECT concat_ws(E'\x1f', current_setting('TimeZone'), current_setting('DateStyle'),
 	current_setting('IntervalStyle'), current_setting('search_path'), current_user,
 	current_setting('standard_conforming_strings'), current_setting('extra_float_digits'),
 	current_setting('bytea_output'), current_setting('lc_monetary'), current_setting('lc_numeric'),
-	current_setting('lc_time'))`
+	current_setting('lc_time'), current_setting('default_transaction_isolation'))`
 
 type settings struct {
 	v atomic.Pointer[string]

@@ -203,6 +203,11 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 			sc.tx.buf.Add(ch)
 			sc.tx.hold()
 		}
+		if sc.tx.gone.Load() {
+			// The database ended the transaction: this write committed
+			// on its own (txgone.go). Applied now, and again at the end.
+			p.apply(ctx, ch)
+		}
 		if sc.tx.unsure.Load() {
 			// COMMIT sent as text inside it: this DDL may have committed
 			// already. The facts learned before it go now, and nothing is

@@ -116,6 +116,7 @@ func (p *Plugin) wrapWrites(db *gorm.DB) error {
 func (p *Plugin) writeAt(w gormWrite, orig func(*gorm.DB)) func(*gorm.DB) {
 	return func(db *gorm.DB) {
 		orig(db)
+		p.failedIn(db) // before the note: the transaction may be gone (txgone.go)
 		p.written(db, w)
 		p.noteWrapped(db, w.op)
 	}

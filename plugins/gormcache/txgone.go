@@ -1,0 +1,75 @@
+package gormcache
+
+import (
+	"context"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// A SQLite transaction the database ended by itself.
+//
+// SQLite rolls the whole transaction back when a statement in it fails
+// with the ROLLBACK conflict resolution (INSERT OR ROLLBACK, a column
+// declared UNIQUE ON CONFLICT ROLLBACK), a trigger's RAISE(ROLLBACK), an
+// interrupt (the driver interrupts a statement whose context ends) and
+// some I/O, disk-full and busy errors. Its connection is then in
+// autocommit mode: every later statement the application sends through
+// its transaction handle commits at once, and the final Rollback fails
+// ("no transaction is active"). The order of events this prevents:
+//
+//  1. a statement fails, and SQLite rolls the transaction back;
+//  2. tx.Update(row 2) commits at once; the plugin buffers its
+//     invalidation for the transaction's end;
+//  3. before that end, a read elsewhere is served row 2's old value,
+//     although the new one committed (TestHostile43SQLiteOrRollbackWindow);
+//  4. the application calls Rollback, which dropped the buffer: row 2's
+//     old value was served until it expired
+//     (TestHostile43SQLiteOrRollbackEndsTransaction, ...OnConflictRollbackSchema,
+//     ...RaiseRollbackTrigger).
+//
+// So when a statement fails in a managed SQLite transaction, the plugin
+// asks its connection whether the transaction is still open (sqliteTxOpen).
+// If not, the transaction is made unsure (every lookup fenced until it
+// ends, its buffer applied however it ends: txwatch.go) and gone: each
+// later write is also applied at once, for other processes.
+
+// statementFailed is told of a statement of t that failed with err.
+func (t *txConn) statementFailed(err error) {
+	if err == nil || t.p.dialect != "sqlite" || t.gone.Load() {
+		return
+	}
+	if !sqliteTxOpen(t.ConnPool) {
+		t.gone.Store(true)
+		t.p.w.markUnsure(t)
+	}
+}
+
+// failedIn tells db's managed transaction, if it runs in one, that its
+// statement failed (db.Error): errors GORM read from the rows after the
+// statement began (an INSERT ... RETURNING whose row failed a constraint)
+// do not reach the transaction's ExecContext or QueryContext.
+func (p *Plugin) failedIn(db *gorm.DB) {
+	if db.Error == nil || p.dialect != "sqlite" {
+		return
+	}
+	if sc := scopeOf(db.Statement.ConnPool); sc.kind == scopeManaged {
+		sc.tx.statementFailed(db.Error)
+	}
+}
+
+// sqliteTxOpen reports whether the SQLite connection of tx is still inside
+// a transaction. BEGIN fails there ("cannot start a transaction within a
+// transaction"); where it succeeds the connection was in autocommit mode,
+// and the transaction it began is rolled back at once. An answer it cannot
+// read (the handle already closed by its context, say) is "not open": the
+// safe side, where the writes are applied.
+func sqliteTxOpen(tx gorm.ConnPool) bool {
+	ctx := context.Background() // the statement's context may be what ended
+	_, err := tx.ExecContext(ctx, "BEGIN")
+	if err == nil {
+		_, _ = tx.ExecContext(ctx, "ROLLBACK")
+		return false
+	}
+	return strings.Contains(err.Error(), "within a transaction")
+}
