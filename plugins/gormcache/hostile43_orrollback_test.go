@@ -264,3 +264,47 @@ func TestHostile43SQLiteGoneTxSeenByOtherProcess(t *testing.T) {
 		})
 	}
 }
+
+// TestHostile43SQLiteFailedStatementKeepsTransaction: a statement that
+// fails without ending the transaction (a UNIQUE violation under the
+// default ABORT) makes the plugin ask whether the transaction is still
+// open; asking must leave it open: its earlier write is still undone by
+// the application's Rollback, and a later one still waits for its Commit.
+func TestHostile43SQLiteFailedStatementKeepsTransaction(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		if e.dialect != "sqlite" {
+			t.Skip("SQLite's conflict resolution")
+		}
+		for id := uint(1); id <= 3; id++ {
+			must(t, e.db.Create(&Counter{ID: id}).Error)
+		}
+		ids := []uint{1, 2, 3}
+		h43CounterAgree(t, e.db, "fill", ids)
+		tx := e.db.Begin()
+		must(t, tx.Model(&Counter{ID: 2}).Update("n", 5).Error)
+		if err := tx.Create(&Counter{ID: 1}).Error; err == nil {
+			t.Fatal("a duplicate key was inserted")
+		}
+		must(t, tx.Model(&Counter{ID: 3}).Update("n", 6).Error)
+		must(t, tx.Rollback().Error) // still a transaction to roll back
+		var d Counter
+		must(t, e.db.Scopes(gormcache.NoCache()).First(&d, 2).Error)
+		if d.N != 0 {
+			t.Fatalf("counter 2 after the rollback: %+v; the transaction did not stay open", d)
+		}
+		h43CounterAgree(t, e.db, "after the rollback", ids)
+
+		tx = e.db.Begin()
+		if err := tx.Create(&Counter{ID: 1}).Error; err == nil {
+			t.Fatal("a duplicate key was inserted")
+		}
+		must(t, tx.Model(&Counter{ID: 2}).Update("n", 7).Error)
+		var c Counter
+		must(t, e.db.Scopes(gormcache.NoCache()).First(&c, 2).Error)
+		if c.N != 0 {
+			t.Fatalf("counter 2 seen outside before the commit: %+v", c)
+		}
+		must(t, tx.Commit().Error)
+		h43CounterAgree(t, e.db, "after the commit", ids)
+	})
+}

@@ -60,16 +60,14 @@ func (p *Plugin) failedIn(db *gorm.DB) {
 
 // sqliteTxOpen reports whether the SQLite connection of tx is still inside
 // a transaction. BEGIN fails there ("cannot start a transaction within a
-// transaction"); where it succeeds the connection was in autocommit mode,
-// and the transaction it began is rolled back at once. An answer it cannot
-// read (the handle already closed by its context, say) is "not open": the
-// safe side, where the writes are applied.
+// transaction"), and the ROLLBACK after it does not run; where it
+// succeeds, the connection was in autocommit mode, and the ROLLBACK ends
+// the transaction it began. The two go in one call, so that no statement
+// of another goroutine sharing the handle runs between them (and is
+// rolled back). An answer it cannot read (the handle already closed by its
+// context, say) is "not open": the safe side, where the writes are applied.
 func sqliteTxOpen(tx gorm.ConnPool) bool {
-	ctx := context.Background() // the statement's context may be what ended
-	_, err := tx.ExecContext(ctx, "BEGIN")
-	if err == nil {
-		_, _ = tx.ExecContext(ctx, "ROLLBACK")
-		return false
-	}
-	return strings.Contains(err.Error(), "within a transaction")
+	// The statement's context may be what ended the transaction.
+	_, err := tx.ExecContext(context.Background(), "BEGIN; ROLLBACK")
+	return err != nil && strings.Contains(err.Error(), "within a transaction")
 }
