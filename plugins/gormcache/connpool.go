@@ -121,7 +121,7 @@ type txConn struct {
 	unsure atomic.Bool
 	// gone is set when the database ended the transaction by itself
 	// (SQLite, after some failed statements): its later statements commit
-	// one by one, and their writes are applied at once too (txgone.go).
+	// one by one, and their writes are applied at once (txgone.go).
 	gone atomic.Bool
 	// hiddenCode is set when a statement in it ran code its text does not
 	// show (runsHiddenCode): at its commit, temporary tables are looked for.

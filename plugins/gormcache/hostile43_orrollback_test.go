@@ -9,6 +9,7 @@ package gormcache_test
 // still agree with the database.
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -306,5 +307,39 @@ func TestHostile43SQLiteFailedStatementKeepsTransaction(t *testing.T) {
 		}
 		must(t, tx.Commit().Error)
 		h43CounterAgree(t, e.db, "after the commit", ids)
+	})
+}
+
+// TestHostile43SQLiteAbandonedTransactionKeepsCaching: a transaction the
+// application abandons to its context, never ending it, after SQLite
+// ended it by itself or after its context ended, must not stop the cache
+// for everyone else (a fence that lasted until the end would last for
+// ever), and what was written through it must still be invalidated.
+func TestHostile43SQLiteAbandonedTransactionKeepsCaching(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		if e.dialect != "sqlite" {
+			t.Skip("SQLite's conflict resolution")
+		}
+		for id := uint(1); id <= 3; id++ {
+			must(t, e.db.Create(&Counter{ID: id}).Error)
+		}
+		ids := []uint{1, 2, 3}
+		h43CounterAgree(t, e.db, "fill", ids)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		tx := e.db.WithContext(ctx).Begin()
+		t.Logf("INSERT OR ROLLBACK: %v", tx.Exec("INSERT OR ROLLBACK INTO counters (id, n) VALUES (1, 0)").Error)
+		must(t, tx.Model(&Counter{ID: 2}).Update("n", 9).Error)
+		cancel() // abandoned: no Commit, no Rollback
+		h43CounterAgree(t, e.db, "after the abandoned gone transaction", ids)
+		e.mustBeCached(t, "counter 3", func() error { return e.db.Scopes(gormcache.Cacheable()).First(&Counter{}, 3).Error })
+
+		ctx, cancel = context.WithCancel(context.Background())
+		tx = e.db.WithContext(ctx).Begin()
+		must(t, tx.Model(&Counter{ID: 3}).Update("n", 4).Error)
+		cancel()
+		t.Logf("a statement after its context ended: %v", tx.Model(&Counter{ID: 1}).Update("n", 8).Error)
+		h43CounterAgree(t, e.db, "after the abandoned cancelled transaction", ids)
+		e.mustBeCached(t, "counter 2", func() error { return e.db.Scopes(gormcache.Cacheable()).First(&Counter{}, 2).Error })
 	})
 }

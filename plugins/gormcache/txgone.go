@@ -2,7 +2,6 @@ package gormcache
 
 import (
 	"context"
-	"strings"
 
 	"gorm.io/gorm"
 )
@@ -29,19 +28,22 @@ import (
 //     ...RaiseRollbackTrigger).
 //
 // So when a statement fails in a managed SQLite transaction, the plugin
-// asks its connection whether the transaction is still open (sqliteTxOpen).
-// If not, the transaction is made unsure (every lookup fenced until it
-// ends, its buffer applied however it ends: txwatch.go) and gone: each
-// later write is also applied at once, for other processes.
+// asks its connection whether the transaction is still open (sqliteGone).
+// If not, the transaction is gone: each later write through it is applied
+// the moment it returns, as a write outside a transaction is (and again at
+// the end, which applies the buffer whether the end succeeds or fails).
+// What it buffered before was rolled back by SQLite: nothing to apply.
+// No fence is raised: the plugin knows the connection's state, and a
+// fence that lasted until the application ended the transaction would
+// last for ever where it never does (a handle abandoned to its context).
 
 // statementFailed is told of a statement of t that failed with err.
 func (t *txConn) statementFailed(err error) {
 	if err == nil || t.p.dialect != "sqlite" || t.gone.Load() {
 		return
 	}
-	if !sqliteTxOpen(t.ConnPool) {
+	if sqliteGone(t.ConnPool) {
 		t.gone.Store(true)
-		t.p.w.markUnsure(t)
 	}
 }
 
@@ -58,16 +60,17 @@ func (p *Plugin) failedIn(db *gorm.DB) {
 	}
 }
 
-// sqliteTxOpen reports whether the SQLite connection of tx is still inside
-// a transaction. BEGIN fails there ("cannot start a transaction within a
-// transaction"), and the ROLLBACK after it does not run; where it
-// succeeds, the connection was in autocommit mode, and the ROLLBACK ends
-// the transaction it began. The two go in one call, so that no statement
-// of another goroutine sharing the handle runs between them (and is
-// rolled back). An answer it cannot read (the handle already closed by its
-// context, say) is "not open": the safe side, where the writes are applied.
-func sqliteTxOpen(tx gorm.ConnPool) bool {
+// sqliteGone reports whether the SQLite connection of tx has left its
+// transaction and commits each statement on its own. BEGIN fails inside a
+// transaction ("cannot start a transaction within a transaction"), and the
+// ROLLBACK after it does not run; where it succeeds, the connection was in
+// autocommit mode, and the ROLLBACK ends the transaction it began. The two
+// go in one call, so that no statement of another goroutine sharing the
+// handle runs between them (and is rolled back). Any other error is not
+// gone: a handle database/sql has closed (sql.ErrTxDone: its context
+// ended, and it rolled back) or a broken connection commits nothing more.
+func sqliteGone(tx gorm.ConnPool) bool {
 	// The statement's context may be what ended the transaction.
 	_, err := tx.ExecContext(context.Background(), "BEGIN; ROLLBACK")
-	return err != nil && strings.Contains(err.Error(), "within a transaction")
+	return err == nil
 }
