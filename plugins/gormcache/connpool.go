@@ -123,12 +123,24 @@ type txConn struct {
 	// (SQLite, after some failed statements): its later statements commit
 	// one by one, and their writes are applied at once (txgone.go).
 	gone atomic.Bool
+	// probeWrites: a write ran through Row() or Rows(), whose failure the
+	// plugin cannot see; each later write asks whether it is gone.
+	probeWrites atomic.Bool
 	// hiddenCode is set when a statement in it ran code its text does not
 	// show (runsHiddenCode): at its commit, temporary tables are looked for.
 	hiddenCode atomic.Bool
 	// sig holds the writes for OnChange subscribers until the end
 	// (signals.go); nil while there are none.
 	sig atomic.Pointer[txSignals]
+
+	// ended is set when the application has committed or rolled it back,
+	// before its holds are released: a statement sent through the handle
+	// after that (it fails, sql.ErrTxDone, or raced the end from another
+	// goroutine) is applied at once, and holds nothing
+	// (TestHostile44LateWriteOnEndedTxHoldsForever: its hold was never
+	// released, and the low-level API and fills of its tables stored
+	// nothing again).
+	ended atomic.Bool
 
 	// held: the cache knows the transaction has written
 	// (querycache.Cache.HoldWrites): low-level values computed meanwhile
@@ -144,6 +156,12 @@ func (t *txConn) Wrote(tables []string) bool { return t.buf.Wrote(tables) }
 func (t *txConn) hold() {
 	if !t.held.Load() && t.held.CompareAndSwap(false, true) {
 		t.p.cache.HoldWrites(t)
+		if t.ended.Load() {
+			// Ended meanwhile: its end may have read held before it was
+			// set. (It sets ended before it reads held; this sets held
+			// before it reads ended: one of the two releases.)
+			t.p.cache.ReleaseWrites(t)
+		}
 	}
 }
 
@@ -183,6 +201,7 @@ func (t *txConn) Rollback() error {
 	}
 	t.buf.Rollback()
 	t.p.signalTxEnd(t, false)
+	t.ended.Store(true)
 	t.releaseHolds() // after the rollback: its rows are gone
 	return err
 }
@@ -207,6 +226,7 @@ func (t *txConn) endApplied(end func() error, delivered bool) error {
 		ch = querycache.Change{All: true, Cause: otherDDLCause} // catalogwatch.go
 	}
 	t.p.apply(context.Background(), ch)
+	t.ended.Store(true)
 	t.releaseHolds()
 	t.p.signalTxEnd(t, err == nil || delivered)
 	t.p.w.endManaged(t)

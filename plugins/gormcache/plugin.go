@@ -34,7 +34,8 @@ type Plugin struct {
 	models     map[string]time.Duration
 	modelList  []modelTTL
 	txReads    bool
-	beginLock  bool // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
+	beginLock  bool        // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
+	isoChanged atomic.Bool // SQL text may have changed the default isolation (txsnapshot.go)
 	snapBytes  int64
 	snaps      *snapshots
 	inspected  *otter.Cache[string, *inspection]

@@ -201,6 +201,7 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		db.Statement.Dest, db.Error = db.Statement.ConnPool.QueryContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		end()
 		p.recordRawWrite(db, raw, info, true)
+		p.writeWithOpenRows(db, info) // txgone.go
 	default:
 		p.untracked(db)
 		info = p.beforeOpenRows(db, raw, info)
@@ -208,6 +209,7 @@ func (p *Plugin) rowCallback(db *gorm.DB) {
 		db.Statement.Dest = db.Statement.ConnPool.QueryRowContext(db.Statement.Context, db.Statement.SQL.String(), db.Statement.Vars...)
 		end()
 		p.recordRawWrite(db, raw, info, true)
+		p.writeWithOpenRows(db, info) // txgone.go
 	}
 	db.RowsAffected = -1
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"gorm.io/gorm"
+	"querycache.dev/sqlinspect"
 )
 
 // A SQLite transaction the database ended by itself.
@@ -45,6 +46,36 @@ func (t *txConn) statementFailed(err error) {
 	if sqliteGone(t.ConnPool) {
 		t.gone.Store(true)
 	}
+}
+
+// writeWithOpenRows is told of a statement run through Row() or Rows():
+// when it writes, in a managed SQLite transaction, its failure (which
+// ends the transaction if it is an INSERT OR ROLLBACK ... RETURNING) comes
+// from rows the application reads, which the plugin never sees. Every
+// later write of the transaction then asks the connection whether the
+// transaction is still open, after it ran, so that one that committed on
+// its own is applied as it returns (TestHostile44RowErrorSameProcessWindow).
+func (p *Plugin) writeWithOpenRows(db *gorm.DB, info *sqlinspect.Statement) {
+	if p.dialect != "sqlite" || info == nil || info.Kind == sqlinspect.KindSelect {
+		return
+	}
+	if sc := scopeOf(db.Statement.ConnPool); sc.kind == scopeManaged {
+		sc.tx.probeWrites.Store(true)
+	}
+}
+
+// wroteGone reports whether a write just recorded in t committed on its
+// own: t is gone, or found gone now by a transaction told to ask after
+// each write (writeWithOpenRows).
+func (t *txConn) wroteGone() bool {
+	if t.gone.Load() {
+		return true
+	}
+	if t.probeWrites.Load() && sqliteGone(t.ConnPool) {
+		t.gone.Store(true)
+		return true
+	}
+	return false
 }
 
 // failedIn tells db's managed transaction, if it runs in one, that its

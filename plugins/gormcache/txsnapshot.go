@@ -30,11 +30,12 @@ import (
 //     default_transaction_isolation made while the process runs, which
 //     connections opened after it begin with.
 //   - SQLite: every transaction reads one snapshot, from its first read.
-//     One that holds the database's write lock cannot have a commit pass
-//     it: one begun IMMEDIATE or EXCLUSIVE (the DSN's _txlock), or one
-//     that has written (a deferred transaction whose snapshot a commit had
-//     passed could not have written: SQLite refuses the write,
-//     SQLITE_BUSY_SNAPSHOT). Any other is served nothing from the cache.
+//     One that holds the database's write lock from its BEGIN cannot have
+//     a commit pass it: one begun IMMEDIATE or EXCLUSIVE (the DSN's
+//     _txlock). Any other is served nothing from the cache, even after it
+//     wrote: a write that failed (SQLITE_BUSY_SNAPSHOT, a missing column)
+//     took no lock, and the plugin records writes whether they succeeded
+//     or not (TestHostile44SQLiteFailedWriteMarksHeld).
 
 // readsOwnSnapshot reports whether tx reads a snapshot that a commit may
 // have passed since it was taken: its reads must not be served from the
@@ -50,15 +51,32 @@ func (p *Plugin) readsOwnSnapshot(tx *txConn) bool {
 		// transaction. A transaction that sets its own (SET TRANSACTION)
 		// changes session state, and its reads bypass the cache anyway.
 		s := p.sets.v.Load()
-		if s == nil {
-			return true // not known yet: not served
+		if s == nil || p.isoChanged.Load() {
+			return true // not known: not served
 		}
 		iso := (*s)[strings.LastIndexByte(*s, '\x1f')+1:]
 		return iso != "read committed" && iso != "read uncommitted"
 	case "sqlite":
-		return !p.beginLock && !tx.held.Load()
+		return !p.beginLock
 	}
 	return true
+}
+
+// noteIsolationText notes a statement whose text may change the isolation
+// transactions begin with on a connection or for a role or database (SET
+// SESSION CHARACTERISTICS AS TRANSACTION ..., which is not session state
+// to the inspection; ALTER ROLE or DATABASE ... SET
+// default_transaction_isolation): from then on the default read with the
+// settings is not trusted, and no PostgreSQL transaction is served from
+// the cache (TestHostile44PGSessionCharacteristicsRepeatableRead). Only
+// with ReadsInTransactions, the one thing it changes.
+func (p *Plugin) noteIsolationText(sql string) {
+	if !p.txReads || p.dialect != "postgres" || p.isoChanged.Load() {
+		return
+	}
+	if containsFold(sql, "CHARACTERISTICS") || containsFold(sql, "default_transaction_isolation") {
+		p.isoChanged.Store(true)
+	}
 }
 
 // sqliteLocksAtBegin reports whether a SQLite DSN makes every transaction

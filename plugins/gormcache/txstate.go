@@ -105,6 +105,7 @@ func (p *Plugin) fenced(tables []string) string {
 // observeRaw is told of every statement written by the user (db.Exec,
 // db.Raw) after it ran: transaction control and session state changes.
 func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement, learn bool) {
+	p.noteIsolationText(db.Statement.SQL.String()) // txsnapshot.go
 	if p.w.tempCount.Load() > 0 || p.w.tempTrigCount.Load() > 0 {
 		p.followTempNames(db, info) // a rename of a temporary name (session.go)
 	}
@@ -199,11 +200,17 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 	ctx := stmtContext(db)
 	switch sc.kind {
 	case scopeManaged:
+		if sc.tx.ended.Load() {
+			// Sent through the handle after its end: applied now, and
+			// held by nothing (connpool.go, ended).
+			p.apply(ctx, ch)
+			return
+		}
 		if !p.broken["commit"] {
 			sc.tx.buf.Add(ch)
 			sc.tx.hold()
 		}
-		if sc.tx.gone.Load() {
+		if sc.tx.wroteGone() {
 			// The database ended the transaction: this write committed
 			// on its own (txgone.go). Applied now, and again at the end.
 			p.apply(ctx, ch)

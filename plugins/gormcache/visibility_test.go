@@ -65,7 +65,7 @@ func visDB(t testing.TB, lg logger.Interface, copts querycache.Options, opts ...
 	if lg == nil {
 		lg = logger.Discard
 	}
-	db, err := gorm.Open(sqlite.Open(filepath.Join(t.TempDir(), "vis.db")), &gorm.Config{Logger: lg})
+	db, err := gorm.Open(sqlite.Open("file:"+filepath.Join(t.TempDir(), "vis.db")+"?_txlock=immediate"), &gorm.Config{Logger: lg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,6 +142,7 @@ func (p *Plugin) rawAt(orig func(*gorm.DB)) func(*gorm.DB) {
 	run := p.rawWithWindow(orig)
 	return func(db *gorm.DB) {
 		run(db)
+		p.failedIn(db) // a PrepareStmt session's Exec fails past the transaction's ExecContext (txgone.go)
 		p.afterRaw(db)
 		p.noteWrapped(db, opRaw)
 	}
