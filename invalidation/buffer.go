@@ -32,6 +32,9 @@ type Buffer struct {
 	// the tables written: WroteCatalog reads them without the lock or a
 	// list (it runs on every write in a transaction).
 	all, catalog atomic.Bool
+	// rolledAll: the change rolled back was All; Wrote and WroteCatalog
+	// still say so after Rollback.
+	rolledAll atomic.Bool
 }
 
 // smallWritten is how many written tables a Buffer searches in a list.
@@ -121,7 +124,7 @@ func (b *Buffer) has(t string) bool {
 func (b *Buffer) Wrote(tables []string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.change.All {
+	if b.change.All || b.rolledAll.Load() {
 		return true
 	}
 	for _, t := range tables {
@@ -139,7 +142,9 @@ func (b *Buffer) Wrote(tables []string) bool {
 // WroteCatalog is Wrote([]string{keys.CatalogTable}) without its lock or
 // list: whether the transaction has changed the schema, or written
 // something it could not attribute to a table.
-func (b *Buffer) WroteCatalog() bool { return b.all.Load() || b.catalog.Load() }
+func (b *Buffer) WroteCatalog() bool {
+	return b.all.Load() || b.catalog.Load() || b.rolledAll.Load()
+}
 
 // Commit returns everything collected, once; later calls return nothing.
 func (b *Buffer) Commit() querycache.Change {
@@ -155,10 +160,15 @@ func (b *Buffer) Commit() querycache.Change {
 	return ch
 }
 
-// Rollback drops everything collected.
+// Rollback drops everything collected. Wrote still answers for what was
+// written (a fill that ran while the transaction was open asks it after
+// the rollback: querycache.Cache.ReleaseRolledBack).
 func (b *Buffer) Rollback() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.change.All {
+		b.rolledAll.Store(true)
+	}
 	b.done = true
 	b.change = querycache.Change{}
 	b.all.Store(false)

@@ -155,6 +155,7 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 		Untracked(cctx, "store_error")
 	}
 	kv.c.stats.fills.Add(1)
+	mark := kv.c.open.mark()
 	b, err := fill(cctx)
 	if err != nil {
 		return capturedFill{}, err
@@ -200,7 +201,7 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 		kv.c.stats.refusals.add("too_many_versions")
 	case kv.check(b) != nil:
 		kv.c.stats.refusals.add("too_large")
-	case kv.c.open.covers(o.tables):
+	case kv.c.open.coversSince(o.tables, mark):
 		kv.c.stats.refusals.add("transaction")
 	case kv.c.pending.covers(f.names, epoch):
 		kv.c.stats.bypasses.add("undelivered_invalidation")

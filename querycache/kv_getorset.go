@@ -199,13 +199,14 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 	// read inside a transaction (C3: such a value is never stored).
 	fctx, fcap, done := scopedCapture(ctx)
 	defer done() // also when fill panics
+	mark := kv.c.open.mark()
 	b, err := fill(fctx)
 	if err != nil {
 		release()
 		return kvFilled{}, err
 	}
 	v := kvValue{kind: kind, deps: o.deps, value: b}
-	if fcap.Uncommitted() || kv.c.open.covers(o.tables) {
+	if fcap.Uncommitted() || kv.c.open.coversSince(o.tables, mark) {
 		release()
 		kv.c.stats.refusals.add("transaction")
 		return kvFilled{v: v}, nil

@@ -38,6 +38,27 @@ type openWrites struct {
 	// each hold a long scan.
 	list []WriteHolder
 	big  map[WriteHolder]struct{}
+	// rolled counts the holders released after a rollback
+	// (ReleaseRolledBack); recent keeps the newest of them, by that count.
+	// A fill can begin and end around a whole transaction: a "what if"
+	// preview that inserts, counts through the transaction and rolls
+	// back. When the fill ends, no holder is open; the rollback replaced
+	// no version; the value, stored against the versions read before the
+	// fill, would be served with the count of a row that never existed
+	// (TestHostile45RememberWhatIfTxRolledBackInsideFill). So a fill also
+	// asks whether a transaction that wrote its tables rolled back while
+	// it ran (coversSince).
+	rolled atomic.Uint64
+	recent [rolledKept]rolledHolder
+}
+
+// rolledKept is how many rolled-back holders openWrites remembers: a fill
+// during which more rolled back stores nothing.
+const rolledKept = 64
+
+type rolledHolder struct {
+	seq uint64
+	h   WriteHolder
 }
 
 // smallHolders is how many holders openWrites keeps in a list.
@@ -68,6 +89,49 @@ func (c *Cache) ReleaseWrites(h WriteHolder) {
 		w.n.Add(-1)
 	}
 	w.mu.Unlock()
+}
+
+// ReleaseRolledBack is ReleaseWrites for a transaction that rolled back:
+// what it wrote never reaches the versions, so a value computed while it
+// was open, from its rows, must not be stored once it has gone (see
+// openWrites). h.Wrote must still answer for what it wrote.
+func (c *Cache) ReleaseRolledBack(h WriteHolder) {
+	w := &c.open
+	w.mu.Lock()
+	if w.remove(h) {
+		w.n.Add(-1)
+		seq := w.rolled.Load() + 1
+		w.recent[seq%rolledKept] = rolledHolder{seq: seq, h: h}
+		w.rolled.Store(seq)
+	}
+	w.mu.Unlock()
+}
+
+// mark is where a fill starts: the count of rolled-back holders.
+func (w *openWrites) mark() uint64 { return w.rolled.Load() }
+
+// coversSince reports whether a transaction open now, or one rolled back
+// since mark, has written any of tables.
+func (w *openWrites) coversSince(tables []string, mark uint64) bool {
+	if w.covers(tables) {
+		return true
+	}
+	now := w.rolled.Load()
+	if now == mark || len(tables) == 0 {
+		return false
+	}
+	if now-mark > rolledKept {
+		return true // forgotten: assume they did
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for s := mark + 1; s <= now; s++ {
+		r := w.recent[s%rolledKept]
+		if r.seq != s || r.h.Wrote(tables) {
+			return true
+		}
+	}
+	return false
 }
 
 // add adds h, under mu, and reports whether it was not held.

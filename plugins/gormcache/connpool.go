@@ -202,7 +202,12 @@ func (t *txConn) Rollback() error {
 	t.buf.Rollback()
 	t.p.signalTxEnd(t, false)
 	t.ended.Store(true)
-	t.releaseHolds() // after the rollback: its rows are gone
+	if t.held.Load() {
+		// After the rollback: its rows are gone. As rolled back: a value
+		// computed from them while it was open is not stored
+		// (querycache/openwrites.go).
+		t.p.cache.ReleaseRolledBack(t)
+	}
 	return err
 }
 

@@ -283,11 +283,11 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		if b, ok, err := l.pc.kv.Get(ctx, key); err == nil && ok {
 			rec, err := decodeRecord(b)
-			if err == nil {
+			if err == nil && !rec.expired(time.Now()) {
 				l.serve(w, r, rec, "hit", "")
 				return
 			}
-			_, _ = l.pc.kv.Delete(ctx, key) // garbage: a miss
+			_, _ = l.pc.kv.Delete(ctx, key) // garbage or past its lifetime: a miss
 		}
 		// A HEAD response has no body to store: the handler answers it.
 		w.Header().Set(HeaderName, "miss")
@@ -307,6 +307,7 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case out.why != "":
 			return nil, errNotStored
 		}
+		out.rec.stored = time.Now()
 		return encodeRecord(out.rec), nil
 	}
 	var kvOpts []querycache.KVOption
@@ -315,9 +316,10 @@ func (l *layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b, hit, err := l.pc.kv.GetOrSetCaptured(cctx, key, fill, kvOpts...)
 	if err == nil && hit {
-		if _, derr := decodeRecord(b); derr != nil {
-			// Garbage in the store (or a foreign value under the key): a
-			// miss, whose render replaces it.
+		if rec, derr := decodeRecord(b); derr != nil || rec.expired(time.Now()) {
+			// Garbage in the store (or a foreign value under the key), or
+			// a page past the lifetime its handler gave it: a miss, whose
+			// render replaces it.
 			_, _ = l.pc.kv.Delete(ctx, key)
 			b, hit, err = l.pc.kv.GetOrSetCaptured(cctx, key, fill, kvOpts...)
 		}
@@ -403,7 +405,11 @@ func (l *layer) eligible(r *http.Request) (user, why string) {
 	if l.cfg.clientNoCache && clientNoCache(r.Header) {
 		return "", "client_no_cache"
 	}
-	authed := r.Header.Get("Authorization") != "" || len(r.Header.Values("Cookie")) > 0
+	// Credentials: a header, or a client certificate (mutual TLS), which
+	// names a user as surely as a cookie does
+	// (TestHostile45MutualTLSUserPageShared).
+	authed := r.Header.Get("Authorization") != "" || r.Header.Get("Proxy-Authorization") != "" ||
+		len(r.Header.Values("Cookie")) > 0 || r.TLS != nil && len(r.TLS.PeerCertificates) > 0
 	if l.cfg.perUser != nil {
 		if id, ok := l.cfg.perUser(r); ok {
 			return "u" + id, ""
@@ -579,6 +585,11 @@ func (l *layer) serve(w http.ResponseWriter, r *http.Request, rec record, state,
 		h[k] = slices.Clone(vs)
 	}
 	h.Set(HeaderName, state)
+	if !rec.stored.IsZero() && state == "hit" {
+		// How long ago it was rendered (RFC 9111, 5.1), so that a client
+		// counts its max-age from the render, not from this response.
+		h.Set("Age", strconv.FormatInt(int64(max(time.Since(rec.stored), 0)/time.Second), 10))
+	}
 	if reason != "" {
 		h.Set(ReasonHeader, reason)
 	} else {

@@ -4,15 +4,21 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math"
 	"net/http"
 	"net/textproto"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // A page as stored: the status, the ETag, the response headers and the
 // body, in this layout (all lengths uvarint):
 //
-//	magic  "QCP" and format byte 1
+//	magic  "QCP" and format byte 1 or 2
+//	stored format 2 only: uvarint, unix nanoseconds (> 0) when the page
+//	       was rendered, for its own lifetime (lifetime) and Age
 //	status uvarint, 100..999
 //	etag   length, bytes (a quoted entity tag, possibly W/)
 //	n      number of header names, then per name, sorted and unique,
@@ -28,6 +34,7 @@ import (
 
 const (
 	recordMagic   = "QCP\x01"
+	recordMagic2  = "QCP\x02"
 	maxHeaderKeys = 256
 	maxValues     = 64
 )
@@ -35,6 +42,7 @@ const (
 var errRecord = errors.New("httpcache: not a stored page")
 
 type record struct {
+	stored time.Time // when it was rendered; zero in format 1
 	status int
 	etag   string
 	header http.Header
@@ -57,7 +65,12 @@ func encodeRecord(r record) []byte {
 		}
 	}
 	b := make([]byte, 0, n)
-	b = append(b, recordMagic...)
+	if r.stored.IsZero() {
+		b = append(b, recordMagic...)
+	} else {
+		b = append(b, recordMagic2...)
+		b = binary.AppendUvarint(b, uint64(r.stored.UnixNano()))
+	}
 	b = binary.AppendUvarint(b, uint64(r.status))
 	b = appendString(b, r.etag)
 	b = binary.AppendUvarint(b, uint64(len(names)))
@@ -114,7 +127,7 @@ func (d *decoder) bytes() []byte {
 }
 
 func decodeRecord(b []byte) (record, error) {
-	if len(b) < len(recordMagic)+4 || string(b[:len(recordMagic)]) != recordMagic {
+	if len(b) < len(recordMagic)+4 || (string(b[:len(recordMagic)]) != recordMagic && string(b[:len(recordMagic2)]) != recordMagic2) {
 		return record{}, errRecord
 	}
 	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
@@ -123,6 +136,13 @@ func decodeRecord(b []byte) (record, error) {
 	}
 	d := &decoder{b: body[len(recordMagic):]}
 	var r record
+	if string(b[:len(recordMagic2)]) == recordMagic2 {
+		ns := d.uvarint()
+		if d.err || ns == 0 || ns > math.MaxInt64 {
+			return record{}, errRecord
+		}
+		r.stored = time.Unix(0, int64(ns))
+	}
 	status := d.uvarint()
 	if status < 100 || status > 999 {
 		return record{}, errRecord
@@ -218,4 +238,43 @@ func validETag(s string) bool {
 		}
 	}
 	return true
+}
+
+// expired reports whether the page is past the lifetime its handler gave
+// it at now: s-maxage (this is a shared cache), else max-age, else
+// Expires, counted from when it was rendered. A page the handler gave no
+// lifetime lives as long as the cache's own TTL. Django's cache
+// middleware likewise stores a response for its max-age; before this, a
+// page rendered with max-age=1 was served for the whole TTL, and repeated
+// its max-age=1 to clients as if fresh (TestHostile45ResponseMaxAgeIgnored,
+// TestHostile45ResponseExpiresIgnored). Format 1 pages have no render
+// time and are not judged.
+func (r record) expired(now time.Time) bool {
+	if r.stored.IsZero() {
+		return false
+	}
+	var maxAge, sMaxAge int64 = -1, -1
+	for _, d := range directives(r.header.Values("Cache-Control")) {
+		n, err := strconv.ParseInt(strings.Trim(d.value, `"`), 10, 64)
+		if err != nil {
+			continue // refuse did not store one it could not read
+		}
+		switch d.name {
+		case "max-age":
+			maxAge = n
+		case "s-maxage":
+			sMaxAge = n
+		}
+	}
+	switch {
+	case sMaxAge >= 0:
+		return now.Sub(r.stored) >= time.Duration(min(sMaxAge, math.MaxInt64/int64(time.Second)))*time.Second
+	case maxAge >= 0:
+		return now.Sub(r.stored) >= time.Duration(min(maxAge, math.MaxInt64/int64(time.Second)))*time.Second
+	}
+	if e := r.header.Get("Expires"); e != "" {
+		t, err := http.ParseTime(e)
+		return err != nil || !now.Before(t)
+	}
+	return false
 }
