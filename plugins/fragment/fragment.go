@@ -122,7 +122,17 @@ type frag struct {
 	tmpl *template.Template
 	load Loader
 	opts []querycache.KVOption
+	// ident is the start of a SHA-256 of the fragment's template text:
+	// stored in front of its HTML and checked on a hit, so that another
+	// template under the same name and arguments is not shown (another
+	// fragment.Cache on the same KV, a public and an admin site both
+	// registering "sidebar": TestHostile45SameNameTwoCaches; or the
+	// template changed by a deploy). The key stays Key(name, args...).
+	ident [identLen]byte
 }
+
+// identLen is the length of frag.ident, in front of a stored fragment.
+const identLen = 8
 
 // New returns a fragment cache storing its fragments in kv (their
 // lifetime is kv's TTL unless Register says otherwise).
@@ -166,7 +176,14 @@ func (c *Cache) Register(name string, t *template.Template, load Loader, opts ..
 	if _, ok := c.frags[name]; ok {
 		return fmt.Errorf("fragment: Register(%q): a fragment of that name is registered already", name)
 	}
-	c.frags[name] = &frag{name: name, tmpl: t, load: load, opts: opts}
+	fr := &frag{name: name, tmpl: t, load: load, opts: opts}
+	text := name
+	if tt := t.Lookup(name); tt != nil && tt.Tree != nil && tt.Tree.Root != nil {
+		text += "\x00" + tt.Tree.Root.String()
+	}
+	sum := sha256.Sum256([]byte(text))
+	copy(fr.ident[:], sum[:])
+	c.frags[name] = fr
 	return nil
 }
 
@@ -205,22 +222,41 @@ func (c *Cache) Render(ctx context.Context, name string, args ...any) (template.
 	if err != nil {
 		return "", err
 	}
-	b, _, err := c.kv.GetOrSetCaptured(ctx, key, func(ctx context.Context) ([]byte, error) {
+	fill := func(ctx context.Context) ([]byte, error) {
 		data, err := f.load(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("fragment %q: loader: %w", name, err)
 		}
-		var buf bytes.Buffer
-		if err := f.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+		buf := bytes.NewBuffer(append(make([]byte, 0, 512), f.ident[:]...))
+		if err := f.tmpl.ExecuteTemplate(buf, name, data); err != nil {
 			return nil, fmt.Errorf("fragment %q: %w", name, err)
 		}
 		return buf.Bytes(), nil
-	}, f.opts...)
+	}
+	b, _, err := c.kv.GetOrSetCaptured(ctx, key, fill, f.opts...)
+	if err == nil && !f.own(b) {
+		// Another template's rendering under this key: a miss, whose
+		// render replaces it; if another one replaced it again meanwhile,
+		// ours is rendered and not stored.
+		if _, err = c.kv.Delete(ctx, key); err == nil {
+			b, _, err = c.kv.GetOrSetCaptured(ctx, key, fill, f.opts...)
+		}
+		if err == nil && !f.own(b) {
+			querycache.Untracked(ctx, "fragment_contended") // not stored: a page showing it must not be either
+			b, err = fill(ctx)
+		}
+	}
 	if err != nil {
 		return "", err
 	}
-	// b is what html/template wrote: escaped HTML, safe to insert as is.
-	return template.HTML(b), nil
+	// What html/template wrote after the ident: escaped HTML, safe to
+	// insert as is.
+	return template.HTML(b[identLen:]), nil
+}
+
+// own reports whether b is a rendering of f's template.
+func (f *frag) own(b []byte) bool {
+	return len(b) >= identLen && bytes.Equal(b[:identLen], f.ident[:])
 }
 
 // Key returns the querycache.KV key a fragment is stored under:
