@@ -43,16 +43,27 @@ const smallWritten = 16
 // NewBuffer returns an empty Buffer.
 func NewBuffer() *Buffer { return &Buffer{} }
 
-// Add records ch, to be applied at commit. The first change is kept as it
-// is, its lists shared with the caller (a transaction that writes one row
-// copies nothing): Add never appends into them or changes them, and the
-// caller must not change them afterwards either.
-func (b *Buffer) Add(ch querycache.Change) {
+// Add records ch, to be applied at commit, and reports whether it did: a
+// buffer that has ended (Commit or Rollback ran) takes nothing, and the
+// caller applies ch itself. The order of events this prevents: a statement
+// of the transaction runs on one goroutine while another commits; the
+// commit takes the buffer (Commit) and applies it; the statement's change
+// then arrives and was added to a buffer nothing would apply again: a
+// committed write never invalidated (TestHostile46WriteRecordedDuringCommitApplyLost).
+//
+// The first change is kept as it is, its lists shared with the caller (a
+// transaction that writes one row copies nothing): Add never appends into
+// them or changes them, and the caller must not change them afterwards
+// either.
+func (b *Buffer) Add(ch querycache.Change) bool {
 	if ch.Empty() {
-		return
+		return true
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.done {
+		return false
+	}
 	if b.change.Empty() && b.change.Cause == "" {
 		// What Merge makes of an empty change, without the copies. The
 		// lists are clipped: a later Merge appending to them copies them,
@@ -72,6 +83,7 @@ func (b *Buffer) Add(ch querycache.Change) {
 		}
 		last = r.Table
 	}
+	return true
 }
 
 // clipped is s without room to append into (nil when empty, as Merge

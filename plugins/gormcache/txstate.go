@@ -207,7 +207,13 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 			return
 		}
 		if !p.broken["commit"] {
-			sc.tx.buf.Add(ch)
+			if !sc.tx.buf.Add(ch) {
+				// The transaction's end took its buffer meanwhile (a
+				// statement racing the commit from another goroutine):
+				// applied now, after that end.
+				p.apply(ctx, ch)
+				return
+			}
 			sc.tx.hold()
 		}
 		if sc.tx.wroteGone() {
