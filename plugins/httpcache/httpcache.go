@@ -588,7 +588,7 @@ func (l *layer) serve(w http.ResponseWriter, r *http.Request, rec record, state,
 	if !rec.stored.IsZero() && state == "hit" {
 		// How long ago it was rendered (RFC 9111, 5.1), so that a client
 		// counts its max-age from the render, not from this response.
-		h.Set("Age", strconv.FormatInt(int64(max(time.Since(rec.stored), 0)/time.Second), 10))
+		h.Set("Age", strconv.FormatInt(int64(rec.age(time.Now())/time.Second), 10))
 	}
 	if reason != "" {
 		h.Set(ReasonHeader, reason)

@@ -253,6 +253,7 @@ func (r record) expired(now time.Time) bool {
 	if r.stored.IsZero() {
 		return false
 	}
+	age := r.age(now)
 	var maxAge, sMaxAge int64 = -1, -1
 	for _, d := range directives(r.header.Values("Cache-Control")) {
 		n, err := strconv.ParseInt(strings.Trim(d.value, `"`), 10, 64)
@@ -268,13 +269,28 @@ func (r record) expired(now time.Time) bool {
 	}
 	switch {
 	case sMaxAge >= 0:
-		return now.Sub(r.stored) >= time.Duration(min(sMaxAge, math.MaxInt64/int64(time.Second)))*time.Second
+		return age >= time.Duration(min(sMaxAge, math.MaxInt64/int64(time.Second)))*time.Second
 	case maxAge >= 0:
-		return now.Sub(r.stored) >= time.Duration(min(maxAge, math.MaxInt64/int64(time.Second)))*time.Second
+		return age >= time.Duration(min(maxAge, math.MaxInt64/int64(time.Second)))*time.Second
 	}
 	if e := r.header.Get("Expires"); e != "" {
 		t, err := http.ParseTime(e)
 		return err != nil || !now.Before(t)
 	}
 	return false
+}
+
+// age is how old the page is at now (RFC 9111, 4.2.3): the time since it
+// was rendered here plus the Age its handler sent, which an upstream cache
+// the handler relays (or an inner Page layer's hit) counted before: a page
+// that arrived 1 s old with max-age=2 has 1 s left, not 2
+// (TestHostile46UpstreamAgeIgnored, TestHostile46NestedPageOuterOutlivesMaxAge).
+func (r record) age(now time.Time) time.Duration {
+	d := max(now.Sub(r.stored), 0)
+	if v := r.header.Get("Age"); v != "" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
+			d += time.Duration(min(n, math.MaxInt64/int64(time.Second)/2)) * time.Second
+		}
+	}
+	return d
 }
