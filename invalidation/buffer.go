@@ -151,6 +151,23 @@ func (b *Buffer) Wrote(tables []string) bool {
 	return false
 }
 
+// WrittenTables lists the tables written (normalised), and all when
+// something was written that no table names; it still answers after
+// Rollback (querycache.TablesWriter).
+func (b *Buffer) WrittenTables() (tables []string, all bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.writtenMap != nil {
+		tables = make([]string, 0, len(b.writtenMap))
+		for t := range b.writtenMap {
+			tables = append(tables, t)
+		}
+	} else {
+		tables = slices.Clone(b.written)
+	}
+	return tables, b.change.All || b.rolledAll.Load()
+}
+
 // WroteCatalog is Wrote([]string{keys.CatalogTable}) without its lock or
 // list: whether the transaction has changed the schema, or written
 // something it could not attribute to a table.

@@ -155,7 +155,7 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 		Untracked(cctx, "store_error")
 	}
 	kv.c.stats.fills.Add(1)
-	mark := kv.c.open.mark()
+	mark := kv.c.open.mark(o.tables)
 	b, err := fill(cctx)
 	if err != nil {
 		return capturedFill{}, err

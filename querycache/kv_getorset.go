@@ -199,7 +199,7 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 	// read inside a transaction (C3: such a value is never stored).
 	fctx, fcap, done := scopedCapture(ctx)
 	defer done() // also when fill panics
-	mark := kv.c.open.mark()
+	mark := kv.c.open.mark(o.tables)
 	b, err := fill(fctx)
 	if err != nil {
 		release()

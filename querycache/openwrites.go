@@ -1,8 +1,11 @@
 package querycache
 
 import (
+	"hash/crc32"
 	"sync"
 	"sync/atomic"
+
+	"querycache.dev/keys"
 )
 
 // WriteHolder is a transaction that has written and not ended (the GORM
@@ -38,27 +41,47 @@ type openWrites struct {
 	// each hold a long scan.
 	list []WriteHolder
 	big  map[WriteHolder]struct{}
-	// rolled counts the holders released after a rollback
-	// (ReleaseRolledBack); recent keeps the newest of them, by that count.
-	// A fill can begin and end around a whole transaction: a "what if"
-	// preview that inserts, counts through the transaction and rolls
-	// back. When the fill ends, no holder is open; the rollback replaced
-	// no version; the value, stored against the versions read before the
-	// fill, would be served with the count of a row that never existed
-	// (TestHostile45RememberWhatIfTxRolledBackInsideFill). So a fill also
-	// asks whether a transaction that wrote its tables rolled back while
-	// it ran (coversSince).
-	rolled atomic.Uint64
-	recent [rolledKept]rolledHolder
+	// rolledAll and rolledTab count the holders released after a
+	// rollback (ReleaseRolledBack): rolledTab by a hash of each table one
+	// wrote, rolledAll those whose tables are not known (or that wrote
+	// something no table names). A fill can begin and end around a whole
+	// transaction: a "what if" preview that inserts, counts through the
+	// transaction and rolls back. When the fill ends, no holder is open;
+	// the rollback replaced no version; the value, stored against the
+	// versions read before the fill, would be served with the count of a
+	// row that never existed (TestHostile45RememberWhatIfTxRolledBackInsideFill).
+	// So a fill also asks whether a transaction that wrote its tables
+	// rolled back while it ran (coversSince). Counters per table, not a
+	// list of the holders: any number of rollbacks of other tables while a
+	// fill runs leave it alone (TestHostile46RolledBackRingOverflowDisablesUnrelatedFills);
+	// two tables that share a bucket only refuse a store needlessly.
+	rolledAll atomic.Uint64
+	rolledTab [rolledBuckets]atomic.Uint64
 }
 
-// rolledKept is how many rolled-back holders openWrites remembers: a fill
-// during which more rolled back stores nothing.
-const rolledKept = 64
+// rolledBuckets is how many table counters openWrites keeps.
+const rolledBuckets = 256
 
-type rolledHolder struct {
-	seq uint64
-	h   WriteHolder
+// TablesWriter is a WriteHolder that can list what it wrote: the tables
+// (names as keys.Table gives them, or that it normalises to them), and
+// all when it wrote something no table names. ReleaseRolledBack counts a
+// holder that is not one as having written everything.
+type TablesWriter interface {
+	WrittenTables() (tables []string, all bool)
+}
+
+// rolledBucket is the counter of table t.
+func rolledBucket(t string) int {
+	if n, err := keys.Table(t); err == nil {
+		t = n
+	}
+	return int(crc32.ChecksumIEEE([]byte(t)) % rolledBuckets)
+}
+
+// fillMark is where a fill starts: the rollback counters of its tables.
+type fillMark struct {
+	all  uint64
+	tabs []uint64
 }
 
 // smallHolders is how many holders openWrites keeps in a list.
@@ -94,40 +117,58 @@ func (c *Cache) ReleaseWrites(h WriteHolder) {
 // ReleaseRolledBack is ReleaseWrites for a transaction that rolled back:
 // what it wrote never reaches the versions, so a value computed while it
 // was open, from its rows, must not be stored once it has gone (see
-// openWrites). h.Wrote must still answer for what it wrote.
+// openWrites).
 func (c *Cache) ReleaseRolledBack(h WriteHolder) {
 	w := &c.open
 	w.mu.Lock()
-	if w.remove(h) {
+	removed := w.remove(h)
+	if removed {
 		w.n.Add(-1)
-		seq := w.rolled.Load() + 1
-		w.recent[seq%rolledKept] = rolledHolder{seq: seq, h: h}
-		w.rolled.Store(seq)
 	}
 	w.mu.Unlock()
+	if !removed {
+		return
+	}
+	tw, ok := h.(TablesWriter)
+	if !ok {
+		w.rolledAll.Add(1)
+		return
+	}
+	tables, all := tw.WrittenTables()
+	if all {
+		w.rolledAll.Add(1)
+	}
+	for _, t := range tables {
+		w.rolledTab[rolledBucket(t)].Add(1)
+	}
 }
 
-// mark is where a fill starts: the count of rolled-back holders.
-func (w *openWrites) mark() uint64 { return w.rolled.Load() }
+// mark is where a fill of a value depending on tables starts.
+func (w *openWrites) mark(tables []string) fillMark {
+	m := fillMark{all: w.rolledAll.Load()}
+	if len(tables) > 0 {
+		m.tabs = make([]uint64, len(tables))
+		for i, t := range tables {
+			m.tabs[i] = w.rolledTab[rolledBucket(t)].Load()
+		}
+	}
+	return m
+}
 
 // coversSince reports whether a transaction open now, or one rolled back
-// since mark, has written any of tables.
-func (w *openWrites) coversSince(tables []string, mark uint64) bool {
+// since m, has written any of tables (those m was taken for).
+func (w *openWrites) coversSince(tables []string, m fillMark) bool {
 	if w.covers(tables) {
 		return true
 	}
-	now := w.rolled.Load()
-	if now == mark || len(tables) == 0 {
+	if len(tables) == 0 {
 		return false
 	}
-	if now-mark > rolledKept {
-		return true // forgotten: assume they did
+	if w.rolledAll.Load() != m.all {
+		return true
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for s := mark + 1; s <= now; s++ {
-		r := w.recent[s%rolledKept]
-		if r.seq != s || r.h.Wrote(tables) {
+	for i, t := range tables {
+		if w.rolledTab[rolledBucket(t)].Load() != m.tabs[i] {
 			return true
 		}
 	}

@@ -282,3 +282,7 @@ func (p *Plugin) inTransaction(cp gorm.ConnPool) (*txConn, bool) {
 	}
 	return nil, true
 }
+
+// WrittenTables implements querycache.TablesWriter: what the transaction
+// wrote, for a rollback's release (querycache.Cache.ReleaseRolledBack).
+func (t *txConn) WrittenTables() ([]string, bool) { return t.buf.WrittenTables() }
