@@ -85,6 +85,9 @@ import (
 	"html/template"
 	"math"
 	"reflect"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 
 	"querycache.dev/querycache"
@@ -122,12 +125,15 @@ type frag struct {
 	tmpl *template.Template
 	load Loader
 	opts []querycache.KVOption
-	// ident is the start of a SHA-256 of the fragment's template text:
-	// stored in front of its HTML and checked on a hit, so that another
-	// template under the same name and arguments is not shown (another
-	// fragment.Cache on the same KV, a public and an admin site both
-	// registering "sidebar": TestHostile45SameNameTwoCaches; or the
-	// template changed by a deploy). The key stays Key(name, args...).
+	// ident is the start of a SHA-256 of what the fragment's HTML depends
+	// on besides its data (identity): stored in front of its HTML and
+	// checked on a hit, so that another fragment under the same name and
+	// arguments is not shown (another fragment.Cache on the same KV, a
+	// public and an admin site both registering "sidebar":
+	// TestHostile45SameNameTwoCaches; or the template changed by a
+	// deploy). The key stays Key(name, args...): two such caches replace
+	// each other's fragments (correct, but neither is served from the
+	// cache); give their fragments different names.
 	ident [identLen]byte
 }
 
@@ -177,14 +183,40 @@ func (c *Cache) Register(name string, t *template.Template, load Loader, opts ..
 		return fmt.Errorf("fragment: Register(%q): a fragment of that name is registered already", name)
 	}
 	fr := &frag{name: name, tmpl: t, load: load, opts: opts}
-	text := name
-	if tt := t.Lookup(name); tt != nil && tt.Tree != nil && tt.Tree.Root != nil {
-		text += "\x00" + tt.Tree.Root.String()
-	}
-	sum := sha256.Sum256([]byte(text))
-	copy(fr.ident[:], sum[:])
+	fr.ident = identity(name, t, load)
 	c.frags[name] = fr
 	return nil
+}
+
+// identity names what a fragment's HTML depends on besides its loader's
+// data: its name, every template of its set (the one named calls others:
+// TestHostile46SubTemplateNotInIdentity) and its loader's function name
+// (two sites can render the same template text from different data:
+// TestHostile46SameTemplateTextDifferentLoaders). Function names, not
+// addresses, so that processes of one build agree; two closures of one
+// function literal have one name, and are not told apart.
+func identity(name string, t *template.Template, load Loader) [identLen]byte {
+	h := sha256.New()
+	w := func(s string) {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		h.Write([]byte(s))
+	}
+	w(name)
+	if fn := runtime.FuncForPC(reflect.ValueOf(load).Pointer()); fn != nil {
+		w(fn.Name())
+	}
+	ts := t.Templates()
+	slices.SortFunc(ts, func(a, b *template.Template) int { return strings.Compare(a.Name(), b.Name()) })
+	for _, tt := range ts {
+		w(tt.Name())
+		if tt.Tree != nil && tt.Tree.Root != nil {
+			w(tt.Tree.Root.String())
+		}
+	}
+	var id [identLen]byte
+	copy(id[:], h.Sum(nil))
+	return id
 }
 
 // FuncMap returns the template function (named Options.FuncName,
