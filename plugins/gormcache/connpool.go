@@ -134,12 +134,11 @@ type txConn struct {
 	sig atomic.Pointer[txSignals]
 
 	// ended is set when the application has committed or rolled it back,
-	// before its holds are released: a statement sent through the handle
-	// after that (it fails, sql.ErrTxDone, or raced the end from another
-	// goroutine) is applied at once, and holds nothing
-	// (TestHostile44LateWriteOnEndedTxHoldsForever: its hold was never
-	// released, and the low-level API and fills of its tables stored
-	// nothing again).
+	// before its holds are released: a hold taken by a statement that
+	// raced the end releases itself (hold). A statement recorded after
+	// the end finds the buffer closed and is applied at once, holding
+	// nothing (recordScoped; a hold never released made the low-level API
+	// refuse its tables for ever: TestHostile44LateWriteOnEndedTxHoldsForever).
 	ended atomic.Bool
 
 	// held: the cache knows the transaction has written

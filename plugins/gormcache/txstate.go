@@ -200,17 +200,14 @@ func (p *Plugin) recordScoped(db *gorm.DB, ch querycache.Change) {
 	ctx := stmtContext(db)
 	switch sc.kind {
 	case scopeManaged:
-		if sc.tx.ended.Load() {
-			// Sent through the handle after its end: applied now, and
-			// held by nothing (connpool.go, ended).
-			p.apply(ctx, ch)
-			return
-		}
 		if !p.broken["commit"] {
 			if !sc.tx.buf.Add(ch) {
-				// The transaction's end took its buffer meanwhile (a
-				// statement racing the commit from another goroutine):
-				// applied now, after that end.
+				// The transaction has ended (Commit or Rollback took its
+				// buffer): a statement sent through the handle after
+				// that, or racing the commit from another goroutine.
+				// Applied now, after that end, and held by nothing
+				// (TestHostile44LateWriteOnEndedTxHoldsForever,
+				// TestHostile46WriteRecordedDuringCommitApplyLost).
 				p.apply(ctx, ch)
 				return
 			}
