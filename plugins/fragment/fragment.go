@@ -87,6 +87,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -106,6 +107,11 @@ type Options struct {
 	FuncName string
 	// MaxArgs bounds the vary-on arguments of one call. Default 16.
 	MaxArgs int
+	// Namespace keeps this cache's fragments apart from those of other
+	// fragment caches on the same KV (a public and an admin site that
+	// both register "sidebar"): it is part of every key. Their keys are
+	// then Cache.Key's, not the package's Key. Default "": none.
+	Namespace string
 }
 
 // Cache renders registered fragments once per name, vary-on arguments
@@ -250,7 +256,7 @@ func (c *Cache) Render(ctx context.Context, name string, args ...any) (template.
 	if len(args) > c.opts.MaxArgs {
 		return "", fmt.Errorf("fragment %q: %d vary-on arguments; at most %d", name, len(args), c.opts.MaxArgs)
 	}
-	key, err := Key(name, args...)
+	key, err := c.Key(name, args...)
 	if err != nil {
 		return "", err
 	}
@@ -298,7 +304,15 @@ func (f *frag) own(b []byte) bool {
 // booleans, integers, floats, strings and byte slices, and named types
 // of those; anything else (a struct, a pointer, nil) is an error, since
 // no encoding of it is certain to tell two different values apart.
-func Key(name string, args ...any) (string, error) {
+func Key(name string, args ...any) (string, error) { return namespacedKey("", name, args...) }
+
+// Key is the package's Key for this cache's fragments: with its
+// Options.Namespace, if any, in the key.
+func (c *Cache) Key(name string, args ...any) (string, error) {
+	return namespacedKey(c.opts.Namespace, name, args...)
+}
+
+func namespacedKey(ns, name string, args ...any) (string, error) {
 	h := sha256.New()
 	var buf []byte
 	buf = appendBytes(buf, []byte(name))
@@ -310,7 +324,13 @@ func Key(name string, args ...any) (string, error) {
 		}
 	}
 	h.Write(buf)
-	return "fragment\x00" + name + "\x00" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)), nil
+	prefix := "fragment\x00"
+	if ns != "" {
+		// Never a key without one (the byte after "fragment" differs),
+		// and the namespace's length tells where it ends.
+		prefix = "fragment\x01" + strconv.Itoa(len(ns)) + "\x00" + ns + "\x00"
+	}
+	return prefix + name + "\x00" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)), nil
 }
 
 func appendBytes(b, s []byte) []byte {
