@@ -79,15 +79,22 @@ type warnings struct {
 	invalidate, tooLarge sync.Once
 }
 
-// checkStore reports a store New cannot use: nil, a typed nil pointer
-// (var s *MemoryStore; Options{Store: s}), or one whose constructor
-// reported an error.
+// checkStore reports a store New cannot use: nil, a typed nil (var s
+// *MemoryStore; Options{Store: s}, or a nil map a store type is built
+// on), or one whose constructor reported an error.
 func checkStore(s Store) error {
 	if s == nil {
 		return errors.New("querycache.New: Options.Store is nil; use querycache.NewMemoryStore(querycache.MemoryOptions{}) for one process, or querycache.NewRedisStore or querycache.NewPostgresStore (alone, or behind memory: NewTieredStore, NewTieredPostgresStore) for several")
 	}
-	if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
-		return fmt.Errorf("querycache.New: Options.Store is a nil %T; create it with its constructor (querycache.NewMemoryStore, NewRedisStore, NewTieredStore, NewPostgresStore...)", s)
+	// A typed nil of any kind that can be nil: a pointer, and a map, a
+	// func, a chan or a slice a store is built on
+	// (TestHostile47TypedNilMapStore: a nil map store panicked on its
+	// first Set).
+	switch v := reflect.ValueOf(s); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		if v.IsNil() {
+			return fmt.Errorf("querycache.New: Options.Store is a nil %T; create it with its constructor (querycache.NewMemoryStore, NewRedisStore, NewTieredStore, NewPostgresStore...)", s)
+		}
 	}
 	if v, ok := s.(interface{ Err() error }); ok && v.Err() != nil {
 		return prefixed("querycache.New: ", v.Err())

@@ -1,6 +1,10 @@
 package gormcache
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+	"strings"
+)
 
 // A cache does not always pay: a hit costs a store lookup, decoding and
 // scanning, and a query that is cheap on the database (a primary key read
@@ -55,9 +59,32 @@ func DeclineUnprofitable(opts DeclineOptions) Option {
 	return func(p *Plugin) {
 		// An Option may configure several plugins, at once: each gets its
 		// own copy, and what the Option captured is never written.
+		// Zero means the default; a negative or not-a-number value is a
+		// mistake, not a request for the default (NaN compared false with
+		// every cost, which switched the rule off without a word:
+		// TestHostile47DeclineNegativeOptions).
+		var bad []string
+		if opts.MinSamples < 0 {
+			bad = append(bad, fmt.Sprintf("MinSamples %d", opts.MinSamples))
+		}
+		if opts.ProbeEvery < 0 {
+			bad = append(bad, fmt.Sprintf("ProbeEvery %d", opts.ProbeEvery))
+		}
+		for _, f := range []struct {
+			name string
+			v    float64
+		}{{"DeclineAt", opts.DeclineAt}, {"ResumeAt", opts.ResumeAt}} {
+			if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+				bad = append(bad, fmt.Sprintf("%s %g", f.name, f.v))
+			}
+		}
+		if len(bad) > 0 {
+			p.optionError(fmt.Errorf("gormcache.DeclineUnprofitable: %s: give positive finite values, or 0 for the defaults (MinSamples 20, DeclineAt 0.8, ResumeAt 0.5, ProbeEvery 16)", strings.Join(bad, ", ")))
+			return
+		}
 		o := opts.withDefaults()
 		if o.ResumeAt >= o.DeclineAt {
-			p.err = fmt.Errorf("gormcache.DeclineUnprofitable: ResumeAt (%g) must be below DeclineAt (%g)", o.ResumeAt, o.DeclineAt)
+			p.optionError(fmt.Errorf("gormcache.DeclineUnprofitable: ResumeAt (%g) must be below DeclineAt (%g)", o.ResumeAt, o.DeclineAt))
 			return
 		}
 		p.shapes.decline.Store(&o)

@@ -148,6 +148,20 @@ func (p *Plugin) Name() string { return "querycache" }
 // Cache returns the cache the plugin serves from.
 func (p *Plugin) Cache() *querycache.Cache { return p.cache }
 
+// parseModels returns the tables of the models CacheModels named, with
+// their TTLs.
+func (p *Plugin) parseModels(db *gorm.DB) (map[string]time.Duration, error) {
+	models := map[string]time.Duration{}
+	for _, m := range p.modelList {
+		stmt := &gorm.Statement{DB: db}
+		if err := stmt.Parse(m.model); err != nil {
+			return nil, fmt.Errorf("gormcache: CacheModels: %T is not a model GORM can parse: %w", m.model, err)
+		}
+		models[stmt.Schema.Table] = m.ttl
+	}
+	return models, nil
+}
+
 // Initialize implements gorm.Plugin: it replaces GORM's query and row
 // callbacks, registers after-write callbacks and wraps the connection pool.
 func (p *Plugin) Initialize(db *gorm.DB) error {
@@ -163,9 +177,21 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if err := p.claim(db); err != nil {
 		return err
 	}
-	if err := p.signalsInit(db); err != nil { // models of OnChange subscriptions (signals.go)
+	// What can still refuse the registration, before anything is changed:
+	// a refused plugin is released (unclaim), so that it can be registered
+	// again, there or on another *gorm.DB (TestHostile47FailedUseThenReuse).
+	models, err := p.parseModels(db)
+	if err == nil {
+		err = p.checkCallbacks(db) // another query cache, a later replacement (misconfig.go)
+	}
+	if err == nil {
+		err = p.signalsInit(db) // models of OnChange subscriptions (signals.go)
+	}
+	if err != nil {
+		p.unclaim()
 		return err
 	}
+	p.models = models
 	p.dialect = db.Dialector.Name()
 	p.beginLock = p.dialect == "sqlite" && sqliteLocksAtBegin(dsnOf(db.Dialector))
 	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
@@ -180,18 +206,6 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	p.observers = append([]observer{p.recordShape}, p.observers...) // per query shape counters (shapes.go)
 	if p.dbID == "" {
 		p.dbID = defaultDatabaseID(db.Dialector)
-	}
-	p.models = map[string]time.Duration{}
-	for _, m := range p.modelList {
-		stmt := &gorm.Statement{DB: db}
-		if err := stmt.Parse(m.model); err != nil {
-			return fmt.Errorf("gormcache: CacheModels: %T is not a model GORM can parse: %w", m.model, err)
-		}
-		p.models[stmt.Schema.Table] = m.ttl
-	}
-
-	if err := p.checkCallbacks(db); err != nil { // another query cache, a later replacement (misconfig.go)
-		return err
 	}
 	cb := db.Callback()
 	steps := []error{

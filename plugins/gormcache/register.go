@@ -24,3 +24,10 @@ func (p *Plugin) claim(db *gorm.DB) error {
 	initialized.Add(1) // context marks stop warning that no plugin exists (misconfig.go)
 	return nil
 }
+
+// unclaim undoes claim, for a registration refused before it changed
+// anything.
+func (p *Plugin) unclaim() {
+	initialized.Add(-1)
+	p.w.registered.Store(false)
+}

@@ -41,6 +41,7 @@ package promcollector
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -134,7 +135,11 @@ type tableMetrics struct {
 	refusals sync.Map
 }
 
-// New returns a Collector of cache's metrics.
+// errNilCache is what a scrape of a Collector made without a cache reports.
+var errNilCache = errors.New("promcollector: the Collector was made with a nil *querycache.Cache; pass the cache to promcollector.New")
+
+// New returns a Collector of cache's metrics. A nil cache makes every
+// scrape fail with an error that says so.
 func New(cache *querycache.Cache, opts Options) *Collector {
 	if opts.MaxTables <= 0 {
 		opts.MaxTables = DefaultMaxTables
@@ -233,6 +238,14 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector: it reads the cache's Stats once.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if c.cache == nil {
+		// New(nil, ...): the scrape fails with this error (Gather returns
+		// it; promhttp answers it) instead of the process crashing on a
+		// nil cache in client_golang's gathering goroutine
+		// (TestHostile47CollectorNilCache).
+		ch <- prometheus.NewInvalidMetric(c.engine[0].desc, errNilCache)
+		return
+	}
 	st := c.cache.Stats()
 	for _, m := range c.engine {
 		ch <- constMetric(m.desc, m.typ, float64(m.get(&st)))
