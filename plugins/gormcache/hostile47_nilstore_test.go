@@ -24,7 +24,7 @@ func (m h47MapStore) Put(ctx context.Context, key string, value []byte, ttl time
 	return nil
 }
 func (m h47MapStore) Bump(ctx context.Context, versions []string) error { return nil }
-func (m h47MapStore) Close() error                                    { return nil }
+func (m h47MapStore) Close() error                                      { return nil }
 
 func TestHostile47TypedNilMapStore(t *testing.T) {
 	var s h47MapStore
