@@ -21,41 +21,6 @@ var h44Deferred = dbKind{"sqlite-deferred", func(t *testing.T) gorm.Dialector {
 	return sqlite.Open("file:" + filepath.Join(t.TempDir(), "test.db") + "?_busy_timeout=10000&_journal_mode=WAL")
 }}
 
-// h44SnapshotAfter: the transaction takes its snapshot (a read of counter
-// 1), another connection commits N=5 and an outside reader fills the
-// cache; then between runs inside the transaction; then the transaction
-// reads counter 1 from the cache and from the database: both must agree
-// with its snapshot.
-func h44SnapshotAfter(t *testing.T, e *env, between func(tx *gorm.DB)) {
-	t.Helper()
-	h44SnapshotAround(t, e, nil, between)
-}
-
-func h44SnapshotAround(t *testing.T, e *env, before, between func(tx *gorm.DB)) {
-	t.Helper()
-	must(t, e.db.Create(&Counter{ID: 1, N: 0}).Error)
-	must(t, e.db.Create(&Author{ID: 1, Name: "a"}).Error)
-	tx := e.db.Begin()
-	must(t, tx.Error)
-	defer tx.Rollback()
-	if before != nil {
-		before(tx)
-	}
-	var first Counter
-	must(t, tx.Scopes(gormcache.NoCache()).First(&first, 1).Error)
-	must(t, e.db.Model(&Counter{ID: 1}).Update("n", 5).Error)
-	var out Counter
-	must(t, e.db.Scopes(gormcache.Cacheable()).First(&out, 1).Error)
-	must(t, e.db.Scopes(gormcache.Cacheable()).First(&out, 1).Error)
-	between(tx)
-	var c, d Counter
-	must(t, tx.Scopes(gormcache.Cacheable()).First(&c, 1).Error)
-	must(t, tx.Scopes(gormcache.NoCache()).First(&d, 1).Error)
-	if c != d || d != first {
-		t.Errorf("inside the deferred transaction: first read %+v, cached read %+v, database read %+v", first, c, d)
-	}
-}
-
 // TestHostile44SQLiteFailedWriteMarksHeld: a deferred SQLite transaction
 // whose write FAILED (SQLITE_BUSY_SNAPSHOT: its snapshot is older than a
 // commit, so SQLite refuses its write; or an error at prepare) does not
@@ -77,7 +42,7 @@ func TestHostile44SQLiteFailedWriteMarksHeld(t *testing.T) {
 	for name, write := range cases {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, h44Deferred, memoryStore, querycache.Options{}, gormcache.ReadsInTransactions())
-			h44SnapshotAfter(t, e, func(tx *gorm.DB) { write(t, tx) })
+			h43SnapshotScenario(t, e, nil, nil, func(tx *gorm.DB) { write(t, tx) })
 		})
 	}
 }
@@ -87,7 +52,7 @@ func TestHostile44SQLiteFailedWriteMarksHeld(t *testing.T) {
 // main is still the old one.
 func TestHostile44SQLiteTempTableWriteKeepsSnapshot(t *testing.T) {
 	e := newEnv(t, h44Deferred, memoryStore, querycache.Options{}, gormcache.ReadsInTransactions())
-	h44SnapshotAround(t, e, func(tx *gorm.DB) {
+	h43SnapshotScenario(t, e, nil, func(tx *gorm.DB) {
 		must(t, tx.Exec("CREATE TEMP TABLE IF NOT EXISTS h44_scratch (x integer)").Error)
 	}, func(tx *gorm.DB) {
 		must(t, tx.Exec("INSERT INTO h44_scratch (x) VALUES (1)").Error)
@@ -156,26 +121,11 @@ func TestHostile44PGDSNDefaultIsolation(t *testing.T) {
 	dsn := testenv.PostgresSchema(t, "default_transaction_isolation='repeatable read'")
 	d := dbKind{"postgres-rr", func(t *testing.T) gorm.Dialector { return postgres.Open(dsn) }}
 	e := newEnv(t, d, memoryStore, querycache.Options{}, gormcache.ReadsInTransactions())
-	must(t, e.db.Create(&Counter{ID: 1, N: 0}).Error)
-	err := e.db.Transaction(func(tx *gorm.DB) error {
+	h43SnapshotScenario(t, e, nil, func(tx *gorm.DB) {
 		var iso string
 		must(t, tx.Raw("SELECT current_setting('transaction_isolation')").Scan(&iso).Error)
 		t.Logf("isolation: %s", iso)
-		var first Counter
-		must(t, tx.Scopes(gormcache.NoCache()).First(&first, 1).Error)
-		must(t, e.db.Model(&Counter{ID: 1}).Update("n", 5).Error)
-		var out Counter
-		must(t, e.db.Scopes(gormcache.Cacheable()).First(&out, 1).Error)
-		must(t, e.db.Scopes(gormcache.Cacheable()).First(&out, 1).Error)
-		var c, dd Counter
-		must(t, tx.Scopes(gormcache.Cacheable()).First(&c, 1).Error)
-		must(t, tx.Scopes(gormcache.NoCache()).First(&dd, 1).Error)
-		if c != dd || dd != first {
-			t.Errorf("DSN repeatable read: first %+v, cached %+v, database %+v", first, c, dd)
-		}
-		return nil
-	})
-	must(t, err)
+	}, nil)
 }
 
 // TestHostile44ReadCommittedStillHits: legit reads in a READ COMMITTED
