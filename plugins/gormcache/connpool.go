@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"querycache.dev/querycache"
+	"sync"
 	"sync/atomic"
+
+	"querycache.dev/querycache"
 
 	"gorm.io/gorm"
 	"querycache.dev/invalidation"
@@ -46,6 +48,13 @@ func (w *pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool,
 	}
 	t := w.p.newTx(inner, committer)
 	t.snapshot = opts != nil && opts.Isolation >= sql.LevelRepeatableRead
+	if ctx.Done() != nil {
+		// database/sql rolls the transaction back when ctx ends, and an
+		// application may leave it to that, never calling Commit or
+		// Rollback: the plugin ends it then too, or its write hold is
+		// never released (TestHostile48TxAbandonedCancelledHoldsForever).
+		t.unwatch = context.AfterFunc(ctx, t.contextEnded)
+	}
 	return t, nil
 }
 
@@ -141,6 +150,17 @@ type txConn struct {
 	// refuse its tables for ever: TestHostile44LateWriteOnEndedTxHoldsForever).
 	ended atomic.Bool
 
+	// endMu orders the transaction's one end: the application's Commit or
+	// Rollback, or the end of the context it began with (contextEnded).
+	// The second to come waits for the first and does nothing: a Commit
+	// after the context ended finds the transaction rolled back, as
+	// database/sql's would (sql.ErrTxDone).
+	endMu    sync.Mutex
+	finished bool // under endMu
+	// unwatch stops the watch of the context it began with; nil when
+	// that context cannot end.
+	unwatch func() bool
+
 	// held: the cache knows the transaction has written
 	// (querycache.Cache.HoldWrites): low-level values computed meanwhile
 	// from its uncommitted rows must not be stored.
@@ -177,12 +197,56 @@ func (t *txConn) releaseHolds() {
 // returning. They are applied even if Commit reports an error: the commit
 // may have reached the database, and over-invalidating is safe.
 func (t *txConn) Commit() error {
+	if !t.startEnd() {
+		return sql.ErrTxDone
+	}
+	defer t.endMu.Unlock()
 	return t.endApplied(t.committer.Commit, t.unsure.Load())
 }
 
 // Rollback rolls the transaction back and drops its invalidations, unless
 // a COMMIT sent as SQL text inside it may have committed some of them.
 func (t *txConn) Rollback() error {
+	if !t.startEnd() {
+		return sql.ErrTxDone
+	}
+	defer t.endMu.Unlock()
+	return t.rollback()
+}
+
+// startEnd reports whether this is the transaction's first end, and then
+// returns with endMu held (the caller unlocks it when the end is done).
+// A later end waits for the first to finish: the application's Rollback
+// racing the context's end returns once the holds are released.
+func (t *txConn) startEnd() bool {
+	t.endMu.Lock()
+	if t.finished {
+		t.endMu.Unlock()
+		return false
+	}
+	t.finished = true
+	if t.unwatch != nil {
+		t.unwatch()
+	}
+	return true
+}
+
+// contextEnded ends the transaction when the context it began with ends
+// before the application committed or rolled it back. database/sql rolls
+// it back then (and refuses a later Commit); rolling it back here too
+// makes sure it is over before its writes are dropped and its holds
+// released (sql.ErrTxDone when database/sql came first: the rollback's
+// failure then applies what it buffered, which is safe).
+func (t *txConn) contextEnded() {
+	if !t.startEnd() {
+		return
+	}
+	defer t.endMu.Unlock()
+	_ = t.rollback()
+}
+
+// rollback is Rollback's end, once it is the transaction's first.
+func (t *txConn) rollback() error {
 	if t.unsure.Load() {
 		return t.endApplied(t.committer.Rollback, true) // the outcome is unknown: delivered
 	}
