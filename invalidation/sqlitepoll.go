@@ -62,7 +62,10 @@ type SQLitePollOptions struct {
 // pool connections) and invalidates that database's cache entries. It runs
 // PRAGMA data_version on a dedicated connection every Interval: SQLite
 // changes that value, per connection, whenever another connection has
-// committed to the file.
+// committed to the file. Databases attached to the connection (by the
+// application's connection setup, which attaches them to the poller's
+// connection too) are polled the same way, each by name: the bare pragma
+// reports main only.
 //
 // On a change it replaces the versions of every table of the database
 // (read from sqlite_master, together with the catalog version): only this
@@ -103,11 +106,18 @@ type SQLitePoller struct {
 	syncs   chan chan error
 
 	// owned by the loop goroutine (and by Start before the loop runs)
-	db         *sql.DB   // the pool conn is taken from (ours when DSN is set)
-	conn       *sql.Conn // the dedicated connection; nil while disconnected
-	stmt       *sql.Stmt // PRAGMA data_version, prepared on conn
-	version    int64     // the last data_version read on conn
-	schema     int64     // the last schema_version read (comparable across connections)
+	db   *sql.DB   // the pool conn is taken from (ours when DSN is set)
+	conn *sql.Conn // the dedicated connection; nil while disconnected
+	stmt *sql.Stmt // PRAGMA data_version, prepared on conn
+	// attached are the databases the connection has attached besides
+	// main (the application's connection setup attaches them to every
+	// connection, the poller's too), each with its PRAGMA
+	// "name".data_version prepared on conn: the bare pragma reports main
+	// only, and a commit to an attached file changes only that
+	// database's (TestHostile48SQLitePollAttachedOutsideWrite).
+	attached   []attachedDB
+	version    int64 // the sum of the data_versions last read on conn (each only grows)
+	schema     int64 // the last schema_version read (comparable across connections)
 	haveSchema bool
 	tables     querycache.Change // what a data change invalidates
 	tablesOnce querycache.Change // what the next recovery invalidates instead, if set (DDL while blind)
@@ -474,8 +484,7 @@ func (p *SQLitePoller) step() error {
 // one costs two goroutines per query in database/sql and the driver.
 func (p *SQLitePoller) poll(ctx context.Context) (int64, error) {
 	p.stall.Reset(p.timeout)
-	var v int64
-	err := p.stmt.QueryRowContext(ctx).Scan(&v)
+	v, err := p.readDataVersion(ctx)
 	p.stall.Stop()
 	if err != nil {
 		return 0, err
@@ -557,7 +566,13 @@ func (p *SQLitePoller) connect(ctx context.Context) error {
 			return err
 		}
 		p.stmt = stmt
-		if err := stmt.QueryRowContext(ctx).Scan(&p.version); err != nil {
+		for i := range p.attached {
+			a := &p.attached[i]
+			if a.stmt, err = conn.PrepareContext(ctx, "PRAGMA "+quoteIdent(a.name)+".data_version"); err != nil {
+				return err
+			}
+		}
+		if p.version, err = p.readDataVersion(ctx); err != nil {
 			return err
 		}
 		schema, err := p.readSchemaVersion(ctx)
@@ -605,6 +620,7 @@ func (p *SQLitePoller) readFile(ctx context.Context, before os.FileInfo) error {
 	}
 	defer rows.Close()
 	file := ""
+	p.attached = p.attached[:0]
 	for rows.Next() {
 		var seq int64
 		var name string
@@ -612,8 +628,13 @@ func (p *SQLitePoller) readFile(ctx context.Context, before os.FileInfo) error {
 		if err := rows.Scan(&seq, &name, &f); err != nil {
 			return err
 		}
-		if name == "main" {
+		switch name {
+		case "main":
 			file = f.String
+		case "temp":
+			// The connection's own: no other connection writes it.
+		default:
+			p.attached = append(p.attached, attachedDB{name: name})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -651,31 +672,66 @@ func (p *SQLitePoller) checkFile() error {
 	return nil
 }
 
+// attachedDB is a database attached to the poller's connection.
+type attachedDB struct {
+	name string
+	stmt *sql.Stmt // PRAGMA "name".data_version
+}
+
+// quoteIdent quotes a SQLite identifier.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// readSchemaVersion reads the schema_version of main and of every
+// attached database, mixed into one value.
 func (p *SQLitePoller) readSchemaVersion(ctx context.Context) (int64, error) {
 	var v int64
 	err := p.conn.QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v)
+	for _, a := range p.attached {
+		if err != nil {
+			break
+		}
+		// Mixed, not summed: schema_version can be set by hand, and
+		// one database's step up must not cancel another's step down.
+		var av int64
+		err = p.conn.QueryRowContext(ctx, "PRAGMA "+quoteIdent(a.name)+".schema_version").Scan(&av)
+		v = v*1_000_003 + av
+	}
 	return v, err
 }
 
-// readTables reads the tables and views of the main database. Their names
-// are quoted before normalisation, so that a table named "a.b" is not
-// taken for b (keys.Table reads dots as schema separators).
+// readDataVersion reads the data_version of main and of every attached
+// database, summed: each only grows on a connection, so the sum changes
+// when any of them does.
+func (p *SQLitePoller) readDataVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := p.stmt.QueryRowContext(ctx).Scan(&v); err != nil {
+		return 0, err
+	}
+	for _, a := range p.attached {
+		var av int64
+		if err := a.stmt.QueryRowContext(ctx).Scan(&av); err != nil {
+			return 0, err
+		}
+		v += av
+	}
+	return v, nil
+}
+
+// readTables reads the tables and views of the main database and of the
+// attached ones (named without their schema, as the plugin names them:
+// aux.items is items). Their names are quoted before normalisation, so
+// that a table named "a.b" is not taken for b (keys.Table reads dots as
+// schema separators).
 func (p *SQLitePoller) readTables(ctx context.Context) error {
-	rows, err := p.conn.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-	if err != nil {
+	names := []string{keys.CatalogTable} // sqlite_sequence, sqlite_stat1 change with data
+	var err error
+	if names, err = p.readSchemaTables(ctx, "main", names); err != nil {
 		return err
 	}
-	defer rows.Close()
-	names := []string{keys.CatalogTable} // sqlite_sequence, sqlite_stat1 change with data
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
+	for _, a := range p.attached {
+		if names, err = p.readSchemaTables(ctx, a.name, names); err != nil {
 			return err
 		}
-		names = append(names, `"`+strings.ReplaceAll(n, `"`, `""`)+`"`)
-	}
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	if len(names) > maxPolledTables {
 		p.tables = querycache.Change{All: true}
@@ -685,6 +741,23 @@ func (p *SQLitePoller) readTables(ctx context.Context) error {
 	p.tables = querycache.Change{Tables: names}
 	p.st.tables.Store(int64(len(names)))
 	return nil
+}
+
+// readSchemaTables appends the tables and views of one database.
+func (p *SQLitePoller) readSchemaTables(ctx context.Context, schema string, names []string) ([]string, error) {
+	rows, err := p.conn.QueryContext(ctx, "SELECT name FROM "+quoteIdent(schema)+".sqlite_master WHERE type IN ('table', 'view')")
+	if err != nil {
+		return names, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return names, err
+		}
+		names = append(names, quoteIdent(n))
+	}
+	return names, rows.Err()
 }
 
 // recover runs after a successful connection or a stalled poll: it
@@ -761,6 +834,12 @@ func (p *SQLitePoller) disconnect(cause error) {
 	if p.stmt != nil {
 		_ = p.stmt.Close()
 		p.stmt = nil
+	}
+	for i := range p.attached {
+		if a := &p.attached[i]; a.stmt != nil {
+			_ = a.stmt.Close()
+			a.stmt = nil
+		}
 	}
 	if p.conn != nil {
 		if cause != nil {
