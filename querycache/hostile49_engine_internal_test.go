@@ -117,3 +117,78 @@ func TestHostile49EngineRememberSharesUncommittedFill(t *testing.T) {
 		t.Fatalf("Remember outside the transaction returned %d, the leader's uncommitted read; want the committed 1", got)
 	}
 }
+
+// Cache.GetOrSet: a fill that says its value must not be cached
+// (Fill.NoStore, e.g. "transaction": read through a transaction that
+// wrote) is handed to every caller that joined the flight, as if it were
+// theirs. Only the leader's caller may see it: the others did not read
+// inside that transaction. (Lookup gets this right: a follower of a fill
+// whose leader stores nothing gets a Miss of its own.)
+func TestHostile49EngineCacheGetOrSetSharesNoStoreFill(t *testing.T) {
+	c := newTestCache(t, Options{})
+	ctx := context.Background()
+	k := tableKey(c, "users", "SELECT count(*) FROM users")
+
+	release := make(chan struct{})
+	leaderDone := make(chan []byte)
+	missesBefore := c.Stats().Misses
+	go func() {
+		v, _, err := c.GetOrSet(ctx, k, func(ctx context.Context) (Fill, error) {
+			<-release
+			return Fill{Value: []byte("dirty"), NoStore: "transaction"}, nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		leaderDone <- v
+	}()
+	followerDone := make(chan []byte)
+	go func() {
+		for c.Stats().Misses == missesBefore {
+			runtime.Gosched()
+		}
+		v, _, err := c.GetOrSet(ctx, k, func(ctx context.Context) (Fill, error) {
+			return Fill{Value: []byte("committed")}, nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		followerDone <- v
+	}()
+	waitJoined(t, c, missesBefore, 2)
+	close(release)
+	<-leaderDone
+	if got := <-followerDone; string(got) != "committed" {
+		t.Fatalf("a caller that joined was served %q, a fill its leader marked NoStore %q; want its own %q", got, "transaction", "committed")
+	}
+}
+
+// A fill that asks for its own key again (a Remember whose function calls
+// a helper that Remembers the same key: recursion through a cache layer)
+// joins its own flight and waits for itself for ever: the call never
+// returns, its goroutine and the flight entry leak, and every later caller
+// of the key with the same versions hangs behind it.
+func TestHostile49EngineReentrantGetOrSetDeadlocks(t *testing.T) {
+	c := newTestCache(t, Options{})
+	kv := c.KV()
+	done := make(chan error, 1)
+	go func() {
+		var fill func(ctx context.Context) ([]byte, error)
+		depth := 0
+		fill = func(ctx context.Context) ([]byte, error) {
+			depth++
+			if depth > 1 {
+				return []byte("inner"), nil
+			}
+			v, _, err := kv.GetOrSet(ctx, "k", fill, DependsOn("users"))
+			return append([]byte("outer+"), v...), err
+		}
+		_, _, err := kv.GetOrSet(context.Background(), "k", fill, DependsOn("users"))
+		done <- err
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("KV.GetOrSet whose fill calls GetOrSet of the same key has not returned in 5 s (%d callers wait in the flight): deadlock", flightWaiters(&kv.flight))
+	}
+}
