@@ -31,8 +31,16 @@ type fillCall struct {
 }
 
 // do runs fn for key if no call of key is in flight, or waits for the one
-// that is. leader reports whether fn ran in this call.
-func (g *fillGroup) do(ctx context.Context, key string, fn func() (any, error)) (v any, err error, leader bool) {
+// that is. leader reports whether fn ran in this call. fn gets ctx marked
+// with the flight: a call of the same key made from inside fn (a fill
+// that asks the cache for its own key) gets ErrFillCycle at once instead
+// of waiting for itself for ever.
+func (g *fillGroup) do(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (v any, err error, leader bool) {
+	for m, _ := ctx.Value(flightMarkKey{}).(*flightMark); m != nil; m = m.parent {
+		if m.g == g && m.key == key {
+			return nil, ErrFillCycle, true
+		}
+	}
 	g.mu.Lock()
 	if c, ok := g.m[key]; ok {
 		c.dups++
@@ -56,9 +64,25 @@ func (g *fillGroup) do(ctx context.Context, key string, fn func() (any, error)) 
 		g.mu.Unlock()
 		close(c.done)
 	}()
-	c.val, c.err = fn()
+	parent, _ := ctx.Value(flightMarkKey{}).(*flightMark)
+	c.val, c.err = fn(context.WithValue(ctx, flightMarkKey{}, &flightMark{g: g, key: key, parent: parent}))
 	return c.val, c.err, true
 }
+
+// flightMark marks a fill's context with the flights it runs in.
+type flightMark struct {
+	g      *fillGroup
+	key    string
+	parent *flightMark
+}
+
+type flightMarkKey struct{}
+
+// ErrFillCycle is returned by GetOrSet (and Remember) called from inside
+// the fill of the same key: the call would wait for the fill it is part
+// of, for ever. Without a cache the same code would recurse without end;
+// compute that value without the cache there.
+var ErrFillCycle = errors.New("querycache: a fill asked the cache for its own key, which would wait for itself; compute the value without the cache inside its own fill")
 
 // errFillAborted is what followers get when the leader's fill panicked
 // past recoverFill.

@@ -81,7 +81,7 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 	// The flight key carries the tokens: a caller that read newer versions
 	// (after a write committed) must not be handed a value computed before.
 	flightKey := flightKey(k.Name, p.tokens)
-	v, err, leader := c.flight.do(ctx, flightKey, func() (r any, ferr error) {
+	v, err, leader := c.flight.do(ctx, flightKey, func(ctx context.Context) (r any, ferr error) {
 		defer recoverFill(&ferr)
 		// Only the leader asks for the lease: the callers that joined it
 		// wait here, in process, and one request per process reaches the
@@ -92,6 +92,11 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 		}
 		return c.runFill(ctx, k, names, l, fill)
 	})
+	if err == nil && !leader && v.(filled).private {
+		// The leader's value was not to be stored (Fill.NoStore: read
+		// inside a transaction, say): not ours to be handed either.
+		err = errNotShared
+	}
 	if fp, ok := err.(*fillPanic); ok && leader {
 		panic(fp.value) // ours alone: the callers that joined fill their own
 	}
@@ -125,6 +130,9 @@ func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byt
 type filled struct {
 	value  []byte
 	cached bool
+	// private: the fill said NoStore; only its own caller gets it
+	// (TestHostile49EngineCacheGetOrSetSharesNoStoreFill).
+	private bool
 }
 
 // runFill calls fill and stores its result against l's versions, with
@@ -144,7 +152,7 @@ func (c *Cache) runFill(ctx context.Context, k Key, names []string, l leased, fi
 	}
 	done = true
 	c.put(ctx, k, names, l.tokens, l.created, f, l.token)
-	return filled{value: f.Value}, nil
+	return filled{value: f.Value, private: f.NoStore != ""}, nil
 }
 
 // probed is what probe found.

@@ -86,7 +86,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	// invalidate a page that nests it), as GetOrSet's callers do.
 	r.shown.record(ctx)
 
-	res, ferr, leader := kv.flight.do(ctx, "\x00captured\x00"+name, func() (r any, err error) {
+	res, ferr, leader := kv.flight.do(ctx, "\x00captured\x00"+name, func(ctx context.Context) (r any, err error) {
 		defer recoverFill(&err)
 		return kv.fillCaptured(ctx, name, o, before, fill)
 	})

@@ -105,7 +105,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		}
 	}
 
-	res, err, leader := kv.flight.do(ctx, flightKey(name, tokens), func() (r any, ferr error) {
+	res, err, leader := kv.flight.do(ctx, flightKey(name, tokens), func(ctx context.Context) (r any, ferr error) {
 		defer recoverFill(&ferr)
 		// A flight of the same key and tokens may have stored between
 		// our read and this one's start: read once more before filling.
@@ -122,6 +122,13 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	})
 	if p, ok := err.(*fillPanic); ok && leader {
 		panic(p.value) // ours alone: the callers that joined fill their own
+	}
+	if err == nil && !leader && res.(kvFilled).private {
+		// The leader's fill read inside a transaction that has written:
+		// not stored, and not ours either. Handed to us, its rows (of a
+		// transaction that may yet roll back) reached a caller outside it
+		// (TestHostile49EngineRememberOutsideTxGetsRolledBackCount).
+		err = errNotShared
 	}
 	if err != nil && !leader {
 		if ctx.Err() != nil {
@@ -142,6 +149,9 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 type kvFilled struct {
 	v      kvValue
 	cached bool // another process stored it while we waited for its lease
+	// private: read inside a transaction that has written (C3): only the
+	// leader, whose transaction it is, gets it.
+	private bool
 }
 
 // serve decodes raw and reports whether it may be served against tokens,
@@ -194,6 +204,14 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 			_ = kv.lease.ReleaseLease(context.WithoutCancel(ctx), name, token)
 		}
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			// As a failed fill: other processes stop waiting for a value
+			// that will not come (TestHostile49EngineKVPanickingFillKeepsLease).
+			release()
+			panic(v)
+		}
+	}()
 	kv.c.stats.fills.Add(1)
 	// The fill runs under a capture of its own, only to learn whether it
 	// read inside a transaction (C3: such a value is never stored).
@@ -209,7 +227,7 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 	if fcap.Uncommitted() || kv.c.open.coversSince(o.tables, mark) {
 		release()
 		kv.c.stats.refusals.add("transaction")
-		return kvFilled{v: v}, nil
+		return kvFilled{v: v, private: true}, nil
 	}
 	if kv.check(b) != nil || kv.c.pending.covers(names, names[0]) {
 		release()

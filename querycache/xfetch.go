@@ -206,7 +206,7 @@ func (c *Cache) refreshNow(ctx context.Context, k Key, names []string, p probed,
 	defer c.stamp.leaveRefresh(k.Name)
 	// Through the flight: a miss of the same key and versions (the entry
 	// expired meanwhile for another caller) shares this fill.
-	v, err, ran := c.flight.do(ctx, flightKey(k.Name, l.tokens), func() (r any, ferr error) {
+	v, err, ran := c.flight.do(ctx, flightKey(k.Name, l.tokens), func(ctx context.Context) (r any, ferr error) {
 		defer recoverFill(&ferr)
 		c.stats.earlyRefreshes.Add(1)
 		return c.runFill(ctx, k, names, l, fill)
@@ -217,7 +217,7 @@ func (c *Cache) refreshNow(ctx context.Context, k Key, names []string, p probed,
 	if fp, ok := err.(*fillPanic); ok && ran {
 		panic(fp.value) // our own fill's: the callers that joined serve the entry
 	}
-	if err != nil {
+	if err != nil || !ran && v.(filled).private {
 		// The entry we found is still fresh: serve it.
 		return nil, false, false
 	}
