@@ -79,3 +79,25 @@ CREATE FUNCTION h49_audit_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSE
 CREATE TRIGGER querycache_audit AFTER INSERT ON h49_a FOR EACH ROW EXECUTE FUNCTION h49_audit_fn()`)
 	h16Probe(t, e, "SELECT count(*) FROM h49_audit", h20Exec(e, "INSERT INTO h49_a VALUES (1)"))
 }
+
+// h49CascadeSetup: h49_c.pcode references h49_p.code ON UPDATE CASCADE.
+const h49CascadeSetup = `CREATE TABLE h49_p (id integer PRIMARY KEY, name text NOT NULL, code text NOT NULL UNIQUE);
+CREATE TABLE h49_c (id integer PRIMARY KEY, pcode text REFERENCES h49_p(code) ON UPDATE CASCADE);
+CREATE TABLE h49_q (id integer PRIMARY KEY, name text);
+INSERT INTO h49_p VALUES (1, 'a', 'A');
+INSERT INTO h49_c VALUES (1, 'A');
+INSERT INTO h49_q VALUES (1, 'q')`
+
+// FINDING (stale read, C1): withDependents (dependents.go) skips a
+// foreign key's ON UPDATE action when the statement's SET list does not
+// name the referenced column (assigns(assigned, fk.cols)), with the SET
+// list from sqlinspect.AssignedColumns. PostgreSQL takes SET (a non-reserved keyword) as a table
+// alias, so in UPDATE h49_p AS set SET code = 'B' the SET list starts at
+// the second SET. sqlinspect.AssignedColumns starts at the first and
+// returns [set] (ok = true); code is taken as unassigned and the ON UPDATE
+// CASCADE into h49_c is not invalidated.
+func TestHostile49PgWritesCascadeUpdateAliasedSet(t *testing.T) {
+	e := h20Env(t, h49CascadeSetup)
+	h16Probe(t, e, "SELECT pcode FROM h49_c WHERE id = 1",
+		h20Exec(e, "UPDATE h49_p AS set SET code = 'B' WHERE id = 1"))
+}
