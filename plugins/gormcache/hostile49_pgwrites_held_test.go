@@ -15,17 +15,12 @@ import (
 // name the referenced column (assigns(assigned, fk.cols)), with the SET
 // list from sqlinspect.AssignedColumns. For an UPDATE whose WITH holds
 // another UPDATE, AssignedColumns returns the main statement's SET list
-// only (ok = true), and the refinement is applied to every table the
-// statement names, the CTE's target too:
+// only (ok = true):
 //
 //	WITH u AS (UPDATE h49_p SET code = 'B' WHERE id = 1 RETURNING 1) UPDATE h49_q SET name = 'x' WHERE id = 1
 //
-// gives assigned = [name]: h49_p's code is taken as unassigned, and the
-// cascade into h49_c is not invalidated.
-//
-// Order of events: (1) SELECT pcode FROM h49_c WHERE id = 1 cached ('A');
-// (2) the statement above returns; the cascade made pcode 'B'; (3) the
-// cached read serves 'A'.
+// gives assigned = [name], but the cascade into h49_c is still
+// invalidated: the cached pcode goes from 'A' to 'B'.
 func TestHostile49PgWritesHeldCascadeFromWritableCTEInUpdate(t *testing.T) {
 	e := h20Env(t, h49CascadeSetup)
 	h16Probe(t, e, "SELECT pcode FROM h49_c WHERE id = 1",
