@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"querycache.dev/invalidation"
 	"querycache.dev/plugins/gormcache"
 )
 
@@ -86,4 +87,21 @@ func TestHostile49SQLitePollAttachedFileReplaced(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHostile49SQLitePollExplicitDSNMissesAttached: the poller is given
+// the application's DSN (opts.DSN, the way SQLitePollOptions recommends:
+// "Give the DSN the application opens"), the DriverName left empty.
+// WatchSQLite fills DriverName from the dialector only when DSN is empty,
+// so the poller opens the file with plain "sqlite3", whose connections
+// attach nothing: an outside commit to the attached file is never seen.
+func TestHostile49SQLitePollExplicitDSNMissesAttached(t *testing.T) {
+	db, cache, poller, dir := h49App(t, func(dir string) []string {
+		a := filepath.Join(dir, "a.db")
+		h49MakeFile(t, a, "h49_a")
+		return []string{`ATTACH DATABASE '` + a + `' AS aux`}
+	}, invalidation.SQLitePollOptions{DSN: "-"})
+	h49Agree(t, db, cache, poller, "poller given the app's DSN", []string{
+		`SELECT n FROM aux.h49_a WHERE id = 1`,
+	}, func() { h49Outside(t, filepath.Join(dir, "a.db"), "UPDATE h49_a SET n = n + 1") })
 }
