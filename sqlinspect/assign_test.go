@@ -38,6 +38,12 @@ func TestAssignedColumns(t *testing.T) {
 		{"subscript", `UPDATE t SET arr[1] = 2, id = 1`, DialectPostgres, l("arr", "id")},
 		{"with list", `WITH x AS (UPDATE u SET z = 1 RETURNING *) UPDATE t SET id = 1 FROM x`, DialectAny, l("id")},
 		{"or replace and alias", `UPDATE OR REPLACE main.t AS x SET a = 1 WHERE x.id = 2`, DialectSQLite, l("a")},
+		// A table or alias named set: not guessed (TestHostile49PgWritesCascadeUpdateAliasedSet).
+		{"alias named set", `UPDATE p AS set SET code = 'B' WHERE id = 1`, DialectPostgres, nil},
+		{"alias set without AS", `UPDATE p set SET code = 'B'`, DialectPostgres, nil},
+		{"table named set", `UPDATE set SET code = 'B'`, DialectPostgres, nil},
+		{"only set", `UPDATE ONLY set SET code = 'B'`, DialectPostgres, nil},
+		{"column named set", `UPDATE p SET set = 1`, DialectPostgres, nil}, // refused too: rare, and safe
 		{"returning", `UPDATE t SET a = 1 RETURNING id`, DialectAny, l("a")},
 		{"order limit", `UPDATE t SET a = 1 ORDER BY id LIMIT 2`, DialectSQLite, l("a")},
 		{"trailing semicolons", `UPDATE t SET a = 1;;`, DialectAny, l("a")},

@@ -157,6 +157,10 @@ var depsQueries = func() (qs [8]string) {
 	return qs
 }()
 
+// depsAlways: the listener's own triggers (migrations/: named
+// querycache_notify_<event>, calling querycache_notify) only notify and are
+// left out; an application's trigger merely named querycache_... is not
+// (TestHostile49PgWritesTriggerNamedLikeListenerIgnored).
 const depsAlways = `WITH r AS (SELECT unnest($1::text::int8[])::oid AS oid)
 SELECT 'f', c.relname::text, con.confupdtype::text, con.confdeltype::text,
 	CASE WHEN EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey) AND a.attgenerated <> '') THEN ''
@@ -167,7 +171,7 @@ UNION ALL
 SELECT 't', t.tgname::text, t.tgtype::text || CASE WHEN t.tgqual IS NULL THEN '' ELSE ' ' || pg_get_triggerdef(t.oid) END,
 	l.lanname::text, p.prosrc
 FROM r, pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
-WHERE t.tgrelid = r.oid AND NOT t.tgisinternal AND t.tgname NOT LIKE 'querycache\_%'
+WHERE t.tgrelid = r.oid AND NOT t.tgisinternal AND NOT (p.proname = 'querycache_notify' AND t.tgname LIKE 'querycache\_notify\_%')
 UNION ALL
 SELECT 'r', w.rulename::text, '', '', '' FROM r, pg_rewrite w WHERE w.ev_class = r.oid AND w.rulename <> '_RETURN'
 UNION ALL

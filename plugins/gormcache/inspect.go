@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync/atomic"
 
 	"github.com/maypok86/otter/v2"
@@ -129,10 +130,26 @@ func newInspections() *otter.Cache[string, *inspection] {
 // and the front's bound read the weight. (The shape is bounded by the
 // shape registry, not weighed here.)
 func (p *Plugin) newInspection(sql string) *inspection {
-	in := &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+	in := &inspection{sql: sql, st: p.inspectSQL(sql)}
 	w := int64(len(sql)) + memSize(reflect.ValueOf(in.st)) + inspectOverhead + 16
 	in.weight = uint32(min(w, math.MaxUint32))
 	return in
+}
+
+// inspectSQL is sqlinspect.InspectDialect in the plugin's dialect, unless
+// the text cannot be read that way: on a PostgreSQL database whose
+// sessions begin with standard_conforming_strings off, a backslash in a
+// plain string escapes ('it\'s'), so where the text has a backslash its
+// strings, and so its statements, are not the ones the reader sees (an
+// UPDATE read as part of a string: TestHostile49PgWritesNonConformingStringsHideWrite).
+// Such a text is read as unknown, in any number of statements that may
+// change the session: a write invalidates everything, and the plugin stops
+// caching the database.
+func (p *Plugin) inspectSQL(sql string) sqlinspect.Statement {
+	if p.escapeStrings.Load() && strings.IndexByte(sql, '\\') >= 0 {
+		return sqlinspect.Statement{Kind: sqlinspect.KindUnknown, Undetermined: true, Statements: 2, SessionState: true}
+	}
+	return sqlinspect.InspectDialect(sql, p.sqlDialect)
 }
 
 // inspect is sqlinspect.InspectDialect, remembered per SQL text.
@@ -159,7 +176,7 @@ func (p *Plugin) inspectShape(sql string) (*inspection, *shape) {
 func (p *Plugin) inspection(sql string) *inspection {
 	if len(sql) > inspectMaxSQL {
 		// Not remembered: not weighed either.
-		return &inspection{sql: sql, st: sqlinspect.InspectDialect(sql, p.sqlDialect)}
+		return &inspection{sql: sql, st: p.inspectSQL(sql)}
 	}
 	var slot *atomic.Pointer[inspection]
 	if p.front != nil && len(sql) <= inspectFrontMaxSQL {

@@ -29,25 +29,28 @@ type Plugin struct {
 	dbID       string
 	dialect    string
 	sqlDialect sqlinspect.Dialect
-	inner      gorm.ConnPool
-	tenant     func(context.Context) string
-	models     map[string]time.Duration
-	modelList  []modelTTL
-	txReads    bool
-	beginLock  bool        // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
-	isoChanged atomic.Bool // SQL text may have changed the default isolation (txsnapshot.go)
-	snapBytes  int64
-	snaps      *snapshots
-	inspected  *otter.Cache[string, *inspection]
-	front      *inspectionFront // the last inspections looked up (inspect.go)
-	presets    atomic.Int64     // writes of preset SQL under way (writes.go, notePresetSQL)
-	lates      atomic.Int64     // writes left to the default transaction's end (writechain.go, written)
-	wc         writeChain       // whether GORM's write callbacks are still wrapped (writechain.go)
-	names      sync.Map         // table -> versionNames
-	hits       hitMemo          // a fingerprint's key (hitmemo.go)
-	cat        catalog
-	sets       settings
-	namesCount atomic.Int64
+	// escapeStrings: PostgreSQL sessions begin with
+	// standard_conforming_strings off (settings.go, inspectSQL).
+	escapeStrings atomic.Bool
+	inner         gorm.ConnPool
+	tenant        func(context.Context) string
+	models        map[string]time.Duration
+	modelList     []modelTTL
+	txReads       bool
+	beginLock     bool        // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
+	isoChanged    atomic.Bool // SQL text may have changed the default isolation (txsnapshot.go)
+	snapBytes     int64
+	snaps         *snapshots
+	inspected     *otter.Cache[string, *inspection]
+	front         *inspectionFront // the last inspections looked up (inspect.go)
+	presets       atomic.Int64     // writes of preset SQL under way (writes.go, notePresetSQL)
+	lates         atomic.Int64     // writes left to the default transaction's end (writechain.go, written)
+	wc            writeChain       // whether GORM's write callbacks are still wrapped (writechain.go)
+	names         sync.Map         // table -> versionNames
+	hits          hitMemo          // a fingerprint's key (hitmemo.go)
+	cat           catalog
+	sets          settings
+	namesCount    atomic.Int64
 	// hiddenWarned is the last set of hidden writers warned of
 	// (functions.go, warnHiddenWriters).
 	hiddenWarned atomic.Pointer[string]

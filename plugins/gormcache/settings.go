@@ -74,6 +74,11 @@ func (p *Plugin) readSettings(ctx context.Context, cp gorm.ConnPool) (string, bo
 			return nil, err
 		}
 		s = strings.Clone(s)
+		// The sixth setting: off makes a backslash in a plain string an
+		// escape, which the SQL reader does not follow (inspectSQL).
+		if f := strings.Split(s, "\x1f"); len(f) > 5 && f[5] == "off" {
+			p.escapeStrings.Store(true)
+		}
 		p.sets.v.Store(&s)
 		return s, nil
 	})
