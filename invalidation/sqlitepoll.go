@@ -634,11 +634,20 @@ func (p *SQLitePoller) readFile(ctx context.Context, before os.FileInfo) error {
 		case "temp":
 			// The connection's own: no other connection writes it.
 		default:
-			p.attached = append(p.attached, attachedDB{name: name})
+			p.attached = append(p.attached, attachedDB{name: name, file: f.String})
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return err
+	}
+	for i := range p.attached {
+		if a := &p.attached[i]; a.file != "" {
+			fi, err := os.Stat(a.file)
+			if err != nil {
+				return fmt.Errorf("the attached database file %q: %w", a.file, err)
+			}
+			a.fileInfo = fi
+		}
 	}
 	p.file, p.fileInfo = file, nil
 	if file == "" {
@@ -659,6 +668,18 @@ func (p *SQLitePoller) readFile(ctx context.Context, before os.FileInfo) error {
 // longer the one the connection holds (renamed over, deleted). One stat
 // per poll: about a microsecond.
 func (p *SQLitePoller) checkFile() error {
+	for _, a := range p.attached {
+		if a.fileInfo == nil {
+			continue
+		}
+		fi, err := os.Stat(a.file)
+		if err != nil {
+			return fmt.Errorf("the attached database file %q: %w", a.file, err)
+		}
+		if !os.SameFile(fi, a.fileInfo) {
+			return fmt.Errorf("the attached database file %q was replaced by another file", a.file)
+		}
+	}
 	if p.fileInfo == nil {
 		return nil
 	}
@@ -676,6 +697,10 @@ func (p *SQLitePoller) checkFile() error {
 type attachedDB struct {
 	name string
 	stmt *sql.Stmt // PRAGMA "name".data_version
+	// file and fileInfo: as main's (SQLitePoller.file), watched for a
+	// file put in its place (TestHostile49SQLitePollAttachedFileReplaced).
+	file     string
+	fileInfo os.FileInfo
 }
 
 // quoteIdent quotes a SQLite identifier.

@@ -13,7 +13,8 @@ import (
 // db, which must have this plugin registered: commits made to the file by
 // other processes or connections stop being served within the poller's
 // Interval (5ms by default). Unless opts names a DSN or a *sql.DB, the
-// poller opens a connection of its own with db's DSN and driver name. When
+// poller opens a connection of its own with db's DSN; with a DSN and no
+// DriverName, it opens it with db's driver name. When
 // the poller sees another program change the schema, the plugin forgets
 // what it learned from the catalog. Call Close on the poller when done.
 func WatchSQLite(ctx context.Context, db *gorm.DB, opts invalidation.SQLitePollOptions) (*invalidation.SQLitePoller, error) {
@@ -33,9 +34,13 @@ func WatchSQLite(ctx context.Context, db *gorm.DB, opts invalidation.SQLitePollO
 		if opts.DSN == "" {
 			return nil, errors.New(fn + ": db's dialector has no DSN (opened from an existing connection?); set opts.DSN to the file's DSN")
 		}
-		if opts.DriverName == "" {
-			opts.DriverName = driverNameOf(db.Dialector)
-		}
+	}
+	if opts.DSN != "" && opts.DriverName == "" {
+		// db's driver also for a DSN given: a driver registered with a
+		// ConnectHook (ATTACH on every connection) attaches the same
+		// databases to the poller's connection, whose commits it then
+		// sees (TestHostile49SQLitePollExplicitDSNMissesAttached).
+		opts.DriverName = driverNameOf(db.Dialector)
 	}
 	// DDL by another program: forget the primary keys and collations
 	// learned from the old schema, as the plugin does for its own DDL.
