@@ -201,7 +201,7 @@ func (t *txConn) Commit() error {
 		return sql.ErrTxDone
 	}
 	defer t.endMu.Unlock()
-	return t.endApplied(t.committer.Commit, t.unsure.Load())
+	return t.endApplied(t.committer.Commit, t.unsure.Load(), true)
 }
 
 // Rollback rolls the transaction back and drops its invalidations, unless
@@ -248,7 +248,7 @@ func (t *txConn) contextEnded() {
 // rollback is Rollback's end, once it is the transaction's first.
 func (t *txConn) rollback() error {
 	if t.unsure.Load() {
-		return t.endApplied(t.committer.Rollback, true) // the outcome is unknown: delivered
+		return t.endApplied(t.committer.Rollback, true, false) // the outcome is unknown: delivered
 	}
 	// The buffer is dropped after the database's rollback: until then it
 	// tells the cache what the transaction wrote (Wrote).
@@ -260,7 +260,7 @@ func (t *txConn) rollback() error {
 		// happens (an error read from rows the application iterates:
 		// txgone.go). Applying what it buffered is safe; dropping it
 		// could leave committed rows stale until they expire.
-		return t.endApplied(func() error { return err }, false)
+		return t.endApplied(func() error { return err }, false, false)
 	}
 	t.buf.Rollback()
 	t.p.signalTxEnd(t, false)
@@ -278,7 +278,7 @@ func (t *txConn) rollback() error {
 // the rollback of one that may have committed early), then applies what
 // it buffered. OnChange subscribers are told the writes were delivered
 // when end succeeded or delivered says so.
-func (t *txConn) endApplied(end func() error, delivered bool) error {
+func (t *txConn) endApplied(end func() error, delivered, commit bool) error {
 	if t.buf.WroteCatalog() {
 		// Its DDL is visible from the end on, before the facts are
 		// forgotten below: a running schema change (ddlwindow.go).
@@ -292,6 +292,20 @@ func (t *txConn) endApplied(end func() error, delivered bool) error {
 	ch := t.buf.Commit()
 	if !ch.Empty() && t.p.otherDDLs.Load() != t.otherDDLs {
 		ch = querycache.Change{All: true, Cause: otherDDLCause} // catalogwatch.go
+	}
+	if err != nil && commit && !ch.Empty() && t.p.dialect == "postgres" {
+		// The COMMIT's outcome is unknown: pgx returns at once when the
+		// context ends (a deadline on the socket, a cancel request sent
+		// after), while the server may still commit. Applied now only,
+		// a reader's fill between this invalidation and the commit's
+		// landing would store the old rows under the new versions, served
+		// after the commit for good. So the tables stay fenced, as an
+		// unseen transaction's, until no transaction running now runs
+		// any more, and are invalidated again then
+		// (TestHostile49TxCtxCancelDuringSlowCommitStale). Fenced first:
+		// a lookup past the fence before it went up reads versions the
+		// invalidation below replaces.
+		t.p.w.fenceRaw(t.p, t.committer, ch)
 	}
 	t.p.apply(context.Background(), ch)
 	t.ended.Store(true)
