@@ -456,7 +456,7 @@ func TestHostile49LinearStress(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					t.Parallel()
 					e := newEnv(t, d, st, querycache.Options{}, opts...)
-					h49Linear(t, e.db, 6, 10, 1500*time.Millisecond)
+					h49Linear(t, e.db, 6, 10, 250*time.Millisecond)
 				})
 			}
 		}
@@ -472,7 +472,7 @@ func TestHostile49LinearHot(t *testing.T) {
 			t.Run(d.name+"/"+st.name, func(t *testing.T) {
 				t.Parallel()
 				e := newEnv(t, d, st, querycache.Options{}, gormcache.ReadsInTransactions())
-				h49Linear(t, e.db, 4, 16, 2*time.Second)
+				h49Linear(t, e.db, 4, 16, 500*time.Millisecond)
 			})
 		}
 	}
