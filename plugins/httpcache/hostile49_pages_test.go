@@ -126,3 +126,50 @@ func TestHostile49PagesHeadHitLacksContentType(t *testing.T) {
 		t.Fatalf("HEAD answered from the stored page: Content-Type %q, GET (and an uncached HEAD) say %q", got, want)
 	}
 }
+
+// TestHostile49PagesIfRangeStrippedRangeKept: the page cache strips
+// If-Range (with the other conditional headers) from the request its
+// handler renders, but keeps Range. A handler that serves its body with
+// http.ServeContent (a document or export read from the database) then
+// honours a Range whose If-Range names an older representation: after a
+// write, a client resuming a download with Range + If-Range: <the ETag the
+// cache gave it> is sent 206 with bytes of the new body, which it splices
+// onto the old ones. Without the cache (and by RFC 9110 13.1.5) the
+// validator does not match, so the whole new body comes back with 200.
+func TestHostile49PagesIfRangeStrippedRangeKept(t *testing.T) {
+	e := sqliteEnv(t)
+	doc := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var as []Article
+		if err := e.db.WithContext(r.Context()).Scopes(gormcache.Cacheable()).Order("id").Find(&as).Error; err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		var b strings.Builder
+		for _, a := range as {
+			fmt.Fprintf(&b, "%d,%s\n", a.ID, a.Title)
+		}
+		w.Header().Set("Content-Type", "text/csv")
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(b.String()))
+	})
+	srv := httpTestServer(t, e.pages.Middleware()(doc))
+	direct := httpTestServer(t, doc)
+
+	first := get(t, srv.URL+"/export.csv")
+	etag := first.header.Get("Etag")
+	if first.status != 200 || etag == "" {
+		t.Fatalf("first download: %d, ETag %q", first.status, etag)
+	}
+	if err := e.db.Model(&Article{ID: 1}).Update("title", "Renamed").Error; err != nil {
+		t.Fatal(err)
+	}
+	want := get(t, direct.URL+"/export.csv", "Range: bytes=2-8", "If-Range: "+etag)
+	got := get(t, srv.URL+"/export.csv", "Range: bytes=2-8", "If-Range: "+etag)
+	if want.status != 200 {
+		t.Fatalf("setup: the handler without the cache answered %d %q to a stale If-Range", want.status, want.body)
+	}
+	if got.status != want.status || got.body != want.body {
+		t.Fatalf("resumed download (Range: bytes=2-8, If-Range: %s, the ETag of the body before a write): %d %q (X-Querycache %q, reason %q); "+
+			"without the cache: %d %q. The client splices the new body's bytes onto the old body's: %q + %q",
+			etag, got.status, got.body, got.state(), got.reason(), want.status, want.body, first.body[:2], got.body)
+	}
+}
