@@ -27,7 +27,9 @@
 //
 // # What is cached
 //
-// A page is keyed by the scheme, host, path and query string (its
+// A page is keyed by the scheme, host, path (the one the layer sees and
+// the one the client sent, which differ behind http.StripPrefix or
+// another rewrite) and query string (its
 // parameters sorted by name, the values of one name kept in order), the
 // user when PerUser is set, and the values of the request headers the
 // response names in Vary (the list is remembered per URL, as Django does).
@@ -658,15 +660,28 @@ func baseKey(r *http.Request, query, user string, depth int) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	b := make([]byte, 0, 64+len(r.Host)+len(r.URL.Path)+len(query)+len(user))
+	b := make([]byte, 0, 64+len(r.Host)+len(r.URL.Path)+len(r.RequestURI)+len(query)+len(user))
 	b = field(b, "GET")
 	b = field(b, scheme)
 	b = field(b, strings.ToLower(r.Host))
 	b = field(b, r.URL.EscapedPath())
+	// The path the client asked for too: a middleware in front (such as
+	// http.StripPrefix) may rewrite r.URL, and two routes mounted under
+	// different prefixes then see the same path; keyed by that alone, one
+	// route was served the other's page
+	// (TestHostile49PagesStripPrefixRoutesShareKey).
+	b = field(b, requestPath(r))
 	b = field(b, query)
 	b = field(b, user)
 	b = field(b, strconv.Itoa(depth))
 	return string(b)
+}
+
+// requestPath is the path of the request-target as the client sent it
+// (r.RequestURI without its query), "" when r did not come from a server.
+func requestPath(r *http.Request) string {
+	p, _, _ := strings.Cut(r.RequestURI, "?")
+	return p
 }
 
 func varyKey(base string) string { return "vary|" + base }
