@@ -33,8 +33,8 @@
 // parameters sorted by name, the values of one name kept in order), the
 // user when PerUser is set, and the values of the request headers the
 // response names in Vary (the list is remembered per URL, as Django does).
-// HEAD is answered from GET's entry. Only GET and HEAD requests are
-// looked up; a request that carries credentials (an Authorization or a
+// HEAD is answered from GET's entry. Only GET and HEAD requests without
+// a body are looked up; a request that carries credentials (an Authorization or a
 // Cookie header) is not, unless PerUser names its user.
 //
 // A response is stored only when its status is one of Statuses (200 by
@@ -403,6 +403,12 @@ func (l *layer) eligible(r *http.Request) (user, why string) {
 	}
 	if r.Header.Get("Upgrade") != "" {
 		return "", "upgrade"
+	}
+	// A body the handler may read (a search API taking its query in a
+	// GET's JSON body) is not in the key: such a request is not looked up
+	// (TestHostile49PagesGetBodyIgnored).
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return "", "body"
 	}
 	if l.cfg.clientNoCache && clientNoCache(r.Header) {
 		return "", "client_no_cache"
