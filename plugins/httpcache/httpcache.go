@@ -615,11 +615,24 @@ func (l *layer) serve(w http.ResponseWriter, r *http.Request, rec record, state,
 	}
 	if rec.status != http.StatusNoContent && rec.status != http.StatusNotModified {
 		h.Set("Content-Length", strconv.Itoa(len(rec.body)))
+		sniffContentType(h, rec.body)
 	}
 	w.WriteHeader(rec.status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(rec.body)
 	}
+}
+
+// sniffContentType sets the Content-Type net/http would sniff from body
+// when the header has none (nor a Content-Encoding or Transfer-Encoding).
+// net/http sniffs only what is written: a HEAD answered from a stored
+// page writes no body, and went out without the Content-Type its GET and
+// an uncached HEAD have (TestHostile49PagesHeadHitLacksContentType).
+func sniffContentType(h http.Header, body []byte) {
+	if _, ok := h["Content-Type"]; ok || len(body) == 0 || h.Get("Content-Encoding") != "" || h.Get("Transfer-Encoding") != "" {
+		return
+	}
+	h.Set("Content-Type", http.DetectContentType(body))
 }
 
 // serveUnstored answers r with what its own handler run made, which was
