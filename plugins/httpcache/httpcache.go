@@ -598,9 +598,7 @@ func (l *layer) refuse(rec record) string {
 // serve answers r with a page that may be stored (hit, or a fresh render).
 func (l *layer) serve(w http.ResponseWriter, r *http.Request, rec record, state, reason string) {
 	h := w.Header()
-	for k, vs := range rec.header {
-		h[k] = slices.Clone(vs)
-	}
+	mergeHeader(h, rec.header)
 	h.Set(HeaderName, state)
 	if !rec.stored.IsZero() && state == "hit" {
 		// How long ago it was rendered (RFC 9111, 5.1), so that a client
@@ -632,6 +630,28 @@ func (l *layer) serve(w http.ResponseWriter, r *http.Request, rec record, state,
 	}
 }
 
+// addedHeaders are the list-valued response headers a handler adds to
+// (Header().Add, http.SetCookie) rather than sets: a middleware in front
+// of the cache may have put values of its own in them (CORS's "Vary:
+// Origin", a CSRF cookie).
+var addedHeaders = map[string]bool{"Vary": true, "Set-Cookie": true, "Link": true, "Server-Timing": true}
+
+// mergeHeader copies the page's headers src into the client's dst. The
+// handler renders into a header map of its own, not the client's one, to
+// which it would have added: the values of addedHeaders are appended to
+// what dst has, as without the cache; assigned, they replaced what a
+// middleware in front had set (TestHostile49OuterHeadersReplacedByPage).
+// Any other header of the page replaces dst's, as a handler's Set does.
+func mergeHeader(dst, src http.Header) {
+	for k, vs := range src {
+		if old := dst[k]; len(old) > 0 && addedHeaders[k] {
+			dst[k] = slices.Concat(old, vs)
+			continue
+		}
+		dst[k] = slices.Clone(vs)
+	}
+}
+
 // sniffContentType sets the Content-Type net/http would sniff from body
 // when the header has none (nor a Content-Encoding or Transfer-Encoding).
 // net/http sniffs only what is written: a HEAD answered from a stored
@@ -652,9 +672,7 @@ func (l *layer) serveUnstored(w http.ResponseWriter, r *http.Request, out *outco
 		return
 	}
 	h := w.Header()
-	for k, vs := range out.rec.header {
-		h[k] = vs
-	}
+	mergeHeader(h, out.rec.header)
 	h.Set(HeaderName, "miss")
 	h.Set(ReasonHeader, out.why)
 	w.WriteHeader(out.rec.status)

@@ -86,11 +86,13 @@ func (r *recorder) passThrough(why string) {
 	if r.wroteHeader {
 		src = r.sent
 	}
+	kept := make(http.Header, len(src))
 	for k, vs := range src {
 		if !r.skip(k) {
-			dst[k] = vs
+			kept[k] = vs
 		}
 	}
+	mergeHeader(dst, kept) // what a middleware in front set stays (TestHostile49OuterHeadersReplacedByPage)
 	dst.Set(HeaderName, "miss")
 	dst.Set(ReasonHeader, why)
 	if r.wroteHeader {
