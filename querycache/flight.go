@@ -25,9 +25,19 @@ type fillGroup struct {
 
 type fillCall struct {
 	done chan struct{}
+	once sync.Once // finish
 	val  any
 	err  error
 	dups int // callers that joined (under the group's mutex; read by tests)
+}
+
+// finish hands v and err to the callers that joined, once: when fn
+// returns, or earlier when its leader releases them.
+func (c *fillCall) finish(v any, err error) {
+	c.once.Do(func() {
+		c.val, c.err = v, err
+		close(c.done)
+	})
 }
 
 // do runs fn for key if no call of key is in flight, or waits for the one
@@ -36,6 +46,14 @@ type fillCall struct {
 // that asks the cache for its own key) gets ErrFillCycle at once instead
 // of waiting for itself for ever.
 func (g *fillGroup) do(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (v any, err error, leader bool) {
+	return g.doReleasable(ctx, key, func(ctx context.Context, _ func()) (any, error) { return fn(ctx) })
+}
+
+// doReleasable is do, fn being given release: a call of it ends the wait
+// of the callers that joined (they get errNotShared) and lets later
+// callers of key start a call of their own, while fn goes on for its
+// leader alone. A streamed page's render calls it (ReleaseWaiters).
+func (g *fillGroup) doReleasable(ctx context.Context, key string, fn func(ctx context.Context, release func()) (any, error)) (v any, err error, leader bool) {
 	for m, _ := ctx.Value(flightMarkKey{}).(*flightMark); m != nil; m = m.parent {
 		if m.g == g && m.key == key {
 			return nil, ErrFillCycle, true
@@ -55,18 +73,27 @@ func (g *fillGroup) do(ctx context.Context, key string, fn func(ctx context.Cont
 	if g.m == nil {
 		g.m = map[string]*fillCall{}
 	}
-	c := &fillCall{done: make(chan struct{}), err: errFillAborted}
+	c := &fillCall{done: make(chan struct{})}
 	g.m[key] = c
 	g.mu.Unlock()
-	defer func() {
+	forget := func() {
 		g.mu.Lock()
-		delete(g.m, key)
+		if g.m[key] == c { // not a later call's, after a release
+			delete(g.m, key)
+		}
 		g.mu.Unlock()
-		close(c.done)
+	}
+	v, err = nil, errFillAborted // what the followers get if fn panics
+	defer func() {
+		forget()
+		c.finish(v, err)
 	}()
 	parent, _ := ctx.Value(flightMarkKey{}).(*flightMark)
-	c.val, c.err = fn(context.WithValue(ctx, flightMarkKey{}, &flightMark{g: g, key: key, parent: parent}))
-	return c.val, c.err, true
+	v, err = fn(context.WithValue(ctx, flightMarkKey{}, &flightMark{g: g, key: key, parent: parent}), func() {
+		forget()
+		c.finish(nil, errNotShared)
+	})
+	return v, err, true
 }
 
 // flightMark marks a fill's context with the flights it runs in.

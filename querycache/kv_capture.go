@@ -86,9 +86,9 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	// invalidate a page that nests it), as GetOrSet's callers do.
 	r.shown.record(ctx)
 
-	res, ferr, leader := kv.flight.do(ctx, "\x00captured\x00"+name, func(ctx context.Context) (r any, err error) {
+	res, ferr, leader := kv.flight.doReleasable(ctx, "\x00captured\x00"+name, func(ctx context.Context, release func()) (r any, err error) {
 		defer recoverFill(&err)
-		return kv.fillCaptured(ctx, name, o, before, fill)
+		return kv.fillCaptured(ctx, name, o, before, fill, release)
 	})
 	if p, ok := ferr.(*fillPanic); ok && leader {
 		panic(p.value) // ours alone: the callers that joined render their own
@@ -116,7 +116,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 		// We joined a fill that read before a write we may have started
 		// after (the flight is keyed by name only: what the value depends
 		// on is known once it is filled). Render our own (C1).
-		f, ferr = kv.fillCaptured(ctx, name, o, before, fill)
+		f, ferr = kv.fillCaptured(ctx, name, o, before, fill, nil)
 		if ferr != nil {
 			return nil, false, ferr
 		}
@@ -142,9 +142,12 @@ type capturedFill struct {
 
 // fillCaptured renders and stores, like KV.fill: only if the key still
 // holds before (what it held when the caller read it).
-func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []byte, fill func(ctx context.Context) ([]byte, error)) (capturedFill, error) {
+func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []byte, fill func(ctx context.Context) ([]byte, error), release func()) (capturedFill, error) {
 	cctx, cp, done := scopedCapture(ctx)
 	defer done()
+	if release != nil {
+		cctx = context.WithValue(cctx, releaseKey{}, &fillRelease{cap: cp, release: release})
+	}
 	// The declared dependencies are read before the fill, like GetOrSet's.
 	epoch := kv.c.ns.Epoch()
 	declared := append([]string{epoch}, o.deps...)
@@ -236,6 +239,36 @@ func (kv *KV) stillCurrent(ctx context.Context, f capturedFill) bool {
 	}
 	_, tokens, err := kv.st.Fetch(ctx, "", f.names)
 	return err == nil && slices.Equal(tokens, f.tokens)
+}
+
+// ReleaseWaiters tells the GetOrSetCaptured call whose fill runs with
+// ctx (the context the fill was given, not one derived from it with
+// another capture) that what the fill makes is not for the callers
+// waiting for it: they stop waiting and each fill their own, as when a
+// fill is not shareable, and callers arriving later do not join it. The
+// fill goes on for its own caller; whether its value is stored is decided
+// as always, when it returns. The page cache calls it when a render
+// starts going to its client as it is written (a Flush, a body too large
+// to store, a hijack): a second client of a live stream waited for the
+// first one's stream to end (TestHostile49StreamJoinersWaitForLeadersEnd).
+// With any other context it does nothing.
+func ReleaseWaiters(ctx context.Context) {
+	if ctx == nil {
+		return
+	}
+	if r, ok := ctx.Value(releaseKey{}).(*fillRelease); ok && captureFrom(ctx) == r.cap {
+		r.release()
+	}
+}
+
+type releaseKey struct{}
+
+// fillRelease is what ReleaseWaiters finds in a captured fill's context:
+// the fill's own capture (a context derived with another capture is
+// another computation's) and its flight's release.
+type fillRelease struct {
+	cap     *Capture
+	release func()
 }
 
 // errNotShared makes the callers that joined a flight compute their own.

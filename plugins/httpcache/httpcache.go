@@ -76,7 +76,11 @@
 // everyone. A render whose query failed, that read without the cache, or
 // whose request was cancelled is not stored and not shared with the
 // requests that joined it (each renders its own), and neither is a
-// render that panicked: only its own request sees the panic.
+// render that panicked: only its own request sees the panic. A render
+// that streams (or grows too large to store) stops being shared when it
+// starts going to its client: the requests waiting for it render their
+// own at once, instead of waiting for the end of a stream that may last
+// as long as its client stays.
 package httpcache
 
 import (
@@ -474,6 +478,10 @@ func (l *layer) render(w http.ResponseWriter, r *http.Request, fctx context.Cont
 		req.Header.Del(h)
 	}
 	rec := newRecorder(w, l.cfg.maxBody, skipStored)
+	// Once the response goes to the client as it is written, the
+	// requests waiting for this render render their own at once
+	// (TestHostile49StreamJoinersWaitForLeadersEnd).
+	rec.onPass = func() { querycache.ReleaseWaiters(fctx) }
 	l.next.ServeHTTP(rec, req)
 	if rec.passed != "" {
 		return &outcome{sent: true, why: rec.passed}

@@ -28,6 +28,11 @@ type recorder struct {
 	wroteHeader bool
 	passed      string // why the response went through ("stream", "too_large", "hijacked"); "" while recording
 	skip        func(name string) bool
+	// onPass is called once when the recorder stops recording: the
+	// render will not be stored, and the requests that joined its fill
+	// must not wait for its end (a live stream's is when its client
+	// leaves): TestHostile49StreamJoinersWaitForLeadersEnd.
+	onPass func()
 }
 
 func newRecorder(w http.ResponseWriter, max int, skip func(string) bool) *recorder {
@@ -81,6 +86,7 @@ func (r *recorder) passThrough(why string) {
 		return
 	}
 	r.passed = why
+	r.released()
 	dst := r.w.Header()
 	src := r.header
 	if r.wroteHeader {
@@ -101,6 +107,14 @@ func (r *recorder) passThrough(why string) {
 	if r.body.Len() > 0 {
 		_, _ = r.w.Write(r.body.Bytes())
 		r.body.Reset()
+	}
+}
+
+// released runs onPass, once recording has stopped.
+func (r *recorder) released() {
+	if f := r.onPass; f != nil {
+		r.onPass = nil
+		f()
 	}
 }
 
@@ -126,6 +140,7 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	if r.passed == "" {
 		r.passed = "hijacked"
+		r.released()
 	}
 	return h.Hijack()
 }
