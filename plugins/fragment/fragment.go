@@ -90,6 +90,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"text/template/parse"
 
 	"querycache.dev/querycache"
 )
@@ -131,7 +133,7 @@ type frag struct {
 	tmpl *template.Template
 	load Loader
 	opts []querycache.KVOption
-	// ident is the start of a SHA-256 of what the fragment's HTML depends
+	// ident (*[identLen]byte) is the start of a SHA-256 of what the fragment's HTML depends
 	// on besides its data (identity): stored in front of its HTML and
 	// checked on a hit, so that another fragment under the same name and
 	// arguments is not shown (another fragment.Cache on the same KV, a
@@ -140,7 +142,18 @@ type frag struct {
 	// deploy). The key stays Key(name, args...): two such caches replace
 	// each other's fragments (correct, but neither is served from the
 	// cache); give their fragments different names.
-	ident [identLen]byte
+	ident atomic.Pointer[[identLen]byte]
+	// The identity is computed at Register, but html/template lets
+	// templates be added to (or redefined in) a set until it first
+	// executes: partials parsed after Register were not in it, and two
+	// sites whose fragment differed only in such a partial served each
+	// other's HTML (TestHostile49SubTemplateParsedAfterRegister). So
+	// Render recomputes it when the set's templates changed, until this
+	// fragment has executed once (the set can then no longer change).
+	mu       sync.Mutex
+	set      map[string]*parse.Tree // the set's templates the identity saw
+	seen     map[*parse.Tree]string // each tree as first seen, before escaping rewrote it
+	executed atomic.Bool
 }
 
 // identLen is the length of frag.ident, in front of a stored fragment.
@@ -189,19 +202,71 @@ func (c *Cache) Register(name string, t *template.Template, load Loader, opts ..
 		return fmt.Errorf("fragment: Register(%q): a fragment of that name is registered already", name)
 	}
 	fr := &frag{name: name, tmpl: t, load: load, opts: opts}
-	fr.ident = identity(name, t, load)
+	fr.refresh()
 	c.frags[name] = fr
 	return nil
 }
 
+// currentIdent returns the fragment's identity, recomputed first if
+// templates were added to its set (or redefined) since it was computed
+// (TestHostile49SubTemplateParsedAfterRegister). Once the fragment has
+// executed, its set cannot change and this is one atomic load.
+func (f *frag) currentIdent() [identLen]byte {
+	if !f.executed.Load() {
+		f.refresh()
+	}
+	return *f.ident.Load()
+}
+
+// refresh recomputes the identity if the set's templates are not those it
+// was computed from.
+func (f *frag) refresh() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ts := f.tmpl.Templates()
+	if f.ident.Load() != nil && len(ts) == len(f.set) && !slices.ContainsFunc(ts, func(t *template.Template) bool {
+		tree, ok := f.set[t.Name()]
+		return !ok || tree != t.Tree
+	}) {
+		return
+	}
+	set := make(map[string]*parse.Tree, len(ts))
+	seen := make(map[*parse.Tree]string, len(ts))
+	for _, t := range ts {
+		set[t.Name()] = t.Tree
+		if t.Tree == nil || t.Tree.Root == nil {
+			continue
+		}
+		// A tree's text as first seen: executing it escapes it in place,
+		// which must not change the identity (processes agree whatever
+		// they executed first).
+		str, ok := f.seen[t.Tree]
+		if !ok {
+			str = t.Tree.Root.String()
+		}
+		seen[t.Tree] = str
+	}
+	f.set, f.seen = set, seen
+	id := identity(f.name, ts, seen, f.load)
+	f.ident.Store(&id)
+}
+
+// refPC is a function of this package's, from which the entry of a
+// generic loader's instance is counted (identity).
+var refPC = reflect.ValueOf(Key).Pointer()
+
 // identity names what a fragment's HTML depends on besides its loader's
 // data: its name, every template of its set (the one named calls others:
-// TestHostile46SubTemplateNotInIdentity) and its loader's function name
-// (two sites can render the same template text from different data:
-// TestHostile46SameTemplateTextDifferentLoaders). Function names, not
-// addresses, so that processes of one build agree; two closures of one
-// function literal have one name, and are not told apart.
-func identity(name string, t *template.Template, load Loader) [identLen]byte {
+// TestHostile46SubTemplateNotInIdentity; texts gives each tree's text)
+// and its loader's function name (two sites can render the same template
+// text from different data: TestHostile46SameTemplateTextDifferentLoaders).
+// Function names, not addresses, so that processes of one build agree; two
+// closures of one function literal have one name, and are not told apart.
+// Every instance of a generic function has one name too ("f[...]"): for
+// those the distance of the instance's entry from one of this package's
+// functions is added, which tells instances apart and is the same in
+// every process of one build (TestHostile49GenericLoaderInstancesNotToldApart).
+func identity(name string, ts []*template.Template, texts map[*parse.Tree]string, load Loader) [identLen]byte {
 	h := sha256.New()
 	w := func(s string) {
 		var n [binary.MaxVarintLen64]byte
@@ -209,15 +274,19 @@ func identity(name string, t *template.Template, load Loader) [identLen]byte {
 		h.Write([]byte(s))
 	}
 	w(name)
-	if fn := runtime.FuncForPC(reflect.ValueOf(load).Pointer()); fn != nil {
+	pc := reflect.ValueOf(load).Pointer()
+	if fn := runtime.FuncForPC(pc); fn != nil {
 		w(fn.Name())
+		if strings.Contains(fn.Name(), "[...]") {
+			w(strconv.FormatInt(int64(fn.Entry())-int64(refPC), 10))
+		}
 	}
-	ts := t.Templates()
+	ts = slices.Clone(ts)
 	slices.SortFunc(ts, func(a, b *template.Template) int { return strings.Compare(a.Name(), b.Name()) })
 	for _, tt := range ts {
 		w(tt.Name())
 		if tt.Tree != nil && tt.Tree.Root != nil {
-			w(tt.Tree.Root.String())
+			w(texts[tt.Tree])
 		}
 	}
 	var id [identLen]byte
@@ -260,26 +329,31 @@ func (c *Cache) Render(ctx context.Context, name string, args ...any) (template.
 	if err != nil {
 		return "", err
 	}
+	ident := f.currentIdent()
 	fill := func(ctx context.Context) ([]byte, error) {
 		data, err := f.load(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("fragment %q: loader: %w", name, err)
 		}
-		buf := bytes.NewBuffer(append(make([]byte, 0, 512), f.ident[:]...))
-		if err := f.tmpl.ExecuteTemplate(buf, name, data); err != nil {
+		buf := bytes.NewBuffer(append(make([]byte, 0, 512), ident[:]...))
+		err = f.tmpl.ExecuteTemplate(buf, name, data)
+		// Executed (even if it failed past escaping): html/template now
+		// refuses to parse into the set, so the identity is final.
+		f.executed.Store(true)
+		if err != nil {
 			return nil, fmt.Errorf("fragment %q: %w", name, err)
 		}
 		return buf.Bytes(), nil
 	}
 	b, _, err := c.kv.GetOrSetCaptured(ctx, key, fill, f.opts...)
-	if err == nil && !f.own(b) {
+	if err == nil && !own(b, ident) {
 		// Another template's rendering under this key: a miss, whose
 		// render replaces it; if another one replaced it again meanwhile,
 		// ours is rendered and not stored.
 		if _, err = c.kv.Delete(ctx, key); err == nil {
 			b, _, err = c.kv.GetOrSetCaptured(ctx, key, fill, f.opts...)
 		}
-		if err == nil && !f.own(b) {
+		if err == nil && !own(b, ident) {
 			querycache.Untracked(ctx, "fragment_contended") // not stored: a page showing it must not be either
 			b, err = fill(ctx)
 		}
@@ -292,9 +366,10 @@ func (c *Cache) Render(ctx context.Context, name string, args ...any) (template.
 	return template.HTML(b[identLen:]), nil
 }
 
-// own reports whether b is a rendering of f's template.
-func (f *frag) own(b []byte) bool {
-	return len(b) >= identLen && bytes.Equal(b[:identLen], f.ident[:])
+// own reports whether b is a rendering of the fragment whose identity is
+// ident.
+func own(b []byte, ident [identLen]byte) bool {
+	return len(b) >= identLen && bytes.Equal(b[:identLen], ident[:])
 }
 
 // Key returns the querycache.KV key a fragment is stored under:
