@@ -91,7 +91,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/template/parse"
 
 	"querycache.dev/querycache"
 )
@@ -144,16 +143,21 @@ type frag struct {
 	// cache); give their fragments different names.
 	ident atomic.Pointer[[identLen]byte]
 	// The identity is computed at Register, but html/template lets
-	// templates be added to (or redefined in) a set until it first
-	// executes: partials parsed after Register were not in it, and two
-	// sites whose fragment differed only in such a partial served each
-	// other's HTML (TestHostile49SubTemplateParsedAfterRegister). So
-	// Render recomputes it when the set's templates changed, until this
-	// fragment has executed once (the set can then no longer change).
+	// templates be added to a set until it first executes: partials
+	// parsed after Register were not in it, and two sites whose fragment
+	// differed only in such a partial served each other's HTML
+	// (TestHostile49SubTemplateParsedAfterRegister). So Render recomputes
+	// it when the set has templates it has not seen, until this fragment
+	// first executes (the set can then no longer change).
 	mu       sync.Mutex
-	set      map[string]*parse.Tree // the set's templates the identity saw
-	seen     map[*parse.Tree]string // each tree as first seen, before escaping rewrote it
+	texts    map[*template.Template]tmplText // the set's templates the identity saw
 	executed atomic.Bool
+}
+
+// tmplText is a template's text as the identity first saw it.
+type tmplText struct {
+	text   string
+	parsed bool // it had a tree
 }
 
 // identLen is the length of frag.ident, in front of a stored fragment.
@@ -208,7 +212,7 @@ func (c *Cache) Register(name string, t *template.Template, load Loader, opts ..
 }
 
 // currentIdent returns the fragment's identity, recomputed first if
-// templates were added to its set (or redefined) since it was computed
+// templates were added to its set since it was computed
 // (TestHostile49SubTemplateParsedAfterRegister). Once the fragment has
 // executed, its set cannot change and this is one atomic load.
 func (f *frag) currentIdent() [identLen]byte {
@@ -218,36 +222,39 @@ func (f *frag) currentIdent() [identLen]byte {
 	return *f.ident.Load()
 }
 
-// refresh recomputes the identity if the set's templates are not those it
-// was computed from.
+// refresh recomputes the identity if the set has templates it was not
+// computed from. Only the set's membership is compared, and only a new
+// template's tree is read: executing a template escapes its tree (and
+// those it calls) in place, under the set's lock, which a read from here
+// cannot take; a tree is read once, before anything can execute it in a
+// correct program, or when it was added after Register (which must then
+// have happened before the set first executed). So a template redefined
+// in the set after Register, under a name it had (a block overridden by
+// a later Parse), is not seen: parse a set completely before registering
+// its fragments.
 func (f *frag) refresh() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ts := f.tmpl.Templates()
-	if f.ident.Load() != nil && len(ts) == len(f.set) && !slices.ContainsFunc(ts, func(t *template.Template) bool {
-		tree, ok := f.set[t.Name()]
-		return !ok || tree != t.Tree
+	if f.executed.Load() {
+		return
+	}
+	ts := f.tmpl.Templates() // under the set's lock
+	if f.texts != nil && len(ts) == len(f.texts) && !slices.ContainsFunc(ts, func(t *template.Template) bool {
+		_, ok := f.texts[t]
+		return !ok
 	}) {
 		return
 	}
-	set := make(map[string]*parse.Tree, len(ts))
-	seen := make(map[*parse.Tree]string, len(ts))
+	texts := make(map[*template.Template]tmplText, len(ts))
 	for _, t := range ts {
-		set[t.Name()] = t.Tree
-		if t.Tree == nil || t.Tree.Root == nil {
-			continue
+		tt, ok := f.texts[t]
+		if !ok && t.Tree != nil && t.Tree.Root != nil {
+			tt = tmplText{text: t.Tree.Root.String(), parsed: true}
 		}
-		// A tree's text as first seen: executing it escapes it in place,
-		// which must not change the identity (processes agree whatever
-		// they executed first).
-		str, ok := f.seen[t.Tree]
-		if !ok {
-			str = t.Tree.Root.String()
-		}
-		seen[t.Tree] = str
+		texts[t] = tt
 	}
-	f.set, f.seen = set, seen
-	id := identity(f.name, ts, seen, f.load)
+	f.texts = texts
+	id := identity(f.name, ts, texts, f.load)
 	f.ident.Store(&id)
 }
 
@@ -266,7 +273,7 @@ var refPC = reflect.ValueOf(Key).Pointer()
 // those the distance of the instance's entry from one of this package's
 // functions is added, which tells instances apart and is the same in
 // every process of one build (TestHostile49GenericLoaderInstancesNotToldApart).
-func identity(name string, ts []*template.Template, texts map[*parse.Tree]string, load Loader) [identLen]byte {
+func identity(name string, ts []*template.Template, texts map[*template.Template]tmplText, load Loader) [identLen]byte {
 	h := sha256.New()
 	w := func(s string) {
 		var n [binary.MaxVarintLen64]byte
@@ -285,8 +292,8 @@ func identity(name string, ts []*template.Template, texts map[*parse.Tree]string
 	slices.SortFunc(ts, func(a, b *template.Template) int { return strings.Compare(a.Name(), b.Name()) })
 	for _, tt := range ts {
 		w(tt.Name())
-		if tt.Tree != nil && tt.Tree.Root != nil {
-			w(texts[tt.Tree])
+		if t := texts[tt]; t.parsed {
+			w(t.text)
 		}
 	}
 	var id [identLen]byte
@@ -336,11 +343,15 @@ func (c *Cache) Render(ctx context.Context, name string, args ...any) (template.
 			return nil, fmt.Errorf("fragment %q: loader: %w", name, err)
 		}
 		buf := bytes.NewBuffer(append(make([]byte, 0, 512), ident[:]...))
-		err = f.tmpl.ExecuteTemplate(buf, name, data)
-		// Executed (even if it failed past escaping): html/template now
-		// refuses to parse into the set, so the identity is final.
-		f.executed.Store(true)
-		if err != nil {
+		if !f.executed.Load() {
+			// From here html/template refuses to parse into the set (even
+			// if the execution fails): the identity is final, and no
+			// refresh may read the trees this execution escapes.
+			f.mu.Lock()
+			f.executed.Store(true)
+			f.mu.Unlock()
+		}
+		if err := f.tmpl.ExecuteTemplate(buf, name, data); err != nil {
 			return nil, fmt.Errorf("fragment %q: %w", name, err)
 		}
 		return buf.Bytes(), nil
