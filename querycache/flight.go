@@ -31,6 +31,17 @@ type fillCall struct {
 	dups int // callers that joined (under the group's mutex; read by tests)
 }
 
+// finished reports whether the call has handed out its result (or
+// released its followers).
+func (c *fillCall) finished() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // finish hands v and err to the callers that joined, once: when fn
 // returns, or earlier when its leader releases them.
 func (c *fillCall) finish(v any, err error) {
@@ -55,7 +66,11 @@ func (g *fillGroup) do(ctx context.Context, key string, fn func(ctx context.Cont
 // leader alone. A streamed page's render calls it (ReleaseWaiters).
 func (g *fillGroup) doReleasable(ctx context.Context, key string, fn func(ctx context.Context, release func()) (any, error)) (v any, err error, leader bool) {
 	for m, _ := ctx.Value(flightMarkKey{}).(*flightMark); m != nil; m = m.parent {
-		if m.g == g && m.key == key {
+		if m.g == g && m.key == key && !m.c.finished() {
+			// Only while that fill runs: a context derived from a fill's
+			// outlives it (a job the fill started), and a call made with
+			// it later is an ordinary one
+			// (TestHostile50FillCycleBackgroundJobAfterFillFails).
 			return nil, ErrFillCycle, true
 		}
 	}
@@ -89,7 +104,7 @@ func (g *fillGroup) doReleasable(ctx context.Context, key string, fn func(ctx co
 		c.finish(v, err)
 	}()
 	parent, _ := ctx.Value(flightMarkKey{}).(*flightMark)
-	v, err = fn(context.WithValue(ctx, flightMarkKey{}, &flightMark{g: g, key: key, parent: parent}), func() {
+	v, err = fn(context.WithValue(ctx, flightMarkKey{}, &flightMark{g: g, key: key, c: c, parent: parent}), func() {
 		forget()
 		c.finish(nil, errNotShared)
 	})
@@ -100,14 +115,15 @@ func (g *fillGroup) doReleasable(ctx context.Context, key string, fn func(ctx co
 type flightMark struct {
 	g      *fillGroup
 	key    string
+	c      *fillCall
 	parent *flightMark
 }
 
 type flightMarkKey struct{}
 
-// ErrFillCycle is returned by GetOrSet (and Remember) called from inside
-// the fill of the same key: the call would wait for the fill it is part
-// of, for ever. Without a cache the same code would recurse without end;
+// ErrFillCycle is returned by GetOrSet (and Remember) called, while the
+// fill of the same key runs, with that fill's context (or one derived
+// from it): the call would wait for the fill it is part of, for ever. Without a cache the same code would recurse without end;
 // compute that value without the cache there.
 var ErrFillCycle = errors.New("querycache: a fill asked the cache for its own key, which would wait for itself; compute the value without the cache inside its own fill")
 
