@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"querycache.dev/querycache"
 )
 
 // A result can depend on settings of the connection that are not in the
@@ -76,8 +77,8 @@ func (p *Plugin) readSettings(ctx context.Context, cp gorm.ConnPool) (string, bo
 		s = strings.Clone(s)
 		// The sixth setting: off makes a backslash in a plain string an
 		// escape, which the SQL reader does not follow (inspectSQL).
-		if f := strings.Split(s, "\x1f"); len(f) > 5 && f[5] == "off" {
-			p.escapeStrings.Store(true)
+		if f := strings.Split(s, "\x1f"); len(f) > 5 && f[5] == "off" && !p.escapeStrings.Swap(true) {
+			p.escapeStringsLearned()
 		}
 		p.sets.v.Store(&s)
 		return s, nil
@@ -86,4 +87,23 @@ func (p *Plugin) readSettings(ctx context.Context, cp gorm.ConnPool) (string, bo
 		return "", false
 	}
 	return v.(string), true
+}
+
+// escapeStringsLearned runs when the settings, read after some statements
+// ran, show standard_conforming_strings off: the inspections remembered
+// meanwhile read a text with a backslash the wrong way, and its writes may
+// have been missed. They are forgotten, and everything is invalidated
+// (TestHostile50ScsLearnedLateKeepsMemoizedInspection).
+func (p *Plugin) escapeStringsLearned() {
+	seen := p.inspected.EstimatedSize() > 0
+	p.inspected.InvalidateAll()
+	if p.front != nil {
+		for i := range p.front.slots {
+			seen = p.front.slots[i].Swap(nil) != nil || seen
+		}
+	}
+	if !seen {
+		return // learned before any statement (at db.Use, as usual)
+	}
+	p.apply(context.Background(), querycache.Change{All: true, Cause: "standard_conforming_strings is off: SQL read before this was known is read again"})
 }
