@@ -293,7 +293,8 @@ func (t *txConn) endApplied(end func() error, delivered, commit bool) error {
 	if !ch.Empty() && t.p.otherDDLs.Load() != t.otherDDLs {
 		ch = querycache.Change{All: true, Cause: otherDDLCause} // catalogwatch.go
 	}
-	if err != nil && commit && !ch.Empty() && t.p.dialect == "postgres" {
+	fenced := false
+	if err != nil && commit && !ch.Empty() && t.p.dialect == "postgres" && !serverAnswered(err) {
 		// The COMMIT's outcome is unknown: pgx returns at once when the
 		// context ends (a deadline on the socket, a cancel request sent
 		// after), while the server may still commit. Applied now only,
@@ -305,11 +306,15 @@ func (t *txConn) endApplied(end func() error, delivered, commit bool) error {
 		// (TestHostile49TxCtxCancelDuringSlowCommitStale). Fenced first:
 		// a lookup past the fence before it went up reads versions the
 		// invalidation below replaces.
-		t.p.w.fenceRaw(t.p, t.committer, ch)
+		// Its write holds stay until the fence lifts: a low-level value
+		// computed meanwhile from the old rows is not stored either.
+		fenced = t.p.w.fenceCommit(t.p, t.committer, ch, t.releaseHolds)
 	}
 	t.p.apply(context.Background(), ch)
 	t.ended.Store(true)
-	t.releaseHolds()
+	if !fenced {
+		t.releaseHolds()
+	}
 	t.p.signalTxEnd(t, err == nil || delivered)
 	t.p.w.endManaged(t)
 	return err
@@ -363,3 +368,13 @@ func (p *Plugin) inTransaction(cp gorm.ConnPool) (*txConn, bool) {
 // WrittenTables implements querycache.TablesWriter: what the transaction
 // wrote, for a rollback's release (querycache.Cache.ReleaseRolledBack).
 func (t *txConn) WrittenTables() ([]string, bool) { return t.buf.WrittenTables() }
+
+// serverAnswered reports an error PostgreSQL sent (pgconn.PgError, which
+// has a SQLSTATE): a COMMIT it answered with an error rolled back (a
+// deferred constraint, a serialization failure), and its outcome is
+// known. Any other error (the context ended, the connection broke) leaves
+// it unknown.
+func serverAnswered(err error) bool {
+	var s interface{ SQLState() string }
+	return errors.As(err, &s)
+}

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -294,9 +295,22 @@ type fence struct {
 	// visibility is asked of it alone (postgresEndVisible).
 	xid atomic.Int64
 
+	// lockTables, when set, are the tables of a managed transaction whose
+	// COMMIT failed with its outcome unknown (fenceCommit): its end is
+	// confirmed by the transactions that held locks on them at the first
+	// look (lockXids) having ended, not by every transaction running
+	// then, which an unrelated long one held back
+	// (TestHostile50CommitFenceRememberStaleAfterLanding).
+	lockTables []string
+	// onLift runs once the fence has lifted (after its second
+	// invalidation): the failed commit's write holds are released then.
+	onLift func()
+
 	// Owned by the sweep (sweepMu).
-	xip    []int64 // PostgreSQL: transactions running when the end was seen
-	xipSet bool
+	lockXids []string
+	lockSet  bool
+	xip      []int64 // PostgreSQL: transactions running when the end was seen
+	xipSet   bool
 	// xipFrom, xipTo: the ids from the first snapshot's xmax up to the
 	// look's own, which may have been running unlisted (postgresEndVisible).
 	xipFrom, xipTo int64
@@ -372,6 +386,27 @@ func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) 
 	w.mu.Unlock()
 	w.kick(p)
 	return f
+}
+
+// fenceCommit fences what a managed transaction wrote when its COMMIT
+// failed with the outcome unknown (connpool.go): as an unseen
+// transaction's, confirmed by the locks on its tables when they are
+// known by name, and onLift run when the fence lifts.
+func (w *watch) fenceCommit(p *Plugin, raw gorm.TxCommitter, ch querycache.Change, onLift func()) bool {
+	f := w.fenceRaw(p, raw, ch)
+	if f == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f.onLift = onLift
+	if !f.all {
+		f.lockTables = make([]string, 0, len(f.tables))
+		for t := range f.tables {
+			f.lockTables = append(f.lockTables, t)
+		}
+	}
+	return true
 }
 
 // noteXid reads, inside the unseen transaction whose statement db just
@@ -651,7 +686,11 @@ func (w *watch) lift(p *Plugin, f *fence) {
 		delete(w.fences, f.raw)
 	}
 	w.fenceCount.Add(-1)
+	onLift := f.onLift
 	w.mu.Unlock()
+	if onLift != nil {
+		onLift()
+	}
 }
 
 // connClosed reports whether a *sql.Conn has been closed (returned to the
@@ -748,6 +787,14 @@ func sqliteWriterGone(ctx context.Context, d *sql.DB) bool {
 // temporary table the transaction made was not found
 // (TestHostile29PostgresTempFromDOShadows, 1 run in 3 under load).
 func postgresEndVisible(ctx context.Context, d *sql.DB, f *fence) bool {
+	if f.lockTables != nil {
+		if done, ok := postgresLockersGone(ctx, d, f); ok {
+			return done
+		}
+		// A table not found by its name: every running transaction
+		// is waited for, below.
+		f.lockTables = nil
+	}
 	if xid := f.xid.Load(); xid != 0 {
 		// Its own id known: ended once a new snapshot sees its commit
 		// (committed and no longer running), or once it aborted. A status
@@ -815,6 +862,84 @@ func postgresEndVisible(ctx context.Context, d *sql.DB, f *fence) bool {
 	}
 	return len(f.xip) == 0 && f.xipFrom >= f.xipTo
 }
+
+// postgresLockersGone confirms the end of a failed COMMIT's transaction
+// by the locks on the tables it wrote: its own are held until its end is
+// visible (PostgreSQL releases locks after the commit leaves the proc
+// array). The first look lists the transactions holding a lock on those
+// tables; the end is confirmed when none of them runs any more. ok is
+// false when a table's name does not resolve: the caller then waits for
+// every transaction running, as for an unseen transaction.
+func postgresLockersGone(ctx context.Context, d *sql.DB, f *fence) (done, ok bool) {
+	if !f.lockSet {
+		var unresolved int
+		if err := d.QueryRowContext(ctx, postgresUnresolvedQuery, pqTextArray(f.lockTables)).Scan(&unresolved); err != nil {
+			return false, true
+		}
+		if unresolved > 0 {
+			return false, false
+		}
+		rows, err := d.QueryContext(ctx, postgresLockersQuery, pqTextArray(f.lockTables))
+		if err != nil {
+			return false, true
+		}
+		defer rows.Close()
+		var xids []string
+		for rows.Next() {
+			var x string
+			if err := rows.Scan(&x); err != nil {
+				return false, true
+			}
+			xids = append(xids, x)
+		}
+		if rows.Err() != nil {
+			return false, true
+		}
+		f.lockXids, f.lockSet = xids, true
+		return len(xids) == 0, true
+	}
+	if len(f.lockXids) == 0 {
+		return true, true
+	}
+	var running int
+	if err := d.QueryRowContext(ctx, postgresXidsRunningQuery, pqTextArray(f.lockXids)).Scan(&running); err != nil {
+		return false, true
+	}
+	return running == 0, true
+}
+
+// pqTextArray spells names as a PostgreSQL text[] literal.
+func pqTextArray(names []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for _, r := range n {
+			if r == '"' || r == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(r)
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// The failed COMMIT's lock queries (postgresLockersGone). A transaction
+// with an id holds an ExclusiveLock on it until it ends.
+const (
+	postgresUnresolvedQuery = `SELECT count(*) FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL`
+	postgresLockersQuery    = `SELECT DISTINCT x.transactionid::text FROM pg_locks r
+JOIN pg_locks x ON x.pid = r.pid AND x.locktype = 'transactionid' AND x.mode = 'ExclusiveLock' AND x.granted
+WHERE r.locktype = 'relation' AND r.granted AND r.pid <> pg_backend_pid()
+	AND r.relation IN (SELECT to_regclass(n) FROM unnest($1::text[]) n)`
+	postgresXidsRunningQuery = `SELECT count(*) FROM pg_locks
+WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted AND transactionid::text = ANY($1::text[])`
+)
 
 // postgresFirstSnapshotQuery reads the running transactions of a new
 // snapshot, its xmax and an id of the look's own, one row per running id
