@@ -1,0 +1,96 @@
+package memcached_test
+
+import (
+	"errors"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"querycache.dev/internal/testenv"
+	"querycache.dev/querycache"
+	"querycache.dev/querycache/memcached"
+)
+
+// TestHostile50StoresMemcachedWarmRestartServesStale: Memcached (1.5.18+)
+// restarts warm with -e <memory file>: on a graceful shutdown (SIGUSR1)
+// it saves its items, and a restart with the same file brings every one
+// of them back, entries and version tokens alike. W's write made while
+// the server was down could not replace its version (connection refused:
+// the invalidation is pending in W, the write has returned); when the
+// server comes back with the old tokens, R (idle during the outage, its
+// breaker closed) reads the pre-write entry as current until W's retry
+// (RetryInterval, 1 s: "writer-alive"), or for as long as the entry lives
+// if W has gone meanwhile ("writer-gone": a deploy restarts the app and
+// memcached together). DESIGN: "Anything that may have lost invalidations
+// is an epoch change, never a guess: ... a store that restarted with old
+// data"; the Redis store detects this with its run_id marker, the
+// Memcached store compares nothing (memcached's "stats" pid and uptime
+// change across a restart).
+func TestHostile50StoresMemcachedWarmRestartServesStale(t *testing.T) {
+	for _, mode := range []string{"writer-alive", "writer-gone"} {
+		t.Run(mode, func(t *testing.T) { h50WarmRestart(t, mode == "writer-gone") })
+	}
+}
+
+func h50WarmRestart(t *testing.T, writerGone bool) {
+	memFile := filepath.Join(t.TempDir(), "memcached.mem")
+	srv := testenv.StartMemcached(t, "-e", memFile)
+	prefix := testPrefix()
+	o := memcached.Options{Prefix: prefix, Timeout: 200 * time.Millisecond}
+	ws, rs := open(t, srv.Addr(), o), open(t, srv.Addr(), o)
+	w := h25Cache(t, ws, querycache.Options{})
+	r := h25Cache(t, rs, querycache.Options{})
+	ctx := ctx(t)
+	if err := r.KV().Set(ctx, "page", []byte("old"), querycache.DependsOn("users")); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := r.KV().Get(ctx, "page"); !ok || string(v) != "old" {
+		t.Fatalf("R before: %q %v", v, ok)
+	}
+	if err := memcache.New(srv.Addr()).Set(&memcache.Item{Key: "h50probe", Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Graceful shutdown: memcached saves its memory file and exits.
+	pid := srv.Pid()
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if time.Now().After(deadline) {
+			t.Fatal("memcached did not exit after SIGUSR1")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// W's write while the server is down: the database has the new
+	// value, the invalidation could not be delivered.
+	werr := w.InvalidateTables(ctx, "users")
+	t.Logf("W's invalidation while the server is down: %v", werr)
+	if writerGone {
+		w.Close()
+	}
+
+	time.Sleep(1100 * time.Millisecond) // memcached refuses a restore in the second it stopped
+	srv.Restart()                       // same -e file: the items saved at shutdown come back
+	if _, err := memcache.New(srv.Addr()).Get("h50probe"); err != nil {
+		t.Fatalf("the warm restart restored nothing (%v): set-up failed", err)
+	}
+	start := time.Now()
+	var staleFor time.Duration
+	var stale int
+	for time.Since(start) < 1500*time.Millisecond {
+		v, ok, _ := r.KV().Get(ctx, "page")
+		if ok && string(v) == "old" {
+			staleFor = time.Since(start)
+			stale++
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if stale > 0 {
+		t.Fatalf("R served the value W's write (returned before the restart) changed %d times, until %v after the warm restart (want a miss: a server that restarted with old data must replace the epoch)", stale, staleFor)
+	}
+}
