@@ -2,7 +2,9 @@ package memcached_test
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -92,5 +94,71 @@ func h50WarmRestart(t *testing.T, writerGone bool) {
 	}
 	if stale > 0 {
 		t.Fatalf("R served the value W's write (returned before the restart) changed %d times, until %v after the warm restart (want a miss: a server that restarted with old data must replace the epoch)", stale, staleFor)
+	}
+}
+
+// TestHostile50StoresMemcachedFullServerBumpLeavesOldToken: a server run
+// with -M (no eviction: "SERVER_ERROR out of memory" once full, a
+// configuration the README treats as an answer) keeps every item it has
+// and serves gets, but refuses the set that replaces a version. Bump
+// returns the error (the invalidation is kept pending in W, the write
+// returns), the old token stays, and R, another process reading the same
+// server, goes on serving what W's write changed for as long as the server
+// stays full (W's retries are refused the same way). The file store has
+// the same fault on a full disk and removes the version's file instead (a
+// missing version is a new token to every process:
+// TestHostile25FileDiskFullBumpStopsOtherProcess); a Memcached delete
+// needs no memory either.
+func TestHostile50StoresMemcachedFullServerBumpLeavesOldToken(t *testing.T) {
+	srv := testenv.StartMemcached(t, "-m", "2", "-M")
+	prefix := testPrefix()
+	o := memcached.Options{Prefix: prefix}
+	ws, rs := open(t, srv.Addr(), o), open(t, srv.Addr(), o)
+	w := h25Cache(t, ws, querycache.Options{})
+	r := h25Cache(t, rs, querycache.Options{})
+	ctx := ctx(t)
+	if err := r.KV().Set(ctx, "page", []byte("old"), querycache.DependsOn("users")); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := r.KV().Get(ctx, "page"); !ok || string(v) != "old" {
+		t.Fatalf("R before: %q %v", v, ok)
+	}
+	// Fill every slab class until the server refuses: big items first,
+	// then small ones of every key length (a version's set needs a chunk
+	// of its own class).
+	mc := memcache.New(srv.Addr())
+	mc.Timeout = 5 * time.Second
+	full := 0
+	for _, size := range []int{100 << 10, 10 << 10, 1 << 10, 200, 100, 16} {
+		for kl := 1; kl <= 200; kl += 7 {
+			if size > 1000 && kl > 1 {
+				break
+			}
+			for i := 0; i < 200000; i++ {
+				k := fmt.Sprintf("f%d-%d-%s", size, i, strings.Repeat("k", kl))
+				if err := mc.Set(&memcache.Item{Key: k, Value: make([]byte, size)}); err != nil {
+					if strings.Contains(err.Error(), "out of memory") {
+						full++
+						break
+					}
+					t.Fatalf("filling: %v", err)
+				}
+			}
+		}
+	}
+	t.Logf("%d fills ended out of memory", full)
+	if v, ok, _ := r.KV().Get(ctx, "page"); !ok || string(v) != "old" {
+		t.Skipf("R lost its entry while the server filled up: %q %v", v, ok)
+	}
+
+	// W's write: the database has the new value.
+	werr := w.InvalidateTables(ctx, "users")
+	t.Logf("W's invalidation on the full server: %v", werr)
+	if werr == nil {
+		t.Skip("the version replacement was stored: the server was not full for it")
+	}
+	time.Sleep(1500 * time.Millisecond) // W's retry (RetryInterval, 1 s) is refused too
+	if v, ok, _ := r.KV().Get(ctx, "page"); ok && string(v) == "old" {
+		t.Fatalf("R served %q 1.5 s after W's write returned: the full server refused the version's replacement and its old token stayed (want a miss: delete the version when it cannot be replaced)", v)
 	}
 }
