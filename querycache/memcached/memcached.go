@@ -17,7 +17,12 @@
 //   - a version that was evicted comes back as a new random token, never 0
 //     and never a value an old entry recorded: the entries that recorded
 //     the old one become misses, never stale hits;
-//   - Bump sets fresh tokens.
+//   - Bump sets fresh tokens (a full server that refuses one has it
+//     deleted instead);
+//   - a server that comes back with its old items (a warm restart, -e)
+//     is recognised on every new connection by its process id and start
+//     time, kept in a marker on it: the caches' epochs are replaced
+//     before the connection is used (boot.go).
 //
 // Keys: Memcached keys are at most 250 bytes of printable ASCII without
 // spaces. Every entry key and version name maps to a Memcached key
@@ -67,7 +72,9 @@ type Options struct {
 	// Default: 127.0.0.1:11211. Ignored when Client is set.
 	Servers []string
 	// Client is a client of your own (its Timeout and MaxIdleConns are
-	// left as you set them). Close does not close it. Optional.
+	// left as you set them). Close does not close it. Optional. Its
+	// connections are not checked for a server restarted with old data
+	// (boot.go): with -e, let the store make its client.
 	Client *memcache.Client
 	// Prefix starts every Memcached key the store writes: printable ASCII
 	// without spaces, at most 64 bytes. Processes sharing servers with
@@ -134,6 +141,10 @@ type Store struct {
 	closed atomic.Bool
 	brk    breaker
 
+	// servers is the server list of a client the store made (nil for
+	// Options.Client): boot.go sends an epoch to the server its key is on.
+	servers *memcache.ServerList
+
 	recMu      sync.Mutex
 	nss        []keys.Namespace // the caches' namespaces: their epochs, replaced by recover
 	recoverFns []func()
@@ -191,6 +202,10 @@ func New(opts Options) *Store {
 		return s
 	}
 	s.client = memcache.NewFromSelector(ss)
+	s.servers = ss
+	// Every new connection checks that the server did not come back with
+	// old data (boot.go).
+	s.client.DialContext = s.dial
 	s.client.Timeout = opts.Timeout
 	s.client.MaxIdleConns = opts.MaxIdleConns
 	s.own = true

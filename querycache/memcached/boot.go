@@ -1,0 +1,201 @@
+package memcached
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+	"querycache.dev/querycache"
+)
+
+// A Memcached server can come back with old data: run with -e <memory
+// file>, a graceful shutdown saves its items and a restart with the same
+// file restores them, entries and version tokens alike. A write made while
+// it was down could not replace its versions (its invalidation is pending
+// in the writer, which may be gone by now); the restored tokens are the
+// pre-write ones, and a process idle during the outage read the pre-write
+// entries as current (TestHostile50StoresMemcachedWarmRestartServesStale).
+//
+// So every connection the store opens asks the server who it is before it
+// is used: the process id and start time ("stats"), compared with a marker
+// the store keeps on that server. A marker that differs (a restart that
+// kept its data) or is missing (a new server, or the marker evicted)
+// makes the store replace the epochs of its caches, then write the marker;
+// only then is the connection handed to the client. Every connection
+// after a restart is new, so no request reaches the restored data first.
+// The Redis store does the same with its run_id marker.
+
+// bootMarker is the name of the marker, under the store's prefix.
+const bootMarker = "querycache:boot"
+
+// dial is the client's DialContext: a connection, checked (checkBoot).
+func (s *Store) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: s.opts.Timeout}
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkBoot(c); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("memcached: checking the server's identity on a new connection: %w", err)
+	}
+	return c, nil
+}
+
+// checkBoot compares the server's identity with the store's marker on it,
+// and replaces the epochs when they differ.
+func (s *Store) checkBoot(c net.Conn) error {
+	if err := c.SetDeadline(time.Now().Add(s.opts.Timeout)); err != nil {
+		return err
+	}
+	rw := bufio.NewReadWriter(bufio.NewReader(c), bufio.NewWriter(c))
+	id, err := serverIdentity(rw)
+	if err != nil {
+		return err
+	}
+	key := s.mkey('b', bootMarker)
+	seen, err := rawGet(rw, key)
+	if err != nil {
+		return err
+	}
+	if seen != id {
+		if err := s.replaceEpochs(c, rw); err != nil {
+			return err
+		}
+		// Not fatal when refused (a full server): the next connection
+		// replaces the epochs again.
+		_ = rawSet(rw, key, id)
+	}
+	return c.SetDeadline(time.Time{})
+}
+
+// serverIdentity reads the server's process id and start time: a restart
+// changes the start time (and, outside containers, the process id).
+func serverIdentity(rw *bufio.ReadWriter) (string, error) {
+	if _, err := rw.WriteString("stats\r\n"); err != nil {
+		return "", err
+	}
+	if err := rw.Flush(); err != nil {
+		return "", err
+	}
+	var pid, now, up string
+	for {
+		line, err := rw.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "END" {
+			break
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "STAT" {
+			return "", fmt.Errorf("unexpected stats line %q", line)
+		}
+		switch f[1] {
+		case "pid":
+			pid = f[2]
+		case "time":
+			now = f[2]
+		case "uptime":
+			up = f[2]
+		}
+	}
+	t, err1 := strconv.ParseInt(now, 10, 64)
+	u, err2 := strconv.ParseInt(up, 10, 64)
+	if pid == "" || err1 != nil || err2 != nil {
+		return "", errors.New("stats without pid, time and uptime")
+	}
+	return pid + "." + strconv.FormatInt(t-u, 10), nil
+}
+
+// rawGet reads key's value on the connection ("" when absent).
+func rawGet(rw *bufio.ReadWriter, key string) (string, error) {
+	if _, err := rw.WriteString("get " + key + "\r\n"); err != nil {
+		return "", err
+	}
+	if err := rw.Flush(); err != nil {
+		return "", err
+	}
+	value := ""
+	for {
+		line, err := rw.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "END" {
+			return value, nil
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] != "VALUE" {
+			return "", fmt.Errorf("unexpected get line %q", line)
+		}
+		n, err := strconv.Atoi(f[3])
+		if err != nil || n < 0 || n > 1024 {
+			return "", fmt.Errorf("unexpected get line %q", line)
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(rw, b); err != nil {
+			return "", err
+		}
+		value = string(b[:n])
+	}
+}
+
+// rawSet stores value under key on the connection, with no expiry.
+func rawSet(rw *bufio.ReadWriter, key, value string) error {
+	if _, err := fmt.Fprintf(rw, "set %s 0 0 %d\r\n%s\r\n", key, len(value), value); err != nil {
+		return err
+	}
+	if err := rw.Flush(); err != nil {
+		return err
+	}
+	line, err := rw.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "STORED\r\n" {
+		return fmt.Errorf("set answered %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+// replaceEpochs gives every bound namespace a new epoch: on this
+// connection when the epoch's key lives on this server, through the client
+// (another server's connection, checked on its own) otherwise.
+func (s *Store) replaceEpochs(c net.Conn, rw *bufio.ReadWriter) error {
+	s.recMu.Lock()
+	names := make([]string, 0, len(s.nss))
+	for _, ns := range s.nss {
+		names = append(names, ns.Epoch())
+	}
+	s.recMu.Unlock()
+	for _, n := range names {
+		key := s.mkey('v', n)
+		value := string(tokenBytes(querycache.NewToken()))
+		if s.servers == nil || s.onServer(key, c.RemoteAddr()) {
+			if err := rawSet(rw, key, value); err != nil {
+				return fmt.Errorf("replacing the epoch: %w", err)
+			}
+			continue
+		}
+		if err := s.client.Set(&memcache.Item{Key: key, Value: []byte(value)}); err != nil {
+			return fmt.Errorf("replacing the epoch: %w", err)
+		}
+	}
+	return nil
+}
+
+// onServer reports whether the client keeps key on the server at addr.
+func (s *Store) onServer(key string, addr net.Addr) bool {
+	a, err := s.servers.PickServer(key)
+	return err == nil && a.String() == addr.String()
+}
