@@ -224,6 +224,15 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		return kvFilled{}, err
 	}
 	v := kvValue{kind: kind, deps: o.deps, value: b}
+	if ctx.Err() != nil {
+		// The caller's context ended while fill ran: what it returned may
+		// be a fallback for the query that was cancelled ("n/a"), not the
+		// value. Not stored, and not handed to the callers that joined,
+		// as GetOrSetCaptured does (TestKVCancelledFillNotStored).
+		release()
+		kv.c.stats.refusals.add("cancelled")
+		return kvFilled{v: v, private: true}, nil
+	}
 	if fcap.Uncommitted() || kv.c.open.coversSince(o.tables, mark) {
 		release()
 		kv.c.stats.refusals.add("transaction")
