@@ -113,6 +113,7 @@ func h48WaitFor(t *testing.T, what string, cond func() bool) {
 // new tokens). Redis is killed and restarted from the snapshot: the old
 // entries and tokens are back. Neither process may ever show 0 again.
 func TestHostile48ProcsTieredRestartFromSnapshot(t *testing.T) {
+	t.Parallel()
 	for _, strict := range []bool{false, true} {
 		t.Run(fmt.Sprint("strict=", strict), func(t *testing.T) {
 			srv := testenv.StartRedis(t, "--save", "", "--dbfilename", "dump.rdb")
@@ -191,6 +192,7 @@ func TestHostile48ProcsTieredRestartFromSnapshot(t *testing.T) {
 // survive; A writes, B (plain Redis store, so no broadcast delay) must
 // read the write once it returned.
 func TestHostile48ProcsEvictedVersionsTwoProcs(t *testing.T) {
+	t.Parallel()
 	srv := testenv.StartRedis(t, "--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru", "--maxmemory-samples", "1")
 	dsn := testenv.PostgresSchema(t)
 	prefix := testenv.TestPrefix(t)
@@ -249,6 +251,7 @@ func infoFieldH48(info, f string) string {
 // database is flushed; A writes after each; B must converge to the new
 // row and never return to an older one.
 func TestHostile48ProcsTieredVersionGarbageAndFlush(t *testing.T) {
+	t.Parallel()
 	srv := testenv.StartRedis(t, "--save", "")
 	dsn := testenv.PostgresSchema(t)
 	prefix := testenv.TestPrefix(t)
