@@ -61,12 +61,19 @@ func MaskLiterals(sql string, d Dialect) string {
 // that names no column for a string (its "DQS" misfeature, on by default),
 // so db.Raw(`... WHERE email = "ann@example.com"`) spells a value in
 // quotes MaskLiterals keeps for identifiers. Which it is depends on the
-// schema; where a value goes it is masked: after an operator (=, <>, ||,
-// ...), after a keyword that takes a value (LIKE, THEN, IS, ...), and as
-// an item of an IN or VALUES list. A qualified name ("t"."c") is kept.
-// What is left visible is a quoted word where a name goes, or the left
-// side of a comparison (WHERE "ann" = name), which is rare.
-func sqliteQuotedValue(toks []token, i int, lists *listParens) bool {
+// schema; where a value may go it is masked: after an operator (=, <>, ||,
+// ...), after a keyword that takes a value (LIKE, THEN, IS, ...), and
+// after an opening parenthesis or a comma inside parentheses (an IN or
+// VALUES list, a function's arguments, a parenthesised expression:
+// email = ("ann@..."), lower("ANN@..."), instr(email, "ann@")). Privacy
+// comes first there (TestHostile50ObsSQLiteQuotedValueInParensShown): a
+// double-quoted name in parentheses (a column list, a function's column
+// argument) is masked too; GORM quotes SQLite names with backquotes, so
+// its statements keep their names. A qualified name ("t"."c") is kept.
+// What is left visible is a quoted word where a name goes outside
+// parentheses (SELECT "a", "b" FROM "t"), or the left side of a
+// comparison at the top level (WHERE "ann" = name), which is rare.
+func sqliteQuotedValue(toks []token, i int, depth int) bool {
 	if i+1 < len(toks) && toks[i+1].kind == tkDot {
 		return false
 	}
@@ -74,10 +81,10 @@ func sqliteQuotedValue(toks []token, i int, lists *listParens) bool {
 		return false
 	}
 	switch prev := toks[i-1]; prev.kind {
-	case tkOp:
+	case tkOp, tkLParen:
 		return true
-	case tkLParen, tkComma:
-		return lists.inList()
+	case tkComma:
+		return depth > 0
 	case tkWord:
 		switch prev.kw {
 		case kwLike, kwGlob, kwMatch, kwRegexp, kwEscape, kwThen, kwElse, kwWhen, kwIs, kwNot, kwBetween:
@@ -87,47 +94,6 @@ func sqliteQuotedValue(toks []token, i int, lists *listParens) bool {
 		}
 	}
 	return false
-}
-
-// listParens follows, while MaskLiterals walks the tokens, which open
-// parentheses hold a list of values: IN (...), VALUES (...), (...).
-type listParens struct {
-	listDepth  [8]bool // by nesting level (deeper levels are not followed)
-	level      int
-	closedList bool // the last parenthesis closed was a list's
-}
-
-// see updates the state for toks[i].
-func (l *listParens) see(toks []token, i int) {
-	switch toks[i].kind {
-	case tkLParen:
-		list := false
-		if i > 0 {
-			switch p := toks[i-1]; {
-			case p.kind == tkWord && (p.kw == kwIn || p.kw == kwValues):
-				list = true
-			case p.kind == tkComma && l.closedList:
-				list = true // VALUES (...), (...)
-			}
-		}
-		l.level++
-		if l.level < len(l.listDepth) {
-			l.listDepth[l.level] = list
-		}
-	case tkRParen:
-		if l.level > 0 {
-			l.closedList = l.level < len(l.listDepth) && l.listDepth[l.level]
-			l.level--
-		}
-	case tkComma:
-	default:
-		l.closedList = false
-	}
-}
-
-// inList reports whether the innermost open parenthesis holds a list.
-func (l *listParens) inList() bool {
-	return l.level > 0 && l.level < len(l.listDepth) && l.listDepth[l.level]
 }
 
 // maskSpan is a part of the text MaskLiterals replaces: sql[start:end], a
@@ -147,16 +113,19 @@ type maskSpan struct {
 func literalSpans(sql string, d Dialect, out []maskSpan) []maskSpan {
 	var buf [64]token // most statements: no allocation
 	toks, st := lex(sql, buf[:0], d)
-	var lists listParens
+	depth := 0 // open parentheses (SQLite's quoted values)
 	for i, t := range toks {
-		if d == DialectSQLite {
-			lists.see(toks, i)
+		switch t.kind {
+		case tkLParen:
+			depth++
+		case tkRParen:
+			depth = max(depth-1, 0)
 		}
 		switch t.kind {
 		case tkString, tkEString, tkUString, tkDollar:
 			out = append(out, maskSpan{start: t.start, end: t.end})
 		case tkQuoted:
-			if d == DialectSQLite && sqliteQuotedValue(toks, i, &lists) {
+			if d == DialectSQLite && sqliteQuotedValue(toks, i, depth) {
 				out = append(out, maskSpan{start: t.start, end: t.end})
 			}
 		case tkNumber:

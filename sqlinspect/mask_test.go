@@ -44,7 +44,11 @@ func TestMaskLiterals(t *testing.T) {
 		// string: where a value goes, it is masked; where a name goes, or
 		// qualified, it is kept.
 		{DialectSQLite, `SELECT "t"."a", "b" FROM "t" WHERE "t"."c" = "ann" AND "d" LIKE "x%"`, `SELECT "t"."a", "b" FROM "t" WHERE "t"."c" = '?' AND "d" LIKE '?'`},
-		{DialectSQLite, `INSERT INTO "t" ("a", "b") VALUES ("x", 1), ("y", 2)`, `INSERT INTO "t" ("a", "b") VALUES ('?', ?), ('?', ?)`},
+		// In parentheses a double-quoted word is masked even where a name
+		// goes (the column list): privacy first
+		// (TestHostile50ObsSQLiteQuotedValueInParensShown).
+		{DialectSQLite, `INSERT INTO "t" ("a", "b") VALUES ("x", 1), ("y", 2)`, `INSERT INTO "t" ('?', '?') VALUES ('?', ?), ('?', ?)`},
+		{DialectSQLite, `SELECT id FROM t WHERE e = ("x") AND e = lower("y") AND instr(e, "z") > 0 AND e = coalesce(NULL, "w")`, `SELECT id FROM t WHERE e = ('?') AND e = lower('?') AND instr(e, '?') > ? AND e = coalesce(NULL, '?')`},
 		{DialectSQLite, `SELECT a FROM t WHERE b IN ("x", "y") AND c BETWEEN "l" AND "h" AND d IN (SELECT "e" FROM u)`, `SELECT a FROM t WHERE b IN ('?', '?') AND c BETWEEN '?' AND '?' AND d IN (SELECT "e" FROM u)`},
 		{DialectSQLite, `UPDATE "t" SET "a" = "new", b = CASE WHEN c THEN "y" ELSE "n" END`, `UPDATE "t" SET "a" = '?', b = CASE WHEN c THEN '?' ELSE '?' END`},
 		{DialectPostgres, `SELECT a FROM t WHERE "b" = "c"`, `SELECT a FROM t WHERE "b" = "c"`}, // PostgreSQL: always a name
@@ -81,6 +85,9 @@ func TestMaskLiteralsHidesValues(t *testing.T) {
 		{DialectSQLite, `SELECT id FROM t WHERE email = "secret@example.com"`},
 		{DialectSQLite, `SELECT id FROM t WHERE email IN ("secret-1", "secret-2")`},
 		{DialectSQLite, `SELECT id FROM t WHERE a || "secret-concat" = b`},
+		{DialectSQLite, `SELECT id FROM t WHERE email = ("secret-paren")`},
+		{DialectSQLite, `SELECT id FROM t WHERE email = lower("secret-fn")`},
+		{DialectSQLite, `SELECT id FROM t WHERE instr(email, "secret-arg") > 0`},
 	} {
 		for _, d := range []Dialect{c.d, DialectAny} {
 			got := MaskLiterals(c.sql, d)
