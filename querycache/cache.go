@@ -192,11 +192,27 @@ func (c *Cache) Close() error {
 	return err
 }
 
-func (k Key) label() string {
+// label names k in a log line: its Label, or its Name with an object's
+// primary key hidden (keys.Namespace.Redact, as the plugin's lines, spans
+// and pages have it): an object key spells the row's key, a session token
+// or an e-mail address, and the Warn lines that take it are on by default
+// (TestHostile50ObsWarnLineSpellsObjectKey).
+func (c *Cache) label(k Key) string {
 	if k.Label != "" {
-		return k.Label
+		return c.ns.Redact(k.Label)
 	}
-	return k.Name
+	return c.ns.Redact(k.Name)
+}
+
+// redactNames returns names with every object version's primary key
+// hidden (keys.Namespace.Redact), for a log line
+// (TestHostile50ObsInvalidateDebugLineSpellsPrimaryKey).
+func (c *Cache) redactNames(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = c.ns.Redact(n)
+	}
+	return out
 }
 
 func (c *Cache) debug(ctx context.Context, msg string, args ...any) {

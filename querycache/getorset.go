@@ -201,7 +201,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 	}
 	raw, tokens, err := c.store.Fetch(ctx, k.Name, names)
 	if err != nil {
-		p.bypass = c.storeFailed(ctx, k.Tables, "querycache: store fetch failed; querying the database", err, "key", k.label())
+		p.bypass = c.storeFailed(ctx, k.Tables, "querycache: store fetch failed; querying the database", err, "key", c.label(k))
 		Untracked(ctx, p.bypass)
 		return p
 	}
@@ -215,13 +215,13 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 		case derr != nil:
 			p.miss = MissCorrupt
 			c.stats.corrupt.Add(1)
-			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", k.label())
+			c.warn(ctx, "querycache: corrupt entry; treating it as a miss", derr, "key", c.label(k))
 		case !e.fresh(p.now, tokens):
 			p.miss = e.staleness(p.now)
 		case opts.Valid != nil && !opts.Valid(e.payload):
 			p.miss = MissCorrupt
 			c.stats.corrupt.Add(1)
-			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", k.label())
+			c.warn(ctx, "querycache: a value its owner cannot read; treating it as a miss", errCorruptEntry, "key", c.label(k))
 		default:
 			if !c.countHit(ctx, k, opts, nil) { // Close ran during the fetch: a closed cache never serves
 				c.closedLookup()
@@ -237,7 +237,7 @@ func (c *Cache) probe(ctx context.Context, k Key, names []string, opts LookupOpt
 	c.stats.misses.Add(1)
 	c.stats.missReasons.add(p.miss)
 	if !opts.CallerLogs && c.debugOn(ctx) {
-		c.debug(ctx, "querycache miss", "key", k.label(), "reason", p.miss)
+		c.debug(ctx, "querycache miss", "key", c.label(k), "reason", p.miss)
 	}
 	return p
 }
@@ -262,7 +262,7 @@ func (c *Cache) countHit(ctx context.Context, k Key, opts LookupOptions, tables 
 		c.countTableHits(k.Tables)
 	}
 	if !opts.CallerLogs && c.debugOn(ctx) { // the arguments allocate: not when Debug is off
-		c.debug(ctx, "querycache hit", "key", k.label())
+		c.debug(ctx, "querycache hit", "key", c.label(k))
 	}
 	return true
 }
@@ -342,7 +342,7 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 		err = c.store.Put(ctx, k.Name, raw, ttl)
 	}
 	if err != nil {
-		c.storeFailed(ctx, k.Tables, "querycache: store put failed", err, "key", k.label())
+		c.storeFailed(ctx, k.Tables, "querycache: store put failed", err, "key", c.label(k))
 		return
 	}
 	c.stats.stores.Add(1)

@@ -375,7 +375,7 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 	}
 	c.recent.add(rec, nil)
 	if c.debugOn(ctx) { // the arguments cost an allocation even when nothing is logged
-		c.debug(ctx, "querycache invalidate", "versions", names)
+		c.debug(ctx, "querycache invalidate", "versions", c.redactNames(names)) // an object version spells its primary key
 	}
 	return nil
 }

@@ -237,7 +237,7 @@ func (c *Cache) lease(ctx context.Context, k Key, names []string, tokens []uint6
 		}
 		raw, cur, err := c.store.Fetch(ctx, k.Name, names)
 		if err != nil {
-			c.storeFailed(ctx, k.Tables, "querycache: store fetch failed while waiting for a fill lease; querying the database", err, "key", k.label())
+			c.storeFailed(ctx, k.Tables, "querycache: store fetch failed while waiting for a fill lease; querying the database", err, "key", c.label(k))
 			return r
 		}
 		at := c.now()
@@ -305,7 +305,7 @@ func (c *Cache) leaseFailed(ctx context.Context, err error, k Key) {
 	}
 	c.stats.errors.Add(1)
 	c.countTableErrors(k.Tables)
-	c.warn(ctx, "querycache: fill lease failed; filling without one", err, "key", k.label())
+	c.warn(ctx, "querycache: fill lease failed; filling without one", err, "key", c.label(k))
 }
 
 // releaseLease gives up a lease held with token ("" does nothing). It
@@ -319,6 +319,6 @@ func (c *Cache) releaseLease(ctx context.Context, k Key, token string) {
 	defer c.stamp.drop(k.Name)
 	if err := c.stamp.leaser.ReleaseLease(context.WithoutCancel(ctx), k.Name, token); err != nil && !errors.Is(err, ErrStoreUnavailable) {
 		// Harmless: the lease expires after LeaseTTL.
-		c.warn(ctx, "querycache: releasing a fill lease failed; it will expire", err, "key", k.label())
+		c.warn(ctx, "querycache: releasing a fill lease failed; it will expire", err, "key", c.label(k))
 	}
 }

@@ -140,7 +140,7 @@ func (c *Cache) beginRefresh(ctx context.Context, k Key, names []string, p probe
 		// lifetime.)
 		raw, cur, err := c.store.Fetch(ctx, k.Name, names)
 		if err != nil {
-			c.storeFailed(ctx, k.Tables, "querycache: store fetch failed before an early refresh; serving the hit", err, "key", k.label())
+			c.storeFailed(ctx, k.Tables, "querycache: store fetch failed before an early refresh; serving the hit", err, "key", c.label(k))
 			c.stamp.leaveRefresh(k.Name)
 			return l, nil, false
 		}
