@@ -377,6 +377,35 @@ func (c *Cache) Get(ctx context.Context, k Key) (value []byte, ok bool, err erro
 	return e.payload, true, nil
 }
 
+// Peek is a lookup that never fills, for a caller that may read the cache
+// but must not fill it (the GORM plugin inside a transaction,
+// ReadsInTransactions): a fresh value is returned and counted as a hit
+// the way Lookup counts one (Stats.Hits, the tables' hits, the hit Debug
+// line unless opts.CallerLogs), where Get counts nothing, so that the
+// hits served in transactions reach Stats, the scrape and the debug page
+// (TestHostile50ObsTxHitsNotCounted). A value opts.Valid rejects is
+// counted as corrupt and not returned. Nothing else is counted: no
+// fill follows, and the caller counts its miss as what it reports (the
+// plugin's "transaction_miss" bypass). Errors are Get's; a cache closed
+// meanwhile returns ErrClosed.
+func (c *Cache) Peek(ctx context.Context, k Key, opts LookupOptions) (value []byte, ok bool, err error) {
+	if v, _, ok := c.memHit(ctx, k, opts); ok { // counted there
+		return v, true, nil
+	}
+	v, ok, err := c.Get(ctx, k)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if opts.Valid != nil && !opts.Valid(v) {
+		c.stats.corrupt.Add(1)
+		return nil, false, nil
+	}
+	if !c.countHit(ctx, k, opts, nil) { // Close ran meanwhile: not served
+		return nil, false, ErrClosed
+	}
+	return v, true, nil
+}
+
 // Set stores value under k against the versions current now. Prefer
 // GetOrSet: a value computed before a write committed and stored by Set
 // after it would be served (Set cannot know when value was read).

@@ -398,10 +398,15 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool, o *outcome) (handled bool
 	o.ev.Key, o.ev.versions = o.key, pl.key.Versions
 	ctx := stmtContext(db)
 	if pl.readOnly {
-		b, hit, err := p.cache.Get(ctx, pl.key)
+		// Peek, not Get: a hit served in a transaction is counted in Stats
+		// (hits, per table) as any other, and the miss as the bypass the
+		// event reports, so the counts add up with the events and shapes
+		// (TestHostile50ObsTxHitsNotCounted, TestHostile24ObsCountsAddUp).
+		b, hit, err := p.cache.Peek(ctx, pl.key, querycache.LookupOptions{Valid: validResult, ValidOnce: true, CallerLogs: true})
 		if err != nil || !hit {
 			o.timed()
 			// Inside a transaction a miss is not filled.
+			p.cache.CountBypass("transaction_miss")
 			o.ev.Outcome, o.ev.Reason = OutcomeBypass, "transaction_miss"
 			return false, info
 		}
