@@ -219,6 +219,9 @@ type ShapeRow struct {
 	MissReasons []Count       `json:"miss_reasons,omitempty"` // misses by reason
 	NotPaying   bool          `json:"not_paying,omitempty"`
 	Declined    bool          `json:"declined,omitempty"`
+	// DeclinesExpired counts the shape's declines that expired
+	// (gormcache.ShapeStats.DeclinesExpired).
+	DeclinesExpired uint64 `json:"declines_expired,omitempty"`
 }
 
 // Invalidation is one recent invalidation (querycache.InvalidationRecord).
@@ -370,7 +373,7 @@ func (h *handler) shapeRow(s gormcache.ShapeStats) ShapeRow {
 		Hits: s.Hits, Misses: s.Misses, Bypasses: s.Bypasses, Refusals: s.Refusals, HitRatio: s.HitRatio(),
 		MissTime: s.MissTime, HitCost: s.HitCost, Saved: s.Saved,
 		Bytes: s.Bytes, AvgBytes: s.AvgBytes, MaxBytes: s.MaxBytes,
-		NotPaying: s.NotPaying, Declined: s.Declined,
+		NotPaying: s.NotPaying, Declined: s.Declined, DeclinesExpired: s.DeclinesExpired,
 	}
 	r.Reasons, _ = counts(s.Reasons)
 	r.MissReasons, _ = counts(s.MissReasons)

@@ -17,7 +17,8 @@ import (
 type DeclineOptions struct {
 	// MinSamples is how many measured hits and measured misses a shape
 	// needs before it is judged, and how many new measurements it needs
-	// before its judgement changes again. Default 20.
+	// before its judgement changes again; also how many probes in a row
+	// that miss (measuring no hit) end a decline. Default 20.
 	MinSamples int
 	// DeclineAt: a shape is declined when the moving average of its hit
 	// cost reaches DeclineAt × the moving average of its database time.
@@ -121,7 +122,7 @@ func (s *shape) judge() {
 	}
 	hn, mn := s.hitN.Load(), s.missN.Load()
 	min := uint64(o.MinSamples)
-	if hn < min || mn < min || hn+mn-s.flipAt.Load() < min {
+	if hn < min || mn < min || hn+mn < s.flipAt.Load()+min { // no unsigned wrap: blindProbe resets hitN
 		return
 	}
 	h, m := float64(s.hitNs.Load()), float64(s.missNs.Load())
@@ -131,5 +132,33 @@ func (s *shape) judge() {
 		}
 	} else if h >= o.DeclineAt*m && s.declined.CompareAndSwap(false, true) {
 		s.flipAt.Store(hn + mn)
+		s.blind.Store(0) // blindProbe counts this decline's probes
 	}
+}
+
+// blindProbe notes a miss of the shape. A declined shape's probes measure
+// its hit cost only when they hit; with a write between any two probes
+// every probe misses, and a decline decided on a wrong hit cost (one slow
+// sample) would stand for good. So a decline expires: after MinSamples
+// probes in a row that missed, the shape's hit statistics are reset and
+// it is cached again (counted in ShapeStats.DeclinesExpired). It is judged
+// again only once MinSamples new hits are measured, so a shape that truly
+// does not pay is declined again then, after one round of caching
+// (TestHostile50ObsDeclineForeverAfterOneSlowFirstHit).
+func (s *shape) blindProbe() {
+	if !s.declined.Load() {
+		return
+	}
+	o := s.reg.decline.Load()
+	if o == nil || s.blind.Add(1) < uint64(o.MinSamples) {
+		return
+	}
+	if !s.declined.CompareAndSwap(true, false) {
+		return // resumed or expired meanwhile
+	}
+	s.blind.Store(0)
+	s.hitNs.Store(0)
+	s.hitN.Store(0)
+	s.flipAt.Store(s.missN.Load())
+	s.expired.Add(1)
 }

@@ -107,6 +107,11 @@ type ShapeStats struct {
 	// (DeclineUnprofitable): its statements go to the database, but for a
 	// few probes.
 	Declined bool
+	// DeclinesExpired counts the declines of the shape that expired: its
+	// probes measured no hit for MinSamples probes in a row (each missed:
+	// a write between any two probes), so its hit statistics were reset
+	// and the shape cached again, to measure its hits afresh.
+	DeclinesExpired uint64
 }
 
 // HitRatio is Hits / (Hits + Misses), 0 when there were neither.
@@ -255,6 +260,8 @@ type shape struct {
 	declined atomic.Bool   // decline.go
 	flipAt   atomic.Uint64 // samples (hitN+missN) when declined last changed
 	probes   atomic.Uint64 // statements while declined, to send one in ProbeEvery
+	blind    atomic.Uint64 // misses while declined since a hit was last measured
+	expired  atomic.Uint64 // declines that expired (blindProbe): ShapeStats.DeclinesExpired
 
 	// Bypass and refusal reasons, without a lock: a slot's name is set
 	// once; a reason that finds every slot taken counts in other.
@@ -313,12 +320,22 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 			// that took the database's time, and is not told apart: one
 			// sample may at most double the average, so a stampede does
 			// not make a shape look unprofitable.
+			// The first sample, which ewma takes as it is, may at most be
+			// twice the database time when that is measured: one slow first
+			// hit (a GC pause, a cold connection, a wait for the fill) must
+			// not decline a shape whose hits pay a thousandfold
+			// (TestHostile50ObsDeclineForeverAfterOneSlowFirstHit). A hit
+			// that truly costs more than the database still reads as
+			// unprofitable: twice is above any DeclineAt that matters.
 			x := int64(d)
 			if old := s.hitNs.Load(); old > 0 && x > 2*old {
 				x = 2 * old
+			} else if m := s.missNs.Load(); old == 0 && m > 0 && x > 2*m {
+				x = 2 * m
 			}
 			ewma(&s.hitNs, x)
 			s.hitN.Add(1)
+			s.blind.Store(0) // a hit measured: the decline is judged on fresh costs
 			s.judge()
 		}
 	case OutcomeMiss:
@@ -340,6 +357,7 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 			s.missN.Add(1)
 			s.judge()
 		}
+		s.blindProbe() // decline.go: a probe that measured no hit
 	case OutcomeBypass:
 		s.bypasses.Add(1)
 		s.reason(ev.Reason)
@@ -403,7 +421,7 @@ func (s *shape) stats(opts DeclineOptions) ShapeStats {
 		MissTime: time.Duration(s.missNs.Load()), HitCost: time.Duration(s.hitNs.Load()),
 		MissSamples: s.missN.Load(), HitSamples: s.hitN.Load(),
 		Bytes: int(s.bytes.Load()), AvgBytes: int(s.avgBytes.Load()), MaxBytes: int(s.maxBytes.Load()),
-		Declined: s.declined.Load(),
+		Declined: s.declined.Load(), DeclinesExpired: s.expired.Load(),
 	}
 	if t := s.tables.Load(); t != nil {
 		st.Tables, st.MoreTables = slices.Clone(t.names), t.more
