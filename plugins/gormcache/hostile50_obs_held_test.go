@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"querycache.dev/plugins/gormcache"
 )
@@ -84,4 +85,62 @@ func TestHostile50ObsCountsAddUpUnderStampede(t *testing.T) {
 		t.Errorf("64 statements, %d hits and %d misses (%v)", seen.get("hit"), seen.get("miss"), seen.n)
 	}
 	t.Logf("stats hits %d misses %d shared %d fills %d; events %v", st.Hits, st.Misses, st.Shared, st.Fills, seen.n)
+}
+
+// TestHostile50ObsSamplerCatchesEveryReadShape: with the update path's
+// invalidation broken, a hit of every read shape (First, Take by key,
+// Count, Pluck, Find into structs and maps, Select with IN) served after
+// the update is reported stale by the sampler; with it intact, the same
+// sequence reports nothing stale.
+func TestHostile50ObsSamplerCatchesEveryReadShape(t *testing.T) {
+	for _, broken := range []bool{true, false} {
+		e := h24Setup(t, gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1, Grace: 50 * time.Millisecond}))
+		if broken {
+			gormcache.BreakForTest(e.plugin, "update")
+		}
+		must(t, e.db.AutoMigrate(&H50Session{}))
+		must(t, e.db.Create(&H50Session{Token: "a", User: "ann"}).Error)
+		must(t, e.db.Create(&H50Session{Token: "b", User: "bob"}).Error)
+		c := gormcache.Cacheable()
+		reads := []struct {
+			name string
+			run  func() error
+		}{
+			{"first", func() error { var s H50Session; return e.db.Scopes(c).First(&s, "token = ?", "a").Error }},
+			{"take", func() error { var s H50Session; return e.db.Scopes(c).Take(&s, "token = ?", "a").Error }},
+			{"count", func() error {
+				var n int64
+				return e.db.Scopes(c).Model(&H50Session{}).Where("user = ?", "ann").Count(&n).Error
+			}},
+			{"pluck", func() error {
+				var u []string
+				return e.db.Scopes(c).Model(&H50Session{}).Order("token").Pluck("user", &u).Error
+			}},
+			{"find", func() error { var s []H50Session; return e.db.Scopes(c).Order("token").Find(&s).Error }},
+			{"map", func() error {
+				var m []map[string]any
+				return e.db.Scopes(c).Model(&H50Session{}).Order("token").Find(&m).Error
+			}},
+			{"select in", func() error {
+				var s []H50Session
+				return e.db.Scopes(c).Select("user").Where("token IN ?", []string{"a", "b"}).Order("token").Find(&s).Error
+			}},
+		}
+		for i := 0; i < 2; i++ {
+			for _, r := range reads {
+				must(t, r.run())
+			}
+		}
+		gormcache.WaitSamplerForTest(e.plugin)
+		must(t, e.db.Model(&H50Session{Token: "a"}).Update("user", "zed").Error)
+		for _, r := range reads {
+			before := e.plugin.Freshness().Stale
+			must(t, r.run())
+			gormcache.WaitSamplerForTest(e.plugin)
+			f := e.plugin.Freshness()
+			if got := f.Stale - before; broken && got != 1 || !broken && f.Stale != 0 {
+				t.Errorf("broken %v: %s: %d new stale findings; report %+v", broken, r.name, got, f)
+			}
+		}
+	}
 }
