@@ -15,31 +15,31 @@ import (
 	"querycache.dev/plugins/gormcache"
 )
 
-type h50Item struct {
+type h50rItem struct {
 	ID   int
 	Name string
 }
 
-func (h50Item) TableName() string { return "h50_items" }
+func (h50rItem) TableName() string { return "h50_items" }
 
-type h50Parent struct {
+type h50rParent struct {
 	ID       int
 	Name     string
-	Children []h50Child `gorm:"foreignKey:ParentID"`
+	Children []h50rChild `gorm:"foreignKey:ParentID"`
 }
 
-func (h50Parent) TableName() string { return "h50_parents" }
+func (h50rParent) TableName() string { return "h50_parents" }
 
-type h50Child struct {
+type h50rChild struct {
 	ID       int
 	ParentID int
 	Name     string
 }
 
-func (h50Child) TableName() string { return "h50_children" }
+func (h50rChild) TableName() string { return "h50_children" }
 
-// h50Case is one write/read pair checked against a lagging standby.
-type h50Case struct {
+// h50rCase is one write/read pair checked against a lagging standby.
+type h50rCase struct {
 	name  string
 	setup []string // SQL run on the primary (in the test's schema) before the plugin is registered
 	read  func(db *gorm.DB, schema string) (string, error)
@@ -47,7 +47,7 @@ type h50Case struct {
 	opts  *gormcache.CacheOptions // the read's mark (default Cacheable)
 }
 
-func h50Rows(db *gorm.DB, q string, args ...any) (string, error) {
+func h50rRows(db *gorm.DB, q string, args ...any) (string, error) {
 	var out []map[string]any
 	if err := db.Raw(q, args...).Scan(&out).Error; err != nil {
 		return "", err
@@ -68,12 +68,12 @@ func h50Rows(db *gorm.DB, q string, args ...any) (string, error) {
 	return strings.Join(parts, " | "), nil
 }
 
-var h50Cases = []h50Case{
+var h50rCases = []h50rCase{
 	{
 		name:  "qualified exec, unqualified read",
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			var it h50Item
+			var it h50rItem
 			err := db.First(&it, 1).Error
 			return it.Name, err
 		},
@@ -85,19 +85,19 @@ var h50Cases = []h50Case{
 		name:  "qualified read, unqualified write",
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, schema string) (string, error) {
-			var it h50Item
+			var it h50rItem
 			err := db.Table(schema+".h50_items").Where("id = ?", 1).Take(&it).Error
 			return it.Name, err
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Model(&h50Item{ID: 1}).Update("name", "new").Error
+			return db.Model(&h50rItem{ID: 1}).Update("name", "new").Error
 		},
 	},
 	{
 		name:  "quoted mixed-case qualified exec",
 		setup: []string{`CREATE TABLE "H50Items" (id bigint PRIMARY KEY, name text)`, `INSERT INTO "H50Items" VALUES (1, 'old')`},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			return h50Rows(db, `SELECT name FROM "H50Items" WHERE id = 1`)
+			return h50rRows(db, `SELECT name FROM "H50Items" WHERE id = 1`)
 		},
 		write: func(db *gorm.DB, schema string) error {
 			return db.Exec(`UPDATE "` + schema + `"."H50Items" SET name = 'new' WHERE id = 1`).Error
@@ -108,17 +108,17 @@ var h50Cases = []h50Case{
 		opts:  &gormcache.CacheOptions{Tables: []string{"h50_items"}},
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')", "CREATE VIEW h50_v AS SELECT id, name FROM h50_items"},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			return h50Rows(db, "SELECT name FROM h50_v WHERE id = 1")
+			return h50rRows(db, "SELECT name FROM h50_v WHERE id = 1")
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Model(&h50Item{ID: 1}).Update("name", "new").Error
+			return db.Model(&h50rItem{ID: 1}).Update("name", "new").Error
 		},
 	},
 	{
 		name:  "write through an updatable view",
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')", "CREATE VIEW h50_v AS SELECT id, name FROM h50_items"},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			var it h50Item
+			var it h50rItem
 			err := db.First(&it, 1).Error
 			return it.Name, err
 		},
@@ -135,11 +135,11 @@ var h50Cases = []h50Case{
 		},
 		read: func(db *gorm.DB, _ string) (string, error) {
 			var n int64
-			err := db.Model(&h50Child{}).Where("parent_id = ?", 1).Count(&n).Error
+			err := db.Model(&h50rChild{}).Where("parent_id = ?", 1).Count(&n).Error
 			return fmt.Sprint(n), err
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Delete(&h50Parent{ID: 1}).Error
+			return db.Delete(&h50rParent{ID: 1}).Error
 		},
 	},
 	{
@@ -151,17 +151,17 @@ var h50Cases = []h50Case{
 			"CREATE TRIGGER h50_t AFTER UPDATE ON h50_items FOR EACH ROW EXECUTE FUNCTION h50_logit()",
 		},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			return h50Rows(db, "SELECT what FROM h50_log ORDER BY id")
+			return h50rRows(db, "SELECT what FROM h50_log ORDER BY id")
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Model(&h50Item{ID: 1}).Update("name", "new").Error
+			return db.Model(&h50rItem{ID: 1}).Update("name", "new").Error
 		},
 	},
 	{
 		name:  "ddl add column, select star",
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			return h50Rows(db, "SELECT * FROM h50_items WHERE id = 1")
+			return h50rRows(db, "SELECT * FROM h50_items WHERE id = 1")
 		},
 		write: func(db *gorm.DB, _ string) error {
 			return db.Exec("ALTER TABLE h50_items ADD COLUMN extra text DEFAULT 'x'").Error
@@ -172,7 +172,7 @@ var h50Cases = []h50Case{
 		opts:  &gormcache.CacheOptions{Catalog: true},
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, schema string) (string, error) {
-			return h50Rows(db, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = 'h50_items' ORDER BY ordinal_position", schema)
+			return h50rRows(db, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = 'h50_items' ORDER BY ordinal_position", schema)
 		},
 		write: func(db *gorm.DB, _ string) error {
 			return db.Exec("ALTER TABLE h50_items ADD COLUMN extra text").Error
@@ -183,7 +183,7 @@ var h50Cases = []h50Case{
 		opts:  &gormcache.CacheOptions{Catalog: true},
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)"},
 		read: func(db *gorm.DB, schema string) (string, error) {
-			return h50Rows(db, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relkind = 'r' ORDER BY 1", schema)
+			return h50rRows(db, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ? AND c.relkind = 'r' ORDER BY 1", schema)
 		},
 		write: func(db *gorm.DB, _ string) error {
 			return db.Exec("CREATE TABLE h50_more (id int)").Error
@@ -194,10 +194,10 @@ var h50Cases = []h50Case{
 		opts:  &gormcache.CacheOptions{Catalog: true},
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)"},
 		read: func(db *gorm.DB, schema string) (string, error) {
-			return h50Rows(db, "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = 'h50_children'", schema)
+			return h50rRows(db, "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = 'h50_children'", schema)
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Migrator().CreateTable(&h50Child{})
+			return db.Migrator().CreateTable(&h50rChild{})
 		},
 	},
 	{
@@ -208,7 +208,7 @@ var h50Cases = []h50Case{
 			"INSERT INTO h50_parents VALUES (1, 'p')", "INSERT INTO h50_children VALUES (1, 1, 'old')",
 		},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			var p h50Parent
+			var p h50rParent
 			err := db.Preload("Children").First(&p, 1).Error
 			var s []string
 			for _, c := range p.Children {
@@ -217,7 +217,7 @@ var h50Cases = []h50Case{
 			return strings.Join(s, ","), err
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Model(&h50Child{ID: 1}).Update("name", "new").Error
+			return db.Model(&h50rChild{ID: 1}).Update("name", "new").Error
 		},
 	},
 	{
@@ -225,23 +225,23 @@ var h50Cases = []h50Case{
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, _ string) (string, error) {
 			var s string
-			err := db.Model(&h50Item{}).Select("name").Where("id = ?", 1).Row().Scan(&s)
+			err := db.Model(&h50rItem{}).Select("name").Where("id = ?", 1).Row().Scan(&s)
 			return s, err
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Model(&h50Item{ID: 1}).Update("name", "new").Error
+			return db.Model(&h50rItem{ID: 1}).Update("name", "new").Error
 		},
 	},
 	{
 		name:  "upsert",
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			var it h50Item
+			var it h50rItem
 			err := db.First(&it, 1).Error
 			return it.Name, err
 		},
 		write: func(db *gorm.DB, _ string) error {
-			return db.Clauses(clause.OnConflict{UpdateAll: true}).Create(&h50Item{ID: 1, Name: "new"}).Error
+			return db.Clauses(clause.OnConflict{UpdateAll: true}).Create(&h50rItem{ID: 1, Name: "new"}).Error
 		},
 	},
 	{
@@ -249,7 +249,7 @@ var h50Cases = []h50Case{
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, _ string) (string, error) {
 			var n int64
-			err := db.Model(&h50Item{}).Count(&n).Error
+			err := db.Model(&h50rItem{}).Count(&n).Error
 			return fmt.Sprint(n), err
 		},
 		write: func(db *gorm.DB, _ string) error {
@@ -264,7 +264,7 @@ var h50Cases = []h50Case{
 			"INSERT INTO h50_items VALUES (1, 'old')",
 		},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			return h50Rows(db, "SELECT name FROM h50_items WHERE id = 1")
+			return h50rRows(db, "SELECT name FROM h50_items WHERE id = 1")
 		},
 		write: func(db *gorm.DB, _ string) error {
 			return db.Exec("UPDATE h50_items_p1 SET name = 'new' WHERE id = 1").Error
@@ -278,7 +278,7 @@ var h50Cases = []h50Case{
 			"INSERT INTO h50_items_c VALUES (1, 'old')",
 		},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			return h50Rows(db, "SELECT name FROM h50_items WHERE id = 1")
+			return h50rRows(db, "SELECT name FROM h50_items WHERE id = 1")
 		},
 		write: func(db *gorm.DB, _ string) error {
 			return db.Exec("UPDATE h50_items_c SET name = 'new' WHERE id = 1").Error
@@ -288,7 +288,7 @@ var h50Cases = []h50Case{
 		name:  "writing CTE via Raw Scan",
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old')"},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			var it h50Item
+			var it h50rItem
 			err := db.First(&it, 1).Error
 			return it.Name, err
 		},
@@ -301,15 +301,15 @@ var h50Cases = []h50Case{
 		name:  "transaction with savepoint",
 		setup: []string{"CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)", "INSERT INTO h50_items VALUES (1, 'old'), (2, 'old')"},
 		read: func(db *gorm.DB, _ string) (string, error) {
-			return h50Rows(db, "SELECT id, name FROM h50_items ORDER BY id")
+			return h50rRows(db, "SELECT id, name FROM h50_items ORDER BY id")
 		},
 		write: func(db *gorm.DB, _ string) error {
 			return db.Transaction(func(tx *gorm.DB) error {
-				if err := tx.Model(&h50Item{ID: 1}).Update("name", "new").Error; err != nil {
+				if err := tx.Model(&h50rItem{ID: 1}).Update("name", "new").Error; err != nil {
 					return err
 				}
 				return tx.Transaction(func(tx2 *gorm.DB) error {
-					return tx2.Model(&h50Item{ID: 2}).Update("name", "new").Error
+					return tx2.Model(&h50rItem{ID: 2}).Update("name", "new").Error
 				})
 			})
 		},
@@ -325,7 +325,7 @@ var h50Cases = []h50Case{
 // must not cache the standby's old answer.
 func TestHostile50ReplicaFenceShapes(t *testing.T) {
 	r := testenv.StartPostgresReplica(t)
-	for _, tc := range h50Cases {
+	for _, tc := range h50rCases {
 		t.Run(tc.name, func(t *testing.T) {
 			pdsn, sdsn := r.Schema(t)
 			schema := schemaOf(pdsn)

@@ -12,9 +12,9 @@ import (
 	"querycache.dev/plugins/gormcache"
 )
 
-func h50ReadName(t *testing.T, db *gorm.DB) string {
+func h50rReadName(t *testing.T, db *gorm.DB) string {
 	t.Helper()
-	var it h50Item
+	var it h50rItem
 	if err := db.Scopes(gormcache.Cacheable()).First(&it, 1).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestHostile50ReplicaManualInvalidateNotFenced(t *testing.T) {
 	r.WaitReplayed(t)
 	plugin := gormcache.New(newReplicaCache(t))
 	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), plugin)
-	if got := h50ReadName(t, db); got != "old" {
+	if got := h50rReadName(t, db); got != "old" {
 		t.Fatalf("first read %q", got)
 	}
 	r.PauseReplay(t)
@@ -55,12 +55,12 @@ func TestHostile50ReplicaManualInvalidateNotFenced(t *testing.T) {
 	if err := plugin.Cache().InvalidateTables(context.Background(), "h50_items"); err != nil {
 		t.Fatal(err)
 	}
-	if got := h50ReadName(t, db); got != "new" {
+	if got := h50rReadName(t, db); got != "new" {
 		t.Errorf("the read after the write and InvalidateTables returned %q (%+v)", got, plugin.ReplicaStats())
 	}
 	r.ResumeReplay(t)
 	r.WaitReplayed(t)
-	if got := h50ReadName(t, db); got != "new" {
+	if got := h50rReadName(t, db); got != "new" {
 		t.Errorf("after the standby replayed the write the cache still serves %q (hits %d)", got, plugin.Cache().Stats().Hits)
 	}
 }
@@ -93,20 +93,20 @@ func TestHostile50ReplicaSiblingWriterNotFenced(t *testing.T) {
 	rp := gormcache.New(shared)
 	useInOrder(t, reader, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(sdsn)}}), rp)
 	must(t, writer.Exec("CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)").Error)
-	must(t, writer.Create(&h50Item{ID: 1, Name: "old"}).Error)
+	must(t, writer.Create(&h50rItem{ID: 1, Name: "old"}).Error)
 	r.WaitReplayed(t)
-	if got := h50ReadName(t, reader); got != "old" {
+	if got := h50rReadName(t, reader); got != "old" {
 		t.Fatalf("first read %q", got)
 	}
 	r.PauseReplay(t)
 	defer r.ResumeReplay(t)
-	must(t, writer.Model(&h50Item{ID: 1}).Update("name", "new").Error)
-	if got := h50ReadName(t, reader); got != "new" {
+	must(t, writer.Model(&h50rItem{ID: 1}).Update("name", "new").Error)
+	if got := h50rReadName(t, reader); got != "new" {
 		t.Errorf("the reader's read after the writer's Update returned %q (%+v)", got, rp.ReplicaStats())
 	}
 	r.ResumeReplay(t)
 	r.WaitReplayed(t)
-	if got := h50ReadName(t, reader); got != "new" {
+	if got := h50rReadName(t, reader); got != "new" {
 		t.Errorf("after the standby replayed the write the cache still serves %q", got)
 	}
 }
