@@ -20,8 +20,19 @@ import (
 // whose copy of the table is brought up to date by hand (so its lag is
 // certain): the write through GORM returns, the next cached read caches
 // the copy's old row under the new versions, and that row is still served
-// after the copy has caught up.
+// after the copy has caught up. ReplicaCheckPrimary does not help: the
+// replica is not asked its position once found not in recovery.
 func TestHostile50ReplicaNotInRecoveryTrusted(t *testing.T) {
+	for _, check := range []bool{false, true} {
+		name := "default"
+		if check {
+			name = "ReplicaCheckPrimary"
+		}
+		t.Run(name, func(t *testing.T) { h50rNotInRecovery(t, check) })
+	}
+}
+
+func h50rNotInRecovery(t *testing.T, check bool) {
 	pdsn := testenv.PostgresSchema(t)
 	rdsn := testenv.PostgresSchema(t)
 	db, err := gorm.Open(postgres.Open(pdsn), &gorm.Config{Logger: logger.Discard})
@@ -36,7 +47,11 @@ func TestHostile50ReplicaNotInRecoveryTrusted(t *testing.T) {
 		must(t, d.Exec("CREATE TABLE h50_items (id bigint PRIMARY KEY, name text)").Error)
 		must(t, d.Exec("INSERT INTO h50_items VALUES (1, 'old')").Error)
 	}
-	plugin := gormcache.New(newReplicaCache(t))
+	var opts []gormcache.Option
+	if check {
+		opts = append(opts, gormcache.ReplicaCheckPrimary())
+	}
+	plugin := gormcache.New(newReplicaCache(t), opts...)
 	useInOrder(t, db, "dbresolver first", dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{postgres.Open(rdsn)}}), plugin)
 	if got := h50rReadName(t, db); got != "old" {
 		t.Fatalf("first read %q", got)
