@@ -94,6 +94,9 @@ type Cache struct {
 	watchMu sync.Mutex                      // adds and removes watches (watch.go)
 	watches atomic.Pointer[[]*versionWatch] // the watches of versions, copied on write; nil: none
 
+	hookMu sync.Mutex                        // adds and removes invalidation hooks (hooks.go)
+	hooks  atomic.Pointer[[]*invalidateHook] // OnInvalidate's hooks, copied on write; nil: none
+
 	kvOnce sync.Once
 	kv     *KV // the default low-level API (Cache.KV)
 }

@@ -308,6 +308,9 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 	if ch.Empty() {
 		return nil
 	}
+	if c.hooks.Load() != nil {
+		c.runHooks(ctx, ch) // before the versions change (hooks.go)
+	}
 	if c.isClosed() {
 		return c.closedInvalidation(ctx, ch) // delivered once if the store still answers, never retried (misconfig.go)
 	}
