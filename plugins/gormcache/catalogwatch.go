@@ -47,10 +47,13 @@ var cacheSiblings sync.Map // weak.Pointer[querycache.Cache] -> *siblings
 func (p *Plugin) joinSiblings() {
 	key := weak.Make(p.cache)
 	v, loaded := cacheSiblings.LoadOrStore(key, &siblings{})
+	s := v.(*siblings)
 	if !loaded {
 		runtime.AddCleanup(p.cache, func(k weak.Pointer[querycache.Cache]) { cacheSiblings.Delete(k) }, key)
+		// One hook per cache, holding no plugin: every change applied to
+		// the cache fences every plugin on it (replica.go, fenceSiblings).
+		p.cache.OnInvalidate(s.fence)
 	}
-	s := v.(*siblings)
 	s.mu.Lock()
 	s.ps = slices.DeleteFunc(s.ps, func(w weak.Pointer[Plugin]) bool { return w.Value() == nil })
 	s.ps = append(s.ps, weak.Make(p))

@@ -325,6 +325,8 @@ func (p *Plugin) apply(ctx context.Context, ch querycache.Change) {
 	// Errors are logged and counted by the cache, which keeps the
 	// undelivered versions bypassed until they are delivered.
 	p.schemaChanged(ch)
-	p.fenceWrite(ctx, ch) // before the versions change (replica.go)
+	// The replica fence is recorded by the cache's OnInvalidate hook, for
+	// every plugin on the cache, before the versions change (replica.go,
+	// siblings.fence).
 	_ = p.cache.Invalidate(ctx, ch)
 }

@@ -231,8 +231,37 @@ func (p *Plugin) copiedConfig(db *gorm.DB) (skip bool, err error) {
 	return false, errors.New("gormcache: this *gorm.DB was opened with a copy of a gorm.Config that already holds this plugin (gorm.Open(d, db.Config)); its writes would not invalidate the cache. Open it with a fresh gorm.Config and register a gormcache.New plugin of its own")
 }
 
-// fenceWrite records the fence of a change about to be applied (called by
-// apply before the invalidation).
+// fence is the cache's OnInvalidate hook (registered by joinSiblings):
+// every plugin on the cache records the fence of every change applied to
+// it, before its versions are replaced. Before, only Plugin.apply fenced,
+// and only its own plugin: a write the plugin cannot see followed by
+// Cache.InvalidateTables (TestHostile50ReplicaManualInvalidateNotFenced),
+// or a write through another *gorm.DB sharing the cache
+// (TestHostile50ReplicaSiblingWriterNotFenced), replaced the versions with
+// no fence, and a fill through dbresolver that read the new versions went
+// to the lagging standby and stored the old row under them. Recorded in
+// this order (fence, then versions), a fill that reads the new versions
+// sees the fence. Other processes' writes are not in this process's hooks
+// (TestReplicaOtherWriter; ReplicaCheckPrimary covers them).
+func (s *siblings) fence(ctx context.Context, ch querycache.Change) {
+	// Only plugins whose fence is on (a replica read was seen) do
+	// anything; most writes find none, and allocate nothing here.
+	var buf [4]*Plugin
+	ps := buf[:0]
+	s.mu.Lock()
+	for _, w := range s.ps {
+		if o := w.Value(); o != nil && o.rf.active.Load() {
+			ps = append(ps, o)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		p.fenceWrite(ctx, ch)
+	}
+}
+
+// fenceWrite records the fence of a change about to be applied to the
+// cache (siblings.fence, before the invalidation replaces the versions).
 func (p *Plugin) fenceWrite(ctx context.Context, ch querycache.Change) {
 	f := &p.rf
 	if !f.active.Load() || ch.Empty() || p.broken["replica_fence"] {
