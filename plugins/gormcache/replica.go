@@ -148,6 +148,8 @@ type replicaFence struct {
 	replicaFills, primaryFills, replicaChecks, fenceReads, errors atomic.Int64
 	warned                                                        atomic.Bool
 
+	primaryID atomic.Pointer[string] // the primary's serverIdentity, last read
+
 	// afterModeRead, a test hook set before use, runs in activateFence
 	// between the read that detects the fence's mode and the switch-on.
 	afterModeRead func()
@@ -167,10 +169,29 @@ type replicaPool struct {
 	// changed. Both are written inside the pool's single flight.
 	checkedAt atomic.Int64
 	started   atomic.Pointer[string]
-	// primaryUntil: the pool was seen not in recovery (a primary, such as
-	// dbresolver's Sources); trusted until this monotonic time.
+	// primaryUntil: the pool was seen not in recovery and found to be the
+	// primary's own server and schemas (dbresolver's Sources pointing at
+	// the primary); trusted until this monotonic time.
 	primaryUntil atomic.Int64
+	// unmeasuredUntil: the pool was seen not in recovery but is another
+	// server (a logical-replication subscriber, say), whose lag cannot be
+	// measured; until this monotonic time its fills under a fence run on
+	// the primary without asking it again.
+	unmeasuredUntil atomic.Int64
+	// ident is the pool's server identity (serverIdentity), read once per
+	// server start.
+	ident atomic.Pointer[serverID]
 }
+
+// serverID is a server's identity read when it had started at started.
+type serverID struct{ started, id string }
+
+// serverIdentity names the data a connection reads: the cluster
+// (system_identifier, shared by a physical standby and its primary), the
+// server process (its start time: a promoted standby or a copy differs
+// from the primary there), the database and the schemas on the search
+// path (a second schema of the same server is other data).
+const serverIdentity = "SELECT concat_ws('|', (SELECT system_identifier FROM pg_control_system()), pg_postmaster_start_time(), current_database(), current_schemas(false))"
 
 // maxFenceTables bounds the per-table fences; past it they are folded into
 // the global one (safe: a higher fence only sends more fills to the
@@ -457,6 +478,9 @@ func (p *Plugin) replicaCaughtUp(ctx context.Context, cp gorm.ConnPool, rp *repl
 	if fresh() {
 		return true
 	}
+	if rp.unmeasuredUntil.Load() > int64(monoNow()) {
+		return false // not a standby, nor the primary: see below
+	}
 	// Ask the replica; concurrent fills share one question (an answer read
 	// after this fill's fence would only be higher).
 	_, _, _ = f.flight.Do(rp.id, func() (any, error) {
@@ -475,9 +499,22 @@ func (p *Plugin) replicaCaughtUp(ctx context.Context, cp gorm.ConnPool, rp *repl
 			return nil, err
 		}
 		if !recovery {
-			rp.primaryUntil.Store(int64(monoNow() + uint64(primaryRecheck)))
+			// Not in recovery: the primary itself (dbresolver's Sources),
+			// or another server (a logical-replication subscriber, a
+			// copy) whose lag no position tells. Taken for the primary
+			// unchecked, such a replica's old row was stored under a
+			// write's new versions (TestHostile50ReplicaNotInRecoveryTrusted);
+			// now its fills under a fence run on the primary.
+			until := int64(monoNow() + uint64(primaryRecheck))
+			if p.samePrimary(ctx, cp, rp, started) {
+				rp.primaryUntil.Store(until)
+			} else {
+				rp.checkedAt.Store(0) // a position it showed as a standby is no guide now
+				rp.unmeasuredUntil.Store(until)
+			}
 			return nil, nil
 		}
+		rp.unmeasuredUntil.Store(0)
 		lsn, ok := parseLSN(pos.String)
 		if !ok || !pos.Valid {
 			return nil, nil
@@ -494,6 +531,45 @@ func (p *Plugin) replicaCaughtUp(ctx context.Context, cp gorm.ConnPool, rp *repl
 		return nil, nil
 	})
 	return fresh()
+}
+
+// samePrimary reports whether the pool cp, found not in recovery, reads
+// what the plugin's own pool reads (serverIdentity): same cluster, same
+// server process, same database and schemas. The pool's identity is read
+// once per server start (started); the primary's is remembered and read
+// again when it differs (the primary restarted), but not on an exhausted
+// pool, whose connection the caller may hold. Any failure answers no,
+// which only sends fills to the primary.
+func (p *Plugin) samePrimary(ctx context.Context, cp gorm.ConnPool, rp *replicaPool, started string) bool {
+	id := rp.ident.Load()
+	if id == nil || id.started != started {
+		var s string
+		if err := cp.QueryRowContext(ctx, serverIdentity).Scan(&s); err != nil {
+			p.rf.errors.Add(1)
+			p.warnReplica("reading the identity of a replica not in recovery failed; its fills run on the primary", err)
+			return false
+		}
+		id = &serverID{started: started, id: s}
+		rp.ident.Store(id)
+	}
+	if prim := p.rf.primaryID.Load(); prim != nil && *prim == id.id {
+		return true
+	}
+	if p.poolExhausted() {
+		return false
+	}
+	var s string
+	if err := p.inner.QueryRowContext(ctx, serverIdentity).Scan(&s); err != nil {
+		p.rf.errors.Add(1)
+		p.warnReplica("reading the primary's identity failed; fills of a replica not in recovery run on the primary", err)
+		return false
+	}
+	p.rf.primaryID.Store(&s)
+	if s != id.id {
+		p.warnReplica("a replica is not in recovery and is not the primary (a logical-replication subscriber?); its lag cannot be measured, so its fills run on the primary", errors.New(id.id))
+		return false
+	}
+	return true
 }
 
 // replicaPoolOf returns the state of the pool cp when it is not the
