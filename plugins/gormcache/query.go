@@ -436,12 +436,12 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool, o *outcome) (handled bool
 		// invalidation, a store error): the query runs, nothing is stored.
 		o.ev.Outcome, o.ev.Reason = OutcomeBypass, r
 	}
-	p.routeFill(db, pl.key.Tables) // versions read: a lagging replica may not fill (replica.go)
+	route := p.routeFill(db, pl.key.Tables) // versions read: a lagging replica may not fill (replica.go)
 	filling := time.Now()
 	if o.start.IsZero() {
 		o.start = filling
 	}
-	b, live, bypass, err := p.fill(db, m, stream, pl.key.Tables)
+	b, live, bypass, err := p.fill(db, m, stream, pl.key.Tables, route)
 	if bypass != "" {
 		o.ev.Outcome, o.ev.Reason = OutcomeBypass, bypass
 	}

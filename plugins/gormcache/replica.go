@@ -101,6 +101,10 @@ type ReplicaStats struct {
 	// Errors counts positions that could not be read (the affected fills
 	// ran on the primary).
 	Errors int64
+	// BusyBypasses counts fills that had to leave the replica while the
+	// primary's pool had no free connection: they read the replica and
+	// stored nothing (bypass reason "replica_primary_busy").
+	BusyBypasses int64
 	// Mode is "wal" (PostgreSQL WAL positions), "window", or "" before the
 	// first replica read.
 	Mode string
@@ -115,6 +119,7 @@ func (p *Plugin) ReplicaStats() ReplicaStats {
 		ReplicaChecks: f.replicaChecks.Load(),
 		FenceReads:    f.fenceReads.Load(),
 		Errors:        f.errors.Load(),
+		BusyBypasses:  f.busyBypasses.Load(),
 	}
 	if f.active.Load() {
 		s.Mode = "window"
@@ -146,6 +151,7 @@ type replicaFence struct {
 	rounds positionRounds
 
 	replicaFills, primaryFills, replicaChecks, fenceReads, errors atomic.Int64
+	busyBypasses                                                  atomic.Int64
 	warned                                                        atomic.Bool
 
 	primaryID atomic.Pointer[string] // the primary's serverIdentity, last read
@@ -424,12 +430,14 @@ func (f *replicaFence) required(tables []string) uint64 {
 // routeFill runs before a fill queries the database, after its versions
 // were read: when the statement is routed to a replica that may not have
 // replayed a write the cache applied to the tables it reads, it is sent to
-// the primary instead.
-func (p *Plugin) routeFill(db *gorm.DB, tables []string) {
+// the primary instead, or, when the primary's pool has no free
+// connection, it reads the replica and stores nothing (bypass, the reason
+// returned).
+func (p *Plugin) routeFill(db *gorm.DB, tables []string) (bypass string) {
 	cp := db.Statement.ConnPool
 	rp := p.replicaPoolOf(cp)
 	if rp == nil || p.broken["replica_route"] {
-		return
+		return ""
 	}
 	f := &p.rf
 	ctx := context.WithoutCancel(stmtContext(db))
@@ -447,7 +455,12 @@ func (p *Plugin) routeFill(db *gorm.DB, tables []string) {
 		}
 	}
 	if f.checkPrimary && f.wal.Load() {
-		lsn, err := p.primaryPositionAfter(ctx)
+		// Not on an exhausted pool: the read would wait for a connection
+		// the caller may hold (TestHostile50ReplicaBusyPoolReadInsideRowsHangs).
+		lsn, err := uint64(0), errPoolBusy
+		if !p.poolExhausted() {
+			lsn, err = p.primaryPositionAfter(ctx)
+		}
 		if err != nil {
 			need = math.MaxUint64
 		}
@@ -455,10 +468,22 @@ func (p *Plugin) routeFill(db *gorm.DB, tables []string) {
 	}
 	if need == 0 || p.replicaCaughtUp(ctx, cp, rp, need) {
 		f.replicaFills.Add(1)
-		return
+		return ""
+	}
+	if p.poolExhausted() {
+		// The primary's pool has MaxOpenConns connections in use, possibly
+		// the caller's own (Raw("UPDATE ... RETURNING").Rows() still open
+		// while it reads through dbresolver): a fill sent there waited for
+		// it for good (TestHostile50ReplicaBusyPoolReadInsideRowsHangs).
+		// The statement reads the replica, as it would without the cache,
+		// and nothing is stored: a lagging replica's rows never reach the
+		// cache.
+		f.busyBypasses.Add(1)
+		return "replica_primary_busy"
 	}
 	f.primaryFills.Add(1)
 	db.Statement.ConnPool = p.rf.outer
+	return ""
 }
 
 // replicaCaughtUp reports whether the replica behind cp has passed need.
@@ -613,7 +638,13 @@ func (p *Plugin) activateFence(ctx context.Context) {
 	// times); its position may be older than a write that commits now.
 	wal, unknown := false, false
 	if p.dialect == "postgres" {
-		_, err := p.primaryPositionAfter(ctx)
+		// Not on an exhausted pool (the caller may hold its connection,
+		// TestHostile50ReplicaBusyPoolReadInsideRowsHangs): unknown, WAL
+		// positions assumed, resolved by a later read.
+		var err error = errPoolBusy
+		if !p.poolExhausted() {
+			_, err = p.primaryPositionAfter(ctx)
+		}
 		switch {
 		case err == nil:
 			wal = true

@@ -63,8 +63,8 @@ type liveRows struct {
 //
 // A non-empty bypass says the result is not stored after all: what the
 // lookup checked before it read the versions changed before the query ran
-// (fillGuard).
-func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool, tables []string) (payload []byte, rows *liveRows, bypass string, err error) {
+// (fillGuard), or route, routeFill's reason, says so.
+func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool, tables []string, route string) (payload []byte, rows *liveRows, bypass string, err error) {
 	defer func() {
 		if rows == nil {
 			m.Abandon("") // an error or a panic; a stored miss is already ended
@@ -75,7 +75,12 @@ func (p *Plugin) fill(db *gorm.DB, m *querycache.Miss, stream bool, tables []str
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if bypass = p.fillGuard(tables); bypass != "" {
+	// route: routeFill's reason not to store (a replica read while the
+	// primary's pool is exhausted).
+	if bypass = route; bypass == "" {
+		bypass = p.fillGuard(tables)
+	}
+	if bypass != "" {
 		m.Abandon("") // the rows are still read and handed out; nothing is stored
 		p.cache.CountBypass(bypass)
 	}
