@@ -79,11 +79,13 @@ func ReplicaWindow(d time.Duration) Option {
 // ReplicaCheckPrimary makes every fill routed to a replica read the
 // primary's WAL position first (one small query on the primary per replica
 // fill) and run on the primary if the replica has not replayed that far.
-// Without it (the default) the fence covers the writes this plugin applied;
-// writes by other processes sharing the store, and writes the PostgreSQL
-// listener reports, bump the versions without a fence in this process, so
-// a replica fill here may store a row older than them until the entry's
-// TTL. PostgreSQL only; elsewhere it is an error to set it.
+// Without it (the default) the fence covers every invalidation applied to
+// this process's Cache (this plugin's writes, other plugins sharing the
+// Cache, manual invalidations, the PostgreSQL listener's reports); writes
+// by other processes sharing the store bump the versions without a fence
+// in this process, so a replica fill here may store a row older than them
+// until the entry's TTL. PostgreSQL only; elsewhere it is an error to set
+// it.
 func ReplicaCheckPrimary() Option { return func(p *Plugin) { p.rf.checkPrimary = true } }
 
 const defaultReplicaWindow = 5 * time.Second
