@@ -513,3 +513,169 @@ func TestHostile51SQLiteDepsHeldInternalTables(t *testing.T) {
 	h51Exec(t, e.db, "INSERT INTO h51_st VALUES (6, 'c'), (7, 'd'), (8, 'e')", "PRAGMA optimize=0x10002")
 	h51Compare(t, e, "pragma optimize", reads)
 }
+
+func TestHostile51SQLiteDepsHeldRolledBackDropTrigger(t *testing.T) {
+	e := h51Env(t)
+	h51Exec(t, e.db,
+		"CREATE TABLE h51_ps (id INTEGER PRIMARY KEY, code text UNIQUE, name text)",
+		"CREATE TABLE h51_log (id integer PRIMARY KEY, what text)",
+		"CREATE TABLE h51_kids (id integer PRIMARY KEY, p_id integer REFERENCES h51_ps(id) ON DELETE CASCADE)",
+		"CREATE TRIGGER h51_ps_upd AFTER UPDATE ON h51_ps BEGIN INSERT INTO h51_log(what) VALUES ('upd ' || NEW.id); END",
+		"INSERT INTO h51_ps VALUES (1, 'a', 'A'), (2, 'b', 'B'), (3, 'c', 'C')",
+		"INSERT INTO h51_kids VALUES (1, 1), (2, 2), (3, 3)",
+	)
+	reads := []string{"SELECT count(*) AS n FROM h51_log", "SELECT count(*) AS n FROM h51_kids"}
+	for i, ddl := range []string{"DROP TRIGGER h51_ps_upd", "DROP TABLE h51_kids", "ALTER TABLE h51_kids RENAME TO h51_kids2"} {
+		tx := e.db.Begin()
+		must(t, tx.Exec(ddl).Error)
+		must(t, tx.Model(&H51P{ID: 1}).Update("name", "x").Error)
+		must(t, tx.Exec("DELETE FROM h51_ps WHERE id = 99").Error)
+		var n int64
+		tx.Scopes(gormcache.Cacheable()).Raw("SELECT count(*) FROM h51_ps").Scan(&n)
+		must(t, tx.Rollback().Error)
+		h51Hits(t, e, reads)
+		must(t, e.db.Model(&H51P{ID: 2}).Update("name", "y").Error)
+		if i == 0 {
+			h51Compare(t, e, ddl+" rolled back, then update", reads)
+		}
+		must(t, e.db.Delete(&H51P{ID: uint(i + 1)}).Error)
+		h51Compare(t, e, ddl+" rolled back, then delete", reads)
+		h51Exec(t, e.db, "INSERT OR IGNORE INTO h51_ps VALUES (1, 'a', 'A'), (2, 'b', 'B'), (3, 'c', 'C')", "INSERT OR IGNORE INTO h51_kids VALUES (1, 1), (2, 2), (3, 3)")
+	}
+}
+
+func TestHostile51SQLiteDepsHeldOddNames(t *testing.T) {
+	e := h51Env(t)
+	h51Exec(t, e.db,
+		"CREATE TABLE \"H51 Ps\" (id INTEGER PRIMARY KEY, code text UNIQUE, name text)",
+		"CREATE TABLE \"h51.kids\" (id integer PRIMARY KEY, p_id integer REFERENCES [h51 ps](id) ON DELETE CASCADE)",
+		"CREATE TABLE `h51\"log` (id integer PRIMARY KEY, what text)",
+		"CREATE TABLE [h51 log2] (id integer PRIMARY KEY, what text)",
+		"CREATE TABLE \"h51.gk\" (id integer PRIMARY KEY, k integer REFERENCES `h51.kids` ON DELETE SET NULL)",
+		"CREATE TRIGGER \"h51 trg\" AFTER DELETE ON \"h51.kids\" BEGIN INSERT INTO \"h51\"\"log\"(what) VALUES ('x'); INSERT INTO [h51 log2](what) SELECT 'y'; END",
+		"INSERT INTO \"H51 Ps\" VALUES (1, 'a', 'A'), (2, 'b', 'B')",
+		"INSERT INTO \"h51.kids\" VALUES (1, 1), (2, 2)",
+		"INSERT INTO \"h51.gk\" VALUES (1, 1), (2, 2)",
+	)
+	reads := []string{"SELECT count(*) AS n FROM \"h51.kids\"", "SELECT count(*) AS n FROM `h51\"log`", "SELECT count(*) AS n FROM \"h51 log2\"", "SELECT count(*) AS n FROM \"h51.gk\" WHERE k IS NULL"}
+	h51Hits(t, e, reads)
+	h51Exec(t, e.db, "DELETE FROM [H51 PS] WHERE id = 1")
+	h51Compare(t, e, "odd names", reads)
+}
+
+type H51R struct {
+	ID   uint
+	Code string
+	Name string
+}
+
+func (H51R) TableName() string { return "h51_rs" }
+
+func TestHostile51SQLiteDepsHeldConflictReplaceDDL(t *testing.T) {
+	e := h51Env(t)
+	sqlDB, _ := e.db.DB()
+	sqlDB.SetMaxOpenConns(1)
+	h51Exec(t, e.db, "PRAGMA recursive_triggers = ON",
+		"CREATE TABLE h51_rs (id INTEGER PRIMARY KEY ON CONFLICT REPLACE, code text UNIQUE ON CONFLICT REPLACE, name text)",
+		"CREATE TABLE h51_kids (id integer PRIMARY KEY, p_id integer REFERENCES h51_rs(id) ON DELETE CASCADE, pcode text)",
+		"CREATE TABLE h51_log (id integer PRIMARY KEY, what text)",
+		"CREATE TRIGGER h51_rs_del AFTER DELETE ON h51_rs BEGIN INSERT INTO h51_log(what) VALUES ('d' || OLD.id); END",
+		"INSERT INTO h51_rs VALUES (1, 'a', 'A'), (2, 'b', 'B'), (3, 'c', 'C')",
+		"INSERT INTO h51_kids VALUES (1, 1, 'a'), (2, 2, 'b'), (3, 3, 'c')",
+	)
+	reads := []string{"SELECT * FROM h51_kids ORDER BY id", "SELECT count(*) AS n FROM h51_log", "SELECT * FROM h51_rs WHERE id = 2"}
+	h51Hits(t, e, reads)
+	must(t, e.db.Create(&H51R{ID: 1, Code: "a", Name: "AA"}).Error)
+	h51Compare(t, e, "create same pk", reads)
+	h51Hits(t, e, reads)
+	var r H51R
+	h51Cached(t, e, "r2", func() error { return e.db.Scopes(gormcache.Cacheable()).First(&r, 2).Error })
+	must(t, e.db.Model(&H51R{ID: 3}).Update("code", "b").Error)
+	h51Compare(t, e, "update code conflicting", reads)
+	if err := e.db.Scopes(gormcache.Cacheable()).First(&r, 2).Error; err == nil {
+		t.Errorf("row 2 replaced, cached %+v", r)
+	}
+	h51Hits(t, e, reads)
+	must(t, e.db.Save(&H51R{ID: 1, Code: "b", Name: "S"}).Error)
+	h51Compare(t, e, "save conflicting", reads)
+}
+
+func TestHostile51SQLiteDepsHeldConnFuncs(t *testing.T) {
+	e := h51Env(t)
+	h51Exec(t, e.db, "CREATE TABLE h51_a (id integer PRIMARY KEY, v text)", "INSERT INTO h51_a(v) VALUES ('x')")
+	for _, r := range []string{"SELECT last_insert_rowid() AS x", "SELECT changes() AS x", "SELECT total_changes() AS x", "SELECT max(rowid) AS x FROM h51_a", "SELECT (SELECT seq FROM sqlite_sequence) AS x FROM h51_a", "SELECT page_count AS x FROM pragma_page_count", "SELECT * FROM pragma_data_version"} {
+		var out []map[string]any
+		if err := e.db.Raw(r).Scan(&out).Error; err != nil {
+			t.Logf("skip %s: %v", r, err)
+			continue
+		}
+		h51Rows(t, e.db.Scopes(gormcache.Cacheable()), r)
+		h51Rows(t, e.db.Scopes(gormcache.Cacheable()), r)
+		if n := e.statements(func() { h51Rows(t, e.db.Scopes(gormcache.Cacheable()), r) }); n == 0 {
+			t.Logf("cached: %s", r)
+		}
+	}
+}
+
+func TestHostile51SQLiteDepsHeldFailKeepsPartial(t *testing.T) {
+	e := h51Env(t)
+	h51Exec(t, e.db,
+		"CREATE TABLE h51_ps (id INTEGER PRIMARY KEY, code text UNIQUE, name text)",
+		"CREATE TABLE h51_log (id integer PRIMARY KEY, what text)",
+		"CREATE TABLE h51_kids (id integer PRIMARY KEY, p_id integer REFERENCES h51_ps(id) ON DELETE CASCADE)",
+		"CREATE TRIGGER h51_ps_ins AFTER INSERT ON h51_ps BEGIN INSERT INTO h51_log(what) VALUES ('i' || NEW.id); END",
+		"CREATE TRIGGER h51_ps_chk BEFORE INSERT ON h51_ps WHEN NEW.name = 'bad' BEGIN SELECT RAISE(FAIL, 'bad'); END",
+		"CREATE TRIGGER h51_ps_dchk BEFORE DELETE ON h51_ps WHEN OLD.name = 'keep' BEGIN SELECT RAISE(FAIL, 'keep'); END",
+		"INSERT INTO h51_ps VALUES (1, 'a', 'A'), (2, 'b', 'B'), (3, 'c', 'keep'), (4, 'd', 'D')",
+		"INSERT INTO h51_kids VALUES (1, 1), (2, 2), (3, 3), (4, 4)",
+	)
+	reads := []string{"SELECT count(*) AS n FROM h51_ps", "SELECT * FROM h51_ps WHERE id = 10", "SELECT count(*) AS n FROM h51_log", "SELECT count(*) AS n FROM h51_kids", "SELECT * FROM h51_ps WHERE id = 2"}
+	writes := []string{
+		"INSERT OR FAIL INTO h51_ps VALUES (10, 'x', 'X'), (11, 'y', 'Y'), (12, 'a', 'dup')",
+		"INSERT INTO h51_ps VALUES (13, 'p', 'P'), (14, 'q', 'bad')",
+		"UPDATE OR FAIL h51_ps SET code = 'zz' WHERE id IN (2, 4)",
+		"DELETE FROM h51_ps WHERE id IN (1, 3)",
+	}
+	for _, w := range writes {
+		h51Hits(t, e, reads)
+		err := e.db.Exec(w).Error
+		t.Logf("%s: %v", w, err)
+		h51Compare(t, e, w, reads)
+	}
+}
+
+func TestHostile51SQLiteDepsHeldCompositeZeroPart(t *testing.T) {
+	e := h51Env(t)
+	h51Exec(t, e.db,
+		"CREATE TABLE h51_ws (a integer, b integer, v text, PRIMARY KEY (a, b)) WITHOUT ROWID",
+		"INSERT INTO h51_ws VALUES (0, 1, 'x'), (5, 1, 'y'), (6, 2, 'z')",
+	)
+	read := func(db *gorm.DB, a, b int) string {
+		var w []H51W
+		must(t, db.Where("a = ? AND b = ?", a, b).Find(&w).Error)
+		return js(w)
+	}
+	check := func(label string) {
+		t.Helper()
+		for _, k := range [][2]int{{0, 1}, {5, 1}, {6, 2}} {
+			got := read(e.db.Scopes(gormcache.Cacheable()), k[0], k[1])
+			want := read(e.db.Scopes(gormcache.NoCache()), k[0], k[1])
+			if got != want {
+				t.Errorf("%s: row %v cached %s, database %s", label, k, got, want)
+			}
+		}
+	}
+	warm := func() {
+		for _, k := range [][2]int{{0, 1}, {5, 1}, {6, 2}} {
+			k := k
+			h51Cached(t, e, "warm", func() error { read(e.db.Scopes(gormcache.Cacheable()), k[0], k[1]); return nil })
+		}
+	}
+	warm()
+	must(t, e.db.Model(&H51W{A: 0, B: 1}).Update("v", "upd").Error)
+	check("update with a zero key part")
+	warm()
+	must(t, e.db.Delete(&H51W{A: 0, B: 1}).Error)
+	check("delete with a zero key part")
+	t.Logf("rows now %s", h51Rows(t, e.db.Scopes(gormcache.NoCache()), "SELECT * FROM h51_ws"))
+}

@@ -101,21 +101,32 @@ func TestHostile51SQLiteDepsVacuumRenumbersRowids(t *testing.T) {
 }
 
 // The same on PostgreSQL: VACUUM FULL and CLUSTER rewrite the table, and
-// every row's ctid changes; a cached read of ctid keeps the old ones.
+// every row's ctid changes; a cached read of ctid keeps the old ones. (A
+// round now and then passes when something else invalidates the entry
+// in between, so each statement is tried three times.)
 func TestHostile51SQLiteDepsPostgresVacuumFullMovesCtid(t *testing.T) {
 	for _, stmt := range []string{"VACUUM FULL h51_u", "CLUSTER h51_u USING h51_u_v"} {
 		t.Run(stmt, func(t *testing.T) {
 			e := newEnv(t, databases[1], memoryStore, querycache.Options{})
-			h51Exec(t, e.db,
-				"CREATE TABLE h51_u (v integer)",
-				"CREATE INDEX h51_u_v ON h51_u (v)",
-				"INSERT INTO h51_u SELECT g FROM generate_series(0, 9) g",
-				"DELETE FROM h51_u WHERE v < 5",
-			)
+			h51Exec(t, e.db, "CREATE TABLE h51_u (v integer)", "CREATE INDEX h51_u_v ON h51_u (v)")
 			reads := []string{"SELECT ctid::text AS c, v FROM h51_u ORDER BY v", "SELECT v FROM h51_u WHERE ctid = '(0,1)'"}
-			h51Hits(t, e, reads)
-			h51Exec(t, e.db, stmt)
-			h51Compare(t, e, stmt, reads)
+			stale := 0
+			for round := 0; round < 3; round++ {
+				h51Exec(t, e.db, "TRUNCATE h51_u", "INSERT INTO h51_u SELECT g FROM generate_series(0, 9) g", "DELETE FROM h51_u WHERE v < 5")
+				h51Hits(t, e, reads)
+				h51Exec(t, e.db, stmt)
+				for _, r := range reads {
+					got := h51Rows(t, e.db.Scopes(gormcache.Cacheable()), r)
+					want := h51Rows(t, e.db.Scopes(gormcache.NoCache()), r)
+					if got != want {
+						stale++
+						t.Logf("round %d: %q stale:\n cached   %s\n database %s", round, r, got, want)
+					}
+				}
+			}
+			if stale > 0 {
+				t.Errorf("%s: %d cached reads of ctid stale after the rewrite", stmt, stale)
+			}
 		})
 	}
 }
