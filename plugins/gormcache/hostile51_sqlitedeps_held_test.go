@@ -679,3 +679,28 @@ func TestHostile51SQLiteDepsHeldCompositeZeroPart(t *testing.T) {
 	check("delete with a zero key part")
 	t.Logf("rows now %s", h51Rows(t, e.db.Scopes(gormcache.NoCache()), "SELECT * FROM h51_ws"))
 }
+
+// Trigger bodies in less common spellings: INSERT ... SELECT, REPLACE INTO
+// whose deleted row cascades, UPDATE OR REPLACE, an upsert.
+func TestHostile51SQLiteDepsHeldTriggerBodySpellings(t *testing.T) {
+	e := h51Env(t)
+	h51Exec(t, e.db,
+		"CREATE TABLE h51_a (id integer PRIMARY KEY, v text)",
+		"CREATE TABLE h51_b (id integer PRIMARY KEY, code text UNIQUE)",
+		"CREATE TABLE h51_bk (id integer PRIMARY KEY, b_id integer REFERENCES h51_b(id) ON DELETE CASCADE)",
+		"CREATE TABLE h51_c (id integer PRIMARY KEY)",
+		"CREATE TABLE h51_d (k text PRIMARY KEY, n integer) WITHOUT ROWID",
+		"CREATE TRIGGER h51_a_ins AFTER INSERT ON h51_a BEGIN INSERT INTO h51_c(id) SELECT NULL; REPLACE INTO h51_b(id, code) VALUES (100 + NEW.id, 'x'); INSERT INTO h51_d(k, n) VALUES ('k', 1) ON CONFLICT(k) DO UPDATE SET n = n + 1; END",
+		"CREATE TRIGGER h51_a_upd AFTER UPDATE ON h51_a BEGIN UPDATE OR REPLACE h51_b SET code = 'y' WHERE id = NEW.id; END",
+		"INSERT INTO h51_b VALUES (1, 'x'), (2, 'y'), (3, 'z')",
+		"INSERT INTO h51_bk VALUES (1, 1), (2, 2), (3, 3)",
+		"INSERT INTO h51_a VALUES (3, 'p')",
+	)
+	reads := []string{"SELECT count(*) AS n FROM h51_c", "SELECT * FROM h51_b ORDER BY id", "SELECT count(*) AS n FROM h51_bk", "SELECT * FROM h51_d"}
+	h51Hits(t, e, reads)
+	h51Exec(t, e.db, "INSERT INTO h51_a VALUES (1, 'q')")
+	h51Compare(t, e, "insert fires body", reads)
+	h51Hits(t, e, reads)
+	h51Exec(t, e.db, "UPDATE h51_a SET v = 'r' WHERE id = 3")
+	h51Compare(t, e, "update fires UPDATE OR REPLACE", reads)
+}
