@@ -409,7 +409,12 @@ func TestInspectKinds(t *testing.T) {
 		{"pragma call", `PRAGMA table_info(posts)`, catalogRead(other)},
 		{"set", `SET search_path TO public, extra`, session(other)},
 		{"show", `SHOW timezone`, other},
-		{"vacuum", `VACUUM`, catalogWrite(other)},
+		// VACUUM and CLUSTER move rows (new rowids, ctids): a write of
+		// everything (TestHostile51SQLiteDepsVacuumRenumbersRowids).
+		{"vacuum", `VACUUM`, undetermined(write(nil, nil))},
+		{"vacuum full table", `VACUUM FULL t`, undetermined(write(nil, nil))},
+		{"cluster", `CLUSTER t USING i`, undetermined(write(nil, nil))},
+		{"analyze", `ANALYZE`, catalogWrite(other)},
 		{"analyze", `ANALYZE posts`, catalogWrite(other)},
 		{"reindex", `REINDEX posts`, catalogWrite(other)},
 		{"listen", `LISTEN chan`, other},
@@ -440,7 +445,7 @@ func TestInspectKinds(t *testing.T) {
 		{"tx around select", `BEGIN; SELECT * FROM posts; COMMIT`, stmts(3, Statement{Kind: KindTx, Reads: l("posts")})},
 		{"select and other", `SELECT 1; PRAGMA x`, stmts(2, catalogRead(other))},
 		{"ddl and write", `CREATE TABLE a (x int); INSERT INTO a VALUES (1)`, stmts(2, catalogWrite(write(l("a"), nil)))},
-		{"ddl and other", `CREATE TABLE a (x int); VACUUM`, stmts(2, ddl(l("a"), nil))},
+		{"ddl and other", `CREATE TABLE a (x int); ANALYZE`, stmts(2, ddl(l("a"), nil))},
 		{"unknown wins", `SELECT 1; CALL p(); DELETE FROM a`, stmts(3, Statement{Kind: KindUnknown, Writes: l("a"), Undetermined: true})},
 		{"trailing semicolons", `SELECT * FROM posts;;`, sel("posts")},
 	})
