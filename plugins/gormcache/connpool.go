@@ -53,7 +53,11 @@ func (w *pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool,
 		// application may leave it to that, never calling Commit or
 		// Rollback: the plugin ends it then too, or its write hold is
 		// never released (TestHostile48TxAbandonedCancelledHoldsForever).
+		// Under endMu: if ctx has ended already, contextEnded runs at
+		// once on its own goroutine and reads unwatch (startEnd).
+		t.endMu.Lock()
 		t.unwatch = context.AfterFunc(ctx, t.contextEnded)
+		t.endMu.Unlock()
 	}
 	return t, nil
 }

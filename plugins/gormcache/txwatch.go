@@ -367,6 +367,12 @@ func (w *watch) catalogFenced() bool {
 // fenceRaw fences what ch touches until the raw transaction ends, and
 // returns the fence (nil when the plugin cannot follow raw).
 func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) *fence {
+	return w.fenceRawInit(p, raw, ch, nil)
+}
+
+// fenceRawInit is fenceRaw, with init run on a new fence before the
+// sweeper can see it (its fields are read by the sweep without w.mu).
+func (w *watch) fenceRawInit(p *Plugin, raw gorm.TxCommitter, ch querycache.Change, init func(*fence)) *fence {
 	if t := reflect.TypeOf(raw); t == nil || !t.Comparable() {
 		p.stop("unseen_transaction_untracked", "gormcache: a write ran in a transaction the plugin cannot follow; this plugin no longer serves or fills the cache for this database (bypass \"unseen_transaction_untracked\"). Begin transactions on a *gorm.DB the plugin is registered on.")
 		return nil
@@ -383,6 +389,9 @@ func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) 
 		w.fenceCount.Add(1)
 	}
 	f.add(ch)
+	if init != nil {
+		init(f)
+	}
 	w.mu.Unlock()
 	w.kick(p)
 	return f
@@ -393,20 +402,18 @@ func (w *watch) fenceRaw(p *Plugin, raw gorm.TxCommitter, ch querycache.Change) 
 // transaction's, confirmed by the locks on its tables when they are
 // known by name, and onLift run when the fence lifts.
 func (w *watch) fenceCommit(p *Plugin, raw gorm.TxCommitter, ch querycache.Change, onLift func()) bool {
-	f := w.fenceRaw(p, raw, ch)
-	if f == nil {
-		return false
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	f.onLift = onLift
-	if !f.all {
-		f.lockTables = make([]string, 0, len(f.tables))
-		for t := range f.tables {
-			f.lockTables = append(f.lockTables, t)
+	// Set before the sweeper can see the fence (TestHostile50CommitFence
+	// under -race: the sweep read lockTables while this wrote it).
+	f := w.fenceRawInit(p, raw, ch, func(f *fence) {
+		f.onLift = onLift
+		if !f.all {
+			f.lockTables = make([]string, 0, len(f.tables))
+			for t := range f.tables {
+				f.lockTables = append(f.lockTables, t)
+			}
 		}
-	}
-	return true
+	})
+	return f != nil
 }
 
 // noteXid reads, inside the unseen transaction whose statement db just
