@@ -14,18 +14,6 @@ import (
 	"querycache.dev/querycache"
 )
 
-// h49PG returns the postgres database kind of the harness.
-func h49PG(t *testing.T) dbKind {
-	t.Helper()
-	for _, d := range databases {
-		if d.name == "postgres" {
-			return d
-		}
-	}
-	t.Skip("no postgres database kind")
-	return dbKind{}
-}
-
 // TestHostile49TxCtxCancelDuringSlowCommitStale: the context given to
 // Begin is cancelled while COMMIT runs in PostgreSQL (a deferred
 // constraint trigger sleeps 1 s at commit, and a cancel request that
@@ -42,7 +30,7 @@ func h49PG(t *testing.T) dbKind {
 // (C2: a result read before a write committed must never be stored where
 // a read after that commit can find it).
 func TestHostile49TxCtxCancelDuringSlowCommitStale(t *testing.T) {
-	e := newEnv(t, h49PG(t), memoryStore, querycache.Options{DefaultTTL: time.Hour})
+	e := newEnv(t, h14Postgres(t), memoryStore, querycache.Options{DefaultTTL: time.Hour})
 	sqlDB, err := e.db.DB()
 	must(t, err)
 	for id := uint(1); id <= 2; id++ {

@@ -15,7 +15,7 @@ import (
 // lifts within a few sweeps, the database's rows are served, and the
 // table is cached again.
 func TestHostile50CommitFenceServerErrorLifts(t *testing.T) {
-	e := newEnv(t, h49PG(t), memoryStore, querycache.Options{DefaultTTL: time.Hour})
+	e := newEnv(t, h14Postgres(t), memoryStore, querycache.Options{DefaultTTL: time.Hour})
 	sqlDB, err := e.db.DB()
 	must(t, err)
 	for id := uint(1); id <= 2; id++ {

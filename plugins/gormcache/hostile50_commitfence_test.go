@@ -86,7 +86,7 @@ func h50WaitLanded(t *testing.T, db *gorm.DB) {
 // under the versions the first invalidation made, and served after the
 // COMMIT landed, here 1.5 s after, while an unrelated transaction runs.
 func TestHostile50CommitFenceRememberStaleAfterLanding(t *testing.T) {
-	e := newEnv(t, h49PG(t), memoryStore, querycache.Options{DefaultTTL: time.Hour})
+	e := newEnv(t, h14Postgres(t), memoryStore, querycache.Options{DefaultTTL: time.Hour})
 	sqlDB, err := e.db.DB()
 	must(t, err)
 	for id := uint(1); id <= 2; id++ {
@@ -130,7 +130,7 @@ func TestHostile50CommitFenceRememberStaleAfterLanding(t *testing.T) {
 // serves it after the COMMIT landed: A's second invalidation waits for an
 // unrelated transaction to end.
 func TestHostile50CommitFenceOtherProcessStale(t *testing.T) {
-	h49PG(t)
+	h14Postgres(t)
 	dsn := testenv.PostgresSchema(t)
 	prefix := testenv.TestPrefix(t)
 	open := func() (*gorm.DB, *sql.DB) {
