@@ -177,7 +177,7 @@ func rawStore(rw *bufio.ReadWriter, cmd, key, value string) error {
 		return err
 	}
 	if line != "STORED\r\n" {
-		return fmt.Errorf("set answered %q", strings.TrimSpace(line))
+		return fmt.Errorf("%s answered %q", cmd, strings.TrimSpace(line))
 	}
 	return nil
 }
