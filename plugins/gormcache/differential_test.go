@@ -574,7 +574,7 @@ func diffFixedOrder(t *testing.T, e *env) {
 // mismatch is reported (the cache is emptied after one, so each is the
 // write's own).
 func TestDifferentialFixedOrder(t *testing.T) {
-	eachEnvIn(t, true, diffDatabases, stores, func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, everyStore(), func(t *testing.T, e *env) {
 		diffFixedOrder(t, e)
 		// About two lookups in three are hits (each write invalidates a
 		// few shapes). Far fewer means something in the comparisons
@@ -704,7 +704,7 @@ func TestDifferentialReadsInTransactions(t *testing.T) {
 func TestDifferentialHandleTakenBeforeUse(t *testing.T) {
 	t.Parallel() // private environments, as forEachEnv's (38 s of the serial phase under -race)
 	for _, d := range databases {
-		for _, s := range stores {
+		for _, s := range storesOn(t, d, stores) {
 			t.Run(d.name+"/"+s.name, func(t *testing.T) {
 				e, pre := newDiffEnvBeforeUse(t, d, s)
 				w := newDiffWorld(t, e, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +122,53 @@ func storesFromEnv(def []storeKind) []storeKind {
 	return out
 }
 
+// storesOn is the part of the store table all that a test whose subject
+// is not the store runs on database d: the memory store, and one of the
+// shared stores (Redis, two-level), a different one on each database and,
+// by a hash of the test's name, a different one per test. Every test still
+// runs on the memory store on both databases and on both shared stores;
+// what the full table adds is each shared store on each database, which
+// tests how a write reaches a store a second time, at about half of the
+// plugin package's CPU time in CI (the Redis and two-level environments
+// cost two to three times a memory one under -race). Tests whose subject
+// is the store (its fault tests, the multi-process tests, the fixed-order
+// differential corpus, which splits its writes between the stores) pass
+// their own list, which is left whole; so is the table QUERYCACHE_STORES
+// names, and QUERYCACHE_FULL_MATRIX=1 runs every test on every store.
+func storesOn(t *testing.T, d dbKind, all []storeKind) []storeKind {
+	if fullMatrix || os.Getenv("QUERYCACHE_STORES") != "" || len(all) != len(stores) || len(all) < 3 || &all[0] != &stores[0] {
+		return all
+	}
+	return []storeKind{all[0], onePerDatabase(t, d, all[1:])[0]}
+}
+
+// onePerDatabase is one store of list for database d, a different one on
+// each database (and per test, by a hash of its name), or all of list
+// with QUERYCACHE_FULL_MATRIX=1: for tests that run the same scenario on
+// several kinds of one store (Redis and the strict two-level store, the
+// PostgreSQL store plain and behind memory), where each kind on one
+// database tests what the full product tests a second time.
+func onePerDatabase(t *testing.T, d dbKind, list []storeKind) []storeKind {
+	if fullMatrix || len(list) < 2 {
+		return list
+	}
+	name, _, _ := strings.Cut(t.Name(), "/")
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	i := int(h.Sum32())
+	if d.name != databases[0].name {
+		i++
+	}
+	return []storeKind{list[i%len(list)]}
+}
+
+// everyStore is the store table, copied so that storesOn leaves it whole:
+// for the tests that split their work between the stores.
+func everyStore() []storeKind { return append([]storeKind(nil), stores...) }
+
+// fullMatrix runs every test on every store of the table (storesOn).
+var fullMatrix = os.Getenv("QUERYCACHE_FULL_MATRIX") == "1"
+
 // strictStore is the two-level store in its strict mode. Within one
 // process it differs from "tiered" only in checking versions in Redis on
 // every L1 hit, so it runs the concurrency and multi-process tests rather
@@ -188,7 +236,7 @@ func eachEnvIn(t *testing.T, parallel bool, dbs []dbKind, stores []storeKind, fn
 		t.Parallel()
 	}
 	for _, d := range dbs {
-		for _, s := range stores {
+		for _, s := range storesOn(t, d, stores) {
 			t.Run(d.name+"/"+s.name, func(t *testing.T) {
 				if parallel {
 					t.Parallel()

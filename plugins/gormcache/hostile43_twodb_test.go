@@ -40,8 +40,9 @@ func h43OpenShared(t *testing.T, dial gorm.Dialector, s storeKind, prefix string
 
 func TestHostile43TwoDBsSharedStore(t *testing.T) {
 	t.Parallel()
-	for _, dialect := range []string{"sqlite", "postgres"} {
-		for _, s := range []storeKind{redisStore, strictStore} {
+	for _, d := range databases {
+		dialect := d.name
+		for _, s := range onePerDatabase(t, d, []storeKind{redisStore, strictStore}) {
 			t.Run(dialect+"/"+s.name, func(t *testing.T) {
 				t.Parallel()
 				var dial func() gorm.Dialector

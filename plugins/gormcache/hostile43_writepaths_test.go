@@ -80,7 +80,7 @@ func forEachH43Env(t *testing.T, naming schema.Namer, fn func(t *testing.T, e *e
 	t.Helper()
 	t.Parallel()
 	for _, d := range databases {
-		for _, s := range stores {
+		for _, s := range storesOn(t, d, stores) {
 			t.Run(d.name+"/"+s.name, func(t *testing.T) {
 				t.Parallel()
 				fn(t, h43Env(t, d, s, naming, opts...))

@@ -395,7 +395,7 @@ func h48Steps() []h48Step {
 func TestHostile48AssocWritePathsAgree(t *testing.T) {
 	t.Parallel()
 	for _, d := range databases {
-		for _, s := range stores {
+		for _, s := range storesOn(t, d, stores) {
 			t.Run(d.name+"/"+s.name, func(t *testing.T) {
 				t.Parallel()
 				e := h48Env(t, d, s)
