@@ -569,12 +569,13 @@ func diffFixedOrder(t *testing.T, e *env) {
 }
 
 // TestDifferentialFixedOrder applies every write of the corpus once, in
-// order (on a store other than memory, its share: diffShare), and after
+// order (on a store other than memory, its share: diffShare; the shared
+// stores one per database, storesOn), and after
 // each compares every query shape with and without the cache. Every
 // mismatch is reported (the cache is emptied after one, so each is the
 // write's own).
 func TestDifferentialFixedOrder(t *testing.T) {
-	eachEnvIn(t, true, diffDatabases, everyStore(), func(t *testing.T, e *env) {
+	eachEnvIn(t, true, diffDatabases, stores, func(t *testing.T, e *env) {
 		diffFixedOrder(t, e)
 		// About two lookups in three are hits (each write invalidates a
 		// few shapes). Far fewer means something in the comparisons

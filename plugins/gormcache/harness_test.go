@@ -131,9 +131,8 @@ func storesFromEnv(def []storeKind) []storeKind {
 // tests how a write reaches a store a second time, at about half of the
 // plugin package's CPU time in CI (the Redis and two-level environments
 // cost two to three times a memory one under -race). Tests whose subject
-// is the store (its fault tests, the multi-process tests, the fixed-order
-// differential corpus, which splits its writes between the stores) pass
-// their own list, which is left whole; so is the table QUERYCACHE_STORES
+// is the store (its fault tests, the multi-process tests) pass their own
+// list, which is left whole; so is the table QUERYCACHE_STORES
 // names, and QUERYCACHE_FULL_MATRIX=1 runs every test on every store.
 func storesOn(t *testing.T, d dbKind, all []storeKind) []storeKind {
 	if fullMatrix || os.Getenv("QUERYCACHE_STORES") != "" || len(all) != len(stores) || len(all) < 3 || &all[0] != &stores[0] {
@@ -161,10 +160,6 @@ func onePerDatabase(t *testing.T, d dbKind, list []storeKind) []storeKind {
 	}
 	return []storeKind{list[i%len(list)]}
 }
-
-// everyStore is the store table, copied so that storesOn leaves it whole:
-// for the tests that split their work between the stores.
-func everyStore() []storeKind { return append([]storeKind(nil), stores...) }
 
 // fullMatrix runs every test on every store of the table (storesOn).
 var fullMatrix = os.Getenv("QUERYCACHE_FULL_MATRIX") == "1"
