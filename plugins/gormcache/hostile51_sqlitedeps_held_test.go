@@ -50,6 +50,26 @@ func h51Scenario(t *testing.T, e *env, setup []string, reads []string, label str
 	h51Compare(t, e, label, reads)
 }
 
+// h51EachRecursive runs fn on a one-connection environment with SQLite's
+// recursive_triggers off, then on one with it on.
+func h51EachRecursive(t *testing.T, fn func(t *testing.T, e *env)) {
+	for _, rec := range []bool{false, true} {
+		name := "recursive_off"
+		if rec {
+			name = "recursive_on"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := h51Env(t)
+			sqlDB, _ := e.db.DB()
+			sqlDB.SetMaxOpenConns(1)
+			if rec {
+				h51Exec(t, e.db, "PRAGMA recursive_triggers = ON")
+			}
+			fn(t, e)
+		})
+	}
+}
+
 func TestHostile51SQLiteDepsHeldSelfRefCascade(t *testing.T) {
 	e := h51Env(t)
 	setup := []string{
@@ -92,40 +112,28 @@ func TestHostile51SQLiteDepsHeldNonPKUniqueThreeLevels(t *testing.T) {
 }
 
 func TestHostile51SQLiteDepsHeldReplaceCascade(t *testing.T) {
-	for _, rec := range []bool{false, true} {
-		name := "recursive_off"
-		if rec {
-			name = "recursive_on"
+	h51EachRecursive(t, func(t *testing.T, e *env) {
+		setup := []string{
+			"CREATE TABLE h51_ps (id INTEGER PRIMARY KEY, code text UNIQUE, name text)",
+			"CREATE TABLE h51_kids (id integer PRIMARY KEY, p_id integer REFERENCES h51_ps(id) ON DELETE CASCADE)",
+			"CREATE TABLE h51_log (id integer PRIMARY KEY, what text)",
+			"CREATE TRIGGER h51_ps_del AFTER DELETE ON h51_ps BEGIN INSERT INTO h51_log(what) VALUES ('del ' || OLD.id); END",
+			"INSERT INTO h51_ps VALUES (1, 'a', 'A'), (2, 'b', 'B'), (3, 'c', 'C')",
+			"INSERT INTO h51_kids VALUES (1, 1), (2, 2), (3, 3)",
 		}
-		t.Run(name, func(t *testing.T) {
-			e := h51Env(t)
-			sqlDB, _ := e.db.DB()
-			sqlDB.SetMaxOpenConns(1)
-			if rec {
-				h51Exec(t, e.db, "PRAGMA recursive_triggers = ON")
-			}
-			setup := []string{
-				"CREATE TABLE h51_ps (id INTEGER PRIMARY KEY, code text UNIQUE, name text)",
-				"CREATE TABLE h51_kids (id integer PRIMARY KEY, p_id integer REFERENCES h51_ps(id) ON DELETE CASCADE)",
-				"CREATE TABLE h51_log (id integer PRIMARY KEY, what text)",
-				"CREATE TRIGGER h51_ps_del AFTER DELETE ON h51_ps BEGIN INSERT INTO h51_log(what) VALUES ('del ' || OLD.id); END",
-				"INSERT INTO h51_ps VALUES (1, 'a', 'A'), (2, 'b', 'B'), (3, 'c', 'C')",
-				"INSERT INTO h51_kids VALUES (1, 1), (2, 2), (3, 3)",
-			}
-			reads := []string{"SELECT * FROM h51_kids WHERE id = 1", "SELECT count(*) FROM h51_kids", "SELECT count(*) FROM h51_log", "SELECT * FROM h51_ps WHERE id = 1"}
-			h51Scenario(t, e, setup, reads, "gorm create or replace", func(db *gorm.DB) error {
-				return db.Clauses(clause.Insert{Modifier: "OR REPLACE"}).Create(&H51P{ID: 10, Code: "a", Name: "X"}).Error
-			})
-			reads2 := []string{"SELECT * FROM h51_kids WHERE id = 2", "SELECT count(*) FROM h51_kids", "SELECT count(*) FROM h51_log", "SELECT * FROM h51_ps WHERE id = 2"}
-			h51Warm(t, e, reads2)
-			must(t, e.db.Clauses(clause.Update{Modifier: "OR REPLACE"}).Model(&H51P{ID: 3}).Update("code", "b").Error)
-			h51Compare(t, e, "gorm update or replace", reads2)
-			reads3 := []string{"SELECT * FROM h51_kids WHERE id = 3", "SELECT count(*) FROM h51_kids", "SELECT count(*) FROM h51_log", "SELECT * FROM h51_ps WHERE id = 3"}
-			h51Warm(t, e, reads3)
-			must(t, e.db.Exec("REPLACE INTO h51_ps (id, code, name) VALUES (30, 'b', 'Y')").Error)
-			h51Compare(t, e, "raw replace into", reads3)
+		reads := []string{"SELECT * FROM h51_kids WHERE id = 1", "SELECT count(*) FROM h51_kids", "SELECT count(*) FROM h51_log", "SELECT * FROM h51_ps WHERE id = 1"}
+		h51Scenario(t, e, setup, reads, "gorm create or replace", func(db *gorm.DB) error {
+			return db.Clauses(clause.Insert{Modifier: "OR REPLACE"}).Create(&H51P{ID: 10, Code: "a", Name: "X"}).Error
 		})
-	}
+		reads2 := []string{"SELECT * FROM h51_kids WHERE id = 2", "SELECT count(*) FROM h51_kids", "SELECT count(*) FROM h51_log", "SELECT * FROM h51_ps WHERE id = 2"}
+		h51Warm(t, e, reads2)
+		must(t, e.db.Clauses(clause.Update{Modifier: "OR REPLACE"}).Model(&H51P{ID: 3}).Update("code", "b").Error)
+		h51Compare(t, e, "gorm update or replace", reads2)
+		reads3 := []string{"SELECT * FROM h51_kids WHERE id = 3", "SELECT count(*) FROM h51_kids", "SELECT count(*) FROM h51_log", "SELECT * FROM h51_ps WHERE id = 3"}
+		h51Warm(t, e, reads3)
+		must(t, e.db.Exec("REPLACE INTO h51_ps (id, code, name) VALUES (30, 'b', 'Y')").Error)
+		h51Compare(t, e, "raw replace into", reads3)
+	})
 }
 
 func TestHostile51SQLiteDepsHeldUpsertNonPK(t *testing.T) {
@@ -188,48 +196,36 @@ func TestHostile51SQLiteDepsHeldCompositeWithoutRowid(t *testing.T) {
 }
 
 func TestHostile51SQLiteDepsHeldTriggerChains(t *testing.T) {
-	for _, rec := range []bool{false, true} {
-		name := "recursive_off"
-		if rec {
-			name = "recursive_on"
+	h51EachRecursive(t, func(t *testing.T, e *env) {
+		setup := []string{
+			"CREATE TABLE h51_ps (id INTEGER PRIMARY KEY, code text UNIQUE, name text)",
+			"CREATE TABLE h51_b (id integer PRIMARY KEY, n integer)",
+			"CREATE TABLE h51_c (id integer PRIMARY KEY, n integer)",
+			"CREATE TABLE h51_d (id integer PRIMARY KEY, c_id integer REFERENCES h51_c(id) ON DELETE CASCADE)",
+			"INSERT INTO h51_b VALUES (1, 0)",
+			"INSERT INTO h51_c VALUES (1, 0), (2, 0)",
+			"INSERT INTO h51_d VALUES (1, 1), (2, 2)",
+			"CREATE TRIGGER h51_ps_upd AFTER UPDATE OF name ON h51_ps WHEN NEW.name <> OLD.name BEGIN UPDATE h51_b SET n = n + 1 WHERE id = 1; END",
+			"CREATE TRIGGER h51_b_upd BEFORE UPDATE ON h51_b BEGIN DELETE FROM h51_c WHERE id = NEW.n; END",
+			"CREATE TRIGGER h51_ps_ins AFTER INSERT ON h51_ps BEGIN UPDATE h51_ps SET name = name || '!' WHERE id = NEW.id - 1; END",
+			"INSERT INTO h51_ps VALUES (1, 'a', 'A'), (2, 'b', 'B')",
 		}
-		t.Run(name, func(t *testing.T) {
-			e := h51Env(t)
-			sqlDB, _ := e.db.DB()
-			sqlDB.SetMaxOpenConns(1)
-			if rec {
-				h51Exec(t, e.db, "PRAGMA recursive_triggers = ON")
-			}
-			setup := []string{
-				"CREATE TABLE h51_ps (id INTEGER PRIMARY KEY, code text UNIQUE, name text)",
-				"CREATE TABLE h51_b (id integer PRIMARY KEY, n integer)",
-				"CREATE TABLE h51_c (id integer PRIMARY KEY, n integer)",
-				"CREATE TABLE h51_d (id integer PRIMARY KEY, c_id integer REFERENCES h51_c(id) ON DELETE CASCADE)",
-				"INSERT INTO h51_b VALUES (1, 0)",
-				"INSERT INTO h51_c VALUES (1, 0), (2, 0)",
-				"INSERT INTO h51_d VALUES (1, 1), (2, 2)",
-				"CREATE TRIGGER h51_ps_upd AFTER UPDATE OF name ON h51_ps WHEN NEW.name <> OLD.name BEGIN UPDATE h51_b SET n = n + 1 WHERE id = 1; END",
-				"CREATE TRIGGER h51_b_upd BEFORE UPDATE ON h51_b BEGIN DELETE FROM h51_c WHERE id = NEW.n; END",
-				"CREATE TRIGGER h51_ps_ins AFTER INSERT ON h51_ps BEGIN UPDATE h51_ps SET name = name || '!' WHERE id = NEW.id - 1; END",
-				"INSERT INTO h51_ps VALUES (1, 'a', 'A'), (2, 'b', 'B')",
-			}
-			reads := []string{"SELECT * FROM h51_b", "SELECT * FROM h51_c WHERE id = 1", "SELECT count(*) FROM h51_d", "SELECT * FROM h51_ps WHERE id = 2"}
-			h51Scenario(t, e, setup, reads, "gorm update fires chain", func(db *gorm.DB) error {
-				return db.Model(&H51P{ID: 1}).Update("name", "AA").Error
-			})
-			var p H51P
-			h51Cached(t, e, "p2", func() error { return e.db.Scopes(gormcache.Cacheable()).First(&p, 2).Error })
-			h51Warm(t, e, reads)
-			must(t, e.db.Create(&H51P{ID: 3, Code: "c", Name: "C"}).Error)
-			var p2, want H51P
-			must(t, e.db.Scopes(gormcache.Cacheable()).First(&p2, 2).Error)
-			must(t, e.db.Scopes(gormcache.NoCache()).First(&want, 2).Error)
-			if p2 != want {
-				t.Errorf("gorm create with self-updating trigger: cached %+v, database %+v", p2, want)
-			}
-			h51Compare(t, e, "gorm create fires self trigger chain", reads)
+		reads := []string{"SELECT * FROM h51_b", "SELECT * FROM h51_c WHERE id = 1", "SELECT count(*) FROM h51_d", "SELECT * FROM h51_ps WHERE id = 2"}
+		h51Scenario(t, e, setup, reads, "gorm update fires chain", func(db *gorm.DB) error {
+			return db.Model(&H51P{ID: 1}).Update("name", "AA").Error
 		})
-	}
+		var p H51P
+		h51Cached(t, e, "p2", func() error { return e.db.Scopes(gormcache.Cacheable()).First(&p, 2).Error })
+		h51Warm(t, e, reads)
+		must(t, e.db.Create(&H51P{ID: 3, Code: "c", Name: "C"}).Error)
+		var p2, want H51P
+		must(t, e.db.Scopes(gormcache.Cacheable()).First(&p2, 2).Error)
+		must(t, e.db.Scopes(gormcache.NoCache()).First(&want, 2).Error)
+		if p2 != want {
+			t.Errorf("gorm create with self-updating trigger: cached %+v, database %+v", p2, want)
+		}
+		h51Compare(t, e, "gorm create fires self trigger chain", reads)
+	})
 }
 
 // Inside a transaction with ReadsInTransactions: a table the transaction
