@@ -12,5 +12,5 @@ import (
 // process, mostly wait, and took half of CI's time one after the other.
 // QUERYCACHE_TEST_SHARDS=1 runs them all in one process.
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, 2))
+	os.Exit(testenv.Main(m, 1))
 }
