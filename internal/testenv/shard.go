@@ -44,6 +44,25 @@ const ShardsEnv = "QUERYCACHE_TEST_SHARDS"
 // and whenever the command line selects or profiles (-run, -skip, -list,
 // -bench, -fuzz, profiles, coverage), which must see one process.
 func Main(m *testing.M, shards int) int {
+	return MainSplit(m, Split{Shards: shards})
+}
+
+// Split says how MainSplit divides a package's tests.
+type Split struct {
+	// Shards is how many processes run the tests (QUERYCACHE_TEST_SHARDS
+	// overrides it); below 2, the test binary's own process runs them all.
+	Shards int
+	// PostgresPerShard gives every shard after the first a PostgreSQL
+	// database of its own, made for the run and dropped after it: the
+	// shard's PostgresDSN names it. For packages whose tests do DDL and
+	// check what DDL elsewhere does (the plugin's catalog watch), which one
+	// process's tests can share a database for but two processes cannot.
+	PostgresPerShard bool
+}
+
+// MainSplit is Main with the split spelled out.
+func MainSplit(m *testing.M, split Split) int {
+	shards := split.Shards
 	if !flag.Parsed() {
 		flag.Parse()
 	}
@@ -71,6 +90,13 @@ func Main(m *testing.M, shards int) int {
 	}
 	parallel = max(1, (parallel+shards-1)/shards)
 
+	var dsns []string
+	if split.PostgresPerShard {
+		var drop func()
+		dsns, drop = shardDatabases(shards)
+		defer drop()
+	}
+
 	outs := make([]bytes.Buffer, shards)
 	codes := make([]int, shards)
 	var wg sync.WaitGroup
@@ -78,6 +104,9 @@ func Main(m *testing.M, shards int) int {
 		args := append(passedFlags(), "-test.run=^("+strings.Join(parts[i], "|")+")$", "-test.parallel="+strconv.Itoa(parallel))
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d/%d", shardEnv, i+1, shards))
+		if i < len(dsns) && dsns[i] != "" {
+			cmd.Env = append(cmd.Env, "QUERYCACHE_POSTGRES_DSN="+dsns[i])
+		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		// The first shard's output is passed on as it comes (-v shows
 		// progress); the others' after it, each whole, so that no two

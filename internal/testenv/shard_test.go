@@ -1,6 +1,7 @@
 package testenv_test
 
 import (
+	"database/sql"
 	"os"
 	"os/exec"
 	"strings"
@@ -40,6 +41,36 @@ func TestMainSplitsTests(t *testing.T) {
 	}
 	if !shards["1/2"] || !shards["2/2"] {
 		t.Errorf("the tests ran in shards %v, want 1/2 and 2/2:\n%s", shards, out)
+	}
+	// PostgresPerShard: the second shard's database is its own, and gone
+	// after the run.
+	pg, err := sql.Open("pgx", testenv.PostgresDSN())
+	if err == nil {
+		defer pg.Close()
+		err = pg.Ping()
+	}
+	if err == nil {
+		var dbs []string
+		for _, line := range strings.Split(out, "\n") {
+			if _, rest, ok := strings.Cut(line, "database: "); ok {
+				name, _, _ := strings.Cut(rest, " :end")
+				dbs = append(dbs, name)
+			}
+		}
+		if len(dbs) != 2 || dbs[0] == dbs[1] {
+			t.Errorf("the shards' databases: %q, want two different ones:\n%s", dbs, out)
+		}
+		for _, name := range dbs {
+			if !strings.Contains(name, "_shard_") {
+				continue
+			}
+			var n int
+			if err := pg.QueryRow("SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil || n != 0 {
+				t.Errorf("shard database %s still exists after the run (%d, %v)", name, n, err)
+			}
+		}
+	} else if testenv.Required() {
+		t.Fatalf("PostgreSQL is not reachable: %v", err)
 	}
 
 	out, err = run([]string{"SHARDCHECK_FAIL=1"})

@@ -80,15 +80,7 @@ func h16DatabaseFrom(t *testing.T, template string) string {
 
 func h16WithDatabase(t *testing.T, base, name string) string {
 	t.Helper()
-	if strings.Contains(base, "://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Path = "/" + name
-		return u.String()
-	}
-	return base + " dbname=" + name // keyword/value: the last one wins
+	return testenv.WithDatabase(base, name)
 }
 
 // h16DBName returns the database name of an h16 DSN.
@@ -97,7 +89,12 @@ func h16DBName(dsn string) string {
 		u, _ := url.Parse(dsn)
 		return strings.TrimPrefix(u.Path, "/")
 	}
-	return dsn[strings.LastIndex(dsn, "dbname=")+len("dbname="):]
+	for _, f := range strings.Fields(dsn) {
+		if name, ok := strings.CutPrefix(f, "dbname="); ok {
+			return name
+		}
+	}
+	return ""
 }
 
 // h16Env is newEnv on dsn (memory store, no models migrated).

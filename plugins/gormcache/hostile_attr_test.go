@@ -126,9 +126,10 @@ func TestHostileKeyLookupReadsOtherRows(t *testing.T) {
 func TestHostileWriteAttribution(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e *env) {
 		seedEmployees(t, e.db)
-		schema := "main"
+		schema, database := "main", ""
 		if e.dialect == "postgres" {
 			must(t, e.db.Raw("SELECT current_schema()").Scan(&schema).Error)
+			must(t, e.db.Raw("SELECT current_database()").Scan(&database).Error)
 		}
 		writes := []struct {
 			name  string
@@ -380,9 +381,10 @@ func TestHostileInvalidateNames(t *testing.T) {
 		seedEmployees(t, e.db)
 		sqlDB, err := e.db.DB()
 		must(t, err)
-		schema := "main"
+		schema, database := "main", ""
 		if e.dialect == "postgres" {
 			must(t, e.db.Raw("SELECT current_schema()").Scan(&schema).Error)
+			must(t, e.db.Raw("SELECT current_database()").Scan(&database).Error)
 		}
 		bind := func(q string) string {
 			if e.dialect == "postgres" {
@@ -394,7 +396,7 @@ func TestHostileInvalidateNames(t *testing.T) {
 		if e.dialect == "sqlite" {
 			names = append(names, "`main`.`employees`", "[main].[employees]", "main.[employees]", "'employees'")
 		} else {
-			names = append(names, `"`+schema+`".employees`, "test."+schema+".employees", `"test"."`+schema+`"."employees"`)
+			names = append(names, `"`+schema+`".employees`, database+"."+schema+".employees", `"`+database+`"."`+schema+`"."employees"`)
 		}
 		for _, n := range names {
 			staleCheck(t, e, "InvalidateTables "+n, employee2, func(*gorm.DB) error {

@@ -20,17 +20,19 @@ import (
 // attacked is the plugin's attribution of writes and reads, not the
 // store), with schemas of its own.
 type pgnWorld struct {
-	e    *env
-	home string // the schema on the search_path
-	tag  string
+	e        *env
+	home     string // the schema on the search_path
+	database string // the current database (test, or a shard's own)
+	tag      string
 }
 
 func pgnNew(t *testing.T, opts ...gormcache.Option) *pgnWorld {
 	t.Helper()
 	e := newEnv(t, databases[1], memoryStore, querycache.Options{}, opts...)
-	var home string
+	var home, database string
 	must(t, e.db.Scopes(gormcache.NoCache()).Raw("SELECT current_schema()").Scan(&home).Error)
-	return &pgnWorld{e: e, home: home, tag: owRandom()}
+	must(t, e.db.Scopes(gormcache.NoCache()).Raw("SELECT current_database()").Scan(&database).Error)
+	return &pgnWorld{e: e, home: home, database: database, tag: owRandom()}
 }
 
 // schema creates a schema pgn_<tag>_<x>, dropped when t ends.

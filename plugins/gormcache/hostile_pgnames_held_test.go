@@ -151,7 +151,7 @@ CREATE TRIGGER pgn_ivt INSTEAD OF INSERT ON pgn_iv FOR EACH ROW EXECUTE FUNCTION
 		{name: "quoted_name_with_space_and_dot", read: pgnScalar(`SELECT count(*) FROM "Pgn Sp.Ace"`), write: pgnExec(`INSERT INTO "Pgn Sp.Ace" VALUES (1)`)},
 		{name: "quoted_unicode_name", read: pgnScalar(`SELECT count(*) FROM "pgn_Ünï"`), write: pgnExec(`INSERT INTO "pgn_Ünï" VALUES (1)`)},
 		{name: "keyword_table_name", read: pgnScalar(`SELECT count(*) FROM "order"`), write: pgnExec(`INSERT INTO "order" VALUES (1)`)},
-		{name: "catalog_qualified_read", read: pgnScalar(`SELECT count(*) FROM test.` + w.home + `."order"`), write: pgnExec(`INSERT INTO "order" VALUES (2)`)},
+		{name: "catalog_qualified_read", read: pgnScalar(`SELECT count(*) FROM "` + w.database + `".` + w.home + `."order"`), write: pgnExec(`INSERT INTO "order" VALUES (2)`)},
 		{name: "copy_from_program", read: pgnScalar(`SELECT count(*) FROM "order"`), write: pgnExec(`COPY "order" FROM PROGRAM 'echo 5'`)},
 		{name: "generated_column", read: pgnScalar("SELECT b FROM pgn_gen WHERE id = 1"), write: pgnExec("UPDATE pgn_gen SET a = 5 WHERE id = 1")},
 		{name: "identity_insert", read: pgnScalar("SELECT count(*) FROM pgn_idn"), write: pgnExec("INSERT INTO pgn_idn (n) VALUES (1)")},
