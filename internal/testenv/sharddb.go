@@ -35,6 +35,19 @@ func WithDatabase(dsn, name string) string {
 	return dsn + " dbname=" + name
 }
 
+// DatabaseName returns the database dsn (a URL or keyword/value DSN)
+// names, "" when it names none.
+func DatabaseName(dsn string) string {
+	if strings.Contains(dsn, "://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimPrefix(u.Path, "/")
+	}
+	return pgField(dsn, "dbname")
+}
+
 // shardDatabases creates a PostgreSQL database for each shard after the
 // first and returns the DSN each shard is to use ("" for the first: it
 // keeps PostgresDSN's) and a function that drops them. With the server out

@@ -2,7 +2,6 @@ package gormcache_test
 
 import (
 	"database/sql"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -85,16 +84,7 @@ func h16WithDatabase(t *testing.T, base, name string) string {
 
 // h16DBName returns the database name of an h16 DSN.
 func h16DBName(dsn string) string {
-	if strings.Contains(dsn, "://") {
-		u, _ := url.Parse(dsn)
-		return strings.TrimPrefix(u.Path, "/")
-	}
-	for _, f := range strings.Fields(dsn) {
-		if name, ok := strings.CutPrefix(f, "dbname="); ok {
-			return name
-		}
-	}
-	return ""
+	return testenv.DatabaseName(dsn)
 }
 
 // h16Env is newEnv on dsn (memory store, no models migrated).
