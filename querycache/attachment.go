@@ -8,18 +8,19 @@ import "sync/atomic"
 // cache's hits of it, are counted there without looking the counters up by
 // name).
 type memDeps struct {
-	// What a hit reads, first and together (one or two cache lines): the
-	// versions (in inline when they fit), their names' digest, and the
-	// entry decoded at put, so that a hit need not read the entry's bytes.
+	// Everything a hit reads, in the struct's three cache lines: it is
+	// 192 bytes, a size class whose objects start on a line (a 1000-id
+	// working set does not stay in the CPU's caches, and each line is a
+	// miss; a test checks the size). The versions (in inline when they
+	// fit), the entry decoded at put (so that a hit need not read the
+	// entry's bytes), the counters, the attachment.
 	held    []heldVersion // the versions it recorded, the epoch first (versions.go)
-	names   uint64        // their names' digest (namesDigest)
 	expires int64
 	created int64
 	delta   int64
 	payload []byte
-	inline  [4]heldVersion // held, for up to 4 versions (a row's: the epoch, the row, the table's bulk)
-
-	attach Attachment
+	stats   *counters
+	tables  []*tableCounters
 	// named is the first element of the last Versions list found to be its
 	// names (memHit): the same list again (a caller's memo of the key, a
 	// query shape's list) is known by its address, without digesting the
@@ -28,10 +29,15 @@ type memDeps struct {
 	named atomic.Pointer[string]
 	// valid: a lookup with ValidOnce found the payload valid.
 	valid  atomic.Bool
-	stats  *counters
-	tables []*tableCounters
-	weight uint64 // heap bytes, counted by weigh
+	weight uint32         // heap bytes, counted by weigh
+	names  uint64         // the versions' names' digest (namesDigest)
+	inline [3]heldVersion // held, for up to 3 versions (a row's: the epoch, the row, the table's bulk)
+	attach Attachment
 }
+
+// memDepsSize is memDeps' size, a size class of the Go allocator (see
+// memDeps).
+const memDepsSize = 192
 
 // An Attachment holds what a caller derived from one stored value (the GORM
 // plugin keeps the rows it scanned from it), for as long as the store keeps

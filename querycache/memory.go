@@ -145,7 +145,7 @@ func (s *MemoryStore) Evictions() (entries, versions uint64) {
 func weigh(key string, it memItem) uint32 {
 	w := allocSize(len(key)) + allocSize(cap(it.data)) + itemOverhead
 	if it.deps != nil {
-		w += it.deps.weight
+		w += uint64(it.deps.weight)
 	}
 	return uint32(min(w, math.MaxUint32))
 }
@@ -238,18 +238,20 @@ func (s *MemoryStore) putFor(key string, value []byte, ttl time.Duration, names 
 	if ttl <= 0 {
 		return nil
 	}
-	d := &memDeps{stats: stats, tables: tables, weight: allocSize(int(unsafe.Sizeof(memDeps{})))}
+	d := &memDeps{stats: stats, tables: tables}
+	weight := allocSize(int(unsafe.Sizeof(memDeps{})))
 	if len(tables) > 0 {
-		d.weight += allocSize(8 * len(tables))
+		weight += allocSize(8 * len(tables))
 	}
 	if e, err := decodeEntryFrom(key, value, true); err == nil && len(names) > 0 {
 		var w uint64
 		if d.held, w = s.versions.hold(names, tokens, d.inline[:]); d.held != nil {
-			d.weight += w
+			weight += w
 			d.names = s.versions.namesDigest(names[0], names[1:])
 			d.expires, d.created, d.delta, d.payload = e.expires, e.created, e.delta, e.payload
 		}
 	}
+	d.weight = uint32(min(weight, math.MaxUint32))
 	err := s.put(key, value, ttl, d)
 	if err != nil {
 		for _, h := range d.held {

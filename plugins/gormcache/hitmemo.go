@@ -3,6 +3,7 @@ package gormcache
 import (
 	"hash/maphash"
 	"sync"
+	"unsafe"
 
 	"querycache.dev/querycache"
 )
@@ -61,20 +62,42 @@ type hitMemoShard struct {
 	_      [16]byte                 // one shard per cache line
 }
 
-// hitMemoEntry is immutable once stored: a new entry replaces it.
+// hitMemoEntry is immutable once stored: a new entry replaces it. It is
+// 64 bytes, one cache line, and its fingerprint and key name share one
+// allocation (entryBytes): on a working set that does not stay in the
+// CPU's caches each line a hit reads is a miss (TestHitMemoEntrySize).
 type hitMemoEntry struct {
-	fp      string      // what the fingerprint digests (keys.Builder.Bytes)
+	bytes   *byte       // the fingerprint's bytes, then the key's name
+	fpLen   uint32      // what the fingerprint digests (keys.Builder.Bytes)
+	nameLen uint32      // the entry key's name
 	tables  *string     // &tables[0] of the plan it was made for
-	ntables int         // len(tables)
+	ntables uint32      // len(tables)
+	weight  uint32      // what it counts for in the shard's bound
 	facts   *tableFacts // the one table's facts (nil for several tables)
-	name    string
-	vers    []string // the engine never modifies a Key's Versions
-	weight  int
+	vers    []string    // the engine never modifies a Key's Versions
+}
+
+// hitMemoEntrySize is hitMemoEntry's size (see hitMemoEntry).
+const hitMemoEntrySize = 64
+
+func (e *hitMemoEntry) fp() string { return unsafe.String(e.bytes, e.fpLen) }
+
+func (e *hitMemoEntry) name() string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e.bytes), e.fpLen)), e.nameLen)
+}
+
+// newHitMemoEntry copies fp and the key's name into one allocation: a hit
+// reads the one and then the other (the store hashes the name).
+func newHitMemoEntry(fp string, k querycache.Key, f *tableFacts, w int) *hitMemoEntry {
+	buf := make([]byte, len(fp)+len(k.Name))
+	copy(buf[copy(buf, fp):], k.Name)
+	return &hitMemoEntry{bytes: unsafe.SliceData(buf), fpLen: uint32(len(fp)), nameLen: uint32(len(k.Name)),
+		tables: &k.Tables[0], ntables: uint32(len(k.Tables)), weight: uint32(w), facts: f, vers: k.Versions}
 }
 
 // matches reports whether e was made for a plan reading tables with facts f.
 func (e *hitMemoEntry) matches(tables []string, f *tableFacts) bool {
-	return e.ntables == len(tables) && len(tables) > 0 && e.tables == &tables[0] && e.facts == f
+	return int(e.ntables) == len(tables) && len(tables) > 0 && e.tables == &tables[0] && e.facts == f
 }
 
 var hitMemoSeed = maphash.MakeSeed()
@@ -86,7 +109,7 @@ func (h *hitMemo) get(fp []byte) *hitMemoEntry {
 	s.mu.RLock()
 	e := s.m[hash]
 	s.mu.RUnlock()
-	if e == nil || e.fp != string(fp) {
+	if e == nil || e.fp() != string(fp) {
 		return nil
 	}
 	return e
@@ -114,11 +137,11 @@ func (h *hitMemo) put(fp string, k querycache.Key, f *tableFacts) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.m[hash]
-	if old != nil && old.fp == fp && old.matches(k.Tables, f) && old.name == k.Name {
+	if old != nil && old.fp() == fp && old.matches(k.Tables, f) && old.name() == k.Name {
 		return // a concurrent hit recorded it
 	}
 	if old != nil {
-		s.bytes -= old.weight
+		s.bytes -= int(old.weight)
 		delete(s.m, hash)
 	} else if s.bytes+w > hitMemoBytes/hitMemoShards {
 		s.admits++
@@ -130,13 +153,13 @@ func (h *hitMemo) put(fp string, k querycache.Key, f *tableFacts) {
 		if s.bytes+w <= hitMemoBytes/hitMemoShards {
 			break
 		}
-		s.bytes -= e.weight
+		s.bytes -= int(e.weight)
 		delete(s.m, victim)
 	}
 	if s.m == nil {
 		s.m = make(map[uint64]*hitMemoEntry)
 	}
-	s.m[hash] = &hitMemoEntry{fp: fp, tables: &k.Tables[0], ntables: len(k.Tables), facts: f, name: k.Name, vers: k.Versions, weight: w}
+	s.m[hash] = newHitMemoEntry(fp, k, f, w)
 	s.bytes += w
 }
 

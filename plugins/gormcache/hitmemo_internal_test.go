@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"querycache.dev/querycache"
 )
@@ -20,7 +21,7 @@ func TestHitMemoMatchesItsPlanOnly(t *testing.T) {
 	fp := []byte("digest of the prefix, then the values")
 	h.put(string(fp), k, f)
 	e := h.get(fp)
-	if e == nil || e.name != "k" {
+	if e == nil || e.name() != "k" {
 		t.Fatal("the entry was not kept")
 	}
 	for _, other := range [][]byte{fp[:len(fp)-1], append(append([]byte(nil), fp...), 0), nil} {
@@ -63,8 +64,8 @@ func TestHitMemoBounded(t *testing.T) {
 		s := &h.shards[i]
 		sum := 0
 		for _, e := range s.m {
-			sum += e.weight
-			if binary.LittleEndian.Uint64([]byte(e.fp[32:])) >= offered/2 {
+			sum += int(e.weight)
+			if binary.LittleEndian.Uint64([]byte(e.fp()[32:])) >= offered/2 {
 				late++
 			}
 		}
@@ -81,5 +82,18 @@ func TestHitMemoBounded(t *testing.T) {
 	h.put(big, k, nil)
 	if h.get([]byte(big)) != nil {
 		t.Fatal("a fingerprint longer than hitMemoMaxFP was kept")
+	}
+}
+
+// TestHitMemoEntrySize: a memo entry is one cache line, and its
+// fingerprint and name read back as given (hitMemoEntry).
+func TestHitMemoEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(hitMemoEntry{}); got != hitMemoEntrySize {
+		t.Fatalf("hitMemoEntry is %d bytes, want %d (see its comment)", got, hitMemoEntrySize)
+	}
+	tables := []string{"users"}
+	e := newHitMemoEntry("fingerprint bytes", querycache.Key{Name: "key name", Tables: tables}, nil, 200)
+	if e.fp() != "fingerprint bytes" || e.name() != "key name" || !e.matches(tables, nil) || e.weight != 200 {
+		t.Fatalf("entry reads back %q, %q, matches %v, weight %d", e.fp(), e.name(), e.matches(tables, nil), e.weight)
 	}
 }

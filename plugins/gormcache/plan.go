@@ -151,7 +151,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		pl.facts = only
 		if e := p.hits.get(b.Bytes()); e != nil && e.matches(tables, only) {
 			b.Release()
-			pl.key.Name, pl.key.Versions = e.name, e.vers
+			pl.key.Name, pl.key.Versions = e.name(), e.vers
 			return pl, true
 		}
 		if !pl.readOnly && len(b.Bytes()) <= hitMemoMaxFP { // a transaction's reads record no hit
