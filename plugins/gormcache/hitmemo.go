@@ -64,7 +64,7 @@ type hitMemoShard struct {
 
 // hitMemoEntry is immutable once stored: a new entry replaces it. It is
 // 64 bytes, one cache line, and its fingerprint and key name share one
-// allocation (entryBytes): on a working set that does not stay in the
+// allocation (newHitMemoEntry): on a working set that does not stay in the
 // CPU's caches each line a hit reads is a miss (TestHitMemoEntrySize).
 type hitMemoEntry struct {
 	bytes   *byte       // the fingerprint's bytes, then the key's name
@@ -83,6 +83,9 @@ const hitMemoEntrySize = 64
 func (e *hitMemoEntry) fp() string { return unsafe.String(e.bytes, e.fpLen) }
 
 func (e *hitMemoEntry) name() string {
+	if e.nameLen == 0 {
+		return "" // (a pointer past the allocation is not one to make)
+	}
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e.bytes), e.fpLen)), e.nameLen)
 }
 
