@@ -46,7 +46,7 @@ func h16Database(t *testing.T) string {
 		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
 		admin.Close()
 	})
-	return h16WithDatabase(t, base, name)
+	return testenv.WithDatabase(base, name)
 }
 
 // h16DatabaseFrom creates a database h16_<random> from template (a
@@ -74,11 +74,6 @@ func h16DatabaseFrom(t *testing.T, template string) string {
 		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
 		admin.Close()
 	})
-	return h16WithDatabase(t, base, name)
-}
-
-func h16WithDatabase(t *testing.T, base, name string) string {
-	t.Helper()
 	return testenv.WithDatabase(base, name)
 }
 
