@@ -26,64 +26,69 @@ type plan struct {
 	reason string
 }
 
-// bypass counts a reason to skip the cache this time and returns the plan
-// planFor gives up with.
-func (pl plan) bypass(p *Plugin, reason string) (plan, bool) {
+// bypass counts a reason to skip the cache this time, notes it in pl and
+// returns false, for planFor to give up with.
+func (p *Plugin) bypass(pl *plan, reason string) bool {
 	p.cache.CountBypass(reason)
 	pl.skip, pl.reason = OutcomeBypass, reason
-	return pl, false
+	return false
 }
 
-// refuse counts a reason never to cache the statement and returns the plan
-// planFor gives up with.
-func (pl plan) refuse(p *Plugin, reason string) (plan, bool) {
+// refuse counts a reason never to cache the statement, notes it in pl and
+// returns false, for planFor to give up with.
+func (p *Plugin) refuse(pl *plan, reason string) bool {
 	p.cache.CountRefusal(reason)
 	pl.skip, pl.reason = OutcomeRefused, reason
-	return pl, false
+	return false
 }
 
 // planFor decides whether the statement may use the cache and under which
-// key; ok is false when it must go straight to the database (the reason, if
-// any, has been counted). sh is the statement's query shape, if known.
-func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *shape, raw bool) (pl plan, ok bool) {
+// key, filling in pl (a zero plan); ok is false when it must go straight
+// to the database (the reason, if any, has been counted). sh is the
+// statement's query shape, if known.
+//
+// The plan is filled in place: returned by value, it was copied at the
+// return (about 40 instructions a hit), and each of the many ways to give
+// up copied it into bypass's or refuse's arguments (7 KB of code).
+func (p *Plugin) planFor(pl *plan, db *gorm.DB, opts CacheOptions, in *inspection, sh *shape, raw bool) (ok bool) {
 	stmt := db.Statement
 	info := &in.st
 	if r := p.connGuard(db); r != "" {
-		return pl.bypass(p, r)
+		return p.bypass(pl, r)
 	}
 	tx, inTx := managedTx(stmt.ConnPool)
 	if inTx {
 		if !p.txReads || tx == nil {
-			return pl.bypass(p, "transaction")
+			return p.bypass(pl, "transaction")
 		}
 		if p.readsOwnSnapshot(tx) {
-			return pl.bypass(p, "transaction_snapshot") // txsnapshot.go
+			return p.bypass(pl, "transaction_snapshot") // txsnapshot.go
 		}
 		pl.readOnly = true
 	}
 	switch {
 	case info.Kind != sqlinspect.KindSelect:
-		return pl.refuse(p, "not_a_read")
+		return p.refuse(pl, "not_a_read")
 	case info.Statements != 1:
-		return pl.refuse(p, "multiple_statements")
+		return p.refuse(pl, "multiple_statements")
 	case info.Locking:
-		return pl.refuse(p, "locking")
+		return p.refuse(pl, "locking")
 	case info.Catalog && !opts.Catalog:
-		return pl.refuse(p, "catalog")
+		return p.refuse(pl, "catalog")
 	case len(info.NonDeterministic) > 0 && !opts.AllowNondeterministic:
-		return pl.refuse(p, "nondeterministic")
+		return p.refuse(pl, "nondeterministic")
 	case info.Undetermined && len(opts.Tables) == 0:
-		return pl.refuse(p, "undetermined_tables")
+		return p.refuse(pl, "undetermined_tables")
 	}
 	if !opts.AllowNondeterministic {
 		if r := p.purityRefusal(db, info); r != "" {
-			return pl.refuse(p, r)
+			return p.refuse(pl, r)
 		}
 	}
 	tables := dependencies(info.Reads, opts.Tables)
 	pl.key.Tables = tables // for the event, if planFor gives up below
 	if len(tables) == 0 {
-		return pl.refuse(p, "no_tables")
+		return p.refuse(pl, "no_tables")
 	}
 	var only *tableFacts // the facts of a single table read, looked up once
 	if len(opts.Tables) == 0 {
@@ -100,15 +105,15 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 				f = p.facts(db, t)
 			}
 			if f == nil {
-				return pl.refuse(p, "relation_unknown")
+				return p.refuse(pl, "relation_unknown")
 			}
 			if r := f.derivedRefusal(); r != "" {
-				return pl.refuse(p, r)
+				return p.refuse(pl, r)
 			}
 			if f.deps.rowFuncs {
 				// o.f may call a function that reads other tables: the text
 				// does not say which names are columns.
-				return pl.refuse(p, "row_function")
+				return p.refuse(pl, "row_function")
 			}
 			if len(tables) == 1 {
 				only = f
@@ -116,18 +121,18 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		}
 	}
 	if r := p.fenced(tables); r != "" {
-		return pl.bypass(p, r)
+		return p.bypass(pl, r)
 	}
 	if pl.readOnly && tx.buf.Wrote(tables) {
-		return pl.bypass(p, "transaction_wrote")
+		return p.bypass(pl, "transaction_wrote")
 	}
 	if sh.declines() { // its hits cost about what the database does (decline.go)
-		return pl.refuse(p, "does_not_pay")
+		return p.refuse(pl, "does_not_pay")
 	}
 
 	sets, known := p.settingsKey(db)
 	if !known {
-		return pl.bypass(p, "settings_unknown")
+		return p.bypass(pl, "settings_unknown")
 	}
 	tenant := ""
 	if p.tenant != nil {
@@ -141,7 +146,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 	}
 	if !valid {
 		b.Release()
-		return pl.refuse(p, "unkeyable_value")
+		return p.refuse(pl, "unkeyable_value")
 	}
 
 	pl.key = querycache.Key{TTL: opts.TTL, Tables: tables}
@@ -152,7 +157,7 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		if e := p.hits.get(b.Bytes()); e != nil && e.matches(tables, only) {
 			b.Release()
 			pl.key.Name, pl.key.Versions = e.name(), e.vers
-			return pl, true
+			return true
 		}
 		if !pl.readOnly && len(b.Bytes()) <= hitMemoMaxFP { // a transaction's reads record no hit
 			pl.fp = string(b.Bytes())
@@ -178,12 +183,12 @@ func (p *Plugin) planFor(db *gorm.DB, opts CacheOptions, in *inspection, sh *sha
 		if pks, ok := rowsAppend(stmt, f, pkBuf[:0], in); ok && len(pks) == 1 {
 			names := p.tableNames(table)
 			pl.key.Name, pl.key.Versions = names.obj.Lookup(pks[0], fp, names.Bulk)
-			return pl, true
+			return true
 		}
 	}
 	pl.key.Name = p.ns.Query(p.dbID, fp)
 	pl.key.Versions = p.tableVersions(sh, tables)
-	return pl, true
+	return true
 }
 
 // keyPrefix is the digest of what a read is keyed by besides its bound

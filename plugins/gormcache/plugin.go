@@ -58,7 +58,9 @@ type Plugin struct {
 	broken       map[string]bool // tests only: invalidation sources switched off
 	w            watch           // transactions and connection state the plugin cannot see (txwatch.go)
 	rf           replicaFence    // reads routed to replicas (replica.go)
-	observers    []observer      // see every marked statement's event (observe.go)
+	observers    []observer      // the options' (Observe, the sampler): see every marked statement's event (observe.go)
+	evLog        *eventLogger    // the Debug line of every marked statement, when the cache has a logger (visibility_log.go)
+	shapesOff    bool            // the shapes' counters are not kept (WithoutShapesForTest)
 	mis          misconfig       // mistakes reported once (misconfig.go)
 	sampler      *sampler        // the freshness sampler, when on (sampler.go)
 	shapes       shapeRegistry   // per query shape counters and the decline rule (shapes.go)
@@ -206,7 +208,6 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	}
 	p.inspected = newInspections()
 	p.front = &inspectionFront{seed: maphash.MakeSeed()}
-	p.observers = append([]observer{p.recordShape}, p.observers...) // per query shape counters (shapes.go)
 	if p.dbID == "" {
 		p.dbID = defaultDatabaseID(db.Dialector)
 	}

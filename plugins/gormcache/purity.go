@@ -290,8 +290,13 @@ var timeWords = []string{"now", "today", "tomorrow", "yesterday"}
 // refusal costs a query, a cached clock reading stale results
 // (TestHostile10TimeWordNotFirstPostgres).
 func timeWord(v any) bool {
-	if b, ok := v.([]byte); ok { // not copied: a blob may be large
-		return hasTimeWord(b)
+	switch x := v.(type) {
+	case int, int64, int32, int16, int8, uint, uint64, uint32, uint16, uint8, float64, float32, bool, nil:
+		// The text of a number or a truth value has no words: the common
+		// bound value (a primary key) skips boundText's reflection.
+		return false
+	case []byte: // not copied: a blob may be large
+		return hasTimeWord(x)
 	}
 	s, ok := boundText(v)
 	return ok && hasTimeWord(s)

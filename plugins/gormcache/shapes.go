@@ -206,6 +206,14 @@ type shapeRegistry struct {
 	testCost func(ev *Event) time.Duration
 }
 
+// cost is testCost of a copy of ev: handed to a function value, ev itself
+// would escape, and with it the outcome holding it, which stays on the
+// statement's stack otherwise (query.go done).
+func (r *shapeRegistry) cost(ev *Event) time.Duration {
+	c := *ev
+	return r.testCost(&c)
+}
+
 // get returns the shape of sql, creating it while fewer than MaxShapes
 // exist.
 func (r *shapeRegistry) get(sql string) *shape {
@@ -313,7 +321,7 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 		}
 		d := ev.Duration
 		if s.reg.testCost != nil {
-			d = s.reg.testCost(ev)
+			d = s.reg.cost(ev)
 		}
 		if d > 0 { // 0: not timed (a hit may be timed by sampling only)
 			// A lookup that waited for another statement's fill is a hit
@@ -350,7 +358,7 @@ func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 		}
 		d := ev.dbTime
 		if s.reg.testCost != nil {
-			d = s.reg.testCost(ev)
+			d = s.reg.cost(ev)
 		}
 		if d > 0 { // 0: the rows were not all read in the fill (streamed, too large)
 			ewma(&s.missNs, int64(d))

@@ -127,11 +127,10 @@ func servedFor(db *gorm.DB) *servedCtx {
 // shows, the callbacks that group Preload sub-queries with their call, the
 // Debug log line and span attributes.
 func (p *Plugin) initVisibility(db *gorm.DB) error {
-	p.observers = append(p.observers, p.recordVisit)
+	// recordVisit, the log line and spanEvent are called by done.
 	if l := p.cache.Logger(); l != nil {
-		p.observers = append(p.observers, logEventTo(l, p.ns))
+		p.evLog = &eventLogger{l: l, ns: p.ns}
 	}
-	p.observers = append(p.observers, p.spanEvent)
 	cb := db.Callback()
 	err := errors.Join(
 		cb.Query().Before("*").Register("querycache:visit", p.beginVisit),
