@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"weak"
 
@@ -37,6 +38,12 @@ import (
 type siblings struct {
 	mu sync.Mutex
 	ps []weak.Pointer[Plugin]
+	// fences is set (never cleared) before any of them switches its
+	// replica fence on (activateFence): until then a change applied to
+	// the cache has no plugin to fence, and fence returns at once, with no
+	// lock and no weak pointer made strong (about 200 instructions a
+	// write).
+	fences atomic.Bool
 }
 
 // cacheSiblings maps a cache, held weakly, to its plugins; the entry goes
@@ -58,6 +65,7 @@ func (p *Plugin) joinSiblings() {
 	s.ps = slices.DeleteFunc(s.ps, func(w weak.Pointer[Plugin]) bool { return w.Value() == nil })
 	s.ps = append(s.ps, weak.Make(p))
 	s.mu.Unlock()
+	p.sibs = s
 }
 
 // forgetSiblings makes every other plugin on p's cache forget its catalog

@@ -59,6 +59,7 @@ type Plugin struct {
 	w            watch           // transactions and connection state the plugin cannot see (txwatch.go)
 	rf           replicaFence    // reads routed to replicas (replica.go)
 	observers    []observer      // the options' (Observe, the sampler): see every marked statement's event (observe.go)
+	sibs         *siblings       // the plugins on the same cache (catalogwatch.go), once registered
 	evLog        *eventLogger    // the Debug line of every marked statement, when the cache has a logger (visibility_log.go)
 	shapesOff    bool            // the shapes' counters are not kept (WithoutShapesForTest)
 	mis          misconfig       // mistakes reported once (misconfig.go)

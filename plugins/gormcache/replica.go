@@ -273,6 +273,12 @@ func (p *Plugin) copiedConfig(db *gorm.DB) (skip bool, err error) {
 // sees the fence. Other processes' writes are not in this process's hooks
 // (TestReplicaOtherWriter; ReplicaCheckPrimary covers them).
 func (s *siblings) fence(ctx context.Context, ch querycache.Change) {
+	if !s.fences.Load() {
+		// No plugin's fence was on when this change was applied: one
+		// switched on since starts at a position read after the switch,
+		// which covers this change (activateFence).
+		return
+	}
 	// Only plugins whose fence is on (a replica read was seen) do
 	// anything; most writes find none, and allocate nothing here.
 	var buf [4]*Plugin
@@ -668,6 +674,9 @@ func (p *Plugin) activateFence(ctx context.Context) {
 	// it may not: a write committing between the read and the switch-on
 	// would have no fence, and its row could be filled from a lagging
 	// replica.)
+	if p.sibs != nil {
+		p.sibs.fences.Store(true) // before active: siblings.fence reads them in the other order
+	}
 	f.active.Store(true)
 	if !wal {
 		f.note(querycache.Change{All: true}, monoNow())
