@@ -3,7 +3,6 @@ package gormcache
 import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"gorm.io/gorm"
 )
 
 // spanEvent adds what the cache did to the statement's span, when one is
@@ -25,9 +24,9 @@ import (
 //
 // The tracing plugin's own db.query.text then starts with the comment
 // markSQL wrote ("/* querycache: hit, not run on the database */").
-// Without a recording span it costs one context lookup.
-func (p *Plugin) spanEvent(db *gorm.DB, ev *Event) {
-	span := trace.SpanFromContext(stmtContext(db))
+// Without a recording span it costs nothing: done looks the span up once,
+// for recordVisit and for it.
+func (p *Plugin) spanEvent(ev *Event, span trace.Span) {
 	if !span.IsRecording() {
 		return
 	}

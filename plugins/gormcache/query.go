@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
 	"querycache.dev/keys"
@@ -331,11 +332,14 @@ func (p *Plugin) done(db *gorm.DB, o *outcome) {
 		*c = Event{}
 		eventPool.Put(c)
 	}
-	p.recordVisit(db, ev)
+	// The span, looked up once (a walk of the context's chain): whether
+	// it records decides both the SQL's comment and the attributes.
+	span := trace.SpanFromContext(stmtContext(db))
+	p.recordVisit(db, ev, span)
 	if p.evLog != nil {
 		p.evLog.log(db, ev)
 	}
-	p.spanEvent(db, ev)
+	p.spanEvent(ev, span)
 }
 
 // timeHit reports whether a hit of shape sh is measured: the shapes'

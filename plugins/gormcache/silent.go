@@ -19,9 +19,9 @@ import (
 //
 // Any other logger, one of GORM's at another level, or a recording span
 // gets the comment: a logger GORM does not ship may print every statement
-// whatever its level says.
-func markUnread(db *gorm.DB) bool {
-	return loggerSilent(db.Logger) && !trace.SpanFromContext(stmtContext(db)).IsRecording()
+// whatever its level says. span is the statement's (trace.SpanFromContext).
+func markUnread(db *gorm.DB, span trace.Span) bool {
+	return loggerSilent(db.Logger) && !span.IsRecording()
 }
 
 var (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 )
 
@@ -150,8 +151,8 @@ func (p *Plugin) initVisibility(db *gorm.DB) error {
 
 // recordVisit is the observer that keeps the statement's outcome on it and
 // writes it into the statement's SQL.
-func (p *Plugin) recordVisit(db *gorm.DB, ev *Event) {
-	if !markUnread(db) {
+func (p *Plugin) recordVisit(db *gorm.DB, ev *Event, span trace.Span) {
+	if !markUnread(db, span) {
 		markSQL(db.Statement, ev.Outcome, ev.Reason)
 	}
 	v := servedFor(db)
