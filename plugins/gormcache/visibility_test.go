@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"querycache.dev/internal/testenv"
 	"querycache.dev/plugins/gormcache"
 	"querycache.dev/querycache"
 )
@@ -546,4 +550,72 @@ func TestVisibilityLoggerDialects(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A hit's event stays on the statement's stack: the plugin's own observers
+// (the shapes, FromCache's visit, the log line, the span) take it in place,
+// and only the options' observers (Observe) get a pooled copy (query.go
+// done). Were it handed to a function value, every hit would allocate the
+// outcome; with an observer from the options it must not either.
+func TestVisibilityHitEventNotOnHeap(t *testing.T) {
+	if testenv.Race {
+		t.Skip("under the race detector sync.Pool drops what it is given, and allocation counts say nothing (TestVisibilityHitOutcomeEscape runs instead)")
+	}
+	allocs := func(opts ...gormcache.Option) float64 {
+		db, _ := visDB(t, nil, querycache.Options{}, opts...)
+		var a VisAuthor
+		hit := func() {
+			a = VisAuthor{}
+			if err := db.Scopes(gormcache.Cacheable()).First(&a, 1).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		hit()
+		hit()
+		dry := db.Session(&gorm.Session{DryRun: true})
+		build := func() {
+			a = VisAuthor{}
+			if err := dry.Scopes(gormcache.Cacheable()).First(&a, 1).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return testing.AllocsPerRun(200, hit) - testing.AllocsPerRun(200, build)
+	}
+	seen := 0
+	plain := allocs()
+	observed := allocs(gormcache.Observe(func(context.Context, *gormcache.Event) { seen++ }))
+	t.Logf("a hit allocates %.1f more than GORM's DryRun build; %.1f with an observer", plain, observed)
+	if seen == 0 {
+		t.Fatal("the observer saw no event")
+	}
+	if plain > hitAllocsOverDryRun || observed > hitAllocsOverDryRun {
+		t.Fatalf("a hit allocates %.1f (%.1f with an observer) more than GORM's DryRun build of it, want at most %d: has the event moved to the heap (go build -gcflags=-m says moved to heap: o, in query.go)?", plain, observed, hitAllocsOverDryRun)
+	}
+}
+
+// hitAllocsOverDryRun is what a primary-key hit allocates beyond GORM's
+// DryRun build of the statement, as measured (gorm v1.31): one fewer (the
+// hit's visit for FromCache is one; the build allocates two a hit does
+// not). An outcome moved to the heap makes it 0.
+const hitAllocsOverDryRun = -1
+
+// The outcome a statement fills (query.go: queryCallback's and
+// rowCallback's o) stays on their stack, as the compiler decides it:
+// checked in its escape analysis, which the race detector leaves alone
+// (TestVisibilityHitEventNotOnHeap counts allocations, without -race).
+func TestVisibilityHitOutcomeEscape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the package with -gcflags=-m")
+	}
+	out, err := exec.Command("go", "build", "-gcflags=-m", "-o", os.DevNull, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build -gcflags=-m: %v\n%s", err, out)
+	}
+	moved := regexp.MustCompile(`(?m)^\S*query\.go:\d+:\d+: moved to heap: o$`)
+	if m := moved.FindAll(out, -1); len(m) > 0 {
+		t.Fatalf("a statement's outcome is allocated on every call: %s", bytes.Join(m, []byte("; ")))
+	}
+	if !bytes.Contains(out, []byte("query.go")) {
+		t.Fatalf("no escape analysis of query.go in the compiler's output:\n%s", out)
+	}
 }
