@@ -89,7 +89,8 @@ type Event struct {
 // the statement: it must be quick and must not block.
 type observer func(db *gorm.DB, ev *Event)
 
-// observe hands the statement's event to every observer.
+// observe hands the statement's event to the options' observers (Observe,
+// the sampler); done calls the plugin's own before and after them.
 func (p *Plugin) observe(db *gorm.DB, ev *Event) {
 	for _, o := range p.observers {
 		o(db, ev)

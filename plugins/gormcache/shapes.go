@@ -302,7 +302,7 @@ type shapeTables struct {
 }
 
 // recordShape is the observer that counts every marked statement on its
-// shape (registered first, in Initialize).
+// shape (called first, by done).
 func (p *Plugin) recordShape(_ *gorm.DB, ev *Event) {
 	s := ev.shape
 	if s == nil {
