@@ -2,6 +2,7 @@ package gormcache_test
 
 import (
 	"context"
+	"math"
 	"reflect"
 	"testing"
 
@@ -66,6 +67,23 @@ func TestNonZeroDestinationMergesLikeGORM(t *testing.T) {
 		}
 		if want.Views != 777 || want.Secret != "kept" {
 			t.Fatalf("GORM's own behaviour changed: %+v", want)
+		}
+	})
+}
+
+// TestNegativeZeroDestinationKept: a destination whose only value is a
+// float's negative zero is not a zero destination to a scan, which keeps
+// the fields it does not select: reflect's IsZero calls it zero, and a hit
+// applied the snapshot over it, turning -0 into +0.
+func TestNegativeZeroDestinationKept(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		s := seedData(t, e.db)
+		for i, sc := range []scope{gormcache.NoCache(), gormcache.Cacheable(), gormcache.Cacheable(), gormcache.Cacheable()} {
+			p := Post{Score: math.Copysign(0, -1)}
+			must(t, e.db.Scopes(sc).Select("id", "title").First(&p, s.p1.ID).Error)
+			if !math.Signbit(p.Score) || p.Title == "" {
+				t.Fatalf("read %d: Score %v (sign bit %v), Title %q: a scan keeps the unselected -0", i, p.Score, math.Signbit(p.Score), p.Title)
+			}
 		}
 	})
 }
