@@ -38,6 +38,7 @@ type frame struct {
 	fn        keyword // fFunc: the keyword naming the function, if any
 	head      bool    // the next token starts the (sub)query
 	awaitMain bool    // after WITH: the main statement's verb is still to come
+	recursive bool    // the WITH list is RECURSIVE (cte.go)
 	fromList  bool    // in a FROM or USING list: a comma introduces a table
 	usingList bool    // DELETE or MERGE: USING introduces tables
 	noCalls   bool    // function calls are not listed here (DDL definitions, PRAGMA, ...)
@@ -74,7 +75,8 @@ type analyzer struct {
 	tempViews    []string // temporary views (Statement.TempViews)
 	attached     bool     // a relation of an attached SQLite database (Statement.Attached)
 	txops        []TxOp
-	inBody       bool // scanning a trigger or function body: it does not run now
+	ctes         []cte // the WITH queries in scope (cte.go)
+	inBody       bool  // scanning a trigger or function body: it does not run now
 
 	// Per statement.
 	start, end    int  // the statement's tokens are toks[start:end]
@@ -283,6 +285,9 @@ func (a *analyzer) readName(j int) int {
 	if closed {
 		next++
 	}
+	if !closed && schema == "" && a.isCTE(name, next-1) {
+		return next // TABLE q of a WITH query q
+	}
 	a.addRead(a.relation(schema, name))
 	return next
 }
@@ -393,6 +398,10 @@ func (a *analyzer) tableRef(j int) int {
 		}
 		return next - 1
 	}
+	if schema == "" && a.isCTE(name, next-1) {
+		a.skipAliasColumns(next) // a WITH query's rows: its tables are listed where it reads them
+		return next
+	}
 	a.addRead(a.relation(schema, name))
 	a.skipAliasColumns(next)
 	return next
@@ -435,6 +444,9 @@ func (a *analyzer) step(i int) int {
 		f.head = false
 		return a.queryHead(i, fi)
 	}
+	if f.awaitMain && i > a.start {
+		a.noteCTE(i, fi)
+	}
 	t := a.toks[i]
 	switch t.kind {
 	case tkWord:
@@ -447,6 +459,7 @@ func (a *analyzer) step(i int) int {
 		} else {
 			a.closeFrame(i, f)
 			a.frames = a.frames[:fi]
+			a.dropCTEs(fi)
 		}
 	case tkComma:
 		if !f.noCount && f.brackets <= 0 {
@@ -552,6 +565,7 @@ func (a *analyzer) word(i, fi int) int {
 	}
 	if f.awaitMain && kwFlags[k]&kfMainVerb != 0 {
 		f.awaitMain = false
+		a.showCTEs(fi)
 		return a.queryHead(i, fi)
 	}
 	switch k {

@@ -235,6 +235,7 @@ func (a *analyzer) reset() {
 	clear(a.temps)
 	clear(a.tempTrigs)
 	clear(a.tempViews)
+	clear(a.ctes)
 	*a = analyzer{
 		toks:      a.toks[:0],
 		frames:    a.frames[:0],
@@ -245,6 +246,7 @@ func (a *analyzer) reset() {
 		tempViews: a.tempViews[:0],
 		funcs:     a.funcs[:0],
 		txops:     a.txops[:0],
+		ctes:      a.ctes[:0],
 	}
 	if cap(a.toks) > maxPooledTokens {
 		a.toks = nil

@@ -127,6 +127,7 @@ func (a *analyzer) scan(start, end int) Kind {
 	a.start, a.end = start, end
 	a.frames = append(a.frames[:0], frame{kind: fStmt})
 	a.malformed, a.dml = false, false
+	a.ctes = a.ctes[:0]
 	a.tablePosParen, a.notCallParen, a.tableFunc = -1, -1, -1
 	i, k, ex := a.topHead(start)
 	for i < end {
