@@ -62,6 +62,10 @@
 // (SELECT my_func()), and settings that change what a name refers to
 // (search_path, ATTACH).
 //
-// Names defined by a WITH clause are reported as reads too: they cannot be
-// told apart from real tables everywhere, and an extra name is harmless.
+// A WITH query's name read where it certainly means the query (the main
+// statement, a later query of the same list, its own body under RECURSIVE)
+// is not a read: the tables the query reads are. Everywhere else, where
+// PostgreSQL and SQLite may disagree or read the table of that name (an
+// earlier query's body, its own body without RECURSIVE), the name is
+// reported as a read: an extra name is harmless, a missing one is not.
 package sqlinspect

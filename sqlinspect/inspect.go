@@ -15,8 +15,9 @@ type Statement struct {
 	Kind Kind
 	// Reads lists the tables read (after FROM, JOIN, USING, TABLE, SQLite's
 	// x IN table), as NormalizeTable spells them (keys.Table's normal form;
-	// a system catalog is CatalogTable): sorted, without duplicates. Names
-	// defined by WITH are listed too.
+	// a system catalog is CatalogTable): sorted, without duplicates. A
+	// WITH query's name is not listed where it certainly means the query
+	// (see the package's documentation and cte.go).
 	Reads []string
 	// Writes lists the tables written: the targets of INSERT, UPDATE,
 	// DELETE, REPLACE, MERGE (also inside WITH queries, whatever the main
