@@ -43,7 +43,10 @@ func (a *analyzer) noteCTE(i, fi int) {
 	}
 	j := i + 1
 	if a.kindAt(j) == tkLParen {
-		j = a.closingParen(j) + 1
+		if j = a.columnListEnd(j); j < 0 {
+			return
+		}
+		j++
 	}
 	if !a.isKw(j, kwAs) {
 		return
@@ -95,20 +98,19 @@ func (a *analyzer) isCTE(name string, last int) bool {
 	return false
 }
 
-// closingParen returns the index of the ')' closing the '(' at toks[j], or
-// the statement's end.
-func (a *analyzer) closingParen(j int) int {
-	depth := 0
-	for ; j < a.end; j++ {
-		switch a.toks[j].kind {
-		case tkLParen:
-			depth++
+// columnListEnd returns the index of the ')' ending the list of column
+// names opened by the '(' at toks[j], or -1 when names and commas do not
+// lead to one. Only the list is read: scanning to the matching ')', as
+// nested "(WITH a (" made every level do, took quadratic time.
+func (a *analyzer) columnListEnd(j int) int {
+	for j++; a.isName(j); j += 2 {
+		switch a.kindAt(j + 1) {
 		case tkRParen:
-			depth--
-			if depth == 0 {
-				return j
-			}
+			return j + 1
+		case tkComma:
+		default:
+			return -1
 		}
 	}
-	return a.end
+	return -1
 }

@@ -54,6 +54,8 @@ func TestLinearDialects(t *testing.T) {
 		"set_config":          "set_config(",
 		"updates":             "UPDATE t SET a = 1 WHERE ",
 		"with updates":        "WITH a AS (UPDATE t SET ",
+		"with column lists":   "(WITH a (",
+		"with lists":          "(WITH a AS (SELECT 1), b (c, ",
 		"not like":            "x NOT LIKE (",
 		"keyword constructs":  "CAST(COALESCE(",
 		"commit chains":       "COMMIT AND ",
