@@ -190,7 +190,10 @@ func (a *analyzer) funcList() []Func {
 	return slices.Compact(out)
 }
 
-// funcLess reports whether x sorts before y: by schema, name, arguments.
+// funcLess reports whether x sorts before y: by schema, name, arguments,
+// then unquoted before quoted. a(...) and "A"(...) are both reported as a,
+// and are two functions to PostgreSQL: without the last rule they were
+// neither ordered nor merged (the fuzzer's X(A("A"(0).
 func funcLess(x, y Func) bool {
 	if x.Schema != y.Schema {
 		return x.Schema < y.Schema
@@ -198,5 +201,8 @@ func funcLess(x, y Func) bool {
 	if x.Name != y.Name {
 		return x.Name < y.Name
 	}
-	return x.Args < y.Args
+	if x.Args != y.Args {
+		return x.Args < y.Args
+	}
+	return !x.Quoted && y.Quoted
 }

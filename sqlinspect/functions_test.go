@@ -27,7 +27,7 @@ func TestFunctions(t *testing.T) {
 		{"quoted and qualified", `SELECT "myfunc"(x), public.f(x, y), pg_catalog.now(), "Sch"."G"(1), db.s.h() FROM t`, DialectPostgres,
 			[]Func{fn("myfunc", 1), {"pg_catalog", "now", 0, false}, {"public", "f", 2, false}, {"s", "h", 0, false}, {"sch", "g", 1, true}}},
 		{"quoted names keep their case", `SELECT "Lower"(x), "lower"(y), U&"Upper"(z), "count"(*) FROM t`, DialectPostgres,
-			[]Func{fn("count", 1), {"", "lower", 1, true}, fn("lower", 1), {"", "upper", 1, true}}},
+			[]Func{fn("count", 1), fn("lower", 1), {"", "lower", 1, true}, {"", "upper", 1, true}}},
 		{"sqlite quoted calls", "SELECT `random`(), [f](1) FROM t", DialectSQLite, []Func{fn("f", 1), fn("random", 0)}},
 		{"keyword named functions", `SELECT left(s, 2), right(s, 3), replace(s, 'a', 'b'), date('now'), "coalesce"(a, b), public.coalesce(a) FROM t`,
 			DialectAny, []Func{fn("coalesce", 2), fn("date", 1), fn("left", 2), fn("replace", 3), fn("right", 2), {"public", "coalesce", 1, false}}},
