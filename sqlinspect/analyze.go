@@ -370,7 +370,9 @@ func (a *analyzer) tableRef(j int) int {
 	if a.isKw(j, kwLateral) && (a.kindAt(j+1) == tkLParen || a.isName(j+1) && a.kindAt(a.nameEnd(j+1)) == tkLParen) {
 		j++ // else "lateral" is a SQLite table's name
 	}
-	if a.isKw(j, kwOnly) && (a.kindAt(j+1) == tkLParen || a.isName(j+1)) {
+	if a.isKw(j, kwOnly) && (a.kindAt(j+1) == tkLParen || a.isName(j+1)) && a.dialect != DialectSQLite {
+		// PostgreSQL's ONLY t. To SQLite, which has no ONLY, FROM only x
+		// reads the table only under the alias x.
 		j++
 	}
 	if a.kindAt(j) == tkLParen {

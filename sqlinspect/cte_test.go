@@ -40,6 +40,27 @@ func TestInspectCTEScope(t *testing.T) {
 	})
 }
 
+// TestInspectSQLiteOnly: SQLite has no ONLY, and FROM only x reads the
+// table named only under the alias x (found while attacking the WITH
+// scopes: Reads had x, then nothing, never only).
+func TestInspectSQLiteOnly(t *testing.T) {
+	for _, c := range []struct {
+		sql   string
+		d     Dialect
+		reads []string
+	}{
+		{`SELECT * FROM only x`, DialectSQLite, l("only")},
+		{`WITH x AS (SELECT 1) SELECT * FROM only x`, DialectSQLite, l("only")},
+		{`SELECT * FROM a JOIN only x ON true`, DialectSQLite, l("a", "only")},
+		{`SELECT * FROM only x`, DialectPostgres, l("x")},
+		{`SELECT * FROM ONLY (x)`, DialectPostgres, l("x")},
+	} {
+		if got := inspectDialect(c.sql, c.d); !sameStatement(got, Statement{Kind: KindSelect, Reads: c.reads, Statements: 1}) {
+			t.Errorf("InspectDialect(%q, %d): got %s, want reads %q", c.sql, c.d, show(got), c.reads)
+		}
+	}
+}
+
 // TestInspectCTEBound: past maxCTEs queries in scope, further names are
 // tables (and nothing gets slower than linear).
 func TestInspectCTEBound(t *testing.T) {
