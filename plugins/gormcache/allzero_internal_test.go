@@ -30,4 +30,10 @@ func TestAllZero(t *testing.T) {
 			buf[off+n] = 0
 		}
 	}
+	// Objects of exactly their size: nothing past the end is addressed
+	// (under -race, checkptr fails a pointer made one past the object).
+	a, b, c := new([16]byte), new([3]uint64), new([13]byte)
+	if !allZero(unsafe.Pointer(a), 16) || !allZero(unsafe.Pointer(b), 24) || !allZero(unsafe.Pointer(c), 13) {
+		t.Fatal("a zero object is not zero")
+	}
 }
