@@ -154,9 +154,8 @@ func destType(db *gorm.DB) (reflect.Type, bool) {
 // reflect.Value.IsZero (non-zero padding or a -0.0 field is not zero:
 // such a destination is replayed, as any non-zero one), and reads only the
 // destination: IsZero compares a struct with the runtime's zero buffer
-// through the type's equality function, and that buffer, touched by
-// nothing else a hit does, was out of the CPU's caches on every hit (1.5
-// misses to memory per primary-key hit of the benchmark's User).
+// through the type's equality function, a buffer nothing else a hit
+// touches (what that costs a hit is not measured: docs/PERFORMANCE.md).
 func allZero(p unsafe.Pointer, n uintptr) bool {
 	words := unsafe.Slice((*uint64)(p), n/8)
 	for len(words) >= 4 {
