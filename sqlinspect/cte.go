@@ -37,8 +37,7 @@ func (a *analyzer) noteCTE(i, fi int) {
 		f.recursive = true
 		return
 	}
-	if !(p.kind == tkComma || p.kind == tkWord && (p.kw == kwWith || p.kw == kwRecursive)) ||
-		len(a.ctes) >= maxCTEs || !a.isName(i) {
+	if !a.cteName(i) || len(a.ctes) >= maxCTEs || !a.isName(i) {
 		return
 	}
 	j := i + 1
