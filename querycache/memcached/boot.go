@@ -29,7 +29,8 @@ import (
 // kept its data: the marker is restored too) makes the store replace the
 // epochs of its caches, then write the marker; only then is the
 // connection handed to the client. A missing one (a new, empty server, or
-// the marker evicted) is written. Every connection
+// the marker evicted) is written, after the epochs are replaced if one is
+// stored (evicted, the marker says nothing of a restart). Every connection
 // after a restart is new, so no request reaches the restored data first.
 // The Redis store does the same with its run_id marker.
 
@@ -68,11 +69,24 @@ func (s *Store) checkBoot(c net.Conn) error {
 	}
 	switch {
 	case seen == "":
-		// A new server (empty: nothing old to serve), or the marker
-		// evicted: written once, by the first connection (add). Replacing
-		// the epochs here made every first connection of a busy start
-		// change them under the fills racing it (TestKVGetOrSet: 2 fills
-		// for 10 misses). A warm restart restores the marker, different.
+		// A new server, or the marker evicted (written once and read only
+		// here, it is the first item its slab's LRU drops). Evicted, then
+		// a warm restart restores the data without it: the old tokens are
+		// back and nothing says so (TestMemcachedWarmRestartMarkerEvicted).
+		// So a missing marker replaces the epochs when an epoch is stored:
+		// where there is none, no entry recorded one to match. A new
+		// server's busy start writes the marker with no replacement (each
+		// first connection replacing them under the fills racing it made
+		// TestKVGetOrSet's 10 misses 2 fills).
+		held, err := s.epochsHeld(c, rw)
+		if err != nil {
+			return err
+		}
+		if held {
+			if err := s.replaceEpochs(c, rw); err != nil {
+				return err
+			}
+		}
 		_ = rawAdd(rw, key, id)
 	case seen != id:
 		if err := s.replaceEpochs(c, rw); err != nil {
@@ -206,6 +220,38 @@ func (s *Store) replaceEpochs(c net.Conn, rw *bufio.ReadWriter) error {
 		}
 	}
 	return nil
+}
+
+// epochsHeld reports whether the epoch of any bound namespace is stored:
+// read on this connection when its key lives on this server, through the
+// client (another server's connection, checked on its own) otherwise.
+func (s *Store) epochsHeld(c net.Conn, rw *bufio.ReadWriter) (bool, error) {
+	s.recMu.Lock()
+	names := make([]string, 0, len(s.nss))
+	for _, ns := range s.nss {
+		names = append(names, ns.Epoch())
+	}
+	s.recMu.Unlock()
+	for _, n := range names {
+		key := s.mkey('v', n)
+		if s.servers == nil || s.onServer(key, c.RemoteAddr()) {
+			v, err := rawGet(rw, key)
+			if err != nil {
+				return false, fmt.Errorf("reading the epoch: %w", err)
+			}
+			if v != "" {
+				return true, nil
+			}
+			continue
+		}
+		switch _, err := s.client.Get(key); {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, memcache.ErrCacheMiss):
+			return false, fmt.Errorf("reading the epoch: %w", err)
+		}
+	}
+	return false, nil
 }
 
 // onServer reports whether the client keeps key on the server at addr.
