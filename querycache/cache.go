@@ -33,7 +33,8 @@ type Options struct {
 	// slog.Default.
 	Logger *slog.Logger
 	// RetryInterval is how often an invalidation that could not reach the
-	// store is retried. 0 means one second.
+	// store is retried. 0, the default, retries 20 ms after the failure
+	// and doubles the wait after each failed retry, up to one second.
 	RetryInterval time.Duration
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
@@ -85,6 +86,8 @@ type Cache struct {
 	warned    warnings    // one-time warnings of misconfigurations (misconfig.go)
 	closed    chan struct{}
 	retryDone chan struct{}
+	retryKick chan struct{} // startRetry wakes the retry loop (invalidate.go)
+	retryMin  time.Duration // the first retry's wait (firstRetry, or RetryInterval when set)
 
 	recent   recentRing  // the newest invalidations, for diagnostics (recent.go)
 	versions versionMemo // the version names of the tables written (versionmemo.go)
@@ -144,8 +147,9 @@ func New(opts Options) (*Cache, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	c.retryMin = c.retry // set: every RetryInterval, as asked
 	if c.retry == 0 {
-		c.retry = time.Second
+		c.retry, c.retryMin = time.Second, firstRetry
 	}
 	if b, ok := opts.Store.(interface{ bindNamespace(keys.Namespace) }); ok {
 		b.bindNamespace(c.ns)

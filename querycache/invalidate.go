@@ -438,25 +438,65 @@ func (c *Cache) InvalidateAll(ctx context.Context) error {
 	return c.apply(ctx, Change{All: true, Cause: "manual InvalidateAll"})
 }
 
+// startRetry starts the retry loop once, and wakes it to retry soon: an
+// invalidation has just failed.
 func (c *Cache) startRetry() {
 	c.retryOnce.Do(func() {
+		c.retryKick = make(chan struct{}, 1)
 		c.retryDone = make(chan struct{})
 		go c.retryLoop()
 	})
+	select {
+	case c.retryKick <- struct{}{}:
+	default:
+	}
 }
 
-// retryLoop delivers pending invalidations until the cache is closed.
+// firstRetry is the wait before the first retry of an invalidation that
+// failed, unless Options.RetryInterval is set; each failed retry doubles
+// it, up to one second.
+//
+// Retried only every RetryInterval, an invalidation lost to a store that
+// answered again soon after left other processes serving what it changed
+// for up to that interval: Redis under CLIENT PAUSE WRITE holds the bump
+// past its timeout, go-redis closes the connection and Redis drops the
+// held command, and the other processes' lookups, held too, complete with
+// the old tokens when the pause ends (TestPauseWriteRetriesSoon, found by
+// a hostile run). Retried quickly, a retry is in flight when the store
+// answers again, and lands with the first commands it runs.
+const firstRetry = 20 * time.Millisecond
+
+// retryLoop delivers pending invalidations until the cache is closed:
+// soon after a failure, then backing off while they stay undelivered.
 func (c *Cache) retryLoop() {
 	defer close(c.retryDone)
-	t := time.NewTicker(c.retry)
+	wait := c.retryMin
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.closed:
 			return
+		case <-c.retryKick:
+			// A new failure: retry soon, whatever the backoff had reached.
+			wait = c.retryMin
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+			t.Reset(wait)
+			continue
 		case <-t.C:
 		}
 		c.deliverPending()
+		if c.pending.len() > 0 {
+			wait = min(2*wait, c.retry)
+		} else {
+			wait = c.retry
+		}
+		t.Reset(wait)
 	}
 }
 
