@@ -266,7 +266,8 @@ func (id *identity) changed(s *RedisStore, runID string) {
 }
 
 // ServerChanges returns how many times a server change (a restarted or
-// promoted Redis, or one without our marker) replaced the epoch.
+// promoted Redis, or one without our marker) or a dataset rolled back
+// under a running server (rollback.go) replaced the epoch.
 func (s *RedisStore) ServerChanges() int64 {
 	s.ident.mu.RLock()
 	defer s.ident.mu.RUnlock()

@@ -99,6 +99,7 @@ type RedisStore struct {
 	guarded // the breaker, its prober, the recovery functions, Close
 
 	ident identity
+	roll  rollbackCheck // a dataset rolled back under a running server (rollback.go)
 
 	// chans are the broadcast channels of the namespaces bound
 	// (bindNamespace), on which Bump announces the versions it replaced.
@@ -201,6 +202,7 @@ func (o *RedisOptions) fill() error {
 // calls it from New.
 func (s *RedisStore) bindNamespace(ns keys.Namespace) {
 	s.ident.bind(ns)
+	s.bindRollback(ns.Prefix())
 	ch := s.channelFor(ns.Prefix() + tieredChannel)
 	s.chansMu.Lock()
 	defer s.chansMu.Unlock()
@@ -497,11 +499,24 @@ func (s *RedisStore) bump(ctx context.Context, versions []string, channel string
 		for _, v := range versions {
 			p.Set(ctx, v, tokenString(NewToken()), s.opts.VersionTTL)
 		}
+		incr, expire := s.countBump(ctx, p) // rollback.go
 		if channel != "" {
 			p.Publish(ctx, channel, msg)
 		}
-		_, err := p.Exec(ctx)
-		return err
+		cmds, err := p.Exec(ctx)
+		if incr == nil {
+			return err
+		}
+		// The counter's own failure (garbage written over it) is not the
+		// bump's: the versions and the broadcast are.
+		err = nil
+		for _, c := range cmds {
+			if c != incr && c != expire && c.Err() != nil {
+				return c.Err()
+			}
+		}
+		s.counted(incr)
+		return nil
 	})
 }
 
