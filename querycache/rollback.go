@@ -47,6 +47,13 @@ type rollbackCheck struct {
 // rollbackEvery is how often the counter is read back.
 var rollbackEvery = time.Second
 
+// counterTTL is how long a counter outlives the last check or bump that
+// touched it: a minute after its process stopped, it is gone (a command
+// run per request leaves none behind for a day). A live process whose
+// checks stopped for that long (its breaker open) finds it gone: an epoch
+// change, which the breaker's recovery makes anyway.
+const counterTTL = time.Minute
+
 // bindRollback names the counter under the first namespace bound, and
 // starts its check; a Cluster has none.
 func (s *RedisStore) bindRollback(prefix string) {
@@ -54,7 +61,7 @@ func (s *RedisStore) bindRollback(prefix string) {
 		return
 	}
 	s.roll.once.Do(func() {
-		k := prefix + "v:alive:" + tokenString(NewToken())
+		k := prefix + "rollback:" + tokenString(NewToken())
 		s.roll.kick = make(chan struct{}, 1)
 		s.roll.key.Store(&k)
 		s.goLive(s.rollbackLoop)
@@ -68,7 +75,7 @@ func (s *RedisStore) countBump(ctx context.Context, p redis.Pipeliner) (*redis.I
 	if k == nil {
 		return nil, nil
 	}
-	return p.Incr(ctx, *k), p.PExpire(ctx, *k, s.opts.VersionTTL)
+	return p.Incr(ctx, *k), p.PExpire(ctx, *k, counterTTL)
 }
 
 // counted takes the INCR's answer of a bump that succeeded. An INCR that
@@ -151,7 +158,7 @@ func (s *RedisStore) checkRollback(ctx context.Context) {
 	defer cancel()
 	p := s.client.Pipeline()
 	get := p.Get(rctx, *k)
-	p.PExpire(rctx, *k, s.opts.VersionTTL)
+	p.PExpire(rctx, *k, counterTTL)
 	_, _ = p.Exec(rctx)
 	if err := get.Err(); err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
 		return // unanswered
@@ -187,7 +194,7 @@ func (s *RedisStore) replaceEpochsFor(ctx context.Context, k string, cur, m int6
 	ctx, cancel := context.WithTimeout(ctx, s.opts.InvalidateTimeout)
 	defer cancel()
 	s.roll.max.Store(cur)
-	err := s.client.Set(ctx, k, cur, s.opts.VersionTTL).Err()
+	err := s.client.Set(ctx, k, cur, counterTTL).Err()
 	if err == nil {
 		err = s.Bump(ctx, epochs)
 	}

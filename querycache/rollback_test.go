@@ -267,7 +267,7 @@ func TestRedisRollbackCounterGarbage(t *testing.T) {
 	if err := c.InvalidateTables(ctx, "t"); err != nil {
 		t.Fatal(err)
 	}
-	counters, err := client.Keys(ctx, "app:v:alive:*").Result()
+	counters, err := client.Keys(ctx, "app:rollback:*").Result()
 	if err != nil || len(counters) != 1 {
 		t.Fatalf("counters %v (%v): want one", counters, err)
 	}
