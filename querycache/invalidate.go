@@ -473,12 +473,18 @@ func (c *Cache) retryLoop() {
 	wait := c.retryMin
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	backingOff := false // the last retry failed: its backoff stands
 	for {
 		select {
 		case <-c.closed:
 			return
 		case <-c.retryKick:
-			// A new failure: retry soon, whatever the backoff had reached.
+			// A new failure after quiet: retry soon. While retries fail,
+			// new failures do not shorten the backoff (every write of an
+			// outage would make it 20 ms again).
+			if backingOff || wait == c.retryMin {
+				continue
+			}
 			wait = c.retryMin
 			if !t.Stop() {
 				select {
@@ -491,7 +497,8 @@ func (c *Cache) retryLoop() {
 		case <-t.C:
 		}
 		c.deliverPending()
-		if c.pending.len() > 0 {
+		backingOff = c.pending.len() > 0
+		if backingOff {
 			wait = min(2*wait, c.retry)
 		} else {
 			wait = c.retry
