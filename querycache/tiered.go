@@ -682,20 +682,39 @@ func (t *TieredStore) Close() error {
 		t.mu.Lock()
 		t.closed = true
 		t.cancel()
-		if t.sub != nil {
-			t.sub.stop()
-		}
+		sub := t.sub
 		started := t.started.Load()
 		t.mu.Unlock()
-		if started {
-			<-t.done
+		// Stopping the subscription closes its PubSub, which waits for a
+		// connection's setup in progress: under CLIENT PAUSE ALL, until
+		// go-redis gave up, about 5 s (TestTieredCloseDuringPause). Close
+		// waits for it at most closeWait; the subscription's goroutine,
+		// stopped, ends on its own when the setup returns.
+		stopped := make(chan struct{})
+		go func() {
+			if sub != nil {
+				sub.stop()
+			}
+			if started {
+				<-t.done
+			}
+			close(stopped)
+		}()
+		wait := time.NewTimer(closeWait)
+		select {
+		case <-stopped:
+		case <-wait.C:
 		}
+		wait.Stop()
 		t.clearL1(subDown)
 		t.l1.StopAllGoroutines()
 		err = t.l2.Close()
 	})
 	return err
 }
+
+// closeWait bounds how long Close waits for the subscription to stop.
+const closeWait = time.Second
 
 // addChannel subscribes to ch as well. Names of a namespace are
 // broadcast on its channel; a channel added to a running subscription
