@@ -214,15 +214,7 @@ func TestRedisRollbackFailbackViaReplicaof(t *testing.T) {
 // answers reach the store out of order) and the periodic check never
 // take an ordinary run for a rollback.
 func TestRedisRollbackNoFalseAlarm(t *testing.T) {
-	srv := testenv.StartRedis(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer client.Close()
-	store := querycache.NewRedisStore(client, querycache.RedisOptions{})
-	c, err := querycache.New(querycache.Options{Store: store, Prefix: "app:"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, store, _ := rollbackCache(t)
 	ctx := context.Background()
 	if err := c.InvalidateTables(ctx, "t"); err != nil { // the first connection: a new server
 		t.Fatal(err)
@@ -254,15 +246,7 @@ func TestRedisRollbackNoFalseAlarm(t *testing.T) {
 // the bumps nor anything else; it is taken for a counter gone (an epoch
 // change) and the counter works again after.
 func TestRedisRollbackCounterGarbage(t *testing.T) {
-	srv := testenv.StartRedis(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer client.Close()
-	store := querycache.NewRedisStore(client, querycache.RedisOptions{})
-	c, err := querycache.New(querycache.Options{Store: store, Prefix: "app:"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, store, client := rollbackCache(t)
 	ctx := context.Background()
 	if err := c.InvalidateTables(ctx, "t"); err != nil {
 		t.Fatal(err)
@@ -299,4 +283,18 @@ func TestRedisRollbackCounterGarbage(t *testing.T) {
 			t.Fatalf("garbage %d: the counter after: %d, %v", i, n, err)
 		}
 	}
+}
+
+// rollbackCache opens a cache on a Redis store of a private server.
+func rollbackCache(t *testing.T) (*querycache.Cache, *querycache.RedisStore, *redis.Client) {
+	srv := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { client.Close() })
+	store := querycache.NewRedisStore(client, querycache.RedisOptions{})
+	c, err := querycache.New(querycache.Options{Store: store, Prefix: "app:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, store, client
 }

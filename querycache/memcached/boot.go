@@ -207,13 +207,7 @@ func rawStore(rw *bufio.ReadWriter, cmd, key, value string) error {
 // connection when the epoch's key lives on this server, through the client
 // (another server's connection, checked on its own) otherwise.
 func (s *Store) replaceEpochs(c net.Conn, rw *bufio.ReadWriter) error {
-	s.recMu.Lock()
-	names := make([]string, 0, len(s.nss))
-	for _, ns := range s.nss {
-		names = append(names, ns.Epoch())
-	}
-	s.recMu.Unlock()
-	for _, n := range names {
+	for _, n := range s.epochNames() {
 		key := s.mkey('v', n)
 		value := string(tokenBytes(querycache.NewToken()))
 		if s.servers == nil || s.onServer(key, c.RemoteAddr()) {
@@ -229,17 +223,22 @@ func (s *Store) replaceEpochs(c net.Conn, rw *bufio.ReadWriter) error {
 	return nil
 }
 
-// epochsHeld reports whether the epoch of any bound namespace is stored:
-// read on this connection when its key lives on this server, through the
-// client (another server's connection, checked on its own) otherwise.
-func (s *Store) epochsHeld(c net.Conn, rw *bufio.ReadWriter) (bool, error) {
+// epochNames returns the epoch names of the bound namespaces.
+func (s *Store) epochNames() []string {
 	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	names := make([]string, 0, len(s.nss))
 	for _, ns := range s.nss {
 		names = append(names, ns.Epoch())
 	}
-	s.recMu.Unlock()
-	for _, n := range names {
+	return names
+}
+
+// epochsHeld reports whether the epoch of any bound namespace is stored:
+// read on this connection when its key lives on this server, through the
+// client (another server's connection, checked on its own) otherwise.
+func (s *Store) epochsHeld(c net.Conn, rw *bufio.ReadWriter) (bool, error) {
+	for _, n := range s.epochNames() {
 		key := s.mkey('v', n)
 		if s.servers == nil || s.onServer(key, c.RemoteAddr()) {
 			v, err := rawGet(rw, key)
