@@ -504,12 +504,11 @@ func (s *RedisStore) bump(ctx context.Context, versions []string, channel string
 			p.Publish(ctx, channel, msg)
 		}
 		cmds, err := p.Exec(ctx)
-		if incr == nil {
+		if incr == nil || err != nil && len(cmds) < len(versions) {
 			return err
 		}
 		// The counter's own failure (garbage written over it) is not the
 		// bump's: the versions and the broadcast are.
-		err = nil
 		for _, c := range cmds {
 			if c != incr && c != expire && c.Err() != nil {
 				return c.Err()

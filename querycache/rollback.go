@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -62,9 +63,14 @@ func (s *RedisStore) bindRollback(prefix string) {
 	}
 	s.roll.once.Do(func() {
 		k := prefix + "rollback:" + tokenString(NewToken())
-		s.roll.kick = make(chan struct{}, 1)
+		kick := make(chan struct{}, 1)
+		s.roll.kick = kick
 		s.roll.key.Store(&k)
-		s.goLive(s.rollbackLoop)
+		// The loop holds the store weakly, and is not one of the store's
+		// goroutines that Close waits for (goLive's would hold it): it
+		// keeps no store dropped without Close alive, nor, through the
+		// store's recovery functions, its Cache and the entries in it.
+		go rollbackLoop(weak.Make(s), s.closed, kick)
 	})
 }
 
@@ -109,8 +115,9 @@ func (r *rollbackCheck) saw(v int64) bool {
 // check that finds nothing.
 const rollbackGap = 50 * time.Millisecond
 
-// rollbackLoop reads the counter back until the store is closed.
-func (s *RedisStore) rollbackLoop() {
+// rollbackLoop reads the counter of the store w back until the store is
+// closed or collected.
+func rollbackLoop(w weak.Pointer[RedisStore], closed, kick <-chan struct{}) {
 	t := time.NewTicker(rollbackEvery)
 	defer t.Stop()
 	// Close cancels a check in flight rather than wait for its timeout.
@@ -118,21 +125,25 @@ func (s *RedisStore) rollbackLoop() {
 	defer cancel()
 	go func() {
 		select {
-		case <-s.closed:
+		case <-closed:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
 	for {
 		select {
-		case <-s.closed:
+		case <-closed:
 			return
 		case <-t.C:
-		case <-s.roll.kick:
+		case <-kick:
 		}
-		s.checkRollback(ctx)
+		s := w.Value()
+		if s == nil {
+			return
+		}
+		s.checkRollback(ctx) // s is not held past this: not while waiting
 		select {
-		case <-s.closed:
+		case <-closed:
 			return
 		case <-time.After(rollbackGap):
 		}
