@@ -24,10 +24,10 @@ import (
 //  4. the dataset is rolled back to step 2: v:obj:1 = T1 again
 //  5. A (or anyone) looks up row 1: E matches T1, the old row is served
 //
-// (TestRedisRollbackUnderRunningServer, found by a hostile run.) So every
-// bump of this store also increments a counter of its own, a key that no
-// other process writes: INCR answers one more than the last answer this
-// store saw, unless the data went back. Read back every rollbackEvery, a
+// (TestRedisRollback*, found by a hostile run.) So every bump of this
+// store also increments a counter of its own, a key that no other process
+// writes: INCR answers one more than the last answer this store saw,
+// unless the data went back. Read back every rollbackEvery, a
 // counter lower than the highest seen (or gone) means the step-3 bump may
 // be lost: the epoch of every bound namespace is replaced, with a
 // broadcast for the two-level stores, and counted as a server change.
@@ -46,7 +46,7 @@ type rollbackCheck struct {
 }
 
 // rollbackEvery is how often the counter is read back.
-var rollbackEvery = time.Second
+const rollbackEvery = time.Second
 
 // counterTTL is how long a counter outlives the last check or bump that
 // touched it: a minute after its process stopped, it is gone (a command
