@@ -24,19 +24,8 @@ func TestPauseWriteRetriesSoon(t *testing.T) {
 	for _, pause := range []time.Duration{1500 * time.Millisecond, 3000 * time.Millisecond} {
 		t.Run(pause.String(), func(t *testing.T) {
 			srv := testenv.StartRedis(t)
-			open := func() (*querycache.Cache, *querycache.RedisStore) {
-				client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-				t.Cleanup(func() { client.Close() })
-				store := querycache.NewRedisStore(client, querycache.RedisOptions{})
-				c, err := querycache.New(querycache.Options{Store: store, Prefix: "app:"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				return c, store
-			}
-			a, as := open()
-			b, bs := open()
+			a, as, _ := redisCacheOn(t, srv.Addr())
+			b, bs, _ := redisCacheOn(t, srv.Addr())
 			ctx := context.Background()
 			k := querycache.Key{Name: "app:q:row1", Versions: []string{b.Namespace().ObjectVersion("t", "1")}}
 			if v, _, _ := b.GetOrSet(ctx, k, valueFill("old", nil)); string(v) != "old" {

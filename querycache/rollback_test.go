@@ -287,8 +287,13 @@ func TestRedisRollbackCounterGarbage(t *testing.T) {
 
 // rollbackCache opens a cache on a Redis store of a private server.
 func rollbackCache(t *testing.T) (*querycache.Cache, *querycache.RedisStore, *redis.Client) {
-	srv := testenv.StartRedis(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	return redisCacheOn(t, testenv.StartRedis(t).Addr())
+}
+
+// redisCacheOn opens a cache, prefix "app:", on a Redis store of its own
+// client of the server at addr; both are closed when the test ends.
+func redisCacheOn(t *testing.T, addr string) (*querycache.Cache, *querycache.RedisStore, *redis.Client) {
+	client := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { client.Close() })
 	store := querycache.NewRedisStore(client, querycache.RedisOptions{})
 	c, err := querycache.New(querycache.Options{Store: store, Prefix: "app:"})

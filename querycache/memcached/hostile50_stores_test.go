@@ -32,13 +32,17 @@ import (
 // change across a restart).
 func TestHostile50StoresMemcachedWarmRestartServesStale(t *testing.T) {
 	for _, mode := range []string{"writer-alive", "writer-gone"} {
-		t.Run(mode, func(t *testing.T) { h50WarmRestart(t, mode == "writer-gone") })
+		t.Run(mode, func(t *testing.T) { h50WarmRestart(t, mode == "writer-gone", nil, nil) })
 	}
 }
 
-func h50WarmRestart(t *testing.T, writerGone bool) {
+// h50WarmRestart runs the warm restart of a server started with args
+// besides -e: R caches a value, before (if set) runs, W invalidates it
+// while the server is down (and closes, when writerGone), and R must not
+// serve it after the restart.
+func h50WarmRestart(t *testing.T, writerGone bool, args []string, before func(t *testing.T, srv *testenv.MemcachedServer, prefix string, r *querycache.Cache)) {
 	memFile := filepath.Join(t.TempDir(), "memcached.mem")
-	srv := testenv.StartMemcached(t, "-e", memFile)
+	srv := testenv.StartMemcached(t, append([]string{"-e", memFile}, args...)...)
 	prefix := testPrefix()
 	o := memcached.Options{Prefix: prefix, Timeout: 200 * time.Millisecond}
 	ws, rs := open(t, srv.Addr(), o), open(t, srv.Addr(), o)
@@ -50,6 +54,9 @@ func h50WarmRestart(t *testing.T, writerGone bool) {
 	}
 	if v, ok, _ := r.KV().Get(ctx, "page"); !ok || string(v) != "old" {
 		t.Fatalf("R before: %q %v", v, ok)
+	}
+	if before != nil {
+		before(t, srv, prefix, r)
 	}
 	if err := memcache.New(srv.Addr()).Set(&memcache.Item{Key: "h50probe", Value: []byte("x")}); err != nil {
 		t.Fatal(err)
