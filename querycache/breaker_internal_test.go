@@ -40,11 +40,7 @@ func TestProberCarriesOnWhenBreakerReopensDuringRecovery(t *testing.T) {
 	// The first probe closes the breaker before it reopens it: the loop
 	// waits for the second probe's close, not the first's (seen between
 	// the two, the breaker looked healed after one probe, a failure in CI).
-	deadline := time.Now().Add(10 * time.Second)
-	for b.open.Load() || probes.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the breaker reopened during recovery stays open with no prober (%d probes ran; want a second one after the reopening)", probes.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "a second probe to close the breaker reopened during recovery", func() bool {
+		return !b.open.Load() && probes.Load() >= 2
+	})
 }

@@ -71,19 +71,6 @@ func (e *leaseEnv) leaseExists(rdb *redis.Client, key string) bool {
 	return n == 1
 }
 
-// waitUntil polls cond (without asserting how long it takes) until it holds
-// or a generous deadline passes.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // storedPayload decodes the entry stored under key in Redis.
 func storedPayload(t *testing.T, rdb *redis.Client, key string) string {
 	t.Helper()
@@ -204,7 +191,7 @@ func TestLeaseOnRedisCluster(t *testing.T) {
 		v, _, _ := b.GetOrSet(ctx, k, mustNotFill(t))
 		bDone <- string(v)
 	}()
-	waitUntil(t, "B to wait for the lease", func() bool { return b.Stats().LeaseWaits == 1 })
+	waitFor(t, "B to wait for the lease", func() bool { return b.Stats().LeaseWaits == 1 })
 	close(fa.release)
 	<-aDone
 	if v := <-bDone; v != "holder's" {
@@ -411,7 +398,7 @@ func TestLeaseStalledHolderDoesNotOverwrite(t *testing.T) {
 				t.Fatalf("A holds no lease: exists %v, stats %+v", env.leaseExists(rdb, k.Name), a.Stats())
 			}
 			// A's lease expires while it stalls.
-			waitUntil(t, "A's lease to expire", func() bool { return !env.leaseExists(rdb, k.Name) })
+			waitFor(t, "A's lease to expire", func() bool { return !env.leaseExists(rdb, k.Name) })
 
 			// B misses later, takes the lease over and fills.
 			clock.Advance(time.Second)
@@ -539,7 +526,7 @@ func TestLeaseWaiterServedByHolder(t *testing.T) {
 		v, hit, err := b.GetOrSet(context.Background(), k, mustNotFill(t))
 		bDone <- result{string(v), hit, err}
 	}()
-	waitUntil(t, "B to wait for the lease", func() bool { return b.Stats().LeaseWaits == 1 })
+	waitFor(t, "B to wait for the lease", func() bool { return b.Stats().LeaseWaits == 1 })
 	close(fa.release)
 	<-aDone
 	r := <-bDone
@@ -573,7 +560,7 @@ func TestLeaseFailedFillHandsOver(t *testing.T) {
 		v, _, _ := b.GetOrSet(context.Background(), k, fillValue("b's"))
 		bDone <- string(v)
 	}()
-	waitUntil(t, "B to wait for the lease", func() bool { return b.Stats().LeaseWaits == 1 })
+	waitFor(t, "B to wait for the lease", func() bool { return b.Stats().LeaseWaits == 1 })
 	close(fa.release)
 	if err := <-aDone; err == nil {
 		t.Fatal("A's failed query returned no error")
@@ -620,7 +607,7 @@ func TestLeaseLookupMiss(t *testing.T) {
 		}
 		got <- v
 	}()
-	waitUntil(t, "the other process to wait", func() bool { return other.Stats().LeaseWaits == 1 })
+	waitFor(t, "the other process to wait", func() bool { return other.Stats().LeaseWaits == 1 })
 	m.Store([]byte("rows"))
 	if v := <-got; string(v) != "rows" {
 		t.Fatalf("other process got %q", v)
