@@ -26,10 +26,10 @@ func h44Stores(t *testing.T) map[string]func(t *testing.T) Options {
 	return map[string]func(t *testing.T) Options{
 		"memory": func(t *testing.T) Options { return Options{Store: NewMemoryStore(MemoryOptions{})} },
 		"redis": func(t *testing.T) Options {
-			return Options{Store: NewRedisStore(redisClient(t), RedisOptions{}), Prefix: testenv.TestPrefix(t)}
+			return Options{Store: NewRedisStore(redisClient(t), RedisOptions{Timeout: testenv.StoreTimeout}), Prefix: testenv.TestPrefix(t)}
 		},
 		"tiered": func(t *testing.T) Options {
-			return Options{Store: NewTieredStore(NewRedisStore(redisClient(t), RedisOptions{}), TieredOptions{}), Prefix: testenv.TestPrefix(t)}
+			return Options{Store: NewTieredStore(NewRedisStore(redisClient(t), RedisOptions{Timeout: testenv.StoreTimeout}), TieredOptions{}), Prefix: testenv.TestPrefix(t)}
 		},
 		"postgres": func(t *testing.T) Options {
 			schema := pgTestSchema(t)

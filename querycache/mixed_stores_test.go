@@ -25,7 +25,7 @@ func TestPlainRedisWriterReachesTieredReader(t *testing.T) {
 	}
 	client := redis.NewClient(opt)
 	t.Cleanup(func() { client.Close() })
-	writer, err := New(Options{Store: NewRedisStore(client, RedisOptions{}), Prefix: prefix})
+	writer, err := New(Options{Store: NewRedisStore(client, RedisOptions{Timeout: testenv.StoreTimeout}), Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func TestRedisUnreachableFailsOpen(t *testing.T) {
 }
 
 func TestRedisStoreRoundTrip(t *testing.T) {
-	c, client, prefix := sharedRedisCache(t, querycache.RedisOptions{})
+	c, client, prefix := sharedRedisCache(t, querycache.RedisOptions{Timeout: testenv.StoreTimeout})
 	ctx := context.Background()
 	ns := c.Namespace()
 	k := querycache.Key{Name: prefix + "q:one", Versions: []string{ns.TableVersion("users")}, TTL: time.Hour}
@@ -172,7 +172,7 @@ func TestRedisStoreRoundTrip(t *testing.T) {
 // miss, never an error or a wrong result; a version holding garbage is
 // replaced.
 func TestRedisGarbageIsAMiss(t *testing.T) {
-	c, client, prefix := sharedRedisCache(t, querycache.RedisOptions{})
+	c, client, prefix := sharedRedisCache(t, querycache.RedisOptions{Timeout: testenv.StoreTimeout})
 	ctx := context.Background()
 	ns := c.Namespace()
 	ver := ns.TableVersion("g")
@@ -384,7 +384,7 @@ func TestRedisEvictionNeverStale(t *testing.T) {
 	srv := testenv.StartRedis(t, "--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru")
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer client.Close()
-	c, err := querycache.New(querycache.Options{Store: querycache.NewRedisStore(client, querycache.RedisOptions{}), Prefix: "ev:"})
+	c, err := querycache.New(querycache.Options{Store: querycache.NewRedisStore(client, querycache.RedisOptions{Timeout: testenv.StoreTimeout}), Prefix: "ev:"})
 	if err != nil {
 		t.Fatal(err)
 	}

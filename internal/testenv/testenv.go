@@ -34,6 +34,14 @@ func RedisURL() string {
 	return "redis://127.0.0.1:6379/0"
 }
 
+// StoreTimeout is a store call timeout for tests whose subject is not
+// timing: under CI's load (two cores, every package's tests at once) a
+// Redis round trip went past the stores' 100 ms default, and a lookup,
+// fill or invalidation the test relied on failed open
+// (TestHostileKVRedisKeyOfAnotherType). Tests of timeouts, breakers and
+// faults set their own.
+const StoreTimeout = 3 * time.Second
+
 // Required reports whether missing services fail tests instead of skipping.
 func Required() bool { return os.Getenv("QUERYCACHE_REQUIRE_SERVICES") == "1" }
 

@@ -340,7 +340,11 @@ func TestShapesConcurrent(t *testing.T) {
 			t.Fatalf("%s: %d statements counted (%+v), want %d", sql, got, s, workers*each/2)
 		}
 	}
-	if s := shapeOf(t, p, cheapSQL); !s.Declined || s.Refusals == 0 {
-		t.Fatalf("cheap shape %+v: want declined", s)
+	// Declined at some point: its statements were refused. Whether it is
+	// declined at the end depends on the interleaving: with a write every
+	// few statements, MinSamples (2) probes that miss in a row expire the
+	// decline (blindProbe), and the last statements may have done so.
+	if s := shapeOf(t, p, cheapSQL); s.Refusals == 0 || !s.Declined && s.DeclinesExpired == 0 {
+		t.Fatalf("cheap shape %+v: want declined (now, or until its probes missed)", s)
 	}
 }
