@@ -48,15 +48,15 @@ func WithCache(ctx context.Context, ttl time.Duration) context.Context {
 
 // WithCacheOptions is WithCache with every option.
 //
-// A negative TTL makes every statement run with the context fail with an
-// error saying so. Without any gormcache plugin registered in the
+// A negative TTL, or a name in Tables that spells no table, makes every
+// statement run with the context fail with an error saying so. Without any gormcache plugin registered in the
 // process, it warns once (slog.Default) that nothing will be cached.
 func WithCacheOptions(ctx context.Context, o CacheOptions) context.Context {
 	if optedOut(ctx) {
 		return ctx
 	}
 	warnIfNoPlugin()
-	return context.WithValue(ctx, markKey{}, mark{opts: o, err: checkTTL("gormcache.WithCache", o.TTL)})
+	return context.WithValue(ctx, markKey{}, mark{opts: o, err: checkMarkOptions("gormcache.WithCache", o)})
 }
 
 // WithoutCache returns a context whose queries are never served from the
@@ -101,11 +101,12 @@ func CacheFor(ttl time.Duration) func(*gorm.DB) *gorm.DB {
 
 // CacheWith is a GORM scope marking a query as cacheable with o. An
 // opt-out (NoCache, WithoutCache) already on the query wins. A negative
-// TTL, or a *gorm.DB without the plugin, is the statement's error.
+// TTL, a name in Tables that spells no table, or a *gorm.DB without the
+// plugin, is the statement's error.
 func CacheWith(o CacheOptions) func(*gorm.DB) *gorm.DB { return cacheWith("gormcache.CacheWith", o) }
 
 func cacheWith(fn string, o CacheOptions) func(*gorm.DB) *gorm.DB {
-	bad := checkTTL(fn, o.TTL)
+	bad := checkMarkOptions(fn, o)
 	return func(db *gorm.DB) *gorm.DB {
 		if bad != nil {
 			_ = db.AddError(bad)

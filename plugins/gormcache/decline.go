@@ -25,9 +25,11 @@ type DeclineOptions struct {
 	// Default 0.8 (a hit that saves less than a fifth of the query).
 	DeclineAt float64
 	// ResumeAt: a declined shape is cached again when its hit cost falls
-	// to ResumeAt × its database time (its table grew, say). Default 0.5;
-	// it must be below DeclineAt, so that a shape near one threshold does
-	// not flap.
+	// to ResumeAt × its database time (its table grew, say). Default 0.5,
+	// or 5/8 of DeclineAt when DeclineAt is below the default 0.8 (a
+	// DeclineAt of 0.4 alone was refused for the ResumeAt the user never
+	// set); it must be below DeclineAt, so that a shape near one
+	// threshold does not flap.
 	ResumeAt float64
 	// ProbeEvery: one statement in ProbeEvery of a declined shape still
 	// goes through the cache, to keep measuring both costs. Default 16.
@@ -42,7 +44,7 @@ func (o DeclineOptions) withDefaults() DeclineOptions {
 		o.DeclineAt = 0.8
 	}
 	if o.ResumeAt <= 0 {
-		o.ResumeAt = 0.5
+		o.ResumeAt = min(0.5, o.DeclineAt*5/8)
 	}
 	if o.ProbeEvery <= 0 {
 		o.ProbeEvery = 16

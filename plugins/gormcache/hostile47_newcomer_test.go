@@ -57,6 +57,20 @@ func TestHostile47DeclineNegativeOptions(t *testing.T) {
 	}
 }
 
+// A DeclineAt below the default ResumeAt, alone, is accepted: ResumeAt's
+// default follows it (5/8 of it); it was refused for the ResumeAt the user
+// never set (a hostile run, issue 8's fortieth session). Both given, in
+// the wrong order, are still an error.
+func TestDeclineLowDeclineAtAlone(t *testing.T) {
+	if err := h47Open(t).Use(gormcache.New(h47Cache(t), gormcache.DeclineUnprofitable(gormcache.DeclineOptions{DeclineAt: 0.4}))); err != nil {
+		t.Errorf("DeclineAt 0.4 alone: %v", err)
+	}
+	err := h47Open(t).Use(gormcache.New(h47Cache(t), gormcache.DeclineUnprofitable(gormcache.DeclineOptions{DeclineAt: 0.4, ResumeAt: 0.5})))
+	if err == nil || !strings.Contains(err.Error(), "ResumeAt (0.5) must be below DeclineAt (0.4)") {
+		t.Errorf("DeclineAt 0.4, ResumeAt 0.5: %v", err)
+	}
+}
+
 // fakeCachesPlugin replaces gorm:query like go-gorm/caches.
 type fakeCachesPlugin struct{}
 

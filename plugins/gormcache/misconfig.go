@@ -13,6 +13,7 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
+	"querycache.dev/keys"
 )
 
 // Mistakes in using the plugin are reported where they are made: options
@@ -66,6 +67,20 @@ func checkTTL(fn string, ttl time.Duration) error {
 	return nil
 }
 
+// checkMarkOptions is checkTTL and a check of the declared tables: a name
+// that spells no table ("", "a..b", a NUL byte) was dropped, and a
+// statement whose tables its SQL does not show, declaring only such names,
+// was cached depending on no table, never invalidated by a write.
+func checkMarkOptions(fn string, o CacheOptions) error {
+	errs := []error{checkTTL(fn, o.TTL)}
+	for i, t := range o.Tables {
+		if _, err := keys.Table(t); err != nil {
+			errs = append(errs, fmt.Errorf("%s: CacheOptions.Tables[%d] %q: %w; declare the tables the statement reads, by name", fn, i, t, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // initialized counts the plugins initialized in this process, so that a
 // context mark made while there is none can say that nothing will be
 // cached.
@@ -110,6 +125,20 @@ var errNilObserver = errors.New("gormcache.Observe: the function is nil; pass a 
 
 // optionError records a mistake in an option; db.Use returns it.
 func (p *Plugin) optionError(err error) { p.err = errors.Join(p.err, err) }
+
+// InvalidOption returns an Option that makes db.Use fail with err. It is
+// for packages that build Options of their own (promcollector's
+// Collector.Observe): a mistake found while building or applying one is
+// then reported where the plugin is registered, as gormcache's own
+// options' mistakes are, instead of surfacing later in a statement.
+func InvalidOption(err error) Option {
+	return func(p *Plugin) {
+		if err == nil {
+			err = errors.New("gormcache.InvalidOption: called with a nil error")
+		}
+		p.optionError(err)
+	}
+}
 
 // checkOptions reports mistakes in the options given to New, at db.Use.
 func (p *Plugin) checkOptions() error {

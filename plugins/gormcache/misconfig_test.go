@@ -133,6 +133,19 @@ func TestMisconfigNegativeTTL(t *testing.T) {
 	// TTL 0 is the default, not an error.
 	must(t, db.Scopes(gormcache.CacheFor(0)).First(&p, 1).Error)
 
+	// A declared table that spells no table: dropped, it left a statement
+	// whose tables its SQL does not show depending on nothing.
+	for _, tables := range [][]string{{""}, {"posts", "a\x00b"}, {"a..b"}} {
+		err := db.Scopes(gormcache.CacheWith(gormcache.CacheOptions{Tables: tables})).First(&p, 1).Error
+		if err == nil || !strings.HasPrefix(err.Error(), "gormcache.CacheWith: CacheOptions.Tables[") {
+			t.Errorf("CacheWith Tables %q: %v; want an error naming the table", tables, err)
+		}
+		err = db.WithContext(gormcache.WithCacheOptions(context.Background(), gormcache.CacheOptions{Tables: tables})).First(&p, 1).Error
+		if err == nil || !strings.HasPrefix(err.Error(), "gormcache.WithCache: CacheOptions.Tables[") {
+			t.Errorf("WithCacheOptions Tables %q: %v; want an error naming the table", tables, err)
+		}
+	}
+
 	err = openSQLite(t, "models.db").Use(gormcache.New(cache, gormcache.CacheModelsFor(-time.Second, &Post{})))
 	if err == nil || !strings.HasPrefix(err.Error(), "gormcache.CacheModelsFor: the TTL of *gormcache_test.Post is -1s") {
 		t.Errorf("CacheModelsFor(-1s): %v", err)
@@ -151,6 +164,14 @@ func TestMisconfigPluginOptions(t *testing.T) {
 		"nil Observe":     {gormcache.New(cache, gormcache.Observe(nil)), "gormcache.Observe: the function is nil"},
 		"nil model":       {gormcache.New(cache, gormcache.CacheModels(nil)), "gormcache.CacheModels: a model is nil"},
 		"StateWithoutTen": {gormcache.New(cache, gormcache.SessionStateInKey()), "no Tenant function is set"},
+		// Zero values and a nil option panicked (a hostile run, issue 8's
+		// fortieth session): New, or the checks at db.Use, dereferenced
+		// what New never made (TestMisconfigZeroValues).
+		"nil option":        {gormcache.New(cache, gormcache.CacheModels(&Post{}), nil), "gormcache.New: option 2 of 2 is nil"},
+		"zero Cache":        {gormcache.New(&querycache.Cache{}), "gormcache.New: the *querycache.Cache was not made by querycache.New"},
+		"zero Plugin":       {&gormcache.Plugin{}, "gormcache: the Plugin was not made by gormcache.New"},
+		"InvalidOption":     {gormcache.New(cache, gormcache.InvalidOption(errors.New("some package's option is wrong"))), "some package's option is wrong"},
+		"InvalidOption nil": {gormcache.New(cache, gormcache.InvalidOption(nil)), "gormcache.InvalidOption: called with a nil error"},
 	}
 	closed, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
 	must(t, err)

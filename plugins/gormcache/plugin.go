@@ -64,8 +64,11 @@ type Plugin struct {
 	shapesOff    bool            // the shapes' counters are not kept (WithoutShapesForTest)
 	mis          misconfig       // mistakes reported once (misconfig.go)
 	sampler      *sampler        // the freshness sampler, when on (sampler.go)
-	shapes       shapeRegistry   // per query shape counters and the decline rule (shapes.go)
-	sig          signals         // OnChange subscriptions and delivery (signals.go)
+	// samplerObserved: the sampler's observer is among observers (once,
+	// whatever SampleFreshness options follow each other).
+	samplerObserved bool
+	shapes          shapeRegistry // per query shape counters and the decline rule (shapes.go)
+	sig             signals       // OnChange subscriptions and delivery (signals.go)
 
 	catalogPoll time.Duration // CatalogWatch's period: 0 the default, negative off
 	stopWatch   func()        // stops the catalog watch (catalogwatch.go); nil without one
@@ -141,8 +144,18 @@ func New(cache *querycache.Cache, opts ...Option) *Plugin {
 		p.err = errors.New("gormcache.New: cache is nil; create one with querycache.New")
 		return p
 	}
+	if cache.Store() == nil {
+		// &querycache.Cache{}: its methods would panic at the first
+		// statement (TestMisconfigZeroValues).
+		p.err = errors.New("gormcache.New: the *querycache.Cache was not made by querycache.New (it has no store); create it with querycache.New")
+		return p
+	}
 	p.ns = cache.Namespace()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			p.optionError(fmt.Errorf("gormcache.New: option %d of %d is nil; leave it out, or pass an Option such as gormcache.CacheModels(&User{})", i+1, len(opts)))
+			continue
+		}
 		o(p)
 	}
 	return p
@@ -173,6 +186,11 @@ func (p *Plugin) parseModels(db *gorm.DB) (map[string]time.Duration, error) {
 func (p *Plugin) Initialize(db *gorm.DB) error {
 	if p.err != nil {
 		return p.err
+	}
+	if p.cache == nil {
+		// db.Use(&gormcache.Plugin{}): a plugin New did not make has no
+		// cache, and panicked in the checks below (TestMisconfigZeroValues).
+		return errors.New("gormcache: the Plugin was not made by gormcache.New; use db.Use(gormcache.New(cache, options...))")
 	}
 	if skip, err := p.replicaSetup(db); skip || err != nil {
 		return err // skip: a replica opened by dbresolver (replica.go)

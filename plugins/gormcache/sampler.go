@@ -83,11 +83,14 @@ func SampleFreshness(opts SamplerOptions) Option {
 		if o.Recent <= 0 {
 			o.Recent = 16
 		}
-		first := p.sampler == nil
 		p.sampler = &sampler{opts: o, rate: uint64(o.Rate), slots: make(chan struct{}, o.MaxInFlight)}
-		if first {
+		if !p.samplerObserved {
 			// The observer reads p.sampler, so that a later SampleFreshness
-			// replaces the options instead of adding a second sampler.
+			// replaces the options instead of adding a second sampler, and
+			// one after Rate 0 (off) turns the same observer back on: with
+			// the test p.sampler == nil, on, off, on checked every hit
+			// twice (TestSamplerOnOffOnSamplesOnce).
+			p.samplerObserved = true
 			p.observers = append(p.observers, p.sampleHit)
 		}
 	}

@@ -214,3 +214,26 @@ func TestSamplerStopsOnClose(t *testing.T) {
 		}
 	}, gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1, Grace: time.Hour}))
 }
+
+// SampleFreshness on, off, on again samples each hit once: the third
+// option added the sampler's observer a second time, and every hit was
+// checked twice (a hostile run, issue 8's fortieth session).
+func TestSamplerOnOffOnSamplesOnce(t *testing.T) {
+	db := openSQLite(t, "onoffon.db")
+	cache := misconfigCache(t)
+	p := gormcache.New(cache,
+		gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1}),
+		gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 0}),
+		gormcache.SampleFreshness(gormcache.SamplerOptions{Rate: 1}))
+	must(t, db.Use(p))
+	must(t, db.AutoMigrate(&Counter{}))
+	must(t, db.Create(&Counter{ID: 1, N: 1}).Error)
+	var c Counter
+	must(t, db.Scopes(gormcache.Cacheable()).First(&c, 1).Error) // the miss
+	c = Counter{}
+	must(t, db.Scopes(gormcache.Cacheable()).First(&c, 1).Error) // one hit
+	gormcache.WaitSamplerForTest(p)
+	if r := p.Freshness(); !r.Enabled || r.Sampled != 1 || r.Matched != 1 {
+		t.Fatalf("one hit at Rate 1 after on, off, on: %+v; want it sampled once", r)
+	}
+}
