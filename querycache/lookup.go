@@ -135,6 +135,7 @@ type Miss struct {
 	tokens  []uint64
 	created time.Time
 	noStore bool   // the store failed or an invalidation is pending: store nothing
+	stored  bool   // Store kept the value (Stored)
 	bypass  string // why, when the store was not consulted (Bypass)
 	reason  string // why a real miss missed (Reason)
 	flight  *fill
@@ -200,13 +201,18 @@ func (m *Miss) Store(value []byte) {
 		defer c.stamp.leaveRefresh(m.k.Name)
 	}
 	if !m.noStore {
-		c.put(m.ctx, m.k, m.names, m.tokens, m.created, Fill{Value: value}, m.token)
+		m.stored = c.put(m.ctx, m.k, m.names, m.tokens, m.created, Fill{Value: value}, m.token)
 		// Waiting lookups read the same tokens; they may share the value
 		// unless an invalidation failed meanwhile (then nobody may).
 		shared = (c.maxSize <= 0 || len(value) <= c.maxSize) && !c.pending.covers(m.names, c.ns.Epoch())
 	}
 	c.fills.finish(m.fkey, m.flight, value, shared)
 }
+
+// Stored reports whether Store kept the value in the store: false before
+// Store, after Abandon, and when the value was refused (too large, an
+// invalidation pending, the cache closed) or the store failed.
+func (m *Miss) Stored() bool { return m != nil && m.stored }
 
 // Abandon ends the miss without storing anything; a non-empty reason is
 // counted as a refusal ("too_large", "unsupported_type", ...). Lookups

@@ -74,7 +74,9 @@ type Event struct {
 	// reading the clock is a noticeable part of a hit); an untimed hit has
 	// Duration 0. Misses, bypasses and refusals are always timed.
 	Duration time.Duration
-	// Bytes is the size of the entry read or stored, when known.
+	// Bytes is the size of the entry read (a hit) or stored (a miss), when
+	// known; 0 for a miss whose result was not stored (refused, or the
+	// store failed).
 	Bytes int
 
 	payload []byte        // the entry's payload (hits and misses), shared: read only

@@ -476,7 +476,14 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool, o *outcome) (handled bool
 	}
 	o.live = live
 	o.payload = b
-	o.ev.Bytes, o.ev.payload = len(b), b
+	o.ev.payload = b
+	if m.Stored() {
+		// The size of the entry stored: none when the store refused or
+		// failed it (a memory store smaller than the entry, say), which
+		// the collector's entry sizes and the shape's must not count
+		// (TestObserveFailedStoreHasNoBytes).
+		o.ev.Bytes = len(b)
+	}
 	return true, info
 }
 

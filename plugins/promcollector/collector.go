@@ -42,6 +42,7 @@ package promcollector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -96,6 +97,10 @@ type Options struct {
 type Collector struct {
 	cache     *querycache.Cache
 	maxTables int
+	// err is a mistake in New's arguments: Register fails with it (an
+	// invalid Desc), a scrape reports it, the plugin's db.Use returns it
+	// (Observe), and no event touches the metrics it would break.
+	err error
 
 	engine []engineMetric
 	// From Stats at scrape time, by reason and by table.
@@ -138,9 +143,13 @@ type tableMetrics struct {
 // errNilCache is what a scrape of a Collector made without a cache reports.
 var errNilCache = errors.New("promcollector: the Collector was made with a nil *querycache.Cache; pass the cache to promcollector.New")
 
-// New returns a Collector of cache's metrics. A nil cache makes every
-// scrape fail with an error that says so.
+// New returns a Collector of cache's metrics. Mistakes in its arguments (a
+// nil cache, buckets not in increasing order, a ConstLabels name a
+// histogram cannot have) are reported without a panic: registering the
+// Collector fails with an error that says what to fix, as does db.Use of a
+// plugin given its Observe option, and every scrape.
 func New(cache *querycache.Cache, opts Options) *Collector {
+	err := checkOptions(cache, opts)
 	if opts.MaxTables <= 0 {
 		opts.MaxTables = DefaultMaxTables
 	}
@@ -150,7 +159,7 @@ func New(cache *querycache.Cache, opts Options) *Collector {
 	if opts.EntryBuckets == nil {
 		opts.EntryBuckets = prometheus.ExponentialBuckets(256, 4, 9)
 	}
-	c := &Collector{cache: cache, maxTables: opts.MaxTables}
+	c := &Collector{cache: cache, maxTables: opts.MaxTables, err: err}
 	cl := opts.ConstLabels
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("querycache_"+name, help, labels, cl)
@@ -222,8 +231,55 @@ func New(cache *querycache.Cache, opts Options) *Collector {
 	return c
 }
 
+// checkOptions returns New's mistakes. The histograms are built once here
+// to find theirs: client_golang panics on them when a histogram is made,
+// which for a labelled one is at the first event of its table, inside the
+// application's query (TestCollectorBadOptionsFailRegistration).
+func checkOptions(cache *querycache.Cache, opts Options) error {
+	var errs []error
+	switch {
+	case cache == nil:
+		errs = append(errs, errNilCache)
+	case cache.Store() == nil:
+		errs = append(errs, errors.New("promcollector.New: the *querycache.Cache was not made by querycache.New (it has no store); pass the cache querycache.New returned"))
+	}
+	if opts.MaxTables < 0 {
+		errs = append(errs, fmt.Errorf("promcollector.New: Options.MaxTables is %d; give a positive bound, or 0 for the default (%d)", opts.MaxTables, DefaultMaxTables))
+	}
+	for _, h := range []struct {
+		field   string
+		buckets []float64
+		labels  prometheus.Labels
+	}{
+		{"FillBuckets", opts.FillBuckets, nil},
+		{"EntryBuckets", opts.EntryBuckets, nil},
+		{"ConstLabels", nil, opts.ConstLabels},
+	} {
+		if err := buildHistogram(h.buckets, h.labels); err != nil {
+			errs = append(errs, fmt.Errorf("promcollector.New: Options.%s: %v; give strictly increasing bucket bounds (nil for the defaults) and constant labels other than \"le\"", h.field, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// buildHistogram makes a histogram with these buckets and constant labels,
+// and returns the panic client_golang raises on a mistake in them.
+func buildHistogram(buckets []float64, labels prometheus.Labels) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	prometheus.NewHistogram(prometheus.HistogramOpts{Name: "querycache_options_check", Help: "-", Buckets: buckets, ConstLabels: labels})
+	return nil
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	if c.err != nil {
+		ch <- prometheus.NewInvalidDesc(c.err) // Register fails with it
+		return
+	}
 	for _, m := range c.engine {
 		ch <- m.desc
 	}
@@ -238,12 +294,13 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector: it reads the cache's Stats once.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	if c.cache == nil {
-		// New(nil, ...): the scrape fails with this error (Gather returns
+	if c.err != nil {
+		// New(nil, ...), say, registered unchecked (a registry's Register
+		// refuses it): the scrape fails with this error (Gather returns
 		// it; promhttp answers it) instead of the process crashing on a
 		// nil cache in client_golang's gathering goroutine
 		// (TestHostile47CollectorNilCache).
-		ch <- prometheus.NewInvalidMetric(c.engine[0].desc, errNilCache)
+		ch <- prometheus.NewInvalidMetric(c.engine[0].desc, c.err)
 		return
 	}
 	st := c.cache.Stats()
@@ -299,13 +356,33 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // Observe returns the GORM plugin option that feeds the collector's
 // per-table metrics, and lets it export the plugin's freshness sampler:
 // pass it to gormcache.New for every plugin using the collector's cache.
+//
+// db.Use of the plugin fails when the Collector's options are wrong (see
+// New) or the plugin serves another cache than the Collector's: its
+// per-table metrics would then mix two caches' statements with this one's
+// counters. Given twice to one plugin, it observes once.
 func (c *Collector) Observe() gormcache.Option {
 	observe := gormcache.Observe(c.ObserveEvent)
 	return func(p *gormcache.Plugin) {
-		observe(p)
+		if c.err != nil {
+			gormcache.InvalidOption(fmt.Errorf("promcollector: Collector.Observe: %w", c.err))(p)
+			return
+		}
+		if p.Cache() != c.cache {
+			gormcache.InvalidOption(errors.New("promcollector: Collector.Observe was given to a plugin of another cache than the Collector's; a Collector exports one cache: make one for each cache (promcollector.New), with ConstLabels that tell them apart"))(p)
+			return
+		}
 		c.pluginsMu.Lock()
-		c.plugins = append(c.plugins, weak.Make(p))
+		seen := slices.ContainsFunc(c.plugins, func(w weak.Pointer[gormcache.Plugin]) bool { return w.Value() == p })
+		if !seen {
+			c.plugins = append(c.plugins, weak.Make(p))
+		}
 		c.pluginsMu.Unlock()
+		if !seen {
+			// Twice, every per-table series counted each statement twice
+			// (TestCollectorObserveTwiceCountsOnce).
+			observe(p)
+		}
 	}
 }
 
@@ -382,6 +459,9 @@ func constMetric(desc *prometheus.Desc, typ prometheus.ValueType, v float64, lab
 // ObserveEvent counts one statement's event; Observe installs it. It is
 // exported for callers that combine several observers in one.
 func (c *Collector) ObserveEvent(_ context.Context, ev *gormcache.Event) {
+	if c.err != nil {
+		return // its histograms may be the mistake: they would panic here
+	}
 	switch ev.Outcome {
 	case gormcache.OutcomeMiss:
 		secs := ev.Duration.Seconds()
