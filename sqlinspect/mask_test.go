@@ -41,18 +41,19 @@ func TestMaskLiterals(t *testing.T) {
 		{DialectAny, `SELECT $q$it's$q$, a FROM t`, `SELECT '?'`},      // SQLite: a variable, then an unclosed string
 		{DialectAny, "SELECT [col 2] FROM t", "SELECT [col ?] FROM t"}, // PostgreSQL: a subscript holding a number
 		// SQLite reads a double-quoted word that names no column as a
-		// string: where a value goes, it is masked; where a name goes, or
-		// qualified, it is kept.
-		{DialectSQLite, `SELECT "t"."a", "b" FROM "t" WHERE "t"."c" = "ann" AND "d" LIKE "x%"`, `SELECT "t"."a", "b" FROM "t" WHERE "t"."c" = '?' AND "d" LIKE '?'`},
-		// In parentheses a double-quoted word is masked even where a name
-		// goes (the column list): privacy first
+		// string: it is masked wherever a value may stand, a name there
+		// too (privacy first); where only a name goes, or qualified, it is
+		// kept.
+		{DialectSQLite, `SELECT "t"."a", "b" FROM "t" WHERE "t"."c" = "ann" AND "d" LIKE "x%"`, `SELECT "t"."a", '?' FROM "t" WHERE "t"."c" = '?' AND '?' LIKE '?'`},
+		{DialectSQLite, `SELECT x AS "y" FROM "t" JOIN "u" ON t.a = u.b WHERE "p" = q ORDER BY "z"`, `SELECT x AS "y" FROM "t" JOIN "u" ON t.a = u.b WHERE '?' = q ORDER BY '?'`},
+		// In parentheses too (the column list)
 		// (TestHostile50ObsSQLiteQuotedValueInParensShown).
 		{DialectSQLite, `INSERT INTO "t" ("a", "b") VALUES ("x", 1), ("y", 2)`, `INSERT INTO "t" ('?', '?') VALUES ('?', ?), ('?', ?)`},
 		{DialectSQLite, `SELECT id FROM t WHERE e = ("x") AND e = lower("y") AND instr(e, "z") > 0 AND e = coalesce(NULL, "w")`, `SELECT id FROM t WHERE e = ('?') AND e = lower('?') AND instr(e, '?') > ? AND e = coalesce(NULL, '?')`},
-		{DialectSQLite, `SELECT a FROM t WHERE b IN ("x", "y") AND c BETWEEN "l" AND "h" AND d IN (SELECT "e" FROM u)`, `SELECT a FROM t WHERE b IN ('?', '?') AND c BETWEEN '?' AND '?' AND d IN (SELECT "e" FROM u)`},
+		{DialectSQLite, `SELECT a FROM t WHERE b IN ("x", "y") AND c BETWEEN "l" AND "h" AND d IN (SELECT "e" FROM u)`, `SELECT a FROM t WHERE b IN ('?', '?') AND c BETWEEN '?' AND '?' AND d IN (SELECT '?' FROM u)`},
 		{DialectSQLite, `UPDATE "t" SET "a" = "new", b = CASE WHEN c THEN "y" ELSE "n" END`, `UPDATE "t" SET "a" = '?', b = CASE WHEN c THEN '?' ELSE '?' END`},
 		{DialectPostgres, `SELECT a FROM t WHERE "b" = "c"`, `SELECT a FROM t WHERE "b" = "c"`}, // PostgreSQL: always a name
-		{DialectAny, `SELECT a FROM t WHERE "b" = "c"`, `SELECT a FROM t WHERE "b" = '?'`},
+		{DialectAny, `SELECT a FROM t WHERE "b" = "c"`, `SELECT a FROM t WHERE '?' = '?'`},
 	} {
 		if got := MaskLiterals(c.in, c.d); got != c.out {
 			t.Errorf("MaskLiterals(%q, %d)\n = %q\nwant %q", c.in, c.d, got, c.out)
@@ -88,6 +89,12 @@ func TestMaskLiteralsHidesValues(t *testing.T) {
 		{DialectSQLite, `SELECT id FROM t WHERE email = ("secret-paren")`},
 		{DialectSQLite, `SELECT id FROM t WHERE email = lower("secret-fn")`},
 		{DialectSQLite, `SELECT id FROM t WHERE instr(email, "secret-arg") > 0`},
+		// Where a name may stand too (a hostile run, issue 8's fortieth
+		// session): the left of a comparison, the select list, ORDER BY.
+		{DialectSQLite, `SELECT id FROM t WHERE "secret-left" = name`},
+		{DialectSQLite, `SELECT id, "secret-select" AS probe FROM t WHERE id = 1`},
+		{DialectSQLite, `SELECT id FROM t ORDER BY "secret-order"`},
+		{DialectSQLite, `SELECT id FROM t WHERE a = 1 AND "secret-and" = b`},
 	} {
 		for _, d := range []Dialect{c.d, DialectAny} {
 			got := MaskLiterals(c.sql, d)
