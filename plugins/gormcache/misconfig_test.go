@@ -172,6 +172,7 @@ func TestMisconfigPluginOptions(t *testing.T) {
 		"zero Plugin":       {&gormcache.Plugin{}, "gormcache: the Plugin was not made by gormcache.New"},
 		"InvalidOption":     {gormcache.New(cache, gormcache.InvalidOption(errors.New("some package's option is wrong"))), "some package's option is wrong"},
 		"InvalidOption nil": {gormcache.New(cache, gormcache.InvalidOption(nil)), "gormcache.InvalidOption: called with a nil error"},
+		"SignalQueue-1":     {gormcache.New(cache, gormcache.SignalQueue(-1)), "gormcache.SignalQueue(-1): give a positive size"},
 	}
 	closed, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
 	must(t, err)

@@ -103,12 +103,16 @@ func ForTables(tables ...string) SubscribeOption {
 
 // SignalQueue sets how many writes (or committed transactions) may wait for
 // the OnChange callbacks before new ones are dropped (see ChangeLost and
-// OnChange's delivery rules). 0 or
-// less keeps the default, 4096.
+// OnChange's delivery rules). 0 keeps the default, 4096; a negative size
+// is db.Use's error (it used to become the default without a word, as a
+// negative TTL did).
 func SignalQueue(n int) Option {
 	return func(p *Plugin) {
-		if n > 0 {
+		switch {
+		case n > 0:
 			p.sig.size = n
+		case n < 0:
+			p.optionError(fmt.Errorf("gormcache.SignalQueue(%d): give a positive size, or 0 (or no option) for the default of %d", n, defaultSignalQueue))
 		}
 	}
 }
