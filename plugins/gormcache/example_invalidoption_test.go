@@ -1,0 +1,41 @@
+package gormcache_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	"querycache.dev/plugins/gormcache"
+	"querycache.dev/querycache"
+)
+
+// auditEvery is an Option another package might offer: a mistake in its
+// argument is reported by db.Use, as gormcache's own options' are, rather
+// than by a panic in the first statement.
+func auditEvery(n int) gormcache.Option {
+	if n <= 0 {
+		return gormcache.InvalidOption(fmt.Errorf("audit.Every(%d): give a positive count", n))
+	}
+	seen := 0
+	return gormcache.Observe(func(context.Context, *gormcache.Event) {
+		if seen++; seen%n == 0 {
+			// audit the statement
+		}
+	})
+}
+
+func ExampleInvalidOption() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	db, _ := gorm.Open(sqlite.Open(filepath.Join(dir, "app.db")), &gorm.Config{Logger: logger.Discard})
+	cache, _ := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+	defer cache.Close()
+
+	err := db.Use(gormcache.New(cache, auditEvery(0)))
+	fmt.Println(err)
+	// Output: audit.Every(0): give a positive count
+}
