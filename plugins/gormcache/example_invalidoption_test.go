@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -20,9 +21,9 @@ func auditEvery(n int) gormcache.Option {
 	if n <= 0 {
 		return gormcache.InvalidOption(fmt.Errorf("audit.Every(%d): give a positive count", n))
 	}
-	seen := 0
+	var seen atomic.Int64 // observers run on the statements' goroutines
 	return gormcache.Observe(func(context.Context, *gormcache.Event) {
-		if seen++; seen%n == 0 {
+		if seen.Add(1)%int64(n) == 0 {
 			// audit the statement
 		}
 	})
