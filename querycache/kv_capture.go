@@ -207,7 +207,9 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 	case kv.c.open.coversSince(o.tables, mark):
 		kv.c.stats.refusals.add("transaction")
 	case kv.c.pending.covers(f.names, epoch):
-		kv.c.stats.bypasses.add("undelivered_invalidation")
+		// A refusal as its siblings: the lookup used the cache, only the
+		// value is not kept (as Cache.put counts it).
+		kv.c.stats.refusals.add("undelivered_invalidation")
 	default:
 		raw := kv.encode(name, kindBytes, b, deps, f.tokens, kv.c.now(), o.ttl)
 		var err error
