@@ -54,6 +54,9 @@ type FillFunc func(ctx context.Context) (Fill, error)
 // cache. The returned bytes may be shared with the store: callers must not
 // modify them.
 func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byte, hit bool, err error) {
+	if fill == nil {
+		return nil, false, errNilFill
+	}
 	if k.Name == "" {
 		// No name, no entry: the store reads "" as "no entry wanted".
 		c.stats.bypasses.add("no_key")
@@ -481,6 +484,10 @@ func (c *Cache) tableCounters(tables []string) []*tableCounters {
 	}
 	return out
 }
+
+// errNilFill is GetOrSet's error for a nil fill function, which panicked
+// in the caller's request.
+var errNilFill = errors.New("querycache: the fill function is nil; pass the function that computes the value")
 
 // versionedPutter is a store that keeps the versions an entry records
 // alive at least as long as the entry (RedisStore).

@@ -3,6 +3,7 @@ package querycache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -40,8 +41,12 @@ func (g *guarded) setup(server string, logger *slog.Logger, failures int, every 
 }
 
 // onRecover registers fn to run, on the prober's goroutine, each time the
-// breaker closes again.
+// breaker closes again. A nil fn is ignored: called when the store came
+// back, it ended the process (TestOnRecoverNilAndPanicking).
 func (g *guarded) onRecover(fn func()) {
+	if fn == nil {
+		return
+	}
 	g.recoverMu.Lock()
 	g.recoverFns = append(g.recoverFns, fn)
 	g.recoverMu.Unlock()
@@ -85,9 +90,21 @@ func (g *guarded) recovered() {
 	fns := append([]func(){}, g.recoverFns...)
 	g.recoverMu.Unlock()
 	for _, fn := range fns {
-		fn()
+		runRecovery(fn, g.logger)
 	}
 	g.logWarn("querycache: "+g.server+" answers again; cache back in use", "bypassed_for", d)
+}
+
+// runRecovery runs an OnRecover function, logging a panic rather than
+// ending the process: it runs on a goroutine of the store's, where no
+// caller can recover it.
+func runRecovery(fn func(), logger *slog.Logger) {
+	defer func() {
+		if r := recover(); r != nil && logger != nil {
+			logger.Error("querycache: an OnRecover function panicked", "panic", fmt.Sprint(r))
+		}
+	}()
+	fn()
 }
 
 func (g *guarded) logWarn(msg string, args ...any) {

@@ -27,7 +27,13 @@ type invalidateHook struct {
 // invalidate this cache itself, and it delays the invalidation by what
 // it does. Undelivered invalidations retried in the background are not
 // reported again; changes other processes apply are never reported.
+//
+// A nil fn is ignored (remove does nothing): registered, it made every
+// invalidation panic in the writer's path.
 func (c *Cache) OnInvalidate(fn func(ctx context.Context, ch Change)) (remove func()) {
+	if fn == nil {
+		return func() {}
+	}
 	h := &invalidateHook{fn: fn}
 	c.hookMu.Lock()
 	var hs []*invalidateHook

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -81,6 +82,14 @@ var ErrNotAtomic = errors.New("querycache: the store cannot change a value atomi
 func NewKV(c *Cache, opts KVOptions) (*KV, error) {
 	if c == nil {
 		return nil, errors.New("querycache.NewKV: the cache is nil; pass the *Cache querycache.New returned")
+	}
+	if c.store == nil {
+		return nil, errors.New("querycache.NewKV: the *Cache was not made by querycache.New (it has no store); pass the *Cache querycache.New returned")
+	}
+	if opts.Codec != nil {
+		if v := reflect.ValueOf(opts.Codec); v.Kind() == reflect.Pointer && v.IsNil() {
+			return nil, fmt.Errorf("querycache.NewKV: KVOptions.Codec is a nil %T; pass a codec value, or nil for CBOR", opts.Codec)
+		}
 	}
 	if !keys.ValuePrefixOK(opts.Prefix) {
 		return nil, fmt.Errorf("querycache.NewKV: KVOptions.Prefix %q is not allowed; use up to %d letters, digits, '_', '.' or '-'", opts.Prefix, keys.MaxPrefixLen)
@@ -206,10 +215,28 @@ func DependsOnObject(table string, pk ...any) KVOption {
 	}
 }
 
+// CheckOptions returns the error a call with opts would return for them
+// (a nil option, a TTL that is not positive, a name that spells no table,
+// too many dependencies), or nil; and an error for a KV that NewKV did not
+// make. It is for code that takes options once and uses them on every
+// call (fragment.Register): the mistake is then reported where it is
+// made, not by every call after it.
+func (kv *KV) CheckOptions(opts ...KVOption) error {
+	if kv == nil || kv.c == nil {
+		return errors.New("querycache: the KV was not made by querycache.NewKV or Cache.KV")
+	}
+	_, err := kv.call(opts)
+	return err
+}
+
 // call applies opts in the cache's namespace.
 func (kv *KV) call(opts []KVOption) (kvCall, error) {
 	o := kvCall{ns: kv.c.ns, ttl: kv.ttl, version: kv.version}
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			// A nil KVOption panicked in the caller's request.
+			return o, fmt.Errorf("querycache: KV option %d of %d is nil; leave it out, or pass one such as querycache.DependsOn(\"users\")", i+1, len(opts))
+		}
 		opt(&o)
 	}
 	if o.err != nil {

@@ -63,6 +63,9 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	if err != nil {
 		return nil, false, err
 	}
+	if fill == nil {
+		return nil, false, errNilFill
+	}
 	if kv.c.isClosed() {
 		kv.c.stats.bypasses.add("closed")
 		Untracked(ctx, "closed")

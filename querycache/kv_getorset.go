@@ -40,6 +40,9 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	if err != nil {
 		return kvValue{}, false, err
 	}
+	if fill == nil {
+		return kvValue{}, false, errNilFill
+	}
 	run := func() (kvValue, bool, error) {
 		kv.c.stats.fills.Add(1)
 		b, err := fill(ctx)

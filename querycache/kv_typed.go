@@ -96,6 +96,15 @@ func AddAs[T any](ctx context.Context, kv *KV, key string, v T, opts ...KVOption
 // is cached.
 func Remember[T any](ctx context.Context, kv *KV, key string, ttl time.Duration, fn func(ctx context.Context) (T, error), opts ...KVOption) (_ T, err error) {
 	defer untrackFailure(ctx, &err)
+	var zero T
+	if fn == nil {
+		return zero, errNilFill
+	}
+	if ttl < 0 {
+		// It used to cache for the KV's TTL: a TTL computed from a
+		// deadline already past cached for longer instead of not at all.
+		return zero, fmt.Errorf("querycache.Remember: the TTL is %v; use a positive duration, or 0 for the KV's TTL", ttl)
+	}
 	if ttl > 0 {
 		opts = append(opts[:len(opts):len(opts)], WithTTL(ttl))
 	}

@@ -95,6 +95,9 @@ const smallHolders = 32
 // the transaction has committed and its invalidation is applied, or has
 // rolled back. Holding h twice is holding it once.
 func (c *Cache) HoldWrites(h WriteHolder) {
+	if h == nil {
+		return // held, a nil holder made every later store with dependencies panic
+	}
 	w := &c.open
 	w.mu.Lock()
 	if w.add(h) {

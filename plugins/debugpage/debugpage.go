@@ -79,7 +79,9 @@ func New(cache *querycache.Cache, opts Options, plugins ...*gormcache.Plugin) ht
 	}
 	ps := make([]*gormcache.Plugin, 0, len(plugins))
 	for _, p := range plugins {
-		if p != nil {
+		// Once each: a plugin listed twice showed its shapes twice and
+		// doubled its counts.
+		if p != nil && !slices.Contains(ps, p) {
 			ps = append(ps, p)
 		}
 	}

@@ -91,6 +91,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
 
 	"querycache.dev/querycache"
 )
@@ -169,8 +170,15 @@ func New(kv *querycache.KV, opts Options) (*Cache, error) {
 	if kv == nil {
 		return nil, errors.New("fragment.New: the KV is nil; pass cache.KV() or one made with querycache.NewKV")
 	}
+	if err := kv.CheckOptions(); err != nil {
+		return nil, fmt.Errorf("fragment.New: %w", err) // &querycache.KV{}: Render panicked
+	}
 	if opts.FuncName == "" {
 		opts.FuncName = "fragment"
+	}
+	if !isIdentifier(opts.FuncName) {
+		// template.Funcs panics on it, in the application's setup.
+		return nil, fmt.Errorf("fragment.New: Options.FuncName %q is not a template function name; use letters, digits and '_', not starting with a digit", opts.FuncName)
 	}
 	if opts.MaxArgs < 0 {
 		return nil, fmt.Errorf("fragment.New: Options.MaxArgs is %d; use a positive number, or 0 for 16", opts.MaxArgs)
@@ -199,6 +207,11 @@ func (c *Cache) Register(name string, t *template.Template, load Loader, opts ..
 		return fmt.Errorf("fragment: Register(%q): the template set %q has no template named %q; add {{define %q}}...{{end}}", name, t.Name(), name, name)
 	case load == nil:
 		return fmt.Errorf("fragment: Register(%q): the loader is nil", name)
+	}
+	if err := c.kv.CheckOptions(opts...); err != nil {
+		// Kept, the mistake failed (or, a nil option, panicked) every
+		// Render of the fragment.
+		return fmt.Errorf("fragment: Register(%q): %w", name, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -458,4 +471,15 @@ func appendArg(b []byte, a any) ([]byte, error) {
 		return nil, fmt.Errorf("a %s; pass plain values (strings, numbers, booleans, []byte): the loader computes the fragment's data from them", t)
 	}
 	return appendBytes(b, val), nil
+}
+
+// isIdentifier reports whether s may name a template function (as
+// text/template's Funcs requires).
+func isIdentifier(s string) bool {
+	for i, r := range s {
+		if r != '_' && !unicode.IsLetter(r) && (i == 0 || !unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return s != ""
 }

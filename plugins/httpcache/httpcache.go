@@ -218,7 +218,10 @@ func New(c *querycache.Cache, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("httpcache.New: %w", err)
 	}
 	base := config{maxBody: DefaultMaxBodyBytes, statuses: []int{http.StatusOK}}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("httpcache.New: option %d of %d is nil; leave it out, or pass one such as httpcache.TTL(time.Minute)", i+1, len(opts))
+		}
 		o(&base)
 	}
 	if base.err != nil {
@@ -231,23 +234,32 @@ func New(c *querycache.Cache, opts ...Option) (*Cache, error) {
 // (wrap the mux: site-wide, Django's cache middleware), chi (r.Use, or
 // r.With per route) or any router taking func(http.Handler) http.Handler.
 // opts apply to the pages of this middleware only. It panics if an option
-// is invalid (a TTL or size that is not positive, a status that may not be
-// stored): that is a programming error, found at start-up.
+// is invalid (nil, a TTL or size that is not positive, a status that may
+// not be stored), and the middleware panics if it is given a nil handler
+// (as http.ServeMux.Handle does): those are programming errors, found at
+// start-up, where a nil handler used to panic in every request.
 func (pc *Cache) Middleware(opts ...Option) func(http.Handler) http.Handler {
 	cfg := pc.base
 	cfg.statuses = slices.Clone(cfg.statuses)
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("httpcache: Middleware option %d of %d is nil", i+1, len(opts)))
+		}
 		o(&cfg)
 	}
 	if cfg.err != nil {
 		panic(cfg.err)
 	}
 	return func(next http.Handler) http.Handler {
+		if next == nil {
+			panic("httpcache: the handler to cache is nil")
+		}
 		return &layer{pc: pc, cfg: cfg, next: next}
 	}
 }
 
-// Page caches one route's pages for ttl (Django's cache_page(ttl)).
+// Page caches one route's pages for ttl (Django's cache_page(ttl)). It
+// panics as Middleware does: on an invalid option or a nil h.
 func (pc *Cache) Page(ttl time.Duration, h http.Handler, opts ...Option) http.Handler {
 	return pc.Middleware(append([]Option{TTL(ttl)}, opts...)...)(h)
 }
@@ -738,11 +750,21 @@ func requestPath(r *http.Request) string {
 	return p
 }
 
-func varyKey(base string) string { return "vary|" + base }
+func varyKey(base string) string { return opaqueKey("vary|", base) }
+
+// opaqueKey is kind followed by a hash of what a key is made of: the
+// query string, the cookie or the header values a page varies on, the
+// user's identity are values, and written out in the store's key names
+// they showed in SCAN, MONITOR and the slow log (a session cookie among
+// them: TestPageKeysHideValues). As Django hashes the URL and the headers.
+func opaqueKey(kind, parts string) string {
+	sum := sha256.Sum256([]byte(parts))
+	return kind + base64.RawURLEncoding.EncodeToString(sum[:])
+}
 
 // pageKey adds the values of the request headers the URL varies on.
 func pageKey(base string, vary []string, r *http.Request) string {
-	b := []byte("page|" + base)
+	b := []byte(base)
 	for _, name := range vary {
 		b = field(b, name)
 		vs := r.Header.Values(name)
@@ -751,7 +773,7 @@ func pageKey(base string, vary []string, r *http.Request) string {
 			b = field(b, v)
 		}
 	}
-	return string(b)
+	return opaqueKey("page|", string(b))
 }
 
 // varyList returns the headers the URL's pages vary on, as remembered,

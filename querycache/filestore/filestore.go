@@ -212,6 +212,16 @@ var (
 	_ querycache.Swapper = (*Store)(nil)
 )
 
+// Err reports a Store that New did not build (&filestore.Store{}), which
+// querycache.New then refuses: it cached nothing, wrote its files in the
+// working directory, and its Close panicked.
+func (s *Store) Err() error {
+	if s.closed == nil {
+		return errors.New("filestore: the Store is a zero value, not built by filestore.New; use filestore.New(filestore.Options{Dir: ...})")
+	}
+	return nil
+}
+
 // New opens the store in opts.Dir. Its errors say which option is wrong
 // and how to fix it. Unless Close is called, a sweeper runs in the
 // background.

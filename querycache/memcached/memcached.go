@@ -241,7 +241,14 @@ func (o *Options) check() error {
 }
 
 // Err reports a configuration error of New, or nil.
-func (s *Store) Err() error { return s.err }
+func (s *Store) Err() error {
+	if s.err == nil && s.client == nil {
+		// &memcached.Store{}: querycache.New reports it (it reads Err),
+		// where it panicked at the first lookup.
+		return errors.New("memcached: the Store is a zero value, not built by memcached.New; use memcached.New(memcached.Options{Servers: ...})")
+	}
+	return s.err
+}
 
 // Client returns the Memcached client.
 func (s *Store) Client() *memcache.Client { return s.client }

@@ -1,6 +1,9 @@
 package memcached
 
 import (
+	"fmt"
+	"log/slog"
+
 	"querycache.dev/keys"
 	"querycache.dev/querycache"
 
@@ -23,7 +26,13 @@ func (s *Store) BindNamespace(ns keys.Namespace) {
 // OnRecover registers fn to run each time the breaker closes again (on a
 // goroutine of its own): querycache.New registers the delivery, first
 // thing, of the invalidations the cache could not deliver meanwhile.
+// A nil fn is ignored ("go fn()" of it ended the process, on the goroutine
+// of the query that found the server back), and a panic in fn is logged
+// (slog.Default), not left to end the process.
 func (s *Store) OnRecover(fn func()) {
+	if fn == nil {
+		return
+	}
 	s.recMu.Lock()
 	s.recoverFns = append(s.recoverFns, fn)
 	s.recMu.Unlock()
@@ -64,7 +73,18 @@ func (s *Store) recover() error {
 	}
 	s.brk.close()
 	for _, fn := range fns {
-		go fn()
+		go runRecovery(fn)
 	}
 	return nil
+}
+
+// runRecovery runs an OnRecover function on a goroutine of its own, where
+// no caller can recover a panic: it is logged instead.
+func runRecovery(fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			slog.Default().Error("querycache/memcached: an OnRecover function panicked", "panic", fmt.Sprint(r))
+		}
+	}()
+	fn()
 }

@@ -1,0 +1,116 @@
+package querycache
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"querycache.dev/internal/testenv"
+)
+
+// A nil OnRecover function is ignored, and one that panics is logged:
+// both ran on the prober's goroutine when Redis came back, where the nil
+// call and the panic ended the process (a hostile run, issue 8's fortieth
+// session). The functions registered beside them still run.
+func TestOnRecoverNilAndPanicking(t *testing.T) {
+	opt, err := redis.ParseURL(testenv.SharedRedis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	down.Store(true)
+	opt.MaxRetries = -1
+	opt.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if down.Load() {
+			return nil, errors.New("simulated outage")
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	client := redis.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	st := NewRedisStore(client, RedisOptions{BreakerProbe: 20 * time.Millisecond, Timeout: testenv.StoreTimeout})
+	c := newTestCache(t, Options{Store: st, Prefix: testenv.TestPrefix(t)})
+	ran := make(chan struct{}, 1)
+	st.OnRecover(nil)
+	st.OnRecover(func() { panic("a recovery function's bug") })
+	st.OnRecover(func() {
+		select {
+		case ran <- struct{}{}:
+		default:
+		}
+	})
+	fill := func(context.Context) (Fill, error) { return Fill{Value: []byte("v")}, nil }
+	for i := 0; i < 10 && !st.BreakerOpen(); i++ {
+		_, _, _ = c.GetOrSet(context.Background(), Key{Name: "k"}, fill)
+	}
+	if !st.BreakerOpen() {
+		t.Fatal("the breaker did not open")
+	}
+	down.Store(false)
+	select {
+	case <-ran:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the recovery functions did not run after Redis came back")
+	}
+}
+
+// A nil OnInvalidate function is ignored: registered, every invalidation
+// panicked in the writer's path.
+func TestOnInvalidateNil(t *testing.T) {
+	c := newTestCache(t, Options{})
+	remove := c.OnInvalidate(nil)
+	if err := c.InvalidateTables(context.Background(), "users"); err != nil {
+		t.Fatal(err)
+	}
+	remove()
+}
+
+// Nil functions and options given to the low-level API are errors of the
+// call they are given to (or ignored, where the call has no error): each
+// panicked (a hostile run, issue 8's fortieth session).
+func TestNilArgumentsAreErrors(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	kv := c.KV()
+	want := func(what string, err error, sub string) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), sub) {
+			t.Errorf("%s: %v; want an error containing %q", what, err, sub)
+		}
+	}
+	_, _, err := c.GetOrSet(ctx, Key{Name: "k"}, nil)
+	want("Cache.GetOrSet nil fill", err, "the fill function is nil")
+	_, _, err = kv.GetOrSet(ctx, "k", nil)
+	want("KV.GetOrSet nil fill", err, "the fill function is nil")
+	_, _, err = kv.GetOrSetCaptured(ctx, "k", nil)
+	want("KV.GetOrSetCaptured nil fill", err, "the fill function is nil")
+	_, err = Remember[int](ctx, kv, "k", time.Minute, nil)
+	want("Remember nil fn", err, "the fill function is nil")
+	want("KV.Set nil option", kv.Set(ctx, "k", []byte("v"), nil), "KV option 1 of 1 is nil")
+	_, err = Remember(ctx, kv, "k", -time.Second, func(context.Context) (int, error) { return 1, nil })
+	want("Remember negative TTL", err, "querycache.Remember: the TTL is -1s")
+	_, err = NewKV(&Cache{}, KVOptions{})
+	want("NewKV zero Cache", err, "not made by querycache.New")
+	var codec *nilCodec
+	_, err = NewKV(c, KVOptions{Codec: codec})
+	want("NewKV typed nil Codec", err, "KVOptions.Codec is a nil")
+	want("KV.CheckOptions", kv.CheckOptions(WithTTL(-time.Second)), "WithTTL(-1s)")
+	want("zero KV CheckOptions", (&KV{}).CheckOptions(), "not made by querycache.NewKV")
+
+	c.HoldWrites(nil) // ignored: held, every later store with dependencies panicked
+	if err := kv.Set(ctx, "d", []byte("v"), DependsOn("users")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nilCodec is a Codec whose methods would dereference a nil receiver.
+type nilCodec struct{ name string }
+
+func (c *nilCodec) Marshal(v any) ([]byte, error)   { return []byte(c.name), nil }
+func (c *nilCodec) Unmarshal(b []byte, v any) error { return errors.New(c.name) }
