@@ -55,7 +55,7 @@ type FillFunc func(ctx context.Context) (Fill, error)
 // modify them.
 func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byte, hit bool, err error) {
 	if fill == nil {
-		return nil, false, errNilFill
+		fill = nilFill // a hit needs none; a miss returns errNilFill
 	}
 	if k.Name == "" {
 		// No name, no entry: the store reads "" as "no entry wanted".
@@ -488,6 +488,13 @@ func (c *Cache) tableCounters(tables []string) []*tableCounters {
 // errNilFill is GetOrSet's error for a nil fill function, which panicked
 // in the caller's request.
 var errNilFill = errors.New("querycache: the fill function is nil; pass the function that computes the value")
+
+// nilFill stands for a nil fill function: it fails the miss that would
+// have called it.
+func nilFill(context.Context) (Fill, error) { return Fill{}, errNilFill }
+
+// nilBytesFill is nilFill for the KV API.
+func nilBytesFill(context.Context) ([]byte, error) { return nil, errNilFill }
 
 // versionedPutter is a store that keeps the versions an entry records
 // alive at least as long as the entry (RedisStore).

@@ -142,6 +142,17 @@ type kvCall struct {
 	tables  []string          // the tables of deps (DependsOn, DependsOnObject)
 	fixed   map[string]uint64 // tokens already read (DependsOnCapture)
 	err     error
+	// uncounted: bookkeeping (Bookkeeping): no hit, miss or store counted
+	uncounted bool
+}
+
+// Bookkeeping marks a Get or Set as the caller's own bookkeeping beside
+// the values it caches, such as the page cache's list of the headers a
+// URL's pages vary on: Stats counts no hit, miss or store for it, so that
+// one cached page is one lookup there (it counted two: a hostile run,
+// issue 8's fortieth session).
+func Bookkeeping() KVOption {
+	return func(o *kvCall) { o.uncounted = true }
 }
 
 // WithTTL sets how long the value stored by this call lives (Django's

@@ -64,7 +64,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 		return nil, false, err
 	}
 	if fill == nil {
-		return nil, false, errNilFill
+		fill = nilBytesFill // a hit needs none; a miss returns errNilFill
 	}
 	if kv.c.isClosed() {
 		kv.c.stats.bypasses.add("closed")

@@ -41,7 +41,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		return kvValue{}, false, err
 	}
 	if fill == nil {
-		return kvValue{}, false, errNilFill
+		fill = nilBytesFill // a hit needs none; a miss returns errNilFill
 	}
 	run := func() (kvValue, bool, error) {
 		kv.c.stats.fills.Add(1)
@@ -241,8 +241,14 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 		kv.c.stats.refusals.add("transaction")
 		return kvFilled{v: v, private: true}, nil
 	}
-	if kv.check(b) != nil || kv.c.pending.covers(names, names[0]) {
+	if kv.check(b) != nil {
 		release()
+		kv.c.stats.refusals.add("too_large") // as GetOrSetCaptured counts it
+		return kvFilled{v: v}, nil
+	}
+	if kv.c.pending.covers(names, names[0]) {
+		release()
+		kv.c.stats.refusals.add("undelivered_invalidation")
 		return kvFilled{v: v}, nil
 	}
 	if kv.view != kv.st && !kv.readCurrent(ctx, fcap) {

@@ -191,9 +191,16 @@ func (kv *KV) failed(ctx context.Context, op string, err error) error {
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNotAtomic) {
 		return err
 	}
-	if errors.Is(err, ErrStoreUnavailable) {
+	switch {
+	case errors.Is(err, ErrTooLargeForStore):
+		// A refusal, warned once, as the engine's own fills count it: as
+		// a store error it showed a healthy store failing, with a Warn
+		// line for every such value (a hostile run, issue 8's fortieth
+		// session).
+		kv.c.tooLargeForStore(ctx, err)
+	case errors.Is(err, ErrStoreUnavailable):
 		kv.c.stats.bypasses.add("store_unavailable")
-	} else {
+	default:
 		kv.c.stats.errors.Add(1)
 		kv.c.warn(ctx, "querycache: low-level "+op+" failed", err)
 	}
@@ -222,14 +229,22 @@ func (kv *KV) get(ctx context.Context, key string, opts []KVOption) (kvValue, bo
 	}
 	r, err := kv.read(ctx, kv.name(key, o), o.deps)
 	if err != nil {
-		kv.c.stats.misses.Add(1)
-		return kvValue{}, false, kv.failed(ctx, "get", err)
+		// A bypass, not a miss, as the engine's lookups count a store
+		// failure (failed counts store_unavailable's).
+		if err = kv.failed(ctx, "get", err); !o.uncounted && !errors.Is(err, ErrStoreUnavailable) {
+			kv.c.stats.bypasses.add("store_error")
+		}
+		return kvValue{}, false, err
 	}
 	if !r.alive {
-		kv.c.stats.misses.Add(1)
+		if !o.uncounted {
+			kv.c.stats.misses.Add(1)
+		}
 		return kvValue{}, false, nil
 	}
-	kv.c.stats.hits.Add(1)
+	if !o.uncounted {
+		kv.c.stats.hits.Add(1)
+	}
 	return r.v, true, nil
 }
 
@@ -260,7 +275,9 @@ func (kv *KV) set(ctx context.Context, key string, kind byte, value []byte, opts
 		err = kv.put(ctx, name, raw, o.ttl, names)
 	}
 	if err == nil {
-		kv.c.stats.stores.Add(1)
+		if !o.uncounted {
+			kv.c.stats.stores.Add(1)
+		}
 		err = kv.changed(ctx, name)
 	}
 	return kv.failed(ctx, "set", err)

@@ -98,7 +98,7 @@ func Remember[T any](ctx context.Context, kv *KV, key string, ttl time.Duration,
 	defer untrackFailure(ctx, &err)
 	var zero T
 	if fn == nil {
-		return zero, errNilFill
+		fn = func(context.Context) (T, error) { return zero, errNilFill } // a hit needs none
 	}
 	if ttl < 0 {
 		// It used to cache for the KV's TTL: a TTL computed from a

@@ -114,3 +114,30 @@ type nilCodec struct{ name string }
 
 func (c *nilCodec) Marshal(v any) ([]byte, error)   { return []byte(c.name), nil }
 func (c *nilCodec) Unmarshal(b []byte, v any) error { return errors.New(c.name) }
+
+// A value the store cannot hold, given to the KV API, is the refusal the
+// engine's own fills count (too_large_for_store, warned once), not a
+// store error with a Warn line each time (a hostile run, issue 8's
+// fortieth session); and a KV GetOrSet over MaxEntryBytes is counted as
+// the too_large refusal GetOrSetCaptured counts.
+func TestKVTooLargeIsARefusal(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{Store: NewMemoryStore(MemoryOptions{MaxBytes: 64 << 10})})
+	kv := c.KV()
+	big := make([]byte, 100<<10)
+	for i := 0; i < 3; i++ {
+		if _, _, err := kv.GetOrSet(ctx, "big", func(context.Context) ([]byte, error) { return big, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.Errors != 0 || st.Refusals["too_large_for_store"] != 3 {
+		t.Errorf("errors %d, refusals %v; want no error and three too_large_for_store", st.Errors, st.Refusals)
+	}
+	small := newTestCache(t, Options{MaxEntryBytes: 1 << 10})
+	if _, _, err := small.KV().GetOrSet(ctx, "big", func(context.Context) ([]byte, error) { return big, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st := small.Stats(); st.Refusals["too_large"] != 1 {
+		t.Errorf("refusals %v; want one too_large", st.Refusals)
+	}
+}

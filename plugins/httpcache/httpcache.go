@@ -517,7 +517,7 @@ func (l *layer) render(w http.ResponseWriter, r *http.Request, fctx context.Cont
 			if l.cfg.ttl > 0 {
 				opts = append(opts, querycache.WithTTL(l.cfg.ttl))
 			}
-			_ = l.pc.kv.Set(r.Context(), varyKey(base), []byte(strings.Join(got, "\n")), opts...)
+			_ = l.pc.kv.Set(r.Context(), varyKey(base), []byte(strings.Join(got, "\n")), append(opts, querycache.Bookkeeping())...)
 			if !slices.Equal(got, vary) {
 				out.why = "vary_changed"
 			}
@@ -779,7 +779,7 @@ func pageKey(base string, vary []string, r *http.Request) string {
 // varyList returns the headers the URL's pages vary on, as remembered,
 // and whether it is known.
 func (l *layer) varyList(ctx context.Context, base string) ([]string, bool) {
-	b, ok, err := l.pc.kv.Get(ctx, varyKey(base))
+	b, ok, err := l.pc.kv.Get(ctx, varyKey(base), querycache.Bookkeeping()) // the page's lookup is the one counted
 	if err != nil || !ok {
 		return nil, false
 	}

@@ -118,3 +118,38 @@ func TestNilArguments(t *testing.T) {
 		}()
 	}
 }
+
+// A page request is one lookup in the cache's Stats: the list of the
+// headers its URL varies on, read and written beside the page, counted a
+// second hit, miss and store (a hostile run, issue 8's fortieth session).
+func TestPageCountedOnce(t *testing.T) {
+	c, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pc, err := httpcache.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := pc.Middleware()(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
+	var got []string
+	for i := 0; i < 3; i++ {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "http://a/p", nil))
+		got = append(got, rec.Header().Get(httpcache.HeaderName))
+	}
+	hits, misses := 0, 0
+	for _, g := range got {
+		switch g {
+		case "hit":
+			hits++
+		case "miss":
+			misses++
+		}
+	}
+	st := c.Stats()
+	if int(st.Hits) != hits || int(st.Misses) != misses || st.Stores > 1 {
+		t.Errorf("%v: Stats hits %d, misses %d, stores %d; want %d, %d and at most one store", got, st.Hits, st.Misses, st.Stores, hits, misses)
+	}
+}
