@@ -76,14 +76,16 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	name := kv.name(key, o)
 	r, err := kv.read(ctx, name, nil) // records what a hit depends on
 	before := r.raw
-	if err != nil {
-		kv.failed(ctx, "get_or_set", err)
-	}
-	if err == nil && r.alive {
+	switch {
+	case err != nil:
+		kv.lookupFailed(ctx, "get_or_set", err)
+	case r.alive:
 		kv.c.stats.hits.Add(1)
 		return slices.Clone(r.v.value), true, nil
+	default:
+		kv.c.stats.misses.Add(1)
+		kv.c.stats.missReasons.add(r.why)
 	}
-	kv.c.stats.misses.Add(1)
 	// Whatever shows what is filled here depends on the value's own
 	// version as read before the fill (a Set or Delete of it after must
 	// invalidate a page that nests it), as GetOrSet's callers do.

@@ -56,7 +56,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	name := kv.name(key, o)
 	shown, err := kv.shownVersion(ctx, name)
 	if err != nil {
-		kv.failed(ctx, "get_or_set", err)
+		kv.lookupFailed(ctx, "get_or_set", err)
 		Untracked(ctx, "store_error")
 		return run()
 	}
@@ -72,23 +72,28 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	now := kv.c.now()
 	raw, tokens, err := kv.st.Fetch(ctx, name, names)
 	if err != nil {
-		kv.failed(ctx, "get_or_set", err)
+		kv.lookupFailed(ctx, "get_or_set", err)
 		Untracked(ctx, "store_error")
 		return run()
 	}
 	// Served or filled, the value depends on these tokens (capture.go).
 	record(ctx, names, tokens)
-	if v, ok := kv.serve(name, raw, tokens, o.deps, now); ok && (valid == nil || valid(v)) {
+	v, why := kv.serveWhy(name, raw, tokens, o.deps, now)
+	if why == "" && valid != nil && !valid(v) {
+		why = MissCorrupt // Remember's value of another type
+	}
+	if why == "" {
 		kv.c.stats.hits.Add(1)
 		return v, true, nil
 	}
 	kv.c.stats.misses.Add(1)
+	kv.c.stats.missReasons.add(why) // as the engine's lookups count them
 	if kv.view != kv.st {
 		// The fill's queries see the versions as the two-level store
 		// does (see KV): the value is stored against those.
 		_, viewed, err := kv.view.Fetch(ctx, "", names)
 		if err != nil {
-			kv.failed(ctx, "get_or_set", err)
+			kv.failed(ctx, "get_or_set", err) // its miss is counted already
 			Untracked(ctx, "store_error")
 			return run()
 		}
@@ -160,17 +165,27 @@ type kvFilled struct {
 // serve decodes raw and reports whether it may be served against tokens,
 // the current tokens of the epoch and deps.
 func (kv *KV) serve(name string, raw []byte, tokens []uint64, deps []string, now time.Time) (kvValue, bool) {
+	v, why := kv.serveWhy(name, raw, tokens, deps, now)
+	return v, why == ""
+}
+
+// serveWhy is serve, saying why the value may not be served: one of the
+// engine's miss reasons (Miss.Reason), "" when it may.
+func (kv *KV) serveWhy(name string, raw []byte, tokens []uint64, deps []string, now time.Time) (kvValue, string) {
 	if raw == nil {
-		return kvValue{}, false
+		return kvValue{}, MissAbsent
 	}
 	e, v, ok := kv.decode(name, raw)
 	if !ok {
-		return kvValue{}, false
+		return kvValue{}, MissCorrupt
 	}
-	if !slices.Equal(v.deps, deps) || !e.fresh(now, tokens) {
-		return kvValue{}, false
+	if !slices.Equal(v.deps, deps) {
+		return kvValue{}, MissStale // recorded other versions than the caller depends on
 	}
-	return v, true
+	if !e.fresh(now, tokens) {
+		return kvValue{}, e.staleness(now)
+	}
+	return v, ""
 }
 
 // fill runs the flight's fill: under the key's lease when the store grants

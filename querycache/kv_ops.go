@@ -23,6 +23,8 @@ type kvRead struct {
 	// theirs to serve.
 	present, alive bool
 	shown          shownVersion // the value's own version, read before the value
+	// why is the miss reason (Miss.Reason) when not alive.
+	why string
 }
 
 // read fetches the value stored under name and says whether it may be
@@ -46,11 +48,13 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 	names = append(names, deps...)
 	raw, tokens, err := kv.st.Fetch(ctx, name, names)
 	if err != nil || len(raw) == 0 {
+		r.why = MissAbsent
 		return r, err // an empty value is none, for a swap too (Swapper)
 	}
 	r.raw = raw
 	e, v, ok := kv.decode(name, raw)
 	if !ok {
+		r.why = MissCorrupt
 		return r, nil
 	}
 	r.e, r.v = e, v
@@ -66,12 +70,20 @@ func (kv *KV) read(ctx context.Context, name string, deps []string) (kvRead, err
 		}
 	}
 	r.names = names
-	r.present = e.fresh(kv.c.now(), tokens) && !kv.c.pending.covers(names, epoch)
+	now := kv.c.now()
+	r.present = e.fresh(now, tokens) && !kv.c.pending.covers(names, epoch)
 	r.alive = r.present
+	if !r.present {
+		r.why = MissStale
+		if !e.fresh(now, tokens) {
+			r.why = e.staleness(now)
+		}
+	}
 	if len(deps) > 0 && !slices.Equal(v.deps, deps) {
 		// The caller depends on versions the value did not record: it
 		// cannot know they are unchanged since (GetOrSet does the same).
 		r.alive = false
+		r.why = MissStale
 	}
 	if r.alive {
 		record(ctx, names, tokens) // what is served depends on them (capture.go)
@@ -207,6 +219,17 @@ func (kv *KV) failed(ctx context.Context, op string, err error) error {
 	return err
 }
 
+// lookupFailed is failed for a lookup that a store error makes query
+// around the cache: a bypass, as the engine's lookups count one
+// (store_unavailable's counted by failed, store_error's here), never a
+// miss.
+func (kv *KV) lookupFailed(ctx context.Context, op string, err error) error {
+	if err = kv.failed(ctx, op, err); err != nil && !errors.Is(err, ErrStoreUnavailable) {
+		kv.c.stats.bypasses.add("store_error")
+	}
+	return err
+}
+
 // Get returns the bytes stored under key if they may be served: present,
 // unexpired, and nothing they depend on written since. A value stored by
 // a typed helper comes back in its codec's encoding (use GetAs). The bytes
@@ -229,16 +252,12 @@ func (kv *KV) get(ctx context.Context, key string, opts []KVOption) (kvValue, bo
 	}
 	r, err := kv.read(ctx, kv.name(key, o), o.deps)
 	if err != nil {
-		// A bypass, not a miss, as the engine's lookups count a store
-		// failure (failed counts store_unavailable's).
-		if err = kv.failed(ctx, "get", err); !o.uncounted && !errors.Is(err, ErrStoreUnavailable) {
-			kv.c.stats.bypasses.add("store_error")
-		}
-		return kvValue{}, false, err
+		return kvValue{}, false, kv.lookupFailed(ctx, "get", err)
 	}
 	if !r.alive {
 		if !o.uncounted {
 			kv.c.stats.misses.Add(1)
+			kv.c.stats.missReasons.add(r.why)
 		}
 		return kvValue{}, false, nil
 	}

@@ -141,3 +141,35 @@ func TestKVTooLargeIsARefusal(t *testing.T) {
 		t.Errorf("refusals %v; want one too_large", st.Refusals)
 	}
 }
+
+// The KV API's misses give their reasons, as the engine's do: the reasons
+// summed to less than Misses (a hostile run, issue 8's fortieth session).
+func TestKVMissReasons(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	kv := c.KV()
+	fill := func(context.Context) ([]byte, error) { return []byte("v"), nil }
+	if _, ok, err := kv.Get(ctx, "absent"); ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if _, _, err := kv.GetOrSet(ctx, "a", fill, DependsOn("users")); err != nil { // absent
+		t.Fatal(err)
+	}
+	if err := c.InvalidateTables(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := kv.GetOrSet(ctx, "a", fill, DependsOn("users")); err != nil { // stale
+		t.Fatal(err)
+	}
+	if _, _, err := kv.GetOrSetCaptured(ctx, "c", fill); err != nil { // absent
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	sum := uint64(0)
+	for _, n := range st.MissReasons {
+		sum += n
+	}
+	if st.Misses != 4 || sum != st.Misses || st.MissReasons[MissStale] != 1 || st.MissReasons[MissAbsent] != 3 {
+		t.Errorf("misses %d, reasons %v; want 4 misses, 3 absent and 1 stale", st.Misses, st.MissReasons)
+	}
+}
