@@ -176,6 +176,10 @@ func PerUser(user func(r *http.Request) (id string, ok bool)) Option {
 // 414, 501 (the statuses HTTP calls cacheable by default).
 func Statuses(codes ...int) Option {
 	return func(c *config) {
+		if len(codes) == 0 && c.err == nil {
+			// Accepted, it stored no page at all, without a word.
+			c.err = errors.New("httpcache.Statuses: no status given; name the statuses to store, such as Statuses(200, 404), or leave the option out for 200 only")
+		}
 		for _, s := range codes {
 			switch s {
 			case 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501:

@@ -97,6 +97,9 @@ func TestNilArguments(t *testing.T) {
 	if _, err := httpcache.New(c, nil); err == nil || !strings.Contains(err.Error(), "option 1 of 1 is nil") {
 		t.Errorf("New with a nil option: %v", err)
 	}
+	if _, err := httpcache.New(c, httpcache.Statuses()); err == nil || !strings.Contains(err.Error(), "httpcache.Statuses: no status given") {
+		t.Errorf("New with Statuses(): %v", err)
+	}
 	if _, err := httpcache.New(&querycache.Cache{}); err == nil || !strings.Contains(err.Error(), "not made by querycache.New") {
 		t.Errorf("New with a zero Cache: %v", err)
 	}
