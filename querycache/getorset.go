@@ -507,7 +507,7 @@ type versionedPutter interface {
 // bypass, only where the lookup is one: a failed put, or a failed fetch
 // after a hit or a miss, leaves its lookup what it was (counting a bypass
 // there made Stats count one statement twice, against the event the
-// plugin reports: TestFailedPutIsNotABypass). A store bypassed by its
+// plugin reports: TestCollectorFailedStoreIsAMissWithoutBytes). A store bypassed by its
 // circuit breaker is not logged: the store logs the opening once.
 func (c *Cache) storeFailed(ctx context.Context, tables []string, msg string, err error, args ...any) (reason string) {
 	if errors.Is(err, ErrStoreUnavailable) {

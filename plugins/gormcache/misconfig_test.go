@@ -166,7 +166,7 @@ func TestMisconfigPluginOptions(t *testing.T) {
 		"StateWithoutTen": {gormcache.New(cache, gormcache.SessionStateInKey()), "no Tenant function is set"},
 		// Zero values and a nil option panicked (a hostile run, issue 8's
 		// fortieth session): New, or the checks at db.Use, dereferenced
-		// what New never made (TestMisconfigZeroValues).
+		// what New never made (TestMisconfigPluginOptions).
 		"nil option":        {gormcache.New(cache, gormcache.CacheModels(&Post{}), nil), "gormcache.New: option 2 of 2 is nil"},
 		"zero Cache":        {gormcache.New(&querycache.Cache{}), "gormcache.New: the *querycache.Cache was not made by querycache.New"},
 		"zero Plugin":       {&gormcache.Plugin{}, "gormcache: the Plugin was not made by gormcache.New"},

@@ -146,7 +146,7 @@ func New(cache *querycache.Cache, opts ...Option) *Plugin {
 	}
 	if cache.Store() == nil {
 		// &querycache.Cache{}: its methods would panic at the first
-		// statement (TestMisconfigZeroValues).
+		// statement (TestMisconfigPluginOptions).
 		p.err = errors.New("gormcache.New: the *querycache.Cache was not made by querycache.New (it has no store); create it with querycache.New")
 		return p
 	}
@@ -189,7 +189,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	}
 	if p.cache == nil {
 		// db.Use(&gormcache.Plugin{}): a plugin New did not make has no
-		// cache, and panicked in the checks below (TestMisconfigZeroValues).
+		// cache, and panicked in the checks below (TestMisconfigPluginOptions).
 		return errors.New("gormcache: the Plugin was not made by gormcache.New; use db.Use(gormcache.New(cache, options...))")
 	}
 	if skip, err := p.replicaSetup(db); skip || err != nil {

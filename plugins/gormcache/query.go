@@ -481,7 +481,7 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool, o *outcome) (handled bool
 		// The size of the entry stored: none when the store refused or
 		// failed it (a memory store smaller than the entry, say), which
 		// the collector's entry sizes and the shape's must not count
-		// (TestObserveFailedStoreHasNoBytes).
+		// (TestCollectorFailedStoreIsAMissWithoutBytes).
 		o.ev.Bytes = len(b)
 	}
 	return true, info
