@@ -69,8 +69,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	if kv.c.isClosed() {
 		kv.c.stats.bypasses.add("closed")
 		Untracked(ctx, "closed")
-		kv.c.stats.fills.Add(1)
-		b, err := fill(ctx)
+		b, err := fill(ctx) // a bypass: no fill counted, as the engine's
 		return b, false, err
 	}
 	name := kv.name(key, o)

@@ -43,22 +43,28 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	if fill == nil {
 		fill = nilBytesFill // a hit needs none; a miss returns errNilFill
 	}
-	run := func() (kvValue, bool, error) {
-		kv.c.stats.fills.Add(1)
+	// around computes the value around the cache (a bypass: no fill is
+	// counted, as the engine's GetOrSet counts none then); run, after a
+	// miss, counts the fill.
+	around := func() (kvValue, bool, error) {
 		b, err := fill(ctx)
 		return kvValue{kind: kind, value: b}, false, err
+	}
+	run := func() (kvValue, bool, error) {
+		kv.c.stats.fills.Add(1)
+		return around()
 	}
 	if kv.c.isClosed() {
 		kv.c.stats.bypasses.add("closed")
 		Untracked(ctx, "closed")
-		return run()
+		return around()
 	}
 	name := kv.name(key, o)
 	shown, err := kv.shownVersion(ctx, name)
 	if err != nil {
 		kv.lookupFailed(ctx, "get_or_set", err)
 		Untracked(ctx, "store_error")
-		return run()
+		return around()
 	}
 	shown.record(ctx) // served or filled here, the value may change after
 	names := make([]string, 0, 1+len(o.deps))
@@ -67,14 +73,14 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	if kv.c.pending.covers(names, names[0]) {
 		kv.c.stats.bypasses.add("undelivered_invalidation")
 		Untracked(ctx, "undelivered_invalidation")
-		return run()
+		return around()
 	}
 	now := kv.c.now()
 	raw, tokens, err := kv.st.Fetch(ctx, name, names)
 	if err != nil {
 		kv.lookupFailed(ctx, "get_or_set", err)
 		Untracked(ctx, "store_error")
-		return run()
+		return around()
 	}
 	// Served or filled, the value depends on these tokens (capture.go).
 	record(ctx, names, tokens)

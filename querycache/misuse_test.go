@@ -173,3 +173,27 @@ func TestKVMissReasons(t *testing.T) {
 		t.Errorf("misses %d, reasons %v; want 4 misses, 3 absent and 1 stale", st.Misses, st.MissReasons)
 	}
 }
+
+// After Close, a KV GetOrSet computes around the cache and counts no
+// fill, as the engine's GetOrSet counts none (it counted one).
+func TestKVClosedCountsNoFill(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	kv := c.KV()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fill := func(context.Context) ([]byte, error) { return []byte("v"), nil }
+	if v, hit, err := kv.GetOrSet(ctx, "k", fill); err != nil || hit || string(v) != "v" {
+		t.Fatalf("GetOrSet after Close: %q %v %v", v, hit, err)
+	}
+	if v, hit, err := kv.GetOrSetCaptured(ctx, "k", fill); err != nil || hit || string(v) != "v" {
+		t.Fatalf("GetOrSetCaptured after Close: %q %v %v", v, hit, err)
+	}
+	if _, _, err := c.GetOrSet(ctx, Key{Name: "k"}, func(context.Context) (Fill, error) { return Fill{Value: []byte("v")}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Fills != 0 || st.Bypasses["closed"] != 3 {
+		t.Errorf("fills %d, bypasses %v; want no fill and three closed bypasses", st.Fills, st.Bypasses)
+	}
+}

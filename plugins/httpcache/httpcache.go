@@ -616,6 +616,11 @@ func (l *layer) refuse(rec record) string {
 	if len(rec.body) > l.cfg.maxBody {
 		return "too_large"
 	}
+	if m := l.pc.qc.MaxEntryBytes(); m > 0 && len(rec.body) > m {
+		// The cache's own bound, below MaxBodyBytes: the page would be
+		// refused at its store, answered "miss" with no reason.
+		return "too_large"
+	}
 	return ""
 }
 

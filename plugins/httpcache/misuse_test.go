@@ -156,3 +156,26 @@ func TestPageCountedOnce(t *testing.T) {
 		t.Errorf("%v: Stats hits %d, misses %d, stores %d; want %d, %d and at most one store", got, st.Hits, st.Misses, st.Stores, hits, misses)
 	}
 }
+
+// A page larger than the cache's MaxEntryBytes, though within
+// MaxBodyBytes, says why it was not stored: it was answered "miss" with no
+// reason (a hostile run, issue 8's fortieth session).
+func TestPageOverMaxEntryBytesSaysWhy(t *testing.T) {
+	c, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{}), MaxEntryBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pc, err := httpcache.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := pc.Middleware()(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, strings.Repeat("x", 4<<10)) }))
+	for i := 0; i < 2; i++ {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "http://a/big", nil))
+		if got := rec.Header().Get(httpcache.HeaderName) + " " + rec.Header().Get(httpcache.ReasonHeader); got != "miss too_large" {
+			t.Errorf("request %d: %q; want \"miss too_large\"", i, got)
+		}
+	}
+}
