@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -16,7 +17,9 @@ type Key struct {
 	Versions []string
 	// Tables are the tables the value reads, for per-table statistics.
 	Tables []string
-	// TTL is how long the entry lives; 0 means the cache's DefaultTTL.
+	// TTL is how long the entry lives; 0 means the cache's DefaultTTL. A
+	// negative TTL is an error of GetOrSet and Set (it became the default
+	// without a word); a Lookup's Miss stores nothing with one.
 	TTL time.Duration
 	// Label names the key in logs; empty means Name.
 	Label string
@@ -56,6 +59,9 @@ type FillFunc func(ctx context.Context) (Fill, error)
 func (c *Cache) GetOrSet(ctx context.Context, k Key, fill FillFunc) (value []byte, hit bool, err error) {
 	if fill == nil {
 		fill = nilFill // a hit needs none; a miss returns errNilFill
+	}
+	if k.TTL < 0 {
+		return nil, false, negativeTTL("querycache.GetOrSet", k.TTL)
 	}
 	if k.Name == "" {
 		// No name, no entry: the store reads "" as "no entry wanted".
@@ -287,6 +293,10 @@ func (c *Cache) put(ctx context.Context, k Key, names []string, tokens []uint64,
 		refuse(f.NoStore)
 		return false
 	}
+	if k.TTL < 0 {
+		refuse("negative_ttl") // a Lookup's Miss: GetOrSet and Set refuse it earlier
+		return false
+	}
 	if c.isClosed() {
 		refuse("closed") // filled while Close ran: its store is closed
 		return false
@@ -419,6 +429,9 @@ func (c *Cache) Set(ctx context.Context, k Key, value []byte) error {
 	if k.Name == "" {
 		return errors.New("querycache.Set: Key.Name is empty")
 	}
+	if k.TTL < 0 {
+		return negativeTTL("querycache.Set", k.TTL)
+	}
 	if c.isClosed() {
 		return ErrClosed
 	}
@@ -483,6 +496,11 @@ func (c *Cache) tableCounters(tables []string) []*tableCounters {
 		out[i] = c.stats.table(t)
 	}
 	return out
+}
+
+// negativeTTL is fn's error for a Key with a negative TTL.
+func negativeTTL(fn string, ttl time.Duration) error {
+	return fmt.Errorf("%s: Key.TTL is %v; use a positive duration, or 0 for the cache's DefaultTTL", fn, ttl)
 }
 
 // errNilFill is GetOrSet's error for a nil fill function, which panicked

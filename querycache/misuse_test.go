@@ -197,3 +197,26 @@ func TestKVClosedCountsNoFill(t *testing.T) {
 		t.Errorf("fills %d, bypasses %v; want no fill and three closed bypasses", st.Fills, st.Bypasses)
 	}
 }
+
+// A negative Key.TTL is an error of GetOrSet and Set; it became the
+// default TTL without a word (a hostile run, issue 8's fortieth session).
+func TestNegativeKeyTTL(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	k := Key{Name: "k", TTL: -time.Second}
+	if _, _, err := c.GetOrSet(ctx, k, func(context.Context) (Fill, error) { return Fill{Value: []byte("v")}, nil }); err == nil || !strings.Contains(err.Error(), "Key.TTL is -1s") {
+		t.Errorf("GetOrSet: %v", err)
+	}
+	if err := c.Set(ctx, k, []byte("v")); err == nil || !strings.Contains(err.Error(), "Key.TTL is -1s") {
+		t.Errorf("Set: %v", err)
+	}
+	if _, ok, m := c.Lookup(ctx, k, LookupOptions{}); !ok {
+		m.Store([]byte("v"))
+		if m.Stored() {
+			t.Error("a Lookup's Miss stored a value with a negative TTL")
+		}
+	}
+	if st := c.Stats(); st.Stores != 0 {
+		t.Errorf("stores %d", st.Stores)
+	}
+}
