@@ -255,6 +255,12 @@ func (kv *KV) get(ctx context.Context, key string, opts []KVOption) (kvValue, bo
 		return kvValue{}, false, kv.lookupFailed(ctx, "get", err)
 	}
 	if !r.alive {
+		// What showed the value absent depends on its own version too: a
+		// later Set, Add or Incr of the key bumps it. Recorded only for a
+		// value that was served, a capture that read a miss was never
+		// invalidated by the value's arrival (a hostile run, issue 8's
+		// fortieth session: TestCapturedGetMissInvalidatedBySet).
+		r.shown.record(ctx)
 		if !o.uncounted {
 			kv.c.stats.misses.Add(1)
 			kv.c.stats.missReasons.add(r.why)

@@ -220,3 +220,29 @@ func TestNegativeKeyTTL(t *testing.T) {
 		t.Errorf("stores %d", st.Stores)
 	}
 }
+
+// A captured Get that missed depends on the value's own version: the
+// capture is invalidated when the value is Set later. It recorded nothing,
+// and a page that showed the value absent was served for ever (a hostile
+// run, issue 8's fortieth session).
+func TestCapturedGetMissInvalidatedBySet(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	kv := c.KV()
+	render := func(ctx context.Context) ([]byte, error) {
+		v, ok, err := kv.Get(ctx, "announcement")
+		if !ok {
+			return []byte("none"), err
+		}
+		return v, err
+	}
+	if v, _, err := kv.GetOrSetCaptured(ctx, "page", render); err != nil || string(v) != "none" {
+		t.Fatalf("first render: %q %v", v, err)
+	}
+	if err := kv.Set(ctx, "announcement", []byte("site down at 5")); err != nil {
+		t.Fatal(err)
+	}
+	if v, hit, err := kv.GetOrSetCaptured(ctx, "page", render); err != nil || string(v) != "site down at 5" {
+		t.Errorf("the page shows %q (hit %v, %v) after the value it showed absent was Set", v, hit, err)
+	}
+}
