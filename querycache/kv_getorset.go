@@ -119,7 +119,24 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		}
 	}
 
-	res, err, leader := kv.flight.do(ctx, flightKey(name, tokens), func(ctx context.Context) (r any, ferr error) {
+	// The flight is keyed by the value's own version too, which a Delete,
+	// Set or Add of the key bumps: a call that began after one returned
+	// joined a fill begun before it, and was handed a value computed from
+	// the data before the application's write (a hostile run, issue 8's
+	// fortieth session: TestKVGetOrSetAfterDeleteComputesAnew). Read here,
+	// on a miss only, unless a capture read it already.
+	own := shown.token
+	if shown.name == "" {
+		_, t, err := kv.st.Fetch(ctx, "", []string{kv.c.ns.ValueVersion(name)})
+		if err != nil {
+			kv.failed(ctx, "get_or_set", err) // its miss is counted already
+			Untracked(ctx, "store_error")
+			return run()
+		}
+		own = t[0]
+	}
+	fk := flightKey(name, append(slices.Clip(tokens), own))
+	res, err, leader := kv.flight.do(ctx, fk, func(ctx context.Context) (r any, ferr error) {
 		defer recoverFill(&ferr)
 		// A flight of the same key and tokens may have stored between
 		// our read and this one's start: read once more before filling.
