@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -90,7 +91,24 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	// invalidate a page that nests it), as GetOrSet's callers do.
 	r.shown.record(ctx)
 
-	res, ferr, leader := kv.flight.doReleasable(ctx, "\x00captured\x00"+name, func(ctx context.Context, release func()) (r any, err error) {
+	// Keyed by the value's own version too, as GetOrSet's flight: a call
+	// begun after a Delete or Set of the key returned joined a render
+	// begun before it, and stillCurrent below looks only at what the
+	// render read (a hostile run, issue 8's fortieth session).
+	own := r.shown.token
+	if r.shown.name == "" {
+		_, t, err := kv.st.Fetch(ctx, "", []string{kv.c.ns.ValueVersion(name)})
+		if err != nil {
+			kv.failed(ctx, "get_or_set", err)
+			Untracked(ctx, "store_error")
+			kv.c.stats.fills.Add(1)
+			b, err := fill(ctx)
+			return b, false, err
+		}
+		own = t[0]
+	}
+	fk := "\x00captured\x00" + name + "\x00" + strconv.FormatUint(own, 16)
+	res, ferr, leader := kv.flight.doReleasable(ctx, fk, func(ctx context.Context, release func()) (r any, err error) {
 		defer recoverFill(&err)
 		return kv.fillCaptured(ctx, name, o, before, fill, release)
 	})

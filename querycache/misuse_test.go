@@ -275,3 +275,29 @@ func TestKVGetOrSetAfterDeleteComputesAnew(t *testing.T) {
 	}
 	<-done
 }
+
+// GetOrSetCaptured too: a call begun after a Delete returned renders anew.
+func TestKVGetOrSetCapturedAfterDeleteComputesAnew(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	kv := c.KV()
+	started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _, _ = kv.GetOrSetCaptured(ctx, "k", func(context.Context) ([]byte, error) {
+			close(started)
+			<-release
+			return []byte("old"), nil
+		})
+	}()
+	<-started
+	if _, err := kv.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(50 * time.Millisecond); close(release) }()
+	v, _, err := kv.GetOrSetCaptured(ctx, "k", func(context.Context) ([]byte, error) { return []byte("new"), nil })
+	if err != nil || string(v) != "new" {
+		t.Errorf("GetOrSetCaptured begun after Delete returned got %q (%v); want a value rendered anew", v, err)
+	}
+	<-done
+}
