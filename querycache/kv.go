@@ -1,6 +1,7 @@
 package querycache
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -144,6 +145,10 @@ type kvCall struct {
 	err     error
 	// uncounted: bookkeeping (Bookkeeping): no hit, miss or store counted
 	uncounted bool
+	// own is the token of the value's own version read before a fill
+	// (ownRead): the fill stores only if it is still current (ownCurrent).
+	own     uint64
+	ownRead bool
 }
 
 // Bookkeeping marks a Get or Set as the caller's own bookkeeping beside
@@ -238,6 +243,22 @@ func (kv *KV) CheckOptions(opts ...KVOption) error {
 	}
 	_, err := kv.call(opts)
 	return err
+}
+
+// ownCurrent reports whether the value's own version is still the one o
+// read before its fill. A Delete or Set that returned while the fill ran
+// bumped it; the compare-and-swap of the stored bytes alone let the older
+// computation be stored once the store had evicted the Delete's marker or
+// the Set's value meanwhile, served to every caller until it expired (a
+// hostile run, issue 8's fortieth session: TestKVFillAfterEvictedDeleteNotStored).
+// A version the store evicted reads as a new token: not current, nothing
+// stored.
+func (kv *KV) ownCurrent(ctx context.Context, name string, o kvCall) bool {
+	if !o.ownRead {
+		return true
+	}
+	_, t, err := kv.st.Fetch(ctx, "", []string{kv.c.ns.ValueVersion(name)})
+	return err == nil && t[0] == o.own
 }
 
 // call applies opts in the cache's namespace.

@@ -107,6 +107,7 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 		}
 		own = t[0]
 	}
+	o.own, o.ownRead = own, true
 	fk := "\x00captured\x00" + name + "\x00" + strconv.FormatUint(own, 16)
 	res, ferr, leader := kv.flight.doReleasable(ctx, fk, func(ctx context.Context, release func()) (r any, err error) {
 		defer recoverFill(&err)
@@ -226,6 +227,8 @@ func (kv *KV) fillCaptured(ctx context.Context, name string, o kvCall, before []
 		kv.c.stats.refusals.add("too_many_versions")
 	case kv.check(b) != nil:
 		kv.c.stats.refusals.add("too_large")
+	case !kv.ownCurrent(ctx, name, o):
+		kv.c.stats.refusals.add("overtaken") // set or deleted meanwhile
 	case kv.c.open.coversSince(o.tables, mark):
 		kv.c.stats.refusals.add("transaction")
 	case kv.c.pending.covers(f.names, epoch):

@@ -135,6 +135,7 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 		}
 		own = t[0]
 	}
+	o.own, o.ownRead = own, true
 	fk := flightKey(name, append(slices.Clip(tokens), own))
 	res, err, leader := kv.flight.do(ctx, fk, func(ctx context.Context) (r any, ferr error) {
 		defer recoverFill(&ferr)
@@ -282,6 +283,11 @@ func (kv *KV) fill(ctx context.Context, name string, kind byte, names []string, 
 	if kv.check(b) != nil {
 		release()
 		kv.c.stats.refusals.add("too_large") // as GetOrSetCaptured counts it
+		return kvFilled{v: v}, nil
+	}
+	if !kv.ownCurrent(ctx, name, o) {
+		release()
+		kv.c.stats.refusals.add("overtaken") // set or deleted meanwhile
 		return kvFilled{v: v}, nil
 	}
 	if kv.c.pending.covers(names, names[0]) {

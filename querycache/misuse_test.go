@@ -3,6 +3,7 @@ package querycache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -300,4 +301,44 @@ func TestKVGetOrSetCapturedAfterDeleteComputesAnew(t *testing.T) {
 		t.Errorf("GetOrSetCaptured begun after Delete returned got %q (%v); want a value rendered anew", v, err)
 	}
 	<-done
+}
+
+// A fill begun before a Delete is not stored after the store evicted the
+// Delete's marker: the compare-and-swap found the key absent, as when the
+// fill began, and the value computed before the Delete was served to
+// every caller (a hostile run, issue 8's fortieth session).
+func TestKVFillAfterEvictedDeleteNotStored(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{Store: NewMemoryStore(MemoryOptions{MaxBytes: 1 << 20})})
+	kv := c.KV()
+	for _, captured := range []bool{false, true} {
+		key := fmt.Sprintf("k%v", captured)
+		getOrSet := kv.GetOrSet
+		if captured {
+			getOrSet = kv.GetOrSetCaptured
+		}
+		started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _, _ = getOrSet(ctx, key, func(context.Context) ([]byte, error) {
+				close(started)
+				<-release
+				return []byte("old"), nil
+			})
+		}()
+		<-started
+		if _, err := kv.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2000; i++ { // other traffic evicts the marker
+			if err := kv.Set(ctx, fmt.Sprintf("other%d", i), make([]byte, 4096)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(release)
+		<-done
+		if v, ok, _ := kv.Get(ctx, key); ok {
+			t.Errorf("captured %v: served %q after Delete returned", captured, v)
+		}
+	}
 }
