@@ -248,59 +248,40 @@ func TestCapturedGetMissInvalidatedBySet(t *testing.T) {
 	}
 }
 
-// A GetOrSet that begins after a Delete returned computes anew: it joined
-// a fill of the same process begun before the Delete, and was handed the
-// value computed from the data before the application's write (a hostile
-// run, issue 8's fortieth session).
+// A GetOrSet (or GetOrSetCaptured) that begins after a Delete returned
+// computes anew: it joined a fill of the same process begun before the
+// Delete, and was handed the value computed from the data before the
+// application's write (a hostile run, issue 8's fortieth session).
 func TestKVGetOrSetAfterDeleteComputesAnew(t *testing.T) {
 	ctx := context.Background()
 	c := newTestCache(t, Options{})
 	kv := c.KV()
-	started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _, _ = kv.GetOrSet(ctx, "k", func(context.Context) ([]byte, error) {
-			close(started)
-			<-release // computed from the data as it was before the write
-			return []byte("old"), nil
-		})
-	}()
-	<-started
-	if _, err := kv.Delete(ctx, "k"); err != nil { // the application wrote, then purges the key
-		t.Fatal(err)
+	for _, captured := range []bool{false, true} {
+		key := fmt.Sprintf("k%v", captured)
+		getOrSet := kv.GetOrSet
+		if captured {
+			getOrSet = kv.GetOrSetCaptured
+		}
+		started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _, _ = getOrSet(ctx, key, func(context.Context) ([]byte, error) {
+				close(started)
+				<-release // computed from the data as it was before the write
+				return []byte("old"), nil
+			})
+		}()
+		<-started
+		if _, err := kv.Delete(ctx, key); err != nil { // the application wrote, then purges the key
+			t.Fatal(err)
+		}
+		go func() { time.Sleep(50 * time.Millisecond); close(release) }()
+		v, _, err := getOrSet(ctx, key, func(context.Context) ([]byte, error) { return []byte("new"), nil })
+		if err != nil || string(v) != "new" {
+			t.Errorf("captured %v: begun after Delete returned, got %q (%v); want a value computed anew", captured, v, err)
+		}
+		<-done
 	}
-	go func() { time.Sleep(50 * time.Millisecond); close(release) }()
-	v, _, err := kv.GetOrSet(ctx, "k", func(context.Context) ([]byte, error) { return []byte("new"), nil })
-	if err != nil || string(v) != "new" {
-		t.Errorf("GetOrSet begun after Delete returned got %q (%v); want a value computed anew", v, err)
-	}
-	<-done
-}
-
-// GetOrSetCaptured too: a call begun after a Delete returned renders anew.
-func TestKVGetOrSetCapturedAfterDeleteComputesAnew(t *testing.T) {
-	ctx := context.Background()
-	c := newTestCache(t, Options{})
-	kv := c.KV()
-	started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _, _ = kv.GetOrSetCaptured(ctx, "k", func(context.Context) ([]byte, error) {
-			close(started)
-			<-release
-			return []byte("old"), nil
-		})
-	}()
-	<-started
-	if _, err := kv.Delete(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	go func() { time.Sleep(50 * time.Millisecond); close(release) }()
-	v, _, err := kv.GetOrSetCaptured(ctx, "k", func(context.Context) ([]byte, error) { return []byte("new"), nil })
-	if err != nil || string(v) != "new" {
-		t.Errorf("GetOrSetCaptured begun after Delete returned got %q (%v); want a value rendered anew", v, err)
-	}
-	<-done
 }
 
 // A fill begun before a Delete is not stored after the store evicted the

@@ -44,11 +44,7 @@ func (s *namesStore) Put(ctx context.Context, key string, value []byte, ttl time
 // hostile run, issue 8's fortieth session): page and vary keys are hashes.
 func TestPageKeysHideValues(t *testing.T) {
 	st := &namesStore{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})}
-	c, err := querycache.New(querycache.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := memCache(t, querycache.Options{Store: st})
 	pc, err := httpcache.New(c, httpcache.PerUser(func(r *http.Request) (string, bool) {
 		if _, err := r.Cookie("sid"); err != nil {
 			return "", false
@@ -89,11 +85,7 @@ func TestPageKeysHideValues(t *testing.T) {
 // A nil option is New's error; a nil handler panics where it is wrapped
 // (as http.ServeMux.Handle does), not in every request.
 func TestNilArguments(t *testing.T) {
-	c, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := memCache(t, querycache.Options{})
 	if _, err := httpcache.New(c, nil); err == nil || !strings.Contains(err.Error(), "option 1 of 1 is nil") {
 		t.Errorf("New with a nil option: %v", err)
 	}
@@ -126,11 +118,7 @@ func TestNilArguments(t *testing.T) {
 // headers its URL varies on, read and written beside the page, counted a
 // second hit, miss and store (a hostile run, issue 8's fortieth session).
 func TestPageCountedOnce(t *testing.T) {
-	c, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := memCache(t, querycache.Options{})
 	pc, err := httpcache.New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -161,11 +149,7 @@ func TestPageCountedOnce(t *testing.T) {
 // MaxBodyBytes, says why it was not stored: it was answered "miss" with no
 // reason (a hostile run, issue 8's fortieth session).
 func TestPageOverMaxEntryBytesSaysWhy(t *testing.T) {
-	c, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{}), MaxEntryBytes: 1 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := memCache(t, querycache.Options{MaxEntryBytes: 1 << 10})
 	pc, err := httpcache.New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -178,4 +162,19 @@ func TestPageOverMaxEntryBytesSaysWhy(t *testing.T) {
 			t.Errorf("request %d: %q; want \"miss too_large\"", i, got)
 		}
 	}
+}
+
+// memCache is a cache on a memory store (opts.Store unless set), closed
+// when the test ends.
+func memCache(t *testing.T, opts querycache.Options) *querycache.Cache {
+	t.Helper()
+	if opts.Store == nil {
+		opts.Store = querycache.NewMemoryStore(querycache.MemoryOptions{})
+	}
+	c, err := querycache.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
