@@ -257,8 +257,8 @@ func (kv *KV) ownCurrent(ctx context.Context, name string, o kvCall) bool {
 	if !o.ownRead {
 		return true
 	}
-	_, t, err := kv.st.Fetch(ctx, "", []string{kv.c.ns.ValueVersion(name)})
-	return err == nil && t[0] == o.own
+	t, err := kv.ownToken(ctx, name)
+	return err == nil && t == o.own
 }
 
 // call applies opts in the cache's namespace.

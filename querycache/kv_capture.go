@@ -95,17 +95,13 @@ func (kv *KV) GetOrSetCaptured(ctx context.Context, key string, fill func(ctx co
 	// begun after a Delete or Set of the key returned joined a render
 	// begun before it, and stillCurrent below looks only at what the
 	// render read (a hostile run, issue 8's fortieth session).
-	own := r.shown.token
-	if r.shown.name == "" {
-		_, t, err := kv.st.Fetch(ctx, "", []string{kv.c.ns.ValueVersion(name)})
-		if err != nil {
-			kv.failed(ctx, "get_or_set", err)
-			Untracked(ctx, "store_error")
-			kv.c.stats.fills.Add(1)
-			b, err := fill(ctx)
-			return b, false, err
-		}
-		own = t[0]
+	own, err := kv.ownTokenAt(ctx, name, r.shown)
+	if err != nil {
+		kv.failed(ctx, "get_or_set", err) // its miss is counted already
+		Untracked(ctx, "store_error")
+		kv.c.stats.fills.Add(1)
+		b, err := fill(ctx)
+		return b, false, err
 	}
 	o.own, o.ownRead = own, true
 	fk := "\x00captured\x00" + name + "\x00" + strconv.FormatUint(own, 16)

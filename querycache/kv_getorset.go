@@ -125,15 +125,11 @@ func (kv *KV) getOrSet(ctx context.Context, key string, kind byte, fill func(ctx
 	// the data before the application's write (a hostile run, issue 8's
 	// fortieth session: TestKVGetOrSetAfterDeleteComputesAnew). Read here,
 	// on a miss only, unless a capture read it already.
-	own := shown.token
-	if shown.name == "" {
-		_, t, err := kv.st.Fetch(ctx, "", []string{kv.c.ns.ValueVersion(name)})
-		if err != nil {
-			kv.failed(ctx, "get_or_set", err) // its miss is counted already
-			Untracked(ctx, "store_error")
-			return run()
-		}
-		own = t[0]
+	own, err := kv.ownTokenAt(ctx, name, shown)
+	if err != nil {
+		kv.failed(ctx, "get_or_set", err) // its miss is counted already
+		Untracked(ctx, "store_error")
+		return run()
 	}
 	o.own, o.ownRead = own, true
 	fk := flightKey(name, append(slices.Clip(tokens), own))

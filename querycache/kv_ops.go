@@ -126,12 +126,29 @@ func (kv *KV) shownVersion(ctx context.Context, name string) (shownVersion, erro
 	if captureFrom(ctx) == nil {
 		return shownVersion{}, nil
 	}
-	v := kv.c.ns.ValueVersion(name)
-	_, tokens, err := kv.st.Fetch(ctx, "", []string{v})
+	t, err := kv.ownToken(ctx, name)
 	if err != nil {
 		return shownVersion{}, err
 	}
-	return shownVersion{v, tokens[0]}, nil
+	return shownVersion{kv.c.ns.ValueVersion(name), t}, nil
+}
+
+// ownToken reads the token of the value's own version, which a Set,
+// Add, Delete or Incr of it replaces (changed).
+func (kv *KV) ownToken(ctx context.Context, name string) (uint64, error) {
+	_, t, err := kv.st.Fetch(ctx, "", []string{kv.c.ns.ValueVersion(name)})
+	if err != nil {
+		return 0, err
+	}
+	return t[0], nil
+}
+
+// ownTokenAt is ownToken, taken from s when a capture read it already.
+func (kv *KV) ownTokenAt(ctx context.Context, name string, s shownVersion) (uint64, error) {
+	if s.name != "" {
+		return s.token, nil
+	}
+	return kv.ownToken(ctx, name)
 }
 
 func (s shownVersion) record(ctx context.Context) {
