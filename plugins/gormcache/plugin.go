@@ -2,13 +2,10 @@ package gormcache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,8 +99,12 @@ func CacheModelsFor(ttl time.Duration, models ...any) Option {
 
 // DatabaseID names the database in cache keys. Processes sharing a store
 // share entries only if they give the same ID; two databases must never
-// have the same one. The default is derived from the dialect and DSN (an
-// in-memory SQLite database or an unknown DSN gets an ID of its own).
+// have the same one. The default on SQLite is the main database file's
+// full path (a database in memory gets an ID of its own); on PostgreSQL it
+// is derived from the DSN, and the database's identity read from the
+// server (its name, its OID and the cluster's system identifier) is in
+// every key besides, so that a DSN reaching another database through the
+// environment (PGDATABASE, PGHOST) never shares entries (identity.go).
 func DatabaseID(id string) Option { return func(p *Plugin) { p.dbID = id } }
 
 // Tenant adds a value taken from each query's context (a tenant, a schema,
@@ -228,7 +229,13 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	p.inspected = newInspections()
 	p.front = &inspectionFront{seed: maphash.MakeSeed()}
 	if p.dbID == "" {
-		p.dbID = defaultDatabaseID(db.Dialector)
+		if p.dialect == "sqlite" {
+			ctx, cancel := context.WithTimeout(context.Background(), catalogTimeout)
+			p.dbID = sqliteDatabaseID(ctx, db.ConnPool, db.Dialector)
+			cancel()
+		} else {
+			p.dbID = defaultDatabaseID(db.Dialector)
+		}
 	}
 	cb := db.Callback()
 	steps := []error{
@@ -257,19 +264,6 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	p.joinSiblings() // DDL through other plugins on the cache (catalogwatch.go)
 	p.watchCatalog() // and through other processes sharing the store
 	return nil
-}
-
-// defaultDatabaseID derives an identity from the dialect and DSN, hashed so
-// that no password ends up in a key.
-func defaultDatabaseID(d gorm.Dialector) string {
-	dsn := dsnOf(d)
-	lower := strings.ToLower(dsn)
-	if dsn == "" || strings.Contains(lower, ":memory:") || strings.Contains(lower, "mode=memory") {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		return "mem-" + hex.EncodeToString(b[:])
-	}
-	return keys.Sum([]byte(d.Name() + "\x00" + dsn)).String()[:16]
 }
 
 // dsnOf finds a DSN field in a dialector (sqlite.Dialector.DSN,

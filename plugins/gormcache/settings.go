@@ -74,7 +74,14 @@ func (p *Plugin) readSettings(ctx context.Context, cp gorm.ConnPool) (string, bo
 		if err := cp.QueryRowContext(ctx, settingsQuery).Scan(&s); err != nil {
 			return nil, err
 		}
-		s = strings.Clone(s)
+		id, err := postgresIdentity(ctx, cp)
+		if err != nil {
+			return nil, err
+		}
+		// The server's identity first, in a field of its own: the reads
+		// of the settings by position (below, and txsnapshot.go's last
+		// field) are unchanged.
+		s = id + "\x1e" + s
 		// The sixth setting: off makes a backslash in a plain string an
 		// escape, which the SQL reader does not follow (inspectSQL).
 		if f := strings.Split(s, "\x1f"); len(f) > 5 && f[5] == "off" && !p.escapeStrings.Swap(true) {
