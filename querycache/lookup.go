@@ -27,6 +27,18 @@ type LookupOptions struct {
 	// plugin writes one Debug line per statement, with its SQL and reason):
 	// the cache writes no "querycache hit" / "querycache miss" line for it.
 	CallerLogs bool
+	// SeesUncommitted says the caller's query may read rows of a
+	// transaction that has not ended (SQLite's read_uncommitted, in
+	// shared-cache mode): Miss.Store then stores nothing while a
+	// transaction held by HoldWrites has written one of the key's
+	// Tables, nor when one that had rolled back while the query ran
+	// (counted as the refusal "transaction"). The order of events it
+	// prevents: a transaction updates row 1; a lookup on another
+	// connection of the same shared cache reads the update and stores it
+	// against the versions of before; the transaction rolls back,
+	// replacing no version; every later lookup is served the update that
+	// never happened.
+	SeesUncommitted bool
 }
 
 // Lookup is the two-step form of GetOrSet, for callers that cannot compute
@@ -116,7 +128,18 @@ func (c *Cache) lookup(ctx context.Context, k Key, opts LookupOptions) (value []
 		return l.value, true, nil
 	}
 	c.stats.fills.Add(1)
-	return nil, false, &Miss{c: c, ctx: ctx, k: k, names: names, tokens: l.tokens, created: l.created, token: l.token, flight: f, fkey: fk, reason: p.miss}
+	m = &Miss{c: c, ctx: ctx, k: k, names: names, tokens: l.tokens, created: l.created, token: l.token, flight: f, fkey: fk, reason: p.miss}
+	m.watchUncommitted(opts)
+	return nil, false, m
+}
+
+// watchUncommitted takes, for a lookup whose query may read uncommitted
+// rows (LookupOptions.SeesUncommitted), the mark of the transactions
+// that wrote its tables, before the query runs.
+func (m *Miss) watchUncommitted(opts LookupOptions) {
+	if opts.SeesUncommitted {
+		m.dirty, m.mark = true, m.c.open.mark(m.k.Tables)
+	}
 }
 
 // MaxEntryBytes returns the largest value the cache stores, or -1 when
@@ -143,6 +166,11 @@ type Miss struct {
 	token   string // the fill lease held for k, if any (lease.go)
 	refresh bool   // an early refresh: it holds the key's refresh gate
 	ended   bool
+	// dirty: the query may read uncommitted rows, and mark is where the
+	// transactions that wrote its tables stood before it ran
+	// (LookupOptions.SeesUncommitted).
+	dirty bool
+	mark  fillMark
 }
 
 // Bypass reports why the lookup did not use the cache at all ("closed",
@@ -192,6 +220,12 @@ func (m *Miss) Reason() string {
 // A value larger than MaxEntryBytes is not stored (and counted).
 func (m *Miss) Store(value []byte) {
 	if m == nil || m.ended {
+		return
+	}
+	if m.dirty && !m.noStore && m.c.open.coversSince(m.k.Tables, m.mark) {
+		// It may show rows of a transaction still open, or rolled back:
+		// neither stored nor handed to the lookups that joined.
+		m.Abandon("transaction")
 		return
 	}
 	m.ended = true

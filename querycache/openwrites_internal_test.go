@@ -1,6 +1,7 @@
 package querycache
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -87,5 +88,64 @@ func TestOpenWritesListKeepsNoReleasedHolder(t *testing.T) {
 		if h != nil {
 			t.Fatalf("slot %d still holds a released holder", i)
 		}
+	}
+}
+
+// holderTables is a holderOf that lists what it wrote for a rollback's
+// release (TablesWriter).
+type holderTables struct{ holderOf }
+
+func (h *holderTables) WrittenTables() ([]string, bool) { return h.tables, false }
+
+// TestLookupSeesUncommitted: a Lookup whose query may read uncommitted
+// rows (LookupOptions.SeesUncommitted) stores nothing while a holder has
+// written its tables, nor when one rolled back while its query ran; it
+// stores as usual otherwise, and a lookup without the option is not
+// concerned.
+func TestLookupSeesUncommitted(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCache(t, Options{})
+	k := func(name string) Key {
+		return Key{Name: name, Versions: []string{c.ns.TableVersion("users")}, Tables: []string{"users"}}
+	}
+	dirty := LookupOptions{SeesUncommitted: true}
+	stored := func(name string, opts LookupOptions, during func()) bool {
+		t.Helper()
+		_, ok, m := c.Lookup(ctx, k(name), opts)
+		if ok {
+			t.Fatalf("%s: a hit before any fill", name)
+		}
+		during()
+		m.Store([]byte("v"))
+		return m.Stored()
+	}
+	h := &holderTables{holderOf{tables: []string{"users"}}}
+	nothing := func() {}
+
+	c.HoldWrites(h)
+	if stored("open", dirty, nothing) {
+		t.Error("stored while a transaction that wrote users is open")
+	}
+	if !stored("open-clean", LookupOptions{}, nothing) {
+		t.Error("a lookup without SeesUncommitted was refused")
+	}
+	other := &holderTables{holderOf{tables: []string{"orders"}}}
+	c.ReleaseWrites(h)
+	c.HoldWrites(other)
+	if !stored("other-table", dirty, nothing) {
+		t.Error("refused for a transaction that wrote another table")
+	}
+	c.ReleaseWrites(other)
+	if stored("rolled-back", dirty, func() { c.HoldWrites(h); c.ReleaseRolledBack(h) }) {
+		t.Error("stored although a transaction that wrote users rolled back while the query ran")
+	}
+	if !stored("committed", dirty, func() { c.HoldWrites(h); c.ReleaseWrites(h) }) {
+		t.Error("refused after a transaction that committed (its invalidation replaces the versions)")
+	}
+	if !stored("none", dirty, nothing) {
+		t.Error("refused with no transaction at all")
+	}
+	if n := c.Stats().Refusals["transaction"]; n != 2 {
+		t.Errorf("refusals for a transaction = %d; want 2", n)
 	}
 }

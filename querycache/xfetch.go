@@ -245,5 +245,7 @@ func (c *Cache) refreshLookup(ctx context.Context, k Key, names []string, p prob
 	}
 	c.stats.earlyRefreshes.Add(1)
 	c.stats.fills.Add(1)
-	return nil, &Miss{c: c, ctx: ctx, k: k, names: names, tokens: l.tokens, created: l.created, token: l.token, refresh: true, flight: f, fkey: fk, reason: MissEarlyRefresh}
+	m = &Miss{c: c, ctx: ctx, k: k, names: names, tokens: l.tokens, created: l.created, token: l.token, refresh: true, flight: f, fkey: fk, reason: MissEarlyRefresh}
+	m.watchUncommitted(opts)
+	return nil, m
 }

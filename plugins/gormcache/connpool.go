@@ -169,10 +169,27 @@ type txConn struct {
 	// (querycache.Cache.HoldWrites): low-level values computed meanwhile
 	// from its uncommitted rows must not be stored.
 	held atomic.Bool
+	// dirty: a statement ran in it where other connections may read its
+	// uncommitted rows (mayShowUncommitted): it counts as having written
+	// every table.
+	dirty atomic.Bool
 }
 
 // Wrote implements querycache.WriteHolder.
-func (t *txConn) Wrote(tables []string) bool { return t.buf.Wrote(tables) }
+func (t *txConn) Wrote(tables []string) bool { return t.dirty.Load() || t.buf.Wrote(tables) }
+
+// mayShowUncommitted runs before each statement of the transaction: where
+// other connections may read its uncommitted rows (Plugin.dirtyReads), it
+// holds every table from its first statement on, before the statement
+// runs. Holding the tables its writes name, at their record after the
+// statement, left a window in which a lookup on another connection read
+// the new row and stored it (querycache.LookupOptions.SeesUncommitted).
+func (t *txConn) mayShowUncommitted() {
+	if t.p.dirtyReads && !t.dirty.Load() {
+		t.dirty.Store(true)
+		t.hold()
+	}
+}
 
 // hold tells the cache, at the transaction's first write, that it has
 // written.
@@ -371,7 +388,10 @@ func (p *Plugin) inTransaction(cp gorm.ConnPool) (*txConn, bool) {
 
 // WrittenTables implements querycache.TablesWriter: what the transaction
 // wrote, for a rollback's release (querycache.Cache.ReleaseRolledBack).
-func (t *txConn) WrittenTables() ([]string, bool) { return t.buf.WrittenTables() }
+func (t *txConn) WrittenTables() ([]string, bool) {
+	tables, all := t.buf.WrittenTables()
+	return tables, all || t.dirty.Load()
+}
 
 // serverAnswered reports an error PostgreSQL sent (pgconn.PgError, which
 // has a SQLSTATE): a COMMIT it answered with an error rolled back (a

@@ -223,6 +223,7 @@ func (w *pool) QueryRowContext(ctx context.Context, query string, args ...any) *
 // ExecContext pins the statement's Valuers (pinValuers), then runs it.
 func (t *txConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	pinValuers(t.p.dialect, args)
+	t.mayShowUncommitted()
 	res, err := t.ConnPool.ExecContext(ctx, query, args...)
 	if err != nil {
 		t.statementFailed(err) // txgone.go
@@ -233,6 +234,7 @@ func (t *txConn) ExecContext(ctx context.Context, query string, args ...any) (sq
 // QueryContext pins the statement's Valuers (pinValuers), then runs it.
 func (t *txConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	pinValuers(t.p.dialect, args)
+	t.mayShowUncommitted()
 	rows, err := t.ConnPool.QueryContext(ctx, query, args...)
 	if err != nil {
 		t.statementFailed(err) // txgone.go
@@ -243,5 +245,6 @@ func (t *txConn) QueryContext(ctx context.Context, query string, args ...any) (*
 // QueryRowContext pins the statement's Valuers (pinValuers), then runs it.
 func (t *txConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	pinValuers(t.p.dialect, args)
+	t.mayShowUncommitted()
 	return t.ConnPool.QueryRowContext(ctx, query, args...)
 }

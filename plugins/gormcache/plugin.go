@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ type Plugin struct {
 	modelList     []modelTTL
 	txReads       bool
 	beginLock     bool        // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
+	dirtyReads    bool        // the SQLite DSN opens a shared cache (Initialize)
 	isoChanged    atomic.Bool // SQL text may have changed the default isolation (txsnapshot.go)
 	snapBytes     int64
 	snaps         *snapshots
@@ -219,6 +221,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	p.models = models
 	p.dialect = db.Dialector.Name()
 	p.beginLock = p.dialect == "sqlite" && sqliteLocksAtBegin(dsnOf(db.Dialector))
+	// A SQLite shared cache's connections may read a transaction's
+	// uncommitted rows (PRAGMA read_uncommitted, which a connect hook may
+	// set unseen): a fill is not stored while a transaction of the
+	// plugin's may have written its tables, or after one rolled back
+	// while it ran (querycache.LookupOptions.SeesUncommitted).
+	p.dirtyReads = p.dialect == "sqlite" && strings.Contains(strings.ToLower(dsnOf(db.Dialector)), "cache=shared")
 	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
 	switch {
 	case p.snapBytes == 0:

@@ -441,7 +441,8 @@ func (p *Plugin) cached(db *gorm.DB, raw, stream bool, o *outcome) (handled bool
 		return true, info
 	}
 	// ValidOnce: validResult reads the format's two bytes only.
-	lo := querycache.LookupOptions{Lead: !stream, Valid: validResult, ValidOnce: true, CallerLogs: true} // one Debug line per statement: ours (visibility_log.go)
+	lo := querycache.LookupOptions{Lead: !stream, Valid: validResult, ValidOnce: true, CallerLogs: true, // one Debug line per statement: ours (visibility_log.go)
+		SeesUncommitted: p.dirtyReads}
 	b, at, hit, m := p.cache.LookupAttached(ctx, pl.key, lo)
 	if hit {
 		if pl.fp != "" {
