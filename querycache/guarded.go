@@ -22,6 +22,7 @@ type guarded struct {
 	closeOnce  sync.Once
 	lifeMu     sync.Mutex // orders a goroutine's wg.Add before Close's Wait
 	wg         sync.WaitGroup
+	beatOnce   sync.Once // startHeartbeat (heartbeat.go)
 
 	server   string        // what the warnings call the store: "Redis", "PostgreSQL store"
 	logger   *slog.Logger  // nil logs nothing

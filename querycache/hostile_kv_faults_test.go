@@ -24,7 +24,12 @@ func hkvPrivateCache(t *testing.T, addr string, opts querycache.Options) *queryc
 	t.Helper()
 	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 300 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
 	t.Cleanup(func() { client.Close() })
-	opts.Store = querycache.NewRedisStore(client, querycache.RedisOptions{Timeout: time.Second})
+	// No heartbeat: these tests count on the breaker staying closed
+	// through a short cut, so that what they check after it (values of
+	// other tables still served, an invalidation still pending) is not
+	// swept away by the epoch a reopened breaker replaces
+	// (TestHeartbeatIdleProcessAfterStall tests that).
+	opts.Store = querycache.NewRedisStore(client, querycache.RedisOptions{Timeout: time.Second, Heartbeat: -1})
 	c, err := querycache.New(opts)
 	must(t, err)
 	t.Cleanup(func() { c.Close() })

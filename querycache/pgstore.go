@@ -55,6 +55,13 @@ type PostgresOptions struct {
 	// RedisOptions.HealWait, with InvalidateTimeout for a young outage).
 	// Default: 20ms; -1 turns it off.
 	HealWait time.Duration
+	// Heartbeat is how often the store reads PostgreSQL by itself, so that a
+	// process that makes no call of its own (idle, or with the GORM
+	// plugin's catalog watch off) still opens its breaker when PostgreSQL
+	// stalls, within InvalidateTimeout: it then replaces the epoch before
+	// it uses the store again, and serves nothing a write made meanwhile
+	// changed (heartbeat.go). Default: 100ms; -1 turns it off.
+	Heartbeat time.Duration
 
 	// SweepInterval is how often expired rows are deleted in the
 	// background. Each tick deletes at most SweepBatches statements of
@@ -167,6 +174,7 @@ func (o *PostgresOptions) fill() error {
 		neg("VersionMargin", o.VersionMargin, false),
 		neg("BreakerProbe", o.BreakerProbe, false),
 		neg("HealWait", o.HealWait, true),
+		neg("Heartbeat", o.Heartbeat, true),
 		neg("SweepInterval", o.SweepInterval, true),
 	); err != nil {
 		return err
@@ -202,6 +210,9 @@ func (o *PostgresOptions) fill() error {
 	}
 	if o.BreakerProbe == 0 {
 		o.BreakerProbe = 500 * time.Millisecond
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = heartbeatDefault
 	}
 	if o.HealWait == 0 {
 		o.HealWait = 20 * time.Millisecond
@@ -410,6 +421,10 @@ func (s *PostgresStore) Stats() PostgresStats {
 // bindNamespace records a namespace whose epoch a recovery replaces. The
 // Cache calls it from New.
 func (s *PostgresStore) bindNamespace(ns keys.Namespace) {
+	s.startHeartbeat(s.opts.Heartbeat, beatTimeout(s.opts.Timeout, s.opts.InvalidateTimeout), func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, "SELECT 1")
+		return err
+	})
 	s.nsMu.Lock()
 	defer s.nsMu.Unlock()
 	if !slices.Contains(s.nss, ns) {

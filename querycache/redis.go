@@ -61,6 +61,13 @@ type RedisOptions struct {
 	// would wait for an answer with the breaker closed (breaker.heal).
 	// Default: 20ms; -1 turns both off (writes wait for the prober).
 	HealWait time.Duration
+	// Heartbeat is how often the store reads Redis by itself, so that a
+	// process that makes no call of its own (idle, or with the GORM
+	// plugin's catalog watch off) still opens its breaker when Redis
+	// stalls, within InvalidateTimeout: it then replaces the epoch before
+	// it uses the store again, and serves nothing a write made meanwhile
+	// changed (heartbeat.go). Default: 100ms; -1 turns it off.
+	Heartbeat time.Duration
 
 	// Logger receives breaker transitions and server changes at Warn
 	// level. nil logs nothing.
@@ -167,6 +174,7 @@ func (o *RedisOptions) fill() error {
 		neg("VersionMargin", o.VersionMargin, false),
 		neg("BreakerProbe", o.BreakerProbe, false),
 		neg("HealWait", o.HealWait, true),
+		neg("Heartbeat", o.Heartbeat, true),
 	); err != nil {
 		return err
 	}
@@ -191,6 +199,9 @@ func (o *RedisOptions) fill() error {
 	if o.BreakerProbe == 0 {
 		o.BreakerProbe = 500 * time.Millisecond
 	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = heartbeatDefault
+	}
 	if o.HealWait == 0 {
 		o.HealWait = 20 * time.Millisecond
 	}
@@ -202,6 +213,10 @@ func (o *RedisOptions) fill() error {
 // calls it from New.
 func (s *RedisStore) bindNamespace(ns keys.Namespace) {
 	s.ident.bind(ns)
+	epoch := ns.Epoch()
+	s.startHeartbeat(s.opts.Heartbeat, beatTimeout(s.opts.Timeout, s.opts.InvalidateTimeout), func(ctx context.Context) error {
+		return s.client.Get(ctx, epoch).Err() // redis.Nil is an answer
+	})
 	s.bindRollback(ns.Prefix())
 	ch := s.channelFor(ns.Prefix() + tieredChannel)
 	s.chansMu.Lock()

@@ -54,15 +54,19 @@ func faultClient(t *testing.T, addr string) *redis.Client {
 
 // faultEnv builds an environment on database d whose store is a RedisStore
 // on addr, with short timeouts and a fast breaker probe and retry.
-func faultEnv(t *testing.T, d dbKind, addr string) (*env, *querycache.RedisStore) {
+func faultEnv(t *testing.T, d dbKind, addr string, tweaks ...func(*querycache.RedisOptions)) (*env, *querycache.RedisStore) {
 	t.Helper()
-	rs := querycache.NewRedisStore(faultClient(t, addr), querycache.RedisOptions{
+	ro := querycache.RedisOptions{
 		// Generous for a loaded machine under the race detector: a call
 		// that takes longer only fails open.
 		Timeout:           250 * time.Millisecond,
 		InvalidateTimeout: 300 * time.Millisecond,
 		BreakerProbe:      50 * time.Millisecond,
-	})
+	}
+	for _, tw := range tweaks {
+		tw(&ro)
+	}
+	rs := querycache.NewRedisStore(faultClient(t, addr), ro)
 	e := newEnv(t, d, storeKind{name: "private-redis", open: func(*testing.T) querycache.Store { return rs }},
 		querycache.Options{Prefix: "qcf:", RetryInterval: 20 * time.Millisecond})
 	must(t, e.db.AutoMigrate(&FaultItem{}))
@@ -528,10 +532,11 @@ func TestRedisFaultRestartOldData(t *testing.T) {
 				// Default retries: it reconnects by itself after the restart.
 				admin := srv.Client(faultDB)
 				ctx := context.Background()
-				e, rs := faultEnv(t, d, srv.Addr())
-				// The catalog watch's polls would reach the restarted
-				// server first (the store replaces the marker there):
-				// the control could not forge it in time.
+				// The catalog watch's polls and the store's heartbeat
+				// would reach the restarted server first (the store
+				// replaces the marker there): the control could not
+				// forge it in time.
+				e, rs := faultEnv(t, d, srv.Addr(), func(o *querycache.RedisOptions) { o.Heartbeat = -1 })
 				gormcache.StopCatalogWatchForTest(e.plugin)
 				const rows = 20
 				l := newFaultLoad(t, e, rows, 10)

@@ -1,0 +1,89 @@
+package querycache
+
+import (
+	"context"
+	"time"
+)
+
+// The heartbeat of a shared store: a process that makes no call of its
+// own still finds out that the store stalled.
+//
+// A write whose invalidation the store did not take within
+// InvalidateTimeout returns with it pending (retried until delivered). A
+// process that saw the store fail meanwhile opened its breaker, and
+// replaces the epoch before it uses the store again; one that made no
+// call during the stall did not, and served what the write changed from
+// the moment the store resumed until the writer's retry delivered. The
+// GORM plugin's catalog watch polled the store every 100 ms, which made
+// every process with the plugin fail a call; with the watch off, slower,
+// or with the low-level API alone, the order of events was (a hostile
+// run, issue 8's forty-first session):
+//
+//  1. Redis stalls; writer W's update times out, its invalidation is
+//     kept pending, and after InvalidateTimeout the write returns
+//  2. reader R, idle during the stall, calls nothing: its breaker stays
+//     closed
+//  3. Redis resumes; R reads the row from its entry (same tokens): the
+//     value from before W's write, which had returned seconds ago,
+//     until W's retry delivers
+//
+// So the store reads the server every Heartbeat (100 ms by default)
+// itself, through the breaker: a stall longer than BreakerFailures
+// timeouts opens the breaker of every process, idle or not, within
+// InvalidateTimeout (a failed heartbeat is retried at once, not a period
+// later).
+
+// heartbeatDefault is RedisOptions.Heartbeat's and
+// PostgresOptions.Heartbeat's default.
+const heartbeatDefault = 100 * time.Millisecond
+
+// startHeartbeat starts the store's heartbeat, once, on a goroutine of
+// its life: every period, while the breaker is closed, ping (bounded by
+// timeout, none when 0) through call, whose failures count towards
+// opening the breaker. A period of -1 (or any negative one) is none.
+func (g *guarded) startHeartbeat(period, timeout time.Duration, ping func(ctx context.Context) error) {
+	if period <= 0 || ping == nil {
+		return
+	}
+	g.beatOnce.Do(func() {
+		g.goLive(func() {
+			t := time.NewTicker(period)
+			defer t.Stop()
+			for {
+				select {
+				case <-g.closed:
+					return
+				case <-t.C:
+				}
+				// While it fails, again at once: the breaker opens after
+				// its failures in a row, each a timeout long.
+				for g.brk.allow() {
+					err := g.call(context.Background(), timeout, ping)
+					if err == nil || g.isClosed() {
+						break
+					}
+				}
+			}
+		})
+	})
+}
+
+// isClosed reports whether the store's Close has begun.
+func (g *guarded) isClosed() bool {
+	select {
+	case <-g.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// beatTimeout bounds a heartbeat: the store's Timeout, or its
+// InvalidateTimeout when it has none (-1), so that a stalled server never
+// holds the heartbeat, and the store's Close waiting for it, for ever.
+func beatTimeout(timeout, invalidate time.Duration) time.Duration {
+	if timeout > 0 {
+		return timeout
+	}
+	return invalidate
+}
