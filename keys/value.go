@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql/driver"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"reflect"
 	"time"
@@ -25,6 +26,9 @@ const (
 	tagSlice  = 'L'
 	tagStruct = 'S'
 	tagArray  = 'A'
+	// tagStringer prefixes a value of a named type with a String method:
+	// its type and String(), then its own encoding.
+	tagStringer = 'T'
 )
 
 const maxValueDepth = 16
@@ -133,6 +137,19 @@ func appendReflect(buf []byte, rv reflect.Value, depth int) ([]byte, bool) {
 	if depth > maxValueDepth {
 		return buf, false
 	}
+	if k := rv.Kind(); k != reflect.Pointer && k != reflect.Interface && rv.Type() != timeType && rv.Type().Implements(stringerType) && rv.CanInterface() {
+		// pgx sends a fmt.Stringer to a text parameter as its String()
+		// (TextCodec), and as its underlying value to a number's: two
+		// enums, Color(1) "red" and Size(1) "large", keyed by their
+		// integer alone shared an entry, and name = Size(1) was served
+		// name = Color(1)'s rows (a hostile run, issue 8's forty-first
+		// session). Both are keyed; a String that changes from call to
+		// call (as a Valuer's Value) is not keyed at all.
+		var ok bool
+		if buf, ok = appendStringer(buf, rv); !ok {
+			return buf, false
+		}
+	}
 	switch rv.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if rv.IsNil() {
@@ -185,6 +202,30 @@ func appendReflect(buf []byte, rv reflect.Value, depth int) ([]byte, bool) {
 	}
 	// Maps (no stable order), channels, functions, unsafe pointers.
 	return buf, false
+}
+
+// stringerType is fmt.Stringer's type; timeType time.Time's, keyed by
+// its instant and location (appendTime), not by its String.
+var (
+	stringerType = reflect.TypeFor[fmt.Stringer]()
+	timeType     = reflect.TypeFor[time.Time]()
+)
+
+// appendStringer appends tagStringer, rv's type and its String(), if two
+// calls of it agree.
+func appendStringer(buf []byte, rv reflect.Value) (out []byte, ok bool) {
+	defer func() {
+		if recover() != nil {
+			out, ok = buf, false
+		}
+	}()
+	s := rv.Interface().(fmt.Stringer)
+	first := s.String()
+	if s.String() != first {
+		return buf, false
+	}
+	buf = appendString(append(buf, tagStringer), rv.Type().String())
+	return appendString(buf, first), true
 }
 
 func appendList(buf []byte, rv reflect.Value, depth int) ([]byte, bool) {
