@@ -56,26 +56,45 @@ func ownDatabaseID() string {
 
 // sqliteDatabaseID is the identity of the SQLite database cp opens: its
 // main file's full path, which SQLite resolves (a relative DSN is read
-// from the working directory), or an identity of its own for a database
-// with no file (in memory, or temporary). When SQLite cannot be asked, the
-// DSN's identity is taken with the working directory, which a relative
-// path depends on.
+// from the working directory), with the file's device and inode and the
+// host's name (a file replaced under its path while a process keeps the
+// old one open, and two hosts' or containers' own /data/app.db, are other
+// databases), and likewise every database attached to the connection (a
+// connect hook may ATTACH a tenant's file under one name: an unqualified
+// or aux-qualified table then reads it). A database with no file (in
+// memory, or temporary) has an identity of its own. When SQLite cannot be
+// asked, the DSN's identity is taken with the working directory, which a
+// relative path depends on.
 func sqliteDatabaseID(ctx context.Context, cp gorm.ConnPool, d gorm.Dialector) string {
 	rows, err := cp.QueryContext(ctx, "PRAGMA database_list")
 	if err == nil {
 		defer rows.Close()
+		host, _ := os.Hostname()
+		b := keys.NewBuilder()
+		b.String("sqlite files")
+		b.String(host)
+		main := false
 		for rows.Next() {
 			var (
 				seq        int
 				name, file string
 			)
-			if rows.Scan(&seq, &name, &file) != nil || name != "main" {
-				continue
+			if err := rows.Scan(&seq, &name, &file); err != nil {
+				break
+			}
+			if name == "temp" {
+				continue // the connection's own: nothing another reads
 			}
 			if file == "" {
-				return ownDatabaseID()
+				return ownDatabaseID() // in memory: no other process reaches it
 			}
-			return keys.Sum([]byte("sqlite\x00file\x00" + filepath.Clean(file))).String()[:16]
+			main = main || name == "main"
+			b.String(name)
+			b.String(filepath.Clean(file))
+			b.String(fileIdentity(file))
+		}
+		if rows.Err() == nil && main {
+			return b.Sum().String()[:16]
 		}
 	}
 	id := defaultDatabaseID(d)
@@ -87,25 +106,30 @@ func sqliteDatabaseID(ctx context.Context, cp gorm.ConnPool, d gorm.Dialector) s
 }
 
 // postgresIdentityQuery reads what tells one PostgreSQL database from
-// another, on any server and for any role: its name and OID (a database
-// dropped and created again under its name has another), and whether
-// the role may read the cluster's system identifier. The address, port
-// and start time of the server are the identity when it may not: a
-// restart then changes it, which only stops processes on either side of
-// the restart from sharing entries. (pg_control_system() cannot be named
-// in a query whose role may not run it, even in a branch not taken: the
-// query fails, and on a transaction's connection its transaction too.)
-const postgresIdentityQuery = `SELECT concat_ws(E'\x1f', current_database(),
-	(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())::text,
-	has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')::text,
-	coalesce(host(inet_server_addr()), 'local'), current_setting('port'),
-	pg_postmaster_start_time()::text)`
+// another, for any role: its name and OID (a database dropped and created
+// again under its name has another), the server's address and port (two
+// clusters copied from one data directory, a restored backup beside its
+// origin, have one system identifier, OIDs and names), its start time,
+// and whether the role may read the cluster's system identifier. Every
+// function is qualified: a schema ahead of pg_catalog on the search_path
+// could define its own current_database(). (pg_control_system() cannot
+// be named in a query whose role may not run it, even in a branch not
+// taken: the query fails, and on a transaction's connection its
+// transaction too.)
+const postgresIdentityQuery = `SELECT pg_catalog.concat_ws(E'\x1f', pg_catalog.current_database(),
+	(SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::text,
+	pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')::text,
+	COALESCE(pg_catalog.host(pg_catalog.inet_server_addr()), 'local'), pg_catalog.current_setting('port'),
+	pg_catalog.pg_postmaster_start_time()::text)`
 
 // postgresIdentity returns the identity of the database cp reaches, put
-// in every key with the settings: the database's name and OID and the
-// cluster's system identifier (the same on its physical standbys, which
-// hold the same rows), or, for a role that may not read the identifier,
-// the name, OID, address, port and start time of the server.
+// in every key with the settings: the database's name and OID, the
+// server's address and port, and the cluster's system identifier (the
+// same on its physical standbys, which hold the same rows) or, for a role
+// that may not read it, the server's start time. A restart then changes
+// the identity, which only stops processes on either side of it from
+// sharing entries. A standby reached at another address has another
+// identity: no sharing, never another database's rows.
 func postgresIdentity(ctx context.Context, cp gorm.ConnPool) (string, error) {
 	var id string
 	if err := cp.QueryRowContext(ctx, postgresIdentityQuery).Scan(&id); err != nil {
@@ -117,7 +141,17 @@ func postgresIdentity(ctx context.Context, cp gorm.ConnPool) (string, error) {
 		if err := cp.QueryRowContext(ctx, "SELECT system_identifier::text FROM pg_catalog.pg_control_system()").Scan(&sys); err != nil {
 			return "", err
 		}
-		id = f[0] + "\x1f" + f[1] + "\x1fsystem " + sys
+		f[5] = "system " + sys
 	}
-	return strings.ReplaceAll(id, "\x1f", "\x1d"), nil
+	return strings.Join(f, "\x1d"), nil
+}
+
+// sqliteReadsUncommitted reports whether a connection of cp reads
+// uncommitted rows (PRAGMA read_uncommitted on: a connect hook sets it on
+// every connection). Asking fails only without a connection: then no.
+func sqliteReadsUncommitted(cp gorm.ConnPool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), catalogTimeout)
+	defer cancel()
+	var on int
+	return cp.QueryRowContext(ctx, "PRAGMA read_uncommitted").Scan(&on) == nil && on != 0
 }

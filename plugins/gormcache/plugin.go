@@ -225,8 +225,10 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	// uncommitted rows (PRAGMA read_uncommitted, which a connect hook may
 	// set unseen): a fill is not stored while a transaction of the
 	// plugin's may have written its tables, or after one rolled back
-	// while it ran (querycache.LookupOptions.SeesUncommitted).
-	p.dirtyReads = p.dialect == "sqlite" && strings.Contains(strings.ToLower(dsnOf(db.Dialector)), "cache=shared")
+	// while it ran (querycache.LookupOptions.SeesUncommitted). Known from
+	// the DSN, or from a connection (a *sql.DB passed as the dialector's
+	// Conn has no DSN here: TestDirtyReadConnDialector).
+	p.dirtyReads = p.dialect == "sqlite" && (strings.Contains(strings.ToLower(dsnOf(db.Dialector)), "cache=shared") || sqliteReadsUncommitted(db.ConnPool))
 	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
 	switch {
 	case p.snapBytes == 0:
