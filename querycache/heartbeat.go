@@ -37,16 +37,20 @@ import (
 // PostgresOptions.Heartbeat's default.
 const heartbeatDefault = 100 * time.Millisecond
 
-// startHeartbeat starts the store's heartbeat, once, on a goroutine of
-// its life: every period, while the breaker is closed, ping (bounded by
-// timeout, none when 0) through call, whose failures count towards
-// opening the breaker. A period of -1 (or any negative one) is none.
-func (g *guarded) startHeartbeat(period, timeout time.Duration, ping func(ctx context.Context) error) {
+// startHeartbeat starts the store's heartbeat, once: every period, while
+// the breaker is closed and ready says the server can be asked (nil:
+// always), ping (bounded by timeout) through call, whose failures count
+// towards opening the breaker. A period of -1 (or any negative one) is
+// none. Its goroutine is not one Close waits for: a ping stuck in a
+// connection's set-up, which go-redis does not bound by the call's
+// context, held Close for the length of a stall (a hostile run); it ends
+// at its next turn after Close.
+func (g *guarded) startHeartbeat(period, timeout time.Duration, ready func() bool, ping func(ctx context.Context) error) {
 	if period <= 0 || ping == nil {
 		return
 	}
 	g.beatOnce.Do(func() {
-		g.goLive(func() {
+		go func() {
 			t := time.NewTicker(period)
 			defer t.Stop()
 			for {
@@ -57,14 +61,13 @@ func (g *guarded) startHeartbeat(period, timeout time.Duration, ping func(ctx co
 				}
 				// While it fails, again at once: the breaker opens after
 				// its failures in a row, each a timeout long.
-				for g.brk.allow() {
-					err := g.call(context.Background(), timeout, ping)
-					if err == nil || g.isClosed() {
+				for g.brk.allow() && !g.isClosed() && (ready == nil || ready()) {
+					if g.call(context.Background(), timeout, ping) == nil {
 						break
 					}
 				}
 			}
-		})
+		}()
 	})
 }
 
@@ -78,12 +81,16 @@ func (g *guarded) isClosed() bool {
 	}
 }
 
-// beatTimeout bounds a heartbeat: the store's Timeout, or its
-// InvalidateTimeout when it has none (-1), so that a stalled server never
-// holds the heartbeat, and the store's Close waiting for it, for ever.
-func beatTimeout(timeout, invalidate time.Duration) time.Duration {
+// beatTimeout bounds a heartbeat's ping: the store's Timeout, or, when it
+// has none (-1), what lets failures pings in a row fit in invalidate
+// after a period: an idle process's breaker then opens before a write
+// that waited InvalidateTimeout returns with its invalidation pending.
+// (With a Timeout that does not fit, the busy processes' breakers do not
+// open in time either: Heartbeat + BreakerFailures × Timeout ≤
+// InvalidateTimeout is the rule, which the defaults keep.)
+func beatTimeout(timeout, invalidate, period time.Duration, failures int) time.Duration {
 	if timeout > 0 {
 		return timeout
 	}
-	return invalidate
+	return max((invalidate-period)/time.Duration(max(failures, 1)), time.Millisecond)
 }

@@ -163,3 +163,74 @@ func waitUntil(t *testing.T, what string, bound time.Duration, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestHeartbeatPostgresBusyPool: while the application holds every
+// connection of the store's pool (long statements, a batch job) and
+// PostgreSQL answers, the heartbeat does not wait for a connection and
+// open the breaker, which would replace the epoch and empty every
+// process's cache (a hostile run).
+func TestHeartbeatPostgresBusyPool(t *testing.T) {
+	dsn := testenv.PostgresSchema(t)
+	schema := dsn[strings.LastIndex(dsn, "search_path=")+len("search_path="):]
+	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN())
+	must(t, err)
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	must(t, err)
+	t.Cleanup(pool.Close)
+	st := querycache.NewPostgresStore(pool, querycache.PostgresOptions{Schema: schema, Timeout: 200 * time.Millisecond})
+	must(t, st.EnsureSchema(context.Background()))
+	c, err := querycache.New(querycache.Options{Store: st, Prefix: "hbbusy:"})
+	must(t, err)
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	k := querycache.Key{Name: "hbbusy:q:1", Versions: []string{c.Namespace().TableVersion("orders")}, Tables: []string{"orders"}}
+	get := func() bool {
+		_, hit, _ := c.GetOrSet(ctx, k, func(context.Context) (querycache.Fill, error) { return querycache.Fill{Value: []byte("v")}, nil })
+		return hit
+	}
+	get()
+	if !get() {
+		t.Fatal("no hit once filled")
+	}
+	a1, err := pool.Acquire(ctx)
+	must(t, err)
+	a2, err := pool.Acquire(ctx)
+	must(t, err)
+	time.Sleep(1500 * time.Millisecond) // a dozen heartbeats' periods, at 5 failures × 200 ms to open
+	open := st.BreakerOpen()
+	a1.Release()
+	a2.Release()
+	if open {
+		t.Fatal("the breaker opened while the application held the pool and PostgreSQL answered")
+	}
+	if !get() {
+		t.Error("the entry was lost while the application held the pool")
+	}
+}
+
+// TestHeartbeatCloseWhileStalled: Close returns while Redis is stopped,
+// with no Timeout of the store's (-1). A hostile run saw Close held for
+// the length of the stall by a heartbeat stuck in a connection's set-up
+// (which go-redis does not bound by the call's context); this test's
+// heartbeat waits on a connection already set up, and did not hold Close
+// before the fix either: it guards the order, not that hang.
+func TestHeartbeatCloseWhileStalled(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { client.Close() })
+	st := querycache.NewRedisStore(client, querycache.RedisOptions{Timeout: -1, InvalidateTimeout: 30 * time.Second})
+	c, err := querycache.New(querycache.Options{Store: st, Prefix: "hbclose:"})
+	must(t, err)
+	time.Sleep(300 * time.Millisecond) // heartbeats on a connection
+	must(t, syscall.Kill(srv.Pid(), syscall.SIGSTOP))
+	defer func() { _ = syscall.Kill(srv.Pid(), syscall.SIGCONT) }()
+	time.Sleep(300 * time.Millisecond) // a heartbeat waits on the stopped server
+	done := make(chan struct{})
+	go func() { c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second): // the stall would hold it 30 s
+		t.Fatal("Close did not return while Redis was stopped")
+	}
+}

@@ -60,7 +60,11 @@ type PostgresOptions struct {
 	// plugin's catalog watch off) still opens its breaker when PostgreSQL
 	// stalls, within InvalidateTimeout: it then replaces the epoch before
 	// it uses the store again, and serves nothing a write made meanwhile
-	// changed (heartbeat.go). Default: 100ms; -1 turns it off.
+	// changed (heartbeat.go). That holds while Heartbeat +
+	// BreakerFailures × Timeout ≤ InvalidateTimeout, as with the defaults
+	// (with Timeout -1 the heartbeat's reads take their share of
+	// InvalidateTimeout). It skips its turn while every connection of the
+	// pool is taken. Default: 100ms; -1 turns it off.
 	Heartbeat time.Duration
 
 	// SweepInterval is how often expired rows are deleted in the
@@ -421,7 +425,16 @@ func (s *PostgresStore) Stats() PostgresStats {
 // bindNamespace records a namespace whose epoch a recovery replaces. The
 // Cache calls it from New.
 func (s *PostgresStore) bindNamespace(ns keys.Namespace) {
-	s.startHeartbeat(s.opts.Heartbeat, beatTimeout(s.opts.Timeout, s.opts.InvalidateTimeout), func(ctx context.Context) error {
+	// Not while every connection of the pool is taken: the application's
+	// own queries then wait for one too, and a heartbeat timed out
+	// waiting opened the breaker of a process whose PostgreSQL answered,
+	// which replaced the epoch and emptied every process's cache (a
+	// hostile run).
+	idle := func() bool {
+		st := s.pool.Stat()
+		return st.IdleConns() > 0 || st.TotalConns() < st.MaxConns()
+	}
+	s.startHeartbeat(s.opts.Heartbeat, beatTimeout(s.opts.Timeout, s.opts.InvalidateTimeout, s.opts.Heartbeat, s.opts.BreakerFailures), idle, func(ctx context.Context) error {
 		_, err := s.pool.Exec(ctx, "SELECT 1")
 		return err
 	})

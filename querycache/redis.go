@@ -66,7 +66,10 @@ type RedisOptions struct {
 	// plugin's catalog watch off) still opens its breaker when Redis
 	// stalls, within InvalidateTimeout: it then replaces the epoch before
 	// it uses the store again, and serves nothing a write made meanwhile
-	// changed (heartbeat.go). Default: 100ms; -1 turns it off.
+	// changed (heartbeat.go). That holds while Heartbeat +
+	// BreakerFailures × Timeout ≤ InvalidateTimeout, as with the defaults
+	// (with Timeout -1 the heartbeat's reads take their share of
+	// InvalidateTimeout). Default: 100ms; -1 turns it off.
 	Heartbeat time.Duration
 
 	// Logger receives breaker transitions and server changes at Warn
@@ -214,7 +217,7 @@ func (o *RedisOptions) fill() error {
 func (s *RedisStore) bindNamespace(ns keys.Namespace) {
 	s.ident.bind(ns)
 	epoch := ns.Epoch()
-	s.startHeartbeat(s.opts.Heartbeat, beatTimeout(s.opts.Timeout, s.opts.InvalidateTimeout), func(ctx context.Context) error {
+	s.startHeartbeat(s.opts.Heartbeat, beatTimeout(s.opts.Timeout, s.opts.InvalidateTimeout, s.opts.Heartbeat, s.opts.BreakerFailures), nil, func(ctx context.Context) error {
 		return s.client.Get(ctx, epoch).Err() // redis.Nil is an answer
 	})
 	s.bindRollback(ns.Prefix())

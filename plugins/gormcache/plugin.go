@@ -101,12 +101,14 @@ func CacheModelsFor(ttl time.Duration, models ...any) Option {
 
 // DatabaseID names the database in cache keys. Processes sharing a store
 // share entries only if they give the same ID; two databases must never
-// have the same one. The default on SQLite is the main database file's
-// full path (a database in memory gets an ID of its own); on PostgreSQL it
-// is derived from the DSN, and the database's identity read from the
-// server (its name, its OID and the cluster's system identifier) is in
-// every key besides, so that a DSN reaching another database through the
-// environment (PGDATABASE, PGHOST) never shares entries (identity.go).
+// have the same one. The default on SQLite is the database files'
+// (main and attached: full path, device and inode) with the host's name
+// (a database in memory gets an ID of its own); on PostgreSQL it is
+// derived from the DSN, and the database's identity read from the server
+// (its name and OID, the server's address and port, the cluster's system
+// identifier) is in every key besides, so that a DSN reaching another
+// database through the environment (PGDATABASE, PGHOST) never shares
+// entries (identity.go).
 func DatabaseID(id string) Option { return func(p *Plugin) { p.dbID = id } }
 
 // Tenant adds a value taken from each query's context (a tenant, a schema,
