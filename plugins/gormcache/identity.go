@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"gorm.io/gorm"
@@ -154,4 +155,37 @@ func sqliteReadsUncommitted(cp gorm.ConnPool) bool {
 	defer cancel()
 	var on int
 	return cp.QueryRowContext(ctx, "PRAGMA read_uncommitted").Scan(&on) == nil && on != 0
+}
+
+// postgresProtocol is how pgx sends the bound values of the dialector's
+// connections, which a key must tell apart: the simple protocol writes a
+// []byte into the SQL as the text '\x6869', which matches another row of
+// a text column than the bytes sent as a parameter, and the exec modes
+// encode a time.Time for a timestamp column differently (a hostile run,
+// issue 8's forty-first session: two processes, one with
+// PreferSimpleProtocol, shared entries and one was served the other's
+// rows). Read from postgres.Config.PreferSimpleProtocol and the DSN's
+// default_query_exec_mode; "" is pgx's default.
+func postgresProtocol(d gorm.Dialector) string {
+	mode := ""
+	dsn := dsnOf(d)
+	if i := strings.Index(dsn, "default_query_exec_mode="); i >= 0 {
+		mode = dsn[i+len("default_query_exec_mode="):]
+		if j := strings.IndexAny(mode, " &'\""); j >= 0 {
+			mode = mode[:j]
+		}
+	}
+	if v, ok := dialectorStruct(d); ok {
+		if f := v.FieldByName("Config"); f.IsValid() {
+			for f.Kind() == reflect.Pointer && !f.IsNil() {
+				f = f.Elem()
+			}
+			if f.Kind() == reflect.Struct {
+				if g := f.FieldByName("PreferSimpleProtocol"); g.IsValid() && g.Kind() == reflect.Bool && g.Bool() {
+					mode = "simple_protocol"
+				}
+			}
+		}
+	}
+	return mode
 }

@@ -207,6 +207,7 @@ func (p *Plugin) keyPrefix(in *inspection, sets, tenant, sql string) keys.Finger
 	b := keys.NewBuilder()
 	b.String(p.dialect)
 	b.String(p.dbID)
+	b.String(p.protocol)
 	b.String(sets)
 	b.String(tenant)
 	b.String(sql)

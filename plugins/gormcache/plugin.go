@@ -37,6 +37,7 @@ type Plugin struct {
 	txReads       bool
 	beginLock     bool        // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
 	dirtyReads    bool        // the SQLite DSN opens a shared cache (Initialize)
+	protocol      string      // how pgx sends bound values (postgresProtocol), in every key
 	isoChanged    atomic.Bool // SQL text may have changed the default isolation (txsnapshot.go)
 	snapBytes     int64
 	snaps         *snapshots
@@ -232,6 +233,9 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	// Conn has no DSN here: TestDirtyReadConnDialector).
 	p.dirtyReads = p.dialect == "sqlite" && (strings.Contains(strings.ToLower(dsnOf(db.Dialector)), "cache=shared") || sqliteReadsUncommitted(db.ConnPool))
 	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
+	if p.dialect == "postgres" {
+		p.protocol = postgresProtocol(db.Dialector)
+	}
 	switch {
 	case p.snapBytes == 0:
 		p.snaps = newSnapshots(64 << 20)
