@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ type Plugin struct {
 	txReads       bool
 	beginLock     bool        // the SQLite DSN begins transactions with the write lock (txsnapshot.go)
 	dirtyReads    bool        // the SQLite DSN opens a shared cache (Initialize)
-	protocol      string      // how pgx sends bound values (postgresProtocol), in every key
+	protocol      string      // how pgx sends bound values (postgresProtocol) and PGOPTIONS, in every key
 	isoChanged    atomic.Bool // SQL text may have changed the default isolation (txsnapshot.go)
 	snapBytes     int64
 	snaps         *snapshots
@@ -109,7 +110,11 @@ func CacheModelsFor(ttl time.Duration, models ...any) Option {
 // (its name and OID, the server's address and port, the cluster's system
 // identifier) is in every key besides, so that a DSN reaching another
 // database through the environment (PGDATABASE, PGHOST) never shares
-// entries (identity.go).
+// entries (identity.go). The session settings a connection starts with
+// are read from the server and keyed too (settings.go), except a custom
+// setting (app.tenant, read by a row-security policy) given in a DSN's
+// options, which no catalog shows: processes whose DSNs give different
+// ones must not share an ID.
 func DatabaseID(id string) Option { return func(p *Plugin) { p.dbID = id } }
 
 // Tenant adds a value taken from each query's context (a tenant, a schema,
@@ -235,6 +240,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	p.sqlDialect = sqlinspect.DialectOf(p.dialect)
 	if p.dialect == "postgres" {
 		p.protocol = postgresProtocol(db.Dialector)
+		if opts := os.Getenv("PGOPTIONS"); opts != "" {
+			// pgx sends it to the server with every connection made from
+			// a DSN: a custom setting in it (-c app.tenant=acme, read by
+			// a row-security policy) is in no catalog the settings read.
+			p.protocol += "\x00PGOPTIONS=" + opts
+		}
 	}
 	switch {
 	case p.snapBytes == 0:

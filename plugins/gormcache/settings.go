@@ -22,13 +22,29 @@ import (
 // share an entry.
 
 // settingsQuery reads the settings PostgreSQL reports to clients as
-// result-changing (GUC_REPORT), plus the role and search_path, and last
-// the isolation transactions begin with (txsnapshot.go).
+// result-changing (GUC_REPORT), plus the role and search_path, the session
+// user (row-security policies may read it), every setting the connection
+// got from its client (a DSN's options, PGOPTIONS), its database or its
+// role (ALTER ROLE ... SET) but for a few that change no result
+// (application_name, timeouts), the role's and database's own settings
+// (pg_db_role_setting: custom ones, app.tenant, which pg_settings does not
+// list), and last the isolation transactions begin with (txsnapshot.go).
+// Before, transform_null_equals, default_text_search_config, array_nulls
+// or timezone_abbreviations set for one process and not another, and a
+// tenant a policy read with current_setting, shared entries (a hostile
+// run, issue 8's forty-first session).
 const settingsQuery = `SELECT concat_ws(E'\x1f', current_setting('TimeZone'), current_setting('DateStyle'),
 	current_setting('IntervalStyle'), current_setting('search_path'), current_user,
 	current_setting('standard_conforming_strings'), current_setting('extra_float_digits'),
 	current_setting('bytea_output'), current_setting('lc_monetary'), current_setting('lc_numeric'),
-	current_setting('lc_time'), current_setting('default_transaction_isolation'))`
+	current_setting('lc_time'), session_user,
+	COALESCE((SELECT string_agg(name || '=' || setting, E'\x1e' ORDER BY name) FROM pg_catalog.pg_settings
+		WHERE source IN ('client', 'database', 'user', 'database user', 'session', 'environment variable')
+		AND name NOT IN ('application_name', 'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout')), ''),
+	COALESCE((SELECT string_agg(pg_catalog.array_to_string(setconfig, E'\x1e'), E'\x1e' ORDER BY setdatabase, setrole) FROM pg_catalog.pg_db_role_setting
+		WHERE setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))
+		AND setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user), (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user))), ''),
+	current_setting('default_transaction_isolation'))`
 
 type settings struct {
 	v atomic.Pointer[string]
