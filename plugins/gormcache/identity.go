@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -74,6 +75,12 @@ func sqliteDatabaseID(ctx context.Context, cp gorm.ConnPool, d gorm.Dialector) s
 		b := keys.NewBuilder()
 		b.String("sqlite files")
 		b.String(host)
+		// The driver (a connect hook of a registered driver may set a
+		// pragma) and the DSN's parameters that may change a result
+		// (_cslike, _loc, _time_format): one file opened two ways is two
+		// identities.
+		b.String(dialectorField(d, "DriverName"))
+		b.String(sqliteResultParams(dsnOf(d)))
 		main := false
 		for rows.Next() {
 			var (
@@ -188,4 +195,31 @@ func postgresProtocol(d gorm.Dialector) string {
 		}
 	}
 	return mode
+}
+
+// sqliteNeutralParams are DSN parameters of mattn/go-sqlite3 (and SQLite's
+// URI) that change no result of a read: locking, waiting, journaling,
+// caching. Every other parameter is part of the database's identity.
+var sqliteNeutralParams = map[string]bool{
+	"_busy_timeout": true, "_timeout": true, "_txlock": true, "_journal_mode": true, "_journal": true,
+	"_synchronous": true, "_sync": true, "_cache_size": true, "_mutex": true, "cache": true,
+	"mode": true, "vfs": true, "_locking_mode": true, "_locking": true,
+}
+
+// sqliteResultParams returns the DSN's parameters that may change a
+// result, sorted (their order changes nothing).
+func sqliteResultParams(dsn string) string {
+	i := strings.IndexByte(dsn, '?')
+	if i < 0 {
+		return ""
+	}
+	var kept []string
+	for _, kv := range strings.Split(dsn[i+1:], "&") {
+		name, _, _ := strings.Cut(kv, "=")
+		if kv != "" && !sqliteNeutralParams[strings.ToLower(name)] {
+			kept = append(kept, kv)
+		}
+	}
+	slices.Sort(kept)
+	return strings.Join(kept, "&")
 }

@@ -180,3 +180,27 @@ func identityWithoutDatabase(t *testing.T, dsn string) string {
 	}
 	return strings.Join(kept, " ")
 }
+
+// TestDatabaseIdentitySQLiteParams: one file opened with and without a
+// DSN parameter that changes results (_cslike: LIKE case-sensitive) is
+// two identities: each gets its own answer.
+func TestDatabaseIdentitySQLiteParams(t *testing.T) {
+	c := identityCache(t)
+	path := filepath.Join(t.TempDir(), "app.db")
+	sensitive := identityOpen(t, sqlite.Open("file:"+path+"?_cslike=true"), c, "Apple")
+	plain := identityOpen(t, sqlite.Open(path), c, "")
+	ctx := gormcache.WithCache(context.Background(), time.Minute)
+	count := func(db *gorm.DB) int64 {
+		var n int64
+		if err := db.Model(&identityThing{}).Where("name LIKE ?", "apple").Count(&n).Error; err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(sensitive.WithContext(ctx)); n != 0 {
+		t.Fatalf("case-sensitive LIKE counted %d; want 0", n)
+	}
+	if n := count(plain.WithContext(ctx)); n != 1 {
+		t.Fatalf("plain LIKE through the cache counted %d; want 1 (the case-sensitive handle's entry was shared)", n)
+	}
+}
