@@ -114,7 +114,9 @@ func CacheModelsFor(ttl time.Duration, models ...any) Option {
 // are read from the server and keyed too (settings.go), except a custom
 // setting (app.tenant, read by a row-security policy) given in a DSN's
 // options, which no catalog shows: processes whose DSNs give different
-// ones must not share an ID.
+// ones must not share an ID, nor SQLite processes whose DSNs set
+// different parameters that change results (_cslike, _loc), which the
+// default ID takes in.
 func DatabaseID(id string) Option { return func(p *Plugin) { p.dbID = id } }
 
 // Tenant adds a value taken from each query's context (a tenant, a schema,
