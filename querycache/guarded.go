@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +23,8 @@ type guarded struct {
 	closeOnce  sync.Once
 	lifeMu     sync.Mutex // orders a goroutine's wg.Add before Close's Wait
 	wg         sync.WaitGroup
-	beatOnce   sync.Once // startHeartbeat (heartbeat.go)
+	beatOnce   sync.Once     // startHeartbeat (heartbeat.go)
+	calls      atomic.Uint64 // calls made (call), for the heartbeat to skip a busy store's turn
 
 	server   string        // what the warnings call the store: "Redis", "PostgreSQL store"
 	logger   *slog.Logger  // nil logs nothing
@@ -62,6 +64,7 @@ func (g *guarded) call(ctx context.Context, timeout time.Duration, fn func(ctx c
 	if !g.brk.allow() {
 		return ErrStoreUnavailable
 	}
+	g.calls.Add(1)
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)

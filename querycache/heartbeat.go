@@ -28,7 +28,9 @@ import (
 //     until W's retry delivers
 //
 // So the store reads the server every Heartbeat (100 ms by default)
-// itself, through the breaker: a stall longer than BreakerFailures
+// itself, through the breaker, when it has made no call since its last
+// turn (a busy store's own calls, or the plugin's catalog watch, fail in
+// a stall already): a stall longer than BreakerFailures
 // timeouts opens the breaker of every process, idle or not, within
 // InvalidateTimeout (a failed heartbeat is retried at once, not a period
 // later).
@@ -53,11 +55,19 @@ func (g *guarded) startHeartbeat(period, timeout time.Duration, ready func() boo
 		go func() {
 			t := time.NewTicker(period)
 			defer t.Stop()
+			seen := g.calls.Load()
 			for {
 				select {
 				case <-g.closed:
 					return
 				case <-t.C:
+				}
+				// A store that made calls since the last turn (its
+				// lookups, the GORM plugin's catalog watch) has had them
+				// fail in a stall: no beat, no traffic of its own.
+				if n := g.calls.Load(); n != seen {
+					seen = n
+					continue
 				}
 				// While it fails, again at once: the breaker opens after
 				// its failures in a row, each a timeout long.
@@ -66,6 +76,7 @@ func (g *guarded) startHeartbeat(period, timeout time.Duration, ready func() boo
 						break
 					}
 				}
+				seen = g.calls.Load()
 			}
 		}()
 	})
