@@ -32,9 +32,11 @@ import (
 //   - SQLite: sqlite.Open("app.db") in two working directories names two
 //     files.
 //
-// So SQLite's identity is the main database file's full path, as SQLite
-// reports it (PRAGMA database_list), and PostgreSQL's is read from the
-// server (postgresIdentity) and put in every key with the settings.
+// So SQLite's identity is its database files as SQLite reports them
+// (PRAGMA database_list: main and attached, by full path, device and
+// inode) with the host, the driver and the DSN parameters that change
+// results (sqliteDatabaseID), and PostgreSQL's is read from the server
+// (postgresIdentity) and put in every key with the settings.
 
 // defaultDatabaseID derives an identity from the dialect and DSN, hashed so
 // that no password ends up in a key. An in-memory SQLite database, or a
@@ -88,12 +90,14 @@ func sqliteDatabaseID(ctx context.Context, cp gorm.ConnPool, d gorm.Dialector) s
 				name, file string
 			)
 			if err := rows.Scan(&seq, &name, &file); err != nil {
+				main = false
 				break
 			}
 			if name == "temp" {
 				continue // the connection's own: nothing another reads
 			}
 			if file == "" {
+				b.Release()
 				return ownDatabaseID() // in memory: no other process reaches it
 			}
 			main = main || name == "main"
@@ -104,6 +108,7 @@ func sqliteDatabaseID(ctx context.Context, cp gorm.ConnPool, d gorm.Dialector) s
 		if rows.Err() == nil && main {
 			return b.Sum().String()[:16]
 		}
+		b.Release()
 	}
 	id := defaultDatabaseID(d)
 	if strings.HasPrefix(id, "mem-") {
