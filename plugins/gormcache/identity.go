@@ -188,14 +188,9 @@ func postgresProtocol(d gorm.Dialector) string {
 		}
 	}
 	if v, ok := dialectorStruct(d); ok {
-		if f := v.FieldByName("Config"); f.IsValid() {
-			for f.Kind() == reflect.Pointer && !f.IsNil() {
-				f = f.Elem()
-			}
-			if f.Kind() == reflect.Struct {
-				if g := f.FieldByName("PreferSimpleProtocol"); g.IsValid() && g.Kind() == reflect.Bool && g.Bool() {
-					mode = "simple_protocol"
-				}
+		if c, ok := dialectorConfig(v); ok {
+			if g := c.FieldByName("PreferSimpleProtocol"); g.IsValid() && g.Kind() == reflect.Bool && g.Bool() {
+				mode = "simple_protocol"
 			}
 		}
 	}

@@ -305,17 +305,23 @@ func dsnOf(d gorm.Dialector) string {
 	if s := stringField(v, "DSN"); s != "" {
 		return s
 	}
-	if f := v.FieldByName("Config"); f.IsValid() {
-		for f.Kind() == reflect.Pointer && !f.IsNil() {
-			f = f.Elem()
-		}
-		if f.Kind() == reflect.Struct {
-			if g := f.FieldByName("DSN"); g.IsValid() && g.Kind() == reflect.String {
-				return g.String()
-			}
-		}
+	if c, ok := dialectorConfig(v); ok {
+		return stringField(c, "DSN")
 	}
 	return ""
+}
+
+// dialectorConfig is the struct of the Config field of a dialector's
+// struct v (postgres.Dialector.Config, through its pointer), if any.
+func dialectorConfig(v reflect.Value) (reflect.Value, bool) {
+	f := v.FieldByName("Config")
+	if !f.IsValid() {
+		return f, false
+	}
+	for f.Kind() == reflect.Pointer && !f.IsNil() {
+		f = f.Elem()
+	}
+	return f, f.Kind() == reflect.Struct
 }
 
 // dialectorStruct is the struct a dialector is, or points to (through

@@ -7,7 +7,6 @@ import (
 
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 	"querycache.dev/internal/testenv"
 	"querycache.dev/plugins/gormcache"
 )
@@ -23,13 +22,7 @@ func TestSimpleProtocolKeyedApart(t *testing.T) {
 	dsn := testenv.PostgresSchema(t)
 	c := identityCache(t)
 	open := func(simple bool) *gorm.DB {
-		db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn, PreferSimpleProtocol: simple}), &gorm.Config{Logger: logger.Discard})
-		if err != nil {
-			testenv.Unavailable(t, "PostgreSQL", err)
-		}
-		sqlDB, _ := db.DB()
-		t.Cleanup(func() { sqlDB.Close() })
-		return db
+		return pgOpenQuiet(t, postgres.New(postgres.Config{DSN: dsn, PreferSimpleProtocol: simple}))
 	}
 	ext, simple := open(false), open(true)
 	must(t, ext.Exec("CREATE TABLE proto_rows (id bigint PRIMARY KEY, name text)").Error)

@@ -20,14 +20,23 @@ import (
 // processes (here two *gorm.DB on one cache) with one DatabaseID, or with
 // PGOPTIONS set for one of them, shared entries.
 
-func settingsOpen(t *testing.T, dsn string, c *querycache.Cache, opts ...gormcache.Option) *gorm.DB {
+// pgOpenQuiet opens d with GORM's logger silent, closed when t ends; a
+// PostgreSQL that cannot be reached skips t (fails it under
+// QUERYCACHE_REQUIRE_SERVICES=1).
+func pgOpenQuiet(t *testing.T, d gorm.Dialector) *gorm.DB {
 	t.Helper()
-	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	db, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		testenv.Unavailable(t, "PostgreSQL", err)
 	}
 	sqlDB, _ := db.DB()
 	t.Cleanup(func() { sqlDB.Close() })
+	return db
+}
+
+func settingsOpen(t *testing.T, dsn string, c *querycache.Cache, opts ...gormcache.Option) *gorm.DB {
+	t.Helper()
+	db := pgOpenQuiet(t, postgres.Open(dsn))
 	must(t, db.Use(gormcache.New(c, opts...)))
 	return db
 }
@@ -51,12 +60,7 @@ func settingsNullEquals(t *testing.T, a, b *gorm.DB) {
 
 func settingsTable(t *testing.T, dsn string) {
 	t.Helper()
-	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
+	db := pgOpenQuiet(t, postgres.Open(dsn))
 	must(t, db.Exec("CREATE TABLE null_rows (id int PRIMARY KEY, name text)").Error)
 	must(t, db.Exec("INSERT INTO null_rows VALUES (1, NULL), (2, 'x')").Error)
 }

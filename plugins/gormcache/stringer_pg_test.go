@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 	"querycache.dev/internal/testenv"
 	"querycache.dev/plugins/gormcache"
 )
@@ -27,12 +25,7 @@ func (s pgSize) String() string { return map[pgSize]string{1: "large"}[s] }
 // protobuf enums have this shape).
 func TestStringerEnumsPostgres(t *testing.T) {
 	dsn := testenv.PostgresSchema(t)
-	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
+	db := pgOpenQuiet(t, postgres.Open(dsn))
 	must(t, db.Exec("CREATE TABLE enum_rows (id int PRIMARY KEY, name text)").Error)
 	must(t, db.Exec("INSERT INTO enum_rows VALUES (1, 'red'), (2, 'large')").Error)
 	must(t, db.Use(gormcache.New(identityCache(t))))
