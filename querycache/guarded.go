@@ -20,6 +20,8 @@ type guarded struct {
 	recoverMu  sync.Mutex
 	recoverFns []func()
 	closed     chan struct{}
+	life       context.Context // ends when Close begins: the context of the store's own calls
+	endLife    context.CancelFunc
 	closeOnce  sync.Once
 	lifeMu     sync.Mutex // orders a goroutine's wg.Add before Close's Wait
 	wg         sync.WaitGroup
@@ -33,7 +35,10 @@ type guarded struct {
 	answered func(error) bool
 }
 
-func newGuarded() guarded { return guarded{closed: make(chan struct{})} }
+func newGuarded() guarded {
+	life, end := context.WithCancel(context.Background())
+	return guarded{closed: make(chan struct{}), life: life, endLife: end}
+}
 
 // setup gives the guard the store's options: failures in a row that open
 // the breaker, the probe and its interval, and which errors are answers
@@ -183,12 +188,35 @@ func (g *guarded) startProbe() {
 }
 
 // close ends the store's life: the prober and the store's goroutines are
-// told, and waited for. Later calls return at once.
+// told (their calls' context, life, ends), and waited for, at most
+// closeWait. Later calls return at once.
+//
+// The wait is bounded because go-redis does not end a call in flight when
+// its context is cancelled, only at its deadline: a probe that started
+// while the server was stopped held Close for the probe's timeout
+// (InvalidateTimeout, 30 s if so configured), a shutdown held by the
+// outage it should leave behind (TestCloseDuringProbeOfStoppedRedis). A
+// goroutine still running then ends on its own at its call's deadline.
 func (g *guarded) close() {
 	g.closeOnce.Do(func() {
 		g.lifeMu.Lock()
 		close(g.closed)
 		g.lifeMu.Unlock()
-		g.wg.Wait()
+		g.endLife()
+		waited := make(chan struct{})
+		go func() {
+			g.wg.Wait()
+			close(waited)
+		}()
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-waited:
+		case <-t.C:
+		}
 	})
 }
+
+// closeWait bounds how long Close waits for a store's goroutines (and the
+// two-level store's subscription) to stop.
+const closeWait = time.Second

@@ -72,7 +72,7 @@ func (g *guarded) startHeartbeat(period, timeout time.Duration, ready func() boo
 				// While it fails, again at once: the breaker opens after
 				// its failures in a row, each a timeout long.
 				for g.brk.allow() && !g.isClosed() && (ready == nil || ready()) {
-					if g.call(context.Background(), timeout, ping) == nil {
+					if g.call(g.life, timeout, ping) == nil {
 						break
 					}
 				}

@@ -234,3 +234,39 @@ func TestHeartbeatCloseWhileStalled(t *testing.T) {
 		t.Fatal("Close did not return while Redis was stopped")
 	}
 }
+
+// TestCloseDuringProbeOfStoppedRedis: Close returns promptly while the
+// breaker's prober waits on a stopped Redis. The probe is bounded by
+// InvalidateTimeout (30 s here), and go-redis ends a call in flight only
+// at its deadline, not when its context is cancelled: Close waited for
+// the prober, and so for the probe, and a shutdown was held by the outage
+// it should leave behind. Seen as TestTieredCloseDuringPause failing in
+// CI once the heartbeat opened the breaker of an idle store.
+func TestCloseDuringProbeOfStoppedRedis(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ReadTimeout: -1})
+	t.Cleanup(func() { client.Close() })
+	st := querycache.NewRedisStore(client, querycache.RedisOptions{InvalidateTimeout: 30 * time.Second, BreakerProbe: 50 * time.Millisecond})
+	c, err := querycache.New(querycache.Options{Store: st, Prefix: "probeclose:"})
+	must(t, err)
+	time.Sleep(200 * time.Millisecond) // heartbeats on a connection
+	must(t, syscall.Kill(srv.Pid(), syscall.SIGSTOP))
+	defer func() { _ = syscall.Kill(srv.Pid(), syscall.SIGCONT) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !st.BreakerOpen() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !st.BreakerOpen() {
+		t.Fatal("the breaker did not open while Redis was stopped")
+	}
+	time.Sleep(300 * time.Millisecond) // a probe waits on the stopped server
+	done := make(chan time.Duration, 1)
+	start := time.Now()
+	go func() { c.Close(); done <- time.Since(start) }()
+	select {
+	case d := <-done:
+		t.Logf("Close took %v", d)
+	case <-time.After(10 * time.Second): // the probe would hold it 30 s
+		t.Fatal("Close waited for a probe of the stopped Redis")
+	}
+}

@@ -497,7 +497,7 @@ func (s *PostgresStore) probe() bool { return s.probeWithin(s.opts.InvalidateTim
 
 // probeWithin is probe with the time its statement may take.
 func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(s.life, timeout)
 	defer cancel()
 	names := s.epochNames()
 	if len(names) == 0 {
@@ -837,14 +837,7 @@ func (s *PostgresStore) sweepLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(s.opts.SweepInterval, 10*time.Second))
-		go func() {
-			select {
-			case <-s.closed:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := context.WithTimeout(s.life, max(s.opts.SweepInterval, 10*time.Second))
 		_, err := s.Sweep(ctx)
 		cancel()
 		if err != nil && !errors.Is(err, context.Canceled) {

@@ -268,7 +268,7 @@ func (s *RedisStore) probe() bool { return s.probeWithin(s.opts.InvalidateTimeou
 
 // probeWithin is probe with the time its round trips may take.
 func (s *RedisStore) probeWithin(timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(s.life, timeout)
 	defer cancel()
 	if err := s.ident.probe(ctx, s); err != nil {
 		return false
