@@ -113,6 +113,17 @@ type Options struct {
 	// stall and served what the write changed until the engine's retry.
 	// Default: 1s (the Redis store's InvalidateTimeout).
 	InvalidateTimeout time.Duration
+	// Heartbeat is how often the store asks every server for its version
+	// when it has made no call since its last turn, so that a process
+	// idle during a stall finds the servers stalled too: its breaker
+	// opens, and it replaces the epoch before it uses them again, instead
+	// of serving, from the moment they resume, what a write made during
+	// the stall changed (its invalidation pending in the writer until the
+	// writer's retry). A failed beat is tried again at once, so the
+	// breaker opens within BreakerFailures × Timeout: keep Heartbeat plus
+	// that within InvalidateTimeout (the defaults: 100 ms + 5 × 100 ms,
+	// within 1 s). Default: 100ms; -1 turns it off.
+	Heartbeat time.Duration
 	// MaxItemBytes is the servers' item size limit (memcached -I),
 	// counting the key and Memcached's item header. A larger value is
 	// refused before it is sent. Default: 1 MiB, Memcached's default.
@@ -141,6 +152,10 @@ type Store struct {
 	closed atomic.Bool
 	brk    breaker
 
+	calls    atomic.Uint64 // calls made (do): the heartbeat skips a busy store's turn
+	beatOnce sync.Once
+	stop     chan struct{} // closed by Close: ends the heartbeat
+
 	// servers is the server list of a client the store made (nil for
 	// Options.Client): boot.go sends an epoch to the server its key is on.
 	servers *memcache.ServerList
@@ -163,7 +178,7 @@ var ErrClosed = errors.New("memcached: the store is closed")
 // inline. Servers that cannot be reached are not an error: every call
 // fails until they answer, and the engine goes to the database meanwhile.
 func New(opts Options) *Store {
-	s := &Store{}
+	s := &Store{stop: make(chan struct{})}
 	if err := opts.check(); err != nil {
 		s.err = err
 		return s
@@ -185,6 +200,9 @@ func New(opts Options) *Store {
 	}
 	if opts.InvalidateTimeout == 0 {
 		opts.InvalidateTimeout = time.Second
+	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 100 * time.Millisecond
 	}
 	s.opts = opts
 	s.brk = breaker{threshold: int32(opts.BreakerFailures), probe: int64(opts.BreakerProbe)}
@@ -233,6 +251,9 @@ func (o *Options) check() error {
 	}
 	if o.InvalidateTimeout < 0 {
 		return fmt.Errorf("memcached: Options.InvalidateTimeout is %v; use a positive duration, or 0 for 1s", o.InvalidateTimeout)
+	}
+	if o.Heartbeat < 0 && o.Heartbeat != -1 {
+		return fmt.Errorf("memcached: Options.Heartbeat is %v; use a positive duration, 0 for 100ms, or -1 for none", o.Heartbeat)
 	}
 	if o.MaxItemBytes < 0 || (o.MaxItemBytes > 0 && o.MaxItemBytes < 1024) {
 		return fmt.Errorf("memcached: Options.MaxItemBytes is %d; use the servers' -I limit in bytes (at least 1024), or 0 for 1 MiB", o.MaxItemBytes)
@@ -386,6 +407,7 @@ func serverRefused(err error) bool {
 
 // do runs one client operation and records its outcome in the breaker.
 func (s *Store) do(fn func() error) error {
+	s.calls.Add(1)
 	err := fn()
 	s.brk.record(answered(err))
 	return err
@@ -821,7 +843,13 @@ func (s *Store) swapFromNothing(ek string, value []byte, exp int32) error {
 // and the idle connections of a client New made are closed. A client
 // passed in Options.Client is left open. Closing twice does nothing.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) || !s.own || s.client == nil {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.stop != nil {
+		close(s.stop)
+	}
+	if !s.own || s.client == nil {
 		return nil
 	}
 	_ = s.client.Close()

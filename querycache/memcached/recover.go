@@ -13,6 +13,7 @@ import (
 // BindNamespace tells the store the namespace of a querycache.Cache using
 // it (querycache.New calls it): a recovery replaces that namespace's epoch.
 func (s *Store) BindNamespace(ns keys.Namespace) {
+	s.startHeartbeat()
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
 	for _, n := range s.nss {
