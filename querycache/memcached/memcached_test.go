@@ -458,6 +458,7 @@ func TestConfigErrors(t *testing.T) {
 		{"breaker", memcached.Options{BreakerFailures: -2}, "BreakerFailures"},
 		{"probe", memcached.Options{BreakerProbe: -1}, "BreakerProbe"},
 		{"invalidate timeout", memcached.Options{InvalidateTimeout: -1}, "InvalidateTimeout"},
+		{"heartbeat", memcached.Options{Heartbeat: -2}, "Heartbeat"},
 		{"servers", memcached.Options{Servers: []string{"no-port"}}, "Servers"},
 	}
 	for _, tc := range cases {
