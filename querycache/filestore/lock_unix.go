@@ -24,7 +24,11 @@ type stripe struct {
 	// callers fail at once instead of each waiting LockTimeout behind it,
 	// and each leaving a goroutine blocked on mu until the holder goes on
 	// (TestHostile27TimedOutCallsLeakGoroutines: one per call).
-	stuck  atomic.Bool
+	stuck atomic.Bool
+	// heldAt is when mu was last taken (Unix nanoseconds): a call queued
+	// behind this process's goroutines gives up only on a holder that
+	// has held it for LockTimeout, not on a line that moves.
+	heldAt atomic.Int64
 	closed <-chan struct{} // the store's: the last holder after Close closes fd
 }
 
@@ -35,7 +39,7 @@ func (st *stripe) init(closed <-chan struct{}) { st.fd, st.closed = -1, closed }
 // fails with a *LockTimeoutError after that (at once while the stripe is
 // stuck), or with ctx's error when ctx ends first. Behind this process's
 // own goroutines it waits past wait as long as the line moves: it gives
-// up only once the stripe is stuck.
+// up once the stripe is stuck, or its holder has held it for LockTimeout.
 //
 // The wait is bounded because a process stopped (SIGSTOP, a debugger, a
 // frozen container) while it held a stripe's lock file holds it until it
@@ -57,14 +61,16 @@ func (s *Store) lock(ctx context.Context, i int, wait time.Duration) (*stripe, e
 		deadline = time.Now().Add(wait)
 	}
 	try := wait != waitForever && wait <= 0 // no wait at all: a sweep only tries
-	if !st.mu.TryLock() {
+	if st.mu.TryLock() {
+		st.heldAt.Store(time.Now().UnixNano())
+	} else {
 		if try {
 			return nil, s.timedOut(i, wait)
 		}
 		// Another goroutine holds it, for a rename or waiting for
 		// another process.
 		err := s.waitFor(ctx, st, i, wait, deadline, false,
-			func() error { st.mu.Lock(); return nil },
+			func() error { st.mu.Lock(); st.heldAt.Store(time.Now().UnixNano()); return nil },
 			func(error) { st.release() })
 		if err != nil {
 			return nil, err.(*givenUp).err // acquire (Lock) fails never
@@ -192,12 +198,14 @@ func (s *Store) waitFor(ctx context.Context, st *stripe, i int, wait time.Durati
 				t.Reset(step)
 				continue
 			}
-			if !file && !st.stuck.Load() {
-				// A queue of this process's goroutines, each holding the
+			if !file && !st.stuck.Load() && time.Since(time.Unix(0, st.heldAt.Load())) < s.opts.LockTimeout {
+				// A line of this process's goroutines, each holding the
 				// stripe for a rename (with Sync, two fsyncs), is no
-				// stopped process: only a holder stuck on the lock file
-				// ends the wait (TestHostile27InProcessQueueIsNotAStoppedProcess
-				// failed under load: 1 of 1024 Puts waited 2 s in line).
+				// stopped process: the wait goes on while the line moves,
+				// and ends on a holder stuck on the lock file, or one
+				// that has held the stripe for LockTimeout (a hung disk).
+				// TestHostile27InProcessQueueIsNotAStoppedProcess failed
+				// under load: 1 of 1024 Puts waited 2 s in line.
 				t.Reset(stuckPoll(s.opts.LockTimeout))
 				continue
 			}
@@ -220,7 +228,7 @@ func (s *Store) waitFor(ctx context.Context, st *stripe, i int, wait time.Durati
 }
 
 // stuckPoll is how often a call queued on a stripe's mutex past its wait
-// looks whether the holder is stuck on the lock file.
+// looks whether the holder is stuck.
 func stuckPoll(lockTimeout time.Duration) time.Duration {
 	return min(lockTimeout/20, 50*time.Millisecond)
 }
