@@ -40,3 +40,24 @@ func TestStringerKeyed(t *testing.T) {
 		t.Error("a slice of enums was not keyed")
 	}
 }
+
+// TestPKNamesNoRowOfAStringer: a value of a named type with a String
+// method names no row (pgx sends it to a text key as its String, to a
+// number's as its integer), while its Valuer form, and plain integers,
+// still do.
+func TestPKNamesNoRowOfAStringer(t *testing.T) {
+	type color int32
+	if _, ok := PK(keyColor(1)); ok {
+		t.Error("keys.PK named a row by a fmt.Stringer's integer")
+	}
+	c := keyColor(1)
+	if _, ok := PK(&c); ok {
+		t.Error("keys.PK named a row by a pointer to a fmt.Stringer")
+	}
+	if s, ok := PK(color(7)); !ok || s != "7" {
+		t.Errorf("PK(color(7)) = %q %v, want 7", s, ok)
+	}
+	if text, stringer, stable := StringerText(keyColor(1)); !stringer || !stable || text != "red" {
+		t.Errorf("StringerText = %q %v %v", text, stringer, stable)
+	}
+}

@@ -137,7 +137,7 @@ func appendReflect(buf []byte, rv reflect.Value, depth int) ([]byte, bool) {
 	if depth > maxValueDepth {
 		return buf, false
 	}
-	if k := rv.Kind(); k != reflect.Pointer && k != reflect.Interface && rv.Type() != timeType && rv.Type().Implements(stringerType) && rv.CanInterface() {
+	if isStringer(rv) {
 		// pgx sends a fmt.Stringer to a text parameter as its String()
 		// (TextCodec), and as its underlying value to a number's: two
 		// enums, Color(1) "red" and Size(1) "large", keyed by their
@@ -210,6 +210,42 @@ var (
 	stringerType = reflect.TypeFor[fmt.Stringer]()
 	timeType     = reflect.TypeFor[time.Time]()
 )
+
+// isStringer reports whether rv is a value pgx may send as its String():
+// a named type with a String method, not a pointer or an interface (their
+// element is looked at) and not a time.Time.
+func isStringer(rv reflect.Value) bool {
+	k := rv.Kind()
+	return k != reflect.Pointer && k != reflect.Interface && rv.Type() != timeType && rv.Type().Implements(stringerType) && rv.CanInterface()
+}
+
+// StringerText reports whether v (through pointers) is a value of a named
+// type with a String method, other than a time.Time or a driver.Valuer,
+// which pgx sends to a text, date or time parameter as its String() and
+// to a number's as its underlying value (SQLite's database/sql converts
+// it to the latter). It returns that text, and whether two calls of
+// String agree. Whatever reads a bound value's meaning (a primary key's
+// row, a word such as 'now') must look at both readings.
+func StringerText(v any) (text string, stringer, stable bool) {
+	if _, ok := v.(driver.Valuer); ok {
+		return "", false, false
+	}
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
+	if !rv.IsValid() || !isStringer(rv) {
+		return "", false, false
+	}
+	defer func() {
+		if recover() != nil {
+			text, stable = "", false
+		}
+	}()
+	s := rv.Interface().(fmt.Stringer)
+	text = s.String()
+	return text, true, s.String() == text
+}
 
 // appendStringer appends tagStringer, rv's type and its String(), if two
 // calls of it agree.

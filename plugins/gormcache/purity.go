@@ -298,6 +298,14 @@ func timeWord(v any) bool {
 	case []byte: // not copied: a blob may be large
 		return hasTimeWord(x)
 	}
+	// pgx sends a named type with a String method to a timestamp
+	// parameter as its String(): an enum whose String is "now" read the
+	// clock, and its count was cached (a hostile run, issue 8's
+	// forty-second session). A String that changes from call to call
+	// may read it too.
+	if text, stringer, stable := keys.StringerText(v); stringer && (!stable || hasTimeWord(text)) {
+		return true
+	}
 	s, ok := boundText(v)
 	return ok && hasTimeWord(s)
 }
