@@ -162,7 +162,9 @@ func New(opts Options) (*Cache, error) {
 	if b, ok := opts.Store.(interface{ bindMaxEntry(int) }); ok {
 		b.bindMaxEntry(c.maxSize)
 	}
-	if r, ok := opts.Store.(interface{ OnRecover(func()) }); ok {
+	if r, ok := opts.Store.(interface{ onRecoverFor(any, func()) }); ok {
+		r.onRecoverFor(c, c.retryNow) // taken back by Close
+	} else if r, ok := opts.Store.(interface{ OnRecover(func()) }); ok {
 		r.OnRecover(c.retryNow)
 	}
 	acquireStore(opts.Store) // closed by the last cache using it (misconfig.go)
@@ -183,14 +185,18 @@ func (c *Cache) Store() Store { return c.store }
 // from the database, storing nothing (counted as the "closed" bypass);
 // Get, Set and the invalidations return ErrClosed. Close may be called
 // more than once (or concurrently with lookups); later calls return nil.
+// Invalidations still pending (the store did not take them) are tried
+// once more, and what stays undelivered is logged; Close waits a second
+// at most for the retry in progress, and for the store's goroutines.
 func (c *Cache) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.shut.Store(true)
 		close(c.closed)
 		c.retryOnce.Do(func() {}) // no retry loop starts after Close
-		if c.retryDone != nil {
-			<-c.retryDone
+		c.endRetries()            // invalidate.go
+		if r, ok := c.store.(interface{ dropRecover(any) }); ok {
+			r.dropRecover(c)
 		}
 		if releaseStore(c.store) {
 			err = c.store.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +19,7 @@ import (
 type guarded struct {
 	brk        breaker
 	recoverMu  sync.Mutex
-	recoverFns []func()
+	recoverFns []recoverFn
 	closed     chan struct{}
 	life       context.Context // ends when Close begins: the context of the store's own calls
 	endLife    context.CancelFunc
@@ -51,12 +52,32 @@ func (g *guarded) setup(server string, logger *slog.Logger, failures int, every 
 // onRecover registers fn to run, on the prober's goroutine, each time the
 // breaker closes again. A nil fn is ignored: called when the store came
 // back, it ended the process (TestOnRecoverNilAndPanicking).
-func (g *guarded) onRecover(fn func()) {
+func (g *guarded) onRecover(fn func()) { g.onRecoverFor(nil, fn) }
+
+// recoverFn is a recovery function and the Cache that registered it (nil
+// for one registered by OnRecover).
+type recoverFn struct {
+	owner any
+	fn    func()
+}
+
+// onRecoverFor is onRecover for a Cache, which takes its function back
+// when it closes (dropRecover): a closed Cache stayed reachable from a
+// long-lived store through it, and every recovery ran one function per
+// cache ever made (TestHostileL1ClosedCachesRetainedByStore).
+func (g *guarded) onRecoverFor(owner any, fn func()) {
 	if fn == nil {
 		return
 	}
 	g.recoverMu.Lock()
-	g.recoverFns = append(g.recoverFns, fn)
+	g.recoverFns = append(g.recoverFns, recoverFn{owner, fn})
+	g.recoverMu.Unlock()
+}
+
+// dropRecover removes the recovery functions owner registered.
+func (g *guarded) dropRecover(owner any) {
+	g.recoverMu.Lock()
+	g.recoverFns = slices.DeleteFunc(g.recoverFns, func(r recoverFn) bool { return r.owner == owner })
 	g.recoverMu.Unlock()
 }
 
@@ -96,10 +117,10 @@ func (g *guarded) call(ctx context.Context, timeout time.Duration, fn func(ctx c
 func (g *guarded) recovered() {
 	d := g.brk.close()
 	g.recoverMu.Lock()
-	fns := append([]func(){}, g.recoverFns...)
+	fns := slices.Clone(g.recoverFns)
 	g.recoverMu.Unlock()
-	for _, fn := range fns {
-		runRecovery(fn, g.logger)
+	for _, r := range fns {
+		runRecovery(r.fn, g.logger)
 	}
 	g.logWarn("querycache: "+g.server+" answers again; cache back in use", "bypassed_for", d)
 }
@@ -216,6 +237,9 @@ func (g *guarded) close() {
 		}
 	})
 }
+
+// closedStore reports whether the store's Close has begun (checkStore).
+func (g *guarded) closedStore() bool { return g.isClosed() }
 
 // closeWait bounds how long Close waits for a store's goroutines (and the
 // two-level store's subscription) to stop.

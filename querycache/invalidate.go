@@ -496,6 +496,7 @@ func (c *Cache) retryLoop() {
 			continue
 		case <-t.C:
 		}
+		start := time.Now()
 		c.deliverPending()
 		backingOff = c.pending.len() > 0
 		if backingOff {
@@ -503,7 +504,71 @@ func (c *Cache) retryLoop() {
 		} else {
 			wait = c.retry
 		}
+		if backingOff && time.Since(start) >= c.retryMin {
+			// The store held the attempt (CLIENT PAUSE WRITE during a
+			// failover, a stall) rather than refusing it: again at
+			// once, so that one is in flight when the store resumes.
+			// Backing off between held attempts left gaps of up to a
+			// second with none: a pause ending in one had nothing to
+			// deliver until the next, while an idle reader's heartbeat
+			// (a read, which the pause answers) kept its breaker closed
+			// and it served what the write changed
+			// (TestHostileL1LongPauseWriteIdleReader: 109 to 127 stale
+			// reads up to 874 ms after the pause).
+			t.Reset(0)
+			continue
+		}
 		t.Reset(wait)
+	}
+}
+
+// endRetries ends the retry loop (Close has closed c.closed) and tries
+// once more to deliver what is still pending: a write whose invalidation
+// a short cut kept pending, and the cache closed before the next retry,
+// left other processes serving what the write changed until their
+// entries expired (TestHostileL1ClosePartitionedWriterDropsPending). The
+// loop is waited for at most closeWait (a retry held by a lock or a
+// paused server held Close for InvalidateTimeout:
+// TestHostileL1PgCloseHeldByPendingRetry); the last try, made only when
+// the loop has ended, at most closeWait too. What is left undelivered is
+// logged.
+func (c *Cache) endRetries() {
+	if c.retryDone == nil {
+		return
+	}
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-c.retryDone:
+	case <-t.C:
+		c.warnUndelivered(errors.New("a retry was still in progress"))
+		return
+	}
+	snap := c.pending.snapshot()
+	if len(snap) == 0 {
+		return
+	}
+	names := make([]string, 0, len(snap))
+	for n := range snap {
+		names = append(names, n)
+	}
+	// Not marked retryDelivery: the store may probe an open breaker for
+	// it (heal), its prober being about to stop. Its recovery's
+	// retryNow returns at once on a closed cache; deliverMu is not held.
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	err := c.store.Bump(ctx, names)
+	cancel()
+	if err == nil {
+		c.pending.done(snap)
+		return
+	}
+	c.warnUndelivered(err)
+}
+
+// warnUndelivered logs the invalidations Close leaves undelivered.
+func (c *Cache) warnUndelivered(err error) {
+	if n := c.pending.len(); n > 0 {
+		c.warn(context.Background(), "querycache: Close left invalidations undelivered; other processes may serve what they changed until the store's epoch is replaced or their entries expire", err, "versions", n)
 	}
 }
 

@@ -102,6 +102,12 @@ func checkStore(s Store) error {
 	if z, ok := s.(interface{ unbuilt() string }); ok && z.unbuilt() != "" {
 		return fmt.Errorf("querycache.New: Options.Store is a zero %T, not built by its constructor; use querycache.%s", s, z.unbuilt())
 	}
+	// A closed shared store has no prober and no heartbeat: a cache on it
+	// was left with a breaker that never closed by itself, and a stall
+	// it never noticed (TestHostileL1NewCacheOnClosedStoreLosesWritesForGood).
+	if c, ok := s.(interface{ closedStore() bool }); ok && c.closedStore() {
+		return fmt.Errorf("querycache.New: Options.Store (%T) is closed, by its own Close or by the Close of the last cache using it; build a new one with its constructor", s)
+	}
 	return nil
 }
 

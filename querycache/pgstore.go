@@ -493,11 +493,18 @@ func (s *PostgresStore) call(ctx context.Context, timeout time.Duration, fn func
 // breaker and runs the recovery functions. The epoch is replaced because
 // an outage may have hidden invalidations this process never saw fail
 // (another process's, undelivered), as the Redis store does.
-func (s *PostgresStore) probe() bool { return s.probeWithin(s.opts.InvalidateTimeout) }
+func (s *PostgresStore) probe() bool { return s.probeWithin(s.life, s.opts.InvalidateTimeout) }
+
+// healProbe is the probe a write makes through the open breaker (heal):
+// not ended by Close, unlike the prober's, as an invalidation after Close
+// is still sent once (TestInvalidationAfterCloseHealsBreaker).
+func (s *PostgresStore) healProbe(timeout time.Duration) bool {
+	return s.probeWithin(context.Background(), timeout)
+}
 
 // probeWithin is probe with the time its statement may take.
-func (s *PostgresStore) probeWithin(timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(s.life, timeout)
+func (s *PostgresStore) probeWithin(ctx context.Context, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	names := s.epochNames()
 	if len(names) == 0 {
@@ -525,7 +532,7 @@ func (s *PostgresStore) epochNames() []string {
 // already, serve what it changed.
 func (s *PostgresStore) heal(ctx context.Context) {
 	if s.err == nil {
-		s.brk.heal(ctx, s.opts.HealWait, s.opts.InvalidateTimeout, s.probeWithin)
+		s.brk.heal(ctx, s.opts.HealWait, s.opts.InvalidateTimeout, s.healProbe)
 	}
 }
 

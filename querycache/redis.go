@@ -264,11 +264,18 @@ func (s *RedisStore) call(ctx context.Context, timeout time.Duration, fn func(ct
 // probe checks that Redis answers a write (a replica answers PING but
 // refuses writes) and, when it does, runs the recovery functions and
 // closes the breaker.
-func (s *RedisStore) probe() bool { return s.probeWithin(s.opts.InvalidateTimeout) }
+func (s *RedisStore) probe() bool { return s.probeWithin(s.life, s.opts.InvalidateTimeout) }
+
+// healProbe is the probe a write makes through the open breaker (heal):
+// not ended by Close, unlike the prober's, as an invalidation after Close
+// is still sent once (TestInvalidationAfterCloseHealsBreaker).
+func (s *RedisStore) healProbe(timeout time.Duration) bool {
+	return s.probeWithin(context.Background(), timeout)
+}
 
 // probeWithin is probe with the time its round trips may take.
-func (s *RedisStore) probeWithin(timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(s.life, timeout)
+func (s *RedisStore) probeWithin(ctx context.Context, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := s.ident.probe(ctx, s); err != nil {
 		return false
@@ -510,7 +517,7 @@ func (s *RedisStore) bump(ctx context.Context, versions []string, channel string
 		return nil
 	}
 	if s.err == nil {
-		s.brk.heal(ctx, s.opts.HealWait, s.opts.InvalidateTimeout, s.probeWithin) // a write does not wait for the next probe
+		s.brk.heal(ctx, s.opts.HealWait, s.opts.InvalidateTimeout, s.healProbe) // a write does not wait for the next probe
 	}
 	return s.call(ctx, s.opts.InvalidateTimeout, func(ctx context.Context) error {
 		p := s.client.Pipeline()

@@ -123,6 +123,8 @@ type tieredL2 interface {
 	bindNamespace(ns keys.Namespace)
 	bindMaxEntry(n int)
 	OnRecover(fn func())
+	onRecoverFor(owner any, fn func())
+	dropRecover(owner any)
 	// channelFor returns the broadcast channel of a name (a key prefix +
 	// tieredChannel), as the second level spells it.
 	channelFor(name string) string
@@ -222,6 +224,11 @@ func newTiered(l2 tieredL2, opts TieredOptions) *TieredStore {
 	// any Cache registers its own, so L1 is empty before the Cache
 	// delivers what it kept.
 	l2.OnRecover(func() { t.clearL1(keepSub) })
+	// L2 is closed by the last of its users, this store among them: a
+	// cache on L2 itself (a worker's KV beside the two-level cache) lost
+	// its prober and heartbeat when this store's Close closed L2 under
+	// it (TestHostileL1TieredCloseClosesL2UnderPlainCache).
+	acquireStore(l2)
 	return t
 }
 
@@ -233,6 +240,13 @@ func weighL1(key string, it l1Item) uint32 {
 
 // Err reports a configuration error of NewTieredStore, or nil.
 func (t *TieredStore) Err() error { return t.err }
+
+// closedStore reports whether Close has begun (checkStore).
+func (t *TieredStore) closedStore() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
 
 // L2 returns the second level when it is a RedisStore, or nil.
 func (t *TieredStore) L2() *RedisStore {
@@ -336,6 +350,19 @@ func (t *TieredStore) OnRecover(fn func()) {
 		return
 	}
 	t.l2.OnRecover(fn)
+}
+
+// onRecoverFor and dropRecover are OnRecover for a Cache (guarded.go).
+func (t *TieredStore) onRecoverFor(owner any, fn func()) {
+	if t.err == nil {
+		t.l2.onRecoverFor(owner, fn)
+	}
+}
+
+func (t *TieredStore) dropRecover(owner any) {
+	if t.err == nil {
+		t.l2.dropRecover(owner)
+	}
 }
 
 // Fetch implements Store.
@@ -672,7 +699,8 @@ func (t *TieredStore) clearL1(sub subState) {
 }
 
 // Close implements Store: it stops the subscription, empties L1 and
-// closes L2 (the Redis client stays open: it belongs to the caller).
+// closes L2 unless a Cache still uses L2 itself (the Redis client stays
+// open: it belongs to the caller).
 func (t *TieredStore) Close() error {
 	if t.err != nil {
 		return nil
@@ -703,7 +731,11 @@ func (t *TieredStore) Close() error {
 			close(stopped)
 		}()
 		l2closed := make(chan error, 1)
-		go func() { l2closed <- t.l2.Close() }()
+		if releaseStore(t.l2) {
+			go func() { l2closed <- t.l2.Close() }()
+		} else {
+			l2closed <- nil
+		}
 		wait := time.NewTimer(closeWait)
 		select {
 		case <-stopped:
