@@ -324,7 +324,11 @@ func TestRedisServerChangeCountedWhenTheCheckReplyIsLost(t *testing.T) {
 		defer logMu.Unlock()
 		return logs.Write(p)
 	}), nil))
-	store := querycache.NewRedisStore(client, querycache.RedisOptions{BreakerProbe: 20 * time.Millisecond, Logger: logger})
+	// testenv.StoreTimeout, not the 100 ms default: under CI's load the
+	// first connection's own check timed out for real (its change then
+	// counted only by a later connection), and the test read 0 changes
+	// where it wants 1 before the lost reply it is about.
+	store := querycache.NewRedisStore(client, querycache.RedisOptions{BreakerProbe: 20 * time.Millisecond, Timeout: testenv.StoreTimeout, Logger: logger})
 	c, err := querycache.New(querycache.Options{Store: store, Prefix: "lost:"})
 	if err != nil {
 		t.Fatal(err)
