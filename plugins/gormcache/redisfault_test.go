@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,9 +53,38 @@ func faultClient(t *testing.T, addr string) *redis.Client {
 	return c
 }
 
+// dialGate is a client hook that refuses every new connection while
+// shut is set (existing connections are left alone): nothing of the
+// store's reaches a restarted server before the test has looked at it.
+type dialGate struct{ shut *atomic.Bool }
+
+var errDialGated = errors.New("dial refused by the test's gate")
+
+func (g dialGate) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if g.shut.Load() {
+			return nil, errDialGated
+		}
+		return next(ctx, network, addr)
+	}
+}
+
+func (g dialGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (g dialGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
 // faultEnv builds an environment on database d whose store is a RedisStore
 // on addr, with short timeouts and a fast breaker probe and retry.
 func faultEnv(t *testing.T, d dbKind, addr string, tweaks ...func(*querycache.RedisOptions)) (*env, *querycache.RedisStore) {
+	t.Helper()
+	return faultEnvOn(t, d, faultClient(t, addr), tweaks...)
+}
+
+// faultEnvOn is faultEnv on a client of the caller's (a faultClient with
+// a hook of its own).
+func faultEnvOn(t *testing.T, d dbKind, client *redis.Client, tweaks ...func(*querycache.RedisOptions)) (*env, *querycache.RedisStore) {
 	t.Helper()
 	ro := querycache.RedisOptions{
 		// Generous for a loaded machine under the race detector: a call
@@ -66,7 +96,7 @@ func faultEnv(t *testing.T, d dbKind, addr string, tweaks ...func(*querycache.Re
 	for _, tw := range tweaks {
 		tw(&ro)
 	}
-	rs := querycache.NewRedisStore(faultClient(t, addr), ro)
+	rs := querycache.NewRedisStore(client, ro)
 	e := newEnv(t, d, storeKind{name: "private-redis", open: func(*testing.T) querycache.Store { return rs }},
 		querycache.Options{Prefix: "qcf:", RetryInterval: 20 * time.Millisecond})
 	must(t, e.db.AutoMigrate(&FaultItem{}))
@@ -515,11 +545,12 @@ func TestRedisFaultPartition(t *testing.T) {
 // TestRedisFaultRestartOldData restarts the store's Redis from an RDB
 // snapshot taken before a round of writes: the server comes back with the
 // entries and the version tokens from before them, which match each other.
-// Only the server change (its run_id differs from the marker saved with
-// the data) tells the store; it must replace the epoch so that none of
-// those entries is served. The control case forges the marker to the new
-// run_id right after the restart, and must see the stale entries: it
-// proves the test can fail.
+// The server change (its run_id differs from the marker saved with the
+// data) tells the store, and so does its rollback counter, back at the
+// snapshot's value; it must replace the epoch so that none of those
+// entries is served. The control case forges the marker to the new run_id
+// right after the restart (and raises the counter), and must see the
+// stale entries: it proves the test can fail.
 func TestRedisFaultRestartOldData(t *testing.T) {
 	for _, d := range databases {
 		for _, control := range []bool{false, true} {
@@ -535,8 +566,16 @@ func TestRedisFaultRestartOldData(t *testing.T) {
 				// The catalog watch's polls and the store's heartbeat
 				// would reach the restarted server first (the store
 				// replaces the marker there): the control could not
-				// forge it in time.
-				e, rs := faultEnv(t, d, srv.Addr(), func(o *querycache.RedisOptions) { o.Heartbeat = -1 })
+				// forge it in time. So would the store's rollback check
+				// (a read every second, which no option stops): under
+				// CI's load one reached the restarted server between
+				// Restart and the marker's read below, so the store's
+				// client dials nothing from the kill until the test has
+				// read the marker (and forged it, in the control).
+				var gate atomic.Bool
+				client := faultClient(t, srv.Addr())
+				client.AddHook(dialGate{shut: &gate})
+				e, rs := faultEnvOn(t, d, client, func(o *querycache.RedisOptions) { o.Heartbeat = -1 })
 				gormcache.StopCatalogWatchForTest(e.plugin)
 				const rows = 20
 				l := newFaultLoad(t, e, rows, 10)
@@ -581,6 +620,7 @@ func TestRedisFaultRestartOldData(t *testing.T) {
 				}
 				oldRunID := infoSection(t, admin, "server", "run_id")
 
+				gate.Store(true)
 				srv.Kill()
 				srv.Restart()
 				// The old data is back: the snapshot's entries, and the
@@ -594,7 +634,19 @@ func TestRedisFaultRestartOldData(t *testing.T) {
 				}
 				if control {
 					must(t, admin.Set(ctx, marker, infoSection(t, admin, "server", "run_id"), 0).Err())
+					// The rollback check would see its counter back at
+					// the snapshot's value and replace the epoch within
+					// a second: a second defence, raced by the control's
+					// reads. Its counters are raised past anything the
+					// store has seen, so that the control shows what
+					// the reads serve with neither check.
+					counters, err := admin.Keys(ctx, e.cache.Namespace().Prefix()+"rollback:*").Result()
+					must(t, err)
+					for _, k := range counters {
+						must(t, admin.Set(ctx, k, int64(1)<<40, 0).Err())
+					}
 				}
+				gate.Store(false)
 
 				stale := 0
 				deadline := time.Now().Add(3 * time.Second)
