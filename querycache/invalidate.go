@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -497,17 +499,18 @@ func (c *Cache) retryLoop() {
 		case <-t.C:
 		}
 		start := time.Now()
-		c.deliverPending()
+		err := c.deliverPending()
 		backingOff = c.pending.len() > 0
 		if backingOff {
 			wait = min(2*wait, c.retry)
 		} else {
 			wait = c.retry
 		}
-		if backingOff && time.Since(start) >= c.retryMin {
-			// The store held the attempt (CLIENT PAUSE WRITE during a
-			// failover, a stall) rather than refusing it: again at
-			// once, so that one is in flight when the store resumes.
+		if backingOff && heldOff(err) && time.Since(start) >= c.retryMin {
+			// The store held the attempt until it timed out (CLIENT
+			// PAUSE WRITE during a failover, a stall) rather than
+			// refusing it: again at once, so that one is in flight when
+			// the store resumes.
 			// Backing off between held attempts left gaps of up to a
 			// second with none: a pause ending in one had nothing to
 			// deliver until the next, while an idle reader's heartbeat
@@ -544,13 +547,9 @@ func (c *Cache) endRetries() {
 		c.warnUndelivered(errors.New("a retry was still in progress"))
 		return
 	}
-	snap := c.pending.snapshot()
-	if len(snap) == 0 {
+	snap, names := c.pendingNames()
+	if len(names) == 0 {
 		return
-	}
-	names := make([]string, 0, len(snap))
-	for n := range snap {
-		names = append(names, n)
 	}
 	// Not marked retryDelivery: the store may probe an open breaker for
 	// it (heal), its prober being about to stop. Its recovery's
@@ -578,7 +577,7 @@ func (c *Cache) retryNow() {
 	if c.pending.len() == 0 {
 		return
 	}
-	c.deliverPending()
+	_ = c.deliverPending()
 }
 
 // retryDelivery marks the context of deliverPending's Bump: a store whose
@@ -590,17 +589,13 @@ func (c *Cache) retryNow() {
 type retryDelivery struct{}
 
 // deliverPending tries once to deliver every pending invalidation.
-func (c *Cache) deliverPending() {
+func (c *Cache) deliverPending() error {
 	c.deliverMu.Lock()
 	defer c.deliverMu.Unlock()
 	if c.pending.len() == 0 || c.isClosed() {
-		return
+		return nil
 	}
-	snap := c.pending.snapshot()
-	names := make([]string, 0, len(snap))
-	for n := range snap {
-		names = append(names, n)
-	}
+	snap, names := c.pendingNames()
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), retryDelivery{}, true), 5*c.retry)
 	err := c.store.Bump(ctx, names)
 	cancel()
@@ -608,6 +603,24 @@ func (c *Cache) deliverPending() {
 		c.pending.done(snap)
 		c.debug(context.Background(), "querycache: delivered pending invalidations", "versions", len(names))
 	}
+	return err
+}
+
+// pendingNames returns a snapshot of the pending versions and their names.
+func (c *Cache) pendingNames() (map[string]uint64, []string) {
+	snap := c.pending.snapshot()
+	names := make([]string, 0, len(snap))
+	for n := range snap {
+		names = append(names, n)
+	}
+	return snap, names
+}
+
+// heldOff reports whether err is a store's call that ran out of time
+// (a deadline, a network timeout): the store held it, rather than refused.
+func heldOff(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Suspend makes every lookup that depends on what ch would invalidate
