@@ -164,6 +164,8 @@ func New(opts Options) (*Cache, error) {
 	}
 	if r, ok := opts.Store.(interface{ onRecoverFor(any, func()) }); ok {
 		r.onRecoverFor(c, c.retryNow) // taken back by Close
+	} else if r, ok := opts.Store.(interface{ OnRecoverFor(any, func()) }); ok {
+		r.OnRecoverFor(c, c.retryNow) // a store of another package: taken back by Close too
 	} else if r, ok := opts.Store.(interface{ OnRecover(func()) }); ok {
 		r.OnRecover(c.retryNow)
 	}
@@ -197,6 +199,8 @@ func (c *Cache) Close() error {
 		c.endRetries()            // invalidate.go
 		if r, ok := c.store.(interface{ dropRecover(any) }); ok {
 			r.dropRecover(c)
+		} else if r, ok := c.store.(interface{ DropRecover(any) }); ok {
+			r.DropRecover(c)
 		}
 		if releaseStore(c.store) {
 			err = c.store.Close()

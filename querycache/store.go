@@ -11,7 +11,8 @@ import (
 //
 // A store shared by processes, which may stop answering, should also
 // implement BindNamespace(keys.Namespace) and OnRecover(func()), which New
-// calls: when it answers again it replaces each bound namespace's epoch
+// calls (or OnRecoverFor(owner any, fn func()) and DropRecover(owner any),
+// so that Close takes the cache's function back): when it answers again it replaces each bound namespace's epoch
 // (ns.Epoch(), a version: Bump it) before any lookup reaches it, and then
 // runs the functions (New's delivers the invalidations kept meanwhile).
 // Another process's invalidation may have been lost while this one could

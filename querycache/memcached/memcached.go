@@ -162,7 +162,7 @@ type Store struct {
 
 	recMu      sync.Mutex
 	nss        []keys.Namespace // the caches' namespaces: their epochs, replaced by recover
-	recoverFns []func()
+	recoverFns []ownedFn
 }
 
 var (

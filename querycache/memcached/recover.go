@@ -3,6 +3,7 @@ package memcached
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"querycache.dev/keys"
 	"querycache.dev/querycache"
@@ -25,18 +26,42 @@ func (s *Store) BindNamespace(ns keys.Namespace) {
 }
 
 // OnRecover registers fn to run each time the breaker closes again (on a
-// goroutine of its own): querycache.New registers the delivery, first
-// thing, of the invalidations the cache could not deliver meanwhile.
-// A nil fn is ignored ("go fn()" of it ended the process, on the goroutine
-// of the query that found the server back), and a panic in fn is logged
-// (slog.Default), not left to end the process.
-func (s *Store) OnRecover(fn func()) {
+// goroutine of its own). A nil fn is ignored ("go fn()" of it ended the
+// process, on the goroutine of the query that found the server back), and
+// a panic in fn is logged (slog.Default), not left to end the process.
+// A function registered here stays for the store's life; querycache.New
+// registers its cache's through OnRecoverFor, taken back by its Close.
+func (s *Store) OnRecover(fn func()) { s.OnRecoverFor(nil, fn) }
+
+// OnRecoverFor is OnRecover for owner, whose functions DropRecover takes
+// back: querycache.New registers the delivery, first thing, of the
+// invalidations its cache could not deliver meanwhile, and the cache's
+// Close drops it (kept, a store shared by caches made and closed over a
+// process's life held every closed cache, and called it at each recovery).
+func (s *Store) OnRecoverFor(owner any, fn func()) {
 	if fn == nil {
 		return
 	}
 	s.recMu.Lock()
-	s.recoverFns = append(s.recoverFns, fn)
+	s.recoverFns = append(s.recoverFns, ownedFn{owner, fn})
 	s.recMu.Unlock()
+}
+
+// DropRecover removes the functions owner registered with OnRecoverFor
+// (a nil owner's, those of OnRecover, are never removed).
+func (s *Store) DropRecover(owner any) {
+	if owner == nil {
+		return
+	}
+	s.recMu.Lock()
+	s.recoverFns = slices.DeleteFunc(s.recoverFns, func(r ownedFn) bool { return r.owner == owner })
+	s.recMu.Unlock()
+}
+
+// ownedFn is a recovery function and who registered it (nil: OnRecover).
+type ownedFn struct {
+	owner any
+	fn    func()
 }
 
 // probeVersion is the version a probe replaces when no cache is bound.
@@ -59,7 +84,7 @@ func (s *Store) recover() error {
 	for _, ns := range s.nss {
 		names = append(names, ns.Epoch())
 	}
-	fns := append([]func(){}, s.recoverFns...)
+	fns := slices.Clone(s.recoverFns)
 	s.recMu.Unlock()
 	if len(names) == 0 {
 		names = append(names, probeVersion)
@@ -73,8 +98,8 @@ func (s *Store) recover() error {
 		}
 	}
 	s.brk.close()
-	for _, fn := range fns {
-		go runRecovery(fn)
+	for _, r := range fns {
+		go runRecovery(r.fn)
 	}
 	return nil
 }
