@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"querycache.dev/keys"
@@ -36,7 +37,12 @@ type notificationPayload struct {
 	Op *string            `json:"op"`
 	T  []*string          `json:"t"`
 	K  *[]json.RawMessage `json:"k"`
+	// Tag is a DDL notification's command ("ALTER TABLE"), for the log.
+	Tag *string `json:"tag"`
 }
+
+// ddlCauseMax bounds the command tag a DDL notification's cause quotes.
+const ddlCauseMax = 64
 
 // DecodeNotification turns one notification payload of the trigger
 // (format version 1) into the change it describes:
@@ -50,7 +56,13 @@ type notificationPayload struct {
 //   - without ("k" absent, or TRUNCATE): the named tables, as
 //     Change.Tables. So too when tables times keys exceeds 10000 rows
 //     (only a forged payload can), which bounds the work one notification
-//     makes.
+//     makes;
+//   - of DDL (op "DDL", from migrations.InstallPostgresDDLNotify's event
+//     trigger: another session changed the schema, which may change any
+//     table's rows and what the plugins learned of it): everything, and
+//     the catalog (keys.CatalogTable), whose version the plugins follow
+//     to forget what they learned. It names no table or key; "tag" is the
+//     command, quoted in the change's Cause.
 //
 // It returns an error that says what is wrong, and an empty change, for
 // any payload it does not fully understand: not one JSON object, an
@@ -93,6 +105,22 @@ func DecodeNotification(payload string) (querycache.Change, error) {
 	}
 	switch *p.Op {
 	case "INSERT", "UPDATE", "DELETE", "TRUNCATE":
+		if p.Tag != nil {
+			return querycache.Change{}, errors.New(`invalidation: notification payload of a write has a command tag ("tag"); only a DDL one does`)
+		}
+	case "DDL":
+		if p.T != nil || p.K != nil {
+			return querycache.Change{}, errors.New(`invalidation: notification payload of DDL names tables or keys; the event trigger never sends them`)
+		}
+		cause := "DDL by another session"
+		if p.Tag != nil {
+			tag := *p.Tag
+			if len(tag) > ddlCauseMax {
+				tag = strings.ToValidUTF8(tag[:ddlCauseMax], "") + "..."
+			}
+			cause += " (" + tag + ")"
+		}
+		return querycache.Change{All: true, Tables: []string{keys.CatalogTable}, Cause: cause}, nil
 	default:
 		return querycache.Change{}, fmt.Errorf("invalidation: notification payload has unknown operation %q", *p.Op)
 	}

@@ -48,6 +48,12 @@ func TestDecodeNotification(t *testing.T) {
 		// Tables times keys beyond the bound: the whole tables.
 		{`{"v":1,"op":"UPDATE","t":["a","b","c","d","e","f","g","h","i","j","k"],"k":[` + strings.Repeat(`["1"],`, 999) + `["2"]]}`,
 			tables("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")},
+		// DDL by another session (migrations' event trigger): everything,
+		// and the catalog, whose version the plugins follow.
+		{`{"v":1,"op":"DDL","tag":"ALTER TABLE"}`, querycache.Change{All: true, Tables: []string{keys.CatalogTable}, Cause: "DDL by another session (ALTER TABLE)"}},
+		{`{"v":1,"op":"DDL"}`, querycache.Change{All: true, Tables: []string{keys.CatalogTable}, Cause: "DDL by another session"}},
+		{`{"v":1,"op":"DDL","tag":"` + strings.Repeat("x", 70) + `"}`,
+			querycache.Change{All: true, Tables: []string{keys.CatalogTable}, Cause: "DDL by another session (" + strings.Repeat("x", 64) + "...)"}},
 	} {
 		got, err := invalidation.DecodeNotification(c.in)
 		if err != nil {
@@ -87,6 +93,10 @@ func TestDecodeNotificationRefuses(t *testing.T) {
 		{`{"v":1,"op":"TRUNCATE","t":["public.users"],"k":[["1"]]}`, "TRUNCATE"},
 		{`{"v":1,"op":"UPDATE","t":["public.users"],"k":[["` + strings.Repeat("9", invalidation.MaxPayloadBytes) + `"]]}`, "bytes"},
 		{"{\"v\":1,\"op\":\"UPDATE\",\"t\":[\"\xff\"]}", "UTF-8"},
+		{`{"v":1,"op":"DDL","t":["public.users"]}`, "DDL names tables"},
+		{`{"v":1,"op":"DDL","k":[["1"]]}`, "DDL names tables"},
+		{`{"v":1,"op":"DDL","tag":1}`, "not the trigger's JSON"},
+		{`{"v":1,"op":"UPDATE","t":["public.users"],"tag":"ALTER TABLE"}`, "command tag"},
 	} {
 		got, err := invalidation.DecodeNotification(c.in)
 		if err == nil {
@@ -115,6 +125,7 @@ func FuzzDecodeNotification(f *testing.F) {
 		`{"v":1,"op":"UPDATE","t":["public.m"],"k":[["042"]]}`,
 		`{"v":2}`,
 		`not json`,
+		`{"v":1,"op":"DDL","tag":"CREATE TABLE"}`,
 	} {
 		f.Add(s)
 	}
@@ -132,7 +143,14 @@ func FuzzDecodeNotification(f *testing.F) {
 		if len(in) > invalidation.MaxPayloadBytes {
 			t.Fatalf("accepted %d bytes", len(in))
 		}
-		if ch.Empty() || ch.All {
+		if ch.All {
+			// DDL: everything and the catalog, nothing else.
+			if len(ch.Rows) > 0 || len(ch.Tables) != 1 || ch.Tables[0] != keys.CatalogTable {
+				t.Fatalf("accepted as %+v: a change of everything is DDL's, which names the catalog alone", ch)
+			}
+			return
+		}
+		if ch.Empty() {
 			t.Fatalf("accepted as %+v: a notification always names what it invalidates", ch)
 		}
 		if len(ch.Rows) > 0 && len(ch.Tables) > 0 {

@@ -612,6 +612,8 @@ func (l *Listener) invalidate(ctx context.Context, ch querycache.Change, why str
 	l.stats.invalidations.Add(1)
 	if ch.Cause == "" {
 		ch.Cause = listenerCauses[why] // for Cache.RecentInvalidations
+	} else {
+		ch.Cause = "listener: " + ch.Cause // a DDL notification's, naming its command
 	}
 	if err := l.cache.Invalidate(context.WithoutCancel(ctx), ch); err != nil {
 		l.stats.invalidateErrors.Add(1)

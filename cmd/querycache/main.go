@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	schema := fs.String("schema", "", "schema of the tables and of the querycache_* functions (default: the connection's current schema, normally public)")
 	tables := fs.String("tables", "", "comma-separated tables of the schema, as the catalog spells them (default: every table of the schema)")
 	channel := fs.String("channel", "", "NOTIFY channel, the one the listener uses (default \""+migrations.DefaultChannel+"\"; uninstall finds the triggers whatever their channel)")
+	ddl := fs.Bool("ddl", false, "also install (uninstall: remove) the event trigger that tells the channel's listeners of DDL made by programs without the plugin (a table dropped and created again); needs a superuser, covers the whole database")
 	dryRun := fs.Bool("dry-run", false, "print the SQL instead of running it (no connection is made)")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	lockTimeout := fs.Duration("lock-timeout", 5*time.Second, "give up when a table lock is not granted within this long (0: wait); while CREATE/DROP TRIGGER waits for a lock, the table's writers queue behind it")
@@ -128,6 +129,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			q, err = migrations.PostgresInstallSQL(opts)
 		} else {
 			q, err = migrations.PostgresUninstallSQL(opts)
+		}
+		if err == nil && *ddl {
+			var d string
+			if cmd == "migrate" {
+				d, err = migrations.PostgresDDLNotifySQL(opts)
+			} else {
+				d, err = migrations.PostgresDDLUninstallSQL(opts)
+			}
+			q += "\n" + d
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "querycache %s: %v\n", cmd, err)
@@ -173,6 +183,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "querycache %s: %v%s\n", cmd, err, lockHint(err))
 			return exitFail
 		}
+		if *ddl {
+			if err := migrations.UninstallPostgresDDLNotify(ctx, conn, opts); err != nil {
+				fmt.Fprintf(stderr, "querycache %s: %v%s\n", cmd, err, lockHint(err))
+				return exitFail
+			}
+			fmt.Fprintln(stdout, "uninstalled the DDL event triggers of the channel")
+		}
 		what := "every querycache trigger and function"
 		if len(opts.Tables) > 0 {
 			what = "the querycache triggers of " + strings.Join(opts.Tables, ", ")
@@ -185,6 +202,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "querycache %s: %v%s\n", cmd, err, lockHint(err))
 		return exitFail
+	}
+	if *ddl {
+		if err := migrations.InstallPostgresDDLNotify(ctx, conn, opts); err != nil {
+			fmt.Fprintf(stderr, "querycache %s: the row triggers are installed, the DDL event triggers not: %v\n", cmd, err)
+			return exitFail
+		}
+		fmt.Fprintln(stdout, "DDL event triggers installed: DDL by other programs is told on the channel")
 	}
 	if len(res) == 0 {
 		fmt.Fprintf(stdout, "no tables in %s: the functions are installed; run migrate again once tables exist\n", schemaName(opts.Schema))

@@ -159,3 +159,23 @@ func TestCommandEndToEnd(t *testing.T) {
 		t.Fatalf("uninstall left %d triggers", n)
 	}
 }
+
+// TestCommandDDLDryRun: --ddl adds the event trigger's SQL to migrate's
+// dry run, and its removal to uninstall's, for the channel given.
+func TestCommandDDLDryRun(t *testing.T) {
+	for _, c := range []struct {
+		cmd, want string
+	}{
+		{"migrate", "CREATE EVENT TRIGGER querycache_ddl_end ON ddl_command_end EXECUTE PROCEDURE querycache_notify_ddl()"},
+		{"uninstall", "DROP EVENT TRIGGER IF EXISTS querycache_ddl_end;"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{c.cmd, "--dry-run", "--ddl"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("%s --dry-run --ddl: exit %d, stdout lacks %q:\n%s\nstderr %s", c.cmd, code, c.want, out.String(), errOut.String())
+		}
+		out.Reset()
+		if code := run(context.Background(), []string{c.cmd, "--dry-run"}, &out, &errOut); code != 0 || strings.Contains(out.String(), "EVENT TRIGGER") {
+			t.Errorf("%s --dry-run without --ddl: exit %d, event trigger SQL in:\n%s", c.cmd, code, out.String())
+		}
+	}
+}

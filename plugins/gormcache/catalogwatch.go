@@ -58,14 +58,44 @@ func (p *Plugin) joinSiblings() {
 	if !loaded {
 		runtime.AddCleanup(p.cache, func(k weak.Pointer[querycache.Cache]) { cacheSiblings.Delete(k) }, key)
 		// One hook per cache, holding no plugin: every change applied to
-		// the cache fences every plugin on it (replica.go, fenceSiblings).
-		p.cache.OnInvalidate(s.fence)
+		// the cache fences every plugin on it (replica.go, fenceSiblings),
+		// and one that may have changed the schema makes them forget it.
+		p.cache.OnInvalidate(s.changed)
 	}
 	s.mu.Lock()
 	s.ps = slices.DeleteFunc(s.ps, func(w weak.Pointer[Plugin]) bool { return w.Value() == nil })
 	s.ps = append(s.ps, weak.Make(p))
 	s.mu.Unlock()
 	p.sibs = s
+}
+
+// changed is the cache's OnInvalidate hook: a change that may have
+// changed the schema (everything, or the catalog) makes every plugin on
+// the cache forget what it learned of it, whoever applied the change; then
+// the change is fenced (replica.go). A plugin's own such changes made it
+// forget already (schemaChanged), and on a shared store the catalog watch
+// follows other processes'; but a change applied by another component of
+// this process went unheard on the memory store: the listener's of DDL by
+// a program without the plugin (migrations.InstallPostgresDDLNotify), or
+// the application's InvalidateAll after its own migration. The plugins
+// went on judging writes by the old schema (a foreign key with ON DELETE
+// CASCADE just added: a delete's children not invalidated) until the
+// facts expired (TestOutsideDDLForgetsFactsOnMemoryStore).
+func (s *siblings) changed(ctx context.Context, ch querycache.Change) {
+	if ch.All || len(ch.Tables) > 0 && slices.Contains(ch.Tables, keys.CatalogTable) {
+		s.mu.Lock()
+		ps := make([]*Plugin, 0, len(s.ps))
+		for _, w := range s.ps {
+			if o := w.Value(); o != nil {
+				ps = append(ps, o)
+			}
+		}
+		s.mu.Unlock()
+		for _, p := range ps {
+			p.cat.forget()
+		}
+	}
+	s.fence(ctx, ch)
 }
 
 // forgetSiblings makes every other plugin on p's cache forget its catalog
