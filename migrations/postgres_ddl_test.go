@@ -13,38 +13,12 @@ import (
 	"querycache.dev/migrations"
 )
 
-// ddlDatabase creates a database of the test's own, dropped when it ends:
-// an event trigger fires for every session of its database, and the
-// other tests share theirs.
-func ddlDatabase(t *testing.T) string {
-	t.Helper()
-	base := testenv.PostgresDSN()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	if err := admin.Ping(); err != nil {
-		admin.Close()
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	name := "qc_ddl_" + randHex(6)
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		admin.Close()
-		t.Fatalf("CREATE DATABASE: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
-		admin.Close()
-	})
-	return testenv.WithDatabase(base, name)
-}
-
 // TestPostgresDDLNotifyChannels: two channels in one database have event
 // triggers of their own (one installed in a schema, one with a name that
 // holds quotes and the function's dollar-quote tag); DDL notifies both,
 // DDL of temporary objects neither, and uninstalling one leaves the other.
 func TestPostgresDDLNotifyChannels(t *testing.T) {
-	dsn := ddlDatabase(t)
+	dsn := testenv.PostgresDatabase(t, "qc_ddl_")
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -115,6 +115,35 @@ func PostgresSchema(t testing.TB, params ...string) string {
 	return base + " " + strings.Join(params, " ")
 }
 
+// PostgresDatabase creates a database named prefix followed by random
+// hex on the test PostgreSQL server, drops it when t ends (WITH (FORCE):
+// sessions left open do not keep it), and returns a DSN for it. For tests
+// of what is database-wide (event triggers, the catalog gates of the
+// plugin), which the shared test database's other tests would see.
+func PostgresDatabase(t testing.TB, prefix string) string {
+	t.Helper()
+	base := PostgresDSN()
+	db, err := adminPool(base)
+	if err != nil {
+		Unavailable(t, "PostgreSQL", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		Unavailable(t, "PostgreSQL", err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := prefix + hex.EncodeToString(b[:])
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("CREATE DATABASE: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+	})
+	return WithDatabase(base, name)
+}
+
 // GoBuildFlags are the flags a test passes to a `go build` of its own so
 // that it compiles its packages as the test binary's were (-race when the
 // test binary runs under the race detector): the build then takes them

@@ -28,25 +28,7 @@ import (
 // returns a DSN for it (search_path: public).
 func h16Database(t *testing.T) string {
 	t.Helper()
-	base := testenv.PostgresDSN()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	if err := admin.Ping(); err != nil {
-		admin.Close()
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	name := "h16_" + owRandom()
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		admin.Close()
-		t.Fatalf("CREATE DATABASE: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
-		admin.Close()
-	})
-	return testenv.WithDatabase(base, name)
+	return testenv.PostgresDatabase(t, "h16_")
 }
 
 // h16DatabaseFrom creates a database h16_<random> from template (a

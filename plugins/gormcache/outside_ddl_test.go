@@ -6,14 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"querycache.dev/invalidation"
 	"querycache.dev/migrations"
 	"querycache.dev/plugins/gormcache"
-	"querycache.dev/querycache"
 )
 
 // DDL made by a program without the plugin (a migration tool, psql) on
@@ -32,34 +29,10 @@ func (ddlThing) TableName() string { return "ddl_things" }
 
 // ddlApp opens GORM with the plugin on a memory store and a listener on
 // channel covering everything, on dsn.
-func ddlApp(t *testing.T, dsn, channel string) (*gorm.DB, *invalidation.Listener, *querycache.Cache) {
+func ddlApp(t *testing.T, dsn, channel string) (*gorm.DB, *invalidation.Listener) {
 	t.Helper()
-	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	must(t, db.Use(gormcache.New(cache)))
-	l, err := invalidation.NewListener(cache, dsn, invalidation.ListenerOptions{Channel: channel, Logger: owQuiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l.Ready(ctx); err != nil {
-		t.Fatalf("listener: %v", err)
-	}
-	return db, l, cache
+	a := owOpen(t, dsn, dsn, channel, invalidation.ListenerOptions{Tables: []string{}})
+	return a.db, a.l
 }
 
 func ddlSync(t *testing.T, l *invalidation.Listener) {
@@ -117,7 +90,7 @@ func TestOutsideDDLTableRecreated(t *testing.T) {
 		ddlExec(t, conn, q+" COMMIT;")
 	}
 	swap("a", "b")
-	db, l, _ := ddlApp(t, dsn, channel)
+	db, l := ddlApp(t, dsn, channel)
 	read := func(want string, wantHit bool) {
 		t.Helper()
 		got, hit := ddlNames(t, db)
@@ -212,7 +185,7 @@ func TestOutsideDDLForgetsFactsOnMemoryStore(t *testing.T) {
 	if err := migrations.InstallPostgresDDLNotify(ctx, conn, migrations.Options{Channel: channel}); err != nil {
 		t.Fatal(err)
 	}
-	db, l, _ := ddlApp(t, dsn, channel)
+	db, l := ddlApp(t, dsn, channel)
 	// The plugin learns ddl_parents' facts: nothing depends on it yet.
 	must(t, db.Model(&ddlParent{}).Where("id = ?", 2).Update("name", "p2b").Error)
 	children := func() (int, bool) {

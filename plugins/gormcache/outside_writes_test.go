@@ -121,7 +121,9 @@ func owOpen(t testing.TB, dsn, listenerDSN, channel string, opts invalidation.Li
 	t.Cleanup(func() { cache.Close() })
 	must(t, db.Use(gormcache.New(cache)))
 	opts.Channel = channel
-	opts.Tables = []string{"counters"}
+	if opts.Tables == nil {
+		opts.Tables = []string{"counters"} // an empty list: everything
+	}
 	if opts.Logger == nil {
 		opts.Logger = owQuiet
 	}
