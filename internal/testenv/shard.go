@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,10 @@ type Split struct {
 	// check what DDL elsewhere does (the plugin's catalog watch), which one
 	// process's tests can share a database for but two processes cannot.
 	PostgresPerShard bool
+	// Seconds is what some serial tests take (a hint, from a run under
+	// -race): they are given out first, each to the process with the
+	// fewest seconds so far, the rest round robin in source order.
+	Seconds map[string]float64
 }
 
 // MainSplit is Main with the split spelled out.
@@ -81,7 +86,28 @@ func MainSplit(m *testing.M, split Split) int {
 	// (the serial tests of one kind), so each process gets half of each
 	// kind.
 	parts := make([][]string, shards)
-	for i, name := range names {
+	load := make([]float64, shards)
+	var heavy []string
+	rest := names[:0:0]
+	for _, name := range names {
+		if split.Seconds[name] > 0 {
+			heavy = append(heavy, name)
+		} else {
+			rest = append(rest, name)
+		}
+	}
+	sort.SliceStable(heavy, func(i, j int) bool { return split.Seconds[heavy[i]] > split.Seconds[heavy[j]] })
+	for _, name := range heavy {
+		k := 0
+		for i := range load {
+			if load[i] < load[k] {
+				k = i
+			}
+		}
+		load[k] += split.Seconds[name]
+		parts[k] = append(parts[k], regexp.QuoteMeta(name))
+	}
+	for i, name := range rest {
 		parts[i%shards] = append(parts[i%shards], regexp.QuoteMeta(name))
 	}
 	parallel := 4

@@ -100,6 +100,7 @@ func pinCheck(t *testing.T, db, oracle *gorm.DB, when string) {
 // changed kept its cached reads (pin.go). Every write path that names rows
 // from a bound value, for every moment of the change.
 func TestValuerPinnedForTheDriver(t *testing.T) {
+	t.Parallel() // a SQLite file and a memory store of its own per case
 	writes := []struct {
 		name  string
 		write func(db *gorm.DB, v flipValuer) error
@@ -139,6 +140,7 @@ func TestValuerPinnedForTheDriver(t *testing.T) {
 			// first caller; then another row (or a new one: 3).
 			for _, pair := range [][2]int64{{2, 1}, {1, 2}, {3, 1}} {
 				t.Run(fmt.Sprintf("%s/changes after %d calls/%d then %d", w.name, n, pair[0], pair[1]), func(t *testing.T) {
+					t.Parallel()
 					db, oracle := openPinWorld(t)
 					pinCheck(t, db, oracle, "before the write")
 					var calls int64

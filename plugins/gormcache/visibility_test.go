@@ -597,6 +597,7 @@ const hitAllocsOverDryRun = -1
 // checked in its escape analysis, which the race detector leaves alone
 // (TestVisibilityHitEventNotOnHeap counts allocations, without -race).
 func TestVisibilityHitOutcomeEscape(t *testing.T) {
+	t.Parallel() // a child `go build`: no heap, server or catalog of its own to keep alone (30 s of a serial phase)
 	if testing.Short() {
 		t.Skip("builds the package with -gcflags=-m")
 	}
