@@ -171,6 +171,22 @@ func (p *Plugin) discoverTemps(ctx context.Context) {
 	p.discoverTempsOn(ctx, p.inner)
 }
 
+// discoverTempsAfter is discoverTemps after a statement on the pool, on a
+// goroutine of its own: the statement returns at once, and every lookup
+// bypasses the cache (temp_table) until the look has ended. Read in the
+// statement's goroutine, it waited for a connection of the pool, and when
+// the caller held them all (Rows of the statement still open, on a pool
+// of one or two), the statement returned after catalogTimeout (5 s) and
+// caching stopped for good (TestHiddenCodeOnExhaustedPoolKeepsCaching).
+func (p *Plugin) discoverTempsAfter(ctx context.Context) {
+	p.w.tempsLooking.Add(1)
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		defer p.w.tempsLooking.Add(-1) // after the names are noted
+		p.discoverTemps(ctx)
+	}()
+}
+
 // discoverTempsOn is discoverTemps read on cp: a db.Connection's statement
 // looks on its own connection, which its caller holds (on the pool, with
 // every other connection busy, the look waited for it until it timed out).

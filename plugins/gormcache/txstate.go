@@ -96,7 +96,7 @@ func (p *Plugin) fenced(tables []string) string {
 	if p.w.fenceCount.Load() != 0 && p.w.fencedSlow(tables) {
 		return "unseen_commit"
 	}
-	if p.w.tempCount.Load() > 0 && p.w.readsTemp(tables) {
+	if p.w.tempCount.Load() > 0 && p.w.readsTemp(tables) || p.w.tempsLooking.Load() > 0 {
 		return "temp_table"
 	}
 	return ""
@@ -122,7 +122,7 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement, learn bool) 
 		case scopeConn:
 			p.discoverTempsOn(stmtContext(db), db.Statement.ConnPool)
 		default:
-			p.discoverTemps(stmtContext(db))
+			p.discoverTempsAfter(stmtContext(db))
 		}
 	}
 	setter := p.callsSessionSetter(db, info, learn)

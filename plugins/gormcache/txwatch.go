@@ -44,6 +44,10 @@ type watch struct {
 	ddlRunning atomic.Int32           // schema changes sent and not yet seen through (ddlwindow.go)
 	fenceCount atomic.Int32           // live fences
 	tempCount  atomic.Int32           // names created as temporary tables
+	// tempsLooking counts the looks for temporary tables under way on
+	// the pool after a statement ran hidden code (discoverTempsAfter):
+	// every lookup bypasses until they end.
+	tempsLooking atomic.Int32
 	temps      sync.Map               // name -> struct{}
 	// tempTrigs are the tables temporary triggers were created on
 	// (noteTempTriggers), counted by tempTrigCount.
