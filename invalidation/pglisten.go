@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"querycache.dev/keys"
+	"querycache.dev/migrations"
 	"querycache.dev/querycache"
 )
 
@@ -111,6 +112,7 @@ type Listener struct {
 	waitCancel context.CancelFunc // interrupts the current wait (Sync)
 
 	warnedNoTriggers atomic.Bool     // checkTriggers warned
+	ddl              atomic.Bool     // the channel's DDL event trigger is installed (lossCover)
 	waiters          []chan struct{} // Syncs waiting for a probe not yet sent
 	resume           func()          // the current suspension; nil while listening
 
@@ -409,7 +411,7 @@ func (l *Listener) run(ctx context.Context) {
 			continue
 		}
 		waiters := l.takeWaiters()
-		l.invalidate(ctx, l.cover, "reconnect")
+		l.invalidate(ctx, l.lossCover(), "reconnect")
 		l.setListening(true) // and lifts the suspension
 		release(waiters)     // the invalidation came after their Sync
 		l.log.Info("querycache listener: listening", "channel", l.opts.Channel)
@@ -441,7 +443,7 @@ func (l *Listener) run(ctx context.Context) {
 // missed whatever was written since it last listened (or ever), so it
 // invalidates what it covers before lifting the suspension.
 func (l *Listener) stop() {
-	l.invalidate(context.Background(), l.cover, "close")
+	l.invalidate(context.Background(), l.lossCover(), "close")
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.resume()
@@ -466,6 +468,15 @@ const triggersQuery = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
 // error the server reports (a role that cannot read pg_trigger) is
 // ignored.
 func (l *Listener) checkTriggers(ctx context.Context, conn *pgx.Conn) error {
+	// With the channel's DDL event trigger installed (migrations), a lost
+	// connection may hide DDL on any table: what it covers is then
+	// everything and the catalog (lossCover).
+	var ddl bool
+	if err := conn.QueryRow(ctx, ddlTriggerQuery, migrations.DDLEventTrigger(l.opts.Channel)).Scan(&ddl); err == nil {
+		l.ddl.Store(ddl)
+	} else if !isPgError(err) {
+		return fmt.Errorf("checking the DDL event trigger: %w", err)
+	}
 	if l.warnedNoTriggers.Load() {
 		return nil
 	}
@@ -482,6 +493,27 @@ func (l *Listener) checkTriggers(ctx context.Context, conn *pgx.Conn) error {
 			"channel", l.opts.Channel, "database", l.cfg.Database)
 	}
 	return nil
+}
+
+// ddlTriggerQuery tells whether the event trigger named $1 is enabled.
+const ddlTriggerQuery = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')`
+
+func isPgError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
+}
+
+// lossCover is what a lost connection may have hidden: what the listener
+// covers, or, with the channel's DDL event trigger installed (seen at the
+// last connection, or by a DDL notification since), everything and the
+// catalog: DDL of a table outside ListenerOptions.Tables made while it
+// was away was otherwise never followed, nor a foreign key added meanwhile
+// (TestHostileDDLMissedWhileListenerDown).
+func (l *Listener) lossCover() querycache.Change {
+	if l.ddl.Load() {
+		return querycache.Change{All: true, Tables: []string{keys.CatalogTable}}
+	}
+	return l.cover
 }
 
 // connect opens the dedicated connection and LISTENs on the channel and
@@ -596,6 +628,9 @@ func (l *Listener) serve(ctx context.Context, conn *pgx.Conn, backoff *time.Dura
 		}
 		l.stats.notifications.Add(1)
 		ch, derr := DecodeNotification(n.Payload)
+		if derr == nil && ch.All {
+			l.ddl.Store(true) // a DDL notification: the event trigger is installed
+		}
 		if derr != nil {
 			l.stats.badPayloads.Add(1)
 			l.log.Warn("querycache listener: a notification cannot be decoded; invalidating everything the listener covers", "channel", n.Channel, "sender_pid", n.PID, "payload", truncate(n.Payload, 200), "err", derr)
@@ -646,7 +681,7 @@ func (l *Listener) setListening(on bool) {
 		l.resume = nil
 		close(l.up)
 	} else {
-		l.resume = l.cache.Suspend(l.cover)
+		l.resume = l.cache.Suspend(l.lossCover())
 		l.stats.reconnects.Add(1)
 		l.up = make(chan struct{})
 	}

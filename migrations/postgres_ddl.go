@@ -26,6 +26,17 @@ var postgresDDL string
 // channels in one database each have their own.
 var ddlNames = []string{"querycache_notify_ddl", "querycache_ddl_end", "querycache_ddl_drop"}
 
+// DDLEventTrigger returns the name of channel's event trigger on
+// ddl_command_end (empty channel: DefaultChannel). The listener looks it
+// up: with it installed, what a lost connection may have hidden is every
+// table's DDL, not only the watched tables' writes.
+func DDLEventTrigger(channel string) string {
+	if channel == "" {
+		channel = DefaultChannel
+	}
+	return ddlNames[1] + ddlSuffix(channel)
+}
+
 // ddlSuffix tells the objects of channel apart: none for DefaultChannel,
 // else 8 bytes of its SHA-256 in hex (a name stays under 63 bytes).
 func ddlSuffix(channel string) string {
@@ -49,29 +60,35 @@ func PostgresDDLNotifySQL(opts Options) (string, error) {
 		return "", err
 	}
 	const channelLine = "v_channel text := 'querycache'; -- querycache:channel"
-	if strings.Count(q, channelLine) != 1 {
-		return "", errors.New("migrations: embedded DDL SQL lacks its channel line (a broken build)")
+	const schemaLine = "v_schema name := current_schema(); -- querycache:schema"
+	const create = "CREATE OR REPLACE FUNCTION querycache_notify_ddl()"
+	if strings.Count(q, channelLine) != 1 || strings.Count(q, schemaLine) != 1 || strings.Count(q, create) != 1 {
+		return "", errors.New("migrations: embedded DDL SQL lacks its parameter lines (a broken build)")
 	}
-	// The channel is a literal inside the function's dollar quotes: one
-	// holding the tag would end the body early. So the tag is one the
-	// channel does not hold, put in before the channel is.
-	const quote = "$querycache$"
-	tag := quote
-	for n := 1; strings.Contains(opts.Channel, tag); n++ {
-		tag = fmt.Sprintf("$querycache%d$", n)
-	}
-	q = strings.ReplaceAll(q, quote, tag)
-	q = strings.Replace(q, channelLine, "v_channel text := "+quoteLiteral(opts.Channel)+";", 1)
+	// The names are literals inside dollar quotes: one holding the tag
+	// would end the body early. So the tag is one they do not hold, put
+	// in before they are.
+	q = strings.ReplaceAll(q, "$querycache$", dollarTag(opts.Channel+"\x00"+opts.Schema))
 	suffix := ddlSuffix(opts.Channel)
 	for _, n := range ddlNames {
 		q = strings.ReplaceAll(q, n, n+suffix)
 	}
+	q = strings.Replace(q, channelLine, "v_channel text := "+quoteLiteral(opts.Channel)+";", 1)
 	if opts.Schema != "" {
-		fn := ddlNames[0] + suffix + "()"
-		q = strings.ReplaceAll(q, "FUNCTION "+fn, "FUNCTION "+quoteIdent(opts.Schema)+"."+fn)
-		q = strings.ReplaceAll(q, "PROCEDURE "+fn, "PROCEDURE "+quoteIdent(opts.Schema)+"."+fn)
+		q = strings.Replace(q, schemaLine, "v_schema name := "+quoteLiteral(opts.Schema)+";", 1)
+		q = strings.Replace(q, "CREATE OR REPLACE FUNCTION "+ddlNames[0]+suffix+"()",
+			"CREATE OR REPLACE FUNCTION "+quoteIdent(opts.Schema)+"."+ddlNames[0]+suffix+"()", 1)
 	}
 	return strings.TrimSpace(q) + "\n", nil
+}
+
+// dollarTag returns a dollar-quote tag that names does not hold.
+func dollarTag(names string) string {
+	tag := "$querycache$"
+	for n := 1; strings.Contains(names, tag); n++ {
+		tag = fmt.Sprintf("$querycache%d$", n)
+	}
+	return tag
 }
 
 // InstallPostgresDDLNotify creates (or replaces) the function
@@ -96,22 +113,53 @@ func InstallPostgresDDLNotify(ctx context.Context, conn Conn, opts Options) erro
 // PostgresDDLUninstallSQL returns the SQL that UninstallPostgresDDLNotify
 // runs for opts, without running it.
 func PostgresDDLUninstallSQL(opts Options) (string, error) {
+	any := opts.Channel == "" // every channel's
 	opts, err := opts.validate()
 	if err != nil {
 		return "", err
 	}
-	suffix := ddlSuffix(opts.Channel)
-	fn := ddlNames[0] + suffix + "()"
+	schema, fn := "current_schema()", "NULL"
 	if opts.Schema != "" {
-		fn = quoteIdent(opts.Schema) + "." + fn
+		schema = quoteLiteral(opts.Schema)
 	}
-	return "DROP EVENT TRIGGER IF EXISTS " + ddlNames[1] + suffix + ";\nDROP EVENT TRIGGER IF EXISTS " + ddlNames[2] + suffix +
-		";\nDROP FUNCTION IF EXISTS " + fn + ";\n", nil
+	if !any {
+		fn = quoteLiteral(ddlNames[0] + ddlSuffix(opts.Channel))
+	}
+	tag := dollarTag(opts.Schema)
+	return `DO ` + tag + `
+DECLARE
+	v_schema name := ` + schema + `;
+	v_fn     name := ` + fn + `; -- NULL: every channel's
+	r        record;
+BEGIN
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('querycache.dev/migrations', 0));
+	-- The event triggers calling this schema's function (another
+	-- schema's install of the channel is left alone), then the function.
+	FOR r IN SELECT e.evtname, p.oid::pg_catalog.regprocedure AS f
+	           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+	           LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtfoid = p.oid
+	          WHERE n.nspname = v_schema AND p.pronargs = 0
+	            AND (p.proname = v_fn OR v_fn IS NULL AND p.proname LIKE 'querycache\_notify\_ddl%') LOOP
+		IF r.evtname IS NOT NULL THEN
+			EXECUTE pg_catalog.format('DROP EVENT TRIGGER IF EXISTS %I', r.evtname);
+		END IF;
+	END LOOP;
+	FOR r IN SELECT p.oid::pg_catalog.regprocedure AS f
+	           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+	          WHERE n.nspname = v_schema AND p.pronargs = 0
+	            AND (p.proname = v_fn OR v_fn IS NULL AND p.proname LIKE 'querycache\_notify\_ddl%') LOOP
+		EXECUTE pg_catalog.format('DROP FUNCTION %s', r.f);
+	END LOOP;
+END
+` + tag + `;
+`, nil
 }
 
 // UninstallPostgresDDLNotify removes what InstallPostgresDDLNotify
-// installed for opts.Channel (opts.Schema names the function's schema).
-// Uninstalling what is not installed does nothing.
+// installed in opts.Schema for opts.Channel, or for every channel when
+// opts.Channel is empty: the event triggers calling the schema's function
+// (another schema's are left), then the function. Uninstalling what is
+// not installed does nothing.
 func UninstallPostgresDDLNotify(ctx context.Context, conn Conn, opts Options) error {
 	q, err := PostgresDDLUninstallSQL(opts)
 	if err != nil {

@@ -22,10 +22,9 @@
 -- plugins forget what they learned of the schema. DDL on temporary
 -- objects only (CREATE TEMP TABLE, its DROP) sends nothing.
 --
--- Uninstall:
---   DROP EVENT TRIGGER IF EXISTS querycache_ddl_end;
---   DROP EVENT TRIGGER IF EXISTS querycache_ddl_drop;
---   DROP FUNCTION IF EXISTS querycache_notify_ddl();
+-- Uninstall: `go run ./cmd/querycache uninstall --ddl`, or
+--   DROP FUNCTION querycache_notify_ddl() CASCADE;
+-- (the event triggers call it).
 
 BEGIN;
 
@@ -41,20 +40,26 @@ DECLARE
 	v_channel text := 'querycache'; -- querycache:channel
 BEGIN
 	IF TG_EVENT = 'sql_drop' THEN
-		-- Temporary objects alone: no other session saw them.
+		-- Temporary objects alone: no other session saw them, and what
+		-- depended on them (a permanent table's column of a temporary
+		-- type) is among the objects dropped, not temporary.
 		IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() WHERE NOT is_temporary) THEN
 			RETURN;
 		END IF;
-	ELSIF TG_TAG LIKE 'DROP %' THEN
+	ELSIF TG_TAG LIKE 'DROP %' AND TG_TAG <> 'DROP OWNED' THEN
 		-- Told by sql_drop, which knows what was temporary (a DROP's
-		-- objects are not among pg_event_trigger_ddl_commands()).
+		-- objects are not among pg_event_trigger_ddl_commands()). DROP
+		-- OWNED revokes privileges too, which drops no object.
 		RETURN;
-	ELSIF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands())
+	ELSIF TG_TAG LIKE 'CREATE %'
+	  AND EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands())
 	  AND NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
 	                   WHERE c.schema_name IS NULL
 	                      OR NOT (c.schema_name = 'pg_temp' OR c.schema_name LIKE 'pg\_temp\_%'
 	                              OR c.schema_name LIKE 'pg\_toast\_temp\_%')) THEN
-		-- Temporary objects alone (reported in schema pg_temp).
+		-- Temporary objects created alone (reported in schema pg_temp):
+		-- nothing existing changed. Any other command on a temporary
+		-- object is told: a permanent table may use a temporary type.
 		RETURN;
 	END IF;
 	-- A statement both drops and alters (ALTER TABLE ... DROP COLUMN)
@@ -65,13 +70,26 @@ END
 $querycache$;
 
 DO $querycache$
+DECLARE
+	v_schema name := current_schema(); -- querycache:schema
+	v_fn     name := 'querycache_notify_ddl';
+	v_foid   oid;
+	v_ev     record;
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'querycache_ddl_end') THEN
-		CREATE EVENT TRIGGER querycache_ddl_end ON ddl_command_end EXECUTE PROCEDURE querycache_notify_ddl();
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = 'querycache_ddl_drop') THEN
-		CREATE EVENT TRIGGER querycache_ddl_drop ON sql_drop EXECUTE PROCEDURE querycache_notify_ddl();
-	END IF;
+	SELECT p.oid INTO v_foid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+	 WHERE n.nspname = v_schema AND p.proname = v_fn AND p.pronargs = 0;
+	FOR v_ev IN SELECT * FROM (VALUES ('querycache_ddl_end', 'ddl_command_end'), ('querycache_ddl_drop', 'sql_drop')) AS e(name, event) LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = v_ev.name) THEN
+			EXECUTE pg_catalog.format('CREATE EVENT TRIGGER %I ON %s EXECUTE PROCEDURE %I.%I()', v_ev.name, v_ev.event, v_schema, v_fn);
+		ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE evtname = v_ev.name AND evtfoid = v_foid) THEN
+			-- Installed for this channel in another schema: two installs
+			-- would share the event triggers, and removing either (or
+			-- its schema) silently removed both.
+			RAISE EXCEPTION 'querycache: the DDL event trigger % of this channel calls %, installed in another schema',
+				v_ev.name, (SELECT evtfoid::regprocedure FROM pg_catalog.pg_event_trigger WHERE evtname = v_ev.name)
+				USING HINT = 'Uninstall it from that schema first, or install for another channel.';
+		END IF;
+	END LOOP;
 END
 $querycache$;
 -- querycache:ddl end

@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	schema := fs.String("schema", "", "schema of the tables and of the querycache_* functions (default: the connection's current schema, normally public)")
 	tables := fs.String("tables", "", "comma-separated tables of the schema, as the catalog spells them (default: every table of the schema)")
 	channel := fs.String("channel", "", "NOTIFY channel, the one the listener uses (default \""+migrations.DefaultChannel+"\"; uninstall finds the triggers whatever their channel)")
-	ddl := fs.Bool("ddl", false, "also install (uninstall: remove) the event trigger that tells the channel's listeners of DDL made by programs without the plugin (a table dropped and created again); needs a superuser, covers the whole database")
+	ddl := fs.Bool("ddl", false, "also install (uninstall: remove; every channel's without --channel) the event trigger that tells the channel's listeners of DDL made by programs without the plugin (a table dropped and created again); needs a superuser, covers the whole database")
 	dryRun := fs.Bool("dry-run", false, "print the SQL instead of running it (no connection is made)")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	lockTimeout := fs.Duration("lock-timeout", 5*time.Second, "give up when a table lock is not granted within this long (0: wait); while CREATE/DROP TRIGGER waits for a lock, the table's writers queue behind it")

@@ -166,8 +166,8 @@ func TestCommandDDLDryRun(t *testing.T) {
 	for _, c := range []struct {
 		cmd, want string
 	}{
-		{"migrate", "CREATE EVENT TRIGGER querycache_ddl_end ON ddl_command_end EXECUTE PROCEDURE querycache_notify_ddl()"},
-		{"uninstall", "DROP EVENT TRIGGER IF EXISTS querycache_ddl_end;"},
+		{"migrate", "('querycache_ddl_end', 'ddl_command_end')"},
+		{"uninstall", "DROP EVENT TRIGGER IF EXISTS %I"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), []string{c.cmd, "--dry-run", "--ddl"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), c.want) {
