@@ -171,14 +171,25 @@ func (p *Plugin) discoverTemps(ctx context.Context) {
 	p.discoverTempsOn(ctx, p.inner)
 }
 
-// discoverTempsAfter is discoverTemps after a statement on the pool, on a
-// goroutine of its own: the statement returns at once, and every lookup
-// bypasses the cache (temp_table) until the look has ended. Read in the
-// statement's goroutine, it waited for a connection of the pool, and when
-// the caller held them all (Rows of the statement still open, on a pool
-// of one or two), the statement returned after catalogTimeout (5 s) and
-// caching stopped for good (TestHiddenCodeOnExhaustedPoolKeepsCaching).
+// discoverTempsAfter is discoverTemps after a statement on the pool. When
+// the pool has no connection to give at once (none idle, and at its
+// MaxOpenConns), the look runs on a goroutine of its own: the statement
+// returns, and every lookup bypasses the cache (temp_table) until the look
+// has ended. Read in the statement's goroutine, it waited for a connection,
+// and when the caller held them all (the statement's own Rows still open,
+// on a pool of one or two) the statement returned after catalogTimeout
+// (5 s) and caching stopped for good
+// (TestHiddenCodeOnExhaustedPoolKeepsCaching). With a connection free it
+// reads at once, as before: a look on a goroutine made every lookup of the
+// process bypass for its length, after every such statement
+// (TestHostile32FunctionBodyWithoutSessionChangeKeepsCaching).
 func (p *Plugin) discoverTempsAfter(ctx context.Context) {
+	if db, err := sqlDB(p.inner); err == nil {
+		if s := db.Stats(); s.Idle > 0 || s.MaxOpenConnections <= 0 || s.OpenConnections < s.MaxOpenConnections {
+			p.discoverTemps(ctx)
+			return
+		}
+	}
 	p.w.tempsLooking.Add(1)
 	ctx = context.WithoutCancel(ctx)
 	go func() {
