@@ -93,6 +93,7 @@ func (s *siblings) changed(ctx context.Context, ch querycache.Change) {
 		s.mu.Unlock()
 		for _, p := range ps {
 			p.cat.forget()
+			p.tempsLookAgain()
 		}
 	}
 	s.fence(ctx, ch)

@@ -198,10 +198,22 @@ func (p *Plugin) discoverTempsAfter(ctx context.Context) {
 	}()
 }
 
+// tempsLookAgain looks for temporary tables again after a change that may
+// have created permanent relations, once hidden code has been looked
+// after: the look keeps only the temporary names a permanent relation has,
+// and one created later under such a name was shadowed on the temporary
+// table's connection, unmarked (TestHostileTmpPermanentCreatedLater).
+func (p *Plugin) tempsLookAgain() {
+	if p.w.tempsLooked.Load() && !p.broken["temp"] {
+		p.discoverTempsAfter(context.Background())
+	}
+}
+
 // discoverTempsOn is discoverTemps read on cp: a db.Connection's statement
 // looks on its own connection, which its caller holds (on the pool, with
 // every other connection busy, the look waited for it until it timed out).
 func (p *Plugin) discoverTempsOn(ctx context.Context, cp gorm.ConnPool) {
+	p.w.tempsLooked.Store(true)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), catalogTimeout)
 	defer cancel()
 	rows, err := cp.QueryContext(ctx, tempShadowsQuery)

@@ -120,6 +120,14 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement, learn bool) 
 		case scopeRawTx:
 			p.w.markHiddenCode(p, sc.raw) // at its confirmed end (txwatch.go)
 		case scopeConn:
+			if !learn {
+				// Its rows are still open on the connection (Row, Rows):
+				// a query on it failed as a bad connection, and closing
+				// it waited for the caller's rows for ever
+				// (TestHostileTmpConnRowsHang). Looked for on the pool.
+				p.discoverTempsAfter(stmtContext(db))
+				break
+			}
 			p.discoverTempsOn(stmtContext(db), db.Statement.ConnPool)
 		default:
 			p.discoverTempsAfter(stmtContext(db))

@@ -48,7 +48,10 @@ type watch struct {
 	// the pool after a statement ran hidden code (discoverTempsAfter):
 	// every lookup bypasses until they end.
 	tempsLooking atomic.Int32
-	temps        sync.Map // name -> struct{}
+	// tempsLooked: hidden code has been looked after (discoverTempsOn);
+	// schema changes look again (tempsLookAgain).
+	tempsLooked atomic.Bool
+	temps       sync.Map // name -> struct{}
 	// tempTrigs are the tables temporary triggers were created on
 	// (noteTempTriggers), counted by tempTrigCount.
 	tempTrigCount atomic.Int32
