@@ -33,11 +33,11 @@ func TestHostileTmpPermanentCreatedLater(t *testing.T) {
 // cached one, then the transaction reads it.
 func TestHostileTmpInManagedTx(t *testing.T) {
 	for name, hidden := range map[string]string{
-		"do":       `DO $$ BEGIN CREATE TEMP TABLE ht_items (id int PRIMARY KEY, v int NOT NULL); INSERT INTO ht_items VALUES (1, 100); END $$`,
-		"function": `SELECT ht_mk()`,
+		"do":        `DO $$ BEGIN CREATE TEMP TABLE ht_items (id int PRIMARY KEY, v int NOT NULL); INSERT INTO ht_items VALUES (1, 100); END $$`,
+		"function":  `SELECT ht_mk()`,
 		"procedure": `CALL ht_proc()`,
-		"ondrop":   `DO $$ BEGIN CREATE TEMP TABLE ht_items (id int PRIMARY KEY, v int NOT NULL) ON COMMIT DROP; INSERT INTO ht_items VALUES (1, 100); END $$`,
-		"execute":  `SELECT ht_dyn('ht_items')`,
+		"ondrop":    `DO $$ BEGIN CREATE TEMP TABLE ht_items (id int PRIMARY KEY, v int NOT NULL) ON COMMIT DROP; INSERT INTO ht_items VALUES (1, 100); END $$`,
+		"execute":   `SELECT ht_dyn('ht_items')`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			db, _, _ := htOpen(t, 3,
