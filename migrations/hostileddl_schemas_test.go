@@ -15,21 +15,7 @@ import (
 
 func hddlDatabase(t *testing.T) string {
 	t.Helper()
-	base := testenv.PostgresDSN()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	name := "h_ddl_" + randHex(6)
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		admin.Close()
-		t.Fatalf("CREATE DATABASE: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
-		admin.Close()
-	})
-	return testenv.WithDatabase(base, name)
+	return testenv.PostgresDatabase(t, "h_ddl_")
 }
 
 // hddlHeard: does DDL q, run on db, reach a listener of channel?

@@ -22,21 +22,8 @@ import (
 // hddlDatabase: a database h_ddl_<random> of the test's own.
 func hddlDatabase(t *testing.T) (dsn, name string) {
 	t.Helper()
-	base := testenv.PostgresDSN()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
-	name = "h_ddl_" + owRandom()
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		admin.Close()
-		t.Fatalf("CREATE DATABASE: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
-		admin.Close()
-	})
-	return testenv.WithDatabase(base, name), name
+	dsn = testenv.PostgresDatabase(t, "h_ddl_")
+	return dsn, testenv.DatabaseName(dsn)
 }
 
 type hddlOpts struct {

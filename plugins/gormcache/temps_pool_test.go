@@ -4,13 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
-
-	"querycache.dev/internal/testenv"
 	"querycache.dev/plugins/gormcache"
-	"querycache.dev/querycache"
 )
 
 // TestHiddenCodeOnExhaustedPoolKeepsCaching: a statement that runs code
@@ -23,24 +17,11 @@ import (
 // lookups bypass meanwhile, and caching resumes once it has read the
 // catalog.
 func TestHiddenCodeOnExhaustedPoolKeepsCaching(t *testing.T) {
-	dsn := testenv.PostgresSchema(t)
-	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	must(t, db.AutoMigrate(&Counter{}))
-	must(t, db.Create(&Counter{ID: 1, N: 7}).Error)
-	must(t, db.Exec(`CREATE FUNCTION qc_scratch() RETURNS int LANGUAGE plpgsql AS $$
-		BEGIN CREATE TEMP TABLE IF NOT EXISTS qc_scratch_rows (id int); RETURN 1; END $$`).Error)
-	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	must(t, db.Use(gormcache.New(cache)))
-	sqlDB.SetMaxOpenConns(1)
+	db, _, cache := htOpen(t, 1,
+		"CREATE TABLE counters (id bigserial PRIMARY KEY, n bigint)",
+		"INSERT INTO counters (id, n) VALUES (1, 7)",
+		`CREATE FUNCTION qc_scratch() RETURNS int LANGUAGE plpgsql AS $$
+		BEGIN CREATE TEMP TABLE IF NOT EXISTS qc_scratch_rows (id int); RETURN 1; END $$`)
 
 	rows, err := db.Raw("SELECT qc_scratch()").Rows()
 	if err != nil {
