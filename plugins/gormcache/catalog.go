@@ -277,7 +277,6 @@ func (p *Plugin) schemaChanged(ch querycache.Change) {
 	if ch.All || slices.Contains(ch.Tables, keys.CatalogTable) {
 		p.cat.forget()
 		p.forgetSiblings() // other plugins on the cache (catalogwatch.go)
-		p.tempsLookAgain() // a new table may be shadowed by a temporary one (temps.go)
 	}
 }
 

@@ -93,6 +93,10 @@ func (s *siblings) changed(ctx context.Context, ch querycache.Change) {
 		s.mu.Unlock()
 		for _, p := range ps {
 			p.cat.forget()
+			// A table created may be shadowed by a temporary one, and a
+			// look that ran while hidden code still streamed its rows saw
+			// nothing (temps.go). On every such change, the plugins' own
+			// included (their schemaChanged only forgets).
 			p.tempsLookAgain()
 		}
 	}
