@@ -482,8 +482,7 @@ func (l *Listener) checkTriggers(ctx context.Context, conn *pgx.Conn) error {
 	}
 	var found bool
 	if err := conn.QueryRow(ctx, triggersQuery, l.opts.Channel).Scan(&found); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
+		if isPgError(err) {
 			return nil
 		}
 		return fmt.Errorf("checking the triggers: %w", err)

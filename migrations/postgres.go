@@ -281,12 +281,7 @@ func uninstallBlock(opts Options) (string, error) {
 	// The names become literals inside the DO block's dollar quotes: a
 	// name holding the tag would end the block early. So the tag is one
 	// no name holds, put in before the names are.
-	names := opts.Schema + "\x00" + strings.Join(opts.Tables, "\x00")
-	tag := quote
-	for n := 1; strings.Contains(names, tag); n++ {
-		tag = fmt.Sprintf("$querycache%d$", n)
-	}
-	q = strings.ReplaceAll(q, quote, tag)
+	q = strings.ReplaceAll(q, quote, dollarTag(opts.Schema+"\x00"+strings.Join(opts.Tables, "\x00")))
 	if opts.Schema != "" {
 		q = strings.Replace(q, schemaLine, "v_schema name := "+quoteLiteral(opts.Schema)+";", 1)
 	}

@@ -113,7 +113,7 @@ func InstallPostgresDDLNotify(ctx context.Context, conn Conn, opts Options) erro
 // PostgresDDLUninstallSQL returns the SQL that UninstallPostgresDDLNotify
 // runs for opts, without running it.
 func PostgresDDLUninstallSQL(opts Options) (string, error) {
-	any := opts.Channel == "" // every channel's
+	every := opts.Channel == "" // every channel's
 	opts, err := opts.validate()
 	if err != nil {
 		return "", err
@@ -122,7 +122,7 @@ func PostgresDDLUninstallSQL(opts Options) (string, error) {
 	if opts.Schema != "" {
 		schema = quoteLiteral(opts.Schema)
 	}
-	if !any {
+	if !every {
 		fn = quoteLiteral(ddlNames[0] + ddlSuffix(opts.Channel))
 	}
 	tag := dollarTag(opts.Schema)
@@ -131,23 +131,18 @@ DECLARE
 	v_schema name := ` + schema + `;
 	v_fn     name := ` + fn + `; -- NULL: every channel's
 	r        record;
+	e        record;
 BEGIN
 	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('querycache.dev/migrations', 0));
-	-- The event triggers calling this schema's function (another
-	-- schema's install of the channel is left alone), then the function.
-	FOR r IN SELECT e.evtname, p.oid::pg_catalog.regprocedure AS f
-	           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-	           LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtfoid = p.oid
-	          WHERE n.nspname = v_schema AND p.pronargs = 0
-	            AND (p.proname = v_fn OR v_fn IS NULL AND p.proname LIKE 'querycache\_notify\_ddl%') LOOP
-		IF r.evtname IS NOT NULL THEN
-			EXECUTE pg_catalog.format('DROP EVENT TRIGGER IF EXISTS %I', r.evtname);
-		END IF;
-	END LOOP;
-	FOR r IN SELECT p.oid::pg_catalog.regprocedure AS f
+	-- Each function of this schema's install, after the event triggers
+	-- calling it (another schema's install of the channel is left alone).
+	FOR r IN SELECT p.oid, p.oid::pg_catalog.regprocedure AS f
 	           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 	          WHERE n.nspname = v_schema AND p.pronargs = 0
 	            AND (p.proname = v_fn OR v_fn IS NULL AND p.proname LIKE 'querycache\_notify\_ddl%') LOOP
+		FOR e IN SELECT evtname FROM pg_catalog.pg_event_trigger WHERE evtfoid = r.oid LOOP
+			EXECUTE pg_catalog.format('DROP EVENT TRIGGER IF EXISTS %I', e.evtname);
+		END LOOP;
 		EXECUTE pg_catalog.format('DROP FUNCTION %s', r.f);
 	END LOOP;
 END
