@@ -325,11 +325,15 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 			// versions (watch.go), which must follow every bump.
 			c.countersOf(tv, t).invalidations.Add(1)
 			prefix, key := tv.ObjectParts(ch.Rows[0].PK)
-			tok := NewToken() // one for both versions (verCell.bumpTo)
-			ms.versions.bumpJoined(prefix, key, tok)
-			was := tv.cell.Load()
-			if c := ms.versions.bumpVia(was, tv.Table, tok); c != was && c != nil {
-				tv.cell.Store(c)
+			row, table := ms.versions.joined(prefix, key), tv.table.find(ms.versions, tv.Table)
+			if row != nil || table != nil {
+				tok := NewToken() // one for both versions (verCell.bumpTo)
+				if row != nil {
+					row.bumpTo(tok)
+				}
+				if table != nil {
+					table.bumpTo(tok)
+				}
 			}
 			c.recent.add(InvalidationRecord{Cause: ch.Cause, Tables: tv.only, Rows: 1, Versions: 2}, nil)
 			return nil

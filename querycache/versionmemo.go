@@ -33,9 +33,9 @@ type tableVersions struct {
 	// invalidation: an invalidation of the table counts itself without
 	// looking them up by name. The counters of a name are never replaced.
 	counters atomic.Pointer[tableCounters]
-	// cell is the table version's cell in a memory store, as its last
-	// bump found it (versionTable.bumpVia).
-	cell atomic.Pointer[verCell]
+	// table is the table version in a memory store, as its last bump
+	// found it (versionRef.bump).
+	table versionRef
 }
 
 // countersOf returns the statistics counters of table, whose memo is tv.

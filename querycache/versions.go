@@ -49,6 +49,12 @@ type versionTable struct {
 	// misses once its versions are dropped).
 	swept atomic.Uint64
 
+	// begun and ended count the creations of cells, begun before the
+	// cell is put in m and ended after: a versionRef that found a name
+	// missing while none was under way knows it still is while begun has
+	// not moved (versionRef.bump).
+	begun, ended atomic.Uint64
+
 	seed maphash.Seed // namesDigest's
 }
 
@@ -105,14 +111,20 @@ func (t *versionTable) cell(name string) *verCell {
 			}
 			// Swept (it is being deleted): replace it.
 			fresh := t.newCell()
-			if t.m.CompareAndSwap(key, v, fresh) {
+			t.begun.Add(1)
+			swapped := t.m.CompareAndSwap(key, v, fresh)
+			t.ended.Add(1)
+			if swapped {
 				t.created()
 				return fresh
 			}
 			continue
 		}
 		fresh := t.newCell()
-		if v, loaded := t.m.LoadOrStore(key, fresh); loaded {
+		t.begun.Add(1)
+		v, loaded := t.m.LoadOrStore(key, fresh)
+		t.ended.Add(1)
+		if loaded {
 			c := v.(*verCell)
 			if c.refs.Load() >= 0 {
 				return c
@@ -151,35 +163,69 @@ func (t *versionTable) bump(name string) {
 	}
 }
 
-// bumpVia is bump(name) through c, the cell the caller found for name
-// before (nil: none), to tok: it returns the cell bumped (nil: no
-// version), for the caller's next bump. A live cell (refs >= 0) is the
-// name's cell: a cell is replaced in m only once swept. So while c is live
-// no lookup is needed (hashing the name and the map's lookup were a tenth
-// of the engine's share of a write). Checked after the write committed, a
-// live c means no cell replaced it before the commit: a fill that read
-// another cell's token began after that check, and reads what was
-// committed.
-func (t *versionTable) bumpVia(c *verCell, name string, tok uint64) *verCell {
-	if c == nil || c.refs.Load() < 0 {
-		v, ok := t.m.Load(t.nameKey(name))
-		if !ok {
-			return nil
-		}
-		c = v.(*verCell)
+// A versionRef remembers, for one version name bumped again and again
+// (a table's, by every write of one of its rows), what the last bump
+// found: the name's cell, or that the name had no version. Either spares
+// the next bump hashing the name and looking it up (a tenth of the
+// engine's share of a write), a table written but never read included.
+type versionRef struct {
+	cell    atomic.Pointer[verCell]
+	missing atomic.Uint64 // versionTable.begun + 1 when the name was found missing; 0: not known
+}
+
+// find returns name's live cell, or nil when the name has no version
+// (nothing to bump: its next reader creates it with a new token, which no
+// entry recorded), through r, which it updates. The caller bumps the cell.
+//
+// A live cell (refs >= 0) is the name's cell: a cell is replaced in m
+// only once swept. Checked after the write committed, a live cell means
+// no cell replaced it before the commit: a fill that read another cell's
+// token began after that check, and reads what was committed.
+//
+// A name found missing stays missing while no creation of a cell has
+// begun since (begun unchanged), and only if none was under way when it
+// was looked up (begun == ended, read before the lookup). The orderings
+// this keeps, for a fill F that creates the name's cell and a write W
+// whose bump finds begun unchanged and skips:
+//   - F's creation began after the read of begun that proved the name
+//     missing: begun moved, and W looks the name up.
+//   - F's creation began before it, and ended before the reads (begun ==
+//     ended): the cell was in m when the lookup found none; impossible.
+//   - F's creation was under way then: ended lagged begun, and nothing
+//     was remembered.
+//
+// So a cell W skips was created after W's read of begun, after W's
+// commit: the fill reads what W wrote.
+func (r *versionRef) find(t *versionTable, name string) *verCell {
+	if c := r.cell.Load(); c != nil && c.refs.Load() >= 0 {
+		return c
 	}
-	c.bumpTo(tok)
+	if m := r.missing.Load(); m != 0 && m-1 == t.begun.Load() {
+		return nil
+	}
+	ended := t.ended.Load()
+	begun := t.begun.Load()
+	v, ok := t.m.Load(t.nameKey(name))
+	if !ok {
+		if begun == ended {
+			r.missing.Store(begun + 1)
+		}
+		return nil
+	}
+	c := v.(*verCell)
+	r.cell.Store(c)
 	return c
 }
 
-// joinedMax is the longest a+b bumpJoined hashes from a copy on the stack
+// joinedMax is the longest a+b joined hashes from a copy on the stack
 // (one hash of the bytes, where writing the parts in turn into a
 // maphash.Hash cost twice as much); longer names are hashed in parts.
 const joinedMax = 128
 
-// bumpJoined is bump(a + b), to tok, without building the name on the
-// heap: maphash of the bytes of a then b is that of the string a + b.
-func (t *versionTable) bumpJoined(a, b string, tok uint64) {
+// joined is the cell of the name a + b, or nil when it has no version,
+// found without building the name on the heap: maphash of the bytes of a
+// then b is that of the string a + b. The caller bumps the cell.
+func (t *versionTable) joined(a, b string) *verCell {
 	var key uint64
 	if len(a)+len(b) <= joinedMax {
 		var buf [joinedMax]byte
@@ -194,8 +240,9 @@ func (t *versionTable) bumpJoined(a, b string, tok uint64) {
 		key = h.Sum64()
 	}
 	if v, ok := t.m.Load(key); ok {
-		v.(*verCell).bumpTo(tok)
+		return v.(*verCell)
 	}
+	return nil
 }
 
 // bump gives a live cell a new token; a swept cell stays swept.

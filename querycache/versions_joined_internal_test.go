@@ -2,7 +2,10 @@ package querycache
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"querycache.dev/keys"
@@ -31,12 +34,12 @@ func TestBumpJoinedIsBumpOfTheName(t *testing.T) {
 		if long := len(prefix)+len(key) > joinedMax; long != (i >= 3) {
 			t.Fatalf("pk %q: name of %d bytes, want it longer than joinedMax only for the long namespace", pk, len(prefix)+len(key))
 		}
-		vt.bumpJoined(prefix, key, NewToken())
+		vt.joined(prefix, key).bumpTo(NewToken())
 		if obj.token.Load() == before {
-			t.Errorf("pk %q: bumpJoined left the object's version as it was", pk)
+			t.Errorf("pk %q: a bump of joined left the object's version as it was", pk)
 		}
 		if other.token.Load() != otherBefore {
-			t.Errorf("pk %q: bumpJoined changed another row's version", pk)
+			t.Errorf("pk %q: a bump of joined changed another row's version", pk)
 		}
 	}
 }
@@ -72,24 +75,28 @@ func TestOneRowInvalidationOnMemoryStore(t *testing.T) {
 	}
 }
 
-// TestBumpViaReachesTheNamesNewCell: bumpVia through a cell remembered
-// from an earlier bump bumps that cell while it lives, and once it is
-// swept (a read then creates the name's new cell), the new one: bumping
-// only the swept cell would leave what was filled under the new one valid.
-func TestBumpViaReachesTheNamesNewCell(t *testing.T) {
+// TestVersionRefReachesTheNamesNewCell: a versionRef bumps the cell it
+// remembers while that cell lives, and once it is swept (a read then
+// creates the name's new cell), the new one: bumping only the swept cell
+// would leave what was filled under the new one valid.
+func TestVersionRefReachesTheNamesNewCell(t *testing.T) {
 	vt := newVersionTable(1 << 20)
 	const name = "qc:t:items"
-	if got := vt.bumpVia(nil, name, NewToken()); got != nil {
-		t.Fatalf("no version yet: bumpVia returned a cell %p", got)
+	var r versionRef
+	r.bump(vt, name, NewToken())
+	if got := r.cell.Load(); got != nil {
+		t.Fatalf("no version yet: the ref remembers a cell %p", got)
 	}
 	c1 := vt.cell(name)
 	tok := c1.token.Load()
-	if got := vt.bumpVia(nil, name, NewToken()); got != c1 || c1.token.Load() == tok {
-		t.Fatalf("bumpVia(nil) returned %p (want %p) and left the token %v", got, c1, c1.token.Load() == tok)
+	r.bump(vt, name, NewToken())
+	if got := r.cell.Load(); got != c1 || c1.token.Load() == tok {
+		t.Fatalf("after the name's creation the ref holds %p (want %p) and left the token %v", got, c1, c1.token.Load() == tok)
 	}
 	tok = c1.token.Load()
-	if got := vt.bumpVia(c1, name, NewToken()); got != c1 || c1.token.Load() == tok {
-		t.Fatalf("bumpVia(c1) returned %p (want %p) and left the token %v", got, c1, c1.token.Load() == tok)
+	r.bump(vt, name, NewToken())
+	if c1.token.Load() == tok {
+		t.Fatal("the remembered live cell was not bumped")
 	}
 	vt.sweep() // read since the last sweep: kept, marked unread
 	vt.sweep() // unread, held by no entry: swept
@@ -101,13 +108,56 @@ func TestBumpViaReachesTheNamesNewCell(t *testing.T) {
 		t.Fatal("a swept cell was handed out again")
 	}
 	tok2 := c2.token.Load()
-	if got := vt.bumpVia(c1, name, NewToken()); got != c2 || c2.token.Load() == tok2 {
-		t.Fatalf("bumpVia(swept c1) returned %p (want the new %p) and left its token %v", got, c2, c2.token.Load() == tok2)
+	r.bump(vt, name, NewToken())
+	if got := r.cell.Load(); got != c2 || c2.token.Load() == tok2 {
+		t.Fatalf("through the swept cell the ref holds %p (want the new %p) and left its token %v", got, c2, c2.token.Load() == tok2)
 	}
 }
 
+// TestVersionRefMissingUntilCreated: a versionRef that found its name
+// missing skips the lookup only while no cell creation has begun since,
+// and remembers nothing while a creation is under way.
+//
+// Order of events (each a way to serve a stale value if the ref skipped):
+//  1. A bump finds the name missing (remembered).
+//  2. A fill creates the name's cell and reads its token (any name's
+//     creation counts: the ref cannot tell which name was created).
+//  3. A bump: it must reach the new cell.
+//
+// And: a creation begun (its cell possibly in the table, its token read)
+// but not yet ended when a bump looks the name up: that bump remembers
+// nothing, so the next bump after the creation looks again.
+func TestVersionRefMissingUntilCreated(t *testing.T) {
+	vt := newVersionTable(1 << 20)
+	const name = "qc:t:items"
+	var r versionRef
+	r.bump(vt, name, NewToken())
+	if r.missing.Load() == 0 {
+		t.Fatal("a missing name was not remembered: the test tests nothing")
+	}
+	vt.cell("qc:t:other") // another name's creation: the ref looks again
+	r.bump(vt, name, NewToken())
+	if r.missing.Load()-1 != vt.begun.Load() {
+		t.Fatal("the ref did not look again after a creation")
+	}
+	c := vt.cell(name)
+	tok := c.token.Load()
+	r.bump(vt, name, NewToken())
+	if c.token.Load() == tok {
+		t.Fatal("a cell created after the name was found missing was not bumped")
+	}
+
+	var r2 versionRef
+	vt.begun.Add(1) // a creation under way
+	r2.bump(vt, "qc:t:third", NewToken())
+	if r2.missing.Load() != 0 {
+		t.Fatal("a name found missing during a creation was remembered")
+	}
+	vt.ended.Add(1)
+}
+
 // TestOneRowInvalidationAfterTableCellSwept: through the Cache, the one-row
-// path remembers the table version's cell (tableVersions.cell); after that
+// path remembers the table version's cell (tableVersions.table); after that
 // cell is swept and a value is filled under the table's new cell, a
 // one-row invalidation of the table makes that value stale.
 //
@@ -156,5 +206,50 @@ func TestOneRowInvalidationAfterTableCellSwept(t *testing.T) {
 	}
 	if got := fill("new", true); got != "new" {
 		t.Errorf("after the table's invalidation: %q served, want the refill", got)
+	}
+}
+
+// TestVersionRefRacingCreation races a fill that creates the name's cell
+// with a write whose bump goes through a ref that found the name missing:
+// whenever the fill read the database before the write, the write's bump
+// must have changed the token the fill read.
+func TestVersionRefRacingCreation(t *testing.T) {
+	const name = "qc:t:items"
+	for round := 0; round < 2000; round++ {
+		vt := newVersionTable(1 << 20)
+		var r versionRef
+		r.bump(vt, name, NewToken()) // missing, remembered
+		var db atomic.Int64
+		wrote := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(3)
+		go func() { // another name's fills, moving begun meanwhile
+			defer wg.Done()
+			vt.cell(fmt.Sprintf("qc:t:other%d", round))
+		}()
+		go func() { // the write: commit, then bump
+			defer wg.Done()
+			db.Store(1)
+			r.bump(vt, name, NewToken())
+			close(wrote)
+		}()
+		go func() { // the fill: the token, then the database
+			defer wg.Done()
+			c := vt.cell(name)
+			tok := c.token.Load()
+			read := db.Load()
+			<-wrote
+			if read == 0 && c.token.Load() == tok {
+				t.Errorf("round %d: the fill read the database before the write, and its token was never bumped", round)
+			}
+		}()
+		wg.Wait()
+	}
+}
+
+// bump is find, then a bump of what it found, to tok.
+func (r *versionRef) bump(t *versionTable, name string, tok uint64) {
+	if c := r.find(t, name); c != nil {
+		c.bumpTo(tok)
 	}
 }
