@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
 	"querycache.dev/keys"
+	"querycache.dev/querycache"
 	"querycache.dev/sqlinspect"
 )
 
@@ -41,14 +43,12 @@ func rowsOf(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 // inspection of the statement's text, if in hand: the reading of its
 // first raw condition is remembered there (condMemo).
 func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string, in *inspection) ([]string, bool) {
+	if v, ok := plannedKey(stmt, f, in, nil); ok {
+		return append(dst, v), true
+	}
 	var kp *keyPlan
 	if in != nil {
 		kp = in.keys.Load()
-	}
-	if kp != nil && kp.schema == stmt.Schema && kp.f == f && kp.stmtTable == stmt.Table {
-		if v, ok := kp.key(stmt); ok {
-			return append(dst, v), true
-		}
 	}
 	s := stmt.Schema
 	if s == nil || len(s.PrimaryFields) == 0 || !f.keyable() || !f.matchesFields(s.PrimaryFields) {
@@ -67,7 +67,7 @@ func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string, in *inspectio
 		// the way is remembered (keyPlan).
 		if x, raw := where.Exprs[0].(clause.Expr); raw && len(x.Vars) == 1 {
 			if ec, field := exprField(in, stmt, x.SQL); ec.simple && ec.eq && field != nil && f.column(field.DBName) == 0 {
-				v, ok := canonicalPK(stmt, x.Vars[0], f.kinds[0])
+				v, ok := canonicalPK(stmt, x.Vars[0], f.kinds[0], nil)
 				if ok && (kp == nil || kp.schema == s && kp.stmtTable == stmt.Table) {
 					// (A plan of the same statement whose facts were
 					// learned again, as they are every catalogMaxAge, is
@@ -122,7 +122,7 @@ func rowsAppend(stmt *gorm.Statement, f *tableFacts, dst []string, in *inspectio
 		// column's single value (composite).
 		keep := !composite && ci == 0
 		for j := 0; j < pc.len(); j++ {
-			v, ok := canonicalPK(stmt, pc.at(j), f.kinds[i])
+			v, ok := canonicalPK(stmt, pc.at(j), f.kinds[i], nil)
 			if !ok {
 				return nil, false
 			}
@@ -167,7 +167,7 @@ type keyPlan struct {
 
 // key returns the key of stmt by the plan, or false when the plan does not
 // apply to it (or its value has no canonical form: the long way says).
-func (kp *keyPlan) key(stmt *gorm.Statement) (string, bool) {
+func (kp *keyPlan) key(stmt *gorm.Statement, digits *pkDigits) (string, bool) {
 	c, found := stmt.Clauses["WHERE"]
 	if !found {
 		return "", false
@@ -180,27 +180,36 @@ func (kp *keyPlan) key(stmt *gorm.Statement) (string, bool) {
 	if !raw || len(x.Vars) != 1 || x.SQL != kp.cond {
 		return "", false
 	}
-	return canonicalPK(stmt, x.Vars[0], kp.kind)
+	return canonicalPK(stmt, x.Vars[0], kp.kind, digits)
 }
 
 // canonicalPK is keys.PK under the equality of a column of kind k, of v,
 // a value of stmt's clauses (or a created row's field): a driver.Valuer
 // the driver sends as its Value is taken as the statement pinned it in its
 // Vars (boundFor, pin.go), and names no row without its pin.
-func canonicalPK(stmt *gorm.Statement, v any, k pkKind) (string, bool) {
+//
+// A Go integer under an integer key is written in canonical decimal, as
+// keys.PK writes it, into digits when given (the key returned aliases it:
+// strconv's string was one of a write's two allocations).
+func canonicalPK(stmt *gorm.Statement, v any, k pkKind, digits *pkDigits) (string, bool) {
 	if k == pkInt {
-		// keys.PK writes a Go integer in canonical decimal: the round trip
-		// below is for strings and Valuers.
+		// The round trip below is for strings and Valuers.
 		switch x := v.(type) {
-		case int, int64, int32, uint32:
-			return keys.PK(v)
+		case int:
+			return digits.signed(int64(x)), true
+		case int64:
+			return digits.signed(x), true
+		case int32:
+			return digits.signed(int64(x)), true
+		case uint32:
+			return digits.unsigned(uint64(x)), true
 		case uint:
 			if uint64(x) <= math.MaxInt64 {
-				return keys.PK(v)
+				return digits.unsigned(uint64(x)), true
 			}
 		case uint64:
 			if x <= math.MaxInt64 {
-				return keys.PK(v)
+				return digits.unsigned(x), true
 			}
 		}
 	}
@@ -230,6 +239,87 @@ func canonicalPK(stmt *gorm.Statement, v any, k pkKind) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// plannedKey is rowsAppend's answer for the statement of one row by
+// primary key whose way the text's inspection in remembers (keyPlan), as
+// a string: digits, if not nil, is where an integer key is written, and
+// the key returned then aliases it (the caller copies it before digits
+// goes: ownedRows). ok is false when the plan does not answer; rowsAppend
+// then reads the clauses.
+func plannedKey(stmt *gorm.Statement, f *tableFacts, in *inspection, digits *pkDigits) (string, bool) {
+	if in == nil {
+		return "", false
+	}
+	if kp := in.keys.Load(); kp != nil && kp.schema == stmt.Schema && kp.f == f && kp.stmtTable == stmt.Table {
+		return kp.key(stmt, digits)
+	}
+	return "", false
+}
+
+// pkDigits is room for an integer key in decimal, written at its end
+// (math.MinInt64 takes all 20 bytes).
+type pkDigits [20]byte
+
+// signed returns i in canonical decimal (strconv.FormatInt's), written
+// into d, or allocated when d is nil.
+func (d *pkDigits) signed(i int64) string {
+	if i >= 0 {
+		return d.unsigned(uint64(i))
+	}
+	if d == nil {
+		return strconv.FormatInt(i, 10)
+	}
+	n := d.decimal(uint64(-i)) - 1 // math.MinInt64 too: -i is itself, 1<<63 as a uint64
+	d[n] = '-'
+	return unsafe.String(&d[n], len(d)-n)
+}
+
+// unsigned is signed of a uint64.
+func (d *pkDigits) unsigned(u uint64) string {
+	if d == nil {
+		return strconv.FormatUint(u, 10)
+	}
+	n := d.decimal(u)
+	return unsafe.String(&d[n], len(d)-n)
+}
+
+// decimal writes u's digits at the end of d and returns where they begin
+// (strconv's loop by hundreds cost three times these few divisions by a
+// constant, for the keys writes name).
+func (d *pkDigits) decimal(u uint64) int {
+	n := len(d)
+	for u >= 10 {
+		n--
+		d[n] = byte('0' + u%10)
+		u /= 10
+	}
+	n--
+	d[n] = byte('0' + u)
+	return n
+}
+
+// ownedRow returns the row of table whose key is pk, which may alias the
+// caller's digits (plannedKey), in one allocation with the key's bytes:
+// strconv's string and the change's list were a write's two.
+func ownedRow(table, pk string) []querycache.Row {
+	r := new(oneRow)
+	if len(pk) > len(r.key) {
+		// Not an integer (those fit): a string already, copied all the
+		// same, so that pk is never kept (digits would escape).
+		r.row[0] = querycache.Row{Table: table, PK: strings.Clone(pk)}
+	} else {
+		n := copy(r.key[:], pk)
+		r.row[0] = querycache.Row{Table: table, PK: unsafe.String(&r.key[0], n)}
+	}
+	return r.row[:]
+}
+
+// oneRow is ownedRow's allocation: room for an integer's digits (a UUID's
+// text is copied on its own), in 64 bytes.
+type oneRow struct {
+	row [1]querycache.Row
+	key [32]byte
 }
 
 // conjuncts appends the conjuncts of exprs to out, and reports false when

@@ -67,7 +67,7 @@ func rowsOfRef(stmt *gorm.Statement, f *tableFacts) (pks []string, ok bool) {
 		}
 		vals := make([]string, len(raw))
 		for j, v := range raw {
-			if vals[j], ok = canonicalPK(stmt, v, f.kinds[i]); !ok {
+			if vals[j], ok = canonicalPK(stmt, v, f.kinds[i], nil); !ok {
 				return nil, false
 			}
 		}

@@ -522,12 +522,22 @@ func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (queryca
 	// The keys of a write of a row or a few are listed on the stack (a
 	// function value here made them escape): the change's rows are the
 	// one allocation.
-	var pkBuf [4]string
 	var (
 		pks []string
 		ok  bool
 	)
 	if updated {
+		// The commonest write, of one row by a key its text's plan
+		// reads: the key's digits on the stack, then in the row's
+		// allocation.
+		var digits pkDigits
+		if pk, ok := plannedKey(db.Statement, f, in, &digits); ok {
+			if !p.setsNoKey(db, in, f) {
+				return invalidation.FromInspected(*info), known
+			}
+			return querycache.Change{Rows: ownedRow(table, pk)}, known
+		}
+		var pkBuf [4]string
 		pks, ok = p.updatedRows(db, in, f, pkBuf[:0])
 	} else {
 		pks, ok = createdRows(db, f)
@@ -601,7 +611,7 @@ func createdRows(db *gorm.DB, f *tableFacts) ([]string, bool) {
 			if zero {
 				return nil, false
 			}
-			s, ok := canonicalPK(stmt, v, f.kinds[i])
+			s, ok := canonicalPK(stmt, v, f.kinds[i], nil)
 			if !ok {
 				return nil, false
 			}
@@ -682,14 +692,18 @@ func keyFromDatabase(stmt *gorm.Statement, col string) bool {
 // an earlier assignment cannot hide one. The keys are appended to dst.
 func (p *Plugin) updatedRows(db *gorm.DB, in *inspection, f *tableFacts, dst []string) ([]string, bool) {
 	pks, ok := rowsAppend(db.Statement, f, dst, in)
-	if !ok {
-		return nil, false
-	}
-	sql := db.Statement.SQL.String()
-	if !isDelete(sql) && !p.keyFree(in, sql, f) {
+	if !ok || !p.setsNoKey(db, in, f) {
 		return nil, false
 	}
 	return pks, true
+}
+
+// setsNoKey reports whether the UPDATE or DELETE GORM built (whose text's
+// inspection is in) cannot move a row to another key: a DELETE, or an
+// UPDATE whose SET list is known and assigns no key column of f's table.
+func (p *Plugin) setsNoKey(db *gorm.DB, in *inspection, f *tableFacts) bool {
+	sql := db.Statement.SQL.String()
+	return isDelete(sql) || p.keyFree(in, sql, f)
 }
 
 // keyFree reports whether the SET list of sql (whose inspection is in)
