@@ -335,7 +335,7 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 					table.bumpTo(tok)
 				}
 			}
-			c.recent.add(InvalidationRecord{Cause: ch.Cause, Tables: tv.only, Rows: 1, Versions: 2}, nil)
+			c.recent.put(ch.Cause, tv.only, 1, 2, false, nil)
 			return nil
 		}
 	}
@@ -382,7 +382,7 @@ func (c *Cache) applyTo(ctx context.Context, ch Change, t string, tv *tableVersi
 		c.warn(ctx, "querycache: invalidation not delivered; bypassing the cache for it until it is", err, "versions", len(names))
 		return fmt.Errorf("querycache: invalidation not delivered (will retry): %w", err)
 	}
-	c.recent.add(rec, nil)
+	c.recent.put(rec.Cause, rec.Tables, rec.Rows, rec.Versions, rec.All, nil)
 	if c.debugOn(ctx) { // the arguments cost an allocation even when nothing is logged
 		c.debug(ctx, "querycache invalidate", "versions", c.redactNames(names)) // an object version spells its primary key
 	}

@@ -102,6 +102,13 @@ func (r *recentRing) add(rec InvalidationRecord, names []string) {
 	if rec.Retried {
 		fail = &recentFailure{err: rec.Error, names: names}
 	}
+	r.put(rec.Cause, rec.Tables, rec.Rows, rec.Versions, rec.All, fail)
+}
+
+// put is add of the record's parts: a change delivered at once, the
+// commonest, passes no InvalidationRecord (fifteen words, copied on every
+// write).
+func (r *recentRing) put(cause string, tables []string, rows, versions int, all bool, fail *recentFailure) {
 	r.mu.Lock()
 	// The time is read under the lock: the ring is in time order.
 	var at time.Duration
@@ -111,8 +118,8 @@ func (r *recentRing) add(rec InvalidationRecord, names []string) {
 		at = r.clock().Sub(r.base)
 	}
 	s := &r.slots[r.next%RecentInvalidationsKept]
-	*s = recentSlot{at: at, cause: rec.Cause, tables: rec.Tables, rows: rec.Rows,
-		versions: int32(min(rec.Versions, math.MaxInt32)), all: rec.All, failed: fail}
+	*s = recentSlot{at: at, cause: cause, tables: tables, rows: rows,
+		versions: int32(min(versions, math.MaxInt32)), all: all, failed: fail}
 	r.next++
 	r.mu.Unlock()
 }

@@ -486,12 +486,6 @@ func rawBase(info sqlinspect.Statement, sql string) (querycache.Change, bool) {
 	return invalidation.FromInspected(info), false
 }
 
-// gormDependents is withDependents for a write GORM built, whose SQL's
-// inspection is in, with the facts writeChange read.
-func (p *Plugin) gormDependents(db *gorm.DB, in *inspection, ch querycache.Change, known knownFacts) querycache.Change {
-	return p.withDependents(db, ch, &in.st, db.Statement.SQL.String(), true, false, known)
-}
-
 // statementOps returns what the statement does to the tables it writes,
 // from its head keyword: 0 when it changes no rows of another table
 // whatever the schema (CREATE, PRAGMA, a read).

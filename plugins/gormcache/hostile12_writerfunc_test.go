@@ -30,7 +30,7 @@ import (
 //
 // Root cause: queryCallback and rowCallback record a write only for SQL
 // the user wrote (recordRawWrite returns when !raw), and the GORM write
-// callbacks build their change in writeChange/gormDependents, which follow
+// callbacks build their change in writeChange/withDependents, which follow
 // foreign keys and triggers but never look at info.Functions: rawChange is
 // the only caller of mayWrite for a statement's own calls.
 //

@@ -113,7 +113,14 @@ func (p *Plugin) change(db *gorm.DB, w gormWrite) (querycache.Change, bool) {
 	in := p.inspection(db.Statement.SQL.String())
 	p.observeBuilt(db, in)
 	ch, known := p.writeChange(db, in, w.where)
-	return duringDDL(busy, withCause(p.gormDependents(db, in, ch, known), w.cause)), true
+	// Written in steps on one variable: each helper taking and returning
+	// the change copied it twice, on every write.
+	ch = p.withDependents(db, ch, &in.st, db.Statement.SQL.String(), true, false, known)
+	ch.Cause = w.cause
+	if busy {
+		ch = duringDDL(busy, ch)
+	}
+	return ch, true
 }
 
 // observeBuilt tells observeRaw of a write GORM built that calls a
@@ -463,8 +470,8 @@ func attributeCall(sql string, funcs *fnList) bool {
 // otherwise) is narrowed to those rows.
 //
 // in is the inspection of the statement's SQL, looked up once per write
-// and shared with gormDependents and the SET list's memo. The facts it
-// read of the written table, if it did, are returned for gormDependents.
+// and shared with withDependents and the SET list's memo. The facts it
+// read of the written table, if it did, are returned for withDependents.
 func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (querycache.Change, knownFacts) {
 	info := &in.st
 	if info.Kind != sqlinspect.KindWrite {
