@@ -87,6 +87,9 @@ type inspection struct {
 	// noHidden is when a GORM write of the text was found to call no
 	// hidden writer (writes.go, hiddenVerdict).
 	noHidden atomic.Pointer[hiddenVerdict]
+	// rowWrite is the verdict of the long way on a GORM write of one row
+	// by the text, for the catalog state it was judged in (rowwrite.go).
+	rowWrite atomic.Pointer[rowWritePlan]
 }
 
 // keyFreeVerdict is updatedRows' judgement of a SET list against the

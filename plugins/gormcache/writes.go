@@ -111,11 +111,18 @@ func (p *Plugin) change(db *gorm.DB, w gormWrite) (querycache.Change, bool) {
 		return p.presetChange(db, busy), true
 	}
 	in := p.inspection(db.Statement.SQL.String())
-	p.observeBuilt(db, in)
-	ch, known := p.writeChange(db, in, w.where)
-	// Written in steps on one variable: each helper taking and returning
-	// the change copied it twice, on every write.
-	ch = p.withDependents(db, ch, &in.st, db.Statement.SQL.String(), true, false, known)
+	ch, planned := p.plannedRowWrite(db, in, w)
+	if !planned {
+		st := p.cat.current()
+		stored := st.stored.Load() // before the judgement: a fact stored during it is seen
+		p.observeBuilt(db, in)
+		var known knownFacts
+		ch, known = p.writeChange(db, in, w.where)
+		// Written in steps on one variable: each helper taking and
+		// returning the change copied it twice, on every write.
+		ch = p.withDependents(db, ch, &in.st, db.Statement.SQL.String(), true, false, known)
+		p.rememberRowWrite(db, in, w, ch, known, st, stored)
+	}
 	ch.Cause = w.cause
 	if busy {
 		ch = duringDDL(busy, ch)
