@@ -28,3 +28,9 @@ func StopCatalogWatchForTest(p *Plugin) {
 		p.stopWatch()
 	}
 }
+
+// RowWritePlannedForTest reports whether a GORM write of sql has a
+// remembered verdict (rowwrite.go).
+func RowWritePlannedForTest(p *Plugin, sql string) bool {
+	return p.inspection(sql).rowWrite.Load() != nil
+}

@@ -42,8 +42,14 @@ func (p *Plugin) plannedRowWrite(db *gorm.DB, in *inspection, w gormWrite) (quer
 		return querycache.Change{}, false
 	}
 	// What the long way reads per statement: a transaction opened by SQL
-	// text (writeChange), a temporary view (writeCallsHiddenWriter), a
-	// temporary trigger (withDependents).
+	// text (writeChange: its writes are in bulk,
+	// TestRowWritePlanInTextTransaction), a temporary view
+	// (writeCallsHiddenWriter), a temporary trigger (withDependents). A
+	// temporary trigger, and DDL in the statement's transaction
+	// (schemaPending), also change the catalog state today, which the
+	// next check sees (TestRowWritePlanFollowsDependents): checked all
+	// the same, so that the plan never holds where the long way would
+	// have judged otherwise.
 	if p.w.suspended.Load() > 0 || p.w.tempViewCount.Load() > 0 || p.w.tempTrigCount.Load() > 0 {
 		return querycache.Change{}, false
 	}
