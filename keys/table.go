@@ -107,13 +107,27 @@ func isPlainTable(name string) bool {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '$') {
+		if !plainByte[name[i]] {
 			return false
 		}
 	}
+	// A catalog's names start with one of these prefixes (IsCatalog): a
+	// name without '_' in its first eight bytes is none, and is not
+	// compared with each (a write's table is checked on every write).
+	if strings.IndexByte(name[:min(len(name), 8)], '_') < 0 {
+		return true
+	}
 	return !IsCatalog("", name)
 }
+
+// plainByte is the bytes of a plain table name: lower-case ASCII letters,
+// digits, '_' and '$'.
+var plainByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '$'
+	}
+	return t
+}()
 
 // splitTable returns the unquoted, lower-cased text of each dotted part of
 // name.
