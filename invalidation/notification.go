@@ -120,7 +120,9 @@ func DecodeNotification(payload string) (querycache.Change, error) {
 			}
 			cause += " (" + tag + ")"
 		}
-		return querycache.Change{All: true, Tables: []string{keys.CatalogTable}, Cause: cause}, nil
+		ch := schemaChange()
+		ch.Cause = cause
+		return ch, nil
 	default:
 		return querycache.Change{}, fmt.Errorf("invalidation: notification payload has unknown operation %q", *p.Op)
 	}
@@ -187,4 +189,13 @@ func DecodeNotification(payload string) (querycache.Change, error) {
 		}
 	}
 	return querycache.Change{Rows: rows}, nil
+}
+
+// schemaChange is everything and the catalog: what DDL by another session
+// changed, as far as the listeners know (a DDL notification, a connection
+// lost while the channel's DDL event trigger is installed). The catalog
+// table makes every plugin on the cache forget what it learned of the
+// schema.
+func schemaChange() querycache.Change {
+	return querycache.Change{All: true, Tables: []string{keys.CatalogTable}}
 }

@@ -510,7 +510,7 @@ func isPgError(err error) bool {
 // (TestHostileDDLMissedWhileListenerDown).
 func (l *Listener) lossCover() querycache.Change {
 	if l.ddl.Load() {
-		return querycache.Change{All: true, Tables: []string{keys.CatalogTable}}
+		return schemaChange()
 	}
 	return l.cover
 }
