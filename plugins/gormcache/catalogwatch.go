@@ -44,6 +44,9 @@ type siblings struct {
 	// lock and no weak pointer made strong (about 110 instructions a
 	// write).
 	fences atomic.Bool
+	// ddlRunning counts the schema changes any of them is running
+	// (ddlStarted): each one's writes meanwhile are widened (ddlBusy).
+	ddlRunning atomic.Int32
 }
 
 // cacheSiblings maps a cache, held weakly, to its plugins; the entry goes
@@ -106,22 +109,27 @@ func (s *siblings) changed(ctx context.Context, ch querycache.Change) {
 // forgetSiblings makes every other plugin on p's cache forget its catalog
 // facts: p applied a change that may have changed the schema.
 func (p *Plugin) forgetSiblings() {
+	for _, o := range p.siblingPlugins() {
+		o.cat.forget()
+	}
+}
+
+// siblingPlugins returns the other live plugins on p's cache.
+func (p *Plugin) siblingPlugins() []*Plugin {
 	v, ok := cacheSiblings.Load(weak.Make(p.cache))
 	if !ok {
-		return
+		return nil
 	}
 	s := v.(*siblings)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var others []*Plugin
 	for _, w := range s.ps {
 		if o := w.Value(); o != nil && o != p {
 			others = append(others, o)
 		}
 	}
-	s.mu.Unlock()
-	for _, o := range others {
-		o.cat.forget()
-	}
+	return others
 }
 
 // defaultCatalogPoll is how often a plugin on a store other processes may

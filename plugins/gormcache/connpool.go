@@ -303,8 +303,8 @@ func (t *txConn) endApplied(end func() error, delivered, commit bool) error {
 	if t.buf.WroteCatalog() {
 		// Its DDL is visible from the end on, before the facts are
 		// forgotten below: a running schema change (ddlwindow.go).
-		t.p.w.ddlRunning.Add(1)
-		defer t.p.w.ddlRunning.Add(-1)
+		t.p.ddlStarted()
+		defer t.p.ddlEnded()
 	}
 	err := end()
 	if t.hiddenCode.Load() {

@@ -67,14 +67,34 @@ func (p *Plugin) schemaWindow(db *gorm.DB, info *sqlinspect.Statement) func() {
 }
 
 func (p *Plugin) openSchemaWindow() func() {
-	p.w.ddlRunning.Add(1)
+	p.ddlStarted()
 	before := p.cat.current()
 	return func() {
 		p.cat.beforeDDL.Store(before) // what a DROP's after-callback asks (cachedFacts)
 		p.cat.forget()
 		p.forgetSiblings()
-		p.w.ddlRunning.Add(-1)
+		p.ddlEnded()
 	}
+}
+
+// ddlStarted counts a schema change as running, for this plugin and for
+// every plugin sharing its cache: another *gorm.DB's write that runs
+// before the change is seen through (and fires a trigger it created)
+// would otherwise be judged by facts its plugin has not yet been told to
+// forget (TestHostile53SiblingDDLBeforeForget). ddlEnded uncounts it.
+func (p *Plugin) ddlStarted() {
+	p.w.ddlRunning.Add(1)
+	if p.sibs != nil {
+		p.sibs.ddlRunning.Add(1)
+	}
+}
+
+// ddlEnded uncounts a schema change ddlStarted counted.
+func (p *Plugin) ddlEnded() {
+	if p.sibs != nil {
+		p.sibs.ddlRunning.Add(-1)
+	}
+	p.w.ddlRunning.Add(-1)
 }
 
 // rawWithWindow wraps GORM's gorm:raw (db.Exec) in schemaWindow.
@@ -128,7 +148,9 @@ func namesSchemaChange(sql string) bool {
 
 // ddlBusy reports whether a schema change is running. A write asks at
 // the start of its after-callback, before it reads any facts.
-func (p *Plugin) ddlBusy() bool { return p.w.ddlRunning.Load() > 0 }
+func (p *Plugin) ddlBusy() bool {
+	return p.w.ddlRunning.Load() > 0 || p.sibs != nil && p.sibs.ddlRunning.Load() > 0
+}
 
 // beforeFacts is called by a write's after-callback before it reads any
 // facts: unless the statement may change the schema, it notes that a

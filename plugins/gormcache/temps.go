@@ -2,6 +2,7 @@ package gormcache
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
@@ -62,18 +63,56 @@ func (p *Plugin) noteTempTriggers(db *gorm.DB, tables []string) {
 	if p.broken["temp"] {
 		return
 	}
+	// Every plugin on the cache remembers them: another *gorm.DB over the
+	// same *sql.DB runs its writes on the trigger's connection too
+	// (TestHostile53SiblingTempTriggerSharedPool). One whose database is
+	// another only widens its writes of a table of that name.
+	others := p.siblingPlugins()
 	for _, n := range tables {
 		n = sqlinspect.NormalizeTable(n)
 		if n == "" {
 			continue
 		}
-		if _, loaded := p.w.tempTrigs.LoadOrStore(n, struct{}{}); !loaded {
-			if p.w.tempTrigCount.Add(1) > maxTempNames {
-				p.stop("temp_tables", "gormcache: temporary triggers were created on more than 1024 tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+		p.rememberTempTrigger(n)
+		for _, o := range others {
+			if !o.broken["temp"] {
+				o.rememberTempTrigger(n)
 			}
 		}
 	}
 	p.apply(stmtContext(db), querycache.Change{All: true, Cause: causeTempTrigger})
+}
+
+// rememberTempTrigger remembers a table a temporary trigger is on.
+func (p *Plugin) rememberTempTrigger(n string) {
+	if _, loaded := p.w.tempTrigs.LoadOrStore(n, struct{}{}); !loaded {
+		if p.w.tempTrigCount.Add(1) > maxTempNames {
+			p.stop("temp_tables", "gormcache: temporary triggers were created on more than 1024 tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+		}
+	}
+}
+
+// noteTriggersOnTemps notes, on SQLite, a trigger created without TEMP on
+// a name known as a temporary table: SQLite makes it a temporary trigger
+// (it cannot live in the main schema on a temporary table), which fires
+// on its connection only, and which the catalog's facts, read on another
+// connection, do not show (TestHostile53SQLiteTriggerOnTempTable). The
+// inspector tells a temporary trigger by its TEMP keyword or temp schema
+// alone: every temporary name the statement writes is marked (over-marking
+// costs only invalidations and bypasses).
+func (p *Plugin) noteTriggersOnTemps(db *gorm.DB, info sqlinspect.Statement) {
+	if p.dialect != "sqlite" || info.Kind != sqlinspect.KindDDL || p.w.tempCount.Load() == 0 || !containsFold(db.Statement.SQL.String(), "TRIGGER") {
+		return
+	}
+	var names []string
+	for _, t := range info.Writes {
+		if _, temp := p.w.temps.Load(t); temp && !slices.Contains(info.TempTriggers, t) {
+			names = append(names, t)
+		}
+	}
+	if len(names) > 0 {
+		p.noteTempTriggers(db, names)
+	}
 }
 
 // noteTempViews remembers names created as temporary views (noteTempTables

@@ -108,6 +108,7 @@ func (p *Plugin) observeRaw(db *gorm.DB, info sqlinspect.Statement, learn bool) 
 	p.noteIsolationText(db.Statement.SQL.String()) // txsnapshot.go
 	if p.w.tempCount.Load() > 0 || p.w.tempTrigCount.Load() > 0 {
 		p.followTempNames(db, info) // a rename of a temporary name (session.go)
+		p.noteTriggersOnTemps(db, info)
 	}
 	if p.runsHiddenCode(db, info) && !p.broken["temp"] {
 		// Temporary tables it may have made are looked for once they are
