@@ -120,6 +120,14 @@ func h16Probe(t *testing.T, e *env, q string, write func() error) {
 		t.Logf("passing probe: the read %q is not cached (%d statements on its second run)", q, n)
 		return
 	}
+	probeWrite(t, e, q, before, write)
+}
+
+// probeWrite is the end of a probe of the cached read q, whose answer was
+// before: write runs, the database's answer must have changed, and the
+// marked read must then give it.
+func probeWrite(t *testing.T, e *env, q, before string, write func() error) {
+	t.Helper()
 	if err := write(); err != nil {
 		t.Fatalf("write: %v", err)
 	}
