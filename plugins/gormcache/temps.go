@@ -35,20 +35,31 @@ func (p *Plugin) noteTempTablesCtx(ctx context.Context, names []string) {
 		return
 	}
 	ch := querycache.Change{Cause: causeTempTable}
+	others := p.siblingPlugins() // as for temporary triggers (noteTempTriggers)
 	for _, n := range names {
 		n = sqlinspect.NormalizeTable(n)
 		if n == "" {
 			continue
 		}
-		if _, loaded := p.w.temps.LoadOrStore(n, struct{}{}); !loaded {
-			if p.w.tempCount.Add(1) > maxTempNames {
-				p.stop("temp_tables", "gormcache: more than 1024 names were created as temporary tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+		p.rememberTemp(n)
+		for _, o := range others {
+			if !o.broken["temp"] {
+				o.rememberTemp(n)
 			}
 		}
 		ch.Tables = append(ch.Tables, n)
 	}
 	if len(ch.Tables) > 0 {
 		p.apply(ctx, ch)
+	}
+}
+
+// rememberTemp remembers a name created as a temporary table.
+func (p *Plugin) rememberTemp(n string) {
+	if _, loaded := p.w.temps.LoadOrStore(n, struct{}{}); !loaded {
+		if p.w.tempCount.Add(1) > maxTempNames {
+			p.stop("temp_tables", "gormcache: more than 1024 names were created as temporary tables; this plugin no longer serves or fills the cache for this database (bypass \"temp_tables\").")
+		}
 	}
 }
 
@@ -124,14 +135,25 @@ func (p *Plugin) noteTempViews(names []string) {
 	if p.broken["temp"] {
 		return
 	}
+	others := p.siblingPlugins() // as for temporary triggers (noteTempTriggers)
 	for _, n := range names {
 		n = sqlinspect.NormalizeTable(n)
 		if n == "" {
 			continue
 		}
-		if _, loaded := p.w.tempViews.LoadOrStore(n, struct{}{}); !loaded {
-			p.w.tempViewCount.Add(1) // bounded by the temporary names' limit (noteTempTables)
+		p.rememberTempView(n)
+		for _, o := range others {
+			if !o.broken["temp"] {
+				o.rememberTempView(n)
+			}
 		}
+	}
+}
+
+// rememberTempView remembers a name created as a temporary view.
+func (p *Plugin) rememberTempView(n string) {
+	if _, loaded := p.w.tempViews.LoadOrStore(n, struct{}{}); !loaded {
+		p.w.tempViewCount.Add(1) // bounded by the temporary names' limit (noteTempTables)
 	}
 }
 
