@@ -21,6 +21,10 @@ import (
 // keyPlan): the plan is their conjunction, made once, where the long way
 // read them one by one, through two thirds of the plugin's share of an
 // update.
+//
+// A check added to the long way that depends on more than the text, the
+// model and the catalog state (a count of the plugin's, the statement's
+// connection or transaction) must be added to plannedRowWrite too.
 type rowWritePlan struct {
 	gen, stored uint64 // the catalog state judged in
 	schema      *schema.Schema

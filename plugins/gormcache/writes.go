@@ -479,6 +479,10 @@ func attributeCall(sql string, funcs *fnList) bool {
 // in is the inspection of the statement's SQL, looked up once per write
 // and shared with withDependents and the SET list's memo. The facts it
 // read of the written table, if it did, are returned for withDependents.
+//
+// Its verdict on a write of one row is remembered for the text
+// (rowwrite.go): a check added here that depends on more than the text,
+// the model and the catalog state goes into plannedRowWrite too.
 func (p *Plugin) writeChange(db *gorm.DB, in *inspection, updated bool) (querycache.Change, knownFacts) {
 	info := &in.st
 	if info.Kind != sqlinspect.KindWrite {
