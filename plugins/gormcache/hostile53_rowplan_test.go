@@ -346,7 +346,6 @@ func h53Probe(t *testing.T, e *env, q string, write func() error) {
 //  4. Y held aside, X released: A's write of id 1 runs on X (trigger fires).
 //  5. Expected: A's cached read gives the new n.
 func TestHostile53SiblingTempTriggerSharedPool(t *testing.T) {
-	ctx := context.Background()
 	dsn := "file:" + filepath.Join(t.TempDir(), "t.db") + "?_busy_timeout=10000&_journal_mode=WAL"
 	sqlDB, err := sql.Open("sqlite3", dsn)
 	must(t, err)
@@ -380,24 +379,7 @@ func TestHostile53SiblingTempTriggerSharedPool(t *testing.T) {
 	}))
 	// Tell the connections apart: X sees the temporary trigger.
 	grab := func(wantX bool) *sql.Conn {
-		var held []*sql.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for range 4 {
-			c, err := sqlDB.Conn(ctx)
-			must(t, err)
-			var n int
-			must(t, c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger'").Scan(&n))
-			if (n > 0) == wantX {
-				return c
-			}
-			held = append(held, c)
-		}
-		t.Fatalf("connection not found (wantX %v)", wantX)
-		return nil
+		return grabConn(t, sqlDB, "SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger'", wantX)
 	}
 	x := grab(true)
 	must(t, w2(adb)) // on Y: facts learned there, plan again

@@ -26,7 +26,6 @@ import (
 //  4. X held aside: A reads it on Y.
 //  5. Expected: 'main' (the database's answer on Y).
 func TestSiblingTempTableSharedPool(t *testing.T) {
-	ctx := context.Background()
 	dsn := "file:" + filepath.Join(t.TempDir(), "t.db") + "?_busy_timeout=10000&_journal_mode=WAL"
 	sqlDB, err := sql.Open("sqlite3", dsn)
 	must(t, err)
@@ -53,24 +52,7 @@ func TestSiblingTempTableSharedPool(t *testing.T) {
 	}))
 	// Tell the connections apart: X has the temporary table.
 	grab := func(wantX bool) *sql.Conn {
-		var held []*sql.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for range 4 {
-			c, err := sqlDB.Conn(ctx)
-			must(t, err)
-			var n int
-			must(t, c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_temp_master WHERE name = 'tt_items'").Scan(&n))
-			if (n > 0) == wantX {
-				return c
-			}
-			held = append(held, c)
-		}
-		t.Fatalf("connection not found (wantX %v)", wantX)
-		return nil
+		return grabConn(t, sqlDB, "SELECT count(*) FROM sqlite_temp_master WHERE name = 'tt_items'", wantX)
 	}
 	read := func() string {
 		var v string
@@ -88,4 +70,31 @@ func TestSiblingTempTableSharedPool(t *testing.T) {
 	if got := read(); got != "main" {
 		t.Errorf("WRONG: A read %q on the connection without the temporary table; the database holds 'main' there", got)
 	}
+}
+
+// grabConn returns a connection of sqlDB on which the count query gives
+// more than zero (want) or zero (!want), holding the others it meets
+// meanwhile until it returns (so that the next one is another): a test
+// tells apart the connections of a small pool by what each holds (a
+// temporary table, a temporary trigger).
+func grabConn(t *testing.T, sqlDB *sql.DB, count string, want bool) *sql.Conn {
+	t.Helper()
+	var held []*sql.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 4 {
+		c, err := sqlDB.Conn(context.Background())
+		must(t, err)
+		var n int
+		must(t, c.QueryRowContext(context.Background(), count).Scan(&n))
+		if (n > 0) == want {
+			return c
+		}
+		held = append(held, c)
+	}
+	t.Fatalf("no connection found where %q is %v", count, want)
+	return nil
 }
