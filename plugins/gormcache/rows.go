@@ -245,7 +245,7 @@ func canonicalPK(stmt *gorm.Statement, v any, k pkKind, digits *pkDigits) (strin
 // primary key whose way the text's inspection in remembers (keyPlan), as
 // a string: digits, if not nil, is where an integer key is written, and
 // the key returned then aliases it (the caller copies it before digits
-// goes: ownedRows). ok is false when the plan does not answer; rowsAppend
+// goes: ownedRow). ok is false when the plan does not answer; rowsAppend
 // then reads the clauses.
 func plannedKey(stmt *gorm.Statement, f *tableFacts, in *inspection, digits *pkDigits) (string, bool) {
 	if in == nil {

@@ -41,16 +41,23 @@ func (p *Plugin) noteTempTablesCtx(ctx context.Context, names []string) {
 		if n == "" {
 			continue
 		}
-		p.rememberTemp(n)
-		for _, o := range others {
-			if !o.broken["temp"] {
-				o.rememberTemp(n)
-			}
-		}
+		p.rememberEverywhere(others, n, (*Plugin).rememberTemp)
 		ch.Tables = append(ch.Tables, n)
 	}
 	if len(ch.Tables) > 0 {
 		p.apply(ctx, ch)
+	}
+}
+
+// rememberEverywhere has p and others (the other plugins on its cache:
+// siblingPlugins) remember the temporary name n, each with remember, but
+// for a plugin whose temporary names a test switched off.
+func (p *Plugin) rememberEverywhere(others []*Plugin, n string, remember func(*Plugin, string)) {
+	remember(p, n)
+	for _, o := range others {
+		if !o.broken["temp"] {
+			remember(o, n)
+		}
 	}
 }
 
@@ -84,12 +91,7 @@ func (p *Plugin) noteTempTriggers(db *gorm.DB, tables []string) {
 		if n == "" {
 			continue
 		}
-		p.rememberTempTrigger(n)
-		for _, o := range others {
-			if !o.broken["temp"] {
-				o.rememberTempTrigger(n)
-			}
-		}
+		p.rememberEverywhere(others, n, (*Plugin).rememberTempTrigger)
 	}
 	p.apply(stmtContext(db), querycache.Change{All: true, Cause: causeTempTrigger})
 }
@@ -141,12 +143,7 @@ func (p *Plugin) noteTempViews(names []string) {
 		if n == "" {
 			continue
 		}
-		p.rememberTempView(n)
-		for _, o := range others {
-			if !o.broken["temp"] {
-				o.rememberTempView(n)
-			}
-		}
+		p.rememberEverywhere(others, n, (*Plugin).rememberTempView)
 	}
 }
 
