@@ -204,8 +204,22 @@ func TestHeartbeatPostgresBusyPool(t *testing.T) {
 	if open {
 		t.Fatal("the breaker opened while the application held the pool and PostgreSQL answered")
 	}
-	if !get() {
-		t.Error("the entry was lost while the application held the pool")
+	// A lookup that timed out (200 ms) on a loaded machine is a fallback
+	// to the database, not a loss: it is asked again. A miss that found
+	// no entry, or a stale one (the epoch replaced), is the loss. (CI
+	// failed here once with the suite's load, passing alone.)
+	for try := 1; ; try++ {
+		before := c.Stats()
+		if get() {
+			break
+		}
+		after := c.Stats()
+		lost := after.MissReasons["absent"]+after.MissReasons["stale"] > before.MissReasons["absent"]+before.MissReasons["stale"]
+		if lost || after.Errors == before.Errors || try == 20 {
+			t.Errorf("the entry was lost while the application held the pool (lookup %d: misses by reason %v, store errors %d)", try, after.MissReasons, after.Errors)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

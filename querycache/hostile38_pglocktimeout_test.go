@@ -46,11 +46,18 @@ func TestHostile38PgLockTimeoutSkipsEpochFallback(t *testing.T) {
 			t.Cleanup(func() { ws.Close() })
 			rs := h37Store(t, pgTestPool(t, dsn, 4), schema)
 			w, r := h37Cache(t, ws), h37Cache(t, rs)
-			if err := r.KV().Set(ctx, "page", []byte("old"), DependsOn("users")); err != nil {
-				t.Fatal(err)
-			}
-			if v, ok, _ := r.KV().Get(ctx, "page"); !ok || string(v) != "old" {
-				t.Fatalf("R before: %q %v", v, ok)
+			// Set up under R's defaults (100 ms a call): on a loaded machine
+			// a new pool's first calls can take longer, so they are asked
+			// again (CI failed here once with "context deadline exceeded").
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				err := r.KV().Set(ctx, "page", []byte("old"), DependsOn("users"))
+				v, ok, _ := r.KV().Get(ctx, "page")
+				if err == nil && ok && string(v) == "old" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("R before: %q %v (set: %v)", v, ok, err)
+				}
 			}
 			names := Change{Tables: []string{"users"}}.VersionNames(w.Namespace())
 			lockPool := pgTestPool(t, "", 1)
