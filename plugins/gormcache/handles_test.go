@@ -82,9 +82,16 @@ func TestClosedHandlesAreCollected(t *testing.T) {
 			base := heapAfterGC()
 			// 100 handles: a leak of what one handle holds (its plugin,
 			// memos, statements: well over 10 KB) passes the bound below
-			// (1 MiB, 10 KB a handle, as 2 MiB over 200 was: CI time).
-			const handles = 100
-			for i := 0; i < handles; i++ {
+			// (10 KB a handle, as 2 MiB over 200 was: CI time). 60 on
+			// PostgreSQL, whose handles each learn the catalog anew (24 s
+			// of the server's CPU for 100); the heap's growth measured
+			// -0.08 to 0.18 MiB, against 600 KB allowed for 60.
+			handles := int64(100)
+			if name == "postgres" {
+				handles = 60
+			}
+			bound := handles * 10 << 10
+			for range handles {
 				use()
 			}
 			var grown int64
@@ -100,7 +107,7 @@ func TestClosedHandlesAreCollected(t *testing.T) {
 			if collected.Load() < handles {
 				t.Fatalf("only %d of %d closed handles' plugins were collected", collected.Load(), handles+1)
 			}
-			if grown > 1<<20 {
+			if grown > bound {
 				t.Fatalf("the live heap grew by %d bytes over %d closed handles", grown, handles)
 			}
 		})
