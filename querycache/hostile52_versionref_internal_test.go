@@ -228,9 +228,11 @@ func TestHostile52VersionRefStress(t *testing.T) {
 					return w.noise(ctx, rng, int(noiseN.Add(1)))
 				})
 			}
-			time.Sleep(1500 * time.Millisecond)
+			// 2 s a configuration, 8 goroutines: CI's machine has 2 cores
+			// (4 s each had cost 32 core-seconds of the suite's time).
+			time.Sleep(800 * time.Millisecond)
 			readable.Store(tables)
-			time.Sleep(2500 * time.Millisecond)
+			time.Sleep(1200 * time.Millisecond)
 			close(stop)
 			wg.Wait()
 			t.Logf("reads %d, hits %d, stale %d, swept %d", w.reads.Load(), w.hits.Load(), w.stale.Load(), w.ms.versions.swept.Load())
