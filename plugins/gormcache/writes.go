@@ -110,7 +110,7 @@ func (p *Plugin) change(db *gorm.DB, w gormWrite) (querycache.Change, bool) {
 	if preset {
 		return p.presetChange(db, busy), true
 	}
-	in := p.inspection(db.Statement.SQL.String())
+	in := p.writeInspection(db.Statement.SQL.String())
 	ch, planned := p.plannedRowWrite(db, in, w)
 	if !planned {
 		st := p.cat.current()
