@@ -148,17 +148,20 @@ func TestFidelity(t *testing.T) {
 	}{{"snapshots", nil}, {"replay", []gormcache.Option{gormcache.SnapshotBytes(-1)}}}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			testFidelity(t, m.opts)
+			testFidelity(t, m.opts) // parallel: forEachEnv
 		})
 	}
 }
 
+// testFidelity runs every case in one environment per database and
+// store, seeded once: the cases only read. (An environment per case, 120
+// of them, cost about 25 s of CPU, most of it PostgreSQL's making each
+// schema's tables and the plugin's learning them.)
 func testFidelity(t *testing.T, opts []gormcache.Option) {
-	for _, c := range fidelityCases {
-		t.Run(c.name, func(t *testing.T) {
-			forEachEnv(t, func(t *testing.T, e *env) {
-				p1, _, _ := fidelitySeed(t, e.db)
+	forEachEnv(t, func(t *testing.T, e *env) {
+		p1, _, _ := fidelitySeed(t, e.db)
+		for _, c := range fidelityCases {
+			t.Run(c.name, func(t *testing.T) {
 				want, wantRA, wantErr := c.run(e.db.Scopes(gormcache.NoCache()), p1)
 				first, firstRA, firstErr := c.run(e.db.Scopes(gormcache.Cacheable()), p1)
 				var second any
@@ -186,9 +189,9 @@ func testFidelity(t *testing.T, opts []gormcache.Option) {
 				if _, isPost := want.(Post); isPost && wantErr == nil && afterFinds.Load() == hooks {
 					t.Error("AfterFind did not run on a cache hit")
 				}
-			}, opts...)
-		})
-	}
+			})
+		}
+	}, opts...)
 }
 
 func TestNotFoundIsCachedThenInvalidatedByCreate(t *testing.T) {
