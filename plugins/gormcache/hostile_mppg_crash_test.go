@@ -261,12 +261,25 @@ func TestHostileMPPGCrashMidTransaction(t *testing.T) {
 			if got := p.truth(t); got != 0 {
 				t.Fatalf("PostgreSQL holds n=%d after the killed transaction", got)
 			}
-			before := p.cache.Stats().Hits
-			if pk, list, pre := p.reads(t); pk != 0 || list != 0 || pre != 0 {
-				t.Fatalf("after the killed transaction: %d %d %d, want 0", pk, list, pre)
-			}
-			if p.cache.Stats().Hits-before < 3 {
-				t.Errorf("the reads after the killed transaction were not served from the cache")
+			// Served from the cache. A round whose store calls failed (a
+			// timeout on a loaded machine: CI failed here once, passing
+			// alone) went to the database and is read again, up to five
+			// rounds; a round with no hit and no store error fails at once.
+			for round := 1; ; round++ {
+				before := p.cache.Stats()
+				if pk, list, pre := p.reads(t); pk != 0 || list != 0 || pre != 0 {
+					t.Fatalf("after the killed transaction: %d %d %d, want 0", pk, list, pre)
+				}
+				after := p.cache.Stats()
+				if after.Hits-before.Hits >= 3 {
+					break
+				}
+				if after.Errors == before.Errors || round == 5 {
+					t.Errorf("the reads after the killed transaction were not served from the cache (round %d: %d hits, %d store errors)",
+						round, after.Hits-before.Hits, after.Errors-before.Errors)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 			must(t, p.db.Model(&MppgItem{ID: 1}).Update("n", 2).Error)
 			if pk, list, pre := p.reads(t); pk != 2 || list != 2 || pre != 2 {
