@@ -57,6 +57,20 @@ func h53Prime(t *testing.T, p *gormcache.Plugin, db *gorm.DB, write func(*gorm.D
 	}
 }
 
+// h53Ready returns h53Writer's write and text, with the plugin's plan for
+// the text made (mode "planned", h53Prime) or only the table's facts
+// learned, by a write of another text (any other mode).
+func h53Ready(t *testing.T, p *gormcache.Plugin, db *gorm.DB, mode string) (func(*gorm.DB) error, string) {
+	t.Helper()
+	write, text := h53Writer(db)
+	if mode == "planned" {
+		h53Prime(t, p, db, write, text)
+	} else {
+		must(t, db.Model(&h53Item{}).Where("id = ?", 2).Where("v >= ?", 0).Update("v", 7).Error)
+	}
+	return write, text
+}
+
 // h53AfterPool runs after (once) right after an Exec whose text contains
 // match returned.
 type h53AfterPool struct {
@@ -146,13 +160,7 @@ CREATE FUNCTION h53_tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE h53
 	must(t, adb.Use(pa))
 	a := &env{name: dialect + "/sibling", dialect: dialect, db: adb, cache: cache, plugin: pa, counter: counter}
 	h16Exec(t, a, setup)
-	write, text := h53Writer(adb)
-	if mode == "planned" {
-		h53Prime(t, pa, adb, write, text)
-	} else {
-		// Facts learned, other texts only.
-		must(t, adb.Model(&h53Item{}).Where("id = ?", 2).Where("v >= ?", 0).Update("v", 7).Error)
-	}
+	write, _ := h53Ready(t, pa, adb, mode)
 	bdb, hp := open(true)
 	must(t, bdb.Use(gormcache.New(cache)))
 	q := "SELECT n FROM h53_log WHERE id = 1"
@@ -220,12 +228,7 @@ func TestHostile53SQLiteTriggerOnTempTable(t *testing.T) {
 				must(t, err)
 				sqlDB.SetMaxOpenConns(3)
 				h16Exec(t, e, h53Setup)
-				write, text := h53Writer(e.db)
-				if mode == "planned" {
-					h53Prime(t, e.plugin, e.db, write, text)
-				} else {
-					must(t, e.db.Model(&h53Item{}).Where("id = ?", 2).Where("v >= ?", 0).Update("v", 7).Error)
-				}
+				write, text := h53Ready(t, e.plugin, e.db, mode)
 				must(t, e.db.Connection(func(c *gorm.DB) error {
 					h16Exec(t, &env{db: c}, `CREATE TEMP TABLE h53_items (id integer PRIMARY KEY, v integer NOT NULL);
 INSERT INTO h53_items VALUES (1, 0);
@@ -346,20 +349,7 @@ func h53Probe(t *testing.T, e *env, q string, write func() error) {
 //  4. Y held aside, X released: A's write of id 1 runs on X (trigger fires).
 //  5. Expected: A's cached read gives the new n.
 func TestHostile53SiblingTempTriggerSharedPool(t *testing.T) {
-	dsn := "file:" + filepath.Join(t.TempDir(), "t.db") + "?_busy_timeout=10000&_journal_mode=WAL"
-	sqlDB, err := sql.Open("sqlite3", dsn)
-	must(t, err)
-	t.Cleanup(func() { sqlDB.Close() })
-	sqlDB.SetMaxOpenConns(2)
-	sqlDB.SetMaxIdleConns(2)
-	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 8 << 20})})
-	must(t, err)
-	t.Cleanup(func() { cache.Close() })
-	open := func() *gorm.DB {
-		db, err := gorm.Open(sqlite.New(sqlite.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
-		must(t, err)
-		return db
-	}
+	sqlDB, cache, open := twoConnSQLite(t)
 	adb := open()
 	counter := &countingPool{ConnPool: adb.ConnPool}
 	adb.ConnPool = counter
@@ -422,12 +412,7 @@ func TestHostile53PgTriggerOnTempTable(t *testing.T) {
 			e := h16Env(t, h16Database(t))
 			h16Exec(t, e, h53Setup+`;
 CREATE FUNCTION h53_tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE public.h53_log SET n = n + 1 WHERE id = 1; RETURN NEW; END $$`)
-			write, text := h53Writer(e.db)
-			if mode == "planned" {
-				h53Prime(t, e.plugin, e.db, write, text)
-			} else {
-				must(t, e.db.Model(&h53Item{}).Where("id = ?", 2).Where("v >= ?", 0).Update("v", 7).Error)
-			}
+			write, _ := h53Ready(t, e.plugin, e.db, mode)
 			must(t, e.db.Connection(func(c *gorm.DB) error {
 				h16Exec(t, &env{db: c}, `CREATE TEMP TABLE h53_items (id integer PRIMARY KEY, v integer NOT NULL);
 INSERT INTO h53_items VALUES (1, 0);

@@ -26,20 +26,11 @@ import (
 //  4. X held aside: A reads it on Y.
 //  5. Expected: 'main' (the database's answer on Y).
 func TestSiblingTempTableSharedPool(t *testing.T) {
-	dsn := "file:" + filepath.Join(t.TempDir(), "t.db") + "?_busy_timeout=10000&_journal_mode=WAL"
-	sqlDB, err := sql.Open("sqlite3", dsn)
+	sqlDB, cache, handle := twoConnSQLite(t)
+	_, err := sqlDB.Exec("CREATE TABLE tt_items (id integer PRIMARY KEY, v text NOT NULL); INSERT INTO tt_items VALUES (1, 'main')")
 	must(t, err)
-	t.Cleanup(func() { sqlDB.Close() })
-	sqlDB.SetMaxOpenConns(2)
-	sqlDB.SetMaxIdleConns(2)
-	_, err = sqlDB.Exec("CREATE TABLE tt_items (id integer PRIMARY KEY, v text NOT NULL); INSERT INTO tt_items VALUES (1, 'main')")
-	must(t, err)
-	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 8 << 20})})
-	must(t, err)
-	t.Cleanup(func() { cache.Close() })
 	open := func() *gorm.DB {
-		db, err := gorm.Open(sqlite.New(sqlite.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
-		must(t, err)
+		db := handle()
 		must(t, db.Use(gormcache.New(cache)))
 		return db
 	}
@@ -77,6 +68,29 @@ func TestSiblingTempTableSharedPool(t *testing.T) {
 // meanwhile until it returns (so that the next one is another): a test
 // tells apart the connections of a small pool by what each holds (a
 // temporary table, a temporary trigger).
+// twoConnSQLite is a SQLite file behind one *sql.DB of two connections,
+// a memory-store cache, and handle, which opens a *gorm.DB on that pool
+// (no plugin yet): plugins of one cache sharing a pool, each connection
+// with temporary names of its own.
+func twoConnSQLite(t *testing.T) (*sql.DB, *querycache.Cache, func() *gorm.DB) {
+	t.Helper()
+	dsn := "file:" + filepath.Join(t.TempDir(), "t.db") + "?_busy_timeout=10000&_journal_mode=WAL"
+	sqlDB, err := sql.Open("sqlite3", dsn)
+	must(t, err)
+	t.Cleanup(func() { sqlDB.Close() })
+	sqlDB.SetMaxOpenConns(2)
+	sqlDB.SetMaxIdleConns(2)
+	cache, err := querycache.New(querycache.Options{Store: querycache.NewMemoryStore(querycache.MemoryOptions{MaxBytes: 8 << 20})})
+	must(t, err)
+	t.Cleanup(func() { cache.Close() })
+	handle := func() *gorm.DB {
+		db, err := gorm.Open(sqlite.New(sqlite.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
+		must(t, err)
+		return db
+	}
+	return sqlDB, cache, handle
+}
+
 func grabConn(t *testing.T, sqlDB *sql.DB, count string, want bool) *sql.Conn {
 	t.Helper()
 	var held []*sql.Conn
