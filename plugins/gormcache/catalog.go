@@ -563,15 +563,8 @@ func learnPostgresTable(ctx context.Context, cp gorm.ConnPool, table string, nee
 	// search_path and its quoting ("T" next to t). The facts are theirs
 	// together: a view among them refuses the reads, a write's edges are
 	// the union (over-invalidating is harmless), and the primary key is
-	// kept only when every one of them has the same one. The system's
-	// schemas are left out: a read of information_schema.attributes is a
-	// catalog read (sqlinspect), and their views must not make a user's
-	// table "attributes" a view.
-	kr, err := cp.QueryContext(ctx, `SELECT c.oid::int8, c.relkind::text, c.relname::text, c.relrowsecurity FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE lower(c.relname) = lower($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-	AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
-ORDER BY c.oid`, unquotedTable(table))
+	// kept only when every one of them has the same one (relnames.go).
+	kr, err := queryRelations(ctx, cp, unquotedTable(table))
 	if err != nil {
 		return nil, err
 	}
