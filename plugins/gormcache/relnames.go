@@ -31,7 +31,7 @@ import (
 // every spelling of a name lies, byte-wise (the C collation), between its
 // least spelling (capitals, A-Z being below a-z) and its greatest. One
 // range would span every name from the least spelling's first letter on
-// (USERS .. users holds all of a..u), so the first two characters'
+// (USERS .. users holds all of a..u), so the first two bytes'
 // spellings are enumerated, each with a range of its own over the rest.
 // The condition on lower() stays: the ranges only let the server reach
 // the rows through the index, and never add a relation the scan would not
@@ -53,8 +53,9 @@ func relnameRanges(name string) (cond string, ok bool) {
 			return "", false
 		}
 	}
-	// Two characters of spellings are at most four ranges (a multi-byte
-	// character's bytes have one spelling each).
+	// The spellings of two bytes are at most four ranges (a byte of a
+	// multi-byte character has one spelling; the bounds keep such bytes
+	// as they are, so each is UTF-8).
 	n := min(2, len(name))
 	least, greatest := spellingBounds(name[n:])
 	prefixes := []string{""}
