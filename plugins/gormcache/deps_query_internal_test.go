@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"querycache.dev/internal/testenv"
 )
 
 // depsQueryByScans is postgresDepsQuery(need) with the branches of its
@@ -52,14 +50,7 @@ LATERAL (SELECT d.refobjid FROM pg_constraint con
 // functions CHECKs call, on the table, on a domain, a domain over a
 // domain, an array of a domain and a composite type holding one.
 func TestDepsQueryFindsWhatTheScansFind(t *testing.T) {
-	db, err := sql.Open("pgx", testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Ping(); err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
+	db := pgSchemaDB(t)
 	if _, err := db.Exec(`
 CREATE FUNCTION dq_ok(int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS 'BEGIN RETURN true; END';
 CREATE FUNCTION dq_ok2(text) RETURNS boolean LANGUAGE sql STABLE AS 'SELECT true';

@@ -2,7 +2,6 @@ package gormcache
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"reflect"
 	"strconv"
@@ -21,11 +20,7 @@ import (
 func TestFunctionListReadsBuiltinsOncePerFingerprint(t *testing.T) {
 	ctx := context.Background()
 	read := func(ddl string) *fnList {
-		db, err := sql.Open("pgx", testenv.PostgresSchema(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
+		db := pgSchemaDB(t)
 		if ddl != "" {
 			if _, err := db.Exec(ddl); err != nil {
 				t.Fatal(err)
@@ -83,11 +78,7 @@ func TestFunctionListNilKnowsNothing(t *testing.T) {
 // change. The estimate is read with EXPLAIN on the server (with its
 // settings), the deps queries for a table oid that does not exist.
 func TestCatalogQueriesBelowJITCost(t *testing.T) {
-	db, err := sql.Open("pgx", testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := pgSchemaDB(t)
 	var jitAbove float64
 	if err := db.QueryRow("SELECT current_setting('jit_above_cost')::float8").Scan(&jitAbove); err != nil {
 		testenv.Unavailable(t, "PostgreSQL", err)

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"querycache.dev/internal/testenv"
 )
 
 // spellingsOf lists every spelling of name relnameRanges must find.
@@ -33,14 +31,7 @@ func spellingsOf(name string) []string {
 // lower() folds to k and i, and ä beside Ä, which the C collation's
 // lower() of relname leaves apart).
 func TestRelationLookupByIndexFindsWhatTheScanFinds(t *testing.T) {
-	db, err := sql.Open("pgx", testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Ping(); err != nil {
-		testenv.Unavailable(t, "PostgreSQL", err)
-	}
+	db := pgSchemaDB(t)
 	targets := []string{"kit", "ik", "id", "users", "k", "i", "a1_$", "kk", "x", "Über_x", "ä", "naïve", "xÄy"}
 	var names []string
 	for _, n := range targets {

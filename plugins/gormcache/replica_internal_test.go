@@ -2,14 +2,12 @@ package gormcache
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math"
 	"sync"
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
-	"querycache.dev/internal/testenv"
 	"querycache.dev/querycache"
 )
 
@@ -75,11 +73,7 @@ func TestFenceNote(t *testing.T) {
 // which a caller's check (a position at least the one it saw) allows.
 func TestPositionRounds(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("pgx", testenv.PostgresSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := pgSchemaDB(t)
 	db.SetMaxOpenConns(40)
 	// Every caller writes before it asks, so the WAL moves while rounds run
 	// and a position read before a caller asked would be seen as too low.
