@@ -87,6 +87,9 @@ func TestCatalogQueriesBelowJITCost(t *testing.T) {
 		"user functions":    postgresUserFunctionsQuery,
 		"builtin functions": postgresBuiltinFunctionsQuery,
 	}
+	cond, _ := relnameRanges("users")
+	queries["relations by the index"] = strings.ReplaceAll(relationsQuery(cond), "$1", "'users'")
+	queries["relations by the scan"] = strings.ReplaceAll(relationsByScan, "$1", "'users'")
 	for i, q := range depsQueries {
 		queries["deps "+strconv.Itoa(i)] = strings.ReplaceAll(q, "$1::text::int8[]", "'{1}'::int8[]")
 	}
