@@ -171,12 +171,13 @@ const depsWith = `WITH r AS (SELECT unnest($1::text::int8[])::oid AS oid)`
 
 // depsAlways: a foreign key referencing the relation is found from the
 // dependency every one records on the relation it references (pg_depend's
-// reference index; a row per key column, hence DISTINCT): pg_constraint has
-// no index on confrelid, and reading all of it took 2-3 ms per table learned
-// on the test server, in proportion to the constraints of the database
-// (TestDepsQueryFindsWhatTheScansFind). The listener's own triggers (migrations/: named
-// querycache_notify_<event>, calling querycache_notify) only notify and are
-// left out; an application's trigger merely named querycache_... is not
+// reference index; a row per key column, hence DISTINCT): pg_constraint
+// has no index on confrelid, and reading all of it took 2-3 ms per table
+// learned on the test server, in proportion to the constraints of the
+// database (TestDepsQueryFindsWhatTheScansFind). The listener's own
+// triggers (migrations/: named querycache_notify_<event>, calling
+// querycache_notify) only notify and are left out; an application's
+// trigger merely named querycache_... is not
 // (TestHostile49PgWritesTriggerNamedLikeListenerIgnored).
 const depsAlways = `SELECT 'f', c.relname::text, con.confupdtype::text, con.confdeltype::text,
 	CASE WHEN EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = con.confrelid AND a.attnum = ANY(con.confkey) AND a.attgenerated <> '') THEN ''

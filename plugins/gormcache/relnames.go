@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"gorm.io/gorm"
+	"querycache.dev/keys"
 )
 
 // This file finds the PostgreSQL relations a table name stands for.
@@ -41,11 +42,11 @@ import (
 // spelling of name (an unquoted name whose ASCII letters are lowercase),
 // as ranges the index can read, or ok false for a name it does not bound:
 // one with a quote, a backslash or a control character, not UTF-8, or
-// longer than a relname can be (63 bytes). The bounds are literals, not
+// longer than a relname can be (keys.MaxIdentLen). The bounds are literals, not
 // parameters: planned without knowing how narrow the ranges are, the
 // server read all of pg_class.
 func relnameRanges(name string) (cond string, ok bool) {
-	if name == "" || len(name) > 63 || !utf8.ValidString(name) {
+	if name == "" || len(name) > keys.MaxIdentLen || !utf8.ValidString(name) {
 		return "", false
 	}
 	for i := 0; i < len(name); i++ {
